@@ -1,0 +1,77 @@
+"""The one path from a CLI command to a finished run folder.
+
+compose config (Hydra) → ``validate`` → create run folder → ``run(cfg)`` → save + print →
+rename the folder to its final name. Bad input ends with one line on stderr and exit code 2
+before any folder exists; a failed run leaves only a ``.failed`` folder; ``strict`` turns reported
+non-convergence into exit code 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Sequence
+
+import typer
+
+#: context_settings for commands that take trailing ``key=value`` Hydra overrides.
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def fail(message: str, code: int) -> None:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def option_overrides(**options) -> list[str]:
+    """Typed options → Hydra overrides, skipping options the user did not give.
+
+    Keys are config paths (``model.init``) or groups (``solver``); values ``None`` are skipped.
+    """
+    return [f"{key}={value}" for key, value in options.items() if value is not None]
+
+
+def run_experiment(
+    experiment: str,
+    overrides: Sequence[str],
+    *,
+    folder: str | None = None,
+    module: str | None = None,
+) -> "object":
+    """Run ``deqlab.experiments.<module or experiment>.run`` with the composed config.
+
+    Returns the :class:`~deqlab.experiments.result.Result` (useful to callers and tests).
+    """
+    from rich.console import Console
+
+    from deqlab.config import compose
+    from deqlab.errors import ConfigError, DeqlabError
+    from deqlab.report.writer import save, show
+    from deqlab.runs import RunFolder
+
+    console = Console()
+    try:
+        cfg = compose(experiment, list(overrides))
+        exp = importlib.import_module(f"deqlab.experiments.{module or experiment}")
+        exp.validate(cfg)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    run_dir = RunFolder.create(folder or experiment, cfg.get("output_root"))
+    try:
+        from omegaconf import OmegaConf
+
+        OmegaConf.save(cfg, run_dir.file("config.yaml"))
+        result = exp.run(cfg)
+        save(result, run_dir)
+    except DeqlabError as exc:
+        run_dir.fail(str(exc))
+        fail(str(exc), exc.exit_code)
+    except BaseException as exc:  # a bug or Ctrl-C: keep the traceback, but never leave a "success" folder
+        run_dir.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    show(result, console)
+    path = run_dir.finish()
+    console.print(f"[green]outputs:[/] {path}")
+    if result.failures and cfg.get("strict", False):
+        fail(f"{len(result.failures)} non-convergence report(s) and strict=true", 1)
+    return result

@@ -1,0 +1,24 @@
+"""Batched solvers for ``z = f(z)`` sharing one stopping rule and one result object.
+
+See :mod:`deqlab.solvers.result` for the rule and :data:`deqlab.solvers.registry.SOLVERS` for the names.
+"""
+
+from deqlab.solvers.anderson import anderson
+from deqlab.solvers.broyden import broyden
+from deqlab.solvers.fixed_point import fixed_point_iteration
+from deqlab.solvers.newton import newton
+from deqlab.solvers.registry import SOLVERS, get_solver
+from deqlab.solvers.result import SolverResult
+from deqlab.solvers.scipy_root import scipy_fsolve, scipy_root
+
+__all__ = [
+    "SOLVERS",
+    "SolverResult",
+    "anderson",
+    "broyden",
+    "fixed_point_iteration",
+    "get_solver",
+    "newton",
+    "scipy_fsolve",
+    "scipy_root",
+]

@@ -1,0 +1,96 @@
+"""Broyden's ("good") method for the root of ``g(z) = f(z) − z``, batched, limited memory.
+
+The inverse Jacobian estimate ``B ≈ (∂g/∂z)⁻¹`` starts at ``B₀ = −I`` (so the first step is a plain
+fixed-point step) and takes the rank-one Sherman–Morrison update of Broyden (1965)::
+
+    s = z_{k+1} − z_k,   y = g_{k+1} − g_k,
+    B ← B + (s − B y)(sᵀ B) / (sᵀ B y).
+
+``B = −I + U Vᵀ`` is stored in factored form (``U, V`` of shape ``(batch, n, memory)``), as in
+Bai et al.'s DEQ code and torchdeq, so memory is ``O(batch · n · memory)``; when the memory is
+full the factors restart from ``−I``. The step is the full Newton-like step ``z ← z − B g``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from deqlab.solvers.result import Monitor, SolverResult
+
+
+def _apply(U: torch.Tensor, V: torch.Tensor, x: torch.Tensor, used: int) -> torch.Tensor:
+    """``B x`` with ``B = −I + U Vᵀ``; ``x`` is ``(batch, n)``."""
+    if used == 0:
+        return -x
+    return -x + torch.einsum("bnk,bk->bn", U[..., :used], torch.einsum("bnk,bn->bk", V[..., :used], x))
+
+
+def _apply_transpose(U: torch.Tensor, V: torch.Tensor, x: torch.Tensor, used: int) -> torch.Tensor:
+    """``Bᵀ x`` with ``B = −I + U Vᵀ``."""
+    if used == 0:
+        return -x
+    return -x + torch.einsum("bnk,bk->bn", V[..., :used], torch.einsum("bnk,bn->bk", U[..., :used], x))
+
+
+@torch.no_grad()
+def broyden(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    z0: torch.Tensor,
+    *,
+    atol: float = 1e-8,
+    rtol: float = 0.0,
+    max_iter: int = 200,
+    memory: int = 50,
+) -> SolverResult:
+    """Solve ``z = f(z)`` by limited-memory good Broyden on ``g(z) = f(z) − z``.
+
+    Args:
+        f: batched map ``(batch, n) -> (batch, n)``.
+        z0: starting point ``(batch, n)``.
+        atol, rtol, max_iter: the shared stopping rule; ``max_iter`` counts evaluations of ``f``.
+        memory: rank-one updates kept before restarting from ``B = −I``.
+    """
+    if memory < 1:
+        raise ValueError(f"memory must be >= 1, got {memory}")
+    monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="broyden")
+    batch, n = z0.shape
+    U = torch.zeros(batch, n, memory, dtype=z0.dtype, device=z0.device)
+    V = torch.zeros_like(U)
+    used = 0
+    z = z0
+    fz = f(z)
+    monitor.n_fevals += 1
+    monitor.observe(z, fz)
+    g = fz - z
+    steps = 1
+    while steps < max_iter and not (monitor.done or monitor.hopeless):
+        step = -_apply(U, V, g, used)
+        step = torch.where(monitor.best_ok[:, None], torch.zeros_like(step), step)  # freeze converged
+        z_new = z + step
+        fz_new = f(z_new)
+        monitor.n_fevals += 1
+        monitor.observe(z_new, fz_new)
+        steps += 1
+        g_new = fz_new - z_new
+        s, y = step, g_new - g
+        if used == memory:                                                # restart from B = −I
+            U.zero_(), V.zero_()
+            used = 0
+        By = _apply(U, V, y, used)
+        sB = _apply_transpose(U, V, s, used)                              # Bᵀ s = (sᵀ B)ᵀ
+        denom = (s * By).sum(-1)
+        # Skip the update where sᵀBy vanishes (frozen or stagnating samples): it would blow up B.
+        tiny = torch.finfo(z0.dtype).eps * s.norm(dim=-1) * By.norm(dim=-1)
+        usable = torch.isfinite(denom) & (denom.abs() > tiny) & (s.norm(dim=-1) > 0)
+        safe = torch.where(usable, denom, torch.ones_like(denom))
+        u = torch.where(usable[:, None], (s - By) / safe[:, None], torch.zeros_like(s))
+        U[..., used] = u
+        V[..., used] = torch.where(usable[:, None], sB, torch.zeros_like(sB))
+        used += 1
+        # Non-finite trial points (a diverging sample) are not accepted as the next iterate.
+        finite = torch.isfinite(g_new).all(-1)
+        z = torch.where(finite[:, None], z_new, z)
+        g = torch.where(finite[:, None], g_new, g)
+    return monitor.result(steps)

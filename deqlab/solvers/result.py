@@ -1,0 +1,152 @@
+"""The result object every solver returns, and the one stopping rule they all share.
+
+Stopping rule (per sample ``b`` of a batch ``z`` of shape ``(batch, n)``)::
+
+    r_b = ‖f(z_b) − z_b‖₂ ≤ atol + rtol · ‖f(z_b)‖₂
+
+A solver stops when every sample satisfies it or after ``max_iter`` iterations. The point it returns
+for each sample is the iterate with the smallest residual ``r_b`` it evaluated, and ``converged[b]``
+says whether that point satisfies the rule. A solver never reports a point it did not evaluate,
+so ``residual`` is exactly ``‖f(z) − z‖`` at the returned ``z``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+#: Added to norms in relative residuals so that a zero fixed point does not divide by zero.
+NORM_EPS = 1e-30
+
+
+@dataclass
+class SolverResult:
+    """Outcome of a fixed-point solve ``z = f(z)``.
+
+    Attributes:
+        z: best iterate per sample, shape ``(batch, n)``.
+        converged: bool tensor ``(batch,)``: the stopping rule holds at ``z``.
+        residual: ``‖f(z) − z‖₂`` at the returned ``z``, shape ``(batch,)``.
+        n_steps: iterations taken (for scipy routines: their iteration count, see there).
+        n_fevals: evaluations of ``f`` on the whole batch (scipy: summed per-sample calls / batch).
+        abs_trace: ``(n_steps, batch)`` absolute residual of each evaluated iterate.
+        rel_trace: ``(n_steps, batch)`` the same divided by ``‖f(z)‖₂``.
+        wall_time: seconds spent in the solver.
+        solver: registry name of the solver.
+        atol, rtol: the tolerances the rule used.
+        message: a short human-readable account ("converged", "max_iter reached", "non-finite").
+    """
+
+    z: torch.Tensor
+    converged: torch.Tensor
+    residual: torch.Tensor
+    n_steps: int
+    n_fevals: int
+    abs_trace: torch.Tensor
+    rel_trace: torch.Tensor
+    wall_time: float
+    solver: str
+    atol: float
+    rtol: float
+    message: str = ""
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
+
+    @property
+    def max_residual(self) -> float:
+        return float(self.residual.max())
+
+
+def residual_norms(z: torch.Tensor, fz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample ``(‖f(z) − z‖₂, ‖f(z)‖₂)`` over the last dimension; shapes ``(batch,)``."""
+    return torch.linalg.vector_norm(fz - z, dim=-1), torch.linalg.vector_norm(fz, dim=-1)
+
+
+def check_tolerances(atol: float, rtol: float, max_iter: int) -> None:
+    """Reject tolerances that make the stopping rule meaningless."""
+    if not (atol >= 0 and rtol >= 0) or (atol == 0 and rtol == 0):
+        raise ValueError(f"tolerances must be >= 0 and not both zero (atol={atol}, rtol={rtol})")
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
+
+
+def check_start(z0: torch.Tensor) -> None:
+    if z0.ndim != 2:
+        raise ValueError(f"z0 must have shape (batch, n), got {tuple(z0.shape)}")
+    if not torch.isfinite(z0).all():
+        raise ValueError("z0 contains NaN or infinite values")
+
+
+class Monitor:
+    """Applies the stopping rule, keeps the best iterate per sample and records the traces.
+
+    Every solver calls :meth:`observe` once for each evaluated pair ``(z, f(z))``. Samples whose
+    residual is NaN never replace a finite best iterate.
+    """
+
+    def __init__(self, z0: torch.Tensor, *, atol: float, rtol: float, max_iter: int, solver: str):
+        check_start(z0)
+        check_tolerances(atol, rtol, max_iter)
+        self.atol, self.rtol, self.max_iter, self.solver = float(atol), float(rtol), int(max_iter), solver
+        batch = z0.shape[0]
+        self.best_z = z0.detach().clone()
+        self.best_res = torch.full((batch,), float("inf"), dtype=z0.dtype, device=z0.device)
+        self.best_ok = torch.zeros(batch, dtype=torch.bool, device=z0.device)
+        self.abs_trace: list[torch.Tensor] = []
+        self.rel_trace: list[torch.Tensor] = []
+        self.n_fevals = 0
+        self.started = time.perf_counter()
+
+    def observe(self, z: torch.Tensor, fz: torch.Tensor) -> torch.Tensor:
+        """Record one evaluated iterate; returns the per-sample ``converged`` mask of ``z``."""
+        z, fz = z.detach(), fz.detach()
+        res, fnorm = residual_norms(z, fz)
+        self.abs_trace.append(res)
+        self.rel_trace.append(res / (fnorm + NORM_EPS))
+        ok = res <= self.atol + self.rtol * fnorm
+        # A converged sample keeps the first point that met the rule; otherwise keep the smallest
+        # residual seen (a point that meets the rule always wins, which matters when rtol > 0).
+        better = torch.isfinite(res) & ~self.best_ok & ((res < self.best_res) | ok)
+        self.best_z = torch.where(better[:, None], z, self.best_z)
+        self.best_res = torch.where(better, res, self.best_res)
+        self.best_ok |= better & ok
+        return ok
+
+    @property
+    def done(self) -> bool:
+        return bool(self.best_ok.all())
+
+    @property
+    def hopeless(self) -> bool:
+        """Every unconverged sample's latest residual is non-finite: iterating further cannot help."""
+        last = self.abs_trace[-1]
+        return bool((~torch.isfinite(last) | self.best_ok).all()) and not self.done
+
+    def result(self, n_steps: int, **extras) -> SolverResult:
+        if self.done:
+            message = "converged"
+        elif self.abs_trace and self.hopeless:
+            message = "diverged (non-finite residual)"
+        else:
+            message = f"not converged after {n_steps} steps"
+        empty = torch.zeros((0, self.best_z.shape[0]), dtype=self.best_z.dtype)
+        return SolverResult(
+            z=self.best_z,
+            converged=self.best_ok.clone(),
+            residual=self.best_res,
+            n_steps=n_steps,
+            n_fevals=self.n_fevals,
+            abs_trace=torch.stack(self.abs_trace) if self.abs_trace else empty,
+            rel_trace=torch.stack(self.rel_trace) if self.rel_trace else empty,
+            wall_time=time.perf_counter() - self.started,
+            solver=self.solver,
+            atol=self.atol,
+            rtol=self.rtol,
+            message=message,
+            extras=extras,
+        )
