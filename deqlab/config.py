@@ -70,9 +70,10 @@ def _explain(exc: Exception) -> str:
         if f"Could not find '{group}/" in text or f"In '{group}'" in text and "Could not find" in text:
             bad = text.split(f"'{group}/", 1)[1].split("'", 1)[0] if f"'{group}/" in text else "?"
             return f"unknown {group} {bad!r}; choose one of: {', '.join(available(group))}"
-    if "Key '" in text and "is not in struct" in text:
-        key = text.split("Key '", 1)[1].split("'", 1)[0]
-        return f"unknown config key {key!r} (use +{key}=... only for keys the command reads)"
+    for marker in ("Could not override '", "Key '"):
+        if marker in text and ("Could not override" in text or "is not in struct" in text):
+            key = text.split(marker, 1)[1].split("'", 1)[0]
+            return f"unknown config key {key!r}: the command has no such setting (see its configs/experiment/*.yaml)"
     return f"bad override: {text.split(' Traceback')[0]}"
 
 

@@ -1,0 +1,134 @@
+"""deqlab converge: the lecture's behaviour, its files, and its answers to bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deqlab.config import compose
+from deqlab.experiments import converge
+
+GEOMETRIC_FALL = 1e-4     # default init: ||z^30 - z*|| / ||z^0 - z*|| must fall below this
+NO_FALL = 0.1             # normal init: the gap at L=30 stays of order one
+
+
+def run_cfg(*overrides):
+    return converge.run(compose("converge", ["restarts=3", "solver_table=[fixed_point,anderson,broyden,fsolve]", *overrides]))
+
+
+def test_default_init_converges_geometrically():
+    result = run_cfg()
+    gap = result.tables["gap"].frame.set_index("L")
+    g = gap["||z^L - z*|| (float64)"]
+    assert g[30] / g[0] < GEOMETRIC_FALL
+    assert (np.diff(g.values) < 0).all()
+    eig = result.tables["eigen"].frame
+    assert (eig["min Re eig(I-W_z)"] > 0).all() and eig["finite depth reached z*"].all()
+    assert not result.failures
+
+
+def test_normal_init_does_not_converge():
+    result = run_cfg("model.init=normal")
+    g = result.tables["gap"].frame.set_index("L")["||z^L - z*|| (float64)"]
+    assert g[30] > NO_FALL
+    eig = result.tables["eigen"].frame
+    assert (eig["min Re eig(I-W_z)"] < 0).all()
+    assert not eig["finite depth reached z*"].any()
+    assert any("fixed_point" in f for f in result.failures)   # Picard iteration reported as failing
+
+
+def test_float32_floors_while_float64_keeps_falling():
+    result = run_cfg("curve_layers=80")
+    arrays = result.arrays["converge"]
+    assert arrays["gap"][80] > 1e-9                  # float32 round-off floor
+    assert arrays["gap_float64"][80] < 1e-12         # float64 keeps falling
+
+
+def test_runs_are_repeatable_from_seed():
+    a = run_cfg("seed=5").arrays["converge"]
+    b = run_cfg("seed=5").arrays["converge"]
+    c = run_cfg("seed=6").arrays["converge"]
+    assert np.array_equal(a["W_z"], b["W_z"]) and np.array_equal(a["z_star"], b["z_star"])
+    assert not np.array_equal(a["W_z"], c["W_z"])
+
+
+def test_eigen_columns_match_numpy():
+    W = torch.randn(7, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    min_re, min_sym = converge.eigen_columns(W)
+    A = np.eye(7) - W.numpy()
+    assert min_re == pytest.approx(min(np.linalg.eigvals(A).real), abs=1e-12)
+    assert min_sym == pytest.approx(min(np.linalg.eigvalsh(0.5 * (A + A.T))), abs=1e-12)
+    # the symmetric part's lambda_min bounds every eigenvalue's real part from below
+    assert min_sym <= min_re + 1e-12
+
+
+def test_input_matches_lecture_setup():
+    x = converge.make_input(compose("converge"))
+    np.random.seed(2023)
+    assert np.allclose(x.numpy(), np.random.normal(0, 0.1, size=(1, 3)))
+
+
+def test_cli_writes_run_folder(cli, output_root):
+    r = cli("converge", "--restarts", "2", "--seed", "1", "solver_table=[fixed_point,anderson]")
+    assert r.exit_code == 0, r.output
+    assert "Finite depth vs equilibrium" in r.output and "Eigenvalues of I - W_z" in r.output
+    (run,) = list((output_root / "converge").iterdir())
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "gap.csv", "eigen.csv", "solvers.csv", "convergence.png", "converge.npz"} <= names
+    assert len(pd.read_csv(run / "eigen.csv")) == 2
+    arrays = np.load(run / "converge.npz")
+    assert arrays["W_z"].shape == (10, 10) and arrays["z_star"].shape == (1, 10)
+    # a second run never reuses the folder
+    assert cli("converge", "--restarts", "1", "solver_table=[anderson]").exit_code == 0
+    assert len(list((output_root / "converge").iterdir())) == 2
+
+
+def test_cli_options_map_to_config(cli, output_root):
+    r = cli("converge", "--init", "normal", "--dtype", "float64", "--solver", "anderson", "--restarts", "1", "--layers", "7",
+            "solver_table=[anderson]")
+    assert r.exit_code == 0, r.output
+    (run,) = list((output_root / "converge").iterdir())
+    text = (run / "config.yaml").read_text()
+    assert "init: normal" in text and "dtype: float64" in text and "name: anderson" in text and "eig_layers: 7" in text
+
+
+def test_strict_turns_non_convergence_into_exit_1(cli, output_root):
+    r = cli("converge", "--init", "normal", "--strict", "--restarts", "1", "solver_table=[fixed_point]")
+    assert r.exit_code == 1
+    assert "non-convergence" in r.stderr
+    # results are still written: the run itself worked
+    assert len(list((output_root / "converge").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--solver", "nope"], "unknown solver 'nope'"),
+        (["--init", "weird"], "unknown model.init 'weird'"),
+        (["model.n_z=0"], "model.n_z must be >= 1"),
+        (["model.n_z=-3"], "model.n_z must be >= 1"),
+        (["model.n_z=abc"], "model.n_z must be an integer"),
+        (["seed"], "malformed override 'seed'"),
+        (["--bogus"], "malformed override '--bogus'"),
+        (["nosuchkey=1"], "unknown config key 'nosuchkey'"),
+        (["input_std=nan"], "input_std must be finite"),
+        (["--dtype", "float16"], "unknown dtype 'float16'"),
+        (["layers=[1,-2]"], "layers must be a non-empty list of integers"),
+        (["solver_table=[fixed_point,magic]"], "unknown solver 'magic'"),
+        (["solver.atol=-1"], "solver.atol must be >= 0"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_folder(cli, output_root, args, message):
+    r = cli("converge", *args)
+    assert r.exit_code == 2, r.output
+    assert message in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.output + r.stderr
+    assert not output_root.exists() or not any(output_root.rglob("*.csv"))
+
+
+def test_bad_input_never_touches_earlier_runs(cli, output_root):
+    assert cli("converge", "--restarts", "1", "solver_table=[anderson]").exit_code == 0
+    before = {p: p.stat().st_mtime_ns for p in output_root.rglob("*") if p.is_file()}
+    assert cli("converge", "model.n_z=-1").exit_code == 2
+    after = {p: p.stat().st_mtime_ns for p in output_root.rglob("*") if p.is_file()}
+    assert before == after

@@ -1,0 +1,158 @@
+"""Solvers against fixed points known in closed form, against each other, and against theory."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deqlab.solvers import SOLVERS, anderson, broyden, fixed_point_iteration, get_solver, newton
+from deqlab.solvers.registry import configured_solver
+from deqlab.solvers.result import Monitor
+
+ATOL = 1e-12            # stopping tolerance used in these tests (float64)
+POINT_TOL = 1e-10       # distance to the closed-form fixed point
+DOTTIE = 0.7390851332151607  # the unique real solution of z = cos z
+ALL = list(SOLVERS)
+
+
+def affine_problem(n=6, batch=4, norm=0.7, seed=0):
+    """``f(z) = A z + c`` with ``‖A‖₂ = norm``; fixed point ``(I − A)⁻¹ c``."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(n, n, generator=g, dtype=torch.float64)
+    A = norm * A / torch.linalg.matrix_norm(A, 2)
+    c = torch.randn(batch, n, generator=g, dtype=torch.float64)
+    exact = torch.linalg.solve(torch.eye(n, dtype=torch.float64) - A, c.T).T
+    return (lambda z: z @ A.T + c), exact, A
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_affine_fixed_point_matches_closed_form(name):
+    f, exact, _ = affine_problem()
+    res = get_solver(name)(f, torch.zeros_like(exact), atol=ATOL, max_iter=500)
+    assert res.all_converged, res.message
+    assert (res.residual <= ATOL).all()
+    assert torch.allclose(res.z, exact, atol=POINT_TOL, rtol=0)
+    assert res.n_fevals >= 1 and res.wall_time >= 0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_cosine_fixed_point(name):
+    z0 = torch.zeros(3, 1, dtype=torch.float64)
+    res = get_solver(name)(torch.cos, z0, atol=ATOL, max_iter=500)
+    assert res.all_converged
+    assert torch.allclose(res.z, torch.full_like(z0, DOTTIE), atol=POINT_TOL, rtol=0)
+
+
+def test_solvers_agree_on_tanh_deq():
+    g = torch.Generator().manual_seed(1)
+    n = 12
+    W = torch.randn(n, n, generator=g, dtype=torch.float64)
+    W = 0.9 * W / torch.linalg.matrix_norm(W, 2)
+    x = torch.randn(5, n, generator=g, dtype=torch.float64)
+    f = lambda z: torch.tanh(z @ W.T + x)
+    results = {name: get_solver(name)(f, torch.zeros(5, n, dtype=torch.float64), atol=ATOL, max_iter=1000) for name in ALL}
+    ref = results["newton"].z
+    for name, res in results.items():
+        assert res.all_converged, name
+        assert torch.allclose(res.z, ref, atol=1e-10, rtol=0), name
+
+
+def test_fixed_point_rate_matches_spectral_radius():
+    """Errors of Picard iteration on an affine map fall like ρ(A)^k."""
+    n = 8
+    g = torch.Generator().manual_seed(2)
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    eigs = torch.linspace(0.3, 0.8, n, dtype=torch.float64)
+    A = Q @ torch.diag(eigs) @ Q.T            # symmetric: spectral radius 0.8, clean asymptotics
+    c = torch.randn(1, n, generator=g, dtype=torch.float64)
+    f = lambda z: z @ A.T + c
+    res = fixed_point_iteration(f, torch.zeros(1, n, dtype=torch.float64), atol=1e-13, max_iter=500)
+    trace = res.abs_trace[:, 0].numpy()
+    rates = trace[41:61] / trace[40:60]
+    assert np.allclose(rates, 0.8, atol=1e-3)
+
+
+def test_damped_fixed_point_converges_where_plain_iteration_oscillates():
+    f = lambda z: -1.5 * z + 1.0                # fixed point 0.4, slope -1.5: Picard diverges
+    z0 = torch.zeros(1, 1, dtype=torch.float64)
+    plain = fixed_point_iteration(f, z0, atol=ATOL, max_iter=100)
+    damped = fixed_point_iteration(f, z0, atol=ATOL, max_iter=200, damping=0.5)
+    assert not plain.all_converged
+    assert damped.all_converged and abs(float(damped.z) - 0.4) < POINT_TOL
+
+
+@pytest.mark.parametrize("name", ["fixed_point", "anderson", "broyden"])
+def test_non_convergence_is_reported(name):
+    f = lambda z: 2.0 * z + 1.0                 # repelling fixed point at -1 for Picard
+    res = get_solver(name)(f, torch.zeros(2, 1, dtype=torch.float64), atol=ATOL, max_iter=5)
+    if name == "fixed_point":
+        assert not res.all_converged
+        assert (res.residual > ATOL).all()
+    # whatever the verdict, the reported residual is the true residual at the returned point
+    true = (f(res.z) - res.z).norm(dim=-1)
+    assert torch.allclose(res.residual, true)
+    assert bool(res.converged.all()) == bool((true <= ATOL).all())
+
+
+def test_nan_map_is_not_converged():
+    res = anderson(lambda z: z * float("nan"), torch.ones(2, 3, dtype=torch.float64), atol=1e-8, max_iter=10)
+    assert not res.converged.any()
+    assert "diverged" in res.message
+
+
+def test_per_sample_convergence_flags():
+    """One sample converges (contraction), the other does not (expansion); both are reported."""
+    slopes = torch.tensor([[0.5], [3.0]], dtype=torch.float64)
+    res = fixed_point_iteration(lambda z: slopes * z + 1.0, torch.zeros(2, 1, dtype=torch.float64), atol=1e-10, max_iter=60)
+    assert res.converged.tolist() == [True, False]
+    assert abs(float(res.z[0]) - 2.0) < 1e-9
+
+
+def test_stopping_rule_relative_tolerance():
+    f, exact, _ = affine_problem()
+    res = anderson(f, torch.zeros_like(exact), atol=0.0, rtol=1e-9, max_iter=300)
+    assert res.all_converged
+    fz = f(res.z)
+    assert ((fz - res.z).norm(dim=-1) <= 1e-9 * fz.norm(dim=-1)).all()
+
+
+def test_float32_solves():
+    f, exact, _ = affine_problem()
+    res = broyden(lambda z: f(z.double()).float(), torch.zeros(4, 6), atol=1e-5, max_iter=200)
+    assert res.z.dtype == torch.float32 and res.all_converged
+    assert torch.allclose(res.z.double(), exact, atol=1e-4)
+
+
+def test_newton_is_quadratic():
+    res = newton(torch.cos, torch.zeros(1, 1, dtype=torch.float64), atol=1e-15, max_iter=20)
+    assert res.all_converged and res.n_steps <= 7
+
+
+def test_bad_arguments_raise():
+    z0 = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="tolerances"):
+        fixed_point_iteration(torch.cos, z0, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        anderson(torch.cos, z0, max_iter=0)
+    with pytest.raises(ValueError, match="shape"):
+        anderson(torch.cos, torch.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        broyden(torch.cos, torch.full((1, 2), float("nan")))
+    with pytest.raises(ValueError, match="unknown solver 'nope'"):
+        get_solver("nope")
+
+
+def test_configured_solver_binds_options():
+    s = configured_solver("fixed_point", atol=1e-11, max_iter=7, damping=0.5)
+    assert s.name == "fixed_point"
+    res = s(torch.cos, torch.zeros(1, 1, dtype=torch.float64))
+    assert res.n_steps == 7 and not res.all_converged
+
+
+def test_monitor_keeps_best_iterate():
+    m = Monitor(torch.zeros(1, 1), atol=1e-3, rtol=0, max_iter=3, solver="t")
+    m.observe(torch.tensor([[1.0]]), torch.tensor([[1.5]]))   # residual 0.5
+    m.observe(torch.tensor([[2.0]]), torch.tensor([[4.0]]))   # residual 2.0: worse, not kept
+    out = m.result(2)
+    assert float(out.z) == 1.0 and math.isclose(float(out.residual), 0.5)

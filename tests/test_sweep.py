@@ -1,0 +1,29 @@
+"""Hydra multiruns through the basic, joblib and submitit_local launchers."""
+
+import pandas as pd
+import pytest
+
+JOB_FILES = {"gap.csv", "eigen.csv", "solvers.csv", "convergence.png", "converge.npz"}
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
+def test_sweep_runs_every_job(cli, output_root, launcher):
+    r = cli("sweep", "converge", "seed=0,1", "restarts=1", "solver_table=[anderson]", f"hydra/launcher={launcher}",
+            f"output_root={output_root}")
+    assert r.exit_code == 0, r.output
+    (sweep_dir,) = list((output_root / "sweep" / "converge").iterdir())
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    seeds = set()
+    for job in jobs:
+        assert JOB_FILES <= {p.name for p in job.iterdir()}, job
+        seeds.add((job / ".hydra" / "overrides.yaml").read_text())
+        assert len(pd.read_csv(job / "eigen.csv")) == 1
+    assert len(seeds) == 2     # each job ran its own seed, nothing overwritten
+
+
+def test_sweep_bad_input_exits_2(cli, output_root):
+    r = cli("sweep", "converge", "model.n_z=-1,2")
+    assert r.exit_code == 2 and "model.n_z must be >= 1" in r.stderr
+    r = cli("sweep", "nosuch", "seed=1")
+    assert r.exit_code == 2 and "unknown experiment" in r.stderr
