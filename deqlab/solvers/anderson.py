@@ -27,7 +27,7 @@ def anderson(
     atol: float = 1e-8,
     rtol: float = 0.0,
     max_iter: int = 200,
-    memory: int = 5,
+    memory: int = 10,
     lam: float = 1e-8,
     beta: float = 1.0,
 ) -> SolverResult:
