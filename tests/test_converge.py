@@ -78,6 +78,14 @@ def test_cli_writes_run_folder(cli, output_root):
     assert len(pd.read_csv(run / "eigen.csv")) == 2
     arrays = np.load(run / "converge.npz")
     assert arrays["W_z"].shape == (10, 10) and arrays["z_star"].shape == (1, 10)
+    eig = np.load(run / "eigen.npz")
+    assert eig["W_z"].shape == (2, 10, 10) and eig["z_star"].shape == (2, 10)
+    # the saved arrays recompute the printed numbers
+    assert np.allclose(eig["W_z"][0], arrays["W_z"])
+    A = np.eye(10) - eig["W_z"][1]
+    assert np.isclose(np.linalg.eigvals(A).real.min(), pd.read_csv(run / "eigen.csv")["min Re eig(I-W_z)"][1])
+    z1 = eig["z_star"][1]
+    assert np.allclose(np.tanh(eig["W_z"][1] @ z1 + eig["b_z"][1] + eig["U_z"][1] @ arrays["x"][0]), z1, atol=1e-9)
     # a second run never reuses the folder
     assert cli("converge", "--restarts", "1", "solver_table=[anderson]").exit_code == 0
     assert len(list((output_root / "converge").iterdir())) == 2

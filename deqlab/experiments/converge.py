@@ -136,9 +136,14 @@ def run(cfg) -> Result:
     # 2. eigenvalue table over restarts (restart 0 is the model above)
     torch.manual_seed(cfg.seed)
     rows = []
+    restart_arrays: dict[str, list] = {"W_z": [], "b_z": [], "U_z": [], "z_star": []}
     for r in track(range(cfg.restarts), "restarts"):
         m = make_model(cfg)
         sol = equilibrium(m, x, solver)
+        restart_arrays["W_z"].append(m.W_z.weight.detach().double().numpy())
+        restart_arrays["b_z"].append(m.W_z.bias.detach().double().numpy())
+        restart_arrays["U_z"].append(m.U_z.weight.detach().double().numpy())
+        restart_arrays["z_star"].append(sol.z[0].numpy())
         min_re, min_sym = eigen_columns(m.weight_matrix())
         g = gap_curve(m, x, sol.z, cfg.eig_layers, dtype)[-1]
         rows.append(
@@ -154,6 +159,7 @@ def run(cfg) -> Result:
         if not sol.all_converged:
             result.failures.append(f"restart {r + 1}: {solver.name} did not find z* (residual {sol.max_residual:.3e})")
     eigen = pd.DataFrame(rows)
+    result.arrays["eigen"] = {k: np.stack(v) for k, v in restart_arrays.items()}
     result.tables["eigen"] = Table(
         f"Eigenvalues of I - W_z over {cfg.restarts} restarts, init={cfg.model.init}, L={cfg.eig_layers}",
         eigen,
