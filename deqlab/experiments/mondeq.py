@@ -263,7 +263,7 @@ def train_table(cfg, result: Result):
                 opt.step()
                 steps.append(res.n_steps)
                 ok.append(res.all_converged)
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 correct += int((logits.argmax(1) == Y[idx]).sum())
             W = model.weight().detach()
             rows.append({"model": label, "epoch": epoch, "mean steps": float(np.mean(steps)), "max steps": max(steps),
