@@ -42,6 +42,8 @@ def validate(cfg) -> None:
     C.require_int(cfg, "max_iter", minimum=1)
     C.require_int(cfg, "repeats", minimum=1)
     C.require_int(cfg, "seed", minimum=0)
+    if C.get(cfg, "threads") is not None:
+        C.require_int(cfg, "threads", minimum=1)
     C.require_choice(cfg, "dtype", C.DTYPES)
     C.require_choice(cfg, "model.nonlinearity", tuple(NONLINEARITIES))
     C.require_float(cfg, "model.m", minimum=0.0, exclusive=True)
@@ -64,6 +66,16 @@ def _timed(fn, repeats: int):
 
 def run(cfg) -> Result:
     validate(cfg)
+    previous = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(cfg) -> Result:
     dtype = C.torch_dtype(cfg.dtype)
     result = Result(command="bench_mondeq")
     opts = dict(atol=0.0, rtol=cfg.rtol, max_iter=cfg.max_iter)

@@ -67,6 +67,7 @@ def validate(cfg) -> None:
     C.require_float(cfg, "model.init_scale", minimum=0.0, exclusive=True)
     C.require_choice(cfg, "dtype", ("float64",))
     C.require_int(cfg, "seed", minimum=0)
+    C.require_int(cfg, "threads", minimum=1)
     require_alpha(cfg, "alpha")
     require_alpha(cfg, "fb_alpha", allow_auto=True)
     C.require_float(cfg, "atol", minimum=0.0)
@@ -280,6 +281,15 @@ def train_table(cfg, result: Result):
 
 def run(cfg) -> Result:
     validate(cfg)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)  # small matrices: extra threads only add overhead on a loaded machine
+    try:
+        return _run(cfg)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(cfg) -> Result:
     result = Result(command="mondeq")
 
     eigen = eigen_table(cfg, result)
