@@ -96,7 +96,6 @@ def test_forward_backward_bound_is_sharp_on_the_linear_rotation():
     assert not above.all_converged
     trace = above.abs_trace[:, 0]
     assert float(trace[-1]) > 1e3 * float(trace[0])  # it diverges, not just stalls
-    assert above.extras["bound"] == pytest.approx(bound)
     # Peaceman–Rachford converges for any alpha on the same problem
     for alpha in (0.01, 1.2 * bound, 1.0, 100.0):
         pr = peaceman_rachford(W, c, torch.zeros_like(c), nonlinearity="identity", alpha=alpha, atol=1e-9, max_iter=20000)

@@ -26,8 +26,7 @@ Stopping rule: the shared one of :mod:`deqlab.solvers.result`, on the layer map 
 at each iterate ``z`` (``‖f(z) − z‖ ≤ atol + rtol‖f(z)‖``), so iteration counts compare directly
 with Anderson and fixed-point iteration. Winston & Kolter's code stops on ``‖z⁺ − z‖/(1e−6 + ‖z⁺‖)``
 instead. Each iteration costs one product with ``W`` (the residual), plus one ``lu_solve`` for PR/DR;
-``n_fevals`` counts evaluations of ``f``. ``extras`` holds ``alpha``, ``factorizations`` and, for FB,
-the bound.
+``n_fevals`` counts evaluations of ``f``. ``extras`` holds ``alpha`` and ``factorizations``.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from typing import Callable
 
 import torch
 
-from deqlab.models.mondeq import ProxNonlinearity, forward_backward_bound, get_nonlinearity
+from deqlab.models.mondeq import ProxNonlinearity, get_nonlinearity
 from deqlab.solvers.result import Monitor, SolverResult
 
 
@@ -87,7 +86,8 @@ def forward_backward(
     Args:
         W: ``(n, n)``; c: ``U x + b``, ``(batch, n)``; z0: start ``(batch, n)``.
         nonlinearity: ``σ = prox_f`` (name or :class:`ProxNonlinearity`).
-        alpha: step ``α > 0`` (convergence guaranteed for ``α < 2m/‖I − W‖₂²``, see ``extras["bound"]``).
+        alpha: step ``α > 0``; convergence is guaranteed for ``α < 2m/‖I − W‖₂²``
+            (:func:`deqlab.models.mondeq.forward_backward_bound`; not computed here: it needs an SVD).
     """
     _check(W, c, alpha)
     nl = _nl(nonlinearity)
@@ -101,7 +101,7 @@ def forward_backward(
         if monitor.done or monitor.hopeless:
             break
         z = nl.prox((1 - alpha) * z + alpha * v, alpha)
-    return monitor.result(steps, alpha=alpha, factorizations=0, bound=forward_backward_bound(W))
+    return monitor.result(steps, alpha=alpha, factorizations=0)
 
 
 def _rachford(W, c, z0, *, nonlinearity, alpha, atol, rtol, max_iter, averaged: bool, name: str) -> SolverResult:
