@@ -137,7 +137,11 @@ def _run(cfg) -> Result:
     )
     result.tables["alpha_grid"] = Table("Iterations to rtol over the alpha grid", pd.DataFrame(grid_rows))
     sizes = np.array(list(cfg.sizes))
-    times = {m: frame[frame.method == m]["median time [ms]"].to_numpy() for m in frame.method.unique()}
+    times = {}
+    for m in frame.method.unique():
+        sub = frame[frame.method == m]
+        label = m if sub.converged.all() else f"{m} (not converged at some n_z)"
+        times[label] = sub["median time [ms]"].to_numpy()
     result.figures["bench"] = partial(mondeq_figures.bench_times, sizes, times,
                                       title=f"monDEQ forward solve time (batch {cfg.batch}, {cfg.dtype}, rtol {cfg.rtol:g})")
     result.notes.append(
