@@ -21,7 +21,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, help="Torch seed for the weights (default 0)."),
         restarts: Optional[int] = typer.Option(None, help="Models of each kind in the eigenvalue table (default 10)."),
         epochs: Optional[int] = typer.Option(None, help="Training epochs (default 15; 0 skips training)."),
-        strict: bool = typer.Option(False, "--strict", help="Exit 1 if any reported solve did not converge."),
+        strict: bool = typer.Option(False, "--strict", help="Exit 1 if a solve that should converge (monotone models, references, FB at --fb-alpha) did not."),
     ) -> None:
         """Monotone operator DEQs: eigenvalue tables, FB/PR/DR splitting, alpha sweep, training (seed 003)."""
         overrides = option_overrides(

@@ -125,7 +125,7 @@ def eigen_table(cfg, result: Result) -> pd.DataFrame:
     n_z, L = cfg.eigen.n_z, cfg.eigen.layers
     fsolve = get_solver("fsolve")
     torch.manual_seed(cfg.seed)
-    rows = []
+    rows, unguaranteed = [], []
     for r in track(range(cfg.eigen.restarts), "eigen restarts"):
         models = {
             "default init": _TanhParts(TanhDEQ(n_z, cfg.eigen.n_x, 1, init="default")),
@@ -164,12 +164,18 @@ def eigen_table(cfg, result: Result) -> pd.DataFrame:
                 "||z_PR - z*||": float(torch.linalg.vector_norm(pr.z - ref.z)),
                 "z* found (fsolve)": ref.all_converged,
             })
+            guaranteed = kind.startswith("monotone")
             if not ref.all_converged:
-                result.failures.append(f"eigen table, {kind}, restart {r + 1}: fsolve did not find z* "
-                                       f"(residual {ref.max_residual:.2e})")
-            if kind.startswith("monotone") and not pr.all_converged:
+                # Unconstrained models carry no guarantee: their failures are the demo, reported in the
+                # table and a note; a failure on a monotone model is a real failure (strict: exit 1).
+                message = (f"eigen table, {kind}, restart {r + 1}: fsolve did not find z* "
+                           f"(residual {ref.max_residual:.2e}); its distance columns are to fsolve's best iterate")
+                (result.failures if guaranteed else unguaranteed).append(message)
+            if guaranteed and not pr.all_converged:
                 result.failures.append(f"eigen table, {kind}, restart {r + 1}: Peaceman-Rachford did not converge "
                                        f"({pr.message})")
+    if unguaranteed:
+        result.notes.append("Not converged where nothing guarantees it (unconstrained W): " + "; ".join(unguaranteed))
     return pd.DataFrame(rows)
 
 
@@ -247,7 +253,7 @@ def train_table(cfg, result: Result):
         "monotone (peaceman_rachford)": (mon, dict(method="peaceman_rachford", alpha=cfg.alpha)),
         f"unconstrained ({tc.unconstrained_solver})": (unc, dict(method=tc.unconstrained_solver)),
     }
-    rows = []
+    rows, unguaranteed = [], []
     for label, (model, opts) in runs.items():
         opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
         perm_gen = torch.Generator().manual_seed(tc.data_seed + 1)
@@ -272,8 +278,12 @@ def train_table(cfg, result: Result):
                          "accuracy": correct / tc.samples, "lambda_min(sym(I-W))": monotonicity(W),
                          "||W||_2": float(torch.linalg.matrix_norm(W, 2))})
             if not all(ok):
-                result.failures.append(f"training, {label}, epoch {epoch}: {len(ok) - sum(ok)} of {len(ok)} forward "
-                                       f"solves did not converge in {tc.max_iter} steps")
+                message = (f"training, {label}, epoch {epoch}: {len(ok) - sum(ok)} of {len(ok)} forward "
+                           f"solves did not converge in {tc.max_iter} steps")
+                (result.failures if model is mon else unguaranteed).append(message)
+    if unguaranteed:
+        result.notes.append("Training, not converged where nothing guarantees it (unconstrained W): "
+                            + "; ".join(unguaranteed))
     return pd.DataFrame(rows)
 
 
