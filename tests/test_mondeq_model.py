@@ -17,7 +17,12 @@ from deqlab.models.mondeq import (
     mondeq_weight,
     monotonicity,
 )
-from deqlab.models.mondeq_implicit import implicit_equilibrium, solve_equilibrium, unrolled_equilibrium
+from deqlab.models.mondeq_implicit import (
+    attach_implicit_backward,
+    implicit_equilibrium,
+    solve_equilibrium,
+    unrolled_equilibrium,
+)
 
 DT = torch.float64
 #: λ_min(sym(I − W)) − m − λ_min(AᵀA) in float64.
@@ -165,3 +170,29 @@ def test_unconstrained_model_and_solver_dispatch():
         solve_equilibrium(deq, x, method="bogus")
     W0 = torch.eye(5, dtype=DT) * 0.3
     assert torch.equal(UnconstrainedDEQ(5, 2, init=W0, dtype=DT).weight().detach(), W0)
+
+
+#: Splitting backward against the dense backward (both to ~1e-13 residual).
+SPLIT_BACKWARD_TOL = 1e-9
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh", "softplus"])
+def test_peaceman_rachford_backward_matches_the_dense_solve(nonlinearity, monkeypatch):
+    torch.manual_seed(4)
+    model = MonDEQ(7, 3, n_y=2, m=0.2, nonlinearity=nonlinearity, init_scale=2.0, dtype=DT)
+    x = torch.randn(5, 3, dtype=DT, requires_grad=True)
+    z_star = solve_equilibrium(model, x, **SOLVE).z
+    factor_calls = []
+    real = torch.linalg.lu_factor
+    monkeypatch.setattr(torch.linalg, "lu_factor", lambda *a, **k: factor_calls.append(1) or real(*a, **k))
+    grads = {}
+    record = []
+    for backward in ("dense", "peaceman_rachford"):
+        z = attach_implicit_backward(model, z_star, x, backward=backward, alpha=0.7, atol=1e-13, max_iter=5000,
+                                     record=record)
+        grads[backward] = torch.autograd.grad(loss_of(z, model), [model.A, model.B, model.U.weight, x])
+    assert len(record) == 1 and record[0].all_converged and len(factor_calls) == 1
+    for gd, gs in zip(grads["dense"], grads["peaceman_rachford"]):
+        assert float((gd - gs).norm() / gd.norm()) < SPLIT_BACKWARD_TOL
+    with pytest.raises(ValueError, match="unknown backward"):
+        attach_implicit_backward(model, z_star, x, backward="cg")

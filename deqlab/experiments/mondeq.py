@@ -36,7 +36,7 @@ from deqlab import config as C
 from deqlab.errors import ConfigError
 from deqlab.experiments.result import Result, Table
 from deqlab.models.mondeq import NONLINEARITIES, MonDEQ, UnconstrainedDEQ, forward_backward_bound, lipschitz, monotonicity
-from deqlab.models.mondeq_implicit import FORWARD_METHODS, implicit_equilibrium, solve_equilibrium
+from deqlab.models.mondeq_implicit import BACKWARDS, FORWARD_METHODS, implicit_equilibrium, solve_equilibrium
 from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report import mondeq_figures
 from deqlab.report.progress import track
@@ -97,6 +97,7 @@ def validate(cfg) -> None:
     C.require_float(cfg, "train.noise", minimum=0.0)
     C.require_float(cfg, "train.rtol", minimum=0.0, exclusive=True)
     C.require_choice(cfg, "train.unconstrained_solver", FORWARD_METHODS)
+    C.require_choice(cfg, "train.backward", BACKWARDS)
 
 
 # --- 1. the slides' eigenvalue tables, side by side with the monotone parametrisation ----------------
@@ -253,6 +254,8 @@ def train_table(cfg, result: Result):
         "monotone (peaceman_rachford)": (mon, dict(method="peaceman_rachford", alpha=cfg.alpha)),
         f"unconstrained ({tc.unconstrained_solver})": (unc, dict(method=tc.unconstrained_solver)),
     }
+    backward_opts = {"dense": {}, "peaceman_rachford": {"alpha": cfg.alpha, "atol": 0.0, "rtol": tc.rtol,
+                                                         "max_iter": tc.max_iter}}
     rows, unguaranteed = [], []
     for label, (model, opts) in runs.items():
         opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
@@ -262,7 +265,9 @@ def train_table(cfg, result: Result):
             steps, ok, losses, correct = [], [], [], 0
             for i in range(0, tc.samples, tc.batch):
                 idx = perm[i:i + tc.batch]
-                z, res = implicit_equilibrium(model, X[idx], atol=0.0, rtol=tc.rtol, max_iter=tc.max_iter, **opts)
+                backward = tc.backward if model is mon else "dense"  # the splitting backward needs monotonicity
+                z, res = implicit_equilibrium(model, X[idx], atol=0.0, rtol=tc.rtol, max_iter=tc.max_iter,
+                                              backward=backward, backward_options=backward_opts[backward], **opts)
                 logits = model.readout(z)
                 loss = torch.nn.functional.cross_entropy(logits, Y[idx])
                 opt.zero_grad()

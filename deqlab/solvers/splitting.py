@@ -68,6 +68,10 @@ class Resolvent:
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         return torch.linalg.lu_solve(self.LU, self.pivots, v.T).T
 
+    def transposed(self, v: torch.Tensor) -> torch.Tensor:
+        """``v ↦ (I + α(I − Wᵀ))⁻¹ v`` from the same factors."""
+        return torch.linalg.lu_solve(self.LU, self.pivots, v.T, adjoint=True).T
+
 
 @torch.no_grad()
 def forward_backward(
@@ -182,6 +186,48 @@ def pitfall_forward_backward_sigma(
     for _ in range(iterations):
         z = nl.sigma((1 - alpha) * z + alpha * (z @ W.T + c))
     return z
+
+
+@torch.no_grad()
+def peaceman_rachford_backward(
+    W: torch.Tensor,
+    d: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    atol: float = 1e-12,
+    rtol: float = 0.0,
+    max_iter: int = 1000,
+    resolvent: "Resolvent | None" = None,
+) -> SolverResult:
+    """The implicit backward ``g = (I − Wᵀ D)⁻¹ v`` by Peaceman–Rachford (Winston & Kolter 2020, Sec. 4).
+
+    With ``D = diag(d)``, ``d = σ'(W z* + c) ∈ [0, 1]`` (``(batch, n)``) and ``ũ = D g``, the equation
+    ``g − Wᵀ D g = v`` becomes ``0 ∈ (I − Wᵀ) ũ − v + ∂f̃(ũ)`` with the convex
+    ``f̃(ũ) = ½ ũᵀ (D⁻¹ − I) ũ`` (``ũᵢ = 0`` where ``dᵢ = 0``): again a strongly monotone plus a
+    proximable operator. ``prox_{αf̃}(u)ᵢ = dᵢ uᵢ / (dᵢ + α(1 − dᵢ))`` and the resolvent of
+    ``I − Wᵀ`` is the transpose of the forward one, so the same LU factors serve (pass the forward's
+    ``resolvent`` to reuse them). Then ``g = v + Wᵀ ũ``. The stopping rule is the shared one on the
+    linear map ``g ↦ v + Wᵀ(d ⊙ g)``. Returns a :class:`SolverResult` whose ``z`` is ``g`` ``(batch, n)``.
+    """
+    _check(W, v, alpha)
+    monitor = Monitor(v, atol=atol, rtol=rtol, max_iter=max_iter, solver="peaceman_rachford_backward")
+    res = resolvent or Resolvent(W, alpha)
+    shrink = d / (d + alpha * (1 - d))
+    u = torch.zeros_like(v)
+    ut = torch.zeros_like(v)
+    steps = 0
+    for steps in range(1, max_iter + 1):
+        g = v + ut @ W
+        monitor.n_fevals += 1
+        monitor.observe(g, v + (d * g) @ W)
+        if monitor.done or monitor.hopeless:
+            break
+        u_half = 2 * ut - u
+        ut_half = res.transposed(u_half + alpha * v)
+        u = 2 * ut_half - u_half
+        ut = shrink * u
+    return monitor.result(steps, alpha=alpha, factorizations=0 if resolvent is not None else 1)
 
 
 SplittingSolver = Callable[..., SolverResult]
