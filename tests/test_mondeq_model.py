@@ -1,7 +1,5 @@
 """monDEQ parametrisation, the prox nonlinearities and the implicit backward (float64, three routes)."""
 
-import math
-import warnings
 
 import numpy as np
 import pytest

@@ -8,7 +8,7 @@ import pytest
 import scipy.optimize
 import torch
 
-from deqlab.models.mondeq import NONLINEARITIES, MonDEQ, forward_backward_bound, mondeq_weight
+from deqlab.models.mondeq import MonDEQ, forward_backward_bound, mondeq_weight
 from deqlab.solvers.result import SolverResult
 from deqlab.solvers.splitting import (
     SPLITTING_SOLVERS,

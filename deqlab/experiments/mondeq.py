@@ -40,7 +40,7 @@ from deqlab.models.mondeq_implicit import BACKWARDS, FORWARD_METHODS, implicit_e
 from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report import mondeq_figures
 from deqlab.report.progress import track
-from deqlab.solvers.registry import SOLVERS, get_solver
+from deqlab.solvers.registry import get_solver
 from deqlab.solvers.splitting import SPLITTING_SOLVERS, get_splitting_solver, layer_map
 
 SPLITTING = tuple(SPLITTING_SOLVERS)
