@@ -1,0 +1,296 @@
+"""Monotone operator equilibrium networks (monDEQ; Winston & Kolter, NeurIPS 2020; seed 003).
+
+The layer is ``z = σ(W z + U x + b)`` with the weight parametrised as
+
+    W = (1 − m) I − AᵀA + B − Bᵀ,        A ∈ R^{k×n}, B ∈ R^{n×n}, m > 0,
+
+so that ``sym(I − W) = m I + AᵀA ⪰ m I`` (the skew part ``B − Bᵀ`` drops out of the symmetric
+part). Then ``F(z) = (I − W) z − (U x + b)`` is ``m``-strongly monotone and Lipschitz with constant
+``L = ‖I − W‖₂``, and with ``σ = prox_f`` for a closed proper convex ``f`` the equilibrium is the
+unique zero of ``F + ∂f`` (Winston & Kolter 2020, Theorem 1): it exists and is unique for every
+input.
+
+Nonlinearities as proximal operators (``prox_{αf}(v) = argmin_z ½‖v − z‖² + α f(z)``, separable):
+
+* identity: ``f ≡ 0`` (the linear monDEQ, ``(I − W) z* = U x + b``); ``prox_{αf}`` = identity.
+* ReLU: ``f`` = indicator of ``{z ≥ 0}``; ``prox_{αf} = ReLU`` for every ``α > 0``.
+* tanh: ``f(z) = ½[(1+z)log(1+z) + (1−z)log(1−z)] − z²/2`` on ``[−1, 1]`` (+∞ outside);
+  ``f'(z) = artanh z − z``, ``f'' = z²/(1−z²) ≥ 0``.
+* softplus ``log(1 + eᵛ)``: ``f(z) = Li₂(e^{−z})`` on ``[0, ∞)`` (+∞ below);
+  ``f'(z) = log(1 − e^{−z})``, ``f'' = 1/(eᶻ − 1) > 0``.
+
+In each case ``σ = prox_f = prox_{1·f}``. The splitting methods need ``prox_{αf}`` for a step
+``α``: only for ReLU is it ``σ`` itself. For an invertible ``σ`` the optimality condition
+``v = z + α(σ⁻¹(z) − z)`` with ``z = σ(t)`` becomes the scalar equation
+
+    (1 − α) σ(t) + α t = v,         g'(t) = (1 − α) σ'(t) + α ∈ [min(1, α), max(1, α)],
+
+(as ``σ' ∈ (0, 1]``), which is strictly increasing and bi-Lipschitz: solved here element-wise by
+safeguarded Newton, then ``prox_{αf}(v) = σ(t)``. Using ``σ`` in place of ``prox_{αf}`` for tanh
+or softplus with ``α ≠ 1`` converges to a *different* point (a named pitfall, tested to be wrong).
+
+Shapes: ``x`` is ``(batch, n_x)``, ``z`` is ``(batch, n_z)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+#: Newton iterations of the element-wise prox equation (it converges in a handful; this is a cap).
+PROX_MAX_NEWTON = 60
+
+
+def mondeq_weight(A: torch.Tensor, B: torch.Tensor, m: float) -> torch.Tensor:
+    """``W = (1 − m) I − AᵀA + B − Bᵀ``; ``A`` is ``(k, n)``, ``B`` is ``(n, n)``, returns ``(n, n)``.
+
+    Guarantees ``λ_min((I − W) + (I − W)ᵀ)/2 = m + λ_min(AᵀA) ≥ m``.
+    """
+    if not m > 0:
+        raise ValueError(f"m must be > 0, got {m}")
+    n = B.shape[0]
+    if B.shape != (n, n) or A.ndim != 2 or A.shape[1] != n:
+        raise ValueError(f"A must be (k, n) and B (n, n); got A {tuple(A.shape)}, B {tuple(B.shape)}")
+    eye = torch.eye(n, dtype=B.dtype, device=B.device)
+    return (1 - m) * eye - A.T @ A + B - B.T
+
+
+def monotonicity(W: torch.Tensor) -> float:
+    """``λ_min(sym(I − W))``: the largest ``m`` with ``I − W ⪰ m I`` (negative: not monotone)."""
+    eye = torch.eye(W.shape[0], dtype=torch.float64)
+    M = eye - W.detach().to(torch.float64)
+    return float(torch.linalg.eigvalsh((M + M.T) / 2).min())
+
+
+def lipschitz(W: torch.Tensor) -> float:
+    """``L = ‖I − W‖₂`` (largest singular value), the Lipschitz constant of ``F``."""
+    eye = torch.eye(W.shape[0], dtype=torch.float64)
+    return float(torch.linalg.matrix_norm(eye - W.detach().to(torch.float64), ord=2))
+
+
+def forward_backward_bound(W: torch.Tensor, m: float | None = None) -> float:
+    """The forward-backward step bound ``2m/‖I − W‖₂²`` (``m`` defaults to ``λ_min(sym(I − W))``).
+
+    Forward-backward converges for ``0 < α < 2m/L²`` (Winston & Kolter 2020, Sec. 4); with
+    ``m ≤ 0`` there is no such ``α`` and the bound is 0.
+    """
+    m = monotonicity(W) if m is None else m
+    return max(0.0, 2.0 * m / lipschitz(W) ** 2)
+
+
+# --- nonlinearities as proximal operators ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProxNonlinearity:
+    """``σ = prox_f`` for a closed proper convex separable ``f``.
+
+    Attributes:
+        name: config name.
+        sigma: ``σ(v)`` (differentiable, used in the layer ``z = σ(Wz + Ux + b)``).
+        dsigma: ``σ'(v)`` element-wise (the diagonal of the layer's Jacobian factor).
+        f: the convex function (element-wise, summed by :meth:`f_value`), ``+∞`` off its domain.
+        formula: ``f`` in words, for tables and docs.
+        alpha_free: ``prox_{αf} = σ`` for every ``α`` (true for indicator functions: ReLU).
+    """
+
+    name: str
+    sigma: Callable[[torch.Tensor], torch.Tensor]
+    dsigma: Callable[[torch.Tensor], torch.Tensor]
+    f: Callable[[torch.Tensor], torch.Tensor]
+    formula: str
+    alpha_free: bool = False
+
+    def f_value(self, z: torch.Tensor) -> torch.Tensor:
+        """``f(z) = Σ_i f(z_i)`` over the last dimension."""
+        return self.f(z).sum(-1)
+
+    def prox(self, v: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """``prox_{αf}(v)`` element-wise; ``α = 1`` (or ReLU) is ``σ(v)`` exactly."""
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        if self.alpha_free or alpha == 1.0:
+            return self.sigma(v)
+        return self.sigma(_prox_argument(self, v, float(alpha)))
+
+
+def _prox_argument(nl: ProxNonlinearity, v: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The ``t`` with ``(1 − α) σ(t) + α t = v`` by Newton safeguarded with a shrinking bracket.
+
+    ``g(t) = (1−α)σ(t) + αt − v`` has ``μ ≤ g' ≤ M`` with ``μ = min(1, α)``, ``M = max(1, α)``, so
+    the root lies within ``|g(t₀)|/μ`` of any ``t₀``: that is the initial bracket.
+    """
+    v = v.detach()
+    mu = min(1.0, alpha)
+    t = v.clone()                                        # exact when α = 1
+    g = (1 - alpha) * nl.sigma(t) + alpha * t - v
+    width = g.abs() / mu
+    lo, hi = t - width, t + width
+    tol = 4 * torch.finfo(v.dtype).eps
+    for _ in range(PROX_MAX_NEWTON):
+        lo = torch.where(g < 0, t, lo)
+        hi = torch.where(g > 0, t, hi)
+        step = g / ((1 - alpha) * nl.dsigma(t) + alpha)
+        t_new = t - step
+        outside = (t_new <= lo) | (t_new >= hi)
+        t_new = torch.where(outside, (lo + hi) / 2, t_new)
+        moved = (t_new - t).abs()
+        t = t_new
+        g = (1 - alpha) * nl.sigma(t) + alpha * t - v
+        if bool((moved <= tol * (1 + t.abs())).all()):
+            break
+    return t
+
+
+def _tanh_f(z: torch.Tensor) -> torch.Tensor:
+    inside = z.abs() <= 1
+    zc = z.clamp(-1, 1)
+    val = 0.5 * (torch.xlogy(1 + zc, 1 + zc) + torch.xlogy(1 - zc, 1 - zc)) - zc**2 / 2
+    return torch.where(inside, val, torch.full_like(z, math.inf))
+
+
+def _softplus_f(z: torch.Tensor) -> torch.Tensor:
+    import numpy as np
+    from scipy.special import spence  # spence(x) = Li₂(1 − x)
+
+    zc = z.detach().clamp_min(0).to(torch.float64).cpu().numpy()
+    val = torch.as_tensor(spence(1 - np.exp(-zc)), dtype=z.dtype, device=z.device)
+    return torch.where(z >= 0, val, torch.full_like(z, math.inf))
+
+
+def _relu_f(z: torch.Tensor) -> torch.Tensor:
+    return torch.where(z >= 0, torch.zeros_like(z), torch.full_like(z, math.inf))
+
+
+NONLINEARITIES: dict[str, ProxNonlinearity] = {
+    "identity": ProxNonlinearity(
+        "identity", lambda v: v, torch.ones_like, torch.zeros_like,
+        "0 (the linear monDEQ: z* solves (I - W) z = U x + b)", alpha_free=True,
+    ),
+    "relu": ProxNonlinearity(
+        "relu", torch.relu, lambda v: (v > 0).to(v.dtype), _relu_f,
+        "indicator of z >= 0 (0 there, +inf elsewhere)", alpha_free=True,
+    ),
+    "tanh": ProxNonlinearity(
+        "tanh", torch.tanh, lambda v: 1 - torch.tanh(v) ** 2, _tanh_f,
+        "((1+z)log(1+z) + (1-z)log(1-z))/2 - z^2/2 on [-1, 1]",
+    ),
+    "softplus": ProxNonlinearity(
+        "softplus", nn.functional.softplus, torch.sigmoid, _softplus_f,
+        "Li2(exp(-z)) on [0, inf)",
+    ),
+}
+
+
+def get_nonlinearity(name: str) -> ProxNonlinearity:
+    try:
+        return NONLINEARITIES[name]
+    except KeyError:
+        raise ValueError(f"unknown nonlinearity {name!r}; choose one of: {', '.join(NONLINEARITIES)}") from None
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+class MonDEQ(nn.Module):
+    """``z = σ(W z + U x + b)``, ``W = (1 − m)I − AᵀA + B − Bᵀ``, readout ``ŷ = W_y z + b_y``.
+
+    Args:
+        n_z, n_x, n_y: hidden, input and output sizes.
+        m: monotonicity margin ``m > 0``.
+        nonlinearity: ``relu`` | ``tanh`` | ``softplus`` (see :data:`NONLINEARITIES`).
+        init_scale: ``A`` and ``B`` entries ``U(−s/√n_z, s/√n_z)`` (``s = 1``: ``nn.Linear``'s init).
+        dtype: parameter dtype.
+    Parameters: ``A (n_z, n_z)``, ``B (n_z, n_z)``, ``U (n_z, n_x)``, ``b (n_z,)``, readout ``W_y``.
+    """
+
+    def __init__(self, n_z: int, n_x: int, n_y: int = 1, *, m: float = 0.05, nonlinearity: str = "relu",
+                 init_scale: float = 1.0, dtype=torch.float64):
+        super().__init__()
+        for name, value in (("n_z", n_z), ("n_x", n_x), ("n_y", n_y)):
+            if int(value) != value or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not m > 0:
+            raise ValueError(f"m must be > 0, got {m}")
+        self.n_z, self.n_x, self.n_y, self.m = int(n_z), int(n_x), int(n_y), float(m)
+        self.nl = get_nonlinearity(nonlinearity)
+        bound = init_scale / math.sqrt(n_z)
+        self.A = nn.Parameter(torch.empty(n_z, n_z, dtype=dtype).uniform_(-bound, bound))
+        self.B = nn.Parameter(torch.empty(n_z, n_z, dtype=dtype).uniform_(-bound, bound))
+        self.U = nn.Linear(n_x, n_z, bias=True, dtype=dtype)
+        self.W_y = nn.Linear(n_z, n_y, bias=True, dtype=dtype)
+
+    def weight(self) -> torch.Tensor:
+        """``W`` as a differentiable ``(n_z, n_z)`` tensor."""
+        return mondeq_weight(self.A, self.B, self.m)
+
+    def injection(self, x: torch.Tensor) -> torch.Tensor:
+        """``U x + b``: ``(batch, n_x) -> (batch, n_z)``."""
+        return self.U(x)
+
+    def f(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """One layer ``σ(W z + U x + b)``."""
+        return self.nl.sigma(z @ self.weight().T + self.injection(x))
+
+    def readout(self, z: torch.Tensor) -> torch.Tensor:
+        return self.W_y(z)
+
+    def forward(self, x: torch.Tensor, **solve_options) -> torch.Tensor:
+        """The equilibrium ``z* (batch, n_z)``, differentiable by the implicit backward.
+
+        ``solve_options`` go to :func:`deqlab.models.mondeq_implicit.solve_equilibrium` (``method``,
+        ``alpha``, ``atol``, ...). The solver result is kept in ``self.last_result``.
+        """
+        from deqlab.models.mondeq_implicit import implicit_equilibrium
+
+        z, self.last_result = implicit_equilibrium(self, x, **solve_options)
+        return z
+
+
+class UnconstrainedDEQ(nn.Module):
+    """The same layer with a free ``W`` (no monotonicity): ``z = σ(W z + U x + b)``.
+
+    ``init``: ``"default"`` (``nn.Linear``'s uniform init), ``"normal"`` (``nn.init.normal_``, the
+    slides' failing case) or a given ``(n_z, n_z)`` tensor to start from (e.g. a monotone ``W``).
+    """
+
+    def __init__(self, n_z: int, n_x: int, n_y: int = 1, *, nonlinearity: str = "relu",
+                 init: "str | torch.Tensor" = "default", dtype=torch.float64):
+        super().__init__()
+        self.n_z, self.n_x, self.n_y = int(n_z), int(n_x), int(n_y)
+        self.nl = get_nonlinearity(nonlinearity)
+        self.W = nn.Linear(n_z, n_z, bias=False, dtype=dtype)
+        if isinstance(init, torch.Tensor):
+            with torch.no_grad():
+                self.W.weight.copy_(init)
+        elif init == "normal":
+            nn.init.normal_(self.W.weight)
+        elif init != "default":
+            raise ValueError(f"unknown init {init!r}; choose default, normal or a tensor")
+        self.U = nn.Linear(n_x, n_z, bias=True, dtype=dtype)
+        self.W_y = nn.Linear(n_z, n_y, bias=True, dtype=dtype)
+
+    def weight(self) -> torch.Tensor:
+        return self.W.weight
+
+    def injection(self, x: torch.Tensor) -> torch.Tensor:
+        return self.U(x)
+
+    def f(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.nl.sigma(z @ self.weight().T + self.injection(x))
+
+    def readout(self, z: torch.Tensor) -> torch.Tensor:
+        return self.W_y(z)
+
+    def forward(self, x: torch.Tensor, **solve_options) -> torch.Tensor:
+        """The equilibrium ``z* (batch, n_z)``, differentiable by the implicit backward.
+
+        ``solve_options`` go to :func:`deqlab.models.mondeq_implicit.solve_equilibrium` (``method``,
+        ``alpha``, ``atol``, ...). The solver result is kept in ``self.last_result``.
+        """
+        from deqlab.models.mondeq_implicit import implicit_equilibrium
+
+        z, self.last_result = implicit_equilibrium(self, x, **solve_options)
+        return z

@@ -1,0 +1,94 @@
+"""``deqlab mondeq`` and ``deqlab bench mondeq`` through the CLI: files, numbers, bad input, honest divergence."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+#: A small but complete run (every table and figure) that takes a few seconds.
+SMALL = ("eigen.restarts=2", "train.epochs=2", "train.samples=128", "sweep.alphas=[0.01,0.1,1.0,10.0]",
+         "sweep.max_iter=400", "sweep.batch=4", "model.n_z=8", "max_iter=10000")
+
+
+def run_folder(output_root, command="mondeq"):
+    folders = [p for p in (output_root / command).iterdir()]
+    assert len(folders) == 1 and not folders[0].name.endswith(".failed")
+    return folders[0]
+
+
+def test_mondeq_writes_every_table_and_figure(cli, output_root):
+    # --strict: every solve that is guaranteed to converge (monotone models, references) did
+    r = cli("mondeq", *SMALL, "--strict")
+    assert r.exit_code == 0, r.output + r.stderr
+    folder = run_folder(output_root)
+    for name in ("eigen.csv", "eigen_summary.csv", "alpha_sweep.csv", "alpha_sweep.png", "solvers.csv", "train.csv",
+                 "train.png", "mondeq.npz", "config.yaml"):
+        assert (folder / name).is_file(), name
+    eigen = pd.read_csv(folder / "eigen.csv")
+    mono = eigen[eigen.model.str.startswith("monotone")]
+    assert len(mono) == 2
+    assert (mono["lambda_min(sym(I-W))"] >= 0.05 - 1e-12).all()
+    assert mono["PR converged"].all() and (mono["||z_PR - z*||"] < 1e-6).all()
+    normal = eigen[eigen.model == "normal_ init"]
+    assert (normal["lambda_min(sym(I-W))"] < 0).all()
+    sweep = pd.read_csv(folder / "alpha_sweep.csv")
+    pr = sweep[sweep.method == "peaceman_rachford"]
+    assert pr[pr.alpha >= 1.0].converged.all()
+    arrays = np.load(folder / "mondeq.npz")
+    assert arrays["W"].shape == (8, 8) and arrays["sweep_steps"].shape == (3, 4)
+    W = arrays["W"]
+    S = np.eye(8) - W
+    assert np.linalg.eigvalsh((S + S.T) / 2).min() >= 0.05 - 1e-12
+    train = pd.read_csv(folder / "train.csv")
+    assert set(train.epoch) == {1, 2} and train.model.nunique() == 2
+    assert train[train.model.str.startswith("monotone")]["converged batches"].eq(1.0).all()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--m", "0"), "model.m must be a number > 0"),
+        (("--m", "-0.5"), "model.m must be a number > 0"),
+        (("--alpha", "0"), "alpha must be a number > 0"),
+        (("--alpha", "-1"), "alpha must be a number > 0"),
+        (("--fb-alpha", "0"), "fb_alpha must be a number > 0 or auto"),
+        (("sweep.alphas=[1.0,-2.0]",), "sweep.alphas"),
+        (("model.nonlinearity=sigmoid",), "unknown model.nonlinearity"),
+        (("train.unconstrained_solver=magic",), "unknown train.unconstrained_solver"),
+        (("model.m=abc",), "model.m must be a number"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(cli, output_root, args, message):
+    r = cli("mondeq", *args)
+    assert r.exit_code == 2
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr + r.output
+    assert not output_root.exists() or not any(output_root.rglob("config.yaml"))
+
+
+def test_forward_backward_above_its_bound_warns_and_reports_divergence(cli, output_root):
+    r = cli("mondeq", *SMALL, "--fb-alpha", "5")
+    assert r.exit_code == 0
+    assert "is not below its convergence bound 2m/||I-W||^2" in r.stderr
+    solvers = pd.read_csv(run_folder(output_root) / "solvers.csv")
+    fb = solvers[solvers.method == "forward_backward"].iloc[0]
+    assert fb.alpha == 5 and not fb.converged
+    assert "forward_backward (alpha=5)" in " ".join(r.output.split())
+    strict = cli("mondeq", *SMALL, "--fb-alpha", "5", "--strict")
+    assert strict.exit_code == 1
+
+
+def test_bench_mondeq(cli, output_root):
+    r = cli("bench", "mondeq", "sizes=[8,16]", "repeats=1", "alphas=[0.5,1.0]", "batch=4", "n_x=3")
+    assert r.exit_code == 0, r.output + r.stderr
+    folder = run_folder(output_root / "bench", "mondeq")
+    bench = pd.read_csv(folder / "bench.csv")
+    assert set(bench.n_z) == {8, 16}
+    pr = bench[bench.method == "peaceman_rachford"]
+    assert pr.converged.all() and (pr.factorizations == 1).all()
+    fp = bench[bench.method == "fixed_point"]
+    assert np.allclose(fp["x fixed_point"], 1.0)
+    assert (bench[bench.method.str.startswith("direct")]["x direct solve"] == 1.0).all()
+    assert (folder / "bench.png").is_file() and (folder / "alpha_grid.csv").is_file()
+    assert "threads" in r.output
+    bad = cli("bench", "mondeq", "alphas=[0]")
+    assert bad.exit_code == 2 and "alphas" in bad.stderr

@@ -1,0 +1,196 @@
+"""monDEQ parametrisation, the prox nonlinearities and the implicit backward (float64, three routes)."""
+
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+from deqlab.models.mondeq import (
+    NONLINEARITIES,
+    MonDEQ,
+    UnconstrainedDEQ,
+    forward_backward_bound,
+    lipschitz,
+    mondeq_weight,
+    monotonicity,
+)
+from deqlab.models.mondeq_implicit import (
+    attach_implicit_backward,
+    implicit_equilibrium,
+    solve_equilibrium,
+    unrolled_equilibrium,
+)
+
+DT = torch.float64
+#: λ_min(sym(I − W)) − m − λ_min(AᵀA) in float64.
+EIG_TOL = 1e-12
+#: prox_{αf}(v) against a scalar minimisation of ½(v − z)² + αf(z) (bounded Brent, xtol 1e-12).
+PROX_TOL = 1e-7
+#: Implicit gradient against autodiff through a long unrolled solve (converged to ~1e-15).
+UNROLL_TOL = 1e-9
+#: Implicit gradient against central finite differences of the loss (h = 1e-6, solves to 1e-13).
+FD_TOL = 1e-7
+FD_STEP = 1e-6
+SOLVE = dict(method="peaceman_rachford", alpha=1.0, atol=1e-13, max_iter=5000)
+
+
+def test_mondeq_weight_formula_and_margin():
+    torch.manual_seed(0)
+    A, B = torch.randn(3, 5, dtype=DT), torch.randn(5, 5, dtype=DT)
+    W = mondeq_weight(A, B, 0.3)
+    expected = 0.7 * torch.eye(5, dtype=DT) - A.T @ A + B - B.T
+    assert torch.equal(W, expected)
+    # A has rank 3 < 5, so λ_min(AᵀA) = 0 and the margin is exactly m
+    assert monotonicity(W) == pytest.approx(0.3, abs=EIG_TOL)
+    assert lipschitz(W) == pytest.approx(float(torch.linalg.matrix_norm(torch.eye(5, dtype=DT) - W, 2)))
+    assert forward_backward_bound(W) == pytest.approx(2 * 0.3 / lipschitz(W) ** 2)
+    with pytest.raises(ValueError, match="m must be > 0"):
+        mondeq_weight(A, B, 0.0)
+    with pytest.raises(ValueError, match="A must be"):
+        mondeq_weight(A, torch.randn(4, 4, dtype=DT), 0.1)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "softplus", "identity"])
+@pytest.mark.parametrize("alpha", [0.1, 1.0, 3.0])
+def test_prox_minimises_its_convex_function(name, alpha):
+    """σ = prox_f and prox_{αf} are checked against a direct minimisation of the prox objective."""
+    nl = NONLINEARITIES[name]
+    v = torch.tensor([-4.0, -1.3, -0.2, 0.0, 0.05, 0.7, 2.5, 6.0], dtype=DT)
+    z = nl.prox(v, alpha)
+    for vi, zi in zip(v.tolist(), z.tolist()):
+        def objective(t):
+            return 0.5 * (vi - t) ** 2 + alpha * float(nl.f(torch.tensor([t], dtype=DT)))
+        lo, hi = {"tanh": (-1, 1), "softplus": (0, 50), "relu": (0, 50), "identity": (-50, 50)}[name]
+        best = scipy.optimize.minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12})
+        assert zi == pytest.approx(best.x, abs=PROX_TOL), (vi, zi, best.x)
+        assert objective(zi) <= best.fun + 1e-12
+    if alpha == 1.0:
+        assert torch.equal(z, nl.sigma(v))
+
+
+@pytest.mark.parametrize("name", ["tanh", "softplus"])
+def test_convex_functions_are_convex_and_prox_is_not_sigma(name):
+    nl = NONLINEARITIES[name]
+    z = torch.linspace(0.01, 0.98, 50, dtype=DT)
+    fz = nl.f(z).numpy()
+    assert np.all(np.diff(fz, 2) >= -1e-14)  # second differences of a convex function
+    v = torch.tensor([0.3, 1.5], dtype=DT)
+    assert float((nl.prox(v, 0.5) - nl.sigma(v)).abs().max()) > 1e-3
+
+
+def contracting_model(nonlinearity, seed=0):
+    """A monDEQ whose layer is a contraction (‖W‖₂ < 1), so the unrolled iteration converges."""
+    torch.manual_seed(seed)
+    model = MonDEQ(6, 3, n_y=2, m=0.5, nonlinearity=nonlinearity, init_scale=0.5, dtype=DT)
+    assert float(torch.linalg.matrix_norm(model.weight().detach(), 2)) < 0.9
+    x = torch.randn(4, 3, dtype=DT)
+    return model, x
+
+
+def loss_of(z, model):
+    return (model.readout(z) ** 2).sum() + (z ** 3).sum()
+
+
+def grads(model, x, z):
+    params = [model.A, model.B, model.U.weight, model.U.bias]
+    return torch.autograd.grad(loss_of(z, model), [*params, x])
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "softplus", "relu"])
+def test_implicit_gradient_matches_unrolled_autodiff(nonlinearity):
+    model, x = contracting_model(nonlinearity)
+    x = x.requires_grad_()
+    z_imp, res = implicit_equilibrium(model, x, **SOLVE)
+    assert res.all_converged
+    z_unr = unrolled_equilibrium(model, x, 400)
+    assert float((z_imp - z_unr).detach().abs().max()) < 1e-12
+    for gi, gu in zip(grads(model, x, z_imp), grads(model, x, z_unr)):
+        assert float((gi - gu).norm() / gu.norm()) < UNROLL_TOL
+
+
+def test_implicit_gradient_matches_unrolled_forward_backward_when_fixed_point_fails():
+    """ReLU monDEQ whose plain iteration diverges: unroll forward-backward below its step bound instead."""
+    torch.manual_seed(2)
+    model = MonDEQ(6, 3, n_y=2, m=0.5, nonlinearity="relu", init_scale=2.0, dtype=DT)
+    x = torch.randn(4, 3, dtype=DT, requires_grad=True)
+    W = model.weight().detach()
+    assert float(torch.linalg.matrix_norm(W, 2)) > 1.0
+    assert not solve_equilibrium(model, x, method="fixed_point", atol=1e-10, max_iter=2000).all_converged
+    alpha = forward_backward_bound(W) / 2
+    z_imp, res = implicit_equilibrium(model, x, **SOLVE)
+    z_unr = unrolled_equilibrium(model, x, 2500, alpha=alpha)
+    assert float((z_imp - z_unr).detach().abs().max()) < 1e-12
+    for gi, gu in zip(grads(model, x, z_imp), grads(model, x, z_unr)):
+        assert float((gi - gu).norm() / gu.norm()) < UNROLL_TOL
+
+
+def test_implicit_gradient_matches_central_differences():
+    torch.manual_seed(1)
+    model = MonDEQ(5, 2, n_y=1, m=0.2, nonlinearity="tanh", init_scale=1.5, dtype=DT)
+    x = torch.randn(3, 2, dtype=DT)
+    z, _ = implicit_equilibrium(model, x, **SOLVE)
+    gA, gB = torch.autograd.grad(loss_of(z, model), [model.A, model.B])
+    for param, grad in ((model.A, gA), (model.B, gB)):
+        for idx in [(0, 0), (1, 3), (4, 2)]:
+            with torch.no_grad():
+                old = param[idx].item()
+                param[idx] = old + FD_STEP
+                up = float(loss_of(solve_equilibrium(model, x, **SOLVE).z, model))
+                param[idx] = old - FD_STEP
+                down = float(loss_of(solve_equilibrium(model, x, **SOLVE).z, model))
+                param[idx] = old
+            fd = (up - down) / (2 * FD_STEP)
+            assert grad[idx].item() == pytest.approx(fd, abs=FD_TOL * (1 + abs(fd)))
+
+
+def test_implicit_layer_passes_gradcheck():
+    """gradcheck of (A, B, x) ↦ z* through the model's own forward (solve + implicit backward)."""
+    torch.manual_seed(2)
+    model = MonDEQ(4, 2, m=0.3, nonlinearity="softplus", init_scale=1.2, dtype=DT)
+    A = model.A.detach().clone().requires_grad_()
+    B = model.B.detach().clone().requires_grad_()
+    x = torch.randn(2, 2, dtype=DT, requires_grad=True)
+
+    def layer(A, B, x):
+        return torch.func.functional_call(model, {"A": A, "B": B}, (x,), SOLVE)
+
+    assert torch.autograd.gradcheck(layer, (A, B, x), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def test_unconstrained_model_and_solver_dispatch():
+    torch.manual_seed(0)
+    deq = UnconstrainedDEQ(5, 2, nonlinearity="tanh", init="default", dtype=DT)
+    x = torch.randn(3, 2, dtype=DT)
+    res = solve_equilibrium(deq, x, method="anderson", atol=1e-12)
+    assert res.all_converged and res.solver == "anderson"
+    with pytest.raises(ValueError, match="unknown method"):
+        solve_equilibrium(deq, x, method="bogus")
+    W0 = torch.eye(5, dtype=DT) * 0.3
+    assert torch.equal(UnconstrainedDEQ(5, 2, init=W0, dtype=DT).weight().detach(), W0)
+
+
+#: Splitting backward against the dense backward (both to ~1e-13 residual).
+SPLIT_BACKWARD_TOL = 1e-9
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh", "softplus"])
+def test_peaceman_rachford_backward_matches_the_dense_solve(nonlinearity, monkeypatch):
+    torch.manual_seed(4)
+    model = MonDEQ(7, 3, n_y=2, m=0.2, nonlinearity=nonlinearity, init_scale=2.0, dtype=DT)
+    x = torch.randn(5, 3, dtype=DT, requires_grad=True)
+    z_star = solve_equilibrium(model, x, **SOLVE).z
+    factor_calls = []
+    real = torch.linalg.lu_factor
+    monkeypatch.setattr(torch.linalg, "lu_factor", lambda *a, **k: factor_calls.append(1) or real(*a, **k))
+    grads = {}
+    record = []
+    for backward in ("dense", "peaceman_rachford"):
+        z = attach_implicit_backward(model, z_star, x, backward=backward, alpha=0.7, atol=1e-13, max_iter=5000,
+                                     record=record)
+        grads[backward] = torch.autograd.grad(loss_of(z, model), [model.A, model.B, model.U.weight, x])
+    assert len(record) == 1 and record[0].all_converged and len(factor_calls) == 1
+    for gd, gs in zip(grads["dense"], grads["peaceman_rachford"]):
+        assert float((gd - gs).norm() / gd.norm()) < SPLIT_BACKWARD_TOL
+    with pytest.raises(ValueError, match="unknown backward"):
+        attach_implicit_backward(model, z_star, x, backward="cg")

@@ -1,0 +1,157 @@
+"""Splitting solvers for monotone DEQs: fixed points, step bounds, factorisation reuse, the σ-for-prox pitfall."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+from deqlab.models.mondeq import MonDEQ, forward_backward_bound, mondeq_weight
+from deqlab.solvers.result import SolverResult
+from deqlab.solvers.splitting import (
+    SPLITTING_SOLVERS,
+    douglas_rachford,
+    forward_backward,
+    get_splitting_solver,
+    layer_map,
+    peaceman_rachford,
+    pitfall_forward_backward_sigma,
+)
+
+DT = torch.float64
+#: Solves stop at this absolute residual; the fixed points are compared at a few times it.
+ATOL = 1e-11
+#: Distance between the splitting solution and scipy's independent solve.
+FIXED_POINT_TOL = 1e-8
+#: How far the σ-for-prox pitfall must land from the true equilibrium to count as wrong.
+PITFALL_MIN_ERROR = 1e-3
+
+
+def problem(n=12, n_x=4, batch=5, m=0.2, nonlinearity="relu", seed=0, scale=1.0):
+    torch.manual_seed(seed)
+    model = MonDEQ(n, n_x, m=m, nonlinearity=nonlinearity, init_scale=scale, dtype=DT)
+    x = torch.randn(batch, n_x, dtype=DT)
+    with torch.no_grad():
+        return model.weight().detach(), model.injection(x).detach(), model.nl
+
+
+def scipy_equilibrium(W, c, nl):
+    """z = σ(Wz + c) per sample by MINPACK hybr in NumPy, from zeros: an independent solve."""
+    out = []
+    for cb in c:
+        def g(z, cb=cb):
+            zt = torch.as_tensor(z, dtype=DT)
+            return (nl.sigma(W @ zt + cb) - zt).numpy()
+        with warnings.catch_warnings():  # "not making good progress" at ReLU kinks; the result is checked below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sol = scipy.optimize.fsolve(g, np.zeros(W.shape[0]), xtol=1e-13)
+        out.append(sol)
+    return torch.as_tensor(np.array(out), dtype=DT)
+
+
+def test_registry_names():
+    assert set(SPLITTING_SOLVERS) == {"forward_backward", "peaceman_rachford", "douglas_rachford"}
+    assert get_splitting_solver("douglas_rachford") is douglas_rachford
+    with pytest.raises(ValueError, match="choose one of"):
+        get_splitting_solver("admm")
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh", "softplus", "identity"])
+@pytest.mark.parametrize("name", ["peaceman_rachford", "douglas_rachford", "forward_backward"])
+def test_splitting_finds_the_equilibrium(name, nonlinearity):
+    W, c, nl = problem(nonlinearity=nonlinearity, m=0.5, scale=0.7)
+    alpha = 0.9 * forward_backward_bound(W) if name == "forward_backward" else 0.7
+    res = get_splitting_solver(name)(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=alpha, atol=ATOL, max_iter=20000)
+    assert isinstance(res, SolverResult) and res.all_converged, res.message
+    assert res.solver == name and res.extras["alpha"] == alpha
+    # the shared stopping rule holds at the returned point, recomputed here
+    assert float((layer_map(W, c, nl)(res.z) - res.z).norm(dim=-1).max()) <= ATOL
+    ref = scipy_equilibrium(W, c, nl)
+    assert float((res.z - ref).abs().max()) < FIXED_POINT_TOL
+
+
+def test_identity_nonlinearity_is_the_linear_solve():
+    W, c, nl = problem(nonlinearity="identity")
+    res = peaceman_rachford(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=1.0, atol=ATOL)
+    direct = torch.linalg.solve(torch.eye(W.shape[0], dtype=DT) - W, c.T).T
+    assert float((res.z - direct).abs().max()) < FIXED_POINT_TOL
+
+
+def rotation_problem(m=0.1, s=1.0):
+    """W = (1−m)I + s·[[0, 1], [−1, 0]]: I − W = mI − sJ has L² = m² + s², FB bound 2m/(m² + s²)."""
+    A = torch.zeros(2, 2, dtype=DT)
+    B = torch.tensor([[0.0, s / 2], [-s / 2, 0.0]], dtype=DT)
+    return mondeq_weight(A, B, m), torch.tensor([[1.0, -0.5]], dtype=DT)
+
+
+def test_forward_backward_bound_is_sharp_on_the_linear_rotation():
+    W, c = rotation_problem()
+    bound = forward_backward_bound(W)
+    assert bound == pytest.approx(2 * 0.1 / (0.1**2 + 1.0), rel=1e-12)
+    below = forward_backward(W, c, torch.zeros_like(c), nonlinearity="identity", alpha=0.8 * bound, atol=1e-9, max_iter=20000)
+    above = forward_backward(W, c, torch.zeros_like(c), nonlinearity="identity", alpha=1.2 * bound, atol=1e-9, max_iter=2000)
+    assert below.all_converged
+    assert not above.all_converged
+    trace = above.abs_trace[:, 0]
+    assert float(trace[-1]) > 1e3 * float(trace[0])  # it diverges, not just stalls
+    # Peaceman–Rachford converges for any alpha on the same problem
+    for alpha in (0.01, 1.2 * bound, 1.0, 100.0):
+        pr = peaceman_rachford(W, c, torch.zeros_like(c), nonlinearity="identity", alpha=alpha, atol=1e-9, max_iter=20000)
+        assert pr.all_converged, alpha
+
+
+def test_resolvent_is_factored_once_per_call(monkeypatch):
+    W, c, nl = problem(n=16, batch=32)
+    calls = {"lu_factor": 0, "lu_solve": 0}
+    real_factor, real_solve = torch.linalg.lu_factor, torch.linalg.lu_solve
+
+    def counting_factor(*a, **k):
+        calls["lu_factor"] += 1
+        return real_factor(*a, **k)
+
+    def counting_solve(LU, piv, B, **k):
+        calls["lu_solve"] += 1
+        assert B.shape == (16, 32)  # one solve for the whole batch
+        return real_solve(LU, piv, B, **k)
+
+    def no_inverse(*a, **k):
+        raise AssertionError("the resolvent must not be formed by an explicit inverse")
+
+    monkeypatch.setattr(torch.linalg, "lu_factor", counting_factor)
+    monkeypatch.setattr(torch.linalg, "lu_solve", counting_solve)
+    monkeypatch.setattr(torch.linalg, "inv", no_inverse)
+    for solver in (peaceman_rachford, douglas_rachford):
+        calls.update(lu_factor=0, lu_solve=0)
+        res = solver(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=0.5, atol=ATOL)
+        assert res.all_converged and res.n_steps > 5
+        assert calls["lu_factor"] == 1 and res.extras["factorizations"] == 1
+        assert calls["lu_solve"] == res.n_steps - 1
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "softplus"])
+def test_pitfall_sigma_instead_of_prox_is_wrong(nonlinearity):
+    W, c, nl = problem(nonlinearity=nonlinearity, m=1.0, scale=0.5)
+    alpha = 0.5
+    assert alpha < forward_backward_bound(W)
+    good = forward_backward(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=alpha, atol=ATOL, max_iter=5000)
+    bad = pitfall_forward_backward_sigma(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=alpha, iterations=2000)
+    ref = scipy_equilibrium(W, c, nl)
+    assert good.all_converged and float((good.z - ref).abs().max()) < FIXED_POINT_TOL
+    assert float((bad - ref).abs().max()) > PITFALL_MIN_ERROR
+    # the pitfall did converge -- to its own, different, fixed point
+    again = pitfall_forward_backward_sigma(W, c, bad, nonlinearity=nl, alpha=alpha, iterations=1)
+    assert float((again - bad).abs().max()) < 1e-10
+    # for ReLU the same update is correct
+    Wr, cr, nlr = problem(nonlinearity="relu", m=1.0, scale=0.5)
+    relu_ok = pitfall_forward_backward_sigma(Wr, cr, torch.zeros_like(cr), nonlinearity=nlr, alpha=alpha, iterations=2000)
+    assert float((relu_ok - scipy_equilibrium(Wr, cr, nlr)).abs().max()) < FIXED_POINT_TOL
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, math.nan])
+def test_bad_alpha_is_rejected(bad):
+    W, c, nl = problem()
+    for solver in SPLITTING_SOLVERS.values():
+        with pytest.raises(ValueError, match="alpha"):
+            solver(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=bad)
