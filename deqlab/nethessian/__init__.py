@@ -13,13 +13,13 @@ respect to the outputs (seed eqs. 24–26 done correctly), :mod:`.pitfalls` for 
 unstable variants (kept to be shown wrong), :mod:`.reference` for the autodiff routes we test against.
 """
 
-from deqlab.nethessian.activations import ACTIVATIONS, Activation, Sin, activation_of, register_activation
+from deqlab.nethessian.activations import ACTIVATIONS, Activation, Gaussian, Sin, activation_of, register_activation
 from deqlab.nethessian.forward import HESSIAN_METHODS, InputDerivatives, input_derivatives, laplacian
 from deqlab.nethessian.network import Affine, stages
 from deqlab.nethessian.outputs import derivatives_wrt_outputs
 
 __all__ = [
-    "ACTIVATIONS", "Activation", "Affine", "HESSIAN_METHODS", "InputDerivatives", "Sin", "activation_of",
+    "ACTIVATIONS", "Activation", "Affine", "Gaussian", "HESSIAN_METHODS", "InputDerivatives", "Sin", "activation_of",
     "derivatives_wrt_outputs", "input_derivatives", "laplacian", "make_mlp", "register_activation", "stages",
 ]
 

@@ -8,9 +8,11 @@ maps ``torch.nn`` module types to a factory that reads the module's own settings
 
 Supported out of the box: ``nn.Tanh``, ``nn.Sigmoid``, ``nn.Softplus`` (with torch's linear
 branch above ``threshold``, so the derivatives agree with autograd exactly), ``nn.SiLU``,
-``nn.GELU(approximate="none")``, ``nn.Identity`` and :class:`Sin` (defined here; ``sin`` is the
-usual SIREN/PINN activation and has stationary points at ``π/2 + kπ``, where the seed's
-``A'``-division forms eqs. (20)–(21) break). Activations without a third derivative
+``nn.GELU(approximate="none")``, ``nn.Identity``, and two defined here: :class:`Sin` (the usual
+SIREN/PINN activation, stationary at ``π/2 + kπ``) and :class:`Gaussian` ``exp(−z²)`` (stationary at
+``z = 0``, a float: there the seed's ``A'``-division forms eqs. (20)–(21) give ``0/0``; at ``sin``'s
+stationary points they do not, since ``cos(fl(π/2)) ≈ 6e-17 ≠ 0`` and the division is then exact
+to round-off). Activations without a third derivative
 (``ReLU``, ``LeakyReLU``, ``ELU`` with ``alpha != 1``, ``Hardtanh``, ...) are refused by name.
 Register more with :func:`register_activation`.
 """
@@ -119,6 +121,18 @@ def _sin(omega: float) -> DerivativeFn:
     return derivatives
 
 
+class Gaussian(nn.Module):
+    """``A(z) = exp(−z²)`` (RBF-type activation); ``A'(0) = 0`` exactly: a stationary point at a float."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-z * z)
+
+
+def _gaussian(z, order):
+    e = torch.exp(-z * z)
+    return [e, -2 * z * e, (4 * z * z - 2) * e, (12 * z - 8 * z * z * z) * e]
+
+
 def _identity(z, order):
     zero = torch.zeros_like(z)
     return [z, torch.ones_like(z), zero, zero]
@@ -139,6 +153,7 @@ _REGISTRY: dict[type, Callable[[nn.Module], Activation]] = {
     nn.SiLU: lambda m: Activation("silu", _silu),
     nn.GELU: _gelu_factory,
     nn.Identity: lambda m: Activation("identity", _identity),
+    Gaussian: lambda m: Activation("gaussian", _gaussian),
     Sin: lambda m: Activation(f"sin(omega={m.omega:g})" if m.omega != 1 else "sin", _sin(m.omega)),
 }
 
@@ -150,6 +165,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,
     "gelu": nn.GELU,
     "sin": Sin,
+    "gaussian": Gaussian,
 }
 
 

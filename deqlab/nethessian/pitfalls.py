@@ -4,8 +4,11 @@ Never use these for results; the tests assert that each is wrong (or breaks) whe
 
 - :func:`division_diag_hessian` / :func:`division_hessian`: eqs. (21)/(20), which substitute
   ``Σ_q w_jq J_qk^{l-1} = J_jk^l / A'(z_j^l)`` (eq. 18) and so divide by ``A'(z)²``. Algebraically
-  equal to eqs. (22)/(23) wherever ``A' ≠ 0``, but ``0/0 = NaN`` at a stationary point of ``A``
-  (``sin`` at ``z = π/2``) and wherever ``A'`` underflows to 0 (``tanh`` at ``|z| ≳ 19`` in float64).
+  equal to eqs. (22)/(23) wherever ``A' ≠ 0``, but ``0/0 = NaN`` where ``A'(z)`` is exactly 0: at a
+  stationary point that is a float (``exp(−z²)`` at ``z = 0``) and wherever ``A'`` underflows
+  (``tanh``/``sigmoid`` saturated: ``1 − tanh(z)²`` is exactly 0 for ``|z| ≳ 19`` in float64).
+  Merely *near* a stationary point the division is harmless: ``(A'·Jz)²/A'²`` keeps its relative
+  accuracy (checked for ``sin`` at ``fl(π/2)``, where ``cos = 6e-17``), until ``A'²`` underflows.
 - :func:`seed_third`: eqs. (30)–(31) as printed: ``J_jm²`` where ``J_jk²`` is meant, and no factor
   ``J_jk = Σ_q w_jq J_qk`` on the ``2A''`` term.
 - :func:`seed_outputs_jacobian`: eq. (25), ``∂J_jk/∂y_m = Σ_q H_jkq / J_mq``: element-wise division,
