@@ -62,3 +62,21 @@ def derivatives_wrt_outputs(
     dJ = torch.matmul(hessian, J_inv)
     dHd = torch.matmul(third, J_inv) if third is not None else None
     return dJ, dHd
+
+
+def invert_network(net, y: torch.Tensor, x0: torch.Tensor, *, atol: float = 1e-14, max_iter: int = 50) -> torch.Tensor:
+    """``x`` with ``net(x) = y`` near ``x0`` by Newton's method (Jacobians from the forward recursion).
+
+    For a square network; an independent route to ``∂/∂y`` by central differences through the inverse.
+    Raises :class:`ConfigError` if Newton does not reach ``max |Δx| ≤ atol`` in ``max_iter`` steps.
+    """
+    from deqlab.nethessian.forward import input_derivatives
+
+    x = x0.detach().clone()
+    for _ in range(max_iter):
+        out = input_derivatives(net, x)
+        step = torch.linalg.solve(out.jacobian, (out.value - y).unsqueeze(-1)).squeeze(-1)
+        x = x - step
+        if float(step.abs().max()) <= atol:
+            return x
+    raise ConfigError(f"Newton inversion of the network did not converge in {max_iter} steps")
