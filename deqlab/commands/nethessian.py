@@ -42,7 +42,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @sub.command("pinn", context_settings=OVERRIDES)
     def pinn(
         ctx: typer.Context,
-        steps: Optional[int] = typer.Option(None, help="Adam steps per route (default 300)."),
+        steps: Optional[int] = typer.Option(None, help="Adam steps per route (default 2000)."),
         hidden: Optional[str] = typer.Option(None, help="Hidden widths, comma-separated (default 32,32)."),
         activation: Optional[str] = typer.Option(None, help="tanh (default) | sin | softplus | ..."),
         seed: Optional[int] = typer.Option(None, help="Torch seed (default 0)."),

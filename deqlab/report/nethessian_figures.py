@@ -20,3 +20,35 @@ def check_errors(frame: pd.DataFrame, *, tolerance: float, title: str):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def pinn_summary(X, Y, u, u_exact, losses: dict, *, route: str, title: str):
+    """Three panels: learned solution, absolute error against the exact solution, loss curves (log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    fig.suptitle(title)
+    im = axes[0].pcolormesh(X, Y, u, shading="auto", cmap="viridis")
+    axes[0].set_title(f"u_θ(x, y) ({route.replace('_', ' ')} route)")
+    fig.colorbar(im, ax=axes[0], label="u (dimensionless)")
+    im = axes[1].pcolormesh(X, Y, np.abs(u - u_exact), shading="auto", cmap="magma")
+    axes[1].set_title("|u_θ − u*|, u* = sin(πx) sin(πy)")
+    fig.colorbar(im, ax=axes[1], label="absolute error (dimensionless)")
+    for ax in axes[:2]:
+        ax.set_xlabel("x (dimensionless)")
+        ax.set_ylabel("y (dimensionless)")
+        ax.set_aspect("equal")
+    ax = axes[2]
+    for name, loss in losses.items():
+        ax.plot(np.arange(1, len(loss) + 1), loss, "-" if name == "forward" else "--", label=f"Laplacian by {name.replace('_', ' ')}")
+    ax.set_yscale("log")
+    ax.set_xlabel("Adam step")
+    ax.set_ylabel("PINN loss (dimensionless)")
+    ax.set_title("training loss")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
