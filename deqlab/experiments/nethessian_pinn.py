@@ -160,9 +160,12 @@ def _run(cfg) -> Result:
     )
     if len(runs) == 2:
         a, b = runs["forward"], runs["double_backward"]
+        gap = np.abs(a["loss"] - b["loss"]) / np.abs(b["loss"])
+        early = min(100, p.steps)
         result.notes.append(
-            f"Same maths, two routes: loss curves differ by at most {np.max(np.abs(a['loss'] - b['loss']) / np.abs(b['loss'])):.1e} "
-            f"(relative), solutions by {np.abs(a['u'] - b['u']).max():.1e} (max abs) after {p.steps} steps in {cfg.dtype}."
+            f"Same maths, two routes: the loss curves agree to {gap[:early].max():.1e} (max relative) over the first "
+            f"{early} steps and to {gap.max():.1e} over all {p.steps} (round-off differences, amplified by training); "
+            f"final solutions differ by {np.abs(a['u'] - b['u']).max():.1e} (max abs) in {cfg.dtype}."
         )
     arrays = {"x": X.numpy(), "y": Y.numpy(), "u_exact": u_star.numpy(), "interior": interior.numpy(), "boundary": boundary.numpy()}
     for route, out in runs.items():
@@ -176,6 +179,6 @@ def _run(cfg) -> Result:
     result.figures["pinn"] = partial(
         pinn_summary, X.numpy(), Y.numpy(), runs[main]["u"], u_star.numpy(),
         {r: o["loss"] for r, o in runs.items()}, route=main,
-        title=f"Poisson PINN ({arch}, {cfg.dtype}): Laplacian by {main.replace('_', ' ')}",
+        title=f"Poisson PINN −Δu = f on (0,1)², {arch}, {cfg.dtype}, {p.steps} Adam steps",
     )
     return result

@@ -80,3 +80,26 @@ def jvp_grad_diag_hessian(net, x: torch.Tensor) -> torch.Tensor:
 
         out.append(vmap(diag)(x))
     return torch.stack(out, dim=1)
+
+
+def double_backward_hessian(net, x: torch.Tensor) -> torch.Tensor:
+    """``(batch, n_out, d, d)`` by a loop of double backward: row ``k`` of ``H`` is ``∂(∂y_j/∂x_k)/∂x``."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        y = net(x)
+        out = []
+        for j in range(y.shape[1]):
+            g = torch.autograd.grad(y[:, j].sum(), x, create_graph=True)[0]
+            out.append(torch.stack([torch.autograd.grad(g[:, k].sum(), x, retain_graph=True)[0] for k in range(x.shape[1])], 1))
+    return torch.stack(out, 1)
+
+
+def jvp_grad_hessian(net, x: torch.Tensor) -> torch.Tensor:
+    """``(batch, n_out, d, d)`` by ``vmap`` over basis vectors of ``jvp(grad(y_j))`` (rows ``H e_k``)."""
+    f = _per_sample(net)
+    basis = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    out = []
+    for j in range(f(x[0]).shape[0]):
+        fj = lambda xi, j=j: f(xi)[j]  # noqa: E731
+        out.append(vmap(lambda xi, fj=fj: vmap(lambda v: jvp(grad(fj), (xi,), (v,))[1])(basis))(x))
+    return torch.stack(out, 1)

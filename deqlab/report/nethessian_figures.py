@@ -22,6 +22,9 @@ def check_errors(frame: pd.DataFrame, *, tolerance: float, title: str):
     return fig
 
 
+ROUTE_LABELS = {"forward": "forward recursion", "double_backward": "autograd double backward"}
+
+
 def pinn_summary(X, Y, u, u_exact, losses: dict, *, route: str, title: str):
     """Three panels: learned solution, absolute error against the exact solution, loss curves (log)."""
     import matplotlib
@@ -32,7 +35,7 @@ def pinn_summary(X, Y, u, u_exact, losses: dict, *, route: str, title: str):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     fig.suptitle(title)
     im = axes[0].pcolormesh(X, Y, u, shading="auto", cmap="viridis")
-    axes[0].set_title(f"u_θ(x, y) ({route.replace('_', ' ')} route)")
+    axes[0].set_title(f"u_θ(x, y), Laplacian by {ROUTE_LABELS.get(route, route)}")
     fig.colorbar(im, ax=axes[0], label="u (dimensionless)")
     im = axes[1].pcolormesh(X, Y, np.abs(u - u_exact), shading="auto", cmap="magma")
     axes[1].set_title("|u_θ − u*|, u* = sin(πx) sin(πy)")
@@ -43,7 +46,7 @@ def pinn_summary(X, Y, u, u_exact, losses: dict, *, route: str, title: str):
         ax.set_aspect("equal")
     ax = axes[2]
     for name, loss in losses.items():
-        ax.plot(np.arange(1, len(loss) + 1), loss, "-" if name == "forward" else "--", label=f"Laplacian by {name.replace('_', ' ')}")
+        ax.plot(np.arange(1, len(loss) + 1), loss, "-" if name == "forward" else "--", label=f"Laplacian by {ROUTE_LABELS.get(name, name)}")
     ax.set_yscale("log")
     ax.set_xlabel("Adam step")
     ax.set_ylabel("PINN loss (dimensionless)")
