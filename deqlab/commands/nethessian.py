@@ -5,12 +5,34 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from deqlab.commands.runner import OVERRIDES, option_overrides, run_experiment
 
 
+class _OverridesGroup(TyperGroup):
+    """A command group whose own callback also takes trailing ``key=value`` overrides.
+
+    click reads the first extra word of a group as a sub-command name; here a word that names no
+    sub-command (``batch=3``) goes back to the callback's ``ctx.args`` instead.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.allow_interspersed_args = True  # options may follow the overrides: `nethessian batch=3 --strict`
+
+    def parse_args(self, ctx, args):
+        rest = super().parse_args(ctx, args)
+        protected = list(getattr(ctx, "_protected_args", []))
+        if protected and protected[0] not in self.commands:
+            ctx._protected_args = []
+            ctx.args = [*protected, *ctx.args]
+        return ctx.args
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     sub = typer.Typer(
+        cls=_OverridesGroup,
         help="Input Jacobian, diagonal Hessian, Laplacian, Hessian and third derivatives of MLPs by forward "
         "recursion (seed 002, corrected). Without a sub-command: the --check demo.",
         no_args_is_help=False,
