@@ -59,8 +59,11 @@ def test_every_quantity_matches_torch_func(act, d, hidden, n_out):
     # the cheaper routes used when less is asked for
     adj = input_derivatives(net, x, hessian=True, hessian_method="adjoint")
     assert adj.hessian_method == "adjoint" and rel(adj.hessian, H_ref) <= TOL
-    assert rel(input_derivatives(net, x, diag_hessian=True).diag_hessian, torch.diagonal(H_ref, dim1=-2, dim2=-1)) <= TOL
-    assert rel(laplacian(net, x), torch.diagonal(H_ref, dim1=-2, dim2=-1).sum(-1)) <= TOL
+    Hd_ref = torch.diagonal(H_ref, dim1=-2, dim2=-1)
+    for method in ("auto", "forward", "adjoint"):
+        both = input_derivatives(net, x, jacobian=False, diag_hessian=True, laplacian=True, diag_method=method)
+        assert rel(both.diag_hessian, Hd_ref) <= TOL and rel(both.laplacian, Hd_ref.sum(-1)) <= TOL
+    assert rel(laplacian(net, x), Hd_ref.sum(-1)) <= TOL
 
 
 def test_hessian_symmetric_and_auto_method():
@@ -120,6 +123,9 @@ def test_other_architectures(net):
     assert rel(out.hessian, H_ref) <= TOL
     assert rel(input_derivatives(net, x, hessian=True, hessian_method="adjoint").hessian, H_ref) <= TOL
     assert rel(laplacian(net, x), torch.diagonal(H_ref, dim1=-2, dim2=-1).sum(-1)) <= TOL
+    for method in ("forward", "adjoint"):
+        Hd = input_derivatives(net, x, diag_hessian=True, diag_method=method).diag_hessian
+        assert rel(Hd, torch.diagonal(H_ref, dim1=-2, dim2=-1)) <= TOL
     assert rel(out.third, R.third_func(net, x)) <= TOL
 
 
@@ -279,6 +285,8 @@ def test_shape_and_dtype_mismatch_messages():
         input_derivatives(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(5, 1)), torch.zeros(1, 3))
     with pytest.raises(ConfigError, match="hessian_method"):
         input_derivatives(net, torch.zeros(1, 3, dtype=f64), hessian=True, hessian_method="magic")
+    with pytest.raises(ConfigError, match="diag_method"):
+        input_derivatives(net, torch.zeros(1, 3, dtype=f64), diag_hessian=True, diag_method="magic")
     with pytest.raises(ConfigError, match="unknown activation"):
         make_mlp(2, [3], 1, "relu")
 
@@ -299,5 +307,9 @@ def test_property_random_mlps(d, hidden, n_out, act, seed):
     assert rel(out.jacobian, R.jacobian_func(net, x)) <= TOL
     if scale_ok:
         assert rel(out.hessian, H_ref) <= TOL
+        Hd_ref = torch.diagonal(H_ref, dim1=-2, dim2=-1)
+        for method in ("forward", "adjoint"):
+            assert rel(input_derivatives(net, x, diag_hessian=True, diag_method=method).diag_hessian, Hd_ref) <= TOL
+        assert rel(laplacian(net, x), Hd_ref.sum(-1)) <= TOL
         assert rel(input_derivatives(net, x, hessian=True).hessian, H_ref) <= TOL
         assert rel(out.third, R.third_func(net, x)) <= TOL

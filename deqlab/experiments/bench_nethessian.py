@@ -4,7 +4,7 @@ Network ``d → hidden… → n_out`` (default ``50 → 64 → 64 → 64 → 1``
 each dtype and task, the median wall time over ``repeats`` calls after ``warmup`` calls of:
 
 - ``forward recursion``: :func:`deqlab.nethessian.input_derivatives` / :func:`~deqlab.nethessian.laplacian`
-  (full Hessian: both the forward ``H_jkm`` recursion and the adjoint route);
+  (diagonal and full Hessian: both the forward recursion and the adjoint route);
 - ``double-backward loop`` (the reference, ratio 1): ``torch.autograd.grad`` with ``create_graph=True``,
   then one backward per input coordinate;
 - ``vmap(jvp(grad))``: forward-over-reverse HVPs against the ``d`` basis vectors;
@@ -64,7 +64,8 @@ def methods(task: str):
         }
     if task == "diag_hessian":
         return {
-            "forward recursion": lambda net, x: input_derivatives(net, x, jacobian=False, diag_hessian=True).diag_hessian,
+            "forward recursion (eq. 23)": lambda net, x: input_derivatives(net, x, jacobian=False, diag_hessian=True, diag_method="forward").diag_hessian,
+            "adjoint (fwd J + bwd)": lambda net, x: input_derivatives(net, x, jacobian=False, diag_hessian=True, diag_method="adjoint").diag_hessian,
             REFERENCE: R.double_backward_diag_hessian,
             "vmap(jvp(grad))": R.jvp_grad_diag_hessian,
             "vmap(hessian)": R.diag_hessian_func,

@@ -109,7 +109,10 @@ def _run(cfg) -> Result:
         ("jacobian J", "8, 14", "forward recursion", lambda: input_derivatives(net, x).jacobian,
          "vmap(jacrev)", lambda: R.jacobian_func(net, x)),
         ("diag Hessian Hd", "23", "forward recursion",
-         lambda: input_derivatives(net, x, jacobian=False, diag_hessian=True).diag_hessian,
+         lambda: input_derivatives(net, x, jacobian=False, diag_hessian=True, diag_method="forward").diag_hessian,
+         "diag vmap(hessian)", lambda: R.diag_hessian_func(net, x)),
+        ("diag Hessian Hd", "-", "adjoint (fwd J + bwd)",
+         lambda: input_derivatives(net, x, jacobian=False, diag_hessian=True, diag_method="adjoint").diag_hessian,
          "diag vmap(hessian)", lambda: R.diag_hessian_func(net, x)),
         ("Laplacian", "23 summed", "forward recursion", lambda: laplacian(net, x),
          "trace vmap(hessian)", lambda: trace(R.hessian_func(net, x))),
@@ -158,8 +161,8 @@ def _run(cfg) -> Result:
 
     result.figures["check"] = partial(check_errors, frame, tolerance=cfg.tolerance, title=f"Forward recursions vs torch.func ({arch}, {cfg.dtype})")
     result.notes.append(
-        "Full Hessian 'auto' route: adjoint (forward J + one backward pass of all output adjoints) unless the "
-        "third-derivative term is requested, which needs the forward H of every layer anyway."
+        "'auto' routes: full Hessian and diagonal by the adjoint formula (forward J + one backward pass of the output "
+        "adjoints) unless the third-derivative term is requested, which needs the forward H of every layer anyway."
     )
     return result
 

@@ -67,8 +67,12 @@ class Sin(nn.Module):
 
 def _tanh(z, order):
     t = torch.tanh(z)
+    if order == 0:
+        return [t]
     d1 = 1 - t * t
     d2 = -2 * t * d1
+    if order < 3:
+        return [t, d1, d2]
     d3 = d1 * (4 * t * t - 2 * d1)  # d/dz(-2 t (1-t²)) = -2(1-t²)² + 4 t²(1-t²)
     return [t, d1, d2, d3]
 

@@ -39,6 +39,12 @@ Full Hessian: two routes (``hessian_method``):
   recursion ≈ 80× slower than reverse accumulation at d = 50, width 64).
 - ``"auto"`` (default): ``"forward"`` when ``third=True`` (its ``H`` comes for free), else ``"adjoint"``.
 
+Diagonal Hessian: the same two routes (``diag_method``). Eq. 23 carries ``Hd`` (as large as ``J``)
+through every affine stage, one extra GEMM per layer; the adjoint diagonal
+``Hd_ok = Σ_stages Σ_j A''_j δ_oj (∂z_j/∂x_k)²`` needs only ``J``'s GEMMs plus a backward pass of
+``(batch, n_out, n)`` adjoints, about half the work for a scalar output. The Laplacian alone is
+carried forward as a ``(batch, n)`` vector (cheap either way).
+
 Every operation is a differentiable torch op, so a loss built from these outputs backpropagates
 to the parameters with ordinary autograd (what a physics-informed loss needs; the seed's
 eqs. 24–26 are not required for that: see :mod:`deqlab.nethessian.outputs`).
@@ -55,6 +61,8 @@ from deqlab.nethessian.activations import Activation
 from deqlab.nethessian.network import Affine, check_input, stages
 
 HESSIAN_METHODS = ("auto", "forward", "adjoint")
+#: ``diag_method="auto"`` uses the adjoint diagonal up to this many outputs (one adjoint per output)
+ADJOINT_MAX_OUTPUTS = 8
 
 
 @dataclass
@@ -97,6 +105,7 @@ def input_derivatives(
     hessian: bool = False,
     third: bool = False,
     hessian_method: str = "auto",
+    diag_method: str = "auto",
 ) -> InputDerivatives:
     """Value and the requested input derivatives of ``net`` at ``x`` by forward recursion.
 
@@ -107,35 +116,55 @@ def input_derivatives(
         jacobian, diag_hessian, laplacian, hessian, third: which quantities to return
             (see :class:`InputDerivatives` for shapes).
         hessian_method: ``"auto" | "forward" | "adjoint"`` for the full Hessian (module docstring).
+        diag_method: ``"auto" | "forward" | "adjoint"`` for the diagonal Hessian: ``"forward"`` is
+            eq. 23 (``Hd`` is carried through every affine stage: one more GEMM per layer, as large
+            as ``J``'s); ``"adjoint"`` is the diagonal of the adjoint formula,
+            ``Hd_ok = Σ_stages Σ_j A''_j δ_oj (∂z_j/∂x_k)²``, which needs only ``J``'s GEMMs and one
+            backward pass of ``n_out`` adjoints (cheaper for few outputs). ``"auto"``: the diagonal
+            of ``H`` when a forward ``H`` is computed anyway, else ``"adjoint"`` if ``n_out ≤ 8``, else
+            ``"forward"``.
 
     Raises:
         ConfigError: unsupported layers (named), a shape or dtype mismatch, an unknown method.
     """
-    if hessian_method not in HESSIAN_METHODS:
-        raise ConfigError(f"unknown hessian_method {hessian_method!r}; choose one of: {', '.join(HESSIAN_METHODS)}")
+    for name, value in (("hessian_method", hessian_method), ("diag_method", diag_method)):
+        if value not in HESSIAN_METHODS:
+            raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(HESSIAN_METHODS)}")
     chain = stages(net)
     check_input(chain, x)
+    n_y = _output_width(chain, x.shape[1])
     method = None
     if hessian:
         method = "forward" if (hessian_method == "forward" or (hessian_method == "auto" and third)) else "adjoint"
     track_H = third or method == "forward"
-    track_Hd = diag_hessian and not track_H
-    track_lap = laplacian and not (track_H or track_Hd)
+    diag_route = None
+    if diag_hessian:
+        if track_H and diag_method == "auto":
+            diag_route = "H"
+        elif diag_method == "auto":
+            diag_route = "adjoint" if n_y <= ADJOINT_MAX_OUTPUTS else "forward"
+        else:
+            diag_route = diag_method
+    track_Hd = diag_route == "forward"
+    track_lap = laplacian and not (track_H or diag_hessian)
     track_J = jacobian or diag_hessian or laplacian or hessian or third
     order = 3 if third else 2 if (diag_hessian or laplacian or hessian) else 1 if track_J else 0
+    adjoint = method == "adjoint" or diag_route == "adjoint"
 
     B, d = x.shape
     v = x
     # None stands for an exact zero (and for J = I before the first affine stage): no work on it
     J = H = Hd = lap = T = None
     identity = True
-    records = []  # adjoint route: (J of z, A'(z), A''(z)) per elementwise stage
-    for stage in chain:
+    records = []  # adjoint routes: the stages in order, with (J of z, A'(z), A''(z)) for elementwise ones
+    # after the last elementwise stage J is needed only if it is returned (curvature enters only at activations)
+    last_act = max((i for i, s in enumerate(chain) if not isinstance(s, Affine)), default=-1)
+    for i, stage in enumerate(chain):
         if isinstance(stage, Affine):
-            if method == "adjoint":
+            if adjoint:
                 records.append(("affine", stage))
-            if track_J:
-                J = stage.weight.T.expand(B, d, stage.n_out) if identity else _affine(J, stage)
+            if track_J and (jacobian or i < last_act):
+                J = stage.weight.T.contiguous().expand(B, d, stage.n_out) if identity else _affine(J, stage)
                 identity = False
             H, Hd, lap, T = (_affine(q, stage) for q in (H, Hd, lap, T))
             v = _affine(v, stage, bias=True)
@@ -149,9 +178,9 @@ def input_derivatives(
             identity = False
         s1 = derivs[1].unsqueeze(1)  # (B, 1, n): broadcasts over the input index k
         s2 = derivs[2].unsqueeze(1) if order >= 2 else None
-        if method == "adjoint":
+        if adjoint:
             records.append(("act", J, derivs[1], derivs[2]))
-        if T is not None or third:
+        if third:
             s3 = derivs[3].unsqueeze(1)
             Jk, Jm = J.unsqueeze(2), J.unsqueeze(1)  # (B, d, 1, n), (B, 1, d, n)
             Tn = s3.unsqueeze(1) * (J * J).unsqueeze(2) * Jm
@@ -163,12 +192,13 @@ def input_derivatives(
             Hn = s2.unsqueeze(1) * J.unsqueeze(2) * J.unsqueeze(1)
             H = Hn if H is None else Hn + s1.unsqueeze(1) * H
         if track_Hd:
-            Hdn = s2 * J * J
-            Hd = Hdn if Hd is None else Hdn + s1 * Hd
+            Hd = s2 * _squares(J) if Hd is None else torch.addcmul(s1 * Hd, s2 * J, J)
         if track_lap:
-            lapn = derivs[2] * (J * J).sum(1)
+            lapn = derivs[2] * _squares(J).sum(1)  # A'' Σ_k J_jk²
             lap = lapn if lap is None else lapn + derivs[1] * lap
-        J = s1 * J
+        if jacobian or i < last_act:
+            J = s1 * J
+
     n = v.shape[1]
     out = InputDerivatives(value=v, hessian_method=method)
     if not track_J:
@@ -185,18 +215,21 @@ def input_derivatives(
         H = zeros(B, d, d, n)
     if hessian and method == "forward":
         out.hessian = H.permute(0, 3, 1, 2)
-    if hessian and method == "adjoint":
-        out.hessian = _adjoint_hessian(records, B, n, d, x)
-    if diag_hessian:
-        if track_H:
-            out.diag_hessian = torch.diagonal(H, dim1=1, dim2=2)  # (B, n, d)
-        else:
-            out.diag_hessian = (zeros(B, d, n) if Hd is None else Hd).transpose(1, 2)
+    if adjoint:
+        H_adj, Hd_adj = _adjoint_curvature(records, B, n, d, x, full=method == "adjoint", diag=diag_route == "adjoint")
+        if method == "adjoint":
+            out.hessian = H_adj
+        if diag_route == "adjoint":
+            out.diag_hessian = Hd_adj
+    if diag_route == "H":
+        out.diag_hessian = torch.diagonal(H, dim1=1, dim2=2)  # (B, n, d)
+    elif diag_route == "forward":
+        out.diag_hessian = (zeros(B, d, n) if Hd is None else Hd).transpose(1, 2)
     if laplacian:
         if track_H:
             out.laplacian = torch.diagonal(H, dim1=1, dim2=2).sum(-1)
-        elif track_Hd:
-            out.laplacian = zeros(B, n) if Hd is None else Hd.sum(1)
+        elif diag_hessian:
+            out.laplacian = out.diag_hessian.sum(-1)
         else:
             out.laplacian = zeros(B, n) if lap is None else lap
     if third:
@@ -204,25 +237,44 @@ def input_derivatives(
     return out
 
 
-def _adjoint_hessian(records, B: int, n_y: int, d: int, x: torch.Tensor) -> torch.Tensor:
-    """``∇²y_o = Σ_stages Jzᵀ diag(A''(z) ⊙ δ_o) Jz`` with adjoints ``δ_o = ∂y_o/∂a`` (module docstring).
+def _squares(J: torch.Tensor) -> torch.Tensor:
+    """``J ⊙ J``; computed once when ``J`` is shared by the batch (stride 0: ``Wᵀ`` or ``I`` before any activation)."""
+    if J.stride(0) == 0:
+        return (J[:1] * J[:1]).expand_as(J)
+    return J * J
 
-    Returns ``(B, n_y, d, d)``. ``records``: network-ordered ``("affine", Affine)`` and
-    ``("act", Jz (B, d, n), A'(z) (B, n), A''(z) (B, n))``; elementwise stages met before the first
-    affine one act on ``x`` directly.
+
+def _output_width(chain, d: int) -> int:
+    width = d
+    for s in chain:
+        if isinstance(s, Affine):
+            width = s.n_out
+    return width
+
+
+def _adjoint_curvature(records, B: int, n_y: int, d: int, x: torch.Tensor, *, full: bool, diag: bool):
+    """Full Hessian and/or its diagonal from forward Jacobians and backward adjoints (module docstring).
+
+    ``∇²y_o = Σ_stages Jzᵀ diag(A''(z) ⊙ δ_o) Jz`` with ``δ_o = ∂y_o/∂a`` at the stage's output;
+    its diagonal is ``Hd_ok = Σ_stages Σ_j A''_j δ_oj Jz_kj²``. ``records``: network-ordered
+    ``("affine", Affine)`` and ``("act", Jz (B, d, n), A'(z) (B, n), A''(z) (B, n))``.
+    Returns ``(H (B, n_y, d, d) or None, Hd (B, n_y, d) or None)``.
     """
     delta = torch.eye(n_y, dtype=x.dtype, device=x.device).expand(B, n_y, n_y)  # (B, o, n)
-    H = torch.zeros(B, n_y, d, d, dtype=x.dtype, device=x.device)
+    H = torch.zeros(B, n_y, d, d, dtype=x.dtype, device=x.device) if full else None
+    Hd = torch.zeros(B, d, n_y, dtype=x.dtype, device=x.device) if diag else None
     for rec in reversed(records):
         if rec[0] == "affine":
             delta = torch.matmul(delta, rec[1].weight)
-        elif rec[0] == "act":
-            _, Jz, s1, s2 = rec
-            w = s2.unsqueeze(1) * delta  # (B, o, n)
-            # Σ_n Jz[k,n] w[o,n] Jz[m,n]: (B, o, d, n) @ (B, 1, n, d)
+            continue
+        _, Jz, s1, s2 = rec
+        w = s2.unsqueeze(1) * delta  # (B, o, n)
+        if full:  # Σ_n Jz[k,n] w[o,n] Jz[m,n]: (B, o, d, n) @ (B, 1, n, d)
             H = H + torch.matmul(Jz.unsqueeze(1) * w.unsqueeze(2), Jz.transpose(1, 2).unsqueeze(1))
-            delta = delta * s1.unsqueeze(1)
-    return H
+        if diag:  # (B, d, n) @ (B, n, o)
+            Hd = Hd + torch.matmul(_squares(Jz), w.transpose(1, 2))
+        delta = delta * s1.unsqueeze(1)
+    return H, (Hd.transpose(1, 2) if diag else None)
 
 
 def laplacian(net, x: torch.Tensor) -> torch.Tensor:
