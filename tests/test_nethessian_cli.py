@@ -76,3 +76,9 @@ def test_bench_small(cli, output_root):
     f64 = table[table["dtype"] == "float64"]
     assert (f64["max rel error"] <= 1e-12).all()
     assert (table[table["dtype"] == "float32"]["max rel error"] <= 1e-5).all()
+
+
+def test_failed_check_is_reported_and_strict_exits_1(cli, output_root):
+    r = cli("nethessian", "mlp.hidden=[3]", "batch=2", "repeats=1", "tolerance=1e-30", "--strict")
+    assert r.exit_code == 1
+    assert "tolerance 1e-30" in r.output and "strict" in r.stderr

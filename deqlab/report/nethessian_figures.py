@@ -14,6 +14,9 @@ def check_errors(frame: pd.DataFrame, *, tolerance: float, title: str):
     labels = [f"{q}\n({r})" for q, r in zip(frame["quantity"], frame["route"])]
     errs = np.maximum(frame["max rel error"].to_numpy(dtype=float), 1e-18)  # exact zeros on a log axis
     ax.bar(range(len(errs)), errs, color="tab:blue")
+    for i, e in enumerate(frame["max rel error"].to_numpy(dtype=float)):
+        if e == 0:
+            ax.text(i, 3e-18, "0 (exact)", ha="center", va="bottom", fontsize=8)
     ax.axhline(tolerance, color="tab:red", ls="--", label=f"tolerance {tolerance:g}")
     ax.set_xticks(range(len(errs)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(1e-18, max(1.0, 10 * tolerance))
