@@ -313,3 +313,18 @@ def test_property_random_mlps(d, hidden, n_out, act, seed):
         assert rel(laplacian(net, x), Hd_ref.sum(-1)) <= TOL
         assert rel(input_derivatives(net, x, hessian=True).hessian, H_ref) <= TOL
         assert rel(out.third, R.third_func(net, x)) <= TOL
+
+
+def test_register_activation_extends_the_recursions():
+    from deqlab.nethessian import Activation, register_activation
+
+    class Cube(nn.Module):
+        def forward(self, z):
+            return z**3
+
+    register_activation(Cube, lambda m: Activation("cube", lambda z, order: [z**3, 3 * z**2, 6 * z, 6 + 0 * z]))
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(3, 4), Cube(), nn.Linear(4, 2)).to(f64)
+    x = torch.randn(3, 3, dtype=f64)
+    out = input_derivatives(net, x, hessian=True, third=True)
+    assert rel(out.hessian, R.hessian_func(net, x)) <= TOL and rel(out.third, R.third_func(net, x)) <= TOL

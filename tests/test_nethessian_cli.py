@@ -26,7 +26,7 @@ def test_check_writes_tables_arrays_and_figure(cli, output_root):
 
 
 def test_plain_nethessian_runs_the_check(cli, output_root):
-    r = cli("nethessian", "mlp.hidden=[3]", "batch=2", "repeats=1", "dtype=float32", "tolerance=1e-5")
+    r = cli("nethessian", "mlp.hidden=[3]", "batch=2", "repeats=1", "--dtype", "float32", "--strict")
     assert r.exit_code == 0, r.output
     assert len(run_dirs(output_root / "nethessian")) == 1
 
