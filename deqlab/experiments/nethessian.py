@@ -18,12 +18,10 @@ import statistics
 import time
 from functools import partial
 
-
 import pandas as pd
 import torch
 
 from deqlab import config as C
-from deqlab.errors import ConfigError
 from deqlab.experiments.result import Result, Table
 from deqlab.nethessian import ACTIVATIONS, derivatives_wrt_outputs, input_derivatives, laplacian, make_mlp
 from deqlab.nethessian import pitfalls as P

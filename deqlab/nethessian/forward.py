@@ -35,8 +35,10 @@ Full Hessian: two routes (``hessian_method``):
   ``∇²y_o = Σ_stages (∂z/∂x)ᵀ diag(A''(z) ⊙ ∂y_o/∂a) (∂z/∂x)``, with the forward Jacobians
   ``∂z/∂x`` (already computed) and one backward pass of the adjoints ``∂y_o/∂a`` for all outputs
   at once. Cost ``O(Σ n_in n_out (d + n_y) + Σ n n_y d²)`` per sample: a factor ``≈ n_in/n_y``
-  cheaper than the forward recursion for a scalar output (the issue measured the forward ``H_jkm``
-  recursion ≈ 80× slower than reverse accumulation at d = 50, width 64).
+  cheaper than the forward recursion for a scalar output. Measured (``deqlab bench nethessian``,
+  d = 50, three hidden layers of 64, batch 16, float32, one core): forward ``H_jkm`` 86 ms,
+  ``vmap(torch.func.hessian)`` 7.5 ms, adjoint 0.54 ms (the issue measured the forward recursion
+  ≈ 80× slower than reverse accumulation).
 - ``"auto"`` (default): ``"forward"`` when ``third=True`` (its ``H`` comes for free), else ``"adjoint"``.
 
 Diagonal Hessian: the same two routes (``diag_method``). Eq. 23 carries ``Hd`` (as large as ``J``)
@@ -57,7 +59,6 @@ from dataclasses import dataclass
 import torch
 
 from deqlab.errors import ConfigError
-from deqlab.nethessian.activations import Activation
 from deqlab.nethessian.network import Affine, check_input, stages
 
 HESSIAN_METHODS = ("auto", "forward", "adjoint")

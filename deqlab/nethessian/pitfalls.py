@@ -44,7 +44,7 @@ def _walk(net, x, order):
 
 def division_diag_hessian(net, x: torch.Tensor) -> torch.Tensor:
     """Seed eq. (21): ``Hd^l_jk = A''/A'² (J^l_jk)² + A' Σ_q w_jq Hd^{l-1}_qk``; ``(batch, n_out, d)``."""
-    Hd = torch.zeros_like(x).unsqueeze(-1).expand(*x.shape, x.shape[1]) * 0
+    Hd = torch.zeros(x.shape[0], x.shape[1], x.shape[1], dtype=x.dtype)  # (B, d, n) with n = d before any Linear
     for kind, stage, _v, J, derivs in _walk(net, x, 2):
         if kind == "affine":
             Hd = Hd @ stage.weight.T
