@@ -82,3 +82,14 @@ def test_failed_check_is_reported_and_strict_exits_1(cli, output_root):
     r = cli("nethessian", "mlp.hidden=[3]", "batch=2", "repeats=1", "tolerance=1e-30", "--strict")
     assert r.exit_code == 1
     assert "tolerance 1e-30" in r.output and "strict" in r.stderr
+
+
+def test_subcommand_options_reach_the_subcommand(cli, output_root):
+    """`--dtype`/`--seed` exist on the group and on `pinn`: after `pinn` they belong to `pinn`."""
+    r = cli("nethessian", "pinn", "--dtype", "float64", "--seed", "3", "--steps", "2", "--hidden", "4",
+            "pinn.grid=5", "pinn.n_interior=8", "pinn.n_boundary=8")
+    assert r.exit_code == 0, r.output
+    (folder,) = list((output_root / "nethessian" / "pinn").iterdir())
+    text = (folder / "config.yaml").read_text()
+    assert "dtype: float64" in text and "seed: 3" in text
+    assert np.load(folder / "pinn.npz")["u_forward"].dtype == np.float64

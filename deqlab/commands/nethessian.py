@@ -17,11 +17,10 @@ class _OverridesGroup(TyperGroup):
     sub-command (``batch=3``) goes back to the callback's ``ctx.args`` instead.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.allow_interspersed_args = True  # options may follow the overrides: `nethessian batch=3 --strict`
-
     def parse_args(self, ctx, args):
+        # without a sub-command, options may follow the overrides (`nethessian batch=3 --strict`);
+        # with one (`nethessian pinn --dtype float64`), everything after its name belongs to it
+        ctx.allow_interspersed_args = not any(a in self.commands for a in args)
         rest = super().parse_args(ctx, args)
         protected = list(getattr(ctx, "_protected_args", []))
         if protected and protected[0] not in self.commands:
