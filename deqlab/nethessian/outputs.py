@@ -1,0 +1,82 @@
+"""Derivatives of ``J`` and ``Hd`` with respect to the network's outputs (seed 002, eqs. 24–26, corrected).
+
+The seed asks for ``∂J_jk/∂y_m`` and ``∂Hd_jk/∂y_m`` and writes them as ``Σ_q H_jkq / J_mq``
+(eq. 25) and ``Σ_q T_jkq / J_mq`` (eq. 26): an element-wise division by Jacobian entries, which is
+not a chain rule (kept as a pitfall in :mod:`deqlab.nethessian.pitfalls`, tested to be wrong).
+
+What is well-posed: ``J`` and ``Hd`` are functions of ``x``. They are functions of ``y`` only where
+``x ↦ y`` is locally invertible, i.e. ``d = n_out`` and ``det J ≠ 0`` (inverse function theorem);
+then ``∂x_q/∂y_m = (J⁻¹)_qm`` and the chain rule gives::
+
+    ∂J_jk/∂y_m  = Σ_q H_jkq (J⁻¹)_qm          ∂Hd_jk/∂y_m = Σ_q T_jkq (J⁻¹)_qm
+
+For ``d ≠ n_out`` (e.g. a scalar PINN output of a 2-D input) the derivative does not exist.
+It is also not needed: to train on a loss of ``J``/``Hd``/``Δy``, backpropagate to the
+*parameters* through the forward recursion with ordinary autograd, as ``deqlab nethessian pinn`` does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deqlab.errors import ConfigError
+
+#: Jacobians with a larger 2-norm condition number are treated as not invertible.
+MAX_CONDITION = 1e12
+
+
+def derivatives_wrt_outputs(
+    jacobian: torch.Tensor, hessian: torch.Tensor, third: torch.Tensor | None = None, *, max_condition: float = MAX_CONDITION
+):
+    """``(∂J/∂y, ∂Hd/∂y)`` for a square, locally invertible network.
+
+    Args:
+        jacobian: ``(batch, n, d)`` with ``n == d``.
+        hessian: ``(batch, n, d, d)`` (full Hessian, ``H[b,j,k,q] = ∂J_jk/∂x_q``).
+        third: ``(batch, n, d, d)`` with ``T[b,j,k,q] = ∂Hd_jk/∂x_q``, or ``None``.
+
+    Returns:
+        ``dJ_dy (batch, n, d, n)`` with ``[b,j,k,m] = ∂J_jk/∂y_m`` and ``dHd_dy`` of the same shape
+        (``None`` without ``third``).
+
+    Raises:
+        ConfigError: ``n != d`` (ill-posed: ``x`` is not a function of ``y``) or a Jacobian whose
+        condition number exceeds ``max_condition`` (not invertible there).
+    """
+    B, n, d = jacobian.shape
+    if n != d:
+        raise ConfigError(
+            f"derivatives with respect to the outputs are ill-posed for n_out={n} != d={d}: "
+            "x is not a function of y (backpropagate to the parameters instead)"
+        )
+    if hessian.shape != (B, n, d, d) or (third is not None and third.shape != (B, n, d, d)):
+        raise ConfigError(f"shape mismatch: jacobian {tuple(jacobian.shape)}, hessian {tuple(hessian.shape)}")
+    cond = torch.linalg.cond(jacobian.detach())
+    if not bool(torch.all(torch.isfinite(cond) & (cond <= max_condition))):
+        worst = int(torch.argmax(torch.nan_to_num(cond, nan=float("inf"))))
+        raise ConfigError(
+            f"the Jacobian is not invertible at sample {worst} (condition number {float(cond[worst]):.2e}): "
+            "x is not locally a function of y there"
+        )
+    J_inv = torch.linalg.inv(jacobian).unsqueeze(1)  # (B, 1, d, n): [q, m]
+    dJ = torch.matmul(hessian, J_inv)
+    dHd = torch.matmul(third, J_inv) if third is not None else None
+    return dJ, dHd
+
+
+def invert_network(net, y: torch.Tensor, x0: torch.Tensor, *, atol: float = 1e-14, max_iter: int = 50) -> torch.Tensor:
+    """``x`` with ``net(x) = y`` near ``x0`` by Newton's method (Jacobians from the forward recursion).
+
+    For a square network; an independent route to ``∂/∂y`` by central differences through the inverse.
+    Raises :class:`ConfigError` if Newton does not reach ``max |Δx| ≤ atol`` in ``max_iter`` steps.
+    """
+    from deqlab.nethessian.forward import input_derivatives
+
+    x = x0.detach().clone()
+    for _ in range(max_iter):
+        out = input_derivatives(net, x)
+        step = torch.linalg.solve(out.jacobian, (out.value - y).unsqueeze(-1)).squeeze(-1)
+        x = x - step
+        if float(step.abs().max()) <= atol:
+            return x
+    raise ConfigError(f"Newton inversion of the network did not converge in {max_iter} steps")

@@ -1,0 +1,330 @@
+"""deqlab.nethessian: every quantity against torch.func (float64), the seed's pitfalls shown wrong."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from deqlab.errors import ConfigError
+from deqlab.nethessian import ACTIVATIONS, Sin, derivatives_wrt_outputs, input_derivatives, laplacian, make_mlp
+from deqlab.nethessian import pitfalls as P
+from deqlab.nethessian import reference as R
+from deqlab.nethessian.activations import activation_of
+from deqlab.nethessian.outputs import invert_network
+
+#: forward recursion vs torch.func, max-norm relative error (the issue's bar)
+TOL = 1e-12
+#: central finite differences (step FD_STEP) of a smooth quantity: truncation ~h², round-off ~eps/h
+FD_TOL = 1e-7
+FD_STEP = 1e-4
+#: a formula "is wrong" when it misses the reference by at least this (relative)
+WRONG = 0.05
+
+f64 = torch.float64
+
+
+def rel(a, b):
+    """max |a − b| / max |b| (normwise: safe where entries of b vanish); max |a| if b is exactly 0."""
+    a, b = a.detach(), b.detach()
+    scale = float(b.abs().max())
+    return float((a - b).abs().max()) / scale if scale > 0 else float(a.abs().max())
+
+
+def net_and_x(act, d, hidden, n_out, batch=3, seed=0):
+    torch.manual_seed(seed)
+    net = make_mlp(d, hidden, n_out, act, dtype=f64)
+    x = torch.randn(batch, d, dtype=f64)
+    return net, x
+
+
+ARCHS = [(3, [5], 2), (2, [4, 6], 1), (4, [3, 5, 4], 3)]  # (d, hidden, n_out): depths 1, 2, 3
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("d,hidden,n_out", ARCHS)
+def test_every_quantity_matches_torch_func(act, d, hidden, n_out):
+    net, x = net_and_x(act, d, hidden, n_out)
+    out = input_derivatives(net, x, diag_hessian=True, laplacian=True, hessian=True, third=True)
+    H_ref = R.hessian_func(net, x)
+    assert out.hessian_method == "forward"
+    assert rel(out.value, net(x)) <= TOL
+    assert rel(out.jacobian, R.jacobian_func(net, x)) <= TOL
+    assert rel(out.hessian, H_ref) <= TOL
+    assert rel(out.diag_hessian, torch.diagonal(H_ref, dim1=-2, dim2=-1)) <= TOL
+    assert rel(out.laplacian, torch.diagonal(H_ref, dim1=-2, dim2=-1).sum(-1)) <= TOL
+    assert rel(out.third, R.third_func(net, x)) <= TOL
+    # the cheaper routes used when less is asked for
+    adj = input_derivatives(net, x, hessian=True, hessian_method="adjoint")
+    assert adj.hessian_method == "adjoint" and rel(adj.hessian, H_ref) <= TOL
+    Hd_ref = torch.diagonal(H_ref, dim1=-2, dim2=-1)
+    for method in ("auto", "forward", "adjoint"):
+        both = input_derivatives(net, x, jacobian=False, diag_hessian=True, laplacian=True, diag_method=method)
+        assert rel(both.diag_hessian, Hd_ref) <= TOL and rel(both.laplacian, Hd_ref.sum(-1)) <= TOL
+    assert rel(laplacian(net, x), Hd_ref.sum(-1)) <= TOL
+
+
+def test_hessian_symmetric_and_auto_method():
+    net, x = net_and_x("tanh", 4, [6, 5], 2)
+    out = input_derivatives(net, x, hessian=True)
+    assert out.hessian_method == "adjoint"
+    assert rel(out.hessian, out.hessian.transpose(-1, -2)) <= TOL
+    fwd = input_derivatives(net, x, hessian=True, hessian_method="forward").hessian
+    assert rel(fwd, fwd.transpose(-1, -2)) <= TOL
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_derivatives_against_autograd(name):
+    module = ACTIVATIONS[name]().to(f64)
+    act = activation_of(module)
+    z = torch.linspace(-4, 4, 41, dtype=f64)
+    values = act(z, 3)
+    f = lambda s: module(s)  # noqa: E731
+    d1 = torch.func.vmap(torch.func.grad(f))(z)
+    d2 = torch.func.vmap(torch.func.grad(torch.func.grad(f)))(z)
+    d3 = torch.func.vmap(torch.func.grad(torch.func.grad(torch.func.grad(f))))(z)
+    for ours, ref in zip(values, (module(z), d1, d2, d3)):
+        assert rel(ours, ref) <= TOL
+
+
+def test_softplus_follows_torch_threshold_branch():
+    module = nn.Softplus(beta=2.0, threshold=5.0).to(f64)
+    z = torch.tensor([-3.0, 2.4, 2.6, 10.0], dtype=f64)  # βz crosses the threshold between 2.4 and 2.6
+    values = activation_of(module)(z, 2)
+    assert torch.equal(values[0], module(z))
+    d2 = torch.func.vmap(torch.func.grad(torch.func.grad(lambda s: module(s))))(z)
+    assert rel(values[2], d2) <= TOL and float(values[2][-1]) == 0.0
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        nn.Sequential(nn.Tanh(), nn.Linear(3, 4), Sin(), nn.Linear(4, 2)),  # activation on x itself
+        nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 5), nn.Sigmoid(), nn.Linear(5, 1, bias=False)),  # two Linear
+        nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.SiLU()), nn.Identity(), nn.Linear(4, 2), nn.Tanh()),  # nested, ends in A
+        nn.Sequential(nn.Linear(3, 2)),  # affine: all curvature is exactly zero
+        nn.Sequential(nn.Tanh()),  # no Linear: n_out = d
+    ],
+    ids=["act-first", "two-linear", "nested", "affine", "act-only"],
+)
+def test_other_architectures(net):
+    torch.manual_seed(1)
+    net = net.to(f64)
+    x = torch.randn(4, 3, dtype=f64)
+    out = input_derivatives(net, x, diag_hessian=True, laplacian=True, hessian=True, third=True)
+    H_ref = R.hessian_func(net, x)
+    assert rel(out.jacobian, R.jacobian_func(net, x)) <= TOL
+    if float(H_ref.abs().max()) == 0:
+        assert float(out.hessian.abs().max()) == 0 and float(out.third.abs().max()) == 0
+        assert float(laplacian(net, x).abs().max()) == 0
+        return
+    assert rel(out.hessian, H_ref) <= TOL
+    assert rel(input_derivatives(net, x, hessian=True, hessian_method="adjoint").hessian, H_ref) <= TOL
+    assert rel(laplacian(net, x), torch.diagonal(H_ref, dim1=-2, dim2=-1).sum(-1)) <= TOL
+    for method in ("forward", "adjoint"):
+        Hd = input_derivatives(net, x, diag_hessian=True, diag_method=method).diag_hessian
+        assert rel(Hd, torch.diagonal(H_ref, dim1=-2, dim2=-1)) <= TOL
+    assert rel(out.third, R.third_func(net, x)) <= TOL
+
+
+def test_third_against_central_differences_of_diag_hessian():
+    net, x = net_and_x("softplus", 3, [6, 4], 2, batch=2)
+    T = input_derivatives(net, x, third=True).third
+    for m in range(3):
+        e = torch.zeros_like(x)
+        e[:, m] = FD_STEP
+        fd = (input_derivatives(net, x + e, diag_hessian=True).diag_hessian
+              - input_derivatives(net, x - e, diag_hessian=True).diag_hessian) / (2 * FD_STEP)
+        assert rel(T[..., m], fd) <= FD_TOL
+
+
+def test_laplacian_gradcheck_and_parameter_gradients():
+    net, x = net_and_x("tanh", 2, [5, 4], 1, batch=3)
+    x = x.requires_grad_(True)
+    # d(Δu)/dx by finite differences vs autograd through the recursion
+    assert torch.autograd.gradcheck(lambda s: laplacian(net, s), (x,))
+    assert torch.autograd.gradgradcheck(lambda s: laplacian(net, s), (x,))
+    # parameter gradient of a PINN-like loss: recursion vs double-backward Laplacian
+    params = list(net.parameters())
+    g_fwd = torch.autograd.grad((laplacian(net, x) ** 2).mean(), params, allow_unused=True, materialize_grads=True)
+    g_ref = torch.autograd.grad(
+        (R.double_backward_laplacian(net, x, create_graph=True) ** 2).mean(), params, allow_unused=True, materialize_grads=True
+    )
+    assert float(g_ref[0].abs().max()) > 0  # the loss does depend on the parameters
+    for a, b in zip(g_fwd, g_ref):
+        assert rel(a, b) <= TOL
+
+
+def test_other_reference_routes_agree():
+    """The bench's double-backward loop and vmap(jvp(grad)) are themselves right."""
+    net, x = net_and_x("gelu", 3, [4, 4], 2)
+    ref = R.diag_hessian_func(net, x)
+    assert rel(R.double_backward_diag_hessian(net, x), ref) <= TOL
+    assert rel(R.jvp_grad_diag_hessian(net, x), ref) <= TOL
+
+
+# --- the seed's unstable and wrong forms -----------------------------------------------------------
+
+def test_division_forms_are_right_away_from_stationary_points():
+    net, x = net_and_x("tanh", 3, [5, 4], 2)
+    assert rel(P.division_diag_hessian(net, x), R.diag_hessian_func(net, x)) <= TOL
+    assert rel(P.division_hessian(net, x), R.hessian_func(net, x)) <= TOL
+
+
+def test_division_forms_give_nan_at_an_exact_stationary_point():
+    """gaussian A = exp(−z²): first hidden neuron z = x0 − x1 = 0 exactly, with ∂z/∂x = (1, −1) ≠ 0."""
+    torch.manual_seed(2)
+    net = make_mlp(2, [4, 3], 1, "gaussian", dtype=f64)
+    with torch.no_grad():
+        net[0].weight[0] = torch.tensor([1.0, -1.0], dtype=f64)
+        net[0].bias[0] = 0.0
+    x = torch.randn(3, 1, dtype=f64).repeat(1, 2)
+    assert float(net[0](x)[:, 0].abs().max()) == 0.0
+    assert torch.isnan(P.division_diag_hessian(net, x)).all()
+    assert torch.isnan(P.division_hessian(net, x)).all()
+    ref = R.hessian_func(net, x)
+    assert torch.isfinite(ref).all() and float(ref.abs().max()) > 0
+    stable = input_derivatives(net, x, diag_hessian=True, hessian=True, third=True)
+    assert rel(stable.diag_hessian, torch.diagonal(ref, dim1=-2, dim2=-1)) <= TOL
+    assert rel(stable.hessian, ref) <= TOL
+    assert rel(stable.third, R.third_func(net, x)) <= TOL
+
+
+def test_division_forms_survive_near_a_stationary_point():
+    """sin at fl(π/2): cos = 6e-17, not 0, and (A'·Jz)²/A'² keeps full relative accuracy."""
+    torch.manual_seed(2)
+    net = make_mlp(2, [4, 3], 1, "sin", dtype=f64)
+    with torch.no_grad():
+        net[0].bias[0] = math.pi / 2 - net[0].weight[0, 0] * 0.5 - net[0].weight[0, 1] * 0.25
+    x = torch.tensor([[0.5, 0.25]], dtype=f64)
+    assert float(torch.cos(net[0](x)[:, 0]).abs().max()) < 1e-15
+    assert rel(P.division_diag_hessian(net, x), R.diag_hessian_func(net, x)) <= TOL
+
+
+def test_division_forms_give_nan_where_tanh_saturates():
+    torch.manual_seed(3)
+    net = make_mlp(2, [4, 3], 1, "tanh", dtype=f64)
+    with torch.no_grad():
+        net[0].bias[0] = 40.0  # tanh'(z) = 1 − tanh(z)² == 0.0 exactly in float64 for z ≳ 19
+    x = torch.randn(3, 2, dtype=f64)
+    assert float(activation_of(nn.Tanh())(net[0](x), 1)[1][:, 0].abs().max()) == 0.0
+    assert torch.isnan(P.division_diag_hessian(net, x)).all()
+    assert torch.isnan(P.division_hessian(net, x)).all()
+    ref = R.diag_hessian_func(net, x)
+    assert torch.isfinite(ref).all()
+    assert rel(input_derivatives(net, x, diag_hessian=True).diag_hessian, ref) <= TOL
+
+
+@pytest.mark.parametrize("act", ["tanh", "softplus", "sin"])
+def test_seed_third_derivative_is_wrong(act):
+    net, x = net_and_x(act, 3, [5, 4], 2)
+    ref = R.third_func(net, x)
+    assert rel(P.seed_third(net, x), ref) > WRONG
+    assert rel(input_derivatives(net, x, third=True).third, ref) <= TOL
+
+
+# --- derivatives with respect to the outputs (seed eqs. 24–26) -------------------------------------
+
+def square_net():
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 3)).to(f64)
+    with torch.no_grad():  # near-identity, so x -> y is invertible on the whole test region
+        net[0].weight.mul_(0.3)
+        net[2].weight.copy_(torch.eye(3, dtype=f64) + 0.2 * net[2].weight)
+    return net
+
+
+def test_derivatives_wrt_outputs_against_finite_differences_of_the_inverse():
+    net = square_net()
+    x = 0.5 * torch.randn(2, 3, dtype=f64)
+    out = input_derivatives(net, x, diag_hessian=True, hessian=True, third=True)
+    dJ, dHd = derivatives_wrt_outputs(out.jacobian, out.hessian, out.third)
+    for m in range(3):
+        e = torch.zeros_like(out.value)
+        e[:, m] = FD_STEP
+        xp, xm = invert_network(net, out.value + e, x), invert_network(net, out.value - e, x)
+        p = input_derivatives(net, xp, diag_hessian=True)
+        q = input_derivatives(net, xm, diag_hessian=True)
+        assert rel(dJ[..., m], (p.jacobian - q.jacobian) / (2 * FD_STEP)) <= FD_TOL
+        assert rel(dHd[..., m], (p.diag_hessian - q.diag_hessian) / (2 * FD_STEP)) <= FD_TOL
+    # the seed's element-wise division (eq. 25) is not the chain rule
+    assert rel(P.seed_outputs_jacobian(out.jacobian, out.hessian), dJ) > WRONG
+
+
+def test_derivatives_wrt_outputs_refuse_ill_posed_cases():
+    net, x = net_and_x("tanh", 3, [4], 1)
+    out = input_derivatives(net, x, hessian=True)
+    with pytest.raises(ConfigError, match="ill-posed"):
+        derivatives_wrt_outputs(out.jacobian, out.hessian)
+    J = torch.zeros(1, 2, 2, dtype=f64)
+    with pytest.raises(ConfigError, match="not invertible"):
+        derivatives_wrt_outputs(J, torch.zeros(1, 2, 2, 2, dtype=f64))
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+def test_unsupported_layers_are_named():
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.Dropout(), nn.Linear(3, 1)).to(f64)
+    with pytest.raises(ConfigError, match="ReLU, Dropout"):
+        input_derivatives(net, torch.zeros(1, 2, dtype=f64))
+    with pytest.raises(ConfigError, match="GELU"):
+        input_derivatives(nn.Sequential(nn.Linear(2, 2), nn.GELU(approximate="tanh")), torch.zeros(1, 2))
+
+
+def test_shape_and_dtype_mismatch_messages():
+    net = make_mlp(3, [4], 1, dtype=f64)
+    with pytest.raises(ConfigError, match="d=2 features but the first Linear expects 3"):
+        input_derivatives(net, torch.zeros(5, 2, dtype=f64))
+    with pytest.raises(ConfigError, match=r"shape \(batch, d\)"):
+        input_derivatives(net, torch.zeros(3, dtype=f64))
+    with pytest.raises(ConfigError, match="dtype mismatch"):
+        input_derivatives(net, torch.zeros(5, 3, dtype=torch.float32))
+    with pytest.raises(ConfigError, match="layer 2 \\(Linear\\) expects 5 inputs but receives 4"):
+        input_derivatives(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(5, 1)), torch.zeros(1, 3))
+    with pytest.raises(ConfigError, match="hessian_method"):
+        input_derivatives(net, torch.zeros(1, 3, dtype=f64), hessian=True, hessian_method="magic")
+    with pytest.raises(ConfigError, match="diag_method"):
+        input_derivatives(net, torch.zeros(1, 3, dtype=f64), diag_hessian=True, diag_method="magic")
+    with pytest.raises(ConfigError, match="unknown activation"):
+        make_mlp(2, [3], 1, "relu")
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    d=st.integers(1, 4),
+    hidden=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+    n_out=st.integers(1, 3),
+    act=st.sampled_from(sorted(ACTIVATIONS)),
+    seed=st.integers(0, 10_000),
+)
+def test_property_random_mlps(d, hidden, n_out, act, seed):
+    net, x = net_and_x(act, d, hidden, n_out, batch=2, seed=seed)
+    out = input_derivatives(net, x, diag_hessian=True, laplacian=True, hessian=True, third=True)
+    H_ref = R.hessian_func(net, x)
+    scale_ok = float(H_ref.abs().max()) > 0
+    assert rel(out.jacobian, R.jacobian_func(net, x)) <= TOL
+    if scale_ok:
+        assert rel(out.hessian, H_ref) <= TOL
+        Hd_ref = torch.diagonal(H_ref, dim1=-2, dim2=-1)
+        for method in ("forward", "adjoint"):
+            assert rel(input_derivatives(net, x, diag_hessian=True, diag_method=method).diag_hessian, Hd_ref) <= TOL
+        assert rel(laplacian(net, x), Hd_ref.sum(-1)) <= TOL
+        assert rel(input_derivatives(net, x, hessian=True).hessian, H_ref) <= TOL
+        assert rel(out.third, R.third_func(net, x)) <= TOL
+
+
+def test_register_activation_extends_the_recursions():
+    from deqlab.nethessian import Activation, register_activation
+
+    class Cube(nn.Module):
+        def forward(self, z):
+            return z**3
+
+    register_activation(Cube, lambda m: Activation("cube", lambda z, order: [z**3, 3 * z**2, 6 * z, 6 + 0 * z]))
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(3, 4), Cube(), nn.Linear(4, 2)).to(f64)
+    x = torch.randn(3, 3, dtype=f64)
+    out = input_derivatives(net, x, hessian=True, third=True)
+    assert rel(out.hessian, R.hessian_func(net, x)) <= TOL and rel(out.third, R.third_func(net, x)) <= TOL
