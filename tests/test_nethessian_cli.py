@@ -41,7 +41,7 @@ def test_plain_nethessian_runs_the_check(cli, output_root):
         (("nethessian", "pinn", "routes=[magic]"), "routes must be"),
         (("nethessian", "pinn", "--steps", "0"), "pinn.steps must be >= 1"),
         (("bench", "nethessian", "tasks=[jacobian]"), "tasks must be"),
-        (("nethessian", "nosuchkey=1"), "Could not override 'nosuchkey'"),
+        (("nethessian", "nosuchkey=1"), "unknown config key 'nosuchkey'"),
     ],
 )
 def test_bad_input_exits_2_without_a_folder(cli, output_root, args, message):
