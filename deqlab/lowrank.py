@@ -194,10 +194,13 @@ def least_change(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) ->
 
         H = YX⁺ + (YX⁺)ᵀ − X⁺ᵀ (XᵀY) X⁺,     X⁺ = (XᵀX)⁻¹Xᵀ.
 
-    It is the symmetric ``H`` of least Frobenius norm with ``HX = Y`` when ``XᵀY`` is symmetric
-    (otherwise ``HX ≠ Y``; see ``info["xty_asymmetry"]``). Its range lies in ``span[X Y]``: with
-    ``Q`` an orthonormal basis of it, ``X = Q R_X``, ``Y = Q R_Y``, the core is
-    ``R_Y R_X⁺ + (R_Y R_X⁺)ᵀ − R_X⁺ᵀ (XᵀY) R_X⁺``, ``O(n k²)``.
+    It is the symmetric ``H`` of least Frobenius norm with ``HX = Y`` when ``XᵀY`` is symmetric.
+    When it is not (noisy pairs; see ``info["xty_asymmetry"]``) no symmetric solution exists and
+    the printed formula is itself not symmetric; we use ``sym(XᵀY) = (XᵀY + YᵀX)/2`` in the last
+    term, which keeps ``H`` symmetric (``HX ≠ Y`` then; use :func:`symmetric_procrustes` for the
+    least-squares answer). Its range lies in ``span[X Y]``: with ``Q`` an orthonormal basis of it,
+    ``X = Q R_X``, ``Y = Q R_Y``, the core is ``R_Y R_X⁺ + (R_Y R_X⁺)ᵀ − R_X⁺ᵀ sym(XᵀY) R_X⁺``,
+    ``O(n k²)``.
     """
     X, Y = check_pairs(X, Y, rtol=rtol)
     Q = orthonormal_basis(np.concatenate([X, Y], axis=1), rtol=rtol)
@@ -205,7 +208,7 @@ def least_change(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) ->
     P = np.linalg.pinv(RX, rcond=rtol)  # (k, m): X⁺ = P Qᵀ
     A = RY @ P
     XtY = X.T @ Y
-    U, S = _from_core(Q, A + A.T - P.T @ XtY @ P, rtol=rtol)
+    U, S = _from_core(Q, A + A.T - P.T @ ((XtY + XtY.T) / 2) @ P, rtol=rtol)
     return SymmetricEstimate(U, S, "least_change", SOLUTIONS["least_change"], {"xty_asymmetry": _asymmetry(XtY)})
 
 
