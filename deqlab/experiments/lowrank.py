@@ -34,6 +34,7 @@ from deqlab.report.progress import track
 
 PARTS = ("example", "pairs", "study", "deq")
 DIFFERENCES = ("forward", "central")
+DIRECTIONS = ("random", "krylov")
 
 #: The seed's worked example (seed 004): a rank-2 Hessian and two exact pairs (columns).
 SEED_H = np.array([
@@ -81,6 +82,9 @@ def validate(cfg) -> None:
             C.require_int(cfg, key, minimum=1)
         C.require_float(cfg, "deq.eps", minimum=0.0, exclusive=True)
         C.require_choice(cfg, "deq.difference", DIFFERENCES)
+        dirs = list(C.get(cfg, "deq.directions"))
+        if not dirs or any(v not in DIRECTIONS for v in dirs):
+            raise ConfigError(f"deq.directions must be a non-empty list of: {', '.join(DIRECTIONS)}; got {dirs!r}")
         ks = C.require_int_list(cfg, "deq.k", minimum=1)
         P = n_params(cfg.deq.n_z, cfg.deq.n_x, cfg.deq.n_y)
         if max(ks) > P:
@@ -379,6 +383,34 @@ def deq_pairs(model, theta0, x, y, directions: torch.Tensor, *, eps: float, diff
     return torch.stack(Xs, 1).numpy(), torch.stack(Ys, 1).numpy()
 
 
+def krylov_deq_pairs(model, theta0, x, y, k: int, *, eps: float, difference: str, generator: torch.Generator):
+    """Pairs along Krylov directions (Lanczos with finite-difference Hessian-vector products):
+    ``d₁`` random, ``d_{i+1}`` = ``y_i`` orthogonalised (twice) against ``d₁ … d_i`` and normalised,
+    so ``span(d₁ … d_k) ≈ K_k(H, d₁)``, the space where the large eigenvalues converge first.
+    A direction that vanishes (invariant subspace) is replaced by a random one. Returns ``X, Y``."""
+    P = theta0.numel()
+    g0 = implicit_gradient(model, theta0, x, y)
+    D = torch.zeros(P, 0, dtype=theta0.dtype)
+    Xs, Ys = [], []
+    v = torch.randn(P, generator=generator, dtype=theta0.dtype)
+    for _ in range(k):
+        for _ in range(2):
+            v = v - D @ (D.T @ v)
+        if torch.linalg.vector_norm(v) <= 1e-8 * max(float(torch.linalg.vector_norm(Ys[-1])) if Ys else 1.0, 1e-300):
+            v = torch.randn(P, generator=generator, dtype=theta0.dtype)
+            for _ in range(2):
+                v = v - D @ (D.T @ v)
+        d = v / torch.linalg.vector_norm(v)
+        D = torch.cat([D, d[:, None]], 1)
+        s = eps * d
+        gp = implicit_gradient(model, theta0 + s, x, y)
+        yv = gp - g0 if difference == "forward" else (gp - implicit_gradient(model, theta0 - s, x, y)) / 2
+        Xs.append(s)
+        Ys.append(yv)
+        v = yv.clone()
+    return torch.stack(Xs, 1).numpy(), torch.stack(Ys, 1).numpy()
+
+
 def run_deq(cfg, result: Result) -> None:
     d = cfg.deq
     torch.manual_seed(cfg.seed)
@@ -403,44 +435,51 @@ def run_deq(cfg, result: Result) -> None:
     order = np.argsort(-np.abs(lam))
     lam, V = lam[order], V[:, order]
     u1 = V[:, 0]
-    dirs = torch.randn(P, max(d.k), generator=gen, dtype=torch.float64)
-    dirs = dirs / torch.linalg.vector_norm(dirs, dim=0, keepdim=True)
-    Xall, Yall = deq_pairs(model, theta0, x, y, dirs, eps=d.eps, difference=d.difference)
-    noise = np.linalg.norm(Yall - H @ Xall) / np.linalg.norm(H @ Xall)
-    rows = []
-    for k in track(list(d.k), "deq k"):
-        X, Y = Xall[:, :k], Yall[:, :k]
-        best = float(np.linalg.norm(lam[k:]) / np.linalg.norm(lam))  # Eckart-Young floor for rank k
-        cands = {m: LR.estimate(m, X, Y, rtol=cfg.rtol).dense() for m in LR.METHODS}
-        for name, (kind, init) in SCIPY_UPDATES.items():
-            cands[name] = scipy_update(kind, X, Y, init_scale=init)
-        for method, B in cands.items():
-            mu, W = np.linalg.eigh((B + B.T) / 2)
-            top = int(np.argmax(np.abs(mu)))
-            rows.append({
-                "k": k, "method": method,
-                "rel error": float(np.linalg.norm(B - H) / np.linalg.norm(H)),
-                "best rank-k error": best,
-                "|<u1, u1_true>|": float(abs(W[:, top] @ u1)),
-                "top eig rel error": float(abs(mu[top] - lam[0]) / abs(lam[0])),
-                "rank": int(np.linalg.matrix_rank(B, tol=cfg.rtol * max(np.abs(mu).max(), 1e-300))),
-            })
+    rows, pairs, noise = [], {}, {}
+    for kind in d.directions:
+        if kind == "random":
+            dirs = torch.randn(P, max(d.k), generator=gen, dtype=torch.float64)
+            Xall, Yall = deq_pairs(model, theta0, x, y, dirs / torch.linalg.vector_norm(dirs, dim=0, keepdim=True),
+                                   eps=d.eps, difference=d.difference)
+        else:
+            Xall, Yall = krylov_deq_pairs(model, theta0, x, y, max(d.k), eps=d.eps, difference=d.difference, generator=gen)
+        pairs[kind] = (Xall, Yall)
+        noise[kind] = np.linalg.norm(Yall - H @ Xall) / np.linalg.norm(H @ Xall)
+        for k in track(list(d.k), f"deq k ({kind})"):
+            X, Y = Xall[:, :k], Yall[:, :k]
+            best = float(np.linalg.norm(lam[k:]) / np.linalg.norm(lam))  # Eckart-Young floor for rank k
+            cands = {m: LR.estimate(m, X, Y, rtol=cfg.rtol).dense() for m in LR.METHODS}
+            for name, (sp_kind, init) in SCIPY_UPDATES.items():
+                cands[name] = scipy_update(sp_kind, X, Y, init_scale=init)
+            for method, B in cands.items():
+                mu, W = np.linalg.eigh((B + B.T) / 2)
+                top = int(np.argmax(np.abs(mu)))
+                rows.append({
+                    "directions": kind, "k": k, "method": method,
+                    "rel error": float(np.linalg.norm(B - H) / np.linalg.norm(H)),
+                    "best rank-k error": best,
+                    "|<u1, u1_true>|": float(abs(W[:, top] @ u1)),
+                    "top eig rel error": float(abs(mu[top] - lam[0]) / abs(lam[0])),
+                    "rank": int(np.linalg.matrix_rank(B, tol=cfg.rtol * max(np.abs(mu).max(), 1e-300))),
+                })
     frame = pd.DataFrame(rows)
     result.tables["deq"] = Table(
         f"DEQ loss Hessian (tanh DEQ n_z={d.n_z}, n_x={d.n_x}, n_y={d.n_y}, batch {d.batch}, P={P}) "
-        f"from k pairs ({d.difference} differences, eps={d.eps:g})",
+        f"from k pairs ({d.difference} differences, eps={d.eps:g}; directions: {', '.join(d.directions)})",
         frame,
         formats={"rel error": "{:.2e}", "best rank-k error": "{:.2e}", "|<u1, u1_true>|": "{:.6f}", "top eig rel error": "{:.2e}"},
         caption="rel error: ||H_est - H||_F/||H||_F; best rank-k error: Eckart-Young floor ||lambda_{k+1:}||/||lambda||; "
         "u1: eigenvector of the largest |eigenvalue|.",
     )
-    result.arrays["deq"] = {"H": H, "theta0": theta0.numpy(), "x": x.numpy(), "y": y.numpy(), "X": Xall, "Y": Yall, "eigenvalues": lam}
+    result.arrays["deq"] = {"H": H, "theta0": theta0.numpy(), "x": x.numpy(), "y": y.numpy(), "eigenvalues": lam,
+                            **{f"{a}_{kind}": p for kind, (Xa, Ya) in pairs.items() for a, p in (("X", Xa), ("Y", Ya))}}
     from deqlab.report.lowrank_figures import deq_against_k
 
     result.figures["deq"] = partial(deq_against_k, frame, title=f"DEQ loss Hessian (P={P}) from k secant pairs")
     result.notes.append(
         f"DEQ: implicit (adjoint) gradient vs autodiff through {d.layers} unrolled layers: relative difference {g_err:.1e}; "
-        f"||Y - H X|| / ||H X|| = {noise:.1e} ({d.difference} differences); max|H - H^T|/max|H| = {asym:.1e}; "
+        f"||Y - H X|| / ||H X|| = {', '.join(f'{v:.1e} ({k})' for k, v in noise.items())} ({d.difference} differences); "
+        f"max|H - H^T|/max|H| = {asym:.1e}; "
         f"eigenvalues of H: {lam[0]:.3e} (largest |.|) ... {lam[-1]:.3e}, {int(np.sum(lam > 0))} positive / {int(np.sum(lam < 0))} negative."
     )
 

@@ -38,24 +38,28 @@ def error_against_k(summary: pd.DataFrame, *, rank: int, title: str):
 
 
 def deq_against_k(frame: pd.DataFrame, *, title: str):
-    """DEQ study: relative error and top-eigenvector alignment against ``k``."""
+    """DEQ study: relative error and top-eigenvector misalignment against ``k``; one row of panels
+    per kind of directions (random, krylov)."""
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    for method, rows in frame.groupby("method", sort=False):
-        style = _STYLE.get(method, dict(marker=".", alpha=0.8))
-        a1.plot(rows["k"], np.maximum(rows["rel error"].to_numpy(float), 1e-17), label=method, **style)
-        a2.plot(rows["k"], np.maximum(1 - rows["|<u1, u1_true>|"].to_numpy(float), 1e-17), label=method, **style)
-    floor = frame.drop_duplicates("k")
-    a1.plot(floor["k"], np.maximum(floor["best rank-k error"].to_numpy(float), 1e-17), "k:", label="best rank-k (Eckart-Young)")
-    for ax, ylabel in ((a1, "‖H_est − H‖_F / ‖H‖_F (dimensionless)"), (a2, "1 − |⟨u₁, u₁,true⟩| (dimensionless)")):
-        ax.set_yscale("log")
-        ax.set_xlabel("k = number of (Δθ, Δ∇L) pairs")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-    a1.set_title("Hessian error")
-    a2.set_title("top-eigenvector misalignment")
-    a1.legend(fontsize=8)
+    kinds = list(dict.fromkeys(frame["directions"]))
+    fig, axes = plt.subplots(len(kinds), 2, figsize=(13, 4.6 * len(kinds)), squeeze=False)
+    for (a1, a2), kind in zip(axes, kinds):
+        part = frame[frame["directions"] == kind]
+        for method, rows in part.groupby("method", sort=False):
+            style = _STYLE.get(method, dict(marker=".", alpha=0.8))
+            a1.plot(rows["k"], np.maximum(rows["rel error"].to_numpy(float), 1e-17), label=method, **style)
+            a2.plot(rows["k"], np.maximum(1 - rows["|<u1, u1_true>|"].to_numpy(float), 1e-17), label=method, **style)
+        floor = part.drop_duplicates("k")
+        a1.plot(floor["k"], np.maximum(floor["best rank-k error"].to_numpy(float), 1e-17), "k:", label="best rank-k (Eckart-Young)")
+        for ax, ylabel in ((a1, "‖H_est − H‖_F / ‖H‖_F (dimensionless)"), (a2, "1 − |⟨u₁, u₁,true⟩| (dimensionless)")):
+            ax.set_yscale("log")
+            ax.set_xlabel("k = number of (Δθ, Δ∇L) pairs")
+            ax.set_ylabel(ylabel)
+            ax.grid(True, which="both", alpha=0.3)
+        a1.set_title(f"Hessian error, {kind} directions")
+        a2.set_title(f"top-eigenvector misalignment, {kind} directions")
+    axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
