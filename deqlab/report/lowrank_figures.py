@@ -51,7 +51,8 @@ def deq_against_k(frame: pd.DataFrame, *, title: str):
             a1.plot(rows["k"], np.maximum(rows["rel error"].to_numpy(float), 1e-17), label=method, **style)
             a2.plot(rows["k"], np.maximum(1 - rows["|<u1, u1_true>|"].to_numpy(float), 1e-17), label=method, **style)
         floor = part.drop_duplicates("k")
-        a1.plot(floor["k"], np.maximum(floor["best rank-k error"].to_numpy(float), 1e-17), "k:", label="best rank-k (Eckart-Young)")
+        best = floor["best rank-k error"].to_numpy(float)
+        a1.plot(floor["k"], np.where(best > 0, best, np.nan), "k:", label="best rank-k (Eckart-Young; 0 at k = P)")
         for ax, ylabel in ((a1, "‖H_est − H‖_F / ‖H‖_F (dimensionless)"), (a2, "1 − |⟨u₁, u₁,true⟩| (dimensionless)")):
             ax.set_yscale("log")
             ax.set_xlabel("k = number of (Δθ, Δ∇L) pairs")
