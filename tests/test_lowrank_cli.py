@@ -104,6 +104,9 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
         (("--part", "study", "study.noise=[-1]"), "study.noise"),
         (("--part", "deq", "deq.k=[1000]"), "deq.k contains 1000"),
         (("--rtol", "-1"), "rtol must be >"),
+        (("--part", "study", "study.definite=maybe"), "study.definite"),
+        (("--part", "deq", "deq.directions=[sideways]"), "deq.directions"),
+        (("--part", "study", "--pairs", "x.npz"), "cannot be combined"),
     ],
 )
 def test_bad_config(cli, output_root, args, message):
@@ -129,10 +132,11 @@ def test_deq_small(cli, output_root):
     r = cli("lowrank", "--part", "deq", "deq.n_z=2", "deq.n_x=2", "deq.n_y=1", "deq.batch=3", "deq.k=[2,13]", "deq.difference=central")
     assert r.exit_code == 0, r.output
     folder = run_folder(output_root)
-    deq = pd.read_csv(folder / "deq.csv").set_index(["k", "method"])
-    assert deq.loc[(13, "symmetric_procrustes"), "rel error"] < 1e-4  # k = P = 13 central pairs
+    deq = pd.read_csv(folder / "deq.csv").set_index(["directions", "k", "method"])
+    for directions in ("random", "krylov"):
+        assert deq.loc[(directions, 13, "symmetric_procrustes"), "rel error"] < 1e-4  # k = P = 13 central pairs
     arrays = np.load(folder / "deq.npz")
-    assert arrays["H"].shape == (13, 13) and arrays["X"].shape == (13, 13)
+    assert arrays["H"].shape == (13, 13) and arrays["X_random"].shape == (13, 13) and arrays["Y_krylov"].shape == (13, 13)
     assert (folder / "deq.png").is_file()
 
 

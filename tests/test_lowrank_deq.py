@@ -94,3 +94,17 @@ def test_secant_pairs_and_full_recovery(problem):
     # forward differences are only first-order accurate: measurably worse pairs
     Xf, Yf = E.deq_pairs(model, theta, x, y, dirs[:, :4] / dirs[:, :4].norm(dim=0), eps=1e-4, difference="forward")
     assert np.linalg.norm(Yf - Hn @ Xf) / np.linalg.norm(Hn @ Xf) > 10 * np.linalg.norm(Y[:, :4] - Hn @ X[:, :4]) / np.linalg.norm(Hn @ X[:, :4])
+
+
+def test_krylov_pairs_follow_the_lanczos_directions(problem):
+    """d₁ random, d₂ ∝ (I − d₁d₁ᵀ) H d₁: the steps are orthonormal and span the Krylov space."""
+    model, x, y, theta, H = problem
+    eps = 1e-4
+    X, Y = E.krylov_deq_pairs(model, theta, x, y, 5, eps=eps, difference="central", generator=torch.Generator().manual_seed(3))
+    D = X / eps
+    assert np.abs(D.T @ D - np.eye(5)).max() < 1e-12
+    Hn = H.numpy()
+    v = Hn @ D[:, 0]
+    v -= D[:, 0] * (D[:, 0] @ v)
+    v /= np.linalg.norm(v)
+    assert 1 - abs(v @ D[:, 1]) < PAIR_TOL

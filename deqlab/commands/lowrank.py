@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deqlab.commands.runner import OVERRIDES, option_overrides, run_experiment
+from deqlab.commands.runner import OVERRIDES, fail, option_overrides, run_experiment
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -20,6 +20,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         strict: bool = typer.Option(False, "--strict", help="Exit 1 if any reported check failed."),
     ) -> None:
         """Symmetric Hessians from a few (step, gradient-change) pairs: seed method, least change, rank-k, Procrustes."""
+        if pairs is not None and part not in (None, "pairs"):
+            fail(f"--pairs reads a pairs file (part pairs); it cannot be combined with --part {part}", 2)
         overrides = option_overrides(
             **{"part": "pairs" if pairs is not None and part is None else part,
                "pairs_file": None if pairs is None else _quote(pairs),

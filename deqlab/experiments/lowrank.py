@@ -74,6 +74,8 @@ def validate(cfg) -> None:
             raise ConfigError(f"study.k contains {max(ks)} > study.n = {cfg.study.n}: at most n independent pairs")
         if cfg.study.rank > cfg.study.n:
             raise ConfigError(f"study.rank = {cfg.study.rank} exceeds study.n = {cfg.study.n}")
+        if not isinstance(C.get(cfg, "study.definite"), bool):
+            raise ConfigError(f"study.definite must be true or false, got {C.get(cfg, 'study.definite')!r}")
         noise = list(C.get(cfg, "study.noise"))
         if not noise or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 for v in noise):
             raise ConfigError(f"study.noise must be a non-empty list of numbers >= 0, got {noise!r}")
