@@ -6,26 +6,21 @@ method here returns a symmetric ``H = U diag(S) Uᵀ`` with ``U`` of shape ``(n,
 columns) and ``S`` of shape ``(r,)``, ``r ≤ 2k``: no ``n × n`` matrix is ever formed, so ``n`` can be
 ``10⁵`` and more. All four answers differ; each result says which one it is (:attr:`SymmetricEstimate.solution`):
 
-=====================  ============================================================================
-method                 solution it returns
-=====================  ============================================================================
-``rank_k_recovery``    ``H = Y (XᵀY)⁺ Yᵀ``: the unique symmetric matrix with range ``span(Y)`` and
-                       ``HX = Y``. Exact whenever the pairs are exact and ``rank H ≤ k`` (with
-                       ``rank(XᵀY) = rank H``). For ``k < rank H`` and ``Y = HX`` it is the Nyström
-                       approximation ``HX (XᵀHX)⁺ XᵀH``.
-``least_change``       Dennis–Moré / Schnabel (1983): ``H = YX⁺ + (YX⁺)ᵀ − X⁺ᵀ(XᵀY)X⁺``, the
-                       least-Frobenius-norm symmetric ``H`` with ``HX = Y`` (the least change from
-                       ``H₀ = 0``). An exact symmetric solution exists iff ``XᵀY`` is symmetric. It is
-                       NOT the low-rank truth: its ``(I−P_X)·(I−P_X)`` block is zero (seed errata).
-``symmetric_procrustes`` Higham (1988): ``argmin ‖HX − Y‖_F`` over symmetric ``H``, minimum-norm among
-                       the minimisers; the answer for noisy pairs where ``XᵀY`` is not symmetric. Equal
-                       to ``least_change`` when an exact symmetric solution exists.
-``seed_method``        The seed's construction, faithfully: Gram–Schmidt basis ``G`` of ``[X Y]``,
-                       ``X̂ = GᵀX``, ``Ŷ = GᵀY``, ``J = ŶŶᵀ = U_J S_J U_Jᵀ`` truncated to its
-                       non-zero part, eigenproblem ``S_J⁺ U_Jᵀ Ŷ X̂ᵀ U_J α̂ = (1/s) α̂``,
-                       ``u = G U_J α̂``. The seed calls it "the least norm solution"; it is not:
-                       its range is ``span(Y)``, so with exact pairs it returns the rank-k recovery.
-=====================  ============================================================================
+- ``rank_k_recovery``: ``H = Y (XᵀY)⁺ Yᵀ``, the unique symmetric matrix with range ``span(Y)`` and
+  ``HX = Y``. Exact whenever the pairs are exact and ``rank H ≤ k`` (with ``rank(XᵀY) = rank H``).
+  For ``k < rank H`` and ``Y = HX`` it is the Nyström approximation ``HX (XᵀHX)⁺ XᵀH``. For an
+  indefinite ``H``, ``XᵀY = XᵀHX`` can be nearly singular although ``X`` is not: raise ``rtol``.
+- ``least_change``: Dennis–Moré / Schnabel (1983), ``H = YX⁺ + (YX⁺)ᵀ − X⁺ᵀ(XᵀY)X⁺``, the
+  least-Frobenius-norm symmetric ``H`` with ``HX = Y`` (the least change from ``H₀ = 0``). An exact
+  symmetric solution exists iff ``XᵀY`` is symmetric. It is NOT the low-rank truth: it vanishes on
+  ``range(X)^⊥ × range(X)^⊥`` (seed errata).
+- ``symmetric_procrustes``: Higham (1988), ``argmin ‖HX − Y‖_F`` over symmetric ``H``, minimum norm
+  among the minimisers; the answer for noisy pairs where ``XᵀY`` is not symmetric. Equal to
+  ``least_change`` when an exact symmetric solution exists.
+- ``seed_method``: the seed's construction, faithfully: Gram–Schmidt basis ``G`` of ``[X Y]``,
+  ``X̂ = GᵀX``, ``Ŷ = GᵀY``, ``J = ŶŶᵀ = U_J S_J U_Jᵀ`` truncated to its non-zero part, eigenproblem
+  ``S_J⁺ U_Jᵀ Ŷ X̂ᵀ U_J α̂ = (1/s) α̂``, ``u = G U_J α̂``. The seed calls it "the least norm
+  solution"; it is not: its range is ``span(Y)``, so with exact pairs it returns the rank-k recovery.
 
 Shapes: ``X, Y`` are ``(n, k)`` float64 arrays, ``k ≤ n``; ``U`` is ``(n, r)``; ``S`` is ``(r,)``.
 

@@ -120,7 +120,10 @@ def test_study_small(cli, output_root):
     r = cli("lowrank", "--part", "study", "study.n=12", "study.rank=2", "study.k=[1,2,4]", "study.trials=2", "study.noise=[0,1e-3]")
     assert r.exit_code == 0, r.output
     folder = run_folder(output_root)
-    study = pd.read_csv(folder / "study.csv")
+    wide = pd.read_csv(folder / "study.csv")
+    assert {"noise", "k", "rank_k_recovery", "scipy SR1 (B0 = 0)"} <= set(wide.columns) and len(wide) == 6
+    assert len(pd.read_csv(folder / "study_trials.csv")) == 2 * 2 * 3 * 7
+    study = pd.read_csv(folder / "study_summary.csv")
     exact = study[(study["noise"] == 0) & (study["k"] >= 2)].set_index(["k", "method"])
     assert (exact.loc[(slice(None), "rank_k_recovery"), "max rel error"] < 1e-12).all()
     assert (exact.loc[(slice(None), "least_change"), "median rel error"] > 1e-2).all()

@@ -55,11 +55,14 @@ def test_implicit_gradient_matches_unrolled_autodiff(problem):
     assert torch.linalg.vector_norm(g_implicit - g_unrolled) / torch.linalg.vector_norm(g_unrolled) < GRADIENT_TOL
 
 
-def test_implicit_gradient_gradcheck_of_loss(problem):
-    """torch.autograd.gradcheck of the unrolled loss (the gradient route the Hessian builds on)."""
+def test_unrolled_loss_gradcheck_and_gradgradcheck(problem):
+    """torch.autograd.gradcheck/gradgradcheck of the unrolled loss: the first and second derivatives
+    the reference Hessian is built from (60 layers keeps the check fast; it does not need convergence)."""
     model, x, y, theta, H = problem
     th = theta.clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda t: E.unrolled_loss(model, t, x, y, 60), (th,), eps=1e-6, atol=1e-8)
+    loss = lambda t: E.unrolled_loss(model, t, x, y, 60)  # noqa: E731
+    assert torch.autograd.gradcheck(loss, (th,), eps=1e-6, atol=1e-8)
+    assert torch.autograd.gradgradcheck(loss, (th,), eps=1e-6, atol=1e-7)
 
 
 def test_reference_hessian_symmetric_and_matches_finite_differences(problem):

@@ -28,7 +28,7 @@ np.savez("experiments/lowrank/pairs_example.npz", X=X, Y=Y, H=H)
 PY
 run example lowrank example.csv example.npz -- lowrank
 run pairs lowrank pairs.csv factors.npz -- lowrank --pairs experiments/lowrank/pairs_example.npz
-run study lowrank study.csv study.png -- lowrank --part study
+run study lowrank study.csv study_summary.csv study.png -- lowrank --part study
 run deq lowrank deq.csv deq.png -- lowrank --part deq
 run deq_central lowrank deq.csv deq.png -- lowrank --part deq deq.difference=central
 run bench bench/lowrank bench.csv -- bench lowrank
