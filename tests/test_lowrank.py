@@ -263,3 +263,17 @@ def test_check_pairs_rejects_bad_input(X, Y, message):
 def test_unknown_method():
     with pytest.raises(ValueError, match="unknown method"):
         LR.estimate("bfgs", SEED_X, SEED_Y)
+
+
+@pytest.mark.parametrize("method", LR.METHODS)
+def test_edge_cases_zero_gradients_and_k_equals_n(method):
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((6, 3))
+    est = LR.estimate(method, X, np.zeros((6, 3)))
+    assert est.rank == 0 and est.U.shape == (6, 0) and np.all(est.dense() == 0)
+    # k = n independent exact pairs determine any symmetric H: every method must return it
+    A = rng.standard_normal((5, 5))
+    H = A + A.T
+    X = rng.standard_normal((5, 5))
+    tol = SEED_METHOD_TOL if method == "seed_method" else CLOSED_FORM_TOL
+    assert np.linalg.norm(LR.estimate(method, X, H @ X).dense() - H) / np.linalg.norm(H) < tol
