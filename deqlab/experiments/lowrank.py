@@ -216,9 +216,9 @@ def _save_npy(est: LR.SymmetricEstimate, path) -> None:
 def scipy_update(kind: str, X: np.ndarray, Y: np.ndarray, *, init_scale="auto") -> np.ndarray:
     """Feed the pairs one by one to ``scipy.optimize.SR1``/``BFGS`` (approx_type ``"hess"``) and
     return the dense ``(n, n)`` matrix. Pairs are used in column order."""
-    from scipy import optimize
-
     import warnings
+
+    from scipy import optimize
 
     strategy = getattr(optimize, kind)(init_scale=init_scale)
     strategy.initialize(X.shape[0], "hess")
