@@ -1,0 +1,334 @@
+"""Symmetric Hessians from a few (point, gradient) pairs (seed 004), in factored form.
+
+Given ``k`` pairs stacked as columns, ``X = [s₁ … s_k]`` and ``Y = [y₁ … y_k]`` (both ``(n, k)``,
+``sᵢ`` a step in parameter/input space, ``yᵢ`` the change of the gradient, so ``yᵢ ≈ H sᵢ``), every
+method here returns a symmetric ``H = U diag(S) Uᵀ`` with ``U`` of shape ``(n, r)`` (orthonormal
+columns) and ``S`` of shape ``(r,)``, ``r ≤ 2k``: no ``n × n`` matrix is ever formed, so ``n`` can be
+``10⁵`` and more. All four answers differ; each result says which one it is (:attr:`SymmetricEstimate.solution`):
+
+- ``rank_k_recovery``: ``H = Y (XᵀY)⁺ Yᵀ``, the unique symmetric matrix with range ``span(Y)`` and
+  ``HX = Y``. Exact whenever the pairs are exact and ``rank H ≤ k`` (with ``rank(XᵀY) = rank H``).
+  For ``k < rank H`` and ``Y = HX`` it is the Nyström approximation ``HX (XᵀHX)⁺ XᵀH``. For an
+  indefinite ``H``, ``XᵀY = XᵀHX`` can be nearly singular although ``X`` is not: raise ``rtol``.
+- ``least_change``: Dennis–Moré / Schnabel (1983), ``H = YX⁺ + (YX⁺)ᵀ − X⁺ᵀ(XᵀY)X⁺``, the
+  least-Frobenius-norm symmetric ``H`` with ``HX = Y`` (the least change from ``H₀ = 0``). An exact
+  symmetric solution exists iff ``XᵀY`` is symmetric. It is NOT the low-rank truth: it vanishes on
+  ``range(X)^⊥ × range(X)^⊥`` (seed errata).
+- ``symmetric_procrustes``: Higham (1988), ``argmin ‖HX − Y‖_F`` over symmetric ``H``, minimum norm
+  among the minimisers; the answer for noisy pairs where ``XᵀY`` is not symmetric. Equal to
+  ``least_change`` when an exact symmetric solution exists.
+- ``seed_method``: the seed's construction, faithfully: Gram–Schmidt basis ``G`` of ``[X Y]``,
+  ``X̂ = GᵀX``, ``Ŷ = GᵀY``, ``J = ŶŶᵀ = U_J S_J U_Jᵀ`` truncated to its non-zero part, eigenproblem
+  ``S_J⁺ U_Jᵀ Ŷ X̂ᵀ U_J α̂ = (1/s) α̂``, ``u = G U_J α̂``. The seed calls it "the least norm
+  solution"; it is not: its range is ``span(Y)``, so with exact pairs it returns the rank-k recovery.
+
+Shapes: ``X, Y`` are ``(n, k)`` float64 arrays, ``k ≤ n``; ``U`` is ``(n, r)``; ``S`` is ``(r,)``.
+
+References: seed ``004_8155ac7c33449a02.txt``; J. E. Dennis and J. J. Moré, SIAM Review 19 (1977);
+R. B. Schnabel, "Quasi-Newton methods using multiple secant equations" (1983);
+N. J. Higham, "The symmetric Procrustes problem", BIT 28 (1988) 133–143.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Relative cut-off of singular values treated as zero (in ``XᵀY``, ``X`` and the bases below).
+DEFAULT_RTOL = 1e-10
+
+METHODS = ("rank_k_recovery", "least_change", "symmetric_procrustes", "seed_method")
+
+#: Which solution of the secant problem ``HX ≈ Y`` each method returns (short form; docstrings say more).
+SOLUTIONS = {
+    "rank_k_recovery": "Y (X^T Y)^+ Y^T (range span Y; exact if rank H <= k)",
+    "least_change": "least-Frobenius-norm symmetric H with HX = Y",
+    "symmetric_procrustes": "min ||HX - Y||_F over symmetric H, least norm",
+    "seed_method": "seed eigenproblem: = Y (X^T Y)^+ Y^T for exact pairs",
+}
+
+
+@dataclass
+class SymmetricEstimate:
+    """A symmetric matrix ``H = U diag(S) Uᵀ`` and what it is.
+
+    Attributes:
+        U: ``(n, r)`` with orthonormal columns (eigenvectors of ``H`` for the non-zero eigenvalues).
+        S: ``(r,)`` eigenvalues, sorted by decreasing magnitude.
+        method: one of :data:`METHODS`.
+        solution: which solution of the secant problem this is, in words.
+        info: method-specific diagnostics (e.g. ``xty_asymmetry``, ``complex_eigenvalues``).
+    """
+
+    U: np.ndarray
+    S: np.ndarray
+    method: str
+    solution: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.U.shape[0]
+
+    @property
+    def rank(self) -> int:
+        return int(self.S.shape[0])
+
+    def dense(self) -> np.ndarray:
+        """The ``(n, n)`` matrix (only for moderate ``n``)."""
+        return (self.U * self.S) @ self.U.T
+
+    def matvec(self, V: np.ndarray) -> np.ndarray:
+        """``H V`` for ``V`` of shape ``(n,)`` or ``(n, m)`` in ``O(n r m)``."""
+        return self.U @ (self.S[:, None] * (self.U.T @ V.reshape(self.n, -1))).reshape((self.rank,) + V.shape[1:])
+
+    def secant_residual(self, X: np.ndarray, Y: np.ndarray) -> float:
+        """``‖HX − Y‖_F``."""
+        return float(np.linalg.norm(self.matvec(X) - Y))
+
+    def frobenius_norm(self) -> float:
+        return float(np.linalg.norm(self.S))
+
+
+# --- input checks ----------------------------------------------------------------------------------
+
+def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> tuple[np.ndarray, np.ndarray]:
+    """Validate pairs and return them as float64 arrays ``(n, k)``.
+
+    Raises ``ValueError`` (one readable line) for: non-2-D arrays, different shapes, ``k = 0``,
+    ``k > n``, NaN/inf, and a rank-deficient ``X`` (``σ_min(X) ≤ rtol·σ_max(X)``: the steps do
+    not determine ``k`` independent secant equations).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if X.ndim != 2 or Y.ndim != 2:
+        raise ValueError(f"X and Y must be 2-D arrays (n, k) with one pair per column, got shapes {X.shape} and {Y.shape}")
+    if X.shape != Y.shape:
+        raise ValueError(f"X and Y must have the same shape (n, k), got {X.shape} and {Y.shape}")
+    n, k = X.shape
+    if k == 0 or n == 0:
+        raise ValueError(f"need at least one pair and n >= 1, got shape {X.shape}")
+    if k > n:
+        raise ValueError(f"k = {k} pairs exceed the dimension n = {n}: at most n steps can be linearly independent (pairs are columns; transpose?)")
+    if not (np.isfinite(X).all() and np.isfinite(Y).all()):
+        raise ValueError("X or Y contains NaN or infinite values")
+    sv = np.linalg.svd(X, compute_uv=False)
+    if sv[0] == 0.0 or sv[-1] <= rtol * sv[0]:
+        cond = np.inf if sv[-1] == 0 else sv[0] / sv[-1]
+        raise ValueError(f"X is rank-deficient (condition number {cond:.2e} > 1/rtol = {1 / rtol:.0e}): the k steps must be linearly independent")
+    return X, Y
+
+
+# --- shared linear algebra -----------------------------------------------------------------------
+
+def orthonormal_basis(A: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> np.ndarray:
+    """Orthonormal basis ``(n, m)`` of ``range(A)`` (SVD-revealed rank ``m``); ``O(n·cols²)``."""
+    Q, R = np.linalg.qr(A)
+    # rank-revealing step on the small triangular factor
+    Ur, sr, _ = np.linalg.svd(R)
+    m = int(np.sum(sr > rtol * sr[0])) if sr.size and sr[0] > 0 else 0
+    return Q @ Ur[:, :m]
+
+
+def gram_schmidt(A: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> np.ndarray:
+    """Modified Gram–Schmidt (twice, for orthogonality to round-off) on the columns of ``A``.
+
+    Columns whose remainder is below ``rtol·max‖aᵢ‖`` are dropped, so the result ``G`` is
+    ``(n, m)`` with ``m = rank A``. This is the seed's ``G`` ("the Gram Schmidt decomposition of
+    the concatenated [X Y]").
+    """
+    scale = max(float(np.linalg.norm(A, axis=0).max(initial=0.0)), np.finfo(float).tiny)
+    basis: list[np.ndarray] = []
+    for j in range(A.shape[1]):
+        v = A[:, j].copy()
+        for _ in range(2):
+            for q in basis:
+                v -= (q @ v) * q
+        norm = np.linalg.norm(v)
+        if norm > rtol * scale:
+            basis.append(v / norm)
+    return np.stack(basis, axis=1) if basis else np.zeros((A.shape[0], 0))
+
+
+def _from_core(Q: np.ndarray, C: np.ndarray, *, rtol: float) -> tuple[np.ndarray, np.ndarray]:
+    """``H = Q C Qᵀ`` (``Q`` orthonormal ``(n, m)``, ``C`` symmetric ``(m, m)``) → ``(U, S)``,
+    dropping eigenvalues below ``rtol·max|λ|``, sorted by decreasing ``|λ|``."""
+    C = (C + C.T) / 2
+    lam, V = np.linalg.eigh(C)
+    if lam.size == 0:
+        return np.zeros((Q.shape[0], 0)), np.zeros(0)
+    keep = np.abs(lam) > rtol * np.abs(lam).max() if np.abs(lam).max() > 0 else np.zeros(lam.shape, bool)
+    lam, V = lam[keep], V[:, keep]
+    order = np.argsort(-np.abs(lam), kind="stable")
+    return Q @ V[:, order], lam[order]
+
+
+# --- the four methods ----------------------------------------------------------------------------
+
+def rank_k_recovery(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
+    """``H = Y M⁺ Yᵀ`` with ``M = sym(XᵀY) = (XᵀY + YᵀX)/2`` (``= XᵀY`` for exact pairs).
+
+    ``M⁺`` drops singular values below ``rtol·σ_max(M)``; then ``rank H = rank M``. With
+    ``Y = Q_Y R_Y`` (``Q_Y`` an orthonormal basis of ``span Y``) the core is ``R_Y M⁺ R_Yᵀ``, so
+    the cost is ``O(n k²)``. Exact (to round-off) when ``Y = H_true X`` and ``rank H_true ≤ k``.
+    Non-symmetric ``XᵀY`` (noisy pairs) makes ``HX = Y`` unsatisfiable with this range; the
+    relative asymmetry is reported in ``info["xty_asymmetry"]``.
+    """
+    X, Y = check_pairs(X, Y, rtol=rtol)
+    XtY = X.T @ Y
+    M = (XtY + XtY.T) / 2
+    Q = orthonormal_basis(Y, rtol=rtol)
+    R = Q.T @ Y
+    U, S = _from_core(Q, R @ np.linalg.pinv(M, rcond=rtol, hermitian=True) @ R.T, rtol=rtol)
+    return SymmetricEstimate(U, S, "rank_k_recovery", SOLUTIONS["rank_k_recovery"], {"xty_asymmetry": _asymmetry(XtY)})
+
+
+def least_change(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
+    """Least-change symmetric secant solution (Dennis–Moré; Schnabel 1983) from ``H₀ = 0``:
+
+        H = YX⁺ + (YX⁺)ᵀ − X⁺ᵀ (XᵀY) X⁺,     X⁺ = (XᵀX)⁻¹Xᵀ.
+
+    It is the symmetric ``H`` of least Frobenius norm with ``HX = Y`` when ``XᵀY`` is symmetric.
+    When it is not (noisy pairs; see ``info["xty_asymmetry"]``) no symmetric solution exists and
+    the printed formula is itself not symmetric; we use ``sym(XᵀY) = (XᵀY + YᵀX)/2`` in the last
+    term, which keeps ``H`` symmetric (``HX ≠ Y`` then; use :func:`symmetric_procrustes` for the
+    least-squares answer). Its range lies in ``span[X Y]``: with ``Q`` an orthonormal basis of it,
+    ``X = Q R_X``, ``Y = Q R_Y``, the core is ``R_Y R_X⁺ + (R_Y R_X⁺)ᵀ − R_X⁺ᵀ sym(XᵀY) R_X⁺``,
+    ``O(n k²)``.
+    """
+    X, Y = check_pairs(X, Y, rtol=rtol)
+    Q = orthonormal_basis(np.concatenate([X, Y], axis=1), rtol=rtol)
+    RX, RY = Q.T @ X, Q.T @ Y
+    P = np.linalg.pinv(RX, rcond=rtol)  # (k, m): X⁺ = P Qᵀ
+    A = RY @ P
+    XtY = X.T @ Y
+    U, S = _from_core(Q, A + A.T - P.T @ ((XtY + XtY.T) / 2) @ P, rtol=rtol)
+    return SymmetricEstimate(U, S, "least_change", SOLUTIONS["least_change"], {"xty_asymmetry": _asymmetry(XtY)})
+
+
+def symmetric_procrustes(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
+    """Symmetric Procrustes (Higham 1988): ``argmin_{H = Hᵀ} ‖HX − Y‖_F``, minimum-norm minimiser.
+
+    With the thin SVD ``X = U_X Σ V_Xᵀ`` (``r = rank X``), ``Ỹ = U_Xᵀ Y V_X`` and
+    ``W = (I − U_X U_Xᵀ) Y V_X Σ⁻¹``:
+
+        H = U_X A U_Xᵀ + W U_Xᵀ + U_X Wᵀ,   A_ij = (σ_j Ỹ_ij + σ_i Ỹ_ji) / (σ_i² + σ_j²).
+
+    (The block of ``H`` on ``range(X)^⊥ × range(X)^⊥`` is free; zero gives the least norm.)
+    ``A`` solves ``min ‖AΣ − Ỹ‖`` over symmetric ``A`` entry-pair by entry-pair; ``W`` makes the
+    part of ``HX`` outside ``range X`` exact. Cost ``O(n k²)``.
+    """
+    X, Y = check_pairs(X, Y, rtol=rtol)
+    UX, sx, VXt = np.linalg.svd(X, full_matrices=False)
+    keep = sx > rtol * sx[0]
+    UX, sx, VX = UX[:, keep], sx[keep], VXt[keep].T
+    YV = Y @ VX
+    Yt = UX.T @ YV
+    A = (Yt * sx[None, :] + Yt.T * sx[:, None]) / (sx[:, None] ** 2 + sx[None, :] ** 2)
+    W = (YV - UX @ Yt) / sx[None, :]
+    Q = orthonormal_basis(np.concatenate([UX, W], axis=1), rtol=rtol)
+    QU, QW = Q.T @ UX, Q.T @ W
+    C = QU @ A @ QU.T + QW @ QU.T + QU @ QW.T
+    U, S = _from_core(Q, C, rtol=rtol)
+    return SymmetricEstimate(U, S, "symmetric_procrustes", SOLUTIONS["symmetric_procrustes"], {"xty_asymmetry": _asymmetry(X.T @ Y)})
+
+
+def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
+    """The seed's method, step by step (seed 004):
+
+    1. ``G`` = Gram–Schmidt basis of ``[X Y]`` (``(n, m)``, ``m ≤ 2k``); ``X̂ = GᵀX``, ``Ŷ = GᵀY``.
+    2. ``J = ŶŶᵀ`` (``m × m``, rank ``≤ k``) ``= U_J S_J U_Jᵀ``; keep the ``p`` non-zero singular
+       values (``> rtol·max``): ``U_{J(p)}`` ``(m, p)``, ``S_{J(p)}⁺`` the pseudo-inverse.
+    3. Eigenproblem ``K α̂ = (1/s) α̂`` with ``K = S_{J(p)}⁺ U_{J(p)}ᵀ Ŷ X̂ᵀ U_{J(p)}`` (``p × p``,
+       not symmetric). Eigenvalues ``μ`` with ``|μ| ≤ rtol·max|μ|`` would give ``s = ∞`` and are
+       dropped; complex pairs (noisy pairs only) keep their real parts and are counted in
+       ``info["complex_eigenvalues"]``.
+    4. ``α = U_{J(p)} α̂``, ``u = G α`` normalised to unit length, ``s = 1/μ``; ``H = U_r S_r U_rᵀ``.
+
+    The eigenvectors ``u`` lie in ``span(Y)`` and satisfy ``uᵀY = s uᵀX``, the condition on the
+    eigenpairs of any ``H`` with ``HX = Y``. For exact pairs this is ``Y (XᵀY)⁺ Yᵀ`` (the rank-k
+    recovery), not the least-norm solution the seed claims (see ``least_change``). For noisy pairs
+    the ``u`` are not orthogonal; the returned ``(U, S)`` is the eigendecomposition of the seed's
+    ``U_r S_r U_rᵀ`` (so ``info["u_orthogonality"] = ‖U_rᵀU_r − I‖`` records the departure).
+    """
+    X, Y = check_pairs(X, Y, rtol=rtol)
+    G = gram_schmidt(np.concatenate([X, Y], axis=1), rtol=rtol)
+    Xh, Yh = G.T @ X, G.T @ Y
+    J = Yh @ Yh.T
+    UJ, SJ, _ = np.linalg.svd(J, hermitian=True)
+    p = int(np.sum(SJ > rtol * SJ[0])) if SJ[0] > 0 else 0
+    UJp, SJp = UJ[:, :p], SJ[:p]
+    K = (UJp.T @ Yh @ Xh.T @ UJp) / SJp[:, None]
+    mu, alpha_hat = np.linalg.eig(K)
+    keep = np.abs(mu) > rtol * np.abs(mu).max() if p else np.zeros(0, bool)
+    n_complex = int(np.sum(np.abs(mu.imag[keep]) > rtol * np.abs(mu[keep]).max())) if keep.any() else 0
+    mu, alpha_hat = mu[keep].real, alpha_hat[:, keep].real
+    Ur = G @ (UJp @ alpha_hat)
+    Ur = Ur / np.linalg.norm(Ur, axis=0, keepdims=True)
+    Sr = 1.0 / mu
+    # U_r is orthonormal for exact pairs; in general re-diagonalise U_r S_r U_rᵀ in an orthonormal basis
+    Q = orthonormal_basis(Ur, rtol=rtol)
+    B = Q.T @ Ur
+    U, S = _from_core(Q, (B * Sr) @ B.T, rtol=rtol)
+    info = {
+        "complex_eigenvalues": n_complex,
+        "u_orthogonality": float(np.linalg.norm(Ur.T @ Ur - np.eye(Ur.shape[1]))) if Ur.size else 0.0,
+        "gram_schmidt_rank": G.shape[1],
+        "J_rank": p,
+    }
+    return SymmetricEstimate(U, S, "seed_method", SOLUTIONS["seed_method"], info)
+
+
+ESTIMATORS = {
+    "rank_k_recovery": rank_k_recovery,
+    "least_change": least_change,
+    "symmetric_procrustes": symmetric_procrustes,
+    "seed_method": seed_method,
+}
+
+
+def estimate(method: str, X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
+    """Dispatch by name (one of :data:`METHODS`)."""
+    if method not in ESTIMATORS:
+        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    return ESTIMATORS[method](X, Y, rtol=rtol)
+
+
+# --- comparing factored matrices ------------------------------------------------------------------
+
+def factored_frobenius_distance(U1: np.ndarray, S1: np.ndarray, U2: np.ndarray, S2: np.ndarray) -> float:
+    """``‖U₁ diag(S₁) U₁ᵀ − U₂ diag(S₂) U₂ᵀ‖_F`` without forming ``n × n`` matrices.
+
+    With ``W = [U₁ U₂]`` and ``D = diag(S₁, −S₂)``: ``‖W D Wᵀ‖_F² = tr((D G)²)``, ``G = WᵀW``.
+    Computed as ``‖R D Rᵀ‖_F`` with ``W = Q R`` (QR), which avoids the cancellation of the trace
+    form. ``U`` need not be orthonormal.
+    """
+    W = np.concatenate([U1, U2], axis=1)
+    D = np.concatenate([S1, -np.asarray(S2)])
+    if W.shape[1] == 0:
+        return 0.0
+    R = np.linalg.qr(W, mode="r")
+    return float(np.linalg.norm((R * D) @ R.T))
+
+
+def relative_error(est: SymmetricEstimate, U_true: np.ndarray, S_true: np.ndarray) -> float:
+    """``‖H − H_true‖_F / ‖H_true‖_F`` in factored form (``H_true = U_true diag(S_true) U_trueᵀ``)."""
+    ref = factored_frobenius_distance(U_true, S_true, U_true[:, :0], S_true[:0])
+    return factored_frobenius_distance(est.U, est.S, U_true, S_true) / ref
+
+
+def random_low_rank(n: int, rank: int, *, rng: np.random.Generator, definite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A random symmetric ``H = U diag(S) Uᵀ`` of the given rank: ``U`` Haar-orthonormal ``(n, rank)``;
+    ``S`` ``N(0,1)`` (indefinite) or ``|N(0,1)|+0.1`` (``definite``). Returns ``(U, S)``."""
+    U, _ = np.linalg.qr(rng.standard_normal((n, rank)))
+    S = rng.standard_normal(rank)
+    if definite:
+        S = np.abs(S) + 0.1
+    return U, S
+
+
+def _asymmetry(M: np.ndarray) -> float:
+    """``‖M − Mᵀ‖_F / ‖M‖_F`` (0 for a symmetric ``M``)."""
+    norm = np.linalg.norm(M)
+    return float(np.linalg.norm(M - M.T) / norm) if norm > 0 else 0.0

@@ -1,0 +1,159 @@
+"""`deqlab lowrank` and `deqlab bench lowrank` through the CLI: outputs, files, bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deqlab.experiments.lowrank import SEED_H
+
+
+def run_folder(output_root: Path, command: str = "lowrank") -> Path:
+    folders = [p for p in (output_root / command).iterdir() if p.is_dir()]
+    assert len(folders) == 1, folders
+    assert not folders[0].name.endswith((".partial", ".failed"))
+    return folders[0]
+
+
+def test_default_reproduces_seed_example(cli, output_root):
+    r = cli("lowrank")
+    assert r.exit_code == 0, r.output
+    folder = run_folder(output_root)
+    table = pd.read_csv(folder / "example.csv").set_index("method")
+    assert table.loc["rank_k_recovery", "max|H - H_true|"] < 1e-7
+    assert table.loc["seed_method", "max|H - H_true|"] < 1e-7
+    assert table.loc["least_change", "max|H - H_true|"] > 0.1  # errata: the least-norm solution is not H
+    assert (table["||HX - Y||_F"] < 1e-7).all()
+    arrays = np.load(folder / "example.npz")
+    np.testing.assert_allclose(arrays["H_rank_k_recovery"], SEED_H, atol=1e-7)
+    assert (folder / "config.yaml").is_file()
+    assert "Y (X^T Y)^+ Y^T" in r.output
+
+
+def test_pairs_file(cli, output_root, tmp_path):
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((12, 3)))
+    H = (U * np.array([2.0, -1.0, 0.5])) @ U.T
+    X = rng.standard_normal((12, 4))
+    path = tmp_path / "my pairs.npz"
+    np.savez(path, X=X, Y=H @ X, H=H)
+    r = cli("lowrank", "--pairs", str(path))
+    assert r.exit_code == 0, r.output
+    folder = run_folder(output_root)
+    table = pd.read_csv(folder / "pairs.csv").set_index("method")
+    assert table.loc["rank_k_recovery", "||H - H_true||_F / ||H_true||_F"] < 1e-12
+    H_est = np.load(folder / "H_rank_k_recovery.npy")
+    np.testing.assert_allclose(H_est, H, atol=1e-12)
+    factors = np.load(folder / "factors.npz")
+    assert factors["rank_k_recovery_U"].shape == (12, 3) and factors["rank_k_recovery_S"].shape == (3,)
+    assert {f"H_{m}.npy" for m in ("least_change", "symmetric_procrustes", "seed_method")} <= {p.name for p in folder.iterdir()}
+
+
+def test_pairs_file_without_truth(cli, output_root, tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "p.npz"
+    np.savez(path, X=rng.standard_normal((6, 2)), Y=rng.standard_normal((6, 2)))
+    r = cli("lowrank", "--pairs", str(path))
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(run_folder(output_root) / "pairs.csv")
+    assert table["max|H - H_true|"].isna().all()
+
+
+def _bad(tmp_path, name, **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def bad_pair_files(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5, 2))
+    nan = X.copy()
+    nan[0, 0] = np.nan
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_text("not an archive")
+    return {
+        "different shapes": (_bad(tmp_path, "a.npz", X=X, Y=rng.standard_normal((5, 3))), "same shape"),
+        "k > n": (_bad(tmp_path, "b.npz", X=rng.standard_normal((3, 5)), Y=rng.standard_normal((3, 5))), "exceed the dimension"),
+        "rank-deficient X": (_bad(tmp_path, "c.npz", X=np.stack([X[:, 0], 2 * X[:, 0]], 1), Y=X), "rank-deficient"),
+        "NaN": (_bad(tmp_path, "d.npz", X=nan, Y=X), "NaN"),
+        "missing Y": (_bad(tmp_path, "e.npz", X=X), "lacks array"),
+        "wrong H shape": (_bad(tmp_path, "f.npz", X=X, Y=X, H=np.eye(4)), "H must have shape"),
+        "not an npz": (str(garbage), "not a readable .npz"),
+        "no such file": (str(tmp_path / "nope.npz"), "does not exist"),
+    }
+
+
+@pytest.mark.parametrize("case", ["different shapes", "k > n", "rank-deficient X", "NaN", "missing Y", "wrong H shape", "not an npz", "no such file"])
+def test_bad_pair_files(cli, output_root, tmp_path, case):
+    path, message = bad_pair_files(tmp_path)[case]
+    r = cli("lowrank", "--pairs", path)
+    assert r.exit_code == 2
+    assert message in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.output
+    assert not (output_root / "lowrank").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--part", "nonsense"), "unknown part"),
+        (("--part", "pairs"), "needs pairs_file"),
+        (("--part", "study", "study.n=5", "study.k=[1,6]"), "study.k contains 6"),
+        (("--part", "study", "study.noise=[-1]"), "study.noise"),
+        (("--part", "deq", "deq.k=[1000]"), "deq.k contains 1000"),
+        (("--rtol", "-1"), "rtol must be >"),
+        (("--part", "study", "study.definite=maybe"), "study.definite"),
+        (("--part", "deq", "deq.directions=[sideways]"), "deq.directions"),
+        (("--part", "study", "--pairs", "x.npz"), "cannot be combined"),
+    ],
+)
+def test_bad_config(cli, output_root, args, message):
+    r = cli("lowrank", *args)
+    assert r.exit_code == 2
+    assert message in r.stderr and "Traceback" not in r.output
+    assert not (output_root / "lowrank").exists()
+
+
+def test_study_small(cli, output_root):
+    r = cli("lowrank", "--part", "study", "study.n=12", "study.rank=2", "study.k=[1,2,4]", "study.trials=2", "study.noise=[0,1e-3]")
+    assert r.exit_code == 0, r.output
+    folder = run_folder(output_root)
+    wide = pd.read_csv(folder / "study.csv")
+    assert {"noise", "k", "rank_k_recovery", "scipy SR1 (B0 = 0)"} <= set(wide.columns) and len(wide) == 6
+    assert len(pd.read_csv(folder / "study_trials.csv")) == 2 * 2 * 3 * 7
+    study = pd.read_csv(folder / "study_summary.csv")
+    exact = study[(study["noise"] == 0) & (study["k"] >= 2)].set_index(["k", "method"])
+    assert (exact.loc[(slice(None), "rank_k_recovery"), "max rel error"] < 1e-12).all()
+    assert (exact.loc[(slice(None), "least_change"), "median rel error"] > 1e-2).all()
+    assert {"scipy SR1 (auto init)", "scipy SR1 (B0 = 0)", "scipy BFGS (auto init)"} <= set(study["method"])
+    assert (folder / "study.png").stat().st_size > 10_000
+
+
+def test_deq_small(cli, output_root):
+    r = cli("lowrank", "--part", "deq", "deq.n_z=2", "deq.n_x=2", "deq.n_y=1", "deq.batch=3", "deq.k=[2,13]", "deq.difference=central")
+    assert r.exit_code == 0, r.output
+    folder = run_folder(output_root)
+    deq = pd.read_csv(folder / "deq.csv").set_index(["directions", "k", "method"])
+    for directions in ("random", "krylov"):
+        assert deq.loc[(directions, 13, "symmetric_procrustes"), "rel error"] < 1e-4  # k = P = 13 central pairs
+    arrays = np.load(folder / "deq.npz")
+    assert arrays["H"].shape == (13, 13) and arrays["X_random"].shape == (13, 13) and arrays["Y_krylov"].shape == (13, 13)
+    assert (folder / "deq.png").is_file()
+
+
+def test_bench_small(cli, output_root):
+    r = cli("bench", "lowrank", "n=40", "rank=3", "k=6", "repeats=2", "large_n=[3000]")
+    assert r.exit_code == 0, r.output
+    folder = run_folder(output_root, "bench/lowrank")
+    bench = pd.read_csv(folder / "bench.csv")
+    rk = bench[bench["method"] == "rank_k_recovery"]
+    assert (rk["rel error"] < 1e-12).all() and set(rk["n"]) == {40, 3000}
+    assert "speed-up vs SR1" in bench.columns and "Machine:" in r.output
+
+
+def test_bench_bad_input(cli, output_root):
+    r = cli("bench", "lowrank", "k=600")
+    assert r.exit_code == 2 and "must not exceed" in r.stderr
+    assert not (output_root / "bench").exists()
