@@ -1,20 +1,25 @@
-"""Helpers shared by the ``deqlab bench ...`` experiments: timing protocol and machine description.
+"""Helpers shared by the ``deqlab bench ...`` experiments: timing protocol, memory, machine description.
 
-Protocol (GUIDE §4): one warm-up call, then ``repeats`` timed calls; report the median. Ratios are
-always against a reference measured in the same process, because these machines are noisy.
+Protocol (GUIDE §4): ``warmup`` untimed calls, then ``repeats`` timed calls; report the median.
+Ratios are always against a reference measured in the same process, because these machines are
+noisy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
 import time
-from typing import Callable
+import tracemalloc
+from typing import Callable, Iterator
+
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, object]:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls; also the last output."""
+def timings(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[list[float], object]:
+    """Wall times in seconds of ``repeats`` calls of ``fn()`` after ``warmup`` calls; also the last output."""
     out = None
     for _ in range(warmup):
         out = fn()
@@ -23,17 +28,54 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tupl
         start = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - start)
+    return times, out
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, object]:
+    """Median wall time in seconds of ``fn()`` (see :func:`timings`), and the last output."""
+    times, out = timings(fn, repeats, warmup)
     return statistics.median(times), out
 
 
-def machine_info() -> dict[str, str]:
-    """What the numbers were measured on: CPU count, torch version and threads, platform."""
+def peak_memory_mib(fn: Callable[[], object]) -> float:
+    """Peak Python-heap allocation of one ``fn()`` call in MiB (``tracemalloc``; numpy buffers included,
+    torch's own allocator not)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[int]:
+    """``torch.set_num_threads(n)`` inside the block (``None`` or ``0``: leave torch's default)."""
     import torch
 
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def machine_info() -> dict[str, str]:
+    """What the numbers were measured on: CPU count, library versions, thread settings, platform."""
+    import numpy
+    import scipy
+    import torch
+
+    blas = ", ".join(f"{v}={os.environ[v]}" for v in BLAS_THREAD_VARIABLES if v in os.environ)
     return {
         "cpu_count": str(os.cpu_count()),
         "torch": torch.__version__,
         "torch_threads": str(torch.get_num_threads()),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "blas_threads": blas or "library default",
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
@@ -42,6 +84,7 @@ def machine_info() -> dict[str, str]:
 def machine_note(dtype: str) -> str:
     info = machine_info()
     return (
-        f"Machine: {info['cpu_count']} CPUs, torch {info['torch']} ({info['torch_threads']} threads), "
-        f"Python {info['python']} on {info['machine']}; dtype {dtype}."
+        f"Machine: {info['cpu_count']} CPUs, Python {info['python']} on {info['machine']}, torch {info['torch']} "
+        f"({info['torch_threads']} threads), numpy {info['numpy']}, scipy {info['scipy']}, "
+        f"BLAS threads: {info['blas_threads']}; dtype {dtype}."
     )

@@ -21,7 +21,7 @@ class _OverridesGroup(TyperGroup):
         # without a sub-command, options may follow the overrides (`nethessian batch=3 --strict`);
         # with one (`nethessian pinn --dtype float64`), everything after its name belongs to it
         ctx.allow_interspersed_args = not any(a in self.commands for a in args)
-        rest = super().parse_args(ctx, args)
+        super().parse_args(ctx, args)
         protected = list(getattr(ctx, "_protected_args", []))
         if protected and protected[0] not in self.commands:
             ctx._protected_args = []

@@ -11,11 +11,6 @@ process. Rows at ``large_n``: factored methods only (an ``n × n`` float64 matri
 
 from __future__ import annotations
 
-import os
-import platform
-import statistics
-import time
-import tracemalloc
 from functools import partial
 
 import numpy as np
@@ -25,6 +20,7 @@ from deqlab import config as C
 from deqlab import lowrank as LR
 from deqlab.errors import ConfigError
 from deqlab.experiments.lowrank import scipy_update
+from deqlab.benchmarks import machine_note, median_time, peak_memory_mib
 from deqlab.experiments.result import Result, Table
 from deqlab.report.progress import track
 
@@ -44,39 +40,6 @@ def validate(cfg) -> None:
     for size in [n, *large]:
         if k > size or rank > size:
             raise ConfigError(f"k = {k} and rank = {rank} must not exceed n = {size}")
-
-
-def median_time(fn, repeats: int, warmup: int):
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls, and the last output."""
-    out = None
-    for _ in range(warmup):
-        out = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
-def peak_memory_mib(fn) -> float:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
-
-
-def machine_note() -> str:
-    import numpy
-    import scipy
-    import torch
-
-    threads = ", ".join(f"{v}={os.environ[v]}" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS") if v in os.environ)
-    return (f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()} on {platform.machine()}, "
-            f"numpy {numpy.__version__}, scipy {scipy.__version__}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads; not used here); BLAS threads: {threads or 'library default'}; dtype float64.")
 
 
 def run(cfg) -> Result:
@@ -115,5 +78,5 @@ def run(cfg) -> Result:
         f"Targets: rel error <= {cfg.target_error:g}, speed-up >= {cfg.target_speedup:g} (at n = {cfg.n}); "
         "only rank_k_recovery and seed_method are meant to meet the error target (the others return other solutions).",
     )
-    result.notes.append(machine_note())
+    result.notes.append(machine_note("float64") + " torch is not used by this benchmark.")
     return result

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
-import time
 from functools import partial
 
 import numpy as np
@@ -27,6 +25,7 @@ import torch
 
 from deqlab import config as C
 from deqlab.errors import ConfigError
+from deqlab.benchmarks import median_time, torch_threads
 from deqlab.experiments.result import Result, Table
 from deqlab.models.mondeq import NONLINEARITIES, MonDEQ, forward_backward_bound, lipschitz, monotonicity
 from deqlab.models.mondeq_implicit import solve_equilibrium
@@ -54,25 +53,10 @@ def validate(cfg) -> None:
         raise ConfigError(f"alphas must be a non-empty list of numbers > 0, got {alphas!r}")
 
 
-def _timed(fn, repeats: int):
-    fn()  # warm-up
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, statistics.median(times)
-
-
 def run(cfg) -> Result:
     validate(cfg)
-    previous = torch.get_num_threads()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _run(cfg)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _run(cfg) -> Result:
@@ -106,10 +90,10 @@ def _run(cfg) -> Result:
         }
         measured = {}
         for label, kw in methods.items():
-            res, t = _timed(partial(solve_equilibrium, model, x, **kw, **opts), cfg.repeats)
+            t, res = median_time(partial(solve_equilibrium, model, x, **kw, **opts), cfg.repeats)
             measured[label] = (res, t, kw.get("alpha"))
         eye = torch.eye(n, dtype=dtype)
-        _, t_direct = _timed(lambda: torch.linalg.solve(eye - W, c.T), cfg.repeats)
+        t_direct, _ = median_time(lambda: torch.linalg.solve(eye - W, c.T), cfg.repeats)
         t_fp = measured["fixed_point"][1]
         for label, (res, t, alpha) in measured.items():
             rows.append({

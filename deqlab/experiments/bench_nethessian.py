@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 import pandas as pd
 import torch
 
 from deqlab import config as C
 from deqlab.errors import ConfigError
-from deqlab.experiments.nethessian import max_rel_error, torch_threads
+from deqlab.benchmarks import timings, torch_threads
+from deqlab.experiments.nethessian import max_rel_error
 from deqlab.experiments.result import Result, Table
 from deqlab.nethessian import ACTIVATIONS, input_derivatives, laplacian, make_mlp
 from deqlab.nethessian import reference as R
@@ -89,13 +89,7 @@ def reference_value(task: str, net64, x64):
 
 def timed(fn, repeats: int, warmup: int) -> tuple[float, float]:
     """(median, min) wall time in ms."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    times, _ = timings(fn, repeats, warmup)
     return 1e3 * statistics.median(times), 1e3 * min(times)
 
 

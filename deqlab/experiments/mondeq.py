@@ -34,6 +34,7 @@ import torch
 
 from deqlab import config as C
 from deqlab.errors import ConfigError
+from deqlab.benchmarks import torch_threads
 from deqlab.experiments.result import Result, Table
 from deqlab.models.mondeq import NONLINEARITIES, MonDEQ, UnconstrainedDEQ, forward_backward_bound, lipschitz, monotonicity
 from deqlab.models.mondeq_implicit import BACKWARDS, FORWARD_METHODS, implicit_equilibrium, solve_equilibrium
@@ -296,12 +297,9 @@ def train_table(cfg, result: Result):
 
 def run(cfg) -> Result:
     validate(cfg)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)  # small matrices: extra threads only add overhead on a loaded machine
-    try:
+    # small matrices: extra threads only add overhead on a loaded machine
+    with torch_threads(cfg.threads):
         return _run(cfg)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _run(cfg) -> Result:

@@ -14,14 +14,13 @@ For a random MLP (``mlp.*``, ``seed``) and ``x ~ N(0, 1)`` of shape ``(batch, d)
 
 from __future__ import annotations
 
-import statistics
-import time
 from functools import partial
 
 import pandas as pd
 import torch
 
 from deqlab import config as C
+from deqlab.benchmarks import median_time, torch_threads
 from deqlab.experiments.result import Result, Table
 from deqlab.nethessian import ACTIVATIONS, derivatives_wrt_outputs, input_derivatives, laplacian, make_mlp
 from deqlab.nethessian import pitfalls as P
@@ -61,28 +60,7 @@ def max_rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
 
 def median_ms(fn, repeats: int) -> float:
     """Median wall time of ``fn()`` in ms over ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
-class torch_threads:
-    """Context manager: ``torch.set_num_threads(n)`` inside (``n = 0``: leave torch's default)."""
-
-    def __init__(self, n: int):
-        self.n, self.old = n, torch.get_num_threads()
-
-    def __enter__(self):
-        if self.n > 0:
-            torch.set_num_threads(self.n)
-        return torch.get_num_threads()
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
+    return 1e3 * median_time(fn, repeats)[0]
 
 
 def run(cfg) -> Result:

@@ -33,7 +33,7 @@ import torch
 
 from deqlab import config as C
 from deqlab.errors import ConfigError
-from deqlab.experiments.nethessian import torch_threads
+from deqlab.benchmarks import torch_threads
 from deqlab.experiments.result import Result, Table
 from deqlab.nethessian import ACTIVATIONS, laplacian, make_mlp
 from deqlab.nethessian import reference as R
