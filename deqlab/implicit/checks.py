@@ -74,9 +74,9 @@ def _grad_at(theta, params, groups, x, y, opts):
 
 def relative_error(A: torch.Tensor, B: torch.Tensor) -> float:
     """``‖A − B‖_F / ‖B‖_F``."""
-    return float(torch.linalg.norm(A - B) / torch.linalg.norm(B))
+    return float(torch.linalg.norm(A - B).detach() / torch.linalg.norm(B).detach())
 
 
 def symmetry_error(A: torch.Tensor) -> float:
     """``‖A − Aᵀ‖_F / ‖A‖_F``."""
-    return float(torch.linalg.norm(A - A.T) / torch.linalg.norm(A))
+    return float(torch.linalg.norm(A - A.T).detach() / torch.linalg.norm(A).detach())

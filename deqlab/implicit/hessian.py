@@ -250,8 +250,8 @@ def implicit_hessian_generic(f, loss, theta_d: torch.Tensor, theta_r: torch.Tens
     lam = torch.linalg.solve((eye - J).T, g_h)
     S = lambda t, hh: lam @ f(t, hh)  # noqa: E731  (λ fixed)
     (S_tt, S_th), (_, S_hh) = torch.func.hessian(S, argnums=(0, 1))(theta_d, h)
-    (l_rr, l_rh_T), (_, l_hh) = torch.func.hessian(loss, argnums=(0, 1))(theta_r, h)
-    return GenericPieces(Z, lam, S_tt, S_th.T, S_hh, l_hh, l_rh_T.T, l_rr)
+    (l_rr, l_rh), (_, l_hh) = torch.func.hessian(loss, argnums=(0, 1))(theta_r, h)
+    return GenericPieces(Z, lam, S_tt, S_th.T, S_hh, l_hh, l_rh, l_rr)
 
 
 def deq_gradient(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", "W_y", "b_y"), z_star=None, opts=None) -> torch.Tensor:
@@ -270,3 +270,35 @@ def deq_gradient(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", 
     mu = s1 * lam
     grads = {"W_z": mu.T @ h, "b_z": mu.sum(0), "U_z": mu.T @ x, "W_y": r.T @ h, "b_y": r.sum(0)}
     return torch.cat([grads[g].reshape(-1) for g in groups])
+
+
+def tanh_generic_pieces(params: dict, groups, x: torch.Tensor, y: torch.Tensor, z_star: torch.Tensor) -> GenericPieces:
+    """:func:`implicit_hessian_generic` for the tanh DEQ: the state is the whole batch flattened
+    (``n = B·N``, ``J`` block diagonal), ``θ_d`` the selected dynamic groups, ``θ_r`` the readout ones;
+    ``pieces.hessian()`` is then in the same ``θ`` order as :func:`deq_hessian`."""
+    from deqlab.implicit.params import flatten, loss_at, unflatten
+
+    groups = check_groups(groups)
+    dyn = tuple(g for g in groups if g in DYNAMIC) or ("b_z",)
+    rd = tuple(g for g in groups if g in READOUT)
+    params = {k: v.detach() for k, v in params.items()}
+    shape = z_star.shape
+
+    def f(td, hf):
+        p = unflatten(td, params, dyn)
+        return tanh_map(hf.reshape(shape), p["W_z"], p["b_z"], p["U_z"], x).reshape(-1)
+
+    def loss(tr, hf):
+        p = unflatten(tr, params, rd) if rd else params
+        return loss_at(p, hf.reshape(shape), y)
+
+    td = flatten(params, dyn)
+    tr = flatten(params, rd) if rd else torch.zeros(0, dtype=td.dtype)
+    pieces = implicit_hessian_generic(f, loss, td, tr, z_star.detach().reshape(-1))
+    if not any(g in DYNAMIC for g in groups):  # no dynamic group selected: drop the placeholder
+        P_r = tr.numel()
+        z = torch.zeros(pieces.Z.shape[0], 0, dtype=td.dtype)
+        e = torch.zeros(0, 0, dtype=td.dtype)
+        pieces = GenericPieces(z, pieces.lam, e, z, pieces.S_hh, pieces.l_hh, pieces.l_rh, pieces.l_rr)
+        del P_r
+    return pieces

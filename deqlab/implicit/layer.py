@@ -106,7 +106,9 @@ class FixedPoint(torch.autograd.Function):
         F, _, opts, linear, *args = inputs
         ctx.F, ctx.opts, ctx.linear = F, opts, linear
         ctx.save_for_backward(output, *args)
-        ctx.save_for_forward(output, *args)
+        # Kept as plain attributes, not via save_for_forward: saved-for-forward tensors lose the
+        # tangents of outer forward-mode levels (jacfwd∘jacfwd then misses ∂²F/∂args²).
+        ctx.fwd_output, ctx.fwd_args = output, args
 
     @staticmethod
     def backward(ctx, grad_z):
@@ -121,7 +123,7 @@ class FixedPoint(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, _F_t, _z0_t, _opts_t, _linear_t, *arg_tangents):
-        z, *args = ctx.saved_tensors
+        z, args = ctx.fwd_output, ctx.fwd_args
         F, opts = ctx.F, ctx.opts
         tangents = tuple(torch.zeros_like(a) if t is None else t for a, t in zip(args, arg_tangents))
         r = torch.func.jvp(lambda *a: F(z, *a), tuple(args), tangents)[1] if args else torch.zeros_like(z)
