@@ -56,8 +56,8 @@ class HessianParts:
         grad: ``(P,)`` the implicit gradient ``∇_θ ℓ + (∂f/∂θ)ᵀ λ``.
         z_star: ``(batch, n_z)`` the fixed point used.
         lam: ``(batch, n_z)`` the adjoint ``λ``.
-        cond: ``(batch,)`` 2-norm condition number of ``I − J`` per sample.
-        spectral_radius: ``(batch,)`` spectral radius of ``J = D W`` per sample.
+        cond: ``(batch,)`` 2-norm condition number of ``I − J`` per sample (``None`` without diagnostics).
+        spectral_radius: ``(batch,)`` spectral radius of ``J = D W`` per sample (``None`` likewise).
         slices: group → slice of ``θ``.
     """
 
@@ -89,12 +89,13 @@ def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None) -> 
 def _kron_sum(Q: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``Σ_s Q_s ⊗ (u_s v_sᵀ)`` in the row-major layout ``[(i,k), (j,l)] = Σ_s Q_s[i,j] u_s[k] v_s[l]``.
 
-    ``Q`` ``(B, n, m)``, ``u`` ``(B, K)``, ``v`` ``(B, L)`` → ``(n·K, m·L)``; one matmul of cost ``n·m·K·L·B``.
+    ``Q`` ``(B, n, m)``, ``u`` ``(B, K)``, ``v`` ``(B, L)`` → ``(n·K, m·L)``: one ``(n·m × B) @ (B × K·L)``
+    matrix product (``n·m·K·L·B`` multiply-adds) and one permuted copy.
     """
     B, n, m = Q.shape
     K, L = u.shape[1], v.shape[1]
-    T = (Q[:, :, None, :] * u[:, None, :, None]).reshape(B, n * K * m)  # [s, i, k, j]
-    return (T.T @ v).reshape(n, K, m, L).reshape(n * K, m * L)
+    out = Q.reshape(B, n * m).T @ (u[:, :, None] * v[:, None, :]).reshape(B, K * L)
+    return out.reshape(n, m, K, L).permute(0, 2, 1, 3).reshape(n * K, m * L)
 
 
 def _outer_sum(a: torch.Tensor, Bm: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -118,6 +119,8 @@ def deq_hessian_parts(
     groups=("W_z", "b_z", "U_z", "W_y", "b_y"),
     z_star: torch.Tensor | None = None,
     opts: SolveOptions | None = None,
+    split_terms: bool = True,
+    diagnostics: bool = True,
 ) -> HessianParts:
     """Structured closed-form Hessian of ``L = ½ Σ_s ‖W_y h*_s + b_y − y_s‖²`` (see module docstring).
 
@@ -126,6 +129,9 @@ def deq_hessian_parts(
         x ``(B,d)``, y ``(B,n_y)``: inputs and targets; curvature is summed over the batch.
         groups: which parameter groups make up ``θ`` (canonical order kept, see ``params.GROUPS``).
         z_star: the fixed point ``(B,N)``; solved from zero with ``opts`` when omitted.
+        split_terms: keep Terms A, B, R apart (``False``: only ``H``, about half the work; the
+            term fields are then ``None``).
+        diagnostics: compute ``cond₂(I − J)`` and ``ρ(J)`` per sample (else ``None``).
     """
     groups = check_groups(groups)
     params = {"W_z": W_z, "b_z": b_z, "U_z": U_z, "W_y": W_y, "b_y": b_y}
@@ -143,29 +149,33 @@ def deq_hessian_parts(
     s2 = -2 * h * s1  # σ''(a)
     r = h @ Wy.T + params["b_y"] - y  # (B, n_y)
     g_h = r @ Wy  # ∇ₕℓ, (B, N)
-    J = s1[:, :, None] * W  # J_s = D_s W
-    IJ = eye - J
-    lam = torch.linalg.solve(IJ.transpose(1, 2), g_h[:, :, None])[..., 0]  # (I − J)ᵀλ = ∇ₕℓ
     M = torch.linalg.inv(eye - W * s1[:, None, :])  # (I − W D)⁻¹, (B, N, N)
+    Mt = M.transpose(1, 2)
     DM = s1[:, :, None] * M  # Z = D M A_θ
-    mu = s1 * lam  # D λ
-    Q_a = s1[:, :, None] * (Wy.T @ Wy) * s1[:, None, :]
-    Qt_a = M.transpose(1, 2) @ Q_a @ M
-    Qt_b = M.transpose(1, 2) @ ((lam * s2)[:, :, None] * M)
+    # (I − J)ᵀλ = ∇ₕℓ with J = D W, without a second factorisation: μ = Dλ = (I − D Wᵀ)⁻¹ D ∇ₕℓ = Mᵀ D ∇ₕℓ
+    # and λ = ∇ₕℓ + Wᵀ μ.
+    mu = (Mt @ (s1 * g_h)[:, :, None])[..., 0]
+    lam = g_h + mu @ W
+    V = Mt @ (s1[:, :, None] * Wy.T)  # Mᵀ D W_yᵀ, (B, N, n_y): Term A's Q̃ = V Vᵀ has rank n_y
+    Qt_a = V @ V.transpose(1, 2)
+    Qt_b = Mt @ ((lam * s2)[:, :, None] * M)
     ones = torch.ones(B, 1, dtype=h.dtype)
     u = {"W_z": h, "b_z": ones, "U_z": x}  # A_θ = [I ⊗ hᵀ, I ⊗ 1, I ⊗ xᵀ]
 
     slices = group_slices(params, groups)
     P = max(sl.stop for sl in slices.values())
     A = torch.zeros(P, P, dtype=h.dtype)
-    Bt = torch.zeros(P, P, dtype=h.dtype)
-    R = torch.zeros(P, P, dtype=h.dtype)
+    Bt = torch.zeros(P, P, dtype=h.dtype) if split_terms else A  # one matrix when the terms are not wanted
+    R = torch.zeros(P, P, dtype=h.dtype) if split_terms else A
+    if not split_terms:
+        Qt_b = Qt_a + Qt_b
     dyn = [g for g in groups if g in DYNAMIC]
     rd = [g for g in groups if g in READOUT]
     for i, g1 in enumerate(dyn):
         for g2 in dyn[i:]:
             s_1, s_2 = slices[g1], slices[g2]
-            A[s_1, s_2] = _kron_sum(Qt_a, u[g1], u[g2])
+            if split_terms:
+                A[s_1, s_2] = _kron_sum(Qt_a, u[g1], u[g2])
             blk = _kron_sum(Qt_b, u[g1], u[g2])
             if g1 == "W_z":  # K rows: [(i,k), (j,l)] = Σ μ_i (DM)_kj u2_l
                 blk = blk + _outer_sum(mu, DM, u[g2])
@@ -173,8 +183,9 @@ def deq_hessian_parts(
                 blk = blk + _outer_sum(mu, DM, u[g1]).T
             Bt[s_1, s_2] = blk
             if g1 != g2:
-                A[s_2, s_1] = A[s_1, s_2].T
-                Bt[s_2, s_1] = Bt[s_1, s_2].T
+                Bt[s_2, s_1] = blk.T
+                if split_terms:
+                    A[s_2, s_1] = A[s_1, s_2].T
     # readout blocks
     WDM = Wy @ DM  # (B, n_y, N): W_y Z = WDM A_θ
     u_r = {"W_y": h, "b_y": ones}
@@ -199,9 +210,14 @@ def deq_hessian_parts(
 
     grads = {"W_z": mu.T @ h, "b_z": mu.sum(0), "U_z": mu.T @ x, "W_y": r.T @ h, "b_y": r.sum(0)}
     grad = torch.cat([grads[g].reshape(-1) for g in groups])
-    sv = torch.linalg.svdvals(IJ)
-    cond = sv[:, 0] / sv[:, -1]
-    rho = torch.linalg.eigvals(J).abs().amax(dim=1)
+    cond = rho = None
+    if diagnostics:
+        J = s1[:, :, None] * W  # J_s = D_s W
+        sv = torch.linalg.svdvals(eye - J)
+        cond = sv[:, 0] / sv[:, -1]
+        rho = torch.linalg.eigvals(J).abs().amax(dim=1)
+    if not split_terms:
+        return HessianParts(A, None, None, None, grad, h, lam, cond, rho, slices)
     return HessianParts(A + Bt + R, A, Bt, R, grad, h, lam, cond, rho, slices)
 
 
@@ -210,7 +226,7 @@ def deq_hessian(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", "
     ``h* = tanh(W_z h* + U_z x + b_z)``; ``θ`` = the ``groups`` in the order ``W_z, b_z, U_z, W_y, b_y``,
     each row-major. Shapes: ``W_z (N,N)``, ``b_z (N,)``, ``U_z (N,d)``, ``W_y (n_y,N)``, ``b_y (n_y,)``,
     ``x (B,d)``, ``y (B,n_y)``. See :func:`deq_hessian_parts` for the terms and diagnostics."""
-    return deq_hessian_parts(W_z, b_z, U_z, W_y, b_y, x, y, groups=groups, z_star=z_star, opts=opts).H
+    return deq_hessian_parts(W_z, b_z, U_z, W_y, b_y, x, y, groups=groups, z_star=z_star, opts=opts, split_terms=False, diagnostics=False).H
 
 
 # --- generic dense closed form ------------------------------------------------------------------
