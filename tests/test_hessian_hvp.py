@@ -27,10 +27,11 @@ def case():
     return params, x, y, parts
 
 
-@pytest.mark.parametrize("linear,tol", [("lu", HVP_RTOL), ("anderson", HVP_ITER_RTOL)])
-def test_hvp_equals_dense_H_times_v(case, linear, tol):
+@pytest.mark.parametrize("mode,linear,tol", [("structured", "lu", HVP_RTOL), ("autodiff", "lu", HVP_RTOL),
+                                             ("autodiff", "anderson", HVP_ITER_RTOL)])
+def test_hvp_equals_dense_H_times_v(case, mode, linear, tol):
     params, x, y, parts = case
-    op = DEQHessianOperator(params, GROUPS, x, y, linear=linear)
+    op = DEQHessianOperator(params, GROUPS, x, y, mode=mode, linear=linear)
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):
         v = torch.randn(op.size, generator=gen, dtype=torch.float64)
@@ -38,10 +39,14 @@ def test_hvp_equals_dense_H_times_v(case, linear, tol):
     assert relative_error(op.gradient(), parts.grad) <= tol
 
 
-def test_hvp_dense_and_subset_of_groups(case):
+@pytest.mark.parametrize("groups", [DYNAMIC, ("U_z", "W_y"), ("b_y",), ("W_z", "b_y")])
+@pytest.mark.parametrize("mode", ["structured", "autodiff"])
+def test_hvp_dense_and_subset_of_groups(case, groups, mode):
     params, x, y, _ = case
-    H = deq_hessian_parts(**params, x=x, y=y, groups=DYNAMIC).H
-    assert relative_error(DEQHessianOperator(params, DYNAMIC, x, y).dense(), H) <= HVP_RTOL
+    parts = deq_hessian_parts(**params, x=x, y=y, groups=groups)
+    op = DEQHessianOperator(params, groups, x, y, mode=mode)
+    assert relative_error(op.dense(), parts.H) <= HVP_RTOL
+    assert relative_error(op.gradient(), parts.grad) <= HVP_RTOL
 
 
 def test_hvp_matches_finite_differences_of_gradient(case):

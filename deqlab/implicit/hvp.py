@@ -32,11 +32,19 @@ class DEQHessianOperator:
         groups: the groups forming ``θ``.
         x ``(B, d)``, y ``(B, n_y)``: inputs and targets.
         z_star: the fixed point ``(B, N)``; solved with ``opts`` when omitted.
-        linear: ``"lu"`` (dense per-sample ``N×N`` LU of ``I − J``, factored once) or a solver name.
+        mode: ``"structured"`` (the tanh DEQ's products written out: two triangular solves with one
+            per-sample LU of ``I − W_z D`` and a few ``B×N×N`` products per HVP) or ``"autodiff"``
+            (any ``f``: ``torch.func`` JVP/VJP/forward-over-reverse of the Lagrangian, as above).
+        linear: for ``mode="autodiff"``: ``"lu"`` (dense per-sample ``N×N`` LU of ``I − J``, factored
+            once) or a registered solver name (matrix-free linear fixed-point solves).
         opts: forward solve options (and, for an iterative ``linear``, the linear solves' tolerances).
     """
 
-    def __init__(self, params, groups, x, y, *, z_star=None, linear: str = "lu", opts: SolveOptions | None = None):
+    def __init__(self, params, groups, x, y, *, z_star=None, mode: str = "structured", linear: str = "lu",
+                 opts: SolveOptions | None = None):
+        if mode not in ("structured", "autodiff"):
+            raise ValueError(f"mode must be 'structured' or 'autodiff', got {mode!r}")
+        self.mode = mode
         self.groups = check_groups(groups)
         self.params = {k: v.detach() for k, v in params.items()}
         self.x, self.y = x.detach(), y.detach()
@@ -53,8 +61,11 @@ class DEQHessianOperator:
         if linear == "lu":
             self._lu = torch.linalg.lu_factor(eye - self.J)
         g_h = torch.func.grad(self._loss, argnums=1)(self.theta, self.h)
-        self.lam = self.solve_adjoint(g_h)
         self.n_hvp = 0
+        if mode == "structured":
+            self._setup_structured(g_h)
+        else:
+            self.lam = self.solve_adjoint(g_h)
 
     # pure functions of (θ, h)
     def _f(self, theta, h):
@@ -88,8 +99,48 @@ class DEQHessianOperator:
         return SolveOptions(solver=self.linear, linear_solver=self.linear, atol=o.atol, rtol=o.rtol,
                             max_iter=o.max_iter, options=o.options, on_fail=o.on_fail).solve(G, start, linear=True).z
 
+    # --- structured tanh path: all products written out (module docstring of deqlab.implicit.hessian) ---
+    def _setup_structured(self, g_h):
+        p, h = self.params, self.h
+        self._s1 = 1 - h * h
+        self._s2 = -2 * h * self._s1
+        eye = torch.eye(h.shape[1], dtype=h.dtype)
+        self._luM = torch.linalg.lu_factor(eye - p["W_z"] * self._s1[:, None, :])  # I − W D, per sample
+        self._r = h @ p["W_y"].T + p["b_y"] - self.y
+        # μ = Dλ = Mᵀ D ∇ₕℓ, λ = ∇ₕℓ + Wᵀμ  (one adjoint solve)
+        self._mu = torch.linalg.lu_solve(*self._luM, (self._s1 * g_h)[:, :, None], adjoint=True)[..., 0]
+        self.lam = g_h + self._mu @ p["W_z"]
+
+    def _pieces(self, v):
+        """``v`` split into all five groups (zeros for groups not in ``θ``)."""
+        out = {g: torch.zeros_like(t) for g, t in self.params.items()}
+        start = 0
+        for g in self.groups:
+            n = self.params[g].numel()
+            out[g] = v[start : start + n].reshape(self.params[g].shape)
+            start += n
+        return out
+
+    def _join(self, parts):
+        return torch.cat([parts[g].reshape(-1) for g in self.groups])
+
+    def _matvec_structured(self, v):
+        p, h, x, s1, r, mu = self.params, self.h, self.x, self._s1, self._r, self._mu
+        d = self._pieces(v)
+        e = h @ d["W_z"].T + d["b_z"] + x @ d["U_z"].T  # A_θ v
+        zeta = torch.linalg.lu_solve(*self._luM, e[:, :, None])[..., 0]  # da = M A_θ v
+        t = s1 * zeta  # Z v
+        q = t @ p["W_y"].T + h @ d["W_y"].T + d["b_y"]  # total dŷ
+        w = s1 * (q @ p["W_y"] + mu @ d["W_z"] + r @ d["W_y"]) + self.lam * self._s2 * zeta
+        om = torch.linalg.lu_solve(*self._luM, w[:, :, None], adjoint=True)[..., 0]  # Mᵀ w
+        return self._join({"W_z": om.T @ h + mu.T @ t, "b_z": om.sum(0), "U_z": om.T @ x,
+                           "W_y": q.T @ h + r.T @ t, "b_y": q.sum(0)})
+
     def gradient(self) -> torch.Tensor:
         """``∇_θL = ∇_θℓ + (∂f/∂θ)ᵀλ``, ``(P,)``."""
+        if self.mode == "structured":
+            mu, r, h = self._mu, self._r, self.h
+            return self._join({"W_z": mu.T @ h, "b_z": mu.sum(0), "U_z": mu.T @ self.x, "W_y": r.T @ h, "b_y": r.sum(0)})
         g_t = torch.func.grad(self._loss, argnums=0)(self.theta, self.h)
         _, vjp = torch.func.vjp(lambda t: self._f(t, self.h), self.theta)
         return g_t + vjp(self.lam)[0]
@@ -98,6 +149,8 @@ class DEQHessianOperator:
         """``H v`` for ``v`` ``(P,)``: one tangent solve, one second-order product, one adjoint solve."""
         self.n_hvp += 1
         v = v.to(self.theta.dtype)
+        if self.mode == "structured":
+            return self._matvec_structured(v)
         r = torch.func.jvp(lambda t: self._f(t, self.h), (self.theta,), (v,))[1]
         t = self.solve_tangent(r)
         grad_L = torch.func.grad(self._lagrangian, argnums=(0, 1))
