@@ -282,7 +282,7 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
          "detail": f"step {cfg.fd_step:g} along a unit random v"},
         {"quantity": "one implicit gradient", "value": float(torch.linalg.norm(g)), "time (s)": t_grad, "detail": "value: ‖∇L‖"},
         {"quantity": "one HVP", "value": t_hvp / t_grad, "time (s)": t_hvp, "detail": "value: time ratio HVP / gradient"},
-        {"quantity": "operator setup (LU of I − J, adjoint)", "value": float("nan"), "time (s)": t_setup, "detail": ""},
+        {"quantity": "operator setup (LU of I − W_z D, adjoint λ)", "value": float("nan"), "time (s)": t_setup, "detail": ""},
         {"quantity": f"top-{cfg.top_k} eigenvalues (eigsh LA)", "value": float(top[-1]), "time (s)": t_top, "detail": f"{n_top} HVPs; value: λ_max"},
         {"quantity": f"bottom-{cfg.top_k} eigenvalues (eigsh SA)", "value": float(bottom[0]), "time (s)": t_bot, "detail": f"{n_bot} HVPs; value: λ_min"},
         {"quantity": "trace (Hutchinson)", "value": tr.trace, "time (s)": t_tr, "detail": f"± {tr.std_error:.3g} (1 s.e., {tr.probes} probes)"},
