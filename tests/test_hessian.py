@@ -137,3 +137,16 @@ def test_property_closed_form_equals_generic_and_is_symmetric(n_z, n_x, n_y, bat
     pieces = tanh_generic_pieces(params, GROUPS, x, y, parts.z_star)
     assert relative_error(parts.H, pieces.hessian()) <= GENERIC_RTOL
     assert symmetry_error(parts.H) <= SYM_TOL
+
+
+def test_model_hessian_convenience():
+    torch.manual_seed(0)
+    model = TanhDEQ(4, 2, 1)  # float32 weights: copied to float64
+    x = torch.randn(2, 2, dtype=torch.float64)
+    y = torch.randn(2, 1, dtype=torch.float64)
+    from deqlab.implicit.hessian import model_hessian
+
+    H = model_hessian(model, x, y, groups=DYNAMIC)
+    assert H.dtype == torch.float64 and H.shape == (4 * 4 + 4 + 4 * 2,) * 2
+    p = model_params(model)
+    assert relative_error(H, unrolled_hessian(p, DYNAMIC, x, y)) <= UNROLL_RTOL

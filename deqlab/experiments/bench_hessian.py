@@ -6,8 +6,9 @@ Table ``reference`` (the issue's problem ``N = 32, d = 8, batch 64``, ``θ = (W_
   (reference; target ≥ 100× faster at ≤ 1e-10 relative difference);
 * one matrix-free HVP vs one implicit gradient (target ≤ 3×), beside the same ratio for autodiff
   through the unroll (forward-over-reverse HVP vs reverse gradient);
-* peak memory of each route: the increase of the peak resident set size of a fresh process
-  (``spawn``) over its own peak after setup (``ru_maxrss``), so routes do not hide in each other's peaks.
+* peak memory of each route: in a fresh process (``spawn``) per route, the kernel's RSS high-water
+  mark is reset after setup and the route's peak is ``VmHWM − VmRSS`` (``/proc/self/status``), so routes
+  do not hide in each other's peaks or in the import-time peak.
 
 Table ``ladder``: sizes ``N ∈ ladder`` (same ``d`` and batch): gradient, HVP, top-k eigenvalues by eigsh
 on the HVP operator, and the dense closed form where ``P ≤ dense_max_p``.
@@ -104,16 +105,33 @@ def routes(params, x, y, groups, z, steps, opts):
     }
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
 def _memory_child(name, n_z, n_x, batch, seed, groups, steps, atol, threads, queue):
+    """Peak RSS increase of one route call: reset the kernel's high-water mark (``clear_refs`` 5), read
+    ``VmRSS`` before and ``VmHWM`` after. Falls back to ``ru_maxrss`` where ``/proc`` does not allow it."""
     torch.set_num_threads(threads)
     params, x, y = setup(n_z, n_x, batch, seed, groups)
     opts = SolveOptions(atol=atol, max_iter=5000)
     z = solve_equilibrium(params["W_z"], params["b_z"], params["U_z"], x, opts=opts)
     fns = routes(params, x, y, groups, z, steps, opts)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fns[name]()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((after - before) / 1024.0)  # ru_maxrss is in KiB on Linux
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        before = _status_kib("VmRSS")
+        fns[name]()
+        after = _status_kib("VmHWM")
+    except OSError:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        fns[name]()
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put(max(after - before, 0) / 1024.0)  # KiB → MiB
 
 
 def peak_memory_mib(name, n_z, n_x, batch, seed, groups, steps, atol, threads) -> float:

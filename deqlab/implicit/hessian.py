@@ -229,6 +229,14 @@ def deq_hessian(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", "
     return deq_hessian_parts(W_z, b_z, U_z, W_y, b_y, x, y, groups=groups, z_star=z_star, opts=opts, split_terms=False, diagnostics=False).H
 
 
+def model_hessian(model, x: torch.Tensor, y: torch.Tensor, *, groups=("W_z", "b_z", "U_z", "W_y", "b_y"), opts=None) -> torch.Tensor:
+    """:func:`deq_hessian` of a :class:`~deqlab.models.tanh_deq.TanhDEQ` in float64 (its weights are copied)."""
+    from deqlab.implicit.params import model_params
+
+    p = model_params(model, torch.float64)
+    return deq_hessian(**p, x=x.to(torch.float64), y=y.to(torch.float64), groups=groups, opts=opts)
+
+
 # --- generic dense closed form ------------------------------------------------------------------
 
 @dataclass
@@ -311,10 +319,8 @@ def tanh_generic_pieces(params: dict, groups, x: torch.Tensor, y: torch.Tensor, 
     td = flatten(params, dyn)
     tr = flatten(params, rd) if rd else torch.zeros(0, dtype=td.dtype)
     pieces = implicit_hessian_generic(f, loss, td, tr, z_star.detach().reshape(-1))
-    if not any(g in DYNAMIC for g in groups):  # no dynamic group selected: drop the placeholder
-        P_r = tr.numel()
+    if not any(g in DYNAMIC for g in groups):  # no dynamic group selected: drop the b_z placeholder
         z = torch.zeros(pieces.Z.shape[0], 0, dtype=td.dtype)
         e = torch.zeros(0, 0, dtype=td.dtype)
         pieces = GenericPieces(z, pieces.lam, e, z, pieces.S_hh, pieces.l_hh, pieces.l_rh, pieces.l_rr)
-        del P_r
     return pieces

@@ -61,10 +61,6 @@ class SolveOptions:
         return res
 
 
-#: A record of the last forward solves (diagnostics only; never read by the maths).
-LAST_SOLVES: list = []
-
-
 def _adjoint_map(F: Callable) -> Callable:
     """``G(λ, z, g, *args) = (∂F/∂z)ᵀλ + g``: its fixed point is ``λ = (I − J)⁻ᵀ g``."""
 
@@ -96,9 +92,6 @@ class FixedPoint(torch.autograd.Function):
     def forward(F, z0, opts, linear, *args):
         with torch.no_grad():
             res = opts.solve(lambda z: F(z, *args), z0.detach(), linear=linear)
-        if not linear:
-            LAST_SOLVES.append(res)
-            del LAST_SOLVES[:-8]
         return res.z
 
     @staticmethod
