@@ -153,3 +153,29 @@ def test_non_convergence_raises():
     x = torch.zeros(1, 1, dtype=torch.float64)
     with pytest.raises(NotConvergedError):
         tanh_equilibrium(W, b, U, x, opts=SolveOptions(solver="fixed_point", atol=1e-12, max_iter=50))
+
+
+def _graph_nodes(t):
+    seen, stack = set(), [t.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(n for n, _ in node.next_functions)
+    return len(seen)
+
+
+def test_graph_does_not_grow_with_solver_iterations(problem):
+    """No iteration is recorded: the graph behind z* is the same whether the solver took 10 or 1000 steps."""
+    W, b, U, x = problem
+    loose = SolveOptions(solver="fixed_point", atol=1e-3, max_iter=5000)
+    tight = SolveOptions(solver="fixed_point", atol=1e-14, max_iter=5000)
+    z_l = tanh_equilibrium(W, b, U, x, opts=loose)
+    z_t = tanh_equilibrium(W, b, U, x, opts=tight)
+    F = lambda z: tanh_map(z, W.detach(), b.detach(), U.detach(), x)  # noqa: E731
+    z0 = torch.zeros(B, N, dtype=torch.float64)
+    n_loose = loose.solve(F, z0, linear=False).n_steps
+    n_tight = tight.solve(F, z0, linear=False).n_steps
+    assert n_tight >= 3 * n_loose  # the two solves really differ in length
+    assert _graph_nodes(z_l) == _graph_nodes(z_t) <= 6
