@@ -68,3 +68,19 @@ def test_eigsh_and_hutchinson(case):
     tr = float(parts.H.trace())
     assert abs(est.trace - tr) <= 4 * est.std_error  # a 4-sigma band of an unbiased estimator
     assert est.std_error < 0.5 * float(torch.linalg.norm(parts.H))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=6, deadline=None)
+@given(n_z=st.integers(1, 5), n_x=st.integers(1, 3), n_y=st.integers(1, 2), batch=st.integers(1, 4),
+       seed=st.integers(0, 10_000), mask=st.integers(1, 31))
+def test_property_structured_hvp_is_dense_closed_form(n_z, n_x, n_y, batch, seed, mask):
+    """Any small shape and any non-empty subset of groups: the matrix-free HVP reproduces H."""
+    groups = tuple(g for i, g in enumerate(GROUPS) if mask >> i & 1)
+    params, x, y = make_problem(n_z, n_x, n_y, batch, seed)
+    parts = deq_hessian_parts(**params, x=x, y=y, groups=groups)
+    op = DEQHessianOperator(params, groups, x, y, z_star=parts.z_star)
+    assert relative_error(op.dense(), parts.H) <= HVP_RTOL or float(torch.linalg.norm(parts.H)) == 0.0

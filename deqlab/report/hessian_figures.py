@@ -21,7 +21,7 @@ def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[
     n = len(mats)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4), squeeze=False)
     vmax = max(float(np.abs(m).max()) for m in mats.values()) or 1.0
-    linthresh = max(vmax * 1e-6, 1e-300)
+    linthresh = max(vmax * 1e-4, 1e-300)  # entries below 1e-4·max show as white; keeps the colour bar legible
     for ax, (name, m) in zip(axes[0], mats.items()):
         im = ax.imshow(m, cmap="RdBu_r", norm=SymLogNorm(linthresh=linthresh, vmin=-vmax, vmax=vmax), interpolation="nearest")
         ax.set_title(f"{name}\n‖·‖_F = {np.linalg.norm(m):.3g}")
