@@ -179,3 +179,17 @@ def test_graph_does_not_grow_with_solver_iterations(problem):
     n_tight = tight.solve(F, z0, linear=False).n_steps
     assert n_tight >= 3 * n_loose  # the two solves really differ in length
     assert _graph_nodes(z_l) == _graph_nodes(z_t) <= 6
+
+
+@pytest.mark.parametrize("solver", ["fixed_point", "anderson", "broyden", "newton", "fsolve"])
+def test_every_registered_solver_drives_the_layer(solver):
+    """Forward and the adjoint/tangent solves of torch.func.hessian by each registered solver."""
+    torch.manual_seed(1)
+    params = model_params(TanhDEQ(3, 2, 1, dtype=torch.float64))
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(2, 1, generator=gen, dtype=torch.float64)
+    opts = SolveOptions(solver=solver, linear_solver=solver, atol=1e-13, max_iter=2000)
+    groups = ("W_z", "b_z", "W_y")
+    H = deq_hessian(**params, x=x, y=y, groups=groups)
+    assert relative_error(layer_hessian(params, groups, x, y, opts=opts), H) <= RTOL

@@ -15,7 +15,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ctx: typer.Context,
         check_fd: bool = typer.Option(False, "--check-fd", help="Also compare with central finite differences of the implicit gradient (2P solves)."),
         hvp_only: bool = typer.Option(False, "--hvp-only", help="Matrix-free: eigsh top/bottom eigenvalues, Hutchinson trace, HVP vs FD; no dense H."),
-        init: Optional[str] = typer.Option(None, help="W_z init: default | normal (nn.init.normal_; usually refused as ill-conditioned)."),
+        init: Optional[str] = typer.Option(None, help="W_z init: default | normal (nn.init.normal_: a repelling fixed point, refused with exit 1)."),
         n_z: Optional[int] = typer.Option(None, "--n-z", help="Hidden size N (default 6)."),
         n_x: Optional[int] = typer.Option(None, "--n-x", help="Input size d (default 2)."),
         n_y: Optional[int] = typer.Option(None, "--n-y", help="Output size (default 1)."),
@@ -25,7 +25,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, help="Torch seed of the weights (default 0)."),
         solver: Optional[str] = typer.Option(None, help="Forward/adjoint solver: anderson (default), broyden, newton, fixed_point, fsolve, root."),
         fd_step: Optional[float] = typer.Option(None, "--fd-step", help="Central-difference step (default 1e-5)."),
-        steps: Optional[int] = typer.Option(None, help="Layers of the unrolled reference (default 300)."),
+        steps: Optional[int] = typer.Option(None, help="Layers of the unrolled reference (default 100)."),
         go_on: bool = typer.Option(False, "--go-on", help="Report derivatives even if the forward solve did not converge (all output marked)."),
         strict: bool = typer.Option(False, "--strict", help="Exit 1 if anything did not converge."),
     ) -> None:
