@@ -1,0 +1,7 @@
+"""Implicit differentiation of DEQs: the IFT layer, the exact Hessian, HVPs and spectra (seeds 000/001).
+
+Public entry points: :func:`deqlab.implicit.hessian.deq_hessian` (dense closed form, tanh DEQ),
+:class:`deqlab.implicit.hvp.DEQHessianOperator` (matrix-free ``v ↦ Hv``),
+:func:`deqlab.implicit.layer.fixed_point` (differentiable fixed point, any order, torch.func-ready).
+The flattening order of ``θ`` is documented in :mod:`deqlab.implicit.params`.
+"""

@@ -1,0 +1,179 @@
+"""Matrix-free Hessian-vector products of a DEQ loss (GUIDE §5), for models too big for a dense ``H``.
+
+With the Lagrangian ``𝓛(θ, h) = ℓ(θ, h) + λᵀ f(θ, h)`` (λ fixed, ``(I − J)ᵀλ = ∇ₕℓ``) the exact Hessian
+is ``H = [I; Z]ᵀ ∇²𝓛 [I; Z]`` (seed 000 §5 extended to a loss with its own parameters), so ::
+
+    t  = Z v = (I − J)⁻¹ (∂f/∂θ) v          one tangent solve (JVP of f for the right-hand side)
+    (w_θ, w_h) = ∇²𝓛 · (v, t)               one forward-over-reverse product of 𝓛
+    Hv = w_θ + (∂f/∂θ)ᵀ (I − J)⁻ᵀ w_h        one more adjoint solve and one VJP of f
+
+No ``P×P`` or ``N×P`` object is formed; memory is ``O(P + batch·N²)`` (the per-sample ``N×N``
+factorisation of ``I − J`` when ``linear="lu"``) and never grows with the solver's iteration count.
+``linear`` can also name a registered solver (``"anderson"`` …): the adjoint/tangent systems are then
+solved as the linear fixed points ``λ = Jᵀλ + g``, ``t = J t + r`` by VJPs/JVPs only.
+
+``θ`` is flattened as in :mod:`deqlab.implicit.params`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deqlab.implicit.hessian import solve_equilibrium
+from deqlab.implicit.layer import SolveOptions, tanh_map
+from deqlab.implicit.params import check_groups, flatten, loss_at, unflatten
+
+
+class DEQHessianOperator:
+    """``v ↦ H v`` (and the gradient) of ``L(θ) = ½ Σ_s ‖W_y h*_s + b_y − y_s‖²`` at one ``θ``.
+
+    Args:
+        params: named parameters (:func:`deqlab.implicit.params.model_params`).
+        groups: the groups forming ``θ``.
+        x ``(B, d)``, y ``(B, n_y)``: inputs and targets.
+        z_star: the fixed point ``(B, N)``; solved with ``opts`` when omitted.
+        mode: ``"structured"`` (the tanh DEQ's products written out: two triangular solves with one
+            per-sample LU of ``I − W_z D`` and a few ``B×N×N`` products per HVP) or ``"autodiff"``
+            (any ``f``: ``torch.func`` JVP/VJP/forward-over-reverse of the Lagrangian, as above).
+        linear: for ``mode="autodiff"``: ``"lu"`` (dense per-sample ``N×N`` LU of ``I − J``, factored
+            once) or a registered solver name (matrix-free linear fixed-point solves).
+        opts: forward solve options (and, for an iterative ``linear``, the linear solves' tolerances).
+    """
+
+    def __init__(self, params, groups, x, y, *, z_star=None, mode: str = "structured", linear: str = "lu",
+                 opts: SolveOptions | None = None):
+        if mode not in ("structured", "autodiff"):
+            raise ValueError(f"mode must be 'structured' or 'autodiff', got {mode!r}")
+        self.mode = mode
+        self.groups = check_groups(groups)
+        self.params = {k: v.detach() for k, v in params.items()}
+        self.x, self.y = x.detach(), y.detach()
+        self.theta = flatten(self.params, self.groups)
+        self.opts = opts or SolveOptions(atol=1e-14, max_iter=2000)
+        p = self.params
+        if z_star is None:
+            z_star = solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], self.x, opts=self.opts)
+        self.h = z_star.detach()
+        self.linear = linear
+        s1 = 1 - self.h**2
+        self.J = s1[:, :, None] * p["W_z"]  # (B, N, N), J_s = D_s W_z
+        eye = torch.eye(self.h.shape[1], dtype=self.h.dtype)
+        if linear == "lu":
+            self._lu = torch.linalg.lu_factor(eye - self.J)
+        g_h = torch.func.grad(self._loss, argnums=1)(self.theta, self.h)
+        self.n_hvp = 0
+        if mode == "structured":
+            self._setup_structured(g_h)
+        else:
+            self.lam = self.solve_adjoint(g_h)
+
+    # pure functions of (θ, h)
+    def _f(self, theta, h):
+        p = unflatten(theta, self.params, self.groups)
+        return tanh_map(h, p["W_z"], p["b_z"], p["U_z"], self.x)
+
+    def _loss(self, theta, h):
+        return loss_at(unflatten(theta, self.params, self.groups), h, self.y)
+
+    def _lagrangian(self, theta, h):
+        return self._loss(theta, h) + (self.lam * self._f(theta, h)).sum()
+
+    @property
+    def size(self) -> int:
+        return self.theta.numel()
+
+    def solve_adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """``(I − J)⁻ᵀ g`` per sample; ``g`` ``(B, N)``."""
+        if self.linear == "lu":
+            return torch.linalg.lu_solve(*self._lu, g[:, :, None], adjoint=True)[..., 0]
+        return self._iterate(lambda lam: torch.einsum("sij,si->sj", self.J, lam) + g, g)
+
+    def solve_tangent(self, r: torch.Tensor) -> torch.Tensor:
+        """``(I − J)⁻¹ r`` per sample; ``r`` ``(B, N)``."""
+        if self.linear == "lu":
+            return torch.linalg.lu_solve(*self._lu, r[:, :, None])[..., 0]
+        return self._iterate(lambda t: torch.einsum("sij,sj->si", self.J, t) + r, r)
+
+    def _iterate(self, G, start):
+        o = self.opts
+        return SolveOptions(solver=self.linear, linear_solver=self.linear, atol=o.atol, rtol=o.rtol,
+                            max_iter=o.max_iter, options=o.options, on_fail=o.on_fail).solve(G, start, linear=True).z
+
+    # --- structured tanh path: all products written out (module docstring of deqlab.implicit.hessian) ---
+    def _setup_structured(self, g_h):
+        p, h = self.params, self.h
+        self._s1 = 1 - h * h
+        self._s2 = -2 * h * self._s1
+        eye = torch.eye(h.shape[1], dtype=h.dtype)
+        self._luM = torch.linalg.lu_factor(eye - p["W_z"] * self._s1[:, None, :])  # I − W D, per sample
+        self._r = h @ p["W_y"].T + p["b_y"] - self.y
+        # μ = Dλ = Mᵀ D ∇ₕℓ, λ = ∇ₕℓ + Wᵀμ  (one adjoint solve)
+        self._mu = torch.linalg.lu_solve(*self._luM, (self._s1 * g_h)[:, :, None], adjoint=True)[..., 0]
+        self.lam = g_h + self._mu @ p["W_z"]
+
+    def _pieces(self, v):
+        """``v`` split into all five groups (zeros for groups not in ``θ``)."""
+        out = {g: torch.zeros_like(t) for g, t in self.params.items()}
+        start = 0
+        for g in self.groups:
+            n = self.params[g].numel()
+            out[g] = v[start : start + n].reshape(self.params[g].shape)
+            start += n
+        return out
+
+    def _join(self, parts):
+        return torch.cat([parts[g].reshape(-1) for g in self.groups])
+
+    def _matvec_structured(self, v):
+        p, h, x, s1, r, mu = self.params, self.h, self.x, self._s1, self._r, self._mu
+        d = self._pieces(v)
+        e = h @ d["W_z"].T + d["b_z"] + x @ d["U_z"].T  # A_θ v
+        zeta = torch.linalg.lu_solve(*self._luM, e[:, :, None])[..., 0]  # da = M A_θ v
+        t = s1 * zeta  # Z v
+        q = t @ p["W_y"].T + h @ d["W_y"].T + d["b_y"]  # total dŷ
+        w = s1 * (q @ p["W_y"] + mu @ d["W_z"] + r @ d["W_y"]) + self.lam * self._s2 * zeta
+        om = torch.linalg.lu_solve(*self._luM, w[:, :, None], adjoint=True)[..., 0]  # Mᵀ w
+        return self._join({"W_z": om.T @ h + mu.T @ t, "b_z": om.sum(0), "U_z": om.T @ x,
+                           "W_y": q.T @ h + r.T @ t, "b_y": q.sum(0)})
+
+    def gradient(self) -> torch.Tensor:
+        """``∇_θL = ∇_θℓ + (∂f/∂θ)ᵀλ``, ``(P,)``."""
+        if self.mode == "structured":
+            mu, r, h = self._mu, self._r, self.h
+            return self._join({"W_z": mu.T @ h, "b_z": mu.sum(0), "U_z": mu.T @ self.x, "W_y": r.T @ h, "b_y": r.sum(0)})
+        g_t = torch.func.grad(self._loss, argnums=0)(self.theta, self.h)
+        _, vjp = torch.func.vjp(lambda t: self._f(t, self.h), self.theta)
+        return g_t + vjp(self.lam)[0]
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for ``v`` ``(P,)``: one tangent solve, one second-order product, one adjoint solve."""
+        self.n_hvp += 1
+        v = v.to(self.theta.dtype)
+        if self.mode == "structured":
+            return self._matvec_structured(v)
+        r = torch.func.jvp(lambda t: self._f(t, self.h), (self.theta,), (v,))[1]
+        t = self.solve_tangent(r)
+        grad_L = torch.func.grad(self._lagrangian, argnums=(0, 1))
+        _, (w_t, w_h) = torch.func.jvp(grad_L, (self.theta, self.h), (v, t))
+        mu = self.solve_adjoint(w_h)
+        _, vjp = torch.func.vjp(lambda th: self._f(th, self.h), self.theta)
+        return w_t + vjp(mu)[0]
+
+    def dense(self) -> torch.Tensor:
+        """``H`` column by column from :meth:`matvec` (tests and small models only)."""
+        eye = torch.eye(self.size, dtype=self.theta.dtype)
+        return torch.stack([self.matvec(e) for e in eye], dim=1)
+
+
+def fd_hvp(params, groups, x, y, v: torch.Tensor, *, step: float = 1e-5, opts: SolveOptions | None = None) -> torch.Tensor:
+    """Central difference of the implicit gradient along ``v``: ``(∇L(θ + εv) − ∇L(θ − εv)) / 2ε``."""
+    from deqlab.implicit.hessian import deq_gradient
+
+    theta = flatten(params, groups)
+    opts = opts or SolveOptions(atol=1e-14, max_iter=2000)
+
+    def grad_at(th):
+        p = unflatten(th, params, groups)
+        return deq_gradient(p["W_z"], p["b_z"], p["U_z"], p["W_y"], p["b_y"], x, y, groups=groups, opts=opts)
+
+    return (grad_at(theta + step * v) - grad_at(theta - step * v)) / (2 * step)

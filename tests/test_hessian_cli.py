@@ -1,0 +1,117 @@
+"""`deqlab hessian` through the CLI: printed routes, files, and bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+#: the CLI's own numbers must meet the same bars as the library tests
+CLI_UNROLL_RTOL = 1e-10
+CLI_FD_RTOL = 1e-8
+
+
+def run_folder(root, command="hessian"):
+    folders = [p for p in (root / command).iterdir() if p.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def test_check_fd_prints_routes_and_writes_files(cli, output_root):
+    r = cli("hessian", "--check-fd", "--batch", "2", "unroll_steps=80")
+    assert r.exit_code == 0, r.output
+    for text in ("(a) central FD", "(b) torch.func.hessian", "(c) torch.func.hessian", "PITFALL", "Term A", "Term B",
+                 "cond(I-J) max", "n negative", "time (s)"):
+        assert text in r.output
+    folder = run_folder(output_root)
+    H = np.load(folder / "hessian.npy")
+    problem = np.load(folder / "problem.npz")
+    P = 6 * 6 + 6 + 6 * 2 + 6 + 1
+    assert H.shape == (P, P)
+    assert problem["theta"].shape == (P,) and problem["theta_names"][0] == "W_z[0,0]" and problem["theta_names"][-1] == "b_y[0]"
+    assert problem["x"].shape == (2, 2) and problem["z_star"].shape == (2, 6)
+    np.testing.assert_allclose(problem["theta"][:36], problem["W_z"].ravel())
+    for png in ("hessian_heatmap.png", "spectrum.png"):
+        assert (folder / png).stat().st_size > 10_000
+    routes = pd.read_csv(folder / "routes.csv").set_index("route")
+    err = routes["rel. error"]
+    assert err[[i for i in err.index if i.startswith("(a)")][0]] <= CLI_FD_RTOL
+    assert err[[i for i in err.index if i.startswith("(b)")][0]] <= CLI_UNROLL_RTOL
+    assert err[[i for i in err.index if i.startswith("(c)")][0]] <= CLI_UNROLL_RTOL
+    assert err[[i for i in err.index if i.startswith("PITFALL")][0]] >= 0.05
+    terms = np.load(folder / "terms.npz")
+    np.testing.assert_allclose(terms["term_a"] + terms["term_b"] + terms["term_r"], H, rtol=0, atol=1e-14)
+
+
+def test_groups_option(cli, output_root):
+    r = cli("hessian", "--groups", "b_z,W_y", "check_layer=false", "unroll_steps=60")
+    assert r.exit_code == 0, r.output
+    H = np.load(run_folder(output_root) / "hessian.npy")
+    assert H.shape == (12, 12)
+
+
+def test_hvp_only(cli, output_root):
+    r = cli("hessian", "--hvp-only", "--n-z", "12", "--batch", "3", "probes=8", "top_k=3")
+    assert r.exit_code == 0, r.output
+    folder = run_folder(output_root)
+    assert not (folder / "hessian.npy").exists()
+    table = pd.read_csv(folder / "hvp.csv").set_index("quantity")
+    assert table.loc["HVP vs central FD of the implicit gradient (rel. error)", "value"] <= 1e-7
+    arrays = np.load(folder / "hvp.npz")
+    assert arrays["top"].shape == (3,) and arrays["bottom"].shape == (3,)
+    assert (folder / "spectrum.png").exists()
+
+
+def test_normal_init_is_refused_with_conditioning_figure(cli, output_root):
+    r = cli("hessian", "--init", "normal")
+    assert r.exit_code == 1
+    assert "spectral radius" in r.stderr and "cond" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.output
+    # no successful run folder claims results
+    assert not [p for p in (output_root / "hessian").iterdir() if p.is_dir() and not p.name.endswith(".failed")]
+
+
+def test_ill_conditioned_threshold(cli, output_root):
+    r = cli("hessian", "max_cond=1.5")
+    assert r.exit_code == 1
+    assert "ill-conditioned" in r.stderr and "cond₂(I − J) = " in r.stderr
+
+
+def test_unconverged_forward_solve_refused_then_marked(cli, output_root):
+    r = cli("hessian", "solver.max_iter=3", "check_layer=false", "unroll_steps=40")
+    assert r.exit_code == 1
+    assert "did not converge" in r.stderr and "go_on" in r.stderr
+    r = cli("hessian", "--go-on", "solver.max_iter=3", "check_layer=false", "unroll_steps=40")
+    assert r.exit_code == 0, r.output
+    assert "UNCONVERGED" in r.output and "not converged" in r.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--groups", "W_z,nope"), "parameter groups"),
+        (("--n-z", "-3"), "model.n_z"),
+        (("--dtype", "float16"), "dtype"),
+        (("--fd-step", "0"), "fd_step"),
+        (("--solver", "magic"), "unknown solver"),
+        (("--n-z", "60"), "max_dense_p"),
+        (("check_fd=maybe",), "check_fd"),
+    ],
+)
+def test_bad_input_exit_2_no_folder(cli, output_root, args, message):
+    r = cli("hessian", *args)
+    assert r.exit_code == 2, r.output
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (output_root / "hessian").exists()
+
+
+def test_float32_runs_and_a_failing_route_is_reported_not_fatal(cli, output_root):
+    """float32: the closed form still agrees with the unroll to float32 accuracy; a check route that
+    fails (Anderson's bordered system goes singular in float32 in the layer's linear solves) is a row
+    marked FAILED plus a failure line, never a crash."""
+    r = cli("hessian", "--dtype", "float32", "unroll_steps=60")
+    assert r.exit_code == 0, r.output
+    routes = pd.read_csv(run_folder(output_root) / "routes.csv").set_index("route")
+    assert routes.loc["(b) torch.func.hessian, 60-layer unroll", "rel. error"] <= 1e-4
+    for route, row in routes.iterrows():
+        assert np.isfinite(row["rel. error"]) or str(row["detail"]).startswith("FAILED")

@@ -1,0 +1,86 @@
+"""Matrix-free HVP, eigsh on its LinearOperator, Hutchinson's trace."""
+
+import numpy as np
+import pytest
+import torch
+
+from deqlab.implicit.checks import relative_error
+from deqlab.implicit.hessian import deq_hessian_parts
+from deqlab.implicit.hvp import DEQHessianOperator, fd_hvp
+from deqlab.implicit.params import DYNAMIC, GROUPS
+from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
+from tests.test_hessian import make_problem
+
+#: HVP (LU solves) vs dense closed form: same maths, round-off only.
+HVP_RTOL = 1e-12
+#: HVP with Anderson linear solves at atol 1e-14.
+HVP_ITER_RTOL = 1e-11
+#: central FD of the gradient along v, step 1e-5 (see test_hessian.FD_RTOL).
+FD_RTOL = 1e-7
+EIG_RTOL = 1e-8
+
+
+@pytest.fixture(scope="module")
+def case():
+    params, x, y = make_problem(n_z=7, n_x=3, n_y=2, batch=4, seed=2)
+    parts = deq_hessian_parts(**params, x=x, y=y)
+    return params, x, y, parts
+
+
+@pytest.mark.parametrize("mode,linear,tol", [("structured", "lu", HVP_RTOL), ("autodiff", "lu", HVP_RTOL),
+                                             ("autodiff", "anderson", HVP_ITER_RTOL)])
+def test_hvp_equals_dense_H_times_v(case, mode, linear, tol):
+    params, x, y, parts = case
+    op = DEQHessianOperator(params, GROUPS, x, y, mode=mode, linear=linear)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        v = torch.randn(op.size, generator=gen, dtype=torch.float64)
+        assert relative_error(op.matvec(v), parts.H @ v) <= tol
+    assert relative_error(op.gradient(), parts.grad) <= tol
+
+
+@pytest.mark.parametrize("groups", [DYNAMIC, ("U_z", "W_y"), ("b_y",), ("W_z", "b_y")])
+@pytest.mark.parametrize("mode", ["structured", "autodiff"])
+def test_hvp_dense_and_subset_of_groups(case, groups, mode):
+    params, x, y, _ = case
+    parts = deq_hessian_parts(**params, x=x, y=y, groups=groups)
+    op = DEQHessianOperator(params, groups, x, y, mode=mode)
+    assert relative_error(op.dense(), parts.H) <= HVP_RTOL
+    assert relative_error(op.gradient(), parts.grad) <= HVP_RTOL
+
+
+def test_hvp_matches_finite_differences_of_gradient(case):
+    params, x, y, parts = case
+    op = DEQHessianOperator(params, GROUPS, x, y)
+    v = torch.randn(op.size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert relative_error(op.matvec(v), fd_hvp(params, GROUPS, x, y, v)) <= FD_RTOL
+
+
+def test_eigsh_and_hutchinson(case):
+    params, x, y, parts = case
+    op = DEQHessianOperator(params, GROUPS, x, y)
+    exact = np.linalg.eigvalsh(parts.H.numpy())
+    top = extreme_eigenvalues(op.matvec, op.size, k=3, which="LA")
+    bottom = extreme_eigenvalues(op.matvec, op.size, k=3, which="SA")
+    np.testing.assert_allclose(top, exact[-3:], rtol=EIG_RTOL)
+    np.testing.assert_allclose(bottom, exact[:3], rtol=EIG_RTOL)
+    est = hutchinson_trace(op.matvec, op.size, probes=400, seed=0)
+    tr = float(parts.H.trace())
+    assert abs(est.trace - tr) <= 4 * est.std_error  # a 4-sigma band of an unbiased estimator
+    assert est.std_error < 0.5 * float(torch.linalg.norm(parts.H))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=6, deadline=None)
+@given(n_z=st.integers(1, 5), n_x=st.integers(1, 3), n_y=st.integers(1, 2), batch=st.integers(1, 4),
+       seed=st.integers(0, 10_000), mask=st.integers(1, 31))
+def test_property_structured_hvp_is_dense_closed_form(n_z, n_x, n_y, batch, seed, mask):
+    """Any small shape and any non-empty subset of groups: the matrix-free HVP reproduces H."""
+    groups = tuple(g for i, g in enumerate(GROUPS) if mask >> i & 1)
+    params, x, y = make_problem(n_z, n_x, n_y, batch, seed)
+    parts = deq_hessian_parts(**params, x=x, y=y, groups=groups)
+    op = DEQHessianOperator(params, groups, x, y, z_star=parts.z_star)
+    assert relative_error(op.dense(), parts.H) <= HVP_RTOL or float(torch.linalg.norm(parts.H)) == 0.0

@@ -1,0 +1,195 @@
+"""The implicit layer: IFT derivatives of every order, through autograd and torch.func, in float64."""
+
+import pytest
+import torch
+
+from deqlab.errors import NotConvergedError
+from deqlab.implicit.checks import layer_hessian, relative_error, unrolled_hessian
+from deqlab.implicit.hessian import deq_hessian
+from deqlab.implicit.layer import SolveOptions, fixed_point, tanh_equilibrium, tanh_map
+from deqlab.implicit.params import GROUPS, model_params
+from deqlab.models.tanh_deq import TanhDEQ
+
+#: The layer's solves stop at ‖F(z) − z‖ ≤ 1e-13; derivatives inherit that relative accuracy.
+OPTS = SolveOptions(atol=1e-13, max_iter=1000)
+#: layer vs unrolled autodiff / closed form (the issue's bar is 1e-10).
+RTOL = 1e-10
+N, D, B = 4, 3, 2
+
+
+@pytest.fixture(scope="module")
+def problem():
+    gen = torch.Generator().manual_seed(0)
+    W = (0.3 * torch.randn(N, N, generator=gen, dtype=torch.float64)).requires_grad_()
+    b = torch.randn(N, generator=gen, dtype=torch.float64, requires_grad=True)
+    U = torch.randn(N, D, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(B, D, generator=gen, dtype=torch.float64)
+    return W, b, U, x
+
+
+def unrolled(W, b, U, x, steps=300):
+    z = torch.zeros(x.shape[0], W.shape[0], dtype=W.dtype)
+    for _ in range(steps):
+        z = tanh_map(z, W, b, U, x)
+    return z
+
+
+def test_forward_is_the_fixed_point(problem):
+    W, b, U, x = problem
+    z = tanh_equilibrium(W, b, U, x, opts=OPTS)
+    assert torch.linalg.norm(tanh_map(z, W, b, U, x) - z) <= 1e-12
+    assert z.grad_fn is not None
+
+
+def test_gradcheck_and_gradgradcheck(problem):
+    W, b, U, x = problem
+    fn = lambda W, b, U: tanh_equilibrium(W, b, U, x, opts=OPTS)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (W, b, U))
+    assert torch.autograd.gradgradcheck(fn, (W, b, U))
+
+
+def test_gradient_and_double_backward_match_unroll(problem):
+    W, b, U, x = problem
+    v = torch.randn(B, N, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    z_i = tanh_equilibrium(W, b, U, x, opts=OPTS)
+    z_u = unrolled(W, b, U, x)
+    g_i = torch.autograd.grad((z_i * v).sum() ** 2, (W, b, U), create_graph=True)
+    g_u = torch.autograd.grad((z_u * v).sum() ** 2, (W, b, U), create_graph=True)
+    for a, c in zip(g_i, g_u):
+        assert relative_error(a, c) <= RTOL
+    # a Hessian-vector product by double backward
+    hv_i = torch.autograd.grad(sum((g * g).sum() for g in g_i), (W, b, U))
+    hv_u = torch.autograd.grad(sum((g * g).sum() for g in g_u), (W, b, U))
+    for a, c in zip(hv_i, hv_u):
+        assert relative_error(a, c) <= RTOL
+
+
+def test_torch_func_transforms(problem):
+    W, b, U, x = problem
+    W, b, U = W.detach(), b.detach(), U.detach()
+    f_i = lambda W: tanh_equilibrium(W, b, U, x, opts=OPTS)  # noqa: E731
+    f_u = lambda W: unrolled(W, b, U, x)  # noqa: E731
+    assert relative_error(torch.func.jacrev(f_i)(W), torch.func.jacrev(f_u)(W)) <= RTOL
+    assert relative_error(torch.func.jacfwd(f_i)(W), torch.func.jacrev(f_u)(W)) <= RTOL
+    L_i = lambda W: (f_i(W) ** 3).sum()  # noqa: E731
+    L_u = lambda W: (f_u(W) ** 3).sum()  # noqa: E731
+    assert relative_error(torch.func.grad(L_i)(W), torch.func.grad(L_u)(W)) <= RTOL
+    assert relative_error(torch.func.hessian(L_i)(W), torch.func.hessian(L_u)(W)) <= RTOL
+    # vmap over inputs: one joint solve gives each sample's own equilibrium
+    zs = torch.func.vmap(lambda xi: tanh_equilibrium(W, b, U, xi[None], opts=OPTS)[0])(x)
+    assert torch.allclose(zs, tanh_equilibrium(W, b, U, x, opts=OPTS), atol=1e-12, rtol=0)
+    # vmap of grad: per-sample gradients
+    per = torch.func.vmap(lambda xi: torch.func.grad(lambda W: tanh_equilibrium(W, b, U, xi[None], opts=OPTS).sum())(W))(x)
+    ref = torch.stack([torch.func.grad(lambda W: unrolled(W, b, U, x[i : i + 1]).sum())(W) for i in range(B)])
+    assert relative_error(per, ref) <= RTOL
+
+
+def test_third_order_through_layer(problem):
+    """jacrev∘jacrev∘jacrev and jacrev∘hessian: the recursion of the IFT rules reaches third derivatives."""
+    W, b, U, x = problem
+    b = b.detach()
+    L_i = lambda b: (tanh_equilibrium(W.detach(), b, U.detach(), x, opts=OPTS) ** 2).sum()  # noqa: E731
+    L_u = lambda b: (unrolled(W.detach(), b, U.detach(), x) ** 2).sum()  # noqa: E731
+    T_u = torch.func.jacrev(torch.func.hessian(L_u))(b)
+    assert relative_error(torch.func.jacrev(torch.func.jacrev(torch.func.jacrev(L_i)))(b), T_u) <= RTOL
+    assert relative_error(torch.func.jacrev(torch.func.hessian(L_i))(b), T_u) <= RTOL
+
+
+class _Square(torch.autograd.Function):
+    """``a²`` with a correct jvp rule: the smallest example of PyTorch's forward-over-forward limit."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(a):
+        return a**2
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):  # pragma: no cover - not used here
+        raise NotImplementedError
+
+    @staticmethod
+    def jvp(ctx, t):
+        return 2 * ctx.saved_tensors[0] * t
+
+
+def test_forward_over_forward_is_a_known_pytorch_limit():
+    """torch 2.13: jacfwd∘jacfwd through any autograd.Function with a jvp rule drops the outer tangent
+    of the inputs the rule uses (d²(a²)/da² comes out 0, not 2). Our layer inherits this, so use
+    hessian (= jacfwd∘jacrev) or reverse-over-reverse. If this test fails, PyTorch fixed it."""
+    a = torch.tensor(0.3, dtype=torch.float64)
+    assert float(torch.func.jacfwd(torch.func.jacfwd(_Square.apply))(a)) == 0.0
+
+
+def test_layer_hessian_equals_closed_form():
+    torch.manual_seed(0)
+    params = model_params(TanhDEQ(5, 2, 2, dtype=torch.float64))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(2, 2, generator=gen, dtype=torch.float64)
+    H_layer = layer_hessian(params, GROUPS, x, y, opts=OPTS)
+    H = deq_hessian(**params, x=x, y=y)
+    assert relative_error(H_layer, H) <= RTOL
+    assert relative_error(H_layer, unrolled_hessian(params, GROUPS, x, y)) <= RTOL
+
+
+def test_generic_map_with_coupled_arguments():
+    """A non-tanh map: z = 0.5·cos(A z) + c; compare with the closed-form IFT gradient."""
+    gen = torch.Generator().manual_seed(3)
+    A = (0.4 * torch.randn(3, 3, generator=gen, dtype=torch.float64)).requires_grad_()
+    c = torch.randn(1, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    F = lambda z, A, c: 0.5 * torch.cos(z @ A.T) + c  # noqa: E731
+    assert torch.autograd.gradcheck(lambda A, c: fixed_point(F, torch.zeros(1, 3, dtype=torch.float64), A, c, opts=OPTS), (A, c))
+
+
+def test_non_convergence_raises():
+    W = 3.0 * torch.eye(2, dtype=torch.float64)[[1, 0]]  # tanh(3·swap(z) + b): a 2-cycle, no convergence
+    b = torch.tensor([0.5, -0.5], dtype=torch.float64)
+    U = torch.zeros(2, 1, dtype=torch.float64)
+    x = torch.zeros(1, 1, dtype=torch.float64)
+    with pytest.raises(NotConvergedError):
+        tanh_equilibrium(W, b, U, x, opts=SolveOptions(solver="fixed_point", atol=1e-12, max_iter=50))
+
+
+def _graph_nodes(t):
+    seen, stack = set(), [t.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(n for n, _ in node.next_functions)
+    return len(seen)
+
+
+def test_graph_does_not_grow_with_solver_iterations(problem):
+    """No iteration is recorded: the graph behind z* is the same whether the solver took 10 or 1000 steps."""
+    W, b, U, x = problem
+    loose = SolveOptions(solver="fixed_point", atol=1e-3, max_iter=5000)
+    tight = SolveOptions(solver="fixed_point", atol=1e-14, max_iter=5000)
+    z_l = tanh_equilibrium(W, b, U, x, opts=loose)
+    z_t = tanh_equilibrium(W, b, U, x, opts=tight)
+    F = lambda z: tanh_map(z, W.detach(), b.detach(), U.detach(), x)  # noqa: E731
+    z0 = torch.zeros(B, N, dtype=torch.float64)
+    n_loose = loose.solve(F, z0, linear=False).n_steps
+    n_tight = tight.solve(F, z0, linear=False).n_steps
+    assert n_tight >= 3 * n_loose  # the two solves really differ in length
+    assert _graph_nodes(z_l) == _graph_nodes(z_t) <= 6
+
+
+@pytest.mark.parametrize("solver", ["fixed_point", "anderson", "broyden", "newton", "fsolve"])
+def test_every_registered_solver_drives_the_layer(solver):
+    """Forward and the adjoint/tangent solves of torch.func.hessian by each registered solver."""
+    torch.manual_seed(1)
+    params = model_params(TanhDEQ(3, 2, 1, dtype=torch.float64))
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(2, 1, generator=gen, dtype=torch.float64)
+    opts = SolveOptions(solver=solver, linear_solver=solver, atol=1e-13, max_iter=2000)
+    groups = ("W_z", "b_z", "W_y")
+    H = deq_hessian(**params, x=x, y=y, groups=groups)
+    assert relative_error(layer_hessian(params, groups, x, y, opts=opts), H) <= RTOL
