@@ -156,3 +156,19 @@ def test_monitor_keeps_best_iterate():
     m.observe(torch.tensor([[2.0]]), torch.tensor([[4.0]]))   # residual 2.0: worse, not kept
     out = m.result(2)
     assert float(out.z) == 1.0 and math.isclose(float(out.residual), 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_anderson_survives_a_sample_that_starts_at_its_fixed_point(dtype):
+    """A sample with zero residual makes its bordered least-squares system exactly singular
+    (G = 0). This is what the implicit layer's adjoint solves meet (a zero cotangent); Anderson
+    must carry on with the others and converge, not raise."""
+    g = torch.Generator().manual_seed(0)
+    W = (0.5 * torch.randn(8, 8, generator=g) / 8 ** 0.5).to(dtype)
+    c = torch.randn(3, 8, generator=g).to(dtype)
+    c[1] = 0                                            # f(0) = 0 for sample 1: converged at the start
+    f = lambda v: v @ W.T + c                           # a linear adjoint-style fixed point
+    atol = 1e-5 if dtype == torch.float32 else 1e-12
+    res = anderson(f, torch.zeros(3, 8, dtype=dtype), atol=atol, max_iter=100)
+    assert res.all_converged
+    assert float(res.z[1].abs().max()) == 0.0

@@ -7,7 +7,8 @@ With the last ``m`` iterates ``X = [z_{k−m+1} … z_k]`` and residuals ``G = [
 through the bordered system ``[[0, 1ᵀ], [1, G Gᵀ + λI]] [ν; α] = [1; 0]`` and step
 ``z_{k+1} = β Σ α_i f(z_i) + (1 − β) Σ α_i z_i``. Following Walker & Ni (2011) and the
 implicit-layers tutorial of Kolter, Duvenaud & Johnson. The Tikhonov term is scaled by the mean of
-``diag(G Gᵀ)`` so that it stays relative as residuals fall to 1e-10 and below.
+``diag(G Gᵀ)`` so that it stays relative as residuals fall to 1e-10 and below, and never drops below
+``10·eps`` of the dtype; a sample whose bordered system is still singular takes a plain step.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def anderson(
     if not 0 < beta <= 1:
         raise ValueError(f"beta must lie in (0, 1], got {beta}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="anderson")
+    # Below a few ulps the Tikhonov term would vanish in rounding (float32: lam = 1e-8 < eps).
+    eps_reg = 10 * torch.finfo(z0.dtype).eps
     batch, n = z0.shape
     X = torch.zeros(batch, memory, n, dtype=z0.dtype, device=z0.device)
     F = torch.zeros_like(X)
@@ -71,10 +74,12 @@ def anderson(
         H = torch.zeros(batch, n_hist + 1, n_hist + 1, dtype=z0.dtype, device=z0.device)
         H[:, 0, 1:] = 1
         H[:, 1:, 0] = 1
-        H[:, 1:, 1:] = GGt + lam * scale[:, None, None] * eye
+        H[:, 1:, 1:] = GGt + max(lam, eps_reg) * scale[:, None, None] * eye
         rhs = torch.zeros(batch, n_hist + 1, 1, dtype=z0.dtype, device=z0.device)
         rhs[:, 0] = 1
-        alpha = torch.linalg.solve(H, rhs)[:, 1:, 0]                 # (batch, n_hist)
+        # solve_ex never raises on a singular sample; those samples get NaN weights and fall back below
+        sol, info = torch.linalg.solve_ex(H, rhs)
+        alpha = torch.where((info == 0)[:, None], sol[:, 1:, 0], torch.full_like(sol[:, 1:, 0], float("nan")))
         mixed_f = torch.einsum("bh,bhn->bn", alpha, F[:, :n_hist])
         mixed_x = torch.einsum("bh,bhn->bn", alpha, X[:, :n_hist])
         z_next = beta * mixed_f + (1 - beta) * mixed_x
