@@ -28,6 +28,9 @@ import torch
 from deqlab import config as C
 from deqlab import lowrank as LR
 from deqlab.errors import ConfigError, NotConvergedError
+from deqlab.implicit.hessian import deq_gradient, model_hessian
+from deqlab.implicit.params import flatten, loss_at, model_params
+from deqlab.implicit.params import unflatten as unflatten_params
 from deqlab.experiments.result import Result, Table
 from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report.progress import track
@@ -290,42 +293,33 @@ def run_study(cfg, result: Result) -> None:
 
 # --- part 4: a DEQ's loss Hessian -----------------------------------------------------------------
 
-PARAM_NAMES = ("W_z.weight", "W_z.bias", "U_z.weight", "W_y.weight", "W_y.bias")
-
-
 def n_params(n_z: int, n_x: int, n_y: int) -> int:
     """``P`` of :class:`TanhDEQ`: ``n_z² + n_z + n_z·n_x + n_y·n_z + n_y``."""
     return n_z * n_z + n_z + n_z * n_x + n_y * n_z + n_y
 
 
 def flat_params(model: TanhDEQ) -> torch.Tensor:
-    """θ ``(P,)`` in the order ``W_z.weight`` (row-major), ``W_z.bias``, ``U_z.weight``, ``W_y.weight``, ``W_y.bias``."""
-    p = dict(model.named_parameters())
-    return torch.cat([p[name].detach().reshape(-1) for name in PARAM_NAMES])
+    """θ ``(P,)`` of ``deqlab.implicit.params``: ``W_z`` (row-major), ``b_z``, ``U_z``, ``W_y``, ``b_y``; float64."""
+    return flatten(model_params(model, torch.float64))
 
 
 def unflatten(model: TanhDEQ, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-    out, i = {}, 0
-    for name in PARAM_NAMES:
-        shape = dict(model.named_parameters())[name].shape
-        size = int(np.prod(shape))
-        out[name] = theta[i:i + size].reshape(shape)
-        i += size
-    return out
+    """θ back to the parameter groups ``{"W_z", "b_z", "U_z", "W_y", "b_y"}`` (differentiably)."""
+    return unflatten_params(theta, model_params(model, theta.dtype))
 
 
 def _layer(p: dict, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.tanh(z @ p["W_z.weight"].T + p["W_z.bias"] + x @ p["U_z.weight"].T)
+    return torch.tanh(z @ p["W_z"].T + p["b_z"] + x @ p["U_z"].T)
 
 
 def _loss_at(p: dict, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``L = (1/2B) Σ_b ‖W_y z_b + b_y − y_b‖²``."""
-    r = z @ p["W_y.weight"].T + p["W_y.bias"] - y
-    return 0.5 * (r * r).sum() / y.shape[0]
+    """``L = (1/2B) Σ_b ‖W_y z_b + b_y − y_b‖²``: the mean of ``deqlab.implicit``'s summed loss."""
+    return loss_at(p, z, y) / y.shape[0]
 
 
 def unrolled_loss(model: TanhDEQ, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, layers: int) -> torch.Tensor:
-    """The loss through ``layers`` weight-tied layers from ``z⁰ = 0`` (differentiable in θ)."""
+    """The loss through ``layers`` weight-tied layers from ``z⁰ = 0`` (differentiable in θ): the
+    independent autodiff route the closed-form derivatives are checked against."""
     p = unflatten(model, theta)
     z = torch.zeros(x.shape[0], model.n_z, dtype=theta.dtype)
     for _ in range(layers):
@@ -342,50 +336,21 @@ def unrolled_residual(model: TanhDEQ, theta: torch.Tensor, x: torch.Tensor, laye
     return float(torch.linalg.vector_norm(_layer(p, z, x) - z, dim=-1).max())
 
 
-def exact_deq_hessian(model: TanhDEQ, x: torch.Tensor, y: torch.Tensor, *, layers: int = 200) -> torch.Tensor:
-    """Reference Hessian ``∇²_θ L`` ``(P, P)`` (θ as in :func:`flat_params`), float64.
+def exact_deq_hessian(model: TanhDEQ, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Exact Hessian ``∇²_θ L`` ``(P, P)`` of the mean loss (θ as in :func:`flat_params`), float64.
 
-    Computed independently of any closed form: ``torch.func.hessian`` of the loss through a
-    ``layers``-step unrolled solve from ``z⁰ = 0``, which must reach ``‖f(z^L) − z^L‖ ≤``
-    :data:`UNROLL_RESIDUAL_TOL` (else :class:`NotConvergedError`). For a contracting layer the
-    derivatives of ``z^L`` converge to those of ``z*`` at the same geometric rate. This is the one
-    place to swap in the closed-form Hessian of ``deqlab.implicit`` later.
+    The closed form of ``deqlab hessian`` (:func:`deqlab.implicit.hessian.model_hessian`, which sums
+    over the batch) divided by the batch size. ``tests/test_lowrank_deq.py`` checks it against
+    ``torch.func.hessian`` through a converged unrolled solve and against finite differences.
     """
-    import copy
-
-    m = copy.deepcopy(model).to(torch.float64)
-    theta = flat_params(m).to(torch.float64)
-    x, y = x.to(torch.float64), y.to(torch.float64)
-    res = unrolled_residual(m, theta, x, layers)
-    if res > UNROLL_RESIDUAL_TOL:
-        raise NotConvergedError(f"unrolled DEQ solve did not converge in {layers} layers (residual {res:.2e} > {UNROLL_RESIDUAL_TOL:g})")
-    return torch.func.hessian(lambda th: unrolled_loss(m, th, x, y, layers))(theta)
+    return model_hessian(model, x, y) / x.shape[0]
 
 
-def implicit_gradient(model: TanhDEQ, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *,
-                      atol: float = 1e-14, max_iter: int = 500) -> torch.Tensor:
-    """``∇_θ L`` at the equilibrium by one adjoint solve (float64), ``(P,)``.
-
-    ``z*`` from :func:`deqlab.solvers.anderson`; per sample ``J_b = ∂f/∂z(z*_b)``,
-    ``λ_b = (I − J_b)⁻ᵀ ∂L/∂z_b`` (dense ``n_z × n_z`` solves), then
-    ``∇_θ L = ∂L/∂θ|_z + ∂/∂θ Σ_b λ_bᵀ f(z*_b, θ)`` with ``z*``, ``λ`` held fixed.
-    """
-    from deqlab.solvers import anderson
-
+def implicit_gradient(model: TanhDEQ, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``∇_θ L`` of the mean loss at the equilibrium for parameters ``θ`` ``(P,)``: one adjoint solve
+    per sample (:func:`deqlab.implicit.hessian.deq_gradient`), divided by the batch size."""
     p = unflatten(model, theta.detach())
-    sol = anderson(lambda z: _layer(p, z, x), torch.zeros(x.shape[0], model.n_z, dtype=theta.dtype), atol=atol, rtol=0.0, max_iter=max_iter)
-    if not sol.all_converged:
-        raise NotConvergedError(f"equilibrium for the implicit gradient did not converge (residual {sol.max_residual:.2e})")
-    z = sol.z.detach()
-    J = torch.func.vmap(torch.func.jacrev(lambda zb, xb: _layer(p, zb[None], xb[None])[0]))(z, x)  # (B, n_z, n_z)
-    zr = z.clone().requires_grad_(True)
-    gz = torch.autograd.grad(_loss_at(p, zr, y), zr)[0]  # (B, n_z)
-    eye = torch.eye(model.n_z, dtype=theta.dtype)
-    lam = torch.linalg.solve((eye - J).transpose(1, 2), gz.unsqueeze(-1)).squeeze(-1)
-    th = theta.detach().clone().requires_grad_(True)
-    q = unflatten(model, th)
-    total = _loss_at(q, z, y) + (lam * _layer(q, z, x)).sum()
-    return torch.autograd.grad(total, th)[0]
+    return deq_gradient(**p, x=x.to(theta.dtype), y=y.to(theta.dtype)) / x.shape[0]
 
 
 def deq_pairs(model, theta0, x, y, directions: torch.Tensor, *, eps: float, difference: str):
@@ -440,7 +405,7 @@ def run_deq(cfg, result: Result) -> None:
     theta0 = flat_params(model)
     P = theta0.numel()
 
-    H = exact_deq_hessian(model, x, y, layers=d.layers).numpy()
+    H = exact_deq_hessian(model, x, y).numpy()
     asym = float(np.abs(H - H.T).max() / np.abs(H).max())
     H = (H + H.T) / 2
     g_imp = implicit_gradient(model, theta0, x, y)
