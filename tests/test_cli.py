@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 
 def test_help_lists_every_command(cli):

@@ -19,17 +19,14 @@ Times are medians of ``repeats`` calls after ``warmup`` calls (the unrolled Hess
 
 from __future__ import annotations
 
-import os
-import platform
 import resource
-import time
 
-import numpy as np
 import pandas as pd
 import torch
 
 from deqlab import config as C
 from deqlab.errors import ConfigError
+from deqlab.benchmarks import machine_note, median_time, torch_threads
 from deqlab.experiments.result import Result, Table
 from deqlab.implicit.checks import relative_error, unrolled_hessian, unrolled_loss
 from deqlab.implicit.hessian import deq_hessian, solve_equilibrium
@@ -66,15 +63,10 @@ def setup(n_z: int, n_x: int, batch: int, seed: int, groups):
     return params, x, y
 
 
-def median_time(fn, repeats: int, warmup: int):
-    for _ in range(warmup):
-        fn()
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, float(np.median(times))
+def timed(fn, repeats: int, warmup: int):
+    """(last output, median seconds) by :func:`deqlab.benchmarks.median_time`."""
+    seconds, out = median_time(fn, repeats, warmup)
+    return out, seconds
 
 
 def routes(params, x, y, groups, z, steps, opts):
@@ -149,21 +141,12 @@ def peak_memory_mib(name, n_z, n_x, batch, seed, groups, steps, atol, threads) -
     return float(out)
 
 
-def machine_note(dtype: str) -> str:  # noqa: D103
-    return (f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, dtype {dtype}, Python {platform.python_version()}")
-
-
 def run(cfg) -> Result:
     validate(cfg)
     groups = check_groups(list(cfg.groups))
     result = Result(command="bench_hessian")
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _bench(cfg, groups, result)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _bench(cfg, groups, result) -> Result:
@@ -175,7 +158,7 @@ def _bench(cfg, groups, result) -> Result:
     times, outs = {}, {}
     for name in track(list(fns), "reference routes"):
         reps, warm = (cfg.ref_repeats, 0) if name == "unrolled torch.func.hessian" else (cfg.repeats, cfg.warmup)
-        outs[name], times[name] = median_time(fns[name], reps, warm)
+        outs[name], times[name] = timed(fns[name], reps, warm)
     mem = {}
     if cfg.memory:
         for name in track(list(fns), "memory probes"):
@@ -218,20 +201,20 @@ def _bench(cfg, groups, result) -> Result:
     ladder = []
     for n in track(list(cfg.ladder), "size ladder"):
         p, xx, yy = setup(n, cfg.n_x, cfg.batch, cfg.seed, groups)
-        zz, t_fwd = median_time(lambda: solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], xx, opts=opts), 1, 0)
+        zz, t_fwd = timed(lambda: solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], xx, opts=opts), 1, 0)
         op = DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts)
         Pn = op.size
         vv = torch.randn(Pn, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-        _, t_g = median_time(lambda: DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts).gradient(), cfg.repeats, cfg.warmup)
-        _, t_c = median_time(lambda: DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts).matvec(vv), cfg.repeats, cfg.warmup)
-        _, t_h = median_time(lambda: op.matvec(vv), cfg.repeats, cfg.warmup)
+        _, t_g = timed(lambda: DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts).gradient(), cfg.repeats, cfg.warmup)
+        _, t_c = timed(lambda: DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts).matvec(vv), cfg.repeats, cfg.warmup)
+        _, t_h = timed(lambda: op.matvec(vv), cfg.repeats, cfg.warmup)
         n0 = op.n_hvp
-        top, t_eig = median_time(lambda: extreme_eigenvalues(op.matvec, Pn, k=cfg.top_k, which="LA", tol=cfg.eigsh_tol), 1, 0)
+        top, t_eig = timed(lambda: extreme_eigenvalues(op.matvec, Pn, k=cfg.top_k, which="LA", tol=cfg.eigsh_tol), 1, 0)
         row = {"N": n, "P": Pn, "batch": cfg.batch, "forward solve (s)": t_fwd, "gradient (s)": t_g, "HVP cold (s)": t_c, "HVP warm (s)": t_h,
                "HVP cold / gradient": t_c / t_g, f"top-{cfg.top_k} eigsh (s)": t_eig, "eigsh HVPs": op.n_hvp - n0,
                "lambda_max": float(top[-1]), "dense closed form (s)": float("nan")}
         if Pn <= cfg.dense_max_p:
-            Hn, row["dense closed form (s)"] = median_time(lambda: deq_hessian(**p, x=xx, y=yy, groups=groups, z_star=zz), 1, 1)
+            Hn, row["dense closed form (s)"] = timed(lambda: deq_hessian(**p, x=xx, y=yy, groups=groups, z_star=zz), 1, 1)
             row["lambda_max dense - eigsh (rel.)"] = abs(float(torch.linalg.eigvalsh(Hn)[-1]) - float(top[-1])) / abs(float(top[-1]))
             del Hn
         ladder.append(row)

@@ -19,7 +19,6 @@ then every table/figure title is marked) or when ``I − J`` at ``z*`` is ill-co
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
 import numpy as np
@@ -28,12 +27,13 @@ import torch
 
 from deqlab import config as C
 from deqlab.errors import ConfigError, DeqlabError, NotConvergedError
+from deqlab.benchmarks import median_time
 from deqlab.experiments.result import Result, Table
 from deqlab.implicit.checks import fd_hessian, layer_hessian, relative_error, symmetry_error, unrolled_hessian
 from deqlab.implicit.hessian import deq_hessian_parts, tanh_generic_pieces
 from deqlab.implicit.hvp import DEQHessianOperator, fd_hvp
 from deqlab.implicit.layer import SolveOptions, tanh_map
-from deqlab.implicit.params import GROUPS, READOUT, check_groups, flatten, group_slices, model_params
+from deqlab.implicit.params import READOUT, check_groups, flatten, group_slices, model_params
 from deqlab.implicit.pitfalls import two_mtz_hessian
 from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
 from deqlab.models.tanh_deq import INITS, TanhDEQ
@@ -134,13 +134,10 @@ def conditioning(params, z):
 
 
 def timed(fn, repeats: int = 1):
-    """(result of the last call, median seconds over ``repeats`` calls)."""
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, float(np.median(times))
+    """(result of the last call, median seconds over ``repeats`` calls); no warm-up: a route's first
+    call is what a user waits for."""
+    seconds, out = median_time(fn, repeats, warmup=0)
+    return out, seconds
 
 
 def run(cfg) -> Result:

@@ -27,7 +27,7 @@ import torch
 
 from deqlab import config as C
 from deqlab import lowrank as LR
-from deqlab.errors import ConfigError, NotConvergedError
+from deqlab.errors import ConfigError
 from deqlab.implicit.hessian import deq_gradient, model_hessian
 from deqlab.implicit.params import flatten, loss_at, model_params
 from deqlab.implicit.params import unflatten as unflatten_params
