@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from deqlab import config as C
-from deqlab.benchmarks import machine_note, median_time
+from deqlab.benchmarks import machine_note, median_time, torch_threads
 from deqlab.errors import ConfigError
 from deqlab.experiments.result import Result, Table
 from deqlab.report.progress import track
@@ -49,6 +49,8 @@ def validate(cfg) -> None:
     C.require_float(cfg, "tol", minimum=0.0, exclusive=True)
     C.require_float(cfg, "input_scale", minimum=0.0)
     C.require_choice(cfg, "dtype", C.DTYPES)
+    if C.get(cfg, "threads") is not None:
+        C.require_int(cfg, "threads", minimum=0)
 
 
 def make_weight(n: int, norm: float, family: str, generator: torch.Generator, dtype) -> torch.Tensor:
@@ -64,6 +66,11 @@ def make_weight(n: int, norm: float, family: str, generator: torch.Generator, dt
 
 def run(cfg) -> Result:
     validate(cfg)
+    with torch_threads(cfg.threads):
+        return _run(cfg)
+
+
+def _run(cfg) -> Result:
     dtype = C.torch_dtype(cfg.dtype)
     g = torch.Generator().manual_seed(cfg.seed)
     rows = []
