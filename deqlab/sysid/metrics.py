@@ -55,7 +55,7 @@ def empirical_lipschitz(model, u_ref: np.ndarray, *, steps: int, pairs: int, ite
             num = (ya - yb).flatten(1).norm(dim=1)
             den = (delta * scale).flatten(1).norm(dim=1).clamp_min(1e-30)
             ratio = num / den
-            best = max(best, float(ratio.max()))
+            best = max(best, float(ratio.detach().max()))
             loss = -(torch.log(num + 1e-30) - torch.log(den)).mean()
             opt.zero_grad()
             loss.backward()
