@@ -23,7 +23,7 @@ from deqlab.errors import ConfigError
 from deqlab.experiments.result import Result, Table
 from deqlab.models.pendulum import PendulumParams
 from deqlab.report import sysid_figures
-from deqlab.sysid.data import SIGNALS, Dataset, load_arrays, load_dataset, pendulum_dataset
+from deqlab.sysid.data import SIGNALS, Dataset, load_arrays, load_dataset, pendulum_dataset, split_by_trajectory
 from deqlab.sysid.metrics import empirical_lipschitz, fit_percent, nrmse, simulate
 from deqlab.sysid.models import KINDS, make_model, parameter_count, save_model
 from deqlab.sysid.training import TrainSettings, train
@@ -84,7 +84,8 @@ def validate(cfg) -> None:
         raise ConfigError(f"data.fractions must be three numbers >= 0 (train > 0), got {fractions}")
     C.require_int(cfg, "data.seed", minimum=0)
     if C.get(cfg, "data.path") is not None:
-        load_arrays(C.get(cfg, "data.path"), washout=washout)
+        u, _ = load_arrays(C.get(cfg, "data.path"), washout=washout)
+        split_by_trajectory(u.shape[0], tuple(fractions), np.random.default_rng(0))
     else:
         C.require_int(cfg, "data.trajectories", minimum=3)
         steps = C.require_int(cfg, "data.steps", minimum=2)
