@@ -34,6 +34,9 @@ NRMSE_CAPTION = ("NRMSE = sqrt(mean((ŷ−y)²))/std(y) per output over the test
                  "(std with mean subtraction), averaged over outputs; fit % = 100(1 − NRMSE). NRMSE clean: against the noise-free output. Lip columns: "
                  "‖Δy‖₂/‖Δu‖₂ in physical units from the zero state; 'lower' by gradient ascent, 'bound' guaranteed.")
 
+#: keys of ``train`` a model may override in its ``model_settings`` entry
+TRAIN_KEYS = ("lr", "lr_decay", "epochs", "batch_size")
+
 SIZE_KEYS = {"ren": ("n_x", "n_v"), "lipschitz_ren": ("n_x", "n_v"), "lstm": ("n_h",), "rnn": ("n_h",), "linear": ("n_x",)}
 
 
@@ -46,10 +49,16 @@ def model_kwargs(cfg, name: str) -> tuple[str, dict]:
         raise ConfigError(f"model {name!r} is not in model_settings; configured: {', '.join(settings)}")
     spec = OmegaConf.to_container(settings[name], resolve=True)
     kind = spec.pop("kind", None)
+    for key in TRAIN_KEYS:  # per-model training settings are not constructor arguments
+        spec.pop(key, None)
     if kind not in KINDS:
         raise ConfigError(f"model_settings.{name}.kind must be one of: {', '.join(KINDS)}, got {kind!r}")
     for key in SIZE_KEYS[kind]:
         C.require_int(cfg, f"model_settings.{name}.{key}", minimum=1)
+    for key in TRAIN_KEYS:
+        if key in settings[name]:
+            check = C.require_int if key in ("epochs", "batch_size") else C.require_float
+            check(cfg, f"model_settings.{name}.{key}", **({"minimum": 1} if key in ("epochs", "batch_size") else {"minimum": 0.0, "exclusive": True}))
     if kind == "lipschitz_ren":
         C.require_float(cfg, f"model_settings.{name}.gamma", minimum=0.0, exclusive=True)
     if kind in ("ren", "lipschitz_ren"):
@@ -204,16 +213,18 @@ def run(cfg) -> Result:
     u_te, y_te = data.part("test")
     y_clean = data.y_clean[data.split["test"]] if data.y_clean is not None else None
     result.arrays["dataset"] = data.arrays()
-    settings = TrainSettings(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, seq_len=cfg.train.seq_len,
-                             lr=float(cfg.train.lr), lr_decay=float(cfg.train.lr_decay), clip=float(cfg.train.clip),
-                             patience=cfg.train.patience, washout=cfg.washout, seed=cfg.seed,
-                             time_limit=None if cfg.train.time_limit is None else float(cfg.train.time_limit))
+    base = dict(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, seq_len=cfg.train.seq_len,
+                lr=float(cfg.train.lr), lr_decay=float(cfg.train.lr_decay), clip=float(cfg.train.clip),
+                patience=cfg.train.patience, washout=cfg.washout, seed=cfg.seed,
+                time_limit=None if cfg.train.time_limit is None else float(cfg.train.time_limit))
     rows, curves, y_hats = [], {}, {}
     with EpochBar() as bar:
         for i, name in enumerate(cfg.models):
             kind, kwargs = model_kwargs(cfg, name)
             torch.manual_seed(cfg.seed + i)
             model = make_model(kind, kwargs, u_tr, y_tr)
+            own = {k: cfg.model_settings[name][k] for k in TRAIN_KEYS if k in cfg.model_settings[name]}
+            settings = TrainSettings(**{**base, **own})
             hist = train(model, u_tr, y_tr, u_va, y_va, settings, progress=bar.callback(name, settings.epochs))
             metrics = evaluate_model(model, u_te, y_te, cfg.washout, cfg.lipschitz, cfg.seed, y_clean)
             y_hats[name] = metrics.pop("y_hat")
