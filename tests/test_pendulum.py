@@ -128,3 +128,27 @@ def test_signals_and_split():
         split_by_trajectory(2, (0.6, 0.2, 0.2), rng)
     with pytest.raises(ConfigError, match="noise_std"):
         pendulum_dataset(PendulumParams(), seed=0, **{**KW, "noise_std": -0.1})
+
+
+def test_lecture_code_feedthrough_d22_is_not_the_pendulum():
+    """Pitfall (errata): the lecture code's z = C x + 0.5 w makes each step the implicit equation
+    w = Δ(C x + 0.5 w); solved exactly, it no longer reproduces the pendulum. With s = z + 0.5 w the
+    equation is s + sin s = 2z (monotone in s, flat at s = π), solved by bracketing."""
+    from scipy.optimize import brentq
+
+    p = PendulumParams()
+    m = lti_plus_delta(p)
+    rng = np.random.default_rng(5)
+    x0 = np.array([[np.pi + 0.3, 0.0]])
+    u = rng.normal(0, 2, (1, 300, 1))
+    _, x_d = simulate_direct(p, x0, u)
+    x = x0.copy()
+    worst = 0.0
+    for k in range(300):
+        worst = max(worst, np.abs(x - x_d[:, k]).max())
+        z0 = (x @ m.C_z.T)[0, 0]
+        s = brentq(lambda s: s + np.sin(s) - 2 * z0, 2 * z0 - 1.5, 2 * z0 + 1.5, xtol=1e-15, rtol=4 * np.finfo(float).eps)
+        w = 2 * (s - z0)
+        assert abs(w - delta(z0 + 0.5 * w)) < 1e-9
+        x = x @ m.A.T + u[:, k] @ m.B_u.T + np.array([[w]]) @ m.B_w.T
+    assert worst > WRONG_MIN_ERROR

@@ -164,6 +164,9 @@ def test_bad_data_files(cli, output_root, tmp_path):
     ("data.signal=chirp", "data.signal"),
     ("data.fractions=[0.5,0.5]", "fractions"),
     ("sysid_preset=huge", "sysid_preset"),
+    ("model_settings.lstm.lr=-1", "model_settings.lstm.lr"),
+    ("model_settings.ren.init_rho=1.5", "init_rho"),
+    ("lipschitz.pairs=0", "lipschitz.pairs"),
 ])
 def test_bad_settings(cli, output_root, override, text):
     _bad(cli("sysid", "pendulum", TINY, override), text)
@@ -180,3 +183,22 @@ def test_bad_evaluate_inputs(tiny_run, cli, output_root, tmp_path):
     _bad(cli("sysid", "evaluate", str(tmp_path), "--data", short), "config.yaml")
     _bad(cli("sysid", "evaluate", str(run)), "--data")
     assert _no_run(output_root, "evaluate")
+
+
+def test_physical_lipschitz_bound_of_a_normalised_lipschitz_ren():
+    """‖Δy‖ ≤ γ·max s_y/min s_u ‖Δu‖ in physical units (standardisation rescales the bound)."""
+    from deqlab.models.ren import LipschitzREN
+    from deqlab.sysid.models import Normalised
+
+    torch.manual_seed(0)
+    model = Normalised(LipschitzREN(2, 3, 4, 1, gamma=1.5), [0.1, -0.2], [2.0, 4.0], [1.0], [5.0])
+    bound = model.lipschitz_bound()
+    assert bound == 1.5 * 5.0 / 2.0
+    g = torch.Generator().manual_seed(1)
+    ua = torch.randn(64, 25, 2, generator=g, dtype=torch.float64) * 3
+    ub = ua + torch.randn(64, 25, 2, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        ratio = (model(ua)[0] - model(ub)[0]).flatten(1).norm(dim=1) / (ua - ub).flatten(1).norm(dim=1)
+    assert torch.all(ratio <= bound)
+    lower = empirical_lipschitz(model, ua.numpy(), steps=20, pairs=4, iters=20)
+    assert 0 < lower <= bound
