@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deqlab.models.ren import (ContractingREN, LipschitzREN, contraction_lmi, equilibrium_layer,
-                               lipschitz_lmi, slow_init)
+from deqlab.models.ren import (ACTIVATIONS, ContractingREN, LipschitzREN, contraction_lmi, equilibrium_layer,
+                               equilibrium_layer_fast, lipschitz_lmi, slow_init)
 
 #: relative slack for inequalities that hold exactly in real arithmetic (float64 round-off only)
 ROUND_OFF = 1e-9
@@ -143,6 +143,29 @@ def test_equilibrium_layer_solves_the_implicit_equation():
         for _ in range(9):
             z = act(pre + z @ D11.T)
         assert (w - z).abs().max() <= EQUILIBRIUM_TOL
+
+
+#: implicit-function backward of the equilibrium layer vs autograd through the row loop
+IFT_BACKWARD_TOL = 1e-12
+
+
+def test_equilibrium_layer_backward_matches_autograd_and_finite_differences():
+    torch.manual_seed(3)
+    pre = (torch.randn(5, 7, dtype=DT) * 2).requires_grad_(True)
+    D11 = (torch.tril(torch.randn(7, 7, dtype=DT), -1)).requires_grad_(True)
+    g = torch.randn(5, 7, dtype=DT)
+    for act in ("tanh", "relu"):
+        w_ref = equilibrium_layer(pre, D11, ACTIVATIONS[act])
+        w = equilibrium_layer_fast(pre, D11, act)
+        assert torch.equal(w, w_ref)
+        ref = torch.autograd.grad(w_ref, (pre, D11), g)
+        got = torch.autograd.grad(w, (pre, D11), g)
+        for a, b in zip(ref, got):
+            assert (a - b).abs().max() <= IFT_BACKWARD_TOL * max(1.0, a.abs().max())
+    # central differences (tanh is smooth); the strictly lower D₁₁ entries are the parameters
+    mask = torch.ones(7, 7, dtype=DT).tril(-1)
+    assert torch.autograd.gradcheck(lambda p, d: equilibrium_layer_fast(p, d * mask, "tanh"),
+                                    (pre, D11), atol=GRAD_ATOL, rtol=GRAD_RTOL)
 
 
 def test_slow_init_starts_at_rho_identity():

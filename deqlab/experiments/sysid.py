@@ -82,6 +82,7 @@ def validate(cfg) -> None:
     """Raise :class:`ConfigError` for any value a user can get wrong (including a bad data file)."""
     C.require_choice(cfg, "dtype", ("float64",))
     C.require_int(cfg, "seed", minimum=0)
+    C.require_int(cfg, "threads", minimum=1)
     washout = C.require_int(cfg, "washout", minimum=0)
     for key in ("dt", "m", "l", "g"):
         C.require_float(cfg, f"pendulum.{key}", minimum=0.0, exclusive=True)
@@ -205,7 +206,15 @@ def figures(result: Result, rows: list[dict], y_test, y_hats, sample_time, washo
 
 def run(cfg) -> Result:
     validate(cfg)
-    torch.set_default_dtype(torch.float64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg) -> Result:
     result = Result(command="sysid")
     data = make_dataset(cfg)
     u_tr, y_tr = data.part("train")
@@ -255,5 +264,5 @@ def run(cfg) -> Result:
         result.arrays["predictions"]["noise_floor"] = np.asarray(floor)
         if data.meta.get("flipped"):
             result.notes.append(f"{data.meta['flipped']} trajectories went over the top (|φ − π| > π)")
-    result.notes.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64")
+    result.notes.append(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float64, {os.cpu_count()} cores")
     return result
