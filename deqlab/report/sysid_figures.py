@@ -10,7 +10,7 @@ from deqlab.report.figures import _new
 
 
 def predictions(y: np.ndarray, y_hat: Mapping[str, np.ndarray], *, sample_time: float | None, washout: int,
-                trajectories: int, title: str):
+                trajectories: int, title: str, y_label: str = "y [output units]"):
     """Measured vs simulated outputs of the first ``trajectories`` test trajectories (output channel 0),
     stacked one panel per trajectory. ``y`` (T, steps, n_y); ``y_hat[name]`` the same shape."""
     import matplotlib.pyplot as plt
@@ -24,7 +24,7 @@ def predictions(y: np.ndarray, y_hat: Mapping[str, np.ndarray], *, sample_time: 
         for name, yh in y_hat.items():
             ax.plot(t, yh[i, :, 0], lw=1.1, label=name)
         ax.axvspan(t[0], t[min(washout, len(t) - 1)], color="0.9", label="washout" if i == 0 else None)
-        ax.set_ylabel(f"y (test traj. {i})\n[output units]")
+        ax.set_ylabel(f"test traj. {i}\n{y_label}")
         ax.grid(True, alpha=0.3)
     axes[0, 0].set_title(title)
     axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
@@ -33,11 +33,11 @@ def predictions(y: np.ndarray, y_hat: Mapping[str, np.ndarray], *, sample_time: 
     return fig
 
 
-def robustness_accuracy(rows: list[dict], *, title: str):
+def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/input units"):
     """Lipschitz constant (empirical lower bound ●, guaranteed bound ▲ where one exists) against test
     NRMSE, as in Revay, Wang & Manchester (2021), Fig. 2. ``rows``: ``name, nrmse, lipschitz_lower,
     lipschitz_bound``."""
-    fig, ax = _new(title, "test NRMSE (dimensionless)", "Lipschitz constant ‖Δy‖/‖Δu‖ [output/input units]", logy=True)
+    fig, ax = _new(title, "test NRMSE (dimensionless)", f"Lipschitz constant ‖Δy‖/‖Δu‖ [{unit}]", logy=True)
     for i, r in enumerate(rows):
         color = f"C{i}"
         ax.scatter([r["nrmse"]], [max(r["lipschitz_lower"], 1e-12)], color=color, marker="o", label=f"{r['name']} (lower bound)")
