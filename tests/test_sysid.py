@@ -202,3 +202,13 @@ def test_physical_lipschitz_bound_of_a_normalised_lipschitz_ren():
     assert torch.all(ratio <= bound)
     lower = empirical_lipschitz(model, ua.numpy(), steps=20, pairs=4, iters=20)
     assert 0 < lower <= bound
+
+
+def test_runs_repeat_and_do_not_depend_on_model_order(tiny_run, cli, output_root):
+    _, run = tiny_run
+    r = cli("sysid", "pendulum", TINY, "models=[linear,ren]")
+    assert r.exit_code == 0, r.output
+    again = pd.read_csv(_run_dir(output_root, "pendulum") / "sysid.csv").set_index("model")
+    first = pd.read_csv(run / "sysid.csv").set_index("model")
+    for name in ("linear", "ren"):
+        assert again.loc[name, "NRMSE"] == first.loc[name, "NRMSE"]

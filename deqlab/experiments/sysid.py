@@ -11,7 +11,7 @@ data only), training time, epochs, the empirical Lipschitz lower bound and the g
 from __future__ import annotations
 
 import os
-import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +186,12 @@ def evaluate_model(model, u_test, y_test, washout, lip_cfg, seed, y_clean=None) 
             "Lip lower": lower, "Lip bound": float("nan") if bound is None else bound}
 
 
+def model_seed(seed: int, name: str) -> int:
+    """Weights seed of a model: from ``seed`` and its name, not its place in ``models`` (so adding a
+    model to the list does not change the others)."""
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63
+
+
 def model_writer(model, kind, kwargs):
     def write(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +238,7 @@ def _run(cfg) -> Result:
     with EpochBar() as bar:
         for i, name in enumerate(cfg.models):
             kind, kwargs = model_kwargs(cfg, name)
-            torch.manual_seed(cfg.seed + i)
+            torch.manual_seed(model_seed(cfg.seed, name))
             model = make_model(kind, kwargs, u_tr, y_tr)
             own = {k: cfg.model_settings[name][k] for k in TRAIN_KEYS if k in cfg.model_settings[name]}
             settings = TrainSettings(**{**base, **own})
