@@ -101,7 +101,7 @@ def test_train_on_user_data(cli, output_root, tmp_path):
     y = np.cumsum(u[..., :1] * 0.1, axis=1) + 0.01 * rng.normal(size=(5, 40, 1))
     f = tmp_path / "mine.npz"
     np.savez(f, u=u, y=y)
-    r = cli("sysid", "pendulum", TINY, f"data.path={f}", "models=[ren,linear]")
+    r = cli("sysid", "pendulum", "--tiny", "--data", str(f), "--models", "ren,linear")
     assert r.exit_code == 0, r.output
     run = _run_dir(output_root, "pendulum")
     assert (run / "models" / "ren.pt").is_file()

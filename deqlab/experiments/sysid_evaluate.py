@@ -46,10 +46,22 @@ def validate(cfg) -> None:
             raise ConfigError(f"model {name!r} maps {model.n_u} input(s) to {model.n_y} output(s), but the data has "
                               f"{u.shape[-1]} input(s) and {y.shape[-1]} output(s)")
     validate_lipschitz(cfg)
+    C.require_int(cfg, "threads", minimum=1)
 
 
 def run(cfg) -> Result:
     validate(cfg)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg) -> Result:
     run_dir = Path(cfg.run_dir)
     washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
     u, y = load_arrays(cfg.data_file, washout=washout)
