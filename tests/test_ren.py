@@ -191,3 +191,17 @@ def test_gradients_through_the_direct_parametrisation():
 
         params = tuple(p.detach().clone().requires_grad_(True) for p in model.parameters())
         assert torch.autograd.gradcheck(loss, params, atol=GRAD_ATOL, rtol=GRAD_RTOL)
+
+
+def test_model_gradients_agree_between_equilibrium_backwards():
+    torch.manual_seed(4)
+    u = torch.randn(3, 12, 2, dtype=DT)
+    grads = []
+    for backward in ("implicit", "autograd"):
+        torch.manual_seed(5)
+        model = LipschitzREN(2, 3, 5, 1, gamma=2.0, equilibrium_backward=backward)
+        y, _ = model(u)
+        (y**2).sum().backward()
+        grads.append([p.grad for p in model.parameters()])
+    for a, b in zip(*grads):
+        assert (a - b).abs().max() <= IFT_BACKWARD_TOL * max(1.0, b.abs().max())

@@ -212,3 +212,13 @@ def test_runs_repeat_and_do_not_depend_on_model_order(tiny_run, cli, output_root
     first = pd.read_csv(run / "sysid.csv").set_index("model")
     for name in ("linear", "ren"):
         assert again.loc[name, "NRMSE"] == first.loc[name, "NRMSE"]
+
+
+def test_bench_sysid(cli, output_root):
+    r = cli("bench", "sysid", "repeats=1", "warmup=0", "steps=3", "threads=[1]")
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(next((output_root / "bench" / "sysid").iterdir()) / "bench_sysid.csv")
+    assert set(zip(table["model"], table["backward"])) == {("ren", "autograd"), ("ren", "implicit"), ("lstm", "autograd")}
+    ref = table[(table["model"] == "ren") & (table["backward"] == "autograd")]
+    assert (ref["ratio to ren/autograd"] == 1.0).all()
+    _bad(cli("bench", "sysid", "repeats=0"), "repeats")

@@ -47,3 +47,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             fail("--data FILE.npz is required", 2)
         overrides = [f"run_dir={_quoted(str(run_dir))}", f"data_file={_quoted(str(data))}"]
         run_experiment("sysid_evaluate", [*overrides, *ctx.args], folder="sysid/evaluate")
+
+    @bench.command("sysid", context_settings=OVERRIDES)
+    def bench_sysid(ctx: typer.Context) -> None:
+        """REN training step: implicit vs autograd backward of the equilibrium layer; LSTM for scale."""
+        run_experiment("bench_sysid", ctx.args, folder="bench/sysid")

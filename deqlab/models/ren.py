@@ -52,6 +52,9 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+#: how gradients pass the equilibrium layer: ``implicit`` (:func:`equilibrium_layer_fast`, implicit
+#: function theorem, first derivatives) or ``autograd`` (through the row loop; any order)
+EQUILIBRIUM_BACKWARDS = ("implicit", "autograd")
 
 
 @dataclass
@@ -168,7 +171,7 @@ class _RENBase(nn.Module):
 
     def __init__(self, n_u: int, n_x: int, n_v: int, n_y: int, *, activation: str = "tanh",
                  eps: float = 1e-6, alpha_bar: float = 1.0, init_scale: float = 1.0, init_rho: float | None = None,
-                 dtype=torch.float64):
+                 equilibrium_backward: str = "implicit", dtype=torch.float64):
         super().__init__()
         if min(n_u, n_x, n_v, n_y) < 1:
             raise ValueError(f"REN sizes must be >= 1, got n_u={n_u}, n_x={n_x}, n_v={n_v}, n_y={n_y}")
@@ -176,6 +179,9 @@ class _RENBase(nn.Module):
             raise ValueError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
         if not 0.0 < alpha_bar <= 1.0:
             raise ValueError(f"alpha_bar must lie in (0, 1], got {alpha_bar}")
+        if equilibrium_backward not in EQUILIBRIUM_BACKWARDS:
+            raise ValueError(f"equilibrium_backward must be one of {EQUILIBRIUM_BACKWARDS}, got {equilibrium_backward!r}")
+        self.equilibrium_backward = equilibrium_backward
         self.n_u, self.n_x, self.n_v, self.n_y = n_u, n_x, n_v, n_y
         self.activation, self.eps, self.alpha_bar = activation, eps, alpha_bar
         n = 2 * n_x + n_v
@@ -224,7 +230,11 @@ class _RENBase(nn.Module):
 
     def step(self, m: ExplicitREN, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step: ``x`` (batch, n_x), ``u`` (batch, n_u) → ``(y, x⁺)``."""
-        w = equilibrium_layer_fast(x @ m.C1.T + u @ m.D12.T + m.bv, m.D11, self.activation)
+        pre = x @ m.C1.T + u @ m.D12.T + m.bv
+        if self.equilibrium_backward == "implicit":
+            w = equilibrium_layer_fast(pre, m.D11, self.activation)
+        else:
+            w = equilibrium_layer(pre, m.D11, ACTIVATIONS[self.activation])
         y = x @ m.C2.T + w @ m.D21.T + u @ m.D22.T + m.by
         x_next = x @ m.A.T + w @ m.B1.T + u @ m.B2.T + m.bx
         return y, x_next
