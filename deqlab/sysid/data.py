@@ -44,6 +44,8 @@ class Dataset:
         out = {"u": self.u, "y": self.y}
         if self.y_clean is not None:
             out["y_clean"] = self.y_clean
+        if "x0" in self.meta:
+            out["x0"] = self.meta["x0"]
         for name, idx in self.split.items():
             out[f"{name}_index"] = idx
         return out
