@@ -222,3 +222,17 @@ def test_bench_sysid(cli, output_root):
     ref = table[(table["model"] == "ren") & (table["backward"] == "autograd")]
     assert (ref["ratio to ren/autograd"] == 1.0).all()
     _bad(cli("bench", "sysid", "repeats=0"), "repeats")
+
+
+def test_progress_bar_reports_epochs(monkeypatch):
+    from deqlab.experiments.sysid import EpochBar
+
+    monkeypatch.setenv("DEQLAB_PROGRESS", "1")
+    with EpochBar() as bar:
+        report = bar.callback("ren", 3)
+        report(0, {"train_loss": 0.5, "val_nrmse": 0.4, "best": 0.4})
+        task = bar.progress.tasks[0]
+        assert task.completed == 1 and "val NRMSE 0.4000" in task.fields["info"]
+    monkeypatch.setenv("DEQLAB_PROGRESS", "0")
+    with EpochBar() as bar:
+        assert bar.callback("ren", 3) is None
