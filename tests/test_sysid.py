@@ -1,0 +1,238 @@
+"""``deqlab sysid pendulum`` / ``deqlab sysid evaluate`` through the CLI (tiny preset), the saved
+models, and bad input: exit code 2, one line on stderr, no run folder."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deqlab.sysid.metrics import empirical_lipschitz, nrmse
+from deqlab.sysid.models import load_model
+
+TINY = "sysid_preset=tiny"
+#: evaluate on the training run's own test split must give the same NRMSE (same models, same data)
+SAME_RUN_TOL = 1e-12
+
+
+def _run_dir(root: Path, sub: str) -> Path:
+    dirs = [p for p in (root / "sysid" / sub).iterdir() if p.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def _no_run(root: Path, sub: str = "pendulum"):
+    base = root / "sysid" / sub
+    return not base.exists() or not any(base.iterdir())
+
+
+def _bad(r, text):
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert text in lines[0], lines[0]
+    assert "Traceback" not in r.output
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny training run shared by the tests below."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from deqlab.cli import app
+
+    root = tmp_path_factory.mktemp("sysid") / "outputs"
+    old = os.environ.get("DEQLAB_OUTPUT_ROOT")
+    os.environ["DEQLAB_OUTPUT_ROOT"] = str(root)
+    try:
+        r = CliRunner().invoke(app, ["sysid", "pendulum", TINY], env={"COLUMNS": "200"})
+    finally:
+        if old is None:
+            del os.environ["DEQLAB_OUTPUT_ROOT"]
+        else:
+            os.environ["DEQLAB_OUTPUT_ROOT"] = old
+    assert r.exit_code == 0, r.output
+    return r, _run_dir(root, "pendulum")
+
+
+def test_pendulum_run_writes_table_models_data_and_figures(tiny_run):
+    r, run = tiny_run
+    table = pd.read_csv(run / "sysid.csv")
+    assert list(table["model"]) == ["ren", "lipschitz_ren", "lstm", "rnn", "linear"]
+    assert np.isfinite(table["NRMSE"]).all() and (table["params"] > 0).all()
+    np.testing.assert_allclose(table["fit %"], 100 * (1 - table["NRMSE"]))
+    lren = table.set_index("model").loc["lipschitz_ren"]
+    assert lren["Lip lower"] <= lren["Lip bound"]
+    for name in ("predictions.png", "robustness_accuracy.png", "training_curves.png", "config.yaml"):
+        assert (run / name).is_file(), name
+    data = np.load(run / "dataset.npz")
+    assert data["u"].shape == (6, 60, 1) and data["y"].shape == (6, 60, 1)
+    idx = np.concatenate([data["train_index"], data["val_index"], data["test_index"]])
+    assert sorted(idx.tolist()) == list(range(6))
+    pred = np.load(run / "predictions.npz")
+    for name in table["model"]:
+        kind, model = load_model(run / "models" / f"{name}.pt")
+        y_hat = model(torch.as_tensor(pred["u"]))[0].detach().numpy()
+        np.testing.assert_allclose(y_hat, pred[f"y_hat_{name}"], rtol=0, atol=1e-12)
+        assert abs(nrmse(y_hat, pred["y"], 10) - table.set_index("model").loc[name, "NRMSE"]) < SAME_RUN_TOL
+    assert "noise floor" in r.output
+
+
+def test_evaluate_on_the_runs_test_split_reproduces_the_table(tiny_run, cli, output_root, tmp_path):
+    _, run = tiny_run
+    pred = np.load(run / "predictions.npz")
+    f = tmp_path / "test.npz"
+    np.savez(f, u=pred["u"], y=pred["y"])
+    r = cli("sysid", "evaluate", str(run), "--data", str(f), "lipschitz.iters=1")
+    assert r.exit_code == 0, r.output
+    ev = pd.read_csv(_run_dir(output_root, "evaluate") / "sysid.csv").set_index("model")
+    trained = pd.read_csv(run / "sysid.csv").set_index("model")
+    for name in trained.index:
+        assert abs(ev.loc[name, "NRMSE"] - trained.loc[name, "NRMSE"]) < SAME_RUN_TOL
+        assert ev.loc[name, "train s"] == trained.loc[name, "train s"]
+
+
+def test_train_on_user_data(cli, output_root, tmp_path):
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(5, 40, 2))
+    y = np.cumsum(u[..., :1] * 0.1, axis=1) + 0.01 * rng.normal(size=(5, 40, 1))
+    f = tmp_path / "mine.npz"
+    np.savez(f, u=u, y=y)
+    r = cli("sysid", "pendulum", "--tiny", "--data", str(f), "--models", "ren,linear")
+    assert r.exit_code == 0, r.output
+    run = _run_dir(output_root, "pendulum")
+    assert (run / "models" / "ren.pt").is_file()
+    data = np.load(run / "dataset.npz")
+    np.testing.assert_array_equal(data["u"], u)
+    assert "y_clean" not in data.files
+
+
+def test_empirical_lipschitz_is_a_lower_bound_and_finds_the_linear_gain():
+    """For y = 3u (a static gain) every pair gives exactly 3."""
+    from deqlab.sysid.models import Normalised
+
+    class Gain(torch.nn.Module):
+        def forward(self, u, state=None):
+            return 3.0 * u, None
+
+        def lipschitz_bound(self):
+            return None
+
+    model = Normalised(Gain(), [0.0], [1.0], [0.0], [1.0])
+    u = np.random.default_rng(0).normal(size=(2, 30, 1))
+    assert abs(empirical_lipschitz(model, u, steps=10, pairs=3, iters=3) - 3.0) < 1e-12
+
+
+def _write(tmp_path, name, **arrays):
+    f = tmp_path / name
+    np.savez(f, **arrays)
+    return str(f)
+
+
+def test_bad_data_files(cli, output_root, tmp_path):
+    ok_u, ok_y = np.zeros((4, 50, 1)), np.zeros((4, 50, 1))
+    cases = {
+        "must have shape": _write(tmp_path, "a.npz", u=np.zeros((4, 50)), y=ok_y),
+        "NaN": _write(tmp_path, "b.npz", u=ok_u, y=np.full((4, 50, 1), np.nan)),
+        "too few for a washout": _write(tmp_path, "c.npz", u=np.zeros((4, 5, 1)), y=np.zeros((4, 5, 1))),
+        "must agree": _write(tmp_path, "d.npz", u=ok_u, y=np.zeros((4, 49, 1))),
+        "missing array": _write(tmp_path, "e.npz", u=ok_u),
+        "does not exist": str(tmp_path / "nope.npz"),
+        "at least 3 trajectories": _write(tmp_path, "f.npz", u=np.zeros((2, 50, 1)), y=np.zeros((2, 50, 1))),
+    }
+    (tmp_path / "g.npz").write_text("not a zip")
+    cases["cannot read"] = str(tmp_path / "g.npz")
+    for text, path in cases.items():
+        r = cli("sysid", "pendulum", TINY, f"data.path={path}")
+        _bad(r, text)
+    assert _no_run(output_root)
+
+
+@pytest.mark.parametrize("override,text", [
+    ("data.noise_std=-0.1", "data.noise_std"),
+    ("pendulum.dt=-0.01", "pendulum.dt"),
+    ("pendulum.dt=0", "pendulum.dt"),
+    ("pendulum.mu=-1", "pendulum.mu"),
+    ("washout=100", "too few"),
+    ("models=[ren,gru]", "gru"),
+    ("model_settings.ren.n_x=0", "n_x"),
+    ("model_settings.lipschitz_ren.gamma=-1", "gamma"),
+    ("train.lr=0", "train.lr"),
+    ("data.signal=chirp", "data.signal"),
+    ("data.fractions=[0.5,0.5]", "fractions"),
+    ("sysid_preset=huge", "sysid_preset"),
+    ("model_settings.lstm.lr=-1", "model_settings.lstm.lr"),
+    ("model_settings.ren.init_rho=1.5", "init_rho"),
+    ("lipschitz.pairs=0", "lipschitz.pairs"),
+])
+def test_bad_settings(cli, output_root, override, text):
+    _bad(cli("sysid", "pendulum", TINY, override), text)
+    assert _no_run(output_root)
+
+
+def test_bad_evaluate_inputs(tiny_run, cli, output_root, tmp_path):
+    _, run = tiny_run
+    two_inputs = _write(tmp_path, "two.npz", u=np.zeros((3, 40, 2)), y=np.zeros((3, 40, 1)))
+    _bad(cli("sysid", "evaluate", str(run), "--data", two_inputs), "input(s)")
+    short = _write(tmp_path, "short.npz", u=np.zeros((3, 5, 1)), y=np.zeros((3, 5, 1)))
+    _bad(cli("sysid", "evaluate", str(run), "--data", short), "washout")
+    _bad(cli("sysid", "evaluate", str(tmp_path / "missing"), "--data", short), "does not exist")
+    _bad(cli("sysid", "evaluate", str(tmp_path), "--data", short), "config.yaml")
+    _bad(cli("sysid", "evaluate", str(run)), "--data")
+    assert _no_run(output_root, "evaluate")
+
+
+def test_physical_lipschitz_bound_of_a_normalised_lipschitz_ren():
+    """‖Δy‖ ≤ γ·max s_y/min s_u ‖Δu‖ in physical units (standardisation rescales the bound)."""
+    from deqlab.models.ren import LipschitzREN
+    from deqlab.sysid.models import Normalised
+
+    torch.manual_seed(0)
+    model = Normalised(LipschitzREN(2, 3, 4, 1, gamma=1.5), [0.1, -0.2], [2.0, 4.0], [1.0], [5.0])
+    bound = model.lipschitz_bound()
+    assert bound == 1.5 * 5.0 / 2.0
+    g = torch.Generator().manual_seed(1)
+    ua = torch.randn(64, 25, 2, generator=g, dtype=torch.float64) * 3
+    ub = ua + torch.randn(64, 25, 2, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        ratio = (model(ua)[0] - model(ub)[0]).flatten(1).norm(dim=1) / (ua - ub).flatten(1).norm(dim=1)
+    assert torch.all(ratio <= bound)
+    lower = empirical_lipschitz(model, ua.numpy(), steps=20, pairs=4, iters=20)
+    assert 0 < lower <= bound
+
+
+def test_runs_repeat_and_do_not_depend_on_model_order(tiny_run, cli, output_root):
+    _, run = tiny_run
+    r = cli("sysid", "pendulum", TINY, "models=[linear,ren]")
+    assert r.exit_code == 0, r.output
+    again = pd.read_csv(_run_dir(output_root, "pendulum") / "sysid.csv").set_index("model")
+    first = pd.read_csv(run / "sysid.csv").set_index("model")
+    for name in ("linear", "ren"):
+        assert again.loc[name, "NRMSE"] == first.loc[name, "NRMSE"]
+
+
+def test_bench_sysid(cli, output_root):
+    r = cli("bench", "sysid", "repeats=1", "warmup=0", "steps=3", "threads=[1]")
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(next((output_root / "bench" / "sysid").iterdir()) / "bench_sysid.csv")
+    assert set(zip(table["model"], table["backward"])) == {("ren", "autograd"), ("ren", "implicit"), ("lstm", "autograd")}
+    ref = table[(table["model"] == "ren") & (table["backward"] == "autograd")]
+    assert (ref["ratio to ren/autograd"] == 1.0).all()
+    _bad(cli("bench", "sysid", "repeats=0"), "repeats")
+
+
+def test_progress_bar_reports_epochs(monkeypatch):
+    from deqlab.experiments.sysid import EpochBar
+
+    monkeypatch.setenv("DEQLAB_PROGRESS", "1")
+    with EpochBar() as bar:
+        report = bar.callback("ren", 3)
+        report(0, {"train_loss": 0.5, "val_nrmse": 0.4, "best": 0.4})
+        task = bar.progress.tasks[0]
+        assert task.completed == 1 and "val NRMSE 0.4000" in task.fields["info"]
+    monkeypatch.setenv("DEQLAB_PROGRESS", "0")
+    with EpochBar() as bar:
+        assert bar.callback("ren", 3) is None
