@@ -80,10 +80,14 @@ def _explain(exc: Exception) -> str:
 # --- value checks used by experiments' validate(cfg) ---------------------------------------------
 
 def get(cfg: Any, key: str) -> Any:
-    """``cfg`` value at a dotted ``key``."""
+    """``cfg`` value at a dotted ``key``; :class:`ConfigError` if it is a required ``???`` value not given."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
 
-    return OmegaConf.select(cfg, key, throw_on_missing=True)
+    try:
+        return OmegaConf.select(cfg, key, throw_on_missing=True)
+    except MissingMandatoryValue:
+        raise ConfigError(f"{key} is required: give {key}=...") from None
 
 
 def require_int(cfg: Any, key: str, *, minimum: int | None = None) -> int:

@@ -13,10 +13,18 @@ from deqlab.errors import ConfigError
 
 @pytest.mark.parametrize("experiment", available("experiment"))
 def test_every_experiment_composes_and_validates(experiment):
+    """Defaults validate; an experiment with required (``???``) values names the first one missing."""
+    from omegaconf import OmegaConf
+
     cfg = compose(experiment)
     assert cfg.command
     module = importlib.import_module(f"deqlab.experiments.{cfg.command}")
-    module.validate(cfg)
+    missing = OmegaConf.missing_keys(cfg)
+    if missing:
+        with pytest.raises(ConfigError, match="is required"):
+            module.validate(cfg)
+    else:
+        module.validate(cfg)
 
 
 @pytest.mark.parametrize("solver", available("solver"))

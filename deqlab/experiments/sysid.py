@@ -20,6 +20,7 @@ import torch
 
 from deqlab import config as C
 from deqlab.errors import ConfigError
+from deqlab.benchmarks import torch_threads
 from deqlab.experiments.result import Result, Table
 from deqlab.models.pendulum import PendulumParams
 from deqlab.report import sysid_figures
@@ -214,12 +215,8 @@ def figures(result: Result, rows: list[dict], y_test, y_hats, sample_time, washo
 
 def run(cfg) -> Result:
     validate(cfg)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _run(cfg)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(cfg) -> Result:

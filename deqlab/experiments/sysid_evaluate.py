@@ -10,6 +10,7 @@ import pandas as pd
 
 from deqlab import config as C
 from deqlab.errors import ConfigError
+from deqlab.benchmarks import torch_threads
 from deqlab.experiments.result import Result, Table
 from deqlab.experiments.sysid import FORMATS, NRMSE_CAPTION, evaluate_model, figures, validate_lipschitz
 from deqlab.sysid.data import load_arrays
@@ -51,14 +52,8 @@ def validate(cfg) -> None:
 
 def run(cfg) -> Result:
     validate(cfg)
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _run(cfg)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(cfg) -> Result:
