@@ -6,7 +6,8 @@ fixed-point step) and takes the rank-one Sherman–Morrison update of Broyden (1
     s = z_{k+1} − z_k,   y = g_{k+1} − g_k,
     B ← B + (s − B y)(sᵀ B) / (sᵀ B y).
 
-``B = −I + U Vᵀ`` is stored in factored form (``U, V`` of shape ``(batch, n, memory)``), as in
+``B = −I + U Vᵀ`` is stored in factored form (``U, V`` of shape ``(batch, memory, n)``: one
+contiguous row per update, so slices and writes never copy the factors), as in
 Bai et al.'s DEQ code and torchdeq, so memory is ``O(batch · n · memory)``; when the memory is
 full the factors restart from ``−I``. The step is the full Newton-like step ``z ← z − B g``.
 """
@@ -24,14 +25,14 @@ def _apply(U: torch.Tensor, V: torch.Tensor, x: torch.Tensor, used: int) -> torc
     """``B x`` with ``B = −I + U Vᵀ``; ``x`` is ``(batch, n)``."""
     if used == 0:
         return -x
-    return -x + torch.einsum("bnk,bk->bn", U[..., :used], torch.einsum("bnk,bn->bk", V[..., :used], x))
+    return -x + torch.einsum("bkn,bk->bn", U[:, :used], torch.einsum("bkn,bn->bk", V[:, :used], x))
 
 
 def _apply_transpose(U: torch.Tensor, V: torch.Tensor, x: torch.Tensor, used: int) -> torch.Tensor:
     """``Bᵀ x`` with ``B = −I + U Vᵀ``."""
     if used == 0:
         return -x
-    return -x + torch.einsum("bnk,bk->bn", V[..., :used], torch.einsum("bnk,bn->bk", U[..., :used], x))
+    return -x + torch.einsum("bkn,bk->bn", V[:, :used], torch.einsum("bkn,bn->bk", U[:, :used], x))
 
 
 @torch.no_grad()
@@ -56,7 +57,7 @@ def broyden(
         raise ValueError(f"memory must be >= 1, got {memory}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="broyden")
     batch, n = z0.shape
-    U = torch.zeros(batch, n, memory, dtype=z0.dtype, device=z0.device)
+    U = torch.zeros(batch, memory, n, dtype=z0.dtype, device=z0.device)
     V = torch.zeros_like(U)
     used = 0
     z = z0
@@ -86,8 +87,8 @@ def broyden(
         usable = torch.isfinite(denom) & (denom.abs() > tiny) & (s.norm(dim=-1) > 0)
         safe = torch.where(usable, denom, torch.ones_like(denom))
         u = torch.where(usable[:, None], (s - By) / safe[:, None], torch.zeros_like(s))
-        U[..., used] = u
-        V[..., used] = torch.where(usable[:, None], sB, torch.zeros_like(sB))
+        U[:, used] = u
+        V[:, used] = torch.where(usable[:, None], sB, torch.zeros_like(sB))
         used += 1
         # Non-finite trial points (a diverging sample) are not accepted as the next iterate.
         finite = torch.isfinite(g_new).all(-1)
