@@ -194,7 +194,38 @@ def get_nonlinearity(name: str) -> ProxNonlinearity:
 
 # --- the model ------------------------------------------------------------------------------------
 
-class MonDEQ(nn.Module):
+class _ProxLayerDEQ(nn.Module):
+    """What monotone and unconstrained layers share: ``z = σ(W z + U x + b)`` with a readout, solved
+    by :func:`deqlab.models.mondeq_implicit.implicit_equilibrium`. Subclasses define ``weight()``
+    and own ``nl`` (the prox nonlinearity), ``U`` (``nn.Linear(n_x, n_z)``) and ``W_y``."""
+
+    def weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def injection(self, x: torch.Tensor) -> torch.Tensor:
+        """``U x + b``: ``(batch, n_x) -> (batch, n_z)``."""
+        return self.U(x)
+
+    def f(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """One layer ``σ(W z + U x + b)``."""
+        return self.nl.sigma(z @ self.weight().T + self.injection(x))
+
+    def readout(self, z: torch.Tensor) -> torch.Tensor:
+        return self.W_y(z)
+
+    def forward(self, x: torch.Tensor, **solve_options) -> torch.Tensor:
+        """The equilibrium ``z* (batch, n_z)``, differentiable by the implicit backward.
+
+        ``solve_options`` go to :func:`deqlab.models.mondeq_implicit.solve_equilibrium` (``method``,
+        ``alpha``, ``atol``, ...). The solver result is kept in ``self.last_result``.
+        """
+        from deqlab.models.mondeq_implicit import implicit_equilibrium
+
+        z, self.last_result = implicit_equilibrium(self, x, **solve_options)
+        return z
+
+
+class MonDEQ(_ProxLayerDEQ):
     """``z = σ(W z + U x + b)``, ``W = (1 − m)I − AᵀA + B − Bᵀ``, readout ``ŷ = W_y z + b_y``.
 
     Args:
@@ -226,30 +257,7 @@ class MonDEQ(nn.Module):
         """``W`` as a differentiable ``(n_z, n_z)`` tensor."""
         return mondeq_weight(self.A, self.B, self.m)
 
-    def injection(self, x: torch.Tensor) -> torch.Tensor:
-        """``U x + b``: ``(batch, n_x) -> (batch, n_z)``."""
-        return self.U(x)
-
-    def f(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """One layer ``σ(W z + U x + b)``."""
-        return self.nl.sigma(z @ self.weight().T + self.injection(x))
-
-    def readout(self, z: torch.Tensor) -> torch.Tensor:
-        return self.W_y(z)
-
-    def forward(self, x: torch.Tensor, **solve_options) -> torch.Tensor:
-        """The equilibrium ``z* (batch, n_z)``, differentiable by the implicit backward.
-
-        ``solve_options`` go to :func:`deqlab.models.mondeq_implicit.solve_equilibrium` (``method``,
-        ``alpha``, ``atol``, ...). The solver result is kept in ``self.last_result``.
-        """
-        from deqlab.models.mondeq_implicit import implicit_equilibrium
-
-        z, self.last_result = implicit_equilibrium(self, x, **solve_options)
-        return z
-
-
-class UnconstrainedDEQ(nn.Module):
+class UnconstrainedDEQ(_ProxLayerDEQ):
     """The same layer with a free ``W`` (no monotonicity): ``z = σ(W z + U x + b)``.
 
     ``init``: ``"default"`` (``nn.Linear``'s uniform init), ``"normal"`` (``nn.init.normal_``, the
@@ -274,23 +282,3 @@ class UnconstrainedDEQ(nn.Module):
 
     def weight(self) -> torch.Tensor:
         return self.W.weight
-
-    def injection(self, x: torch.Tensor) -> torch.Tensor:
-        return self.U(x)
-
-    def f(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.nl.sigma(z @ self.weight().T + self.injection(x))
-
-    def readout(self, z: torch.Tensor) -> torch.Tensor:
-        return self.W_y(z)
-
-    def forward(self, x: torch.Tensor, **solve_options) -> torch.Tensor:
-        """The equilibrium ``z* (batch, n_z)``, differentiable by the implicit backward.
-
-        ``solve_options`` go to :func:`deqlab.models.mondeq_implicit.solve_equilibrium` (``method``,
-        ``alpha``, ``atol``, ...). The solver result is kept in ``self.last_result``.
-        """
-        from deqlab.models.mondeq_implicit import implicit_equilibrium
-
-        z, self.last_result = implicit_equilibrium(self, x, **solve_options)
-        return z
