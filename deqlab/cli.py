@@ -8,12 +8,48 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 import typer
+from typer.core import TyperGroup
 
 import deqlab.commands
 
+
+def _click_exception_types() -> tuple[type, ...]:
+    """Click's exception base class(es): Typer ≥ 0.2x vendors click as ``typer._click``, older
+    releases use the ``click`` package itself."""
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except ImportError:
+            pass
+    return tuple(found)
+
+
+class OneLineErrors(TyperGroup):
+    """The top-level group: a usage error (bad option type, unknown command, missing argument) is
+    one ``error: ...`` line on stderr with click's exit code (2), not a multi-line box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except _click_exception_types() as exc:
+            message = exc.format_message().strip()
+            if message:  # empty for "no arguments: help was shown"
+                typer.echo(f"error: {message}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="deqlab",
     help="A lab for Deep Equilibrium Models. Each command writes a run folder under outputs/; "
     "trailing key=value words are Hydra overrides (e.g. `deqlab converge seed=3 model.n_z=20`).",

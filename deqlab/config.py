@@ -38,11 +38,13 @@ def available(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
-def compose(experiment: str, overrides: Sequence[str] = ()) -> Any:
+def compose(experiment: str, overrides: Sequence[str] = (), *, with_hydra: bool = False) -> Any:
     """Compose ``config.yaml`` with ``experiment=<experiment>`` and the user's overrides.
 
-    Raises :class:`ConfigError` with one readable line for a malformed override, an unknown key
-    or an unknown group option (naming the allowed values).
+    ``with_hydra`` also composes Hydra's own config (so ``hydra/launcher=...`` overrides are
+    checked; the result then carries a ``hydra`` key). Raises :class:`ConfigError` with one readable
+    line for a malformed override, an unknown key or an unknown group option (naming the allowed
+    values).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -53,10 +55,15 @@ def compose(experiment: str, overrides: Sequence[str] = ()) -> Any:
     for item in overrides:
         if "=" not in item and not item.startswith("~"):
             raise ConfigError(f"malformed override {item!r}: expected key=value (e.g. seed=3)")
+        if item.startswith("+"):
+            # Hydra would add the key, but no command reads keys outside its config: refuse a typo
+            raise ConfigError(f"adding keys is not supported ({item!r}): a command reads only the keys of its config")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base=HYDRA_VERSION_BASE, config_dir=str(config_dir()), job_name="deqlab"):
-            return hydra_compose(config_name="config", overrides=[f"experiment={experiment}", *overrides])
+            return hydra_compose(
+                config_name="config", overrides=[f"experiment={experiment}", *overrides], return_hydra_config=with_hydra
+            )
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise ConfigError(_explain(exc)) from None
     finally:
@@ -66,6 +73,9 @@ def compose(experiment: str, overrides: Sequence[str] = ()) -> Any:
 def _explain(exc: Exception) -> str:
     """Turn Hydra's multi-line errors into one line, listing choices for a missing group option."""
     text = " ".join(str(exc).split())
+    if "Could not find 'hydra/launcher/" in text:
+        bad = text.split("'hydra/launcher/", 1)[1].split("'", 1)[0]
+        return f"unknown launcher {bad!r}: use basic, joblib, submitit_local or submitit_slurm (pip install deqlab[sweep])"
     for group in ("solver", "model", "experiment"):
         if f"Could not find '{group}/" in text or f"In '{group}'" in text and "Could not find" in text:
             bad = text.split(f"'{group}/", 1)[1].split("'", 1)[0] if f"'{group}/" in text else "?"
@@ -127,6 +137,28 @@ def require_int_list(cfg: Any, key: str, *, minimum: int = 0) -> list[int]:
     if not items or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items):
         raise ConfigError(f"{key} must be a non-empty list of integers >= {minimum}, got {values!r}")
     return items
+
+
+def require_solver(cfg: Any, key: str = "solver") -> None:
+    """Check a ``configs/solver/*.yaml`` entry before any work: tolerances finite and ``>= 0``, every
+    number finite, and the solver's own argument checks (``memory >= 1``, ``damping`` in ``(0, 1]``, ...)
+    run once on a one-dimensional contraction so a bad option is a one-line :class:`ConfigError`."""
+    import torch
+    from hydra.utils import instantiate
+
+    require_float(cfg, f"{key}.atol", minimum=0.0)
+    require_float(cfg, f"{key}.rtol", minimum=0.0)
+    require_int(cfg, f"{key}.max_iter", minimum=1)
+    for name, value in get(cfg, key).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}.{name} must be finite, got {value}")
+    try:
+        solver = instantiate(get(cfg, key))
+        solver(lambda z: 0.5 * z + 1.0, torch.zeros(1, 1, dtype=torch.float64))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    except Exception as exc:  # instantiate wraps a bad keyword in its own error type
+        raise ConfigError(f"{key}: {' '.join(str(exc).split())}") from None
 
 
 DTYPES = ("float32", "float64")

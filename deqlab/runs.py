@@ -26,23 +26,36 @@ class RunFolder:
         self.path = Path(path)
         self._final = final
 
-    @classmethod
-    def create(cls, command: str, root: str | Path | None = None) -> "RunFolder":
+    @staticmethod
+    def _candidates(command: str, root: str | Path | None):
+        """``(final, partial, failed)`` paths for fresh timestamps, in order of preference."""
         base = output_root(str(root) if root else None) / command
-        base.mkdir(parents=True, exist_ok=True)
         stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         for attempt in range(1000):
             name = stamp if attempt == 0 else f"{stamp}_{attempt}"
             final = base / name
-            partial = base / f"{name}.partial"
-            if final.exists() or partial.exists() or (base / f"{name}.failed").exists():
+            yield final, base / f"{name}.partial", base / f"{name}.failed"
+
+    @classmethod
+    def fresh_path(cls, command: str, root: str | Path | None = None) -> Path:
+        """A ``<root>/<command>/<timestamp>`` path nobody uses yet, not created (for Hydra's sweep dir)."""
+        for final, partial, failed in cls._candidates(command, root):
+            if not (final.exists() or partial.exists() or failed.exists()):
+                return final
+        raise RuntimeError(f"could not find a fresh folder name under {output_root(root) / command}")
+
+    @classmethod
+    def create(cls, command: str, root: str | Path | None = None) -> "RunFolder":
+        for final, partial, failed in cls._candidates(command, root):
+            if final.exists() or partial.exists() or failed.exists():
                 continue
+            partial.parent.mkdir(parents=True, exist_ok=True)
             try:
                 partial.mkdir()
             except FileExistsError:
                 continue
             return cls(partial, final)
-        raise RuntimeError(f"could not create a fresh run folder under {base}")
+        raise RuntimeError(f"could not create a fresh run folder under {output_root(root) / command}")
 
     @classmethod
     def at(cls, path: str | Path) -> "RunFolder":

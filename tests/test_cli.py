@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_help_lists_every_command(cli):
     r = cli("--help")
@@ -21,3 +23,20 @@ def test_help_is_fast_and_imports_no_torch():
 def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "deqlab", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "converge" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["converge", "--seed", "abc"], "Invalid value for '--seed'"),
+        (["bogus"], "No such command 'bogus'"),
+        (["sweep"], "Missing argument 'experiment'"),
+        (["converge", "--strict=maybe"], "does not take a value"),
+        (["bench", "nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(cli, args, message):
+    r = cli(*args)
+    assert r.exit_code == 2
+    assert r.stderr.strip().startswith("error: ") and message in r.stderr
+    assert r.stderr.strip().count("\n") == 0

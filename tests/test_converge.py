@@ -103,9 +103,11 @@ def test_cli_options_map_to_config(cli, output_root):
 def test_strict_turns_non_convergence_into_exit_1(cli, output_root):
     r = cli("converge", "--init", "normal", "--strict", "--restarts", "1", "solver_table=[fixed_point]")
     assert r.exit_code == 1
-    assert "non-convergence" in r.stderr
-    # results are still written: the run itself worked
-    assert len(list((output_root / "converge").iterdir())) == 1
+    assert "failure report(s)" in r.stderr and "fixed_point" in r.stderr
+    # results are still written, in a folder that says the run failed the strict check
+    (run,) = list((output_root / "converge").iterdir())
+    assert run.name.endswith(".failed") and "fixed_point" in (run / "error.txt").read_text()
+    assert (run / "solvers.csv").is_file()
 
 
 @pytest.mark.parametrize(
@@ -124,6 +126,14 @@ def test_strict_turns_non_convergence_into_exit_1(cli, output_root):
         (["layers=[1,-2]"], "layers must be a non-empty list of integers"),
         (["solver_table=[fixed_point,magic]"], "unknown solver 'magic'"),
         (["solver.atol=-1"], "solver.atol must be >= 0"),
+        (["solver=anderson", "solver.memory=0"], "memory must be >= 1"),
+        (["solver=fixed_point", "solver.damping=0"], "damping must lie in (0, 1]"),
+        (["solver.rtol=inf"], "solver.rtol must be finite"),
+        (["solver.xtol=nan"], "solver.xtol must be finite"),
+        (["solver_table=[]"], "solver_table must name at least one solver"),
+        (["+bogus=1"], "adding keys is not supported"),
+        (["command=hessian"], "command is fixed by the command line"),
+        (["strict=maybe"], "strict must be true or false"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_folder(cli, output_root, args, message):
@@ -140,3 +150,10 @@ def test_bad_input_never_touches_earlier_runs(cli, output_root):
     assert cli("converge", "model.n_z=-1").exit_code == 2
     after = {p: p.stat().st_mtime_ns for p in output_root.rglob("*") if p.is_file()}
     assert before == after
+
+
+def test_unwritable_output_root_is_one_line_exit_2(cli, monkeypatch):
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", "/dev/null/x")
+    r = cli("converge", "--restarts", "1")
+    assert r.exit_code == 2 and "cannot create a run folder" in r.stderr
+    assert "Traceback" not in r.output + r.stderr

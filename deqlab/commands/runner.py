@@ -52,11 +52,15 @@ def run_experiment(
     console = Console()
     try:
         cfg = compose(experiment, list(overrides))
+        check_common(cfg, experiment)
         exp = importlib.import_module(f"deqlab.experiments.{module or experiment}")
         exp.validate(cfg)
     except ConfigError as exc:
         fail(str(exc), 2)
-    run_dir = RunFolder.create(folder or experiment, cfg.get("output_root"))
+    try:
+        run_dir = RunFolder.create(folder or experiment, cfg.get("output_root"))
+    except OSError as exc:
+        fail(f"cannot create a run folder under output_root={cfg.get('output_root')!r}: {exc.strerror or exc}", 2)
     try:
         from omegaconf import OmegaConf
 
@@ -70,8 +74,21 @@ def run_experiment(
         run_dir.fail(f"{type(exc).__name__}: {exc}")
         raise
     show(result, console)
+    if result.failures and cfg.get("strict", False):
+        message = f"{len(result.failures)} failure report(s) and strict=true: " + "; ".join(result.failures)
+        path = run_dir.fail(message)
+        console.print(f"[red]outputs (marked failed):[/] {path}")
+        fail(f"{len(result.failures)} failure report(s) (first: {result.failures[0]}) and strict=true", 1)
     path = run_dir.finish()
     console.print(f"[green]outputs:[/] {path}")
-    if result.failures and cfg.get("strict", False):
-        fail(f"{len(result.failures)} non-convergence report(s) and strict=true", 1)
     return result
+
+
+def check_common(cfg, experiment: str) -> None:
+    """Keys every command shares: ``strict`` is a boolean and ``command`` names this experiment."""
+    from deqlab.errors import ConfigError
+
+    if not isinstance(cfg.get("strict", False), bool):
+        raise ConfigError(f"strict must be true or false, got {cfg.get('strict')!r}")
+    if cfg.get("command") != experiment:
+        raise ConfigError(f"command is fixed by the command line ({experiment!r}); do not override it")

@@ -39,6 +39,8 @@ def validate(cfg) -> None:
     for fam in C.get(cfg, "families"):
         if fam not in FAMILIES:
             raise ConfigError(f"unknown family {fam!r}; choose one of: {', '.join(FAMILIES)}")
+    if not list(C.get(cfg, "solvers")):
+        raise ConfigError(f"solvers must name at least one solver; choose from: {', '.join(SOLVERS)}")
     for name in C.get(cfg, "solvers"):
         if name not in SOLVERS:
             raise ConfigError(f"unknown solver {name!r}; choose one of: {', '.join(SOLVERS)}")

@@ -48,8 +48,9 @@ def validate(cfg) -> None:
     C.require_int(cfg, "eig_layers", minimum=0)
     C.require_int(cfg, "curve_layers", minimum=1)
     C.require_float(cfg, "converged_gap", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "solver.atol", minimum=0.0)
-    C.require_int(cfg, "solver.max_iter", minimum=1)
+    C.require_solver(cfg, "solver")
+    if not list(C.get(cfg, "solver_table")):
+        raise ConfigError(f"solver_table must name at least one solver; choose from: {', '.join(SOLVERS)}")
     for name in C.get(cfg, "solver_table"):
         if name not in SOLVERS:
             raise ConfigError(f"unknown solver {name!r} in solver_table; choose from: {', '.join(SOLVERS)}")

@@ -63,9 +63,7 @@ def validate(cfg) -> None:
     C.require_float(cfg, "fd_step", minimum=0.0, exclusive=True)
     C.require_float(cfg, "max_cond", minimum=1.0)
     C.require_float(cfg, "eigsh_tol", minimum=0.0)
-    C.require_float(cfg, "solver.atol", minimum=0.0)
-    C.require_float(cfg, "solver.rtol", minimum=0.0)
-    C.require_int(cfg, "solver.max_iter", minimum=1)
+    C.require_solver(cfg, "solver")
     if cfg.solver.atol == 0 and cfg.solver.rtol == 0:
         raise ConfigError("solver.atol and solver.rtol cannot both be 0")
     for key in ("check_fd", "check_layer", "pitfall", "go_on", "hvp_only", "require_contractive"):

@@ -1,7 +1,7 @@
 """A rich progress bar for long loops in experiments (the library itself stays silent).
 
 ``track(iterable, description)`` shows a bar on the terminal (stderr) and is a plain pass-through
-when ``DEQLAB_PROGRESS=0`` (tests) or when rich detects no terminal.
+when ``DEQLAB_PROGRESS=0`` (tests) or when stderr is not a terminal.
 """
 
 from __future__ import annotations
@@ -18,4 +18,7 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     from rich.console import Console
     from rich.progress import track as rich_track
 
-    return rich_track(items, description=description, total=total, console=Console(stderr=True), transient=True)
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log file or a pipe gets no bar (and no blank lines)
+        return items
+    return rich_track(items, description=description, total=total, console=console, transient=True)
