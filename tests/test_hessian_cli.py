@@ -115,3 +115,11 @@ def test_float32_runs_and_a_failing_route_is_reported_not_fatal(cli, output_root
     assert routes.loc["(b) torch.func.hessian, 60-layer unroll", "rel. error"] <= 1e-4
     for route, row in routes.iterrows():
         assert np.isfinite(row["rel. error"]) or str(row["detail"]).startswith("FAILED")
+
+
+def test_groups_must_be_a_list_without_empty_entries(cli, output_root):
+    r = cli("hessian", "groups=W_z")
+    assert r.exit_code == 2 and "groups must be a list" in r.stderr
+    r = cli("hessian", "--groups", "W_z,,b_z")
+    assert r.exit_code == 2 and "without empty entries" in r.stderr
+    assert not output_root.exists() or not any(output_root.rglob("*.csv"))

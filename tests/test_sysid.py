@@ -167,6 +167,7 @@ def test_bad_data_files(cli, output_root, tmp_path):
     ("model_settings.lstm.lr=-1", "model_settings.lstm.lr"),
     ("model_settings.ren.init_rho=1.5", "init_rho"),
     ("lipschitz.pairs=0", "lipschitz.pairs"),
+    ("data.fractions=[0.6,0.2,nan]", "data.fractions"),
 ])
 def test_bad_settings(cli, output_root, override, text):
     _bad(cli("sysid", "pendulum", TINY, override), text)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deqlab.commands.runner import OVERRIDES, option_overrides, run_experiment
+from deqlab.commands.runner import OVERRIDES, fail, option_overrides, run_experiment
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -32,7 +32,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         """Exact DEQ gradient and Hessian (seeds 000/001) vs finite differences, unrolled autodiff and the implicit layer."""
         group_list = None
         if groups is not None:
-            group_list = "[" + ",".join(g.strip() for g in groups.split(",") if g.strip()) + "]"
+            names = [g.strip() for g in groups.split(",")]
+            if not all(names):
+                fail(f"--groups must be comma-separated names without empty entries, got {groups!r}", 2)
+            group_list = "[" + ",".join(names) + "]"
         solver_overrides = []
         if solver is not None:  # keep the experiment's tight tolerances when switching solver
             solver_overrides = [f"solver={solver}", "solver.atol=1e-14", "solver.max_iter=2000"]

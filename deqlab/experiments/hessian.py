@@ -70,8 +70,10 @@ def validate(cfg) -> None:
         if not isinstance(C.get(cfg, key), bool):
             raise ConfigError(f"{key} must be true or false, got {C.get(cfg, key)!r}")
     groups = C.get(cfg, "groups")
+    if isinstance(groups, str) or not hasattr(groups, "__iter__"):
+        raise ConfigError(f"groups must be a list such as [W_z,b_z], got {groups!r}")
     try:
-        check_groups(list(groups) if not isinstance(groups, str) else [groups])
+        check_groups(list(groups))
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from None
     P = parameter_count(cfg)

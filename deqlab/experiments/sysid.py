@@ -10,6 +10,8 @@ data only), training time, epochs, the empirical Lipschitz lower bound and the g
 
 from __future__ import annotations
 
+import math
+
 import os
 import zlib
 from pathlib import Path
@@ -90,7 +92,7 @@ def validate(cfg) -> None:
     C.require_float(cfg, "pendulum.mu", minimum=0.0)
     C.require_float(cfg, "data.noise_std", minimum=0.0)
     fractions = list(C.get(cfg, "data.fractions"))
-    if len(fractions) != 3 or any(not isinstance(f, (int, float)) or isinstance(f, bool) or f < 0 for f in fractions) \
+    if len(fractions) != 3 or any(not isinstance(f, (int, float)) or isinstance(f, bool) or not math.isfinite(f) or f < 0 for f in fractions) \
             or fractions[0] <= 0 or sum(fractions) <= 0:
         raise ConfigError(f"data.fractions must be three numbers >= 0 (train > 0), got {fractions}")
     C.require_int(cfg, "data.seed", minimum=0)
