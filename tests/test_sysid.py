@@ -167,6 +167,7 @@ def test_bad_data_files(cli, output_root, tmp_path):
     ("model_settings.lstm.lr=-1", "model_settings.lstm.lr"),
     ("model_settings.ren.init_rho=1.5", "init_rho"),
     ("model_settings.ren.patience=0", "model_settings.ren.patience"),
+    ("model_settings.ren.clip=0", "model_settings.ren.clip"),
     ("lipschitz.pairs=0", "lipschitz.pairs"),
 ])
 def test_bad_settings(cli, output_root, override, text):

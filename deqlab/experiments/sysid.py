@@ -36,7 +36,7 @@ NRMSE_CAPTION = ("NRMSE = sqrt(mean((ŷ−y)²))/std(y) per output over the test
                  "‖Δy‖₂/‖Δu‖₂ in physical units from the zero state; 'lower' by gradient ascent, 'bound' guaranteed.")
 
 #: keys of ``train`` a model may override in its ``model_settings`` entry
-TRAIN_KEYS = ("lr", "lr_decay", "epochs", "batch_size", "patience")
+TRAIN_KEYS = ("lr", "lr_decay", "epochs", "batch_size", "patience", "clip")
 
 SIZE_KEYS = {"ren": ("n_x", "n_v"), "lipschitz_ren": ("n_x", "n_v"), "lstm": ("n_h",), "rnn": ("n_h",), "linear": ("n_x",)}
 
