@@ -166,6 +166,8 @@ def test_bad_data_files(cli, output_root, tmp_path):
     ("sysid_preset=huge", "sysid_preset"),
     ("model_settings.lstm.lr=-1", "model_settings.lstm.lr"),
     ("model_settings.ren.init_rho=1.5", "init_rho"),
+    ("model_settings.ren.patience=0", "model_settings.ren.patience"),
+    ("model_settings.ren.clip=0", "model_settings.ren.clip"),
     ("lipschitz.pairs=0", "lipschitz.pairs"),
     ("data.fractions=[0.6,0.2,nan]", "data.fractions"),
 ])

@@ -38,7 +38,7 @@ NRMSE_CAPTION = ("NRMSE = sqrt(mean((ŷ−y)²))/std(y) per output over the test
                  "‖Δy‖₂/‖Δu‖₂ in physical units from the zero state; 'lower' by gradient ascent, 'bound' guaranteed.")
 
 #: keys of ``train`` a model may override in its ``model_settings`` entry
-TRAIN_KEYS = ("lr", "lr_decay", "epochs", "batch_size")
+TRAIN_KEYS = ("lr", "lr_decay", "epochs", "batch_size", "patience", "clip")
 
 SIZE_KEYS = {"ren": ("n_x", "n_v"), "lipschitz_ren": ("n_x", "n_v"), "lstm": ("n_h",), "rnn": ("n_h",), "linear": ("n_x",)}
 
@@ -60,8 +60,8 @@ def model_kwargs(cfg, name: str) -> tuple[str, dict]:
         C.require_int(cfg, f"model_settings.{name}.{key}", minimum=1)
     for key in TRAIN_KEYS:
         if key in settings[name]:
-            check = C.require_int if key in ("epochs", "batch_size") else C.require_float
-            check(cfg, f"model_settings.{name}.{key}", **({"minimum": 1} if key in ("epochs", "batch_size") else {"minimum": 0.0, "exclusive": True}))
+            check = C.require_int if key in ("epochs", "batch_size", "patience") else C.require_float
+            check(cfg, f"model_settings.{name}.{key}", **({"minimum": 1} if key in ("epochs", "batch_size", "patience") else {"minimum": 0.0, "exclusive": True}))
     if kind == "lipschitz_ren":
         C.require_float(cfg, f"model_settings.{name}.gamma", minimum=0.0, exclusive=True)
     if kind in ("ren", "lipschitz_ren"):
