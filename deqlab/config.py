@@ -55,9 +55,10 @@ def compose(experiment: str, overrides: Sequence[str] = (), *, with_hydra: bool 
     for item in overrides:
         if "=" not in item and not item.startswith("~"):
             raise ConfigError(f"malformed override {item!r}: expected key=value (e.g. seed=3)")
-        if item.startswith("+"):
-            # Hydra would add the key, but no command reads keys outside its config: refuse a typo
-            raise ConfigError(f"adding keys is not supported ({item!r}): a command reads only the keys of its config")
+        if item.startswith("+") and "." not in item.split("=", 1)[0]:
+            # Hydra would add a top-level key no command reads: refuse the typo. Nested additions
+            # (+model_settings.ren.batch_size=6) stay allowed: the experiments check those keys.
+            raise ConfigError(f"adding top-level keys is not supported ({item!r}): a command reads only the keys of its config")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base=HYDRA_VERSION_BASE, config_dir=str(config_dir()), job_name="deqlab"):

@@ -131,7 +131,7 @@ def test_strict_turns_non_convergence_into_exit_1(cli, output_root):
         (["solver.rtol=inf"], "solver.rtol must be finite"),
         (["solver.xtol=nan"], "solver.xtol must be finite"),
         (["solver_table=[]"], "solver_table must name at least one solver"),
-        (["+bogus=1"], "adding keys is not supported"),
+        (["+bogus=1"], "adding top-level keys is not supported"),
         (["command=hessian"], "command is fixed by the command line"),
         (["strict=maybe"], "strict must be true or false"),
     ],

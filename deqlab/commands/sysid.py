@@ -25,7 +25,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ctx: typer.Context,
         models: Optional[str] = typer.Option(None, help="Comma-separated models to train (default: ren,lipschitz_ren,lstm,rnn,linear)."),
         data: Optional[Path] = typer.Option(None, help="Train on a user's .npz (u: trajectories×steps×inputs, y: …×outputs) instead of the simulator."),
-        epochs: Optional[int] = typer.Option(None, help="Maximum training epochs per model (default 30)."),
+        epochs: Optional[int] = typer.Option(None, help="Maximum training epochs per model (default 100; some models set their own in model_settings)."),
         noise: Optional[float] = typer.Option(None, help="Measurement noise σ on the angle [rad] (default 0.05)."),
         seed: Optional[int] = typer.Option(None, help="Seed for weights and batch order (default 0)."),
         tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (same as sysid_preset=tiny)."),
