@@ -7,7 +7,8 @@ from typing import Mapping
 import numpy as np
 
 
-def _new(title: str, xlabel: str, ylabel: str, *, logy: bool = False, logx: bool = False):
+def new_axes(title: str, xlabel: str, ylabel: str, *, logy: bool = False, logx: bool = False):
+    """One titled, labelled, gridded axes on a new Agg figure (the demos' figure modules share it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +28,7 @@ def _new(title: str, xlabel: str, ylabel: str, *, logy: bool = False, logx: bool
 
 def convergence_curves(curves: Mapping[str, np.ndarray], *, title: str):
     """``‖z^L − z*‖`` against depth ``L`` (log scale), one line per labelled curve."""
-    fig, ax = _new(title, "depth L (weight-tied layers)", "‖z^L − z*‖₂ (dimensionless)", logy=True)
+    fig, ax = new_axes(title, "depth L (weight-tied layers)", "‖z^L − z*‖₂ (dimensionless)", logy=True)
     for label, values in curves.items():
         values = np.maximum(np.asarray(values, dtype=float), 1e-300)  # exact zeros cannot be drawn on a log axis
         ax.plot(np.arange(len(values)), values, "--" if "float64" in label else "-", label=label)

@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from deqlab.report.figures import _new
+from deqlab.report.figures import new_axes
 
 
 def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[str, int]], *, title: str):
@@ -42,7 +42,7 @@ def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[
 
 def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str):
     """Sorted eigenvalues of each labelled symmetric matrix on a symlog axis."""
-    fig, ax = _new(title, "eigenvalue rank (ascending)", "eigenvalue (loss units / θ², symlog)")
+    fig, ax = new_axes(title, "eigenvalue rank (ascending)", "eigenvalue (loss units / θ², symlog)")
     vals = [np.asarray(v, dtype=float) for v in spectra.values()]
     top = max((float(np.abs(v).max()) for v in vals if v.size), default=1.0) or 1.0
     ax.set_yscale("symlog", linthresh=max(top * 1e-8, 1e-300))
@@ -56,7 +56,7 @@ def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str):
 
 def extreme_spectrum_plot(bottom: np.ndarray, top: np.ndarray, size: int, *, title: str):
     """The ``k`` smallest and largest eigenvalues found by eigsh (matrix-free mode)."""
-    fig, ax = _new(title, "eigenvalue rank (ascending, of P)", "eigenvalue (loss units / θ², symlog)")
+    fig, ax = new_axes(title, "eigenvalue rank (ascending, of P)", "eigenvalue (loss units / θ², symlog)")
     b, t = np.sort(np.asarray(bottom, float)), np.sort(np.asarray(top, float))
     allv = np.concatenate([b, t]) if b.size + t.size else np.ones(1)
     ax.set_yscale("symlog", linthresh=max(float(np.abs(allv).max()) * 1e-8, 1e-300))

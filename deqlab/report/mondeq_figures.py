@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from deqlab.report.figures import _new
+from deqlab.report.figures import new_axes
 
 
 def alpha_sweep(alphas: np.ndarray, steps: Mapping[str, np.ndarray], converged: Mapping[str, np.ndarray],
@@ -17,7 +17,7 @@ def alpha_sweep(alphas: np.ndarray, steps: Mapping[str, np.ndarray], converged: 
     (``references``: name → (steps, converged)) are horizontal lines; the forward-backward bound
     ``2m/‖I − W‖₂²`` is a vertical line.
     """
-    fig, ax = _new(title, "step α (dimensionless)", "iterations to tolerance", logx=True, logy=True)
+    fig, ax = new_axes(title, "step α (dimensionless)", "iterations to tolerance", logx=True, logy=True)
     alphas = np.asarray(alphas, dtype=float)
     for name, s in steps.items():
         s = np.asarray(s, dtype=float)
@@ -65,7 +65,7 @@ def training_iterations(epochs: np.ndarray, mean_steps: Mapping[str, np.ndarray]
 
 def bench_times(sizes: np.ndarray, times: Mapping[str, np.ndarray], *, title: str):
     """Median wall time per forward solve against ``n_z`` (log-log), one line per method."""
-    fig, ax = _new(title, "hidden size n_z", "median wall time per solve [ms]", logx=True, logy=True)
+    fig, ax = new_axes(title, "hidden size n_z", "median wall time per solve [ms]", logx=True, logy=True)
     for name, t in times.items():
         ax.plot(sizes, t, "o-", label=name)
     ax.legend(fontsize=8)

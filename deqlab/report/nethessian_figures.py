@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from deqlab.report.figures import _new
+from deqlab.report.figures import new_axes
 
 
 def check_errors(frame: pd.DataFrame, *, tolerance: float, title: str):
     """Bar chart (log scale) of the max relative error of each quantity/route, with the tolerance line."""
-    fig, ax = _new(title, "quantity (route)", "max relative error vs torch.func (dimensionless)", logy=True)
+    fig, ax = new_axes(title, "quantity (route)", "max relative error vs torch.func (dimensionless)", logy=True)
     labels = [f"{q}\n({r})" for q, r in zip(frame["quantity"], frame["route"])]
     errs = np.maximum(frame["max rel error"].to_numpy(dtype=float), 1e-18)  # exact zeros on a log axis
     ax.bar(range(len(errs)), errs, color="tab:blue")

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from deqlab.report.figures import _new
+from deqlab.report.figures import new_axes
 
 
 def predictions(y: np.ndarray, y_hat: Mapping[str, np.ndarray], *, sample_time: float | None, washout: int,
@@ -37,7 +37,7 @@ def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/inp
     """Lipschitz constant (empirical lower bound ●, guaranteed bound ▲ where one exists) against test
     NRMSE, as in Revay, Wang & Manchester (2021), Fig. 2. ``rows``: ``name, nrmse, lipschitz_lower,
     lipschitz_bound``."""
-    fig, ax = _new(title, "test NRMSE (dimensionless)", f"Lipschitz constant ‖Δy‖/‖Δu‖ [{unit}]", logy=True)
+    fig, ax = new_axes(title, "test NRMSE (dimensionless)", f"Lipschitz constant ‖Δy‖/‖Δu‖ [{unit}]", logy=True)
     for i, r in enumerate(rows):
         color = f"C{i}"
         ax.scatter([r["nrmse"]], [max(r["lipschitz_lower"], 1e-12)], color=color, marker="o", label=f"{r['name']} (lower bound)")
@@ -50,7 +50,7 @@ def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/inp
 
 def training_curves(curves: Mapping[str, np.ndarray], *, title: str):
     """Validation NRMSE per epoch, one line per model (log scale)."""
-    fig, ax = _new(title, "epoch", "validation NRMSE (dimensionless)", logy=True)
+    fig, ax = new_axes(title, "epoch", "validation NRMSE (dimensionless)", logy=True)
     for name, values in curves.items():
         ax.plot(np.arange(1, len(values) + 1), np.asarray(values, dtype=float), marker=".", label=name)
     ax.legend()
