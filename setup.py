@@ -2,7 +2,7 @@
 
 The Hydra configs live in the top-level ``configs/`` folder (fixed project layout), outside the
 ``deqlab`` package. They are shipped inside the wheel as the data package ``deqlab._configs`` so
-that a non-editable install finds them too (see ``deqlab/config.py``).
+that a non-editable install finds them too (see ``deqlab/cli/compose.py``).
 """
 from setuptools import find_packages, setup
 

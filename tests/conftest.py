@@ -21,7 +21,7 @@ def cli():
     """Invoke the deqlab Typer app in-process: ``cli("converge", "seed=1")`` → click Result."""
     from typer.testing import CliRunner
 
-    from deqlab.cli import app
+    from deqlab.cli.app import app
 
     runner = CliRunner()
 

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from deqlab.config import compose
-from deqlab.experiments import bench_solvers
+from deqlab.cli.compose import compose
+from deqlab.demos import bench_solvers
 
 
 def test_bench_cli_writes_csv(cli, output_root):

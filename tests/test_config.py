@@ -7,18 +7,18 @@ import sys
 
 import pytest
 
-from deqlab.config import available, compose, config_dir
+from deqlab.cli.compose import available, compose, config_dir
 from deqlab.errors import ConfigError
 
 
-@pytest.mark.parametrize("experiment", available("experiment"))
+@pytest.mark.parametrize("experiment", available("demo"))
 def test_every_experiment_composes_and_validates(experiment):
     """Defaults validate; an experiment with required (``???``) values names the first one missing."""
     from omegaconf import OmegaConf
 
     cfg = compose(experiment)
     assert cfg.command
-    module = importlib.import_module(f"deqlab.experiments.{cfg.command}")
+    module = importlib.import_module(f"deqlab.demos.{cfg.command}")
     missing = OmegaConf.missing_keys(cfg)
     if missing:
         with pytest.raises(ConfigError, match="is required"):
@@ -54,7 +54,7 @@ def test_installed_package_finds_its_configs(tmp_path):
     Under CI's non-editable install this is the data package ``deqlab._configs`` inside the wheel.
     """
     code = (
-        "import deqlab.config as c; d = c.config_dir(); "
+        "import deqlab.cli.compose as c; d = c.config_dir(); "
         "print(d); assert (d / 'config.yaml').is_file() and (d / 'solver' / 'anderson.yaml').is_file(); "
         "print(c.compose('converge').command)"
     )

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from deqlab.config import compose
-from deqlab.experiments import converge
+from deqlab.cli.compose import compose
+from deqlab.demos import converge
 
 GEOMETRIC_FALL = 1e-4     # default init: ||z^30 - z*|| / ||z^0 - z*|| must fall below this
 NO_FALL = 0.1             # normal init: the gap at L=30 stays of order one

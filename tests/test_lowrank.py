@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deqlab import lowrank as LR
-from deqlab.experiments.lowrank import SEED_H, SEED_X, SEED_Y, scipy_update
+from deqlab.demos.lowrank import SEED_H, SEED_X, SEED_Y, scipy_update
 
 #: The seed prints 8 digits; its H X = Y holds to 1e-8, so the exact recovery must match to 1e-7.
 SEED_EXAMPLE_TOL = 1e-7

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deqlab.experiments.lowrank import SEED_H
+from deqlab.demos.lowrank import SEED_H
 
 
 def run_folder(output_root: Path, command: str = "lowrank") -> Path:

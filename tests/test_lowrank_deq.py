@@ -1,4 +1,4 @@
-"""The DEQ study's derivative routes (deqlab.experiments.lowrank), float64, three independent ways:
+"""The DEQ study's derivative routes (deqlab.demos.lowrank), float64, three independent ways:
 implicit (adjoint) gradient vs autodiff through the unrolled solve; the exact Hessian (the closed
 form of deqlab.implicit) vs torch.func.hessian of the unrolled loss and vs central differences of the
 implicit gradient; and the secant pairs built from them vs the Hessian."""
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deqlab import lowrank as LR
-from deqlab.experiments import lowrank as E
+from deqlab.demos import lowrank as E
 from deqlab.models.tanh_deq import TanhDEQ
 
 #: implicit gradient vs reverse-mode autodiff through 200 unrolled layers (both converged to 1e-13).

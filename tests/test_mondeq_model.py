@@ -15,7 +15,7 @@ from deqlab.models.mondeq import (
     mondeq_weight,
     monotonicity,
 )
-from deqlab.models.mondeq_implicit import (
+from deqlab.implicit.mondeq import (
     attach_implicit_backward,
     implicit_equilibrium,
     solve_equilibrium,

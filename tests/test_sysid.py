@@ -42,7 +42,7 @@ def tiny_run(tmp_path_factory):
 
     from typer.testing import CliRunner
 
-    from deqlab.cli import app
+    from deqlab.cli.app import app
 
     root = tmp_path_factory.mktemp("sysid") / "outputs"
     old = os.environ.get("DEQLAB_OUTPUT_ROOT")
@@ -228,7 +228,7 @@ def test_bench_sysid(cli, output_root):
 
 
 def test_progress_bar_reports_epochs(monkeypatch):
-    from deqlab.experiments.sysid import EpochBar
+    from deqlab.demos.sysid import EpochBar
 
     monkeypatch.setenv("DEQLAB_PROGRESS", "1")
     with EpochBar() as bar:

@@ -51,7 +51,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+from deqlab.implicit.ren import ACTIVATIONS, equilibrium_layer, equilibrium_layer_fast  # noqa: F401  (re-exported)
+
 #: how gradients pass the equilibrium layer: ``implicit`` (:func:`equilibrium_layer_fast`, implicit
 #: function theorem, first derivatives) or ``autograd`` (through the row loop; any order)
 EQUILIBRIUM_BACKWARDS = ("implicit", "autograd")
@@ -84,19 +85,6 @@ class ExplicitREN:
         return self.E.T @ torch.linalg.solve(self.P, self.E)
 
 
-def equilibrium_layer(pre: torch.Tensor, D11: torch.Tensor, act) -> torch.Tensor:
-    """Solve ``w = σ(pre + D₁₁ w)`` for strictly lower-triangular ``D₁₁`` (n_v, n_v) row by row.
-
-    ``pre`` (batch, n_v). Row ``i`` only needs ``w₀ … w_{i−1}``, so one pass is exact (no iteration,
-    no solver tolerance). Returns ``w`` (batch, n_v).
-    """
-    n_v = pre.shape[-1]
-    ws = [act(pre[:, 0])]
-    for i in range(1, n_v):
-        ws.append(act(pre[:, i] + torch.stack(ws, dim=-1) @ D11[i, :i]))
-    return torch.stack(ws, dim=-1)
-
-
 def slow_init(n_x: int, n_v: int, rho: float, noise: float) -> torch.Tensor:
     """An ``X`` whose REN starts near ``A = ρI`` (slow, stable dynamics; useful when the sample time is
     short compared to the system's time constants): with blocks ``(n_x, n_v, n_x)``,
@@ -113,53 +101,6 @@ def slow_init(n_x: int, n_v: int, rho: float, noise: float) -> torch.Tensor:
     X[iv, iv] = 2**0.5 * torch.eye(n_v, dtype=torch.float64)
     X[ip, ip] = (1 - rho**2) ** 0.5 * torch.eye(n_x, dtype=torch.float64)
     return X + noise * _glorot(n, n)
-
-
-_DERIVATIVES = {
-    "tanh": lambda v, w: 1.0 - w * w,
-    "relu": lambda v, w: (v > 0).to(w.dtype),
-}
-
-
-class _RowByRowEquilibrium(torch.autograd.Function):
-    """``w = σ(pre + D₁₁w)`` row by row without an autograd graph, and its backward by the implicit
-    function theorem: with ``S = diag σ'(v)``, ``(I − S D₁₁) dw = S (dpre + dD₁₁ w)``, so for an output
-    gradient ``g`` solve the unit upper-triangular ``(I − S D₁₁)ᵀ a = g`` and return
-    ``∂pre = S a``, ``∂D₁₁ = Σ_batch (S a) wᵀ`` (masked to the strictly lower triangle).
-    Same values as the autograd route through the row loop (tested), at a fraction of its cost:
-    no graph of ``O(n_v)`` small operations per time step, one back substitution instead."""
-
-    @staticmethod
-    def forward(ctx, pre, D11, activation):
-        act = ACTIVATIONS[activation]
-        n_v = pre.shape[-1]
-        w = torch.empty_like(pre)
-        w[:, 0] = act(pre[:, 0])
-        for i in range(1, n_v):
-            w[:, i] = act(pre[:, i] + w[:, :i] @ D11[i, :i])
-        v = pre + w @ D11.T
-        ctx.save_for_backward(v, w, D11)
-        ctx.activation = activation
-        return w
-
-    @staticmethod
-    def backward(ctx, g):
-        v, w, D11 = ctx.saved_tensors
-        s = _DERIVATIVES[ctx.activation](v, w)  # (batch, n_v)
-        n_v = D11.shape[0]
-        # back substitution for a = g + D₁₁ᵀ S a (D₁₁ strictly lower: a_j needs a_{j+1…})
-        sa = torch.empty_like(g)
-        sa[:, -1] = s[:, -1] * g[:, -1]
-        for j in range(n_v - 2, -1, -1):
-            sa[:, j] = s[:, j] * (g[:, j] + sa[:, j + 1:] @ D11[j + 1:, j])
-        lower = torch.ones(n_v, n_v, dtype=D11.dtype, device=D11.device).tril_(-1)  # torch.tril is slow on the autograd thread
-        return sa, (sa.T @ w) * lower, None
-
-
-def equilibrium_layer_fast(pre: torch.Tensor, D11: torch.Tensor, activation: str) -> torch.Tensor:
-    """:func:`equilibrium_layer` with the implicit-function backward (:class:`_RowByRowEquilibrium`).
-    ``activation`` is a name in :data:`ACTIVATIONS`; first derivatives only."""
-    return _RowByRowEquilibrium.apply(pre, D11, activation)
 
 
 def _glorot(rows: int, cols: int, generator=None) -> torch.Tensor:

@@ -1,2 +1,2 @@
-"""Reporters: pure functions from a :class:`~deqlab.experiments.result.Result` to rich tables,
+"""Reporters: pure functions from a :class:`~deqlab.report.result.Result` to rich tables,
 CSV/NPZ files and PNG figures."""

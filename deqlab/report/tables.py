@@ -1,4 +1,4 @@
-"""Rich rendering of :class:`~deqlab.experiments.result.Table`."""
+"""Rich rendering of :class:`~deqlab.report.result.Table`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table as RichTable
 
-from deqlab.experiments.result import Table
+from deqlab.report.result import Table
 
 
 def format_value(value, spec: str | None = None) -> str:

@@ -1,13 +1,13 @@
-"""Write a :class:`~deqlab.experiments.result.Result` into a run folder and print it."""
+"""Write a :class:`~deqlab.report.result.Result` into a run folder and print it."""
 
 from __future__ import annotations
 
 import numpy as np
 from rich.console import Console
 
-from deqlab.experiments.result import Result
+from deqlab.report.result import Result
 from deqlab.report.tables import to_rich
-from deqlab.runs import RunFolder
+from deqlab.cli.run_folder import RunFolder
 
 
 def save(result: Result, folder: RunFolder) -> list[str]:

@@ -35,7 +35,7 @@ from typing import Callable
 
 import torch
 
-from deqlab.models.mondeq import ProxNonlinearity, get_nonlinearity
+from deqlab.solvers.prox import ProxNonlinearity, get_nonlinearity
 from deqlab.solvers.result import Monitor, SolverResult
 
 

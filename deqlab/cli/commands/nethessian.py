@@ -1,0 +1,84 @@
+"""``deqlab nethessian`` (--check demo), ``deqlab nethessian pinn`` and ``deqlab bench nethessian``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from typer.core import TyperGroup
+
+from deqlab.cli.execute import OVERRIDES, option_overrides, run_experiment
+
+
+class _OverridesGroup(TyperGroup):
+    """A command group whose own callback also takes trailing ``key=value`` overrides.
+
+    click reads the first extra word of a group as a sub-command name; here a word that names no
+    sub-command (``batch=3``) goes back to the callback's ``ctx.args`` instead.
+    """
+
+    def parse_args(self, ctx, args):
+        # without a sub-command, options may follow the overrides (`nethessian batch=3 --strict`);
+        # with one (`nethessian pinn --dtype float64`), everything after its name belongs to it
+        ctx.allow_interspersed_args = not any(a in self.commands for a in args)
+        super().parse_args(ctx, args)
+        protected = list(getattr(ctx, "_protected_args", []))
+        if protected and protected[0] not in self.commands:
+            ctx._protected_args = []
+            ctx.args = [*protected, *ctx.args]
+        return ctx.args
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    sub = typer.Typer(
+        cls=_OverridesGroup,
+        help="Input Jacobian, diagonal Hessian, Laplacian, Hessian and third derivatives of MLPs by forward "
+        "recursion (seed 002, corrected). Without a sub-command: the --check demo.",
+        no_args_is_help=False,
+    )
+
+    @sub.callback(invoke_without_command=True, context_settings=OVERRIDES)
+    def nethessian(
+        ctx: typer.Context,
+        check: bool = typer.Option(False, "--check", help="Check every quantity against torch.func and time the routes (the default action)."),
+        d: Optional[int] = typer.Option(None, help="Input size (default 4)."),
+        hidden: Optional[str] = typer.Option(None, help="Hidden widths, comma-separated (default 16,16)."),
+        n_out: Optional[int] = typer.Option(None, "--n-out", help="Output size (default 2)."),
+        activation: Optional[str] = typer.Option(None, help="tanh | sigmoid | softplus | silu | gelu | sin | gaussian."),
+        batch: Optional[int] = typer.Option(None, help="Batch size (default 8)."),
+        seed: Optional[int] = typer.Option(None, help="Torch seed of weights and inputs (default 0)."),
+        dtype: Optional[str] = typer.Option(None, help="float64 (default) | float32."),
+        strict: bool = typer.Option(False, "--strict", help="Exit 1 if any check fails."),
+    ) -> None:
+        """Forward recursions vs torch.func: max relative error and timing of each route."""
+        if ctx.invoked_subcommand is not None:
+            return
+        overrides = option_overrides(
+            **{"mlp.d": d, "mlp.hidden": f"[{hidden}]" if hidden else None, "mlp.n_out": n_out,
+               "mlp.activation": activation, "batch": batch, "seed": seed, "dtype": dtype,
+               "strict": "true" if strict else None}
+        )
+        run_experiment("nethessian", [*overrides, *ctx.args])
+
+    @sub.command("pinn", context_settings=OVERRIDES)
+    def pinn(
+        ctx: typer.Context,
+        steps: Optional[int] = typer.Option(None, help="Adam steps per route (default 2000)."),
+        hidden: Optional[str] = typer.Option(None, help="Hidden widths, comma-separated (default 32,32)."),
+        activation: Optional[str] = typer.Option(None, help="tanh (default) | sin | softplus | ..."),
+        seed: Optional[int] = typer.Option(None, help="Torch seed (default 0)."),
+        dtype: Optional[str] = typer.Option(None, help="float32 (default) | float64."),
+    ) -> None:
+        """2-D Poisson PINN: forward-recursion Laplacian vs autograd double backward (L2 error, time per step)."""
+        overrides = option_overrides(
+            **{"pinn.steps": steps, "pinn.hidden": f"[{hidden}]" if hidden else None,
+               "pinn.activation": activation, "seed": seed, "dtype": dtype}
+        )
+        run_experiment("nethessian_pinn", [*overrides, *ctx.args], folder="nethessian/pinn")
+
+    app.add_typer(sub, name="nethessian")
+
+    @bench.command("nethessian", context_settings=OVERRIDES)
+    def bench_nethessian(ctx: typer.Context) -> None:
+        """Laplacian / diagonal / full Hessian of a tanh MLP: forward recursion vs double backward, vmap routes."""
+        run_experiment("bench_nethessian", ctx.args, folder="bench/nethessian")

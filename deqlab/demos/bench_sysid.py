@@ -1,0 +1,60 @@
+"""``deqlab bench sysid``: time of one training step of the identified models (forward + backward of a
+truncated chunk), the REN with the implicit-function backward of its equilibrium layer against the
+reference autograd route through the row loop, and the LSTM for scale; for each torch thread count.
+
+Rows: model, backward, threads, batch, steps, median seconds over ``repeats`` after ``warmup`` calls,
+ratio to the reference (REN, ``autograd`` backward, same thread count).
+"""
+
+from __future__ import annotations
+
+
+import pandas as pd
+import torch
+
+from deqlab.cli import compose as C
+from deqlab.benchmarks import machine_note, median_time, torch_threads
+from deqlab.report.result import Result, Table
+from deqlab.models.baselines import LSTMModel
+from deqlab.models.ren import ContractingREN
+
+
+def validate(cfg) -> None:
+    for key in ("batch", "steps", "n_x", "n_v", "lstm_hidden", "repeats"):
+        C.require_int(cfg, key, minimum=1)
+    C.require_int(cfg, "warmup", minimum=0)
+    C.require_int_list(cfg, "threads", minimum=1)
+
+
+def run(cfg) -> Result:
+    validate(cfg)
+    rows = []
+    for threads in cfg.threads:
+        with torch_threads(threads):
+            torch.manual_seed(cfg.seed)
+            u = torch.randn(cfg.batch, cfg.steps, 1, dtype=torch.float64)
+            cases = {}
+            for backward in ("autograd", "implicit"):
+                model = ContractingREN(1, cfg.n_x, cfg.n_v, 1, equilibrium_backward=backward)
+                cases[("ren", backward)] = model
+            cases[("lstm", "autograd")] = LSTMModel(1, cfg.lstm_hidden, 1)
+            times = {}
+            for (name, backward), model in cases.items():
+                def step(model=model):
+                    model.zero_grad()
+                    y, _ = model(u)
+                    (y**2).mean().backward()
+                times[(name, backward)] = median_time(step, cfg.repeats, cfg.warmup)[0]
+            ref = times[("ren", "autograd")]
+            for (name, backward), seconds in times.items():
+                params = sum(p.numel() for p in cases[(name, backward)].parameters())
+                rows.append({"model": name, "backward": backward, "threads": threads, "params": params,
+                             "batch": cfg.batch, "steps": cfg.steps, "median s": seconds,
+                             "ratio to ren/autograd": seconds / ref})
+    result = Result(command="bench_sysid")
+    result.tables["bench_sysid"] = Table(
+        title="One training step (forward + backward of a chunk), float64",
+        frame=pd.DataFrame(rows), formats={"median s": "{:.4f}", "ratio to ren/autograd": "{:.3f}"},
+        caption=f"median of {cfg.repeats} after {cfg.warmup} warm-up calls; REN n_x={cfg.n_x}, n_v={cfg.n_v}")
+    result.notes.append(machine_note("float64") + " Torch threads per row as in the table.")
+    return result

@@ -1,0 +1,310 @@
+"""``deqlab hessian``: the exact Hessian of a tanh DEQ's loss (seeds 000/001), checked three ways.
+
+Model ``h = tanh(W_z h + U_z x + b_z)``, ``ŷ = W_y h + b_y``, loss ``L = ½ Σ_s ‖ŷ_s − y_s‖²`` over a batch
+``x_s, y_s ~ N(0, 1)``; ``θ`` = the configured parameter groups (order in
+:mod:`deqlab.implicit.params`). Dense mode compares the structured closed form with
+
+(a) central finite differences of the implicit gradient (``check_fd``; step ``fd_step``),
+(b) ``torch.func.hessian`` through ``unroll_steps`` unrolled layers,
+(c) ``torch.func.hessian`` through the implicit layer,
+(d) the dense generic closed form (same formula, other code),
+
+and reports the terms, the "2 MᵀZ" pitfall, the spectrum, the conditioning of ``I − J`` and timings.
+``hvp_only`` mode never forms ``H``: eigsh/Hutchinson on the matrix-free HVP, HVP vs FD of the gradient.
+
+Refuses (exit 1, message with the figures) when the forward solve did not converge (unless ``go_on``,
+then every table/figure title is marked) or when ``I − J`` at ``z*`` is ill-conditioned
+(``cond > max_cond``) or not contractive (``ρ(J) ≥ 1`` with ``require_contractive``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deqlab.cli import compose as C
+from deqlab.errors import ConfigError, DeqlabError, NotConvergedError
+from deqlab.benchmarks import median_time
+from deqlab.report.result import Result, Table
+from deqlab.implicit.checks import fd_hessian, layer_hessian, relative_error, symmetry_error, unrolled_hessian
+from deqlab.implicit.hessian import deq_hessian_parts, tanh_generic_pieces
+from deqlab.implicit.hvp import DEQHessianOperator, fd_hvp
+from deqlab.implicit.layer import SolveOptions, tanh_map
+from deqlab.implicit.params import READOUT, check_groups, flatten, group_slices, model_params
+from deqlab.implicit.pitfalls import two_mtz_hessian
+from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
+from deqlab.models.tanh_deq import INITS, TanhDEQ
+from deqlab.report.hessian_figures import extreme_spectrum_plot, hessian_heatmaps, spectrum_plot
+
+SOLVER_KEYS = ("_target_", "name", "atol", "rtol", "max_iter")
+
+
+class IllConditionedError(DeqlabError):
+    """``I − J`` at the fixed point is too close to singular (or ``J`` not contractive): exit 1."""
+
+    exit_code = 1
+
+
+def parameter_count(cfg) -> int:
+    n, d, k = cfg.model.n_z, cfg.model.n_x, cfg.model.n_y
+    sizes = {"W_z": n * n, "b_z": n, "U_z": n * d, "W_y": k * n, "b_y": k}
+    return sum(sizes[g] for g in cfg.groups)
+
+
+def validate(cfg) -> None:
+    for key in ("model.n_z", "model.n_x", "model.n_y", "batch", "seed", "input_seed", "unroll_steps", "max_dense_p",
+                "max_reference_p", "top_k", "probes"):
+        C.require_int(cfg, key, minimum=1 if key not in ("seed", "input_seed") else 0)
+    C.require_choice(cfg, "model.init", INITS)
+    C.require_choice(cfg, "dtype", C.DTYPES)
+    C.require_float(cfg, "fd_step", minimum=0.0, exclusive=True)
+    C.require_float(cfg, "max_cond", minimum=1.0)
+    C.require_float(cfg, "eigsh_tol", minimum=0.0)
+    C.require_solver(cfg, "solver")
+    if cfg.solver.atol == 0 and cfg.solver.rtol == 0:
+        raise ConfigError("solver.atol and solver.rtol cannot both be 0")
+    for key in ("check_fd", "check_layer", "pitfall", "go_on", "hvp_only", "require_contractive"):
+        if not isinstance(C.get(cfg, key), bool):
+            raise ConfigError(f"{key} must be true or false, got {C.get(cfg, key)!r}")
+    groups = C.get(cfg, "groups")
+    if isinstance(groups, str) or not hasattr(groups, "__iter__"):
+        raise ConfigError(f"groups must be a list such as [W_z,b_z], got {groups!r}")
+    try:
+        check_groups(list(groups))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
+    P = parameter_count(cfg)
+    if not cfg.hvp_only and P > cfg.max_dense_p:
+        raise ConfigError(f"P = {P} parameters is above max_dense_p = {cfg.max_dense_p} for a dense Hessian; use --hvp-only")
+    if cfg.hvp_only and P < 2 * cfg.top_k + 1:
+        raise ConfigError(f"P = {P} is too small for top_k = {cfg.top_k} eigenvalues at each end")
+
+
+def solve_options(cfg, dtype) -> SolveOptions:
+    extra = {k: v for k, v in cfg.solver.items() if k not in SOLVER_KEYS}
+    atol = float(cfg.solver.atol)
+    if dtype == torch.float32:
+        atol = max(atol, 1e-6)  # float32 cannot reach float64 tolerances
+    return SolveOptions(solver=cfg.solver.name, linear_solver=cfg.solver.name, atol=atol, rtol=float(cfg.solver.rtol),
+                        max_iter=int(cfg.solver.max_iter), options=tuple(sorted(extra.items())), on_fail="ignore")
+
+
+def make_problem(cfg, dtype):
+    torch.manual_seed(cfg.seed)
+    model = TanhDEQ(cfg.model.n_z, cfg.model.n_x, cfg.model.n_y, init=cfg.model.init)
+    params = model_params(model, dtype)
+    gen = torch.Generator().manual_seed(cfg.input_seed)
+    x = torch.randn(cfg.batch, cfg.model.n_x, generator=gen, dtype=torch.float64).to(dtype)
+    y = torch.randn(cfg.batch, cfg.model.n_y, generator=gen, dtype=torch.float64).to(dtype)
+    return params, x, y
+
+
+#: eigenvalues with |λ| ≤ RANK_TOL·max|λ| are counted as zero (round-off of a rank-deficient H).
+RANK_TOL = 1e-10
+
+
+def key_value(row: dict) -> pd.DataFrame:
+    """One row of figures as a two-column (quantity, value) frame; values as text to keep types."""
+    def fmt(v):
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "NO"
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return str(v)
+    return pd.DataFrame({"quantity": list(row), "value": [fmt(v) for v in row.values()]})
+
+
+def theta_names(params, groups) -> np.ndarray:
+    names = []
+    for g in groups:
+        shape = tuple(params[g].shape)
+        names += [f"{g}[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)]
+    return np.asarray(names)
+
+
+def conditioning(params, z):
+    """Per-sample ``cond₂(I − J)`` and ``ρ(J)`` with ``J = diag(1 − z²) W_z``."""
+    J = (1 - z * z)[:, :, None] * params["W_z"]
+    IJ = torch.eye(z.shape[1], dtype=z.dtype) - J
+    sv = torch.linalg.svdvals(IJ.to(torch.float64))
+    return (sv[:, 0] / sv[:, -1]), torch.linalg.eigvals(J.to(torch.float64)).abs().amax(dim=1)
+
+
+def timed(fn, repeats: int = 1):
+    """(result of the last call, median seconds over ``repeats`` calls); no warm-up: a route's first
+    call is what a user waits for."""
+    seconds, out = median_time(fn, repeats, warmup=0)
+    return out, seconds
+
+
+def run(cfg) -> Result:
+    validate(cfg)
+    dtype = C.torch_dtype(cfg.dtype)
+    groups = check_groups(list(cfg.groups))
+    params, x, y = make_problem(cfg, dtype)
+    opts = solve_options(cfg, dtype)
+    z0 = torch.zeros(cfg.batch, cfg.model.n_z, dtype=dtype)
+    res, t_fwd = timed(lambda: opts.solve(lambda z: tanh_map(z, params["W_z"], params["b_z"], params["U_z"], x), z0, linear=False))
+    result = Result(command="hessian")
+    mark = ""
+    if not res.all_converged:
+        msg = (f"forward solve ({opts.solver}) did not converge: {res.message}, max residual ‖f(z)−z‖ = "
+               f"{res.max_residual:.3e} > atol {opts.atol:g}")
+        if not cfg.go_on:
+            raise NotConvergedError(msg + "; derivatives at a non-equilibrium are meaningless (go_on=true to report them anyway, marked)")
+        result.failures.append(msg + "; every figure below is marked UNCONVERGED")
+        mark = " [UNCONVERGED forward solve]"
+    z = res.z
+    cond, rho = conditioning(params, z)
+    bad = float(cond.max()) > cfg.max_cond or not torch.isfinite(cond).all()
+    if bad or (cfg.require_contractive and float(rho.max()) >= 1):
+        raise IllConditionedError(
+            f"I − J at the fixed point is {'ill-conditioned' if bad else 'not contractive'}: cond₂(I − J) = "
+            f"{float(cond.max()):.3e} (max_cond {cfg.max_cond:g}), spectral radius ρ(J) = {float(rho.max()):.4f} "
+            f"(forward residual {res.max_residual:.1e}, init={cfg.model.init}); "
+            + ("I − J is numerically singular, the implicit derivatives would be noise; refusing to report them"
+               if bad else "a repelling fixed point that the weight-tied iteration never reaches; refusing to report "
+               "derivatives (require_contractive=false to differentiate it anyway)")
+        )
+    base = {"P": sum(params[g].numel() for g in groups), "batch": cfg.batch, "n_z": cfg.model.n_z,
+            "cond(I-J) max": float(cond.max()), "rho(J) max": float(rho.max()),
+            "forward residual": res.max_residual, "forward steps": res.n_steps, "forward converged": res.all_converged,
+            "forward time (s)": t_fwd}
+    slices = group_slices(params, groups)
+    result.arrays["problem"] = {
+        **{k: v.detach().cpu().numpy() for k, v in params.items()},
+        "x": x.numpy(), "y": y.numpy(), "z_star": z.numpy(), "groups": np.asarray(groups),
+        "theta": flatten(params, groups).numpy(), "theta_names": theta_names(params, groups),
+        "cond_I_minus_J": cond.numpy(), "rho_J": rho.numpy(),
+    }
+    if cfg.hvp_only:
+        _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark)
+    else:
+        _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices)
+    return result
+
+
+def _route(rows, result, name, detail, fn, H):
+    """Time one check route and append its row; a route that fails is reported (NaN, reason), not fatal."""
+    try:
+        H_r, t = timed(fn)
+    except (RuntimeError, DeqlabError) as exc:  # e.g. a linear solve of the implicit layer in float32
+        reason = " ".join(str(exc).split())[:160]
+        rows.append({"route": name, "rel. error": float("nan"), "time (s)": float("nan"), "detail": f"FAILED: {reason}"})
+        result.failures.append(f"route {name} failed: {reason}")
+        return None
+    rows.append({"route": name, "rel. error": relative_error(H_r, H), "time (s)": t, "detail": detail})
+    return H_r
+
+
+def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
+    parts, t_cf = timed(lambda: deq_hessian_parts(**params, x=x, y=y, groups=groups, z_star=z), repeats=3)
+    H = parts.H
+    P = H.shape[0]
+    small = P <= cfg.max_reference_p
+    tight = SolveOptions(**{**opts.__dict__, "on_fail": "raise"})
+    rows = [{"route": "closed form (structured)", "rel. error": 0.0,
+             "time (s)": t_cf, "detail": "reference of this table"}]
+    if cfg.check_fd:
+        _route(rows, result, "(a) central FD of implicit gradient", f"step {cfg.fd_step:g}, {2 * P} forward solves",
+               lambda: fd_hessian(params, groups, x, y, step=cfg.fd_step, opts=tight), H)
+    if small:
+        _route(rows, result, f"(b) torch.func.hessian, {cfg.unroll_steps}-layer unroll",
+               f"unroll truncation ~ rho^L = {base['rho(J) max'] ** cfg.unroll_steps:.1e}",
+               lambda: unrolled_hessian(params, groups, x, y, steps=cfg.unroll_steps), H)
+        if cfg.check_layer:
+            _route(rows, result, "(c) torch.func.hessian, implicit layer", f"IFT rules, {opts.solver} atol {opts.atol:g}",
+                   lambda: layer_hessian(params, groups, x, y, opts=tight), H)
+        if cfg.batch * cfg.model.n_z <= 400:
+            pieces, t = timed(lambda: tanh_generic_pieces(params, groups, x, y, z))
+            rows.append({"route": "(d) dense generic closed form", "rel. error":
+                         relative_error(pieces.hessian(), H), "time (s)": t, "detail": "same formula, unstructured code"})
+            if cfg.pitfall and any(g not in READOUT for g in groups):
+                wrong = two_mtz_hessian(pieces)
+                rows.append({"route": "PITFALL: 001's 2 M^T Z term", "rel. error":
+                             relative_error(wrong, H), "time (s)": float("nan"),
+                             "detail": f"WRONG: asymmetry {symmetry_error(wrong):.3f}"})
+    else:
+        result.notes.append(f"P = {P} > max_reference_p = {cfg.max_reference_p}: routes (b)-(d) and the pitfall skipped")
+    routes = pd.DataFrame(rows)
+    result.tables["routes"] = Table(f"Closed-form Hessian vs independent routes (P={P}, batch={cfg.batch}, {cfg.dtype}){mark}", routes,
+                                    formats={"rel. error": "{:.2e}", "time (s)": "{:.4f}"},
+                                    caption="relative Frobenius error ‖H_route − H‖_F / ‖H‖_F")
+    eig = torch.linalg.eigvalsh(H.to(torch.float64))
+    term_rows = []
+    for name, T in (("H = A + B + R", H), ("Term A  Z^T (d2L/dh2) Z", parts.term_a), ("Term B  [I;Z]^T d2(lam^T f) [I;Z]", parts.term_b),
+                    ("Term R  readout blocks", parts.term_r)):
+        nrm = float(torch.linalg.norm(T))
+        term_rows.append({"term": name, "Frobenius norm": nrm, "symmetry error": symmetry_error(T) if nrm > 0 else 0.0})
+    result.tables["terms"] = Table(f"Terms of the Hessian{mark}", pd.DataFrame(term_rows),
+                                   formats={"Frobenius norm": "{:.4e}", "symmetry error": "{:.2e}"},
+                                   caption="symmetry error ‖T − Tᵀ‖_F/‖T‖_F")
+    zero_tol = RANK_TOL * float(eig.abs().max())
+    spec = {**base, "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]),
+            f"n negative (< -{RANK_TOL:g} max|lambda|)": int((eig < -zero_tol).sum()),
+            "n zero (|lambda| below that)": int((eig.abs() <= zero_tol).sum()),
+            "n positive": int((eig > zero_tol).sum())}
+    result.tables["spectrum"] = Table(f"Spectrum of H and conditioning at z*{mark}", key_value(spec),
+                                      caption="cond(I-J): 2-norm condition number, max over samples; rho(J): spectral radius")
+    result.arrays["terms"] = {"term_a": parts.term_a.numpy(), "term_b": parts.term_b.numpy(), "term_r": parts.term_r.numpy(),
+                              "grad": parts.grad.numpy(), "lam": parts.lam.numpy(), "eigenvalues": eig.numpy()}
+    H_np = H.numpy()
+    result.files["hessian.npy"] = lambda path: np.save(path, H_np)
+    bounds = [(g, sl.start) for g, sl in slices.items()]
+    mats = {"H": H_np, "Term A (Gauss-Newton)": parts.term_a.numpy(), "Term B (dynamics)": parts.term_b.numpy()}
+    if any(g in READOUT for g in groups):
+        mats["Term R (readout)"] = parts.term_r.numpy()
+    title = f"DEQ Hessian, tanh N={cfg.model.n_z}, P={P}, batch={cfg.batch}{mark}"
+    result.figures["hessian_heatmap"] = partial(hessian_heatmaps, mats, bounds, title=title)
+    spectra = {"H": eig.numpy(), "Term A": torch.linalg.eigvalsh(parts.term_a).numpy(), "Term B": torch.linalg.eigvalsh(parts.term_b).numpy()}
+    result.figures["spectrum"] = partial(spectrum_plot, spectra, title=f"Eigenvalues of H and its terms{mark}")
+    result.notes.append(
+        "H = Zᵀ(∇²ₕℓ)Z + [I; Z]ᵀ∇²₍θ,h₎(λᵀf)[I; Z] + readout blocks, Z = (I−J)⁻¹∂f/∂θ, (I−J)ᵀλ = ∇ₕℓ (seeds 000/001, "
+        "with the symmetrised mixed term ZᵀM + MᵀZ of the errata). θ order: " + ", ".join(groups) + " (row-major)."
+    )
+
+
+def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
+    op, t_setup = timed(lambda: DEQHessianOperator(params, groups, x, y, z_star=z, opts=opts))
+    P = op.size
+    g, t_grad = timed(op.gradient, repeats=5)
+    gen = torch.Generator().manual_seed(cfg.seed + 7)
+    v = torch.randn(P, generator=gen, dtype=op.theta.dtype)
+    v = v / torch.linalg.norm(v)
+    Hv, t_hvp = timed(lambda: op.matvec(v), repeats=5)
+    tight = SolveOptions(**{**opts.__dict__, "on_fail": "raise"})
+    fd, t_fd = timed(lambda: fd_hvp(params, groups, x, y, v, step=cfg.fd_step, opts=tight))
+    n0 = op.n_hvp
+    top, t_top = timed(lambda: extreme_eigenvalues(op.matvec, P, k=cfg.top_k, which="LA", tol=cfg.eigsh_tol, seed=cfg.seed))
+    n_top = op.n_hvp - n0
+    n0 = op.n_hvp
+    bottom, t_bot = timed(lambda: extreme_eigenvalues(op.matvec, P, k=cfg.top_k, which="SA", tol=cfg.eigsh_tol, seed=cfg.seed))
+    n_bot = op.n_hvp - n0
+    tr, t_tr = timed(lambda: hutchinson_trace(op.matvec, P, probes=cfg.probes, seed=cfg.seed))
+    rows = [
+        {"quantity": "HVP vs central FD of the implicit gradient (rel. error)", "value": relative_error(Hv, fd), "time (s)": t_fd,
+         "detail": f"step {cfg.fd_step:g} along a unit random v"},
+        {"quantity": "one implicit gradient", "value": float(torch.linalg.norm(g)), "time (s)": t_grad, "detail": "value: ‖∇L‖"},
+        {"quantity": "one HVP", "value": t_hvp / t_grad, "time (s)": t_hvp, "detail": "value: time ratio HVP / gradient"},
+        {"quantity": "operator setup (LU of I − W_z D, adjoint λ)", "value": float("nan"), "time (s)": t_setup, "detail": ""},
+        {"quantity": f"top-{cfg.top_k} eigenvalues (eigsh LA)", "value": float(top[-1]), "time (s)": t_top, "detail": f"{n_top} HVPs; value: λ_max"},
+        {"quantity": f"bottom-{cfg.top_k} eigenvalues (eigsh SA)", "value": float(bottom[0]), "time (s)": t_bot, "detail": f"{n_bot} HVPs; value: λ_min"},
+        {"quantity": "trace (Hutchinson)", "value": tr.trace, "time (s)": t_tr, "detail": f"± {tr.std_error:.3g} (1 s.e., {tr.probes} probes)"},
+    ]
+    result.tables["hvp"] = Table(f"Matrix-free Hessian (P={P}, batch={cfg.batch}, N={cfg.model.n_z}){mark}", pd.DataFrame(rows),
+                                 formats={"value": "{:.4e}", "time (s)": "{:.4f}"})
+    spec = {**base, "lambda_min (eigsh)": float(bottom[0]), "lambda_max (eigsh)": float(top[-1]),
+            "trace (Hutchinson)": tr.trace, "trace s.e.": tr.std_error}
+    result.tables["spectrum"] = Table(f"Spectrum of H and conditioning at z*{mark}", key_value(spec),
+                                      caption="cond(I-J): 2-norm condition number, max over samples; rho(J): spectral radius")
+    eig_rows = [{"end": "smallest", "rank": i, "eigenvalue": float(e)} for i, e in enumerate(bottom)]
+    eig_rows += [{"end": "largest", "rank": P - len(top) + i, "eigenvalue": float(e)} for i, e in enumerate(top)]
+    result.tables["eigenvalues"] = Table(f"Extreme eigenvalues by eigsh on the HVP operator{mark}", pd.DataFrame(eig_rows),
+                                         formats={"eigenvalue": "{:.6e}"})
+    result.arrays["hvp"] = {"grad": g.numpy(), "v": v.numpy(), "Hv": Hv.numpy(), "Hv_fd": fd.numpy(), "top": top, "bottom": bottom,
+                            "trace": np.asarray([tr.trace, tr.std_error])}
+    result.figures["spectrum"] = partial(extreme_spectrum_plot, bottom, top, P,
+                                         title=f"Extreme eigenvalues of H (eigsh, P={P}){mark}")

@@ -1,0 +1,80 @@
+"""``deqlab sysid evaluate RUN_DIR --data FILE.npz``: the saved models of a ``deqlab sysid pendulum`` run
+on a user's data (``u`` (trajectories, steps, inputs), ``y`` (trajectories, steps, outputs)); the same
+table as the training run (training time and epochs copied from the run's ``sysid.csv``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from deqlab.cli import compose as C
+from deqlab.errors import ConfigError
+from deqlab.benchmarks import torch_threads
+from deqlab.report.result import Result, Table
+from deqlab.demos.sysid import FORMATS, NRMSE_CAPTION, evaluate_model, figures, validate_lipschitz
+from deqlab.sysid.data import load_arrays
+from deqlab.sysid.models import load_model, parameter_count
+
+
+def _run_washout(run_dir: Path) -> int:
+    from omegaconf import OmegaConf
+
+    cfg_file = run_dir / "config.yaml"
+    if not cfg_file.is_file():
+        raise ConfigError(f"{run_dir} has no config.yaml; give washout=N")
+    try:
+        return int(OmegaConf.load(cfg_file).washout)
+    except Exception:
+        raise ConfigError(f"{cfg_file}: no usable washout; give washout=N") from None
+
+
+def _models(run_dir: Path):
+    files = sorted((run_dir / "models").glob("*.pt"))
+    if not files:
+        raise ConfigError(f"{run_dir} holds no saved models (models/*.pt): not a finished `deqlab sysid pendulum` run")
+    return [(f.stem, *load_model(f)) for f in files]
+
+
+def validate(cfg) -> None:
+    run_dir = Path(C.get(cfg, "run_dir"))
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
+    washout = _run_washout(run_dir) if C.get(cfg, "washout") is None else C.require_int(cfg, "washout", minimum=0)
+    u, y = load_arrays(C.get(cfg, "data_file"), washout=washout)
+    for name, kind, model in _models(run_dir):
+        if model.n_u != u.shape[-1] or model.n_y != y.shape[-1]:
+            raise ConfigError(f"model {name!r} maps {model.n_u} input(s) to {model.n_y} output(s), but the data has "
+                              f"{u.shape[-1]} input(s) and {y.shape[-1]} output(s)")
+    validate_lipschitz(cfg)
+    C.require_int(cfg, "threads", minimum=1)
+
+
+def run(cfg) -> Result:
+    validate(cfg)
+    with torch_threads(cfg.threads):
+        return _run(cfg)
+
+
+def _run(cfg) -> Result:
+    run_dir = Path(cfg.run_dir)
+    washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
+    u, y = load_arrays(cfg.data_file, washout=washout)
+    trained = run_dir / "sysid.csv"
+    info = pd.read_csv(trained).set_index("model") if trained.is_file() else pd.DataFrame()
+    result = Result(command="sysid_evaluate")
+    rows, y_hats = [], {}
+    for name, kind, model in _models(run_dir):
+        metrics = evaluate_model(model, u, y, washout, cfg.lipschitz, cfg.seed)
+        y_hats[name] = metrics.pop("y_hat")
+        metrics.pop("NRMSE clean")
+        row = {"model": name, "kind": kind, "params": parameter_count(model), **metrics}
+        for col in ("train s", "epochs"):
+            row[col] = info.loc[name, col] if name in info.index and col in info.columns else float("nan")
+        rows.append(row)
+    result.tables["sysid"] = Table(title=f"Saved models of {run_dir.name} on {Path(cfg.data_file).name}",
+                                   frame=pd.DataFrame(rows), formats=FORMATS, caption=NRMSE_CAPTION)
+    result.arrays["predictions"] = {"u": u, "y": y, **{f"y_hat_{k}": v for k, v in y_hats.items()}}
+    figures(result, rows, y, y_hats, None, washout, cfg.plot_trajectories, Path(cfg.data_file).name)
+    result.notes.append(f"run {run_dir}; data {cfg.data_file}: {u.shape[0]} trajectories × {u.shape[1]} steps, washout {washout}")
+    return result

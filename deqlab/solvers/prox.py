@@ -1,0 +1,127 @@
+"""Element-wise nonlinearities as proximal operators, ``σ = prox_f`` (Winston & Kolter 2020, §3).
+
+The splitting solvers (:mod:`deqlab.solvers.splitting`) need ``prox_{αf}`` for any step ``α``; the
+monotone DEQ (:mod:`deqlab.models.mondeq`) uses ``σ`` itself. Living beside the solvers keeps the
+import graph one-way: models → implicit → solvers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+PROX_MAX_NEWTON = 60
+
+
+# --- nonlinearities as proximal operators ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProxNonlinearity:
+    """``σ = prox_f`` for a closed proper convex separable ``f``.
+
+    Attributes:
+        name: config name.
+        sigma: ``σ(v)`` (differentiable, used in the layer ``z = σ(Wz + Ux + b)``).
+        dsigma: ``σ'(v)`` element-wise (the diagonal of the layer's Jacobian factor).
+        f: the convex function (element-wise, summed by :meth:`f_value`), ``+∞`` off its domain.
+        formula: ``f`` in words, for tables and docs.
+        alpha_free: ``prox_{αf} = σ`` for every ``α`` (true for indicator functions: ReLU).
+    """
+
+    name: str
+    sigma: Callable[[torch.Tensor], torch.Tensor]
+    dsigma: Callable[[torch.Tensor], torch.Tensor]
+    f: Callable[[torch.Tensor], torch.Tensor]
+    formula: str
+    alpha_free: bool = False
+
+    def f_value(self, z: torch.Tensor) -> torch.Tensor:
+        """``f(z) = Σ_i f(z_i)`` over the last dimension."""
+        return self.f(z).sum(-1)
+
+    def prox(self, v: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """``prox_{αf}(v)`` element-wise; ``α = 1`` (or ReLU) is ``σ(v)`` exactly."""
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        if self.alpha_free or alpha == 1.0:
+            return self.sigma(v)
+        return self.sigma(_prox_argument(self, v, float(alpha)))
+
+
+def _prox_argument(nl: ProxNonlinearity, v: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The ``t`` with ``(1 − α) σ(t) + α t = v`` by Newton safeguarded with a shrinking bracket.
+
+    ``g(t) = (1−α)σ(t) + αt − v`` has ``μ ≤ g' ≤ M`` with ``μ = min(1, α)``, ``M = max(1, α)``, so
+    the root lies within ``|g(t₀)|/μ`` of any ``t₀``: that is the initial bracket.
+    """
+    v = v.detach()
+    mu = min(1.0, alpha)
+    t = v.clone()                                        # exact when α = 1
+    g = (1 - alpha) * nl.sigma(t) + alpha * t - v
+    width = g.abs() / mu
+    lo, hi = t - width, t + width
+    tol = 4 * torch.finfo(v.dtype).eps
+    for _ in range(PROX_MAX_NEWTON):
+        lo = torch.where(g < 0, t, lo)
+        hi = torch.where(g > 0, t, hi)
+        step = g / ((1 - alpha) * nl.dsigma(t) + alpha)
+        t_new = t - step
+        outside = (t_new <= lo) | (t_new >= hi)
+        t_new = torch.where(outside, (lo + hi) / 2, t_new)
+        moved = (t_new - t).abs()
+        t = t_new
+        g = (1 - alpha) * nl.sigma(t) + alpha * t - v
+        if bool((moved <= tol * (1 + t.abs())).all()):
+            break
+    return t
+
+
+def _tanh_f(z: torch.Tensor) -> torch.Tensor:
+    inside = z.abs() <= 1
+    zc = z.clamp(-1, 1)
+    val = 0.5 * (torch.xlogy(1 + zc, 1 + zc) + torch.xlogy(1 - zc, 1 - zc)) - zc**2 / 2
+    return torch.where(inside, val, torch.full_like(z, math.inf))
+
+
+def _softplus_f(z: torch.Tensor) -> torch.Tensor:
+    import numpy as np
+    from scipy.special import spence  # spence(x) = Li₂(1 − x)
+
+    zc = z.detach().clamp_min(0).to(torch.float64).cpu().numpy()
+    val = torch.as_tensor(spence(1 - np.exp(-zc)), dtype=z.dtype, device=z.device)
+    return torch.where(z >= 0, val, torch.full_like(z, math.inf))
+
+
+def _relu_f(z: torch.Tensor) -> torch.Tensor:
+    return torch.where(z >= 0, torch.zeros_like(z), torch.full_like(z, math.inf))
+
+
+NONLINEARITIES: dict[str, ProxNonlinearity] = {
+    "identity": ProxNonlinearity(
+        "identity", lambda v: v, torch.ones_like, torch.zeros_like,
+        "0 (the linear monDEQ: z* solves (I - W) z = U x + b)", alpha_free=True,
+    ),
+    "relu": ProxNonlinearity(
+        "relu", torch.relu, lambda v: (v > 0).to(v.dtype), _relu_f,
+        "indicator of z >= 0 (0 there, +inf elsewhere)", alpha_free=True,
+    ),
+    "tanh": ProxNonlinearity(
+        "tanh", torch.tanh, lambda v: 1 - torch.tanh(v) ** 2, _tanh_f,
+        "((1+z)log(1+z) + (1-z)log(1-z))/2 - z^2/2 on [-1, 1]",
+    ),
+    "softplus": ProxNonlinearity(
+        "softplus", nn.functional.softplus, torch.sigmoid, _softplus_f,
+        "Li2(exp(-z)) on [0, inf)",
+    ),
+}
+
+
+def get_nonlinearity(name: str) -> ProxNonlinearity:
+    try:
+        return NONLINEARITIES[name]
+    except KeyError:
+        raise ValueError(f"unknown nonlinearity {name!r}; choose one of: {', '.join(NONLINEARITIES)}") from None
