@@ -1,25 +1,36 @@
-"""Exceptions the CLI turns into one clear line and an exit code (never a traceback).
+"""deqlab's one error family, owned by the library.
 
-- :class:`ConfigError` (exit 2): bad user input: unknown solver, negative size, malformed override,
-  non-numeric value, NaN in inputs, a bad data file.
-- :class:`NotConvergedError` (exit 1): a computation that needs a converged equilibrium did not get
-  one (and the user did not ask to go on).
+The library raises these; only the command line (:mod:`deqlab.cli.errors`) maps them to exit codes
+(input errors and resource refusals 2, everything else 1). Catch :class:`DeqlabError` to catch all.
+
+- :class:`InputError` (a ``ValueError``): bad input: an unknown name, a negative size, NaN in data,
+  a malformed file, an option a solver does not take.
+- :class:`ResourceError` (an :class:`InputError`): a size whose estimated memory does not fit.
+- :class:`NotConvergedError`: a solve that had to converge did not.
+- :class:`IllConditionedError`: the system behind a derivative is too ill-conditioned (or the fixed
+  point is repelling) for the derivative to be trusted; deqlab refuses instead of returning it.
 """
 
 
 class DeqlabError(Exception):
     """Base class of errors that carry a message meant for the user."""
 
-    exit_code = 1
+
+class InputError(DeqlabError, ValueError):
+    """Invalid configuration, arguments or input data."""
 
 
-class ConfigError(DeqlabError, ValueError):
-    """Invalid configuration or input data; exit code 2."""
+#: The name the command line used before the error family was owned by the library.
+ConfigError = InputError
 
-    exit_code = 2
+
+class ResourceError(InputError):
+    """The work asked for needs more memory (or time) than is available; raised before allocating."""
 
 
 class NotConvergedError(DeqlabError, RuntimeError):
-    """A solve that had to converge did not; exit code 1."""
+    """A solve that had to converge did not."""
 
-    exit_code = 1
+
+class IllConditionedError(DeqlabError, ArithmeticError):
+    """A derivative would rest on an ill-conditioned (or non-contractive) linear system."""

@@ -69,7 +69,7 @@ def run_experiment(
         save(result, run_dir)
     except DeqlabError as exc:
         run_dir.fail(str(exc))
-        fail(str(exc), exc.exit_code)
+        fail(str(exc), exit_code(exc))
     except BaseException as exc:  # a bug or Ctrl-C: keep the traceback, but never leave a "success" folder
         run_dir.fail(f"{type(exc).__name__}: {exc}")
         raise
@@ -82,6 +82,13 @@ def run_experiment(
     path = run_dir.finish()
     console.print(f"[green]outputs:[/] {path}")
     return result
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code of a library error: 2 for bad input (resource refusals included), 1 otherwise."""
+    from deqlab.errors import InputError
+
+    return 2 if isinstance(exc, InputError) else 1
 
 
 def check_common(cfg, experiment: str) -> None:

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from deqlab.cli import compose as C
-from deqlab.errors import ConfigError, DeqlabError, NotConvergedError
+from deqlab.errors import ConfigError, DeqlabError, NotConvergedError, IllConditionedError
 from deqlab.benchmarks import median_time
 from deqlab.report.result import Result, Table
 from deqlab.implicit.checks import fd_hessian, layer_hessian, relative_error, symmetry_error, unrolled_hessian
@@ -40,12 +40,6 @@ from deqlab.models.tanh_deq import INITS, TanhDEQ
 from deqlab.report.hessian_figures import extreme_spectrum_plot, hessian_heatmaps, spectrum_plot
 
 SOLVER_KEYS = ("_target_", "name", "atol", "rtol", "max_iter")
-
-
-class IllConditionedError(DeqlabError):
-    """``I − J`` at the fixed point is too close to singular (or ``J`` not contractive): exit 1."""
-
-    exit_code = 1
 
 
 def parameter_count(cfg) -> int:
