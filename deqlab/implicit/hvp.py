@@ -132,6 +132,7 @@ class DEQHessianOperator:
                                       "there, so the implicit derivatives do not exist")
         self._luM = (A, pivots)
         self._r = h @ p["W_y"].T + p["b_y"] - self.y
+        self._hx1 = torch.cat([h, self.x, torch.ones(B, 1, dtype=h.dtype)], 1)  # the rows of A_θ's factors
         g_h = self._r @ p["W_y"]
         self._mu = torch.linalg.lu_solve(*self._luM, (self._s1 * g_h)[:, :, None], adjoint=True)[..., 0]
         self.lam = g_h + self._mu @ p["W_z"]
@@ -153,14 +154,17 @@ class DEQHessianOperator:
 
     def _matvec_structured(self, v):
         p, h, x, s1, r, mu = self.params, self.h, self.x, self._s1, self._r, self._mu
+        N, d_x = h.shape[1], x.shape[1]
         d = self._pieces(v)
-        e = h @ d["W_z"].T + d["b_z"] + x @ d["U_z"].T  # A_θ v
+        # A_θ v = h dW_zᵀ + x dU_zᵀ + db_z as one product [h, x, 1] @ [dW_z, dU_z, db_z]ᵀ
+        e = self._hx1 @ torch.cat([d["W_z"], d["U_z"], d["b_z"][:, None]], 1).T
         zeta = torch.linalg.lu_solve(*self._luM, e[:, :, None])[..., 0]  # da = M A_θ v
         t = s1 * zeta  # Z v
         q = t @ p["W_y"].T + h @ d["W_y"].T + d["b_y"]  # total dŷ
         w = s1 * (q @ p["W_y"] + mu @ d["W_z"] + r @ d["W_y"]) + self.lam * self._s2 * zeta
         om = torch.linalg.lu_solve(*self._luM, w[:, :, None], adjoint=True)[..., 0]  # Mᵀ w
-        return self._join({"W_z": om.T @ h + mu.T @ t, "b_z": om.sum(0), "U_z": om.T @ x,
+        A_t_om = om.T @ self._hx1  # A_θᵀ ω as one product: [Ωᵀh, Ωᵀx, Σ_s ω_s]
+        return self._join({"W_z": A_t_om[:, :N] + mu.T @ t, "b_z": A_t_om[:, -1], "U_z": A_t_om[:, N : N + d_x],
                            "W_y": q.T @ h + r.T @ t, "b_y": q.sum(0)})
 
     def gradient(self) -> torch.Tensor:
