@@ -136,6 +136,7 @@ class DEQHessianOperator:
         g_h = self._r @ p["W_y"]
         self._mu = torch.linalg.lu_solve(*self._luM, (self._s1 * g_h)[:, :, None], adjoint=True)[..., 0]
         self.lam = g_h + self._mu @ p["W_z"]
+        self._lam_s2 = self.lam * self._s2
 
     def _pieces(self, v):
         """``v`` split into all five groups (zeros for groups not in ``θ``)."""
@@ -156,16 +157,24 @@ class DEQHessianOperator:
         p, h, x, s1, r, mu = self.params, self.h, self.x, self._s1, self._r, self._mu
         N, d_x = h.shape[1], x.shape[1]
         d = self._pieces(v)
+        readout = "W_y" in self.groups or "b_y" in self.groups
         # A_θ v = h dW_zᵀ + x dU_zᵀ + db_z as one product [h, x, 1] @ [dW_z, dU_z, db_z]ᵀ
         e = self._hx1 @ torch.cat([d["W_z"], d["U_z"], d["b_z"][:, None]], 1).T
         zeta = torch.linalg.lu_solve(*self._luM, e[:, :, None])[..., 0]  # da = M A_θ v
         t = s1 * zeta  # Z v
-        q = t @ p["W_y"].T + h @ d["W_y"].T + d["b_y"]  # total dŷ
-        w = s1 * (q @ p["W_y"] + mu @ d["W_z"] + r @ d["W_y"]) + self.lam * self._s2 * zeta
+        q = t @ p["W_y"].T  # total dŷ
+        if readout:
+            q = q + h @ d["W_y"].T + d["b_y"]
+        w = q @ p["W_y"] + mu @ d["W_z"]
+        if readout:
+            w = w + r @ d["W_y"]
+        w = torch.addcmul(self._lam_s2 * zeta, s1, w)  # D(·) + λ σ''(a) ζ
         om = torch.linalg.lu_solve(*self._luM, w[:, :, None], adjoint=True)[..., 0]  # Mᵀ w
         A_t_om = om.T @ self._hx1  # A_θᵀ ω as one product: [Ωᵀh, Ωᵀx, Σ_s ω_s]
-        return self._join({"W_z": A_t_om[:, :N] + mu.T @ t, "b_z": A_t_om[:, -1], "U_z": A_t_om[:, N : N + d_x],
-                           "W_y": q.T @ h + r.T @ t, "b_y": q.sum(0)})
+        parts = {"W_z": A_t_om[:, :N] + mu.T @ t, "b_z": A_t_om[:, -1], "U_z": A_t_om[:, N : N + d_x]}
+        if readout:
+            parts |= {"W_y": q.T @ h + r.T @ t, "b_y": q.sum(0)}
+        return self._join(parts)
 
     def gradient(self) -> torch.Tensor:
         """``∇_θL = ∇_θℓ + (∂f/∂θ)ᵀλ``, ``(P,)``."""
