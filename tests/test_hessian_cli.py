@@ -88,7 +88,7 @@ def test_unconverged_forward_solve_refused_then_marked(cli, output_root):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (("--groups", "W_z,nope"), "parameter groups"),
+        (("--groups", "W_z,nope"), "unknown groups entry 'nope'"),
         (("--n-z", "-3"), "model.n_z"),
         (("--dtype", "float16"), "dtype"),
         (("--fd-step", "0"), "fd_step"),

@@ -99,7 +99,7 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
     "args, message",
     [
         (("--part", "nonsense"), "unknown part"),
-        (("--part", "pairs"), "needs pairs_file"),
+        (("--part", "pairs"), "part=pairs reads a pairs file"),
         (("--part", "study", "study.n=5", "study.k=[1,6]"), "study.k contains 6"),
         (("--part", "study", "study.noise=[-1]"), "study.noise"),
         (("--part", "deq", "deq.k=[1000]"), "deq.k contains 1000"),
@@ -107,6 +107,7 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
         (("--part", "study", "study.definite=maybe"), "study.definite"),
         (("--part", "deq", "deq.directions=[sideways]"), "deq.directions"),
         (("--part", "study", "--pairs", "x.npz"), "cannot be combined"),
+        (("pairs_file=x.npz",), "pairs_file is read only by part=pairs")
     ],
 )
 def test_bad_config(cli, output_root, args, message):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from deqlab import lowrank as LR
-from deqlab.demos import lowrank as E
+from deqlab.demos.lowrank import UNROLL_RESIDUAL_TOL
+from deqlab.implicit import secant_pairs as E
 from deqlab.models.tanh_deq import TanhDEQ
 
 #: implicit gradient vs reverse-mode autodiff through 200 unrolled layers (both converged to 1e-13).
@@ -51,7 +52,7 @@ def test_flat_params_round_trip(problem):
 
 def test_implicit_gradient_matches_unrolled_autodiff(problem):
     model, x, y, theta, H = problem
-    assert E.unrolled_residual(model, theta, x, LAYERS) < E.UNROLL_RESIDUAL_TOL
+    assert E.unrolled_residual(model, theta, x, LAYERS) < UNROLL_RESIDUAL_TOL
     th = theta.clone().requires_grad_(True)
     g_unrolled = torch.autograd.grad(E.unrolled_loss(model, th, x, y, LAYERS), th)[0]
     g_implicit = E.implicit_gradient(model, theta, x, y)
@@ -82,12 +83,12 @@ def test_exact_hessian_symmetric_and_matches_finite_differences(problem):
 
 def test_exact_hessian_matches_autodiff_through_the_unrolled_solve(problem):
     model, x, y, theta, H = problem
-    assert E.unrolled_residual(model, theta, x, LAYERS) < E.UNROLL_RESIDUAL_TOL
+    assert E.unrolled_residual(model, theta, x, LAYERS) < UNROLL_RESIDUAL_TOL
     H_unrolled = torch.func.hessian(lambda th: E.unrolled_loss(model, th, x, y, LAYERS))(theta)
     assert torch.linalg.matrix_norm(H - H_unrolled) / torch.linalg.matrix_norm(H_unrolled) < UNROLL_HESSIAN_TOL
     # a 3-layer unroll is not converged, and its Hessian is measurably not the equilibrium's
     H_short = torch.func.hessian(lambda th: E.unrolled_loss(model, th, x, y, 3))(theta)
-    assert E.unrolled_residual(model, theta, x, 3) > E.UNROLL_RESIDUAL_TOL
+    assert E.unrolled_residual(model, theta, x, 3) > UNROLL_RESIDUAL_TOL
     assert torch.linalg.matrix_norm(H - H_short) / torch.linalg.matrix_norm(H) > 1e-3
 
 

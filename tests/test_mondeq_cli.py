@@ -46,10 +46,10 @@ def test_mondeq_writes_every_table_and_figure(cli, output_root):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("--m", "0"), "model.m must be a number > 0"),
-        (("--m", "-0.5"), "model.m must be a number > 0"),
-        (("--alpha", "0"), "alpha must be a number > 0"),
-        (("--alpha", "-1"), "alpha must be a number > 0"),
+        (("--m", "0"), "model.m must be > 0"),
+        (("--m", "-0.5"), "model.m must be > 0"),
+        (("--alpha", "0"), "alpha must be > 0"),
+        (("--alpha", "-1"), "alpha must be > 0"),
         (("--fb-alpha", "0"), "fb_alpha must be a number > 0 or auto"),
         (("sweep.alphas=[1.0,-2.0]",), "sweep.alphas"),
         (("model.nonlinearity=sigmoid",), "unknown model.nonlinearity"),
