@@ -7,13 +7,11 @@ import pandas as pd
 import pytest
 
 from deqlab.demos.lowrank import SEED_H
+import helpers
 
 
 def run_folder(output_root: Path, command: str = "lowrank") -> Path:
-    folders = [p for p in (output_root / command).iterdir() if p.is_dir()]
-    assert len(folders) == 1, folders
-    assert not folders[0].name.endswith((".partial", ".failed"))
-    return folders[0]
+    return helpers.run_folder(output_root, command)
 
 
 def test_default_reproduces_seed_example(cli, output_root):

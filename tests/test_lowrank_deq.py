@@ -11,6 +11,7 @@ from deqlab import lowrank as LR
 from deqlab.demos.lowrank import UNROLL_RESIDUAL_TOL
 from deqlab.implicit import secant_pairs as E
 from deqlab.models.tanh_deq import TanhDEQ
+import helpers
 
 #: implicit gradient vs reverse-mode autodiff through 200 unrolled layers (both converged to 1e-13).
 GRADIENT_TOL = 1e-10
@@ -72,12 +73,7 @@ def test_unrolled_loss_gradcheck_and_gradgradcheck(problem):
 def test_exact_hessian_symmetric_and_matches_finite_differences(problem):
     model, x, y, theta, H = problem
     assert torch.abs(H - H.T).max() / torch.abs(H).max() < SYMMETRY_TOL
-    cols = []
-    for i in range(theta.numel()):
-        e = torch.zeros_like(theta)
-        e[i] = FD_STEP
-        cols.append((E.implicit_gradient(model, theta + e, x, y) - E.implicit_gradient(model, theta - e, x, y)) / (2 * FD_STEP))
-    H_fd = torch.stack(cols, 1)
+    H_fd = helpers.central_differences(lambda t: E.implicit_gradient(model, t, x, y), theta, FD_STEP)
     assert torch.linalg.matrix_norm(H_fd - H) / torch.linalg.matrix_norm(H) < FD_TOL
 
 

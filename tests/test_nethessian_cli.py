@@ -3,10 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+import helpers
 
 
 def run_dirs(root):
-    return [p for p in root.iterdir() if p.is_dir() and p.name != "pinn"] if root.exists() else []
+    return helpers.run_folders(root.parent, root.name)
 
 
 def test_check_writes_tables_arrays_and_figure(cli, output_root):

@@ -9,9 +9,43 @@ from pathlib import Path
 from deqlab.cli.execute import check_resources, fail
 from deqlab.errors import InputError
 
+#: CLI names of the sweepable commands → their config names (the underscore spellings work too)
+SWEEPABLE = {
+    "converge": "converge", "hessian": "hessian", "mondeq": "mondeq", "nethessian": "nethessian",
+    "nethessian-pinn": "nethessian_pinn", "lowrank": "lowrank", "sysid-pendulum": "sysid",
+    "sysid-evaluate": "sysid_evaluate", "bench-solvers": "bench_solvers", "bench-hessian": "bench_hessian",
+    "bench-lowrank": "bench_lowrank", "bench-mondeq": "bench_mondeq", "bench-nethessian": "bench_nethessian",
+    "bench-sysid": "bench_sysid",
+}
+
+
+def resolve(name: str) -> str:
+    if name in SWEEPABLE:
+        return SWEEPABLE[name]
+    if name in SWEEPABLE.values():
+        return name
+    if name == "sysid":
+        return "sysid"
+    raise KeyError(name)
+
+
+def probes(parsed) -> list[list[str]]:
+    """Plain override lists that together try every value of every sweep once (the other sweeps at their
+    first value), so bad input fails before any job runs."""
+    choices = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [None] for o in parsed]
+
+    def line(o, value):
+        return o.input_line if value is None else f"{o.get_key_element()}={value}"
+
+    first = [line(o, c[0]) for o, c in zip(parsed, choices)]
+    out = [first]
+    for i, (o, values) in enumerate(zip(parsed, choices)):
+        for value in values[1:]:
+            out.append(first[:i] + [line(o, value)] + first[i + 1:])
+    return out
+
 
 def run_sweep(command: str, args: list[str]) -> None:
-    from deqlab.cli.commands.sweep import probes
     from deqlab.cli.compose import RunOptions, compose, screen, to_settings
     from deqlab.cli.run_folder import create_exclusive, output_root
 
