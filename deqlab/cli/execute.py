@@ -57,6 +57,34 @@ def option_overrides(**options) -> list[str]:
     return out
 
 
+def default_of(command: str, key: str) -> str:
+    """The default of ``key`` in ``command``'s settings, as a user would type it."""
+    from deqlab.settings import settings_class
+
+    value = settings_class(command)()
+    for part in key.split("."):
+        value = getattr(value, part)
+    value = getattr(value, "name", value)   # a solver: its name
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def option_help(command: str, key: str, text: str) -> str:
+    """An option's help with its settings key and default taken from the settings (they cannot drift)."""
+    return f"{text.rstrip('. ')}. Key {key}, default {default_of(command, key)}."
+
+
+def bench_help(command: str, text: str, duration: str) -> str:
+    """A bench's help: what it measures, how long it takes, and its keys (from its settings)."""
+    import dataclasses
+
+    from deqlab.settings import settings_class
+
+    keys = ", ".join(f.name for f in dataclasses.fields(settings_class(command)))
+    return f"{text} Takes {duration} on a 2-core machine. Keys: {keys}."
+
+
 def split_list(text: str | None, option: str, cast=str) -> list | None:
     """``"16,16"`` → ``[16, 16]`` for a comma-separated option; ``None`` when the option was not given.
     An empty entry or a value ``cast`` refuses is a one-line usage error (exit 2)."""
