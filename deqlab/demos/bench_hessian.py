@@ -44,8 +44,7 @@ import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from deqlab.benchmarks import machine_note, median_time, torch_threads
-from deqlab.cli import compose as C
-from deqlab.errors import ConfigError, DeqlabError
+from deqlab.errors import DeqlabError
 from deqlab.implicit.checks import relative_error, unrolled_hessian, unrolled_loss
 from deqlab.implicit.hessian import deq_gradient, deq_hessian, solve_equilibrium
 from deqlab.implicit.hvp import DEQHessianOperator
@@ -55,22 +54,6 @@ from deqlab.implicit.spectrum import extreme_eigenvalues
 from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
-
-
-def validate(cfg) -> None:
-    for key in ("threads", "n_z", "n_x", "batch", "unroll_steps", "repeats", "ref_repeats", "dense_max_p", "top_k", "seed",
-                "memory_n_z"):
-        C.require_int(cfg, key, minimum=0 if key == "seed" else 1)
-    C.require_int(cfg, "warmup", minimum=0)
-    C.require_int_list(cfg, "ladder", minimum=1)
-    C.require_float(cfg, "eigsh_tol", minimum=0.0)
-    C.require_float(cfg, "solver_atol", minimum=0.0, exclusive=True)
-    if not isinstance(cfg.memory, bool):
-        raise ConfigError(f"memory must be true or false, got {cfg.memory!r}")
-    try:
-        check_groups(list(cfg.groups))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def setup(n_z: int, n_x: int, batch: int, seed: int, groups):
@@ -332,7 +315,6 @@ def _targets_table(cfg, groups, times, H, H_ref, ladder) -> Table:
 
 
 def run(cfg) -> Result:
-    validate(cfg)
     groups = check_groups(list(cfg.groups))
     result = Result(command="bench_hessian")
     # torch's intra-op pool and the BLAS/OpenMP pools (which threadpoolctl controls) both pinned
