@@ -85,19 +85,32 @@ HVP_MEMORY_RATIO = 2.0
 PROBE_TIMEOUT_S = 900
 
 
+#: Shortest timed sample: a cheap call (an HVP, a gradient: well under a millisecond at N = 32) is
+#: repeated within one sample until the sample lasts this long, so that one preemption on a shared
+#: machine does not decide a median.
+MIN_SAMPLE_S = 0.02
+
+
 def interleaved_medians(fns: dict, repeats: int, warmup: int) -> tuple[dict, dict]:
-    """Median wall seconds of each callable, the callables run in turn (A B A B …) so that drift of a
-    shared machine hits all of them; also the last output of each."""
-    outs = {}
-    for _ in range(warmup):
-        for name, fn in fns.items():
+    """Median wall seconds per call of each callable, the callables run in turn (A B A B …) so that
+    drift of a shared machine hits all of them; also the last output of each.
+
+    Each sample times ``k`` back-to-back calls (``k`` from a first untimed call, so that a sample
+    lasts at least :data:`MIN_SAMPLE_S`) and counts ``sample / k``."""
+    outs, calls = {}, {}
+    for name, fn in fns.items():
+        for _ in range(max(warmup, 1)):
+            start = time.perf_counter()
             outs[name] = fn()
+            once = time.perf_counter() - start
+        calls[name] = max(1, min(1000, int(MIN_SAMPLE_S / max(once, 1e-9)) + 1)) if once < MIN_SAMPLE_S else 1
     times = {name: [] for name in fns}
     for _ in range(max(1, repeats)):
         for name, fn in fns.items():
             start = time.perf_counter()
-            outs[name] = fn()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(calls[name]):
+                outs[name] = fn()
+            times[name].append((time.perf_counter() - start) / calls[name])
     return {name: statistics.median(t) for name, t in times.items()}, outs
 
 
