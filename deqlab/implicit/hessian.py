@@ -21,8 +21,10 @@ Two implementations:
       Term B = A_θᵀ Mᵀ diag(λ ⊙ σ''(a)) M A_θ + K + Kᵀ,   K[(i,k), :] = μ_i Z[k, :],  μ = D λ
 
   (``K`` is the bilinear ``W·h`` cross term: ``∂²aᵢ/∂W_ik ∂h_k = 1``). Each block of ``A_θᵀ Q̃ A_θ`` is a
-  batch sum of Kronecker products ``Q̃_s ⊗ u_s v_sᵀ`` with ``u, v ∈ {h, 1, x}``, computed as one
-  matrix product of cost ``≈ P²·batch``.
+  batch sum of Kronecker products ``Q̃_s ⊗ u_s v_sᵀ`` with ``u, v ∈ {h, 1, x}``. The whole ``H`` is
+  assembled in its final layout by one ``(K × B) @ (B × P)`` product per row index (``≈ P²·batch``
+  multiply-adds in all, the count of one ``(P×B)@(B×P)`` product) and one in-place pass
+  ``H = Y + Yᵀ`` (:func:`_assemble`).
   Readout blocks, with ``r = ŷ − y`` and ``C = [I ⊗ hᵀ, I]`` (``dŷ = C dθ_r``)::
 
       H_rr = Σ_s Cᵀ C,      H_rd = Σ_s (Cᵀ W_y Z + K_r),   K_r[(o,k), :] = r_o Z[k, :]
