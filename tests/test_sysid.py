@@ -92,7 +92,7 @@ def test_evaluate_on_the_runs_test_split_reproduces_the_table(tiny_run, cli, out
     trained = pd.read_csv(run / "sysid.csv").set_index("model")
     for name in trained.index:
         assert abs(ev.loc[name, "NRMSE"] - trained.loc[name, "NRMSE"]) < SAME_RUN_TOL
-        assert ev.loc[name, "train s"] == trained.loc[name, "train s"]
+        assert ev.loc[name, "train time [s]"] == trained.loc[name, "train time [s]"]
 
 
 def test_train_on_user_data(cli, output_root, tmp_path):

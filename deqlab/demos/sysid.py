@@ -31,7 +31,7 @@ from deqlab.sysid.metrics import empirical_lipschitz, fit_percent, nrmse, simula
 from deqlab.sysid.models import KINDS, make_model, parameter_count, save_model
 from deqlab.sysid.training import TrainSettings, train
 
-FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train s": "{:.1f}",
+FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.1f}",
            "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
 NRMSE_CAPTION = ("NRMSE = sqrt(mean((ŷ−y)²))/std(y) per output over the test trajectories after the washout "
                  "(std with mean subtraction), averaged over outputs; fit % = 100(1 − NRMSE). NRMSE clean: against the noise-free output. Lip columns: "
@@ -245,7 +245,7 @@ def _run(cfg) -> Result:
             metrics = evaluate_model(model, u_te, y_te, cfg.washout, cfg.lipschitz, cfg.seed, y_clean)
             y_hats[name] = metrics.pop("y_hat")
             rows.append({"model": name, "kind": kind, "params": parameter_count(model), **metrics,
-                         "train s": hist.seconds, "epochs": len(hist.val_nrmse), "best ep": hist.best_epoch + 1,
+                         "train time [s]": hist.seconds, "epochs": len(hist.val_nrmse), "best ep": hist.best_epoch + 1,
                          "stopped": hist.stopped})
             curves[name] = np.asarray(hist.val_nrmse)
             result.arrays.setdefault("curves", {})[f"{name}_val_nrmse"] = np.asarray(hist.val_nrmse)

@@ -69,7 +69,7 @@ def _run(cfg) -> Result:
         y_hats[name] = metrics.pop("y_hat")
         metrics.pop("NRMSE clean")
         row = {"model": name, "kind": kind, "params": parameter_count(model), **metrics}
-        for col in ("train s", "epochs"):
+        for col in ("train time [s]", "epochs"):
             row[col] = info.loc[name, col] if name in info.index and col in info.columns else float("nan")
         rows.append(row)
     result.tables["sysid"] = Table(title=f"Saved models of {run_dir.name} on {Path(cfg.data_file).name}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
 _STYLE = {
     "rank_k_recovery": dict(marker="o", lw=2),
     "seed_method": dict(marker="x", ls="--"),

@@ -7,7 +7,8 @@ when ``DEQLAB_PROGRESS=0`` (tests) or when stderr is not a terminal.
 from __future__ import annotations
 
 import os
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 T = TypeVar("T")
 

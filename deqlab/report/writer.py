@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from rich.console import Console
 
+from deqlab.cli.run_folder import RunFolder
 from deqlab.report.result import Result
 from deqlab.report.tables import to_rich
-from deqlab.cli.run_folder import RunFolder
 
 
 def save(result: Result, folder: RunFolder) -> list[str]:
