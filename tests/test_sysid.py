@@ -229,13 +229,16 @@ def test_bench_sysid(cli, output_root):
 
 def test_progress_bar_reports_epochs(monkeypatch):
     from deqlab.demos.sysid import EpochBar
+    from deqlab.report import progress
 
-    monkeypatch.setenv("DEQLAB_PROGRESS", "1")
+    real_enabled = progress.enabled
+    monkeypatch.setattr(progress, "enabled", lambda: True)  # as on a terminal (pytest captures stdout)
     with EpochBar() as bar:
         report = bar.callback("ren", 3)
         report(0, {"train_loss": 0.5, "val_nrmse": 0.4, "best": 0.4})
         task = bar.progress.tasks[0]
         assert task.completed == 1 and "val NRMSE 0.4000" in task.fields["info"]
+    monkeypatch.setattr(progress, "enabled", real_enabled)
     monkeypatch.setenv("DEQLAB_PROGRESS", "0")
     with EpochBar() as bar:
         assert bar.callback("ren", 3) is None

@@ -14,6 +14,7 @@ import torch
 
 from deqlab.cli import compose as C
 from deqlab.benchmarks import machine_note, median_time, torch_threads
+from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
 from deqlab.models.baselines import LSTMModel
 from deqlab.models.ren import ContractingREN
@@ -29,7 +30,7 @@ def validate(cfg) -> None:
 def run(cfg) -> Result:
     validate(cfg)
     rows = []
-    for threads in cfg.threads:
+    for threads in track(list(cfg.threads), "bench sysid (per thread count)"):
         with torch_threads(threads):
             torch.manual_seed(cfg.seed)
             u = torch.randn(cfg.batch, cfg.steps, 1, dtype=torch.float64)

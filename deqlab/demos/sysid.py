@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import os
+from contextlib import contextmanager
 import zlib
 from pathlib import Path
 
@@ -143,10 +144,12 @@ def make_dataset(cfg) -> Dataset:
 
 
 class EpochBar:
-    """A rich progress bar over epochs with the latest losses (silent when ``DEQLAB_PROGRESS=0``)."""
+    """A rich progress bar over epochs with the latest losses (silent unless :func:`deqlab.report.progress.enabled`)."""
 
     def __init__(self):
-        self.enabled = os.environ.get("DEQLAB_PROGRESS", "1") != "0"
+        from deqlab.report.progress import enabled
+
+        self.enabled = enabled()
         self.progress = None
 
     def __enter__(self):
@@ -163,6 +166,18 @@ class EpochBar:
     def __exit__(self, *exc):
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+    @contextmanager
+    def step(self, description: str):
+        """A spinner line for a step between epochs (one live display at a time, so not a new one)."""
+        if self.progress is None:
+            yield
+            return
+        task = self.progress.add_task(description, total=None, info="")
+        try:
+            yield
+        finally:
+            self.progress.remove_task(task)
 
     def callback(self, name: str, epochs: int):
         if self.progress is None:
@@ -242,7 +257,8 @@ def _run(cfg) -> Result:
             own = {k: cfg.model_settings[name][k] for k in TRAIN_KEYS if k in cfg.model_settings[name]}
             settings = TrainSettings(**{**base, **own})
             hist = train(model, u_tr, y_tr, u_va, y_va, settings, progress=bar.callback(name, settings.epochs))
-            metrics = evaluate_model(model, u_te, y_te, cfg.washout, cfg.lipschitz, cfg.seed, y_clean)
+            with bar.step(f"evaluate {name}: simulate the test set, search the Lipschitz lower bound"):
+                metrics = evaluate_model(model, u_te, y_te, cfg.washout, cfg.lipschitz, cfg.seed, y_clean)
             y_hats[name] = metrics.pop("y_hat")
             rows.append({"model": name, "kind": kind, "params": parameter_count(model), **metrics,
                          "train time [s]": hist.seconds, "epochs": len(hist.val_nrmse), "best ep": hist.best_epoch + 1,

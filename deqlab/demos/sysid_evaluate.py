@@ -11,6 +11,7 @@ import pandas as pd
 from deqlab.cli import compose as C
 from deqlab.errors import ConfigError
 from deqlab.benchmarks import torch_threads
+from deqlab.report.progress import activity
 from deqlab.report.result import Result, Table
 from deqlab.demos.sysid import FORMATS, NRMSE_CAPTION, evaluate_model, figures, validate_lipschitz
 from deqlab.sysid.data import load_arrays
@@ -50,6 +51,15 @@ def validate(cfg) -> None:
     C.require_int(cfg, "threads", minimum=1)
 
 
+def _row(name, kind, model, metrics, info, y_hats) -> dict:
+    y_hats[name] = metrics.pop("y_hat")
+    metrics.pop("NRMSE clean")
+    row = {"model": name, "kind": kind, "params": parameter_count(model), **metrics}
+    for col in ("train time [s]", "epochs"):
+        row[col] = info.loc[name, col] if name in info.index and col in info.columns else float("nan")
+    return row
+
+
 def run(cfg) -> Result:
     validate(cfg)
     with torch_threads(cfg.threads):
@@ -64,14 +74,13 @@ def _run(cfg) -> Result:
     info = pd.read_csv(trained).set_index("model") if trained.is_file() else pd.DataFrame()
     result = Result(command="sysid_evaluate")
     rows, y_hats = [], {}
-    for name, kind, model in _models(run_dir):
-        metrics = evaluate_model(model, u, y, washout, cfg.lipschitz, cfg.seed)
-        y_hats[name] = metrics.pop("y_hat")
-        metrics.pop("NRMSE clean")
-        row = {"model": name, "kind": kind, "params": parameter_count(model), **metrics}
-        for col in ("train time [s]", "epochs"):
-            row[col] = info.loc[name, col] if name in info.index and col in info.columns else float("nan")
-        rows.append(row)
+    models = _models(run_dir)
+    with activity("evaluate saved models", total=len(models)) as act:
+        for name, kind, model in models:
+            act.update(description=f"evaluate {name}: simulate, search the Lipschitz lower bound")
+            metrics = evaluate_model(model, u, y, washout, cfg.lipschitz, cfg.seed)
+            act.advance()
+            rows.append(_row(name, kind, model, metrics, info, y_hats))
     result.tables["sysid"] = Table(title=f"Saved models of {run_dir.name} on {Path(cfg.data_file).name}",
                                    frame=pd.DataFrame(rows), formats=FORMATS, caption=NRMSE_CAPTION)
     result.arrays["predictions"] = {"u": u, "y": y, **{f"y_hat_{k}": v for k, v in y_hats.items()}}
