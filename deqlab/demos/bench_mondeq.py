@@ -121,13 +121,14 @@ def _run(cfg) -> Result:
     )
     result.tables["alpha_grid"] = Table("Iterations to rtol over the alpha grid", pd.DataFrame(grid_rows))
     sizes = np.array(list(cfg.sizes))
-    times = {}
+    times, converged = {}, {}
     for m in frame.method.unique():
         sub = frame[frame.method == m]
-        label = m if sub.converged.all() else f"{m} (not converged at some n_z)"
-        times[label] = sub["median time [ms]"].to_numpy()
-    result.figures["bench"] = partial(mondeq_figures.bench_times, sizes, times,
-                                      title=f"monDEQ forward solve time (batch {cfg.batch}, {cfg.dtype}, rtol {cfg.rtol:g})")
+        times[m] = sub["median time [ms]"].to_numpy(dtype=float)
+        converged[m] = np.array([bool(c) for c in sub.converged])
+    result.figures["bench"] = partial(mondeq_figures.bench_times, sizes, times, converged=converged,
+                                      title=f"monDEQ forward solve time (batch {cfg.batch}, {cfg.dtype}, rtol {cfg.rtol:g})",
+                                      subtitle=f"median of {cfg.repeats}, {torch.get_num_threads()} torch threads, seed={cfg.seed}")
     result.notes.append(
         f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}, dtype {cfg.dtype}. Stopping rule: ours "

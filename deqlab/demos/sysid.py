@@ -218,16 +218,16 @@ def model_writer(model, kind, kwargs):
 
 
 def figures(result: Result, rows: list[dict], y_test, y_hats, sample_time, washout, n_plot, title_prefix,
-            physical: bool = False):
-    y_label, unit = ("angle φ [rad]", "rad/(N·m)") if physical else ("y [output units]", "output/input units")
+            physical: bool = False, panel: str = "test trajectory", subtitle: str = ""):
+    y_label, unit = ("angle φ [rad]", "rad/(N·m)") if physical else ("y₀ (units of the data)", "units of y / units of u")
     if n_plot > 0:
         result.figures["predictions"] = lambda: sysid_figures.predictions(
             y_test, y_hats, sample_time=sample_time, washout=washout, trajectories=n_plot,
-            title=f"{title_prefix}: measured vs simulated output (test trajectories)", y_label=y_label)
+            title=f"{title_prefix}: measured vs simulated output", y_label=y_label, panel=panel, subtitle=subtitle)
     result.figures["robustness_accuracy"] = lambda: sysid_figures.robustness_accuracy(
         [{"name": r["model"], "nrmse": r["NRMSE"], "lipschitz_lower": r["Lip lower"],
           "lipschitz_bound": r["Lip bound"]} for r in rows],
-        title=f"{title_prefix}: robustness vs accuracy", unit=unit)
+        title=f"{title_prefix}: robustness vs accuracy", unit=unit, subtitle=subtitle)
 
 
 def run(cfg) -> Result:
@@ -273,9 +273,13 @@ def _run(cfg) -> Result:
     result.tables["sysid"] = Table(title="System identification: test set", frame=frame, formats=FORMATS, caption=NRMSE_CAPTION)
     result.arrays["predictions"] = {"u": u_te, "y": y_te, **({"y_clean": y_clean} if y_clean is not None else {}),
                                     **{f"y_hat_{k}": v for k, v in y_hats.items()}}
+    subtitle = f"float64, seed={cfg.seed}, washout={cfg.washout}"
     figures(result, rows, y_te, y_hats, data.sample_time, cfg.washout, cfg.plot_trajectories,
-            "pendulum" if cfg.data.path is None else Path(cfg.data.path).name, physical=cfg.data.path is None)
-    result.figures["training_curves"] = lambda: sysid_figures.training_curves(curves, title="Validation NRMSE during training")
+            "pendulum" if cfg.data.path is None else Path(cfg.data.path).name, physical=cfg.data.path is None,
+            subtitle=subtitle)
+    val_floor = nrmse(data.y_clean[data.split["val"]], y_va, cfg.washout) if data.y_clean is not None else None
+    result.figures["training_curves"] = lambda: sysid_figures.training_curves(
+        curves, title="Validation NRMSE during training", noise_floor=val_floor, subtitle=subtitle)
     source = f"data file {cfg.data.path}" if cfg.data.path is not None else (
         f"pendulum simulator (sample time {data.sample_time:g} s, noise σ = {cfg.data.noise_std} rad)")
     result.notes.append(f"data: {source}; trajectories train/val/test = "

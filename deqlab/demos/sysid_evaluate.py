@@ -84,6 +84,7 @@ def _run(cfg) -> Result:
     result.tables["sysid"] = Table(title=f"Saved models of {run_dir.name} on {Path(cfg.data_file).name}",
                                    frame=pd.DataFrame(rows), formats=FORMATS, caption=NRMSE_CAPTION)
     result.arrays["predictions"] = {"u": u, "y": y, **{f"y_hat_{k}": v for k, v in y_hats.items()}}
-    figures(result, rows, y, y_hats, None, washout, cfg.plot_trajectories, Path(cfg.data_file).name)
+    figures(result, rows, y, y_hats, None, washout, cfg.plot_trajectories, Path(cfg.data_file).name,
+            panel="trajectory", subtitle=f"models of {run_dir.name}, float64, seed={cfg.seed}, washout={washout}")
     result.notes.append(f"run {run_dir}; data {cfg.data_file}: {u.shape[0]} trajectories × {u.shape[1]} steps, washout {washout}")
     return result

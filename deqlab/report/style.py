@@ -52,6 +52,9 @@ PALETTE: dict[str, str] = {
     # nethessian routes
     "forward": _BLUE,
     "double_backward": _ORANGE,
+    # initialisations (converge)
+    "init_default": _BLUE,
+    "init_normal": _RED,
     # precisions
     "float32": _BLUE,
     "float64": _ORANGE,

@@ -1,0 +1,245 @@
+#!/usr/bin/env python
+"""Regenerate the reproduction record: run every command of ``experiments/record.toml``, copy its
+CSVs and figures beside the pages, then rewrite every generated table and number in the pages.
+
+    python experiments/regenerate.py                  # everything (many minutes)
+    python experiments/regenerate.py --only converge  # the runs of some pages, then render all pages
+    python experiments/regenerate.py --render         # no runs: re-render the pages from the CSVs
+    python experiments/regenerate.py --check          # exit 1 if a page differs from its CSVs
+    python experiments/regenerate.py --list           # the runs, one per line
+
+A page quotes numbers only through two markers, whose content this script owns:
+
+    <!-- table converge/default/gap.csv columns="L;ours=||z^L - z*|| (float32)" formats="*:{:.4g}" -->
+    ...generated markdown table...
+    <!-- /table -->
+
+    <!-- value mondeq/alpha_sweep.csv where="method=anderson" column="steps" -->55<!-- /value -->
+
+Marker attributes (all optional but the file): ``columns`` (``;``-separated, ``label=column`` to
+rename), ``where`` (``;``-separated ``column=value`` filters, compared as text), ``formats``
+(``;``-separated ``column:{spec}``, ``*`` for every numeric column; default ``{:.4g}``), ``column``
+and ``row`` (0-based, after ``where``) for a value, ``agg`` (``min``, ``max``, ``count``, ``sum``,
+``first``; a value over all rows left by ``where``).
+
+Numbers that vary between machines (times) come from runs repeated ``repeats`` times: the CSV
+beside the page is then the per-cell median, with ``<name>.min.csv`` and ``<name>.max.csv`` beside
+it, and every cell whose repeats differ is rendered as ``median (min–max)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MANIFEST = HERE / "record.toml"
+
+TABLE = re.compile(r"(<!-- table (?P<attrs>.*?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+VALUE = re.compile(r"(<!-- value (?P<attrs>.*?) -->)(?P<body>.*?)(<!-- /value -->)", re.S)
+
+
+# --- running the commands ----------------------------------------------------------------------------
+
+
+def load_runs(only: list[str] | None = None) -> list[dict]:
+    runs = tomllib.loads(MANIFEST.read_text())["run"]
+    return [r for r in runs if not only or r["page"] in only]
+
+
+def run_once(run: dict, root: Path) -> tuple[Path, str]:
+    """One command into a fresh output root; returns (its run folder, what it printed)."""
+    env = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(root), "COLUMNS": "160", "DEQLAB_PROGRESS": "0",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "deqlab", *shlex.split(run["args"])]
+    print(f"$ deqlab {run['args']}", flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode not in run.get("exit_codes", [0]):
+        raise SystemExit(f"deqlab {run['args']} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    folders = [p.parent for p in root.rglob("config.yaml") if not p.parent.name.endswith((".failed", ".partial"))]
+    if len(folders) != 1:
+        raise SystemExit(f"expected one run folder under {root}, found {folders}")
+    return folders[0], proc.stdout
+
+
+def numeric_spread(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per-cell median, min and max of the numeric columns over repeated runs (the other columns
+    from the first run; the runs must have the same rows in the same order)."""
+    first = frames[0]
+    med, lo, hi = first.copy(), first.copy(), first.copy()
+    for col in first.columns:
+        if pd.api.types.is_numeric_dtype(first[col]) and not pd.api.types.is_bool_dtype(first[col]):
+            stack = np.stack([f[col].to_numpy(dtype=float) for f in frames])
+            med[col], lo[col], hi[col] = np.median(stack, axis=0), stack.min(axis=0), stack.max(axis=0)
+    return med, lo, hi
+
+
+def regenerate(run: dict) -> None:
+    dest = HERE / run["dest"]
+    dest.mkdir(parents=True, exist_ok=True)
+    repeats = int(run.get("repeats", 1))
+    outputs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            folder, stdout = run_once(run, Path(tmp) / f"r{i}")
+            outputs.append((folder, stdout))
+        (dest / run.get("stdout", "stdout.txt")).write_text(f"$ deqlab {run['args']}\n" + outputs[0][1])
+        for entry in run["files"]:
+            src, _, dst = entry.partition(":")
+            dst = dst or src
+            if src.endswith(".csv") and repeats > 1:
+                med, lo, hi = numeric_spread([pd.read_csv(f / src) for f, _ in outputs])
+                med.to_csv(dest / dst, index=False)
+                lo.to_csv(dest / dst.replace(".csv", ".min.csv"), index=False)
+                hi.to_csv(dest / dst.replace(".csv", ".max.csv"), index=False)
+            else:
+                shutil.copyfile(outputs[0][0] / src, dest / dst)
+
+
+# --- rendering the pages -----------------------------------------------------------------------------
+
+
+def parse_attrs(text: str) -> tuple[str, dict[str, str]]:
+    words = shlex.split(text)
+    return words[0], dict(w.split("=", 1) for w in words[1:])
+
+
+def _filter(frame: pd.DataFrame, where: str | None) -> pd.DataFrame:
+    for cond in filter(None, (where or "").split(";")):
+        col, _, val = cond.partition("=")
+        frame = frame[frame[col].astype(str) == val]
+    return frame
+
+
+def format_cell(value, spec: str | None) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "**no**"
+    if isinstance(value, str):
+        return value.replace("|", "\\|")
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "—"
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15
+                                                  and (spec is None or spec == "{:.4g}")):
+        return str(int(value))
+    return (spec or "{:.4g}").format(value)
+
+
+class Source:
+    """One CSV beside a page (with its repeats' min/max when they exist)."""
+
+    def __init__(self, page_dir: Path, rel: str):
+        path = page_dir / rel
+        self.frame = pd.read_csv(path)
+        lo, hi = path.with_suffix(".min.csv"), path.with_suffix(".max.csv")
+        self.lo = pd.read_csv(lo) if lo.exists() else None
+        self.hi = pd.read_csv(hi) if hi.exists() else None
+
+    def select(self, where: str | None):
+        keep = _filter(self.frame, where).index
+        pick = (lambda f: None if f is None else f.loc[keep])
+        return self.frame.loc[keep], pick(self.lo), pick(self.hi)
+
+
+def _formats(attrs: dict) -> dict[str, str]:
+    out = {}
+    for item in filter(None, attrs.get("formats", "").split(";")):
+        col, _, spec = item.partition(":")
+        out[col] = spec
+    return out
+
+
+def cell(frame, lo, hi, i: int, col: str, formats: dict) -> str:
+    value = frame[col].iloc[i]
+    spec = formats.get(col, formats.get("*"))
+    text = format_cell(value, spec)
+    if lo is not None and col in lo and pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
+        a, b = lo[col].iloc[i], hi[col].iloc[i]
+        if np.isfinite(a) and np.isfinite(b) and a != b:
+            text += f" ({format_cell(a, spec)}–{format_cell(b, spec)})"
+    return text
+
+
+def render_table(page_dir: Path, attrs_text: str) -> str:
+    rel, attrs = parse_attrs(attrs_text)
+    frame, lo, hi = Source(page_dir, rel).select(attrs.get("where"))
+    cols = []
+    for item in (attrs["columns"].split(";") if "columns" in attrs else map(str, frame.columns)):
+        label, _, col = item.partition("=")
+        cols.append((label, col or label))
+    formats = _formats(attrs)
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for _, c in cols]
+    lines = ["| " + " | ".join(label.replace("|", "\\|") for label, _ in cols) + " |",
+             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    for i in range(len(frame)):
+        lines.append("| " + " | ".join(cell(frame, lo, hi, i, c, formats) for _, c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_value(page_dir: Path, attrs_text: str) -> str:
+    rel, attrs = parse_attrs(attrs_text)
+    frame, lo, hi = Source(page_dir, rel).select(attrs.get("where"))
+    col = attrs["column"]
+    formats = _formats(attrs)
+    agg = attrs.get("agg")
+    if agg:
+        series = frame[col]
+        value = {"min": series.min, "max": series.max, "sum": series.sum, "count": series.count,
+                 "first": lambda: series.iloc[0]}[agg]()
+        return format_cell(value.item() if hasattr(value, "item") else value, formats.get(col, formats.get("*")))
+    return cell(frame, lo, hi, int(attrs.get("row", 0)), col, formats)
+
+
+def render_page(path: Path) -> str:
+    text = path.read_text()
+    page_dir = path.parent
+    text = TABLE.sub(lambda m: m.group(1) + render_table(page_dir, m.group("attrs")) + m.group(4), text)
+    return VALUE.sub(lambda m: m.group(1) + render_value(page_dir, m.group("attrs")) + m.group(4), text)
+
+
+def pages() -> list[Path]:
+    return sorted(HERE.glob("*.md"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="PAGE", help="run only these pages' commands (then render all)")
+    parser.add_argument("--render", action="store_true", help="no runs: re-render the pages from the CSVs")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a page is not what its CSVs render to")
+    parser.add_argument("--list", action="store_true", help="list the runs")
+    args = parser.parse_args(argv)
+    if args.list:
+        for r in load_runs(args.only):
+            print(f"{r['page']:16s} -> experiments/{r['dest']}/  deqlab {r['args']}  (x{r.get('repeats', 1)})")
+        return 0
+    if not (args.render or args.check):
+        for run in load_runs(args.only):
+            regenerate(run)
+    stale = []
+    for path in pages():
+        new = render_page(path)
+        if new != path.read_text():
+            if args.check:
+                stale.append(path.name)
+            else:
+                path.write_text(new)
+                print(f"rendered {path.relative_to(ROOT)}")
+    if stale:
+        print("pages out of date with their CSVs (run experiments/regenerate.py --render): " + ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
