@@ -17,10 +17,13 @@ A page quotes numbers only through two markers, whose content this script owns:
     <!-- value mondeq/alpha_sweep.csv where="method=anderson" column="steps" -->55<!-- /value -->
 
 Marker attributes (all optional but the file): ``columns`` (``;``-separated, ``label=column`` to
-rename), ``where`` (``;``-separated ``column=value`` filters, compared as text), ``formats``
+rename), ``where`` (``;``-separated ``column=value`` or ``column!=value`` filters, compared as text), ``formats``
 (``;``-separated ``column:{spec}``, ``*`` for every numeric column; default ``{:.4g}``), ``column``
 and ``row`` (0-based, after ``where``) for a value, ``agg`` (``min``, ``max``, ``count``, ``sum``,
-``first``; a value over all rows left by ``where``).
+``first``; a value over all rows left by ``where``), ``join`` (a CSV of quoted numbers, e.g. a seed's,
+merged on the shared columns and shown beside ours), ``pivot`` (``index;columns;values``: a long table
+made wide; a row whose ``converged`` is false shows ``> value``, or ``diverged`` when its ``message``
+says so).
 
 Numbers that vary between machines (times) come from runs repeated ``repeats`` times: the CSV
 beside the page is then the per-cell median, with ``<name>.min.csv`` and ``<name>.max.csv`` beside
@@ -37,18 +40,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tomllib
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MANIFEST = HERE / "record.toml"
 
-TABLE = re.compile(r"(<!-- table (?P<attrs>.*?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
-VALUE = re.compile(r"(<!-- value (?P<attrs>.*?) -->)(?P<body>.*?)(<!-- /value -->)", re.S)
+TABLE = re.compile(r"(<!-- table (?P<attrs>.*?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+VALUE = re.compile(r"(<!-- value (?P<attrs>.*?) -->)(?P<body>.*?)(<!-- /value -->)", re.DOTALL)
 
 
 # --- running the commands ----------------------------------------------------------------------------
@@ -65,7 +68,7 @@ def run_once(run: dict, root: Path) -> tuple[Path, str]:
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "deqlab", *shlex.split(run["args"])]
     print(f"$ deqlab {run['args']}", flush=True)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode not in run.get("exit_codes", [0]):
         raise SystemExit(f"deqlab {run['args']} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     folders = [p.parent for p in root.rglob("config.yaml") if not p.parent.name.endswith((".failed", ".partial"))]
@@ -118,8 +121,10 @@ def parse_attrs(text: str) -> tuple[str, dict[str, str]]:
 
 def _filter(frame: pd.DataFrame, where: str | None) -> pd.DataFrame:
     for cond in filter(None, (where or "").split(";")):
-        col, _, val = cond.partition("=")
-        frame = frame[frame[col].astype(str) == val]
+        negate = "!=" in cond
+        col, _, val = cond.partition("!=" if negate else "=")
+        keep = frame[col].astype(str) == val
+        frame = frame[~keep if negate else keep]
     return frame
 
 
@@ -171,9 +176,26 @@ def cell(frame, lo, hi, i: int, col: str, formats: dict) -> str:
     return text
 
 
+def _pivot_cell(row, column: str, formats: dict) -> str:
+    """A pivoted cell: the value, or ``> value`` / ``diverged`` where the row says it did not converge."""
+    text = format_cell(row[column], formats.get(column, formats.get("*")))
+    if "converged" in row and not bool(row["converged"]):
+        return "diverged" if "diverged" in str(row.get("message", "")) else f"> {text}"
+    return text
+
+
 def render_table(page_dir: Path, attrs_text: str) -> str:
     rel, attrs = parse_attrs(attrs_text)
     frame, lo, hi = Source(page_dir, rel).select(attrs.get("where"))
+    if "pivot" in attrs:  # long → wide: one row per index value, one column per `columns` value
+        index, columns, values = attrs["pivot"].split(";")
+        text = frame.apply(lambda r: _pivot_cell(r, values, _formats(attrs)), axis=1)
+        frame = frame.assign(_cell=text).pivot(index=index, columns=columns, values="_cell").reset_index()
+        frame.columns = [str(c) for c in frame.columns]
+        lo = hi = None
+    if "join" in attrs:  # quoted numbers (a seed's) beside ours, matched on the shared columns
+        frame = pd.read_csv(page_dir / attrs["join"]).merge(frame, how="inner")
+        lo = hi = None
     cols = []
     for item in (attrs["columns"].split(";") if "columns" in attrs else map(str, frame.columns)):
         label, _, col = item.partition("=")
