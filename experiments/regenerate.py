@@ -248,9 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.render or args.check):
         for run in load_runs(args.only):
             regenerate(run)
-    stale = []
+    stale, broken = [], []
     for path in pages():
-        new = render_page(path)
+        try:
+            new = render_page(path)
+        except (KeyError, FileNotFoundError, ValueError, IndexError) as exc:  # a marker names a missing CSV/column
+            print(f"{path.name}: cannot render ({type(exc).__name__}: {exc}); regenerate its runs")
+            broken.append(path.name)
+            continue
         if new != path.read_text():
             if args.check:
                 stale.append(path.name)
@@ -259,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"rendered {path.relative_to(ROOT)}")
     if stale:
         print("pages out of date with their CSVs (run experiments/regenerate.py --render): " + ", ".join(stale))
-        return 1
-    return 0
+    return 1 if stale or broken else 0
 
 
 if __name__ == "__main__":
