@@ -196,10 +196,12 @@ def render_table(page_dir: Path, attrs_text: str) -> str:
     if "join" in attrs:  # quoted numbers (a seed's) beside ours, matched on the shared columns
         frame = pd.read_csv(page_dir / attrs["join"]).merge(frame, how="inner")
         lo = hi = None
-    cols = []
-    for item in (attrs["columns"].split(";") if "columns" in attrs else map(str, frame.columns)):
-        label, _, col = item.partition("=")
-        cols.append((label, col or label))
+    cols = [(str(c), str(c)) for c in frame.columns]
+    if "columns" in attrs:
+        cols = []
+        for item in attrs["columns"].split(";"):
+            label, _, col = item.partition("=") if item not in frame.columns else (item, "", item)
+            cols.append((label, col or label))
     formats = _formats(attrs)
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for _, c in cols]
     lines = ["| " + " | ".join(label.replace("|", "\\|") for label, _ in cols) + " |",
