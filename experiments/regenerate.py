@@ -89,26 +89,40 @@ def numeric_spread(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFra
     return med, lo, hi
 
 
-def regenerate(run: dict) -> None:
+def regenerate(run: dict, scratch: Path, folders: dict[str, Path]) -> None:
+    """Run ``run`` (``repeats`` times) and copy its files. ``{tmp}`` in ``prepare``/``args`` is a scratch
+    folder of this invocation; ``{<id>}`` is the run folder of the earlier run with that ``id``."""
     dest = HERE / run["dest"]
     dest.mkdir(parents=True, exist_ok=True)
     repeats = int(run.get("repeats", 1))
+    names = {"tmp": str(scratch), **{k: str(v) for k, v in folders.items()}}
+    try:
+        run = {**run, "args": run["args"].format(**names)}
+        prepare = [cmd.format(**names) for cmd in run.get("prepare", [])]
+    except KeyError as exc:
+        raise SystemExit(f"deqlab {run['args']}: needs the run {exc} in the same invocation (add its page to --only)") from None
+    for cmd in prepare:
+        print(f"$ {cmd}", flush=True)
+        subprocess.run(shlex.split(cmd.replace("python ", sys.executable + " ", 1)), cwd=ROOT, check=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
     outputs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(repeats):
-            folder, stdout = run_once(run, Path(tmp) / f"r{i}")
-            outputs.append((folder, stdout))
-        (dest / run.get("stdout", "stdout.txt")).write_text(f"$ deqlab {run['args']}\n" + outputs[0][1])
-        for entry in run["files"]:
-            src, _, dst = entry.partition(":")
-            dst = dst or src
-            if src.endswith(".csv") and repeats > 1:
-                med, lo, hi = numeric_spread([pd.read_csv(f / src) for f, _ in outputs])
-                med.to_csv(dest / dst, index=False)
-                lo.to_csv(dest / dst.replace(".csv", ".min.csv"), index=False)
-                hi.to_csv(dest / dst.replace(".csv", ".max.csv"), index=False)
-            else:
-                shutil.copyfile(outputs[0][0] / src, dest / dst)
+    tmp = tempfile.mkdtemp(dir=scratch)
+    for i in range(repeats):
+        folder, stdout = run_once(run, Path(tmp) / f"r{i}")
+        outputs.append((folder, stdout))
+    if "id" in run:
+        folders[run["id"]] = outputs[0][0]
+    (dest / run.get("stdout", "stdout.txt")).write_text(f"$ deqlab {run['args']}\n" + outputs[0][1])
+    for entry in run["files"]:
+        src, _, dst = entry.partition(":")
+        dst = dst or src
+        if src.endswith(".csv") and repeats > 1:
+            med, lo, hi = numeric_spread([pd.read_csv(f / src) for f, _ in outputs])
+            med.to_csv(dest / dst, index=False)
+            lo.to_csv(dest / dst.replace(".csv", ".min.csv"), index=False)
+            hi.to_csv(dest / dst.replace(".csv", ".max.csv"), index=False)
+        else:
+            shutil.copyfile(outputs[0][0] / src, dest / dst)
 
 
 # --- rendering the pages -----------------------------------------------------------------------------
@@ -248,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['page']:16s} -> experiments/{r['dest']}/  deqlab {r['args']}  (x{r.get('repeats', 1)})")
         return 0
     if not (args.render or args.check):
-        for run in load_runs(args.only):
-            regenerate(run)
+        folders: dict[str, Path] = {}
+        with tempfile.TemporaryDirectory() as scratch:
+            for run in load_runs(args.only):
+                regenerate(run, Path(scratch), folders)
     stale, broken = [], []
     for path in pages():
         try:
