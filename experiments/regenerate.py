@@ -65,7 +65,7 @@ def load_runs(only: list[str] | None = None) -> list[dict]:
 def run_once(run: dict, root: Path) -> tuple[Path, str]:
     """One command into a fresh output root; returns (its run folder, what it printed)."""
     env = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(root), "COLUMNS": "160", "DEQLAB_PROGRESS": "0",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **run.get("env", {})}
     cmd = [sys.executable, "-m", "deqlab", *shlex.split(run["args"])]
     print(f"$ deqlab {run['args']}", flush=True)
     proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
