@@ -263,7 +263,7 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
     mats = {"H": H_np, "Term A (Gauss-Newton)": parts.term_a.numpy(), "Term B (dynamics)": parts.term_b.numpy()}
     if any(g in READOUT for g in groups):
         mats["Term R (readout)"] = parts.term_r.numpy()
-    title = f"DEQ Hessian, tanh N={cfg.model.n_z}, P={P}, batch={cfg.batch}{mark}"
+    title = f"DEQ Hessian, tanh N={cfg.model.n_z}, P={P}, batch={cfg.batch}{mark}\n{_what_ran(cfg, opts)}"
     result.figures["hessian_heatmap"] = partial(hessian_heatmaps, mats, bounds, title=title)
     spectra = {"H": eig.numpy(), "Term A": torch.linalg.eigvalsh(parts.term_a).numpy(), "Term B": torch.linalg.eigvalsh(parts.term_b).numpy()}
     if float(torch.linalg.norm(parts.term_r)) > 0:

@@ -283,7 +283,7 @@ def run_study(cfg, result: Result) -> None:
 
     result.figures["study"] = partial(
         error_against_k, summary, rank=s.rank,
-        title=f"Symmetric H (n={s.n}, rank {s.rank}) from k pairs: error vs k",
+        title=f"Symmetric H (n={s.n}, rank {s.rank}) from k pairs: error vs k (float64, {s.trials} trials, seed={cfg.seed})",
     )
     exact = summary[(summary["noise"] == 0) & (summary["k"] >= s.rank) & (summary["method"] == "rank_k_recovery")]
     if len(exact):
@@ -360,7 +360,8 @@ def run_deq(cfg, result: Result) -> None:
                             **{f"{a}_{kind}": p for kind, (Xa, Ya) in pairs.items() for a, p in (("X", Xa), ("Y", Ya))}}
     from deqlab.report.lowrank_figures import deq_against_k
 
-    result.figures["deq"] = partial(deq_against_k, frame, title=f"DEQ loss Hessian (P={P}) from k secant pairs")
+    result.figures["deq"] = partial(deq_against_k, frame, title=f"DEQ loss Hessian (P={P}) from k secant pairs "
+                                    f"({d.difference} differences, float64, seed={cfg.seed})")
     result.notes.append(
         f"DEQ: implicit (adjoint) gradient vs autodiff through {d.layers} unrolled layers: relative difference {g_err:.1e}; "
         f"||Y - H X|| / ||H X|| = {', '.join(f'{v:.1e} ({k})' for k, v in noise.items())} ({d.difference} differences); "

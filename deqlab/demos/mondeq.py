@@ -377,7 +377,7 @@ def _run(cfg) -> Result:
             mondeq_figures.training_iterations, np.arange(1, cfg.train.epochs + 1),
             {k: g["mean steps"].to_numpy() for k, g in by.items()}, {k: g["max steps"].to_numpy() for k, g in by.items()},
             {k: g["converged batches"].to_numpy() for k, g in by.items()}, max_iter=cfg.train.max_iter,
-            title=f"Forward iterations during training (n_z={cfg.model.n_z}, {cfg.model.nonlinearity})",
+            title=f"Forward iterations during training (n_z={cfg.model.n_z}, {cfg.model.nonlinearity}, float64, seed={cfg.seed})",
         )
     p = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     result.arrays["mondeq"] = {

@@ -179,6 +179,6 @@ def _run(cfg) -> Result:
     result.figures["pinn"] = partial(
         pinn_summary, X.numpy(), Y.numpy(), runs[main]["u"], u_star.numpy(),
         {r: o["loss"] for r, o in runs.items()}, route=main,
-        title=f"Poisson PINN −Δu = f on (0,1)², {arch}, {cfg.dtype}, {p.steps} Adam steps",
+        title=f"Poisson PINN −Δu = f on (0,1)², {arch}, {cfg.dtype}, {p.steps} Adam steps, seed={cfg.seed}",
     )
     return result
