@@ -51,38 +51,40 @@ def _symlog_ticks(ax, top: float, linthresh: float, max_ticks: int = 4) -> None:
     ax.minorticks_off()
 
 
-#: how each matrix is drawn in the dense spectrum: H on top, its terms beneath in their own colours
-_SPECTRUM_STYLE = {"H": {"marker": "o", "ms": 5, "lw": 2.2, "zorder": 5},
-                   "Term A": {"marker": "^", "ms": 4, "lw": 1.0, "ls": "--", "mfc": "none", "zorder": 3},
-                   "Term B": {"marker": "s", "ms": 4, "lw": 1.0, "ls": ":", "mfc": "none", "zorder": 3},
-                   "Term R": {"marker": "v", "ms": 4, "lw": 1.0, "ls": "-.", "mfc": "none", "zorder": 3}}
-
-
 def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str, subtitle: str = ""):
-    """Sorted eigenvalues of ``H`` and of each of its terms on one symlog axis.
+    """Sorted eigenvalues of ``H`` and of each of its terms, one panel each on a shared symlog axis.
 
-    ``spectra``: label (``"H"``, ``"Term A"``, …) → eigenvalues. H is drawn last and thickest so a
-    term with the same spectrum (Term B when the loss is nearly linear in h) cannot hide it; the
-    linear band of the symlog axis is 1e-6 of the largest |eigenvalue| (smaller entries are
-    rounding at this P), with decade ticks outside it only.
+    ``spectra``: label (``"H"``, ``"Term A"``, …) → eigenvalues. Each term's panel repeats H as a
+    thin grey line, so a term whose spectrum matches H's (Term B when the loss is nearly linear in
+    h) is seen beside it, never hidden under it. The linear band of the symlog axis is 1e-6 of the
+    largest |eigenvalue| (smaller values are rounding at these sizes), with decade ticks outside it.
     """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from deqlab.report.style import canonical, color
 
-    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "eigenvalue rank (ascending)",
-                       "eigenvalue (loss units / θ², symlog)")
     vals = {k: np.sort(np.asarray(v, dtype=float)) for k, v in spectra.items()}
     top = max((float(np.abs(v).max()) for v in vals.values() if v.size), default=1.0) or 1.0
     linthresh = top * 1e-6
-    ax.set_yscale("symlog", linthresh=linthresh, linscale=0.6)
-    for label in sorted(vals, key=lambda k: k == "H"):  # H last: on top
-        v = vals[label]
-        style = dict(_SPECTRUM_STYLE.get(label, {"marker": ".", "lw": 1.0}))
-        if len(v) > 80:
-            style.pop("marker", None)
-        ax.plot(np.arange(len(v)), v, color=color(canonical(label)), label=f"{label} (max |λ| = {np.abs(v).max():.2g})", **style)
-    ax.axhspan(-linthresh, linthresh, color="0.92", zorder=0, label=f"|λ| < {linthresh:.1g} (linear band)")
-    _symlog_ticks(ax, top, linthresh)
-    ax.legend(fontsize=8, loc="upper left")
+    fig, axes = plt.subplots(1, len(vals), figsize=(3.6 * len(vals) + 1.0, 4.4), sharey=True, squeeze=False)
+    h = vals.get("H")
+    for ax, (label, v) in zip(axes[0], vals.items()):
+        ax.set_yscale("symlog", linthresh=linthresh, linscale=0.6)
+        if h is not None and label != "H":
+            ax.plot(np.arange(len(h)), h, color="0.6", lw=1.0, label="H")
+        ax.plot(np.arange(len(v)), v, ".-" if len(v) <= 120 else "-", ms=4, lw=1.6, color=color(canonical(label)), label=label)
+        ax.axhspan(-linthresh, linthresh, color="0.93", zorder=0)
+        ax.set_title(f"{label}: max |λ| = {np.abs(v).max():.2g}", fontsize=9)
+        ax.set_xlabel("eigenvalue rank (ascending)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    _symlog_ticks(axes[0][0], top, linthresh)
+    axes[0][0].set_ylabel(f"eigenvalue (loss units / θ², symlog; |λ| < {linthresh:.1g} linear)")
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
+    fig.tight_layout()
     return fig
 
 
