@@ -6,8 +6,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from deqlab.report.figures import new_axes
-
 
 def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[str, int]], *, title: str):
     """One symmetric-log heatmap per matrix (``H``, Term A, Term B, …) with the parameter-group
