@@ -61,3 +61,16 @@ def test_drawn_on_a_terminal_and_off_by_env():
     assert "eigsh on the HVP" in out
     quiet = _run_in_terminal(CODE, "0")
     assert "enabled False" in quiet and "eigsh on the HVP" not in quiet
+
+
+LABELLED = """
+from deqlab.report.progress import track
+out = list(track([1, 2, 3], "sizes", label=lambda n: f"n_z={n}"))
+print("items", out)
+"""
+
+
+def test_labelled_track_names_the_item_and_keeps_items():
+    out = _run_in_terminal(LABELLED, "1")
+    assert "items [1, 2, 3]" in out and "sizes: n_z=" in out
+    assert list(track([1, 2], "x", label=str)) == [1, 2]  # not a terminal: the items unchanged

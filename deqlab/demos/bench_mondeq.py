@@ -64,7 +64,7 @@ def _run(cfg) -> Result:
     result = Result(command="bench_mondeq")
     opts = dict(atol=0.0, rtol=cfg.rtol, max_iter=cfg.max_iter)
     rows, grid_rows = [], []
-    for n in track(list(cfg.sizes), "sizes"):
+    for n in track(list(cfg.sizes), "bench mondeq", label=lambda n: f"n_z={n}"):
         torch.manual_seed(cfg.seed)
         model = MonDEQ(n, cfg.n_x, 1, m=cfg.model.m, nonlinearity=cfg.model.nonlinearity,
                        init_scale=cfg.model.init_scale, dtype=dtype)

@@ -106,7 +106,7 @@ def _run(cfg) -> Result:
     x_all = torch.randn(max(cfg.batch, cfg.hessian_batch), m.d, dtype=torch.float64)
     rows = []
     jobs = [(dt, task) for dt in cfg.dtypes for task in cfg.tasks]
-    for dtype_name, task in track(jobs, "bench nethessian"):
+    for dtype_name, task in track(jobs, "bench nethessian", label=lambda j: f"{j[1]} {j[0]}"):
         dtype = C.torch_dtype(dtype_name)
         batch = cfg.hessian_batch if task == "hessian" else cfg.batch
         net = make_mlp(m.d, list(m.hidden), m.n_out, m.activation, dtype=dtype).requires_grad_(False)

@@ -30,7 +30,7 @@ def validate(cfg) -> None:
 def run(cfg) -> Result:
     validate(cfg)
     rows = []
-    for threads in track(list(cfg.threads), "bench sysid (per thread count)"):
+    for threads in track(list(cfg.threads), "bench sysid", label=lambda t: f"{t} thread(s)"):
         with torch_threads(threads):
             torch.manual_seed(cfg.seed)
             u = torch.randn(cfg.batch, cfg.steps, 1, dtype=torch.float64)

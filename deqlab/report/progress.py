@@ -41,13 +41,25 @@ def _console():
     return Console(stderr=True)
 
 
-def track(items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
-    """``items`` unchanged, with a transient bar on the terminal while they are consumed."""
+def track(items: Iterable[T], description: str, total: int | None = None,
+          label: Callable[[T], str] | None = None) -> Iterable[T]:
+    """``items`` unchanged, with a transient bar on the terminal while they are consumed; with
+    ``label``, the bar also names the item in progress (``"bench solvers: symmetric n_z=1024"``)."""
     if not enabled():
         return items
+    if label is not None:
+        return _labelled(list(items), description, label)
     from rich.progress import track as rich_track
 
     return rich_track(items, description=description, total=total, console=_console(), transient=True)
+
+
+def _labelled(items: list[T], description: str, label: Callable[[T], str]) -> Iterator[T]:
+    with activity(description, total=len(items)) as act:
+        for item in items:
+            act.update(description=f"{description}: {label(item)}")
+            yield item
+            act.advance()
 
 
 class Activity:
