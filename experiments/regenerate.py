@@ -85,6 +85,8 @@ def numeric_spread(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFra
     for col in first.columns:
         if pd.api.types.is_numeric_dtype(first[col]) and not pd.api.types.is_bool_dtype(first[col]):
             stack = np.stack([f[col].to_numpy(dtype=float) for f in frames])
+            if np.array_equal(stack.min(axis=0), stack.max(axis=0), equal_nan=True):
+                continue  # the same in every run (sizes, counts): keep the column as it is, ints stay ints
             med[col], lo[col], hi[col] = np.median(stack, axis=0), stack.min(axis=0), stack.max(axis=0)
     return med, lo, hi
 
@@ -247,7 +249,8 @@ def render_page(path: Path) -> str:
 
 
 def pages() -> list[Path]:
-    return sorted(HERE.glob("*.md"))
+    """The pages of the record (README.md explains the markers and is not one)."""
+    return sorted(p for p in HERE.glob("*.md") if p.name != "README.md")
 
 
 def main(argv: list[str] | None = None) -> int:
