@@ -12,7 +12,6 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
 from deqlab.benchmarks import machine_note, median_time, torch_threads
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
@@ -20,15 +19,7 @@ from deqlab.models.baselines import LSTMModel
 from deqlab.models.ren import ContractingREN
 
 
-def validate(cfg) -> None:
-    for key in ("batch", "steps", "n_x", "n_v", "lstm_hidden", "repeats"):
-        C.require_int(cfg, key, minimum=1)
-    C.require_int(cfg, "warmup", minimum=0)
-    C.require_int_list(cfg, "threads", minimum=1)
-
-
 def run(cfg) -> Result:
-    validate(cfg)
     rows = []
     for threads in track(list(cfg.threads), "bench sysid", label=lambda t: f"{t} thread(s)"):
         with torch_threads(threads):
