@@ -68,7 +68,7 @@ def cases():
     for lam1, seed in CASES:
         params, x, y, z_designed = designed_deq(lam1, seed)
         with torch.no_grad():
-            z_solver = TIGHT.solve(lambda z: tanh_map(z, params["W_z"], params["b_z"], params["U_z"], x),
+            z_solver = TIGHT.solve(lambda z, p=params, x=x: tanh_map(z, p["W_z"], p["b_z"], p["U_z"], x),
                                    torch.zeros_like(z_designed), linear=False).z
         z_ref = newton_reference(params, x, z_solver)
         ref = deq_hessian_parts(**params, x=x, y=y, z_star=z_ref)

@@ -104,5 +104,7 @@ def polish_tanh_equilibrium(W_z, b_z, U_z, x, z0: torch.Tensor, *, max_steps: in
             if not better.any():
                 break
     moved = np.sqrt(((best_z - _extended(z0)) ** 2).sum(axis=1))
-    as_tensor = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64))  # noqa: E731
+    def as_tensor(a):
+        return torch.from_numpy(np.asarray(a, dtype=np.float64))
+
     return PolishResult(as_tensor(best_z).to(dtype), as_tensor(norm0), as_tensor(best_norm), as_tensor(moved), steps)
