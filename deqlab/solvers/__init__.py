@@ -8,12 +8,13 @@ from deqlab.solvers.broyden import broyden
 from deqlab.solvers.fixed_point import fixed_point_iteration
 from deqlab.solvers.newton import newton
 from deqlab.solvers.registry import SOLVERS, get_solver
-from deqlab.solvers.result import SolverResult
+from deqlab.solvers.result import SolverResult, SolverStatus
 from deqlab.solvers.scipy_root import scipy_fsolve, scipy_root
 
 __all__ = [
     "SOLVERS",
     "SolverResult",
+    "SolverStatus",
     "anderson",
     "broyden",
     "fixed_point_iteration",
