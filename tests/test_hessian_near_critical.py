@@ -9,6 +9,7 @@ of the true ``z*``. float64 cannot do better than rounding ``z*``: that alone mo
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -119,3 +120,36 @@ def test_polish_keeps_a_start_far_from_any_fixed_point():
     start = torch.full_like(z, 0.9)
     pol = polish_tanh_equilibrium(params["W_z"], params["b_z"], params["U_z"], x, start)
     assert bool((pol.residual <= pol.residual_before).all())
+
+
+@pytest.fixture()
+def near_critical_problem(monkeypatch):
+    """``deqlab hessian`` on the designed DEQ (λ₁ = 0.999, seed 2: cond₂(I − J) ≈ 1.4e3, ρ(J) = 0.999)."""
+    from deqlab.demos import hessian as demo
+
+    params, x, y, _ = designed_deq(0.999, 2)
+    monkeypatch.setattr(demo, "make_problem", lambda cfg, dtype: ({k: v.to(dtype) for k, v in params.items()},
+                                                                 x.to(dtype), y.to(dtype)))
+    return ("hessian", "--n-z", "6", "--n-x", "3", "--n-y", "2", "--batch", "1")
+
+
+def test_cli_flags_a_near_critical_fixed_point(cli, output_root, near_critical_problem):
+    r = cli(*near_critical_problem, "unroll_steps=100", "check_layer=false")
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "cond₂(I−J) = 1.37" in out and "ρ(J) = 0.999000" in out  # routes table title
+    assert "near-critical fixed point: cond₂(I − J) = 1.37" in out
+    assert "its error here is the unroll's truncation, not the closed form's" in out
+    folder = next(p for p in (output_root / "hessian").iterdir() if p.is_dir())
+    routes = pd.read_csv(folder / "routes.csv").set_index("route")
+    assert "cond₂(I−J) = 1.37" in routes.loc["closed form (structured)", "detail"]
+    assert routes.loc["(b) torch.func.hessian, 100-layer unroll", "rel. error"] > 1e-3  # truncation, not our error
+    assert routes.loc["(d) dense generic closed form", "rel. error"] <= 1e-12
+    r = cli(*near_critical_problem, "unroll_steps=20", "check_layer=false", "--strict")
+    assert r.exit_code == 1 and "near-critical" in r.stderr
+
+
+def test_cli_does_not_flag_a_well_conditioned_fixed_point(cli, output_root):
+    r = cli("hessian", "unroll_steps=60", "check_layer=false")
+    assert r.exit_code == 0, r.output
+    assert "near-critical" not in r.output and "truncation, not the closed form" not in " ".join(r.output.split())
