@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from deqlab.solvers.registry import SOLVERS, get_solver
-from deqlab.solvers.survey import describe_alternatives, place_point, survey_fixed_points
+from deqlab.solvers.survey import (
+    describe_alternatives,
+    place_point,
+    survey_fixed_points,
+)
 
 
 def _three_roots(z):
