@@ -183,7 +183,7 @@ def run(cfg) -> Result:
     bad = float(cond.max()) > cfg.max_cond or not torch.isfinite(cond).all()
     if bad or (cfg.require_contractive and float(rho.max()) >= 1):
         found = (f"{opts.solver} converged to a point where cond₂(I − J) = {float(cond.max()):.3e} "
-                 f"(max_cond {cfg.max_cond:g}) and ρ(J) = {float(rho.max()):.4f} (forward residual "
+                 f"(max_cond {cfg.max_cond:g}) and spectral radius ρ(J) = {float(rho.max()):.4f} (forward residual "
                  f"{res.max_residual:.1e}, init={cfg.model.init})")
         others = describe_alternatives([p for p in points if p.solver != opts.solver])
         hint = next((f" (--solver {p.solver} differentiates it)" for p in points
