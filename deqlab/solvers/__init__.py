@@ -10,11 +10,13 @@ from deqlab.solvers.newton import newton
 from deqlab.solvers.registry import SOLVERS, get_solver
 from deqlab.solvers.result import SolverResult, SolverStatus
 from deqlab.solvers.scipy_root import scipy_fsolve, scipy_root
+from deqlab.solvers.survey import SurveyedPoint, survey_fixed_points
 
 __all__ = [
     "SOLVERS",
     "SolverResult",
     "SolverStatus",
+    "SurveyedPoint",
     "anderson",
     "broyden",
     "fixed_point_iteration",
@@ -22,4 +24,5 @@ __all__ = [
     "newton",
     "scipy_fsolve",
     "scipy_root",
+    "survey_fixed_points",
 ]
