@@ -96,12 +96,13 @@ def polish_tanh_equilibrium(W_z, b_z, U_z, x, z0: torch.Tensor, *, max_steps: in
             z = z + delta.astype(RESIDUAL_DTYPE)
             r = tanh_residual(W, c, z)
             norm = np.sqrt((r * r).sum(axis=1))
+            progress = norm < 0.5 * best_norm  # at least halved: still converging, not wandering at the floor
             better = norm < best_norm
             best_z[better], best_norm[better] = z[better], norm[better]
-            # below the working precision's resolution of z: further steps cannot change the rounded point
-            if np.abs(delta).max() <= 1e-3 * np.finfo(np.float64).eps * max(1.0, float(np.abs(z).max())):
+            # a step 100x below float64's resolution of z cannot change the rounded point any more
+            if np.abs(delta).max() <= 1e-2 * np.finfo(np.float64).eps * max(1.0, float(np.abs(z).max())):
                 break
-            if not better.any():
+            if not progress.any():
                 break
     moved = np.sqrt(((best_z - _extended(z0)) ** 2).sum(axis=1))
     def as_tensor(a):
