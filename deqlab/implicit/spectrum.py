@@ -126,13 +126,14 @@ def lanczos_quadrature(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.
 
 
 def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, probes: int = 4, steps: int = 40,
-                     seed: int = 0, dtype=torch.float64) -> SpectralDensity:
+                     seed: int = 0, dtype=torch.float64, device=None) -> SpectralDensity:
     """Eigenvalue density of the symmetric ``H`` (``n × n``) known only through ``matvec``
     (``(n,) → (n,)`` torch tensors), by stochastic Lanczos quadrature: ``probes`` Rademacher start
     vectors, ``min(steps, n)`` Lanczos steps each, so ``probes · steps`` matrix-vector products and
     ``steps · n`` numbers of memory. See :class:`SpectralDensity` for what is estimated and
     :meth:`SpectralDensity.density` to draw it. Shared by the matrix-free Hessian demo and any
-    caller with a matvec (a Jacobian ``I − J``'s symmetric part, a Gauss-Newton matrix).
+    caller with a matvec (a Jacobian ``I − J``'s symmetric part, a Gauss-Newton matrix). The probes are
+    drawn on the CPU (reproducible across devices) and moved to ``device`` (the matvec's; CPU if None).
     """
     if probes < 1 or steps < 1 or n < 1:
         raise ValueError(f"probes, steps and n must be >= 1, got {probes}, {steps}, {n}")
@@ -141,7 +142,7 @@ def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, 
     nodes = np.zeros((probes, steps))
     weights = np.zeros((probes, steps))
     for probe in range(probes):
-        v = (torch.randint(0, 2, (n,), generator=gen) * 2 - 1).to(dtype)
+        v = (torch.randint(0, 2, (n,), generator=gen, device="cpu") * 2 - 1).to(dtype=dtype, device=device or "cpu")
         theta, w = lanczos_quadrature(matvec, v, steps)
         nodes[probe, : len(theta)] = theta
         weights[probe, : len(w)] = w
