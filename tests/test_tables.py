@@ -138,3 +138,12 @@ TIME_UNIT = re.compile(r"[\[(](s|ms|µs)[\])]")
 def is_time_column(name: str) -> bool:
     """Columns holding a duration (ratios of times, ``time / fixed_point``, are dimensionless)."""
     return bool(re.search(r"\btime\b|\bs$|^median$|\[m?s\]|\(m?s\)", name)) and "/" not in name and "ratio" not in name
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_brackets_in_headers_titles_and_cells_print_as_written(width):
+    """"time [ms]" is a header, not a rich markup tag: the unit must reach the screen (it once did not)."""
+    frame = pd.DataFrame({"solver": ["[fp]"], "time [ms]": [1.5], "size [MiB]": [2.0]})
+    text = render(Table("routes [bold]not markup[/bold]", frame, caption="units in [brackets]"), width)
+    for piece in ("[ms]", "[MiB]", "[fp]", "[bold]not markup[/bold]", "[brackets]"):
+        assert piece in " ".join(text.split()), (piece, text)

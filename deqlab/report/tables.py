@@ -92,12 +92,13 @@ class FittedTable:
         return widths
 
     def grid(self, widths: list[int]) -> RichTable:
-        out = RichTable(title=self.table.title, caption=self.table.caption or None, title_justify="left",
-                        caption_justify="left")
+        # Text, never markup: a header such as "time [ms]" must not be read as a rich style tag
+        out = RichTable(title=Text(self.table.title), caption=Text(self.table.caption) if self.table.caption else None,
+                        title_justify="left", caption_justify="left")
         for name, num, width in zip(self.columns, self.numeric, widths):
-            out.add_column(name, justify="right" if num else "left", width=width, overflow="fold")
+            out.add_column(Text(name), justify="right" if num else "left", width=width, overflow="fold")
         for row in self.cells:
-            out.add_row(*row)
+            out.add_row(*(Text(str(cell)) for cell in row))
         return out
 
     def blocks(self) -> RenderResult:
@@ -105,12 +106,12 @@ class FittedTable:
         yield Text(self.table.title, style="italic")
         pad = max((len(c) for c in self.columns), default=0)
         for i, row in enumerate(self.cells):
-            block = RichTable(box=box.SIMPLE_HEAD, show_header=False, pad_edge=False, title=f"row {i + 1}",
+            block = RichTable(box=box.SIMPLE_HEAD, show_header=False, pad_edge=False, title=Text(f"row {i + 1}"),
                               title_justify="left", title_style="bold")
             block.add_column(justify="right", style="bold", overflow="fold", max_width=pad)
             block.add_column(justify="left", overflow="fold")
             for name, cell in zip(self.columns, row):
-                block.add_row(name, cell)
+                block.add_row(Text(name), Text(str(cell)))
             yield block
         if self.table.caption:
             yield Text(self.table.caption, style="dim")
