@@ -360,7 +360,7 @@ def _bench(cfg, groups, result) -> Result:
     outs.update(o)
     mem = {}
     if cfg.memory:
-        for name in track(list(fns), "memory probes"):
+        for name in track(list(fns), "memory probes", label=str):
             mem[name] = peak_memory_mib(name, cfg.n_z, cfg.n_x, cfg.batch, cfg.seed, groups, cfg.unroll_steps, cfg.solver_atol, cfg.threads)
     H, H_ref = outs["closed form Hessian"], outs["unrolled torch.func.hessian"]
     hv_ref = outs["unrolled HVP"]
@@ -397,7 +397,7 @@ def _bench(cfg, groups, result) -> Result:
                 "Gradient and 'cold' HVP start from z* (factorise, adjoint solve, products); 'warm' reuses the factorisation and λ "
                 "(the case of many HVPs at one θ: eigsh, Hutchinson, CG)",
     )
-    ladder = [_ladder_row(n, cfg, groups, opts) for n in track(list(cfg.ladder), "size ladder")]
+    ladder = [_ladder_row(n, cfg, groups, opts) for n in track(list(cfg.ladder), "size ladder", label=lambda n: f"N={n}")]
     result.tables["ladder"] = Table(
         f"Size ladder (d={cfg.n_x}, batch={cfg.batch}, groups {', '.join(groups)})", pd.DataFrame(ladder),
         formats={c: "{:.4f}" for c in ("forward solve (s)", "gradient (s)", "HVP cold (s)", "HVP warm (s)", f"top-{cfg.top_k} eigsh (s)",
