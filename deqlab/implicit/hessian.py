@@ -152,14 +152,14 @@ def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor
     P = max(sl.stop for sl in slices.values())
     dyn = [g for g in DYNAMIC if g in slices]
     P_d = slices[dyn[-1]].stop if dyn else 0
-    H = torch.empty(P, P, dtype=dt)
+    H = torch.empty(P, P, dtype=dt, device=h.device)
     if dyn:
-        C = torch.zeros(B, P, dtype=dt)
+        C = torch.zeros(B, P, dtype=dt, device=h.device)
         u = {"W_z": h, "b_z": None, "U_z": x}
         view = {g: C[:, slices[g]].view(B, N, -1) for g in dyn}  # [s, j, l]
         rows = {g: H[slices[g]].view(N, -1, P) for g in dyn}  # [i, k, :]: the rows (g, i, k)
         if Q is not None:
-            w = torch.ones(N, N, dtype=dt).triu_(1) + 0.5 * torch.eye(N, dtype=dt)  # w(i, j)
+            w = torch.ones(N, N, dtype=dt, device=h.device).triu_(1) + 0.5 * torch.eye(N, dtype=dt, device=h.device)  # w(i, j)
             Qw = Q.transpose(0, 1) * w[:, None, :]  # [i, s, j] = w(i, j) Q_s[i, j]
         with_k = mu is not None and "W_z" in slices
         DMt = DM.permute(2, 0, 1).contiguous() if DM is not None else None  # [i, s, l] = DM_s[l, i]
@@ -192,7 +192,7 @@ def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor
     H[P_d:, P_d:] = 0
     if readout is not None:
         n_y = readout[1].shape[1]
-        eye_y = torch.eye(n_y, dtype=dt)
+        eye_y = torch.eye(n_y, dtype=dt, device=h.device)
         if "W_y" in slices:
             sl = slices["W_y"]
             H[sl, sl] = torch.kron(eye_y, 0.5 * (h.T @ h))

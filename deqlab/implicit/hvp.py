@@ -120,11 +120,11 @@ class DEQHessianOperator:
         self._s1 = 1 - h * h
         self._s2 = -2 * h * self._s1
         # I − W D, (B, N, N), stored column-major (LAPACK's layout, so no solve copies the factors)
-        A = torch.empty(B, N, N, dtype=h.dtype).mT
+        A = torch.empty(B, N, N, dtype=h.dtype, device=h.device).mT
         torch.mul(p["W_z"], -self._s1[:, None, :], out=A)
         A.diagonal(dim1=-2, dim2=-1).add_(1)
-        pivots = torch.empty(B, N, dtype=torch.int32)
-        info = torch.empty(B, dtype=torch.int32)
+        pivots = torch.empty(B, N, dtype=torch.int32, device=h.device)
+        info = torch.empty(B, dtype=torch.int32, device=h.device)
         torch.linalg.lu_factor_ex(A, out=(A, pivots, info))  # in place: no second B·N² buffer
         if bool((info > 0).any()):
             s = int((info > 0).nonzero()[0, 0])
@@ -132,7 +132,7 @@ class DEQHessianOperator:
                                       "there, so the implicit derivatives do not exist")
         self._luM = (A, pivots)
         self._r = h @ p["W_y"].T + p["b_y"] - self.y
-        self._hx1 = torch.cat([h, self.x, torch.ones(B, 1, dtype=h.dtype)], 1)  # the rows of A_θ's factors
+        self._hx1 = torch.cat([h, self.x, torch.ones(B, 1, dtype=h.dtype, device=h.device)], 1)  # the rows of A_θ's factors
         g_h = self._r @ p["W_y"]
         self._mu = torch.linalg.lu_solve(*self._luM, (self._s1 * g_h)[:, :, None], adjoint=True)[..., 0]
         self.lam = g_h + self._mu @ p["W_z"]
