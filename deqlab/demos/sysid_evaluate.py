@@ -17,16 +17,24 @@ from deqlab.sysid.data import load_arrays
 from deqlab.sysid.models import load_model, parameter_count
 
 
+#: evaluation needs this many trajectories (an NRMSE pooled over fewer says little; the README's rule)
+MIN_TRAJECTORIES = 3
+
+
 def _run_washout(run_dir: Path) -> int:
+    """The washout of the training run (its ``config.yaml``), checked: an integer >= 0."""
     from omegaconf import OmegaConf
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():
         raise ConfigError(f"{run_dir} has no config.yaml; give washout=N")
     try:
-        return int(OmegaConf.load(cfg_file).washout)
+        value = OmegaConf.load(cfg_file).washout
     except Exception:
         raise ConfigError(f"{cfg_file}: no usable washout; give washout=N") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{cfg_file}: washout {value!r} is not an integer >= 0; give washout=N")
+    return value
 
 
 def _models(run_dir: Path):
@@ -36,12 +44,24 @@ def _models(run_dir: Path):
     return [(f.stem, *load_model(f)) for f in files]
 
 
+def _training_info(run_dir: Path) -> pd.DataFrame:
+    """Training time and epochs of the saved (first-seed) models: ``sysid_runs.csv`` (runs with seeds) or
+    the older one-seed ``sysid.csv``; empty if neither is there."""
+    runs = run_dir / "sysid_runs.csv"
+    if runs.is_file():
+        frame = pd.read_csv(runs)
+        frame = frame[frame["seed"] == frame["seed"].iloc[0]] if len(frame) else frame
+        return frame.set_index("model")
+    trained = run_dir / "sysid.csv"
+    return pd.read_csv(trained).set_index("model") if trained.is_file() else pd.DataFrame()
+
+
 def validate(cfg) -> None:
     run_dir = Path(C.get(cfg, "run_dir"))
     if not run_dir.is_dir():
         raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
     washout = _run_washout(run_dir) if C.get(cfg, "washout") is None else C.require_int(cfg, "washout", minimum=0)
-    u, y = load_arrays(C.get(cfg, "data_file"), washout=washout)
+    u, y = load_arrays(C.get(cfg, "data_file"), washout=washout, min_trajectories=MIN_TRAJECTORIES)
     for name, kind, model in _models(run_dir):
         if model.n_u != u.shape[-1] or model.n_y != y.shape[-1]:
             raise ConfigError(f"model {name!r} maps {model.n_u} input(s) to {model.n_y} output(s), but the data has "
@@ -59,15 +79,19 @@ def run(cfg) -> Result:
 def _run(cfg) -> Result:
     run_dir = Path(cfg.run_dir)
     washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
-    u, y = load_arrays(cfg.data_file, washout=washout)
-    trained = run_dir / "sysid.csv"
-    info = pd.read_csv(trained).set_index("model") if trained.is_file() else pd.DataFrame()
+    u, y = load_arrays(cfg.data_file, washout=washout, min_trajectories=MIN_TRAJECTORIES)
+    info = _training_info(run_dir)
     result = Result(command="sysid_evaluate")
     rows, y_hats = [], {}
     for name, kind, model in _models(run_dir):
         metrics = evaluate_model(model, u, y, washout, cfg.lipschitz, cfg.seed)
         y_hats[name] = metrics.pop("y_hat")
         metrics.pop("NRMSE clean")
+        report = metrics.pop("gain_report")
+        if report is not None:
+            result.notes.append(f"{name}: Lip lower {report.value:.4g} from {report.detail}")
+        if metrics["status"] != "ok":
+            result.failures.append(f"{name}: {metrics['status']} on {Path(cfg.data_file).name} (NRMSE not defined)")
         row = {"model": name, "kind": kind, "params": parameter_count(model), **metrics}
         for col in ("train s", "epochs"):
             row[col] = info.loc[name, col] if name in info.index and col in info.columns else float("nan")
