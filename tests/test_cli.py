@@ -30,7 +30,7 @@ def test_python_dash_m_entry_point():
     [
         (["converge", "--seed", "abc"], "Invalid value for '--seed'"),
         (["bogus"], "No such command 'bogus'"),
-        (["sweep"], "Missing argument 'experiment'"),
+        (["sweep"], "Missing argument 'COMMAND'"),
         (["converge", "--strict=maybe"], "does not take a value"),
         (["bench", "nosuch"], "No such command 'nosuch'"),
     ],

@@ -12,7 +12,7 @@ import pytest
 import typer
 from f16_fixture import make_benchmark, records, write_csv
 
-from deqlab.cli.execute import run_experiment
+from deqlab.cli.execute import execute, quote
 from deqlab.errors import InputError
 from deqlab.sysid import f16
 from deqlab.sysid.metrics import nrmse
@@ -30,17 +30,32 @@ def benchmark(tmp_path_factory):
     return make_benchmark(tmp_path_factory.mktemp("f16"), steps=STEPS)
 
 
-def _quoted(path) -> str:
-    return "'" + str(path) + "'"
+def preset_overrides(name: str = "tiny") -> list[str]:
+    """``configs/sysid_f16_preset/<name>.yaml`` as dotted ``key=value`` overrides (what ``--tiny`` selects once
+    the command line wires the preset group; the file is checked against the settings schema either way)."""
+    import yaml
+
+    from deqlab.cli.compose import config_dir
+
+    def flatten(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from flatten(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}={'[' + ','.join(map(str, value)) + ']' if isinstance(value, list) else value}"
+    return list(flatten(yaml.safe_load((config_dir() / "sysid_f16_preset" / f"{name}.yaml").read_text()) or {}))
+
+
+TINY = preset_overrides("tiny")
 
 
 def _run(root: Path, data_dir, *overrides):
-    return run_experiment("sysid_f16", [f"f16.data_dir={_quoted(data_dir)}", *overrides], folder="sysid/f16")
+    return execute("sysid_f16", [f"f16.data_dir={quote(str(data_dir))}", *overrides], folder="sysid/f16")
 
 
 def _refused(capsys, output_root, data_dir, *overrides) -> str:
     with pytest.raises(typer.Exit) as exc:
-        _run(output_root, data_dir, "sysid_f16_preset=tiny", *overrides)
+        _run(output_root, data_dir, *TINY, *overrides)
     assert exc.value.exit_code == 2
     lines = [line for line in capsys.readouterr().err.strip().splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("error:"), lines
@@ -81,7 +96,7 @@ def test_every_layout_and_format_reads_the_same_records(benchmark, tmp_path, lay
 
 
 def test_tiny_run_end_to_end_and_evaluate_on_its_folder(benchmark, output_root, cli):
-    result = _run(output_root, benchmark, "sysid_f16_preset=tiny")
+    result = _run(output_root, benchmark, *TINY)
     run = next((output_root / "sysid" / "f16").iterdir())
     table = pd.read_csv(run / "sysid.csv")
     runs = pd.read_csv(run / "sysid_runs.csv")

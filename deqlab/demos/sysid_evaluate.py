@@ -1,6 +1,8 @@
 """``deqlab sysid evaluate RUN_DIR --data FILE.npz``: the saved models of a ``deqlab sysid pendulum`` run
 on a user's data (``u`` (trajectories, steps, inputs), ``y`` (trajectories, steps, outputs)); the same
-table as the training run (training time and epochs copied from the run's ``sysid.csv``)."""
+table as the training run (training time and epochs of the saved, first-seed models copied from the run's
+``sysid_runs.csv``). Works on ``deqlab sysid f16`` runs too. A model whose output is not finite on the data
+gets a failure row (NaN metrics, ``status``), never a number that means nothing."""
 
 from __future__ import annotations
 
@@ -8,11 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from deqlab.cli import compose as C
 from deqlab.errors import ConfigError
 from deqlab.benchmarks import torch_threads
 from deqlab.report.result import Result, Table
-from deqlab.demos.sysid import FORMATS, NRMSE_CAPTION, evaluate_model, figures, validate_lipschitz
+from deqlab.demos.sysid import FORMATS, NRMSE_CAPTION, evaluate_model, figures
 from deqlab.sysid.data import load_arrays
 from deqlab.sysid.models import load_model, parameter_count
 
@@ -22,19 +23,18 @@ MIN_TRAJECTORIES = 3
 
 
 def _run_washout(run_dir: Path) -> int:
-    """The washout of the training run (its ``config.yaml``), checked: an integer >= 0."""
-    from omegaconf import OmegaConf
+    import yaml
+
+    from deqlab.settings import checks
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():
         raise ConfigError(f"{run_dir} has no config.yaml; give washout=N")
     try:
-        value = OmegaConf.load(cfg_file).washout
+        washout = yaml.safe_load(cfg_file.read_text())["washout"]
     except Exception:
         raise ConfigError(f"{cfg_file}: no usable washout; give washout=N") from None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{cfg_file}: washout {value!r} is not an integer >= 0; give washout=N")
-    return value
+    return checks.count(f"washout (read from {cfg_file})", washout, minimum=0, maximum=10_000_000)
 
 
 def _models(run_dir: Path):
@@ -56,34 +56,26 @@ def _training_info(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(trained).set_index("model") if trained.is_file() else pd.DataFrame()
 
 
-def validate(cfg) -> None:
-    run_dir = Path(C.get(cfg, "run_dir"))
-    if not run_dir.is_dir():
-        raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
-    washout = _run_washout(run_dir) if C.get(cfg, "washout") is None else C.require_int(cfg, "washout", minimum=0)
-    u, y = load_arrays(C.get(cfg, "data_file"), washout=washout, min_trajectories=MIN_TRAJECTORIES)
-    for name, kind, model in _models(run_dir):
-        if model.n_u != u.shape[-1] or model.n_y != y.shape[-1]:
-            raise ConfigError(f"model {name!r} maps {model.n_u} input(s) to {model.n_y} output(s), but the data has "
-                              f"{u.shape[-1]} input(s) and {y.shape[-1]} output(s)")
-    validate_lipschitz(cfg)
-    C.require_int(cfg, "threads", minimum=1)
-
-
 def run(cfg) -> Result:
-    validate(cfg)
     with torch_threads(cfg.threads):
         return _run(cfg)
 
 
 def _run(cfg) -> Result:
     run_dir = Path(cfg.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
     washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
     u, y = load_arrays(cfg.data_file, washout=washout, min_trajectories=MIN_TRAJECTORIES)
     info = _training_info(run_dir)
+    models = _models(run_dir)
+    for name, kind, model in models:   # refuse a mismatch before any work
+        if model.n_u != u.shape[-1] or model.n_y != y.shape[-1]:
+            raise ConfigError(f"model {name!r} maps {model.n_u} input(s) to {model.n_y} output(s), but the data has "
+                              f"{u.shape[-1]} input(s) and {y.shape[-1]} output(s)")
     result = Result(command="sysid_evaluate")
     rows, y_hats = [], {}
-    for name, kind, model in _models(run_dir):
+    for name, kind, model in models:
         metrics = evaluate_model(model, u, y, washout, cfg.lipschitz, cfg.seed)
         y_hats[name] = metrics.pop("y_hat")
         metrics.pop("NRMSE clean")

@@ -9,7 +9,7 @@ force, outputs the three accelerations; signals standardised with the training r
 each saved model); training records cut into sequences of 1024 samples; a washout at the start of every
 sequence. Not published, so ours: early stopping on the last ``val_fraction`` of every training record's
 sequences (the authors' code validates on the test records), model sizes and training settings
-(``configs/demo/sysid_f16.yaml``). Reader: :mod:`deqlab.sysid.f16`.
+(:mod:`deqlab.settings.sysid_f16`). Reader: :mod:`deqlab.sysid.f16`.
 """
 
 from __future__ import annotations
@@ -18,36 +18,16 @@ import numpy as np
 import pandas as pd
 
 from deqlab.benchmarks import torch_threads
-from deqlab.cli import compose as C
-from deqlab.demos.sysid import Parts, identify, validate_training
-from deqlab.errors import ConfigError
+from deqlab.demos.sysid import Parts, identify
+from deqlab.errors import InputError
 from deqlab.report.result import Table
 from deqlab.sysid import f16
 
 
 def _min_steps(cfg) -> int:
     """The shortest record that still gives one training sequence (and a test sequence past the washout)."""
-    test = C.get(cfg, "f16.test_steps")
-    return max(int(C.get(cfg, "f16.segment")), int(test) if test is not None else 0, int(C.get(cfg, "washout")) + 2)
-
-
-def validate(cfg) -> None:
-    """Raise :class:`ConfigError` for any value a user can get wrong, including the data folder and files."""
-    washout = C.require_int(cfg, "washout", minimum=0)
-    C.require_choice(cfg, "f16.excitation", tuple(f16.EXCITATIONS))
-    C.require_choice(cfg, "f16.format", f16.FORMATS)
-    segment = C.require_int(cfg, "f16.segment", minimum=2)
-    if segment <= washout + 1:
-        raise ConfigError(f"f16.segment={segment} is too short for washout={washout}")
-    fraction = C.require_float(cfg, "f16.val_fraction", minimum=0.0, exclusive=True)
-    if fraction >= 1.0:
-        raise ConfigError(f"f16.val_fraction must lie in (0, 1), got {fraction}")
-    if C.get(cfg, "f16.test_steps") is not None:
-        test = C.require_int(cfg, "f16.test_steps", minimum=2)
-        if test <= washout + 1:
-            raise ConfigError(f"f16.test_steps={test} is too short for washout={washout}")
-    validate_training(cfg)
-    f16.read_records(str(C.get(cfg, "f16.data_dir")), cfg.f16.excitation, file_format=cfg.f16.format, min_steps=_min_steps(cfg))
+    test = cfg.f16.test_steps
+    return max(int(cfg.f16.segment), int(test) if test is not None else 0, int(cfg.washout) + 2)
 
 
 def make_parts(cfg) -> tuple[Parts, pd.DataFrame, str]:
@@ -71,7 +51,7 @@ def make_parts(cfg) -> tuple[Parts, pd.DataFrame, str]:
     u_tr = np.concatenate([p[0] for p in train_parts])
     y_tr = np.concatenate([p[1] for p in train_parts])
     if u_tr.shape[0] == 0:
-        raise ConfigError(f"the training records give too few sequences of f16.segment={c.segment} samples to keep one for training")
+        raise InputError(f"the training records give too few sequences of f16.segment={c.segment} samples to keep one for training")
     u_va = np.concatenate([p[0] for p in val_parts])
     y_va = np.concatenate([p[1] for p in val_parts])
     if c.test_steps is None:
@@ -89,7 +69,6 @@ def make_parts(cfg) -> tuple[Parts, pd.DataFrame, str]:
 
 
 def run(cfg):
-    validate(cfg)
     with torch_threads(cfg.threads):
         return _run(cfg)
 

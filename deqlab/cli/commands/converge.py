@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, option_overrides, run_experiment
+from deqlab.cli.execute import OVERRIDES, execute, option_overrides
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -24,6 +24,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         """Finite-depth weight-tied network vs the root-found equilibrium (seed 003 tables)."""
         overrides = option_overrides(
             **{"model.init": init, "solver": solver, "seed": seed, "dtype": dtype, "restarts": restarts,
-               "eig_layers": layers, "strict": "true" if strict else None}
+               "eig_layers": layers, "strict": strict or None}
         )
-        run_experiment("converge", [*overrides, *ctx.args])
+        execute("converge", [*overrides, *ctx.args])

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, fail, option_overrides, run_experiment
+from deqlab.cli.execute import OVERRIDES, execute, option_overrides, split_list
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -30,24 +30,15 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         strict: bool = typer.Option(False, "--strict", help="Exit 1 if anything did not converge."),
     ) -> None:
         """Exact DEQ gradient and Hessian (seeds 000/001) vs finite differences, unrolled autodiff and the implicit layer."""
-        group_list = None
-        if groups is not None:
-            names = [g.strip() for g in groups.split(",")]
-            if not all(names):
-                fail(f"--groups must be comma-separated names without empty entries, got {groups!r}", 2)
-            group_list = "[" + ",".join(names) + "]"
-        solver_overrides = []
-        if solver is not None:  # keep the experiment's tight tolerances when switching solver
-            solver_overrides = [f"solver={solver}", "solver.atol=1e-14", "solver.max_iter=2000"]
         overrides = option_overrides(
-            **{"check_fd": "true" if check_fd else None, "hvp_only": "true" if hvp_only else None, "model.init": init,
-               "model.n_z": n_z, "model.n_x": n_x, "model.n_y": n_y, "batch": batch, "groups": group_list, "dtype": dtype,
-               "seed": seed, "fd_step": fd_step, "unroll_steps": steps, "go_on": "true" if go_on else None,
-               "strict": "true" if strict else None}
+            **{"check_fd": check_fd or None, "hvp_only": hvp_only or None, "model.init": init,
+               "model.n_z": n_z, "model.n_x": n_x, "model.n_y": n_y, "batch": batch, "groups": split_list(groups, "--groups"), "dtype": dtype,
+               "seed": seed, "fd_step": fd_step, "unroll_steps": steps, "go_on": go_on or None,
+               "solver": solver, "strict": strict or None}
         )
-        run_experiment("hessian", [*solver_overrides, *overrides, *ctx.args])
+        execute("hessian", [*overrides, *ctx.args])
 
     @bench.command("hessian", context_settings=OVERRIDES)
     def bench_hessian(ctx: typer.Context) -> None:
         """Closed-form Hessian vs torch.func through an unroll; HVP vs gradient; eigsh at P ~ 1e5; peak memory."""
-        run_experiment("bench_hessian", list(ctx.args), folder="bench/hessian")
+        execute("bench_hessian", list(ctx.args), folder="bench/hessian")

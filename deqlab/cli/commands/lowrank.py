@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, fail, option_overrides, run_experiment
+from deqlab.cli.execute import OVERRIDES, execute, fail, option_overrides
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -24,17 +24,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             fail(f"--pairs reads a pairs file (part pairs); it cannot be combined with --part {part}", 2)
         overrides = option_overrides(
             **{"part": "pairs" if pairs is not None and part is None else part,
-               "pairs_file": None if pairs is None else _quote(pairs),
-               "seed": seed, "rtol": rtol, "strict": "true" if strict else None}
+               "pairs_file": pairs,
+               "seed": seed, "rtol": rtol, "strict": strict or None}
         )
-        run_experiment("lowrank", [*overrides, *ctx.args])
+        execute("lowrank", [*overrides, *ctx.args])
 
     @bench.command("lowrank", context_settings=OVERRIDES)
     def bench_lowrank(ctx: typer.Context) -> None:
         """n = 500, rank 8, k = 16: recovery error and time against scipy SR1 updated pair by pair; factored n up to 1e5."""
-        run_experiment("bench_lowrank", ctx.args, folder="bench/lowrank")
+        execute("bench_lowrank", ctx.args, folder="bench/lowrank")
 
-
-def _quote(path: str) -> str:
-    """A file path as a Hydra override value (quoted, so ``/``, ``=`` or spaces survive)."""
-    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"

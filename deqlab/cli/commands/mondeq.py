@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, option_overrides, run_experiment
+from deqlab.cli.execute import OVERRIDES, execute, option_overrides
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -27,11 +27,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         overrides = option_overrides(
             **{"model.m": m, "alpha": alpha, "fb_alpha": fb_alpha, "model.nonlinearity": nonlinearity,
                "model.n_z": n_z, "seed": seed, "eigen.restarts": restarts, "train.epochs": epochs,
-               "strict": "true" if strict else None}
+               "strict": strict or None}
         )
-        run_experiment("mondeq", [*overrides, *ctx.args])
+        execute("mondeq", [*overrides, *ctx.args])
 
     @bench.command("mondeq", context_settings=OVERRIDES)
     def bench_mondeq(ctx: typer.Context) -> None:
         """PR, DR, FB, Anderson vs fixed-point iteration and a dense direct solve: iterations and time."""
-        run_experiment("bench_mondeq", ctx.args, folder="bench/mondeq")
+        execute("bench_mondeq", ctx.args, folder="bench/mondeq")

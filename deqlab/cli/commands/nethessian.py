@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from deqlab.cli.execute import OVERRIDES, option_overrides, run_experiment
+from deqlab.cli.execute import OVERRIDES, execute, option_overrides, split_list
 
 
 class _OverridesGroup(TyperGroup):
@@ -54,11 +54,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             return
         overrides = option_overrides(
-            **{"mlp.d": d, "mlp.hidden": f"[{hidden}]" if hidden else None, "mlp.n_out": n_out,
+            **{"mlp.d": d, "mlp.hidden": split_list(hidden, "--hidden", int), "mlp.n_out": n_out,
                "mlp.activation": activation, "batch": batch, "seed": seed, "dtype": dtype,
-               "strict": "true" if strict else None}
+               "strict": strict or None}
         )
-        run_experiment("nethessian", [*overrides, *ctx.args])
+        execute("nethessian", [*overrides, *ctx.args])
 
     @sub.command("pinn", context_settings=OVERRIDES)
     def pinn(
@@ -71,14 +71,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """2-D Poisson PINN: forward-recursion Laplacian vs autograd double backward (L2 error, time per step)."""
         overrides = option_overrides(
-            **{"pinn.steps": steps, "pinn.hidden": f"[{hidden}]" if hidden else None,
+            **{"pinn.steps": steps, "pinn.hidden": split_list(hidden, "--hidden", int),
                "pinn.activation": activation, "seed": seed, "dtype": dtype}
         )
-        run_experiment("nethessian_pinn", [*overrides, *ctx.args], folder="nethessian/pinn")
+        execute("nethessian_pinn", [*overrides, *ctx.args], folder="nethessian/pinn")
 
     app.add_typer(sub, name="nethessian")
 
     @bench.command("nethessian", context_settings=OVERRIDES)
     def bench_nethessian(ctx: typer.Context) -> None:
         """Laplacian / diagonal / full Hessian of a tanh MLP: forward recursion vs double backward, vmap routes."""
-        run_experiment("bench_nethessian", ctx.args, folder="bench/nethessian")
+        execute("bench_nethessian", ctx.args, folder="bench/nethessian")

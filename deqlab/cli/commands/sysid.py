@@ -7,12 +7,7 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, fail, option_overrides, run_experiment
-
-
-def _quoted(value: str) -> str:
-    """A path as a Hydra override value (single-quoted; quotes and backslashes escaped)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+from deqlab.cli.execute import OVERRIDES, execute, fail, option_overrides, split_list
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -32,9 +27,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """Train a contracting REN, a Lipschitz REN and LSTM/RNN/linear baselines on pendulum data."""
         overrides = option_overrides(**{
-            "models": f"[{models}]" if models else None, "data.path": _quoted(str(data)) if data else None,
+            "models": split_list(models, "--models", str), "data.path": str(data) if data is not None else None,
             "train.epochs": epochs, "data.noise_std": noise, "seed": seed, "sysid_preset": "tiny" if tiny else None})
-        run_experiment("sysid", [*overrides, *ctx.args], folder="sysid/pendulum")
+        execute("sysid", [*overrides, *ctx.args], folder="sysid/pendulum")
 
     @sysid.command(context_settings=OVERRIDES)
     def evaluate(
@@ -45,10 +40,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         """Evaluate the saved models of a run on a user's data (same table)."""
         if data is None:
             fail("--data FILE.npz is required", 2)
-        overrides = [f"run_dir={_quoted(str(run_dir))}", f"data_file={_quoted(str(data))}"]
-        run_experiment("sysid_evaluate", [*overrides, *ctx.args], folder="sysid/evaluate")
+        overrides = option_overrides(run_dir=str(run_dir), data_file=str(data))
+        execute("sysid_evaluate", [*overrides, *ctx.args], folder="sysid/evaluate")
 
     @bench.command("sysid", context_settings=OVERRIDES)
     def bench_sysid(ctx: typer.Context) -> None:
         """REN training step: implicit vs autograd backward of the equilibrium layer; LSTM for scale."""
-        run_experiment("bench_sysid", ctx.args, folder="bench/sysid")
+        execute("bench_sysid", ctx.args, folder="bench/sysid")
