@@ -268,6 +268,7 @@ class GainReport:
     ascent: float
     linearisation: float
     unsettled: int = 0
+    horizon: int | None = None  # the ascent's horizon that gave its best ratio
 
 
 def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSettings | None = None, *,
@@ -299,7 +300,7 @@ def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSetting
                 freq = f"{omega / (2 * math.pi * sample_time):.3g} Hz" if sample_time else f"{omega:.3g} rad/sample"
                 lin_best, lin_detail = value, f"H∞ of the linearisation at u₀ = {np.array2string(lin.u0, precision=3)}, peak at {freq}"
 
-    asc_best, asc_detail = 0.0, ""
+    asc_best, asc_detail, asc_steps = 0.0, "", None
     for steps in s.steps:
         steps = int(steps)
         n_data = s.pairs // 2
@@ -324,9 +325,9 @@ def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSetting
         value, pair = ascent_gain(model, base, delta, iters=s.iters, lr=s.lr, scale=scale)
         if value > asc_best:
             kind = "data window" if pair < n_data else ("random input" if pair < s.pairs else "linearisation's peak sinusoid")
-            asc_best, asc_detail = value, f"Adam ascent over input pairs, horizon {steps} steps, best from a {kind} start"
+            asc_best, asc_steps, asc_detail = value, steps, f"Adam ascent over input pairs, horizon {steps} steps, best from a {kind} start"
     if lin_best > asc_best:
         return GainReport(value=lin_best, method="linearisation", detail=lin_detail, ascent=asc_best,
-                          linearisation=lin_best, unsettled=unsettled)
+                          linearisation=lin_best, unsettled=unsettled, horizon=asc_steps)
     return GainReport(value=asc_best, method="ascent", detail=asc_detail, ascent=asc_best,
-                      linearisation=lin_best, unsettled=unsettled)
+                      linearisation=lin_best, unsettled=unsettled, horizon=asc_steps)
