@@ -126,3 +126,42 @@ def test_the_walk_sees_lazy_imports():
     """The walk would have seen today's rule breakers: a function-level import counts."""
     assert "deqlab.implicit.mondeq" in MODULES["deqlab.models.mondeq"]
     assert "typer" in MODULES["deqlab.cli.execute"]
+
+
+PUBLIC_API = {
+    "deqlab.implicit": ["fixed_point", "SolveOptions", "deq_hessian", "deq_hessian_parts", "deq_gradient",
+                        "DEQHessianOperator", "extreme_eigenvalues", "hutchinson_trace", "model_params", "flatten",
+                        "unflatten", "GROUPS"],
+    "deqlab.solvers": ["anderson", "broyden", "fixed_point_iteration", "newton", "scipy_root", "scipy_fsolve",
+                       "get_solver", "SolverResult"],
+    "deqlab.nethessian": ["input_derivatives", "laplacian", "make_mlp"],
+    "deqlab.lowrank": ["rank_k_recovery", "least_change", "symmetric_procrustes", "seed_method"],
+}
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC_API))
+def test_public_api_is_re_exported(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in PUBLIC_API[package]:
+        assert hasattr(module, name), f"{package}.{name}"
+        assert name in getattr(module, "__all__", [name]), f"{name} missing from {package}.__all__"
+
+
+def test_readme_examples_use_only_the_public_api():
+    """Every ``from deqlab... import`` in the README's Python examples names a package, not a private module,
+    and every imported name exists there."""
+    import importlib
+    import re
+
+    readme = (ROOT.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    imports = [m for block in blocks for m in re.findall(r"^from (deqlab[\w.]*) import \(?([^)\n]*(?:\n[^)\n]*)*?)\)?$",
+                                                          block, re.M)]
+    assert imports
+    for module_name, names in imports:
+        module = importlib.import_module(module_name)
+        assert module_name == "deqlab" or hasattr(module, "__path__"), f"README imports private module {module_name}"
+        for name in re.findall(r"\b\w+\b", re.sub(r"#[^\n]*", "", names)):
+            assert hasattr(module, name), f"{module_name}.{name}"

@@ -212,6 +212,7 @@ class Settings:
     Every model is trained with every seed of ``seeds`` (weights and batch order); the table reports the test
     NRMSE over them and the claims are judged on the mean (single runs move between machines)."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: Optional[int] = None  # one seed instead of the list `seeds` (--seed N)
     seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
     dtype: str = "float64"
@@ -226,6 +227,7 @@ class Settings:
     plot_trajectories: int = 3
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         check_seeds(self.seed, self.seeds)
         checks.choice("dtype", self.dtype, ("float64",))
         checks.count("threads", self.threads, maximum=1024)
@@ -250,6 +252,7 @@ class Settings:
 class EvaluateSettings:
     """``deqlab sysid evaluate RUN_DIR --data FILE.npz``: saved models of a sysid run on a user's data."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     run_dir: str = "???"     # a finished `deqlab sysid pendulum` run folder (with models/*.pt)
     data_file: str = "???"   # .npz with u (trajectories, steps, inputs) and y (trajectories, steps, outputs)
     seed: int = 0
@@ -260,6 +263,7 @@ class EvaluateSettings:
     plot_trajectories: int = 3
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         for key in ("run_dir", "data_file"):
             if getattr(self, key) in ("???", "", None):
                 raise InputError(f"{key} is required")

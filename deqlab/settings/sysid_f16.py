@@ -53,6 +53,7 @@ class Settings:
     """``deqlab sysid f16``: every model trained with every seed on the identification records of one
     excitation, tested on its ``_Validation`` records (the REN paper's split)."""
 
+    device: str = "cpu"          # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: Optional[int] = None   # one seed instead of the list `seeds` (--seed N)
     seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
     dtype: str = "float64"
@@ -69,6 +70,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.f16.data_dir in ("???", "", None):
             raise InputError(f"f16.data_dir is required (--data-dir DIR): the folder with the benchmark's files, {SOURCE}")
+        checks.device("device", self.device)
         check_seeds(self.seed, self.seeds)
         checks.choice("dtype", self.dtype, ("float64",))
         checks.count("threads", self.threads, maximum=1024)
