@@ -20,7 +20,7 @@ from deqlab.cli import compose as C
 from deqlab import lowrank as LR
 from deqlab.errors import ConfigError
 from deqlab.demos.lowrank import scipy_update
-from deqlab.benchmarks import machine_note, median_time, peak_memory_mib
+from deqlab.benchmarks import machine_note, median_time, peak_memory_mib, pinned_threads
 from deqlab.report.result import Result, Table
 from deqlab.report.progress import track
 
@@ -44,6 +44,12 @@ def validate(cfg) -> None:
 
 def run(cfg) -> Result:
     validate(cfg)
+    # numpy's OpenBLAS is what this bench times: unpinned, it oversubscribes a shared machine (issue 12).
+    with pinned_threads(getattr(cfg, "threads", 1)):
+        return _run(cfg)
+
+
+def _run(cfg) -> Result:
     rng = np.random.default_rng(cfg.seed)
     result = Result(command="bench_lowrank")
     rows = []

@@ -25,7 +25,7 @@ import torch
 
 from deqlab.cli import compose as C
 from deqlab.errors import ConfigError
-from deqlab.benchmarks import median_time, torch_threads
+from deqlab.benchmarks import median_time, pinned_threads
 from deqlab.report.result import Result, Table
 from deqlab.models.mondeq import NONLINEARITIES, MonDEQ, forward_backward_bound, lipschitz, monotonicity
 from deqlab.implicit.mondeq import solve_equilibrium
@@ -55,7 +55,7 @@ def validate(cfg) -> None:
 
 def run(cfg) -> Result:
     validate(cfg)
-    with torch_threads(cfg.threads):
+    with pinned_threads(cfg.threads):
         return _run(cfg)
 
 

@@ -24,7 +24,7 @@ import torch
 
 from deqlab.cli import compose as C
 from deqlab.errors import ConfigError
-from deqlab.benchmarks import timings, torch_threads
+from deqlab.benchmarks import timings, pinned_threads
 from deqlab.demos.nethessian import max_rel_error
 from deqlab.report.result import Result, Table
 from deqlab.nethessian import ACTIVATIONS, input_derivatives, laplacian, make_mlp
@@ -95,7 +95,7 @@ def timed(fn, repeats: int, warmup: int) -> tuple[float, float]:
 
 def run(cfg) -> Result:
     validate(cfg)
-    with torch_threads(cfg.threads):
+    with pinned_threads(cfg.threads):
         return _run(cfg)
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from deqlab.cli import compose as C
-from deqlab.benchmarks import machine_note, median_time, torch_threads
+from deqlab.benchmarks import machine_note, median_time, pinned_threads
 from deqlab.errors import ConfigError
 from deqlab.report.result import Result, Table
 from deqlab.report.progress import track
@@ -68,7 +68,7 @@ def make_weight(n: int, norm: float, family: str, generator: torch.Generator, dt
 
 def run(cfg) -> Result:
     validate(cfg)
-    with torch_threads(cfg.threads):
+    with pinned_threads(cfg.threads):
         return _run(cfg)
 
 

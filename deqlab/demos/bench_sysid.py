@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from deqlab.cli import compose as C
-from deqlab.benchmarks import machine_note, median_time, torch_threads
+from deqlab.benchmarks import machine_note, median_time, pinned_threads
 from deqlab.report.result import Result, Table
 from deqlab.models.baselines import LSTMModel
 from deqlab.models.ren import ContractingREN
@@ -30,7 +30,7 @@ def run(cfg) -> Result:
     validate(cfg)
     rows = []
     for threads in cfg.threads:
-        with torch_threads(threads):
+        with pinned_threads(threads):
             torch.manual_seed(cfg.seed)
             u = torch.randn(cfg.batch, cfg.steps, 1, dtype=torch.float64)
             cases = {}
