@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-import numpy  # noqa: F401  (load OpenBLAS so threadpoolctl sees it)
+import numpy  # noqa: F401  (load both OpenBLAS copies first, so the counts before and after match)
+import scipy.linalg  # noqa: F401
 import torch
 from threadpoolctl import threadpool_info
 
