@@ -39,7 +39,7 @@ product with ``W``. ``n_fevals`` counts evaluations of ``f``; ``extras`` holds `
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -47,7 +47,7 @@ from deqlab.solvers.prox import ProxNonlinearity, get_nonlinearity
 from deqlab.solvers.result import Monitor, SolverResult
 
 
-def _nl(nonlinearity: "str | ProxNonlinearity") -> ProxNonlinearity:
+def _nl(nonlinearity: str | ProxNonlinearity) -> ProxNonlinearity:
     return get_nonlinearity(nonlinearity) if isinstance(nonlinearity, str) else nonlinearity
 
 
@@ -59,7 +59,7 @@ def _check(W: torch.Tensor, c: torch.Tensor, alpha: float) -> None:
         raise ValueError(f"W must be (n, n) and c (batch, n); got W {tuple(W.shape)}, c {tuple(c.shape)}")
 
 
-def layer_map(W: torch.Tensor, c: torch.Tensor, nonlinearity: "str | ProxNonlinearity") -> Callable:
+def layer_map(W: torch.Tensor, c: torch.Tensor, nonlinearity: str | ProxNonlinearity) -> Callable:
     """The layer ``f(z) = σ(W z + c)`` as a batched map, for the black-box solvers."""
     nl = _nl(nonlinearity)
     return lambda z: nl.sigma(z @ W.T + c)
@@ -109,7 +109,7 @@ def forward_backward(
     c: torch.Tensor,
     z0: torch.Tensor,
     *,
-    nonlinearity: "str | ProxNonlinearity" = "relu",
+    nonlinearity: str | ProxNonlinearity = "relu",
     alpha: float = 0.5,
     atol: float = 1e-8,
     rtol: float = 0.0,
@@ -168,7 +168,7 @@ def peaceman_rachford(
     c: torch.Tensor,
     z0: torch.Tensor,
     *,
-    nonlinearity: "str | ProxNonlinearity" = "relu",
+    nonlinearity: str | ProxNonlinearity = "relu",
     alpha: float = 1.0,
     atol: float = 1e-8,
     rtol: float = 0.0,
@@ -187,7 +187,7 @@ def douglas_rachford(
     c: torch.Tensor,
     z0: torch.Tensor,
     *,
-    nonlinearity: "str | ProxNonlinearity" = "relu",
+    nonlinearity: str | ProxNonlinearity = "relu",
     alpha: float = 1.0,
     atol: float = 1e-8,
     rtol: float = 0.0,
@@ -205,7 +205,7 @@ def pitfall_forward_backward_sigma(
     c: torch.Tensor,
     z0: torch.Tensor,
     *,
-    nonlinearity: "str | ProxNonlinearity" = "tanh",
+    nonlinearity: str | ProxNonlinearity = "tanh",
     alpha: float = 0.5,
     iterations: int = 2000,
 ) -> torch.Tensor:
@@ -234,7 +234,7 @@ def peaceman_rachford_backward(
     atol: float = 1e-12,
     rtol: float = 0.0,
     max_iter: int = 1000,
-    resolvent: "Resolvent | None" = None,
+    resolvent: Resolvent | None = None,
 ) -> SolverResult:
     """The implicit backward ``g = (I − Wᵀ D)⁻¹ v`` by Peaceman–Rachford (Winston & Kolter 2020, Sec. 4).
 
