@@ -41,6 +41,25 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tupl
     return statistics.median(times), out
 
 
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, tuple[float, object]]:
+    """``name → (median seconds, last output)`` for each ``fn``, the calls interleaved
+    (``A B C A B C …``, ``warmup`` untimed rounds first) so that drift of a shared machine hits every
+    method alike (GUIDE §4)."""
+    outs: dict[str, object] = {}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(warmup):
+        for name, fn in fns.items():
+            outs[name] = fn()
+    for _ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            outs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), outs[name]) for name in fns}
+
+
 def peak_memory_mib(fn: Callable[[], object]) -> float:
     """Peak Python-heap allocation of one ``fn()`` call in MiB (``tracemalloc``; numpy buffers included,
     torch's own allocator not)."""

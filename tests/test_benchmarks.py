@@ -38,3 +38,12 @@ def test_verdict():
     assert verdict(1.0, 1.3) == "met"
     assert verdict(1.31, 1.3) == "not met"
     assert verdict(math.nan, 1.3) == "n/a"
+
+
+def test_interleaved_medians_runs_every_method_in_turn():
+    from deqlab.benchmarks import interleaved_medians
+
+    order = []
+    out = interleaved_medians({"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 2}, repeats=3, warmup=1)
+    assert order == ["a", "b"] * 4
+    assert out["a"][1] == 1 and out["b"][1] == 2 and out["a"][0] >= 0

@@ -83,11 +83,13 @@ def broyden(
         atol, rtol, max_iter: the shared stopping rule; ``max_iter`` counts evaluations of ``f``.
         memory: the largest rank of the correction ``B + I`` kept.
         drop: how much that rank is reduced (truncated SVD) when the memory is full; default
-            ``max(1, memory // 10)``. ``drop = memory`` restarts from ``B = −I``.
+            ``max(1, memory // 5)`` (each reduction costs a QR of ``U`` and ``V`` and an SVD; batched small
+            LAPACK calls are slow on CPU, so reduce in steps of a fifth of the memory). ``drop = memory``
+            restarts from ``B = −I``.
     """
     if memory < 1:
         raise ValueError(f"memory must be >= 1, got {memory}")
-    drop = max(1, memory // 10) if drop is None else int(drop)
+    drop = max(1, memory // 5) if drop is None else int(drop)
     if not 1 <= drop <= memory:
         raise ValueError(f"drop must lie in [1, memory = {memory}], got {drop}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="broyden")
