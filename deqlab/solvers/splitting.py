@@ -93,10 +93,13 @@ class Resolvent:
         else:
             self.LU, self.pivots = torch.linalg.lu_factor(A)
 
-    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+    def __call__(self, v: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """``V v`` per row of ``v``; with ``shift`` (``(batch, n)``, already multiplied by ``V``),
+        ``V v + shift`` (for the inverse: one fused ``addmm``)."""
         if self.method == "inverse":
-            return v @ self.inverse_t
-        return torch.linalg.lu_solve(self.LU, self.pivots, v.T).T
+            return v @ self.inverse_t if shift is None else torch.addmm(shift, v, self.inverse_t)
+        out = torch.linalg.lu_solve(self.LU, self.pivots, v.T).T
+        return out if shift is None else out + shift
 
     def transposed(self, v: torch.Tensor) -> torch.Tensor:
         """``v ↦ (I + α(I − Wᵀ))⁻¹ v`` from the same factors."""
@@ -146,20 +149,23 @@ def _rachford(W, c, z0, *, nonlinearity, alpha, atol, rtol, max_iter, averaged: 
     nl = _nl(nonlinearity)
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver=name)
     V = Resolvent(W, alpha, resolvent_method(W.shape[0], c.shape[0], resolvent))
-    shift = alpha * c
+    shift = V(alpha * c)                            # V(αc), once: z½ = V u½ + V(αc)
     u = z0.clone()
     z = nl.prox(u, alpha)
     steps = 0
     for steps in range(1, max_iter + 1):
-        u_half = 2 * z - u
-        z_half = V(u_half + shift)
-        # W z½ + c from the resolvent equation (module docstring): no product with W.
-        pre = ((1 + alpha) * z_half - u_half) / alpha
+        # Fused and in-place forms below: beyond the product, an iteration is a handful of
+        # elementwise passes over (batch, n), which is what separates it from its floor.
+        u_half = z.mul(2).sub_(u)                                   # 2z − u
+        z_half = V(u_half, shift)
+        # W z½ + c = ((1 + α) z½ − u½)/α from the resolvent equation (module docstring): no product with W.
+        pre = torch.add(z_half.mul((1 + alpha) / alpha), u_half, alpha=-1 / alpha)
         monitor.n_fevals += 1
         monitor.observe(z_half, nl.sigma(pre))
         if monitor.done or monitor.hopeless:
             break
-        u = u + z_half - z if averaged else 2 * z_half - u_half
+        # (never in place on u: prox may return its argument, so z can be u)
+        u = torch.sub(z_half, z).add_(u) if averaged else z_half.mul(2).sub_(u_half)
         z = nl.prox(u, alpha)
     return monitor.result(steps, alpha=alpha, factorizations=1, resolvent=V.method)
 
