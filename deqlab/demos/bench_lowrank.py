@@ -20,9 +20,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from deqlab.cli import compose as C
 from deqlab import lowrank as LR
-from deqlab.errors import ConfigError
 from deqlab.demos.lowrank import scipy_update
 from deqlab.benchmarks import interleaved_medians, machine_note, median_time, peak_memory_mib, pinned_threads, verdict
 from deqlab.report.result import Result, Table
@@ -55,25 +53,9 @@ def numpy_least_change(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.nda
 NUMPY_CLOSED_FORMS = {"rank_k_recovery": numpy_rank_k, "least_change": numpy_least_change}
 
 
-def validate(cfg) -> None:
-    n = C.require_int(cfg, "n", minimum=2)
-    rank = C.require_int(cfg, "rank", minimum=1)
-    k = C.require_int(cfg, "k", minimum=1)
-    C.require_int(cfg, "repeats", minimum=1)
-    C.require_int(cfg, "warmup", minimum=0)
-    large = C.require_int_list(cfg, "large_n", minimum=1) if len(C.get(cfg, "large_n")) else []
-    C.require_float(cfg, "target_error", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "target_speedup", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "rtol", minimum=0.0, exclusive=True)
-    for size in [n, *large]:
-        if k > size or rank > size:
-            raise ConfigError(f"k = {k} and rank = {rank} must not exceed n = {size}")
-
-
 def run(cfg) -> Result:
-    validate(cfg)
     # numpy's OpenBLAS is what this bench times: unpinned, it oversubscribes a shared machine (issue 12).
-    with pinned_threads(getattr(cfg, "threads", 1)):
+    with pinned_threads(cfg.threads):
         return _run(cfg)
 
 

@@ -27,39 +27,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
-from deqlab.errors import ConfigError
 from deqlab.benchmarks import interleaved_medians, median_time, pinned_threads, verdict
 from deqlab.report.result import Result, Table
-from deqlab.models.mondeq import NONLINEARITIES, MonDEQ, forward_backward_bound, lipschitz, monotonicity
+from deqlab.models.mondeq import MonDEQ, forward_backward_bound, lipschitz, monotonicity
 from deqlab.implicit.mondeq import solve_equilibrium
 from deqlab.solvers.splitting import Resolvent, resolvent_method
+from deqlab.report import mondeq_figures
+from deqlab.report.progress import track
 
 #: Issue 12: Peaceman–Rachford per iteration at most this many times one product plus the prox, at n_z <= PR_TARGET_MAX_N.
 PR_TARGET = 1.1
 PR_TARGET_MAX_N = 512
-from deqlab.report import mondeq_figures
-from deqlab.report.progress import track
-
-
-def validate(cfg) -> None:
-    C.require_int_list(cfg, "sizes", minimum=1)
-    C.require_int(cfg, "batch", minimum=1)
-    C.require_int(cfg, "n_x", minimum=1)
-    C.require_float(cfg, "rtol", minimum=0.0, exclusive=True)
-    C.require_int(cfg, "max_iter", minimum=1)
-    C.require_int(cfg, "repeats", minimum=1)
-    C.require_int(cfg, "seed", minimum=0)
-    if C.get(cfg, "threads") is not None:
-        C.require_int(cfg, "threads", minimum=1)
-    C.require_choice(cfg, "dtype", C.DTYPES)
-    C.require_choice(cfg, "model.nonlinearity", tuple(NONLINEARITIES))
-    C.require_float(cfg, "model.m", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "model.init_scale", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "fb_fraction", minimum=0.0, exclusive=True)
-    alphas = list(C.get(cfg, "alphas"))
-    if not alphas or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not a > 0 for a in alphas):
-        raise ConfigError(f"alphas must be a non-empty list of numbers > 0, got {alphas!r}")
 
 
 def _per_iteration_rows(cfg, model, x, W, c, n, best, opts) -> list[dict]:
@@ -89,13 +67,12 @@ def _per_iteration_rows(cfg, model, x, W, c, n, best, opts) -> list[dict]:
 
 
 def run(cfg) -> Result:
-    validate(cfg)
     with pinned_threads(cfg.threads):
         return _run(cfg)
 
 
 def _run(cfg) -> Result:
-    dtype = C.torch_dtype(cfg.dtype)
+    dtype = getattr(torch, cfg.dtype)
     result = Result(command="bench_mondeq")
     opts = dict(atol=0.0, rtol=cfg.rtol, max_iter=cfg.max_iter)
     rows, grid_rows, iteration_rows = [], [], []

@@ -1,7 +1,35 @@
 """Implicit differentiation of DEQs: the IFT layer, the exact Hessian, HVPs and spectra (seeds 000/001).
 
-Public entry points: :func:`deqlab.implicit.hessian.deq_hessian` (dense closed form, tanh DEQ),
-:class:`deqlab.implicit.hvp.DEQHessianOperator` (matrix-free ``v ↦ Hv``),
-:func:`deqlab.implicit.layer.fixed_point` (differentiable fixed point, any order, torch.func-ready).
-The flattening order of ``θ`` is documented in :mod:`deqlab.implicit.params`.
+Public API (re-exported here; the README's examples use only these)::
+
+    from deqlab.implicit import (fixed_point, SolveOptions, deq_hessian, deq_hessian_parts, deq_gradient,
+                                 DEQHessianOperator, extreme_eigenvalues, hutchinson_trace, model_params,
+                                 flatten, unflatten, GROUPS)
+
+- :func:`fixed_point`: a differentiable fixed point ``z* = f(z*, θ)`` with implicit rules of every order
+  (``torch.autograd`` and ``torch.func``), :class:`SolveOptions` choosing the solver by registry name.
+- :func:`deq_hessian` / :func:`deq_hessian_parts`: the dense closed-form Hessian of the tanh DEQ's loss
+  (Term A + Term B, readout blocks), :func:`deq_gradient` its implicit gradient.
+- :class:`DEQHessianOperator`: matrix-free ``v ↦ Hv``; :func:`extreme_eigenvalues` (scipy ``eigsh`` on a
+  ``LinearOperator``) and :func:`hutchinson_trace` on any such operator.
+- :func:`model_params`, :func:`flatten`, :func:`unflatten`, :data:`GROUPS`: the flattening order of ``θ``.
+- :func:`polish_tanh_equilibrium`: chord steps with an extended-precision residual that bring a solver's
+  ``z*`` to the accuracy its conditioning allows (``solve_equilibrium`` applies it by default).
+
+Private modules, one idea each: ``layer`` (IFT layer), ``hessian`` (closed form), ``hvp``, ``spectrum``,
+``params``, ``polish`` (refining ``z*``), ``mondeq`` (monDEQ backward), ``ren`` (REN triangular backward), ``secant_pairs`` (pairs of a
+DEQ's loss for :mod:`deqlab.lowrank`), ``pitfalls`` (the seed's wrong variant, kept to be shown wrong).
 """
+
+from deqlab.implicit.hessian import deq_gradient, deq_hessian, deq_hessian_parts
+from deqlab.implicit.hvp import DEQHessianOperator
+from deqlab.implicit.layer import SolveOptions, fixed_point
+from deqlab.implicit.params import GROUPS, flatten, model_params, unflatten
+from deqlab.implicit.polish import polish_tanh_equilibrium
+from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
+
+__all__ = [
+    "DEQHessianOperator", "GROUPS", "SolveOptions", "deq_gradient", "deq_hessian", "deq_hessian_parts",
+    "extreme_eigenvalues", "fixed_point", "flatten", "hutchinson_trace", "model_params",
+    "polish_tanh_equilibrium", "unflatten",
+]

@@ -6,14 +6,25 @@ See :mod:`deqlab.solvers.result` for the rule and :data:`deqlab.solvers.registry
 from deqlab.solvers.anderson import anderson
 from deqlab.solvers.broyden import broyden
 from deqlab.solvers.fixed_point import fixed_point_iteration
+from deqlab.solvers.prox import NONLINEARITIES, get_nonlinearity
 from deqlab.solvers.newton import newton
 from deqlab.solvers.registry import SOLVERS, get_solver
-from deqlab.solvers.result import SolverResult
+from deqlab.solvers.result import SolverResult, SolverStatus
 from deqlab.solvers.scipy_root import scipy_fsolve, scipy_root
+from deqlab.solvers.splitting import SPLITTING_SOLVERS, douglas_rachford, forward_backward, peaceman_rachford
+from deqlab.solvers.survey import SurveyedPoint, survey_fixed_points
 
 __all__ = [
+    "NONLINEARITIES",
     "SOLVERS",
+    "SPLITTING_SOLVERS",
+    "douglas_rachford",
+    "forward_backward",
+    "get_nonlinearity",
+    "peaceman_rachford",
     "SolverResult",
+    "SolverStatus",
+    "SurveyedPoint",
     "anderson",
     "broyden",
     "fixed_point_iteration",
@@ -21,4 +32,5 @@ __all__ = [
     "newton",
     "scipy_fsolve",
     "scipy_root",
+    "survey_fixed_points",
 ]
