@@ -5,10 +5,12 @@ With the last ``m`` iterates ``z_i``, their images ``f(z_i)`` and residuals ``g_
 
     min_α ‖αᵀ G‖²  subject to  Σα = 1,
 
-whose solution is ``α = K⁻¹1 / (1ᵀK⁻¹1)`` with the regularised Gram matrix
-``K = G Gᵀ / s + λ I``, ``s = mean(diag(G Gᵀ))`` (the same ``α`` as the bordered system
-``[[0, 1ᵀ], [1, G Gᵀ + λ s I]] [ν; α] = [1; 0]`` of Walker & Ni (2011) and the implicit-layers
-tutorial of Kolter, Duvenaud & Johnson), and step
+solved through the bordered system ``[[0, 1ᵀ], [1, K]] [ν; α] = [1; 0]`` with the regularised
+Gram matrix ``K = G Gᵀ / s + λ I``, ``s = mean(diag(G Gᵀ))`` (Walker & Ni (2011); the
+implicit-layers tutorial of Kolter, Duvenaud & Johnson). The closed form ``α = K⁻¹1 / (1ᵀK⁻¹1)``
+gives the same weights in exact arithmetic but loses accuracy once residuals approach round-off:
+an adjoint solve to ``atol = 1e-13`` stalled at 1.1e-13 with it (``tests/test_implicit_layer.py``),
+and step
 
     z_{k+1} = β Σ α_i f(z_i) + (1 − β) Σ α_i z_i = Σ α_i f(z_i) − (1 − β) Σ α_i g_i.
 
@@ -19,7 +21,7 @@ is still singular (a zero residual, say) takes a plain step ``z_{k+1} = f(z_k)``
 Cost per iteration, beyond the evaluation of ``f``: ``f(z_k)`` and ``g_k`` are written into
 preallocated ring buffers (``(batch, m, n)``), the Gram matrix gets one new row and column
 (``G g_k``: ``O(batch · m · n)``, not the ``O(batch · m² · n)`` of rebuilding it), one batched
-``m × m`` solve and one ``(1 × m)(m × n)`` product per sample for the mix.
+``(m+1) × (m+1)`` solve and one ``(1 × m)(m × n)`` product per sample for the mix.
 """
 
 from __future__ import annotations
@@ -66,7 +68,12 @@ def anderson(
     F = torch.empty(batch, memory, n, **kw)          # ring buffer of f(z_i)
     G = torch.empty(batch, memory, n, **kw)          # ring buffer of g_i = f(z_i) − z_i
     gram = torch.empty(batch, memory, memory, **kw)  # G Gᵀ over the filled slots
-    ones = torch.ones(batch, memory, 1, **kw)
+    # Bordered system [[0, 1ᵀ], [1, K]] [ν; α] = [1; 0], preallocated: the border is written once.
+    bordered = torch.zeros(batch, memory + 1, memory + 1, **kw)
+    bordered[:, 0, 1:] = 1
+    bordered[:, 1:, 0] = 1
+    rhs = torch.zeros(batch, memory + 1, 1, **kw)
+    rhs[:, 0] = 1
 
     def evaluate(k: int, z: torch.Tensor) -> torch.Tensor:
         """Evaluate ``f(z)``, store it and its residual in slot ``k mod m``, update the Gram matrix."""
@@ -92,10 +99,11 @@ def anderson(
         h = min(steps, memory)
         K = gram[:, :h, :h]
         scale = K.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(tiny)
-        K = K / scale[:, None, None]
-        K.diagonal(dim1=1, dim2=2).add_(reg)
-        w, info = torch.linalg.solve_ex(K, ones[:, :h])              # never raises on a singular sample
-        alpha = (w / w.sum(1, keepdim=True)).transpose(1, 2)          # (batch, 1, h)
+        H = bordered[:, : h + 1, : h + 1]
+        torch.div(K, scale[:, None, None], out=H[:, 1:, 1:])
+        H[:, 1:, 1:].diagonal(dim1=1, dim2=2).add_(reg)
+        sol, info = torch.linalg.solve_ex(H, rhs[:, : h + 1])          # never raises on a singular sample
+        alpha = sol[:, 1:].transpose(1, 2)                             # (batch, 1, h)
         z_next = torch.bmm(alpha, F[:, :h])[:, 0]
         if beta != 1:
             z_next -= (1 - beta) * torch.bmm(alpha, G[:, :h])[:, 0]
