@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from deqlab.sysid.metrics import fit_percent, nrmse, simulate
 from deqlab.sysid.models import make_model, parameter_count, save_model
 from deqlab.sysid.training import TrainSettings, train
 
-FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train s": "{:.1f}",
+FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.1f}",
            "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
 NRMSE_CAPTION = ("NRMSE = sqrt(mean((ŷ−y)²))/std(y) per output over the test trajectories after the washout "
                  "(std with mean subtraction), averaged over outputs; fit % = 100(1 − NRMSE). NRMSE clean: against the noise-free output. Lip columns: "
@@ -60,22 +61,18 @@ def make_dataset(cfg) -> Dataset:
 
 
 class EpochBar:
-    """A rich progress bar over epochs with the latest losses (silent when ``DEQLAB_PROGRESS=0``)."""
+    """A rich progress bar over epochs with the latest losses (silent unless :func:`deqlab.report.progress.enabled`)."""
 
     def __init__(self):
-        self.enabled = os.environ.get("DEQLAB_PROGRESS", "1") != "0"
+        from deqlab.report.progress import enabled
+
+        self.enabled = enabled()
         self.progress = None
 
     def __enter__(self):
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
@@ -86,6 +83,18 @@ class EpochBar:
     def __exit__(self, *exc):
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+    @contextmanager
+    def step(self, description: str):
+        """A spinner line for a step between epochs (one live display at a time, so not a new one)."""
+        if self.progress is None:
+            yield
+            return
+        task = self.progress.add_task(description, total=None, info="")
+        try:
+            yield
+        finally:
+            self.progress.remove_task(task)
 
     def callback(self, name: str, epochs: int):
         if self.progress is None:
@@ -147,16 +156,16 @@ def model_writer(model, kind, kwargs):
 
 
 def figures(result: Result, rows: list[dict], y_test, y_hats, sample_time, washout, n_plot, title_prefix,
-            physical: bool = False):
-    y_label, unit = ("angle φ [rad]", "rad/(N·m)") if physical else ("y [output units]", "output/input units")
+            physical: bool = False, panel: str = "test trajectory", subtitle: str = ""):
+    y_label, unit = ("angle φ [rad]", "rad/(N·m)") if physical else ("y₀ (units of the data)", "units of y / units of u")
     if n_plot > 0:
         result.figures["predictions"] = lambda: sysid_figures.predictions(
             y_test, y_hats, sample_time=sample_time, washout=washout, trajectories=n_plot,
-            title=f"{title_prefix}: measured vs simulated output (test trajectories)", y_label=y_label)
+            title=f"{title_prefix}: measured vs simulated output", y_label=y_label, panel=panel, subtitle=subtitle)
     result.figures["robustness_accuracy"] = lambda: sysid_figures.robustness_accuracy(
         [{"name": r["model"], "nrmse": r["NRMSE"], "lipschitz_lower": r["Lip lower"],
           "lipschitz_bound": r["Lip bound"]} for r in rows],
-        title=f"{title_prefix}: robustness vs accuracy", unit=unit)
+        title=f"{title_prefix}: robustness vs accuracy", unit=unit, subtitle=subtitle)
 
 
 def run(cfg) -> Result:
@@ -177,6 +186,7 @@ class Parts:
     y_test: np.ndarray
     y_clean: np.ndarray | None = None
     sample_time: float | None = None
+    y_clean_val: np.ndarray | None = None  # the validation set's noise-free output (its noise floor in a figure)
 
 
 def spread(values) -> dict:
@@ -187,9 +197,9 @@ def spread(values) -> dict:
 
 
 SEED_FORMATS = {"NRMSE mean": "{:.4f}", "± std": "{:.4f}", "min": "{:.4f}", "max": "{:.4f}", "×floor": "{:.3f}",
-                "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train s": "{:.1f}", "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
+                "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.1f}", "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
 SEED_CAPTION = ("NRMSE over the seeds (mean, sample std, min, max); fit % = 100(1 − mean NRMSE); NRMSE clean: mean against "
-                "the noise-free output; train s: mean per seed. Lip columns describe the saved model (first seed): "
+                "the noise-free output; train time: mean per seed. Lip columns describe the saved model (first seed): "
                 "‖Δy‖₂/‖Δu‖₂ from the zero state; 'lower' is the larger of a multi-start ascent over input pairs and the H∞ "
                 "norm of the linearisation at constant-input equilibria ('by' says which), 'bound' guaranteed.")
 
@@ -223,13 +233,15 @@ def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "s
                 label = name if len(seeds) == 1 else f"{name} (seed {seed})"
                 hist = train(model, p.u_train, p.y_train, p.u_val, p.y_val, settings, progress=bar.callback(label, settings.epochs))
                 is_first = seed == seeds[0]
-                metrics = evaluate_model(model, p.u_test, p.y_test, cfg.washout, cfg.lipschitz, seed, p.y_clean,
-                                         sample_time=p.sample_time, gain=is_first)
+                what = "simulate the test set" + (", search the Lipschitz lower bound" if is_first else "")
+                with bar.step(f"evaluate {label}: {what}"):
+                    metrics = evaluate_model(model, p.u_test, p.y_test, cfg.washout, cfg.lipschitz, seed, p.y_clean,
+                                             sample_time=p.sample_time, gain=is_first)
                 y_hat = metrics.pop("y_hat")
                 report = metrics.pop("gain_report")
                 runs.append({"model": name, "seed": seed, "kind": kind, "params": parameter_count(model),
                              "NRMSE": metrics["NRMSE"], "fit %": metrics["fit %"], "NRMSE clean": metrics["NRMSE clean"],
-                             "train s": hist.seconds, "epochs": len(hist.val_nrmse), "best ep": hist.best_epoch + 1,
+                             "train time [s]": hist.seconds, "epochs": len(hist.val_nrmse), "best ep": hist.best_epoch + 1,
                              "stopped": hist.stopped, "status": metrics["status"]})
                 curves_arr = result.arrays.setdefault("curves", {})
                 curves_arr[f"{name}_seed{seed}_val_nrmse"] = np.asarray(hist.val_nrmse)
@@ -258,7 +270,7 @@ def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "s
         if floor is not None:
             row["×floor"] = st["mean"] / floor
         row.update({"fit %": fit_percent(st["mean"]), "NRMSE clean": float(np.mean(mine["NRMSE clean"])),
-                    "train s": float(mine["train s"].mean()), "Lip lower": f["Lip lower"], "Lip lower by": f["Lip lower by"],
+                    "train time [s]": float(mine["train time [s]"].mean()), "Lip lower": f["Lip lower"], "Lip lower by": f["Lip lower by"],
                     "Lip bound": f["Lip bound"]})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -270,8 +282,12 @@ def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "s
                                     **{f"y_hat_{k}": v for k, v in y_hats.items()}, "seed": np.asarray(seeds[0])}
     fig_rows = [{"model": name, "NRMSE": first[name]["NRMSE"], "Lip lower": first[name]["Lip lower"],
                  "Lip bound": first[name]["Lip bound"]} for name in cfg.models]
-    figures(result, fig_rows, p.y_test, y_hats, p.sample_time, cfg.washout, cfg.plot_trajectories, title, physical=physical)
-    result.figures["training_curves"] = lambda: sysid_figures.training_curves(curves, title=f"Validation NRMSE during training (seed {seeds[0]})")
+    subtitle = f"float64, seed={seeds[0]} (first of {len(seeds)}), washout={cfg.washout}"
+    figures(result, fig_rows, p.y_test, y_hats, p.sample_time, cfg.washout, cfg.plot_trajectories, title, physical=physical,
+            subtitle=subtitle)
+    val_floor = nrmse(p.y_clean_val, p.y_val, cfg.washout) if p.y_clean_val is not None else None
+    result.figures["training_curves"] = lambda: sysid_figures.training_curves(
+        curves, title="Validation NRMSE during training", noise_floor=val_floor, subtitle=subtitle)
     if floor is not None:
         result.notes.append(f"noise floor (NRMSE of the noise-free output against the measured test output): {floor:.4f}")
         result.arrays["predictions"]["noise_floor"] = np.asarray(floor)
@@ -302,7 +318,8 @@ def _run(cfg) -> Result:
     u_va, y_va = data.part("val")
     u_te, y_te = data.part("test")
     y_clean = data.y_clean[data.split["test"]] if data.y_clean is not None else None
-    parts = Parts(u_tr, y_tr, u_va, y_va, u_te, y_te, y_clean, data.sample_time)
+    y_clean_val = data.y_clean[data.split["val"]] if data.y_clean is not None else None
+    parts = Parts(u_tr, y_tr, u_va, y_va, u_te, y_te, y_clean, data.sample_time, y_clean_val)
     title = "pendulum" if cfg.data.path is None else Path(cfg.data.path).name
     result = identify(cfg, parts, title=title, physical=cfg.data.path is None)
     result.arrays["dataset"] = data.arrays()
