@@ -93,6 +93,7 @@ def test_every_command_takes_a_device(cli, output_root):
     import torch
 
     for args in (["converge"], ["hessian"], ["mondeq"], ["nethessian"], ["nethessian", "pinn"], ["lowrank"],
+                 ["sysid", "f16", "--data-dir", "nowhere"],
                  ["sysid", "pendulum"], ["bench", "solvers"], ["bench", "hessian"], ["bench", "lowrank"],
                  ["bench", "mondeq"], ["bench", "nethessian"], ["bench", "sysid"]):
         assert "--device" in cli(*args, "--help").output, args

@@ -30,23 +30,7 @@ def benchmark(tmp_path_factory):
     return make_benchmark(tmp_path_factory.mktemp("f16"), steps=STEPS)
 
 
-def preset_overrides(name: str = "tiny") -> list[str]:
-    """``configs/sysid_f16_preset/<name>.yaml`` as dotted ``key=value`` overrides (what ``--tiny`` selects once
-    the command line wires the preset group; the file is checked against the settings schema either way)."""
-    import yaml
-
-    from deqlab.cli.compose import config_dir
-
-    def flatten(node, prefix=""):
-        for key, value in node.items():
-            if isinstance(value, dict):
-                yield from flatten(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}={'[' + ','.join(map(str, value)) + ']' if isinstance(value, list) else value}"
-    return list(flatten(yaml.safe_load((config_dir() / "sysid_f16_preset" / f"{name}.yaml").read_text()) or {}))
-
-
-TINY = preset_overrides("tiny")
+TINY = ["sysid_f16_preset=tiny"]
 
 
 def _run(root: Path, data_dir, *overrides):
@@ -193,3 +177,15 @@ def test_reader_errors_are_input_errors(tmp_path):
         f16.find_benchmark(tmp_path / "data.txt")
     with pytest.raises(InputError, match="too short for segments"):
         f16.segments([f16.Record("r", 1, False, np.zeros((5, 1)), np.zeros((5, 3)), 400.0, 0)], 10)
+
+
+def test_the_cli_command_runs_with_tiny(cli, output_root, benchmark):
+    """`deqlab sysid f16 --data-dir DIR --tiny` from the command line, and one line when the folder is empty."""
+    r = cli("sysid", "f16", "--data-dir", str(benchmark), "--tiny", "--seed", "0")
+    assert r.exit_code == 0, r.output + r.stderr
+    (folder,) = list((output_root / "sysid" / "f16").iterdir())
+    assert (folder / "sysid.csv").is_file() and list((folder / "models").glob("*.pt"))
+    empty = benchmark.parent / "empty-f16"
+    empty.mkdir(exist_ok=True)
+    bad = cli("sysid", "f16", "--data-dir", str(empty), "--tiny")
+    assert bad.exit_code == 2 and "nonlinearbenchmark.org" in bad.stderr and bad.stderr.count("\n") == 1
