@@ -165,6 +165,9 @@ class DEQ(nn.Module):
         #: When set (by :func:`deqlab.implicit.curvature.warm_start`), calls without ``z0`` start from the
         #: last forward solution if its shape fits: ``z*`` does not depend on the start, the solve is cheaper.
         self.warm_start = False
+        #: Set only inside :class:`deqlab.implicit.curvature.LossHessian` (its Lagrangian products): a callable
+        #: ``(deq, F, start, x, theta) -> z`` that replaces the implicit branch of :meth:`forward`.
+        self.curvature_hook: Callable | None = None
 
     @property
     def exact_derivatives(self) -> bool:
@@ -207,6 +210,8 @@ class DEQ(nn.Module):
         dtype = theta[0].dtype if theta else x.dtype
         start = self._start(x, z0, dtype)
         if self.backward == "implicit":
+            if self.curvature_hook is not None:
+                return self.curvature_hook(self, F, start, x, theta)
             return fixed_point(F, start, x, *theta, opts=self._solve_opts)
         with torch.no_grad():
             res = self._solve_opts.solve(lambda z: F(z, x, *theta), start, linear=False)

@@ -272,7 +272,7 @@ def implicit_hessian_generic(f, loss, theta_d: torch.Tensor, theta_r: torch.Tens
     Z = torch.linalg.solve(eye - J, Ft)
     g_h = torch.func.grad(loss, argnums=1)(theta_r, h)
     lam = torch.linalg.solve((eye - J).T, g_h)
-    S = lambda t, hh: lam @ f(t, hh)  # noqa: E731  (λ fixed)
+    S = lambda t, hh: lam @ f(t, hh)
     (S_tt, S_th), (_, S_hh) = torch.func.hessian(S, argnums=(0, 1))(theta_d, h)
     (l_rr, l_rh), (_, l_hh) = torch.func.hessian(loss, argnums=(0, 1))(theta_r, h)
     return GenericPieces(Z, lam, S_tt, S_th.T, S_hh, l_hh, l_rh, l_rr)

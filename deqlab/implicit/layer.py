@@ -21,8 +21,8 @@ samples may be coupled through ``args`` but the solver's stopping rule is applie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

@@ -1,0 +1,452 @@
+"""``deqlab train digits``: three models trained alike on scikit-learn's digits, with the loss Hessian
+of the whole model measured at checkpoints through the implicit rules.
+
+Data: ``sklearn.datasets.load_digits`` (1,797 grey 8×8 images, 10 classes, shipped inside
+scikit-learn: no download), pixels standardised with the training split's mean and deviation, a seeded
+split into train and test.
+
+Models (float64, the same Adam + cosine schedule, the same batches, widths chosen so that their
+parameter counts match the tanh DEQ's within one unit of width):
+
+* ``tanh DEQ``: ``z = tanh(W z + U x + b)`` (unconstrained ``W``), a user module wrapped in
+  :class:`deqlab.implicit.DEQ` (registry solver, exact implicit backward), readout ``W_y z + b_y``;
+* ``monotone DEQ (PR)``: :class:`deqlab.models.mondeq.MonDEQ` (ReLU, margin ``m``), forward by
+  Peaceman–Rachford (``α``), implicit backward by a dense per-sample solve;
+* ``MLP``: ``Linear → ReLU → Linear``.
+
+Checkpoints (epoch 0 = at initialisation): the Hessian of the mean cross-entropy on a fixed batch of
+``hessian_batch`` training samples w.r.t. *all* parameters, by :class:`deqlab.implicit.curvature.LossHessian`
+(matrix-free, exact through the implicit layers): the top eigenvalue (ARPACK Lanczos), the trace
+(Hutchinson, on the stochastic-Lanczos probes), the negative-eigenvalue mass (the fraction of the
+SLQ spectral density below ``−10⁻³·λ_top``, ≈ #{λ < −10⁻³λ_top}/P: the near-zero bulk is not counted)
+and the density itself. For the monotone DEQ the
+same parameters are viewed as a :class:`~deqlab.implicit.DEQ` of its layer map, started at the
+Peaceman–Rachford solution (its linear solves by Newton, which needs no contraction).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from deqlab.benchmarks import machine_note, torch_threads
+from deqlab.errors import InputError, NotConvergedError
+from deqlab.implicit import DEQ, SolveOptions
+from deqlab.implicit.curvature import LossHessian, negative_mass
+from deqlab.implicit.mondeq import implicit_equilibrium
+from deqlab.models.mondeq import MonDEQ, mondeq_weight
+from deqlab.report import train_figures
+from deqlab.report.progress import track
+from deqlab.report.result import Result, Table
+
+#: Widths tried when matching parameter counts.
+MAX_WIDTH = 100_000
+SOLVER_NAMES = ("fixed_point", "anderson", "broyden", "newton", "fsolve", "root")
+DATA_EXTRA_HINT = 'scikit-learn is needed for the digits data: pip install "deqlab[data]"'
+
+
+@dataclass
+class TrainDigitsSettings:
+    """Settings of ``deqlab train digits`` (standard library only; checked in ``__post_init__``).
+
+    Attributes:
+        epochs: training epochs (0: only the initial checkpoint).
+        batch: training batch size.
+        lr: Adam's initial learning rate (cosine-annealed to 0 over all steps).
+        n_z: width of the tanh DEQ; the monotone DEQ's and the MLP's widths match its parameter count.
+        m: monotonicity margin of the monotone DEQ.
+        alpha: Peaceman–Rachford step of the monotone DEQ.
+        solver: forward solver of the tanh DEQ (a registry name).
+        rtol: the forward solves' stopping rule ``‖f(z) − z‖ ≤ rtol·‖f(z)‖`` (both DEQs).
+        max_iter: forward iterations allowed per batch (both DEQs).
+        test_fraction: share of the 1,797 images held out.
+        checkpoints: number of curvature checkpoints, evenly spaced from epoch 0 to the last (0: none).
+        hessian_batch: training samples of the checkpoints' loss.
+        lanczos_steps, slq_probes: stochastic Lanczos quadrature size (``slq_probes·lanczos_steps`` HVPs).
+        eig_tol: ARPACK's relative tolerance for the top eigenvalue.
+        seed: torch seed of the weights and of the batch order; data_seed: the train/test split.
+        threads: torch threads (0: leave the default).
+    """
+
+    epochs: int = 30
+    batch: int = 64
+    lr: float = 3e-3
+    n_z: int = 64
+    m: float = 0.05
+    alpha: float = 1.0
+    solver: str = "anderson"
+    rtol: float = 1e-4
+    max_iter: int = 100
+    test_fraction: float = 0.25
+    checkpoints: int = 4
+    hessian_batch: int = 256
+    lanczos_steps: int = 24
+    slq_probes: int = 4
+    eig_tol: float = 1e-3
+    seed: int = 0
+    data_seed: int = 0
+    threads: int = 1
+    models: list = field(default_factory=lambda: ["tanh_deq", "monotone_deq", "mlp"])
+
+    def __post_init__(self) -> None:
+        def integer(key, minimum, maximum=1_000_000):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= maximum:
+                raise InputError(f"{key} must be an integer in [{minimum}, {maximum}], got {v!r}")
+
+        def number(key, low, high, *, low_open=True):
+            v = getattr(self, key)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or not ((v > low if low_open else v >= low) and v <= high):
+                raise InputError(f"{key} must be a number in {'(' if low_open else '['}{low:g}, {high:g}], got {v!r}")
+
+        integer("epochs", 0, 100_000)
+        integer("batch", 1, 100_000)
+        integer("n_z", 1, 10_000)
+        integer("max_iter", 1)
+        integer("checkpoints", 0, 1_000)
+        integer("hessian_batch", 1, 100_000)
+        integer("lanczos_steps", 1, 10_000)
+        integer("slq_probes", 1, 10_000)
+        integer("seed", 0, 2**63 - 1)
+        integer("data_seed", 0, 2**32 - 1)
+        integer("threads", 0, 1_024)
+        number("lr", 0.0, 10.0)
+        number("m", 0.0, 1.0)
+        number("alpha", 0.0, 1e6)
+        number("rtol", 0.0, 1.0)
+        number("eig_tol", 0.0, 1.0, low_open=False)
+        number("test_fraction", 0.0, 0.9)
+        if self.solver not in SOLVER_NAMES:
+            raise InputError(f"solver must be one of {', '.join(SOLVER_NAMES)}, got {self.solver!r}")
+        models = list(self.models)
+        bad = [k for k in models if k not in MODEL_NAMES]
+        if bad or not models or len(set(models)) != len(models):
+            raise InputError(f"models must be distinct names from {', '.join(MODEL_NAMES)}, got {models!r}")
+
+    @classmethod
+    def tiny(cls, **overrides) -> TrainDigitsSettings:
+        """A run of a few seconds (tests, smoke checks): 2 epochs, small widths and checkpoints."""
+        base = {"epochs": 2, "batch": 128, "n_z": 12, "checkpoints": 2, "hessian_batch": 32, "lanczos_steps": 6,
+                "slq_probes": 2, "eig_tol": 1e-2, "max_iter": 60}
+        return cls(**{**base, **overrides})
+
+
+MODEL_NAMES = ("tanh_deq", "monotone_deq", "mlp")
+LABELS = {"tanh_deq": "tanh DEQ", "monotone_deq": "monotone DEQ (PR)", "mlp": "MLP"}
+
+
+def load_digits_data(test_fraction: float, seed: int):
+    """``(x_train, y_train, x_test, y_test)``: standardised float64 pixels ``(n, 64)`` and labels ``(n,)``.
+
+    :class:`InputError` naming the ``[data]`` extra when scikit-learn is missing.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise InputError(DATA_EXTRA_HINT) from None
+    data = load_digits()
+    x = torch.as_tensor(data.data, dtype=torch.float64)
+    y = torch.as_tensor(data.target, dtype=torch.long)
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+    n_test = round(test_fraction * x.shape[0])
+    test, train = perm[:n_test], perm[n_test:]
+    mean, std = x[train].mean(0), x[train].std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # corner pixels are always 0
+    x = (x - mean) / std
+    return x[train], y[train], x[test], y[test]
+
+
+def matched_width(target: int, quadratic: int, linear: int, constant: int) -> int:
+    """The width ``w ≥ 1`` whose count ``quadratic·w² + linear·w + constant`` is closest to ``target``."""
+    if quadratic:
+        w = (-linear + math.sqrt(linear**2 + 4 * quadratic * max(target - constant, 0))) / (2 * quadratic)
+    else:
+        w = (target - constant) / linear
+    candidates = {max(1, math.floor(w)), max(1, math.ceil(w))}
+    return min(candidates, key=lambda c: (abs(quadratic * c * c + linear * c + constant - target), c))
+
+
+# --- the models -----------------------------------------------------------------------------------------
+
+class TanhCell(nn.Module):
+    """``f(z, x) = tanh(W z + U x + b)``: the user map of the tanh DEQ (``W`` unconstrained)."""
+
+    def __init__(self, n_z: int, n_x: int):
+        super().__init__()
+        self.W = nn.Linear(n_z, n_z, bias=False, dtype=torch.float64)
+        self.U = nn.Linear(n_x, n_z, dtype=torch.float64)
+
+    def forward(self, z, x):
+        return torch.tanh(self.W(z) + self.U(x))
+
+
+class TanhDEQClassifier(nn.Module):
+    """``logits = W_y z* + b_y`` with ``z* = tanh(W z* + U x + b)``: ``x (batch, n_x) -> (batch, n_y)``."""
+
+    def __init__(self, n_z: int, n_x: int, n_y: int, opts: SolveOptions):
+        super().__init__()
+        self.deq = DEQ(TanhCell(n_z, n_x), n_z, opts=opts)
+        self.W_y = nn.Linear(n_z, n_y, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.W_y(self.deq(x))
+
+
+class MonotoneMap(nn.Module):
+    """A :class:`MonDEQ`'s layer ``σ(W(A, B) z + U x + b)`` as a user map; shares the monDEQ's parameters."""
+
+    def __init__(self, mon: MonDEQ):
+        super().__init__()
+        self.A, self.B, self.U, self.m = mon.A, mon.B, mon.U, mon.m
+        self.sigma = mon.nl.sigma
+
+    def forward(self, z, x):
+        return self.sigma(z @ mondeq_weight(self.A, self.B, self.m).T + self.U(x))
+
+
+class MonDEQCurvatureView(nn.Module):
+    """The monotone DEQ as ``W_y · DEQ(MonotoneMap)(x) + b_y``: the same function and parameters, with
+    :class:`DEQ`'s implicit rules of every order (for :class:`LossHessian`)."""
+
+    def __init__(self, mon: MonDEQ, opts: SolveOptions):
+        super().__init__()
+        self.deq = DEQ(MonotoneMap(mon), mon.n_z, opts=opts)
+        self.W_y = mon.W_y
+
+    def forward(self, x):
+        return self.W_y(self.deq(x))
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_models(settings: TrainDigitsSettings, n_x: int = 64, n_y: int = 10) -> dict:
+    """name → ``(model, forward)``; ``forward(x) -> (logits, forward iterations, converged)``.
+
+    The monotone DEQ's and the MLP's widths are those whose parameter counts come closest to the tanh DEQ's
+    ``n² + (n_x + 1 + n_y) n + n_y``. Each model is created right after ``torch.manual_seed(seed)``.
+    """
+    n = settings.n_z
+    target = n * n + n * (n_x + 1 + n_y) + n_y
+    opts = SolveOptions(solver=settings.solver, linear_solver=settings.solver, atol=0.0, rtol=settings.rtol,
+                        max_iter=settings.max_iter, on_fail="ignore")
+    out = {}
+    for name in settings.models:
+        torch.manual_seed(settings.seed)
+        if name == "tanh_deq":
+            model = TanhDEQClassifier(n, n_x, n_y, opts)
+
+            def forward(x, model=model):
+                logits = model(x)
+                return logits, model.deq.stats.n_steps, model.deq.stats.all_converged
+
+        elif name == "monotone_deq":
+            model = MonDEQ(matched_width(target, 2, n_x + 1 + n_y, n_y), n_x, n_y, m=settings.m, nonlinearity="relu")
+
+            def forward(x, model=model):
+                z, res = implicit_equilibrium(model, x, method="peaceman_rachford", alpha=settings.alpha, atol=0.0,
+                                              rtol=settings.rtol, max_iter=settings.max_iter)
+                return model.readout(z), res.n_steps, res.all_converged
+
+        else:
+            w = matched_width(target, 0, n_x + 1 + n_y, n_y)
+            model = nn.Sequential(nn.Linear(n_x, w, dtype=torch.float64), nn.ReLU(),
+                                  nn.Linear(w, n_y, dtype=torch.float64))
+
+            def forward(x, model=model):
+                return model(x), 0, True
+
+        out[name] = (model, forward)
+    return out
+
+
+#: Eigenvalues below ``−NEGATIVE_THRESHOLD·λ_top`` count as negative: the bulk of near-zero eigenvalues (rank-deficient
+#: Gauss-Newton part) gets quadrature nodes of either sign at the solver's and quadrature's resolution.
+NEGATIVE_THRESHOLD = 1e-3
+#: The checkpoints' solves: tight, so the curvature is the model's and not the solver's.
+CURVATURE_ATOL = 1e-10
+
+
+def curvature_model(name: str, model: nn.Module, x: torch.Tensor, settings: TrainDigitsSettings) -> nn.Module:
+    """The model as :class:`LossHessian` differentiates it: DEQs with tight solves (linear solves by Newton,
+    which needs no contraction), the monotone DEQ as a :class:`MonDEQCurvatureView` started at its
+    Peaceman–Rachford solution."""
+    tight = SolveOptions(solver="anderson", linear_solver="newton", atol=CURVATURE_ATOL, max_iter=500)
+    if name == "tanh_deq":
+        view = TanhDEQClassifier.__new__(TanhDEQClassifier)
+        nn.Module.__init__(view)
+        view.deq = DEQ(model.deq.f, model.deq.n_z, opts=tight)
+        view.W_y = model.W_y
+        return view
+    if name == "monotone_deq":
+        view = MonDEQCurvatureView(model, tight)
+        with torch.no_grad():
+            z, _ = implicit_equilibrium(model, x, method="peaceman_rachford", alpha=settings.alpha, atol=CURVATURE_ATOL,
+                                          rtol=0.0, max_iter=20 * settings.max_iter)
+        view.deq.last_solution = z.detach()
+        return view
+    return model
+
+
+def checkpoint_epochs(epochs: int, checkpoints: int) -> list[int]:
+    """``checkpoints`` epochs evenly spaced from 0 (initialisation) to ``epochs`` (distinct, ascending)."""
+    if checkpoints == 0:
+        return []
+    if checkpoints == 1:
+        return [epochs]
+    return sorted({round(i * epochs / (checkpoints - 1)) for i in range(checkpoints)})
+
+
+def measure_curvature(name, model, x, y, settings: TrainDigitsSettings) -> dict:
+    """Top eigenvalue, Hutchinson trace, negative mass and the SLQ density of the mean cross-entropy's Hessian."""
+    start = time.perf_counter()
+    try:
+        op = LossHessian(curvature_model(name, model, x, settings), nn.functional.cross_entropy, x, y)
+        density = op.spectral_density(probes=settings.slq_probes, steps=settings.lanczos_steps, seed=settings.seed)
+        top = float(op.eigenvalues(1, "LA", tol=settings.eig_tol, seed=settings.seed)[-1])
+    except NotConvergedError as exc:
+        return {"error": str(exc), "seconds": time.perf_counter() - start}
+    # Rademacher probes have ‖v‖² = P, so P · (quadrature of t) on each probe is exactly Hutchinson's vᵀHv
+    samples = op.shape[0] * (density.weights * density.nodes).sum(axis=1)
+    return {"top": top, "trace": float(samples.mean()),
+            "trace_se": float(samples.std(ddof=1) / math.sqrt(len(samples))) if len(samples) > 1 else float("nan"),
+            "negative_mass": negative_mass(density, NEGATIVE_THRESHOLD * top), "density": density, "products": op.n_products,
+            "seconds": time.perf_counter() - start}
+
+
+def _checkpoint(name, model, x, y, settings, result: Result, rows: list, densities: dict, epoch: int) -> None:
+    """One row of the curvature table (NaN and a note where a checkpoint's solve did not converge)."""
+    label = LABELS[name]
+    c = measure_curvature(name, model, x, y, settings)
+    if "error" in c:
+        result.notes.append(f"{label}, epoch {epoch}: no curvature ({c['error']})")
+        c = {"top": float("nan"), "trace": float("nan"), "trace_se": float("nan"), "negative_mass": float("nan"),
+             "seconds": c["seconds"]}
+    else:
+        densities.setdefault(label, {})[epoch] = c["density"]
+    rows.append({"model": label, "epoch": epoch, "top eigenvalue": c["top"], "trace": c["trace"],
+                 "trace std. error": c["trace_se"], "negative mass": c["negative_mass"], "time [s]": c["seconds"]})
+
+
+def run(settings: TrainDigitsSettings) -> Result:
+    """Train every model of ``settings.models`` and measure its curvature at the checkpoints."""
+    with torch_threads(settings.threads):
+        return _run(settings)
+
+
+def _run(settings: TrainDigitsSettings) -> Result:
+    x_tr, y_tr, x_te, y_te = load_digits_data(settings.test_fraction, settings.data_seed)
+    n_train = x_tr.shape[0]
+    x_h, y_h = x_tr[: settings.hessian_batch], y_tr[: settings.hessian_batch]
+    checkpoints = checkpoint_epochs(settings.epochs, settings.checkpoints)
+    batches = math.ceil(n_train / settings.batch)
+    result = Result(command="train_digits")
+    summary, history, curvature, densities = [], [], [], {}
+    for name, (model, forward) in build_models(settings).items():
+        label = LABELS[name]
+        opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, settings.epochs * batches))
+        order = torch.Generator().manual_seed(settings.seed)
+        failed, train_seconds = 0, 0.0
+        steps_first = steps_last = float("nan")
+
+        checkpoint = partial(_checkpoint, name, model, x_h, y_h, settings, result, curvature, densities)
+        if 0 in checkpoints:
+            checkpoint(0)
+        for epoch in track(range(1, settings.epochs + 1), f"training {label}"):
+            perm = torch.randperm(n_train, generator=order)
+            steps, ok = [], []
+            model.train()
+            start = time.perf_counter()
+            for i in range(0, n_train, settings.batch):
+                idx = perm[i : i + settings.batch]
+                logits, n_steps, converged = forward(x_tr[idx])
+                loss = nn.functional.cross_entropy(logits, y_tr[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                steps.append(n_steps)
+                ok.append(converged)
+            train_seconds += time.perf_counter() - start
+            failed += len(ok) - sum(ok)
+            with torch.no_grad():
+                test_logits, _, test_ok = forward(x_te)
+                accuracy = float((test_logits.argmax(1) == y_te).double().mean())
+            mean_steps = float(np.mean(steps))
+            steps_first = mean_steps if epoch == 1 else steps_first
+            steps_last = mean_steps
+            history.append({"model": label, "epoch": epoch, "test accuracy": accuracy, "mean iterations": mean_steps,
+                            "max iterations": max(steps), "batches not converged": len(ok) - sum(ok),
+                            "test solve converged": bool(test_ok)})
+            if epoch in checkpoints:
+                checkpoint(epoch)
+        last = [h for h in history if h["model"] == label]
+        summary.append({"model": label, "parameters": parameter_count(model),
+                        "test accuracy": last[-1]["test accuracy"] if last else float("nan"),
+                        "iterations/batch, first epoch": steps_first, "iterations/batch, last epoch": steps_last,
+                        "batches not converged": f"{failed} of {settings.epochs * batches}",
+                        "training time [s]": train_seconds})
+        if name == "tanh_deq" and failed:
+            result.notes.append(f"{label}: {failed} of {settings.epochs * batches} training batches' forward solves did "
+                                f"not converge in {settings.max_iter} iterations (nothing guarantees them).")
+        if name == "monotone_deq" and failed:
+            result.failures.append(f"{label}: {failed} training batches' Peaceman-Rachford solves did not converge "
+                                   f"in {settings.max_iter} iterations (monotone: they should)")
+    _tables(settings, result, summary, history, curvature, densities, n_train, x_te.shape[0])
+    return result
+
+
+def _tables(settings, result, summary, history, curvature, densities, n_train, n_test) -> None:
+    result.tables["summary"] = Table(
+        f"digits: {n_train} train / {n_test} test images, {settings.epochs} epochs, batch {settings.batch}, Adam "
+        f"lr={settings.lr:g} (cosine to 0), forward rtol={settings.rtol:g}, max_iter={settings.max_iter}, "
+        f"seed {settings.seed}",
+        pd.DataFrame(summary),
+        formats={"test accuracy": "{:.4f}", "iterations/batch, first epoch": "{:.1f}",
+                 "iterations/batch, last epoch": "{:.1f}", "training time [s]": "{:.1f}"},
+        caption="Forward iterations: mean over the epoch's batches (MLP: none). " + machine_note("float64"),
+    )
+    result.tables["history"] = Table("Per epoch: test accuracy and forward iterations", pd.DataFrame(history),
+                                     formats={"test accuracy": "{:.4f}", "mean iterations": "{:.1f}"})
+    if curvature:
+        result.tables["curvature"] = Table(
+            f"Loss Hessian of the whole model (mean cross-entropy on {settings.hessian_batch} training images, all "
+            f"parameters; exact through the implicit layers): top eigenvalue by Lanczos (tol {settings.eig_tol:g}), "
+            f"trace by Hutchinson on the {settings.slq_probes} SLQ probes, negative mass = share of the SLQ density "
+            f"below -{NEGATIVE_THRESHOLD:g} x top eigenvalue ({settings.lanczos_steps} Lanczos steps)",
+            pd.DataFrame(curvature),
+            formats={"top eigenvalue": "{:.4g}", "trace": "{:.4g}", "trace std. error": "{:.2g}",
+                     "negative mass": "{:.4f}", "time [s]": "{:.1f}"},
+        )
+    frame = pd.DataFrame(history)
+    if len(frame):
+        by = {k: g for k, g in frame.groupby("model", sort=False)}
+        result.figures["training"] = partial(
+            train_figures.accuracy_and_iterations,
+            {k: g["epoch"].to_numpy() for k, g in by.items()},
+            {k: g["test accuracy"].to_numpy() for k, g in by.items()},
+            {k: g["mean iterations"].to_numpy() for k, g in by.items() if g["mean iterations"].max() > 0},
+            max_iter=settings.max_iter, title="digits: test accuracy and forward iterations per epoch",
+        )
+        result.arrays["history"] = {c.replace(" ", "_"): frame[c].to_numpy() for c in frame.columns if c != "model"}
+    if densities:
+        pairs = {label: (min(d), max(d), d[min(d)], d[max(d)]) for label, d in densities.items()}
+        result.figures["spectral_density"] = partial(
+            train_figures.spectral_densities, pairs,
+            title=f"Loss Hessian spectral density (SLQ, {settings.slq_probes}×{settings.lanczos_steps}), "
+                  "first and last checkpoint",
+        )
+        for label, d in densities.items():
+            key = label.split(" ")[0].lower()
+            for epoch, dens in d.items():
+                result.arrays[f"density_{key}_epoch{epoch}"] = {"nodes": dens.nodes, "weights": dens.weights}

@@ -1,0 +1,368 @@
+"""Exact loss curvature of any model that contains implicit layers (:class:`deqlab.implicit.DEQ`).
+
+For a model ``ŷ = model(x; θ)`` (any ``nn.Module``: DEQ layers anywhere, ordinary layers before and
+after), a loss ``L(θ) = loss_fn(model(x; θ), y)`` on one batch and ``θ`` the flattened parameters
+(``P`` numbers, in ``named_parameters()`` order, each row-major)::
+
+    H v = ∇²_θ L(θ) v = d/dε ∇_θ L(θ + ε v) |_{ε=0}           (forward-over-reverse, ``torch.func``)
+
+Two exact routes, never through an unrolled solve (``mode``):
+
+* ``"lagrangian"`` (default; GUIDE §5). Once per operator: one gradient pass records, for every call
+  ``k`` of every DEQ, its fixed point ``z*_k`` and the adjoint ``λ_k = (I − J_k)⁻ᵀ ∂L/∂z*_k``. Then
+  ``H v`` is the forward-over-reverse product of ::
+
+      Φ(θ) = L(θ; z_k ← ẑ_k(θ)) + Σ_k λ_kᵀ (f_k(ẑ_k, x_k; θ) − ẑ_k),     λ_k held fixed,
+
+  where ``ẑ_k`` equals ``z*_k`` with the implicit *first* derivative ``Z_k = (I − J_k)⁻¹ ∂f_k/∂(x_k, θ)``.
+  Because ``∂Φ/∂ẑ_k = ∂L/∂z*_k − (I − J_k)ᵀλ_k = 0`` (the adjoint equation), ``ẑ``'s second derivatives
+  drop out and ``∇²Φ = [I; Z]ᵀ ∇²𝓛 [I; Z] = H`` exactly (the Lagrangian form of the DEQ Hessian; with
+  several DEQ calls the ``λ_k`` are the multipliers of the joint constraint system). Per product:
+  one tangent solve ``(I − J)⁻¹ r`` and one adjoint solve ``(I − J)⁻ᵀ w`` per DEQ call, plus the
+  ordinary layers' second-order work; no forward solve. The terms dropped are multiples of
+  ``∂Φ/∂ẑ``, i.e. of the adjoint solve's residual (``≤ atol`` of the DEQ's options).
+* ``"direct"``: ``torch.func.jvp(torch.func.grad(L))`` through :func:`deqlab.implicit.layer.fixed_point`'s
+  rules of every order (per product: a forward solve warm-started at the last solution, the adjoint
+  solve, the tangent solve and the tangent of the adjoint solve). Needed for DEQs nested inside other
+  DEQs' maps.
+
+:class:`LossHessian` is a :class:`scipy.sparse.linalg.LinearOperator` (float64 numpy in and out), so
+curvlinops-style tools and ``scipy.sparse.linalg`` (``eigsh``, ``cg``, ``lobpcg``) use it directly;
+``.hvp`` is the torch route. On top of it: the extreme eigenvalues by Lanczos (ARPACK ``eigsh``),
+Hutchinson's trace and the spectral density by stochastic Lanczos quadrature
+(:mod:`deqlab.implicit.spectrum`).
+
+Models whose DEQ layers use an approximate backward (``"jacobian_free"``, ``"phantom"``) are refused
+(:class:`deqlab.errors.InputError`): their second derivatives are not the model's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator
+from torch import nn
+
+from deqlab.errors import InputError, NotConvergedError
+from deqlab.implicit.deq import DEQ
+from deqlab.implicit.layer import SolveOptions, _adjoint_map, _tangent_map
+from deqlab.implicit.spectrum import (
+    SpectralDensity,
+    TraceEstimate,
+    extreme_eigenvalues,
+    hutchinson_trace,
+    spectral_density,
+)
+
+
+def deq_layers(model: nn.Module) -> list[DEQ]:
+    """Every :class:`DEQ` inside ``model`` (itself included)."""
+    return [m for m in model.modules() if isinstance(m, DEQ)]
+
+
+@contextlib.contextmanager
+def warm_start(model: nn.Module) -> Iterator[None]:
+    """Inside the block, each DEQ of ``model`` starts its forward solve at its last solution (when the
+    batch shape fits). The fixed point does not depend on the start, so results are unchanged; repeated
+    products at one ``θ`` then pay about one solver step for the forward solve."""
+    layers = deq_layers(model)
+    previous = [d.warm_start for d in layers]
+    for d in layers:
+        d.warm_start = True
+    try:
+        yield
+    finally:
+        for d, p in zip(layers, previous):
+            d.warm_start = p
+
+
+#: Products of :class:`LossHessian`.
+MODES = ("lagrangian", "direct")
+
+
+def _strict(opts: SolveOptions) -> SolveOptions:
+    """The layer's options, but a failed solve raises: curvature from an unconverged solve is refused."""
+    return SolveOptions(**{**{f.name: getattr(opts, f.name) for f in dataclasses.fields(SolveOptions)}, "on_fail": "raise"})
+
+
+class _ConstantAdjointSolve(torch.autograd.Function):
+    """``μ = (I − J)⁻ᵀ g`` at a fixed ``(z, x, θ)``; its JVP is the same solve applied to ``ġ``.
+
+    The tangent of the operator itself is dropped: it multiplies ``μ``, and this Function is used only
+    where ``g = ∂Φ/∂ẑ = 0`` (:class:`_FirstOrderEquilibrium` inside the Lagrangian ``Φ``).
+    """
+
+    @staticmethod
+    def forward(F, opts, g, z, x, *theta):
+        G = _adjoint_map(F)
+        with torch.no_grad():
+            return opts.solve(lambda lam: G(lam, z, g, x, *theta), torch.zeros_like(g), linear=True).z
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        F, opts, _, z, x, *theta = inputs
+        ctx.F, ctx.opts, ctx.point = F, opts, (z, x, theta)
+
+    @staticmethod
+    def jvp(ctx, _F_t, _opts_t, g_t, *_rest):
+        z, x, theta = ctx.point
+        G = _adjoint_map(ctx.F)
+        with torch.no_grad():
+            return ctx.opts.solve(lambda lam: G(lam, z, g_t, x, *theta), torch.zeros_like(g_t), linear=True).z
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise NotImplementedError("the Lagrangian curvature route is forward-over-reverse only")
+
+
+class _FirstOrderEquilibrium(torch.autograd.Function):
+    """``ẑ(x, θ)``: the value ``z*`` (given) with the implicit first derivative ``Z = (I − J)⁻¹ ∂f/∂(x, θ)``.
+
+    Backward: ``(∂f/∂(x, θ))ᵀ (I − J)⁻ᵀ g``; JVP: ``(I − J)⁻¹ ∂f/∂(x, θ)·(ẋ, θ̇)``. Its second derivatives
+    are not ``z*``'s: valid only inside the Lagrangian ``Φ`` of :class:`LossHessian`, where they cancel.
+    """
+
+    @staticmethod
+    def forward(F, z_star, opts, x, *theta):
+        return z_star.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        F, z_star, opts, x, *theta = inputs
+        ctx.F, ctx.opts = F, opts
+        ctx.save_for_backward(z_star, x, *theta)
+        ctx.point = (z_star, x, theta)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, x, *theta = ctx.saved_tensors
+        mu = _ConstantAdjointSolve.apply(ctx.F, ctx.opts, g, z, x, *theta)
+        _, vjp = torch.func.vjp(lambda xx, *t: ctx.F(z, xx, *t), x, *theta)
+        return (None, None, None, *vjp(mu))
+
+    @staticmethod
+    def jvp(ctx, _F_t, _z_t, _opts_t, x_t, *theta_t):
+        z, x, theta = ctx.point
+        args = (x, *theta)
+        tangents = tuple(torch.zeros_like(a) if t is None else t for a, t in zip(args, (x_t, *theta_t)))
+        r = torch.func.jvp(lambda xx, *t: ctx.F(z, xx, *t), args, tangents)[1]
+        T = _tangent_map(ctx.F)
+        with torch.no_grad():
+            return ctx.opts.solve(lambda t: T(t, z, r, x, *theta), torch.zeros_like(r), linear=True).z
+
+
+class _Lagrangian:
+    """The per-call records of :class:`LossHessian`'s Lagrangian route, and the DEQ hook that uses them.
+
+    ``capture``: a plain forward (implicit layer) whose outputs get a gradient hook; ``finish`` turns
+    the recorded ``∂L/∂z*`` into adjoints ``λ``. ``lagrangian``: each DEQ call returns ``ẑ`` and adds
+    ``λᵀ(f(ẑ) − ẑ)`` to ``penalties``.
+    """
+
+    def __init__(self):
+        self.mode = "capture"
+        self.records: dict[int, list] = {}
+        self.calls: dict[int, int] = {}
+        self.penalties: list[torch.Tensor] = []
+
+    def start_pass(self) -> None:
+        self.calls = {}
+        self.penalties = []
+
+    def __call__(self, deq: DEQ, F, start, x, theta):
+        key = id(deq)
+        k = self.calls.get(key, 0)
+        self.calls[key] = k + 1
+        opts = _strict(deq.opts)
+        if self.mode == "capture":
+            z = _fixed_point(F, start, x, theta, deq)
+            if deq.stats is not None and not deq.stats.all_converged:
+                raise NotConvergedError(f"forward solve of a DEQ layer did not converge (residual "
+                                        f"{deq.stats.max_residual:.3e}): no curvature at this point")
+            rec = {"F": F, "opts": opts, "z": z.detach(), "x": x.detach(), "theta": [t.detach() for t in theta],
+                   "g": torch.zeros_like(z)}
+            self.records.setdefault(key, []).append(rec)
+            if z.requires_grad:
+                z.register_hook(lambda g, rec=rec: rec.__setitem__("g", g.detach()))
+            return z
+        rec = self.records[key][k]
+        z_hat = _FirstOrderEquilibrium.apply(F, rec["z"], opts, x, *theta)
+        self.penalties.append((rec["lam"] * (F(z_hat, x, *theta) - z_hat)).sum())
+        return z_hat
+
+    def finish(self) -> None:
+        """``λ = (I − J)⁻ᵀ ∂L/∂z*`` for every recorded call; then switch to the Lagrangian mode."""
+        for calls in self.records.values():
+            for rec in calls:
+                G = _adjoint_map(rec["F"])
+                with torch.no_grad():
+                    rec["lam"] = rec["opts"].solve(lambda lam, rec=rec, G=G: G(lam, rec["z"], rec["g"], rec["x"], *rec["theta"]),
+                                                   torch.zeros_like(rec["g"]), linear=True).z
+        self.mode = "lagrangian"
+
+
+def _fixed_point(F, start, x, theta, deq: DEQ):
+    from deqlab.implicit.layer import fixed_point
+
+    return fixed_point(F, start, x, *theta, opts=deq._solve_opts)
+
+
+@contextlib.contextmanager
+def _hooked(layers: list[DEQ], hook) -> Iterator[None]:
+    previous = [d.curvature_hook for d in layers]
+    for d in layers:
+        d.curvature_hook = hook
+    try:
+        yield
+    finally:
+        for d, p in zip(layers, previous):
+            d.curvature_hook = p
+
+
+class LossHessian(LinearOperator):
+    """``v ↦ ∇²_θ L v`` of ``L(θ) = loss_fn(model(x; θ), y)`` at the model's current parameters.
+
+    Args:
+        model: any ``nn.Module``; its DEQ layers must use the exact (``"implicit"``) backward.
+        loss_fn: ``loss_fn(output, y) -> scalar`` (e.g. ``nn.functional.cross_entropy``).
+        x, y: one batch (``y`` may be ``None``: then ``loss_fn(output, None)``).
+        params: names of the parameters forming ``θ`` (default: every parameter with ``requires_grad``),
+            kept in ``named_parameters()`` order; the others are held fixed.
+        mode: ``"lagrangian"`` (default, cheapest) or ``"direct"`` (see the module docstring).
+
+    ``shape = (P, P)``; ``dtype`` float64 for scipy (products run in the model's dtype). ``n_products``
+    counts the products done.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable, x: torch.Tensor, y=None, *, params=None,
+                 mode: str = "lagrangian"):
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        layers = deq_layers(model)
+        nested = [d for d in layers if any(isinstance(m, DEQ) for m in d.f.modules())]
+        if nested and mode == "lagrangian":
+            raise InputError("DEQ layers nested inside other DEQs' maps need mode='direct'")
+        approximate = [d for d in layers if not d.exact_derivatives]
+        if approximate:
+            raise InputError(
+                f"the model has DEQ layers with an approximate backward ({', '.join(d.backward for d in approximate)}); "
+                "its Hessian would not be the model's: use backward='implicit'"
+            )
+        named = dict(model.named_parameters())
+        if params is None:
+            names = [k for k, p in named.items() if p.requires_grad]
+        else:
+            params = list(params)
+            unknown = [k for k in params if k not in named]
+            if unknown:
+                raise InputError(f"unknown parameters {unknown}; the model has: {', '.join(named)}")
+            names = [k for k in named if k in set(params)]
+        if not names:
+            raise InputError("no parameters to differentiate (none has requires_grad, or params is empty)")
+        self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
+        self.names = tuple(names)
+        self.fixed = {k: p.detach() for k, p in named.items() if k not in set(names)}
+        self.shapes = [named[k].shape for k in self.names]
+        self.theta = torch.cat([named[k].detach().reshape(-1) for k in self.names])
+        self.n_products = 0
+        self.deq_layers = layers
+        self.mode = mode
+        super().__init__(dtype=np.float64, shape=(self.theta.numel(), self.theta.numel()))
+        self._grad = None
+        if mode == "lagrangian":
+            self._lagrangian = _Lagrangian()
+            leaf = self.theta.clone().requires_grad_()
+            with warm_start(model), _hooked(layers, self._lagrangian):
+                self._lagrangian.start_pass()
+                loss = self.loss(leaf)
+                self._grad = torch.autograd.grad(loss, leaf)[0].detach()
+            self._lagrangian.finish()
+
+    # --- the torch route ----------------------------------------------------------------------------
+    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``θ (P,)`` as named tensors (views)."""
+        out, start = {}, 0
+        for k, s in zip(self.names, self.shapes):
+            n = int(np.prod(s)) if len(s) else 1
+            out[k] = theta[start : start + n].reshape(s)
+            start += n
+        return out
+
+    def loss(self, theta: torch.Tensor) -> torch.Tensor:
+        """``L(θ)`` as a pure function of ``θ (P,)``."""
+        out = torch.func.functional_call(self.model, {**self.fixed, **self.unflatten(theta)}, (self.x,))
+        return self.loss_fn(out, self.y)
+
+    def lagrangian(self, theta: torch.Tensor) -> torch.Tensor:
+        """``Φ(θ)`` of the module docstring (``mode="lagrangian"``); equal to ``L`` at this ``θ``."""
+        self._lagrangian.start_pass()
+        loss = self.loss(theta)
+        return loss + sum(self._lagrangian.penalties)
+
+    def gradient(self) -> torch.Tensor:
+        """``∇_θ L (P,)`` (implicit backward through every DEQ)."""
+        if self._grad is not None:
+            return self._grad.clone()
+        with warm_start(self.model):
+            return torch.func.grad(self.loss)(self.theta).detach()
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for ``v (P,)`` (torch, the model's dtype)."""
+        self.n_products += 1
+        v = v.to(self.theta.dtype).reshape(-1)
+        if self.mode == "lagrangian":
+            with _hooked(self.deq_layers, self._lagrangian):
+                return torch.func.jvp(torch.func.grad(self.lagrangian), (self.theta,), (v,))[1].detach()
+        with warm_start(self.model):
+            return torch.func.jvp(torch.func.grad(self.loss), (self.theta,), (v,))[1].detach()
+
+    def dense(self) -> torch.Tensor:
+        """``H (P, P)`` column by column (tests and small models only)."""
+        eye = torch.eye(self.shape[0], dtype=self.theta.dtype)
+        return torch.stack([self.hvp(e) for e in eye], dim=1)
+
+    # --- the scipy LinearOperator protocol ----------------------------------------------------------
+    def _matvec(self, v):
+        return self.hvp(torch.as_tensor(np.ravel(v), dtype=self.theta.dtype)).cpu().numpy().astype(np.float64)
+
+    def _rmatvec(self, v):  # symmetric
+        return self._matvec(v)
+
+    def _adjoint(self):
+        return self
+
+    # --- spectra --------------------------------------------------------------------------------------
+    def eigenvalues(self, k: int = 5, which: str = "LA", *, tol: float = 1e-8, seed: int = 0) -> np.ndarray:
+        """The ``k`` eigenvalues at the ``which`` end (``"LA"`` largest, ``"SA"`` smallest algebraic,
+        ``"LM"`` largest magnitude), ascending, by ARPACK Lanczos on this operator."""
+        if which not in ("LA", "SA", "LM", "SM", "BE"):
+            raise InputError(f"which must be LA, SA, LM, SM or BE, got {which!r}")
+        if int(k) != k or not 1 <= k < self.shape[0]:
+            raise InputError(f"k must be an integer in [1, P) = [1, {self.shape[0]}), got {k!r}")
+        return extreme_eigenvalues(self.hvp, self.shape[0], k=int(k), which=which, tol=tol, seed=seed,
+                                   dtype=self.theta.dtype)
+
+    def trace(self, probes: int = 32, *, seed: int = 0) -> TraceEstimate:
+        """Hutchinson's ``tr H`` from ``probes`` Rademacher products (with its standard error)."""
+        return hutchinson_trace(self.hvp, self.shape[0], probes=probes, seed=seed, dtype=self.theta.dtype)
+
+    def spectral_density(self, *, probes: int = 4, steps: int = 40, seed: int = 0) -> SpectralDensity:
+        """The eigenvalue density by stochastic Lanczos quadrature (``probes·steps`` products)."""
+        return spectral_density(self.hvp, self.shape[0], probes=probes, steps=steps, seed=seed,
+                                dtype=self.theta.dtype)
+
+
+def negative_mass(density: SpectralDensity, threshold: float = 0.0) -> float:
+    """Fraction of the eigenvalues below ``threshold`` (default 0) in an SLQ density: the quadrature
+    weight of the nodes ``< threshold``, averaged over probes (≈ #{λᵢ < threshold} / P)."""
+    return float((density.weights * (density.nodes < threshold)).sum(axis=1).mean())
+
+
+def loss_hessian(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y=None, *, params=None,
+                 mode: str = "lagrangian") -> LossHessian:
+    """:class:`LossHessian` of ``loss_fn(model(x), y)`` w.r.t. the model's parameters."""
+    return LossHessian(model, loss_fn, x, y, params=params, mode=mode)
