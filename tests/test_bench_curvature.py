@@ -1,0 +1,28 @@
+"""``deqlab bench curvature`` at tiny sizes: the tables, the targets' columns, the HVP's correctness."""
+
+import pytest
+
+from deqlab.demos import bench_curvature as bc
+from deqlab.errors import InputError
+
+#: Lagrangian vs direct HVP (both exact up to the Anderson tolerance 1e-10).
+RTOL = 1e-8
+
+
+def test_tiny_bench():
+    r = bc.run(bc.BenchCurvatureSettings.tiny())
+    hvp = r.tables["hvp"].frame
+    assert hvp["route"].iloc[0].startswith("gradient") and hvp["ratio to gradient"].iloc[0] == 1
+    target = hvp[hvp["target"] != ""]
+    assert len(target) == 1 and target["met"].iloc[0] in ("yes", "NO")
+    assert (hvp["rel. difference to direct HVP"].dropna() <= RTOL).all()
+    eig = r.tables["eigsh"].frame
+    assert eig["HVPs"].iloc[0] > 0 and eig["met"].iloc[0] in ("yes", "NO")
+    assert len(eig["top eigenvalues"].iloc[0].split(",")) == 2
+    assert any("threads" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("overrides", [{"threads": 0}, {"eigsh_tol": 0.0}, {"repeats": 0}, {"top_k": 1.5}])
+def test_bad_settings(overrides):
+    with pytest.raises(InputError):
+        bc.BenchCurvatureSettings(**overrides)
