@@ -21,7 +21,8 @@ Checkpoints (epoch 0 = at initialisation): the Hessian of the mean cross-entropy
 SLQ spectral density below ``−10⁻³·λ_top``, ≈ #{λ < −10⁻³λ_top}/P: the near-zero bulk is not counted)
 and the density itself. For the monotone DEQ the
 same parameters are viewed as a :class:`~deqlab.implicit.DEQ` of its layer map, started at the
-Peaceman–Rachford solution (its linear solves by Newton, which needs no contraction).
+Peaceman–Rachford solution. The checkpoints' solves (forward and linear) are Newton's to ``1e-10``,
+which needs no contraction.
 """
 
 from __future__ import annotations
@@ -212,14 +213,13 @@ class MonotoneMap(nn.Module):
         return self.sigma(z @ mondeq_weight(self.A, self.B, self.m).T + self.U(x))
 
 
-class MonDEQCurvatureView(nn.Module):
-    """The monotone DEQ as ``W_y · DEQ(MonotoneMap)(x) + b_y``: the same function and parameters, with
-    :class:`DEQ`'s implicit rules of every order (for :class:`LossHessian`)."""
+class ReadoutView(nn.Module):
+    """``W_y · deq(x) + b_y`` over existing modules (shared parameters): what :class:`LossHessian`
+    differentiates at a checkpoint."""
 
-    def __init__(self, mon: MonDEQ, opts: SolveOptions):
+    def __init__(self, deq: DEQ, readout: nn.Linear):
         super().__init__()
-        self.deq = DEQ(MonotoneMap(mon), mon.n_z, opts=opts)
-        self.W_y = mon.W_y
+        self.deq, self.W_y = deq, readout
 
     def forward(self, x):
         return self.W_y(self.deq(x))
@@ -277,21 +277,17 @@ CURVATURE_ATOL = 1e-10
 
 
 def curvature_model(name: str, model: nn.Module, x: torch.Tensor, settings: TrainDigitsSettings) -> nn.Module:
-    """The model as :class:`LossHessian` differentiates it: DEQs with tight solves (linear solves by Newton,
-    which needs no contraction), the monotone DEQ as a :class:`MonDEQCurvatureView` started at its
-    Peaceman–Rachford solution."""
-    tight = SolveOptions(solver="anderson", linear_solver="newton", atol=CURVATURE_ATOL, max_iter=500)
+    """The model as :class:`LossHessian` differentiates it, sharing its parameters: each DEQ as a
+    :class:`ReadoutView` with tight Newton solves (no contraction needed); the monotone DEQ's layer as a
+    :class:`MonotoneMap` started at its Peaceman–Rachford solution."""
+    tight = SolveOptions(solver="newton", linear_solver="newton", atol=CURVATURE_ATOL, max_iter=100)
     if name == "tanh_deq":
-        view = TanhDEQClassifier.__new__(TanhDEQClassifier)
-        nn.Module.__init__(view)
-        view.deq = DEQ(model.deq.f, model.deq.n_z, opts=tight)
-        view.W_y = model.W_y
-        return view
+        return ReadoutView(DEQ(model.deq.f, model.deq.n_z, opts=tight), model.W_y)
     if name == "monotone_deq":
-        view = MonDEQCurvatureView(model, tight)
+        view = ReadoutView(DEQ(MonotoneMap(model), model.n_z, opts=tight), model.W_y)
         with torch.no_grad():
             z, _ = implicit_equilibrium(model, x, method="peaceman_rachford", alpha=settings.alpha, atol=CURVATURE_ATOL,
-                                          rtol=0.0, max_iter=20 * settings.max_iter)
+                                        rtol=0.0, max_iter=20 * settings.max_iter)
         view.deq.last_solution = z.detach()
         return view
     return model
