@@ -14,7 +14,7 @@ from torch import nn
 from deqlab.errors import InputError
 from deqlab.implicit import DEQ, SolveOptions
 from deqlab.implicit.checks import relative_error
-from deqlab.implicit.curvature import LossHessian, negative_mass
+from deqlab.implicit.curvature import LossHessian, negative_mass, negative_share
 from deqlab.implicit.hessian import deq_hessian
 from deqlab.implicit.spectrum import lanczos_quadrature, spectral_density
 
@@ -228,6 +228,7 @@ def test_slq_density_of_a_diagonal_matrix_is_exact():
         assert np.allclose(np.sort(dens.nodes[p]), eig, rtol=0, atol=SLQ_RTOL * 8)
         assert np.allclose(dens.weights[p], 1 / len(eig), rtol=0, atol=SLQ_RTOL)
     assert abs(negative_mass(dens) - 3 / 8) <= SLQ_RTOL
+    assert abs(negative_share(dens) - 4.5 / 19.75) <= SLQ_RTOL
     assert abs(dens.moment(2) - (eig**2).mean()) <= SLQ_RTOL * 64
     grid = np.linspace(-10, 14, 4001)
     assert abs(np.trapezoid(dens.density(grid, 0.2), grid) - 1) <= 1e-6

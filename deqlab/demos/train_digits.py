@@ -17,9 +17,10 @@ parameter counts match the tanh DEQ's within one unit of width):
 Checkpoints (epoch 0 = at initialisation): the Hessian of the mean cross-entropy on a fixed batch of
 ``hessian_batch`` training samples w.r.t. *all* parameters, by :class:`deqlab.implicit.curvature.LossHessian`
 (matrix-free, exact through the implicit layers): the top eigenvalue (ARPACK Lanczos), the trace
-(Hutchinson, on the stochastic-Lanczos probes), the negative-eigenvalue mass (the fraction of the
-SLQ spectral density below ``−10⁻³·λ_top``, ≈ #{λ < −10⁻³λ_top}/P: the near-zero bulk is not counted)
-and the density itself. For the monotone DEQ the
+(Hutchinson, on the stochastic-Lanczos probes), the negative-eigenvalue mass
+``Σ_{λ<0}|λ| / Σ|λ|`` (the share of the SLQ density's absolute mass at negative eigenvalues: the
+near-zero bulk, most of the ``P`` eigenvalues, weighs nothing whatever the sign of its quadrature
+node) and the density itself. For the monotone DEQ the
 same parameters are viewed as a :class:`~deqlab.implicit.DEQ` of its layer map, started at the
 Peaceman–Rachford solution. The checkpoints' solves (forward and linear) are Newton's to ``1e-10``,
 which needs no contraction.
@@ -40,7 +41,7 @@ from torch import nn
 from deqlab.benchmarks import machine_note, torch_threads
 from deqlab.errors import InputError, NotConvergedError
 from deqlab.implicit import DEQ, SolveOptions
-from deqlab.implicit.curvature import LossHessian, negative_mass
+from deqlab.implicit.curvature import LossHessian, negative_share
 from deqlab.implicit.mondeq import implicit_equilibrium
 from deqlab.models.mondeq import MonDEQ, mondeq_weight
 from deqlab.report import train_figures
@@ -269,9 +270,6 @@ def build_models(settings: TrainDigitsSettings, n_x: int = 64, n_y: int = 10) ->
     return out
 
 
-#: Eigenvalues below ``−NEGATIVE_THRESHOLD·λ_top`` count as negative: the bulk of near-zero eigenvalues (rank-deficient
-#: Gauss-Newton part) gets quadrature nodes of either sign at the solver's and quadrature's resolution.
-NEGATIVE_THRESHOLD = 1e-3
 #: The checkpoints' solves: tight, so the curvature is the model's and not the solver's.
 CURVATURE_ATOL = 1e-10
 
@@ -315,7 +313,7 @@ def measure_curvature(name, model, x, y, settings: TrainDigitsSettings) -> dict:
     samples = op.shape[0] * (density.weights * density.nodes).sum(axis=1)
     return {"top": top, "trace": float(samples.mean()),
             "trace_se": float(samples.std(ddof=1) / math.sqrt(len(samples))) if len(samples) > 1 else float("nan"),
-            "negative_mass": negative_mass(density, NEGATIVE_THRESHOLD * top), "density": density, "products": op.n_products,
+            "negative_mass": negative_share(density), "density": density, "products": op.n_products,
             "seconds": time.perf_counter() - start}
 
 
@@ -418,8 +416,8 @@ def _tables(settings, result, summary, history, curvature, densities, n_train, n
         result.tables["curvature"] = Table(
             f"Loss Hessian of the whole model (mean cross-entropy on {settings.hessian_batch} training images, all "
             f"parameters; exact through the implicit layers): top eigenvalue by Lanczos (tol {settings.eig_tol:g}), "
-            f"trace by Hutchinson on the {settings.slq_probes} SLQ probes, negative mass = share of the SLQ density "
-            f"below -{NEGATIVE_THRESHOLD:g} x top eigenvalue ({settings.lanczos_steps} Lanczos steps)",
+            f"trace by Hutchinson on the {settings.slq_probes} SLQ probes, negative mass = sum of |eigenvalue| over "
+            f"negative eigenvalues / sum of |eigenvalue| (SLQ, {settings.lanczos_steps} Lanczos steps)",
             pd.DataFrame(curvature),
             formats={"top eigenvalue": "{:.4g}", "trace": "{:.4g}", "trace std. error": "{:.2g}",
                      "negative mass": "{:.4f}", "time [s]": "{:.1f}"},

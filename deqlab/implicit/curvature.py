@@ -362,6 +362,15 @@ def negative_mass(density: SpectralDensity, threshold: float = 0.0) -> float:
     return float((density.weights * (density.nodes < threshold)).sum(axis=1).mean())
 
 
+def negative_share(density: SpectralDensity) -> float:
+    """``∫_{λ<0} |λ| dμ / ∫ |λ| dμ`` of an SLQ density: the share of the spectrum's absolute mass (the nuclear
+    norm ``Σ|λᵢ|``) carried by negative eigenvalues, in ``[0, 1]``. Unlike :func:`negative_mass` it is not
+    decided by the sign of the quadrature node that stands for the near-zero bulk."""
+    mass = density.weights * np.abs(density.nodes)
+    total = float(mass.sum())
+    return float((mass * (density.nodes < 0)).sum()) / total if total > 0 else 0.0
+
+
 def loss_hessian(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y=None, *, params=None,
                  mode: str = "lagrangian") -> LossHessian:
     """:class:`LossHessian` of ``loss_fn(model(x), y)`` w.r.t. the model's parameters."""
