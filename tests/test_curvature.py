@@ -122,13 +122,13 @@ def unrolled(problem):
     return torch.func.hessian(loss_unrolled)(op.theta), torch.func.grad(loss_unrolled)(op.theta)
 
 
-@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
-def test_hvp_matches_hessian_through_a_long_unroll(problem, dense, unrolled, mode):
+@pytest.mark.parametrize("mode, linear", [("lagrangian", "lu"), ("lagrangian", "iterative"), ("direct", "auto")])
+def test_hvp_matches_hessian_through_a_long_unroll(problem, dense, unrolled, mode, linear):
     model, x, y = problem
-    op = LossHessian(model, cross_entropy, x, y, mode=mode)
+    op = LossHessian(model, cross_entropy, x, y, mode=mode, linear=linear)
     H_u, g_u = unrolled
     assert len(dict(model.named_parameters())) == 8 and H_u.shape == (op.shape[0],) * 2
-    if mode == "lagrangian":  # the whole matrix
+    if linear == "lu":  # the whole matrix (the `dense` fixture: the default, linear="auto" → LU here)
         assert relative_error(dense, H_u) <= RTOL
         assert relative_error(dense, dense.T) <= RTOL
     else:  # products along random directions (a column per product is slower by route)
@@ -300,14 +300,14 @@ class TwoDEQsUnrolled(nn.Module):
         return TwoDEQs.unrolled(self, x)
 
 
-@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
-def test_modes_agree_with_the_unroll_for_several_deq_calls(mode):
+@pytest.mark.parametrize("mode, linear", [("lagrangian", "lu"), ("lagrangian", "iterative"), ("direct", "auto")])
+def test_modes_agree_with_the_unroll_for_several_deq_calls(mode, linear):
     torch.manual_seed(4)
     model = TwoDEQs()
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(3, 3, generator=gen, dtype=torch.float64)
     y = torch.randint(0, 3, (3,), generator=gen)
-    op = LossHessian(model, cross_entropy, x, y, mode=mode)
+    op = LossHessian(model, cross_entropy, x, y, mode=mode, linear=linear)
     unrolled = TwoDEQsUnrolled(model)
     loss_u = lambda t: cross_entropy(torch.func.functional_call(unrolled, op.unflatten(t), (x,)), y)
     V = torch.randn(op.shape[0], 3, generator=gen, dtype=torch.float64)
@@ -333,3 +333,26 @@ def test_nested_deqs_need_the_direct_mode(problem):
     model.append(DEQ(Outer(), 4, opts=OPTS))
     with pytest.raises(InputError, match="nested"):
         LossHessian(model, lambda out, t: out.sum(), x, y)
+
+
+class CoupledCell(Cell):
+    """A map that couples the samples of a batch (``+ mean over the batch``): no per-sample Jacobian."""
+
+    def forward(self, z, x):
+        return super().forward(z, x) + 0.2 * torch.tanh(z).mean(0, keepdim=True)
+
+
+def test_a_map_coupling_samples_is_detected():
+    torch.manual_seed(6)
+    model = Classifier()
+    model.deq = DEQ(CoupledCell(4, 3), 4, opts=OPTS)
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (4,), generator=gen)
+    with pytest.raises(InputError, match="couples"):
+        LossHessian(model, cross_entropy, x, y, linear="lu")
+    auto = LossHessian(model, cross_entropy, x, y)  # falls back to the iterative solves
+    assert all(rec["system"].lu is None for calls in auto._lagrangian.records.values() for rec in calls)
+    direct = LossHessian(model, cross_entropy, x, y, mode="direct")
+    V = torch.randn(auto.shape[0], 3, generator=gen, dtype=torch.float64)
+    assert relative_error(torch.stack([auto.hvp(v) for v in V.T]), torch.stack([direct.hvp(v) for v in V.T])) <= RTOL

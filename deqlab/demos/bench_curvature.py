@@ -9,14 +9,17 @@ Table ``hvp`` (``hvp_n_z``): the gradient of the loss as a training step compute
 from zero + implicit backward: one adjoint solve) is the reference; beside it, one Hessian-vector
 product of :class:`deqlab.implicit.curvature.LossHessian`:
 
-* ``Lagrangian, warm``: a product on a built operator (the case of eigsh, Hutchinson, SLQ, CG: many
-  products at one ``θ``): one tangent + one adjoint solve. **Target ≤ 3× the gradient.**
-* ``Lagrangian, cold``: building the operator (one gradient pass at ``θ`` recording ``z*`` and ``λ``)
-  plus one product;
+* ``Lagrangian, per-sample LU, warm``: a product on a built operator (the case of eigsh, Hutchinson,
+  SLQ, CG: many products at one ``θ``): one tangent + one adjoint solve, each two triangular solves.
+  **Target ≤ 3× the gradient** (also marked on the iterative route);
+* ``Lagrangian, per-sample LU, cold``: building the operator (one gradient pass at ``θ`` recording
+  ``z*`` and ``λ``, ``J`` by ``n_z`` vmapped VJPs, the batched LU) plus one product;
+* ``Lagrangian, iterative, warm``: the same with matrix-free Anderson solves (any ``f``, any size);
 * ``direct, warm``: ``torch.func.jvp(grad)`` through ``fixed_point``'s rules of every order.
 
 Table ``eigsh`` (``eig_n_z``, ``P ≈ 10⁵``): the top-``top_k`` eigenvalues by ARPACK on the
-``LinearOperator``, building included. **Target < 60 s.**
+``LinearOperator``, building included, with LU and (``eig_iterative``) with Anderson linear solves.
+**Target < 60 s.**
 
 Times are medians of ``repeats`` after ``warmup`` calls, the routes interleaved (A B C A B C …) so
 drift hits all; torch and BLAS threads pinned to ``threads`` (threadpoolctl when installed).
@@ -63,6 +66,7 @@ class BenchCurvatureSettings:
     repeats: int = 7
     warmup: int = 2
     seed: int = 0
+    eig_iterative: bool = True  # also time eigsh with the matrix-free (Anderson) linear solves
 
     def __post_init__(self) -> None:
         for key, low, high in (("threads", 1, 1024), ("n_x", 1, 100_000), ("classes", 2, 100_000), ("batch", 1, 1_000_000),
@@ -75,6 +79,8 @@ class BenchCurvatureSettings:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v < 1:
                 raise InputError(f"{key} must be a number in (0, 1), got {v!r}")
+        if not isinstance(self.eig_iterative, bool):
+            raise InputError(f"eig_iterative must be true or false, got {self.eig_iterative!r}")
 
     @classmethod
     def tiny(cls, **overrides) -> BenchCurvatureSettings:
@@ -154,7 +160,8 @@ def _bench(s: BenchCurvatureSettings) -> Result:
     loss_fn = nn.functional.cross_entropy
     model, x, y = problem(s, s.hvp_n_z)
     params = list(model.parameters())
-    lag = LossHessian(model, loss_fn, x, y)
+    lag = LossHessian(model, loss_fn, x, y, linear="lu")
+    iterative = LossHessian(model, loss_fn, x, y, linear="iterative")
     direct = LossHessian(model, loss_fn, x, y, mode="direct")
     P = lag.shape[0]
     v = torch.randn(P, generator=torch.Generator().manual_seed(s.seed + 2), dtype=torch.float64)
@@ -165,44 +172,49 @@ def _bench(s: BenchCurvatureSettings) -> Result:
 
     routes = {
         "gradient (forward solve + adjoint solve)": gradient,
-        "HVP, Lagrangian, warm": lambda: lag.hvp(v),
-        "HVP, Lagrangian, cold (build + 1 product)": lambda: LossHessian(model, loss_fn, x, y).hvp(v),
+        "HVP, Lagrangian, per-sample LU, warm": lambda: lag.hvp(v),
+        "HVP, Lagrangian, per-sample LU, cold (build + 1 product)":
+            lambda: LossHessian(model, loss_fn, x, y, linear="lu").hvp(v),
+        "HVP, Lagrangian, iterative (Anderson), warm": lambda: iterative.hvp(v),
         "HVP, direct torch.func, warm": lambda: direct.hvp(v),
     }
     times, outs = interleaved(routes, s.repeats, s.warmup)
     ref = "gradient (forward solve + adjoint solve)"
-    hv_direct = outs["HVP, direct torch.func, warm"]
+    hv_lu = outs["HVP, Lagrangian, per-sample LU, warm"]
     rows = []
     for name, t in times.items():
         ratio = t / times[ref]
-        is_target = name == "HVP, Lagrangian, warm"
+        is_target = name.endswith(", warm") and "Lagrangian" in name
         rows.append({"route": name, "n_z": s.hvp_n_z, "P": P, "batch": s.batch, "median time [ms]": 1e3 * t,
                      "ratio to gradient": ratio,
-                     "rel. difference to direct HVP": relative_error(outs[name], hv_direct) if "HVP" in name else float("nan"),
+                     "rel. difference to LU HVP": relative_error(outs[name], hv_lu) if "HVP" in name else float("nan"),
                      "target": f"<= {HVP_TARGET:g}x gradient" if is_target else "",
                      "met": ("yes" if ratio <= HVP_TARGET else "NO") if is_target else ""})
     result.tables["hvp"] = Table(
         f"One HVP through a DEQ wrapping a user nn.Module vs one gradient of the same loss (n_z={s.hvp_n_z}, "
         f"n_x={s.n_x}, batch {s.batch}, P={P}, Anderson atol {s.atol:g})",
         pd.DataFrame(rows),
-        formats={"median time [ms]": "{:.2f}", "ratio to gradient": "{:.2f}", "rel. difference to direct HVP": "{:.1e}"},
+        formats={"median time [ms]": "{:.2f}", "ratio to gradient": "{:.2f}", "rel. difference to LU HVP": "{:.1e}"},
         caption=f"median of {s.repeats} after {s.warmup} warm-up, routes interleaved; 'warm': a product on a built "
-                "operator (eigsh, Hutchinson, SLQ); 'cold': the operator's gradient pass (z*, lambda) plus one product",
+                "operator (eigsh, Hutchinson, SLQ); 'cold': the operator's gradient pass (z*, lambda) and per-sample LU "
+                f"plus one product; iterative and direct routes differ from the LU one by their solves' tolerance "
+                f"(atol {s.atol:g})",
     )
     rows = []
-    for n_z in track([s.eig_n_z], "top eigenvalues"):
-        model, x, y = problem(s, n_z)
+    for linear in track(["lu", "iterative"] if s.eig_iterative else ["lu"], "top eigenvalues"):
+        model, x, y = problem(s, s.eig_n_z)
         start = time.perf_counter()
-        op = LossHessian(model, loss_fn, x, y)
+        op = LossHessian(model, loss_fn, x, y, linear=linear)
         vals = op.eigenvalues(s.top_k, "LA", tol=s.eigsh_tol, seed=s.seed)
         seconds = time.perf_counter() - start
-        rows.append({"n_z": n_z, "P": op.shape[0], "batch": s.batch, "k": s.top_k, "eigsh tol": s.eigsh_tol,
+        rows.append({"linear solves": {"lu": "per-sample LU", "iterative": "Anderson"}[linear], "n_z": s.eig_n_z,
+                     "P": op.shape[0], "batch": s.batch, "k": s.top_k, "eigsh tol": s.eigsh_tol,
                      "HVPs": op.n_products, "time [s]": seconds,
                      "top eigenvalues": ", ".join(f"{float(e):.6g}" for e in vals[::-1]),
                      "target": f"< {EIGSH_TARGET_S:g} s", "met": "yes" if seconds < EIGSH_TARGET_S else "NO"})
     result.tables["eigsh"] = Table(
         f"Top-{s.top_k} eigenvalues of a DEQ classifier's loss Hessian (all parameters; ARPACK on the LinearOperator)",
         pd.DataFrame(rows), formats={"time [s]": "{:.1f}"},
-        caption="time includes building the operator (one gradient pass)",
+        caption="time includes building the operator (one gradient pass and, for LU, the per-sample factorisation)",
     )
     return result

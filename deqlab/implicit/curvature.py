@@ -19,8 +19,10 @@ Two exact routes, never through an unrolled solve (``mode``):
   drop out and ``∇²Φ = [I; Z]ᵀ ∇²𝓛 [I; Z] = H`` exactly (the Lagrangian form of the DEQ Hessian; with
   several DEQ calls the ``λ_k`` are the multipliers of the joint constraint system). Per product:
   one tangent solve ``(I − J)⁻¹ r`` and one adjoint solve ``(I − J)⁻ᵀ w`` per DEQ call, plus the
-  ordinary layers' second-order work; no forward solve. The terms dropped are multiples of
-  ``∂Φ/∂ẑ``, i.e. of the adjoint solve's residual (``≤ atol`` of the DEQ's options).
+  ordinary layers' second-order work; no forward solve. The solves are two triangular solves with
+  a per-sample LU of ``I − J`` factored once (``linear="lu"``; ``J`` from ``n_z`` vmapped VJPs), or the
+  DEQ's linear solver to its tolerance on ``f`` linearised once (``"iterative"``). The terms dropped
+  are multiples of ``∂Φ/∂ẑ``, i.e. of the adjoint's error (``≤ atol`` of the DEQ's options).
 * ``"direct"``: ``torch.func.jvp(torch.func.grad(L))`` through :func:`deqlab.implicit.layer.fixed_point`'s
   rules of every order (per product: a forward solve warm-started at the last solution, the adjoint
   solve, the tangent solve and the tangent of the adjoint solve). Needed for DEQs nested inside other
@@ -47,9 +49,9 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
-from deqlab.errors import InputError, NotConvergedError
+from deqlab.errors import IllConditionedError, InputError, NotConvergedError
 from deqlab.implicit.deq import DEQ
-from deqlab.implicit.layer import SolveOptions, _adjoint_map, _tangent_map
+from deqlab.implicit.layer import SolveOptions
 from deqlab.implicit.spectrum import (
     SpectralDensity,
     TraceEstimate,
@@ -89,30 +91,83 @@ def _strict(opts: SolveOptions) -> SolveOptions:
     return SolveOptions(**{**{f.name: getattr(opts, f.name) for f in dataclasses.fields(SolveOptions)}, "on_fail": "raise"})
 
 
+#: ``linear="auto"`` factorises ``I − J`` per sample when ``batch·n_z²`` is at most this many numbers (256 MiB).
+LU_MAX_ENTRIES = 2**25
+#: The per-sample Jacobian must reproduce a JVP of ``f`` to this relative error (else ``f`` couples samples).
+BLOCK_DIAGONAL_RTOL = 1e-10
+LINEAR = ("auto", "lu", "iterative")
+
+
+class _LinearSystem:
+    """``(I − J)⁻¹`` and ``(I − J)⁻ᵀ`` at one DEQ call's ``(z*, x, θ)``, ``J = ∂f/∂z`` (``(batch, n)`` vectors).
+
+    ``lu``: ``J`` per sample (``n`` VJPs, vmapped), one batched LU of ``I − J``, then each solve is two
+    triangular solves. Valid only when ``f`` treats samples independently; checked on a random vector.
+    ``iterative``: the linear fixed points ``λ = Jᵀλ + g``, ``t = J t + r`` by ``opts.linear_solver``, with
+    ``f`` linearised once (a reusable VJP, and its VJP for ``J·``): no forward pass of ``f`` per iteration.
+    """
+
+    def __init__(self, F, z, x, theta, opts: SolveOptions, linear: str):
+        self.opts = opts
+        _, self._vjp = torch.func.vjp(lambda zz: F(zz, x, *theta), z)
+        _, self._jvp = torch.func.vjp(lambda u: self._vjp(u)[0], torch.zeros_like(z))  # Jᵀ is linear: its VJP is J
+        self.lu = None
+        batch, n = z.shape
+        if linear == "lu" or (linear == "auto" and batch * n * n <= LU_MAX_ENTRIES):
+            basis = torch.eye(n, dtype=z.dtype, device=z.device)[:, None, :].expand(n, batch, n)
+            J = torch.func.vmap(self.Jt)(basis).permute(1, 0, 2)  # rows[i, b] = J_b[i, :]
+            u = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype).to(z.device)
+            Ju = self.J(u)
+            if float(torch.linalg.vector_norm(torch.einsum("bij,bj->bi", J, u) - Ju)) > BLOCK_DIAGONAL_RTOL * float(
+                    torch.linalg.vector_norm(Ju)) + 1e-300:
+                if linear == "lu":
+                    raise InputError("linear='lu' needs a map f(z, x) that treats samples independently; "
+                                     "this one couples them: use linear='iterative'")
+            else:
+                eye = torch.eye(n, dtype=z.dtype, device=z.device)
+                self.lu = torch.linalg.lu_factor(eye - J)
+                if not bool(torch.isfinite(self.lu[0]).all()):
+                    raise IllConditionedError("I - df/dz is singular at a DEQ's fixed point: no curvature there")
+
+    def Jt(self, u: torch.Tensor) -> torch.Tensor:
+        return self._vjp(u)[0]
+
+    def J(self, w: torch.Tensor) -> torch.Tensor:
+        return self._jvp(w)[0]
+
+    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """``(I − J)⁻ᵀ g``."""
+        if self.lu is not None:
+            return torch.linalg.lu_solve(*self.lu, g[..., None], adjoint=True)[..., 0]
+        return self.opts.solve(lambda lam: self.Jt(lam) + g, torch.zeros_like(g), linear=True).z
+
+    def tangent(self, r: torch.Tensor) -> torch.Tensor:
+        """``(I − J)⁻¹ r``."""
+        if self.lu is not None:
+            return torch.linalg.lu_solve(*self.lu, r[..., None])[..., 0]
+        return self.opts.solve(lambda t: self.J(t) + r, torch.zeros_like(r), linear=True).z
+
+
 class _ConstantAdjointSolve(torch.autograd.Function):
-    """``μ = (I − J)⁻ᵀ g`` at a fixed ``(z, x, θ)``; its JVP is the same solve applied to ``ġ``.
+    """``μ = (I − J)⁻ᵀ g`` by a :class:`_LinearSystem` at a fixed point; its JVP is the same solve of ``ġ``.
 
     The tangent of the operator itself is dropped: it multiplies ``μ``, and this Function is used only
     where ``g = ∂Φ/∂ẑ = 0`` (:class:`_FirstOrderEquilibrium` inside the Lagrangian ``Φ``).
     """
 
     @staticmethod
-    def forward(F, opts, g, z, x, *theta):
-        G = _adjoint_map(F)
+    def forward(system, g):
         with torch.no_grad():
-            return opts.solve(lambda lam: G(lam, z, g, x, *theta), torch.zeros_like(g), linear=True).z
+            return system.adjoint(g)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        F, opts, _, z, x, *theta = inputs
-        ctx.F, ctx.opts, ctx.point = F, opts, (z, x, theta)
+        ctx.system = inputs[0]
 
     @staticmethod
-    def jvp(ctx, _F_t, _opts_t, g_t, *_rest):
-        z, x, theta = ctx.point
-        G = _adjoint_map(ctx.F)
+    def jvp(ctx, _system_t, g_t):
         with torch.no_grad():
-            return ctx.opts.solve(lambda lam: G(lam, z, g_t, x, *theta), torch.zeros_like(g_t), linear=True).z
+            return ctx.system.adjoint(g_t)
 
     @staticmethod
     def backward(ctx, *_):
@@ -127,44 +182,44 @@ class _FirstOrderEquilibrium(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(F, z_star, opts, x, *theta):
+    def forward(F, z_star, system, x, *theta):
         return z_star.clone()
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        F, z_star, opts, x, *theta = inputs
-        ctx.F, ctx.opts = F, opts
+        F, z_star, system, x, *theta = inputs
+        ctx.F, ctx.system = F, system
         ctx.save_for_backward(z_star, x, *theta)
         ctx.point = (z_star, x, theta)
 
     @staticmethod
     def backward(ctx, g):
         z, x, *theta = ctx.saved_tensors
-        mu = _ConstantAdjointSolve.apply(ctx.F, ctx.opts, g, z, x, *theta)
+        mu = _ConstantAdjointSolve.apply(ctx.system, g)
         _, vjp = torch.func.vjp(lambda xx, *t: ctx.F(z, xx, *t), x, *theta)
         return (None, None, None, *vjp(mu))
 
     @staticmethod
-    def jvp(ctx, _F_t, _z_t, _opts_t, x_t, *theta_t):
+    def jvp(ctx, _F_t, _z_t, _system_t, x_t, *theta_t):
         z, x, theta = ctx.point
         args = (x, *theta)
         tangents = tuple(torch.zeros_like(a) if t is None else t for a, t in zip(args, (x_t, *theta_t)))
         r = torch.func.jvp(lambda xx, *t: ctx.F(z, xx, *t), args, tangents)[1]
-        T = _tangent_map(ctx.F)
         with torch.no_grad():
-            return ctx.opts.solve(lambda t: T(t, z, r, x, *theta), torch.zeros_like(r), linear=True).z
+            return ctx.system.tangent(r)
 
 
 class _Lagrangian:
     """The per-call records of :class:`LossHessian`'s Lagrangian route, and the DEQ hook that uses them.
 
-    ``capture``: a plain forward (implicit layer) whose outputs get a gradient hook; ``finish`` turns
-    the recorded ``∂L/∂z*`` into adjoints ``λ``. ``lagrangian``: each DEQ call returns ``ẑ`` and adds
-    ``λᵀ(f(ẑ) − ẑ)`` to ``penalties``.
+    ``capture``: a plain forward (implicit layer) whose outputs get a gradient hook; ``finish`` builds each
+    call's :class:`_LinearSystem` and turns the recorded ``∂L/∂z*`` into adjoints ``λ``. ``lagrangian``: each
+    DEQ call returns ``ẑ`` and adds ``λᵀ(f(ẑ) − ẑ)`` to ``penalties``.
     """
 
-    def __init__(self):
+    def __init__(self, linear: str = "auto"):
         self.mode = "capture"
+        self.linear = linear
         self.records: dict[int, list] = {}
         self.calls: dict[int, int] = {}
         self.penalties: list[torch.Tensor] = []
@@ -177,31 +232,29 @@ class _Lagrangian:
         key = id(deq)
         k = self.calls.get(key, 0)
         self.calls[key] = k + 1
-        opts = _strict(deq.opts)
         if self.mode == "capture":
             z = _fixed_point(F, start, x, theta, deq)
             if deq.stats is not None and not deq.stats.all_converged:
                 raise NotConvergedError(f"forward solve of a DEQ layer did not converge (residual "
                                         f"{deq.stats.max_residual:.3e}): no curvature at this point")
-            rec = {"F": F, "opts": opts, "z": z.detach(), "x": x.detach(), "theta": [t.detach() for t in theta],
-                   "g": torch.zeros_like(z)}
+            rec = {"F": F, "opts": _strict(deq.opts), "z": z.detach(), "x": x.detach(),
+                   "theta": [t.detach() for t in theta], "g": torch.zeros_like(z)}
             self.records.setdefault(key, []).append(rec)
             if z.requires_grad:
                 z.register_hook(lambda g, rec=rec: rec.__setitem__("g", g.detach()))
             return z
         rec = self.records[key][k]
-        z_hat = _FirstOrderEquilibrium.apply(F, rec["z"], opts, x, *theta)
+        z_hat = _FirstOrderEquilibrium.apply(F, rec["z"], rec["system"], x, *theta)
         self.penalties.append((rec["lam"] * (F(z_hat, x, *theta) - z_hat)).sum())
         return z_hat
 
     def finish(self) -> None:
-        """``λ = (I − J)⁻ᵀ ∂L/∂z*`` for every recorded call; then switch to the Lagrangian mode."""
+        """Each call's linear system and ``λ = (I − J)⁻ᵀ ∂L/∂z*``; then switch to the Lagrangian mode."""
         for calls in self.records.values():
             for rec in calls:
-                G = _adjoint_map(rec["F"])
+                rec["system"] = _LinearSystem(rec["F"], rec["z"], rec["x"], rec["theta"], rec["opts"], self.linear)
                 with torch.no_grad():
-                    rec["lam"] = rec["opts"].solve(lambda lam, rec=rec, G=G: G(lam, rec["z"], rec["g"], rec["x"], *rec["theta"]),
-                                                   torch.zeros_like(rec["g"]), linear=True).z
+                    rec["lam"] = rec["system"].adjoint(rec["g"])
         self.mode = "lagrangian"
 
 
@@ -233,15 +286,21 @@ class LossHessian(LinearOperator):
         params: names of the parameters forming ``θ`` (default: every parameter with ``requires_grad``),
             kept in ``named_parameters()`` order; the others are held fixed.
         mode: ``"lagrangian"`` (default, cheapest) or ``"direct"`` (see the module docstring).
+        linear: the Lagrangian route's linear solves: ``"lu"`` (per-sample dense ``I − J``, factored once;
+            memory ``batch·n_z²`` per DEQ call; needs an ``f`` that treats samples independently, checked),
+            ``"iterative"`` (the DEQ's ``linear_solver`` to its tolerance, matrix-free) or ``"auto"`` (``lu``
+            when ``batch·n_z² ≤ LU_MAX_ENTRIES`` and ``f`` is sample-independent, else iterative).
 
     ``shape = (P, P)``; ``dtype`` float64 for scipy (products run in the model's dtype). ``n_products``
     counts the products done.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, x: torch.Tensor, y=None, *, params=None,
-                 mode: str = "lagrangian"):
+                 mode: str = "lagrangian", linear: str = "auto"):
         if mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if linear not in LINEAR:
+            raise InputError(f"linear must be one of {', '.join(LINEAR)}, got {linear!r}")
         layers = deq_layers(model)
         nested = [d for d in layers if any(isinstance(m, DEQ) for m in d.f.modules())]
         if nested and mode == "lagrangian":
@@ -274,7 +333,7 @@ class LossHessian(LinearOperator):
         super().__init__(dtype=np.float64, shape=(self.theta.numel(), self.theta.numel()))
         self._grad = None
         if mode == "lagrangian":
-            self._lagrangian = _Lagrangian()
+            self._lagrangian = _Lagrangian(linear)
             leaf = self.theta.clone().requires_grad_()
             with warm_start(model), _hooked(layers, self._lagrangian):
                 self._lagrangian.start_pass()
@@ -372,6 +431,6 @@ def negative_share(density: SpectralDensity) -> float:
 
 
 def loss_hessian(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y=None, *, params=None,
-                 mode: str = "lagrangian") -> LossHessian:
+                 mode: str = "lagrangian", linear: str = "auto") -> LossHessian:
     """:class:`LossHessian` of ``loss_fn(model(x), y)`` w.r.t. the model's parameters."""
-    return LossHessian(model, loss_fn, x, y, params=params, mode=mode)
+    return LossHessian(model, loss_fn, x, y, params=params, mode=mode, linear=linear)
