@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+__all__ = ["DEFAULT_RTOL", "METHODS", "SOLUTIONS", "SymmetricEstimate", "estimate", "least_change", "rank_k_recovery",
+           "relative_error", "seed_method", "symmetric_procrustes"]
+
 #: Relative cut-off of singular values treated as zero (in ``XᵀY``, ``X`` and the bases below).
 DEFAULT_RTOL = 1e-10
 

@@ -4,13 +4,14 @@ import pytest
 
 from deqlab.demos import bench_curvature as bc
 from deqlab.errors import InputError
+from deqlab.settings.bench_curvature import CurvatureBench
 
 #: Lagrangian vs direct HVP (both exact up to the Anderson tolerance 1e-10).
 RTOL = 1e-8
 
 
 def test_tiny_bench():
-    r = bc.run(bc.BenchCurvatureSettings.tiny())
+    r = bc.run(CurvatureBench.tiny())
     hvp = r.tables["hvp"].frame
     assert hvp["route"].iloc[0].startswith("gradient") and hvp["ratio to gradient"].iloc[0] == 1
     target = hvp[hvp["target"] != ""]
@@ -27,4 +28,4 @@ def test_tiny_bench():
 @pytest.mark.parametrize("overrides", [{"threads": 0}, {"eigsh_tol": 0.0}, {"repeats": 0}, {"top_k": 1.5}])
 def test_bad_settings(overrides):
     with pytest.raises(InputError):
-        bc.BenchCurvatureSettings(**overrides)
+        CurvatureBench(**overrides)

@@ -1,6 +1,7 @@
 """The CLI as a whole: help, speed of start-up, module entry point."""
 
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -30,7 +31,7 @@ def test_python_dash_m_entry_point():
     [
         (["converge", "--seed", "abc"], "Invalid value for '--seed'"),
         (["bogus"], "No such command 'bogus'"),
-        (["sweep"], "Missing argument 'experiment'"),
+        (["sweep"], "Missing argument 'COMMAND'"),
         (["converge", "--strict=maybe"], "does not take a value"),
         (["bench", "nosuch"], "No such command 'nosuch'"),
     ],
@@ -40,3 +41,48 @@ def test_usage_errors_are_one_line_exit_2(cli, args, message):
     assert r.exit_code == 2
     assert r.stderr.strip().startswith("error: ") and message in r.stderr
     assert r.stderr.strip().count("\n") == 0
+
+
+def test_flags_show_no_bool_metavar_and_accept_true_false(cli, output_root):
+    r = cli("converge", "--help")
+    assert "<bool>" not in r.output and "--strict" in r.output
+    assert "Trailing key=value words override any setting" in " ".join(r.output.split())
+    ok = cli("converge", "--strict", "false", "model.n_z=0")       # parsed as a flag value, then refused
+    assert ok.exit_code == 2 and "model.n_z must be >= 1" in ok.stderr
+
+
+def test_bench_alone_prints_its_help_and_exits_0(cli):
+    r = cli("bench")
+    assert r.exit_code == 0 and "solvers" in r.output and "hessian" in r.output
+
+
+def test_bench_help_lists_keys_and_run_time(cli):
+    r = cli("bench", "lowrank", "--help")
+    text = " ".join(r.output.split())
+    assert "Keys: seed, threads, n, rank, k" in text and "Takes about" in text
+
+
+def test_option_help_names_existing_keys():
+    """Every `Key x` in an option's help exists in that command's settings (help and schema cannot drift)."""
+    import re
+
+    from deqlab.cli.compose import schema_keys
+    from deqlab.settings import settings_class
+
+    commands = Path(__file__).resolve().parents[1] / "deqlab" / "cli" / "commands"
+    src = "\n".join(p.read_text() for p in commands.glob("*.py"))
+    for command, key in re.findall(r'option_help\("(\w+)", "([\w.]+)"', src):
+        assert key in schema_keys(settings_class(command)), (command, key)
+
+
+def test_config_prints_the_resolved_settings(cli):
+    r = cli("config", "hessian", "solver=broyden", "model.n_z=4")
+    assert r.exit_code == 0
+    assert "name: broyden" in r.output and "atol: 1.0e-14" in r.output and "n_z: 4" in r.output
+    bad = cli("config", "hessian", "model.nz=4")
+    assert bad.exit_code == 2 and "did you mean model.n_z" in bad.stderr
+
+
+def test_sysid_evaluate_requires_data(cli, tmp_path):
+    r = cli("sysid", "evaluate", str(tmp_path))
+    assert r.exit_code == 2 and "Missing option '--data'" in r.stderr

@@ -1,68 +1,117 @@
-"""Every config file composes; the configs are found by an installed package too."""
+"""The typed boundary: every command's settings compose from the CLI's config, defaults validate, and
+the configs are found by an installed package too."""
 
-import importlib
+import dataclasses
 import os
 import subprocess
 import sys
 
 import pytest
 
-from deqlab.cli.compose import available, compose, config_dir
-from deqlab.errors import ConfigError
+from deqlab.cli.compose import available_commands, config_dir, load
+from deqlab.errors import InputError
+from deqlab.settings import COMMANDS, settings_class
+from deqlab.settings.solver import PRESETS, SolverSettings
 
 
-@pytest.mark.parametrize("experiment", available("demo"))
-def test_every_experiment_composes_and_validates(experiment):
-    """Defaults validate; an experiment with required (``???``) values names the first one missing."""
-    from omegaconf import OmegaConf
-
-    cfg = compose(experiment)
-    assert cfg.command
-    module = importlib.import_module(f"deqlab.demos.{cfg.command}")
-    missing = OmegaConf.missing_keys(cfg)
-    if missing:
-        with pytest.raises(ConfigError, match="is required"):
-            module.validate(cfg)
-    else:
-        module.validate(cfg)
+@pytest.mark.parametrize("command", available_commands())
+def test_every_command_composes_into_its_settings(command):
+    """Defaults compose into the command's dataclass (a command with required keys names the first missing)."""
+    cls = settings_class(command)
+    if command == "sysid_evaluate":
+        with pytest.raises(InputError, match="is required"):
+            load(command)
+        return
+    settings, run = load(command)
+    assert isinstance(settings, cls)
+    assert run.output_root and run.strict is False
 
 
-@pytest.mark.parametrize("solver", available("solver"))
-def test_every_solver_config_instantiates(solver):
-    from hydra.utils import instantiate
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "sysid_evaluate"])
+def test_composed_defaults_equal_the_dataclass_defaults(command):
+    """One place for each default: the dataclass (Hydra's node is built from it)."""
+    settings, _ = load(command)
+    assert settings == settings_class(command)()
 
+
+@pytest.mark.parametrize("solver", sorted(PRESETS))
+def test_every_solver_preset_composes(solver):
     from deqlab.solvers import SOLVERS
 
-    cfg = compose("converge", [f"solver={solver}"])
-    fn = instantiate(cfg.solver)
-    assert fn.name == solver and solver in SOLVERS
+    settings, _ = load("converge", [f"solver={solver}"])
+    assert settings.solver == SolverSettings.preset(solver) and solver in SOLVERS
 
 
-@pytest.mark.parametrize("model", available("model"))
-def test_every_model_config_composes(model):
-    assert compose("converge", [f"model={model}"]).model is not None
+def test_command_changes_to_a_preset_survive_a_solver_switch():
+    """hessian keeps its tight tolerance whichever solver is chosen."""
+    settings, _ = load("hessian", ["solver=broyden"])
+    assert settings.solver.name == "broyden" and settings.solver.atol == 1e-14 and settings.solver.max_iter == 2000
+    assert settings.solver.memory == PRESETS["broyden"]["memory"]
 
 
-def test_unknown_group_option_lists_choices():
-    with pytest.raises(ConfigError, match="choose one of: anderson, broyden"):
-        compose("converge", ["solver=nope"])
+def test_unknown_solver_lists_choices():
+    with pytest.raises(InputError, match="choose one of: anderson, broyden"):
+        load("converge", ["solver=nope"])
 
 
 def test_installed_package_finds_its_configs(tmp_path):
-    """The installed deqlab (run outside the source tree) finds config.yaml and the groups.
+    """The installed deqlab (run outside the source tree) finds config.yaml and composes.
 
     Under CI's non-editable install this is the data package ``deqlab._configs`` inside the wheel.
     """
-    code = (
-        "import deqlab.cli.compose as c; d = c.config_dir(); "
-        "print(d); assert (d / 'config.yaml').is_file() and (d / 'solver' / 'anderson.yaml').is_file(); "
-        "print(c.compose('converge').command)"
-    )
+    code = ("import deqlab.cli.compose as c; d = c.config_dir(); "
+            "print(d); assert (d / 'config.yaml').is_file(); print(type(c.load('converge')[0]).__module__)")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[-1] == "converge"
+    assert out.stdout.split()[-1] == "deqlab.settings.converge"
 
 
 def test_source_configs_are_found():
     assert (config_dir() / "config.yaml").is_file()
+
+
+def test_settings_modules_import_no_torch():
+    code = ("import sys; import deqlab.settings as s; [s.settings_class(c) for c in s.COMMANDS]; "
+            "import deqlab.cli.compose; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-1] == "False"
+
+
+def test_name_lists_mirror_the_library_registries():
+    """The settings repeat the library's names so bad input is refused before torch loads; they must agree."""
+    from deqlab.implicit.mondeq import BACKWARDS, FORWARD_METHODS
+    from deqlab.models.tanh_deq import INITS
+    from deqlab.nethessian import ACTIVATIONS
+    from deqlab.settings import mondeq, models, sysid
+    from deqlab.settings.solver import SOLVER_NAMES
+    from deqlab.solvers import SOLVERS
+    from deqlab.solvers.prox import NONLINEARITIES
+    from deqlab.sysid.data import SIGNALS
+    from deqlab.sysid.models import KINDS
+
+    assert set(models.TANH_INITS) == set(INITS)
+    assert set(models.PROX_NONLINEARITIES) == set(NONLINEARITIES)
+    assert set(models.MLP_ACTIVATIONS) == set(ACTIVATIONS)
+    assert set(SOLVER_NAMES) == set(SOLVERS) == set(PRESETS)
+    assert set(mondeq.FORWARD_METHODS) == set(FORWARD_METHODS) and set(mondeq.BACKWARDS) == set(BACKWARDS)
+    assert set(sysid.KINDS) == set(KINDS) and set(sysid.SIGNALS) == set(SIGNALS)
+
+
+def test_solver_option_checks_are_the_solvers_own():
+    """A bad option is refused the same way through the settings and by the solver itself."""
+    import torch
+
+    from deqlab.solvers import get_solver
+
+    for name, option, bad in [("anderson", "memory", 0), ("anderson", "beta", 0.0), ("broyden", "memory", 0),
+                              ("fixed_point", "damping", 1.5)]:
+        with pytest.raises(InputError):
+            SolverSettings.preset(name, **{option: bad})
+        with pytest.raises(ValueError):
+            get_solver(name)(lambda z: 0.5 * z, torch.zeros(1, 1, dtype=torch.float64), **{option: bad})
+
+
+def test_settings_are_plain_dataclasses():
+    for command in COMMANDS:
+        assert dataclasses.is_dataclass(settings_class(command))

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from deqlab.cli.compose import compose
+from deqlab.cli.compose import load
 from deqlab.demos import converge
 
 GEOMETRIC_FALL = 1e-4     # default init: ||z^30 - z*|| / ||z^0 - z*|| must fall below this
@@ -13,7 +13,7 @@ NO_FALL = 0.1             # normal init: the gap at L=30 stays of order one
 
 
 def run_cfg(*overrides):
-    return converge.run(compose("converge", ["restarts=3", "solver_table=[fixed_point,anderson,broyden,fsolve]", *overrides]))
+    return converge.run(load("converge", ["restarts=3", "solver_table=[fixed_point,anderson,broyden,fsolve]", *overrides])[0])
 
 
 def test_default_init_converges_geometrically():
@@ -63,7 +63,7 @@ def test_eigen_columns_match_numpy():
 
 
 def test_input_matches_lecture_setup():
-    x = converge.make_input(compose("converge"))
+    x = converge.make_input(load("converge")[0])
     np.random.seed(2023)
     assert np.allclose(x.numpy(), np.random.normal(0, 0.1, size=(1, 3)))
 
@@ -120,18 +120,33 @@ def test_strict_turns_non_convergence_into_exit_1(cli, output_root):
         (["model.n_z=abc"], "model.n_z must be an integer"),
         (["seed"], "malformed override 'seed'"),
         (["--bogus"], "malformed override '--bogus'"),
-        (["nosuchkey=1"], "unknown config key 'nosuchkey'"),
+        (["nosuchkey=1"], "unknown key 'nosuchkey'"),
         (["input_std=nan"], "input_std must be finite"),
         (["--dtype", "float16"], "unknown dtype 'float16'"),
-        (["layers=[1,-2]"], "layers must be a non-empty list of integers"),
-        (["solver_table=[fixed_point,magic]"], "unknown solver 'magic'"),
-        (["solver.atol=-1"], "solver.atol must be >= 0"),
-        (["solver=anderson", "solver.memory=0"], "memory must be >= 1"),
+        (["layers=[1,-2]"], "layers[1] must be >= 0"),
+        (["solver_table=[fixed_point,magic]"], "unknown solver_table entry 'magic'"),
+        (["solver.atol=-1"], "solver.atol and solver.rtol must be >= 0"),
+        (["solver=anderson", "solver.memory=0"], "solver.memory must be an integer in [1, 10000]"),
         (["solver=fixed_point", "solver.damping=0"], "damping must lie in (0, 1]"),
-        (["solver.rtol=inf"], "solver.rtol must be finite"),
-        (["solver.xtol=nan"], "solver.xtol must be finite"),
-        (["solver_table=[]"], "solver_table must name at least one solver"),
-        (["+bogus=1"], "adding top-level keys is not supported"),
+        (["solver.rtol=inf"], "solver.rtol must be a finite number"),
+        (["solver.xtol=nan"], "solver.xtol must be a finite number"),
+        (["solver_table=[]"], "solver_table must name at least one of"),
+        (["+bogus=1"], "unknown key 'bogus'"),
+        (["+model.nz=20"], "unknown key 'model.nz'; did you mean model.n_z"),
+        (["++model.extra=1"], "unknown key 'model.extra'"),
+        (["seed=18446744073709551616"], "seed must be <= 9223372036854775807"),
+        (["--seed", "99999999999999999999999"], "seed must be <= 9223372036854775807"),
+        (["seed=${oc.env:DEQLAB_NO_SUCH_VARIABLE}"], "cannot resolve the configuration"),
+        (["seed=${seed}"], "cannot resolve the configuration"),
+        (["model.n_z=${oc.decode:\"[1,2\"}"], "cannot resolve the configuration"),
+        (["seed=glob(*)"], "is a sweep over several values"),
+        (["seed=interval(0,1)"], "is a sweep over several values"),
+        (["seed=0,1"], "is a sweep over several values"),
+        (["layers=[0,1000000000]"], "layers[1] must be <= 100000"),
+        (["model.n_z=200000"], "model.n_z must be <= 100000"),
+        (["--init", "Normal"], "unknown model.init 'Normal'; choose one of: default, normal"),
+        (["hydra.callbacks.x={a:1}"], "Hydra setting"),
+        (["~seed"], "malformed override"),
         (["command=hessian"], "command is fixed by the command line"),
         (["strict=maybe"], "strict must be true or false"),
     ],

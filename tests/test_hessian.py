@@ -15,6 +15,7 @@ from deqlab.implicit.hessian import deq_gradient, deq_hessian, deq_hessian_parts
 from deqlab.implicit.params import DYNAMIC, GROUPS, flatten, loss_at, model_params, unflatten
 from deqlab.implicit.pitfalls import two_mtz_hessian
 from deqlab.models.tanh_deq import TanhDEQ
+import helpers
 
 #: closed form vs autodiff through a converged 300-step unroll (the issue's bar: 1e-10).
 UNROLL_RTOL = 1e-10
@@ -84,7 +85,7 @@ def test_gradient_matches_finite_differences_of_loss(errata_case):
         return loss_at(p, solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], x), y)
 
     eps = 1e-6
-    fd = torch.stack([(L(theta + eps * e) - L(theta - eps * e)) / (2 * eps) for e in torch.eye(theta.numel(), dtype=theta.dtype)])
+    fd = helpers.central_differences(L, theta, eps)
     assert relative_error(parts.grad, fd) <= FD_RTOL
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import helpers
 
 #: the CLI's own numbers must meet the same bars as the library tests
 CLI_UNROLL_RTOL = 1e-10
@@ -10,9 +11,7 @@ CLI_FD_RTOL = 1e-8
 
 
 def run_folder(root, command="hessian"):
-    folders = [p for p in (root / command).iterdir() if p.is_dir()]
-    assert len(folders) == 1, folders
-    return folders[0]
+    return helpers.run_folder(root, command, finished=False)
 
 
 def test_check_fd_prints_routes_and_writes_files(cli, output_root):
@@ -88,7 +87,7 @@ def test_unconverged_forward_solve_refused_then_marked(cli, output_root):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (("--groups", "W_z,nope"), "parameter groups"),
+        (("--groups", "W_z,nope"), "unknown groups entry 'nope'"),
         (("--n-z", "-3"), "model.n_z"),
         (("--dtype", "float16"), "dtype"),
         (("--fd-step", "0"), "fd_step"),

@@ -134,7 +134,9 @@ def test_rank_k_recovery_meets_1e12_on_well_conditioned_pairs():
     rng = np.random.default_rng(7)
     checked = 0
     for seed in range(200):
-        n = int(rng.integers(4, 41)); r = min(int(rng.integers(1, 7)), n); k = min(r + int(rng.integers(0, 7)), n)
+        n = int(rng.integers(4, 41))
+        r = min(int(rng.integers(1, 7)), n)
+        k = min(r + int(rng.integers(0, 7)), n)
         U, S, H, X, Y = exact_pairs(n, r, k, seed)
         if np.linalg.norm(X, 2) / np.linalg.svd(U.T @ X, compute_uv=False)[-1] <= 100:
             assert LR.relative_error(LR.rank_k_recovery(X, Y), U, S) < EXACT_RECOVERY_TOL

@@ -7,13 +7,11 @@ import pandas as pd
 import pytest
 
 from deqlab.demos.lowrank import SEED_H
+import helpers
 
 
 def run_folder(output_root: Path, command: str = "lowrank") -> Path:
-    folders = [p for p in (output_root / command).iterdir() if p.is_dir()]
-    assert len(folders) == 1, folders
-    assert not folders[0].name.endswith((".partial", ".failed"))
-    return folders[0]
+    return helpers.run_folder(output_root, command)
 
 
 def test_default_reproduces_seed_example(cli, output_root):
@@ -99,7 +97,7 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
     "args, message",
     [
         (("--part", "nonsense"), "unknown part"),
-        (("--part", "pairs"), "needs pairs_file"),
+        (("--part", "pairs"), "part=pairs reads a pairs file"),
         (("--part", "study", "study.n=5", "study.k=[1,6]"), "study.k contains 6"),
         (("--part", "study", "study.noise=[-1]"), "study.noise"),
         (("--part", "deq", "deq.k=[1000]"), "deq.k contains 1000"),
@@ -107,6 +105,7 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
         (("--part", "study", "study.definite=maybe"), "study.definite"),
         (("--part", "deq", "deq.directions=[sideways]"), "deq.directions"),
         (("--part", "study", "--pairs", "x.npz"), "cannot be combined"),
+        (("pairs_file=x.npz",), "pairs_file is read only by part=pairs")
     ],
 )
 def test_bad_config(cli, output_root, args, message):

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from deqlab import lowrank as LR
-from deqlab.demos import lowrank as E
+from deqlab.demos.lowrank import UNROLL_RESIDUAL_TOL
+from deqlab.implicit import secant_pairs as E
 from deqlab.models.tanh_deq import TanhDEQ
+import helpers
 
 #: implicit gradient vs reverse-mode autodiff through 200 unrolled layers (both converged to 1e-13).
 GRADIENT_TOL = 1e-10
@@ -51,7 +53,7 @@ def test_flat_params_round_trip(problem):
 
 def test_implicit_gradient_matches_unrolled_autodiff(problem):
     model, x, y, theta, H = problem
-    assert E.unrolled_residual(model, theta, x, LAYERS) < E.UNROLL_RESIDUAL_TOL
+    assert E.unrolled_residual(model, theta, x, LAYERS) < UNROLL_RESIDUAL_TOL
     th = theta.clone().requires_grad_(True)
     g_unrolled = torch.autograd.grad(E.unrolled_loss(model, th, x, y, LAYERS), th)[0]
     g_implicit = E.implicit_gradient(model, theta, x, y)
@@ -71,23 +73,18 @@ def test_unrolled_loss_gradcheck_and_gradgradcheck(problem):
 def test_exact_hessian_symmetric_and_matches_finite_differences(problem):
     model, x, y, theta, H = problem
     assert torch.abs(H - H.T).max() / torch.abs(H).max() < SYMMETRY_TOL
-    cols = []
-    for i in range(theta.numel()):
-        e = torch.zeros_like(theta)
-        e[i] = FD_STEP
-        cols.append((E.implicit_gradient(model, theta + e, x, y) - E.implicit_gradient(model, theta - e, x, y)) / (2 * FD_STEP))
-    H_fd = torch.stack(cols, 1)
+    H_fd = helpers.central_differences(lambda t: E.implicit_gradient(model, t, x, y), theta, FD_STEP)
     assert torch.linalg.matrix_norm(H_fd - H) / torch.linalg.matrix_norm(H) < FD_TOL
 
 
 def test_exact_hessian_matches_autodiff_through_the_unrolled_solve(problem):
     model, x, y, theta, H = problem
-    assert E.unrolled_residual(model, theta, x, LAYERS) < E.UNROLL_RESIDUAL_TOL
+    assert E.unrolled_residual(model, theta, x, LAYERS) < UNROLL_RESIDUAL_TOL
     H_unrolled = torch.func.hessian(lambda th: E.unrolled_loss(model, th, x, y, LAYERS))(theta)
     assert torch.linalg.matrix_norm(H - H_unrolled) / torch.linalg.matrix_norm(H_unrolled) < UNROLL_HESSIAN_TOL
     # a 3-layer unroll is not converged, and its Hessian is measurably not the equilibrium's
     H_short = torch.func.hessian(lambda th: E.unrolled_loss(model, th, x, y, 3))(theta)
-    assert E.unrolled_residual(model, theta, x, 3) > E.UNROLL_RESIDUAL_TOL
+    assert E.unrolled_residual(model, theta, x, 3) > UNROLL_RESIDUAL_TOL
     assert torch.linalg.matrix_norm(H - H_short) / torch.linalg.matrix_norm(H) > 1e-3
 
 

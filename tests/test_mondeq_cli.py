@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import helpers
 
 #: A small but complete run (every table and figure) that takes a few seconds.
 SMALL = ("eigen.restarts=2", "train.epochs=2", "train.samples=128", "sweep.alphas=[0.01,0.1,1.0,10.0]",
@@ -10,9 +11,7 @@ SMALL = ("eigen.restarts=2", "train.epochs=2", "train.samples=128", "sweep.alpha
 
 
 def run_folder(output_root, command="mondeq"):
-    folders = [p for p in (output_root / command).iterdir()]
-    assert len(folders) == 1 and not folders[0].name.endswith(".failed")
-    return folders[0]
+    return helpers.run_folder(output_root, command)
 
 
 def test_mondeq_writes_every_table_and_figure(cli, output_root):
@@ -46,10 +45,10 @@ def test_mondeq_writes_every_table_and_figure(cli, output_root):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("--m", "0"), "model.m must be a number > 0"),
-        (("--m", "-0.5"), "model.m must be a number > 0"),
-        (("--alpha", "0"), "alpha must be a number > 0"),
-        (("--alpha", "-1"), "alpha must be a number > 0"),
+        (("--m", "0"), "model.m must be > 0"),
+        (("--m", "-0.5"), "model.m must be > 0"),
+        (("--alpha", "0"), "alpha must be > 0"),
+        (("--alpha", "-1"), "alpha must be > 0"),
         (("--fb-alpha", "0"), "fb_alpha must be a number > 0 or auto"),
         (("sweep.alphas=[1.0,-2.0]",), "sweep.alphas"),
         (("model.nonlinearity=sigmoid",), "unknown model.nonlinearity"),

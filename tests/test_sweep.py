@@ -1,25 +1,37 @@
-"""Hydra multiruns through the basic, joblib and submitit_local launchers."""
+"""Sweeps: Hydra multiruns through the basic, joblib and submitit_local launchers, each job through the
+same execute path as a single run."""
 
 import pandas as pd
 import pytest
 
-JOB_FILES = {"gap.csv", "eigen.csv", "solvers.csv", "convergence.png", "converge.npz"}
+JOB_FILES = {"gap.csv", "eigen.csv", "solvers.csv", "convergence.png", "converge.npz", "config.yaml", "output.txt",
+             "job.json"}
+SMALL = ["restarts=1", "solver_table=[anderson]", "curve_layers=20"]
+
+
+def sweep_folder(output_root, command="converge"):
+    (folder,) = list((output_root / "sweep" / command).iterdir())
+    return folder
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
 def test_sweep_runs_every_job(cli, output_root, launcher):
-    r = cli("sweep", "converge", "seed=0,1", "restarts=1", "solver_table=[anderson]", f"hydra/launcher={launcher}",
-            f"output_root={output_root}")
-    assert r.exit_code == 0, r.output
-    (sweep_dir,) = list((output_root / "sweep" / "converge").iterdir())
-    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    r = cli("sweep", "converge", "seed=0,1", *SMALL, f"hydra/launcher={launcher}", f"output_root={output_root}")
+    assert r.exit_code == 0, r.output + r.stderr
+    folder = sweep_folder(output_root)
+    jobs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name for p in jobs] == ["0", "1"]
     seeds = set()
     for job in jobs:
         assert JOB_FILES <= {p.name for p in job.iterdir()}, job
-        seeds.add((job / ".hydra" / "overrides.yaml").read_text())
+        seeds.add((job / "config.yaml").read_text().split("seed:")[1].split()[0])
         assert len(pd.read_csv(job / "eigen.csv")) == 1
-    assert len(seeds) == 2     # each job ran its own seed, nothing overwritten
+        assert "Finite depth vs equilibrium" in (job / "output.txt").read_text()   # what the job printed
+    assert seeds == {"0", "1"}     # each job ran its own seed, nothing overwritten
+    summary = pd.read_csv(folder / "summary.csv")
+    assert list(summary["seed"]) == [0, 1] and list(summary["status"]) == ["ok", "ok"]
+    assert "Sweep of converge" in " ".join(r.output.split())
+    assert not list(folder.rglob("%j"))   # submitit's literal %j folder
 
 
 @pytest.mark.parametrize(
@@ -27,21 +39,47 @@ def test_sweep_runs_every_job(cli, output_root, launcher):
     [
         (["converge", "model.n_z=-1,2"], "model.n_z must be >= 1"),
         (["converge", "model.n_z=2,-1"], "model.n_z must be >= 1"),      # not only the first value is checked
-        (["nosuch", "seed=1"], "unknown experiment"),
+        (["nosuch", "seed=1"], "unknown command 'nosuch'"),
         (["converge", "hydra/launcher=bogus"], "unknown launcher 'bogus'"),
         (["converge", "seed=["], "bad override"),
+        (["converge", "seed=glob(*)"], "glob() sweeps are not supported"),
+        (["converge", "seed=interval(0,1)"], "interval() and glob() sweeps are not supported"),
+        (["converge", "seed=0", "+hydra.callbacks.x={_target_:os.makedirs,name:/tmp/deqlab-never}"], "_target_"),
+        (["converge", "seed=0", "hydra.callbacks.x={a:1}"], "cannot be changed"),
+        (["converge", "seed=0", "hydra.launcher._target_=os.system"], "_target_"),
+        (["converge", "seed=0", "hydra.sweep.dir=/proc/deqlab-x"], "cannot create the sweep folder"),
+        (["converge", "seed=0,1", "+model.nz=3"], "unknown key 'model.nz'"),
     ],
 )
 def test_sweep_bad_input_exits_2_before_any_job(cli, output_root, args, message):
     r = cli("sweep", *args, f"output_root={output_root}")
-    assert r.exit_code == 2 and message in r.stderr
+    assert r.exit_code == 2 and message in r.stderr, r.stderr
     assert r.stderr.strip().count("\n") == 0
     assert not (output_root / "sweep").exists()
 
 
-def test_strict_sweep_exits_1_when_a_job_reports_failures(cli, output_root):
-    r = cli("sweep", "converge", "seed=0,1", "restarts=1", "solver=fixed_point", "solver.max_iter=1",
-            "solver_table=[anderson]", "strict=true", f"output_root={output_root}")
-    assert r.exit_code == 1 and "2 job(s) reported failures" in r.stderr
-    (sweep_dir,) = list((output_root / "sweep" / "converge").iterdir())
-    assert sorted(p.parent.name for p in sweep_dir.glob("*/failures.txt")) == ["0", "1"]
+def test_output_root_that_is_a_file_is_one_line(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("DEQLAB_OUTPUT_ROOT", raising=False)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = cli("sweep", "converge", "seed=0", *SMALL, f"output_root={blocker}")
+    assert r.exit_code == 2 and "cannot create the sweep folder" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_failed_job_is_marked_failed_and_the_sweep_exits_1(cli, output_root):
+    r = cli("sweep", "converge", "seed=0,1", *SMALL, "solver=fixed_point", "solver.max_iter=1", "strict=true",
+            f"output_root={output_root}")
+    assert r.exit_code == 1 and "2 of 2 job(s) failed" in r.stderr
+    folder = sweep_folder(output_root)
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0.failed", "1.failed"]
+    for job in ("0.failed", "1.failed"):
+        assert "strict=true" in (folder / job / "error.txt").read_text()
+        assert (folder / job / "config.yaml").is_file()
+    assert list(pd.read_csv(folder / "summary.csv")["status"]) == ["failed", "failed"]
+
+
+def test_failure_reports_without_strict_are_counted(cli, output_root):
+    r = cli("sweep", "converge", "seed=0", *SMALL, "solver=fixed_point", "solver.max_iter=1", f"output_root={output_root}")
+    assert r.exit_code == 0, r.stderr
+    assert "1 job(s) with failure reports" in r.output
+    assert (sweep_folder(output_root) / "0" / "failures.txt").is_file()

@@ -10,6 +10,7 @@ import torch
 
 from deqlab.sysid.metrics import empirical_lipschitz, nrmse
 from deqlab.sysid.models import load_model
+import helpers
 
 TINY = "sysid_preset=tiny"
 #: evaluate on the training run's own test split must give the same NRMSE (same models, same data)
@@ -17,9 +18,7 @@ SAME_RUN_TOL = 1e-12
 
 
 def _run_dir(root: Path, sub: str) -> Path:
-    dirs = [p for p in (root / "sysid" / sub).iterdir() if p.is_dir()]
-    assert len(dirs) == 1, dirs
-    return dirs[0]
+    return helpers.run_folder(root / "sysid", sub, finished=False)
 
 
 def _no_run(root: Path, sub: str = "pendulum"):
@@ -28,11 +27,7 @@ def _no_run(root: Path, sub: str = "pendulum"):
 
 
 def _bad(r, text):
-    assert r.exit_code == 2, r.output
-    lines = [line for line in r.stderr.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
-    assert text in lines[0], lines[0]
-    assert "Traceback" not in r.output
+    helpers.assert_one_line_error(r, text)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from deqlab.demos import train_digits as td
+from deqlab.settings.train_digits import Settings
 from deqlab.errors import InputError
 
 
 @pytest.fixture(scope="module")
 def tiny_result():
-    return td.run(td.TrainDigitsSettings.tiny())
+    return td.run(Settings.tiny())
 
 
 def test_tiny_run_fills_the_table_and_the_curvature(tiny_result):
@@ -45,7 +46,7 @@ def test_top_eigenvalue_is_the_largest_slq_node(tiny_result):
 
 
 def test_repeatable(tiny_result):
-    again = td.run(td.TrainDigitsSettings.tiny())
+    again = td.run(Settings.tiny())
     a, b = tiny_result.tables["summary"].frame, again.tables["summary"].frame
     assert (a["test accuracy"] == b["test accuracy"]).all()
     assert (a["iterations/batch, last epoch"] == b["iterations/batch, last epoch"]).all()
@@ -64,13 +65,14 @@ def test_matched_width():
     ({"lr": math.nan}, "lr"),
     ({"solver": "newtonn"}, "solver"),
     ({"models": ["tanh_deq", "resnet"]}, "models"),
+    ({"models": ["mlp", "mlp"]}, "models"),
     ({"models": []}, "models"),
     ({"test_fraction": 1.0}, "test_fraction"),
     ({"batch": True}, "batch"),
 ])
 def test_bad_settings_are_one_line_input_errors(overrides, match):
     with pytest.raises(InputError, match=match) as info:
-        td.TrainDigitsSettings(**overrides)
+        Settings(**overrides)
     assert "\n" not in str(info.value)
 
 

@@ -32,20 +32,76 @@ class OneLineErrors(TyperGroup):
     """The top-level group: a usage error (bad option type, unknown command, missing argument) is
     one ``error: ...`` line on stderr with click's exit code (2), not a multi-line box."""
 
-    def main(self, *args, standalone_mode: bool = True, **kwargs):
+    def main(self, args=None, *rest, standalone_mode: bool = True, **kwargs):
+        args = list(sys.argv[1:] if args is None else args)
+        flags = _flag_options(self)
+        args = _flag_values(args, flags)
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, *rest, standalone_mode=False, **kwargs)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(args, *rest, standalone_mode=False, **kwargs)
         except _click_exception_types() as exc:
             message = exc.format_message().strip()
-            if message:  # empty for "no arguments: help was shown"
+            if message:
                 typer.echo(f"error: {message}", err=True)
+            elif type(exc).__name__ == "NoArgsIsHelpError":  # `deqlab bench` alone: its help was asked for
+                sys.exit(0)
             sys.exit(exc.exit_code)
         except typer.Abort:
             typer.echo("error: aborted", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+OVERRIDES_EPILOG = ("Trailing key=value words override any setting (e.g. seed=3 model.n_z=20); `deqlab config <command> "
+                    "key=value ...` prints every key with its value. Keys, types and defaults: deqlab/settings/.")
+
+
+def _flag_options(group) -> set[str]:
+    """Every boolean flag of every command (``--strict``, ``--check-fd``...); their help shows no ``<bool>``."""
+    names: set[str] = set()
+    todo = [group]
+    while todo:
+        command = todo.pop()
+        for param in getattr(command, "params", []):
+            if getattr(param, "is_flag", False) and getattr(param, "opts", None):
+                param.metavar = ""
+                names.update(o for o in param.opts if o.startswith("--"))
+        _quiet_help_option(command)
+        if getattr(command, "allow_extra_args", False) or (getattr(command, "context_settings", None) or {}).get("allow_extra_args"):
+            command.epilog = OVERRIDES_EPILOG
+        todo.extend(getattr(command, "commands", {}).values())
+    return names
+
+
+def _quiet_help_option(command) -> None:
+    """``--help`` is a flag too: no ``<bool>`` beside it."""
+    original = command.get_help_option
+
+    def get_help_option(ctx):
+        option = original(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+
+
+def _flag_values(args: list[str], flags: set[str]) -> list[str]:
+    """``--strict true`` / ``--strict=false`` as a user may write them → ``--strict`` / nothing."""
+    out, i = [], 0
+    while i < len(args):
+        word = args[i]
+        name, _, value = word.partition("=")
+        if name in flags and value.lower() in ("true", "false"):
+            out += [name] if value.lower() == "true" else []
+        elif word in flags and i + 1 < len(args) and args[i + 1].lower() in ("true", "false"):
+            out += [word] if args[i + 1].lower() == "true" else []
+            i += 1
+        else:
+            out.append(word)
+        i += 1
+    return out
 
 
 app = typer.Typer(

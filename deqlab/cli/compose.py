@@ -1,23 +1,43 @@
-"""Finding and composing the Hydra configs; checking the values a user can get wrong.
+"""From the command line to typed settings: screen the overrides, compose with Hydra, merge into the
+command's settings dataclass.
 
-The configs live in the top-level ``configs/`` folder: ``config.yaml`` plus the groups
-``experiment/`` (one file per command, ``# @package _global_``), ``solver/`` and ``model/``.
-A source checkout (editable install, tests, a helper worktree) reads them from there; a
-non-editable install reads the copy shipped as the data package ``deqlab._configs``.
-
-Hydra's compose API is used for single runs (it makes no run folder; :mod:`deqlab.cli.run_folder` does);
-sweeps go through ``hydra.main`` in :mod:`deqlab.sweep` so Hydra's launchers work.
+``configs/`` holds ``config.yaml`` (keys every command shares, Hydra's own settings) and the value
+presets ``sysid_preset/``. Every command's keys, types and defaults come from its settings dataclass
+(:mod:`deqlab.settings`), registered here as the Hydra group ``demo`` (one option per command);
+solver presets (:data:`deqlab.settings.solver.PRESETS`) are the group ``solver``. Composition is
+Hydra's (group choices, overrides, sweeps); validation is OmegaConf's structured mode (unknown keys
+at any depth, wrong types) and the dataclasses' ``__post_init__`` (domains). Nothing a user typed is
+ever instantiated: an override that carries ``_target_`` (or any other ``_key_``), touches
+``hydra.callbacks`` or any Hydra setting outside a sweep's launcher, is refused first.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import difflib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from deqlab.errors import ConfigError
+from deqlab.errors import InputError
+from deqlab.settings import COMMANDS, settings_class
+from deqlab.settings.solver import PRESETS, SolverSettings
 
 HYDRA_VERSION_BASE = "1.3"
+#: extra group defaults of a command (after its own values, so the preset wins)
+EXTRA_GROUPS = {"sysid": [{"/sysid_preset": "default"}]}
+#: Hydra settings a sweep may change (the launcher and its options, the sweep folder)
+SWEEP_HYDRA_KEYS = ("hydra/launcher", "hydra.launcher.", "hydra.sweep.dir")
+#: keys renamed since a release: old → new (a one-line error names the new key)
+RENAMED: dict[str, str] = {}
+
+
+@dataclass
+class RunOptions:
+    """Keys of ``config.yaml`` that belong to the run, not to the demo."""
+
+    output_root: str = "outputs"   # run folders go to <output_root>/<command>/<timestamp>/
+    strict: bool = False           # true: any reported non-convergence ends with exit code 1
 
 
 def config_dir() -> Path:
@@ -33,18 +53,109 @@ def config_dir() -> Path:
     raise RuntimeError("deqlab's configs folder was not found (broken installation?)")
 
 
-def available(group: str) -> list[str]:
-    """Names of the options in a config group, e.g. ``available("solver")``."""
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+def available_commands() -> list[str]:
+    return sorted(COMMANDS)
 
 
-def compose(experiment: str, overrides: Sequence[str] = (), *, with_hydra: bool = False) -> Any:
-    """Compose ``config.yaml`` with ``experiment=<experiment>`` and the user's overrides.
+# --- the Hydra config store: schemas as plain nodes ------------------------------------------------
 
-    ``with_hydra`` also composes Hydra's own config (so ``hydra/launcher=...`` overrides are
-    checked; the result then carries a ``hydra`` key). Raises :class:`ConfigError` with one readable
-    line for a malformed override, an unknown key or an unknown group option (naming the allowed
-    values).
+def _plain(obj) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(obj), resolve=False)
+
+
+def demo_node(command: str) -> dict:
+    """The ``demo=<command>`` option: the settings' defaults as a plain node, a group default for the
+    solver preset (its own changes to the preset applied after it), and ``command``."""
+    schema = settings_class(command)
+    node = _plain(schema)  # the class, not an instance: required ("???") keys stay required
+    defaults: list = []
+    solver = next((f.default_factory() for f in dataclasses.fields(schema)
+                   if f.name == "solver" and f.default_factory is not dataclasses.MISSING), None)
+    if isinstance(solver, SolverSettings):
+        preset = _plain(SolverSettings.preset(solver.name))
+        node["solver"] = {k: v for k, v in node["solver"].items() if preset.get(k) != v}
+        defaults.append({"/solver": solver.name})
+    defaults.append("_self_")
+    defaults += EXTRA_GROUPS.get(command, [])
+    return {"defaults": defaults, "command": command, **node}
+
+
+_registered = False
+
+
+def register_configs() -> None:
+    """Put the solver presets and every command's node into Hydra's ConfigStore (once)."""
+    global _registered
+    if _registered:
+        return
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name in PRESETS:
+        store.store(group="solver", name=name, node=_plain(SolverSettings.preset(name)))
+    for command in COMMANDS:
+        store.store(group="demo", name=command, node=demo_node(command), package="_global_")
+    _registered = True
+
+
+# --- screening overrides before Hydra sees them ----------------------------------------------------
+
+def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
+    """Parse the overrides and refuse what must never reach Hydra or the code; returns them parsed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+    from hydra.errors import HydraException
+
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"malformed override {item!r}: expected key=value (e.g. seed=3)")
+        if "_target_" in item or any(part.startswith("_") and part.endswith("_") and len(part) > 2
+                                     for part in _words(item)):
+            raise InputError(f"override {item!r} names a reserved _key_ such as _target_: deqlab never instantiates "
+                             "objects from the command line")
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise InputError(f"bad override: {' '.join(str(exc).split())}") from None
+    for o in parsed:
+        key = o.key_or_group
+        if o.is_delete():
+            raise InputError(f"deleting keys is not supported ({o.input_line!r})")
+        if o.package:
+            raise InputError(f"package overrides are not supported ({o.input_line!r})")
+        if key.startswith("hydra"):
+            if not sweep:
+                raise InputError(f"{key} is a Hydra setting: only `deqlab sweep` takes hydra/launcher and hydra.launcher.*")
+            if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in SWEEP_HYDRA_KEYS):
+                raise InputError(f"{key} cannot be changed: a sweep takes only hydra/launcher=..., hydra.launcher.<option>=... "
+                                 "and hydra.sweep.dir=...")
+        if key in ("command", "demo"):
+            raise InputError(f"{key} is fixed by the command line; do not override it")
+        if key.split(".")[0] in RENAMED:
+            raise InputError(f"{key.split('.')[0]} was renamed to {RENAMED[key.split('.')[0]]}")
+        if o.is_sweep_override():
+            if not sweep:
+                raise InputError(f"{o.input_line!r} is a sweep over several values: run it with `deqlab sweep <command> ...`")
+            if o.value_type in (ValueType.INTERVAL_SWEEP, ValueType.GLOB_CHOICE_SWEEP):
+                raise InputError(f"{o.input_line!r}: interval() and glob() sweeps are not supported; list the values "
+                                 "(a,b,c) or use range(start,stop,step)")
+    return parsed
+
+
+def _words(item: str) -> list[str]:
+    import re
+
+    return re.findall(r"[A-Za-z0-9_]+", item)
+
+
+# --- composition ---------------------------------------------------------------------------------
+
+def compose(command: str, overrides: Sequence[str] = (), *, with_hydra: bool = False):
+    """Hydra's composition of ``config.yaml`` + ``demo=<command>`` + the overrides (screened first).
+
+    Raises :class:`InputError` with one line for anything a user can get wrong.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -52,123 +163,171 @@ def compose(experiment: str, overrides: Sequence[str] = (), *, with_hydra: bool 
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    for item in overrides:
-        if "=" not in item and not item.startswith("~"):
-            raise ConfigError(f"malformed override {item!r}: expected key=value (e.g. seed=3)")
-        if item.startswith("+") and "." not in item.split("=", 1)[0]:
-            # Hydra would add a top-level key no command reads: refuse the typo. Nested additions
-            # (+model_settings.ren.batch_size=6) stay allowed: the experiments check those keys.
-            raise ConfigError(f"adding top-level keys is not supported ({item!r}): a command reads only the keys of its config")
+    if command not in COMMANDS:
+        raise InputError(f"unknown command {command!r}; choose one of: {', '.join(available_commands())}")
+    screen(overrides, sweep=with_hydra)
+    register_configs()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base=HYDRA_VERSION_BASE, config_dir=str(config_dir()), job_name="deqlab"):
-            return hydra_compose(
-                config_name="config", overrides=[f"demo={experiment}", *overrides], return_hydra_config=with_hydra
-            )
+            return hydra_compose(config_name="config", overrides=[f"demo={command}", *overrides],
+                                 return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        raise ConfigError(_explain(exc)) from None
+        raise InputError(explain(exc, command)) from None
     finally:
         GlobalHydra.instance().clear()
 
 
-def _explain(exc: Exception) -> str:
-    """Turn Hydra's multi-line errors into one line, listing choices for a missing group option."""
+def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
+    """Merge a composed config into ``command``'s settings dataclass and the run options.
+
+    The value returned is the value checked: interpolations are resolved once here, types come from the
+    schema, and ``__post_init__`` checks the domains.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if "hydra" in cfg:   # Hydra's own node (a sweep): not the run's business, and resolvable only inside a job
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise InputError(f"cannot resolve the configuration: {_first_line(exc)}") from None
+    except RecursionError:
+        raise InputError("cannot resolve the configuration: an interpolation refers to itself") from None
+    _refuse_reserved(container)
+    container.pop("hydra", None)
+    container.pop("command", None)
+    run_keys = {f.name: container.pop(f.name) for f in dataclasses.fields(RunOptions) if f.name in container}
+    run = _merge(RunOptions, run_keys, command)
+    return _merge(settings_class(command), container, command), run
+
+
+def load(command: str, overrides: Sequence[str] = ()) -> tuple[Any, RunOptions]:
+    """``compose`` then ``to_settings``: the typed settings of one run."""
+    return to_settings(command, compose(command, overrides))
+
+
+def _merge(schema: type, values: dict, command: str):
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        return OmegaConf.to_object(merged)
+    except ConfigKeyError as exc:
+        key = getattr(exc, "full_key", None) or _first_line(exc)
+        raise InputError(unknown_key_message(str(key), schema)) from None
+    except MissingMandatoryValue as exc:
+        raise InputError(f"{getattr(exc, 'full_key', '') or _first_line(exc)} is required") from None
+    except ValidationError as exc:
+        raise InputError(_validation_message(exc, schema)) from None
+    except OmegaConfBaseException as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, InputError):
+            raise InputError(str(cause)) from None
+        raise InputError(f"bad value: {_first_line(exc)}") from None
+
+
+def _refuse_reserved(node, path: str = "") -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(key, str) and key.startswith("_") and key.endswith("_"):
+                raise InputError(f"{path}{key}: reserved _key_ in the configuration; deqlab never instantiates objects from it")
+            _refuse_reserved(value, f"{path}{key}.")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _refuse_reserved(value, f"{path}[{i}].")
+
+
+# --- one-line messages ------------------------------------------------------------------------------
+
+def schema_keys(schema: type, prefix: str = "") -> list[str]:
+    """Every dotted key of a settings dataclass (nested dataclasses expanded)."""
+    keys = []
+    for f in dataclasses.fields(schema):
+        keys.append(prefix + f.name)
+        sub = f.type if isinstance(f.type, type) else None
+        if sub is None:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            sub = type(default) if dataclasses.is_dataclass(default) else None
+        if sub is not None and dataclasses.is_dataclass(sub):
+            keys += schema_keys(sub, f"{prefix}{f.name}.")
+    return keys
+
+
+def unknown_key_message(key: str, schema: type) -> str:
+    keys = schema_keys(schema) + [f.name for f in dataclasses.fields(RunOptions)]
+    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+    parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    if not close:
+        siblings = [k for k in keys if k.startswith(parent) and "." not in k[len(parent):]]
+        close = difflib.get_close_matches(key, siblings, n=3, cutoff=0.0)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown key {key!r}{hint}"
+
+
+def _validation_message(exc, schema: type) -> str:
+    key = getattr(exc, "full_key", "") or "a value"
+    expected = _field_type(schema, key)
+    text = _first_line(exc)
+    got = text.split("Value ", 1)[1].split(" could not", 1)[0].split(" of type", 1)[0].split(" is not", 1)[0] if "Value " in text else ""
+    if got:
+        return f"{key} must be {expected}, got {got}"
+    return f"{key} must be {expected}: {text}"
+
+
+def _field_type(schema: type, key: str) -> str:
+    """``key``'s type in words (``an integer``, ``a number``, ``true or false``...)."""
+    import typing
+
+    hint: Any = schema
+    for part in key.split("."):
+        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+            break
+        hints = typing.get_type_hints(hint)
+        if part not in hints:
+            break
+        hint = hints[part]
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    for base, word in words.items():
+        if hint is base or hint == typing.Optional[base]:
+            return word
+    if typing.get_origin(hint) in (list, typing.List):
+        return "a list such as [1,2]"
+    return "of the right type"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return " ".join(text.split())
+
+
+def explain(exc: Exception, command: str) -> str:
+    """Turn Hydra's multi-line errors into one line."""
     text = " ".join(str(exc).split())
     if "Could not find 'hydra/launcher/" in text:
         bad = text.split("'hydra/launcher/", 1)[1].split("'", 1)[0]
         return f"unknown launcher {bad!r}: use basic, joblib, submitit_local or submitit_slurm (pip install deqlab[sweep])"
-    for group in ("solver", "model", "demo"):
-        if f"Could not find '{group}/" in text or f"In '{group}'" in text and "Could not find" in text:
+    for group in ("solver", "sysid_preset", "demo"):
+        if f"Could not find '{group}/" in text or (f"In '{group}'" in text and "Could not find" in text):
             bad = text.split(f"'{group}/", 1)[1].split("'", 1)[0] if f"'{group}/" in text else "?"
-            return f"unknown {group} {bad!r}; choose one of: {', '.join(available(group))}"
-    for marker in ("Could not override '", "Key '"):
-        if marker in text and ("Could not override" in text or "is not in struct" in text):
+            choices = sorted(PRESETS) if group == "solver" else _group_options(group)
+            return f"unknown {group} {bad!r}; choose one of: {', '.join(choices)}"
+    for marker in ("Could not override '", "Could not append to config. An item is already at '", "Key '"):
+        if marker in text:
             key = text.split(marker, 1)[1].split("'", 1)[0]
-            return f"unknown config key {key!r}: the command has no such setting (see its configs/demo/*.yaml)"
+            if "full_key:" in text:
+                key = text.split("full_key:", 1)[1].split()[0]
+            if "already at" in marker:
+                return f"{key} exists already: set it without '+' ({key}=...)"
+            return unknown_key_message(key, settings_class(command))
+    if "Error merging override" in text or "Error parsing override" in text or "mismatched input" in text:
+        return f"bad override: {text.split(' full_key')[0]}"
     return f"bad override: {text.split(' Traceback')[0]}"
 
 
-# --- value checks used by experiments' validate(cfg) ---------------------------------------------
-
-def get(cfg: Any, key: str) -> Any:
-    """``cfg`` value at a dotted ``key``; :class:`ConfigError` if it is a required ``???`` value not given."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import MissingMandatoryValue
-
-    try:
-        return OmegaConf.select(cfg, key, throw_on_missing=True)
-    except MissingMandatoryValue:
-        raise ConfigError(f"{key} is required: give {key}=...") from None
-
-
-def require_int(cfg: Any, key: str, *, minimum: int | None = None) -> int:
-    value = get(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{key} must be >= {minimum}, got {value}")
-    return value
-
-
-def require_float(cfg: Any, key: str, *, minimum: float | None = None, exclusive: bool = False) -> float:
-    value = get(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(f"{key} must be finite, got {value}")
-    if minimum is not None and (value <= minimum if exclusive else value < minimum):
-        raise ConfigError(f"{key} must be {'>' if exclusive else '>='} {minimum}, got {value}")
-    return value
-
-
-def require_choice(cfg: Any, key: str, choices: Sequence[str]) -> str:
-    value = get(cfg, key)
-    if value not in choices:
-        raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(choices)}")
-    return value
-
-
-def require_int_list(cfg: Any, key: str, *, minimum: int = 0) -> list[int]:
-    values = get(cfg, key)
-    try:
-        items = list(values)
-    except TypeError:
-        raise ConfigError(f"{key} must be a list of integers, got {values!r}") from None
-    if not items or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items):
-        raise ConfigError(f"{key} must be a non-empty list of integers >= {minimum}, got {values!r}")
-    return items
-
-
-def require_solver(cfg: Any, key: str = "solver") -> None:
-    """Check a ``configs/solver/*.yaml`` entry before any work: tolerances finite and ``>= 0``, every
-    number finite, and the solver's own argument checks (``memory >= 1``, ``damping`` in ``(0, 1]``, ...)
-    run once on a one-dimensional contraction so a bad option is a one-line :class:`ConfigError`."""
-    import torch
-    from hydra.utils import instantiate
-
-    require_float(cfg, f"{key}.atol", minimum=0.0)
-    require_float(cfg, f"{key}.rtol", minimum=0.0)
-    require_int(cfg, f"{key}.max_iter", minimum=1)
-    for name, value in get(cfg, key).items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{key}.{name} must be finite, got {value}")
-    try:
-        solver = instantiate(get(cfg, key))
-        solver(lambda z: 0.5 * z + 1.0, torch.zeros(1, 1, dtype=torch.float64))
-    except ValueError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-    except Exception as exc:  # instantiate wraps a bad keyword in its own error type
-        raise ConfigError(f"{key}: {' '.join(str(exc).split())}") from None
-
-
-DTYPES = ("float32", "float64")
-
-
-def torch_dtype(name: str):
-    """``"float32"``/``"float64"`` → the torch dtype."""
-    import torch
-
-    if name not in DTYPES:
-        raise ConfigError(f"unknown dtype {name!r}; choose one of: {', '.join(DTYPES)}")
-    return getattr(torch, name)
+def _group_options(group: str) -> list[str]:
+    if group == "demo":
+        return available_commands()
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))

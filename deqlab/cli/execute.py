@@ -1,101 +1,259 @@
-"""The one path from a CLI command to a finished run folder.
+"""The one path from settings to a finished run folder, for a single run and for each sweep job.
 
-compose config (Hydra) → ``validate`` → create run folder → ``run(cfg)`` → save + print →
-rename the folder to its final name. Bad input ends with one line on stderr and exit code 2
-before any folder exists; a failed run leaves only a ``.failed`` folder; ``strict`` turns reported
-non-convergence into exit code 1.
+``load`` (compose + typed settings) → resource guard → run folder (``.partial``) → ``config.yaml`` →
+``deqlab.demos.<command>.run(settings)`` → files written atomically → ``<name>`` or ``<name>.failed``.
+
+Exit codes: 0 success; 2 bad input (before any folder exists, or found by the run: the folder is then
+removed) and resources that do not fit; 1 a failed run (``.failed`` with ``error.txt``), or reported
+non-convergence under ``strict``; 128+N for signal N (Ctrl-C, SIGTERM, SIGHUP), the folder ``.failed``
+naming the signal and child processes ended.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Sequence
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
 import typer
+
+from deqlab.errors import DeqlabError, InputError
 
 #: context_settings for commands that take trailing ``key=value`` Hydra overrides.
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def fail(message: str, code: int) -> None:
-    """Print ``error: message`` to stderr and exit with ``code``."""
-    typer.echo(f"error: {message}", err=True)
+    """Print ``error: message`` (one line) to stderr and exit with ``code``."""
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
     raise typer.Exit(code)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code of a library error: 2 for bad input (resource refusals included), 1 otherwise."""
+    return 2 if isinstance(exc, InputError) else 1
 
 
 def option_overrides(**options) -> list[str]:
     """Typed options → Hydra overrides, skipping options the user did not give.
 
-    Keys are config paths (``model.init``) or groups (``solver``); values ``None`` are skipped.
+    Keys are config paths (``model.init``) or groups (``solver``); values ``None`` are skipped;
+    strings are quoted so that ``/``, ``=``, ``,`` or spaces survive Hydra's parser.
     """
-    return [f"{key}={value}" for key, value in options.items() if value is not None]
+    out = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            value = "[" + ",".join(quote(str(v)) for v in value) + "]"
+        elif isinstance(value, str) and key != "solver" and not key.endswith("_preset"):
+            value = quote(value)
+        out.append(f"{key}={value}")
+    return out
 
 
-def run_experiment(
-    experiment: str,
-    overrides: Sequence[str],
-    *,
-    folder: str | None = None,
-    module: str | None = None,
-) -> "object":
-    """Run ``deqlab.demos.<module or experiment>.run`` with the composed config.
+def default_of(command: str, key: str) -> str:
+    """The default of ``key`` in ``command``'s settings, as a user would type it."""
+    from deqlab.settings import settings_class
 
-    Returns the :class:`~deqlab.report.result.Result` (useful to callers and tests).
-    """
+    value = settings_class(command)()
+    for part in key.split("."):
+        value = getattr(value, part)
+    value = getattr(value, "name", value)   # a solver: its name
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def option_help(command: str, key: str, text: str) -> str:
+    """An option's help with its settings key and default taken from the settings (they cannot drift)."""
+    return f"{text.rstrip('. ')}. Key {key}, default {default_of(command, key)}."
+
+
+def bench_help(command: str, text: str, duration: str) -> str:
+    """A bench's help: what it measures, how long it takes, and its keys (from its settings)."""
+    import dataclasses
+
+    from deqlab.settings import settings_class
+
+    keys = ", ".join(f.name for f in dataclasses.fields(settings_class(command)))
+    return f"{text} Takes {duration} on a 2-core machine. Keys: {keys}."
+
+
+def split_list(text: str | None, option: str, cast=str) -> list | None:
+    """``"16,16"`` → ``[16, 16]`` for a comma-separated option; ``None`` when the option was not given.
+    An empty entry or a value ``cast`` refuses is a one-line usage error (exit 2)."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        fail(f"{option} must be comma-separated values without empty entries, got {text!r}", 2)
+    try:
+        return [cast(t) for t in items]
+    except ValueError:
+        fail(f"{option} must be comma-separated {cast.__name__} values, got {text!r}", 2)
+
+
+def quote(text: str) -> str:
+    """A string as a Hydra override value (single-quoted; quotes and backslashes escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass
+class Outcome:
+    """How one run ended: ``code`` is the exit code, ``message`` the one line for stderr."""
+
+    code: int
+    message: str = ""
+    result: Any = None
+    folder: Path | None = None
+
+
+def settings_yaml(settings) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.structured(settings))
+
+
+def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> Outcome:
+    """Run ``command`` with ``settings`` inside ``run_dir`` (a :class:`~deqlab.cli.run_folder.RunFolder`)
+    and mark the folder. Never raises for a failure the user must see; a bug keeps its traceback."""
+    from deqlab.cli.termination import Terminated, end_children, signals_as_exceptions
+    from deqlab.report.files import write_text
+    from deqlab.report.writer import save, show
+
+    with signals_as_exceptions():
+        try:
+            write_text(run_dir.file("config.yaml"), settings_yaml(settings))
+            demo = importlib.import_module(f"deqlab.demos.{command}")
+            result = demo.run(settings)
+            save(result, run_dir.path)
+            show(result, console)
+        except InputError as exc:           # bad input only the run could see (a data file): nothing to keep
+            run_dir.discard()
+            return Outcome(2, str(exc))
+        except DeqlabError as exc:
+            return _failed(run_dir, str(exc), 1)
+        except OSError as exc:              # a full disk, an unwritable file
+            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            return _failed(run_dir, f"cannot write{where}: {exc.strerror or exc}", 1)
+        except MemoryError:
+            return _failed(run_dir, "out of memory (lower the sizes in the settings)", 1)
+        except (KeyboardInterrupt, Terminated) as exc:
+            name = getattr(exc, "name", "SIGINT (Ctrl-C)")
+            end_children()
+            return _failed(run_dir, f"stopped by {name}", getattr(exc, "exit_code", 130))
+        except BaseException as exc:        # a bug: never leave a folder that looks like a success
+            import traceback
+
+            run_dir.fail(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+            end_children()
+            raise
+    if result.failures and strict:
+        text = f"{len(result.failures)} failure report(s) and strict=true: " + "; ".join(result.failures)
+        folder, _ = run_dir.fail(text)
+        return Outcome(1, f"{len(result.failures)} failure report(s) (first: {result.failures[0]}) and strict=true",
+                       result, folder)
+    try:
+        folder = run_dir.finish()
+    except OSError as exc:
+        return _failed(run_dir, f"cannot finish {run_dir.path}: {exc.strerror or exc}", 1)
+    return Outcome(0, "", result, folder)
+
+
+def _failed(run_dir, message: str, code: int) -> Outcome:
+    folder, problem = run_dir.fail(message)
+    suffix = f" ({problem})" if problem else ""
+    return Outcome(code, f"{message} [run folder: {folder}]{suffix}", None, folder)
+
+
+def check_resources(settings) -> None:
+    from deqlab.settings.resources import check_memory
+
+    estimates = getattr(settings, "memory_estimates", None)
+    if estimates is not None:
+        check_memory(estimates())
+
+
+def execute(command: str, overrides: Sequence[str], *, folder: str | None = None):
+    """A single run of ``command`` from the command line: returns the Result or exits."""
     from rich.console import Console
 
-    from deqlab.cli.compose import compose
-    from deqlab.errors import ConfigError, DeqlabError
-    from deqlab.report.writer import save, show
+    from deqlab.cli.compose import load
     from deqlab.cli.run_folder import RunFolder
 
-    console = Console()
     try:
-        cfg = compose(experiment, list(overrides))
-        check_common(cfg, experiment)
-        exp = importlib.import_module(f"deqlab.demos.{module or experiment}")
-        exp.validate(cfg)
-    except ConfigError as exc:
+        settings, run = load(command, list(overrides))
+        check_resources(settings)
+    except InputError as exc:
         fail(str(exc), 2)
     try:
-        run_dir = RunFolder.create(folder or experiment, cfg.get("output_root"))
+        run_dir = RunFolder.create(folder or command, run.output_root)
     except OSError as exc:
-        fail(f"cannot create a run folder under output_root={cfg.get('output_root')!r}: {exc.strerror or exc}", 2)
+        fail(f"cannot create a run folder under output_root={run.output_root!r}: {exc.strerror or exc}", 2)
+    console = Console()
+    outcome = run_in_folder(command, settings, run_dir, strict=run.strict, console=console)
+    if outcome.code:
+        if outcome.folder is not None and outcome.code == 1 and outcome.result is not None:
+            console.print(f"[red]outputs (marked failed):[/] {outcome.folder}")
+        fail(outcome.message, outcome.code)
+    console.print(f"[green]outputs:[/] {outcome.folder}")
+    return outcome.result
+
+
+def run_job(command: str, cfg) -> dict:
+    """One sweep job (inside Hydra's launcher): the same path as a single run, into the job's folder.
+
+    The job folder is Hydra's ``<sweep dir>/<num>.partial``; it becomes ``<num>`` or ``<num>.failed``.
+    What the job printed is kept in ``output.txt``. Returns a summary for the sweep's table.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from rich.console import Console
+
+    from deqlab.cli.compose import to_settings
+    from deqlab.cli.run_folder import RunFolder
+    from deqlab.report.files import write_text
+
+    path = Path(HydraConfig.get().runtime.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    final = path.with_name(path.name.removesuffix(".partial"))
+    run_dir = RunFolder(path, final)
+    overrides = list(HydraConfig.get().overrides.task)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, force_terminal=False)
     try:
-        from omegaconf import OmegaConf
+        settings, run = to_settings(command, cfg)
+        check_resources(settings)
+    except InputError as exc:
+        outcome = _failed(run_dir, str(exc), 2)
+    else:
+        outcome = run_in_folder(command, settings, run_dir, strict=run.strict, console=console)
+    folder = outcome.folder or final
+    text = buffer.getvalue()
+    with_failures = bool(outcome.result is not None and outcome.result.failures)
+    try:
+        write_text(Path(folder) / "output.txt", text + (f"error: {outcome.message}\n" if outcome.code else ""))
+        if with_failures:
+            write_text(Path(folder) / "failures.txt", "\n".join(outcome.result.failures) + "\n")
+    except OSError:
+        pass
+    print(text, end="", flush=True)
+    status = "ok" if outcome.code == 0 else ("failed" if outcome.code in (1, 2) else "stopped")
+    print(f"job {final.name} {status}: {folder}" + (f" ({outcome.message})" if outcome.code else ""), flush=True)
+    headline = dict(getattr(outcome.result, "headline", {}) or {}) if outcome.result is not None else {}
+    summary = {"job": final.name, "overrides": overrides, "status": status, "exit_code": outcome.code,
+               "failures": len(outcome.result.failures) if outcome.result is not None else 0,
+               "folder": str(folder), "headline": headline}
+    try:
+        write_text(Path(folder) / "job.json", json.dumps(summary, default=float, indent=1))
+    except OSError:
+        pass
+    return summary
 
-        OmegaConf.save(cfg, run_dir.file("config.yaml"))
-        result = exp.run(cfg)
-        save(result, run_dir)
-    except DeqlabError as exc:
-        run_dir.fail(str(exc))
-        fail(str(exc), exit_code(exc))
-    except BaseException as exc:  # a bug or Ctrl-C: keep the traceback, but never leave a "success" folder
-        run_dir.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    show(result, console)
-    if result.failures and cfg.get("strict", False):
-        message = f"{len(result.failures)} failure report(s) and strict=true: " + "; ".join(result.failures)
-        path = run_dir.fail(message)
-        console.print(f"[red]outputs (marked failed):[/] {path}")
-        fail(f"{len(result.failures)} failure report(s) (first: {result.failures[0]}) and strict=true", 1)
-    path = run_dir.finish()
-    console.print(f"[green]outputs:[/] {path}")
-    return result
 
-
-def exit_code(exc: BaseException) -> int:
-    """The exit code of a library error: 2 for bad input (resource refusals included), 1 otherwise."""
-    from deqlab.errors import InputError
-
-    return 2 if isinstance(exc, InputError) else 1
-
-
-def check_common(cfg, experiment: str) -> None:
-    """Keys every command shares: ``strict`` is a boolean and ``command`` names this experiment."""
-    from deqlab.errors import ConfigError
-
-    if not isinstance(cfg.get("strict", False), bool):
-        raise ConfigError(f"strict must be true or false, got {cfg.get('strict')!r}")
-    if cfg.get("command") != experiment:
-        raise ConfigError(f"command is fixed by the command line ({experiment!r}); do not override it")
+__all__ = ["OVERRIDES", "execute", "fail", "option_overrides", "quote", "run_job", "run_in_folder"]

@@ -1,84 +1,99 @@
-"""Run folders: ``outputs/<command>/<timestamp>/``, never reused, never overwritten.
+"""Run folders: ``<output_root>/<command>/<timestamp>/``, created exclusively, never reused.
 
-A run writes into ``<timestamp>.partial/`` and the folder is renamed to ``<timestamp>/`` only when
-the command succeeded, so no folder claims a success it did not have. A failure mid-run renames it
-to ``<timestamp>.failed/`` with ``error.txt``. The output root is ``./outputs`` unless the config
-key ``output_root`` or the environment variable ``DEQLAB_OUTPUT_ROOT`` says otherwise.
+A run writes into ``<name>.partial/``; the folder is renamed to ``<name>/`` only when the command
+succeeded, or to ``<name>.failed/`` with a non-empty ``error.txt`` when it did not, so no folder
+claims a success it did not have.
+
+Exclusive creation: ``mkdir`` of ``<name>.partial`` is atomic, and a name is kept only if neither
+``<name>`` nor ``<name>.failed`` exists *after* that ``mkdir`` succeeded. Since a folder only ever
+moves from ``.partial`` to its final name by an atomic rename, two runs can never end up with the
+same name, however many start in the same second. The output root is ``./outputs`` unless the key
+``output_root`` or the environment variable ``DEQLAB_OUTPUT_ROOT`` says otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
+import shutil
 from pathlib import Path
 
+from deqlab.report.files import write_text
+
 ENV_OUTPUT_ROOT = "DEQLAB_OUTPUT_ROOT"
+MAX_ATTEMPTS = 10_000
 
 
 def output_root(configured: str | None = None) -> Path:
     return Path(os.environ.get(ENV_OUTPUT_ROOT) or configured or "outputs")
 
 
+def _stamp() -> str:
+    return _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def create_exclusive(base: Path, suffix: str = ".partial") -> tuple[Path, Path]:
+    """Create ``base/<stamp>[_n]<suffix>`` exclusively; returns ``(created, final name)``."""
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = _stamp()
+    for attempt in range(MAX_ATTEMPTS):
+        name = stamp if attempt == 0 else f"{stamp}_{attempt}"
+        partial = base / f"{name}{suffix}"
+        try:
+            partial.mkdir()
+        except FileExistsError:
+            continue
+        final = base / name
+        if suffix and (final.exists() or (base / f"{name}.failed").exists()):
+            partial.rmdir()   # someone finished under this name before we reserved it
+            continue
+        return partial, final
+    raise OSError(f"no fresh folder name under {base} after {MAX_ATTEMPTS} attempts")
+
+
 class RunFolder:
-    """A run's output folder. Use :meth:`create` for a fresh one, :meth:`at` for one Hydra made."""
+    """A run's output folder, ``.partial`` while the run lasts."""
 
-    def __init__(self, path: Path, final: Path | None = None):
+    def __init__(self, path: Path, final: Path):
         self.path = Path(path)
-        self._final = final
-
-    @staticmethod
-    def _candidates(command: str, root: str | Path | None):
-        """``(final, partial, failed)`` paths for fresh timestamps, in order of preference."""
-        base = output_root(str(root) if root else None) / command
-        stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        for attempt in range(1000):
-            name = stamp if attempt == 0 else f"{stamp}_{attempt}"
-            final = base / name
-            yield final, base / f"{name}.partial", base / f"{name}.failed"
-
-    @classmethod
-    def fresh_path(cls, command: str, root: str | Path | None = None) -> Path:
-        """A ``<root>/<command>/<timestamp>`` path nobody uses yet, not created (for Hydra's sweep dir)."""
-        for final, partial, failed in cls._candidates(command, root):
-            if not (final.exists() or partial.exists() or failed.exists()):
-                return final
-        raise RuntimeError(f"could not find a fresh folder name under {output_root(root) / command}")
+        self.final = Path(final)
 
     @classmethod
     def create(cls, command: str, root: str | Path | None = None) -> "RunFolder":
-        for final, partial, failed in cls._candidates(command, root):
-            if final.exists() or partial.exists() or failed.exists():
-                continue
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                partial.mkdir()
-            except FileExistsError:
-                continue
-            return cls(partial, final)
-        raise RuntimeError(f"could not create a fresh run folder under {output_root(root) / command}")
-
-    @classmethod
-    def at(cls, path: str | Path) -> "RunFolder":
-        """Wrap a folder someone else created (a Hydra multirun job's output_dir)."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        partial, final = create_exclusive(output_root(str(root) if root else None) / command)
+        return cls(partial, final)
 
     def file(self, name: str) -> Path:
         return self.path / name
 
     def finish(self) -> Path:
-        """Mark the run successful: ``<timestamp>.partial`` → ``<timestamp>``."""
-        if self._final is not None and self.path != self._final:
-            self.path.rename(self._final)
-            self.path = self._final
+        """Mark the run successful: ``<name>.partial`` → ``<name>``."""
+        if self.path != self.final:
+            os.rename(self.path, self.final)
+            self.path = self.final
         return self.path
 
-    def fail(self, message: str) -> Path:
-        """Mark the run failed: write ``error.txt`` and rename to ``<timestamp>.failed``."""
-        (self.path / "error.txt").write_text(message + "\n")
-        if self._final is not None:
-            failed = self._final.with_name(self._final.name + ".failed")
-            self.path.rename(failed)
+    def fail(self, message: str) -> tuple[Path, str | None]:
+        """Mark the run failed: ``error.txt`` with ``message``, then ``<name>.failed``.
+
+        Returns the folder and, if ``error.txt`` could not be written (a full disk), why not.
+        """
+        problem = None
+        try:
+            write_text(self.path / "error.txt", message.rstrip() + "\n")
+        except OSError as exc:
+            problem = f"could not write {self.path / 'error.txt'}: {exc.strerror or exc}"
+            with contextlib.suppress(OSError):   # a one-line note still fits where a file did not
+                (self.path / "error.txt").write_text(message.rstrip()[:200] + "\n")
+        failed = self.final.with_name(self.final.name + ".failed")
+        with contextlib.suppress(OSError):
+            os.rename(self.path, failed)
             self.path = failed
-        return self.path
+        return self.path, problem
+
+    def discard(self) -> None:
+        """Remove the folder (bad input found only once the run had started: nothing to keep)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        with contextlib.suppress(OSError):   # and the command's folder if this run made it (nothing else is in it)
+            self.path.parent.rmdir()

@@ -1,5 +1,7 @@
-"""One module per demo: ``validate(cfg)`` checks user input, ``run(cfg) -> Result`` computes.
+"""One module per command: ``run(settings) -> Result``.
 
-Experiments read an OmegaConf config, call library code, and return plain data
-(:class:`deqlab.report.result.Result`); they print nothing and write no files.
+``settings`` is the command's typed settings dataclass (:mod:`deqlab.settings`), already checked; a demo
+reads it by attribute, calls library code, and returns a plain :class:`~deqlab.report.result.Result`
+(tables, arrays, figure callables, notes, failures) that :mod:`deqlab.report` prints and saves.
+The same ``run`` serves the command line, every sweep job and the tests.
 """

@@ -28,65 +28,24 @@ drift hits all; torch and BLAS threads pinned to ``threads`` (threadpoolctl when
 from __future__ import annotations
 
 import contextlib
-import math
 import statistics
 import time
-from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import nn
 
 from deqlab.benchmarks import machine_note, torch_threads
-from deqlab.errors import InputError
 from deqlab.implicit import DEQ, SolveOptions
 from deqlab.implicit.checks import relative_error
 from deqlab.implicit.curvature import LossHessian
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
+from deqlab.settings.bench_curvature import CurvatureBench
 
 #: The targets of issue 14.
 HVP_TARGET = 3.0
 EIGSH_TARGET_S = 60.0
-
-
-@dataclass
-class BenchCurvatureSettings:
-    """Settings of ``deqlab bench curvature`` (standard library only; checked in ``__post_init__``)."""
-
-    threads: int = 1
-    n_x: int = 64
-    classes: int = 10
-    batch: int = 128
-    hvp_n_z: int = 64
-    eig_n_z: int = 300
-    top_k: int = 5
-    eigsh_tol: float = 1e-6
-    atol: float = 1e-10
-    repeats: int = 7
-    warmup: int = 2
-    seed: int = 0
-    eig_iterative: bool = True  # also time eigsh with the matrix-free (Anderson) linear solves
-
-    def __post_init__(self) -> None:
-        for key, low, high in (("threads", 1, 1024), ("n_x", 1, 100_000), ("classes", 2, 100_000), ("batch", 1, 1_000_000),
-                               ("hvp_n_z", 1, 100_000), ("eig_n_z", 1, 100_000), ("top_k", 1, 1_000),
-                               ("repeats", 1, 10_000), ("warmup", 0, 10_000), ("seed", 0, 2**63 - 1)):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-                raise InputError(f"{key} must be an integer in [{low}, {high}], got {v!r}")
-        for key in ("eigsh_tol", "atol"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v < 1:
-                raise InputError(f"{key} must be a number in (0, 1), got {v!r}")
-        if not isinstance(self.eig_iterative, bool):
-            raise InputError(f"eig_iterative must be true or false, got {self.eig_iterative!r}")
-
-    @classmethod
-    def tiny(cls, **overrides) -> BenchCurvatureSettings:
-        """Seconds: small sizes, few repeats (tests, smoke checks)."""
-        return cls(**{"batch": 16, "hvp_n_z": 8, "eig_n_z": 12, "n_x": 6, "classes": 3, "top_k": 2, "repeats": 2,
-                      "warmup": 1, **overrides})
 
 
 class UserCell(nn.Module):
@@ -111,7 +70,7 @@ class Classifier(nn.Module):
         return self.head(self.deq(x))
 
 
-def problem(settings: BenchCurvatureSettings, n_z: int):
+def problem(settings: CurvatureBench, n_z: int):
     torch.manual_seed(settings.seed)
     opts = SolveOptions(solver="anderson", linear_solver="anderson", atol=settings.atol, max_iter=2000)
     model = Classifier(n_z, settings.n_x, settings.classes, opts)
@@ -148,14 +107,14 @@ def interleaved(routes: dict, repeats: int, warmup: int) -> tuple[dict, dict]:
     return {k: statistics.median(v) for k, v in times.items()}, outs
 
 
-def run(settings: BenchCurvatureSettings) -> Result:
+def run(settings: CurvatureBench) -> Result:
     with torch_threads(settings.threads), blas_threads(settings.threads) as blas:
         result = _bench(settings)
         result.notes.append(machine_note("float64") + f" BLAS threads pinned: {blas}.")
     return result
 
 
-def _bench(s: BenchCurvatureSettings) -> Result:
+def _bench(s: CurvatureBench) -> Result:
     result = Result(command="bench_curvature")
     loss_fn = nn.functional.cross_entropy
     model, x, y = problem(s, s.hvp_n_z)

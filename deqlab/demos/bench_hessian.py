@@ -24,8 +24,6 @@ import resource
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
-from deqlab.errors import ConfigError
 from deqlab.benchmarks import machine_note, median_time, torch_threads
 from deqlab.report.result import Result, Table
 from deqlab.implicit.checks import relative_error, unrolled_hessian, unrolled_loss
@@ -36,21 +34,6 @@ from deqlab.implicit.params import check_groups, flatten, model_params
 from deqlab.implicit.spectrum import extreme_eigenvalues
 from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report.progress import track
-
-
-def validate(cfg) -> None:
-    for key in ("threads", "n_z", "n_x", "batch", "unroll_steps", "repeats", "ref_repeats", "dense_max_p", "top_k", "seed"):
-        C.require_int(cfg, key, minimum=0 if key == "seed" else 1)
-    C.require_int(cfg, "warmup", minimum=0)
-    C.require_int_list(cfg, "ladder", minimum=1)
-    C.require_float(cfg, "eigsh_tol", minimum=0.0)
-    C.require_float(cfg, "solver_atol", minimum=0.0, exclusive=True)
-    if not isinstance(cfg.memory, bool):
-        raise ConfigError(f"memory must be true or false, got {cfg.memory!r}")
-    try:
-        check_groups(list(cfg.groups))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def setup(n_z: int, n_x: int, batch: int, seed: int, groups):
@@ -142,7 +125,6 @@ def peak_memory_mib(name, n_z, n_x, batch, seed, groups, steps, atol, threads) -
 
 
 def run(cfg) -> Result:
-    validate(cfg)
     groups = check_groups(list(cfg.groups))
     result = Result(command="bench_hessian")
     with torch_threads(cfg.threads):

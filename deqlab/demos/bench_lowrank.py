@@ -16,9 +16,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from deqlab.cli import compose as C
 from deqlab import lowrank as LR
-from deqlab.errors import ConfigError
 from deqlab.demos.lowrank import scipy_update
 from deqlab.benchmarks import machine_note, median_time, peak_memory_mib
 from deqlab.report.result import Result, Table
@@ -27,23 +25,7 @@ from deqlab.report.progress import track
 REFERENCE = "scipy SR1 (auto init)"
 
 
-def validate(cfg) -> None:
-    n = C.require_int(cfg, "n", minimum=2)
-    rank = C.require_int(cfg, "rank", minimum=1)
-    k = C.require_int(cfg, "k", minimum=1)
-    C.require_int(cfg, "repeats", minimum=1)
-    C.require_int(cfg, "warmup", minimum=0)
-    large = C.require_int_list(cfg, "large_n", minimum=1) if len(C.get(cfg, "large_n")) else []
-    C.require_float(cfg, "target_error", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "target_speedup", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "rtol", minimum=0.0, exclusive=True)
-    for size in [n, *large]:
-        if k > size or rank > size:
-            raise ConfigError(f"k = {k} and rank = {rank} must not exceed n = {size}")
-
-
 def run(cfg) -> Result:
-    validate(cfg)
     rng = np.random.default_rng(cfg.seed)
     result = Result(command="bench_lowrank")
     rows = []

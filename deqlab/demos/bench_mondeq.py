@@ -23,44 +23,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
-from deqlab.errors import ConfigError
 from deqlab.benchmarks import median_time, torch_threads
 from deqlab.report.result import Result, Table
-from deqlab.models.mondeq import NONLINEARITIES, MonDEQ, forward_backward_bound, lipschitz, monotonicity
+from deqlab.models.mondeq import MonDEQ, forward_backward_bound, lipschitz, monotonicity
 from deqlab.implicit.mondeq import solve_equilibrium
 from deqlab.report import mondeq_figures
 from deqlab.report.progress import track
 
 
-def validate(cfg) -> None:
-    C.require_int_list(cfg, "sizes", minimum=1)
-    C.require_int(cfg, "batch", minimum=1)
-    C.require_int(cfg, "n_x", minimum=1)
-    C.require_float(cfg, "rtol", minimum=0.0, exclusive=True)
-    C.require_int(cfg, "max_iter", minimum=1)
-    C.require_int(cfg, "repeats", minimum=1)
-    C.require_int(cfg, "seed", minimum=0)
-    if C.get(cfg, "threads") is not None:
-        C.require_int(cfg, "threads", minimum=1)
-    C.require_choice(cfg, "dtype", C.DTYPES)
-    C.require_choice(cfg, "model.nonlinearity", tuple(NONLINEARITIES))
-    C.require_float(cfg, "model.m", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "model.init_scale", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "fb_fraction", minimum=0.0, exclusive=True)
-    alphas = list(C.get(cfg, "alphas"))
-    if not alphas or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not a > 0 for a in alphas):
-        raise ConfigError(f"alphas must be a non-empty list of numbers > 0, got {alphas!r}")
-
-
 def run(cfg) -> Result:
-    validate(cfg)
     with torch_threads(cfg.threads):
         return _run(cfg)
 
 
 def _run(cfg) -> Result:
-    dtype = C.torch_dtype(cfg.dtype)
+    dtype = getattr(torch, cfg.dtype)
     result = Result(command="bench_mondeq")
     opts = dict(atol=0.0, rtol=cfg.rtol, max_iter=cfg.max_iter)
     rows, grid_rows = [], []

@@ -19,40 +19,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
 from deqlab.benchmarks import machine_note, median_time, torch_threads
-from deqlab.errors import ConfigError
 from deqlab.report.result import Result, Table
 from deqlab.report.progress import track
-from deqlab.solvers.registry import SOLVERS, get_solver
+from deqlab.solvers.registry import get_solver
 
 FAMILIES = ("gaussian", "symmetric")
 REFERENCE = "fixed_point"
 SCIPY = ("fsolve", "root")
-
-
-def validate(cfg) -> None:
-    C.require_int_list(cfg, "sizes", minimum=1)
-    for s in C.get(cfg, "norms"):
-        if not isinstance(s, (int, float)) or not 0 < s < 1:
-            raise ConfigError(f"norms must lie in (0, 1) for a contraction, got {s!r}")
-    for fam in C.get(cfg, "families"):
-        if fam not in FAMILIES:
-            raise ConfigError(f"unknown family {fam!r}; choose one of: {', '.join(FAMILIES)}")
-    if not list(C.get(cfg, "solvers")):
-        raise ConfigError(f"solvers must name at least one solver; choose from: {', '.join(SOLVERS)}")
-    for name in C.get(cfg, "solvers"):
-        if name not in SOLVERS:
-            raise ConfigError(f"unknown solver {name!r}; choose one of: {', '.join(SOLVERS)}")
-    C.require_int(cfg, "batch", minimum=1)
-    C.require_int(cfg, "repeats", minimum=1)
-    C.require_int(cfg, "max_iter", minimum=1)
-    C.require_int(cfg, "scipy_max_n", minimum=0)
-    C.require_float(cfg, "tol", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "input_scale", minimum=0.0)
-    C.require_choice(cfg, "dtype", C.DTYPES)
-    if C.get(cfg, "threads") is not None:
-        C.require_int(cfg, "threads", minimum=0)
 
 
 def make_weight(n: int, norm: float, family: str, generator: torch.Generator, dtype) -> torch.Tensor:
@@ -67,13 +41,12 @@ def make_weight(n: int, norm: float, family: str, generator: torch.Generator, dt
 
 
 def run(cfg) -> Result:
-    validate(cfg)
     with torch_threads(cfg.threads):
         return _run(cfg)
 
 
 def _run(cfg) -> Result:
-    dtype = C.torch_dtype(cfg.dtype)
+    dtype = getattr(torch, cfg.dtype)
     g = torch.Generator().manual_seed(cfg.seed)
     rows = []
     cases = [(fam, n, s) for fam in cfg.families for n in cfg.sizes for s in cfg.norms]

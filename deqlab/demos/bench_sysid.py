@@ -12,22 +12,13 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
 from deqlab.benchmarks import machine_note, median_time, torch_threads
 from deqlab.report.result import Result, Table
 from deqlab.models.baselines import LSTMModel
 from deqlab.models.ren import ContractingREN
 
 
-def validate(cfg) -> None:
-    for key in ("batch", "steps", "n_x", "n_v", "lstm_hidden", "repeats"):
-        C.require_int(cfg, key, minimum=1)
-    C.require_int(cfg, "warmup", minimum=0)
-    C.require_int_list(cfg, "threads", minimum=1)
-
-
 def run(cfg) -> Result:
-    validate(cfg)
     rows = []
     for threads in cfg.threads:
         with torch_threads(threads):

@@ -21,39 +21,13 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 
-from deqlab.cli import compose as C
 from deqlab.errors import ConfigError
 from deqlab.report.result import Result, Table
 from deqlab.models.tanh_deq import INITS, TanhDEQ
 from deqlab.report.figures import convergence_curves
 from deqlab.report.progress import track
-from deqlab.solvers.registry import SOLVERS, get_solver
-
-
-def validate(cfg) -> None:
-    """Raise :class:`ConfigError` for any value a user can get wrong."""
-    C.require_int(cfg, "model.n_z", minimum=1)
-    C.require_int(cfg, "model.n_x", minimum=1)
-    C.require_int(cfg, "model.n_y", minimum=1)
-    C.require_choice(cfg, "model.init", INITS)
-    C.require_choice(cfg, "dtype", C.DTYPES)
-    C.require_choice(cfg, "solver_table_dtype", C.DTYPES)
-    C.require_int(cfg, "seed", minimum=0)
-    C.require_int(cfg, "input_seed", minimum=0)
-    C.require_float(cfg, "input_std", minimum=0.0)
-    C.require_int_list(cfg, "layers", minimum=0)
-    C.require_int(cfg, "restarts", minimum=1)
-    C.require_int(cfg, "eig_layers", minimum=0)
-    C.require_int(cfg, "curve_layers", minimum=1)
-    C.require_float(cfg, "converged_gap", minimum=0.0, exclusive=True)
-    C.require_solver(cfg, "solver")
-    if not list(C.get(cfg, "solver_table")):
-        raise ConfigError(f"solver_table must name at least one solver; choose from: {', '.join(SOLVERS)}")
-    for name in C.get(cfg, "solver_table"):
-        if name not in SOLVERS:
-            raise ConfigError(f"unknown solver {name!r} in solver_table; choose from: {', '.join(SOLVERS)}")
+from deqlab.solvers.registry import configured_solver, get_solver
 
 
 def make_input(cfg) -> torch.Tensor:
@@ -98,10 +72,9 @@ def eigen_columns(W: torch.Tensor) -> tuple[float, float]:
 
 
 def run(cfg) -> Result:
-    validate(cfg)
-    dtype = C.torch_dtype(cfg.dtype)
-    table_dtype = C.torch_dtype(cfg.solver_table_dtype)
-    solver = instantiate(cfg.solver)
+    dtype = getattr(torch, cfg.dtype)
+    table_dtype = getattr(torch, cfg.solver_table_dtype)
+    solver = configured_solver(cfg.solver.name, **cfg.solver.keywords())
     x = make_input(cfg)
     result = Result(command="converge")
 

@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
-from deqlab.errors import ConfigError, DeqlabError, NotConvergedError, IllConditionedError
+from deqlab.errors import DeqlabError, NotConvergedError, IllConditionedError
 from deqlab.benchmarks import median_time
 from deqlab.report.result import Result, Table
 from deqlab.implicit.checks import fd_hessian, layer_hessian, relative_error, symmetry_error, unrolled_hessian
@@ -36,49 +35,11 @@ from deqlab.implicit.layer import SolveOptions, tanh_map
 from deqlab.implicit.params import READOUT, check_groups, flatten, group_slices, model_params
 from deqlab.implicit.pitfalls import two_mtz_hessian
 from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
-from deqlab.models.tanh_deq import INITS, TanhDEQ
+from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report.hessian_figures import extreme_spectrum_plot, hessian_heatmaps, spectrum_plot
 
-SOLVER_KEYS = ("_target_", "name", "atol", "rtol", "max_iter")
-
-
-def parameter_count(cfg) -> int:
-    n, d, k = cfg.model.n_z, cfg.model.n_x, cfg.model.n_y
-    sizes = {"W_z": n * n, "b_z": n, "U_z": n * d, "W_y": k * n, "b_y": k}
-    return sum(sizes[g] for g in cfg.groups)
-
-
-def validate(cfg) -> None:
-    for key in ("model.n_z", "model.n_x", "model.n_y", "batch", "seed", "input_seed", "unroll_steps", "max_dense_p",
-                "max_reference_p", "top_k", "probes"):
-        C.require_int(cfg, key, minimum=1 if key not in ("seed", "input_seed") else 0)
-    C.require_choice(cfg, "model.init", INITS)
-    C.require_choice(cfg, "dtype", C.DTYPES)
-    C.require_float(cfg, "fd_step", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "max_cond", minimum=1.0)
-    C.require_float(cfg, "eigsh_tol", minimum=0.0)
-    C.require_solver(cfg, "solver")
-    if cfg.solver.atol == 0 and cfg.solver.rtol == 0:
-        raise ConfigError("solver.atol and solver.rtol cannot both be 0")
-    for key in ("check_fd", "check_layer", "pitfall", "go_on", "hvp_only", "require_contractive"):
-        if not isinstance(C.get(cfg, key), bool):
-            raise ConfigError(f"{key} must be true or false, got {C.get(cfg, key)!r}")
-    groups = C.get(cfg, "groups")
-    if isinstance(groups, str) or not hasattr(groups, "__iter__"):
-        raise ConfigError(f"groups must be a list such as [W_z,b_z], got {groups!r}")
-    try:
-        check_groups(list(groups))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc)) from None
-    P = parameter_count(cfg)
-    if not cfg.hvp_only and P > cfg.max_dense_p:
-        raise ConfigError(f"P = {P} parameters is above max_dense_p = {cfg.max_dense_p} for a dense Hessian; use --hvp-only")
-    if cfg.hvp_only and P < 2 * cfg.top_k + 1:
-        raise ConfigError(f"P = {P} is too small for top_k = {cfg.top_k} eigenvalues at each end")
-
-
 def solve_options(cfg, dtype) -> SolveOptions:
-    extra = {k: v for k, v in cfg.solver.items() if k not in SOLVER_KEYS}
+    extra = cfg.solver.options()
     atol = float(cfg.solver.atol)
     if dtype == torch.float32:
         atol = max(atol, 1e-6)  # float32 cannot reach float64 tolerances
@@ -135,8 +96,7 @@ def timed(fn, repeats: int = 1):
 
 
 def run(cfg) -> Result:
-    validate(cfg)
-    dtype = C.torch_dtype(cfg.dtype)
+    dtype = getattr(torch, cfg.dtype)
     groups = check_groups(list(cfg.groups))
     params, x, y = make_problem(cfg, dtype)
     opts = solve_options(cfg, dtype)

@@ -25,11 +25,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
 from deqlab import lowrank as LR
 from deqlab.errors import ConfigError
 from deqlab.implicit.secant_pairs import (deq_pairs, exact_deq_hessian, flat_params, implicit_gradient, krylov_deq_pairs,
-                                          n_params, unflatten, unrolled_loss, unrolled_residual)
+                                          unrolled_loss)
 from deqlab.report.result import Result, Table
 from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report.progress import track
@@ -59,41 +58,6 @@ GRADIENT_CHECK_RTOL = 1e-9
 
 
 # --- config checks ---------------------------------------------------------------------------------
-
-def validate(cfg) -> None:
-    part = C.require_choice(cfg, "part", PARTS)
-    C.require_float(cfg, "rtol", minimum=0.0, exclusive=True)
-    C.require_int(cfg, "seed", minimum=0)
-    C.require_int(cfg, "dense_max", minimum=1)
-    if part == "pairs":
-        load_pairs(C.get(cfg, "pairs_file"), rtol=cfg.rtol)
-    if part == "study":
-        C.require_int(cfg, "study.n", minimum=2)
-        C.require_int(cfg, "study.rank", minimum=1)
-        C.require_int(cfg, "study.trials", minimum=1)
-        ks = C.require_int_list(cfg, "study.k", minimum=1)
-        if max(ks) > cfg.study.n:
-            raise ConfigError(f"study.k contains {max(ks)} > study.n = {cfg.study.n}: at most n independent pairs")
-        if cfg.study.rank > cfg.study.n:
-            raise ConfigError(f"study.rank = {cfg.study.rank} exceeds study.n = {cfg.study.n}")
-        if not isinstance(C.get(cfg, "study.definite"), bool):
-            raise ConfigError(f"study.definite must be true or false, got {C.get(cfg, 'study.definite')!r}")
-        noise = list(C.get(cfg, "study.noise"))
-        if not noise or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 for v in noise):
-            raise ConfigError(f"study.noise must be a non-empty list of numbers >= 0, got {noise!r}")
-    if part == "deq":
-        for key in ("deq.n_z", "deq.n_x", "deq.n_y", "deq.batch", "deq.layers"):
-            C.require_int(cfg, key, minimum=1)
-        C.require_float(cfg, "deq.eps", minimum=0.0, exclusive=True)
-        C.require_choice(cfg, "deq.difference", DIFFERENCES)
-        dirs = list(C.get(cfg, "deq.directions"))
-        if not dirs or any(v not in DIRECTIONS for v in dirs):
-            raise ConfigError(f"deq.directions must be a non-empty list of: {', '.join(DIRECTIONS)}; got {dirs!r}")
-        ks = C.require_int_list(cfg, "deq.k", minimum=1)
-        P = n_params(cfg.deq.n_z, cfg.deq.n_x, cfg.deq.n_y)
-        if max(ks) > P:
-            raise ConfigError(f"deq.k contains {max(ks)} > P = {P} parameters of the DEQ: at most P independent steps")
-
 
 def load_pairs(path, *, rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Read ``X``, ``Y`` (``(n, k)``) and optional ``H`` (``(n, n)``) from an ``.npz``; ConfigError if bad."""
@@ -366,7 +330,6 @@ def run_deq(cfg, result: Result) -> None:
 
 
 def run(cfg) -> Result:
-    validate(cfg)
     result = Result(command="lowrank")
     {"example": run_example, "pairs": run_pairs, "study": run_study, "deq": run_deq}[cfg.part](cfg, result)
     return result

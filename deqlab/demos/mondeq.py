@@ -32,12 +32,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
-from deqlab.errors import ConfigError
 from deqlab.benchmarks import torch_threads
 from deqlab.report.result import Result, Table
 from deqlab.models.mondeq import NONLINEARITIES, MonDEQ, UnconstrainedDEQ, forward_backward_bound, lipschitz, monotonicity
-from deqlab.implicit.mondeq import BACKWARDS, FORWARD_METHODS, implicit_equilibrium, solve_equilibrium
+from deqlab.implicit.mondeq import implicit_equilibrium, solve_equilibrium
 from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report import mondeq_figures
 from deqlab.report.progress import track
@@ -47,58 +45,6 @@ from deqlab.solvers.splitting import SPLITTING_SOLVERS, get_splitting_solver, la
 SPLITTING = tuple(SPLITTING_SOLVERS)
 #: ``fb_alpha: auto`` takes this fraction of the forward-backward bound ``2m/‖I − W‖₂²``.
 FB_AUTO_FRACTION = 0.9
-
-
-def require_alpha(cfg, key: str, *, allow_auto: bool = False) -> "float | None":
-    value = C.get(cfg, key)
-    if allow_auto and value == "auto":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{key} must be a number > 0{' or auto' if allow_auto else ''}, got {value!r}")
-    return float(value)
-
-
-def validate(cfg) -> None:
-    """Raise :class:`ConfigError` for any value a user can get wrong."""
-    C.require_int(cfg, "model.n_z", minimum=1)
-    m = C.get(cfg, "model.m")
-    if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
-        raise ConfigError(f"model.m must be a number > 0 (the monotonicity margin I - W >= mI), got {m!r}")
-    C.require_choice(cfg, "model.nonlinearity", tuple(NONLINEARITIES))
-    C.require_float(cfg, "model.init_scale", minimum=0.0, exclusive=True)
-    C.require_choice(cfg, "dtype", ("float64",))
-    C.require_int(cfg, "seed", minimum=0)
-    C.require_int(cfg, "threads", minimum=1)
-    require_alpha(cfg, "alpha")
-    require_alpha(cfg, "fb_alpha", allow_auto=True)
-    C.require_float(cfg, "atol", minimum=0.0)
-    C.require_float(cfg, "rtol", minimum=0.0)
-    if C.get(cfg, "atol") == 0 and C.get(cfg, "rtol") == 0:
-        raise ConfigError("atol and rtol must not both be 0")
-    C.require_int(cfg, "max_iter", minimum=1)
-    for key in ("restarts", "n_z", "n_x", "input_seed", "layers"):
-        C.require_int(cfg, f"eigen.{key}", minimum=0 if key in ("input_seed", "layers") else 1)
-    C.require_float(cfg, "eigen.input_std", minimum=0.0)
-    C.require_int(cfg, "sweep.n_x", minimum=1)
-    C.require_int(cfg, "sweep.batch", minimum=1)
-    C.require_float(cfg, "sweep.rtol", minimum=0.0, exclusive=True)
-    C.require_int(cfg, "sweep.max_iter", minimum=1)
-    alphas = C.get(cfg, "sweep.alphas")
-    try:
-        items = list(alphas)
-    except TypeError:
-        raise ConfigError(f"sweep.alphas must be a list of numbers > 0, got {alphas!r}") from None
-    if not items or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a <= 0
-                        for a in items):
-        raise ConfigError(f"sweep.alphas must be a non-empty list of numbers > 0, got {alphas!r}")
-    for key in ("epochs", "samples", "batch", "max_iter"):
-        C.require_int(cfg, f"train.{key}", minimum=0 if key == "epochs" else 1)
-    C.require_int(cfg, "train.data_seed", minimum=0)
-    C.require_float(cfg, "train.lr", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "train.noise", minimum=0.0)
-    C.require_float(cfg, "train.rtol", minimum=0.0, exclusive=True)
-    C.require_choice(cfg, "train.unconstrained_solver", FORWARD_METHODS)
-    C.require_choice(cfg, "train.backward", BACKWARDS)
 
 
 # --- 1. the slides' eigenvalue tables, side by side with the monotone parametrisation ----------------
@@ -296,7 +242,6 @@ def train_table(cfg, result: Result):
 # --- the command ------------------------------------------------------------------------------------------
 
 def run(cfg) -> Result:
-    validate(cfg)
     # small matrices: extra threads only add overhead on a loaded machine
     with torch_threads(cfg.threads):
         return _run(cfg)
@@ -327,7 +272,7 @@ def _run(cfg) -> Result:
     W = model.weight().detach()
     m_w, L_w = monotonicity(W), lipschitz(W)
     bound = forward_backward_bound(W, cfg.model.m)
-    fb_alpha = require_alpha(cfg, "fb_alpha", allow_auto=True) or FB_AUTO_FRACTION * bound
+    fb_alpha = FB_AUTO_FRACTION * bound if cfg.fb_alpha == "auto" else float(cfg.fb_alpha)
     if fb_alpha >= bound:
         warning = (f"warning: forward_backward alpha={fb_alpha:g} is not below its convergence bound "
                    f"2m/||I-W||^2 = {bound:.4g} (m={cfg.model.m:g}, ||I-W||_2={L_w:.4g}); it may diverge")

@@ -19,10 +19,9 @@ from functools import partial
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
 from deqlab.benchmarks import median_time, torch_threads
 from deqlab.report.result import Result, Table
-from deqlab.nethessian import ACTIVATIONS, derivatives_wrt_outputs, input_derivatives, laplacian, make_mlp
+from deqlab.nethessian import derivatives_wrt_outputs, input_derivatives, laplacian, make_mlp
 from deqlab.nethessian import pitfalls as P
 from deqlab.nethessian import reference as R
 from deqlab.nethessian.outputs import invert_network
@@ -31,21 +30,6 @@ from deqlab.nethessian.outputs import invert_network
 DEFAULT_TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 FD_STEP = 1e-5  # central differences through the inverse network (error ~ h² + eps/h)
 PITFALL_TOL = 1e-12  # float64: a formula that is right matches torch.func to this
-
-
-def validate(cfg) -> None:
-    C.require_int(cfg, "mlp.d", minimum=1)
-    C.require_int_list(cfg, "mlp.hidden", minimum=1)
-    C.require_int(cfg, "mlp.n_out", minimum=1)
-    C.require_choice(cfg, "mlp.activation", list(ACTIVATIONS))
-    C.require_choice(cfg, "dtype", C.DTYPES)
-    C.require_int(cfg, "batch", minimum=1)
-    C.require_int(cfg, "repeats", minimum=1)
-    C.require_int(cfg, "seed", minimum=0)
-    C.require_int(cfg, "threads", minimum=0)
-    if C.get(cfg, "tolerance") is not None:
-        C.require_float(cfg, "tolerance", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "wrong_threshold", minimum=0.0, exclusive=True)
 
 
 def max_rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
@@ -64,13 +48,12 @@ def median_ms(fn, repeats: int) -> float:
 
 
 def run(cfg) -> Result:
-    validate(cfg)
     with torch_threads(cfg.threads):
         return _run(cfg)
 
 
 def _run(cfg) -> Result:
-    dtype = C.torch_dtype(cfg.dtype)
+    dtype = getattr(torch, cfg.dtype)
     m = cfg.mlp
     torch.manual_seed(cfg.seed)
     net = make_mlp(m.d, list(m.hidden), m.n_out, m.activation, dtype=dtype).requires_grad_(False)

@@ -31,33 +31,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
-from deqlab.errors import ConfigError
 from deqlab.benchmarks import torch_threads
 from deqlab.report.result import Result, Table
-from deqlab.nethessian import ACTIVATIONS, laplacian, make_mlp
+from deqlab.nethessian import laplacian, make_mlp
 from deqlab.nethessian import reference as R
 from deqlab.report.progress import track
 
 ROUTES = ("forward", "double_backward")
-
-
-def validate(cfg) -> None:
-    C.require_choice(cfg, "dtype", C.DTYPES)
-    C.require_int(cfg, "seed", minimum=0)
-    C.require_int(cfg, "threads", minimum=0)
-    C.require_int_list(cfg, "pinn.hidden", minimum=1)
-    C.require_choice(cfg, "pinn.activation", list(ACTIVATIONS))
-    C.require_int(cfg, "pinn.steps", minimum=1)
-    C.require_float(cfg, "pinn.lr", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "pinn.lr_final", minimum=0.0)
-    C.require_int(cfg, "pinn.n_interior", minimum=1)
-    C.require_int(cfg, "pinn.n_boundary", minimum=4)
-    C.require_float(cfg, "pinn.boundary_weight", minimum=0.0)
-    C.require_int(cfg, "pinn.grid", minimum=2)
-    routes = list(C.get(cfg, "routes"))
-    if not routes or any(r not in ROUTES for r in routes):
-        raise ConfigError(f"routes must be a non-empty list from: {', '.join(ROUTES)}; got {routes}")
 
 
 def exact_solution(xy: torch.Tensor) -> torch.Tensor:
@@ -107,13 +87,12 @@ def train(net, route: str, interior, boundary, cfg) -> dict:
 
 
 def run(cfg) -> Result:
-    validate(cfg)
     with torch_threads(cfg.threads):
         return _run(cfg)
 
 
 def _run(cfg) -> Result:
-    dtype = C.torch_dtype(cfg.dtype)
+    dtype = getattr(torch, cfg.dtype)
     p = cfg.pinn
     torch.manual_seed(cfg.seed)
     net0 = make_mlp(2, list(p.hidden), 1, p.activation, dtype=dtype)

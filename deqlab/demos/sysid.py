@@ -10,8 +10,8 @@ data only), training time, epochs, the empirical Lipschitz lower bound and the g
 
 from __future__ import annotations
 
-import math
 
+import dataclasses
 import os
 import zlib
 from pathlib import Path
@@ -20,15 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.cli import compose as C
-from deqlab.errors import ConfigError
 from deqlab.benchmarks import torch_threads
 from deqlab.report.result import Result, Table
 from deqlab.models.pendulum import PendulumParams
 from deqlab.report import sysid_figures
-from deqlab.sysid.data import SIGNALS, Dataset, load_arrays, load_dataset, pendulum_dataset, split_by_trajectory
+from deqlab.sysid.data import Dataset, load_dataset, pendulum_dataset
 from deqlab.sysid.metrics import empirical_lipschitz, fit_percent, nrmse, simulate
-from deqlab.sysid.models import KINDS, make_model, parameter_count, save_model
+from deqlab.sysid.models import make_model, parameter_count, save_model
 from deqlab.sysid.training import TrainSettings, train
 
 FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train s": "{:.1f}",
@@ -37,105 +35,13 @@ NRMSE_CAPTION = ("NRMSE = sqrt(mean((ŷ−y)²))/std(y) per output over the test
                  "(std with mean subtraction), averaged over outputs; fit % = 100(1 − NRMSE). NRMSE clean: against the noise-free output. Lip columns: "
                  "‖Δy‖₂/‖Δu‖₂ in physical units from the zero state; 'lower' by gradient ascent, 'bound' guaranteed.")
 
-#: keys of ``train`` a model may override in its ``model_settings`` entry
-TRAIN_KEYS = ("lr", "lr_decay", "epochs", "batch_size", "patience", "clip")
-
-SIZE_KEYS = {"ren": ("n_x", "n_v"), "lipschitz_ren": ("n_x", "n_v"), "lstm": ("n_h",), "rnn": ("n_h",), "linear": ("n_x",)}
-
-
-def model_kwargs(cfg, name: str) -> tuple[str, dict]:
-    """``(kind, kwargs)`` of a configured model, checked."""
-    from omegaconf import OmegaConf
-
-    settings = C.get(cfg, "model_settings")
-    if name not in settings:
-        raise ConfigError(f"model {name!r} is not in model_settings; configured: {', '.join(settings)}")
-    spec = OmegaConf.to_container(settings[name], resolve=True)
-    kind = spec.pop("kind", None)
-    for key in TRAIN_KEYS:  # per-model training settings are not constructor arguments
-        spec.pop(key, None)
-    if kind not in KINDS:
-        raise ConfigError(f"model_settings.{name}.kind must be one of: {', '.join(KINDS)}, got {kind!r}")
-    for key in SIZE_KEYS[kind]:
-        C.require_int(cfg, f"model_settings.{name}.{key}", minimum=1)
-    for key in TRAIN_KEYS:
-        if key in settings[name]:
-            check = C.require_int if key in ("epochs", "batch_size", "patience") else C.require_float
-            check(cfg, f"model_settings.{name}.{key}", **({"minimum": 1} if key in ("epochs", "batch_size", "patience") else {"minimum": 0.0, "exclusive": True}))
-    if kind == "lipschitz_ren":
-        C.require_float(cfg, f"model_settings.{name}.gamma", minimum=0.0, exclusive=True)
-    if kind in ("ren", "lipschitz_ren"):
-        if spec.get("activation", "tanh") not in ("tanh", "relu"):
-            raise ConfigError(f"model_settings.{name}.activation must be tanh or relu, got {spec.get('activation')!r}")
-        rho = spec.get("init_rho")
-        if rho is not None and not (isinstance(rho, (int, float)) and 0.0 <= rho < 1.0):
-            raise ConfigError(f"model_settings.{name}.init_rho must be null or in [0, 1), got {rho!r}")
-    return kind, spec
-
-
-def validate_lipschitz(cfg) -> None:
-    C.require_int(cfg, "lipschitz.steps", minimum=1)
-    C.require_int(cfg, "lipschitz.pairs", minimum=1)
-    C.require_int(cfg, "lipschitz.iters", minimum=0)
-    C.require_float(cfg, "lipschitz.lr", minimum=0.0, exclusive=True)
-    C.require_int(cfg, "plot_trajectories", minimum=0)
-
-
-def validate(cfg) -> None:
-    """Raise :class:`ConfigError` for any value a user can get wrong (including a bad data file)."""
-    C.require_choice(cfg, "dtype", ("float64",))
-    C.require_int(cfg, "seed", minimum=0)
-    C.require_int(cfg, "threads", minimum=1)
-    washout = C.require_int(cfg, "washout", minimum=0)
-    for key in ("dt", "m", "l", "g"):
-        C.require_float(cfg, f"pendulum.{key}", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "pendulum.mu", minimum=0.0)
-    C.require_float(cfg, "data.noise_std", minimum=0.0)
-    fractions = list(C.get(cfg, "data.fractions"))
-    if len(fractions) != 3 or any(not isinstance(f, (int, float)) or isinstance(f, bool) or not math.isfinite(f) or f < 0 for f in fractions) \
-            or fractions[0] <= 0 or sum(fractions) <= 0:
-        raise ConfigError(f"data.fractions must be three numbers >= 0 (train > 0), got {fractions}")
-    C.require_int(cfg, "data.seed", minimum=0)
-    if C.get(cfg, "data.path") is not None:
-        u, _ = load_arrays(C.get(cfg, "data.path"), washout=washout)
-        split_by_trajectory(u.shape[0], tuple(fractions), np.random.default_rng(0))
-    else:
-        C.require_int(cfg, "data.trajectories", minimum=3)
-        steps = C.require_int(cfg, "data.steps", minimum=2)
-        if steps <= washout + 1:
-            raise ConfigError(f"data.steps={steps} is too few for washout={washout}")
-        C.require_int(cfg, "data.hold", minimum=1)
-        C.require_float(cfg, "data.angle_spread", minimum=0.0)
-        C.require_float(cfg, "data.rate_spread", minimum=0.0)
-        C.require_choice(cfg, "data.signal", SIGNALS)
-        C.require_float(cfg, "data.amplitude", minimum=0.0)
-        lo = C.require_int(cfg, "data.min_dwell", minimum=1)
-        if C.require_int(cfg, "data.max_dwell", minimum=1) < lo:
-            raise ConfigError("data.max_dwell must be >= data.min_dwell")
-        C.require_int(cfg, "data.n_sines", minimum=1)
-        C.require_float(cfg, "data.f_max", minimum=0.0, exclusive=True)
-    names = list(C.get(cfg, "models"))
-    if not names:
-        raise ConfigError("models is empty; name at least one of model_settings")
-    for name in names:
-        model_kwargs(cfg, name)
-    C.require_int(cfg, "train.epochs", minimum=1)
-    C.require_int(cfg, "train.batch_size", minimum=1)
-    C.require_int(cfg, "train.seq_len", minimum=1)
-    C.require_float(cfg, "train.lr", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "train.lr_decay", minimum=0.0, exclusive=True)
-    C.require_float(cfg, "train.clip", minimum=0.0, exclusive=True)
-    C.require_int(cfg, "train.patience", minimum=1)
-    if C.get(cfg, "train.time_limit") is not None:
-        C.require_float(cfg, "train.time_limit", minimum=0.0, exclusive=True)
-    validate_lipschitz(cfg)
 
 
 def make_dataset(cfg) -> Dataset:
     d = cfg.data
     if d.path is not None:
         return load_dataset(d.path, washout=cfg.washout, fractions=tuple(d.fractions), seed=d.seed)
-    params = PendulumParams(**{k: float(v) for k, v in cfg.pendulum.items()})
+    params = PendulumParams(**{k: float(v) for k, v in dataclasses.asdict(cfg.pendulum).items()})
     return pendulum_dataset(params, trajectories=d.trajectories, steps=d.steps, hold=d.hold, noise_std=float(d.noise_std),
                             angle_spread=float(d.angle_spread), rate_spread=float(d.rate_spread), signal=d.signal,
                             amplitude=float(d.amplitude), min_dwell=d.min_dwell, max_dwell=d.max_dwell,
@@ -216,7 +122,6 @@ def figures(result: Result, rows: list[dict], y_test, y_hats, sample_time, washo
 
 
 def run(cfg) -> Result:
-    validate(cfg)
     with torch_threads(cfg.threads):
         return _run(cfg)
 
@@ -236,11 +141,11 @@ def _run(cfg) -> Result:
     rows, curves, y_hats = [], {}, {}
     with EpochBar() as bar:
         for i, name in enumerate(cfg.models):
-            kind, kwargs = model_kwargs(cfg, name)
+            spec = cfg.model_settings[name]
+            kind, kwargs = spec.kind, spec.kwargs()
             torch.manual_seed(model_seed(cfg.seed, name))
             model = make_model(kind, kwargs, u_tr, y_tr)
-            own = {k: cfg.model_settings[name][k] for k in TRAIN_KEYS if k in cfg.model_settings[name]}
-            settings = TrainSettings(**{**base, **own})
+            settings = TrainSettings(**{**base, **spec.train_overrides()})
             hist = train(model, u_tr, y_tr, u_va, y_va, settings, progress=bar.callback(name, settings.epochs))
             metrics = evaluate_model(model, u_te, y_te, cfg.washout, cfg.lipschitz, cfg.seed, y_clean)
             y_hats[name] = metrics.pop("y_hat")

@@ -8,25 +8,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from deqlab.cli import compose as C
 from deqlab.errors import ConfigError
 from deqlab.benchmarks import torch_threads
 from deqlab.report.result import Result, Table
-from deqlab.demos.sysid import FORMATS, NRMSE_CAPTION, evaluate_model, figures, validate_lipschitz
+from deqlab.demos.sysid import FORMATS, NRMSE_CAPTION, evaluate_model, figures
 from deqlab.sysid.data import load_arrays
 from deqlab.sysid.models import load_model, parameter_count
 
 
 def _run_washout(run_dir: Path) -> int:
-    from omegaconf import OmegaConf
+    import yaml
+
+    from deqlab.settings import checks
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():
         raise ConfigError(f"{run_dir} has no config.yaml; give washout=N")
     try:
-        return int(OmegaConf.load(cfg_file).washout)
+        washout = yaml.safe_load(cfg_file.read_text())["washout"]
     except Exception:
         raise ConfigError(f"{cfg_file}: no usable washout; give washout=N") from None
+    return checks.count(f"washout (read from {cfg_file})", washout, minimum=0, maximum=10_000_000)
 
 
 def _models(run_dir: Path):
@@ -36,35 +38,27 @@ def _models(run_dir: Path):
     return [(f.stem, *load_model(f)) for f in files]
 
 
-def validate(cfg) -> None:
-    run_dir = Path(C.get(cfg, "run_dir"))
-    if not run_dir.is_dir():
-        raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
-    washout = _run_washout(run_dir) if C.get(cfg, "washout") is None else C.require_int(cfg, "washout", minimum=0)
-    u, y = load_arrays(C.get(cfg, "data_file"), washout=washout)
-    for name, kind, model in _models(run_dir):
-        if model.n_u != u.shape[-1] or model.n_y != y.shape[-1]:
-            raise ConfigError(f"model {name!r} maps {model.n_u} input(s) to {model.n_y} output(s), but the data has "
-                              f"{u.shape[-1]} input(s) and {y.shape[-1]} output(s)")
-    validate_lipschitz(cfg)
-    C.require_int(cfg, "threads", minimum=1)
-
-
 def run(cfg) -> Result:
-    validate(cfg)
     with torch_threads(cfg.threads):
         return _run(cfg)
 
 
 def _run(cfg) -> Result:
     run_dir = Path(cfg.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
     washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
     u, y = load_arrays(cfg.data_file, washout=washout)
     trained = run_dir / "sysid.csv"
     info = pd.read_csv(trained).set_index("model") if trained.is_file() else pd.DataFrame()
+    models = _models(run_dir)
+    for name, kind, model in models:   # refuse a mismatch before any work
+        if model.n_u != u.shape[-1] or model.n_y != y.shape[-1]:
+            raise ConfigError(f"model {name!r} maps {model.n_u} input(s) to {model.n_y} output(s), but the data has "
+                              f"{u.shape[-1]} input(s) and {y.shape[-1]} output(s)")
     result = Result(command="sysid_evaluate")
     rows, y_hats = [], {}
-    for name, kind, model in _models(run_dir):
+    for name, kind, model in models:
         metrics = evaluate_model(model, u, y, washout, cfg.lipschitz, cfg.seed)
         y_hats[name] = metrics.pop("y_hat")
         metrics.pop("NRMSE clean")

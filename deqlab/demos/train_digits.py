@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -47,101 +46,9 @@ from deqlab.models.mondeq import MonDEQ, mondeq_weight
 from deqlab.report import train_figures
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
+from deqlab.settings.train_digits import Settings
 
-#: Widths tried when matching parameter counts.
-MAX_WIDTH = 100_000
-SOLVER_NAMES = ("fixed_point", "anderson", "broyden", "newton", "fsolve", "root")
 DATA_EXTRA_HINT = 'scikit-learn is needed for the digits data: pip install "deqlab[data]"'
-
-
-@dataclass
-class TrainDigitsSettings:
-    """Settings of ``deqlab train digits`` (standard library only; checked in ``__post_init__``).
-
-    Attributes:
-        epochs: training epochs (0: only the initial checkpoint).
-        batch: training batch size.
-        lr: Adam's initial learning rate (cosine-annealed to 0 over all steps).
-        n_z: width of the tanh DEQ; the monotone DEQ's and the MLP's widths match its parameter count.
-        m: monotonicity margin of the monotone DEQ.
-        alpha: Peaceman–Rachford step of the monotone DEQ.
-        solver: forward solver of the tanh DEQ (a registry name).
-        rtol: the forward solves' stopping rule ``‖f(z) − z‖ ≤ rtol·‖f(z)‖`` (both DEQs).
-        max_iter: forward iterations allowed per batch (both DEQs).
-        test_fraction: share of the 1,797 images held out.
-        checkpoints: number of curvature checkpoints, evenly spaced from epoch 0 to the last (0: none).
-        hessian_batch: training samples of the checkpoints' loss.
-        lanczos_steps, slq_probes: stochastic Lanczos quadrature size (``slq_probes·lanczos_steps`` HVPs).
-        eig_tol: ARPACK's relative tolerance for the top eigenvalue.
-        seed: torch seed of the weights and of the batch order; data_seed: the train/test split.
-        threads: torch threads (0: leave the default).
-    """
-
-    epochs: int = 30
-    batch: int = 64
-    lr: float = 3e-3
-    n_z: int = 64
-    m: float = 0.05
-    alpha: float = 1.0
-    solver: str = "anderson"
-    rtol: float = 1e-4
-    max_iter: int = 100
-    test_fraction: float = 0.25
-    checkpoints: int = 4
-    hessian_batch: int = 256
-    lanczos_steps: int = 24
-    slq_probes: int = 4
-    eig_tol: float = 1e-3
-    seed: int = 0
-    data_seed: int = 0
-    threads: int = 1
-    models: list = field(default_factory=lambda: ["tanh_deq", "monotone_deq", "mlp"])
-
-    def __post_init__(self) -> None:
-        def integer(key, minimum, maximum=1_000_000):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= maximum:
-                raise InputError(f"{key} must be an integer in [{minimum}, {maximum}], got {v!r}")
-
-        def number(key, low, high, *, low_open=True):
-            v = getattr(self, key)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            if not ok or not ((v > low if low_open else v >= low) and v <= high):
-                raise InputError(f"{key} must be a number in {'(' if low_open else '['}{low:g}, {high:g}], got {v!r}")
-
-        integer("epochs", 0, 100_000)
-        integer("batch", 1, 100_000)
-        integer("n_z", 1, 10_000)
-        integer("max_iter", 1)
-        integer("checkpoints", 0, 1_000)
-        integer("hessian_batch", 1, 100_000)
-        integer("lanczos_steps", 1, 10_000)
-        integer("slq_probes", 1, 10_000)
-        integer("seed", 0, 2**63 - 1)
-        integer("data_seed", 0, 2**32 - 1)
-        integer("threads", 0, 1_024)
-        number("lr", 0.0, 10.0)
-        number("m", 0.0, 1.0)
-        number("alpha", 0.0, 1e6)
-        number("rtol", 0.0, 1.0)
-        number("eig_tol", 0.0, 1.0, low_open=False)
-        number("test_fraction", 0.0, 0.9)
-        if self.solver not in SOLVER_NAMES:
-            raise InputError(f"solver must be one of {', '.join(SOLVER_NAMES)}, got {self.solver!r}")
-        models = list(self.models)
-        bad = [k for k in models if k not in MODEL_NAMES]
-        if bad or not models or len(set(models)) != len(models):
-            raise InputError(f"models must be distinct names from {', '.join(MODEL_NAMES)}, got {models!r}")
-
-    @classmethod
-    def tiny(cls, **overrides) -> TrainDigitsSettings:
-        """A run of a few seconds (tests, smoke checks): 2 epochs, small widths and checkpoints."""
-        base = {"epochs": 2, "batch": 128, "n_z": 12, "checkpoints": 2, "hessian_batch": 32, "lanczos_steps": 6,
-                "slq_probes": 2, "eig_tol": 1e-2, "max_iter": 60}
-        return cls(**{**base, **overrides})
-
-
-MODEL_NAMES = ("tanh_deq", "monotone_deq", "mlp")
 LABELS = {"tanh_deq": "tanh DEQ", "monotone_deq": "monotone DEQ (PR)", "mlp": "MLP"}
 
 
@@ -230,7 +137,7 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_models(settings: TrainDigitsSettings, n_x: int = 64, n_y: int = 10) -> dict:
+def build_models(settings: Settings, n_x: int = 64, n_y: int = 10) -> dict:
     """name → ``(model, forward)``; ``forward(x) -> (logits, forward iterations, converged)``.
 
     The monotone DEQ's and the MLP's widths are those whose parameter counts come closest to the tanh DEQ's
@@ -274,7 +181,7 @@ def build_models(settings: TrainDigitsSettings, n_x: int = 64, n_y: int = 10) ->
 CURVATURE_ATOL = 1e-10
 
 
-def curvature_model(name: str, model: nn.Module, x: torch.Tensor, settings: TrainDigitsSettings) -> nn.Module:
+def curvature_model(name: str, model: nn.Module, x: torch.Tensor, settings: Settings) -> nn.Module:
     """The model as :class:`LossHessian` differentiates it, sharing its parameters: each DEQ as a
     :class:`ReadoutView` with tight Newton solves (no contraction needed); the monotone DEQ's layer as a
     :class:`MonotoneMap` started at its Peaceman–Rachford solution."""
@@ -300,7 +207,7 @@ def checkpoint_epochs(epochs: int, checkpoints: int) -> list[int]:
     return sorted({round(i * epochs / (checkpoints - 1)) for i in range(checkpoints)})
 
 
-def measure_curvature(name, model, x, y, settings: TrainDigitsSettings) -> dict:
+def measure_curvature(name, model, x, y, settings: Settings) -> dict:
     """Top eigenvalue, Hutchinson trace, negative mass and the SLQ density of the mean cross-entropy's Hessian."""
     start = time.perf_counter()
     try:
@@ -331,13 +238,13 @@ def _checkpoint(name, model, x, y, settings, result: Result, rows: list, densiti
                  "trace std. error": c["trace_se"], "negative mass": c["negative_mass"], "time [s]": c["seconds"]})
 
 
-def run(settings: TrainDigitsSettings) -> Result:
+def run(settings: Settings) -> Result:
     """Train every model of ``settings.models`` and measure its curvature at the checkpoints."""
     with torch_threads(settings.threads):
         return _run(settings)
 
 
-def _run(settings: TrainDigitsSettings) -> Result:
+def _run(settings: Settings) -> Result:
     x_tr, y_tr, x_te, y_te = load_digits_data(settings.test_fraction, settings.data_seed)
     n_train = x_tr.shape[0]
     x_h, y_h = x_tr[: settings.hessian_batch], y_tr[: settings.hessian_batch]

@@ -1,13 +1,41 @@
 """Implicit differentiation of DEQs: the IFT layer, the exact Hessian, HVPs and spectra (seeds 000/001).
 
-Public entry points: :class:`deqlab.implicit.DEQ` (any user ``nn.Module`` map ``f(z, x)`` as an implicit
-layer, exact derivatives of every order), :func:`deqlab.implicit.hessian.deq_hessian` (dense closed
-form, tanh DEQ), :class:`deqlab.implicit.hvp.DEQHessianOperator` (matrix-free ``v ↦ Hv``),
-:func:`deqlab.implicit.layer.fixed_point` (differentiable fixed point, any order, torch.func-ready).
-The flattening order of ``θ`` is documented in :mod:`deqlab.implicit.params`.
+Public API (re-exported here; the README's examples use only these)::
+
+    from deqlab.implicit import (DEQ, SolveStats, LossHessian, fixed_point, SolveOptions, deq_hessian,
+                                 deq_hessian_parts, deq_gradient, DEQHessianOperator, extreme_eigenvalues,
+                                 hutchinson_trace, spectral_density, model_params, flatten, unflatten, GROUPS)
+
+- :class:`DEQ`: any user ``nn.Module`` map ``f(z, x)`` as an implicit layer (registry solver, exact
+  derivatives of every order through :func:`fixed_point`; approximate Jacobian-free/phantom backwards
+  labelled as such), :class:`SolveStats` its last forward solve.
+- :class:`LossHessian`: the loss Hessian of any model with DEQ layers as a scipy ``LinearOperator`` (HVPs
+  exact through the implicit layers; eigsh extremes, Hutchinson trace, SLQ density); :func:`negative_share`
+  and :func:`negative_mass` of a :class:`SpectralDensity` (:func:`spectral_density`, stochastic Lanczos).
+
+- :func:`fixed_point`: a differentiable fixed point ``z* = f(z*, θ)`` with implicit rules of every order
+  (``torch.autograd`` and ``torch.func``), :class:`SolveOptions` choosing the solver by registry name.
+- :func:`deq_hessian` / :func:`deq_hessian_parts`: the dense closed-form Hessian of the tanh DEQ's loss
+  (Term A + Term B, readout blocks), :func:`deq_gradient` its implicit gradient.
+- :class:`DEQHessianOperator`: matrix-free ``v ↦ Hv``; :func:`extreme_eigenvalues` (scipy ``eigsh`` on a
+  ``LinearOperator``) and :func:`hutchinson_trace` on any such operator.
+- :func:`model_params`, :func:`flatten`, :func:`unflatten`, :data:`GROUPS`: the flattening order of ``θ``.
+
+Private modules, one idea each: ``deq`` (the user-module layer), ``curvature`` (model loss Hessians),
+``layer`` (IFT layer), ``hessian`` (closed form), ``hvp``, ``spectrum``, ``params``, ``mondeq`` (monDEQ backward), ``ren`` (REN triangular backward), ``secant_pairs`` (pairs of a
+DEQ's loss for :mod:`deqlab.lowrank`), ``pitfalls`` (the seed's wrong variant, kept to be shown wrong).
 """
 
+from deqlab.implicit.curvature import LossHessian, negative_mass, negative_share
 from deqlab.implicit.deq import BACKWARDS, DEQ, SolveStats
+from deqlab.implicit.hessian import deq_gradient, deq_hessian, deq_hessian_parts
+from deqlab.implicit.hvp import DEQHessianOperator
 from deqlab.implicit.layer import SolveOptions, fixed_point
+from deqlab.implicit.params import GROUPS, flatten, model_params, unflatten
+from deqlab.implicit.spectrum import SpectralDensity, extreme_eigenvalues, hutchinson_trace, spectral_density
 
-__all__ = ["BACKWARDS", "DEQ", "SolveOptions", "SolveStats", "fixed_point"]
+__all__ = [
+    "BACKWARDS", "DEQ", "DEQHessianOperator", "GROUPS", "LossHessian", "SolveOptions", "SolveStats", "SpectralDensity",
+    "deq_gradient", "deq_hessian", "deq_hessian_parts", "extreme_eigenvalues", "fixed_point", "flatten",
+    "hutchinson_trace", "model_params", "negative_mass", "negative_share", "spectral_density", "unflatten",
+]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from rich.console import Console
 
+from deqlab.report.files import atomic_path
 from deqlab.report.result import Result
 from deqlab.report.tables import to_rich
-from deqlab.cli.run_folder import RunFolder
 
 
-def save(result: Result, folder: RunFolder) -> list[str]:
-    """Write tables (CSV), arrays (NPZ), figures (PNG) and other files; returns the file names."""
+def save(result: Result, folder: Path) -> list[str]:
+    """Write tables (CSV), arrays (NPZ), figures (PNG) and other files into ``folder``; returns the names.
+
+    Every file is written under a temporary name and renamed (:func:`~deqlab.report.files.atomic_path`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,18 +24,24 @@ def save(result: Result, folder: RunFolder) -> list[str]:
 
     written = []
     for name, table in result.tables.items():
-        table.frame.to_csv(folder.file(f"{name}.csv"), index=False)
+        with atomic_path(folder / f"{name}.csv") as tmp:
+            table.frame.to_csv(tmp, index=False)
         written.append(f"{name}.csv")
     for name, arrays in result.arrays.items():
-        np.savez(folder.file(f"{name}.npz"), **{k: np.asarray(v) for k, v in arrays.items()})
+        with atomic_path(folder / f"{name}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
         written.append(f"{name}.npz")
     for name, draw in result.figures.items():
         fig = draw()
-        fig.savefig(folder.file(f"{name}.png"), dpi=120, bbox_inches="tight")
+        with atomic_path(folder / f"{name}.png") as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
         plt.close(fig)
         written.append(f"{name}.png")
     for name, write in result.files.items():
-        write(folder.file(name))
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            write(tmp)
         written.append(name)
     return written
 

@@ -6,13 +6,21 @@ See :mod:`deqlab.solvers.result` for the rule and :data:`deqlab.solvers.registry
 from deqlab.solvers.anderson import anderson
 from deqlab.solvers.broyden import broyden
 from deqlab.solvers.fixed_point import fixed_point_iteration
+from deqlab.solvers.prox import NONLINEARITIES, get_nonlinearity
 from deqlab.solvers.newton import newton
 from deqlab.solvers.registry import SOLVERS, get_solver
 from deqlab.solvers.result import SolverResult
 from deqlab.solvers.scipy_root import scipy_fsolve, scipy_root
+from deqlab.solvers.splitting import SPLITTING_SOLVERS, douglas_rachford, forward_backward, peaceman_rachford
 
 __all__ = [
+    "NONLINEARITIES",
     "SOLVERS",
+    "SPLITTING_SOLVERS",
+    "douglas_rachford",
+    "forward_backward",
+    "get_nonlinearity",
+    "peaceman_rachford",
     "SolverResult",
     "anderson",
     "broyden",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, run_experiment
+from deqlab.cli.execute import OVERRIDES, bench_help, execute
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
-    @bench.command("solvers", context_settings=OVERRIDES)
+    @bench.command("solvers", context_settings=OVERRIDES,
+                   help=bench_help("bench_solvers", "Steps, f-evals and time of every solver on tanh DEQs (n_z, ||W||_2 sweep); ratios to fixed point.", "about 5 minutes"))
     def solvers(ctx: typer.Context) -> None:
-        """Steps, f-evals and time of every solver on tanh DEQs (n_z, ||W||_2 sweep); ratios to fixed point."""
-        run_experiment("bench_solvers", ctx.args, folder="bench/solvers")
+        execute("bench_solvers", ctx.args, folder="bench/solvers")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, fail, option_overrides, run_experiment
+from deqlab.cli.execute import OVERRIDES, bench_help, execute, option_help, option_overrides, split_list
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -15,39 +15,30 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ctx: typer.Context,
         check_fd: bool = typer.Option(False, "--check-fd", help="Also compare with central finite differences of the implicit gradient (2P solves)."),
         hvp_only: bool = typer.Option(False, "--hvp-only", help="Matrix-free: eigsh top/bottom eigenvalues, Hutchinson trace, HVP vs FD; no dense H."),
-        init: Optional[str] = typer.Option(None, help="W_z init: default | normal (nn.init.normal_: a repelling fixed point, refused with exit 1)."),
-        n_z: Optional[int] = typer.Option(None, "--n-z", help="Hidden size N (default 6)."),
-        n_x: Optional[int] = typer.Option(None, "--n-x", help="Input size d (default 2)."),
-        n_y: Optional[int] = typer.Option(None, "--n-y", help="Output size (default 1)."),
-        batch: Optional[int] = typer.Option(None, help="Samples; curvature is summed (default 1)."),
-        groups: Optional[str] = typer.Option(None, help="Comma-separated parameter groups forming theta, from W_z,b_z,U_z,W_y,b_y (default all)."),
-        dtype: Optional[str] = typer.Option(None, help="float64 (default) | float32."),
-        seed: Optional[int] = typer.Option(None, help="Torch seed of the weights (default 0)."),
-        solver: Optional[str] = typer.Option(None, help="Forward/adjoint solver: anderson (default), broyden, newton, fixed_point, fsolve, root."),
-        fd_step: Optional[float] = typer.Option(None, "--fd-step", help="Central-difference step (default 1e-5)."),
-        steps: Optional[int] = typer.Option(None, help="Layers of the unrolled reference (default 100)."),
+        init: Optional[str] = typer.Option(None, help=option_help("hessian", "model.init", "W_z init: default | normal (nn.init.normal_: a repelling fixed point, refused with exit 1).")),
+        n_z: Optional[int] = typer.Option(None, "--n-z", help=option_help("hessian", "model.n_z", "Hidden size N.")),
+        n_x: Optional[int] = typer.Option(None, "--n-x", help=option_help("hessian", "model.n_x", "Input size d.")),
+        n_y: Optional[int] = typer.Option(None, "--n-y", help=option_help("hessian", "model.n_y", "Output size.")),
+        batch: Optional[int] = typer.Option(None, help=option_help("hessian", "batch", "Samples; curvature is summed.")),
+        groups: Optional[str] = typer.Option(None, help=option_help("hessian", "groups", "Comma-separated parameter groups forming theta, from W_z,b_z,U_z,W_y,b_y.")),
+        dtype: Optional[str] = typer.Option(None, help=option_help("hessian", "dtype", "float64 | float32.")),
+        seed: Optional[int] = typer.Option(None, help=option_help("hessian", "seed", "Torch seed of the weights.")),
+        solver: Optional[str] = typer.Option(None, help=option_help("hessian", "solver", "Forward/adjoint solver: anderson, broyden, newton, fixed_point, fsolve, root.")),
+        fd_step: Optional[float] = typer.Option(None, "--fd-step", help=option_help("hessian", "fd_step", "Central-difference step.")),
+        steps: Optional[int] = typer.Option(None, help=option_help("hessian", "unroll_steps", "Layers of the unrolled reference.")),
         go_on: bool = typer.Option(False, "--go-on", help="Report derivatives even if the forward solve did not converge (all output marked)."),
         strict: bool = typer.Option(False, "--strict", help="Exit 1 if anything did not converge."),
     ) -> None:
         """Exact DEQ gradient and Hessian (seeds 000/001) vs finite differences, unrolled autodiff and the implicit layer."""
-        group_list = None
-        if groups is not None:
-            names = [g.strip() for g in groups.split(",")]
-            if not all(names):
-                fail(f"--groups must be comma-separated names without empty entries, got {groups!r}", 2)
-            group_list = "[" + ",".join(names) + "]"
-        solver_overrides = []
-        if solver is not None:  # keep the experiment's tight tolerances when switching solver
-            solver_overrides = [f"solver={solver}", "solver.atol=1e-14", "solver.max_iter=2000"]
         overrides = option_overrides(
-            **{"check_fd": "true" if check_fd else None, "hvp_only": "true" if hvp_only else None, "model.init": init,
-               "model.n_z": n_z, "model.n_x": n_x, "model.n_y": n_y, "batch": batch, "groups": group_list, "dtype": dtype,
-               "seed": seed, "fd_step": fd_step, "unroll_steps": steps, "go_on": "true" if go_on else None,
-               "strict": "true" if strict else None}
+            **{"check_fd": check_fd or None, "hvp_only": hvp_only or None, "model.init": init,
+               "model.n_z": n_z, "model.n_x": n_x, "model.n_y": n_y, "batch": batch, "groups": split_list(groups, "--groups"), "dtype": dtype,
+               "seed": seed, "fd_step": fd_step, "unroll_steps": steps, "go_on": go_on or None,
+               "solver": solver, "strict": strict or None}
         )
-        run_experiment("hessian", [*solver_overrides, *overrides, *ctx.args])
+        execute("hessian", [*overrides, *ctx.args])
 
-    @bench.command("hessian", context_settings=OVERRIDES)
+    @bench.command("hessian", context_settings=OVERRIDES,
+                   help=bench_help("bench_hessian", "Closed-form Hessian vs torch.func through an unroll; HVP vs gradient; eigsh at P ~ 1e5; peak memory.", "about 3 minutes (memory=false: about 1)"))
     def bench_hessian(ctx: typer.Context) -> None:
-        """Closed-form Hessian vs torch.func through an unroll; HVP vs gradient; eigsh at P ~ 1e5; peak memory."""
-        run_experiment("bench_hessian", list(ctx.args), folder="bench/hessian")
+        execute("bench_hessian", list(ctx.args), folder="bench/hessian")

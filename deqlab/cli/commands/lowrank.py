@@ -6,17 +6,17 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, fail, option_overrides, run_experiment
+from deqlab.cli.execute import OVERRIDES, bench_help, execute, fail, option_help, option_overrides
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command(context_settings=OVERRIDES)
     def lowrank(
         ctx: typer.Context,
-        part: Optional[str] = typer.Option(None, help="example (seed 004's 3x3 case, default) | pairs | study | deq."),
+        part: Optional[str] = typer.Option(None, help=option_help("lowrank", "part", "example (seed 004's 3x3 case, default) | pairs | study | deq.")),
         pairs: Optional[str] = typer.Option(None, "--pairs", help="FILE.npz with X, Y (n, k) (pairs as columns), optional H (n, n); implies --part pairs."),
-        seed: Optional[int] = typer.Option(None, help="Seed of the random study / DEQ (default 0)."),
-        rtol: Optional[float] = typer.Option(None, help="Relative cut-off of singular values treated as zero (default 1e-10)."),
+        seed: Optional[int] = typer.Option(None, help=option_help("lowrank", "seed", "Seed of the random study / DEQ.")),
+        rtol: Optional[float] = typer.Option(None, help=option_help("lowrank", "rtol", "Relative cut-off of singular values treated as zero.")),
         strict: bool = typer.Option(False, "--strict", help="Exit 1 if any reported check failed."),
     ) -> None:
         """Symmetric Hessians from a few (step, gradient-change) pairs: seed method, least change, rank-k, Procrustes."""
@@ -24,17 +24,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             fail(f"--pairs reads a pairs file (part pairs); it cannot be combined with --part {part}", 2)
         overrides = option_overrides(
             **{"part": "pairs" if pairs is not None and part is None else part,
-               "pairs_file": None if pairs is None else _quote(pairs),
-               "seed": seed, "rtol": rtol, "strict": "true" if strict else None}
+               "pairs_file": pairs,
+               "seed": seed, "rtol": rtol, "strict": strict or None}
         )
-        run_experiment("lowrank", [*overrides, *ctx.args])
+        execute("lowrank", [*overrides, *ctx.args])
 
-    @bench.command("lowrank", context_settings=OVERRIDES)
+    @bench.command("lowrank", context_settings=OVERRIDES,
+                   help=bench_help("bench_lowrank", "n = 500, rank 8, k = 16: recovery error and time against scipy SR1 updated pair by pair; factored n up to 1e5.", "about 30 seconds"))
     def bench_lowrank(ctx: typer.Context) -> None:
-        """n = 500, rank 8, k = 16: recovery error and time against scipy SR1 updated pair by pair; factored n up to 1e5."""
-        run_experiment("bench_lowrank", ctx.args, folder="bench/lowrank")
+        execute("bench_lowrank", ctx.args, folder="bench/lowrank")
 
-
-def _quote(path: str) -> str:
-    """A file path as a Hydra override value (quoted, so ``/``, ``=`` or spaces survive)."""
-    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"

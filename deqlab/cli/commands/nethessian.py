@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from deqlab.cli.execute import OVERRIDES, option_overrides, run_experiment
+from deqlab.cli.execute import OVERRIDES, bench_help, execute, option_help, option_overrides, split_list
 
 
 class _OverridesGroup(TyperGroup):
@@ -41,44 +41,44 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def nethessian(
         ctx: typer.Context,
         check: bool = typer.Option(False, "--check", help="Check every quantity against torch.func and time the routes (the default action)."),
-        d: Optional[int] = typer.Option(None, help="Input size (default 4)."),
-        hidden: Optional[str] = typer.Option(None, help="Hidden widths, comma-separated (default 16,16)."),
-        n_out: Optional[int] = typer.Option(None, "--n-out", help="Output size (default 2)."),
-        activation: Optional[str] = typer.Option(None, help="tanh | sigmoid | softplus | silu | gelu | sin | gaussian."),
-        batch: Optional[int] = typer.Option(None, help="Batch size (default 8)."),
-        seed: Optional[int] = typer.Option(None, help="Torch seed of weights and inputs (default 0)."),
-        dtype: Optional[str] = typer.Option(None, help="float64 (default) | float32."),
+        d: Optional[int] = typer.Option(None, help=option_help("nethessian", "mlp.d", "Input size.")),
+        hidden: Optional[str] = typer.Option(None, help=option_help("nethessian", "mlp.hidden", "Hidden widths, comma-separated.")),
+        n_out: Optional[int] = typer.Option(None, "--n-out", help=option_help("nethessian", "mlp.n_out", "Output size.")),
+        activation: Optional[str] = typer.Option(None, help=option_help("nethessian", "mlp.activation", "tanh | sigmoid | softplus | silu | gelu | sin | gaussian.")),
+        batch: Optional[int] = typer.Option(None, help=option_help("nethessian", "batch", "Batch size.")),
+        seed: Optional[int] = typer.Option(None, help=option_help("nethessian", "seed", "Torch seed of weights and inputs.")),
+        dtype: Optional[str] = typer.Option(None, help=option_help("nethessian", "dtype", "float64 | float32.")),
         strict: bool = typer.Option(False, "--strict", help="Exit 1 if any check fails."),
     ) -> None:
         """Forward recursions vs torch.func: max relative error and timing of each route."""
         if ctx.invoked_subcommand is not None:
             return
         overrides = option_overrides(
-            **{"mlp.d": d, "mlp.hidden": f"[{hidden}]" if hidden else None, "mlp.n_out": n_out,
+            **{"mlp.d": d, "mlp.hidden": split_list(hidden, "--hidden", int), "mlp.n_out": n_out,
                "mlp.activation": activation, "batch": batch, "seed": seed, "dtype": dtype,
-               "strict": "true" if strict else None}
+               "strict": strict or None}
         )
-        run_experiment("nethessian", [*overrides, *ctx.args])
+        execute("nethessian", [*overrides, *ctx.args])
 
     @sub.command("pinn", context_settings=OVERRIDES)
     def pinn(
         ctx: typer.Context,
-        steps: Optional[int] = typer.Option(None, help="Adam steps per route (default 2000)."),
-        hidden: Optional[str] = typer.Option(None, help="Hidden widths, comma-separated (default 32,32)."),
-        activation: Optional[str] = typer.Option(None, help="tanh (default) | sin | softplus | ..."),
-        seed: Optional[int] = typer.Option(None, help="Torch seed (default 0)."),
-        dtype: Optional[str] = typer.Option(None, help="float32 (default) | float64."),
+        steps: Optional[int] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.steps", "Adam steps per route.")),
+        hidden: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.hidden", "Hidden widths, comma-separated.")),
+        activation: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.activation", "tanh | sin | softplus | ...")),
+        seed: Optional[int] = typer.Option(None, help=option_help("nethessian_pinn", "seed", "Torch seed.")),
+        dtype: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "dtype", "float32 | float64.")),
     ) -> None:
         """2-D Poisson PINN: forward-recursion Laplacian vs autograd double backward (L2 error, time per step)."""
         overrides = option_overrides(
-            **{"pinn.steps": steps, "pinn.hidden": f"[{hidden}]" if hidden else None,
+            **{"pinn.steps": steps, "pinn.hidden": split_list(hidden, "--hidden", int),
                "pinn.activation": activation, "seed": seed, "dtype": dtype}
         )
-        run_experiment("nethessian_pinn", [*overrides, *ctx.args], folder="nethessian/pinn")
+        execute("nethessian_pinn", [*overrides, *ctx.args], folder="nethessian/pinn")
 
     app.add_typer(sub, name="nethessian")
 
-    @bench.command("nethessian", context_settings=OVERRIDES)
+    @bench.command("nethessian", context_settings=OVERRIDES,
+                   help=bench_help("bench_nethessian", "Laplacian / diagonal / full Hessian of a tanh MLP: forward recursion vs double backward, vmap routes.", "about 1 minute"))
     def bench_nethessian(ctx: typer.Context) -> None:
-        """Laplacian / diagonal / full Hessian of a tanh MLP: forward recursion vs double backward, vmap routes."""
-        run_experiment("bench_nethessian", ctx.args, folder="bench/nethessian")
+        execute("bench_nethessian", ctx.args, folder="bench/nethessian")

@@ -7,12 +7,7 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, fail, option_overrides, run_experiment
-
-
-def _quoted(value: str) -> str:
-    """A path as a Hydra override value (single-quoted; quotes and backslashes escaped)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+from deqlab.cli.execute import OVERRIDES, bench_help, execute, option_help, option_overrides, split_list
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -23,32 +18,30 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @sysid.command(context_settings=OVERRIDES)
     def pendulum(
         ctx: typer.Context,
-        models: Optional[str] = typer.Option(None, help="Comma-separated models to train (default: ren,lipschitz_ren,lstm,rnn,linear)."),
+        models: Optional[str] = typer.Option(None, help=option_help("sysid", "models", "Comma-separated models to train.")),
         data: Optional[Path] = typer.Option(None, help="Train on a user's .npz (u: trajectories×steps×inputs, y: …×outputs) instead of the simulator."),
-        epochs: Optional[int] = typer.Option(None, help="Maximum training epochs per model (default 100; some models set their own in model_settings)."),
-        noise: Optional[float] = typer.Option(None, help="Measurement noise σ on the angle [rad] (default 0.05)."),
-        seed: Optional[int] = typer.Option(None, help="Seed for weights and batch order (default 0)."),
+        epochs: Optional[int] = typer.Option(None, help=option_help("sysid", "train.epochs", "Maximum training epochs per model.")),
+        noise: Optional[float] = typer.Option(None, help=option_help("sysid", "data.noise_std", "Measurement noise σ on the angle [rad].")),
+        seed: Optional[int] = typer.Option(None, help=option_help("sysid", "seed", "Seed for weights and batch order.")),
         tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (same as sysid_preset=tiny)."),
     ) -> None:
         """Train a contracting REN, a Lipschitz REN and LSTM/RNN/linear baselines on pendulum data."""
         overrides = option_overrides(**{
-            "models": f"[{models}]" if models else None, "data.path": _quoted(str(data)) if data else None,
+            "models": split_list(models, "--models", str), "data.path": str(data) if data is not None else None,
             "train.epochs": epochs, "data.noise_std": noise, "seed": seed, "sysid_preset": "tiny" if tiny else None})
-        run_experiment("sysid", [*overrides, *ctx.args], folder="sysid/pendulum")
+        execute("sysid", [*overrides, *ctx.args], folder="sysid/pendulum")
 
     @sysid.command(context_settings=OVERRIDES)
     def evaluate(
         ctx: typer.Context,
         run_dir: Path = typer.Argument(..., help="A finished `deqlab sysid pendulum` run folder."),
-        data: Optional[Path] = typer.Option(None, "--data", help=".npz with u (trajectories, steps, inputs) and y (trajectories, steps, outputs)."),
+        data: Path = typer.Option(..., "--data", help=".npz with u (trajectories, steps, inputs) and y (trajectories, steps, outputs)."),
     ) -> None:
         """Evaluate the saved models of a run on a user's data (same table)."""
-        if data is None:
-            fail("--data FILE.npz is required", 2)
-        overrides = [f"run_dir={_quoted(str(run_dir))}", f"data_file={_quoted(str(data))}"]
-        run_experiment("sysid_evaluate", [*overrides, *ctx.args], folder="sysid/evaluate")
+        overrides = option_overrides(run_dir=str(run_dir), data_file=str(data))
+        execute("sysid_evaluate", [*overrides, *ctx.args], folder="sysid/evaluate")
 
-    @bench.command("sysid", context_settings=OVERRIDES)
+    @bench.command("sysid", context_settings=OVERRIDES,
+                   help=bench_help("bench_sysid", "REN training step: implicit vs autograd backward of the equilibrium layer; LSTM for scale.", "about 1 minute"))
     def bench_sysid(ctx: typer.Context) -> None:
-        """REN training step: implicit vs autograd backward of the equilibrium layer; LSTM for scale."""
-        run_experiment("bench_sysid", ctx.args, folder="bench/sysid")
+        execute("bench_sysid", ctx.args, folder="bench/sysid")

@@ -1,0 +1,29 @@
+"""``deqlab config COMMAND [key=value ...]``: print a command's settings, every key with its value."""
+
+from __future__ import annotations
+
+import typer
+
+from deqlab.cli.execute import OVERRIDES, fail
+from deqlab.cli.sweeping import SWEEPABLE, resolve
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @app.command(context_settings=OVERRIDES,
+                 help="Print the settings a command would run with (YAML: every key, after the overrides), and exit. "
+                      f"COMMAND is one of: {', '.join(SWEEPABLE)}. Keys, types and defaults live in deqlab/settings/.")
+    def config(ctx: typer.Context, command: str = typer.Argument(..., metavar="COMMAND", help="Command whose settings to print.")) -> None:
+        from deqlab.cli.compose import load
+        from deqlab.cli.execute import settings_yaml
+        from deqlab.errors import InputError
+
+        try:
+            name = resolve(command)
+        except KeyError:
+            fail(f"unknown command {command!r}; choose one of: {', '.join(SWEEPABLE)}", 2)
+        try:
+            settings, run = load(name, list(ctx.args))
+        except InputError as exc:
+            fail(str(exc), 2)
+        typer.echo(f"# deqlab {command}: output_root={run.output_root} strict={str(run.strict).lower()}")
+        typer.echo(settings_yaml(settings), nl=False)

@@ -1,0 +1,157 @@
+"""The body of ``deqlab sweep``: check every swept value, make the sweep folder, launch, summarise."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from deqlab.cli.execute import check_resources, fail
+from deqlab.errors import InputError
+
+#: CLI names of the sweepable commands → their config names (the underscore spellings work too)
+SWEEPABLE = {
+    "converge": "converge", "hessian": "hessian", "mondeq": "mondeq", "nethessian": "nethessian",
+    "nethessian-pinn": "nethessian_pinn", "lowrank": "lowrank", "sysid-pendulum": "sysid",
+    "sysid-evaluate": "sysid_evaluate", "bench-solvers": "bench_solvers", "bench-hessian": "bench_hessian",
+    "bench-lowrank": "bench_lowrank", "bench-mondeq": "bench_mondeq", "bench-nethessian": "bench_nethessian",
+    "bench-sysid": "bench_sysid",
+}
+
+
+def resolve(name: str) -> str:
+    if name in SWEEPABLE:
+        return SWEEPABLE[name]
+    if name in SWEEPABLE.values():
+        return name
+    if name == "sysid":
+        return "sysid"
+    raise KeyError(name)
+
+
+def probes(parsed) -> list[list[str]]:
+    """Plain override lists that together try every value of every sweep once (the other sweeps at their
+    first value), so bad input fails before any job runs."""
+    choices = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [None] for o in parsed]
+
+    def line(o, value):
+        return o.input_line if value is None else f"{o.get_key_element()}={value}"
+
+    first = [line(o, c[0]) for o, c in zip(parsed, choices)]
+    out = [first]
+    for i, (o, values) in enumerate(zip(parsed, choices)):
+        for value in values[1:]:
+            out.append(first[:i] + [line(o, value)] + first[i + 1:])
+    return out
+
+
+def run_sweep(command: str, args: list[str]) -> None:
+    from deqlab.cli.compose import RunOptions, compose, screen, to_settings
+    from deqlab.cli.run_folder import create_exclusive, output_root
+
+    try:
+        parsed = screen(args, sweep=True)
+        run = RunOptions()
+        for probe in probes(parsed):
+            cfg = compose(command, probe, with_hydra=True)
+            settings, run = to_settings(command, cfg)
+            check_resources(settings)
+    except InputError as exc:
+        fail(str(exc), 2)
+    given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]
+    try:
+        if given:
+            sweep_dir = Path(str(given[-1]))
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            if any(sweep_dir.iterdir()):
+                fail(f"hydra.sweep.dir={sweep_dir} exists and is not empty: give a new folder", 2)
+            args = [a for a in args if not a.startswith("hydra.sweep.dir=")]
+        else:
+            sweep_dir, _ = create_exclusive(output_root(run.output_root) / "sweep" / command, suffix="")
+    except OSError as exc:
+        fail(f"cannot create the sweep folder: {exc.strerror or exc}", 2)
+    from deqlab.cli.execute import quote
+
+    args.append(f"hydra.sweep.dir={quote(str(sweep_dir))}")
+    launcher = next((str(o.value()) for o in parsed if o.key_or_group == "hydra/launcher"), "basic")
+    if launcher.startswith("submitit") and not any(o.key_or_group == "hydra.launcher.submitit_folder" for o in parsed):
+        # Hydra's default `.submitit/%j` leaves a folder literally named %j
+        args.append(f"hydra.launcher.submitit_folder={quote(str(sweep_dir / '.submitit'))}")
+    _launch(command, args, sweep_dir)
+    jobs = _summaries(sweep_dir)
+    _report(command, jobs, sweep_dir, strict=run.strict)
+
+
+def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
+    from deqlab.cli.launch import launch
+    from deqlab.cli.termination import Terminated, end_children, signals_as_exceptions
+
+    with signals_as_exceptions():
+        try:
+            launch(command, args)
+        except (KeyboardInterrupt, Terminated) as exc:
+            name = getattr(exc, "name", "SIGINT (Ctrl-C)")
+            end_children()
+            _mark_unfinished(sweep_dir, f"stopped by {name}")
+            fail(f"sweep stopped by {name}; unfinished jobs marked .failed in {sweep_dir}", getattr(exc, "exit_code", 130))
+        except Exception as exc:   # a launcher or a worker process that died
+            end_children()
+            _mark_unfinished(sweep_dir, f"{type(exc).__name__}: {exc}")
+            fail(f"sweep failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (folder {sweep_dir})", 1)
+
+
+def _mark_unfinished(sweep_dir: Path, message: str) -> None:
+    from deqlab.cli.run_folder import RunFolder
+
+    for partial in sorted(sweep_dir.glob("*.partial")):
+        with contextlib.suppress(OSError):
+            RunFolder(partial, partial.with_name(partial.name.removesuffix(".partial"))).fail(message)
+
+
+def _summaries(sweep_dir: Path) -> list[dict]:
+    jobs = []
+    for folder in sorted(sweep_dir.iterdir(), key=lambda p: (len(p.name), p.name)):
+        if not folder.is_dir() or folder.name.startswith("."):
+            continue
+        try:
+            jobs.append(json.loads((folder / "job.json").read_text()))
+        except (OSError, ValueError):
+            jobs.append({"job": folder.name.split(".")[0], "overrides": [], "status": "no result",
+                         "exit_code": 1, "failures": 0, "folder": str(folder), "headline": {}})
+    return jobs
+
+
+def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool) -> None:
+    import pandas as pd
+    from rich.console import Console
+
+    from deqlab.report.files import atomic_path
+    from deqlab.report.result import Table
+    from deqlab.report.tables import to_rich
+
+    rows = []
+    for job in jobs:
+        row = {"job": job.get("job")}
+        for item in job.get("overrides", []):
+            key, _, value = item.partition("=")
+            if not key.startswith("hydra"):
+                row[key.lstrip("+")] = value
+        row.update({"status": job.get("status"), "failure reports": job.get("failures", 0)})
+        row.update(job.get("headline", {}))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    try:
+        with atomic_path(sweep_dir / "summary.csv") as tmp:
+            frame.to_csv(tmp, index=False)
+    except OSError as exc:
+        fail(f"cannot write {sweep_dir / 'summary.csv'}: {exc.strerror or exc}", 1)
+    console = Console()
+    if len(frame):
+        console.print(to_rich(Table(f"Sweep of {command}: {len(jobs)} job(s)", frame)))
+    bad = [j for j in jobs if j.get("status") != "ok"]
+    reported = [j for j in jobs if j.get("failures")]
+    console.print(f"sweep folder: {sweep_dir} ({len(reported)} job(s) with failure reports)")
+    if bad:
+        fail(f"{len(bad)} of {len(jobs)} job(s) failed: " + "; ".join(f"{j.get('job')}: {j.get('status')}" for j in bad), 1)
+    if reported and strict:
+        fail(f"{len(reported)} job(s) reported failures and strict=true: {', '.join(str(j.get('folder')) for j in reported)}", 1)

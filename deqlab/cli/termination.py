@@ -1,0 +1,101 @@
+"""Ending cleanly: SIGTERM and SIGHUP handled like Ctrl-C, and no child process outliving the run.
+
+:func:`signals_as_exceptions` turns SIGTERM/SIGHUP into :class:`Terminated` (a ``BaseException``, like
+``KeyboardInterrupt``) raised in the main thread, so the one ``except`` that marks a run folder
+``.failed`` handles every way a run can be stopped. :func:`end_children` then ends every descendant
+process (joblib/loky workers, submitit local jobs, memory-probe children): SIGTERM, a short grace
+period, SIGKILL, and waits for them, so nothing writes after the parent has exited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+HANDLED = (signal.SIGTERM, signal.SIGHUP)
+GRACE_SECONDS = 2.0
+
+
+class Terminated(BaseException):
+    """The process received a termination signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def signals_as_exceptions() -> Iterator[None]:
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    previous = {}
+    for sig in HANDLED:
+        with contextlib.suppress(ValueError, OSError):   # not the main thread: leave the handlers alone
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, old)
+
+
+def descendants(pid: int | None = None) -> list[int]:
+    """Process ids of every descendant of ``pid`` (default: this process), read from ``/proc``."""
+    pid = os.getpid() if pid is None else pid
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: the ppid follows the last ')'
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+
+
+def end_children(grace: float = GRACE_SECONDS) -> int:
+    """End every descendant process; returns how many there were."""
+    if "joblib" in sys.modules:   # loky keeps a reusable pool of workers: shut it down first
+        with contextlib.suppress(Exception):
+            from joblib.externals.loky import get_reusable_executor
+
+            get_reusable_executor().shutdown(wait=False, kill_workers=True)
+    pids = descendants()
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.05)
+        pids = [p for p in pids if _alive(p)]
+        if not pids:
+            break
+    for pid in descendants():   # reap our own zombies
+        with contextlib.suppress(OSError, ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    return len(pids)

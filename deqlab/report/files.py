@@ -1,0 +1,34 @@
+"""Atomic file writes: nothing under a final name is ever half written.
+
+A file is written under a temporary name in the same folder (``.<name>.tmp-<pid>``), flushed to disk,
+and renamed over the final name (``os.replace`` is atomic on POSIX). A write that fails (a full disk,
+a killed process) leaves at most the temporary file, which :func:`atomic_path` removes when it can.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        if tmp.is_file():
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,88 @@
+"""Settings of ``deqlab hessian``: the exact DEQ gradient and Hessian checked against independent routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+from deqlab.errors import InputError
+from deqlab.settings import checks
+from deqlab.settings.models import TanhDEQSettings
+from deqlab.settings.resources import Estimate, dense_bytes
+from deqlab.settings.solver import SolverSettings
+
+#: the parameter groups of the tanh DEQ, in the canonical order of ``deqlab.implicit.params``
+GROUPS = ("W_z", "b_z", "U_z", "W_y", "b_y")
+
+
+def group_sizes(model: TanhDEQSettings) -> dict[str, int]:
+    n, d, k = model.n_z, model.n_x, model.n_y
+    return {"W_z": n * n, "b_z": n, "U_z": n * d, "W_y": k * n, "b_y": k}
+
+
+@dataclass
+class Settings:
+    """The errata's case by default: ``N = 6``, ``P = 54`` for ``(W_z, b_z, U_z)``, plus a readout."""
+
+    seed: int = 0                       # torch seed of the weights
+    dtype: str = "float64"
+    model: TanhDEQSettings = field(default_factory=lambda: TanhDEQSettings(n_z=6, n_x=2, n_y=1))
+    # forward solve of z*; its tolerances also drive the implicit layer's solves (the Hessian's error follows z*'s)
+    solver: SolverSettings = field(default_factory=lambda: SolverSettings.preset("anderson", atol=1e-14, max_iter=2000))
+    batch: int = 1                      # samples (x_s, y_s); curvature is summed over them
+    input_seed: int = 1                 # torch seed of x ~ N(0, 1) and y ~ N(0, 1)
+    groups: List[str] = field(default_factory=lambda: list(GROUPS))  # parameter groups forming theta
+    check_fd: bool = False              # (a) central finite differences of the implicit gradient (2P solves)
+    fd_step: float = 1e-5
+    unroll_steps: int = 100             # (b) torch.func.hessian through this many unrolled layers from z = 0
+    check_layer: bool = True            # (c) torch.func.hessian through the implicit layer
+    pitfall: bool = True                # the seed's "2 M^T Z" variant (dense generic pieces; small problems)
+    max_dense_p: int = 3000             # refuse a dense Hessian above this P (use --hvp-only)
+    max_reference_p: int = 400          # skip the O(P)-pass autodiff routes (b), (c) and the pitfall above this P
+    max_cond: float = 1e8               # cond(I - J) above this at z* (any sample): refuse, exit 1
+    require_contractive: bool = True    # spectral radius of J >= 1 at z* (any sample): refuse, exit 1
+    go_on: bool = False                 # report derivatives even if the forward solve did not converge (marked)
+    hvp_only: bool = False              # matrix-free mode: eigsh + Hutchinson + HVP vs FD, no dense H
+    top_k: int = 5                      # eigenvalues at each end (hvp_only)
+    probes: int = 64                    # Hutchinson probes (hvp_only)
+    eigsh_tol: float = 1e-8
+
+    def __post_init__(self) -> None:
+        checks.seed("seed", self.seed)
+        checks.seed("input_seed", self.input_seed)
+        checks.choice("dtype", self.dtype, checks.DTYPES)
+        checks.count("batch", self.batch, maximum=1_000_000)
+        if not self.groups:
+            raise InputError(f"groups must name at least one of: {', '.join(GROUPS)}")
+        checks.choices("groups", self.groups, GROUPS)
+        if len(set(self.groups)) != len(self.groups):
+            raise InputError(f"groups must not repeat a group, got {list(self.groups)}")
+        self.groups = [g for g in GROUPS if g in self.groups]  # the canonical order
+        checks.number("fd_step", self.fd_step, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.count("unroll_steps", self.unroll_steps, maximum=100_000)
+        checks.count("max_dense_p", self.max_dense_p, maximum=10**6)
+        checks.count("max_reference_p", self.max_reference_p, maximum=10**5)
+        checks.number("max_cond", self.max_cond, minimum=1.0)
+        checks.count("top_k", self.top_k, maximum=10_000)
+        checks.count("probes", self.probes, maximum=1_000_000)
+        checks.number("eigsh_tol", self.eigsh_tol, minimum=0.0, maximum=1.0)
+        P = self.parameter_count()
+        if not self.hvp_only and P > self.max_dense_p:
+            raise InputError(f"P = {P} parameters is above max_dense_p = {self.max_dense_p} for a dense Hessian; use --hvp-only")
+        if self.hvp_only and P < 2 * self.top_k + 1:
+            raise InputError(f"P = {P} is too small for top_k = {self.top_k} eigenvalues at each end")
+
+    def parameter_count(self) -> int:
+        sizes = group_sizes(self.model)
+        return sum(sizes[g] for g in self.groups)
+
+    def memory_estimates(self) -> list[Estimate]:
+        P, N, B = self.parameter_count(), self.model.n_z, self.batch
+        out = [Estimate(6 * dense_bytes(B, N * N), "model.n_z / batch", f"{B} factorisations of {N}x{N}")]
+        if not self.hvp_only:
+            out.append(Estimate(4 * dense_bytes(P, P), "model.n_z (or use --hvp-only)", f"the dense {P}x{P} Hessian"))
+        if self.check_fd or self.check_layer or self.pitfall:
+            Pr = min(P, self.max_reference_p)
+            out.append(Estimate(4 * dense_bytes(Pr, Pr) + 8.0 * self.unroll_steps * B * N * Pr, "unroll_steps",
+                                "the unrolled reference routes"))
+        return out

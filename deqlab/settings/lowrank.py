@@ -1,0 +1,97 @@
+"""Settings of ``deqlab lowrank``: symmetric Hessians from a few (point, gradient) pairs (seed 004)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from deqlab.errors import InputError
+from deqlab.settings import checks
+from deqlab.settings.resources import Estimate, dense_bytes
+
+PARTS = ("example", "pairs", "study", "deq")
+DIFFERENCES = ("forward", "central")
+DIRECTIONS = ("random", "krylov")
+
+
+@dataclass
+class StudySettings:
+    """part=study: random symmetric H of rank ``rank``, k Gaussian steps."""
+
+    n: int = 60
+    rank: int = 6
+    definite: bool = False   # true: positive definite on its range (BFGS's home ground)
+    k: List[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8, 10, 14, 20, 30])
+    noise: List[float] = field(default_factory=lambda: [0.0, 1e-3])  # y_i = H s_i + noise*||H s_i||*e_i/sqrt(n)
+    trials: int = 5
+
+    def __post_init__(self) -> None:
+        checks.count("study.n", self.n, minimum=2, maximum=100_000)
+        checks.count("study.rank", self.rank, maximum=100_000)
+        checks.count("study.trials", self.trials, maximum=100_000)
+        ks = checks.counts("study.k", self.k, maximum=100_000)
+        if max(ks) > self.n:
+            raise InputError(f"study.k contains {max(ks)} > study.n = {self.n}: at most n independent pairs")
+        if self.rank > self.n:
+            raise InputError(f"study.rank = {self.rank} exceeds study.n = {self.n}")
+        checks.numbers("study.noise", self.noise, minimum=0.0, maximum=1e6)
+
+
+@dataclass
+class DEQPairsSettings:
+    """part=deq: tanh DEQ loss Hessian from (dtheta, dgrad) pairs."""
+
+    n_z: int = 5
+    n_x: int = 3
+    n_y: int = 2
+    batch: int = 8
+    layers: int = 200          # unrolled solve of the reference Hessian (must converge to 1e-13)
+    eps: float = 1e-4          # step length of the parameter perturbations
+    difference: str = "forward"  # forward: grad(t0+s)-grad(t0) (secant pairs) | central
+    directions: List[str] = field(default_factory=lambda: list(DIRECTIONS))  # random | krylov (Lanczos-like)
+    k: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 12, 16, 24, 32, 48, 57])
+
+    def __post_init__(self) -> None:
+        for key in ("n_z", "n_x", "n_y", "batch"):
+            checks.count(f"deq.{key}", getattr(self, key), maximum=10_000)
+        checks.count("deq.layers", self.layers, maximum=100_000)
+        checks.number("deq.eps", self.eps, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.choice("deq.difference", self.difference, DIFFERENCES)
+        checks.choices("deq.directions", self.directions, DIRECTIONS)
+        ks = checks.counts("deq.k", self.k, maximum=10**6)
+        if max(ks) > self.parameter_count():
+            raise InputError(f"deq.k contains {max(ks)} > P = {self.parameter_count()} parameters of the DEQ: "
+                             "at most P independent steps")
+
+    def parameter_count(self) -> int:
+        n, d, k = self.n_z, self.n_x, self.n_y
+        return n * n + n + n * d + k * n + k
+
+
+@dataclass
+class Settings:
+    seed: int = 0
+    part: str = "example"          # example | pairs | study | deq
+    pairs_file: Optional[str] = None  # part=pairs: .npz with X, Y (n, k) (one pair per column), optional H (n, n)
+    rtol: float = 1e-10            # relative cut-off of singular values/eigenvalues treated as zero
+    dense_max: int = 4000          # part=pairs: save dense H_<method>.npy only for n <= dense_max
+    study: StudySettings = field(default_factory=StudySettings)
+    deq: DEQPairsSettings = field(default_factory=DEQPairsSettings)
+
+    def __post_init__(self) -> None:
+        checks.seed("seed", self.seed)
+        checks.choice("part", self.part, PARTS)
+        checks.number("rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.count("dense_max", self.dense_max, maximum=100_000)
+        if self.part == "pairs" and not self.pairs_file:
+            raise InputError("part=pairs reads a pairs file: give --pairs FILE.npz (pairs_file=...)")
+        if self.pairs_file and self.part != "pairs":
+            raise InputError(f"pairs_file is read only by part=pairs, not part={self.part}")
+
+    def memory_estimates(self) -> list[Estimate]:
+        if self.part == "study":
+            return [Estimate(8 * dense_bytes(self.study.n, self.study.n), "study.n", f"dense {self.study.n}x{self.study.n} matrices")]
+        if self.part == "deq":
+            P = self.deq.parameter_count()
+            return [Estimate(8 * dense_bytes(P, P), "deq.n_z", f"the dense {P}x{P} reference Hessian")]
+        return []

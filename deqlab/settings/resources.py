@@ -1,0 +1,74 @@
+"""The resource guard: estimates of peak memory from settings, checked before anything is allocated.
+
+Each command's settings list :class:`Estimate` s (``memory()``); :func:`check_memory` refuses with a
+:class:`~deqlab.errors.ResourceError` (exit 2) naming the estimate, the limit and the key that raises
+it. The limit is the memory available now (``MemAvailable``, or a cgroup limit if lower).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from deqlab.errors import ResourceError
+
+#: refuse above this fraction of the available memory (the interpreter, torch and scratch need the rest)
+FRACTION = 0.8
+
+
+@dataclass(frozen=True)
+class Estimate:
+    bytes: float
+    key: str     # the setting that raises it
+    what: str    # what takes the memory, in words
+
+
+def dense_bytes(rows: int, cols: int, itemsize: int = 8) -> float:
+    return float(rows) * float(cols) * itemsize
+
+
+def available_memory() -> int:
+    """Bytes available to this process now: ``MemAvailable`` of ``/proc/meminfo``, capped by a cgroup
+    v2/v1 memory limit; ``os.sysconf`` where ``/proc`` is missing."""
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return 2**62
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < avail:
+            avail = int(text)
+    return avail
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"
+
+
+def check_memory(estimates: list[Estimate], limit: int | None = None) -> None:
+    """Refuse the largest estimate that does not fit in ``FRACTION`` of the available memory."""
+    if not estimates:
+        return
+    limit = available_memory() if limit is None else limit
+    worst = max(estimates, key=lambda e: e.bytes)
+    if worst.bytes > FRACTION * limit:
+        raise ResourceError(
+            f"{worst.what} needs about {human(worst.bytes)}, more than the {human(FRACTION * limit)} this machine "
+            f"can give ({FRACTION:.0%} of {human(limit)} available); lower {worst.key}"
+        )

@@ -1,0 +1,46 @@
+"""Helpers every test file shares: run-folder and one-line-error assertions, central differences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def run_folder(root: Path, command: str, *, finished: bool = True) -> Path:
+    """The one run folder under ``root/command`` (nested commands: ``"sysid/pendulum"``); with
+    ``finished`` it must be a success (no ``.partial`` / ``.failed`` suffix)."""
+    folders = [p for p in (Path(root) / command).iterdir() if p.is_dir() and p.name != "pinn"]
+    assert len(folders) == 1, folders
+    if finished:
+        assert not folders[0].name.endswith((".partial", ".failed")), folders[0]
+    return folders[0]
+
+
+def run_folders(root: Path, command: str) -> list[Path]:
+    base = Path(root) / command
+    return [p for p in base.iterdir() if p.is_dir() and p.name != "pinn"] if base.exists() else []
+
+
+def assert_one_line_error(result, text: str, code: int = 2) -> str:
+    """``result`` (click's) exited with ``code`` and printed exactly one ``error: ...`` line containing
+    ``text``, no traceback; returns the line."""
+    assert result.exit_code == code, (result.exit_code, result.output, result.stderr)
+    lines = [line for line in result.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert text in lines[0], lines[0]
+    assert "Traceback" not in result.output + result.stderr
+    return lines[0]
+
+
+def central_differences(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, step: float) -> torch.Tensor:
+    """Jacobian of ``fn`` at ``x`` (flattened input) by central differences, shape ``fn(x).shape + (x.numel(),)``:
+    column ``i`` is ``(fn(x + h eᵢ) − fn(x − h eᵢ)) / 2h`` (truncation error ``O(h²)``, round-off ``O(ε/h)``)."""
+    flat = x.reshape(-1)
+    cols = []
+    for e in torch.eye(flat.numel(), dtype=x.dtype, device=x.device):
+        plus = fn((flat + step * e).reshape(x.shape))
+        minus = fn((flat - step * e).reshape(x.shape))
+        cols.append((plus - minus) / (2 * step))
+    return torch.stack(cols, dim=-1)

@@ -1,0 +1,139 @@
+"""Faults end cleanly: bad input fast and without torch, a full disk, SIGTERM/SIGHUP, runs started
+together, sizes that cannot fit. Each ends in one line and a non-zero exit, never a folder that claims
+success."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import helpers
+
+SMALL = ["--restarts", "1", "solver_table=[anderson]", "curve_layers=10"]
+
+
+def deqlab(*args, root: Path, env: dict | None = None, **kw) -> subprocess.Popen:
+    full = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(root), "DEQLAB_PROGRESS": "0", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "deqlab", *args], env=full, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_bad_input_is_refused_without_importing_torch(tmp_path):
+    """A torch that cannot be imported proves bad input is answered before torch (and any solver) loads."""
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('torch imported while checking input')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(Path(__file__).resolve().parents[1])])}
+    for args, text in [(["converge", "--init", "Normal"], "unknown model.init 'Normal'"),
+                       (["hessian", "solver.memory=0", "solver=anderson"], "solver.memory"),
+                       (["mondeq", "+train.epoch=3", "--epochs", "0"], "unknown key 'train.epoch'"),
+                       (["converge", "model.n_z=99999"], "needs about")]:
+        start = time.perf_counter()
+        p = deqlab(*args, root=tmp_path / "out", env=env)
+        out, err = p.communicate(timeout=60)
+        elapsed = time.perf_counter() - start
+        assert p.returncode == 2, (args, err)
+        assert err.count("\n") == 1 and text in err and "torch imported" not in err, err
+        assert elapsed < 20, elapsed   # about 0.5 s on a quiet machine; generous for a loaded CI box
+    assert not (tmp_path / "out").exists()
+
+
+def test_full_disk_mid_run_is_one_line_and_a_failed_folder(cli, output_root, monkeypatch):
+    import numpy as np
+
+    def no_space(file, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(getattr(file, "name", file)))
+
+    monkeypatch.setattr(np, "savez", no_space)
+    r = cli("converge", *SMALL)
+    line = helpers.assert_one_line_error(r, "No space left on device", code=1)
+    assert "cannot write" in line
+    (folder,) = list((output_root / "converge").iterdir())
+    assert folder.name.endswith(".failed")
+    assert "No space left on device" in (folder / "error.txt").read_text()
+    assert not list(folder.glob("*.npz"))   # no final name holds a truncated file
+    assert not list(folder.glob(".*tmp*"))  # nor is a temporary left behind
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_termination_signal_marks_the_folder_failed(tmp_path, sig):
+    p = deqlab("converge", "--restarts", "5000", "solver_table=[fixed_point]", root=tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((tmp_path / "converge").glob("*.partial/config.yaml")):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 128 + sig, err
+    name = signal.Signals(sig).name
+    assert err.count("\n") == 1 and f"stopped by {name}" in err, err
+    (folder,) = list((tmp_path / "converge").iterdir())
+    assert folder.name.endswith(".failed") and name in (folder / "error.txt").read_text()
+
+
+def test_runs_started_together_get_their_own_folders(tmp_path):
+    procs = [deqlab("converge", *SMALL, root=tmp_path) for _ in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    folders = sorted((tmp_path / "converge").iterdir())
+    assert len(folders) == 4 and all(not f.name.endswith((".partial", ".failed")) for f in folders)
+    assert all((f / "gap.csv").is_file() for f in folders)
+
+
+def test_sweeps_started_together_get_their_own_folders(tmp_path):
+    procs = [deqlab("sweep", "converge", "seed=0", "restarts=1", "solver_table=[anderson]", "curve_layers=10",
+                    f"output_root={tmp_path}", root=tmp_path) for _ in range(3)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    sweeps = sorted((tmp_path / "sweep" / "converge").iterdir())
+    assert len(sweeps) == 3
+    assert all((s / "0" / "gap.csv").is_file() and (s / "summary.csv").is_file() for s in sweeps)
+
+
+def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
+    from deqlab.cli.termination import descendants
+
+    p = deqlab("sweep", "converge", "seed=0,1", "restarts=5000", "solver_table=[fixed_point]", "hydra/launcher=joblib",
+               "hydra.launcher.n_jobs=2", f"output_root={tmp_path}", root=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("sweep/converge/*/*.partial/config.yaml")):
+        time.sleep(0.2)
+    assert descendants(p.pid), "the sweep should have worker processes"
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in err and err.count("\n") == 1, err
+    snapshot = {f: f.stat().st_mtime_ns for f in tmp_path.rglob("*") if f.is_file()}
+    time.sleep(3)
+    assert {f: f.stat().st_mtime_ns for f in tmp_path.rglob("*") if f.is_file()} == snapshot  # nothing writes on
+    assert not list(tmp_path.glob("sweep/converge/*/*.partial"))
+    assert list(tmp_path.glob("sweep/converge/*/*.failed/error.txt"))
+
+
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (["converge", "model.n_z=99999"], "lower model.n_z"),
+        (["hessian", "--hvp-only", "--n-z", "200000"], "model.n_z must be <= 100000"),
+        (["hessian", "--hvp-only", "--n-z", "60000", "--batch", "64"], "lower model.n_z / batch"),
+        (["nethessian", "--hidden", "100000,100000"], "lower mlp.hidden"),
+        (["nethessian", "pinn", "pinn.grid=1000000"], "pinn.grid must be <= 100000"),
+        (["nethessian", "pinn", "pinn.grid=99999"], "lower pinn.grid"),
+        (["mondeq", "--n-z", "100000"], "lower model.n_z"),
+        (["converge", "layers=[0,1000000000]"], "layers[1] must be <= 100000"),
+        (["lowrank", "--part", "study", "study.n=100000", "study.k=[1]"], "lower study.n"),
+    ],
+)
+def test_sizes_that_cannot_fit_are_refused_up_front(cli, output_root, args, text):
+    r = cli(*args)
+    helpers.assert_one_line_error(r, text)
+    assert not output_root.exists()
