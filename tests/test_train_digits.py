@@ -24,7 +24,7 @@ def test_tiny_run_fills_the_table_and_the_curvature(tiny_result):
     assert np.abs(counts / counts[0] - 1).max() < 0.1  # similar parameter counts
     assert (summary["test accuracy"] > 0.2).all()  # 10 classes: chance is 0.1
     assert summary["iterations/batch, first epoch"].iloc[0] > 1 and summary["iterations/batch, first epoch"].iloc[2] == 0
-    for col in ("training time [s]", "batches not converged"):
+    for col in ("training time (s)", "batches not converged"):
         assert col in summary.columns
     curv = r.tables["curvature"].frame
     assert len(curv) == 3 * 2 and set(curv["epoch"]) == {0, 2}

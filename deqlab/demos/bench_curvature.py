@@ -144,7 +144,7 @@ def _bench(s: CurvatureBench) -> Result:
     for name, t in times.items():
         ratio = t / times[ref]
         is_target = name.endswith(", warm") and "Lagrangian" in name
-        rows.append({"route": name, "n_z": s.hvp_n_z, "P": P, "batch": s.batch, "median time [ms]": 1e3 * t,
+        rows.append({"route": name, "n_z": s.hvp_n_z, "P": P, "batch": s.batch, "median time (ms)": 1e3 * t,
                      "ratio to gradient": ratio,
                      "rel. difference to LU HVP": relative_error(outs[name], hv_lu) if "HVP" in name else float("nan"),
                      "target": f"<= {HVP_TARGET:g}x gradient" if is_target else "",
@@ -153,7 +153,7 @@ def _bench(s: CurvatureBench) -> Result:
         f"One HVP through a DEQ wrapping a user nn.Module vs one gradient of the same loss (n_z={s.hvp_n_z}, "
         f"n_x={s.n_x}, batch {s.batch}, P={P}, Anderson atol {s.atol:g})",
         pd.DataFrame(rows),
-        formats={"median time [ms]": "{:.2f}", "ratio to gradient": "{:.2f}", "rel. difference to LU HVP": "{:.1e}"},
+        formats={"median time (ms)": "{:.2f}", "ratio to gradient": "{:.2f}", "rel. difference to LU HVP": "{:.1e}"},
         caption=f"median of {s.repeats} after {s.warmup} warm-up, routes interleaved; 'warm': a product on a built "
                 "operator (eigsh, Hutchinson, SLQ); 'cold': the operator's gradient pass (z*, lambda) and per-sample LU "
                 f"plus one product; iterative and direct routes differ from the LU one by their solves' tolerance "
@@ -168,12 +168,12 @@ def _bench(s: CurvatureBench) -> Result:
         seconds = time.perf_counter() - start
         rows.append({"linear solves": {"lu": "per-sample LU", "iterative": "Anderson"}[linear], "n_z": s.eig_n_z,
                      "P": op.shape[0], "batch": s.batch, "k": s.top_k, "eigsh tol": s.eigsh_tol,
-                     "HVPs": op.n_products, "time [s]": seconds,
+                     "HVPs": op.n_products, "time (s)": seconds,
                      "top eigenvalues": ", ".join(f"{float(e):.6g}" for e in vals[::-1]),
                      "target": f"< {EIGSH_TARGET_S:g} s", "met": "yes" if seconds < EIGSH_TARGET_S else "NO"})
     result.tables["eigsh"] = Table(
         f"Top-{s.top_k} eigenvalues of a DEQ classifier's loss Hessian (all parameters; ARPACK on the LinearOperator)",
-        pd.DataFrame(rows), formats={"time [s]": "{:.1f}"},
+        pd.DataFrame(rows), formats={"time (s)": "{:.1f}"},
         caption="time includes building the operator (one gradient pass and, for LU, the per-sample factorisation)",
     )
     return result

@@ -235,7 +235,7 @@ def _checkpoint(name, model, x, y, settings, result: Result, rows: list, densiti
     else:
         densities.setdefault(label, {})[epoch] = c["density"]
     rows.append({"model": label, "epoch": epoch, "top eigenvalue": c["top"], "trace": c["trace"],
-                 "trace std. error": c["trace_se"], "negative mass": c["negative_mass"], "time [s]": c["seconds"]})
+                 "trace std. error": c["trace_se"], "negative mass": c["negative_mass"], "time (s)": c["seconds"]})
 
 
 def run(settings: Settings) -> Result:
@@ -296,7 +296,7 @@ def _run(settings: Settings) -> Result:
                         "test accuracy": last[-1]["test accuracy"] if last else float("nan"),
                         "iterations/batch, first epoch": steps_first, "iterations/batch, last epoch": steps_last,
                         "batches not converged": f"{failed} of {settings.epochs * batches}",
-                        "training time [s]": train_seconds})
+                        "training time (s)": train_seconds})
         if name == "tanh_deq" and failed:
             result.notes.append(f"{label}: {failed} of {settings.epochs * batches} training batches' forward solves did "
                                 f"not converge in {settings.max_iter} iterations (nothing guarantees them).")
@@ -314,7 +314,7 @@ def _tables(settings, result, summary, history, curvature, densities, n_train, n
         f"seed {settings.seed}",
         pd.DataFrame(summary),
         formats={"test accuracy": "{:.4f}", "iterations/batch, first epoch": "{:.1f}",
-                 "iterations/batch, last epoch": "{:.1f}", "training time [s]": "{:.1f}"},
+                 "iterations/batch, last epoch": "{:.1f}", "training time (s)": "{:.1f}"},
         caption="Forward iterations: mean over the epoch's batches (MLP: none). " + machine_note("float64"),
     )
     result.tables["history"] = Table("Per epoch: test accuracy and forward iterations", pd.DataFrame(history),
@@ -327,7 +327,7 @@ def _tables(settings, result, summary, history, curvature, densities, n_train, n
             f"negative eigenvalues / sum of |eigenvalue| (SLQ, {settings.lanczos_steps} Lanczos steps)",
             pd.DataFrame(curvature),
             formats={"top eigenvalue": "{:.4g}", "trace": "{:.4g}", "trace std. error": "{:.2g}",
-                     "negative mass": "{:.4f}", "time [s]": "{:.1f}"},
+                     "negative mass": "{:.4f}", "time (s)": "{:.1f}"},
         )
     frame = pd.DataFrame(history)
     if len(frame):
