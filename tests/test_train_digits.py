@@ -80,3 +80,48 @@ def test_missing_scikit_learn_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(InputError, match=r'pip install "deqlab\[data\]"'):
         td.load_digits_data(0.25, 0)
+
+
+def test_monotone_checkpoint_view_matches_an_unrolled_splitting():
+    """The monotone DEQ's curvature (its ReLU layer viewed as a DEQ, started at the PR solution) against
+    torch.func.hessian through forward-backward steps of the same model, as many as bring the
+    contraction factor below 1e-16."""
+    import torch
+
+    from deqlab.implicit import LossHessian
+    from deqlab.implicit.checks import relative_error
+    from deqlab.implicit.mondeq import unrolled_equilibrium
+    from deqlab.models.mondeq import MonDEQ, lipschitz, monotonicity
+
+    torch.manual_seed(3)
+    mon = MonDEQ(4, 3, 2, m=1.0, nonlinearity="relu")
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 2, (5,), generator=gen)
+    view = td.curvature_model("monotone_deq", mon, x, Settings(models=["monotone_deq"], m=1.0))
+    op = LossHessian(view, torch.nn.functional.cross_entropy, x, y)
+    names = [k for k, _ in mon.named_parameters()]
+    assert [k.split(".")[-1] for k in op.names] == [k.split(".")[-1] for k in names] == ["A", "B", "weight", "bias",
+                                                                                          "weight", "bias"]
+    W = mon.weight().detach()
+    m, L = monotonicity(W), lipschitz(W)
+    alpha = m / L**2  # forward-backward contracts by sqrt(1 - m²/L²) per step at this step
+    steps = math.ceil(math.log(1e-16) / math.log(math.sqrt(1 - (m / L) ** 2)))
+
+    class Unrolled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mon = mon
+
+        def forward(self, x):
+            return self.mon.readout(unrolled_equilibrium(self.mon, x, steps, alpha=alpha))
+
+    unrolled = Unrolled()
+
+    def unrolled_loss(theta):
+        params = {f"mon.{k}": v for k, v in zip(names, op.unflatten(theta).values())}
+        return torch.nn.functional.cross_entropy(torch.func.functional_call(unrolled, params, (x,)), y)
+
+    H_u = torch.func.hessian(unrolled_loss)(op.theta)
+    assert float(H_u.abs().max()) > 1e-3
+    assert relative_error(op.dense(), H_u) <= 1e-10
