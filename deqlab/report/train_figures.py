@@ -63,7 +63,7 @@ def spectral_densities(pairs: Mapping[str, tuple], *, title: str, points: int = 
         ax.set_ylim(bottom=1e-6)
         ax.set_title(name, fontsize=9)
         ax.set_ylabel("density [1/eigenvalue]")
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
     axes[-1, 0].set_xlabel("Hessian eigenvalue (of the mean cross-entropy; dimensionless)")
     fig.suptitle(title, fontsize=10)
