@@ -36,6 +36,7 @@ class Result:
         files: name → callable ``(path) -> None`` writing any other artefact (``hessian.npy``, a model).
         notes: lines printed after the tables.
         failures: problems the user must see (non-convergence); ``--strict`` turns them into exit 1.
+        headline: a few named numbers that sum the run up (a sweep's table across jobs shows them).
     """
 
     command: str
@@ -45,3 +46,4 @@ class Result:
     files: dict[str, Callable] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    headline: dict[str, float] = field(default_factory=dict)

@@ -11,6 +11,12 @@ from deqlab.settings import checks
 TINY = {"batch": 16, "hvp_n_z": 8, "eig_n_z": 12, "n_x": 6, "classes": 3, "top_k": 2, "repeats": 2, "warmup": 1}
 
 
+def _cpu_only(device) -> None:
+    checks.device("device", device)
+    if device != "cpu":
+        raise InputError(f"deqlab bench curvature runs on the CPU only (not checked on CUDA), got device={device!r}")
+
+
 @dataclass
 class CurvatureBench:
     """``deqlab bench curvature``.
@@ -40,6 +46,7 @@ class CurvatureBench:
     warmup: int = 2
     seed: int = 0
     eig_iterative: bool = True
+    device: str = "cpu"   # the CPU only: this bench has not been checked on CUDA
 
     def __post_init__(self) -> None:
         checks.count("threads", self.threads, maximum=1024)
@@ -54,6 +61,7 @@ class CurvatureBench:
         checks.count("repeats", self.repeats, maximum=100_000)
         checks.count("warmup", self.warmup, minimum=0, maximum=100_000)
         checks.seed("seed", self.seed)
+        _cpu_only(self.device)
         if not isinstance(self.eig_iterative, bool):
             raise InputError(f"eig_iterative must be true or false, got {self.eig_iterative!r}")
 

@@ -16,6 +16,12 @@ TINY = {"epochs": 2, "batch": 128, "n_z": 12, "checkpoints": 2, "hessian_batch":
         "slq_probes": 2, "eig_tol": 1e-2, "max_iter": 60}
 
 
+def _cpu_only(device) -> None:
+    checks.device("device", device)
+    if device != "cpu":
+        raise InputError(f"deqlab train digits runs on the CPU only (not checked on CUDA), got device={device!r}")
+
+
 @dataclass
 class Settings:
     """``deqlab train digits``.
@@ -59,6 +65,7 @@ class Settings:
     data_seed: int = 0
     threads: int = 1
     models: List[str] = field(default_factory=lambda: list(MODEL_NAMES))
+    device: str = "cpu"   # the CPU only: this command has not been checked on CUDA
 
     def __post_init__(self) -> None:
         checks.count("epochs", self.epochs, minimum=0, maximum=100_000)
@@ -79,6 +86,7 @@ class Settings:
         checks.seed("seed", self.seed)
         checks.seed("data_seed", self.data_seed, numpy=True)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
+        _cpu_only(self.device)
         models = checks.choices("models", self.models, MODEL_NAMES)
         if len(set(models)) != len(models):
             raise InputError(f"models must not repeat a name, got {models}")
