@@ -26,12 +26,7 @@ import torch
 
 from deqlab.solvers.registry import SOLVERS, get_solver
 from deqlab.solvers.result import SolverResult
-from deqlab.solvers.splitting import (
-    SPLITTING_SOLVERS,
-    get_splitting_solver,
-    layer_map,
-    peaceman_rachford_backward,
-)
+from deqlab.solvers.splitting import SPLITTING_SOLVERS, get_splitting_solver, layer_map, peaceman_rachford_backward
 
 #: Every forward method by config name: the splitting methods and the black-box solvers.
 FORWARD_METHODS = (*SPLITTING_SOLVERS, *SOLVERS)
