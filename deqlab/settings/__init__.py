@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "lowrank": "deqlab.settings.lowrank:Settings",
     "sysid": "deqlab.settings.sysid:Settings",
     "sysid_evaluate": "deqlab.settings.sysid:EvaluateSettings",
+    "sysid_f16": "deqlab.settings.sysid_f16:Settings",
     "bench_solvers": "deqlab.settings.bench:SolversBench",
     "bench_hessian": "deqlab.settings.bench:HessianBench",
     "bench_lowrank": "deqlab.settings.bench:LowrankBench",
