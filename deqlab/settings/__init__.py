@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "bench_mondeq": "deqlab.settings.bench:MonDEQBench",
     "bench_nethessian": "deqlab.settings.bench:NethessianBench",
     "bench_sysid": "deqlab.settings.bench:SysidBench",
+    "train_digits": "deqlab.settings.train_digits:Settings",
+    "bench_curvature": "deqlab.settings.bench_curvature:CurvatureBench",
 }
 
 
