@@ -125,3 +125,12 @@ def test_monotone_checkpoint_view_matches_an_unrolled_splitting():
     H_u = torch.func.hessian(unrolled_loss)(op.theta)
     assert float(H_u.abs().max()) > 1e-3
     assert relative_error(op.dense(), H_u) <= 1e-10
+
+
+def test_cli_train_digits_tiny_and_bad_input(cli, output_root):
+    r = cli("train", "digits", "--tiny", "--models", "tanh_deq,mlp")
+    assert r.exit_code == 0, r.output + r.stderr
+    (folder,) = list((output_root / "train" / "digits").iterdir())
+    assert (folder / "config.yaml").is_file() and list(folder.glob("*.csv"))
+    bad = cli("train", "digits", "lr=-1")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: lr") and bad.stderr.count("\n") == 1
