@@ -37,6 +37,11 @@ class SolverResult:
         solver: registry name of the solver.
         atol, rtol: the tolerances the rule used.
         message: a short human-readable account ("converged", "max_iter reached", "non-finite").
+        extras: solver-specific diagnostics.
+        host_roundtrip: the solve left the device of ``z0``: the iterates went through the host (NumPy/scipy)
+            and the result was moved back (``False`` for every pure-torch solver, which stays on ``z0.device``).
+
+    Every tensor field lives on ``z0.device`` (and ``z``, ``residual`` and the traces have ``z0.dtype``).
     """
 
     z: torch.Tensor
@@ -52,6 +57,7 @@ class SolverResult:
     rtol: float
     message: str = ""
     extras: dict = field(default_factory=dict)
+    host_roundtrip: bool = False
 
     @property
     def all_converged(self) -> bool:
@@ -127,14 +133,14 @@ class Monitor:
         last = self.abs_trace[-1]
         return bool((~torch.isfinite(last) | self.best_ok).all()) and not self.done
 
-    def result(self, n_steps: int, **extras) -> SolverResult:
+    def result(self, n_steps: int, *, host_roundtrip: bool = False, **extras) -> SolverResult:
         if self.done:
             message = "converged"
         elif self.abs_trace and self.hopeless:
             message = "diverged (non-finite residual)"
         else:
             message = f"not converged after {n_steps} steps"
-        empty = torch.zeros((0, self.best_z.shape[0]), dtype=self.best_z.dtype)
+        empty = torch.zeros((0, self.best_z.shape[0]), dtype=self.best_z.dtype, device=self.best_z.device)
         return SolverResult(
             z=self.best_z,
             converged=self.best_ok.clone(),
@@ -149,4 +155,5 @@ class Monitor:
             rtol=self.rtol,
             message=message,
             extras=extras,
+            host_roundtrip=host_roundtrip,
         )
