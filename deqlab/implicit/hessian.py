@@ -81,7 +81,7 @@ TIGHT = SolveOptions(atol=1e-14, max_iter=2000)
 def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None) -> torch.Tensor:
     """``z*`` of the tanh DEQ from ``z = 0`` (no graph); raises ``NotConvergedError`` per ``opts.on_fail``."""
     opts = opts or TIGHT
-    z0 = torch.zeros(x.shape[0], W_z.shape[0], dtype=W_z.dtype)
+    z0 = torch.zeros(x.shape[0], W_z.shape[0], dtype=W_z.dtype, device=W_z.device)
     with torch.no_grad():
         return opts.solve(lambda z: tanh_map(z, W_z, b_z, U_z, x), z0, linear=False).z
 
@@ -143,7 +143,7 @@ def deq_hessian_parts(
     h = z_star.detach()
     B, N = h.shape
     n_y = Wy.shape[0]
-    eye = torch.eye(N, dtype=h.dtype)
+    eye = torch.eye(N, dtype=h.dtype, device=h.device)
 
     s1 = 1 - h * h  # σ'(a) = 1 − tanh², at the fixed point tanh(a) = h
     s2 = -2 * h * s1  # σ''(a)
@@ -159,14 +159,14 @@ def deq_hessian_parts(
     V = Mt @ (s1[:, :, None] * Wy.T)  # Mᵀ D W_yᵀ, (B, N, n_y): Term A's Q̃ = V Vᵀ has rank n_y
     Qt_a = V @ V.transpose(1, 2)
     Qt_b = Mt @ ((lam * s2)[:, :, None] * M)
-    ones = torch.ones(B, 1, dtype=h.dtype)
+    ones = torch.ones(B, 1, dtype=h.dtype, device=h.device)
     u = {"W_z": h, "b_z": ones, "U_z": x}  # A_θ = [I ⊗ hᵀ, I ⊗ 1, I ⊗ xᵀ]
 
     slices = group_slices(params, groups)
     P = max(sl.stop for sl in slices.values())
-    A = torch.zeros(P, P, dtype=h.dtype)
-    Bt = torch.zeros(P, P, dtype=h.dtype) if split_terms else A  # one matrix when the terms are not wanted
-    R = torch.zeros(P, P, dtype=h.dtype) if split_terms else A
+    A = torch.zeros(P, P, dtype=h.dtype, device=h.device)
+    Bt = torch.zeros(P, P, dtype=h.dtype, device=h.device) if split_terms else A  # one matrix when the terms are not wanted
+    R = torch.zeros(P, P, dtype=h.dtype, device=h.device) if split_terms else A
     if not split_terms:
         Qt_b = Qt_a + Qt_b
     dyn = [g for g in groups if g in DYNAMIC]
@@ -198,7 +198,7 @@ def deq_hessian_parts(
             blk = (T.T @ u[g2]).reshape(-1, N * u[g2].shape[1])
             R[slices[g1], slices[g2]] = blk
             R[slices[g2], slices[g1]] = blk.T
-    eye_y = torch.eye(n_y, dtype=h.dtype)
+    eye_y = torch.eye(n_y, dtype=h.dtype, device=h.device)
     if "W_y" in rd:
         R[slices["W_y"], slices["W_y"]] = torch.kron(eye_y, h.T @ h)
     if "b_y" in rd:
@@ -266,7 +266,7 @@ def implicit_hessian_generic(f, loss, theta_d: torch.Tensor, theta_r: torch.Tens
     ``h`` ``(n,)`` must be the fixed point ``h = f(θ_d, h)``. Costs ``O((n + P)²)`` memory: small problems.
     """
     n = h.numel()
-    eye = torch.eye(n, dtype=h.dtype)
+    eye = torch.eye(n, dtype=h.dtype, device=h.device)
     J = torch.func.jacrev(f, argnums=1)(theta_d, h)
     Ft = torch.func.jacrev(f, argnums=0)(theta_d, h)
     Z = torch.linalg.solve(eye - J, Ft)
@@ -289,7 +289,7 @@ def deq_gradient(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", 
     s1 = 1 - h * h
     r = h @ W_y.detach().T + b_y.detach() - y
     g_h = r @ W_y.detach()
-    IJ = torch.eye(h.shape[1], dtype=h.dtype) - s1[:, :, None] * W
+    IJ = torch.eye(h.shape[1], dtype=h.dtype, device=h.device) - s1[:, :, None] * W
     lam = torch.linalg.solve(IJ.transpose(1, 2), g_h[:, :, None])[..., 0]
     mu = s1 * lam
     grads = {"W_z": mu.T @ h, "b_z": mu.sum(0), "U_z": mu.T @ x, "W_y": r.T @ h, "b_y": r.sum(0)}
@@ -317,10 +317,10 @@ def tanh_generic_pieces(params: dict, groups, x: torch.Tensor, y: torch.Tensor, 
         return loss_at(p, hf.reshape(shape), y)
 
     td = flatten(params, dyn)
-    tr = flatten(params, rd) if rd else torch.zeros(0, dtype=td.dtype)
+    tr = flatten(params, rd) if rd else torch.zeros(0, dtype=td.dtype, device=td.device)
     pieces = implicit_hessian_generic(f, loss, td, tr, z_star.detach().reshape(-1))
     if not any(g in DYNAMIC for g in groups):  # no dynamic group selected: drop the b_z placeholder
-        z = torch.zeros(pieces.Z.shape[0], 0, dtype=td.dtype)
-        e = torch.zeros(0, 0, dtype=td.dtype)
+        z = torch.zeros(pieces.Z.shape[0], 0, dtype=td.dtype, device=td.device)
+        e = torch.zeros(0, 0, dtype=td.dtype, device=td.device)
         pieces = GenericPieces(z, pieces.lam, e, z, pieces.S_hh, pieces.l_hh, pieces.l_rh, pieces.l_rr)
     return pieces

@@ -57,7 +57,7 @@ class DEQHessianOperator:
         self.linear = linear
         s1 = 1 - self.h**2
         self.J = s1[:, :, None] * p["W_z"]  # (B, N, N), J_s = D_s W_z
-        eye = torch.eye(self.h.shape[1], dtype=self.h.dtype)
+        eye = torch.eye(self.h.shape[1], dtype=self.h.dtype, device=self.h.device)
         if linear == "lu":
             self._lu = torch.linalg.lu_factor(eye - self.J)
         g_h = torch.func.grad(self._loss, argnums=1)(self.theta, self.h)
@@ -82,6 +82,11 @@ class DEQHessianOperator:
     def size(self) -> int:
         return self.theta.numel()
 
+    @property
+    def device(self) -> torch.device:
+        """Where ``θ`` lives: every product is computed there (``v`` must live there too)."""
+        return self.theta.device
+
     def solve_adjoint(self, g: torch.Tensor) -> torch.Tensor:
         """``(I − J)⁻ᵀ g`` per sample; ``g`` ``(B, N)``."""
         if self.linear == "lu":
@@ -104,7 +109,7 @@ class DEQHessianOperator:
         p, h = self.params, self.h
         self._s1 = 1 - h * h
         self._s2 = -2 * h * self._s1
-        eye = torch.eye(h.shape[1], dtype=h.dtype)
+        eye = torch.eye(h.shape[1], dtype=h.dtype, device=h.device)
         self._luM = torch.linalg.lu_factor(eye - p["W_z"] * self._s1[:, None, :])  # I − W D, per sample
         self._r = h @ p["W_y"].T + p["b_y"] - self.y
         # μ = Dλ = Mᵀ D ∇ₕℓ, λ = ∇ₕℓ + Wᵀμ  (one adjoint solve)
@@ -161,7 +166,7 @@ class DEQHessianOperator:
 
     def dense(self) -> torch.Tensor:
         """``H`` column by column from :meth:`matvec` (tests and small models only)."""
-        eye = torch.eye(self.size, dtype=self.theta.dtype)
+        eye = torch.eye(self.size, dtype=self.theta.dtype, device=self.theta.device)
         return torch.stack([self.matvec(e) for e in eye], dim=1)
 
 
