@@ -59,7 +59,7 @@ def test_bench_alone_prints_its_help_and_exits_0(cli):
 def test_bench_help_lists_keys_and_run_time(cli):
     r = cli("bench", "lowrank", "--help")
     text = " ".join(r.output.split())
-    assert "Keys: seed, threads, n, rank, k" in text and "Takes about" in text
+    assert "Keys: device, seed, threads, n, rank, k" in text and "Takes about" in text
 
 
 def test_option_help_names_existing_keys():
@@ -86,3 +86,29 @@ def test_config_prints_the_resolved_settings(cli):
 def test_sysid_evaluate_requires_data(cli, tmp_path):
     r = cli("sysid", "evaluate", str(tmp_path))
     assert r.exit_code == 2 and "Missing option '--data'" in r.stderr
+
+
+def test_every_command_takes_a_device(cli, output_root):
+    """--device on every command; a CUDA device where there is none is one line and exit 2."""
+    import torch
+
+    for args in (["converge"], ["hessian"], ["mondeq"], ["nethessian"], ["nethessian", "pinn"], ["lowrank"],
+                 ["sysid", "pendulum"], ["bench", "solvers"], ["bench", "hessian"], ["bench", "lowrank"],
+                 ["bench", "mondeq"], ["bench", "nethessian"], ["bench", "sysid"]):
+        assert "--device" in cli(*args, "--help").output, args
+        bad = cli(*args, "--device", "gpu")
+        assert bad.exit_code == 2 and "device must be cpu, cuda, cuda:N or auto" in bad.stderr, (args, bad.stderr)
+        if not torch.cuda.is_available():
+            r = cli(*args, "--device", "cuda")
+            assert r.exit_code == 2 and "finds no CUDA device" in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+    assert not output_root.exists()
+
+
+def test_device_auto_runs_on_what_there_is(cli, output_root):
+    import torch
+
+    r = cli("converge", "--device", "auto", "--restarts", "1", "solver_table=[anderson]", "curve_layers=10")
+    assert r.exit_code == 0, r.stderr
+    (folder,) = list((output_root / "converge").iterdir())
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert f"device: {expected}" in (folder / "config.yaml").read_text()

@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from deqlab.solvers import SOLVERS, anderson, broyden, fixed_point_iteration, get_solver, newton
+from deqlab.solvers import (
+    SOLVERS,
+    anderson,
+    broyden,
+    fixed_point_iteration,
+    get_solver,
+    newton,
+)
 from deqlab.solvers.registry import configured_solver
-from deqlab.solvers.result import Monitor
+from deqlab.solvers.result import Monitor, SolverStatus
 
 ATOL = 1e-12            # stopping tolerance used in these tests (float64)
 POINT_TOL = 1e-10       # distance to the closed-form fixed point
@@ -98,7 +105,26 @@ def test_non_convergence_is_reported(name):
 def test_nan_map_is_not_converged():
     res = anderson(lambda z: z * float("nan"), torch.ones(2, 3, dtype=torch.float64), atol=1e-8, max_iter=10)
     assert not res.converged.any()
-    assert "diverged" in res.message
+    assert res.status == SolverStatus.NONFINITE and "non-finite" in res.message
+
+
+def test_status_says_what_happened_beside_a_finite_residual():
+    """Issue 11 item 4: a solve that blew up to inf keeps its best *finite* iterate, so the residual it
+    reports is finite; the status (nonfinite) and the message say both things, never "diverged
+    (non-finite residual)" beside a finite number."""
+    blowup = lambda z: 10.0 * z * z + 1.0
+    res = fixed_point_iteration(blowup, torch.zeros(1, 1, dtype=torch.float64), atol=1e-10, max_iter=50)
+    assert res.status == SolverStatus.NONFINITE
+    assert torch.isfinite(res.residual).all()
+    assert f"{res.max_residual:.3g}" in res.message
+    # growing but finite within the budget: diverged
+    res = fixed_point_iteration(lambda z: 2.0 * z + 1.0, torch.zeros(1, 1, dtype=torch.float64), atol=1e-10, max_iter=20)
+    assert res.status == SolverStatus.DIVERGED and "diverged" in res.message
+    # slow but not growing: max_steps
+    res = fixed_point_iteration(lambda z: 0.999 * z + 1.0, torch.zeros(1, 1, dtype=torch.float64), atol=1e-10, max_iter=20)
+    assert res.status == SolverStatus.MAX_STEPS and "not converged after 20 steps" in res.message
+    res = fixed_point_iteration(lambda z: 0.5 * z + 1.0, torch.zeros(1, 1, dtype=torch.float64), atol=1e-10, max_iter=100)
+    assert res.status == SolverStatus.CONVERGED and res.message == "converged"
 
 
 def test_per_sample_convergence_flags():

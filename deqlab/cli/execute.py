@@ -24,6 +24,8 @@ from deqlab.errors import DeqlabError, InputError
 
 #: context_settings for commands that take trailing ``key=value`` Hydra overrides.
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+#: ``--device`` of every command (the settings key ``device``)
+DEVICE_OPTION = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto (CUDA when there is one). Key device, default cpu.")
 
 
 def fail(message: str, code: int) -> None:
@@ -131,7 +133,7 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> 
         try:
             write_text(run_dir.file("config.yaml"), settings_yaml(settings))
             demo = importlib.import_module(f"deqlab.demos.{command}")
-            result = demo.run(settings)
+            result = _run_on_device(demo, settings)
             save(result, run_dir.path)
             show(result, console)
         except InputError as exc:           # bad input only the run could see (a data file): nothing to keep
@@ -166,6 +168,17 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> 
     return Outcome(0, "", result, folder)
 
 
+def _run_on_device(demo, settings):
+    """``demo.run(settings)``, with tensors created without a device landing on ``settings.device``."""
+    device = getattr(settings, "device", "cpu")
+    if device == "cpu":
+        return demo.run(settings)
+    import torch
+
+    with torch.device(device):
+        return demo.run(settings)
+
+
 def _failed(run_dir, message: str, code: int) -> Outcome:
     folder, problem = run_dir.fail(message)
     suffix = f" ({problem})" if problem else ""
@@ -180,7 +193,25 @@ def check_resources(settings) -> None:
         check_memory(estimates())
 
 
-def execute(command: str, overrides: Sequence[str], *, folder: str | None = None):
+def resolve_device(settings) -> None:
+    """Turn ``auto`` into ``cuda``/``cpu`` and refuse a CUDA device that is not there (imports torch only
+    when a device other than the CPU is asked for)."""
+    name = getattr(settings, "device", "cpu")
+    if name == "cpu":
+        return
+    import torch
+
+    if name == "auto":
+        settings.device = "cuda" if torch.cuda.is_available() else "cpu"
+        return
+    if not torch.cuda.is_available():
+        raise InputError(f"device {name} asked for, but torch {torch.__version__} finds no CUDA device here; use --device cpu")
+    index = int(name.split(":")[1]) if ":" in name else 0
+    if index >= torch.cuda.device_count():
+        raise InputError(f"device {name} asked for, but there are {torch.cuda.device_count()} CUDA device(s)")
+
+
+def execute(command: str, overrides: Sequence[str], *, folder: str | None = None, device: str | None = None):
     """A single run of ``command`` from the command line: returns the Result or exits."""
     from rich.console import Console
 
@@ -188,8 +219,9 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
     from deqlab.cli.run_folder import RunFolder
 
     try:
-        settings, run = load(command, list(overrides))
+        settings, run = load(command, [*option_overrides(device=device), *overrides])
         check_resources(settings)
+        resolve_device(settings)
     except InputError as exc:
         fail(str(exc), 2)
     try:
@@ -229,6 +261,7 @@ def run_job(command: str, cfg) -> dict:
     try:
         settings, run = to_settings(command, cfg)
         check_resources(settings)
+        resolve_device(settings)
     except InputError as exc:
         outcome = _failed(run_dir, str(exc), 2)
     else:

@@ -6,7 +6,7 @@ import contextlib
 import json
 from pathlib import Path
 
-from deqlab.cli.execute import check_resources, fail
+from deqlab.cli.execute import check_resources, fail, resolve_device
 from deqlab.errors import InputError
 
 #: CLI names of the sweepable commands → their config names (the underscore spellings work too)
@@ -56,6 +56,7 @@ def run_sweep(command: str, args: list[str]) -> None:
             cfg = compose(command, probe, with_hydra=True)
             settings, run = to_settings(command, cfg)
             check_resources(settings)
+            resolve_device(settings)
     except InputError as exc:
         fail(str(exc), 2)
     given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]

@@ -34,17 +34,38 @@ from deqlab.implicit.hvp import DEQHessianOperator, fd_hvp
 from deqlab.implicit.layer import SolveOptions, tanh_map
 from deqlab.implicit.params import READOUT, check_groups, flatten, group_slices, model_params
 from deqlab.implicit.pitfalls import two_mtz_hessian
+from deqlab.implicit.polish import polish_tanh_equilibrium
 from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
 from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report.hessian_figures import extreme_spectrum_plot, hessian_heatmaps, spectrum_plot
+from deqlab.report.fixed_points import fixed_point_table
+from deqlab.solvers.registry import SOLVERS
+from deqlab.solvers.survey import describe_alternatives, survey_fixed_points
+
+#: The smallest forward-solve atol float32 reaches reliably (‖f(z) − z‖ carries ~√N·ε₃₂·‖z‖ of round-off).
+FLOAT32_MIN_ATOL = 1e-6
+#: cond₂(I − J) above this at z*: a near-critical fixed point, noted and reported as a failure (--strict).
+NEAR_CRITICAL_COND = 1e3
+
 
 def solve_options(cfg, dtype) -> SolveOptions:
+    """The solve options; in float32 an atol below :data:`FLOAT32_MIN_ATOL` is raised to it (the
+    caller reports the change: :func:`atol_change`)."""
     extra = cfg.solver.options()
     atol = float(cfg.solver.atol)
     if dtype == torch.float32:
-        atol = max(atol, 1e-6)  # float32 cannot reach float64 tolerances
+        atol = max(atol, FLOAT32_MIN_ATOL)  # float32 cannot reach float64 tolerances
     return SolveOptions(solver=cfg.solver.name, linear_solver=cfg.solver.name, atol=atol, rtol=float(cfg.solver.rtol),
                         max_iter=int(cfg.solver.max_iter), options=tuple(sorted(extra.items())), on_fail="ignore")
+
+
+def atol_change(cfg, opts: SolveOptions) -> str | None:
+    """A sentence when the solve runs at another atol than the one asked for, else ``None``."""
+    asked = float(cfg.solver.atol)
+    if opts.atol == asked:
+        return None
+    return (f"solver.atol {asked:g} is below what {cfg.dtype} can reach; every solve ran at atol {opts.atol:g} "
+            f"(the smallest {cfg.dtype} reaches reliably); use --dtype float64 for tighter tolerances")
 
 
 def make_problem(cfg, dtype):
@@ -111,22 +132,58 @@ def run(cfg) -> Result:
             raise NotConvergedError(msg + "; derivatives at a non-equilibrium are meaningless (go_on=true to report them anyway, marked)")
         result.failures.append(msg + "; every figure below is marked UNCONVERGED")
         mark = " [UNCONVERGED forward solve]"
-    z = res.z
+    F = partial(tanh_map, W_z=params["W_z"], b_z=params["b_z"], U_z=params["U_z"], x=x)
+    points = survey_fixed_points(lambda zz: F(zz), z0, res, list(SOLVERS), atol=opts.atol, rtol=opts.rtol,
+                                 max_iter=opts.max_iter, options=dict(opts.options), known={opts.solver: res})
+    z, polish = res.z, None
+    if res.all_converged:
+        polish = polish_tanh_equilibrium(params["W_z"], params["b_z"], params["U_z"], x, res.z)
+        z = polish.z
     cond, rho = conditioning(params, z)
     bad = float(cond.max()) > cfg.max_cond or not torch.isfinite(cond).all()
     if bad or (cfg.require_contractive and float(rho.max()) >= 1):
+        found = (f"{opts.solver} converged to a point where cond₂(I − J) = {float(cond.max()):.3e} "
+                 f"(max_cond {cfg.max_cond:g}) and spectral radius ρ(J) = {float(rho.max()):.4f} (forward residual "
+                 f"{res.max_residual:.1e}, init={cfg.model.init})")
+        others = describe_alternatives([p for p in points if p.solver != opts.solver])
+        hint = next((f" (--solver {p.solver} differentiates it)" for p in points
+                     if p.attracting and not p.same_point), "")
         raise IllConditionedError(
-            f"I − J at the fixed point is {'ill-conditioned' if bad else 'not contractive'}: cond₂(I − J) = "
-            f"{float(cond.max()):.3e} (max_cond {cfg.max_cond:g}), spectral radius ρ(J) = {float(rho.max()):.4f} "
-            f"(forward residual {res.max_residual:.1e}, init={cfg.model.init}); "
+            f"I − J at the fixed point is {'ill-conditioned' if bad else 'not contractive'}: {found}; "
             + ("I − J is numerically singular, the implicit derivatives would be noise; refusing to report them"
                if bad else "a repelling fixed point that the weight-tied iteration never reaches; refusing to report "
                "derivatives (require_contractive=false to differentiate it anyway)")
+            + f". From z = 0, {others}{hint}."
         )
+    change = atol_change(cfg, opts)
+    if change:
+        result.notes.append(change)
+    if polish is None:
+        result.notes.append("the forward solve did not converge: z* was not polished (derivatives at the solver's best iterate)")
+    near_critical = float(cond.max()) > NEAR_CRITICAL_COND
+    if near_critical:
+        result.notes.append(
+            f"near-critical fixed point: cond₂(I − J) = {float(cond.max()):.3e} > {NEAR_CRITICAL_COND:g} (ρ(J) = "
+            f"{float(rho.max()):.6f}); J has an eigenvalue close to 1, so every implicit derivative is that much more "
+            f"sensitive to z*. z* was polished to residual {float(polish.residual.max()) if polish else float('nan'):.1e} "
+            f"(extended precision), which leaves the closed form accurate to ≈ cond₂·1e-16 = {1e-16 * float(cond.max()):.0e}; "
+            f"a second fixed point may lie within ~1/cond₂ of this one (see the fixed-points table).")
+        result.failures.append(f"cond₂(I − J) = {float(cond.max()):.3e} at z* is above {NEAR_CRITICAL_COND:g}: a near-critical "
+                               f"fixed point whose derivatives are accurate only to ≈ {1e-16 * float(cond.max()):.0e}")
+    others = [p for p in points if p.converged and not p.same_point]
+    if others:
+        result.notes.append("other solvers found other equilibria from z = 0: " + "; ".join(
+            f"{p.solver} (||z - z*|| = {p.distance:.3g}, rho(J) = {p.rho:.4f})" for p in others)
+            + "; the derivatives here are those at the configured solver's point")
+    for p in points:
+        if p.result is None:
+            result.notes.append(f"fixed-points table: {p.solver} raised: {p.error}")
     base = {"P": sum(params[g].numel() for g in groups), "batch": cfg.batch, "n_z": cfg.model.n_z,
             "cond(I-J) max": float(cond.max()), "rho(J) max": float(rho.max()),
             "forward residual": res.max_residual, "forward steps": res.n_steps, "forward converged": res.all_converged,
-            "forward time (s)": t_fwd}
+            "forward time (s)": t_fwd, "solver atol asked": float(cfg.solver.atol), "solver atol used": opts.atol,
+            "residual after polish": float(polish.residual.max()) if polish else float("nan"),
+            "polish moved ||dz||": float(polish.moved.max()) if polish else float("nan")}
     slices = group_slices(params, groups)
     result.arrays["problem"] = {
         **{k: v.detach().cpu().numpy() for k, v in params.items()},
@@ -138,6 +195,9 @@ def run(cfg) -> Result:
         _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark)
     else:
         _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices)
+    result.tables["fixed_points"] = fixed_point_table(
+        points, f"Fixed points found from z = 0 by every registered solver{mark}",
+        f"the {opts.solver} point, the one differentiated (before polishing)")
     return result
 
 
@@ -160,15 +220,25 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
     P = H.shape[0]
     small = P <= cfg.max_reference_p
     tight = SolveOptions(**{**opts.__dict__, "on_fail": "raise"})
+    cond_rho = f"cond₂(I−J) = {base['cond(I-J) max']:.3e}, ρ(J) = {base['rho(J) max']:.6f}"
     rows = [{"route": "closed form (structured)", "rel. error": 0.0,
-             "time (s)": t_cf, "detail": "reference of this table"}]
+             "time (s)": t_cf, "detail": f"reference of this table; at z*: {cond_rho}"}]
     if cfg.check_fd:
         _route(rows, result, "(a) central FD of implicit gradient", f"step {cfg.fd_step:g}, {2 * P} forward solves",
                lambda: fd_hessian(params, groups, x, y, step=cfg.fd_step, opts=tight), H)
     if small:
+        # z^L − z* ~ ρ^L; its k-th θ-derivative picks up a factor L per order: ~ L²ρ^L for the Hessian
+        truncation = cfg.unroll_steps**2 * base['rho(J) max'] ** cfg.unroll_steps
         _route(rows, result, f"(b) torch.func.hessian, {cfg.unroll_steps}-layer unroll",
-               f"unroll truncation ~ rho^L = {base['rho(J) max'] ** cfg.unroll_steps:.1e}",
+               f"unroll truncation ~ L^2 rho^L = {truncation:.1e}",
                lambda: unrolled_hessian(params, groups, x, y, steps=cfg.unroll_steps), H)
+        if truncation > 1e-10:
+            result.notes.append(
+                f"route (b) differentiates z^L, the state after L = {cfg.unroll_steps} layers from z = 0, not z*: its "
+                f"second derivatives approach the DEQ's like L²ρ(J)^L = {cfg.unroll_steps}²·{base['rho(J) max']:.6f}^{cfg.unroll_steps} "
+                f"= {truncation:.1e}, "
+                "so its error here is the unroll's truncation, not the closed form's; routes (c) and (d) do not truncate "
+                "(raise --steps to watch (b) converge).")
         if cfg.check_layer:
             _route(rows, result, "(c) torch.func.hessian, implicit layer", f"IFT rules, {opts.solver} atol {opts.atol:g}",
                    lambda: layer_hessian(params, groups, x, y, opts=tight), H)
@@ -184,7 +254,8 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
     else:
         result.notes.append(f"P = {P} > max_reference_p = {cfg.max_reference_p}: routes (b)-(d) and the pitfall skipped")
     routes = pd.DataFrame(rows)
-    result.tables["routes"] = Table(f"Closed-form Hessian vs independent routes (P={P}, batch={cfg.batch}, {cfg.dtype}){mark}", routes,
+    result.tables["routes"] = Table(f"Closed-form Hessian vs independent routes (P={P}, batch={cfg.batch}, {cfg.dtype}; "
+                                    f"{cond_rho}){mark}", routes,
                                     formats={"rel. error": "{:.2e}", "time (s)": "{:.4f}"},
                                     caption="relative Frobenius error ‖H_route − H‖_F / ‖H‖_F")
     eig = torch.linalg.eigvalsh(H.to(torch.float64))
@@ -230,7 +301,13 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
     v = v / torch.linalg.norm(v)
     Hv, t_hvp = timed(lambda: op.matvec(v), repeats=5)
     tight = SolveOptions(**{**opts.__dict__, "on_fail": "raise"})
-    fd, t_fd = timed(lambda: fd_hvp(params, groups, x, y, v, step=cfg.fd_step, opts=tight))
+    try:
+        fd, t_fd = timed(lambda: fd_hvp(params, groups, x, y, v, step=cfg.fd_step, opts=tight))
+        fd_error, fd_detail = relative_error(Hv, fd), f"step {cfg.fd_step:g} along a unit random v"
+    except (RuntimeError, DeqlabError) as exc:  # e.g. go_on: the FD's forward solves do not converge either
+        reason = " ".join(str(exc).split())[:160]
+        fd, t_fd, fd_error, fd_detail = torch.full_like(Hv, float("nan")), float("nan"), float("nan"), f"FAILED: {reason}"
+        result.failures.append(f"HVP vs central FD failed: {reason}")
     n0 = op.n_hvp
     top, t_top = timed(lambda: extreme_eigenvalues(op.matvec, P, k=cfg.top_k, which="LA", tol=cfg.eigsh_tol, seed=cfg.seed))
     n_top = op.n_hvp - n0
@@ -239,8 +316,8 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
     n_bot = op.n_hvp - n0
     tr, t_tr = timed(lambda: hutchinson_trace(op.matvec, P, probes=cfg.probes, seed=cfg.seed))
     rows = [
-        {"quantity": "HVP vs central FD of the implicit gradient (rel. error)", "value": relative_error(Hv, fd), "time (s)": t_fd,
-         "detail": f"step {cfg.fd_step:g} along a unit random v"},
+        {"quantity": "HVP vs central FD of the implicit gradient (rel. error)", "value": fd_error, "time (s)": t_fd,
+         "detail": fd_detail},
         {"quantity": "one implicit gradient", "value": float(torch.linalg.norm(g)), "time (s)": t_grad, "detail": "value: ‖∇L‖"},
         {"quantity": "one HVP", "value": t_hvp / t_grad, "time (s)": t_hvp, "detail": "value: time ratio HVP / gradient"},
         {"quantity": "operator setup (LU of I − W_z D, adjoint λ)", "value": float("nan"), "time (s)": t_setup, "detail": ""},

@@ -13,9 +13,11 @@ Public API (re-exported here; the README's examples use only these)::
 - :class:`DEQHessianOperator`: matrix-free ``v ↦ Hv``; :func:`extreme_eigenvalues` (scipy ``eigsh`` on a
   ``LinearOperator``) and :func:`hutchinson_trace` on any such operator.
 - :func:`model_params`, :func:`flatten`, :func:`unflatten`, :data:`GROUPS`: the flattening order of ``θ``.
+- :func:`polish_tanh_equilibrium`: chord steps with an extended-precision residual that bring a solver's
+  ``z*`` to the accuracy its conditioning allows (``solve_equilibrium`` applies it by default).
 
 Private modules, one idea each: ``layer`` (IFT layer), ``hessian`` (closed form), ``hvp``, ``spectrum``,
-``params``, ``mondeq`` (monDEQ backward), ``ren`` (REN triangular backward), ``secant_pairs`` (pairs of a
+``params``, ``polish`` (refining ``z*``), ``mondeq`` (monDEQ backward), ``ren`` (REN triangular backward), ``secant_pairs`` (pairs of a
 DEQ's loss for :mod:`deqlab.lowrank`), ``pitfalls`` (the seed's wrong variant, kept to be shown wrong).
 """
 
@@ -23,9 +25,11 @@ from deqlab.implicit.hessian import deq_gradient, deq_hessian, deq_hessian_parts
 from deqlab.implicit.hvp import DEQHessianOperator
 from deqlab.implicit.layer import SolveOptions, fixed_point
 from deqlab.implicit.params import GROUPS, flatten, model_params, unflatten
+from deqlab.implicit.polish import polish_tanh_equilibrium
 from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
 
 __all__ = [
     "DEQHessianOperator", "GROUPS", "SolveOptions", "deq_gradient", "deq_hessian", "deq_hessian_parts",
-    "extreme_eigenvalues", "fixed_point", "flatten", "hutchinson_trace", "model_params", "unflatten",
+    "extreme_eigenvalues", "fixed_point", "flatten", "hutchinson_trace", "model_params",
+    "polish_tanh_equilibrium", "unflatten",
 ]

@@ -12,8 +12,9 @@ found by any registered solver **without** building an autograd graph. Its deriv
 Because the backward and the JVP are written with differentiable operations (``torch.func.vjp``/``jvp``)
 and with :class:`FixedPoint` itself, differentiating them again recurses through the same rules:
 double backward, ``gradgradcheck`` and every ``torch.func`` transform (``grad``, ``jacrev``, ``jacfwd``,
-``vmap``, ``hessian``) are exact up to the solver tolerance, at any order, and memory never grows
-with the number of solver iterations (no iteration is ever recorded).
+``vmap``, ``hessian``, every pairing of ``jacfwd``/``jacrev``, plain ``torch.autograd.forward_ad``) are
+exact up to the solver tolerance, at any order, and memory never grows with the number of solver
+iterations (no iteration is ever recorded). Forward-over-forward needs care: see :meth:`FixedPoint.jvp`.
 
 ``F`` must be a pure function of its tensor arguments (``torch.func`` style) acting on ``(batch, n)``;
 samples may be coupled through ``args`` but the solver's stopping rule is applied per row.
@@ -21,8 +22,8 @@ samples may be coupled through ``args`` but the solver's stopping rule is applie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -71,10 +72,23 @@ def _adjoint_map(F: Callable) -> Callable:
     return G
 
 
-def _tangent_map(F: Callable) -> Callable:
-    """``T(t, z, r, *args) = (∂F/∂z) t + r``: its fixed point is ``t = (I − J)⁻¹ r``."""
+def _jvp_by_reverse(f: Callable, primals: tuple, tangents: tuple) -> torch.Tensor:
+    """``(∂f/∂primals)·tangents`` by two reverse passes (the VJP ``u ↦ Jᵀu`` is linear in ``u``, and
+    its own VJP against the tangents is ``J·tangents``). Used where PyTorch forbids a forward-mode
+    level: inside a jvp rule called by ``torch.autograd.forward_ad``, which allows one dual level only."""
+    out, vjp_fn = torch.func.vjp(f, *primals)
+    _, vjp_of_vjp = torch.func.vjp(vjp_fn, torch.zeros_like(out))
+    return vjp_of_vjp(tuple(tangents))[0]
+
+
+def _tangent_map(F: Callable, *, forward_mode: bool = True) -> Callable:
+    """``T(t, z, r, *args) = (∂F/∂z) t + r``: its fixed point is ``t = (I − J)⁻¹ r``.
+
+    ``forward_mode=False`` forms ``(∂F/∂z) t`` by :func:`_jvp_by_reverse` (no dual level)."""
 
     def T(t, z, r, *args):
+        if not forward_mode:
+            return _jvp_by_reverse(lambda zz: F(zz, *args), (z,), (t,)) + r
         return torch.func.jvp(lambda zz: F(zz, *args), (z,), (t,))[1] + r
 
     return T
@@ -102,6 +116,9 @@ class FixedPoint(torch.autograd.Function):
         # Kept as plain attributes, not via save_for_forward: saved-for-forward tensors lose the
         # tangents of outer forward-mode levels (jacfwd∘jacfwd then misses ∂²F/∂args²).
         ctx.fwd_output, ctx.fwd_args = output, args
+        # The torch.func level this application is differentiated at (-1 outside torch.func): the
+        # jvp rule must compute below it, see :meth:`jvp`.
+        ctx.func_level = _func_level(output)
 
     @staticmethod
     def backward(ctx, grad_z):
@@ -116,11 +133,30 @@ class FixedPoint(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, _F_t, _z0_t, _opts_t, _linear_t, *arg_tangents):
+        """``ż = (I − J)⁻¹ (∂F/∂args · ȧrgs)``, computed so that outer forward levels see it.
+
+        PyTorch calls a jvp rule with forward-mode AD switched off for *every* level, so a rule written
+        naively is a constant to an enclosing ``jacfwd``: ``jacfwd(jacfwd(·))`` would then drop
+        ``∂ż/∂(z*, args)`` and return a wrong Hessian silently. Under ``torch.func`` the rule therefore
+        unwraps ``z*`` and ``args`` from its own level (whose tangent it is computing) and re-enables
+        forward mode, so every enclosing level differentiates the rule itself, which recurses through
+        this same Function. Outside ``torch.func`` (``torch.autograd.forward_ad``) there is only one
+        forward level, already entered, so the rule forms its products by reverse mode instead
+        (:func:`_jvp_by_reverse`).
+        """
         z, args = ctx.fwd_output, ctx.fwd_args
         F, opts = ctx.F, ctx.opts
+        level = ctx.func_level
+        if level >= 0:
+            z = _unwrap_at(z, level)
+            args = tuple(_unwrap_at(a, level) for a in args)
         tangents = tuple(torch.zeros_like(a) if t is None else t for a, t in zip(args, arg_tangents))
-        r = torch.func.jvp(lambda *a: F(z, *a), tuple(args), tangents)[1] if args else torch.zeros_like(z)
-        return FixedPoint.apply(_tangent_map(F), torch.zeros_like(z), opts, True, z, r, *args)
+        if level < 0:  # torch.autograd.forward_ad: no nested dual level may be entered
+            r = _jvp_by_reverse(lambda *a: F(z, *a), tuple(args), tangents) if args else torch.zeros_like(z)
+            return FixedPoint.apply(_tangent_map(F, forward_mode=False), torch.zeros_like(z), opts, True, z, r, *args)
+        with torch.autograd.forward_ad._set_fwd_grad_enabled(True):
+            r = torch.func.jvp(lambda *a: F(z, *a), tuple(args), tangents)[1] if args else torch.zeros_like(z)
+            return FixedPoint.apply(_tangent_map(F), torch.zeros_like(z), opts, True, z, r, *args)
 
     @staticmethod
     def vmap(info, in_dims, F, z0, opts, linear, *args):
@@ -135,6 +171,18 @@ class FixedPoint(torch.autograd.Function):
 
         out = FixedPoint.apply(F_joint, z0.reshape(shape[0] * shape[1], shape[2]), opts, linear, *args)
         return out.reshape(shape), 0
+
+
+def _func_level(t: torch.Tensor) -> int:
+    """The ``torch.func`` grad/jvp level ``t`` is wrapped at, or -1 for a plain tensor."""
+    return int(torch._C._functorch.maybe_get_level(t))
+
+
+def _unwrap_at(t: torch.Tensor, level: int) -> torch.Tensor:
+    """``t`` seen one ``torch.func`` level down: its value *with* the tangents of enclosing levels."""
+    if _func_level(t) == level:
+        return torch._C._functorch._unwrap_for_grad(t, level)
+    return t
 
 
 def fixed_point(F: Callable, z0: torch.Tensor, *args: torch.Tensor, opts: SolveOptions | None = None) -> torch.Tensor:

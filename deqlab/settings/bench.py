@@ -25,6 +25,7 @@ def _timing(repeats: int, warmup: int) -> None:
 class SolversBench:
     """``deqlab bench solvers``: steps, f-evals and time of every solver on tanh DEQs."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     dtype: str = "float64"
     sizes: List[int] = field(default_factory=lambda: [10, 50, 256, 1024])
@@ -40,6 +41,7 @@ class SolversBench:
     threads: int = 1            # torch and BLAS threads (0: library defaults); 1 is steadier on a shared machine
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, checks.DTYPES)
         checks.counts("sizes", self.sizes, maximum=MAX_WIDTH)
@@ -65,6 +67,7 @@ class SolversBench:
 class HessianBench:
     """``deqlab bench hessian``: closed-form Hessian and HVP against autodiff through an unrolled solve."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     threads: int = 1
     n_z: int = 32               # N = 32, d = 8, batch 64, theta = (W_z, b_z, U_z): P = 1312
@@ -83,6 +86,7 @@ class HessianBench:
     eigsh_tol: float = 1e-8
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
         for key in ("n_z", "n_x", "batch"):
@@ -111,6 +115,7 @@ class HessianBench:
 class LowrankBench:
     """``deqlab bench lowrank``: rank-k recovery against scipy SR1 fed pair by pair."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     threads: int = 1
     n: int = 500                  # dense comparison size (scipy SR1 stores n x n)
@@ -124,6 +129,7 @@ class LowrankBench:
     rtol: float = 1e-10
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
         checks.count("n", self.n, minimum=2, maximum=100_000)
@@ -148,6 +154,7 @@ class LowrankBench:
 class MonDEQBench:
     """``deqlab bench mondeq``: splitting solvers vs Anderson, fixed-point iteration and a direct solve."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     dtype: str = "float64"
     threads: int = 1
@@ -162,6 +169,7 @@ class MonDEQBench:
     fb_fraction: float = 0.9      # forward-backward at this fraction of its bound 2m/||I-W||^2
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, checks.DTYPES)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
@@ -183,6 +191,7 @@ class MonDEQBench:
 class NethessianBench:
     """``deqlab bench nethessian``: Laplacian / diagonal / full Hessian of a tanh MLP, routes side by side."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     mlp: MLPSettings = field(default_factory=lambda: MLPSettings(d=50, hidden=[64, 64, 64], n_out=1))
     batch: int = 256              # Laplacian and diagonal Hessian
@@ -194,6 +203,7 @@ class NethessianBench:
     threads: int = 1              # torch and BLAS threads (0: library defaults)
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.count("batch", self.batch, maximum=10_000_000)
         checks.count("hessian_batch", self.hessian_batch, maximum=10_000_000)
@@ -212,6 +222,7 @@ class NethessianBench:
 class SysidBench:
     """``deqlab bench sysid``: one REN training step, implicit vs autograd backward; LSTM for scale."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     batch: int = 12
     steps: int = 100
@@ -223,6 +234,7 @@ class SysidBench:
     repeats: int = 7
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         for key in ("batch", "steps", "n_x", "n_v", "lstm_hidden"):
             checks.count(key, getattr(self, key), maximum=100_000)

@@ -9,6 +9,7 @@ directly in Python too. Standard library only: answering bad input must not wait
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable, Sequence
 
 from deqlab.errors import InputError
@@ -88,6 +89,14 @@ def numbers(key: str, values: Iterable, *, minimum: float | None = None, maximum
     if not items:
         raise InputError(f"{key} must be a non-empty list of numbers")
     return [number(f"{key}[{i}]", v, minimum=minimum, maximum=maximum, exclusive=exclusive) for i, v in enumerate(items)]
+
+
+def device(key: str, value) -> str:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when there is one). Whether CUDA is there is
+    checked by the command line, which must import torch to know."""
+    if not isinstance(value, str) or not re.fullmatch(r"cpu|auto|cuda(:[0-9]{1,3})?", value):
+        raise InputError(f"{key} must be cpu, cuda, cuda:N or auto, got {value!r}")
+    return value
 
 
 def tolerances(prefix: str, atol: float, rtol: float) -> None:

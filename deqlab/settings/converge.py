@@ -15,6 +15,7 @@ from deqlab.settings.solver import SOLVER_NAMES, SolverSettings
 class Settings:
     """The lecture's setup (seed 003): ``n_z = 10``, input ``x ~ N(0, input_std)`` of length 3."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0                   # torch seed for the weights
     dtype: str = "float32"          # finite-depth pass (the slides run it in float32)
     model: TanhDEQSettings = field(default_factory=TanhDEQSettings)
@@ -30,6 +31,7 @@ class Settings:
     solver_table_dtype: str = "float64"
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.seed("input_seed", self.input_seed, numpy=True)
         checks.choice("dtype", self.dtype, checks.DTYPES)

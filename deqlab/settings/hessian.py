@@ -24,6 +24,7 @@ def group_sizes(model: TanhDEQSettings) -> dict[str, int]:
 class Settings:
     """The errata's case by default: ``N = 6``, ``P = 54`` for ``(W_z, b_z, U_z)``, plus a readout."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0                       # torch seed of the weights
     dtype: str = "float64"
     model: TanhDEQSettings = field(default_factory=lambda: TanhDEQSettings(n_z=6, n_x=2, n_y=1))
@@ -48,6 +49,7 @@ class Settings:
     eigsh_tol: float = 1e-8
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.seed("input_seed", self.input_seed)
         checks.choice("dtype", self.dtype, checks.DTYPES)

@@ -70,6 +70,7 @@ class DEQPairsSettings:
 
 @dataclass
 class Settings:
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     part: str = "example"          # example | pairs | study | deq
     pairs_file: Optional[str] = None  # part=pairs: .npz with X, Y (n, k) (one pair per column), optional H (n, n)
@@ -79,6 +80,7 @@ class Settings:
     deq: DEQPairsSettings = field(default_factory=DEQPairsSettings)
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("part", self.part, PARTS)
         checks.number("rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)

@@ -84,6 +84,7 @@ class TrainSettings:
 
 @dataclass
 class Settings:
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     dtype: str = "float64"
     threads: int = 1       # torch threads (the matrices are small; more threads only add overhead)
@@ -98,6 +99,7 @@ class Settings:
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, ("float64",))
         checks.count("threads", self.threads, maximum=1024)

@@ -12,6 +12,7 @@ from deqlab.settings.resources import Estimate
 
 @dataclass
 class Settings:
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     dtype: str = "float64"          # the accuracy check is meant for float64 (float32 works, with looser errors)
     mlp: MLPSettings = field(default_factory=MLPSettings)
@@ -22,6 +23,7 @@ class Settings:
     wrong_threshold: float = 0.05   # a seed formula counts as wrong when its error exceeds this
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, checks.DTYPES)
         checks.count("batch", self.batch, maximum=10_000_000)

@@ -38,6 +38,7 @@ class PINNSettings:
 
 @dataclass
 class Settings:
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     dtype: str = "float32"
     threads: int = 1             # torch intra-op threads (0: torch's default)
@@ -45,6 +46,7 @@ class Settings:
     routes: List[str] = field(default_factory=lambda: list(ROUTES))
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, checks.DTYPES)
         checks.count("threads", self.threads, minimum=0, maximum=1024)

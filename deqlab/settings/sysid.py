@@ -194,6 +194,7 @@ class LipschitzSettings:
 class Settings:
     """``deqlab sysid pendulum``. ``sysid_preset=tiny`` (``--tiny``) selects a seconds-long configuration."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     dtype: str = "float64"
     threads: int = 1  # torch threads: the models are small, and on a busy machine thread hand-offs cost more than they save
@@ -207,6 +208,7 @@ class Settings:
     plot_trajectories: int = 3
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, ("float64",))
         checks.count("threads", self.threads, maximum=1024)
@@ -231,6 +233,7 @@ class Settings:
 class EvaluateSettings:
     """``deqlab sysid evaluate RUN_DIR --data FILE.npz``: saved models of a sysid run on a user's data."""
 
+    device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     run_dir: str = "???"     # a finished `deqlab sysid pendulum` run folder (with models/*.pt)
     data_file: str = "???"   # .npz with u (trajectories, steps, inputs) and y (trajectories, steps, outputs)
     seed: int = 0
@@ -241,6 +244,7 @@ class EvaluateSettings:
     plot_trajectories: int = 3
 
     def __post_init__(self) -> None:
+        checks.device("device", self.device)
         for key in ("run_dir", "data_file"):
             if getattr(self, key) in ("???", "", None):
                 raise InputError(f"{key} is required")

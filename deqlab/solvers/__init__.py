@@ -9,9 +9,10 @@ from deqlab.solvers.fixed_point import fixed_point_iteration
 from deqlab.solvers.prox import NONLINEARITIES, get_nonlinearity
 from deqlab.solvers.newton import newton
 from deqlab.solvers.registry import SOLVERS, get_solver
-from deqlab.solvers.result import SolverResult
+from deqlab.solvers.result import SolverResult, SolverStatus
 from deqlab.solvers.scipy_root import scipy_fsolve, scipy_root
 from deqlab.solvers.splitting import SPLITTING_SOLVERS, douglas_rachford, forward_backward, peaceman_rachford
+from deqlab.solvers.survey import SurveyedPoint, survey_fixed_points
 
 __all__ = [
     "NONLINEARITIES",
@@ -22,6 +23,8 @@ __all__ = [
     "get_nonlinearity",
     "peaceman_rachford",
     "SolverResult",
+    "SolverStatus",
+    "SurveyedPoint",
     "anderson",
     "broyden",
     "fixed_point_iteration",
@@ -29,4 +32,5 @@ __all__ = [
     "newton",
     "scipy_fsolve",
     "scipy_root",
+    "survey_fixed_points",
 ]

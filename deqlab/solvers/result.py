@@ -12,6 +12,7 @@ so ``residual`` is exactly ``‖f(z) − z‖`` at the returned ``z``.
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +20,25 @@ import torch
 
 #: Added to norms in relative residuals so that a zero fixed point does not divide by zero.
 NORM_EPS = 1e-30
+#: An unconverged solve whose last residual is this many times its best one has moved away: "diverged".
+DIVERGED_FACTOR = 100.0
+
+
+class SolverStatus(str, enum.Enum):
+    """How a solve ended (cf. optimistix's ``RESULTS``); :attr:`SolverResult.message` says it in words.
+
+    - ``converged``: every sample meets the stopping rule.
+    - ``max_steps``: the iteration budget ran out; the residual was not growing.
+    - ``diverged``: not converged and the last residual is ≥ :data:`DIVERGED_FACTOR` × the best one
+      (the iterates moved away; the best finite iterate is what is returned).
+    - ``nonfinite``: the iteration produced NaN/inf for every unconverged sample and stopped; the best
+      *finite* iterate is returned, so its residual is finite.
+    """
+
+    CONVERGED = "converged"
+    MAX_STEPS = "max_steps"
+    DIVERGED = "diverged"
+    NONFINITE = "nonfinite"
 
 
 @dataclass
@@ -36,8 +56,9 @@ class SolverResult:
         wall_time: seconds spent in the solver.
         solver: registry name of the solver.
         atol, rtol: the tolerances the rule used.
-        message: a short human-readable account ("converged", "max_iter reached", "non-finite").
+        message: a short human-readable account of ``status``, with the figures behind it.
         extras: solver-specific diagnostics.
+        status: :class:`SolverStatus`, the machine-readable verdict.
         host_roundtrip: the solve left the device of ``z0``: the iterates went through the host (NumPy/scipy)
             and the result was moved back (``False`` for every pure-torch solver, which stays on ``z0.device``).
 
@@ -57,6 +78,7 @@ class SolverResult:
     rtol: float
     message: str = ""
     extras: dict = field(default_factory=dict)
+    status: SolverStatus = SolverStatus.MAX_STEPS
     host_roundtrip: bool = False
 
     @property
@@ -134,10 +156,16 @@ class Monitor:
         return bool((~torch.isfinite(last) | self.best_ok).all()) and not self.done
 
     def result(self, n_steps: int, *, host_roundtrip: bool = False, **extras) -> SolverResult:
-        if self.done:
+        status = self.status()
+        best = float(self.best_res[~self.best_ok].max()) if not self.done else 0.0
+        kept = f"the best finite iterate (residual {best:.3g}) is returned" if best < float("inf") else "no finite iterate"
+        if status is SolverStatus.CONVERGED:
             message = "converged"
-        elif self.abs_trace and self.hopeless:
-            message = "diverged (non-finite residual)"
+        elif status is SolverStatus.NONFINITE:
+            message = f"non-finite iterate (NaN/inf) after {n_steps} steps; {kept}"
+        elif status is SolverStatus.DIVERGED:
+            last = float(self.abs_trace[-1][~self.best_ok].max())
+            message = f"diverged: residual grew to {last:.3g} after {n_steps} steps; {kept}"
         else:
             message = f"not converged after {n_steps} steps"
         empty = torch.zeros((0, self.best_z.shape[0]), dtype=self.best_z.dtype, device=self.best_z.device)
@@ -155,5 +183,19 @@ class Monitor:
             rtol=self.rtol,
             message=message,
             extras=extras,
+            status=status,
             host_roundtrip=host_roundtrip,
         )
+
+    def status(self) -> SolverStatus:
+        """The verdict on the iterates observed so far (see :class:`SolverStatus`)."""
+        if self.done:
+            return SolverStatus.CONVERGED
+        if self.abs_trace and self.hopeless:
+            return SolverStatus.NONFINITE
+        if self.abs_trace:
+            open_ = ~self.best_ok
+            last = self.abs_trace[-1][open_]
+            if bool((last >= DIVERGED_FACTOR * self.best_res[open_]).any()):
+                return SolverStatus.DIVERGED
+        return SolverStatus.MAX_STEPS

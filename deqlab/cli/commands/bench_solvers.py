@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
-from deqlab.cli.execute import OVERRIDES, bench_help, execute
+from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, bench_help, execute
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @bench.command("solvers", context_settings=OVERRIDES,
                    help=bench_help("bench_solvers", "Steps, f-evals and time of every solver on tanh DEQs (n_z, ||W||_2 sweep); ratios to fixed point.", "about 5 minutes"))
-    def solvers(ctx: typer.Context) -> None:
-        execute("bench_solvers", ctx.args, folder="bench/solvers")
+    def solvers(ctx: typer.Context, device: Optional[str] = DEVICE_OPTION) -> None:
+        execute("bench_solvers", ctx.args, folder="bench/solvers", device=device)

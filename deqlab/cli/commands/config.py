@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
-from deqlab.cli.execute import OVERRIDES, fail
+from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, fail, option_overrides
 from deqlab.cli.sweeping import SWEEPABLE, resolve
 
 
@@ -12,7 +14,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command(context_settings=OVERRIDES,
                  help="Print the settings a command would run with (YAML: every key, after the overrides), and exit. "
                       f"COMMAND is one of: {', '.join(SWEEPABLE)}. Keys, types and defaults live in deqlab/settings/.")
-    def config(ctx: typer.Context, command: str = typer.Argument(..., metavar="COMMAND", help="Command whose settings to print.")) -> None:
+    def config(ctx: typer.Context, command: str = typer.Argument(..., metavar="COMMAND", help="Command whose settings to print."),
+               device: Optional[str] = DEVICE_OPTION) -> None:
         from deqlab.cli.compose import load
         from deqlab.cli.execute import settings_yaml
         from deqlab.errors import InputError
@@ -22,7 +25,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         except KeyError:
             fail(f"unknown command {command!r}; choose one of: {', '.join(SWEEPABLE)}", 2)
         try:
-            settings, run = load(name, list(ctx.args))
+            settings, run = load(name, [*option_overrides(device=device), *ctx.args])
         except InputError as exc:
             fail(str(exc), 2)
         typer.echo(f"# deqlab {command}: output_root={run.output_root} strict={str(run.strict).lower()}")

@@ -6,13 +6,14 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, execute, option_help, option_overrides
+from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, execute, option_help, option_overrides
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command(context_settings=OVERRIDES)
     def converge(
         ctx: typer.Context,
+        device: Optional[str] = DEVICE_OPTION,
         init: Optional[str] = typer.Option(None, help=option_help("converge", "model.init", "W_z init: default | normal (nn.init.normal_).")),
         solver: Optional[str] = typer.Option(None, help=option_help("converge", "solver", "Solver for z*: fsolve, root, anderson, broyden, newton, fixed_point.")),
         seed: Optional[int] = typer.Option(None, help=option_help("converge", "seed", "Torch seed for the weights.")),
@@ -26,4 +27,4 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             **{"model.init": init, "solver": solver, "seed": seed, "dtype": dtype, "restarts": restarts,
                "eig_layers": layers, "strict": strict or None}
         )
-        execute("converge", [*overrides, *ctx.args])
+        execute("converge", [*overrides, *ctx.args], device=device)

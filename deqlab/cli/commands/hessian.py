@@ -6,13 +6,14 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, bench_help, execute, option_help, option_overrides, split_list
+from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, bench_help, execute, option_help, option_overrides, split_list
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command(context_settings=OVERRIDES)
     def hessian(
         ctx: typer.Context,
+        device: Optional[str] = DEVICE_OPTION,
         check_fd: bool = typer.Option(False, "--check-fd", help="Also compare with central finite differences of the implicit gradient (2P solves)."),
         hvp_only: bool = typer.Option(False, "--hvp-only", help="Matrix-free: eigsh top/bottom eigenvalues, Hutchinson trace, HVP vs FD; no dense H."),
         init: Optional[str] = typer.Option(None, help=option_help("hessian", "model.init", "W_z init: default | normal (nn.init.normal_: a repelling fixed point, refused with exit 1).")),
@@ -36,9 +37,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                "seed": seed, "fd_step": fd_step, "unroll_steps": steps, "go_on": go_on or None,
                "solver": solver, "strict": strict or None}
         )
-        execute("hessian", [*overrides, *ctx.args])
+        execute("hessian", [*overrides, *ctx.args], device=device)
 
     @bench.command("hessian", context_settings=OVERRIDES,
                    help=bench_help("bench_hessian", "Closed-form Hessian vs torch.func through an unroll; HVP vs gradient; eigsh at P ~ 1e5; peak memory.", "about 3 minutes (memory=false: about 1)"))
-    def bench_hessian(ctx: typer.Context) -> None:
-        execute("bench_hessian", list(ctx.args), folder="bench/hessian")
+    def bench_hessian(ctx: typer.Context, device: Optional[str] = DEVICE_OPTION) -> None:
+        execute("bench_hessian", list(ctx.args), folder="bench/hessian", device=device)

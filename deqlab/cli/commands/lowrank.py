@@ -6,13 +6,14 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, bench_help, execute, fail, option_help, option_overrides
+from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, bench_help, execute, fail, option_help, option_overrides
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command(context_settings=OVERRIDES)
     def lowrank(
         ctx: typer.Context,
+        device: Optional[str] = DEVICE_OPTION,
         part: Optional[str] = typer.Option(None, help=option_help("lowrank", "part", "example (seed 004's 3x3 case, default) | pairs | study | deq.")),
         pairs: Optional[str] = typer.Option(None, "--pairs", help="FILE.npz with X, Y (n, k) (pairs as columns), optional H (n, n); implies --part pairs."),
         seed: Optional[int] = typer.Option(None, help=option_help("lowrank", "seed", "Seed of the random study / DEQ.")),
@@ -27,10 +28,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                "pairs_file": pairs,
                "seed": seed, "rtol": rtol, "strict": strict or None}
         )
-        execute("lowrank", [*overrides, *ctx.args])
+        execute("lowrank", [*overrides, *ctx.args], device=device)
 
     @bench.command("lowrank", context_settings=OVERRIDES,
                    help=bench_help("bench_lowrank", "n = 500, rank 8, k = 16: recovery error and time against scipy SR1 updated pair by pair; factored n up to 1e5.", "about 30 seconds"))
-    def bench_lowrank(ctx: typer.Context) -> None:
-        execute("bench_lowrank", ctx.args, folder="bench/lowrank")
+    def bench_lowrank(ctx: typer.Context, device: Optional[str] = DEVICE_OPTION) -> None:
+        execute("bench_lowrank", ctx.args, folder="bench/lowrank", device=device)
 

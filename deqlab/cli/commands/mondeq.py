@@ -6,13 +6,14 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, bench_help, execute, option_help, option_overrides
+from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, bench_help, execute, option_help, option_overrides
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command(context_settings=OVERRIDES)
     def mondeq(
         ctx: typer.Context,
+        device: Optional[str] = DEVICE_OPTION,
         m: Optional[float] = typer.Option(None, "--m", help=option_help("mondeq", "model.m", "Monotonicity margin m > 0 of W = (1-m)I - A^T A + B - B^T.")),
         alpha: Optional[float] = typer.Option(None, help=option_help("mondeq", "alpha", "Peaceman-Rachford / Douglas-Rachford step alpha > 0.")),
         fb_alpha: Optional[float] = typer.Option(None, help=option_help("mondeq", "fb_alpha", "Forward-backward step.")),
@@ -29,9 +30,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                "model.n_z": n_z, "seed": seed, "eigen.restarts": restarts, "train.epochs": epochs,
                "strict": strict or None}
         )
-        execute("mondeq", [*overrides, *ctx.args])
+        execute("mondeq", [*overrides, *ctx.args], device=device)
 
     @bench.command("mondeq", context_settings=OVERRIDES,
                    help=bench_help("bench_mondeq", "PR, DR, FB, Anderson vs fixed-point iteration and a dense direct solve: iterations and time.", "about 1 minute"))
-    def bench_mondeq(ctx: typer.Context) -> None:
-        execute("bench_mondeq", ctx.args, folder="bench/mondeq")
+    def bench_mondeq(ctx: typer.Context, device: Optional[str] = DEVICE_OPTION) -> None:
+        execute("bench_mondeq", ctx.args, folder="bench/mondeq", device=device)

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from deqlab.cli.execute import OVERRIDES, bench_help, execute, option_help, option_overrides, split_list
+from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, bench_help, execute, option_help, option_overrides, split_list
 
 
 class _OverridesGroup(TyperGroup):
@@ -40,6 +40,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @sub.callback(invoke_without_command=True, context_settings=OVERRIDES)
     def nethessian(
         ctx: typer.Context,
+        device: Optional[str] = DEVICE_OPTION,
         check: bool = typer.Option(False, "--check", help="Check every quantity against torch.func and time the routes (the default action)."),
         d: Optional[int] = typer.Option(None, help=option_help("nethessian", "mlp.d", "Input size.")),
         hidden: Optional[str] = typer.Option(None, help=option_help("nethessian", "mlp.hidden", "Hidden widths, comma-separated.")),
@@ -58,11 +59,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                "mlp.activation": activation, "batch": batch, "seed": seed, "dtype": dtype,
                "strict": strict or None}
         )
-        execute("nethessian", [*overrides, *ctx.args])
+        execute("nethessian", [*overrides, *ctx.args], device=device)
 
     @sub.command("pinn", context_settings=OVERRIDES)
     def pinn(
         ctx: typer.Context,
+        device: Optional[str] = DEVICE_OPTION,
         steps: Optional[int] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.steps", "Adam steps per route.")),
         hidden: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.hidden", "Hidden widths, comma-separated.")),
         activation: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.activation", "tanh | sin | softplus | ...")),
@@ -74,11 +76,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             **{"pinn.steps": steps, "pinn.hidden": split_list(hidden, "--hidden", int),
                "pinn.activation": activation, "seed": seed, "dtype": dtype}
         )
-        execute("nethessian_pinn", [*overrides, *ctx.args], folder="nethessian/pinn")
+        execute("nethessian_pinn", [*overrides, *ctx.args], folder="nethessian/pinn", device=device)
 
     app.add_typer(sub, name="nethessian")
 
     @bench.command("nethessian", context_settings=OVERRIDES,
                    help=bench_help("bench_nethessian", "Laplacian / diagonal / full Hessian of a tanh MLP: forward recursion vs double backward, vmap routes.", "about 1 minute"))
-    def bench_nethessian(ctx: typer.Context) -> None:
-        execute("bench_nethessian", ctx.args, folder="bench/nethessian")
+    def bench_nethessian(ctx: typer.Context, device: Optional[str] = DEVICE_OPTION) -> None:
+        execute("bench_nethessian", ctx.args, folder="bench/nethessian", device=device)
