@@ -84,7 +84,8 @@ def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None, pol
 
     With ``polish`` (default) the solver's point is then refined by chord steps with a residual in
     extended precision (:func:`deqlab.implicit.polish.polish_tanh_equilibrium`), so that derivatives
-    at it are accurate to ≈ ``cond₂(I − J)·ε`` even near a fold, not ``cond₂(I − J)²·atol``."""
+    at it are accurate to ≈ ``cond₂(I − J)·ε`` even near a fold, not ``cond₂(I − J)²·atol``. The polish
+    is a host route (NumPy ``longdouble``): ``z`` goes to the host and comes back to ``W_z``'s device."""
     opts = opts or TIGHT
     z0 = torch.zeros(x.shape[0], W_z.shape[0], dtype=W_z.dtype, device=W_z.device)
     with torch.no_grad():

@@ -26,6 +26,10 @@ still reaches the float64 floor.
 
 Safeguard: a step is kept for a sample only while it lowers that sample's residual, so a start far from
 any fixed point (where the chord iteration need not contract) is returned unchanged.
+
+Device: a host route (``longdouble`` exists only in NumPy). The inputs are copied to the host with
+``.detach().cpu()``, the LU and the steps run there, and every tensor of the :class:`PolishResult` is
+moved back to ``z0``'s device (``z`` in ``z0``'s dtype).
 """
 
 from __future__ import annotations
@@ -75,9 +79,10 @@ def polish_tanh_equilibrium(W_z, b_z, U_z, x, z0: torch.Tensor, *, max_steps: in
     """Chord-polish ``z0`` ``(B, N)`` towards the fixed point of ``z = tanh(W_z z + U_z x + b_z)`` nearest it.
 
     Shapes: ``W_z (N, N)``, ``b_z (N,)``, ``U_z (N, d)``, ``x (B, d)``. See the module docstring for
-    the iteration, its accuracy, and the safeguard. No autograd graph is built.
+    the iteration, its accuracy, and the safeguard. No autograd graph is built. Runs on the host; the
+    result lives on ``z0.device`` (module docstring).
     """
-    dtype = z0.dtype
+    dtype, device = z0.dtype, z0.device
     W = _extended(W_z)
     c = _extended(x) @ _extended(U_z).T + _extended(b_z)
     z = _extended(z0)
@@ -85,9 +90,9 @@ def polish_tanh_equilibrium(W_z, b_z, U_z, x, z0: torch.Tensor, *, max_steps: in
     norm0 = np.sqrt((r * r).sum(axis=1))
     best_z, best_norm = z.copy(), norm0.copy()
     with torch.no_grad():
-        z64 = z0.detach().to(torch.float64)
-        J0 = (1 - z64 * z64)[:, :, None] * W_z.detach().to(torch.float64)
-        lu = torch.linalg.lu_factor(torch.eye(z64.shape[1], dtype=torch.float64) - J0)
+        z64 = z0.detach().cpu().to(torch.float64)  # device -> host, like the longdouble copies above
+        J0 = (1 - z64 * z64)[:, :, None] * W_z.detach().cpu().to(torch.float64)
+        lu = torch.linalg.lu_factor(torch.eye(z64.shape[1], dtype=torch.float64, device="cpu") - J0)
         steps = 0
         for steps in range(1, max_steps + 1):
             delta = torch.linalg.lu_solve(*lu, torch.from_numpy(r.astype(np.float64))[:, :, None])[..., 0].numpy()
@@ -105,7 +110,7 @@ def polish_tanh_equilibrium(W_z, b_z, U_z, x, z0: torch.Tensor, *, max_steps: in
             if not progress.any():
                 break
     moved = np.sqrt(((best_z - _extended(z0)) ** 2).sum(axis=1))
-    def as_tensor(a):
-        return torch.from_numpy(np.asarray(a, dtype=np.float64))
+    def as_tensor(a):  # host -> z0's device
+        return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device)
 
     return PolishResult(as_tensor(best_z).to(dtype), as_tensor(norm0), as_tensor(best_norm), as_tensor(moved), steps)

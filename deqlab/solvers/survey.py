@@ -44,14 +44,14 @@ class PointDiagnostics:
 def point_diagnostics(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> PointDiagnostics:
     """``ρ(J)``, ``cond₂(I − J)``, ``σ_min(I − J)`` per sample at ``z``, ``J = ∂f/∂z`` (NaN where ``z`` is not finite)."""
     B, n = z.shape
-    nan = torch.full((B,), float("nan"), dtype=torch.float64)
+    nan = torch.full((B,), float("nan"), dtype=torch.float64, device=z.device)
     if not torch.isfinite(z).all():
         return PointDiagnostics(nan, nan.clone(), nan.clone())
     with torch.enable_grad():
         J = batched_jacobian(f, z.detach()).detach().to(torch.float64)
     if not torch.isfinite(J).all():
         return PointDiagnostics(nan, nan.clone(), nan.clone())
-    sv = torch.linalg.svdvals(torch.eye(n, dtype=torch.float64) - J)
+    sv = torch.linalg.svdvals(torch.eye(n, dtype=torch.float64, device=J.device) - J)
     rho = torch.linalg.eigvals(J).abs().amax(dim=1)
     return PointDiagnostics(rho, sv[:, 0] / sv[:, -1], sv[:, -1])
 
