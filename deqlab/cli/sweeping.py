@@ -122,6 +122,17 @@ def _summaries(sweep_dir: Path) -> list[dict]:
     return jobs
 
 
+def _overrides(job: dict) -> dict:
+    """A job's own ``key=value`` overrides (Hydra's and the command's name left out)."""
+    out = {}
+    for item in job.get("overrides", []):
+        key, _, value = item.partition("=")
+        key = key.lstrip("+")
+        if not key.startswith("hydra") and key not in ("demo", "output_root"):
+            out[key] = value
+    return out
+
+
 def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool) -> None:
     import pandas as pd
     from rich.console import Console
@@ -130,13 +141,12 @@ def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool) ->
     from deqlab.report.result import Table
     from deqlab.report.tables import to_rich
 
+    swept = [_overrides(job) for job in jobs]
+    keys = list(dict.fromkeys(k for s in swept for k in s))
+    varying = [k for k in keys if len({s.get(k) for s in swept}) > 1]   # the swept values
     rows = []
-    for job in jobs:
-        row = {"job": job.get("job")}
-        for item in job.get("overrides", []):
-            key, _, value = item.partition("=")
-            if not key.startswith("hydra"):
-                row[key.lstrip("+")] = value
+    for job, values in zip(jobs, swept):
+        row = {"job": job.get("job"), **{k: values.get(k) for k in varying}}
         row.update({"status": job.get("status"), "failure reports": job.get("failures", 0)})
         row.update(job.get("headline", {}))
         rows.append(row)

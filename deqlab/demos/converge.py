@@ -239,4 +239,6 @@ def run(cfg) -> Result:
         "gap": curve, "gap_float64": curve64,
     }
     result.notes.append(closing_note(cfg, curve, curve64, deepest, ref, z_star, model, x, solver.name))
+    result.headline = {f"gap at L={deepest} ({cfg.dtype})": float(curve[deepest]),
+                       f"gap at L={deepest} (float64)": float(curve64[deepest]), "z* residual": float(ref.max_residual)}
     return result

@@ -254,6 +254,8 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
     else:
         result.notes.append(f"P = {P} > max_reference_p = {cfg.max_reference_p}: routes (b)-(d) and the pitfall skipped")
     routes = pd.DataFrame(rows)
+    result.headline = {"P": float(P), **{str(r["route"]).split(" ")[0] + " rel. error": float(r["rel. error"])
+                                         for r in rows[1:] if not str(r["route"]).startswith("PITFALL")}}
     result.tables["routes"] = Table(f"Closed-form Hessian vs independent routes (P={P}, batch={cfg.batch}, {cfg.dtype}; "
                                     f"{cond_rho}){mark}", routes,
                                     formats={"rel. error": "{:.2e}", "time (s)": "{:.4f}"},

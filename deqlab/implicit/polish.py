@@ -52,7 +52,8 @@ class PolishResult:
     """The polished fixed point and what the polish did.
 
     Attributes:
-        z: ``(B, N)`` the polished point, in the dtype of the start.
+        z: ``(B, N)`` the polished point, in the dtype and on the device of the start (the polish itself
+            runs on the CPU).
         residual_before: ``(B,)`` ``‖f(z₀) − z₀‖₂`` at the start (evaluated in :data:`RESIDUAL_DTYPE`).
         residual: ``(B,)`` ``‖f(z) − z‖₂`` at the returned point (before rounding to the working dtype).
         moved: ``(B,)`` ``‖z − z₀‖₂``: how far the polish moved each sample.
@@ -82,15 +83,15 @@ def polish_tanh_equilibrium(W_z, b_z, U_z, x, z0: torch.Tensor, *, max_steps: in
     the iteration, its accuracy, and the safeguard. No autograd graph is built. Runs on the host; the
     result lives on ``z0.device`` (module docstring).
     """
-    dtype, device = z0.dtype, z0.device
+    dtype = z0.dtype
     W = _extended(W_z)
     c = _extended(x) @ _extended(U_z).T + _extended(b_z)
     z = _extended(z0)
     r = tanh_residual(W, c, z)
     norm0 = np.sqrt((r * r).sum(axis=1))
     best_z, best_norm = z.copy(), norm0.copy()
-    with torch.no_grad():
-        z64 = z0.detach().cpu().to(torch.float64)  # device -> host, like the longdouble copies above
+    with torch.no_grad():  # on the CPU, whatever the device: the residual lives in numpy anyway
+        z64 = z0.detach().cpu().to(torch.float64)
         J0 = (1 - z64 * z64)[:, :, None] * W_z.detach().cpu().to(torch.float64)
         lu = torch.linalg.lu_factor(torch.eye(z64.shape[1], dtype=torch.float64, device="cpu") - J0)
         steps = 0
@@ -110,7 +111,7 @@ def polish_tanh_equilibrium(W_z, b_z, U_z, x, z0: torch.Tensor, *, max_steps: in
             if not progress.any():
                 break
     moved = np.sqrt(((best_z - _extended(z0)) ** 2).sum(axis=1))
-    def as_tensor(a):  # host -> z0's device
-        return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device)
+    def as_tensor(a):
+        return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(z0.device)
 
     return PolishResult(as_tensor(best_z).to(dtype), as_tensor(norm0), as_tensor(best_norm), as_tensor(moved), steps)
