@@ -87,7 +87,7 @@ def test_evaluate_on_the_runs_test_split_reproduces_the_table(tiny_run, cli, out
     trained = pd.read_csv(run / "sysid.csv").set_index("model")
     for name in trained.index:
         assert abs(ev.loc[name, "NRMSE"] - trained.loc[name, "NRMSE"]) < SAME_RUN_TOL
-        assert ev.loc[name, "train s"] == trained.loc[name, "train s"]
+        assert ev.loc[name, "train time [s]"] == trained.loc[name, "train time [s]"]
 
 
 def test_train_on_user_data(cli, output_root, tmp_path):
@@ -224,13 +224,16 @@ def test_bench_sysid(cli, output_root):
 
 def test_progress_bar_reports_epochs(monkeypatch):
     from deqlab.demos.sysid import EpochBar
+    from deqlab.report import progress
 
-    monkeypatch.setenv("DEQLAB_PROGRESS", "1")
+    real_enabled = progress.enabled
+    monkeypatch.setattr(progress, "enabled", lambda: True)  # as on a terminal (pytest captures stdout)
     with EpochBar() as bar:
         report = bar.callback("ren", 3)
         report(0, {"train_loss": 0.5, "val_nrmse": 0.4, "best": 0.4})
         task = bar.progress.tasks[0]
         assert task.completed == 1 and "val NRMSE 0.4000" in task.fields["info"]
+    monkeypatch.setattr(progress, "enabled", real_enabled)
     monkeypatch.setenv("DEQLAB_PROGRESS", "0")
     with EpochBar() as bar:
         assert bar.callback("ren", 3) is None

@@ -138,12 +138,12 @@ def _bench(cfg, groups, result) -> Result:
     P = flatten(params, groups).numel()
     fns = routes(params, x, y, groups, z, cfg.unroll_steps, opts)
     times, outs = {}, {}
-    for name in track(list(fns), "reference routes"):
+    for name in track(list(fns), "reference routes", label=str):
         reps, warm = (cfg.ref_repeats, 0) if name == "unrolled torch.func.hessian" else (cfg.repeats, cfg.warmup)
         outs[name], times[name] = timed(fns[name], reps, warm)
     mem = {}
     if cfg.memory:
-        for name in track(list(fns), "memory probes"):
+        for name in track(list(fns), "memory probes", label=str):
             mem[name] = peak_memory_mib(name, cfg.n_z, cfg.n_x, cfg.batch, cfg.seed, groups, cfg.unroll_steps, cfg.solver_atol, cfg.threads)
     H, H_ref = outs["closed form Hessian"], outs["unrolled torch.func.hessian"]
     hv_ref = outs["unrolled HVP"]
@@ -181,7 +181,7 @@ def _bench(cfg, groups, result) -> Result:
                 "(the case of many HVPs at one θ: eigsh, Hutchinson, CG)",
     )
     ladder = []
-    for n in track(list(cfg.ladder), "size ladder"):
+    for n in track(list(cfg.ladder), "size ladder", label=lambda n: f"N={n}"):
         p, xx, yy = setup(n, cfg.n_x, cfg.batch, cfg.seed, groups)
         zz, t_fwd = timed(lambda: solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], xx, opts=opts), 1, 0)
         op = DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts)

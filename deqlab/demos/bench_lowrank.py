@@ -30,7 +30,7 @@ def run(cfg) -> Result:
     result = Result(command="bench_lowrank")
     rows = []
     sizes = [cfg.n, *list(cfg.large_n)]
-    for n in track(sizes, "bench lowrank"):
+    for n in track(sizes, "bench lowrank", label=lambda n: f"n={n}"):
         U, S = LR.random_low_rank(n, cfg.rank, rng=rng)
         X = rng.standard_normal((n, cfg.k))
         Y = U @ (S[:, None] * (U.T @ X))

@@ -41,7 +41,7 @@ def _run(cfg) -> Result:
     result = Result(command="bench_mondeq")
     opts = dict(atol=0.0, rtol=cfg.rtol, max_iter=cfg.max_iter)
     rows, grid_rows = [], []
-    for n in track(list(cfg.sizes), "sizes"):
+    for n in track(list(cfg.sizes), "bench mondeq", label=lambda n: f"n_z={n}"):
         torch.manual_seed(cfg.seed)
         model = MonDEQ(n, cfg.n_x, 1, m=cfg.model.m, nonlinearity=cfg.model.nonlinearity,
                        init_scale=cfg.model.init_scale, dtype=dtype)
@@ -98,13 +98,14 @@ def _run(cfg) -> Result:
     )
     result.tables["alpha_grid"] = Table("Iterations to rtol over the alpha grid", pd.DataFrame(grid_rows))
     sizes = np.array(list(cfg.sizes))
-    times = {}
+    times, converged = {}, {}
     for m in frame.method.unique():
         sub = frame[frame.method == m]
-        label = m if sub.converged.all() else f"{m} (not converged at some n_z)"
-        times[label] = sub["median time [ms]"].to_numpy()
-    result.figures["bench"] = partial(mondeq_figures.bench_times, sizes, times,
-                                      title=f"monDEQ forward solve time (batch {cfg.batch}, {cfg.dtype}, rtol {cfg.rtol:g})")
+        times[m] = sub["median time [ms]"].to_numpy(dtype=float)
+        converged[m] = np.array([bool(c) for c in sub.converged])
+    result.figures["bench"] = partial(mondeq_figures.bench_times, sizes, times, converged=converged,
+                                      title=f"monDEQ forward solve time (batch {cfg.batch}, {cfg.dtype}, rtol {cfg.rtol:g})",
+                                      subtitle=f"median of {cfg.repeats}, {torch.get_num_threads()} torch threads, seed={cfg.seed}")
     result.notes.append(
         f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}, dtype {cfg.dtype}. Stopping rule: ours "

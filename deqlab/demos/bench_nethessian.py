@@ -86,7 +86,7 @@ def _run(cfg) -> Result:
     x_all = torch.randn(max(cfg.batch, cfg.hessian_batch), m.d, dtype=torch.float64)
     rows = []
     jobs = [(dt, task) for dt in cfg.dtypes for task in cfg.tasks]
-    for dtype_name, task in track(jobs, "bench nethessian"):
+    for dtype_name, task in track(jobs, "bench nethessian", label=lambda j: f"{j[1]} {j[0]}"):
         dtype = getattr(torch, dtype_name)
         batch = cfg.hessian_batch if task == "hessian" else cfg.batch
         net = make_mlp(m.d, list(m.hidden), m.n_out, m.activation, dtype=dtype).requires_grad_(False)
@@ -100,11 +100,11 @@ def _run(cfg) -> Result:
             med, best = timed(lambda: fn(net, x), cfg.repeats, cfg.warmup)
             group.append({
                 "task": task, "dtype": dtype_name, "batch": batch, "method": name,
-                "median [ms]": med, "min [ms]": best, "max rel error": max_rel_error(value.to(torch.float64), ref),
+                "median time [ms]": med, "min time [ms]": best, "max rel error": max_rel_error(value.to(torch.float64), ref),
             })
-        ref_ms = next(r["median [ms]"] for r in group if r["method"] == REFERENCE)
+        ref_ms = next(r["median time [ms]"] for r in group if r["method"] == REFERENCE)
         for r in group:
-            r["speed-up vs " + REFERENCE] = ref_ms / r["median [ms]"]
+            r["speed-up vs " + REFERENCE] = ref_ms / r["median time [ms]"]
         rows.extend(group)
     frame = pd.DataFrame(rows)
     arch = f"{m.d}→{'→'.join(map(str, m.hidden))}→{m.n_out} {m.activation}"
@@ -114,7 +114,7 @@ def _run(cfg) -> Result:
     result.tables["bench"] = Table(
         f"Input derivatives of an MLP {arch}: forward recursion vs autodiff routes",
         frame,
-        formats={"median [ms]": "{:.3f}", "min [ms]": "{:.3f}", "max rel error": "{:.1e}",
+        formats={"median time [ms]": "{:.3f}", "min time [ms]": "{:.3f}", "max rel error": "{:.1e}",
                  "speed-up vs " + REFERENCE: "{:.2f}"},
         caption=machine + "; error vs float64 vmap(hessian).",
     )

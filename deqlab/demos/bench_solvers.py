@@ -51,7 +51,7 @@ def _run(cfg) -> Result:
     rows = []
     cases = [(fam, n, s) for fam in cfg.families for n in cfg.sizes for s in cfg.norms]
     result = Result(command="bench_solvers")
-    for fam, n, s in track(cases, "bench solvers"):
+    for fam, n, s in track(cases, "bench solvers", label=lambda c: f"{c[0]} n_z={c[1]} ||W||={c[2]}"):
         W = make_weight(n, s, fam, g, dtype)
         x = cfg.input_scale * torch.randn(cfg.batch, n, generator=g, dtype=torch.float64).to(dtype)
         f = lambda z, W=W, x=x: torch.tanh(z @ W.T + x)

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from deqlab.benchmarks import machine_note, median_time, torch_threads
+from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
 from deqlab.models.baselines import LSTMModel
 from deqlab.models.ren import ContractingREN
@@ -20,7 +21,7 @@ from deqlab.models.ren import ContractingREN
 
 def run(cfg) -> Result:
     rows = []
-    for threads in cfg.threads:
+    for threads in track(list(cfg.threads), "bench sysid", label=lambda t: f"{t} thread(s)"):
         with torch_threads(threads):
             torch.manual_seed(cfg.seed)
             u = torch.randn(cfg.batch, cfg.steps, 1, dtype=torch.float64)
@@ -40,12 +41,12 @@ def run(cfg) -> Result:
             for (name, backward), seconds in times.items():
                 params = sum(p.numel() for p in cases[(name, backward)].parameters())
                 rows.append({"model": name, "backward": backward, "threads": threads, "params": params,
-                             "batch": cfg.batch, "steps": cfg.steps, "median s": seconds,
+                             "batch": cfg.batch, "steps": cfg.steps, "median time [s]": seconds,
                              "ratio to ren/autograd": seconds / ref})
     result = Result(command="bench_sysid")
     result.tables["bench_sysid"] = Table(
         title="One training step (forward + backward of a chunk), float64",
-        frame=pd.DataFrame(rows), formats={"median s": "{:.4f}", "ratio to ren/autograd": "{:.3f}"},
+        frame=pd.DataFrame(rows), formats={"median time [s]": "{:.4f}", "ratio to ren/autograd": "{:.3f}"},
         caption=f"median of {cfg.repeats} after {cfg.warmup} warm-up calls; REN n_x={cfg.n_x}, n_v={cfg.n_v}")
     result.notes.append(machine_note("float64") + " Torch threads per row as in the table.")
     return result

@@ -73,6 +73,11 @@ def eigen_columns(W: torch.Tensor) -> tuple[float, float]:
     return float(np.linalg.eigvals(A).real.min()), float(np.linalg.eigvalsh((A + A.T) / 2).min())
 
 
+def min_re_of(model) -> float:
+    """Smallest real part of the eigenvalues of ``I − W_z`` (the slides' "min EW")."""
+    return eigen_columns(model.weight_matrix())[0]
+
+
 #: The float64 gap counts as still falling when it dropped by this factor over the last few layers.
 STILL_FALLING = 0.5
 
@@ -222,14 +227,28 @@ def run(cfg) -> Result:
                 for p in other_points))
 
     # curves for both inits (same seed) for the figure
-    curves = {}
+    curves, notes, z_acc = {}, [], {}
     for init in INITS:
         torch.manual_seed(cfg.seed)
         m = make_model(cfg, init)
         sol = equilibrium(m, x, solver)
         curves[f"init={init}, {cfg.dtype}"] = gap_curve(m, x, sol.z, cfg.curve_layers, dtype)
         curves[f"init={init}, float64"] = gap_curve(m, x, sol.z, cfg.curve_layers, torch.float64)
-    result.figures["convergence"] = partial(convergence_curves, curves, title=f"Finite depth vs equilibrium (n_z={cfg.model.n_z}, seed={cfg.seed})")
+        z_acc[init] = sol.max_residual
+        c64 = curves[f"init={init}, float64"]
+        if min_re_of(m) < 0 and c64[-1] < 1e-3 * c64[0]:
+            notes.append(f"init={init}: min Re eig(I−W) < 0, yet the depth iteration reaches the z* that {solver.name} "
+                         "found: this draw has an attracting equilibrium (equilibria are not unique here)")
+        if not sol.all_converged:
+            notes.append(f"init={init}: {solver.name} did not find z* (residual {sol.max_residual:.1e}); its gap is to a non-equilibrium")
+    u32 = float(np.finfo(np.float32).eps) / 2 * float(torch.linalg.vector_norm(z_star))
+    floors = {f"z* accuracy ({solver.name} residual, init={cfg.model.init})": z_acc[cfg.model.init]}
+    if cfg.dtype == "float32":
+        floors["float32 rounding u·‖z*‖"] = u32
+    result.figures["convergence"] = partial(
+        convergence_curves, curves, title=f"Finite depth vs equilibrium, init={cfg.model.init} (n_z={cfg.model.n_z})",
+        subtitle=f"z* by {solver.name} (atol={cfg.solver.atol:g}), depth pass in {cfg.dtype} and float64, seed={cfg.seed}",
+        emphasis=f"init={cfg.model.init}", floors=floors, notes=notes)
 
     p = {k: v.detach().to(torch.float64).numpy() for k, v in model.state_dict().items()}
     result.arrays["converge"] = {

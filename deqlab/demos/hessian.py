@@ -27,6 +27,7 @@ import torch
 
 from deqlab.errors import DeqlabError, NotConvergedError, IllConditionedError
 from deqlab.benchmarks import median_time
+from deqlab.report.progress import activity
 from deqlab.report.result import Result, Table
 from deqlab.implicit.checks import fd_hessian, layer_hessian, relative_error, symmetry_error, unrolled_hessian
 from deqlab.implicit.hessian import deq_hessian_parts, tanh_generic_pieces
@@ -35,9 +36,10 @@ from deqlab.implicit.layer import SolveOptions, tanh_map
 from deqlab.implicit.params import READOUT, check_groups, flatten, group_slices, model_params
 from deqlab.implicit.pitfalls import two_mtz_hessian
 from deqlab.implicit.polish import polish_tanh_equilibrium
-from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
+from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace, spectral_density
 from deqlab.models.tanh_deq import TanhDEQ
-from deqlab.report.hessian_figures import extreme_spectrum_plot, hessian_heatmaps, spectrum_plot
+from deqlab.report.hessian_figures import hessian_heatmaps, hvp_spectrum_plot, spectrum_plot
+from deqlab.report.style import run_label
 from deqlab.report.fixed_points import fixed_point_table
 from deqlab.solvers.registry import SOLVERS
 from deqlab.solvers.survey import describe_alternatives, survey_fixed_points
@@ -114,6 +116,16 @@ def timed(fn, repeats: int = 1):
     call is what a user waits for."""
     seconds, out = median_time(fn, repeats, warmup=0)
     return out, seconds
+
+
+#: stochastic Lanczos quadrature of the matrix-free spectrum: probes × steps HVPs (≈ 25 s at P ≈ 1e5)
+SLQ_PROBES = 4
+SLQ_STEPS = 30
+
+
+def _what_ran(cfg, opts) -> str:
+    """Figure subtitle: the forward solver, dtype, init and seed of this run."""
+    return run_label(solver=opts.solver, dtype=cfg.dtype, init=cfg.model.init, seed=cfg.seed)
 
 
 def run(cfg) -> Result:
@@ -284,10 +296,13 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
     mats = {"H": H_np, "Term A (Gauss-Newton)": parts.term_a.numpy(), "Term B (dynamics)": parts.term_b.numpy()}
     if any(g in READOUT for g in groups):
         mats["Term R (readout)"] = parts.term_r.numpy()
-    title = f"DEQ Hessian, tanh N={cfg.model.n_z}, P={P}, batch={cfg.batch}{mark}"
+    title = f"DEQ Hessian, tanh N={cfg.model.n_z}, P={P}, batch={cfg.batch}{mark}\n{_what_ran(cfg, opts)}"
     result.figures["hessian_heatmap"] = partial(hessian_heatmaps, mats, bounds, title=title)
     spectra = {"H": eig.numpy(), "Term A": torch.linalg.eigvalsh(parts.term_a).numpy(), "Term B": torch.linalg.eigvalsh(parts.term_b).numpy()}
-    result.figures["spectrum"] = partial(spectrum_plot, spectra, title=f"Eigenvalues of H and its terms{mark}")
+    if float(torch.linalg.norm(parts.term_r)) > 0:
+        spectra["Term R"] = torch.linalg.eigvalsh(parts.term_r).numpy()
+    result.figures["spectrum"] = partial(spectrum_plot, spectra, title=f"Eigenvalues of H and its terms (P={P}){mark}",
+                                         subtitle=_what_ran(cfg, opts))
     result.notes.append(
         "H = Zᵀ(∇²ₕℓ)Z + [I; Z]ᵀ∇²₍θ,h₎(λᵀf)[I; Z] + readout blocks, Z = (I−J)⁻¹∂f/∂θ, (I−J)ᵀλ = ∇ₕℓ (seeds 000/001, "
         "with the symmetrised mixed term ZᵀM + MᵀZ of the errata). θ order: " + ", ".join(groups) + " (row-major)."
@@ -311,12 +326,17 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
         fd, t_fd, fd_error, fd_detail = torch.full_like(Hv, float("nan")), float("nan"), float("nan"), f"FAILED: {reason}"
         result.failures.append(f"HVP vs central FD failed: {reason}")
     n0 = op.n_hvp
-    top, t_top = timed(lambda: extreme_eigenvalues(op.matvec, P, k=cfg.top_k, which="LA", tol=cfg.eigsh_tol, seed=cfg.seed))
+    with activity(f"eigsh: the {cfg.top_k} largest eigenvalues of H (P={P})", unit="HVPs") as act:
+        top, t_top = timed(lambda: extreme_eigenvalues(act.counting(op.matvec), P, k=cfg.top_k, which="LA",
+                                                       tol=cfg.eigsh_tol, seed=cfg.seed))
     n_top = op.n_hvp - n0
     n0 = op.n_hvp
-    bottom, t_bot = timed(lambda: extreme_eigenvalues(op.matvec, P, k=cfg.top_k, which="SA", tol=cfg.eigsh_tol, seed=cfg.seed))
+    with activity(f"eigsh: the {cfg.top_k} smallest eigenvalues of H (P={P})", unit="HVPs") as act:
+        bottom, t_bot = timed(lambda: extreme_eigenvalues(act.counting(op.matvec), P, k=cfg.top_k, which="SA",
+                                                          tol=cfg.eigsh_tol, seed=cfg.seed))
     n_bot = op.n_hvp - n0
-    tr, t_tr = timed(lambda: hutchinson_trace(op.matvec, P, probes=cfg.probes, seed=cfg.seed))
+    with activity("Hutchinson trace of H", total=cfg.probes, unit="") as act:
+        tr, t_tr = timed(lambda: hutchinson_trace(act.counting(op.matvec), P, probes=cfg.probes, seed=cfg.seed))
     rows = [
         {"quantity": "HVP vs central FD of the implicit gradient (rel. error)", "value": fd_error, "time (s)": t_fd,
          "detail": fd_detail},
@@ -339,5 +359,13 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
                                          formats={"eigenvalue": "{:.6e}"})
     result.arrays["hvp"] = {"grad": g.numpy(), "v": v.numpy(), "Hv": Hv.numpy(), "Hv_fd": fd.numpy(), "top": top, "bottom": bottom,
                             "trace": np.asarray([tr.trace, tr.std_error])}
-    result.figures["spectrum"] = partial(extreme_spectrum_plot, bottom, top, P,
-                                         title=f"Extreme eigenvalues of H (eigsh, P={P}){mark}")
+    with activity(f"spectral density of H (SLQ, {SLQ_PROBES} probes × {min(SLQ_STEPS, P)} Lanczos steps)",
+                  total=SLQ_PROBES * min(SLQ_STEPS, P), unit="") as act:
+        slq, t_slq = timed(lambda: spectral_density(act.counting(op.matvec), P, probes=SLQ_PROBES, steps=SLQ_STEPS,
+                                                           seed=cfg.seed, device=op.theta.device))
+    result.arrays["slq"] = {"nodes": slq.nodes, "weights": slq.weights}
+    result.notes.append(f"SLQ ({SLQ_PROBES} probes × {slq.nodes.shape[1]} steps, {t_slq:.1f} s): tr H ≈ "
+                        f"{slq.moment(1) * P:.4g} (Hutchinson: {tr.trace:.4g} ± {tr.std_error:.2g})")
+    result.figures["spectrum"] = partial(hvp_spectrum_plot, bottom, top, P, slq.nodes, slq.weights,
+                                         title=f"Spectrum of H without forming it (P={P}, batch={cfg.batch}, N={cfg.model.n_z}){mark}",
+                                         subtitle=_what_ran(cfg, opts))

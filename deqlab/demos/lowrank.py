@@ -31,7 +31,7 @@ from deqlab.implicit.secant_pairs import (deq_pairs, exact_deq_hessian, flat_par
                                           unrolled_loss)
 from deqlab.report.result import Result, Table
 from deqlab.models.tanh_deq import TanhDEQ
-from deqlab.report.progress import track
+from deqlab.report.progress import activity, track
 
 PARTS = ("example", "pairs", "study", "deq")
 DIFFERENCES = ("forward", "central")
@@ -247,7 +247,7 @@ def run_study(cfg, result: Result) -> None:
 
     result.figures["study"] = partial(
         error_against_k, summary, rank=s.rank,
-        title=f"Symmetric H (n={s.n}, rank {s.rank}) from k pairs: error vs k",
+        title=f"Symmetric H (n={s.n}, rank {s.rank}) from k pairs: error vs k (float64, {s.trials} trials, seed={cfg.seed})",
     )
     exact = summary[(summary["noise"] == 0) & (summary["k"] >= s.rank) & (summary["method"] == "rank_k_recovery")]
     if len(exact):
@@ -266,12 +266,14 @@ def run_deq(cfg, result: Result) -> None:
     theta0 = flat_params(model)
     P = theta0.numel()
 
-    H = exact_deq_hessian(model, x, y).numpy()
+    with activity(f"exact Hessian of the DEQ loss (P={P}, closed form)"):
+        H = exact_deq_hessian(model, x, y).numpy()
     asym = float(np.abs(H - H.T).max() / np.abs(H).max())
     H = (H + H.T) / 2
-    g_imp = implicit_gradient(model, theta0, x, y)
-    th = theta0.clone().requires_grad_(True)
-    g_unr = torch.autograd.grad(unrolled_loss(model, th, x, y, d.layers), th)[0]
+    with activity("implicit vs unrolled gradient check"):
+        g_imp = implicit_gradient(model, theta0, x, y)
+        th = theta0.clone().requires_grad_(True)
+        g_unr = torch.autograd.grad(unrolled_loss(model, th, x, y, d.layers), th)[0]
     g_err = float(torch.linalg.vector_norm(g_imp - g_unr) / torch.linalg.vector_norm(g_unr))
     if g_err > GRADIENT_CHECK_RTOL:
         result.failures.append(f"implicit gradient differs from unrolled autodiff by {g_err:.1e} (> {GRADIENT_CHECK_RTOL:g})")
@@ -282,12 +284,14 @@ def run_deq(cfg, result: Result) -> None:
     u1 = V[:, 0]
     rows, pairs, noise = [], {}, {}
     for kind in d.directions:
-        if kind == "random":
-            dirs = torch.randn(P, max(d.k), generator=gen, dtype=torch.float64)
-            Xall, Yall = deq_pairs(model, theta0, x, y, dirs / torch.linalg.vector_norm(dirs, dim=0, keepdim=True),
-                                   eps=d.eps, difference=d.difference)
-        else:
-            Xall, Yall = krylov_deq_pairs(model, theta0, x, y, max(d.k), eps=d.eps, difference=d.difference, generator=gen)
+        with activity(f"{max(d.k)} secant pairs along {kind} directions ({d.difference} differences)"):
+            if kind == "random":
+                dirs = torch.randn(P, max(d.k), generator=gen, dtype=torch.float64)
+                Xall, Yall = deq_pairs(model, theta0, x, y, dirs / torch.linalg.vector_norm(dirs, dim=0, keepdim=True),
+                                       eps=d.eps, difference=d.difference)
+            else:
+                Xall, Yall = krylov_deq_pairs(model, theta0, x, y, max(d.k), eps=d.eps, difference=d.difference,
+                                              generator=gen)
         pairs[kind] = (Xall, Yall)
         noise[kind] = np.linalg.norm(Yall - H @ Xall) / np.linalg.norm(H @ Xall)
         for k in track(list(d.k), f"deq k ({kind})"):
@@ -320,7 +324,8 @@ def run_deq(cfg, result: Result) -> None:
                             **{f"{a}_{kind}": p for kind, (Xa, Ya) in pairs.items() for a, p in (("X", Xa), ("Y", Ya))}}
     from deqlab.report.lowrank_figures import deq_against_k
 
-    result.figures["deq"] = partial(deq_against_k, frame, title=f"DEQ loss Hessian (P={P}) from k secant pairs")
+    result.figures["deq"] = partial(deq_against_k, frame, title=f"DEQ loss Hessian (P={P}) from k secant pairs "
+                                    f"({d.difference} differences, float64, seed={cfg.seed})")
     result.notes.append(
         f"DEQ: implicit (adjoint) gradient vs autodiff through {d.layers} unrolled layers: relative difference {g_err:.1e}; "
         f"||Y - H X|| / ||H X|| = {', '.join(f'{v:.1e} ({k})' for k, v in noise.items())} ({d.difference} differences); "

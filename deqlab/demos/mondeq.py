@@ -142,11 +142,13 @@ def alpha_sweep(cfg, model: MonDEQ, x: torch.Tensor, result: Result):
     rows = []
     steps = {name: [] for name in SPLITTING}
     conv = {name: [] for name in SPLITTING}
+    diverged = {name: [] for name in SPLITTING}
     for alpha in track(list(cfg.sweep.alphas), "alpha sweep"):
         for name in SPLITTING:
             res = solve_equilibrium(model, x, method=name, alpha=float(alpha), **opts)
             steps[name].append(res.n_steps)
             conv[name].append(res.all_converged)
+            diverged[name].append("diverged" in res.message or not np.isfinite(res.max_residual))
             rows.append({"alpha": float(alpha), "method": name, "steps": res.n_steps, "converged": res.all_converged,
                          "max residual": res.max_residual, "message": res.message, "time [ms]": 1e3 * res.wall_time})
     refs = {}
@@ -155,6 +157,7 @@ def alpha_sweep(cfg, model: MonDEQ, x: torch.Tensor, result: Result):
         refs[name] = (res.n_steps, res.all_converged)
         rows.append({"alpha": float("nan"), "method": name, "steps": res.n_steps, "converged": res.all_converged,
                      "max residual": res.max_residual, "message": res.message, "time [ms]": 1e3 * res.wall_time})
+    result.arrays["alpha_sweep_diverged"] = {k: np.asarray(v) for k, v in diverged.items()}
     return pd.DataFrame(rows), steps, conv, refs
 
 
@@ -295,7 +298,9 @@ def _run(cfg) -> Result:
     result.figures["alpha_sweep"] = partial(
         mondeq_figures.alpha_sweep, alphas, {k: np.array(v) for k, v in steps.items()},
         {k: np.array(v) for k, v in conv.items()}, refs, bound=bound, max_iter=cfg.sweep.max_iter,
+        diverged=result.arrays["alpha_sweep_diverged"],
         title=f"monDEQ (n_z={cfg.model.n_z}, {cfg.model.nonlinearity}, m={cfg.model.m:g}): iterations vs step α",
+        subtitle=f"rtol={cfg.sweep.rtol:g}, batch={cfg.sweep.batch}, float64, seed={cfg.seed}",
     )
     fb_fail = [a for a, ok in zip(alphas, conv["forward_backward"]) if not ok and a > bound]
     result.notes.append(
@@ -317,7 +322,7 @@ def _run(cfg) -> Result:
             mondeq_figures.training_iterations, np.arange(1, cfg.train.epochs + 1),
             {k: g["mean steps"].to_numpy() for k, g in by.items()}, {k: g["max steps"].to_numpy() for k, g in by.items()},
             {k: g["converged batches"].to_numpy() for k, g in by.items()}, max_iter=cfg.train.max_iter,
-            title=f"Forward iterations during training (n_z={cfg.model.n_z}, {cfg.model.nonlinearity})",
+            title=f"Forward iterations during training (n_z={cfg.model.n_z}, {cfg.model.nonlinearity}, float64, seed={cfg.seed})",
         )
     p = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     result.arrays["mondeq"] = {

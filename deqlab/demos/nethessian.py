@@ -122,7 +122,9 @@ def _run(cfg) -> Result:
     result.arrays["nethessian"] = arrays
     from deqlab.report.nethessian_figures import check_errors
 
-    result.figures["check"] = partial(check_errors, frame, tolerance=tol, title=f"Forward recursions vs torch.func ({arch}, {cfg.dtype})")
+    result.figures["check"] = partial(check_errors, frame, tolerance=tol, dtype=cfg.dtype,
+                                      title=f"Forward recursions vs torch.func ({arch}, {cfg.dtype})",
+                                      subtitle=f"batch={cfg.batch}, seed={cfg.seed}, median of {cfg.repeats}")
     result.notes.append(
         "'auto' routes: full Hessian and diagonal by the adjoint formula (forward J + one backward pass of the output "
         "adjoints) unless the third-derivative term is requested, which needs the forward H of every layer anyway."

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from contextlib import contextmanager
 import zlib
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from deqlab.sysid.metrics import empirical_lipschitz, fit_percent, nrmse, simula
 from deqlab.sysid.models import make_model, parameter_count, save_model
 from deqlab.sysid.training import TrainSettings, train
 
-FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train s": "{:.1f}",
+FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.1f}",
            "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
 NRMSE_CAPTION = ("NRMSE = sqrt(mean((ŷ−y)²))/std(y) per output over the test trajectories after the washout "
                  "(std with mean subtraction), averaged over outputs; fit % = 100(1 − NRMSE). NRMSE clean: against the noise-free output. Lip columns: "
@@ -49,10 +50,12 @@ def make_dataset(cfg) -> Dataset:
 
 
 class EpochBar:
-    """A rich progress bar over epochs with the latest losses (silent when ``DEQLAB_PROGRESS=0``)."""
+    """A rich progress bar over epochs with the latest losses (silent unless :func:`deqlab.report.progress.enabled`)."""
 
     def __init__(self):
-        self.enabled = os.environ.get("DEQLAB_PROGRESS", "1") != "0"
+        from deqlab.report.progress import enabled
+
+        self.enabled = enabled()
         self.progress = None
 
     def __enter__(self):
@@ -69,6 +72,18 @@ class EpochBar:
     def __exit__(self, *exc):
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+    @contextmanager
+    def step(self, description: str):
+        """A spinner line for a step between epochs (one live display at a time, so not a new one)."""
+        if self.progress is None:
+            yield
+            return
+        task = self.progress.add_task(description, total=None, info="")
+        try:
+            yield
+        finally:
+            self.progress.remove_task(task)
 
     def callback(self, name: str, epochs: int):
         if self.progress is None:
@@ -109,16 +124,16 @@ def model_writer(model, kind, kwargs):
 
 
 def figures(result: Result, rows: list[dict], y_test, y_hats, sample_time, washout, n_plot, title_prefix,
-            physical: bool = False):
-    y_label, unit = ("angle φ [rad]", "rad/(N·m)") if physical else ("y [output units]", "output/input units")
+            physical: bool = False, panel: str = "test trajectory", subtitle: str = ""):
+    y_label, unit = ("angle φ [rad]", "rad/(N·m)") if physical else ("y₀ (units of the data)", "units of y / units of u")
     if n_plot > 0:
         result.figures["predictions"] = lambda: sysid_figures.predictions(
             y_test, y_hats, sample_time=sample_time, washout=washout, trajectories=n_plot,
-            title=f"{title_prefix}: measured vs simulated output (test trajectories)", y_label=y_label)
+            title=f"{title_prefix}: measured vs simulated output", y_label=y_label, panel=panel, subtitle=subtitle)
     result.figures["robustness_accuracy"] = lambda: sysid_figures.robustness_accuracy(
         [{"name": r["model"], "nrmse": r["NRMSE"], "lipschitz_lower": r["Lip lower"],
           "lipschitz_bound": r["Lip bound"]} for r in rows],
-        title=f"{title_prefix}: robustness vs accuracy", unit=unit)
+        title=f"{title_prefix}: robustness vs accuracy", unit=unit, subtitle=subtitle)
 
 
 def run(cfg) -> Result:
@@ -147,10 +162,11 @@ def _run(cfg) -> Result:
             model = make_model(kind, kwargs, u_tr, y_tr)
             settings = TrainSettings(**{**base, **spec.train_overrides()})
             hist = train(model, u_tr, y_tr, u_va, y_va, settings, progress=bar.callback(name, settings.epochs))
-            metrics = evaluate_model(model, u_te, y_te, cfg.washout, cfg.lipschitz, cfg.seed, y_clean)
+            with bar.step(f"evaluate {name}: simulate the test set, search the Lipschitz lower bound"):
+                metrics = evaluate_model(model, u_te, y_te, cfg.washout, cfg.lipschitz, cfg.seed, y_clean)
             y_hats[name] = metrics.pop("y_hat")
             rows.append({"model": name, "kind": kind, "params": parameter_count(model), **metrics,
-                         "train s": hist.seconds, "epochs": len(hist.val_nrmse), "best ep": hist.best_epoch + 1,
+                         "train time [s]": hist.seconds, "epochs": len(hist.val_nrmse), "best ep": hist.best_epoch + 1,
                          "stopped": hist.stopped})
             curves[name] = np.asarray(hist.val_nrmse)
             result.arrays.setdefault("curves", {})[f"{name}_val_nrmse"] = np.asarray(hist.val_nrmse)
@@ -162,9 +178,13 @@ def _run(cfg) -> Result:
     result.tables["sysid"] = Table(title="System identification: test set", frame=frame, formats=FORMATS, caption=NRMSE_CAPTION)
     result.arrays["predictions"] = {"u": u_te, "y": y_te, **({"y_clean": y_clean} if y_clean is not None else {}),
                                     **{f"y_hat_{k}": v for k, v in y_hats.items()}}
+    subtitle = f"float64, seed={cfg.seed}, washout={cfg.washout}"
     figures(result, rows, y_te, y_hats, data.sample_time, cfg.washout, cfg.plot_trajectories,
-            "pendulum" if cfg.data.path is None else Path(cfg.data.path).name, physical=cfg.data.path is None)
-    result.figures["training_curves"] = lambda: sysid_figures.training_curves(curves, title="Validation NRMSE during training")
+            "pendulum" if cfg.data.path is None else Path(cfg.data.path).name, physical=cfg.data.path is None,
+            subtitle=subtitle)
+    val_floor = nrmse(data.y_clean[data.split["val"]], y_va, cfg.washout) if data.y_clean is not None else None
+    result.figures["training_curves"] = lambda: sysid_figures.training_curves(
+        curves, title="Validation NRMSE during training", noise_floor=val_floor, subtitle=subtitle)
     source = f"data file {cfg.data.path}" if cfg.data.path is not None else (
         f"pendulum simulator (sample time {data.sample_time:g} s, noise σ = {cfg.data.noise_std} rad)")
     result.notes.append(f"data: {source}; trajectories train/val/test = "

@@ -10,6 +10,7 @@ import pandas as pd
 
 from deqlab.errors import ConfigError
 from deqlab.benchmarks import torch_threads
+from deqlab.report.progress import activity
 from deqlab.report.result import Result, Table
 from deqlab.demos.sysid import FORMATS, NRMSE_CAPTION, evaluate_model, figures
 from deqlab.sysid.data import load_arrays
@@ -38,6 +39,15 @@ def _models(run_dir: Path):
     return [(f.stem, *load_model(f)) for f in files]
 
 
+def _row(name, kind, model, metrics, info, y_hats) -> dict:
+    y_hats[name] = metrics.pop("y_hat")
+    metrics.pop("NRMSE clean")
+    row = {"model": name, "kind": kind, "params": parameter_count(model), **metrics}
+    for col in ("train time [s]", "epochs"):
+        row[col] = info.loc[name, col] if name in info.index and col in info.columns else float("nan")
+    return row
+
+
 def run(cfg) -> Result:
     with torch_threads(cfg.threads):
         return _run(cfg)
@@ -58,17 +68,16 @@ def _run(cfg) -> Result:
                               f"{u.shape[-1]} input(s) and {y.shape[-1]} output(s)")
     result = Result(command="sysid_evaluate")
     rows, y_hats = [], {}
-    for name, kind, model in models:
-        metrics = evaluate_model(model, u, y, washout, cfg.lipschitz, cfg.seed)
-        y_hats[name] = metrics.pop("y_hat")
-        metrics.pop("NRMSE clean")
-        row = {"model": name, "kind": kind, "params": parameter_count(model), **metrics}
-        for col in ("train s", "epochs"):
-            row[col] = info.loc[name, col] if name in info.index and col in info.columns else float("nan")
-        rows.append(row)
+    with activity("evaluate saved models", total=len(models)) as act:
+        for name, kind, model in models:
+            act.update(description=f"evaluate {name}: simulate, search the Lipschitz lower bound")
+            metrics = evaluate_model(model, u, y, washout, cfg.lipschitz, cfg.seed)
+            act.advance()
+            rows.append(_row(name, kind, model, metrics, info, y_hats))
     result.tables["sysid"] = Table(title=f"Saved models of {run_dir.name} on {Path(cfg.data_file).name}",
                                    frame=pd.DataFrame(rows), formats=FORMATS, caption=NRMSE_CAPTION)
     result.arrays["predictions"] = {"u": u, "y": y, **{f"y_hat_{k}": v for k, v in y_hats.items()}}
-    figures(result, rows, y, y_hats, None, washout, cfg.plot_trajectories, Path(cfg.data_file).name)
+    figures(result, rows, y, y_hats, None, washout, cfg.plot_trajectories, Path(cfg.data_file).name,
+            panel="trajectory", subtitle=f"models of {run_dir.name}, float64, seed={cfg.seed}, washout={washout}")
     result.notes.append(f"run {run_dir}; data {cfg.data_file}: {u.shape[0]} trajectories × {u.shape[1]} steps, washout {washout}")
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -26,11 +26,30 @@ def new_axes(title: str, xlabel: str, ylabel: str, *, logy: bool = False, logx: 
     return fig, ax
 
 
-def convergence_curves(curves: Mapping[str, np.ndarray], *, title: str):
-    """``‖z^L − z*‖`` against depth ``L`` (log scale), one line per labelled curve."""
-    fig, ax = new_axes(title, "depth L (weight-tied layers)", "‖z^L − z*‖₂ (dimensionless)", logy=True)
+def convergence_curves(curves: Mapping[str, np.ndarray], *, title: str, subtitle: str = "", emphasis: str | None = None,
+                       floors: Mapping[str, float] | None = None, notes: Sequence[str] = ()):
+    """``‖z^L − z*‖`` against depth ``L`` (log scale), one line per labelled curve.
+
+    Curves whose label contains ``emphasis`` (this run's init) are drawn thick, the others thin and
+    faded (shown for comparison); float64 curves dashed. ``floors`` (label → value) are horizontal
+    dotted lines (the accuracy of ``z*``, the float32 rounding floor); ``notes`` are printed in a
+    box in the lower left (why a curve behaves as it does).
+    """
+    from deqlab.report.style import color
+
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "depth L (weight-tied layers)",
+                       "‖z^L − z*‖₂ (dimensionless)", logy=True)
     for label, values in curves.items():
         values = np.maximum(np.asarray(values, dtype=float), 1e-300)  # exact zeros cannot be drawn on a log axis
-        ax.plot(np.arange(len(values)), values, "--" if "float64" in label else "-", label=label)
-    ax.legend()
+        main = emphasis is None or emphasis in label
+        init = label.split(",")[0]
+        ax.plot(np.arange(len(values)), values, "--" if "float64" in label else "-", label=label + ("" if main else " (for comparison)"),
+                color=color(init), lw=2.0 if main else 1.0, alpha=1.0 if main else 0.45)
+    for (label, value), style in zip((floors or {}).items(), (":", (0, (1, 3)), "-.")):
+        if value > 0:
+            ax.axhline(value, color="0.35", ls=style, lw=1.0, label=f"{label} = {value:.1e}")
+    if notes:
+        ax.text(0.02, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="bottom",
+                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
+    ax.legend(fontsize=7, loc="upper right")
     return fig

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
-
-from deqlab.report.figures import new_axes
 
 
 def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[str, int]], *, title: str):
@@ -40,28 +38,103 @@ def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[
     return fig
 
 
-def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str):
-    """Sorted eigenvalues of each labelled symmetric matrix on a symlog axis."""
-    fig, ax = new_axes(title, "eigenvalue rank (ascending)", "eigenvalue (loss units / θ², symlog)")
-    vals = [np.asarray(v, dtype=float) for v in spectra.values()]
-    top = max((float(np.abs(v).max()) for v in vals if v.size), default=1.0) or 1.0
-    ax.set_yscale("symlog", linthresh=max(top * 1e-8, 1e-300))
-    for label, v in spectra.items():
-        v = np.sort(np.asarray(v, dtype=float))
-        ax.plot(np.arange(len(v)), v, ".-" if len(v) < 60 else "-", ms=3, label=label)
-    ax.axhline(0.0, color="k", lw=0.5)
-    ax.legend()
+def _symlog_ticks(ax, top: float, linthresh: float, max_ticks: int = 4) -> None:
+    """Decade ticks on a symlog y axis, at most ``max_ticks`` per sign, none inside the linear band
+    except 0 (so labels near zero never overprint)."""
+    lo, hi = int(np.ceil(np.log10(linthresh))), int(np.ceil(np.log10(top)))
+    step = max(1, int(np.ceil((hi - lo + 1) / max_ticks)))
+    decades = list(range(hi, lo - 1, -step))
+    ticks = sorted([-(10.0**d) for d in decades] + [0.0] + [10.0**d for d in decades])
+    ax.set_yticks(ticks, [("0" if t == 0 else f"{'−' if t < 0 else ''}1e{round(np.log10(abs(t)))}") for t in ticks])
+    ax.minorticks_off()
+
+
+def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str, subtitle: str = ""):
+    """Sorted eigenvalues of ``H`` and of each of its terms, one panel each on a shared symlog axis.
+
+    ``spectra``: label (``"H"``, ``"Term A"``, …) → eigenvalues. Each term's panel repeats H as a
+    thin grey line, so a term whose spectrum matches H's (Term B when the loss is nearly linear in
+    h) is seen beside it, never hidden under it. The linear band of the symlog axis is 1e-6 of the
+    largest |eigenvalue| (smaller values are rounding at these sizes), with decade ticks outside it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deqlab.report.style import canonical, color
+
+    vals = {k: np.sort(np.asarray(v, dtype=float)) for k, v in spectra.items()}
+    top = max((float(np.abs(v).max()) for v in vals.values() if v.size), default=1.0) or 1.0
+    linthresh = top * 1e-6
+    fig, axes = plt.subplots(1, len(vals), figsize=(3.6 * len(vals) + 1.0, 4.4), sharey=True, squeeze=False)
+    h = vals.get("H")
+    for ax, (label, v) in zip(axes[0], vals.items()):
+        ax.set_yscale("symlog", linthresh=linthresh, linscale=0.6)
+        if h is not None and label != "H":
+            ax.plot(np.arange(len(h)), h, color="0.6", lw=1.0, label="H")
+        ax.plot(np.arange(len(v)), v, ".-" if len(v) <= 120 else "-", ms=4, lw=1.6, color=color(canonical(label)), label=label)
+        ax.axhspan(-linthresh, linthresh, color="0.93", zorder=0)
+        ax.set_title(f"{label}: max |λ| = {np.abs(v).max():.2g}", fontsize=9)
+        ax.set_xlabel("eigenvalue rank (ascending)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    _symlog_ticks(axes[0][0], top, linthresh)
+    axes[0][0].set_ylabel(f"eigenvalue (loss units / θ², symlog; |λ| < {linthresh:.1g} linear)")
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
+    fig.tight_layout()
     return fig
 
 
-def extreme_spectrum_plot(bottom: np.ndarray, top: np.ndarray, size: int, *, title: str):
-    """The ``k`` smallest and largest eigenvalues found by eigsh (matrix-free mode)."""
-    fig, ax = new_axes(title, "eigenvalue rank (ascending, of P)", "eigenvalue (loss units / θ², symlog)")
-    b, t = np.sort(np.asarray(bottom, float)), np.sort(np.asarray(top, float))
-    allv = np.concatenate([b, t]) if b.size + t.size else np.ones(1)
-    ax.set_yscale("symlog", linthresh=max(float(np.abs(allv).max()) * 1e-8, 1e-300))
-    ax.plot(np.arange(len(b)), b, "o", label="smallest (eigsh SA)")
-    ax.plot(np.arange(size - len(t), size), t, "s", label="largest (eigsh LA)")
-    ax.axhline(0.0, color="k", lw=0.5)
-    ax.legend()
+def hvp_spectrum_plot(bottom: np.ndarray, top: np.ndarray, size: int, nodes: np.ndarray, weights: np.ndarray, *,
+                      title: str, subtitle: str = ""):
+    """Matrix-free spectrum of ``H`` (``size × size``): three panels.
+
+    Left and middle: the ``k`` smallest and ``k`` largest eigenvalues found by eigsh, ranked from
+    each end (1 = the extreme), each with its value. Right: the eigenvalue density estimated by
+    stochastic Lanczos quadrature (``nodes``/``weights`` of shape ``(probes, steps)``, see
+    :class:`deqlab.implicit.spectrum.SpectralDensity`), Gaussian-smoothed, log density axis (as
+    PyHessian draws it), with the eigsh extremes as ticks on the x axis.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deqlab.implicit.spectrum import SpectralDensity
+
+    b = np.sort(np.asarray(bottom, float))
+    t = np.sort(np.asarray(top, float))[::-1]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6), gridspec_kw={"width_ratios": [1, 1, 2.2]})
+    for ax, vals, name, col in ((axes[0], b, "smallest", "tab:blue"), (axes[1], t, "largest", "tab:red")):
+        ranks = np.arange(1, len(vals) + 1)
+        ax.plot(ranks, vals, "o-", color=col, ms=6)
+        for r, v in zip(ranks, vals):
+            ax.annotate(f"{v:.4g}", (r, v), textcoords="offset points", xytext=(4, 6), fontsize=7)
+        ax.set_xticks(ranks)
+        ax.set_xlabel(f"rank from the {'bottom' if name == 'smallest' else 'top'} (1 = λ_{'min' if name == 'smallest' else 'max'})")
+        ax.set_title(f"{len(vals)} {name} eigenvalues (eigsh)")
+        ax.grid(True, alpha=0.3)
+        ax.margins(x=0.15, y=0.2)
+    axes[0].set_ylabel("eigenvalue (loss units / θ²)")
+    sd = SpectralDensity(np.asarray(nodes, float), np.asarray(weights, float), size)
+    lo = min(float(sd.nodes.min()), float(b.min()) if b.size else np.inf)
+    hi = max(float(sd.nodes.max()), float(t.max()) if t.size else -np.inf)
+    pad = 0.03 * (hi - lo or 1.0)
+    grid = np.linspace(lo - pad, hi + pad, 4000)
+    sigma = (hi - lo or 1.0) / 500  # a kernel 1/500 of the range: resolves outliers, smooths the bulk
+    dens = sd.density(grid, sigma)
+    ax = axes[2]
+    ax.semilogy(grid, np.maximum(dens, 1e-12), color="k", lw=1.2)
+    ax.set_ylim(max(float(dens.max()) * 1e-7, 1e-12), float(dens.max()) * 3)
+    ax.plot(b, np.full_like(b, ax.get_ylim()[0] * 1.5), "|", color="tab:blue", ms=14, label="eigsh smallest")
+    ax.plot(t, np.full_like(t, ax.get_ylim()[0] * 1.5), "|", color="tab:red", ms=14, label="eigsh largest")
+    probes, steps = sd.nodes.shape
+    ax.set_title(f"eigenvalue density (SLQ: {probes} probes × {steps} Lanczos steps, σ = {sigma:.2g})")
+    ax.set_xlabel("eigenvalue λ (loss units / θ²)")
+    ax.set_ylabel("density (fraction of the P eigenvalues per unit λ)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
+    fig.tight_layout()
     return fig

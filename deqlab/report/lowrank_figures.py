@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from deqlab.report.style import color
 
 _STYLE = {
-    "rank_k_recovery": dict(marker="o", lw=2),
-    "seed_method": dict(marker="x", ls="--"),
-    "least_change": dict(marker="s"),
-    "symmetric_procrustes": dict(marker="^", ls=":"),
+    "rank_k_recovery": {"marker": "o", "lw": 2},
+    "seed_method": {"marker": "x", "ls": "--"},
+    "least_change": {"marker": "s"},
+    "symmetric_procrustes": {"marker": "^", "ls": ":"},
 }
+
+
+def _style(method: str) -> dict:
+    """Marker and line of ``method``, in its colour from :mod:`deqlab.report.style`."""
+    return {**_STYLE.get(method, {"marker": ".", "alpha": 0.8}), "color": color(method)}
 
 
 def error_against_k(summary: pd.DataFrame, *, rank: int, title: str):
@@ -24,7 +30,7 @@ def error_against_k(summary: pd.DataFrame, *, rank: int, title: str):
         part = summary[summary["noise"] == noise]
         for method, rows in part.groupby("method", sort=False):
             err = np.maximum(rows["median rel error"].to_numpy(float), 1e-17)
-            ax.plot(rows["k"], err, label=method, **_STYLE.get(method, dict(marker=".", alpha=0.8)))
+            ax.plot(rows["k"], err, label=method, **_style(method))
         ax.axvline(rank, color="grey", ls=":", lw=1)
         ax.set_yscale("log")
         ax.set_title(f"{'exact pairs' if noise == 0 else f'relative gradient noise {noise:g}'}")
@@ -47,7 +53,7 @@ def deq_against_k(frame: pd.DataFrame, *, title: str):
     for (a1, a2), kind in zip(axes, kinds):
         part = frame[frame["directions"] == kind]
         for method, rows in part.groupby("method", sort=False):
-            style = _STYLE.get(method, dict(marker=".", alpha=0.8))
+            style = _style(method)
             a1.plot(rows["k"], np.maximum(rows["rel error"].to_numpy(float), 1e-17), label=method, **style)
             a2.plot(rows["k"], np.maximum(1 - rows["|<u1, u1_true>|"].to_numpy(float), 1e-17), label=method, **style)
         floor = part.drop_duplicates("k")

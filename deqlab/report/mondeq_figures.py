@@ -2,36 +2,64 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from deqlab.report.figures import new_axes
 
+#: markers per splitting method: big hollow first, small filled last, so coinciding points stay visible
+_SPLIT_STYLE = {"peaceman_rachford": {"marker": "o", "ms": 10, "mfc": "none", "ls": "-", "lw": 2.2},
+                "douglas_rachford": {"marker": "s", "ms": 6, "mfc": "none", "ls": "--", "lw": 1.6},
+                "forward_backward": {"marker": "^", "ms": 4, "ls": ":", "lw": 1.2}}
+
 
 def alpha_sweep(alphas: np.ndarray, steps: Mapping[str, np.ndarray], converged: Mapping[str, np.ndarray],
-                references: Mapping[str, tuple[int, bool]], *, bound: float, max_iter: int, title: str):
+                references: Mapping[str, tuple[int, bool]], *, bound: float, max_iter: int, title: str,
+                diverged: Mapping[str, np.ndarray] | None = None, subtitle: str = ""):
     """Iterations to tolerance against the step ``α`` (log-log), one line per splitting method.
 
-    Runs that did not converge are drawn as crosses at ``max_iter``; α-free solvers
+    Converged runs are joined by lines; runs that hit ``max_iter`` are crosses in a band above
+    ``max_iter`` and runs that diverged (non-finite iterates, ``diverged[name]``) are stars in a band
+    above that, each method at its own height so none hides another. α-free solvers
     (``references``: name → (steps, converged)) are horizontal lines; the forward-backward bound
     ``2m/‖I − W‖₂²`` is a vertical line.
     """
-    fig, ax = new_axes(title, "step α (dimensionless)", "iterations to tolerance", logx=True, logy=True)
+    from deqlab.report.style import color
+
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "step α (dimensionless)",
+                       "iterations to tolerance", logx=True, logy=True)
     alphas = np.asarray(alphas, dtype=float)
-    for name, s in steps.items():
+    band_fail, band_div = 1.8 * max_iter, 5.0 * max_iter
+    for i, (name, s) in enumerate(steps.items()):
         s = np.asarray(s, dtype=float)
         ok = np.asarray(converged[name], dtype=bool)
-        line, = ax.plot(alphas[ok], s[ok], "o-", label=name)
-        if (~ok).any():
-            ax.plot(alphas[~ok], np.full((~ok).sum(), max_iter), "x", color=line.get_color(), markersize=9,
+        div = np.asarray(diverged[name], dtype=bool) if diverged is not None else np.zeros_like(ok)
+        stuck = ~ok & ~div
+        col = color(name)
+        style = _SPLIT_STYLE.get(name, {"marker": "o", "ms": 5})
+        ax.plot(alphas[ok], s[ok], color=col, label=f"{name} ({ok.sum()}/{len(ok)} converged)", **style)
+        lift = 1.18**i  # each method its own height inside a band
+        if stuck.any():
+            ax.plot(alphas[stuck], np.full(stuck.sum(), band_fail * lift), "x", color=col, ms=9, mew=2,
                     label=f"{name}: not converged in {max_iter}")
-    styles = iter([":", "-."])
+        if div.any():
+            ax.plot(alphas[div], np.full(div.sum(), band_div * lift), "*", color=col, ms=11,
+                    label=f"{name}: diverged (non-finite)")
+    ax.axhline(max_iter, color="0.4", lw=0.8, ls="-")
+    ax.text(0.01, max_iter * 1.08, f"max_iter = {max_iter}", transform=ax.get_yaxis_transform(), va="bottom", fontsize=7)
+    ax.axhspan(max_iter * 1.4, max_iter * 3.0, color="0.93", zorder=0)
+    ax.axhspan(max_iter * 3.6, max_iter * 9.0, color="#fde0e0", zorder=0)
+    ax.text(0.01, band_fail * 0.8, "not converged", transform=ax.get_yaxis_transform(), fontsize=7, color="0.3")
+    ax.text(0.01, band_div * 0.8, "diverged", transform=ax.get_yaxis_transform(), fontsize=7, color="#a00")
     for name, (s, ok) in references.items():
-        ax.axhline(s if ok else max_iter, color="gray", linestyle=next(styles, "--"),
-                   label=f"{name} (no α){'' if ok else ': not converged'}")
+        if ok:
+            ax.axhline(s, color=color(name), linestyle="-.", lw=1.2, label=f"{name} (no α): {s} iterations")
+        else:  # a legend entry only: a line in the not-converged band would hide the crosses there
+            ax.plot([], [], color=color(name), linestyle="-.", lw=1.2, label=f"{name} (no α): not converged in {max_iter}")
     if bound > 0:
         ax.axvline(bound, color="red", linestyle="--", alpha=0.6, label=f"FB bound 2m/L² = {bound:.3g}")
+    ax.set_ylim(top=max_iter * 10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -44,12 +72,14 @@ def training_iterations(epochs: np.ndarray, mean_steps: Mapping[str, np.ndarray]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from deqlab.report.style import color
+
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     ax.set_title(title)
     ax.set_yscale("log")
     ax.set_ylabel("forward iterations per batch")
     for name in mean_steps:
-        line, = ax.plot(epochs, mean_steps[name], "o-", label=f"{name}: mean")
+        line, = ax.plot(epochs, mean_steps[name], "o-", color=color(name), label=f"{name}: mean")
         ax.plot(epochs, max_steps[name], "--", color=line.get_color(), label=f"{name}: max")
         ax2.plot(epochs, converged_fraction[name], "s-", color=line.get_color(), label=name)
     ax.axhline(max_iter, color="red", linestyle=":", label=f"max_iter = {max_iter}")
@@ -63,10 +93,26 @@ def training_iterations(epochs: np.ndarray, mean_steps: Mapping[str, np.ndarray]
     return fig
 
 
-def bench_times(sizes: np.ndarray, times: Mapping[str, np.ndarray], *, title: str):
-    """Median wall time per forward solve against ``n_z`` (log-log), one line per method."""
-    fig, ax = new_axes(title, "hidden size n_z", "median wall time per solve [ms]", logx=True, logy=True)
+def bench_times(sizes: np.ndarray, times: Mapping[str, np.ndarray], *, title: str,
+                converged: Mapping[str, np.ndarray] | None = None, subtitle: str = ""):
+    """Median wall time per forward solve against ``n_z`` (log-log), one line per method, ticks at
+    the sizes measured; a run that did not converge is ringed in red (and the legend says at
+    which ``n_z``), a method that converged everywhere carries no mark."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    from deqlab.report.style import color
+
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "hidden size n_z", "median wall time per solve [ms]",
+                       logx=True, logy=True)
+    sizes = np.asarray(sizes)
     for name, t in times.items():
-        ax.plot(sizes, t, "o-", label=name)
-    ax.legend(fontsize=8)
+        ok = np.ones(len(t), bool) if converged is None else np.asarray(converged[name], bool)
+        label = name if ok.all() else f"{name} (not converged at n_z = {', '.join(str(n) for n in sizes[~ok])})"
+        ax.plot(sizes, t, "o-", color=color(name.split(" (")[0]), label=label)
+        if (~ok).any():
+            ax.plot(sizes[~ok], np.asarray(t)[~ok], "o", ms=13, mfc="none", mec="red", mew=1.5)
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

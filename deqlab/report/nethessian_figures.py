@@ -5,22 +5,49 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from deqlab.report.figures import new_axes
 
+def check_errors(frame: pd.DataFrame, *, tolerance: float, title: str, dtype: str = "float64", subtitle: str = ""):
+    """Two panels per checked quantity/route. Left: max relative error against torch.func as points
+    on a log axis, with the dtype's machine epsilon and the tolerance as lines (an exact 0 is drawn
+    on the bottom edge, marked "0"). Right: the measured times of our route and of the reference
+    (``ours [ms]``, ``reference [ms]``), log axis."""
+    import matplotlib
 
-def check_errors(frame: pd.DataFrame, *, tolerance: float, title: str):
-    """Bar chart (log scale) of the max relative error of each quantity/route, with the tolerance line."""
-    fig, ax = new_axes(title, "quantity (route)", "max relative error vs torch.func (dimensionless)", logy=True)
-    labels = [f"{q}\n({r})" for q, r in zip(frame["quantity"], frame["route"])]
-    errs = np.maximum(frame["max rel error"].to_numpy(dtype=float), 1e-18)  # exact zeros on a log axis
-    ax.bar(range(len(errs)), errs, color="tab:blue")
-    for i, e in enumerate(frame["max rel error"].to_numpy(dtype=float)):
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deqlab.report.style import color
+
+    eps = float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps)
+    labels = [f"{q} ({r})" for q, r in zip(frame["quantity"], frame["route"])]
+    y = np.arange(len(labels))[::-1]
+    err = frame["max rel error"].to_numpy(dtype=float)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(labels) + 2.2), sharey=True,
+                                 gridspec_kw={"width_ratios": [1.3, 1]})
+    floor = eps / 100
+    shown = np.where(err > 0, err, floor)
+    a1.scatter(shown, y, color=["tab:blue" if e <= tolerance else "tab:red" for e in err], zorder=3)
+    for yi, e in zip(y, err):
         if e == 0:
-            ax.text(i, 3e-18, "0 (exact)", ha="center", va="bottom", fontsize=8)
-    ax.axhline(tolerance, color="tab:red", ls="--", label=f"tolerance {tolerance:g}")
-    ax.set_xticks(range(len(errs)), labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(1e-18, max(1.0, 10 * tolerance))
-    ax.legend()
+            a1.annotate("0 (exact)", (floor, yi), textcoords="offset points", xytext=(6, -3), fontsize=7)
+    a1.axvline(eps, color="0.3", ls=":", label=f"{dtype} epsilon {eps:.1e}")
+    a1.axvline(tolerance, color="tab:red", ls="--", label=f"tolerance {tolerance:g}")
+    a1.set_xscale("log")
+    left = floor / 3 if (err == 0).any() else min(eps, float(np.nanmin(shown))) / 10
+    a1.set_xlim(left, max(10 * tolerance, float(np.nanmax(shown)) * 10))
+    a1.set_yticks(y, labels, fontsize=8)
+    a1.set_xlabel("max relative error vs torch.func (dimensionless)")
+    a1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    a1.grid(True, which="major", alpha=0.3)
+    for col, name, marker in (("ours [ms]", "forward", "o"), ("reference [ms]", "double_backward", "s")):
+        if col in frame:
+            a2.scatter(frame[col].to_numpy(dtype=float), y, marker=marker, color=color(name),
+                       label=col.replace(" [ms]", "") + (" (forward recursion)" if name == "forward" else " (torch.func)"))
+    a2.set_xscale("log")
+    a2.set_xlabel("median time [ms] (log)")
+    a2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    a2.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
     fig.tight_layout()
     return fig
 

@@ -1,57 +1,104 @@
-"""Figures of ``deqlab sysid`` (plain arrays in, matplotlib Figure out)."""
+"""Figures of ``deqlab sysid`` (plain arrays in, matplotlib Figure out). Every model keeps its
+colour (:func:`deqlab.report.style.color`) in every figure."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from deqlab.report.figures import new_axes
+from deqlab.report.style import color
 
 
 def predictions(y: np.ndarray, y_hat: Mapping[str, np.ndarray], *, sample_time: float | None, washout: int,
-                trajectories: int, title: str, y_label: str = "y [output units]"):
-    """Measured vs simulated outputs of the first ``trajectories`` test trajectories (output channel 0),
-    stacked one panel per trajectory. ``y`` (T, steps, n_y); ``y_hat[name]`` the same shape."""
+                trajectories: int, title: str, y_label: str = "y [output units]", panel: str = "test trajectory",
+                subtitle: str = ""):
+    """Measured vs simulated outputs of the first ``trajectories`` trajectories (output channel 0),
+    stacked one panel per trajectory, the legend above the panels (never over the data).
+    ``y`` (T, steps, n_y); ``y_hat[name]`` the same shape; ``panel`` names a panel's trajectory."""
     import matplotlib.pyplot as plt
 
     n = max(1, min(trajectories, y.shape[0]))
-    fig, axes = plt.subplots(n, 1, figsize=(8, 2.6 * n), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(8, 2.4 * n + 0.8), sharex=True, squeeze=False)
     t = np.arange(y.shape[1]) * (sample_time or 1.0)
-    unit = "time [s]" if sample_time else "step"
+    unit = "time [s]" if sample_time else "sample index"
     for i, ax in enumerate(axes[:, 0]):
-        ax.plot(t, y[i, :, 0], color="0.6", lw=1.0, label="measured")
+        ax.plot(t, y[i, :, 0], color=color("measured"), lw=1.6, label="measured")
         for name, yh in y_hat.items():
-            ax.plot(t, yh[i, :, 0], lw=1.1, label=name)
-        ax.axvspan(t[0], t[min(washout, len(t) - 1)], color="0.9", label="washout" if i == 0 else None)
-        ax.set_ylabel(f"test traj. {i}\n{y_label}")
+            ax.plot(t, yh[i, :, 0], lw=1.0, color=color(name), label=name)
+        ax.axvspan(t[0], t[min(washout, len(t) - 1)], color="0.9", label=f"washout ({washout} samples)")
+        ax.set_ylabel(y_label)
+        ax.set_title(f"{panel} {i}", fontsize=9, loc="left")
         ax.grid(True, alpha=0.3)
-    axes[0, 0].set_title(title)
-    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper right")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)  # beside the panels
     axes[-1, 0].set_xlabel(unit)
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
     fig.tight_layout()
     return fig
 
 
-def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/input units"):
+def _label_log_axis(ax, axis: str, values: np.ndarray) -> None:
+    """Labels on a log axis that spans less than a decade too: ticks at 1, 2, 5 × 10^k, plain numbers."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    span = np.log10(values.max() / values.min()) if values.size and values.min() > 0 else 10
+    subs = (1.0, 2.0, 5.0) if span > 1.2 else (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+    target.set_major_locator(LogLocator(base=10, subs=subs))
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    target.set_major_formatter(fmt)
+    target.set_minor_formatter(NullFormatter())
+
+
+def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/input units", subtitle: str = ""):
     """Lipschitz constant (empirical lower bound ●, guaranteed bound ▲ where one exists) against test
     NRMSE, as in Revay, Wang & Manchester (2021), Fig. 2. ``rows``: ``name, nrmse, lipschitz_lower,
-    lipschitz_bound``."""
-    fig, ax = new_axes(title, "test NRMSE (dimensionless)", f"Lipschitz constant ‖Δy‖/‖Δu‖ [{unit}]", logy=True)
-    for i, r in enumerate(rows):
-        color = f"C{i}"
-        ax.scatter([r["nrmse"]], [max(r["lipschitz_lower"], 1e-12)], color=color, marker="o", label=f"{r['name']} (lower bound)")
+    lipschitz_bound``. Both axes logarithmic, labelled at 1, 2, 5 × 10^k (finer when they span less
+    than a decade), each point named."""
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "test NRMSE (dimensionless, log)",
+                       f"Lipschitz constant ‖Δy‖/‖Δu‖ [{unit}] (log)", logy=True, logx=True)
+    ys, xs = [], []
+    for r in rows:
+        c = color(r["name"])
+        lower = max(r["lipschitz_lower"], 1e-12)
+        ax.scatter([r["nrmse"]], [lower], color=c, marker="o", s=40, label=f"{r['name']} (empirical lower bound)")
+        ax.annotate(r["name"], (r["nrmse"], lower), textcoords="offset points", xytext=(6, -10), fontsize=8, color=c)
+        ys.append(lower)
+        xs.append(r["nrmse"])
         if r.get("lipschitz_bound") is not None and np.isfinite(r["lipschitz_bound"]):
-            ax.scatter([r["nrmse"]], [r["lipschitz_bound"]], color=color, marker="^", label=f"{r['name']} (guaranteed bound)")
-            ax.plot([r["nrmse"]] * 2, [max(r["lipschitz_lower"], 1e-12), r["lipschitz_bound"]], color=color, lw=0.8)
-    ax.legend(fontsize=7)
+            ax.scatter([r["nrmse"]], [r["lipschitz_bound"]], color=c, marker="^", s=50, label=f"{r['name']} (guaranteed bound)")
+            ax.plot([r["nrmse"]] * 2, [lower, r["lipschitz_bound"]], color=c, lw=0.8)
+            ys.append(r["lipschitz_bound"])
+    ys, xs = np.asarray(ys, float), np.asarray([x for x in xs if np.isfinite(x) and x > 0], float)
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    if ys.size:
+        ax.set_ylim(ys.min() / 1.5, ys.max() * 1.5)
+        _label_log_axis(ax, "y", ys)
+    if xs.size:
+        ax.set_xlim(xs.min() / 1.3, xs.max() * 1.3)
+        _label_log_axis(ax, "x", xs)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
-def training_curves(curves: Mapping[str, np.ndarray], *, title: str):
-    """Validation NRMSE per epoch, one line per model (log scale)."""
-    fig, ax = new_axes(title, "epoch", "validation NRMSE (dimensionless)", logy=True)
+def training_curves(curves: Mapping[str, np.ndarray], *, title: str, noise_floor: float | None = None, subtitle: str = ""):
+    """Validation NRMSE per epoch, one line per model (log scale), with the noise floor of the
+    validation set (NRMSE of the noise-free output against the measured one: no model beats it on
+    average); integer epoch ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "epoch", "validation NRMSE (dimensionless)", logy=True)
     for name, values in curves.items():
-        ax.plot(np.arange(1, len(values) + 1), np.asarray(values, dtype=float), marker=".", label=name)
-    ax.legend()
+        ax.plot(np.arange(1, len(values) + 1), np.asarray(values, dtype=float), marker=".", color=color(name), label=name)
+    if noise_floor is not None and np.isfinite(noise_floor):
+        ax.axhline(noise_floor, color="k", ls=":", lw=1.2, label=f"noise floor = {noise_floor:.4f}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    values = np.concatenate([np.asarray(v, float) for v in curves.values()] + [np.asarray([noise_floor or np.nan])])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size:
+        _label_log_axis(ax, "y", values)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

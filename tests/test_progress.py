@@ -1,0 +1,76 @@
+"""Progress: drawn on a terminal, silent in a pipe, and never changing what it wraps."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+from deqlab.report.progress import activity, enabled, track
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_silent_when_stdout_is_not_a_terminal(monkeypatch):
+    monkeypatch.setenv("DEQLAB_PROGRESS", "1")
+    assert not enabled()  # pytest captures stdout: not a terminal
+    assert list(track(range(3), "x")) == [0, 1, 2]
+    with activity("work", unit="calls") as act:
+        f = act.counting(lambda v: 2 * v)
+        assert [f(1), f(2)] == [2, 4]
+    assert act.count == 2
+
+
+def _run_in_terminal(code: str, env_progress: str) -> str:
+    """Run ``code`` with stdout and stderr on a pseudo-terminal; return what it drew."""
+    leader, follower = pty.openpty()
+    env = {**os.environ, "DEQLAB_PROGRESS": env_progress, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(leader)
+    return b"".join(chunks).decode(errors="replace")
+
+
+CODE = """
+import time
+from deqlab.report.progress import activity, enabled
+print("enabled", enabled())
+with activity("eigsh on the HVP", unit="HVPs") as act:
+    f = act.counting(lambda: time.sleep(0.05))
+    for _ in range(8):
+        f()
+print("done", act.count)
+"""
+
+
+def test_drawn_on_a_terminal_and_off_by_env():
+    out = _run_in_terminal(CODE, "1")
+    assert "enabled True" in out and "done 8" in out
+    assert "eigsh on the HVP" in out
+    quiet = _run_in_terminal(CODE, "0")
+    assert "enabled False" in quiet and "eigsh on the HVP" not in quiet
+
+
+LABELLED = """
+from deqlab.report.progress import track
+out = list(track([1, 2, 3], "sizes", label=lambda n: f"n_z={n}"))
+print("items", out)
+"""
+
+
+def test_labelled_track_names_the_item_and_keeps_items():
+    out = _run_in_terminal(LABELLED, "1")
+    assert "items [1, 2, 3]" in out and "sizes: n_z=" in out
+    assert list(track([1, 2], "x", label=str)) == [1, 2]  # not a terminal: the items unchanged

@@ -1,0 +1,50 @@
+"""The reproduction record stays true: every page of experiments/ is what its CSVs render to, and
+the renderer shows machine-dependent numbers with their spread."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def regenerate():
+    spec = importlib.util.spec_from_file_location("regenerate", ROOT / "experiments" / "regenerate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pages_match_their_csvs():
+    assert regenerate().main(["--check"]) == 0
+
+
+def test_every_run_belongs_to_a_page():
+    runs = tomllib.loads((ROOT / "experiments" / "record.toml").read_text())["run"]
+    assert runs
+    for run in runs:
+        assert (ROOT / "experiments" / f"{run['page']}.md").is_file(), run
+        assert run["files"] and run["args"].split()[0] in {"converge", "hessian", "lowrank", "mondeq", "nethessian", "sysid", "bench"}
+
+
+def test_table_value_spread_and_pivot(tmp_path):
+    R = regenerate()
+    frame = pd.DataFrame({"n": [1, 2], "method": ["a", "b"], "time [ms]": [2.0, 3.0], "steps": [5, 7], "converged": [True, False],
+                          "message": ["converged", "diverged (non-finite residual)"]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.assign(**{"time [ms]": [1.5, 3.0]}).to_csv(tmp_path / "t.min.csv", index=False)
+    frame.assign(**{"time [ms]": [2.5, 3.0]}).to_csv(tmp_path / "t.max.csv", index=False)
+    page = tmp_path / "page.md"
+    page.write_text('<!-- table t.csv columns="n;time=time [ms];converged" -->\nold\n<!-- /table -->\n'
+                    'steps of b: <!-- value t.csv where="method=b" column="steps" -->?<!-- /value -->\n'
+                    '<!-- table t.csv pivot="n;method;steps" -->\n<!-- /table -->\n')
+    text = R.render_page(page)
+    assert "| 1 | 2 (1.5–2.5) | yes |" in text  # varied between repeats: median (min–max)
+    assert "| 2 | 3 | **no** |" in text  # identical in every repeat: one number
+    assert "steps of b: <!-- value" in text and "-->7<!--" in text
+    assert "| 1 | 5 | — |" in text and "| 2 | — | diverged |" in text  # long → wide; a failed run says how
+    assert "old" not in text

@@ -1,0 +1,149 @@
+"""Tables never cut a number: unit tests of the fitted layout, and every command's tables rendered
+at 80 columns (the width of a pipe or a small terminal)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+from rich.text import Text
+
+from deqlab.report.result import Table
+from deqlab.report.tables import FittedTable, to_rich
+
+#: The widths a table must fit without cutting a number (80: a pipe's default).
+WIDTHS = (80, 100, 120, 200)
+
+
+def render(table: Table, width: int) -> str:
+    console = Console(width=width, record=True, force_terminal=False, color_system=None)
+    console.print(to_rich(table))
+    return console.export_text()
+
+
+def assert_no_cut(table: Table, width: int) -> str:
+    """Render at ``width`` and check that no line overflows, nothing is elided and every numeric
+    cell's formatted text appears whole on one line."""
+    text = render(table, width)
+    assert "…" not in text, text
+    assert all(len(line) <= width for line in text.splitlines()), text
+    fitted = FittedTable(table)
+    tokens = set(re.split(r"[\s│┃]+", text))
+    for row in fitted.cells:
+        for cell, numeric in zip(row, fitted.numeric):
+            if numeric:
+                plain = Text.from_markup(cell).plain
+                assert plain in tokens, f"numeric cell {plain!r} cut at width {width}:\n{text}"
+    return text
+
+
+def wide_table(n_cols: int, seed: int = 0) -> Table:
+    rng = np.random.default_rng(seed)
+    cols = {f"quantity number {i} (units)": rng.normal(size=5) * 10.0 ** rng.integers(-16, 6, 5) for i in range(n_cols)}
+    cols["method"] = ["least_change_symmetric_procrustes", "rank_k", "a", "bb", "seed method"]
+    cols["n"] = [100000, 2, 3, 123456789, 7]
+    cols["converged"] = [True, False, True, True, True]
+    return Table("a wide table", pd.DataFrame(cols), formats={"quantity number 0 (units)": "{:.3e}"}, caption="caption")
+
+
+@pytest.mark.parametrize("n_cols", [1, 3, 6, 12, 30])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_no_number_is_cut_at_any_width(n_cols, width):
+    assert_no_cut(wide_table(n_cols, seed=n_cols), width)
+
+
+def test_too_wide_falls_back_to_one_block_per_row():
+    text = render(wide_table(30), 80)
+    assert "row 1" in text and "row 5" in text
+    assert "quantity number 29 (units)" in text  # every column name kept whole in the blocks
+    assert "least_change_symmetric_procrustes" in text
+
+
+def test_narrow_table_stays_a_grid():
+    table = wide_table(2)
+    text = render(table, 120)
+    assert "row 1" not in text and "┃" in text
+
+
+# Every command, with settings small enough to run in seconds; COLUMNS=80 is what a pipe gets.
+COMMANDS = {
+    "converge": ("converge", "--restarts", "2", "solver_table=[fixed_point,anderson]"),
+    "hessian": ("hessian", "--batch", "2", "unroll_steps=60"),
+    "hessian_hvp": ("hessian", "--hvp-only", "--n-z", "12", "--batch", "3", "probes=8", "top_k=3"),
+    "lowrank": ("lowrank",),
+    "lowrank_study": ("lowrank", "--part", "study", "study.n=12", "study.rank=2", "study.k=[1,2,4]", "study.trials=2",
+                      "study.noise=[0,1e-3]"),
+    "lowrank_deq": ("lowrank", "--part", "deq", "deq.n_z=2", "deq.n_x=2", "deq.n_y=1", "deq.batch=3", "deq.k=[2,13]",
+                    "deq.difference=central"),
+    "mondeq": ("mondeq", "eigen.restarts=2", "train.epochs=2", "train.samples=128", "sweep.alphas=[0.01,0.1,1.0,10.0]",
+               "sweep.max_iter=400", "sweep.batch=4", "model.n_z=8", "max_iter=10000"),
+    "nethessian": ("nethessian", "--check", "--activation", "softplus", "--hidden", "5,4", "batch=3", "repeats=1"),
+    "nethessian_pinn": ("nethessian", "pinn", "--steps", "5", "--hidden", "8", "pinn.grid=9", "pinn.n_interior=32",
+                        "pinn.n_boundary=16"),
+    "sysid": ("sysid", "pendulum", "sysid_preset=tiny"),
+    "bench_solvers": ("bench", "solvers", "sizes=[8]", "norms=[0.9]", "families=[symmetric]", "repeats=1", "batch=4"),
+    "bench_hessian": ("bench", "hessian", "n_z=5", "n_x=2", "batch=3", "ladder=[4,6]", "repeats=1", "warmup=0",
+                      "unroll_steps=80", "top_k=2", "memory=false"),
+    "bench_lowrank": ("bench", "lowrank", "n=40", "rank=3", "k=6", "repeats=2", "large_n=[3000]"),
+    "bench_mondeq": ("bench", "mondeq", "sizes=[8,16]", "repeats=1", "alphas=[0.5,1.0]", "batch=4", "n_x=3"),
+    "bench_nethessian": ("bench", "nethessian", "mlp.d=3", "mlp.hidden=[4]", "batch=4", "hessian_batch=2", "repeats=1",
+                         "warmup=0"),
+    "bench_sysid": ("bench", "sysid", "batch=2", "steps=5", "n_x=2", "n_v=3", "lstm_hidden=3", "threads=[1]", "warmup=0",
+                    "repeats=1"),
+}
+
+
+@pytest.fixture()
+def shown_results(monkeypatch):
+    """Every Result the CLI prints, captured (the printed text itself depends on COLUMNS)."""
+    from deqlab.report import writer
+
+    seen = []
+    original = writer.show
+
+    def show(result, console):
+        seen.append(result)
+        original(result, console)
+
+    monkeypatch.setattr(writer, "show", show)
+    return seen
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_fits_80_columns(name, output_root, shown_results):
+    from typer.testing import CliRunner
+
+    from deqlab.cli.app import app
+
+    r = CliRunner().invoke(app, list(COMMANDS[name]), env={"COLUMNS": "80"})
+    assert r.exit_code in (0, 1), r.output  # 1: a tiny run may report non-convergence; its tables still print
+    assert "…" not in r.output, r.output
+    assert shown_results, r.output
+    for result in shown_results:
+        assert result.tables
+        for table in result.tables.values():
+            assert_no_cut(table, 80)
+            for column in map(str, table.frame.columns):
+                if is_time_column(column):
+                    assert TIME_UNIT.search(column), f"time column {column!r} of {table.title!r} names no unit"
+
+
+#: A time column names its unit: ``time [ms]``, ``train time [s]``, ``time (s)``.
+TIME_UNIT = re.compile(r"[\[(](s|ms|µs)[\])]")
+
+
+def is_time_column(name: str) -> bool:
+    """Columns holding a duration (ratios of times, ``time / fixed_point``, are dimensionless)."""
+    return bool(re.search(r"\btime\b|\bs$|^median$|\[m?s\]|\(m?s\)", name)) and "/" not in name and "ratio" not in name
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_brackets_in_headers_titles_and_cells_print_as_written(width):
+    """"time [ms]" is a header, not a rich markup tag: the unit must reach the screen (it once did not)."""
+    frame = pd.DataFrame({"solver": ["[fp]"], "time [ms]": [1.5], "size [MiB]": [2.0]})
+    text = render(Table("routes [bold]not markup[/bold]", frame, caption="units in [brackets]"), width)
+    for piece in ("[ms]", "[MiB]", "[fp]", "[bold]not markup[/bold]", "[brackets]"):
+        assert piece in " ".join(text.split()), (piece, text)
