@@ -235,7 +235,7 @@ def case_hessian(device):
 def case_hvp_and_spectrum(device):
     from deqlab.implicit.hvp import DEQHessianOperator, fd_hvp
     from deqlab.implicit.params import GROUPS
-    from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
+    from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace, spectral_density
 
     p, x, y = _tanh_problem(device)
     out = {}
@@ -248,7 +248,8 @@ def case_hvp_and_spectrum(device):
     out["fd"] = fd_hvp(p, GROUPS, x, y, v)
     eig = extreme_eigenvalues(op.matvec, op.size, k=2)
     trace = hutchinson_trace(op.matvec, op.size, probes=2)
-    assert np.isfinite(eig).all() and np.isfinite(trace.trace)
+    density = spectral_density(op.matvec, op.size, probes=2, steps=4)
+    assert np.isfinite(eig).all() and np.isfinite(trace.trace) and np.isfinite(density.nodes).all()
     return out
 
 

@@ -157,16 +157,18 @@ def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, 
     ``steps · n`` numbers of memory. See :class:`SpectralDensity` for what is estimated and
     :meth:`SpectralDensity.density` to draw it. Shared by the matrix-free Hessian demo and any
     caller with a matvec (a Jacobian ``I − J``'s symmetric part, a Gauss-Newton matrix). The probes are
-    drawn on the CPU (reproducible across devices) and moved to ``device`` (the matvec's; CPU if None).
+    drawn on the CPU (reproducible across devices) and moved to ``device`` (:func:`matvec_device`: the
+    operator's when ``matvec`` is a bound method of one with a ``device``, else the CPU).
     """
     if probes < 1 or steps < 1 or n < 1:
         raise ValueError(f"probes, steps and n must be >= 1, got {probes}, {steps}, {n}")
     steps = min(steps, n)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    device = matvec_device(matvec, device)
     nodes = np.zeros((probes, steps))
     weights = np.zeros((probes, steps))
     for probe in range(probes):
-        v = (torch.randint(0, 2, (n,), generator=gen, device="cpu") * 2 - 1).to(dtype=dtype, device=device or "cpu")
+        v = (torch.randint(0, 2, (n,), generator=gen, device="cpu") * 2 - 1).to(dtype=dtype, device=device)
         theta, w = lanczos_quadrature(matvec, v, steps)
         nodes[probe, : len(theta)] = theta
         weights[probe, : len(w)] = w
