@@ -1,21 +1,26 @@
-"""Helpers shared by the ``deqlab bench ...`` experiments: timing protocol, memory, machine description.
+"""Helpers shared by the ``deqlab bench ...`` experiments: timing protocol, thread pinning, memory,
+machine description, target verdicts.
 
 Protocol (GUIDE §4): ``warmup`` untimed calls, then ``repeats`` timed calls; report the median.
 Ratios are always against a reference measured in the same process, because these machines are
-noisy. On a GPU the clock is read only after :func:`synchronize` (CUDA kernels run asynchronously: without
-it a timer measures the launch, not the work).
+noisy. Every bench runs inside :func:`pinned_threads`, which pins torch's intra-op threads *and*
+the BLAS/OpenMP pools of numpy and scipy (threadpoolctl): pinning torch alone leaves numpy's
+OpenBLAS free to oversubscribe the machine, which made timings 10-60x off (issue 12). On a GPU the
+clock is read only after :func:`synchronize` (CUDA kernels run asynchronously: without it a timer
+measures the launch, not the work).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import statistics
 import sys
 import time
 import tracemalloc
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -63,6 +68,25 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1, device=
     return statistics.median(times), out
 
 
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, tuple[float, object]]:
+    """``name → (median seconds, last output)`` for each ``fn``, the calls interleaved
+    (``A B C A B C …``, ``warmup`` untimed rounds first) so that drift of a shared machine hits every
+    method alike (GUIDE §4)."""
+    outs: dict[str, object] = {}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(warmup):
+        for name, fn in fns.items():
+            outs[name] = fn()
+    for _ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            outs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), outs[name]) for name in fns}
+
+
 def peak_memory_mib(fn: Callable[[], object]) -> float:
     """Peak Python-heap allocation of one ``fn()`` call in MiB (``tracemalloc``; numpy buffers included,
     torch's own allocator not)."""
@@ -76,7 +100,9 @@ def peak_memory_mib(fn: Callable[[], object]) -> float:
 
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[int]:
-    """``torch.set_num_threads(n)`` inside the block (``None`` or ``0``: leave torch's default)."""
+    """``torch.set_num_threads(n)`` inside the block (``None`` or ``0``: leave torch's default).
+
+    Training demos use this; benches use :func:`pinned_threads`, which also pins BLAS."""
     import torch
 
     previous = torch.get_num_threads()
@@ -88,20 +114,64 @@ def torch_threads(n: int | None) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
+@contextlib.contextmanager
+def pinned_threads(n: int | None) -> Iterator[int]:
+    """Pin torch's intra-op threads and every loaded BLAS / OpenMP pool to ``n`` inside the block.
+
+    ``torch.set_num_threads(n)`` plus ``threadpoolctl.threadpool_limits(n)``; both are restored on
+    exit. numpy, scipy.linalg and torch are imported first so that their BLAS libraries are loaded
+    (threadpoolctl only limits libraries already loaded). ``None`` or ``0``: leave every default
+    (yields torch's thread count). Yields the torch thread count in force.
+    """
+    import numpy  # noqa: F401  (load OpenBLAS before limiting it)
+    import scipy.linalg  # noqa: F401
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if not n:
+        yield torch.get_num_threads()
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        with threadpool_limits(limits=int(n)):
+            yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def blas_threads() -> str:
+    """The thread counts of the loaded BLAS / OpenMP pools, e.g. ``"openblas=1, openmp=1"``."""
+    from threadpoolctl import threadpool_info
+
+    counts: dict[str, set[int]] = {}
+    for pool in threadpool_info():
+        counts.setdefault(pool["internal_api"], set()).add(int(pool["num_threads"]))
+    return ", ".join(f"{api}={'/'.join(map(str, sorted(c)))}" for api, c in sorted(counts.items())) or "none loaded"
+
+
+def verdict(ratio: float, target: float) -> str:
+    """``"met"`` when ``ratio <= target`` (a ratio where lower is better), else ``"not met"``; ``"n/a"`` for NaN."""
+    if math.isnan(ratio):
+        return "n/a"
+    return "met" if ratio <= target else "not met"
+
+
 def machine_info() -> dict[str, str]:
     """What the numbers were measured on: CPU count, library versions, thread settings, platform."""
     import numpy
     import scipy
     import torch
 
-    blas = ", ".join(f"{v}={os.environ[v]}" for v in BLAS_THREAD_VARIABLES if v in os.environ)
+    env = ", ".join(f"{v}={os.environ[v]}" for v in BLAS_THREAD_VARIABLES if v in os.environ)
     return {
         "cpu_count": str(os.cpu_count()),
         "torch": torch.__version__,
         "torch_threads": str(torch.get_num_threads()),
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
-        "blas_threads": blas or "library default",
+        "blas_threads": blas_threads(),
+        "blas_env": env or "unset",
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
@@ -123,5 +193,6 @@ def machine_note(dtype: str, device=None) -> str:
     return (
         f"Machine: {info['cpu_count']} CPUs, Python {info['python']} on {info['machine']}, torch {info['torch']} "
         f"({info['torch_threads']} threads), numpy {info['numpy']}, scipy {info['scipy']}, "
-        f"BLAS threads: {info['blas_threads']}; device {device_name(device)}; dtype {dtype}."
+        f"BLAS/OpenMP threads: {info['blas_threads']} (env: {info['blas_env']}); device {device_name(device)}; "
+        f"dtype {dtype}."
     )

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 __all__ = ["DEFAULT_RTOL", "METHODS", "SOLUTIONS", "SymmetricEstimate", "estimate", "least_change", "rank_k_recovery",
            "relative_error", "seed_method", "symmetric_procrustes"]
@@ -125,11 +126,26 @@ def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
         raise ValueError(f"k = {k} pairs exceed the dimension n = {n}: at most n steps can be linearly independent (pairs are columns; transpose?)")
     if not (np.isfinite(X).all() and np.isfinite(Y).all()):
         raise ValueError("X or Y contains NaN or infinite values")
-    sv = np.linalg.svd(X, compute_uv=False)
-    if sv[0] == 0.0 or sv[-1] <= rtol * sv[0]:
-        cond = np.inf if sv[-1] == 0 else sv[0] / sv[-1]
-        raise ValueError(f"X is rank-deficient (condition number {cond:.2e} > 1/rtol = {1 / rtol:.0e}): the k steps must be linearly independent")
+    if not _well_conditioned_by_gram(X):
+        sv = np.linalg.svd(X, compute_uv=False)
+        if sv[0] == 0.0 or sv[-1] <= rtol * sv[0]:
+            cond = np.inf if sv[-1] == 0 else sv[0] / sv[-1]
+            raise ValueError(f"X is rank-deficient (condition number {cond:.2e} > 1/rtol = {1 / rtol:.0e}): the k steps must be linearly independent")
     return X, Y
+
+
+#: ``λ_min(XᵀX)/λ_max(XᵀX)`` above which ``X`` is accepted without an SVD. The Gram eigenvalues
+#: carry an absolute error of about ``k·eps·λ_max``, so a ratio of ``1e-8`` is resolved with a wide
+#: margin and proves ``σ_min(X)/σ_max(X) > 1e-4``, far above any sensible ``rtol``.
+GRAM_ACCEPT = 1e-8
+
+
+def _well_conditioned_by_gram(X: np.ndarray) -> bool:
+    """Cheap sufficient test that ``X`` has full column rank with a condition number below 1e4:
+    ``XᵀX`` (``O(n k²)``, one BLAS call) and its ``k × k`` eigenvalues. When it fails, the caller
+    decides with the SVD (ill-conditioned inputs only), so the check's verdict never changes."""
+    lam = np.linalg.eigvalsh(X.T @ X)
+    return bool(lam[-1] > 0 and lam[0] > GRAM_ACCEPT * lam[-1])
 
 
 # --- shared linear algebra -----------------------------------------------------------------------
@@ -176,6 +192,16 @@ def _from_core(Q: np.ndarray, C: np.ndarray, *, rtol: float) -> tuple[np.ndarray
     return Q @ V[:, order], lam[order]
 
 
+def _hermitian_pinv_factor(M: np.ndarray, *, rtol: float) -> tuple[np.ndarray, np.ndarray]:
+    """``M⁺ = E diag(1/λ) Eᵀ`` for symmetric ``M`` (eigenvalues ``|λ| ≤ rtol·max|λ|`` dropped):
+    returns ``(E, 1/λ)``, ``E`` of shape ``(k, p)``. One ``k × k`` eigh, as ``np.linalg.pinv(M,
+    hermitian=True)`` does, without forming ``M⁺``."""
+    lam, E = np.linalg.eigh(M)
+    top = np.abs(lam).max(initial=0.0)
+    keep = np.abs(lam) > rtol * top if top > 0 else np.zeros(lam.shape, bool)
+    return E[:, keep], 1.0 / lam[keep]
+
+
 # --- the four methods ----------------------------------------------------------------------------
 
 def rank_k_recovery(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
@@ -190,9 +216,12 @@ def rank_k_recovery(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL)
     X, Y = check_pairs(X, Y, rtol=rtol)
     XtY = X.T @ Y
     M = (XtY + XtY.T) / 2
-    Q = orthonormal_basis(Y, rtol=rtol)
-    R = Q.T @ Y
-    U, S = _from_core(Q, R @ np.linalg.pinv(M, rcond=rtol, hermitian=True) @ R.T, rtol=rtol)
+    # Householder QR: Q has orthonormal columns even when Y is rank-deficient; the rank is revealed
+    # by the eigenvalues of the core (dropped below rtol in _from_core), so no SVD of R is needed.
+    Q, R = np.linalg.qr(Y)
+    E, inv_lam = _hermitian_pinv_factor(M, rtol=rtol)
+    RE = R @ E
+    U, S = _from_core(Q, (RE * inv_lam) @ RE.T, rtol=rtol)
     return SymmetricEstimate(U, S, "rank_k_recovery", SOLUTIONS["rank_k_recovery"], {"xty_asymmetry": _asymmetry(XtY)})
 
 
@@ -210,11 +239,17 @@ def least_change(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) ->
     ``O(n k²)``.
     """
     X, Y = check_pairs(X, Y, rtol=rtol)
-    Q = orthonormal_basis(np.concatenate([X, Y], axis=1), rtol=rtol)
-    RX, RY = Q.T @ X, Q.T @ Y
-    P = np.linalg.pinv(RX, rcond=rtol)  # (k, m): X⁺ = P Qᵀ
+    k = X.shape[1]
+    # One Householder QR of [X Y] gives the basis and both coordinate blocks: X = Q [R₁₁; 0],
+    # Y = Q [R₁₂; R₂₂]. X has full column rank (checked), so X⁺ = [R₁₁⁻¹ 0] Qᵀ and XᵀY = R₁₁ᵀR₁₂.
+    # Q may carry directions of [X Y] of zero weight (Y in span X); the core's zero eigenvalues drop them.
+    Q, R = np.linalg.qr(np.concatenate([X, Y], axis=1))
+    R11 = R[:k, :k]
+    RY = R[:, k:]
+    P = np.zeros((k, R.shape[0]))
+    P[:, :k] = solve_triangular(R11, np.eye(k))  # (k, m): X⁺ = P Qᵀ
     A = RY @ P
-    XtY = X.T @ Y
+    XtY = R11.T @ R[:k, k:]
     U, S = _from_core(Q, A + A.T - P.T @ ((XtY + XtY.T) / 2) @ P, rtol=rtol)
     return SymmetricEstimate(U, S, "least_change", SOLUTIONS["least_change"], {"xty_asymmetry": _asymmetry(XtY)})
 

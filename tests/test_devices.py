@@ -53,12 +53,18 @@ FACTORY_NAMES = ("arange", "empty", "empty_strided", "eye", "full", "linspace", 
 FACTORIES = {getattr(torch, name): name for name in FACTORY_NAMES}
 
 
-#: Functions allowed to create tensors on the default device, with the reason.
+#: (path prefix, function) allowed to create tensors on the default device, with the reason.
 ALLOWED = {
-    "__init__": "module constructors build parameters on the default device; users move them with .to(device)",
-    "slow_init": "REN constructor helper (parameters, see __init__)",
-    "_glorot": "REN constructor helper (parameters, see __init__)",
+    ("deqlab/models/", "__init__"): "nn.Module constructors build parameters on the default device; users move "
+                                    "them with .to(device)",
+    ("deqlab/sysid/models.py", "__init__"): "the Normalised module's buffers (as models/)",
+    ("deqlab/models/ren.py", "slow_init"): "REN constructor helper (parameters, as __init__)",
+    ("deqlab/models/ren.py", "_glorot"): "REN constructor helper (parameters, as __init__)",
 }
+
+
+def allowed(path: str, function: str) -> bool:
+    return any(path.startswith(prefix) and function == name for prefix, name in ALLOWED)
 
 def _explicit(name: str, args, kwargs) -> bool:
     """The call says where its tensor goes (``device=``), or copies a tensor that already has a device."""
@@ -76,12 +82,12 @@ class _Recorder(TorchFunctionMode):
     def note(self, name, args, kwargs, frame) -> None:
         if _explicit(name, args, kwargs) or frame is None:
             return
-        caller = frame.f_back if frame.f_code.co_name == "<lambda>" and frame.f_back else frame
-        if caller.f_code.co_name in ALLOWED:  # a constructor, or a lambda it calls
-            return
         file = frame.f_code.co_filename
         if any(file.startswith(r) for r in self.roots):
             where = Path(file).resolve().relative_to(DEQLAB_DIR.parent)
+            caller = frame.f_back if frame.f_code.co_name == "<lambda>" and frame.f_back else frame
+            if allowed(str(where), caller.f_code.co_name):  # a constructor, or a lambda it calls
+                return
             self.found[f"{where}:{frame.f_lineno} in {frame.f_code.co_name}(): torch.{name} without device="] = None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -505,8 +511,8 @@ def device_findings(source: str, path: str) -> list[str]:
             if isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute):
                 f = child.func
                 is_torch = isinstance(f.value, ast.Name) and f.value.id == "torch"
-                if is_torch and (f.attr in FACTORY_NAMES or f.attr == "Generator") and function not in ALLOWED:
-                    if not any(k.arg == "device" for k in child.keywords):
+                if is_torch and (f.attr in FACTORY_NAMES or f.attr == "Generator") and not allowed(path, function):
+                    if not any(k.arg in ("device", None) for k in child.keywords):  # None: **kwargs
                         found.append(f"{path}:{child.lineno} in {function}: torch.{f.attr} without device=")
                 if f.attr == "numpy" and not child.args and not _chain_has_cpu(f.value) \
                         and (path, function) not in ALLOWED_NUMPY:
@@ -539,8 +545,9 @@ class M:
     def __init__(self):
         self.w = torch.randn(3)
 '''
-    assert device_findings(source, "m.py") == [
-        "m.py:4 in f: torch.zeros without device=",
-        "m.py:6 in f: torch.Generator without device=",
-        "m.py:7 in f: .numpy() without .cpu()",
-    ]
+    in_f = ["4 in f: torch.zeros without device=", "6 in f: torch.Generator without device=",
+            "7 in f: .numpy() without .cpu()"]
+    # a model's constructor may build on the default device; any other constructor may not
+    assert device_findings(source, "deqlab/models/m.py") == [f"deqlab/models/m.py:{w}" for w in in_f]
+    assert device_findings(source, "deqlab/implicit/m.py") == [f"deqlab/implicit/m.py:{w}" for w in in_f] + [
+        "deqlab/implicit/m.py:10 in __init__: torch.randn without device="]

@@ -1,15 +1,19 @@
 """`deqlab bench hessian` on a tiny problem: it runs, writes its CSVs, and its numbers are sane."""
 
+import os
+import signal
+import time
+
 import pandas as pd
 import pytest
 
-TINY = ("n_z=5", "n_x=2", "batch=3", "ladder=[4,6]", "repeats=1", "warmup=0", "unroll_steps=80", "top_k=2")
+TINY = ("n_z=5", "n_x=2", "batch=3", "ladder=[4,6]", "memory_n_z=6", "repeats=1", "warmup=0", "unroll_steps=80", "top_k=2")
 
 
 def test_bench_hessian_tiny(cli, output_root):
     r = cli("bench", "hessian", *TINY, "memory=false")
     assert r.exit_code == 0, r.output
-    folder = [p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir()][0]
+    folder = next(p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir())
     ref = pd.read_csv(folder / "reference.csv").set_index("method")
     assert ref.loc["closed form Hessian (structured)", "rel. difference"] <= 1e-10
     assert ref.loc["implicit HVP, warm", "rel. difference"] <= 1e-10
@@ -17,16 +21,61 @@ def test_bench_hessian_tiny(cli, output_root):
     ladder = pd.read_csv(folder / "ladder.csv")
     assert list(ladder["N"]) == [4, 6]
     assert (ladder["lambda_max dense - eigsh (rel.)"] <= 1e-6).all()
-    assert "threads" in r.output and "torch" in r.output
+    assert (ladder["dense floor (s)"] > 0).all() and (ladder["dense fraction of floor"] > 0).all()
+    assert "threads" in r.output and "torch" in r.output and "threadpoolctl" in r.output
+    targets = pd.read_csv(folder / "targets.csv")
+    assert set(targets["met"]) <= {"met", "NOT met"}
+    assert {"1 dense Hessian", "2 HVP"} <= set(targets["target"])
+    assert targets["bound"].notna().all() and targets["against"].notna().all()
+    err = targets[targets["quantity"] == "rel. difference"]
+    assert len(err) == 1 and float(err["value"].iloc[0]) <= 1e-13  # tiny problem: the closed form is exact to round-off
 
 
 @pytest.mark.slow
 def test_bench_hessian_memory_probe(cli, output_root):
     r = cli("bench", "hessian", *TINY, "ladder=[4]", "memory=true")
     assert r.exit_code == 0, r.output
-    folder = [p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir()][0]
+    folder = next(p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir())
     mem = pd.read_csv(folder / "reference.csv")["peak memory (MiB)"]
     assert mem.notna().all() and (mem >= 0).all()
+    targets = pd.read_csv(folder / "targets.csv")
+    assert (targets["quantity"] == "peak RSS increase / floor").sum() == 2
+
+
+def _killed_child():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _slow_child():
+    time.sleep(60)
+
+
+def _failing_child():
+    raise RuntimeError("boom")
+
+
+def _good_child(a, b):
+    return a + b
+
+
+@pytest.mark.parametrize("work,message,timeout_s", [(_killed_child, "killed by signal 9", 120), (_slow_child, "no result within", 10),
+                                                    (_failing_child, "RuntimeError: boom", 120)])
+def test_probe_child_never_hangs_the_parent(work, message, timeout_s):
+    """A memory probe whose child dies, hangs or fails raises a deqlab error, at the latest after its
+    timeout (a spawned child needs a few seconds to import deqlab before it runs ``work``)."""
+    from deqlab.demos.bench_hessian import run_in_child
+    from deqlab.errors import DeqlabError
+
+    start = time.monotonic()
+    with pytest.raises(DeqlabError, match=message):
+        run_in_child(work, (), "probe", timeout_s=timeout_s)
+    assert time.monotonic() - start < timeout_s + 15
+
+
+def test_probe_child_returns_its_value():
+    from deqlab.demos.bench_hessian import run_in_child
+
+    assert run_in_child(_good_child, (2, 3), "probe") == 5
 
 
 def test_bench_bad_input(cli, output_root):

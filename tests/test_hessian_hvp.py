@@ -84,3 +84,27 @@ def test_property_structured_hvp_is_dense_closed_form(n_z, n_x, n_y, batch, seed
     parts = deq_hessian_parts(**params, x=x, y=y, groups=groups)
     op = DEQHessianOperator(params, groups, x, y, z_star=parts.z_star)
     assert relative_error(op.dense(), parts.H) <= HVP_RTOL or float(torch.linalg.norm(parts.H)) == 0.0
+
+
+def test_structured_linear_solves_match_dense_solves(case):
+    """The structured operator's adjoint/tangent solves go through I − W D only; they must equal
+    dense solves with I − J (J = D W), the system they stand for."""
+    params, x, y, _ = case
+    op = DEQHessianOperator(params, GROUPS, x, y)
+    B, N = op.h.shape
+    IJ = torch.eye(N, dtype=torch.float64) - (1 - op.h**2)[:, :, None] * params["W_z"]
+    g = torch.randn(B, N, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert relative_error(op.solve_adjoint(g), torch.linalg.solve(IJ.transpose(1, 2), g)) <= HVP_RTOL
+    assert relative_error(op.solve_tangent(g), torch.linalg.solve(IJ, g)) <= HVP_RTOL
+    assert not hasattr(op, "J") and not hasattr(op, "_lu")  # nothing of I − J is formed or factored
+
+
+def test_singular_system_is_refused():
+    """W_z = I with a zero fixed point (b_z = 0, U_z = 0): I − W D = 0, no implicit derivative."""
+    from deqlab.errors import IllConditionedError
+
+    params, x, y = make_problem(n_z=3, n_x=2, n_y=1, batch=2, seed=0)
+    params = dict(params, W_z=torch.eye(3, dtype=torch.float64), b_z=torch.zeros(3, dtype=torch.float64),
+                  U_z=torch.zeros(3, 2, dtype=torch.float64))
+    with pytest.raises(IllConditionedError, match="singular"):
+        DEQHessianOperator(params, GROUPS, x, y, z_star=torch.zeros(2, 3, dtype=torch.float64))

@@ -198,3 +198,41 @@ def test_anderson_survives_a_sample_that_starts_at_its_fixed_point(dtype):
     res = anderson(f, torch.zeros(3, 8, dtype=dtype), atol=atol, max_iter=100)
     assert res.all_converged
     assert float(res.z[1].abs().max()) == 0.0
+
+
+def orthogonal_tanh_problem(n=50, batch=8, scale=0.1, seed=0):
+    """``f(z) = tanh(0.99 Q z + x)`` with ``Q`` orthogonal: every eigenvalue of ``J(0)`` has modulus 0.99,
+    the case where limited-memory Broyden used to blow up when its memory filled (issue 12)."""
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    x = scale * torch.randn(batch, n, generator=g, dtype=torch.float64)
+    return (lambda z: torch.tanh(z @ (0.99 * Q).T + x)), torch.zeros(batch, n, dtype=torch.float64)
+
+
+#: evaluations of limited-memory Broyden (rank reduction) / Broyden that keeps every pair
+BROYDEN_MEMORY_FACTOR = 1.3
+
+
+def test_broyden_rank_reduction_keeps_up_with_full_memory():
+    f, z0 = orthogonal_tanh_problem()
+    full = broyden(f, z0, atol=1e-10, max_iter=2000, memory=2000)
+    reduced = broyden(f, z0, atol=1e-10, max_iter=2000, memory=30)
+    restarted = broyden(f, z0, atol=1e-10, max_iter=2000, memory=30, drop=30)
+    assert full.all_converged and reduced.all_converged
+    assert reduced.extras["rank_reductions"] > 0                 # the memory did fill
+    assert reduced.n_fevals <= BROYDEN_MEMORY_FACTOR * full.n_fevals, (reduced.n_fevals, full.n_fevals)
+    assert restarted.n_fevals > BROYDEN_MEMORY_FACTOR * full.n_fevals   # what the reduction fixes
+
+
+def test_broyden_rank_reduction_is_the_truncated_svd():
+    from deqlab.solvers.broyden import _reduce_rank
+
+    g = torch.Generator().manual_seed(3)
+    U = torch.randn(2, 6, 9, generator=g, dtype=torch.float64)
+    V = torch.randn(2, 6, 9, generator=g, dtype=torch.float64)
+    C = U.transpose(1, 2) @ V
+    P, S, Qh = torch.linalg.svd(C)
+    best = (P[:, :, :4] * S[:, None, :4]) @ Qh[:, :4]
+    _reduce_rank(U, V, 4)
+    assert torch.allclose(U.transpose(1, 2) @ V, best, atol=1e-12, rtol=0)
+    assert (U[:, 4:] == 0).all() and (V[:, 4:] == 0).all()

@@ -103,6 +103,7 @@ def test_forward_backward_bound_is_sharp_on_the_linear_rotation():
 
 
 def test_resolvent_is_factored_once_per_call(monkeypatch):
+    """``resolvent="lu"``: one LU per call, one solve for the whole batch per iteration, never an inverse."""
     W, c, nl = problem(n=16, batch=32)
     calls = {"lu_factor": 0, "lu_solve": 0}
     real_factor, real_solve = torch.linalg.lu_factor, torch.linalg.lu_solve
@@ -117,17 +118,55 @@ def test_resolvent_is_factored_once_per_call(monkeypatch):
         return real_solve(LU, piv, B, **k)
 
     def no_inverse(*a, **k):
-        raise AssertionError("the resolvent must not be formed by an explicit inverse")
+        raise AssertionError("resolvent='lu' must not form an explicit inverse")
 
     monkeypatch.setattr(torch.linalg, "lu_factor", counting_factor)
     monkeypatch.setattr(torch.linalg, "lu_solve", counting_solve)
     monkeypatch.setattr(torch.linalg, "inv", no_inverse)
     for solver in (peaceman_rachford, douglas_rachford):
         calls.update(lu_factor=0, lu_solve=0)
-        res = solver(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=0.5, atol=ATOL)
+        res = solver(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=0.5, atol=ATOL, resolvent="lu")
         assert res.all_converged and res.n_steps > 5
-        assert calls["lu_factor"] == 1 and res.extras["factorizations"] == 1
-        assert calls["lu_solve"] == res.n_steps - 1
+        assert calls["lu_factor"] == 1 and res.extras["factorizations"] == 1 and res.extras["resolvent"] == "lu"
+        assert calls["lu_solve"] == res.n_steps + 1      # V(alpha c) once, then one solve per iteration
+
+
+def test_resolvent_inverse_is_formed_once_and_no_product_with_w_per_iteration(monkeypatch):
+    """``resolvent="inverse"`` (the default at n <= 8 batch): one inverse per call and, per iteration,
+    exactly one matrix product (with the inverse): the layer residual comes from the resolvent equation."""
+    W, c, nl = problem(n=16, batch=32)
+    calls = {"inv": 0}
+    real_inv = torch.linalg.inv
+
+    def counting_inv(*a, **k):
+        calls["inv"] += 1
+        return real_inv(*a, **k)
+
+    monkeypatch.setattr(torch.linalg, "inv", counting_inv)
+    for solver in (peaceman_rachford, douglas_rachford):
+        calls.update(inv=0)
+        res = solver(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=0.5, atol=ATOL)
+        assert res.all_converged and res.n_steps > 5 and res.extras["resolvent"] == "inverse"
+        assert calls["inv"] == 1
+        with torch.profiler.profile() as prof:
+            solver(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=0.5, atol=ATOL, max_iter=7)
+        counts = {e.key: e.count for e in prof.key_averages()}
+        # V(alpha c) once (mm), then one fused product V u_half + V(alpha c) per iteration (addmm)
+        assert counts.get("aten::mm", 0) == 1 and counts.get("aten::addmm", 0) == 7, counts
+    # the residual the monitor used (from the resolvent equation) is the true one, to round-off
+    res = peaceman_rachford(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=0.5, atol=ATOL)
+    true = (layer_map(W, c, nl)(res.z) - res.z).norm(dim=-1)
+    assert torch.allclose(res.residual, true, rtol=1e-6, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["inverse", "lu"])
+def test_resolvent_methods_agree(method):
+    W, c, nl = problem(nonlinearity="tanh", m=0.5, scale=0.7)
+    res = peaceman_rachford(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=0.7, atol=ATOL, resolvent=method)
+    ref = scipy_equilibrium(W, c, nl)
+    assert res.all_converged and float((res.z - ref).abs().max()) < FIXED_POINT_TOL
+    with pytest.raises(ValueError, match="resolvent"):
+        peaceman_rachford(W, c, torch.zeros_like(c), nonlinearity=nl, resolvent="cholesky")
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "softplus"])

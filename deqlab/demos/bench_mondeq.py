@@ -8,9 +8,13 @@ Anderson, fixed-point iteration (the reference iteration) and a dense direct sol
 factorisation and ``batch`` triangular solves, the cost unit of a direct method).
 
 Each row: iterations, convergence, the median wall time of ``repeats`` runs after one warm-up, and
-ratios to fixed-point iteration and to the direct solve measured in the same process. PR/DR factor
-``I + α(I − W)`` once per solve (``factorizations`` column) and reuse it for every iteration and
-every sample.
+ratios to fixed-point iteration and to the direct solve measured in the same process. PR/DR prepare
+the resolvent of ``I + α(I − W)`` once per solve (``factorizations`` column; an explicit inverse for
+``n ≤ 8·batch``, LU factors above) and reuse it for every iteration and every sample.
+
+Table ``per_iteration`` (issue 12 target: PR per iteration at most ``PR_TARGET``× the floor at
+``n_z ≤ 512``): the floor is one ``(batch × n)(n × n)`` product plus the prox, timed interleaved
+with the solve and with the resolvent set-up; a solve's time per iteration excludes its set-up.
 """
 
 from __future__ import annotations
@@ -23,16 +27,47 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.benchmarks import median_time, torch_threads
+from deqlab.benchmarks import interleaved_medians, median_time, pinned_threads, verdict
 from deqlab.report.result import Result, Table
 from deqlab.models.mondeq import MonDEQ, forward_backward_bound, lipschitz, monotonicity
 from deqlab.implicit.mondeq import solve_equilibrium
+from deqlab.solvers.splitting import Resolvent, resolvent_method
 from deqlab.report import mondeq_figures
 from deqlab.report.progress import track
 
+#: Issue 12: Peaceman–Rachford per iteration at most this many times one product plus the prox, at n_z <= PR_TARGET_MAX_N.
+PR_TARGET = 1.1
+PR_TARGET_MAX_N = 512
+
+
+def _per_iteration_rows(cfg, model, x, W, c, n, best, opts) -> list[dict]:
+    """PR and DR at their best alpha: time per iteration (set-up excluded) against one product + prox."""
+    rows = []
+    batch = c.shape[0]
+    u = torch.randn_like(c)
+    for name in ("peaceman_rachford", "douglas_rachford"):
+        alpha = best[name]
+        method = resolvent_method(n, batch)
+        V = Resolvent(W, alpha, method)
+        timed = interleaved_medians({
+            "solve": partial(solve_equilibrium, model, x, method=name, alpha=alpha, **opts),
+            "set-up": partial(Resolvent, W, alpha, method),
+            "floor": lambda V=V, alpha=alpha: model.nl.prox(V(u), alpha),
+        }, cfg.repeats)
+        t_solve, res = timed["solve"]
+        per_step = (t_solve - timed["set-up"][0]) / res.n_steps
+        ratio = per_step / timed["floor"][0]
+        targeted = name == "peaceman_rachford" and n <= PR_TARGET_MAX_N
+        rows.append({"n_z": n, "method": name, "alpha": alpha, "resolvent": res.extras.get("resolvent", method),
+                     "steps": res.n_steps, "set-up [ms]": 1e3 * timed["set-up"][0], "per step [ms]": 1e3 * per_step,
+                     "floor [ms]": 1e3 * timed["floor"][0], "x floor": ratio,
+                     "target": PR_TARGET if targeted else float("nan"),
+                     "met": verdict(ratio, PR_TARGET) if targeted else ""})
+    return rows
+
 
 def run(cfg) -> Result:
-    with torch_threads(cfg.threads):
+    with pinned_threads(cfg.threads):
         return _run(cfg)
 
 
@@ -40,7 +75,7 @@ def _run(cfg) -> Result:
     dtype = getattr(torch, cfg.dtype)
     result = Result(command="bench_mondeq")
     opts = dict(atol=0.0, rtol=cfg.rtol, max_iter=cfg.max_iter)
-    rows, grid_rows = [], []
+    rows, grid_rows, iteration_rows = [], [], []
     for n in track(list(cfg.sizes), "bench mondeq", label=lambda n: f"n_z={n}"):
         torch.manual_seed(cfg.seed)
         model = MonDEQ(n, cfg.n_x, 1, m=cfg.model.m, nonlinearity=cfg.model.nonlinearity,
@@ -69,6 +104,7 @@ def _run(cfg) -> Result:
         for label, kw in methods.items():
             t, res = median_time(partial(solve_equilibrium, model, x, **kw, **opts), cfg.repeats)
             measured[label] = (res, t, kw.get("alpha"))
+        iteration_rows.extend(_per_iteration_rows(cfg, model, x, W, c, n, best, opts))
         eye = torch.eye(n, dtype=dtype)
         t_direct, _ = median_time(lambda: torch.linalg.solve(eye - W, c.T), cfg.repeats)
         t_fp = measured["fixed_point"][1]
@@ -95,6 +131,15 @@ def _run(cfg) -> Result:
         formats={"alpha": "{:.4g}", "max rel residual": "{:.1e}", "median time [ms]": "{:.2f}",
                  "time per step [ms]": "{:.3f}", "x fixed_point": "{:.3f}", "x direct solve": "{:.2f}"},
         caption="x fixed_point / x direct solve: time ratio to those references, measured in the same run.",
+    )
+    result.tables["per_iteration"] = Table(
+        "Splitting solvers per iteration against their floor: one (batch x n)(n x n) product plus the prox",
+        pd.DataFrame(iteration_rows),
+        formats={"alpha": "{:.4g}", "set-up [ms]": "{:.3f}", "per step [ms]": "{:.3f}", "floor [ms]": "{:.3f}",
+                 "x floor": "{:.2f}", "target": "{:.1f}"},
+        caption="per step = (median solve time - median resolvent set-up time) / steps; floor = median time of "
+        "prox(u @ V^T) for a (batch, n) u, timed interleaved with them. Issue-12 target: PR at most "
+        f"{PR_TARGET:g}x the floor at n_z <= {PR_TARGET_MAX_N} (met / not met).",
     )
     result.tables["alpha_grid"] = Table("Iterations to rtol over the alpha grid", pd.DataFrame(grid_rows))
     sizes = np.array(list(cfg.sizes))

@@ -22,7 +22,7 @@ import statistics
 import pandas as pd
 import torch
 
-from deqlab.benchmarks import timings, torch_threads
+from deqlab.benchmarks import timings, pinned_threads
 from deqlab.demos.nethessian import max_rel_error
 from deqlab.report.result import Result, Table
 from deqlab.nethessian import input_derivatives, laplacian, make_mlp
@@ -75,7 +75,7 @@ def timed(fn, repeats: int, warmup: int) -> tuple[float, float]:
 
 
 def run(cfg) -> Result:
-    with torch_threads(cfg.threads):
+    with pinned_threads(cfg.threads):
         return _run(cfg)
 
 

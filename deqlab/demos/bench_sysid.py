@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from deqlab.benchmarks import machine_note, median_time, torch_threads
+from deqlab.benchmarks import machine_note, median_time, pinned_threads
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
 from deqlab.models.baselines import LSTMModel
@@ -22,7 +22,7 @@ from deqlab.models.ren import ContractingREN
 def run(cfg) -> Result:
     rows = []
     for threads in track(list(cfg.threads), "bench sysid", label=lambda t: f"{t} thread(s)"):
-        with torch_threads(threads):
+        with pinned_threads(threads):
             torch.manual_seed(cfg.seed)
             u = torch.randn(cfg.batch, cfg.steps, 1, dtype=torch.float64)
             cases = {}

@@ -21,8 +21,10 @@ Two implementations:
       Term B = A_θᵀ Mᵀ diag(λ ⊙ σ''(a)) M A_θ + K + Kᵀ,   K[(i,k), :] = μ_i Z[k, :],  μ = D λ
 
   (``K`` is the bilinear ``W·h`` cross term: ``∂²aᵢ/∂W_ik ∂h_k = 1``). Each block of ``A_θᵀ Q̃ A_θ`` is a
-  batch sum of Kronecker products ``Q̃_s ⊗ u_s v_sᵀ`` with ``u, v ∈ {h, 1, x}``, computed as one
-  matrix product of cost ``≈ P²·batch``.
+  batch sum of Kronecker products ``Q̃_s ⊗ u_s v_sᵀ`` with ``u, v ∈ {h, 1, x}``. The whole ``H`` is
+  assembled in its final layout by one ``(K × B) @ (B × P)`` product per row index (``≈ P²·batch``
+  multiply-adds in all, the count of one ``(P×B)@(B×P)`` product) and one in-place pass
+  ``H = Y + Yᵀ`` (:func:`_assemble`).
   Readout blocks, with ``r = ŷ − y`` and ``C = [I ⊗ hᵀ, I]`` (``dŷ = C dθ_r``)::
 
       H_rr = Σ_s Cᵀ C,      H_rd = Σ_s (Cᵀ W_y Z + K_r),   K_r[(o,k), :] = r_o Z[k, :]
@@ -78,6 +80,10 @@ class HessianParts:
 #: Hessian's relative error follows the fixed point's (measured: 1e-12 at atol 1e-12, 7e-15 at 1e-14).
 TIGHT = SolveOptions(atol=1e-14, max_iter=2000)
 
+#: Tile side of the in-place symmetrisation ``H ← Y + Yᵀ``: a pair of 256×256 float64 tiles (1 MiB)
+#: stays in L2 while one is transposed onto the other (measured: 2× faster than 64-row panels at P = 4672).
+SYMMETRISE_TILE = 256
+
 
 def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None, polish: bool = True) -> torch.Tensor:
     """``z*`` of the tanh DEQ from ``z = 0`` (no graph); raises ``NotConvergedError`` per ``opts.on_fail``.
@@ -95,25 +101,108 @@ def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None, pol
     return z
 
 
-def _kron_sum(Q: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``Σ_s Q_s ⊗ (u_s v_sᵀ)`` in the row-major layout ``[(i,k), (j,l)] = Σ_s Q_s[i,j] u_s[k] v_s[l]``.
+def _symmetrise(H: torch.Tensor, tile: int = SYMMETRISE_TILE) -> torch.Tensor:
+    """``H ← H + Hᵀ`` in place, by pairs of ``tile × tile`` blocks.
 
-    ``Q`` ``(B, n, m)``, ``u`` ``(B, K)``, ``v`` ``(B, L)`` → ``(n·K, m·L)``: one ``(n·m × B) @ (B × K·L)``
-    matrix product (``n·m·K·L·B`` multiply-adds) and one permuted copy.
+    Each off-diagonal pair ``(U, L) = (H[a, b], H[b, a])`` becomes ``U += Lᵀ; L = Uᵀ`` and each
+    diagonal block ``D + Dᵀ``: every entry is read and written once, a pair of tiles stays in cache
+    while it is transposed, and the result is exactly symmetric (``fl(a + b)`` commutes).
     """
-    B, n, m = Q.shape
-    K, L = u.shape[1], v.shape[1]
-    out = Q.reshape(B, n * m).T @ (u[:, :, None] * v[:, None, :]).reshape(B, K * L)
-    return out.reshape(n, m, K, L).permute(0, 2, 1, 3).reshape(n * K, m * L)
+    P = H.shape[0]
+    for a0 in range(0, P, tile):
+        a1 = min(a0 + tile, P)
+        D = H[a0:a1, a0:a1]
+        D.copy_(D + D.T)
+        for b0 in range(a1, P, tile):
+            b1 = min(b0 + tile, P)
+            upper, lower = H[a0:a1, b0:b1], H[b0:b1, a0:a1]
+            upper.add_(lower.T)
+            lower.copy_(upper.T)
+    return H
 
 
-def _outer_sum(a: torch.Tensor, Bm: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``[(i,k), (j,l)] = Σ_s a_s[i] Bm_s[k,j] v_s[l]`` for ``a`` ``(B,n)``, ``Bm`` ``(B,K,m)``, ``v`` ``(B,L)``."""
-    Bn, n = a.shape
-    K, m = Bm.shape[1:]
-    L = v.shape[1]
-    T = (a[:, :, None, None] * Bm[:, None, :, :]).reshape(Bn, n * K * m)
-    return (T.T @ v).reshape(n * K, m * L)
+def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor | None = None,
+              mu: torch.Tensor | None = None, DM: torch.Tensor | None = None,
+              readout: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """One ``(P, P)`` Hessian term of the tanh DEQ, written straight into its final layout.
+
+    Pieces (any may be omitted; ``u^g`` is the Kronecker factor of group ``g``: ``h`` for ``W_z``,
+    ``1`` for ``b_z``, ``x`` for ``U_z``; ``(g, i, k)`` is the ``θ`` index of ``g[i, k]``):
+
+    * ``Q`` ``(B, N, N)``: ``S[(g,i,k), (g',j,l)] = Σ_s Q_s[i,j] u^g_s[k] u^{g'}_s[l]`` on the dynamic
+      groups (blockwise ``Σ_s Q_s ⊗ u_s v_sᵀ``; ``Q_s`` symmetric);
+    * ``mu`` ``(B, N)``, ``DM`` ``(B, N, N)``: the bilinear cross term ``K + Kᵀ``,
+      ``K[(W_z,i,k), (g',j,l)] = Σ_s μ_s[i] DM_s[k,j] u^{g'}_s[l]``;
+    * ``readout = (WDM (B, n_y, N), r (B, n_y))``: the readout blocks ``R`` (module docstring).
+
+    Scheme (``≈ P²·B`` multiply-adds, as many as one ``(P×B)@(B×P)`` product, plus one in-place
+    pass over ``H``). ``H = Y + Yᵀ`` for ``Y = w·S + Kᵀ + R̂``, with the weights ``w(i, j) = 1, ½, 0``
+    for ``j > i, j = i, j < i`` (so ``w(i,j) + w(j,i) = 1``) and ``R̂`` the readout blocks in the
+    dynamic rows only. For a fixed row index ``i`` every piece of ``Y``'s rows ``(g, i, ·)`` is a
+    product over the batch, ``(u^g)ᵀ C_i``: one ``(K_g × B) @ (B × P)`` matrix product per group,
+    written by the product into its rows of ``H`` (no permute, no scatter), with ``C_i`` ``(B, P)``::
+
+        C_i[s, (g',j,l)] = w(i,j) Q_s[i,j] u^{g'}_s[l]  (+ μ_s[j] DM_s[l,i] when g' = W_z:  Kᵀ)
+        C_i[s, (W_y,o,m)] = WDM_s[o,i] h_s[m] + r_s[o] DM_s[m,i],     C_i[s, (b_y,o)] = WDM_s[o,i]
+
+    The readout rows of ``Y`` are zero but for the readout–readout block; :func:`_symmetrise` then
+    forms ``Y + Yᵀ`` in place. Peak memory: ``H`` plus ``C_i`` and a few ``B·N²`` tensors.
+    """
+    B, N = h.shape
+    dt = h.dtype
+    P = max(sl.stop for sl in slices.values())
+    dyn = [g for g in DYNAMIC if g in slices]
+    P_d = slices[dyn[-1]].stop if dyn else 0
+    H = torch.empty(P, P, dtype=dt, device=h.device)
+    if dyn:
+        C = torch.zeros(B, P, dtype=dt, device=h.device)
+        u = {"W_z": h, "b_z": None, "U_z": x}
+        view = {g: C[:, slices[g]].view(B, N, -1) for g in dyn}  # [s, j, l]
+        rows = {g: H[slices[g]].view(N, -1, P) for g in dyn}  # [i, k, :]: the rows (g, i, k)
+        if Q is not None:
+            w = torch.ones(N, N, dtype=dt, device=h.device).triu_(1) + 0.5 * torch.eye(N, dtype=dt, device=h.device)  # w(i, j)
+            Qw = Q.transpose(0, 1) * w[:, None, :]  # [i, s, j] = w(i, j) Q_s[i, j]
+        with_k = mu is not None and "W_z" in slices
+        DMt = DM.permute(2, 0, 1).contiguous() if DM is not None else None  # [i, s, l] = DM_s[l, i]
+        if readout is not None:
+            WDMt = readout[0].permute(2, 0, 1).contiguous()  # [i, s, o] = WDM_s[o, i]
+            r = readout[1]
+        for i in range(N):
+            for g in dyn:
+                if Q is not None and g == "b_z":
+                    view[g][:, :, 0] = Qw[i]
+                elif Q is not None:
+                    torch.mul(Qw[i][:, :, None], u[g][:, None, :], out=view[g])
+                if g == "W_z" and with_k:
+                    view[g].addcmul_(mu[:, :, None], DMt[i][:, None, :])
+            if readout is not None:
+                if "W_y" in slices:
+                    CWy = C[:, slices["W_y"]].view(B, -1, N)
+                    torch.mul(WDMt[i][:, :, None], h[:, None, :], out=CWy)
+                    CWy.addcmul_(r[:, :, None], DMt[i][:, None, :])
+                if "b_y" in slices:
+                    C[:, slices["b_y"]] = WDMt[i]
+            for g in dyn:
+                if g == "b_z":
+                    torch.sum(C, 0, keepdim=True, out=rows[g][i])
+                else:
+                    torch.mm(u[g].T, C, out=rows[g][i])
+            if with_k and Q is None:
+                view["W_z"].zero_()
+    H[P_d:, :P_d] = 0
+    H[P_d:, P_d:] = 0
+    if readout is not None:
+        n_y = readout[1].shape[1]
+        eye_y = torch.eye(n_y, dtype=dt, device=h.device)
+        if "W_y" in slices:
+            sl = slices["W_y"]
+            H[sl, sl] = torch.kron(eye_y, 0.5 * (h.T @ h))
+        if "b_y" in slices:
+            sl = slices["b_y"]
+            H[sl, sl] = 0.5 * B * eye_y
+        if "W_y" in slices and "b_y" in slices:
+            H[slices["W_y"], slices["b_y"]] = torch.kron(eye_y, h.sum(0)[:, None])  # upper block of Y only
+    return _symmetrise(H)
 
 
 def deq_hessian_parts(
@@ -138,8 +227,8 @@ def deq_hessian_parts(
         x ``(B,d)``, y ``(B,n_y)``: inputs and targets; curvature is summed over the batch.
         groups: which parameter groups make up ``θ`` (canonical order kept, see ``params.GROUPS``).
         z_star: the fixed point ``(B,N)``; solved from zero with ``opts`` when omitted.
-        split_terms: keep Terms A, B, R apart (``False``: only ``H``, about half the work; the
-            term fields are then ``None``).
+        split_terms: keep Terms A, B, R apart (``False``: only ``H``, one assembly instead of three
+            and no sum; the term fields are then ``None``).
         diagnostics: compute ``cond₂(I − J)`` and ``ρ(J)`` per sample (else ``None``).
     """
     groups = check_groups(groups)
@@ -150,8 +239,7 @@ def deq_hessian_parts(
     if z_star is None:
         z_star = solve_equilibrium(W, params["b_z"], params["U_z"], x, opts=opts)
     h = z_star.detach()
-    B, N = h.shape
-    n_y = Wy.shape[0]
+    N = h.shape[1]
     eye = torch.eye(N, dtype=h.dtype, device=h.device)
 
     s1 = 1 - h * h  # σ'(a) = 1 − tanh², at the fixed point tanh(a) = h
@@ -168,54 +256,14 @@ def deq_hessian_parts(
     V = Mt @ (s1[:, :, None] * Wy.T)  # Mᵀ D W_yᵀ, (B, N, n_y): Term A's Q̃ = V Vᵀ has rank n_y
     Qt_a = V @ V.transpose(1, 2)
     Qt_b = Mt @ ((lam * s2)[:, :, None] * M)
-    ones = torch.ones(B, 1, dtype=h.dtype, device=h.device)
-    u = {"W_z": h, "b_z": ones, "U_z": x}  # A_θ = [I ⊗ hᵀ, I ⊗ 1, I ⊗ xᵀ]
-
     slices = group_slices(params, groups)
-    P = max(sl.stop for sl in slices.values())
-    A = torch.zeros(P, P, dtype=h.dtype, device=h.device)
-    Bt = torch.zeros(P, P, dtype=h.dtype, device=h.device) if split_terms else A  # one matrix when the terms are not wanted
-    R = torch.zeros(P, P, dtype=h.dtype, device=h.device) if split_terms else A
-    if not split_terms:
-        Qt_b = Qt_a + Qt_b
-    dyn = [g for g in groups if g in DYNAMIC]
-    rd = [g for g in groups if g in READOUT]
-    for i, g1 in enumerate(dyn):
-        for g2 in dyn[i:]:
-            s_1, s_2 = slices[g1], slices[g2]
-            if split_terms:
-                A[s_1, s_2] = _kron_sum(Qt_a, u[g1], u[g2])
-            blk = _kron_sum(Qt_b, u[g1], u[g2])
-            if g1 == "W_z":  # K rows: [(i,k), (j,l)] = Σ μ_i (DM)_kj u2_l
-                blk = blk + _outer_sum(mu, DM, u[g2])
-            if g2 == "W_z":  # Kᵀ: the block (g1, W_z) is the transpose of K's (W_z, g1) block
-                blk = blk + _outer_sum(mu, DM, u[g1]).T
-            Bt[s_1, s_2] = blk
-            if g1 != g2:
-                Bt[s_2, s_1] = blk.T
-                if split_terms:
-                    A[s_2, s_1] = A[s_1, s_2].T
-    # readout blocks
     WDM = Wy @ DM  # (B, n_y, N): W_y Z = WDM A_θ
-    u_r = {"W_y": h, "b_y": ones}
-    for g1 in rd:
-        for g2 in dyn:  # [(o,k), (j,l)] = Σ u_r[k] (WDM)_oj u2_l  (+ r_o (DM)_kj u2_l for W_y)
-            T = (WDM[:, :, None, :] * u_r[g1][:, None, :, None])  # (B, n_y, K, N)
-            if g1 == "W_y":
-                T = T + r[:, :, None, None] * DM[:, None, :, :]
-            T = T.reshape(B, -1)
-            blk = (T.T @ u[g2]).reshape(-1, N * u[g2].shape[1])
-            R[slices[g1], slices[g2]] = blk
-            R[slices[g2], slices[g1]] = blk.T
-    eye_y = torch.eye(n_y, dtype=h.dtype, device=h.device)
-    if "W_y" in rd:
-        R[slices["W_y"], slices["W_y"]] = torch.kron(eye_y, h.T @ h)
-    if "b_y" in rd:
-        R[slices["b_y"], slices["b_y"]] = B * eye_y
-    if "W_y" in rd and "b_y" in rd:
-        blk = torch.kron(eye_y, h.sum(0)[:, None])
-        R[slices["W_y"], slices["b_y"]] = blk
-        R[slices["b_y"], slices["W_y"]] = blk.T
+    if split_terms:
+        A = _assemble(slices, h, x, Q=Qt_a)
+        Bt = _assemble(slices, h, x, Q=Qt_b, mu=mu, DM=DM)
+        R = _assemble(slices, h, x, DM=DM, readout=(WDM, r))
+    else:
+        A = _assemble(slices, h, x, Q=Qt_a + Qt_b, mu=mu, DM=DM, readout=(WDM, r))
 
     grads = {"W_z": mu.T @ h, "b_z": mu.sum(0), "U_z": mu.T @ x, "W_y": r.T @ h, "b_y": r.sum(0)}
     grad = torch.cat([grads[g].reshape(-1) for g in groups])
@@ -281,7 +329,7 @@ def implicit_hessian_generic(f, loss, theta_d: torch.Tensor, theta_r: torch.Tens
     Z = torch.linalg.solve(eye - J, Ft)
     g_h = torch.func.grad(loss, argnums=1)(theta_r, h)
     lam = torch.linalg.solve((eye - J).T, g_h)
-    S = lambda t, hh: lam @ f(t, hh)  # noqa: E731  (λ fixed)
+    S = lambda t, hh: lam @ f(t, hh)  # λ fixed
     (S_tt, S_th), (_, S_hh) = torch.func.hessian(S, argnums=(0, 1))(theta_d, h)
     (l_rr, l_rh), (_, l_hh) = torch.func.hessian(loss, argnums=(0, 1))(theta_r, h)
     return GenericPieces(Z, lam, S_tt, S_th.T, S_hh, l_hh, l_rh, l_rr)

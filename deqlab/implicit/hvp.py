@@ -7,8 +7,9 @@ is ``H = [I; Z]ᵀ ∇²𝓛 [I; Z]`` (seed 000 §5 extended to a loss with its 
     (w_θ, w_h) = ∇²𝓛 · (v, t)               one forward-over-reverse product of 𝓛
     Hv = w_θ + (∂f/∂θ)ᵀ (I − J)⁻ᵀ w_h        one more adjoint solve and one VJP of f
 
-No ``P×P`` or ``N×P`` object is formed; memory is ``O(P + batch·N²)`` (the per-sample ``N×N``
-factorisation of ``I − J`` when ``linear="lu"``) and never grows with the solver's iteration count.
+No ``P×P`` or ``N×P`` object is formed; memory is ``O(P + batch·N²)``: one per-sample ``N×N``
+factorisation (of ``I − W_z D`` on the structured path, factored in place, of ``I − J`` on the
+autodiff path with ``linear="lu"``), and it never grows with the solver's iteration count.
 ``linear`` can also name a registered solver (``"anderson"`` …): the adjoint/tangent systems are then
 solved as the linear fixed points ``λ = Jᵀλ + g``, ``t = J t + r`` by VJPs/JVPs only.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from deqlab.errors import IllConditionedError
 from deqlab.implicit.hessian import solve_equilibrium
 from deqlab.implicit.layer import SolveOptions, tanh_map
 from deqlab.implicit.params import check_groups, flatten, loss_at, unflatten
@@ -55,17 +57,19 @@ class DEQHessianOperator:
             z_star = solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], self.x, opts=self.opts)
         self.h = z_star.detach()
         self.linear = linear
-        s1 = 1 - self.h**2
-        self.J = s1[:, :, None] * p["W_z"]  # (B, N, N), J_s = D_s W_z
-        eye = torch.eye(self.h.shape[1], dtype=self.h.dtype, device=self.h.device)
-        if linear == "lu":
-            self._lu = torch.linalg.lu_factor(eye - self.J)
-        g_h = torch.func.grad(self._loss, argnums=1)(self.theta, self.h)
         self.n_hvp = 0
-        if mode == "structured":
-            self._setup_structured(g_h)
+        if mode == "structured":  # one factorisation, of I − W D; never I − J
+            self._setup_structured()
+            return
+        s1 = 1 - self.h**2
+        J = s1[:, :, None] * p["W_z"]  # (B, N, N), J_s = D_s W_z
+        if linear == "lu":
+            eye = torch.eye(self.h.shape[1], dtype=self.h.dtype, device=self.h.device)
+            self._lu = torch.linalg.lu_factor(eye - J)
         else:
-            self.lam = self.solve_adjoint(g_h)
+            self.J = J  # the iterative linear solves apply J and Jᵀ
+        g_h = torch.func.grad(self._loss, argnums=1)(self.theta, self.h)
+        self.lam = self.solve_adjoint(g_h)
 
     # pure functions of (θ, h)
     def _f(self, theta, h):
@@ -89,12 +93,18 @@ class DEQHessianOperator:
 
     def solve_adjoint(self, g: torch.Tensor) -> torch.Tensor:
         """``(I − J)⁻ᵀ g`` per sample; ``g`` ``(B, N)``."""
+        if self.mode == "structured":  # λ = g + Wᵀμ, μ = Dλ = Mᵀ D g  (M = (I − W D)⁻¹)
+            mu = torch.linalg.lu_solve(*self._luM, (self._s1 * g)[:, :, None], adjoint=True)[..., 0]
+            return g + mu @ self.params["W_z"]
         if self.linear == "lu":
             return torch.linalg.lu_solve(*self._lu, g[:, :, None], adjoint=True)[..., 0]
         return self._iterate(lambda lam: torch.einsum("sij,si->sj", self.J, lam) + g, g)
 
     def solve_tangent(self, r: torch.Tensor) -> torch.Tensor:
         """``(I − J)⁻¹ r`` per sample; ``r`` ``(B, N)``."""
+        if self.mode == "structured":  # t = r + D a, (I − W D) a = W r
+            a = torch.linalg.lu_solve(*self._luM, (r @ self.params["W_z"].T)[:, :, None])[..., 0]
+            return r + self._s1 * a
         if self.linear == "lu":
             return torch.linalg.lu_solve(*self._lu, r[:, :, None])[..., 0]
         return self._iterate(lambda t: torch.einsum("sij,sj->si", self.J, t) + r, r)
@@ -105,20 +115,39 @@ class DEQHessianOperator:
                             max_iter=o.max_iter, options=o.options, on_fail=o.on_fail).solve(G, start, linear=True).z
 
     # --- structured tanh path: all products written out (module docstring of deqlab.implicit.hessian) ---
-    def _setup_structured(self, g_h):
+    def _setup_structured(self):
+        """Factor ``I − W D`` per sample in place (the only ``B·N²`` buffer kept) and solve for ``λ``.
+
+        ``∇ₕℓ = r W_y`` is written out (no autodiff); ``μ = Dλ = Mᵀ D ∇ₕℓ``, ``λ = ∇ₕℓ + Wᵀμ``.
+        """
         p, h = self.params, self.h
+        B, N = h.shape
         self._s1 = 1 - h * h
         self._s2 = -2 * h * self._s1
-        eye = torch.eye(h.shape[1], dtype=h.dtype, device=h.device)
-        self._luM = torch.linalg.lu_factor(eye - p["W_z"] * self._s1[:, None, :])  # I − W D, per sample
+        # I − W D, (B, N, N), stored column-major (LAPACK's layout, so no solve copies the factors)
+        A = torch.empty(B, N, N, dtype=h.dtype, device=h.device).mT
+        torch.mul(p["W_z"], -self._s1[:, None, :], out=A)
+        A.diagonal(dim1=-2, dim2=-1).add_(1)
+        pivots = torch.empty(B, N, dtype=torch.int32, device=h.device)
+        info = torch.empty(B, dtype=torch.int32, device=h.device)
+        torch.linalg.lu_factor_ex(A, out=(A, pivots, info))  # in place: no second B·N² buffer
+        if bool((info > 0).any()):
+            s = int((info > 0).nonzero()[0, 0])
+            raise IllConditionedError(f"I − W_z D is singular at sample {s}: the DEQ's Jacobian has an eigenvalue 1 "
+                                      "there, so the implicit derivatives do not exist")
+        self._luM = (A, pivots)
         self._r = h @ p["W_y"].T + p["b_y"] - self.y
-        # μ = Dλ = Mᵀ D ∇ₕℓ, λ = ∇ₕℓ + Wᵀμ  (one adjoint solve)
+        self._hx1 = torch.cat([h, self.x, torch.ones(B, 1, dtype=h.dtype, device=h.device)], 1)  # the rows of A_θ's factors
+        g_h = self._r @ p["W_y"]
         self._mu = torch.linalg.lu_solve(*self._luM, (self._s1 * g_h)[:, :, None], adjoint=True)[..., 0]
         self.lam = g_h + self._mu @ p["W_z"]
+        self._lam_s2 = self.lam * self._s2
 
     def _pieces(self, v):
         """``v`` split into all five groups (zeros for groups not in ``θ``)."""
-        out = {g: torch.zeros_like(t) for g, t in self.params.items()}
+        if not hasattr(self, "_zero_parts"):  # read-only zeros, made once per operator
+            self._zero_parts = {g: torch.zeros_like(t) for g, t in self.params.items() if g not in self.groups}
+        out = dict(self._zero_parts)
         start = 0
         for g in self.groups:
             n = self.params[g].numel()
@@ -131,15 +160,26 @@ class DEQHessianOperator:
 
     def _matvec_structured(self, v):
         p, h, x, s1, r, mu = self.params, self.h, self.x, self._s1, self._r, self._mu
+        N, d_x = h.shape[1], x.shape[1]
         d = self._pieces(v)
-        e = h @ d["W_z"].T + d["b_z"] + x @ d["U_z"].T  # A_θ v
+        readout = "W_y" in self.groups or "b_y" in self.groups
+        # A_θ v = h dW_zᵀ + x dU_zᵀ + db_z as one product [h, x, 1] @ [dW_z, dU_z, db_z]ᵀ
+        e = self._hx1 @ torch.cat([d["W_z"], d["U_z"], d["b_z"][:, None]], 1).T
         zeta = torch.linalg.lu_solve(*self._luM, e[:, :, None])[..., 0]  # da = M A_θ v
         t = s1 * zeta  # Z v
-        q = t @ p["W_y"].T + h @ d["W_y"].T + d["b_y"]  # total dŷ
-        w = s1 * (q @ p["W_y"] + mu @ d["W_z"] + r @ d["W_y"]) + self.lam * self._s2 * zeta
+        q = t @ p["W_y"].T  # total dŷ
+        if readout:
+            q = q + h @ d["W_y"].T + d["b_y"]
+        w = q @ p["W_y"] + mu @ d["W_z"]
+        if readout:
+            w = w + r @ d["W_y"]
+        w = torch.addcmul(self._lam_s2 * zeta, s1, w)  # D(·) + λ σ''(a) ζ
         om = torch.linalg.lu_solve(*self._luM, w[:, :, None], adjoint=True)[..., 0]  # Mᵀ w
-        return self._join({"W_z": om.T @ h + mu.T @ t, "b_z": om.sum(0), "U_z": om.T @ x,
-                           "W_y": q.T @ h + r.T @ t, "b_y": q.sum(0)})
+        A_t_om = om.T @ self._hx1  # A_θᵀ ω as one product: [Ωᵀh, Ωᵀx, Σ_s ω_s]
+        parts = {"W_z": A_t_om[:, :N] + mu.T @ t, "b_z": A_t_om[:, -1], "U_z": A_t_om[:, N : N + d_x]}
+        if readout:
+            parts |= {"W_y": q.T @ h + r.T @ t, "b_y": q.sum(0)}
+        return self._join(parts)
 
     def gradient(self) -> torch.Tensor:
         """``∇_θL = ∇_θℓ + (∂f/∂θ)ᵀλ``, ``(P,)``."""

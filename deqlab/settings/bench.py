@@ -80,6 +80,7 @@ class HessianBench:
     warmup: int = 1             # ... after this many warm-up calls
     ref_repeats: int = 1        # the unrolled Hessian takes seconds: timed this many times, no warm-up
     memory: bool = True         # peak RSS increase of each route in a fresh process (one process per route)
+    memory_n_z: int = 96        # the dense Hessian's memory target is checked at this N (P = N^2 + N + N d = 10080 for 96)
     ladder: List[int] = field(default_factory=lambda: [32, 64, 128, 256, 316])  # N; P = N^2 + N + N d
     dense_max_p: int = 5000     # dense closed form in the ladder only up to this P
     top_k: int = 5
@@ -96,6 +97,7 @@ class HessianBench:
         checks.number("solver_atol", self.solver_atol, minimum=0.0, maximum=1.0, exclusive=True)
         _timing(self.repeats, self.warmup)
         checks.count("ref_repeats", self.ref_repeats, maximum=1000)
+        checks.count("memory_n_z", self.memory_n_z, maximum=10_000)
         checks.counts("ladder", self.ladder, maximum=10_000)
         checks.count("dense_max_p", self.dense_max_p, maximum=10**6)
         checks.count("top_k", self.top_k, maximum=10_000)
@@ -105,10 +107,12 @@ class HessianBench:
         N, d, B = self.n_z, self.n_x, self.batch
         P = N * N + N + N * d
         Pl = [n * n + n + n * d for n in self.ladder if n * n + n + n * d <= self.dense_max_p]
+        Pm = self.memory_n_z ** 2 + self.memory_n_z * (1 + d)
         return [Estimate(6 * dense_bytes(P, P) + 8.0 * self.unroll_steps * B * N * P, "n_z / unroll_steps",
                          "the unrolled reference Hessian"),
                 Estimate(4 * dense_bytes(max(Pl, default=0), max(Pl, default=0)), "ladder / dense_max_p", "the ladder's dense Hessians"),
-                Estimate(6 * dense_bytes(B * max(self.ladder), max(self.ladder)), "ladder", "the ladder's factorisations")]
+                Estimate(6 * dense_bytes(B * max(self.ladder), max(self.ladder)), "ladder", "the ladder's factorisations"),
+                Estimate(1.5 * dense_bytes(Pm, Pm) if self.memory else 0.0, "memory_n_z", "the dense Hessian of the memory probe")]
 
 
 @dataclass

@@ -1,19 +1,32 @@
 """Anderson acceleration (type II) for ``z = f(z)``, batched.
 
-With the last ``m`` iterates ``X = [z_{k−m+1} … z_k]`` and residuals ``G = [f(z_i) − z_i]``, solve
+With the last ``m`` iterates ``z_i``, their images ``f(z_i)`` and residuals ``g_i = f(z_i) − z_i``
+(rows of ``G``, shape ``(m, n)`` per sample), solve
 
-    min_α ‖α G‖²  subject to  Σα = 1,
+    min_α ‖αᵀ G‖²  subject to  Σα = 1,
 
-through the bordered system ``[[0, 1ᵀ], [1, G Gᵀ + λI]] [ν; α] = [1; 0]`` and step
-``z_{k+1} = β Σ α_i f(z_i) + (1 − β) Σ α_i z_i``. Following Walker & Ni (2011) and the
-implicit-layers tutorial of Kolter, Duvenaud & Johnson. The Tikhonov term is scaled by the mean of
-``diag(G Gᵀ)`` so that it stays relative as residuals fall to 1e-10 and below, and never drops below
-``10·eps`` of the dtype; a sample whose bordered system is still singular takes a plain step.
+solved through the bordered system ``[[0, 1ᵀ], [1, K]] [ν; α] = [1; 0]`` with the regularised
+Gram matrix ``K = G Gᵀ / s + λ I``, ``s = mean(diag(G Gᵀ))`` (Walker & Ni (2011); the
+implicit-layers tutorial of Kolter, Duvenaud & Johnson). The closed form ``α = K⁻¹1 / (1ᵀK⁻¹1)``
+gives the same weights in exact arithmetic but loses accuracy once residuals approach round-off:
+an adjoint solve to ``atol = 1e-13`` stalled at 1.1e-13 with it (``tests/test_implicit_layer.py``),
+and step
+
+    z_{k+1} = β Σ α_i f(z_i) + (1 − β) Σ α_i z_i = Σ α_i f(z_i) − (1 − β) Σ α_i g_i.
+
+Dividing by ``s`` keeps the Tikhonov term relative as residuals fall to 1e-10 and below (and keeps
+``K`` of order one in float32); ``λ`` never drops below ``10·eps`` of the dtype. A sample whose system
+is still singular (a zero residual, say) takes a plain step ``z_{k+1} = f(z_k)``.
+
+Cost per iteration, beyond the evaluation of ``f``: ``f(z_k)`` and ``g_k`` are written into
+preallocated ring buffers (``(batch, m, n)``), the Gram matrix gets one new row and column
+(``G g_k``: ``O(batch · m · n)``, not the ``O(batch · m² · n)`` of rebuilding it), one batched
+``(m+1) × (m+1)`` solve and one ``(1 × m)(m × n)`` product per sample for the mix.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -48,44 +61,58 @@ def anderson(
         raise ValueError(f"beta must lie in (0, 1], got {beta}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="anderson")
     # Below a few ulps the Tikhonov term would vanish in rounding (float32: lam = 1e-8 < eps).
-    eps_reg = 10 * torch.finfo(z0.dtype).eps
+    reg = max(lam, 10 * torch.finfo(z0.dtype).eps)
+    tiny = torch.finfo(z0.dtype).tiny
     batch, n = z0.shape
-    X = torch.zeros(batch, memory, n, dtype=z0.dtype, device=z0.device)
-    F = torch.zeros_like(X)
+    kw = {"dtype": z0.dtype, "device": z0.device}
+    F = torch.empty(batch, memory, n, **kw)          # ring buffer of f(z_i)
+    G = torch.empty(batch, memory, n, **kw)          # ring buffer of g_i = f(z_i) − z_i
+    gram = torch.empty(batch, memory, memory, **kw)  # G Gᵀ over the filled slots
+    # Bordered system [[0, 1ᵀ], [1, K]] [ν; α] = [1; 0], preallocated: the border is written once.
+    bordered = torch.zeros(batch, memory + 1, memory + 1, **kw)
+    bordered[:, 0, 1:] = 1
+    bordered[:, 1:, 0] = 1
+    rhs = torch.zeros(batch, memory + 1, 1, **kw)
+    rhs[:, 0] = 1
 
-    def evaluate(k: int, z: torch.Tensor) -> None:
+    def evaluate(k: int, z: torch.Tensor) -> torch.Tensor:
+        """Evaluate ``f(z)``, store it and its residual in slot ``k mod m``, update the Gram matrix."""
+        slot, filled = k % memory, min(k + 1, memory)
         fz = f(z)
         monitor.n_fevals += 1
-        monitor.observe(z, fz)
-        X[:, k % memory], F[:, k % memory] = z, fz
+        F[:, slot] = fz
+        g = torch.sub(fz, z, out=G[:, slot])
+        monitor.observe(z, fz, difference=g)
+        # g_k · g_i as a (1 × n)(n × filled) product per sample: torch's bmm with a column-vector
+        # right factor (G g) is several times slower on CPU than this row-vector form.
+        row = torch.bmm(g.unsqueeze(1), G[:, :filled].transpose(1, 2))[:, 0]   # (batch, filled)
+        gram[:, :filled, slot] = row
+        gram[:, slot, :filled] = row
+        return fz
 
-    evaluate(0, z0)
+    fz = evaluate(0, z0)
     steps = 1
     if max_iter > 1 and not monitor.done:
-        evaluate(1, F[:, 0].clone())
+        fz = evaluate(1, fz)
         steps = 2
     while steps < max_iter and not (monitor.done or monitor.hopeless):
-        k = steps
-        n_hist = min(k, memory)
-        G = F[:, :n_hist] - X[:, :n_hist]                          # (batch, n_hist, n)
-        GGt = torch.bmm(G, G.transpose(1, 2))                        # (batch, n_hist, n_hist)
-        scale = GGt.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(torch.finfo(z0.dtype).tiny)
-        eye = torch.eye(n_hist, dtype=z0.dtype, device=z0.device)
-        H = torch.zeros(batch, n_hist + 1, n_hist + 1, dtype=z0.dtype, device=z0.device)
-        H[:, 0, 1:] = 1
-        H[:, 1:, 0] = 1
-        H[:, 1:, 1:] = GGt + max(lam, eps_reg) * scale[:, None, None] * eye
-        rhs = torch.zeros(batch, n_hist + 1, 1, dtype=z0.dtype, device=z0.device)
-        rhs[:, 0] = 1
-        # solve_ex never raises on a singular sample; those samples get NaN weights and fall back below
-        sol, info = torch.linalg.solve_ex(H, rhs)
-        alpha = torch.where((info == 0)[:, None], sol[:, 1:, 0], torch.full_like(sol[:, 1:, 0], float("nan")))
-        mixed_f = torch.einsum("bh,bhn->bn", alpha, F[:, :n_hist])
-        mixed_x = torch.einsum("bh,bhn->bn", alpha, X[:, :n_hist])
-        z_next = beta * mixed_f + (1 - beta) * mixed_x
-        # A singular least-squares system gives NaN weights: fall back to a plain step there.
-        bad = ~torch.isfinite(z_next).all(-1)
-        z_next[bad] = F[bad, (k - 1) % memory]
-        evaluate(k, z_next)
+        h = min(steps, memory)
+        K = gram[:, :h, :h]
+        scale = K.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(tiny)
+        H = bordered[:, : h + 1, : h + 1]
+        torch.div(K, scale[:, None, None], out=H[:, 1:, 1:])
+        H[:, 1:, 1:].diagonal(dim1=1, dim2=2).add_(reg)
+        sol, info = torch.linalg.solve_ex(H, rhs[:, : h + 1])          # never raises on a singular sample
+        alpha = sol[:, 1:].transpose(1, 2)                             # (batch, 1, h)
+        z_next = torch.bmm(alpha, F[:, :h])[:, 0]
+        if beta != 1:
+            z_next -= (1 - beta) * torch.bmm(alpha, G[:, :h])[:, 0]
+        # A singular least-squares system gives non-finite weights (and a non-finite f(z_i) makes
+        # the Gram matrix, hence the weights, non-finite): take a plain step there. Checking the
+        # (batch, h) weights rather than the (batch, n) mix keeps this off the large tensors.
+        ok = (info == 0) & torch.isfinite(alpha[:, 0]).all(-1)
+        if not bool(ok.all()):
+            z_next = torch.where(ok[:, None], z_next, fz)
+        fz = evaluate(steps, z_next)
         steps += 1
     return monitor.result(steps)

@@ -8,13 +8,22 @@ fixed-point step) and takes the rank-one Sherman–Morrison update of Broyden (1
 
 ``B = −I + U Vᵀ`` is stored in factored form (``U, V`` of shape ``(batch, memory, n)``: one
 contiguous row per update, so slices and writes never copy the factors), as in
-Bai et al.'s DEQ code and torchdeq, so memory is ``O(batch · n · memory)``; when the memory is
-full the factors restart from ``−I``. The step is the full Newton-like step ``z ← z − B g``.
+Bai et al.'s DEQ code and torchdeq, so memory is ``O(batch · n · memory)``. The step is the full
+Newton-like step ``z ← z − B g``.
+
+When the memory is full, the correction ``C = U Vᵀ`` (rank ≤ ``memory``) is replaced by its best
+approximation of rank ``memory − drop`` in the 2-norm (truncated SVD): the Broyden Rank Reduction
+of van de Rotten & Verduyn Lunel (2005). Restarting from ``−I`` instead throws away everything the
+method learnt (on ``tanh(0.99 Q z + x)``, ``Q`` orthogonal, ``n = 256``: 4–6× the evaluations of a
+Broyden that keeps every pair), and dropping the oldest rank-one term of the product form does not
+give a Broyden matrix at all (it diverges there). The SVD costs ``O(n · memory²)`` per sample
+(QR of ``Uᵀ`` and ``Vᵀ``, SVD of the ``memory × memory`` core ``R_U R_Vᵀ``); it runs once every
+``drop`` updates, so its amortised cost is ``O(n · memory²/drop)`` per step.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -25,14 +34,34 @@ def _apply(U: torch.Tensor, V: torch.Tensor, x: torch.Tensor, used: int) -> torc
     """``B x`` with ``B = −I + U Vᵀ``; ``x`` is ``(batch, n)``."""
     if used == 0:
         return -x
-    return -x + torch.einsum("bkn,bk->bn", U[:, :used], torch.einsum("bkn,bn->bk", V[:, :used], x))
+    # Row-vector products (xᵀ Vᵀ, then (xᵀVᵀ) U): torch's einsum/bmm with a column-vector right
+    # factor is several times slower on CPU.
+    coef = torch.bmm(x.unsqueeze(1), V[:, :used].transpose(1, 2))          # (batch, 1, used)
+    return torch.baddbmm(x.unsqueeze(1), coef, U[:, :used], beta=-1)[:, 0]
 
 
 def _apply_transpose(U: torch.Tensor, V: torch.Tensor, x: torch.Tensor, used: int) -> torch.Tensor:
     """``Bᵀ x`` with ``B = −I + U Vᵀ``."""
     if used == 0:
         return -x
-    return -x + torch.einsum("bkn,bk->bn", V[:, :used], torch.einsum("bkn,bn->bk", U[:, :used], x))
+    coef = torch.bmm(x.unsqueeze(1), U[:, :used].transpose(1, 2))          # (batch, 1, used)
+    return torch.baddbmm(x.unsqueeze(1), coef, V[:, :used], beta=-1)[:, 0]
+
+
+def _reduce_rank(U: torch.Tensor, V: torch.Tensor, keep: int) -> None:
+    """Replace ``Σᵢ uᵢ vᵢᵀ = Uᵀ V`` (rows of ``U, V``: ``(batch, memory, n)``) in place by its best
+    rank-``keep`` approximation, written into rows ``[0, keep)``; the other rows are zeroed.
+
+    ``Uᵀ = Q_U R_U``, ``Vᵀ = Q_V R_V`` (thin QR), ``R_U R_Vᵀ = P Σ Rᵀ`` (SVD), so
+    ``Uᵀ V = (Q_U P Σ)(Q_V R)ᵀ``; keep the ``keep`` leading singular triplets.
+    """
+    Qu, Ru = torch.linalg.qr(U.transpose(1, 2))                    # (batch, n, m), (batch, m, m)
+    Qv, Rv = torch.linalg.qr(V.transpose(1, 2))
+    P, sigma, Rh = torch.linalg.svd(Ru @ Rv.transpose(1, 2))      # singular values in descending order
+    new_u = (Qu @ (P[:, :, :keep] * sigma[:, None, :keep])).transpose(1, 2)
+    new_v = (Qv @ Rh[:, :keep].transpose(1, 2)).transpose(1, 2)
+    U.zero_(), V.zero_()
+    U[:, :keep], V[:, :keep] = new_u, new_v
 
 
 @torch.no_grad()
@@ -44,6 +73,7 @@ def broyden(
     rtol: float = 0.0,
     max_iter: int = 200,
     memory: int = 50,
+    drop: int | None = None,
 ) -> SolverResult:
     """Solve ``z = f(z)`` by limited-memory good Broyden on ``g(z) = f(z) − z``.
 
@@ -51,15 +81,22 @@ def broyden(
         f: batched map ``(batch, n) -> (batch, n)``.
         z0: starting point ``(batch, n)``.
         atol, rtol, max_iter: the shared stopping rule; ``max_iter`` counts evaluations of ``f``.
-        memory: rank-one updates kept before restarting from ``B = −I``.
+        memory: the largest rank of the correction ``B + I`` kept.
+        drop: how much that rank is reduced (truncated SVD) when the memory is full; default
+            ``max(1, memory // 5)`` (each reduction costs a QR of ``U`` and ``V`` and an SVD; batched small
+            LAPACK calls are slow on CPU, so reduce in steps of a fifth of the memory). ``drop = memory``
+            restarts from ``B = −I``.
     """
     if memory < 1:
         raise ValueError(f"memory must be >= 1, got {memory}")
+    drop = max(1, memory // 5) if drop is None else int(drop)
+    if not 1 <= drop <= memory:
+        raise ValueError(f"drop must lie in [1, memory = {memory}], got {drop}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="broyden")
     batch, n = z0.shape
     U = torch.zeros(batch, memory, n, dtype=z0.dtype, device=z0.device)
     V = torch.zeros_like(U)
-    used = 0
+    used = reductions = 0
     z = z0
     fz = f(z)
     monitor.n_fevals += 1
@@ -76,9 +113,13 @@ def broyden(
         steps += 1
         g_new = fz_new - z_new
         s, y = step, g_new - g
-        if used == memory:                                                # restart from B = −I
-            U.zero_(), V.zero_()
-            used = 0
+        if used == memory:                                 # rank reduction; drop = memory restarts
+            if drop == memory:
+                U.zero_(), V.zero_()
+            else:
+                _reduce_rank(U, V, memory - drop)
+            used = memory - drop
+            reductions += 1
         By = _apply(U, V, y, used)
         sB = _apply_transpose(U, V, s, used)                              # Bᵀ s = (sᵀ B)ᵀ
         denom = (s * By).sum(-1)
@@ -94,4 +135,4 @@ def broyden(
         finite = torch.isfinite(g_new).all(-1)
         z = torch.where(finite[:, None], z_new, z)
         g = torch.where(finite[:, None], g_new, g)
-    return monitor.result(steps)
+    return monitor.result(steps, rank_reductions=reductions)

@@ -130,10 +130,17 @@ class Monitor:
         self.n_fevals = 0
         self.started = time.perf_counter()
 
-    def observe(self, z: torch.Tensor, fz: torch.Tensor) -> torch.Tensor:
-        """Record one evaluated iterate; returns the per-sample ``converged`` mask of ``z``."""
+    def observe(self, z: torch.Tensor, fz: torch.Tensor, difference: torch.Tensor | None = None) -> torch.Tensor:
+        """Record one evaluated iterate; returns the per-sample ``converged`` mask of ``z``.
+
+        ``difference``: ``f(z) − z`` when the solver has it already (Anderson keeps it), so that it
+        is not computed twice.
+        """
         z, fz = z.detach(), fz.detach()
-        res, fnorm = residual_norms(z, fz)
+        if difference is None:
+            res, fnorm = residual_norms(z, fz)
+        else:
+            res, fnorm = torch.linalg.vector_norm(difference, dim=-1), torch.linalg.vector_norm(fz, dim=-1)
         self.abs_trace.append(res)
         self.rel_trace.append(res / (fnorm + NORM_EPS))
         ok = res <= self.atol + self.rtol * fnorm

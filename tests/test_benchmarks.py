@@ -1,0 +1,49 @@
+"""The shared bench helpers: thread pinning covers torch AND the BLAS pools, and is undone afterwards."""
+
+from __future__ import annotations
+
+import math
+
+import numpy  # noqa: F401  (load both OpenBLAS copies first, so the counts before and after match)
+import scipy.linalg  # noqa: F401
+import torch
+from threadpoolctl import threadpool_info
+
+from deqlab.benchmarks import blas_threads, pinned_threads, verdict
+
+
+def _blas_counts() -> list[int]:
+    return [int(p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+def test_pinned_threads_pins_torch_and_blas_then_restores():
+    before_torch, before_blas = torch.get_num_threads(), _blas_counts()
+    assert before_blas, "numpy's BLAS should be visible to threadpoolctl"
+    with pinned_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+        assert set(_blas_counts()) == {1}
+        assert "openblas=1" in blas_threads() or "mkl=1" in blas_threads()
+    assert torch.get_num_threads() == before_torch
+    assert _blas_counts() == before_blas
+
+
+def test_pinned_threads_none_leaves_defaults():
+    before_torch, before_blas = torch.get_num_threads(), _blas_counts()
+    with pinned_threads(None) as n:
+        assert n == before_torch and _blas_counts() == before_blas
+    assert torch.get_num_threads() == before_torch
+
+
+def test_verdict():
+    assert verdict(1.0, 1.3) == "met"
+    assert verdict(1.31, 1.3) == "not met"
+    assert verdict(math.nan, 1.3) == "n/a"
+
+
+def test_interleaved_medians_runs_every_method_in_turn():
+    from deqlab.benchmarks import interleaved_medians
+
+    order = []
+    out = interleaved_medians({"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 2}, repeats=3, warmup=1)
+    assert order == ["a", "b"] * 4
+    assert out["a"][1] == 1 and out["b"][1] == 2 and out["a"][0] >= 0
