@@ -14,22 +14,38 @@ from deqlab.settings import COMMANDS, settings_class
 from deqlab.settings.solver import PRESETS, SolverSettings
 
 
+#: commands with required keys, and values that make them compose
+REQUIRED = {"sysid_evaluate": ["run_dir=r", "data_file=d.npz"], "sysid_f16": ["f16.data_dir=DIR"]}
+
+
 @pytest.mark.parametrize("command", available_commands())
 def test_every_command_composes_into_its_settings(command):
     """Defaults compose into the command's dataclass (a command with required keys names the first missing)."""
     cls = settings_class(command)
-    if command == "sysid_evaluate":
+    if command in REQUIRED:
         with pytest.raises(InputError, match="is required"):
             load(command)
+        settings, _ = load(command, REQUIRED[command])
+        assert isinstance(settings, cls)
         return
     settings, run = load(command)
     assert isinstance(settings, cls)
     assert run.output_root and run.strict is False
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "sysid_evaluate"])
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_composed_defaults_equal_the_dataclass_defaults(command):
     """One place for each default: the dataclass (Hydra's node is built from it)."""
+    if command == "sysid_evaluate":
+        settings, _ = load(command, REQUIRED[command])
+        assert settings == settings_class(command)(run_dir="r", data_file="d.npz")
+        return
+    if command == "sysid_f16":
+        from deqlab.settings.sysid_f16 import F16Data
+
+        settings, _ = load(command, REQUIRED[command])
+        assert settings == settings_class(command)(f16=F16Data(data_dir="DIR"))
+        return
     settings, _ = load(command)
     assert settings == settings_class(command)()
 

@@ -56,11 +56,21 @@ def tiny_run(tmp_path_factory):
 def test_pendulum_run_writes_table_models_data_and_figures(tiny_run):
     r, run = tiny_run
     table = pd.read_csv(run / "sysid.csv")
-    assert list(table["model"]) == ["ren", "lipschitz_ren", "lstm", "rnn", "linear"]
-    assert np.isfinite(table["NRMSE"]).all() and (table["params"] > 0).all()
-    np.testing.assert_allclose(table["fit %"], 100 * (1 - table["NRMSE"]))
+    runs = pd.read_csv(run / "sysid_runs.csv")
+    names = ["ren", "lipschitz_ren", "lstm", "rnn", "linear"]
+    assert list(table["model"]) == names
+    assert sorted(set(runs["seed"])) == [0, 1, 2] and len(runs) == 15
+    assert np.isfinite(runs["NRMSE"]).all() and (table["params"] > 0).all() and (runs["status"] == "ok").all()
+    for name, row in table.set_index("model").iterrows():
+        mine = runs[runs["model"] == name]["NRMSE"]
+        assert row["seeds"] == 3
+        assert abs(row["NRMSE mean"] - mine.mean()) < 1e-12 and abs(row["± std"] - mine.std(ddof=1)) < 1e-12
+        assert row["min"] == mine.min() and row["max"] == mine.max()
+        assert abs(row["×floor"] - row["NRMSE mean"] / float(np.load(run / "predictions.npz")["noise_floor"])) < 1e-12
+    np.testing.assert_allclose(table["fit %"], 100 * (1 - table["NRMSE mean"]))
     lren = table.set_index("model").loc["lipschitz_ren"]
     assert lren["Lip lower"] <= lren["Lip bound"]
+    assert set(table["Lip lower by"]) <= {"H∞ of linearisation", "ascent, T=10"}
     for name in ("predictions.png", "robustness_accuracy.png", "training_curves.png", "config.yaml"):
         assert (run / name).is_file(), name
     data = np.load(run / "dataset.npz")
@@ -68,26 +78,47 @@ def test_pendulum_run_writes_table_models_data_and_figures(tiny_run):
     idx = np.concatenate([data["train_index"], data["val_index"], data["test_index"]])
     assert sorted(idx.tolist()) == list(range(6))
     pred = np.load(run / "predictions.npz")
-    for name in table["model"]:
-        kind, model = load_model(run / "models" / f"{name}.pt")
+    first = runs[runs["seed"] == 0].set_index("model")
+    for name in names:
+        _, model = load_model(run / "models" / f"{name}.pt")
         y_hat = model(torch.as_tensor(pred["u"]))[0].detach().numpy()
         np.testing.assert_allclose(y_hat, pred[f"y_hat_{name}"], rtol=0, atol=1e-12)
-        assert abs(nrmse(y_hat, pred["y"], 10) - table.set_index("model").loc[name, "NRMSE"]) < SAME_RUN_TOL
+        assert abs(nrmse(y_hat, pred["y"], 10) - first.loc[name, "NRMSE"]) < SAME_RUN_TOL
+        for seed in (1, 2):  # the other seeds' models are saved too and reproduce their rows
+            _, other = load_model(run / "models" / f"seed{seed}" / f"{name}.pt")
+            row = runs[(runs["model"] == name) & (runs["seed"] == seed)].iloc[0]
+            assert abs(nrmse(other(torch.as_tensor(pred["u"]))[0].detach().numpy(), pred["y"], 10) - row["NRMSE"]) < SAME_RUN_TOL
     assert "noise floor" in r.output
+    assert "claim 'REN within 1.2× of the noise floor'" in r.output and "mean over 3 seed(s)" in r.output
+    assert "claim 'REN no worse than the LSTM'" in r.output
 
 
 def test_evaluate_on_the_runs_test_split_reproduces_the_table(tiny_run, cli, output_root, tmp_path):
     _, run = tiny_run
     pred = np.load(run / "predictions.npz")
     f = tmp_path / "test.npz"
-    np.savez(f, u=pred["u"], y=pred["y"])
+    # the tiny test split is one trajectory; evaluate needs 3, and identical copies pool to the same NRMSE
+    np.savez(f, u=np.concatenate([pred["u"]] * 3), y=np.concatenate([pred["y"]] * 3))
     r = cli("sysid", "evaluate", str(run), "--data", str(f), "lipschitz.iters=1")
     assert r.exit_code == 0, r.output
     ev = pd.read_csv(_run_dir(output_root, "evaluate") / "sysid.csv").set_index("model")
-    trained = pd.read_csv(run / "sysid.csv").set_index("model")
+    runs = pd.read_csv(run / "sysid_runs.csv")
+    trained = runs[runs["seed"] == 0].set_index("model")
     for name in trained.index:
         assert abs(ev.loc[name, "NRMSE"] - trained.loc[name, "NRMSE"]) < SAME_RUN_TOL
         assert ev.loc[name, "train time [s]"] == trained.loc[name, "train time [s]"]
+        assert ev.loc[name, "status"] == "ok"
+
+
+def test_one_seed_and_bad_seed_lists(cli, output_root):
+    r = cli("sysid", "pendulum", TINY, "seed=4", "models=[linear]")
+    assert r.exit_code == 0, r.output
+    run = _run_dir(output_root, "pendulum")
+    assert pd.read_csv(run / "sysid_runs.csv")["seed"].tolist() == [4]
+    assert pd.read_csv(run / "sysid.csv").loc[0, "± std"] == 0.0
+    _bad(cli("sysid", "pendulum", TINY, "seeds=[1,1]"), "seeds must not repeat")
+    _bad(cli("sysid", "pendulum", TINY, "seeds=[]"), "seeds")
+    _bad(cli("sysid", "pendulum", TINY, "lipschitz.steps=[0]"), "lipschitz.steps")
 
 
 def test_train_on_user_data(cli, output_root, tmp_path):
@@ -136,7 +167,9 @@ def test_bad_data_files(cli, output_root, tmp_path):
         "must agree": _write(tmp_path, "d.npz", u=ok_u, y=np.zeros((4, 49, 1))),
         "missing array": _write(tmp_path, "e.npz", u=ok_u),
         "does not exist": str(tmp_path / "nope.npz"),
-        "at least 3 trajectories": _write(tmp_path, "f.npz", u=np.zeros((2, 50, 1)), y=np.zeros((2, 50, 1))),
+        "at least 3 trajectories": _write(tmp_path, "f.npz", u=np.zeros((2, 50, 1)), y=np.random.default_rng(0).normal(size=(2, 50, 1))),
+        "y is constant": _write(tmp_path, "h.npz", u=np.ones((4, 50, 1)), y=np.full((4, 50, 1), 3.0)),
+        "u is too large": _write(tmp_path, "i.npz", u=np.full((4, 50, 1), 1e300), y=np.random.default_rng(0).normal(size=(4, 50, 1))),
     }
     (tmp_path / "g.npz").write_text("not a zip")
     cases["cannot read"] = str(tmp_path / "g.npz")
@@ -173,14 +206,60 @@ def test_bad_settings(cli, output_root, override, text):
 
 def test_bad_evaluate_inputs(tiny_run, cli, output_root, tmp_path):
     _, run = tiny_run
-    two_inputs = _write(tmp_path, "two.npz", u=np.zeros((3, 40, 2)), y=np.zeros((3, 40, 1)))
+    two_inputs = _write(tmp_path, "two.npz", u=np.zeros((3, 40, 2)), y=np.random.default_rng(0).normal(size=(3, 40, 1)))
     _bad(cli("sysid", "evaluate", str(run), "--data", two_inputs), "input(s)")
     short = _write(tmp_path, "short.npz", u=np.zeros((3, 5, 1)), y=np.zeros((3, 5, 1)))
     _bad(cli("sysid", "evaluate", str(run), "--data", short), "washout")
     _bad(cli("sysid", "evaluate", str(tmp_path / "missing"), "--data", short), "does not exist")
     _bad(cli("sysid", "evaluate", str(tmp_path), "--data", short), "config.yaml")
     _bad(cli("sysid", "evaluate", str(run)), "--data")
+    pred = np.load(run / "predictions.npz")
+    u, y = pred["u"], pred["y"]  # the tiny run's test split: 1 trajectory
+    three = lambda a: np.concatenate([a, a, a])
+    few = _write(tmp_path, "few.npz", u=np.concatenate([u, u]), y=np.concatenate([y, y]))
+    _bad(cli("sysid", "evaluate", str(run), "--data", few), "at least 3 trajectories")
+    flat = _write(tmp_path, "flat.npz", u=three(u), y=np.full_like(three(y), 0.7))
+    _bad(cli("sysid", "evaluate", str(run), "--data", flat), "y is constant")
+    huge = _write(tmp_path, "huge.npz", u=three(u) * 1e300, y=three(y))
+    _bad(cli("sysid", "evaluate", str(run), "--data", huge), "u is too large")
+    ok = _write(tmp_path, "ok.npz", u=three(u), y=three(y))
+    _bad(cli("sysid", "evaluate", str(run), "--data", ok, "washout=-5"), "washout")
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "config.yaml").write_text((copy / "config.yaml").read_text().replace("washout: 10", "washout: -5"))
+    _bad(cli("sysid", "evaluate", str(copy), "--data", ok), "must be >= 0, got -5")
+    (copy / "config.yaml").write_text((run / "config.yaml").read_text())
+    blob = torch.load(copy / "models" / "ren.pt", weights_only=True)
+    blob["state_dict"]["core.X"][0, 0] = float("nan")
+    torch.save(blob, copy / "models" / "ren.pt")
+    _bad(cli("sysid", "evaluate", str(copy), "--data", ok), "NaN or infinite values in core.X")
     assert _no_run(output_root, "evaluate")
+
+
+def test_evaluate_reports_overflowing_outputs_as_a_failure_row(cli, output_root, tmp_path):
+    """A model whose output overflows on the data gets a failure row (NaN metrics, status), never inf."""
+    from deqlab.models.baselines import LinearStateSpace
+    from deqlab.sysid.models import Normalised, save_model
+
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    (run / "config.yaml").write_text("washout: 5\n")
+    torch.manual_seed(0)
+    core = LinearStateSpace(1, 2, 1)
+    with torch.no_grad():
+        core.A.copy_(1e10 * torch.eye(2, dtype=torch.float64))  # grows 1e10 per step: inf within 40 steps
+    save_model(Normalised(core, [0.0], [1.0], [0.0], [1.0]), "linear", {"n_x": 2}, run / "models" / "linear.pt")
+    rng = np.random.default_rng(0)
+    data = _write(tmp_path, "d.npz", u=rng.normal(size=(3, 60, 1)), y=rng.normal(size=(3, 60, 1)))
+    r = cli("sysid", "evaluate", str(run), "--data", data, "lipschitz.iters=1")
+    assert r.exit_code == 0, r.output
+    row = pd.read_csv(_run_dir(output_root, "evaluate") / "sysid.csv").iloc[0]
+    assert row["status"] == "non-finite output"
+    assert np.isnan(row["NRMSE"]) and np.isnan(row["Lip lower"]) and np.isnan(row["fit %"])
+    assert "inf" not in r.stdout.replace("info", "")
+    assert "non-finite output" in r.output
 
 
 def test_physical_lipschitz_bound_of_a_normalised_lipschitz_ren():
@@ -204,12 +283,12 @@ def test_physical_lipschitz_bound_of_a_normalised_lipschitz_ren():
 
 def test_runs_repeat_and_do_not_depend_on_model_order(tiny_run, cli, output_root):
     _, run = tiny_run
-    r = cli("sysid", "pendulum", TINY, "models=[linear,ren]")
+    r = cli("sysid", "pendulum", TINY, "models=[linear,ren]", "seeds=[2,0]")
     assert r.exit_code == 0, r.output
-    again = pd.read_csv(_run_dir(output_root, "pendulum") / "sysid.csv").set_index("model")
-    first = pd.read_csv(run / "sysid.csv").set_index("model")
-    for name in ("linear", "ren"):
-        assert again.loc[name, "NRMSE"] == first.loc[name, "NRMSE"]
+    again = pd.read_csv(_run_dir(output_root, "pendulum") / "sysid_runs.csv").set_index(["model", "seed"])
+    first = pd.read_csv(run / "sysid_runs.csv").set_index(["model", "seed"])
+    for key in again.index:
+        assert again.loc[key, "NRMSE"] == first.loc[key, "NRMSE"]
 
 
 def test_bench_sysid(cli, output_root):

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
-from rich.text import Text
 
 from deqlab.report.result import Table
 from deqlab.report.tables import FittedTable, to_rich
@@ -35,7 +34,7 @@ def assert_no_cut(table: Table, width: int) -> str:
     for row in fitted.cells:
         for cell, numeric in zip(row, fitted.numeric):
             if numeric:
-                plain = Text.from_markup(cell).plain
+                plain = cell.plain
                 assert plain in tokens, f"numeric cell {plain!r} cut at width {width}:\n{text}"
     return text
 

@@ -5,6 +5,18 @@
 
 
 def main() -> None:
-    from deqlab.cli.app import app
+    import sys
 
-    app()
+    from deqlab.cli.termination import Terminated, end_children, signals_as_exceptions
+
+    # From the first instruction on, SIGTERM/SIGHUP end the process like Ctrl-C: a run folder in the
+    # making is marked .failed by the run's own handler; before or after a run, one line here.
+    with signals_as_exceptions():
+        try:
+            from deqlab.cli.app import app
+
+            app()
+        except Terminated as exc:
+            end_children()
+            sys.stderr.write(f"error: stopped by {exc.name}\n")
+            sys.exit(exc.exit_code)

@@ -48,8 +48,8 @@ class OneLineErrors(TyperGroup):
                 sys.exit(0)
             sys.exit(exc.exit_code)
         except typer.Abort:
-            typer.echo("error: aborted", err=True)
-            sys.exit(1)
+            typer.echo("error: stopped by SIGINT (Ctrl-C)", err=True)
+            sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
 
 

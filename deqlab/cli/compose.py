@@ -25,7 +25,7 @@ from deqlab.settings.solver import PRESETS, SolverSettings
 
 HYDRA_VERSION_BASE = "1.3"
 #: extra group defaults of a command (after its own values, so the preset wins)
-EXTRA_GROUPS = {"sysid": [{"/sysid_preset": "default"}]}
+EXTRA_GROUPS = {"sysid": [{"/sysid_preset": "default"}], "sysid_f16": [{"/sysid_f16_preset": "default"}]}
 #: Hydra settings a sweep may change (the launcher and its options, the sweep folder)
 SWEEP_HYDRA_KEYS = ("hydra/launcher", "hydra.launcher.", "hydra.sweep.dir")
 #: keys renamed since a release: old → new (a one-line error names the new key)
@@ -309,7 +309,7 @@ def explain(exc: Exception, command: str) -> str:
     if "Could not find 'hydra/launcher/" in text:
         bad = text.split("'hydra/launcher/", 1)[1].split("'", 1)[0]
         return f"unknown launcher {bad!r}: use basic, joblib, submitit_local or submitit_slurm (pip install deqlab[sweep])"
-    for group in ("solver", "sysid_preset", "demo"):
+    for group in ("solver", "sysid_preset", "sysid_f16_preset", "demo"):
         if f"Could not find '{group}/" in text or (f"In '{group}'" in text and "Could not find" in text):
             bad = text.split(f"'{group}/", 1)[1].split("'", 1)[0] if f"'{group}/" in text else "?"
             choices = sorted(PRESETS) if group == "solver" else _group_options(group)

@@ -53,19 +53,23 @@ def option_overrides(**options) -> list[str]:
             value = "true" if value else "false"
         elif isinstance(value, (list, tuple)):
             value = "[" + ",".join(quote(str(v)) for v in value) + "]"
-        elif isinstance(value, str) and key != "solver" and not key.endswith("_preset"):
+        elif isinstance(value, str) and key != "solver" and not key.endswith("_preset"):   # group choices stay bare
             value = quote(value)
         out.append(f"{key}={value}")
     return out
 
 
 def default_of(command: str, key: str) -> str:
-    """The default of ``key`` in ``command``'s settings, as a user would type it."""
+    """The default of ``key`` in ``command``'s settings, as a user would type it (read from the dataclass
+    fields, without constructing the settings: a command may have required keys)."""
+    import dataclasses
+
     from deqlab.settings import settings_class
 
-    value = settings_class(command)()
+    value: Any = settings_class(command)
     for part in key.split("."):
-        value = getattr(value, part)
+        spec = next(f for f in dataclasses.fields(value) if f.name == part)
+        value = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
     value = getattr(value, "name", value)   # a solver: its name
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)

@@ -13,9 +13,9 @@ from deqlab.errors import InputError
 SWEEPABLE = {
     "converge": "converge", "hessian": "hessian", "mondeq": "mondeq", "nethessian": "nethessian",
     "nethessian-pinn": "nethessian_pinn", "lowrank": "lowrank", "sysid-pendulum": "sysid",
-    "sysid-evaluate": "sysid_evaluate", "bench-solvers": "bench_solvers", "bench-hessian": "bench_hessian",
+    "sysid-evaluate": "sysid_evaluate", "sysid-f16": "sysid_f16", "bench-solvers": "bench_solvers", "bench-hessian": "bench_hessian",
     "bench-lowrank": "bench_lowrank", "bench-mondeq": "bench_mondeq", "bench-nethessian": "bench_nethessian",
-    "bench-sysid": "bench_sysid",
+    "bench-sysid": "bench_sysid", "train-digits": "train_digits", "bench-curvature": "bench_curvature",
 }
 
 

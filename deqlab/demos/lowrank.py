@@ -77,6 +77,9 @@ def load_pairs(path, *, rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
     for key, value in arrays.items():
         if key in ("X", "Y", "H") and not np.issubdtype(value.dtype, np.number):
             raise ConfigError(f"array {key} in {str(p)!r} is not numeric (dtype {value.dtype})")
+        if key in ("X", "Y", "H") and np.issubdtype(value.dtype, np.complexfloating):
+            # float64 conversion would drop the imaginary part with only a ComplexWarning
+            raise ConfigError(f"array {key} in {str(p)!r} is complex (dtype {value.dtype}); the secant methods take real pairs")
     try:
         X, Y = LR.check_pairs(arrays["X"], arrays["Y"], rtol=rtol)
     except ValueError as exc:

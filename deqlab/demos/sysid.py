@@ -2,19 +2,24 @@
 ``shared/seeds/README.md``) with a contracting REN, a Lipschitz-bounded REN and LSTM / Elman RNN /
 linear state-space baselines, all trained the same way (:mod:`deqlab.sysid.training`).
 
-Table ``sysid``: model, kind, parameter count, test NRMSE (``RMSE/std(y)`` per output after the
-washout, see :mod:`deqlab.sysid.metrics`), fit %, test NRMSE against the noise-free output (simulator
-data only), training time, epochs, the empirical Lipschitz lower bound and the guaranteed bound
-(physical units: output per input). Trained models are saved as ``models/<name>.pt``.
+Every model is trained with every seed (``seeds``; ``seed`` for one). Table ``sysid`` (one row per model):
+the test NRMSE (``RMSE/std(y)`` per output after the washout, see :mod:`deqlab.sysid.metrics`) over the
+seeds as mean ± sample std, min, max, the mean's ratio to the noise floor (simulator data), fit %, NRMSE
+against the noise-free output, training time, and for the first seed's model the lower bound of the
+incremental gain (:mod:`deqlab.sysid.gain`: ascent or linearisation, the ``by`` column says which) and the
+guarantee (physical units: output per input). Table ``sysid_runs``: one row per model and seed. The claims
+(REN within 1.2× of the noise floor, no worse than the LSTM) are judged on the mean. Models are saved as
+``models/<name>.pt`` (first seed) and ``models/seed<k>/<name>.pt``. :func:`identify` is shared with
+``sysid f16``.
 """
 
 from __future__ import annotations
 
-
 import dataclasses
 import os
-from contextlib import contextmanager
 import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +27,12 @@ import pandas as pd
 import torch
 
 from deqlab.benchmarks import torch_threads
-from deqlab.report.result import Result, Table
 from deqlab.models.pendulum import PendulumParams
 from deqlab.report import sysid_figures
+from deqlab.report.result import Result, Table
 from deqlab.sysid.data import Dataset, load_dataset, pendulum_dataset
-from deqlab.sysid.metrics import empirical_lipschitz, fit_percent, nrmse, simulate
+from deqlab.sysid.gain import GainReport, GainSettings, incremental_gain_lower_bound
+from deqlab.sysid.metrics import fit_percent, nrmse, simulate
 from deqlab.sysid.models import make_model, parameter_count, save_model
 from deqlab.sysid.training import TrainSettings, train
 
@@ -34,8 +40,13 @@ FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train
            "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
 NRMSE_CAPTION = ("NRMSE = sqrt(mean((ŷ−y)²))/std(y) per output over the test trajectories after the washout "
                  "(std with mean subtraction), averaged over outputs; fit % = 100(1 − NRMSE). NRMSE clean: against the noise-free output. Lip columns: "
-                 "‖Δy‖₂/‖Δu‖₂ in physical units from the zero state; 'lower' by gradient ascent, 'bound' guaranteed.")
+                 "‖Δy‖₂/‖Δu‖₂ in physical units from the zero state; 'lower' is the larger of a multi-start ascent over input "
+                 "pairs and the H∞ norm of the linearisation at constant-input equilibria ('by' says which), 'bound' guaranteed. "
+                 "status: 'non-finite output' when the simulated output overflowed (its metrics are NaN, not results).")
 
+def run_seeds(cfg) -> list[int]:
+    """The seeds to train with: ``seed`` alone if it is set (not None), else the list ``seeds``."""
+    return [cfg.seed] if cfg.seed is not None else list(cfg.seeds)
 
 
 def make_dataset(cfg) -> Dataset:
@@ -96,18 +107,39 @@ class EpochBar:
         return report
 
 
-def evaluate_model(model, u_test, y_test, washout, lip_cfg, seed, y_clean=None) -> dict:
-    """Test metrics of one model: NRMSE, fit, optional noise-free NRMSE, Lipschitz lower bound and guarantee."""
-    y_hat = simulate(model, u_test)
+def gain_settings(lip_cfg) -> GainSettings:
+    """The ``lipschitz`` config block → :class:`~deqlab.sysid.gain.GainSettings`."""
+    steps = [int(v) for v in lip_cfg.steps]
+    return GainSettings(steps=steps, pairs=int(lip_cfg.pairs), iters=int(lip_cfg.iters), lr=float(lip_cfg.lr),
+                        levels=int(lip_cfg.levels), settle=int(lip_cfg.settle))
+
+
+def short_method(report: GainReport) -> str:
+    """The table's short label of how the lower bound was found (details go to the notes)."""
+    return "H∞ of linearisation" if report.method == "linearisation" else f"ascent, T={report.horizon}"
+
+
+def evaluate_model(model, u_test, y_test, washout, lip_cfg, seed, y_clean=None, *, sample_time=None,
+                   gain: bool = True) -> dict:
+    """Test metrics of one model: NRMSE, fit, optional noise-free NRMSE, the incremental-gain lower bound
+    (:func:`~deqlab.sysid.gain.incremental_gain_lower_bound`, how it was found in ``gain_report``) and the
+    guarantee. A model whose simulated output is not finite gets NaN metrics and ``status`` saying so,
+    never an ``inf`` or a ``0.0`` that would read as a result."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        y_hat = simulate(model, u_test)
     finite = bool(np.isfinite(y_hat).all())
-    err = nrmse(y_hat, y_test, washout) if finite else float("inf")
-    steps = min(int(lip_cfg.steps), u_test.shape[1])
-    lower = empirical_lipschitz(model, u_test, steps=steps, pairs=int(lip_cfg.pairs), iters=int(lip_cfg.iters),
-                                lr=float(lip_cfg.lr), seed=seed) if finite else float("nan")
+    err = nrmse(y_hat, y_test, washout) if finite else float("nan")
+    report = None
+    if finite and gain:
+        report = incremental_gain_lower_bound(model, u_test, gain_settings(lip_cfg), seed=seed, sample_time=sample_time)
     bound = model.lipschitz_bound()
-    return {"y_hat": y_hat, "NRMSE": err, "fit %": fit_percent(err),
+    return {"y_hat": y_hat, "NRMSE": err, "fit %": fit_percent(err) if finite else float("nan"),
             "NRMSE clean": nrmse(y_hat, y_clean, washout) if y_clean is not None and finite else float("nan"),
-            "Lip lower": lower, "Lip bound": float("nan") if bound is None else bound}
+            "Lip lower": report.value if report is not None else float("nan"),
+            "Lip lower by": short_method(report) if report is not None else ("—" if finite else "not computed"),
+            "Lip bound": float("nan") if bound is None else bound,
+            "status": "ok" if finite else "non-finite output",
+            "gain_report": report}
 
 
 def model_seed(seed: int, name: str) -> int:
@@ -141,60 +173,161 @@ def run(cfg) -> Result:
         return _run(cfg)
 
 
+@dataclass
+class Parts:
+    """Train/validation/test arrays ``u`` (T, steps, n_u), ``y`` (T, steps, n_y) of one identification problem
+    (the parts may differ in trajectory length), the test set's noise-free output if known, the sample time."""
+
+    u_train: np.ndarray
+    y_train: np.ndarray
+    u_val: np.ndarray
+    y_val: np.ndarray
+    u_test: np.ndarray
+    y_test: np.ndarray
+    y_clean: np.ndarray | None = None
+    sample_time: float | None = None
+    y_clean_val: np.ndarray | None = None  # the validation set's noise-free output (its noise floor in a figure)
+
+
+def spread(values) -> dict:
+    """Mean, sample std (0 for one value), min and max of per-seed results (NaNs propagate)."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max())}
+
+
+SEED_FORMATS = {"NRMSE mean": "{:.4f}", "± std": "{:.4f}", "min": "{:.4f}", "max": "{:.4f}", "×floor": "{:.3f}",
+                "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.1f}", "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
+SEED_CAPTION = ("NRMSE over the seeds (mean, sample std, min, max); fit % = 100(1 − mean NRMSE); NRMSE clean: mean against "
+                "the noise-free output; train time: mean per seed. Lip columns describe the saved model (first seed): "
+                "‖Δy‖₂/‖Δu‖₂ from the zero state; 'lower' is the larger of a multi-start ascent over input pairs and the H∞ "
+                "norm of the linearisation at constant-input equilibria ('by' says which), 'bound' guaranteed.")
+
+
+def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "sysid") -> Result:
+    """Train every model of ``cfg.models`` with every seed (:func:`run_seeds`) on ``parts`` and report.
+
+    Tables: ``sysid`` (one row per model: the NRMSE over seeds as mean ± std, min, max; the gain columns of
+    the first seed's model, which is the one saved as ``models/<name>.pt``), ``sysid_runs`` (one row per
+    model and seed). Other seeds' models are saved as ``models/seed<k>/<name>.pt``. Shared by
+    ``sysid pendulum`` and ``sysid f16``.
+    """
+    result = Result(command=command)
+    seeds = run_seeds(cfg)
+    p = parts
+    base = {"epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size, "seq_len": cfg.train.seq_len,
+                "lr": float(cfg.train.lr), "lr_decay": float(cfg.train.lr_decay), "clip": float(cfg.train.clip),
+                "patience": cfg.train.patience, "washout": cfg.washout,
+                "time_limit": None if cfg.train.time_limit is None else float(cfg.train.time_limit)}
+    floor = nrmse(p.y_clean, p.y_test, cfg.washout) if p.y_clean is not None else None
+    runs, first, curves, y_hats = [], {}, {}, {}
+    with EpochBar() as bar:
+        for seed in seeds:
+            for name in cfg.models:
+                spec = cfg.model_settings[name]
+                kind, kwargs = spec.kind, spec.kwargs()
+                torch.manual_seed(model_seed(seed, name))
+                model = make_model(kind, kwargs, p.u_train, p.y_train)
+                own = spec.train_overrides()
+                settings = TrainSettings(**{**base, **own, "seed": seed})
+                label = name if len(seeds) == 1 else f"{name} (seed {seed})"
+                hist = train(model, p.u_train, p.y_train, p.u_val, p.y_val, settings, progress=bar.callback(label, settings.epochs))
+                is_first = seed == seeds[0]
+                what = "simulate the test set" + (", search the Lipschitz lower bound" if is_first else "")
+                with bar.step(f"evaluate {label}: {what}"):
+                    metrics = evaluate_model(model, p.u_test, p.y_test, cfg.washout, cfg.lipschitz, seed, p.y_clean,
+                                             sample_time=p.sample_time, gain=is_first)
+                y_hat = metrics.pop("y_hat")
+                report = metrics.pop("gain_report")
+                runs.append({"model": name, "seed": seed, "kind": kind, "params": parameter_count(model),
+                             "NRMSE": metrics["NRMSE"], "fit %": metrics["fit %"], "NRMSE clean": metrics["NRMSE clean"],
+                             "train time [s]": hist.seconds, "epochs": len(hist.val_nrmse), "best ep": hist.best_epoch + 1,
+                             "stopped": hist.stopped, "status": metrics["status"]})
+                curves_arr = result.arrays.setdefault("curves", {})
+                curves_arr[f"{name}_seed{seed}_val_nrmse"] = np.asarray(hist.val_nrmse)
+                curves_arr[f"{name}_seed{seed}_train_loss"] = np.asarray(hist.train_loss)
+                path = f"models/{name}.pt" if is_first else f"models/seed{seed}/{name}.pt"
+                result.files[path] = model_writer(model, kind, kwargs)
+                if hist.stopped == "non_finite" or metrics["status"] != "ok":
+                    result.failures.append(f"{name} (seed {seed}): training produced non-finite values "
+                                           f"(stopped: {hist.stopped}, test output: {metrics['status']})")
+                if is_first:
+                    first[name] = {**metrics, "kind": kind, "params": parameter_count(model)}
+                    y_hats[name] = y_hat
+                    curves[name] = np.asarray(hist.val_nrmse)
+                    if report is not None:
+                        result.notes.append(f"{name}: Lip lower {report.value:.4g} from {report.detail} (ascent {report.ascent:.4g}, "
+                                            f"linearisation {report.linearisation:.4g}"
+                                            + (f"; {report.unsettled} input level(s) without a stable equilibrium" if report.unsettled else "") + ")")
+    run_frame = pd.DataFrame(runs)
+    rows = []
+    for name in cfg.models:
+        mine = run_frame[run_frame["model"] == name]
+        st = spread(mine["NRMSE"])
+        f = first[name]
+        row = {"model": name, "kind": f["kind"], "params": f["params"], "seeds": len(mine), "NRMSE mean": st["mean"],
+               "± std": st["std"], "min": st["min"], "max": st["max"]}
+        if floor is not None:
+            row["×floor"] = st["mean"] / floor
+        row.update({"fit %": fit_percent(st["mean"]), "NRMSE clean": float(np.mean(mine["NRMSE clean"])),
+                    "train time [s]": float(mine["train time [s]"].mean()), "Lip lower": f["Lip lower"], "Lip lower by": f["Lip lower by"],
+                    "Lip bound": f["Lip bound"]})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    result.tables["sysid"] = Table(title=f"System identification: test set, {len(seeds)} seed(s) {', '.join(map(str, seeds))}",
+                                   frame=frame, formats=SEED_FORMATS, caption=SEED_CAPTION)
+    result.tables["sysid_runs"] = Table(title="Every training run (model × seed)", frame=run_frame, formats=FORMATS,
+                                        caption=NRMSE_CAPTION)
+    result.arrays["predictions"] = {"u": p.u_test, "y": p.y_test, **({"y_clean": p.y_clean} if p.y_clean is not None else {}),
+                                    **{f"y_hat_{k}": v for k, v in y_hats.items()}, "seed": np.asarray(seeds[0])}
+    fig_rows = [{"model": name, "NRMSE": first[name]["NRMSE"], "Lip lower": first[name]["Lip lower"],
+                 "Lip bound": first[name]["Lip bound"]} for name in cfg.models]
+    subtitle = f"float64, seed={seeds[0]} (first of {len(seeds)}), washout={cfg.washout}"
+    figures(result, fig_rows, p.y_test, y_hats, p.sample_time, cfg.washout, cfg.plot_trajectories, title, physical=physical,
+            subtitle=subtitle)
+    val_floor = nrmse(p.y_clean_val, p.y_val, cfg.washout) if p.y_clean_val is not None else None
+    result.figures["training_curves"] = lambda: sysid_figures.training_curves(
+        curves, title="Validation NRMSE during training", noise_floor=val_floor, subtitle=subtitle)
+    if floor is not None:
+        result.notes.append(f"noise floor (NRMSE of the noise-free output against the measured test output): {floor:.4f}")
+        result.arrays["predictions"]["noise_floor"] = np.asarray(floor)
+    result.notes.extend(claims(frame, floor, len(seeds)))
+    result.notes.append(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float64, {os.cpu_count()} cores")
+    return result
+
+
+def claims(frame: pd.DataFrame, floor: float | None, n_seeds: int) -> list[str]:
+    """The identification claims, judged on the mean NRMSE over seeds: the contracting REN within
+    1.2× of the noise floor (simulator data only) and no worse than the LSTM."""
+    mean = frame.set_index("model")["NRMSE mean"]
+    out = []
+    over = f"mean over {n_seeds} seed(s)"
+    if "ren" in mean.index and floor is not None:
+        ratio = mean["ren"] / floor
+        out.append(f"claim 'REN within 1.2× of the noise floor': {'met' if ratio <= 1.2 else 'NOT met'} "
+                   f"({over}: {mean['ren']:.4f} = {ratio:.3f}× the floor {floor:.4f})")
+    if "ren" in mean.index and "lstm" in mean.index:
+        ok = mean["ren"] <= mean["lstm"]
+        out.append(f"claim 'REN no worse than the LSTM': {'met' if ok else 'NOT met'} ({over}: REN {mean['ren']:.4f}, LSTM {mean['lstm']:.4f})")
+    return out
+
+
 def _run(cfg) -> Result:
-    result = Result(command="sysid")
     data = make_dataset(cfg)
     u_tr, y_tr = data.part("train")
     u_va, y_va = data.part("val")
     u_te, y_te = data.part("test")
     y_clean = data.y_clean[data.split["test"]] if data.y_clean is not None else None
+    y_clean_val = data.y_clean[data.split["val"]] if data.y_clean is not None else None
+    parts = Parts(u_tr, y_tr, u_va, y_va, u_te, y_te, y_clean, data.sample_time, y_clean_val)
+    title = "pendulum" if cfg.data.path is None else Path(cfg.data.path).name
+    result = identify(cfg, parts, title=title, physical=cfg.data.path is None)
     result.arrays["dataset"] = data.arrays()
-    base = dict(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, seq_len=cfg.train.seq_len,
-                lr=float(cfg.train.lr), lr_decay=float(cfg.train.lr_decay), clip=float(cfg.train.clip),
-                patience=cfg.train.patience, washout=cfg.washout, seed=cfg.seed,
-                time_limit=None if cfg.train.time_limit is None else float(cfg.train.time_limit))
-    rows, curves, y_hats = [], {}, {}
-    with EpochBar() as bar:
-        for i, name in enumerate(cfg.models):
-            spec = cfg.model_settings[name]
-            kind, kwargs = spec.kind, spec.kwargs()
-            torch.manual_seed(model_seed(cfg.seed, name))
-            model = make_model(kind, kwargs, u_tr, y_tr)
-            settings = TrainSettings(**{**base, **spec.train_overrides()})
-            hist = train(model, u_tr, y_tr, u_va, y_va, settings, progress=bar.callback(name, settings.epochs))
-            with bar.step(f"evaluate {name}: simulate the test set, search the Lipschitz lower bound"):
-                metrics = evaluate_model(model, u_te, y_te, cfg.washout, cfg.lipschitz, cfg.seed, y_clean)
-            y_hats[name] = metrics.pop("y_hat")
-            rows.append({"model": name, "kind": kind, "params": parameter_count(model), **metrics,
-                         "train time [s]": hist.seconds, "epochs": len(hist.val_nrmse), "best ep": hist.best_epoch + 1,
-                         "stopped": hist.stopped})
-            curves[name] = np.asarray(hist.val_nrmse)
-            result.arrays.setdefault("curves", {})[f"{name}_val_nrmse"] = np.asarray(hist.val_nrmse)
-            result.arrays["curves"][f"{name}_train_loss"] = np.asarray(hist.train_loss)
-            result.files[f"models/{name}.pt"] = model_writer(model, kind, kwargs)
-            if hist.stopped == "non_finite" or not np.isfinite(metrics["NRMSE"]):
-                result.failures.append(f"{name}: training produced non-finite values (stopped: {hist.stopped})")
-    frame = pd.DataFrame(rows)
-    result.tables["sysid"] = Table(title="System identification: test set", frame=frame, formats=FORMATS, caption=NRMSE_CAPTION)
-    result.arrays["predictions"] = {"u": u_te, "y": y_te, **({"y_clean": y_clean} if y_clean is not None else {}),
-                                    **{f"y_hat_{k}": v for k, v in y_hats.items()}}
-    subtitle = f"float64, seed={cfg.seed}, washout={cfg.washout}"
-    figures(result, rows, y_te, y_hats, data.sample_time, cfg.washout, cfg.plot_trajectories,
-            "pendulum" if cfg.data.path is None else Path(cfg.data.path).name, physical=cfg.data.path is None,
-            subtitle=subtitle)
-    val_floor = nrmse(data.y_clean[data.split["val"]], y_va, cfg.washout) if data.y_clean is not None else None
-    result.figures["training_curves"] = lambda: sysid_figures.training_curves(
-        curves, title="Validation NRMSE during training", noise_floor=val_floor, subtitle=subtitle)
     source = f"data file {cfg.data.path}" if cfg.data.path is not None else (
         f"pendulum simulator (sample time {data.sample_time:g} s, noise σ = {cfg.data.noise_std} rad)")
-    result.notes.append(f"data: {source}; trajectories train/val/test = "
-                        f"{len(data.split['train'])}/{len(data.split['val'])}/{len(data.split['test'])}, "
-                        f"{data.u.shape[1]} steps, washout {cfg.washout}")
-    if y_clean is not None:
-        floor = nrmse(y_clean, y_te, cfg.washout)
-        result.notes.append(f"noise floor (NRMSE of the noise-free output against the measured test output): {floor:.4f}")
-        result.arrays["predictions"]["noise_floor"] = np.asarray(floor)
-        if data.meta.get("flipped"):
-            result.notes.append(f"{data.meta['flipped']} trajectories went over the top (|φ − π| > π)")
-    result.notes.append(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float64, {os.cpu_count()} cores")
+    result.notes.insert(0, f"data: {source}; trajectories train/val/test = "
+                           f"{len(data.split['train'])}/{len(data.split['val'])}/{len(data.split['test'])}, "
+                           f"{data.u.shape[1]} steps, washout {cfg.washout}")
+    if data.meta.get("flipped"):
+        result.notes.append(f"{data.meta['flipped']} trajectories went over the top (|φ − π| > π)")
     return result

@@ -1,6 +1,8 @@
 """``deqlab sysid evaluate RUN_DIR --data FILE.npz``: the saved models of a ``deqlab sysid pendulum`` run
 on a user's data (``u`` (trajectories, steps, inputs), ``y`` (trajectories, steps, outputs)); the same
-table as the training run (training time and epochs copied from the run's ``sysid.csv``)."""
+table as the training run (training time and epochs of the saved, first-seed models copied from the run's
+``sysid_runs.csv``). Works on ``deqlab sysid f16`` runs too. A model whose output is not finite on the data
+gets a failure row (NaN metrics, ``status``), never a number that means nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ from deqlab.report.result import Result, Table
 from deqlab.demos.sysid import FORMATS, NRMSE_CAPTION, evaluate_model, figures
 from deqlab.sysid.data import load_arrays
 from deqlab.sysid.models import load_model, parameter_count
+
+
+#: evaluation needs this many trajectories (an NRMSE pooled over fewer says little; the README's rule)
+MIN_TRAJECTORIES = 3
 
 
 def _run_washout(run_dir: Path) -> int:
@@ -39,9 +45,26 @@ def _models(run_dir: Path):
     return [(f.stem, *load_model(f)) for f in files]
 
 
-def _row(name, kind, model, metrics, info, y_hats) -> dict:
+def _training_info(run_dir: Path) -> pd.DataFrame:
+    """Training time and epochs of the saved (first-seed) models: ``sysid_runs.csv`` (runs with seeds) or
+    the older one-seed ``sysid.csv``; empty if neither is there."""
+    runs = run_dir / "sysid_runs.csv"
+    if runs.is_file():
+        frame = pd.read_csv(runs)
+        frame = frame[frame["seed"] == frame["seed"].iloc[0]] if len(frame) else frame
+        return frame.set_index("model")
+    trained = run_dir / "sysid.csv"
+    return pd.read_csv(trained).set_index("model") if trained.is_file() else pd.DataFrame()
+
+
+def _row(name, kind, model, metrics, info, y_hats, result, data_name) -> dict:
     y_hats[name] = metrics.pop("y_hat")
     metrics.pop("NRMSE clean")
+    report = metrics.pop("gain_report")
+    if report is not None:
+        result.notes.append(f"{name}: Lip lower {report.value:.4g} from {report.detail}")
+    if metrics["status"] != "ok":
+        result.failures.append(f"{name}: {metrics['status']} on {data_name} (NRMSE not defined)")
     row = {"model": name, "kind": kind, "params": parameter_count(model), **metrics}
     for col in ("train time [s]", "epochs"):
         row[col] = info.loc[name, col] if name in info.index and col in info.columns else float("nan")
@@ -58,9 +81,8 @@ def _run(cfg) -> Result:
     if not run_dir.is_dir():
         raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
     washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
-    u, y = load_arrays(cfg.data_file, washout=washout)
-    trained = run_dir / "sysid.csv"
-    info = pd.read_csv(trained).set_index("model") if trained.is_file() else pd.DataFrame()
+    u, y = load_arrays(cfg.data_file, washout=washout, min_trajectories=MIN_TRAJECTORIES)
+    info = _training_info(run_dir)
     models = _models(run_dir)
     for name, kind, model in models:   # refuse a mismatch before any work
         if model.n_u != u.shape[-1] or model.n_y != y.shape[-1]:
@@ -73,7 +95,7 @@ def _run(cfg) -> Result:
             act.update(description=f"evaluate {name}: simulate, search the Lipschitz lower bound")
             metrics = evaluate_model(model, u, y, washout, cfg.lipschitz, cfg.seed)
             act.advance()
-            rows.append(_row(name, kind, model, metrics, info, y_hats))
+            rows.append(_row(name, kind, model, metrics, info, y_hats, result, Path(cfg.data_file).name))
     result.tables["sysid"] = Table(title=f"Saved models of {run_dir.name} on {Path(cfg.data_file).name}",
                                    frame=pd.DataFrame(rows), formats=FORMATS, caption=NRMSE_CAPTION)
     result.arrays["predictions"] = {"u": u, "y": y, **{f"y_hat_{k}": v for k, v in y_hats.items()}}

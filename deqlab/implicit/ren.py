@@ -62,6 +62,8 @@ class _RowByRowEquilibrium(torch.autograd.Function):
         sa[:, -1] = s[:, -1] * g[:, -1]
         for j in range(n_v - 2, -1, -1):
             sa[:, j] = s[:, j] * (g[:, j] + sa[:, j + 1:] @ D11[j + 1:, j])
+        if not ctx.needs_input_grad[1]:  # D₁₁ fixed (e.g. an input-gain ascent with frozen weights)
+            return sa, None, None
         lower = torch.ones(n_v, n_v, dtype=D11.dtype, device=D11.device).tril_(-1)  # torch.tril is slow on the autograd thread
         return sa, (sa.T @ w) * lower, None
 

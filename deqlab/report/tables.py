@@ -32,19 +32,20 @@ _TEXT_MIN_WIDTH = 8
 _TEXT_WORD_WIDTH = 24
 
 
-def format_value(value, spec: str | None = None) -> str:
-    """Readable cell text: floats in 4 significant digits unless a spec is given; bools as yes/NO."""
+def format_value(value, spec: str | None = None) -> Text:
+    """Readable cell text: floats in 4 significant digits unless a spec is given; bools as yes/NO.
+
+    A ``Text``, never markup: a cell (or a header) holding ``[ms]`` or ``[fp]`` prints as written.
+    """
     if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "[bold red]NO[/]"
+        return Text("yes") if value else Text("NO", style="bold red")
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
-            return "[red]nan[/]"
-        if spec:
-            return spec.format(value)
-        return f"{value:.4g}"
+            return Text("nan", style="red")
+        return Text(spec.format(value) if spec else f"{value:.4g}")
     if spec and isinstance(value, (int, np.integer)):
-        return spec.format(value)
-    return str(value)
+        return Text(spec.format(value))
+    return Text(str(value))
 
 
 def _is_numeric(series: pd.Series) -> bool:
@@ -63,7 +64,7 @@ class FittedTable:
                       for row in frame.itertuples(index=False)]
 
     def _cell_width(self, j: int) -> int:
-        return max((Text.from_markup(row[j]).cell_len for row in self.cells), default=0)
+        return max((row[j].cell_len for row in self.cells), default=0)
 
     def column_widths(self, available: int) -> list[int] | None:
         """Content widths for a grid ``available`` columns wide, or None when none fits.
@@ -77,7 +78,7 @@ class FittedTable:
         for j, (name, num) in enumerate(zip(self.columns, self.numeric)):
             cell = self._cell_width(j)
             words = [len(w) for w in name.split()] + ([] if num else [
-                min(len(w), _TEXT_WORD_WIDTH) for row in self.cells for w in Text.from_markup(row[j]).plain.split()])
+                min(len(w), _TEXT_WORD_WIDTH) for row in self.cells for w in row[j].plain.split()])
             natural.append(max(cell, Text(name).cell_len, 1))
             least.append(max(cell, 1) if num else min(natural[-1], _TEXT_MIN_WIDTH))
             soft.append(max(least[-1], min(natural[-1], max(words, default=1))))
@@ -98,7 +99,7 @@ class FittedTable:
         for name, num, width in zip(self.columns, self.numeric, widths):
             out.add_column(Text(name), justify="right" if num else "left", width=width, overflow="fold")
         for row in self.cells:
-            out.add_row(*(Text(str(cell)) for cell in row))
+            out.add_row(*row)
         return out
 
     def blocks(self) -> RenderResult:
@@ -111,7 +112,7 @@ class FittedTable:
             block.add_column(justify="right", style="bold", overflow="fold", max_width=pad)
             block.add_column(justify="left", overflow="fold")
             for name, cell in zip(self.columns, row):
-                block.add_row(Text(name), Text(str(cell)))
+                block.add_row(Text(name), cell)
             yield block
         if self.table.caption:
             yield Text(self.table.caption, style="dim")

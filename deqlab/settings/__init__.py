@@ -21,12 +21,15 @@ COMMANDS: dict[str, str] = {
     "lowrank": "deqlab.settings.lowrank:Settings",
     "sysid": "deqlab.settings.sysid:Settings",
     "sysid_evaluate": "deqlab.settings.sysid:EvaluateSettings",
+    "sysid_f16": "deqlab.settings.sysid_f16:Settings",
     "bench_solvers": "deqlab.settings.bench:SolversBench",
     "bench_hessian": "deqlab.settings.bench:HessianBench",
     "bench_lowrank": "deqlab.settings.bench:LowrankBench",
     "bench_mondeq": "deqlab.settings.bench:MonDEQBench",
     "bench_nethessian": "deqlab.settings.bench:NethessianBench",
     "bench_sysid": "deqlab.settings.bench:SysidBench",
+    "train_digits": "deqlab.settings.train_digits:Settings",
+    "bench_curvature": "deqlab.settings.bench_curvature:CurvatureBench",
 }
 
 

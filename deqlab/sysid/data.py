@@ -117,8 +117,17 @@ def pendulum_dataset(params: PendulumParams, *, trajectories: int, steps: int, h
                    meta={"x0": x0, "flipped": int((np.abs(y_clean - np.pi) > np.pi).any(axis=(1, 2)).sum())})
 
 
-def check_arrays(u, y, *, washout: int, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a user's ``u``/``y`` and return float64 copies; :class:`ConfigError` on anything wrong."""
+#: an output channel whose std after the washout is below this (relative to its magnitude, floor 1) is
+#: constant: the NRMSE divides by that std, so it would be noise over rounding
+CONSTANT_RTOL = 1e-12
+
+
+def check_arrays(u, y, *, washout: int, source: str, min_trajectories: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a user's ``u``/``y`` and return float64 copies; :class:`ConfigError` on anything wrong:
+    wrong shapes or dtypes, NaN/inf, fewer than ``min_trajectories`` trajectories, too few steps for the
+    washout, values so large that their statistics overflow float64, an output constant after the washout."""
+    if isinstance(washout, bool) or not isinstance(washout, (int, np.integer)) or washout < 0:
+        raise ConfigError(f"{source}: washout must be an integer >= 0, got {washout!r}")
     u = np.asarray(u)
     y = np.asarray(y)
     for name, a in (("u", u), ("y", y)):
@@ -132,13 +141,29 @@ def check_arrays(u, y, *, washout: int, source: str) -> tuple[np.ndarray, np.nda
             raise ConfigError(f"{source}: {name} contains NaN or infinite values")
     if u.shape[:2] != y.shape[:2]:
         raise ConfigError(f"{source}: u {u.shape} and y {y.shape} must agree in trajectories and steps")
+    if u.shape[0] < min_trajectories:
+        raise ConfigError(f"{source}: need at least {min_trajectories} trajectories, got {u.shape[0]}")
     if u.shape[1] <= washout + 1:
         raise ConfigError(f"{source}: {u.shape[1]} steps are too few for a washout of {washout} steps")
-    return u.astype(np.float64), y.astype(np.float64)
+    u, y = u.astype(np.float64), y.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, a in (("u", u), ("y", y)):
+            flat = a.reshape(-1, a.shape[-1])
+            if not (np.isfinite(flat.mean(0)).all() and np.isfinite(flat.std(0)).all()):
+                raise ConfigError(f"{source}: {name} is too large (max |{name}| = {np.abs(a).max():.3g}): its mean or std "
+                                  "overflows float64; rescale the data")
+        after = y[:, washout:].reshape(-1, y.shape[-1])
+        std = after.std(0)
+        scale = np.maximum(np.abs(after).max(0), 1.0)
+    constant = np.flatnonzero(std <= CONSTANT_RTOL * scale)
+    if constant.size:
+        raise ConfigError(f"{source}: y is constant after the washout in output channel(s) {constant.tolist()} "
+                          f"(std {std[constant[0]]:.3g}); the NRMSE divides by std(y), so there is nothing to identify")
+    return u, y
 
 
-def load_arrays(path: str | Path, *, washout: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``u``, ``y`` from a ``.npz`` file and check them."""
+def load_arrays(path: str | Path, *, washout: int, min_trajectories: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``u``, ``y`` from a ``.npz`` file and check them (:func:`check_arrays`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"data file {str(path)!r} does not exist")
@@ -152,7 +177,7 @@ def load_arrays(path: str | Path, *, washout: int) -> tuple[np.ndarray, np.ndarr
         raise
     except Exception as exc:  # not an npz, truncated, pickled objects
         raise ConfigError(f"{path}: cannot read as .npz ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
-    return check_arrays(u, y, washout=washout, source=str(path))
+    return check_arrays(u, y, washout=washout, source=str(path), min_trajectories=min_trajectories)
 
 
 def load_dataset(path: str | Path, *, washout: int, fractions=(0.6, 0.2, 0.2), seed: int = 0) -> Dataset:

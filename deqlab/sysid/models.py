@@ -103,6 +103,10 @@ def load_model(path: str | Path) -> tuple[str, Normalised]:
         sd = blob["state_dict"]
         model = Normalised(core, sd["u_mean"], sd["u_std"], sd["y_mean"], sd["y_std"])
         model.load_state_dict(sd)
+        bad = [k for k, v in sd.items() if torch.is_floating_point(v) and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ConfigError(f"{path}: the saved model has NaN or infinite values in {', '.join(bad[:4])}"
+                              f"{' …' if len(bad) > 4 else ''}; it cannot be evaluated")
     except ConfigError:
         raise
     except Exception as exc:

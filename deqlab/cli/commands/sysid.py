@@ -11,8 +11,8 @@ from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, bench_help, execute, op
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
-    sysid = typer.Typer(help="System identification of the pendulum with Recurrent Equilibrium Networks (seed 003).",
-                        no_args_is_help=True)
+    sysid = typer.Typer(help="System identification with Recurrent Equilibrium Networks: the pendulum (seed 003) and "
+                             "the F-16 GVT benchmark.", no_args_is_help=True)
     app.add_typer(sysid, name="sysid")
 
     @sysid.command(context_settings=OVERRIDES)
@@ -23,14 +23,37 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         data: Optional[Path] = typer.Option(None, help="Train on a user's .npz (u: trajectories×steps×inputs, y: …×outputs) instead of the simulator."),
         epochs: Optional[int] = typer.Option(None, help=option_help("sysid", "train.epochs", "Maximum training epochs per model.")),
         noise: Optional[float] = typer.Option(None, help=option_help("sysid", "data.noise_std", "Measurement noise σ on the angle [rad].")),
-        seed: Optional[int] = typer.Option(None, help=option_help("sysid", "seed", "Seed for weights and batch order.")),
+        seed: Optional[int] = typer.Option(None, help="One seed instead of the list `seeds` (key seed; default: the list)."),
+        seeds: Optional[str] = typer.Option(None, help=option_help("sysid", "seeds", "Comma-separated seeds; the table shows mean ± std over them.")),
         tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (same as sysid_preset=tiny)."),
     ) -> None:
         """Train a contracting REN, a Lipschitz REN and LSTM/RNN/linear baselines on pendulum data."""
         overrides = option_overrides(**{
             "models": split_list(models, "--models", str), "data.path": str(data) if data is not None else None,
-            "train.epochs": epochs, "data.noise_std": noise, "seed": seed, "sysid_preset": "tiny" if tiny else None})
+            "train.epochs": epochs, "data.noise_std": noise, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
+            "sysid_preset": "tiny" if tiny else None})
         execute("sysid", [*overrides, *ctx.args], folder="sysid/pendulum", device=device)
+
+    @sysid.command("f16", context_settings=OVERRIDES)
+    def f16(
+        ctx: typer.Context,
+        device: Optional[str] = DEVICE_OPTION,
+        data_dir: Path = typer.Option(..., "--data-dir", help="Folder with the F-16 GVT benchmark: the one holding "
+                                      "F16GVT_Files/, F16GVT_Files/ itself, its BenchmarkData/, or F16GVT_Files.zip "
+                                      "(nonlinearbenchmark.org; not downloaded by deqlab). Key f16.data_dir."),
+        excitation: Optional[str] = typer.Option(None, help=option_help("sysid_f16", "f16.excitation", "sine_sweep | multisine.")),
+        models: Optional[str] = typer.Option(None, help=option_help("sysid_f16", "models", "Comma-separated models to train.")),
+        epochs: Optional[int] = typer.Option(None, help=option_help("sysid_f16", "train.epochs", "Maximum training epochs per model.")),
+        seed: Optional[int] = typer.Option(None, help="One seed instead of the list `seeds` (key seed; default: the list)."),
+        seeds: Optional[str] = typer.Option(None, help=option_help("sysid_f16", "seeds", "Comma-separated seeds.")),
+        tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (same as sysid_f16_preset=tiny)."),
+    ) -> None:
+        """Identify the F-16 ground vibration test benchmark (REN paper's protocol) from a copy of its data."""
+        overrides = option_overrides(**{
+            "f16.data_dir": str(data_dir), "f16.excitation": excitation, "models": split_list(models, "--models", str),
+            "train.epochs": epochs, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
+            "sysid_f16_preset": "tiny" if tiny else None})
+        execute("sysid_f16", [*overrides, *ctx.args], folder="sysid/f16", device=device)
 
     @sysid.command(context_settings=OVERRIDES)
     def evaluate(

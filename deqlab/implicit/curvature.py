@@ -1,0 +1,436 @@
+"""Exact loss curvature of any model that contains implicit layers (:class:`deqlab.implicit.DEQ`).
+
+For a model ``ŷ = model(x; θ)`` (any ``nn.Module``: DEQ layers anywhere, ordinary layers before and
+after), a loss ``L(θ) = loss_fn(model(x; θ), y)`` on one batch and ``θ`` the flattened parameters
+(``P`` numbers, in ``named_parameters()`` order, each row-major)::
+
+    H v = ∇²_θ L(θ) v = d/dε ∇_θ L(θ + ε v) |_{ε=0}           (forward-over-reverse, ``torch.func``)
+
+Two exact routes, never through an unrolled solve (``mode``):
+
+* ``"lagrangian"`` (default; GUIDE §5). Once per operator: one gradient pass records, for every call
+  ``k`` of every DEQ, its fixed point ``z*_k`` and the adjoint ``λ_k = (I − J_k)⁻ᵀ ∂L/∂z*_k``. Then
+  ``H v`` is the forward-over-reverse product of ::
+
+      Φ(θ) = L(θ; z_k ← ẑ_k(θ)) + Σ_k λ_kᵀ (f_k(ẑ_k, x_k; θ) − ẑ_k),     λ_k held fixed,
+
+  where ``ẑ_k`` equals ``z*_k`` with the implicit *first* derivative ``Z_k = (I − J_k)⁻¹ ∂f_k/∂(x_k, θ)``.
+  Because ``∂Φ/∂ẑ_k = ∂L/∂z*_k − (I − J_k)ᵀλ_k = 0`` (the adjoint equation), ``ẑ``'s second derivatives
+  drop out and ``∇²Φ = [I; Z]ᵀ ∇²𝓛 [I; Z] = H`` exactly (the Lagrangian form of the DEQ Hessian; with
+  several DEQ calls the ``λ_k`` are the multipliers of the joint constraint system). Per product:
+  one tangent solve ``(I − J)⁻¹ r`` and one adjoint solve ``(I − J)⁻ᵀ w`` per DEQ call, plus the
+  ordinary layers' second-order work; no forward solve. The solves are two triangular solves with
+  a per-sample LU of ``I − J`` factored once (``linear="lu"``; ``J`` from ``n_z`` vmapped VJPs), or the
+  DEQ's linear solver to its tolerance on ``f`` linearised once (``"iterative"``). The terms dropped
+  are multiples of ``∂Φ/∂ẑ``, i.e. of the adjoint's error (``≤ atol`` of the DEQ's options).
+* ``"direct"``: ``torch.func.jvp(torch.func.grad(L))`` through :func:`deqlab.implicit.layer.fixed_point`'s
+  rules of every order (per product: a forward solve warm-started at the last solution, the adjoint
+  solve, the tangent solve and the tangent of the adjoint solve). Needed for DEQs nested inside other
+  DEQs' maps.
+
+:class:`LossHessian` is a :class:`scipy.sparse.linalg.LinearOperator` (float64 numpy in and out), so
+curvlinops-style tools and ``scipy.sparse.linalg`` (``eigsh``, ``cg``, ``lobpcg``) use it directly;
+``.hvp`` is the torch route. On top of it: the extreme eigenvalues by Lanczos (ARPACK ``eigsh``),
+Hutchinson's trace and the spectral density by stochastic Lanczos quadrature
+(:mod:`deqlab.implicit.spectrum`).
+
+Models whose DEQ layers use an approximate backward (``"jacobian_free"``, ``"phantom"``) are refused
+(:class:`deqlab.errors.InputError`): their second derivatives are not the model's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator
+from torch import nn
+
+from deqlab.errors import IllConditionedError, InputError, NotConvergedError
+from deqlab.implicit.deq import DEQ
+from deqlab.implicit.layer import SolveOptions
+from deqlab.implicit.spectrum import (
+    SpectralDensity,
+    TraceEstimate,
+    extreme_eigenvalues,
+    hutchinson_trace,
+    spectral_density,
+)
+
+
+def deq_layers(model: nn.Module) -> list[DEQ]:
+    """Every :class:`DEQ` inside ``model`` (itself included)."""
+    return [m for m in model.modules() if isinstance(m, DEQ)]
+
+
+@contextlib.contextmanager
+def warm_start(model: nn.Module) -> Iterator[None]:
+    """Inside the block, each DEQ of ``model`` starts its forward solve at its last solution (when the
+    batch shape fits). The fixed point does not depend on the start, so results are unchanged; repeated
+    products at one ``θ`` then pay about one solver step for the forward solve."""
+    layers = deq_layers(model)
+    previous = [d.warm_start for d in layers]
+    for d in layers:
+        d.warm_start = True
+    try:
+        yield
+    finally:
+        for d, p in zip(layers, previous):
+            d.warm_start = p
+
+
+#: Products of :class:`LossHessian`.
+MODES = ("lagrangian", "direct")
+
+
+def _strict(opts: SolveOptions) -> SolveOptions:
+    """The layer's options, but a failed solve raises: curvature from an unconverged solve is refused."""
+    return SolveOptions(**{**{f.name: getattr(opts, f.name) for f in dataclasses.fields(SolveOptions)}, "on_fail": "raise"})
+
+
+#: ``linear="auto"`` factorises ``I − J`` per sample when ``batch·n_z²`` is at most this many numbers (256 MiB).
+LU_MAX_ENTRIES = 2**25
+#: The per-sample Jacobian must reproduce a JVP of ``f`` to this relative error (else ``f`` couples samples).
+BLOCK_DIAGONAL_RTOL = 1e-10
+LINEAR = ("auto", "lu", "iterative")
+
+
+class _LinearSystem:
+    """``(I − J)⁻¹`` and ``(I − J)⁻ᵀ`` at one DEQ call's ``(z*, x, θ)``, ``J = ∂f/∂z`` (``(batch, n)`` vectors).
+
+    ``lu``: ``J`` per sample (``n`` VJPs, vmapped), one batched LU of ``I − J``, then each solve is two
+    triangular solves. Valid only when ``f`` treats samples independently; checked on a random vector.
+    ``iterative``: the linear fixed points ``λ = Jᵀλ + g``, ``t = J t + r`` by ``opts.linear_solver``, with
+    ``f`` linearised once (a reusable VJP, and its VJP for ``J·``): no forward pass of ``f`` per iteration.
+    """
+
+    def __init__(self, F, z, x, theta, opts: SolveOptions, linear: str):
+        self.opts = opts
+        _, self._vjp = torch.func.vjp(lambda zz: F(zz, x, *theta), z)
+        _, self._jvp = torch.func.vjp(lambda u: self._vjp(u)[0], torch.zeros_like(z))  # Jᵀ is linear: its VJP is J
+        self.lu = None
+        batch, n = z.shape
+        if linear == "lu" or (linear == "auto" and batch * n * n <= LU_MAX_ENTRIES):
+            basis = torch.eye(n, dtype=z.dtype, device=z.device)[:, None, :].expand(n, batch, n)
+            J = torch.func.vmap(self.Jt)(basis).permute(1, 0, 2)  # rows[i, b] = J_b[i, :]
+            u = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype).to(z.device)
+            Ju = self.J(u)
+            if float(torch.linalg.vector_norm(torch.einsum("bij,bj->bi", J, u) - Ju)) > BLOCK_DIAGONAL_RTOL * float(
+                    torch.linalg.vector_norm(Ju)) + 1e-300:
+                if linear == "lu":
+                    raise InputError("linear='lu' needs a map f(z, x) that treats samples independently; "
+                                     "this one couples them: use linear='iterative'")
+            else:
+                eye = torch.eye(n, dtype=z.dtype, device=z.device)
+                self.lu = torch.linalg.lu_factor(eye - J)
+                if not bool(torch.isfinite(self.lu[0]).all()):
+                    raise IllConditionedError("I - df/dz is singular at a DEQ's fixed point: no curvature there")
+
+    def Jt(self, u: torch.Tensor) -> torch.Tensor:
+        return self._vjp(u)[0]
+
+    def J(self, w: torch.Tensor) -> torch.Tensor:
+        return self._jvp(w)[0]
+
+    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """``(I − J)⁻ᵀ g``."""
+        if self.lu is not None:
+            return torch.linalg.lu_solve(*self.lu, g[..., None], adjoint=True)[..., 0]
+        return self.opts.solve(lambda lam: self.Jt(lam) + g, torch.zeros_like(g), linear=True).z
+
+    def tangent(self, r: torch.Tensor) -> torch.Tensor:
+        """``(I − J)⁻¹ r``."""
+        if self.lu is not None:
+            return torch.linalg.lu_solve(*self.lu, r[..., None])[..., 0]
+        return self.opts.solve(lambda t: self.J(t) + r, torch.zeros_like(r), linear=True).z
+
+
+class _ConstantAdjointSolve(torch.autograd.Function):
+    """``μ = (I − J)⁻ᵀ g`` by a :class:`_LinearSystem` at a fixed point; its JVP is the same solve of ``ġ``.
+
+    The tangent of the operator itself is dropped: it multiplies ``μ``, and this Function is used only
+    where ``g = ∂Φ/∂ẑ = 0`` (:class:`_FirstOrderEquilibrium` inside the Lagrangian ``Φ``).
+    """
+
+    @staticmethod
+    def forward(system, g):
+        with torch.no_grad():
+            return system.adjoint(g)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.system = inputs[0]
+
+    @staticmethod
+    def jvp(ctx, _system_t, g_t):
+        with torch.no_grad():
+            return ctx.system.adjoint(g_t)
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise NotImplementedError("the Lagrangian curvature route is forward-over-reverse only")
+
+
+class _FirstOrderEquilibrium(torch.autograd.Function):
+    """``ẑ(x, θ)``: the value ``z*`` (given) with the implicit first derivative ``Z = (I − J)⁻¹ ∂f/∂(x, θ)``.
+
+    Backward: ``(∂f/∂(x, θ))ᵀ (I − J)⁻ᵀ g``; JVP: ``(I − J)⁻¹ ∂f/∂(x, θ)·(ẋ, θ̇)``. Its second derivatives
+    are not ``z*``'s: valid only inside the Lagrangian ``Φ`` of :class:`LossHessian`, where they cancel.
+    """
+
+    @staticmethod
+    def forward(F, z_star, system, x, *theta):
+        return z_star.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        F, z_star, system, x, *theta = inputs
+        ctx.F, ctx.system = F, system
+        ctx.save_for_backward(z_star, x, *theta)
+        ctx.point = (z_star, x, theta)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, x, *theta = ctx.saved_tensors
+        mu = _ConstantAdjointSolve.apply(ctx.system, g)
+        _, vjp = torch.func.vjp(lambda xx, *t: ctx.F(z, xx, *t), x, *theta)
+        return (None, None, None, *vjp(mu))
+
+    @staticmethod
+    def jvp(ctx, _F_t, _z_t, _system_t, x_t, *theta_t):
+        z, x, theta = ctx.point
+        args = (x, *theta)
+        tangents = tuple(torch.zeros_like(a) if t is None else t for a, t in zip(args, (x_t, *theta_t)))
+        r = torch.func.jvp(lambda xx, *t: ctx.F(z, xx, *t), args, tangents)[1]
+        with torch.no_grad():
+            return ctx.system.tangent(r)
+
+
+class _Lagrangian:
+    """The per-call records of :class:`LossHessian`'s Lagrangian route, and the DEQ hook that uses them.
+
+    ``capture``: a plain forward (implicit layer) whose outputs get a gradient hook; ``finish`` builds each
+    call's :class:`_LinearSystem` and turns the recorded ``∂L/∂z*`` into adjoints ``λ``. ``lagrangian``: each
+    DEQ call returns ``ẑ`` and adds ``λᵀ(f(ẑ) − ẑ)`` to ``penalties``.
+    """
+
+    def __init__(self, linear: str = "auto"):
+        self.mode = "capture"
+        self.linear = linear
+        self.records: dict[int, list] = {}
+        self.calls: dict[int, int] = {}
+        self.penalties: list[torch.Tensor] = []
+
+    def start_pass(self) -> None:
+        self.calls = {}
+        self.penalties = []
+
+    def __call__(self, deq: DEQ, F, start, x, theta):
+        key = id(deq)
+        k = self.calls.get(key, 0)
+        self.calls[key] = k + 1
+        if self.mode == "capture":
+            z = _fixed_point(F, start, x, theta, deq)
+            if deq.stats is not None and not deq.stats.all_converged:
+                raise NotConvergedError(f"forward solve of a DEQ layer did not converge (residual "
+                                        f"{deq.stats.max_residual:.3e}): no curvature at this point")
+            rec = {"F": F, "opts": _strict(deq.opts), "z": z.detach(), "x": x.detach(),
+                   "theta": [t.detach() for t in theta], "g": torch.zeros_like(z)}
+            self.records.setdefault(key, []).append(rec)
+            if z.requires_grad:
+                z.register_hook(lambda g, rec=rec: rec.__setitem__("g", g.detach()))
+            return z
+        rec = self.records[key][k]
+        z_hat = _FirstOrderEquilibrium.apply(F, rec["z"], rec["system"], x, *theta)
+        self.penalties.append((rec["lam"] * (F(z_hat, x, *theta) - z_hat)).sum())
+        return z_hat
+
+    def finish(self) -> None:
+        """Each call's linear system and ``λ = (I − J)⁻ᵀ ∂L/∂z*``; then switch to the Lagrangian mode."""
+        for calls in self.records.values():
+            for rec in calls:
+                rec["system"] = _LinearSystem(rec["F"], rec["z"], rec["x"], rec["theta"], rec["opts"], self.linear)
+                with torch.no_grad():
+                    rec["lam"] = rec["system"].adjoint(rec["g"])
+        self.mode = "lagrangian"
+
+
+def _fixed_point(F, start, x, theta, deq: DEQ):
+    from deqlab.implicit.layer import fixed_point
+
+    return fixed_point(F, start, x, *theta, opts=deq._solve_opts)
+
+
+@contextlib.contextmanager
+def _hooked(layers: list[DEQ], hook) -> Iterator[None]:
+    previous = [d.curvature_hook for d in layers]
+    for d in layers:
+        d.curvature_hook = hook
+    try:
+        yield
+    finally:
+        for d, p in zip(layers, previous):
+            d.curvature_hook = p
+
+
+class LossHessian(LinearOperator):
+    """``v ↦ ∇²_θ L v`` of ``L(θ) = loss_fn(model(x; θ), y)`` at the model's current parameters.
+
+    Args:
+        model: any ``nn.Module``; its DEQ layers must use the exact (``"implicit"``) backward.
+        loss_fn: ``loss_fn(output, y) -> scalar`` (e.g. ``nn.functional.cross_entropy``).
+        x, y: one batch (``y`` may be ``None``: then ``loss_fn(output, None)``).
+        params: names of the parameters forming ``θ`` (default: every parameter with ``requires_grad``),
+            kept in ``named_parameters()`` order; the others are held fixed.
+        mode: ``"lagrangian"`` (default, cheapest) or ``"direct"`` (see the module docstring).
+        linear: the Lagrangian route's linear solves: ``"lu"`` (per-sample dense ``I − J``, factored once;
+            memory ``batch·n_z²`` per DEQ call; needs an ``f`` that treats samples independently, checked),
+            ``"iterative"`` (the DEQ's ``linear_solver`` to its tolerance, matrix-free) or ``"auto"`` (``lu``
+            when ``batch·n_z² ≤ LU_MAX_ENTRIES`` and ``f`` is sample-independent, else iterative).
+
+    ``shape = (P, P)``; ``dtype`` float64 for scipy (products run in the model's dtype). ``n_products``
+    counts the products done.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable, x: torch.Tensor, y=None, *, params=None,
+                 mode: str = "lagrangian", linear: str = "auto"):
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if linear not in LINEAR:
+            raise InputError(f"linear must be one of {', '.join(LINEAR)}, got {linear!r}")
+        layers = deq_layers(model)
+        nested = [d for d in layers if any(isinstance(m, DEQ) for m in d.f.modules())]
+        if nested and mode == "lagrangian":
+            raise InputError("DEQ layers nested inside other DEQs' maps need mode='direct'")
+        approximate = [d for d in layers if not d.exact_derivatives]
+        if approximate:
+            raise InputError(
+                f"the model has DEQ layers with an approximate backward ({', '.join(d.backward for d in approximate)}); "
+                "its Hessian would not be the model's: use backward='implicit'"
+            )
+        named = dict(model.named_parameters())
+        if params is None:
+            names = [k for k, p in named.items() if p.requires_grad]
+        else:
+            params = list(params)
+            unknown = [k for k in params if k not in named]
+            if unknown:
+                raise InputError(f"unknown parameters {unknown}; the model has: {', '.join(named)}")
+            names = [k for k in named if k in set(params)]
+        if not names:
+            raise InputError("no parameters to differentiate (none has requires_grad, or params is empty)")
+        self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
+        self.names = tuple(names)
+        self.fixed = {k: p.detach() for k, p in named.items() if k not in set(names)}
+        self.shapes = [named[k].shape for k in self.names]
+        self.theta = torch.cat([named[k].detach().reshape(-1) for k in self.names])
+        self.n_products = 0
+        self.deq_layers = layers
+        self.mode = mode
+        super().__init__(dtype=np.float64, shape=(self.theta.numel(), self.theta.numel()))
+        self._grad = None
+        if mode == "lagrangian":
+            self._lagrangian = _Lagrangian(linear)
+            leaf = self.theta.clone().requires_grad_()
+            with warm_start(model), _hooked(layers, self._lagrangian):
+                self._lagrangian.start_pass()
+                loss = self.loss(leaf)
+                self._grad = torch.autograd.grad(loss, leaf)[0].detach()
+            self._lagrangian.finish()
+
+    # --- the torch route ----------------------------------------------------------------------------
+    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``θ (P,)`` as named tensors (views)."""
+        out, start = {}, 0
+        for k, s in zip(self.names, self.shapes):
+            n = int(np.prod(s)) if len(s) else 1
+            out[k] = theta[start : start + n].reshape(s)
+            start += n
+        return out
+
+    def loss(self, theta: torch.Tensor) -> torch.Tensor:
+        """``L(θ)`` as a pure function of ``θ (P,)``."""
+        out = torch.func.functional_call(self.model, {**self.fixed, **self.unflatten(theta)}, (self.x,))
+        return self.loss_fn(out, self.y)
+
+    def lagrangian(self, theta: torch.Tensor) -> torch.Tensor:
+        """``Φ(θ)`` of the module docstring (``mode="lagrangian"``); equal to ``L`` at this ``θ``."""
+        self._lagrangian.start_pass()
+        loss = self.loss(theta)
+        return loss + sum(self._lagrangian.penalties)
+
+    def gradient(self) -> torch.Tensor:
+        """``∇_θ L (P,)`` (implicit backward through every DEQ)."""
+        if self._grad is not None:
+            return self._grad.clone()
+        with warm_start(self.model):
+            return torch.func.grad(self.loss)(self.theta).detach()
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for ``v (P,)`` (torch, the model's dtype)."""
+        self.n_products += 1
+        v = v.to(self.theta.dtype).reshape(-1)
+        if self.mode == "lagrangian":
+            with _hooked(self.deq_layers, self._lagrangian):
+                return torch.func.jvp(torch.func.grad(self.lagrangian), (self.theta,), (v,))[1].detach()
+        with warm_start(self.model):
+            return torch.func.jvp(torch.func.grad(self.loss), (self.theta,), (v,))[1].detach()
+
+    def dense(self) -> torch.Tensor:
+        """``H (P, P)`` column by column (tests and small models only)."""
+        eye = torch.eye(self.shape[0], dtype=self.theta.dtype)
+        return torch.stack([self.hvp(e) for e in eye], dim=1)
+
+    # --- the scipy LinearOperator protocol ----------------------------------------------------------
+    def _matvec(self, v):
+        return self.hvp(torch.as_tensor(np.ravel(v), dtype=self.theta.dtype)).cpu().numpy().astype(np.float64)
+
+    def _rmatvec(self, v):  # symmetric
+        return self._matvec(v)
+
+    def _adjoint(self):
+        return self
+
+    # --- spectra --------------------------------------------------------------------------------------
+    def eigenvalues(self, k: int = 5, which: str = "LA", *, tol: float = 1e-8, seed: int = 0) -> np.ndarray:
+        """The ``k`` eigenvalues at the ``which`` end (``"LA"`` largest, ``"SA"`` smallest algebraic,
+        ``"LM"`` largest magnitude), ascending, by ARPACK Lanczos on this operator."""
+        if which not in ("LA", "SA", "LM", "SM", "BE"):
+            raise InputError(f"which must be LA, SA, LM, SM or BE, got {which!r}")
+        if int(k) != k or not 1 <= k < self.shape[0]:
+            raise InputError(f"k must be an integer in [1, P) = [1, {self.shape[0]}), got {k!r}")
+        return extreme_eigenvalues(self.hvp, self.shape[0], k=int(k), which=which, tol=tol, seed=seed,
+                                   dtype=self.theta.dtype)
+
+    def trace(self, probes: int = 32, *, seed: int = 0) -> TraceEstimate:
+        """Hutchinson's ``tr H`` from ``probes`` Rademacher products (with its standard error)."""
+        return hutchinson_trace(self.hvp, self.shape[0], probes=probes, seed=seed, dtype=self.theta.dtype)
+
+    def spectral_density(self, *, probes: int = 4, steps: int = 40, seed: int = 0) -> SpectralDensity:
+        """The eigenvalue density by stochastic Lanczos quadrature (``probes·steps`` products)."""
+        return spectral_density(self.hvp, self.shape[0], probes=probes, steps=steps, seed=seed,
+                                dtype=self.theta.dtype)
+
+
+def negative_mass(density: SpectralDensity, threshold: float = 0.0) -> float:
+    """Fraction of the eigenvalues below ``threshold`` (default 0) in an SLQ density: the quadrature
+    weight of the nodes ``< threshold``, averaged over probes (≈ #{λᵢ < threshold} / P)."""
+    return float((density.weights * (density.nodes < threshold)).sum(axis=1).mean())
+
+
+def negative_share(density: SpectralDensity) -> float:
+    """``∫_{λ<0} |λ| dμ / ∫ |λ| dμ`` of an SLQ density: the share of the spectrum's absolute mass (the nuclear
+    norm ``Σ|λᵢ|``) carried by negative eigenvalues, in ``[0, 1]``. Unlike :func:`negative_mass` it is not
+    decided by the sign of the quadrature node that stands for the near-zero bulk."""
+    mass = density.weights * np.abs(density.nodes)
+    total = float(mass.sum())
+    return float((mass * (density.nodes < 0)).sum()) / total if total > 0 else 0.0
+
+
+def loss_hessian(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y=None, *, params=None,
+                 mode: str = "lagrangian", linear: str = "auto") -> LossHessian:
+    """:class:`LossHessian` of ``loss_fn(model(x), y)`` w.r.t. the model's parameters."""
+    return LossHessian(model, loss_fn, x, y, params=params, mode=mode, linear=linear)

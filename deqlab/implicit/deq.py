@@ -1,0 +1,224 @@
+"""Bring your own DEQ: any ``nn.Module`` map ``f(z, x)`` as an implicit layer with exact derivatives of every order.
+
+``DEQ(f, n_z)`` wraps a user module ``f`` (with its own parameters θ) whose call ``f(z, x)`` maps
+``z (batch, n_z)`` and an input ``x`` (batch first) to ``(batch, n_z)``. Calling the layer::
+
+    z* = deq(x)            z* = f(z*, x),   solved from z⁰ = 0 (or ``deq(x, z0=...)``)
+
+by a solver of :data:`deqlab.solvers.registry.SOLVERS` chosen by name, without recording the
+iterations. ``f`` is evaluated as the pure map ``F(z, x, *θ) = functional_call(f, θ, (z, x))`` and the
+solve goes through :func:`deqlab.implicit.layer.fixed_point`, so (GUIDE §5, ``J = ∂f/∂z`` at ``z*``)
+
+* gradients: ``∂L/∂(x, θ) = (∂f/∂(x, θ))ᵀ λ`` with ``λ = (I − J)⁻ᵀ ∂L/∂z*`` (one adjoint solve);
+* forward mode: ``ż = (I − J)⁻¹ (∂f/∂(x, θ)) · (ẋ, θ̇)`` (one tangent solve);
+* every higher order (double backward, ``gradgradcheck``, ``torch.func.hessian``, ``jacfwd∘jacrev``,
+  ``vmap``) recursively through the same rules; memory does not grow with the iteration count.
+
+The layer works inside ordinary models (layers before and after), under
+``torch.func.functional_call`` (the layer reads ``f``'s parameters at call time, so substituted
+tensors are the ones differentiated) and under the ``torch.func`` transforms.
+
+Backwards (:data:`BACKWARDS`):
+
+* ``"implicit"`` (default): the exact rules above. These are the only derivatives that
+  :mod:`deqlab.implicit.curvature` accepts.
+* ``"jacobian_free"`` — **approximate**: ``(I − J)⁻¹ ≈ I`` (Fung et al., AAAI 2022, "JFB"): the output
+  is ``f(z*, x)`` with the graph of that one application only.
+* ``"phantom"`` — **approximate**: ``k`` damped steps ``z ← (1 − τ) z + τ f(z, x)`` from ``z*`` kept in
+  the graph (Geng et al., NeurIPS 2021, "phantom gradients"; ``k = 1, τ = 1`` is JFB).
+
+The approximate backwards give first derivatives that differ from the true ones by design; their
+higher derivatives are those of the short unroll, not of ``z*``. ``deq.exact_derivatives`` says which.
+
+After each call ``deq.stats`` (:class:`SolveStats`) holds the forward solve's steps, residuals and
+convergence (the most recent forward solve, also when the call raised :class:`NotConvergedError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from deqlab.errors import InputError, NotConvergedError
+from deqlab.implicit.layer import SolveOptions, fixed_point
+from deqlab.solvers.registry import SOLVERS
+from deqlab.solvers.result import SolverResult
+
+#: The backward rules by name; only ``"implicit"`` is exact.
+BACKWARDS = ("implicit", "jacobian_free", "phantom")
+
+
+@dataclass(frozen=True)
+class SolveStats:
+    """What the last forward solve did.
+
+    Attributes:
+        n_steps: solver iterations.
+        n_fevals: evaluations of ``f`` on the whole batch.
+        residual: ``(batch,)`` ``‖f(z*) − z*‖₂`` per sample (for a ``vmap``-ed call: per joint row).
+        converged: ``(batch,)`` bool, the stopping rule holds.
+        solver: registry name.
+        wall_time: seconds in the solver.
+    """
+
+    n_steps: int
+    n_fevals: int
+    residual: torch.Tensor
+    converged: torch.Tensor
+    solver: str
+    wall_time: float
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
+
+    @property
+    def max_residual(self) -> float:
+        return float(self.residual.max())
+
+    @classmethod
+    def from_result(cls, res: SolverResult) -> SolveStats:
+        return cls(int(res.n_steps), int(res.n_fevals), res.residual.detach().clone(), res.converged.detach().clone(),
+                   res.solver, float(res.wall_time))
+
+
+@dataclass(frozen=True)
+class _RecordingOptions(SolveOptions):
+    """:class:`SolveOptions` that hands each *forward* (non-linear) solve's result to ``record`` before
+    applying ``on_fail``, so a failed solve's statistics stay readable."""
+
+    record: Callable[[SolverResult], None] | None = field(default=None, compare=False, repr=False)
+
+    def solve(self, F, z0, *, linear: bool):
+        res = SolveOptions.solve(dataclasses.replace(self, on_fail="ignore"), F, z0, linear=linear)
+        if not linear and self.record is not None:
+            self.record(res)
+        if not res.all_converged and self.on_fail == "raise":
+            name = self.linear_solver if linear else self.solver
+            kind = "adjoint/tangent (linear)" if linear else "forward"
+            raise NotConvergedError(
+                f"{kind} solve with {name} did not converge: {res.message}, residual {res.max_residual:.3e}"
+            )
+        return res
+
+
+def _check_solver(name: str, what: str) -> str:
+    if name not in SOLVERS:
+        raise InputError(f"unknown {what} {name!r}; choose one of: {', '.join(SOLVERS)}")
+    return name
+
+
+class DEQ(nn.Module):
+    """``z* = f(z*, x)`` for a user module ``f``; see the module docstring.
+
+    Args:
+        f: an ``nn.Module`` called as ``f(z, x)`` with ``z (batch, n_z)``, returning ``(batch, n_z)``.
+            It must be a pure function of its inputs and parameters/buffers (no in-place state).
+        n_z: the equilibrium's width.
+        solver: registry name of the forward solver (overrides ``opts.solver``); ``None`` keeps
+            ``opts.solver``.
+        opts: the stopping rule and solvers of every solve (forward, adjoint, tangent; all orders),
+            :class:`deqlab.implicit.layer.SolveOptions`. ``on_fail="raise"`` (default) raises
+            :class:`NotConvergedError`; ``"ignore"`` returns the best iterate (check ``stats``).
+        backward: ``"implicit"`` (exact) | ``"jacobian_free"`` (approximate) | ``"phantom"`` (approximate).
+        phantom_steps, phantom_damping: ``k ≥ 1`` and ``τ ∈ (0, 1]`` of the phantom backward.
+
+    Attributes:
+        stats: :class:`SolveStats` of the last forward solve (``None`` before the first call).
+        exact_derivatives: ``True`` only for the implicit backward.
+    """
+
+    def __init__(self, f: nn.Module, n_z: int, *, solver: str | None = None, opts: SolveOptions | None = None,
+                 backward: str = "implicit", phantom_steps: int = 5, phantom_damping: float = 0.5):
+        super().__init__()
+        if not isinstance(f, nn.Module):
+            raise InputError(f"f must be an nn.Module called as f(z, x), got {type(f).__name__}")
+        if isinstance(n_z, bool) or int(n_z) != n_z or n_z < 1:
+            raise InputError(f"n_z must be a positive integer, got {n_z!r}")
+        if backward not in BACKWARDS:
+            raise InputError(f"unknown backward {backward!r}; choose one of: {', '.join(BACKWARDS)}")
+        if isinstance(phantom_steps, bool) or int(phantom_steps) != phantom_steps or phantom_steps < 1:
+            raise InputError(f"phantom_steps must be a positive integer, got {phantom_steps!r}")
+        if not 0 < phantom_damping <= 1:
+            raise InputError(f"phantom_damping must be in (0, 1], got {phantom_damping!r}")
+        opts = opts if opts is not None else SolveOptions()
+        if not isinstance(opts, SolveOptions):
+            raise InputError(f"opts must be a deqlab.implicit.layer.SolveOptions, got {type(opts).__name__}")
+        if solver is not None:
+            opts = dataclasses.replace(opts, solver=solver)
+        _check_solver(opts.solver, "solver")
+        _check_solver(opts.linear_solver, "linear solver")
+        if opts.on_fail not in ("raise", "ignore"):
+            raise InputError(f"on_fail must be 'raise' or 'ignore', got {opts.on_fail!r}")
+        self.f = f
+        self.n_z = int(n_z)
+        self.backward = backward
+        self.phantom_steps, self.phantom_damping = int(phantom_steps), float(phantom_damping)
+        self.opts = SolveOptions(**{k.name: getattr(opts, k.name) for k in dataclasses.fields(SolveOptions)})
+        self._solve_opts = _RecordingOptions(**dataclasses.asdict(self.opts), record=self._record)
+        self.stats: SolveStats | None = None
+        self.last_solution: torch.Tensor | None = None
+        #: When set (by :func:`deqlab.implicit.curvature.warm_start`), calls without ``z0`` start from the
+        #: last forward solution if its shape fits: ``z*`` does not depend on the start, the solve is cheaper.
+        self.warm_start = False
+        #: Set only inside :class:`deqlab.implicit.curvature.LossHessian` (its Lagrangian products): a callable
+        #: ``(deq, F, start, x, theta) -> z`` that replaces the implicit branch of :meth:`forward`.
+        self.curvature_hook: Callable | None = None
+
+    @property
+    def exact_derivatives(self) -> bool:
+        return self.backward == "implicit"
+
+    def extra_repr(self) -> str:
+        label = "" if self.exact_derivatives else " (approximate)"
+        return f"n_z={self.n_z}, solver={self.opts.solver!r}, backward={self.backward!r}{label}"
+
+    def _record(self, res: SolverResult) -> None:
+        self.stats = SolveStats.from_result(res)
+        self.last_solution = res.z.detach()
+
+    def _pure_map(self, names: tuple[str, ...]) -> Callable:
+        f = self.f
+
+        def F(z, x, *theta):
+            return torch.func.functional_call(f, dict(zip(names, theta)), (z, x))
+
+        return F
+
+    def _start(self, x: torch.Tensor, z0: torch.Tensor | None, dtype) -> torch.Tensor:
+        batch = x.shape[0]
+        if z0 is not None:
+            if z0.shape != (batch, self.n_z):
+                raise InputError(f"z0 must have shape (batch, n_z) = {(batch, self.n_z)}, got {tuple(z0.shape)}")
+            return z0.detach()
+        last = self.last_solution
+        if self.warm_start and last is not None and last.shape == (batch, self.n_z) and last.dtype == dtype:
+            return last
+        return torch.zeros(batch, self.n_z, dtype=dtype, device=x.device)
+
+    def forward(self, x: torch.Tensor, z0: torch.Tensor | None = None) -> torch.Tensor:
+        """``z* (batch, n_z)`` with ``z* = f(z*, x)``; ``x`` batch first."""
+        named = dict(self.f.named_parameters())
+        named.update(dict(self.f.named_buffers()))
+        names = tuple(named)
+        theta = tuple(named.values())
+        F = self._pure_map(names)
+        dtype = theta[0].dtype if theta else x.dtype
+        start = self._start(x, z0, dtype)
+        if self.backward == "implicit":
+            if self.curvature_hook is not None:
+                return self.curvature_hook(self, F, start, x, theta)
+            return fixed_point(F, start, x, *theta, opts=self._solve_opts)
+        with torch.no_grad():
+            res = self._solve_opts.solve(lambda z: F(z, x, *theta), start, linear=False)
+        z = res.z.detach()
+        if self.backward == "jacobian_free":
+            return self.f(z, x)
+        tau = self.phantom_damping
+        for _ in range(self.phantom_steps):
+            z = (1 - tau) * z + tau * self.f(z, x)
+        return z

@@ -1,0 +1,97 @@
+"""Settings of ``deqlab train digits``: three models trained alike on scikit-learn's digits (issue 14)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+from deqlab.errors import InputError
+from deqlab.settings import checks
+from deqlab.settings.solver import SOLVER_NAMES
+
+#: The models, by the names ``models`` takes.
+MODEL_NAMES = ("tanh_deq", "monotone_deq", "mlp")
+#: ``--tiny``: a run of seconds (tests, smoke checks); overrides of the defaults below.
+TINY = {"epochs": 2, "batch": 128, "n_z": 12, "checkpoints": 2, "hessian_batch": 32, "lanczos_steps": 6,
+        "slq_probes": 2, "eig_tol": 1e-2, "max_iter": 60}
+
+
+def _cpu_only(device) -> None:
+    checks.device("device", device)
+    if device != "cpu":
+        raise InputError(f"deqlab train digits runs on the CPU only (not checked on CUDA), got device={device!r}")
+
+
+@dataclass
+class Settings:
+    """``deqlab train digits``.
+
+    Attributes:
+        epochs: training epochs (0: only the initial checkpoint).
+        batch: training batch size.
+        lr: Adam's initial learning rate, cosine-annealed to 0 over all steps (the same for every model).
+        n_z: width of the tanh DEQ; the monotone DEQ's and the MLP's widths match its parameter count.
+        m: monotonicity margin of the monotone DEQ, ``W = (1 − m)I − AᵀA + B − Bᵀ``.
+        alpha: Peaceman–Rachford step of the monotone DEQ.
+        solver: forward (and adjoint) solver of the tanh DEQ, a registry name.
+        rtol: the training solves' stopping rule ``‖f(z) − z‖ ≤ rtol·‖f(z)‖`` (both DEQs).
+        max_iter: forward iterations allowed per batch (both DEQs).
+        test_fraction: share of the 1,797 images held out for the test accuracy.
+        checkpoints: curvature checkpoints, evenly spaced from epoch 0 (initialisation) to the last (0: none).
+        hessian_batch: training images of the checkpoints' loss.
+        lanczos_steps, slq_probes: stochastic Lanczos quadrature (``slq_probes·lanczos_steps`` HVPs).
+        eig_tol: ARPACK's relative tolerance for the top eigenvalue.
+        seed: torch seed of the weights and of the batch order; data_seed: the train/test split.
+        threads: torch threads (0: torch's default).
+        models: which of ``tanh_deq``, ``monotone_deq``, ``mlp`` to train.
+    """
+
+    epochs: int = 30
+    batch: int = 64
+    lr: float = 3e-3
+    n_z: int = 64
+    m: float = 0.05
+    alpha: float = 1.0
+    solver: str = "anderson"
+    rtol: float = 1e-4
+    max_iter: int = 100
+    test_fraction: float = 0.25
+    checkpoints: int = 4
+    hessian_batch: int = 256
+    lanczos_steps: int = 24
+    slq_probes: int = 4
+    eig_tol: float = 1e-3
+    seed: int = 0
+    data_seed: int = 0
+    threads: int = 1
+    models: List[str] = field(default_factory=lambda: list(MODEL_NAMES))
+    device: str = "cpu"   # the CPU only: this command has not been checked on CUDA
+
+    def __post_init__(self) -> None:
+        checks.count("epochs", self.epochs, minimum=0, maximum=100_000)
+        checks.count("batch", self.batch, maximum=100_000)
+        checks.number("lr", self.lr, minimum=0.0, maximum=10.0, exclusive=True)
+        checks.count("n_z", self.n_z, maximum=10_000)
+        checks.number("m", self.m, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.number("alpha", self.alpha, minimum=0.0, maximum=1e6, exclusive=True)
+        checks.choice("solver", self.solver, SOLVER_NAMES)
+        checks.number("rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.count("max_iter", self.max_iter, maximum=1_000_000)
+        checks.number("test_fraction", self.test_fraction, minimum=0.0, maximum=0.9, exclusive=True)
+        checks.count("checkpoints", self.checkpoints, minimum=0, maximum=1_000)
+        checks.count("hessian_batch", self.hessian_batch, maximum=100_000)
+        checks.count("lanczos_steps", self.lanczos_steps, maximum=10_000)
+        checks.count("slq_probes", self.slq_probes, maximum=10_000)
+        checks.number("eig_tol", self.eig_tol, minimum=0.0, maximum=1.0)
+        checks.seed("seed", self.seed)
+        checks.seed("data_seed", self.data_seed, numpy=True)
+        checks.count("threads", self.threads, minimum=0, maximum=1024)
+        _cpu_only(self.device)
+        models = checks.choices("models", self.models, MODEL_NAMES)
+        if len(set(models)) != len(models):
+            raise InputError(f"models must not repeat a name, got {models}")
+
+    @classmethod
+    def tiny(cls, **overrides) -> Settings:
+        """:data:`TINY` (a run of seconds) with ``overrides`` on top."""
+        return cls(**{**TINY, **overrides})

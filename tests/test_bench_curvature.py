@@ -1,0 +1,31 @@
+"""``deqlab bench curvature`` at tiny sizes: the tables, the targets' columns, the HVP's correctness."""
+
+import pytest
+
+from deqlab.demos import bench_curvature as bc
+from deqlab.errors import InputError
+from deqlab.settings.bench_curvature import CurvatureBench
+
+#: Lagrangian vs direct HVP (both exact up to the Anderson tolerance 1e-10).
+RTOL = 1e-8
+
+
+def test_tiny_bench():
+    r = bc.run(CurvatureBench.tiny())
+    hvp = r.tables["hvp"].frame
+    assert hvp["route"].iloc[0].startswith("gradient") and hvp["ratio to gradient"].iloc[0] == 1
+    target = hvp[hvp["target"] != ""]
+    assert len(target) == 2 and set(target["met"]) <= {"yes", "NO"}
+    assert (hvp["rel. difference to LU HVP"].dropna() <= RTOL).all()
+    eig = r.tables["eigsh"].frame
+    assert len(eig) == 2 and (eig["HVPs"] > 0).all() and set(eig["met"]) <= {"yes", "NO"}
+    lu, iterative = (float(e["top eigenvalues"].split(",")[0]) for _, e in eig.iterrows())
+    assert abs(lu - iterative) <= 1e-4 * abs(lu)
+    assert len(eig["top eigenvalues"].iloc[0].split(",")) == 2
+    assert any("threads" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("overrides", [{"threads": 0}, {"eigsh_tol": 0.0}, {"repeats": 0}, {"top_k": 1.5}])
+def test_bad_settings(overrides):
+    with pytest.raises(InputError):
+        CurvatureBench(**overrides)

@@ -1,0 +1,358 @@
+"""Exact curvature of models containing DEQ layers (:mod:`deqlab.implicit.curvature`), float64.
+
+Independent routes: ``torch.func.hessian`` through a long unrolled solve of the same model, the
+closed form of the built-in tanh DEQ (:func:`deqlab.implicit.hessian.deq_hessian`), dense
+eigenvalues (``torch.linalg.eigvalsh``), and exact spectra for the stochastic Lanczos quadrature.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as sla
+import torch
+from torch import nn
+
+from deqlab.errors import InputError
+from deqlab.implicit import DEQ, SolveOptions
+from deqlab.implicit.checks import relative_error
+from deqlab.implicit.curvature import LossHessian, negative_mass, negative_share
+from deqlab.implicit.hessian import deq_hessian
+from deqlab.implicit.spectrum import lanczos_quadrature, spectral_density
+
+#: Every solve stops at ‖f(z) − z‖ ≤ 1e-13.
+OPTS = SolveOptions(atol=1e-13, max_iter=1000)
+#: Implicit curvature vs autodiff through the unroll and vs the closed form (the issue's bar).
+RTOL = 1e-10
+#: Unrolled steps of the reference (contraction ≤ 0.5: error ≤ 0.5^200).
+UNROLL = 200
+#: Lanczos/ARPACK eigenvalues vs dense eigvalsh, relative to ‖H‖.
+EIG_RTOL = 1e-8
+#: Gauss quadrature exactness and Ritz values of a full Lanczos run, relative.
+SLQ_RTOL = 1e-9
+
+
+class Cell(nn.Module):
+    """A user's contracting map ``f(z, x) = tanh(W z + U x + b) + c ⊙ sin(z)/4``."""
+
+    def __init__(self, n, d):
+        super().__init__()
+        self.W = nn.Linear(n, n, dtype=torch.float64)
+        self.U = nn.Linear(d, n, bias=False, dtype=torch.float64)
+        self.c = nn.Parameter(0.5 * torch.rand(n, dtype=torch.float64))
+        with torch.no_grad():
+            self.W.weight.mul_(0.25 / torch.linalg.matrix_norm(self.W.weight, ord=2))
+
+    def forward(self, z, x):
+        return torch.tanh(self.W(z) + self.U(x)) + self.c * torch.sin(z) / 4
+
+
+class Classifier(nn.Module):
+    """``logits = head(DEQ(tanh(enc(x))))``: layers before and after the DEQ."""
+
+    def __init__(self, d_in=5, d=3, n=4, classes=3, backward="implicit"):
+        super().__init__()
+        self.enc = nn.Linear(d_in, d, dtype=torch.float64)
+        self.deq = DEQ(Cell(n, d), n, opts=OPTS, backward=backward)
+        self.head = nn.Linear(n, classes, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.head(self.deq(torch.tanh(self.enc(x))))
+
+    def unrolled(self, x, steps=UNROLL):
+        h = torch.tanh(self.enc(x))
+        z = torch.zeros(x.shape[0], self.deq.n_z, dtype=x.dtype)
+        for _ in range(steps):
+            z = self.deq.f(z, h)
+        return self.head(z)
+
+
+class TanhCell(nn.Module):
+    """The built-in tanh DEQ's map ``tanh(W_z z + U_z x + b_z)`` as a user module."""
+
+    def __init__(self, n, d):
+        super().__init__()
+        self.W_z = nn.Linear(n, n, dtype=torch.float64)
+        self.U_z = nn.Linear(d, n, bias=False, dtype=torch.float64)
+
+    def forward(self, z, x):
+        return torch.tanh(self.W_z(z) + self.U_z(x))
+
+
+class TanhRegressor(nn.Module):
+    """Parameters in the closed form's order ``W_z, b_z, U_z, W_y, b_y`` (deqlab.implicit.params)."""
+
+    def __init__(self, n, d, n_y):
+        super().__init__()
+        self.deq = DEQ(TanhCell(n, d), n, opts=OPTS)
+        self.W_y = nn.Linear(n, n_y, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.W_y(self.deq(x))
+
+
+def cross_entropy(logits, y):
+    return nn.functional.cross_entropy(logits, y, reduction="sum")
+
+
+@pytest.fixture(scope="module")
+def problem():
+    torch.manual_seed(0)
+    model = Classifier()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (6,), generator=gen)
+    return model, x, y
+
+
+@pytest.fixture(scope="module")
+def dense(problem):
+    model, x, y = problem
+    return LossHessian(model, cross_entropy, x, y).dense()
+
+
+@pytest.fixture(scope="module")
+def unrolled(problem):
+    """``(H, ∇L)`` by torch.func through ``UNROLL`` iterations, in the operator's flattening order."""
+    model, x, y = problem
+    op = LossHessian(model, cross_entropy, x, y, mode="direct")
+    view = UnrolledView(model)
+
+    def loss_unrolled(theta):
+        return cross_entropy(torch.func.functional_call(view, op.unflatten(theta), (x,)), y)
+
+    return torch.func.hessian(loss_unrolled)(op.theta), torch.func.grad(loss_unrolled)(op.theta)
+
+
+@pytest.mark.parametrize("mode, linear", [("lagrangian", "lu"), ("lagrangian", "iterative"), ("direct", "auto")])
+def test_hvp_matches_hessian_through_a_long_unroll(problem, dense, unrolled, mode, linear):
+    model, x, y = problem
+    op = LossHessian(model, cross_entropy, x, y, mode=mode, linear=linear)
+    H_u, g_u = unrolled
+    assert len(dict(model.named_parameters())) == 8 and H_u.shape == (op.shape[0],) * 2
+    if linear == "lu":  # the whole matrix (the `dense` fixture: the default, linear="auto" → LU here)
+        assert relative_error(dense, H_u) <= RTOL
+        assert relative_error(dense, dense.T) <= RTOL
+    else:  # products along random directions (a column per product is slower by route)
+        V = torch.randn(op.shape[0], 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+        assert relative_error(torch.stack([op.hvp(v) for v in V.T], 1), H_u @ V) <= RTOL
+    assert relative_error(op.gradient(), g_u) <= RTOL
+    # the scipy protocol gives the same product, in float64 numpy
+    v = np.random.default_rng(0).standard_normal(op.shape[0])
+    assert np.allclose(op @ v, (H_u @ torch.as_tensor(v)).numpy(), rtol=0, atol=RTOL * float(H_u.norm()) * np.linalg.norm(v))
+
+
+class UnrolledView(nn.Module):
+    """The classifier with its DEQ replaced by ``UNROLL`` iterations (same modules, same parameter names)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.enc, self.deq, self.head = model.enc, model.deq, model.head
+
+    def forward(self, x):
+        return Classifier.unrolled(self, x)
+
+
+def test_matches_the_tanh_closed_form():
+    torch.manual_seed(2)
+    n, d, n_y, B = 5, 3, 2, 7
+    model = TanhRegressor(n, d, n_y)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(B, d, generator=gen, dtype=torch.float64)
+    y = torch.randn(B, n_y, generator=gen, dtype=torch.float64)
+    op = LossHessian(model, lambda out, t: ((out - t) ** 2).sum() / 2, x, y)
+    cell = model.deq.f
+    H_closed = deq_hessian(cell.W_z.weight.detach(), cell.W_z.bias.detach(), cell.U_z.weight.detach(),
+                           model.W_y.weight.detach(), model.W_y.bias.detach(), x, y)
+    H = op.dense()
+    assert relative_error(H, H_closed) <= RTOL
+    # a subset of parameters is the matching sub-block
+    sub = LossHessian(model, lambda out, t: ((out - t) ** 2).sum() / 2, x, y, params=["deq.f.W_z.weight", "W_y.weight"])
+    idx = torch.cat([torch.arange(0, n * n), torch.arange(n * n + n + n * d, n * n + n + n * d + n_y * n)])
+    assert relative_error(sub.dense(), H_closed[idx][:, idx]) <= RTOL
+
+
+def test_extreme_eigenvalues_and_scipy_interop(problem, dense):
+    model, x, y = problem
+    op = LossHessian(model, cross_entropy, x, y)
+    exact = torch.linalg.eigvalsh(dense).numpy()
+    scale = np.abs(exact).max()
+    assert exact.min() < -1e-6 * scale, "the test needs an indefinite Hessian"
+    top = op.eigenvalues(2, "LA", tol=1e-10)
+    bottom = op.eigenvalues(1, "SA", tol=1e-10)
+    assert np.abs(top - exact[-2:]).max() <= EIG_RTOL * scale
+    assert np.abs(bottom - exact[:1]).max() <= EIG_RTOL * scale
+    # the operator is a plain scipy LinearOperator: scipy's own eigsh takes it as is
+    vals = sla.eigsh(op, k=1, which="LA", tol=1e-10, return_eigenvectors=False)
+    assert abs(vals[0] - exact[-1]) <= EIG_RTOL * scale
+    assert isinstance(op, sla.LinearOperator) and op.dtype == np.float64
+
+
+def test_hutchinson_trace(problem, dense):
+    model, x, y = problem
+    est = LossHessian(model, cross_entropy, x, y).trace(probes=6, seed=0)
+    # the same Rademacher probes (same generator) on the dense Hessian: the estimate is exactly their mean
+    gen = torch.Generator().manual_seed(0)
+    Z = torch.stack([(torch.randint(0, 2, (dense.shape[0],), generator=gen) * 2 - 1).double() for _ in range(6)])
+    samples = ((Z @ dense) * Z).sum(1)
+    assert abs(est.trace - float(samples.mean())) <= RTOL * float(samples.abs().mean())
+    assert abs(est.std_error - float(samples.std() / np.sqrt(6))) <= RTOL * float(samples.abs().mean())
+    # and the estimator is unbiased: many probes on the dense matrix land within 4 standard errors of tr H
+    Z = (torch.randint(0, 2, (4000, dense.shape[0]), generator=gen) * 2 - 1).double()
+    many = ((Z @ dense) * Z).sum(1)
+    assert abs(float(many.mean()) - float(torch.trace(dense))) <= 4 * float(many.std()) / np.sqrt(4000)
+
+
+def test_slq_quadrature_is_exact_for_polynomials():
+    """Gauss quadrature with m Lanczos steps integrates degree ≤ 2m − 1 exactly: Σ w θʲ = vᵀAʲv / vᵀv."""
+    gen = torch.Generator().manual_seed(0)
+    n, m = 40, 6
+    M = torch.randn(n, n, generator=gen, dtype=torch.float64)
+    A = (M + M.T) / (2 * np.sqrt(n))
+    v = torch.randn(n, generator=gen, dtype=torch.float64)
+    nodes, weights = lanczos_quadrature(lambda u: A @ u, v, m)
+    assert abs(weights.sum() - 1) <= SLQ_RTOL
+    for j in range(2 * m):
+        exact = float(v @ torch.linalg.matrix_power(A, j) @ v / (v @ v))
+        assert abs((weights * nodes**j).sum() - exact) <= SLQ_RTOL * max(1.0, abs(exact)), j
+    # degree 2m is not integrated exactly (the test can fail)
+    exact = float(v @ torch.linalg.matrix_power(A, 2 * m) @ v / (v @ v))
+    assert abs((weights * nodes ** (2 * m)).sum() - exact) > 1e-6
+
+
+def test_slq_density_of_a_diagonal_matrix_is_exact():
+    """For a diagonal H, Rademacher probes and n Lanczos steps, every probe's weights are exactly 1/n on
+    each eigenvalue: SLQ then reproduces the eigenvalues and their negative fraction exactly."""
+    eig = np.array([-3.0, -1.0, -0.5, 0.25, 1.0, 2.0, 4.0, 8.0])
+    H = torch.diag(torch.as_tensor(eig))
+    dens = spectral_density(lambda u: H @ u, len(eig), probes=3, steps=len(eig), seed=0)
+    for p in range(3):
+        assert np.allclose(np.sort(dens.nodes[p]), eig, rtol=0, atol=SLQ_RTOL * 8)
+        assert np.allclose(dens.weights[p], 1 / len(eig), rtol=0, atol=SLQ_RTOL)
+    assert abs(negative_mass(dens) - 3 / 8) <= SLQ_RTOL
+    assert abs(negative_share(dens) - 4.5 / 19.75) <= SLQ_RTOL
+    assert abs(dens.moment(2) - (eig**2).mean()) <= SLQ_RTOL * 64
+    grid = np.linspace(-10, 14, 4001)
+    assert abs(np.trapezoid(dens.density(grid, 0.2), grid) - 1) <= 1e-6
+
+
+def test_slq_through_the_loss_hessian(problem, dense):
+    model, x, y = problem
+    op = LossHessian(model, cross_entropy, x, y)
+    P = op.shape[0]
+    dens = op.spectral_density(probes=1, steps=P)
+    exact = torch.linalg.eigvalsh(dense).numpy()
+    scale = np.abs(exact).max()
+    for p in range(1):  # a full Lanczos run finds every eigenvalue carried by the probe
+        assert np.abs(np.sort(dens.nodes[p])[[0, -1]] - exact[[0, -1]]).max() <= 1e-7 * scale
+    # the quadrature of t and t² is exactly vᵀHv/P and vᵀH²v/P for the same Rademacher probe on the dense H
+    v = (torch.randint(0, 2, (P,), generator=torch.Generator().manual_seed(0)) * 2 - 1).double()
+    for k, Hk in ((1, dense), (2, dense @ dense)):
+        exact_k = float(v @ Hk @ v) / P
+        assert abs(dens.moment(k) - exact_k) <= 1e-8 * abs(exact_k)
+
+
+def test_refuses_approximate_backwards_and_bad_names(problem):
+    _, x, y = problem
+    with pytest.raises(InputError, match="approximate backward"):
+        LossHessian(Classifier(backward="jacobian_free"), cross_entropy, x, y)
+    model = problem[0]
+    with pytest.raises(InputError, match="unknown parameters"):
+        LossHessian(model, cross_entropy, x, y, params=["deq.f.nope"])
+    op = LossHessian(model, cross_entropy, x, y)
+    with pytest.raises(InputError, match="which"):
+        op.eigenvalues(2, "XX")
+    with pytest.raises(InputError, match="k must"):
+        op.eigenvalues(op.shape[0])
+
+
+class TwoDEQs(nn.Module):
+    """``head(DEQ₂(DEQ₁(x), ...))`` with the first DEQ called twice (weight sharing across two inputs):
+    the Lagrangian route needs one multiplier per call."""
+
+    def __init__(self, d=3, n=4, classes=3):
+        super().__init__()
+        self.first = DEQ(Cell(n, d), n, opts=OPTS)
+        self.second = DEQ(Cell(n, n), n, opts=OPTS)
+        self.head = nn.Linear(n, classes, dtype=torch.float64)
+
+    def forward(self, x):
+        a = self.first(x)
+        b = self.first(torch.flip(x, dims=(1,)))
+        return self.head(self.second(a * b))
+
+    def unrolled(self, x, steps=UNROLL):
+        def solve(cell, inp):
+            z = torch.zeros(inp.shape[0], 4, dtype=inp.dtype)
+            for _ in range(steps):
+                z = cell(z, inp)
+            return z
+
+        a = solve(self.first.f, x)
+        b = solve(self.first.f, torch.flip(x, dims=(1,)))
+        return self.head(solve(self.second.f, a * b))
+
+
+class TwoDEQsUnrolled(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.first, self.second, self.head = model.first, model.second, model.head
+
+    def forward(self, x):
+        return TwoDEQs.unrolled(self, x)
+
+
+@pytest.mark.parametrize("mode, linear", [("lagrangian", "lu"), ("lagrangian", "iterative"), ("direct", "auto")])
+def test_modes_agree_with_the_unroll_for_several_deq_calls(mode, linear):
+    torch.manual_seed(4)
+    model = TwoDEQs()
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (3,), generator=gen)
+    op = LossHessian(model, cross_entropy, x, y, mode=mode, linear=linear)
+    unrolled = TwoDEQsUnrolled(model)
+    loss_u = lambda t: cross_entropy(torch.func.functional_call(unrolled, op.unflatten(t), (x,)), y)
+    V = torch.randn(op.shape[0], 3, generator=gen, dtype=torch.float64)
+    HV = torch.stack([op.hvp(v) for v in V.T], 1)
+    HV_u = torch.stack([torch.func.jvp(torch.func.grad(loss_u), (op.theta,), (v,))[1] for v in V.T], 1)
+    assert relative_error(HV, HV_u) <= RTOL
+    assert relative_error(op.gradient(), torch.func.grad(loss_u)(op.theta)) <= RTOL
+    assert op.mode == mode
+
+
+def test_nested_deqs_need_the_direct_mode(problem):
+    _, x, y = problem
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = DEQ(Cell(4, 4), 4, opts=OPTS)
+
+        def forward(self, z, x):
+            return 0.5 * self.inner(z + x)
+
+    model = nn.Sequential(nn.Linear(5, 4, dtype=torch.float64))
+    model.append(DEQ(Outer(), 4, opts=OPTS))
+    with pytest.raises(InputError, match="nested"):
+        LossHessian(model, lambda out, t: out.sum(), x, y)
+
+
+class CoupledCell(Cell):
+    """A map that couples the samples of a batch (``+ mean over the batch``): no per-sample Jacobian."""
+
+    def forward(self, z, x):
+        return super().forward(z, x) + 0.2 * torch.tanh(z).mean(0, keepdim=True)
+
+
+def test_a_map_coupling_samples_is_detected():
+    torch.manual_seed(6)
+    model = Classifier()
+    model.deq = DEQ(CoupledCell(4, 3), 4, opts=OPTS)
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (4,), generator=gen)
+    with pytest.raises(InputError, match="couples"):
+        LossHessian(model, cross_entropy, x, y, linear="lu")
+    auto = LossHessian(model, cross_entropy, x, y)  # falls back to the iterative solves
+    assert all(rec["system"].lu is None for calls in auto._lagrangian.records.values() for rec in calls)
+    direct = LossHessian(model, cross_entropy, x, y, mode="direct")
+    V = torch.randn(auto.shape[0], 3, generator=gen, dtype=torch.float64)
+    assert relative_error(torch.stack([auto.hvp(v) for v in V.T]), torch.stack([direct.hvp(v) for v in V.T])) <= RTOL

@@ -1,0 +1,212 @@
+"""Bring your own DEQ (:class:`deqlab.implicit.DEQ`): exact derivatives of every order for a user module, float64.
+
+Independent routes: ``torch.autograd.gradcheck``/``gradgradcheck`` (finite differences of the layer
+itself) and ``torch.func`` through a long unrolled solve of the same user module (contraction ≤ 0.5,
+so 200 steps are exact to far below the tolerances).
+"""
+
+import pytest
+import torch
+from torch import nn
+
+from deqlab.errors import InputError, NotConvergedError
+from deqlab.implicit import DEQ, SolveOptions
+from deqlab.implicit.checks import relative_error
+
+#: Every solve stops at ‖f(z) − z‖ ≤ 1e-13; derivatives inherit that accuracy.
+OPTS = SolveOptions(atol=1e-13, max_iter=1000)
+#: Implicit layer vs autodiff through the unroll (the issue's bar).
+RTOL = 1e-10
+#: Unrolled steps for the reference: ‖J‖ ≤ 0.5 gives an error ≤ 0.5^200.
+UNROLL = 200
+N, D, B = 4, 3, 3
+
+
+class Cell(nn.Module):
+    """A user's map ``f(z, x) = tanh(W z + U x + b) + c ⊙ sin(z)/4``, contracting (``‖J‖ ≤ 0.5``)."""
+
+    def __init__(self, n, d):
+        super().__init__()
+        self.W = nn.Linear(n, n, dtype=torch.float64)
+        self.U = nn.Linear(d, n, bias=False, dtype=torch.float64)
+        self.c = nn.Parameter(0.5 * torch.rand(n, dtype=torch.float64))
+        with torch.no_grad():
+            self.W.weight.mul_(0.25 / torch.linalg.matrix_norm(self.W.weight, ord=2))
+
+    def forward(self, z, x):
+        return torch.tanh(self.W(z) + self.U(x)) + self.c * torch.sin(z) / 4
+
+
+class Model(nn.Module):
+    """Layers before and after the DEQ: ``y = head(DEQ(tanh(enc(x))))``."""
+
+    def __init__(self, d_in, d, n, n_out, **deq_kwargs):
+        super().__init__()
+        self.enc = nn.Linear(d_in, d, dtype=torch.float64)
+        self.deq = DEQ(Cell(n, d), n, opts=OPTS, **deq_kwargs)
+        self.head = nn.Linear(n, n_out, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.head(self.deq(torch.tanh(self.enc(x))))
+
+
+def unrolled_model(model, params, x, steps=UNROLL):
+    """The same model with the DEQ replaced by ``steps`` iterations of its cell (autodiff reference)."""
+    sub = lambda prefix: {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    h = torch.tanh(torch.func.functional_call(model.enc, sub("enc."), (x,)))
+    z = torch.zeros(x.shape[0], model.deq.n_z, dtype=x.dtype)
+    for _ in range(steps):
+        z = torch.func.functional_call(model.deq.f, sub("deq.f."), (z, h))
+    return torch.func.functional_call(model.head, sub("head."), (z,))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return Model(5, D, N, 2)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(B, 5, generator=gen, dtype=torch.float64), torch.randn(B, 2, generator=gen, dtype=torch.float64)
+
+
+def detached(model):
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def test_forward_solves_and_reports_stats():
+    torch.manual_seed(0)
+    cell = Cell(N, D)
+    deq = DEQ(cell, N, solver="broyden", opts=OPTS)
+    assert deq.stats is None
+    x = torch.randn(B, D, dtype=torch.float64)
+    z = deq(x)
+    assert z.shape == (B, N) and z.grad_fn is not None
+    assert float(torch.linalg.norm(cell(z, x) - z, dim=1).max().detach()) <= 1e-12
+    s = deq.stats
+    assert s.solver == "broyden" and s.all_converged and s.n_steps >= 2 and s.max_residual <= 1e-13
+    assert s.residual.shape == (B,)
+    # a start at the solution is accepted and converges at once, to the same point
+    z2 = deq(x, z0=z.detach())
+    assert deq.stats.n_steps <= 2 and torch.allclose(z2, z, atol=1e-12, rtol=0)
+
+
+def test_gradcheck_and_gradgradcheck_wrt_parameters_and_input():
+    torch.manual_seed(0)
+    n, d, b = 3, 2, 2  # small: gradgradcheck differentiates the layer's backward numerically, input by input
+    deq = DEQ(Cell(n, d), n, opts=OPTS)
+    names = [k for k, _ in deq.named_parameters()]
+    x = torch.randn(b, d, dtype=torch.float64, requires_grad=True)
+
+    def fn(x, *p):
+        return torch.func.functional_call(deq, dict(zip(names, p)), (x,))
+
+    inputs = (x, *[p.detach().clone().requires_grad_() for p in deq.parameters()])
+    assert torch.autograd.gradcheck(fn, inputs)
+    # fast mode: the check along random directions of inputs and outputs (a full Jacobian takes minutes)
+    assert torch.autograd.gradgradcheck(fn, inputs, fast_mode=True)
+
+
+def test_hessian_through_functional_call_matches_unroll(model, batch):
+    x, y = batch
+    params = detached(model)
+
+    def loss_deq(p):
+        return ((torch.func.functional_call(model, p, (x,)) - y) ** 2).sum() / 2
+
+    def loss_unrolled(p):
+        return ((unrolled_model(model, p, x) - y) ** 2).sum() / 2
+
+    g_i, g_u = torch.func.grad(loss_deq)(params), torch.func.grad(loss_unrolled)(params)
+    H_i, H_u = torch.func.hessian(loss_deq)(params), torch.func.hessian(loss_unrolled)(params)
+    flat = lambda H: torch.cat([torch.cat([H[a][b].reshape(params[a].numel(), -1) for b in params], 1) for a in params])
+    assert relative_error(torch.cat([g.reshape(-1) for g in g_i.values()]),
+                          torch.cat([g.reshape(-1) for g in g_u.values()])) <= RTOL
+    Hi, Hu = flat(H_i), flat(H_u)
+    assert relative_error(Hi, Hu) <= RTOL
+    assert relative_error(Hi, Hi.T) <= RTOL
+    # the DEQ parameters' blocks are not zero (the test would pass trivially otherwise)
+    w = "deq.f.W.weight"
+    assert float(H_u[w][w].abs().max()) > 1e-3
+
+
+def test_double_backward_inside_an_ordinary_model(model, batch):
+    """Plain autograd (create_graph) through a model with layers before and after the DEQ."""
+    x, y = batch
+    params = list(model.parameters())
+    v = [torch.randn_like(p) for p in params]
+    loss = ((model(x) - y) ** 2).sum() / 2
+    g = torch.autograd.grad(loss, params, create_graph=True)
+    hv = torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v)), params)
+    names = [k for k, _ in model.named_parameters()]
+    ref = detached(model)
+
+    def loss_unrolled(*p):
+        return ((unrolled_model(model, dict(zip(names, p)), x) - y) ** 2).sum() / 2
+
+    _, hv_u = torch.autograd.functional.hvp(loss_unrolled, tuple(ref.values()), tuple(v))
+    for a, b in zip(hv, hv_u):
+        assert relative_error(a, b) <= RTOL
+
+
+def test_vmap_over_inputs_is_one_joint_solve(model, batch):
+    x, _ = batch
+    per_sample = torch.func.vmap(lambda xi: model(xi[None])[0])(x)
+    assert torch.allclose(per_sample, model(x), atol=1e-12, rtol=0)
+    # per-sample gradients by vmap(grad) against a loop of ordinary backward passes
+    params = detached(model)
+    grads = torch.func.vmap(torch.func.grad(lambda p, xi: torch.func.functional_call(model, p, (xi[None],)).sum()),
+                            in_dims=(None, 0))(params, x)
+    for s in range(x.shape[0]):
+        model.zero_grad()
+        model(x[s:s + 1]).sum().backward()
+        for k, p in model.named_parameters():
+            assert relative_error(grads[k][s], p.grad) <= RTOL
+
+
+def test_approximate_backwards_are_labelled_and_differ(batch):
+    x, y = batch
+    grads, labels = {}, {}
+    for backward in ("implicit", "jacobian_free", "phantom"):
+        torch.manual_seed(0)
+        m = Model(5, D, N, 2, backward=backward, phantom_steps=60, phantom_damping=1.0)
+        labels[backward] = (m.deq.exact_derivatives, repr(m.deq))
+        loss = ((m(x) - y) ** 2).sum() / 2
+        grads[backward] = torch.autograd.grad(loss, m.deq.f.W.weight)[0]
+    assert labels["implicit"][0] and not labels["jacobian_free"][0] and not labels["phantom"][0]
+    assert "approximate" in labels["jacobian_free"][1] and "approximate" in labels["phantom"][1]
+    # Jacobian-free drops (I − J)⁻¹: measurably wrong; 60 undamped phantom steps approach the exact one
+    assert relative_error(grads["jacobian_free"], grads["implicit"]) > 1e-3
+    assert relative_error(grads["phantom"], grads["implicit"]) <= 1e-8
+
+
+def test_stats_survive_a_failed_solve():
+    torch.manual_seed(0)
+    cell = Cell(N, D)
+    deq = DEQ(cell, N, solver="fixed_point", opts=SolveOptions(atol=1e-30, max_iter=3))
+    with pytest.raises(NotConvergedError):
+        deq(torch.randn(B, D, dtype=torch.float64))
+    assert deq.stats.n_steps == 3 and not deq.stats.all_converged
+    quiet = DEQ(cell, N, solver="fixed_point", opts=SolveOptions(atol=1e-30, max_iter=3, on_fail="ignore"))
+    quiet(torch.randn(B, D, dtype=torch.float64))
+    assert not quiet.stats.all_converged
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"solver": "newtonn"}, "unknown solver 'newtonn'"),
+    ({"backward": "unrolled"}, "unknown backward"),
+    ({"phantom_steps": 0}, "phantom_steps"),
+    ({"phantom_damping": 1.5}, "phantom_damping"),
+    ({"opts": SolveOptions(linear_solver="nope")}, "unknown linear solver"),
+])
+def test_bad_arguments_are_input_errors(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        DEQ(Cell(N, D), N, **kwargs)
+    with pytest.raises(InputError, match="n_z"):
+        DEQ(Cell(N, D), 0)
+    with pytest.raises(InputError, match="nn.Module"):
+        DEQ(lambda z, x: z, N)
+    with pytest.raises(InputError, match="z0"):
+        DEQ(Cell(N, D), N)(torch.zeros(B, D, dtype=torch.float64), z0=torch.zeros(B, N + 1, dtype=torch.float64))

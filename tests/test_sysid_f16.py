@@ -1,0 +1,191 @@
+"""``sysid f16`` on a stand-in benchmark made at test time in the F-16 GVT files' exact format
+(tests/f16_fixture.py): the reader (layouts, CSV/.mat, padding), the demo end to end (tiny), ``sysid
+evaluate`` on its run folder, and bad data: exit 2 with one line naming what was expected and where the
+data comes from. Runs go through the CLI's one execution path (``run_experiment``), as the command will."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+from f16_fixture import make_benchmark, records, write_csv
+
+from deqlab.cli.execute import execute, quote
+from deqlab.errors import InputError
+from deqlab.sysid import f16
+from deqlab.sysid.metrics import nrmse
+from deqlab.sysid.models import load_model
+
+STEPS = 900
+#: evaluate on the run's own test set must give the run's NRMSE (same models, same data)
+SAME_RUN_TOL = 1e-12
+PADDING = {1: 8, 3: 14, 5: 20, 7: 26}  # trailing zero rows the fixture appends to the odd levels' records
+
+
+@pytest.fixture(scope="session")
+def benchmark(tmp_path_factory):
+    """The stand-in benchmark, unzipped (``DIR/F16GVT_Files/BenchmarkData``), CSV and .mat."""
+    return make_benchmark(tmp_path_factory.mktemp("f16"), steps=STEPS)
+
+
+TINY = ["sysid_f16_preset=tiny"]
+
+
+def _run(root: Path, data_dir, *overrides):
+    return execute("sysid_f16", [f"f16.data_dir={quote(str(data_dir))}", *overrides], folder="sysid/f16")
+
+
+def _refused(capsys, output_root, data_dir, *overrides) -> str:
+    with pytest.raises(typer.Exit) as exc:
+        _run(output_root, data_dir, *TINY, *overrides)
+    assert exc.value.exit_code == 2
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    assert not (output_root / "sysid" / "f16").exists() or not any((output_root / "sysid" / "f16").iterdir())
+    return lines[0]
+
+
+def test_reader_drops_padding_and_reads_force_and_accelerations(benchmark):
+    train, test, where = f16.read_records(benchmark, "sine_sweep")
+    assert where.endswith("F16GVT_Files/BenchmarkData")
+    assert [r.level for r in train] == [1, 3, 5, 7] and [r.level for r in test] == [2, 4, 6]
+    assert all(r.name.endswith(".csv") for r in train + test)
+    truth = records(STEPS)
+    for r in train + test:
+        rec = truth[r.name[:-4]]
+        assert r.u.shape == (STEPS, 1) and r.y.shape == (STEPS, 3) and r.sample_rate == 400.0
+        assert r.padding == PADDING.get(r.level, 0)
+        np.testing.assert_array_equal(r.u[:, 0], rec["Force"][:STEPS])
+        np.testing.assert_array_equal(r.y, rec["Acceleration"][:STEPS])
+
+
+@pytest.mark.parametrize("layout", ["benchmarkdata", "zip", "zip itself", "mat only"])
+def test_every_layout_and_format_reads_the_same_records(benchmark, tmp_path, layout):
+    ref_train, ref_test, _ = f16.read_records(benchmark, "multisine")
+    if layout == "mat only":
+        train, test, _ = f16.read_records(benchmark, "multisine", file_format="mat")
+        assert all(r.name.endswith(".mat") for r in train + test)
+    else:
+        data_dir = make_benchmark(tmp_path, layout="zip" if layout.startswith("zip") else layout, formats=("csv",), steps=STEPS)
+        if layout == "zip itself":
+            data_dir = data_dir / "F16GVT_Files.zip"
+        train, test, where = f16.read_records(data_dir, "multisine")
+        assert ("zip" in where) == layout.startswith("zip")
+    for a, b in zip(ref_train + ref_test, train + test):
+        assert (a.level, a.validation, a.padding) == (b.level, b.validation, b.padding)
+        np.testing.assert_array_equal(a.u, b.u)
+        np.testing.assert_array_equal(a.y, b.y)
+
+
+def test_tiny_run_end_to_end_and_evaluate_on_its_folder(benchmark, output_root, cli):
+    result = _run(output_root, benchmark, *TINY)
+    run = next((output_root / "sysid" / "f16").iterdir())
+    table = pd.read_csv(run / "sysid.csv")
+    runs = pd.read_csv(run / "sysid_runs.csv")
+    files = pd.read_csv(run / "f16_files.csv")
+    assert list(table["model"]) == ["ren", "lipschitz_ren", "lstm", "rnn", "linear"]
+    assert len(runs) == 15 and (runs["status"] == "ok").all() and np.isfinite(runs["NRMSE"]).all()
+    assert list(files["role"]) == ["train"] * 4 + ["test"] * 3
+    assert files.set_index("level")["padding dropped"].to_dict() == {**PADDING, 2: 0, 4: 0, 6: 0}
+    # segment 200, val_fraction 0.2: 4 sequences per training record, 1 of them for validation; test 300
+    assert files["train seqs"].sum() == 12 and files["val seqs"].sum() == 4 and files["test seqs"].sum() == 9
+    for name in ("predictions.png", "robustness_accuracy.png", "training_curves.png", "config.yaml", "models/ren.pt",
+                 "models/seed2/linear.pt"):
+        assert (run / name).is_file(), name
+    pred = np.load(run / "predictions.npz")
+    assert pred["u"].shape == (9, 300, 1) and pred["y"].shape == (9, 300, 3)
+    first = runs[runs["seed"] == 0].set_index("model")
+    for name in first.index:
+        _, model = load_model(run / "models" / f"{name}.pt")
+        assert model.n_u == 1 and model.n_y == 3
+        y_hat = model(__import__("torch").as_tensor(pred["u"]))[0].detach().numpy()
+        assert abs(nrmse(y_hat, pred["y"], 20) - first.loc[name, "NRMSE"]) < SAME_RUN_TOL
+    assert any("REN paper" in note for note in result.notes)
+    # sysid evaluate on the f16 run folder, with the run's own test set
+    data = output_root.parent / "f16_test.npz"
+    np.savez(data, u=pred["u"], y=pred["y"])
+    r = cli("sysid", "evaluate", str(run), "--data", str(data), "lipschitz.iters=1")
+    assert r.exit_code == 0, r.output
+    ev = pd.read_csv(next((output_root / "sysid" / "evaluate").iterdir()) / "sysid.csv").set_index("model")
+    for name in first.index:
+        assert abs(ev.loc[name, "NRMSE"] - first.loc[name, "NRMSE"]) < SAME_RUN_TOL
+
+
+def _copy(benchmark: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "copy"
+    shutil.copytree(benchmark, dst)
+    return dst
+
+
+def _csv(root: Path, stem: str) -> Path:
+    return root / "F16GVT_Files" / "BenchmarkData" / f"{stem}.csv"
+
+
+def test_bad_data_is_refused_with_one_line_naming_the_benchmark(benchmark, tmp_path, output_root, capsys):
+    line = _refused(capsys, output_root, tmp_path / "nowhere")
+    assert "does not exist" in line and "nonlinearbenchmark.org" in line and "F-16 Ground Vibration Test" in line
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("hello")
+    line = _refused(capsys, output_root, tmp_path / "empty")
+    assert "no F16 benchmark files" in line and "nonlinearbenchmark.org" in line
+
+    bad = _copy(benchmark, tmp_path)
+    rec = records(STEPS)["F16Data_SineSw_Level3"]
+    write_csv(_csv(bad, "F16Data_SineSw_Level3"), rec, columns=("Force", "Voltage", "Accel1", "Acceleration2", "Acceleration3"))
+    line = _refused(capsys, output_root, bad)
+    assert "wrong columns" in line and "Acceleration1" in line and "F16Data_SineSw_Level3.csv" in line
+
+    bad = _copy(benchmark, tmp_path / "nan")
+    rec = {k: v.copy() for k, v in records(STEPS)["F16Data_SineSw_Level4_Validation"].items()}
+    rec["Acceleration"][17, 1] = np.nan
+    write_csv(_csv(bad, "F16Data_SineSw_Level4_Validation"), rec)
+    line = _refused(capsys, output_root, bad)
+    assert "NaN" in line and "row 18" in line and "Level4_Validation" in line
+
+    bad = _copy(benchmark, tmp_path / "short")
+    rec = {k: v[:150].copy() for k, v in records(STEPS)["F16Data_SineSw_Level1"].items()}
+    rec = {k: np.concatenate([v, np.zeros((40, *v.shape[1:]))]) for k, v in rec.items()}  # 150 samples + padding
+    write_csv(_csv(bad, "F16Data_SineSw_Level1"), rec)
+    line = _refused(capsys, output_root, bad)
+    assert "150 samples after dropping 40 padding" in line and "need at least 300" in line
+
+    only_sweep = make_benchmark(tmp_path / "sweep", formats=("csv",), steps=STEPS)
+    for p in (only_sweep / "F16GVT_Files" / "BenchmarkData").glob("F16Data_FullMSine_*"):
+        p.unlink()
+    line = _refused(capsys, output_root, only_sweep, "f16.excitation=multisine")
+    assert "no training records for the multisine excitation" in line and "SineSw" in line
+
+    line = _refused(capsys, output_root, benchmark, "f16.excitation=chirp")
+    assert "f16.excitation" in line
+
+
+def test_bad_settings_are_refused(benchmark, output_root, capsys):
+    assert "too short for washout" in _refused(capsys, output_root, benchmark, "f16.segment=20")
+    assert "f16.val_fraction" in _refused(capsys, output_root, benchmark, "f16.val_fraction=1.5")
+    assert "f16.format" in _refused(capsys, output_root, benchmark, "f16.format=xlsx")
+    assert "seeds must not repeat" in _refused(capsys, output_root, benchmark, "seeds=[3,3]")
+
+
+def test_reader_errors_are_input_errors(tmp_path):
+    (tmp_path / "bad.zip").write_text("not a zip")
+    with pytest.raises(InputError, match="cannot read the zip"):
+        f16.find_benchmark(tmp_path / "bad.zip")
+    (tmp_path / "data.txt").write_text("x")
+    with pytest.raises(InputError, match="not a folder or a zip"):
+        f16.find_benchmark(tmp_path / "data.txt")
+    with pytest.raises(InputError, match="too short for segments"):
+        f16.segments([f16.Record("r", 1, False, np.zeros((5, 1)), np.zeros((5, 3)), 400.0, 0)], 10)
+
+
+def test_the_cli_command_runs_with_tiny(cli, output_root, benchmark):
+    """`deqlab sysid f16 --data-dir DIR --tiny` from the command line, and one line when the folder is empty."""
+    r = cli("sysid", "f16", "--data-dir", str(benchmark), "--tiny", "--seed", "0")
+    assert r.exit_code == 0, r.output + r.stderr
+    (folder,) = list((output_root / "sysid" / "f16").iterdir())
+    assert (folder / "sysid.csv").is_file() and list((folder / "models").glob("*.pt"))
+    empty = benchmark.parent / "empty-f16"
+    empty.mkdir(exist_ok=True)
+    bad = cli("sysid", "f16", "--data-dir", str(empty), "--tiny")
+    assert bad.exit_code == 2 and "nonlinearbenchmark.org" in bad.stderr and bad.stderr.count("\n") == 1

@@ -1,0 +1,136 @@
+"""``deqlab train digits`` as a library call: tiny settings, repeatable, bad input in one line."""
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from deqlab.demos import train_digits as td
+from deqlab.settings.train_digits import Settings
+from deqlab.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    return td.run(Settings.tiny())
+
+
+def test_tiny_run_fills_the_table_and_the_curvature(tiny_result):
+    r = tiny_result
+    summary = r.tables["summary"].frame
+    assert list(summary["model"]) == ["tanh DEQ", "monotone DEQ (PR)", "MLP"]
+    counts = summary["parameters"].to_numpy()
+    assert np.abs(counts / counts[0] - 1).max() < 0.1  # similar parameter counts
+    assert (summary["test accuracy"] > 0.2).all()  # 10 classes: chance is 0.1
+    assert summary["iterations/batch, first epoch"].iloc[0] > 1 and summary["iterations/batch, first epoch"].iloc[2] == 0
+    for col in ("training time (s)", "batches not converged"):
+        assert col in summary.columns
+    curv = r.tables["curvature"].frame
+    assert len(curv) == 3 * 2 and set(curv["epoch"]) == {0, 2}
+    assert np.isfinite(curv[["top eigenvalue", "trace", "negative mass"]].to_numpy()).all()
+    assert ((curv["negative mass"] >= 0) & (curv["negative mass"] <= 1)).all()
+    assert set(r.figures) == {"training", "spectral_density"}
+    for make in r.figures.values():
+        fig = make()
+        assert all(ax.get_xlabel() or ax.get_ylabel() for ax in fig.axes)
+
+
+def test_top_eigenvalue_is_the_largest_slq_node(tiny_result):
+    """Two routes to λ_max: ARPACK's and the largest Ritz value of the SLQ runs (a lower bound)."""
+    curv = tiny_result.tables["curvature"].frame
+    for _, row in curv.iterrows():
+        key = row["model"].split(" ")[0].lower()
+        nodes = tiny_result.arrays[f"density_{key}_epoch{row['epoch']}"]["nodes"]
+        assert nodes.max() <= row["top eigenvalue"] * (1 + 1e-2) + 1e-9
+
+
+def test_repeatable(tiny_result):
+    again = td.run(Settings.tiny())
+    a, b = tiny_result.tables["summary"].frame, again.tables["summary"].frame
+    assert (a["test accuracy"] == b["test accuracy"]).all()
+    assert (a["iterations/batch, last epoch"] == b["iterations/batch, last epoch"]).all()
+
+
+def test_matched_width():
+    assert td.matched_width(8906, 2, 75, 10) == 51  # 2·51² + 75·51 + 10 = 9037; 50 gives 8760
+    assert td.matched_width(8906, 0, 75, 10) == 119
+    assert td.checkpoint_epochs(30, 4) == [0, 10, 20, 30]
+    assert td.checkpoint_epochs(5, 1) == [5] and td.checkpoint_epochs(5, 0) == []
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"epochs": -1}, "epochs"),
+    ({"lr": 0.0}, "lr"),
+    ({"lr": math.nan}, "lr"),
+    ({"solver": "newtonn"}, "solver"),
+    ({"models": ["tanh_deq", "resnet"]}, "models"),
+    ({"models": ["mlp", "mlp"]}, "models"),
+    ({"models": []}, "models"),
+    ({"test_fraction": 1.0}, "test_fraction"),
+    ({"batch": True}, "batch"),
+])
+def test_bad_settings_are_one_line_input_errors(overrides, match):
+    with pytest.raises(InputError, match=match) as info:
+        Settings(**overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_scikit_learn_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(InputError, match=r'pip install "deqlab\[data\]"'):
+        td.load_digits_data(0.25, 0)
+
+
+def test_monotone_checkpoint_view_matches_an_unrolled_splitting():
+    """The monotone DEQ's curvature (its ReLU layer viewed as a DEQ, started at the PR solution) against
+    torch.func.hessian through forward-backward steps of the same model, as many as bring the
+    contraction factor below 1e-16."""
+    import torch
+
+    from deqlab.implicit import LossHessian
+    from deqlab.implicit.checks import relative_error
+    from deqlab.implicit.mondeq import unrolled_equilibrium
+    from deqlab.models.mondeq import MonDEQ, lipschitz, monotonicity
+
+    torch.manual_seed(3)
+    mon = MonDEQ(4, 3, 2, m=1.0, nonlinearity="relu")
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 2, (5,), generator=gen)
+    view = td.curvature_model("monotone_deq", mon, x, Settings(models=["monotone_deq"], m=1.0))
+    op = LossHessian(view, torch.nn.functional.cross_entropy, x, y)
+    names = [k for k, _ in mon.named_parameters()]
+    assert [k.split(".")[-1] for k in op.names] == [k.split(".")[-1] for k in names] == ["A", "B", "weight", "bias",
+                                                                                          "weight", "bias"]
+    W = mon.weight().detach()
+    m, L = monotonicity(W), lipschitz(W)
+    alpha = m / L**2  # forward-backward contracts by sqrt(1 - m²/L²) per step at this step
+    steps = math.ceil(math.log(1e-16) / math.log(math.sqrt(1 - (m / L) ** 2)))
+
+    class Unrolled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mon = mon
+
+        def forward(self, x):
+            return self.mon.readout(unrolled_equilibrium(self.mon, x, steps, alpha=alpha))
+
+    unrolled = Unrolled()
+
+    def unrolled_loss(theta):
+        params = {f"mon.{k}": v for k, v in zip(names, op.unflatten(theta).values())}
+        return torch.nn.functional.cross_entropy(torch.func.functional_call(unrolled, params, (x,)), y)
+
+    H_u = torch.func.hessian(unrolled_loss)(op.theta)
+    assert float(H_u.abs().max()) > 1e-3
+    assert relative_error(op.dense(), H_u) <= 1e-10
+
+
+def test_cli_train_digits_tiny_and_bad_input(cli, output_root):
+    r = cli("train", "digits", "--tiny", "--models", "tanh_deq,mlp")
+    assert r.exit_code == 0, r.output + r.stderr
+    (folder,) = list((output_root / "train" / "digits").iterdir())
+    assert (folder / "config.yaml").is_file() and list(folder.glob("*.csv"))
+    bad = cli("train", "digits", "lr=-1")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: lr") and bad.stderr.count("\n") == 1
