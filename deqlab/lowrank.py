@@ -24,6 +24,10 @@ columns) and ``S`` of shape ``(r,)``, ``r ≤ 2k``: no ``n × n`` matrix is ever
 
 Shapes: ``X, Y`` are ``(n, k)`` float64 arrays, ``k ≤ n``; ``U`` is ``(n, r)``; ``S`` is ``(r,)``.
 
+Device: this module is NumPy and runs on the host only (the work is ``O(n k²)``, small next to the
+gradients that made the pairs). Torch tensors are accepted on any device: :func:`check_pairs` copies
+them to the host (``.detach().cpu()``, float64); the estimates are host NumPy arrays.
+
 References: seed ``004_8155ac7c33449a02.txt``; J. E. Dennis and J. J. Moré, SIAM Review 19 (1977);
 R. B. Schnabel, "Quasi-Newton methods using multiple secant equations" (1983);
 N. J. Higham, "The symmetric Procrustes problem", BIT 28 (1988) 133–143.
@@ -97,15 +101,20 @@ class SymmetricEstimate:
 
 # --- input checks ----------------------------------------------------------------------------------
 
+def _on_host(A):
+    """A torch tensor (any device) as a host array (``.detach().cpu()``); anything else unchanged."""
+    return A.detach().cpu().numpy() if hasattr(A, "detach") and hasattr(A, "cpu") else A
+
+
 def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> tuple[np.ndarray, np.ndarray]:
     """Validate pairs and return them as float64 arrays ``(n, k)``.
 
     Raises ``ValueError`` (one readable line) for: non-2-D arrays, different shapes, ``k = 0``,
     ``k > n``, NaN/inf, and a rank-deficient ``X`` (``σ_min(X) ≤ rtol·σ_max(X)``: the steps do
-    not determine ``k`` independent secant equations).
+    not determine ``k`` independent secant equations). Torch tensors (any device) are copied to the host.
     """
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y, dtype=np.float64)
+    X = np.asarray(_on_host(X), dtype=np.float64)
+    Y = np.asarray(_on_host(Y), dtype=np.float64)
     if X.ndim != 2 or Y.ndim != 2:
         raise ValueError(f"X and Y must be 2-D arrays (n, k) with one pair per column, got shapes {X.shape} and {Y.shape}")
     if X.shape != Y.shape:

@@ -1,11 +1,20 @@
-"""Helpers every test file shares: run-folder and one-line-error assertions, central differences."""
+"""Helpers every test file shares: run-folder and one-line-error assertions, central differences, and the
+devices tests are parametrised over."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
+import pytest
 import torch
+
+#: The devices a device-parametrised test runs on: ``@pytest.mark.parametrize("device", devices)``. The CPU
+#: always; CUDA when this machine has it, else the CUDA case is reported as skipped with the reason.
+devices = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")),
+]
 
 
 def run_folder(root: Path, command: str, *, finished: bool = True) -> Path:

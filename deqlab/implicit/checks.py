@@ -25,7 +25,7 @@ from deqlab.implicit.params import flatten, loss_at, unflatten
 def unrolled_loss(theta, params, groups, x, y, steps: int, z0=None):
     """``L`` after ``steps`` layers ``z ← tanh(W_z z + U_z x + b_z)`` from ``z0`` (zeros by default)."""
     p = unflatten(theta, params, groups)
-    z = torch.zeros(x.shape[0], p["W_z"].shape[0], dtype=theta.dtype) if z0 is None else z0.detach()
+    z = torch.zeros(x.shape[0], p["W_z"].shape[0], dtype=theta.dtype, device=theta.device) if z0 is None else z0.detach()
     for _ in range(steps):
         z = tanh_map(z, p["W_z"], p["b_z"], p["U_z"], x)
     return loss_at(p, z, y)

@@ -116,7 +116,7 @@ class _LinearSystem:
         if linear == "lu" or (linear == "auto" and batch * n * n <= LU_MAX_ENTRIES):
             basis = torch.eye(n, dtype=z.dtype, device=z.device)[:, None, :].expand(n, batch, n)
             J = torch.func.vmap(self.Jt)(basis).permute(1, 0, 2)  # rows[i, b] = J_b[i, :]
-            u = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype).to(z.device)
+            u = torch.randn(z.shape, generator=torch.Generator(device="cpu").manual_seed(0), dtype=z.dtype, device="cpu").to(z.device)
             Ju = self.J(u)
             if float(torch.linalg.vector_norm(torch.einsum("bij,bj->bi", J, u) - Ju)) > BLOCK_DIAGONAL_RTOL * float(
                     torch.linalg.vector_norm(Ju)) + 1e-300:
@@ -381,12 +381,13 @@ class LossHessian(LinearOperator):
 
     def dense(self) -> torch.Tensor:
         """``H (P, P)`` column by column (tests and small models only)."""
-        eye = torch.eye(self.shape[0], dtype=self.theta.dtype)
+        eye = torch.eye(self.shape[0], dtype=self.theta.dtype, device=self.theta.device)
         return torch.stack([self.hvp(e) for e in eye], dim=1)
 
     # --- the scipy LinearOperator protocol ----------------------------------------------------------
     def _matvec(self, v):
-        return self.hvp(torch.as_tensor(np.ravel(v), dtype=self.theta.dtype)).cpu().numpy().astype(np.float64)
+        v = torch.as_tensor(np.ravel(v), dtype=self.theta.dtype, device=self.theta.device)  # host -> device
+        return self.hvp(v).detach().cpu().numpy().astype(np.float64)  # device -> host for ARPACK
 
     def _rmatvec(self, v):  # symmetric
         return self._matvec(v)

@@ -90,9 +90,10 @@ def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None, pol
 
     With ``polish`` (default) the solver's point is then refined by chord steps with a residual in
     extended precision (:func:`deqlab.implicit.polish.polish_tanh_equilibrium`), so that derivatives
-    at it are accurate to ≈ ``cond₂(I − J)·ε`` even near a fold, not ``cond₂(I − J)²·atol``."""
+    at it are accurate to ≈ ``cond₂(I − J)·ε`` even near a fold, not ``cond₂(I − J)²·atol``. The polish
+    is a host route (NumPy ``longdouble``): ``z`` goes to the host and comes back to ``W_z``'s device."""
     opts = opts or TIGHT
-    z0 = torch.zeros(x.shape[0], W_z.shape[0], dtype=W_z.dtype)
+    z0 = torch.zeros(x.shape[0], W_z.shape[0], dtype=W_z.dtype, device=W_z.device)
     with torch.no_grad():
         z = opts.solve(lambda z: tanh_map(z, W_z, b_z, U_z, x), z0, linear=False).z
     if polish:
@@ -239,7 +240,7 @@ def deq_hessian_parts(
         z_star = solve_equilibrium(W, params["b_z"], params["U_z"], x, opts=opts)
     h = z_star.detach()
     N = h.shape[1]
-    eye = torch.eye(N, dtype=h.dtype)
+    eye = torch.eye(N, dtype=h.dtype, device=h.device)
 
     s1 = 1 - h * h  # σ'(a) = 1 − tanh², at the fixed point tanh(a) = h
     s2 = -2 * h * s1  # σ''(a)
@@ -322,7 +323,7 @@ def implicit_hessian_generic(f, loss, theta_d: torch.Tensor, theta_r: torch.Tens
     ``h`` ``(n,)`` must be the fixed point ``h = f(θ_d, h)``. Costs ``O((n + P)²)`` memory: small problems.
     """
     n = h.numel()
-    eye = torch.eye(n, dtype=h.dtype)
+    eye = torch.eye(n, dtype=h.dtype, device=h.device)
     J = torch.func.jacrev(f, argnums=1)(theta_d, h)
     Ft = torch.func.jacrev(f, argnums=0)(theta_d, h)
     Z = torch.linalg.solve(eye - J, Ft)
@@ -345,7 +346,7 @@ def deq_gradient(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", 
     s1 = 1 - h * h
     r = h @ W_y.detach().T + b_y.detach() - y
     g_h = r @ W_y.detach()
-    IJ = torch.eye(h.shape[1], dtype=h.dtype) - s1[:, :, None] * W
+    IJ = torch.eye(h.shape[1], dtype=h.dtype, device=h.device) - s1[:, :, None] * W
     lam = torch.linalg.solve(IJ.transpose(1, 2), g_h[:, :, None])[..., 0]
     mu = s1 * lam
     grads = {"W_z": mu.T @ h, "b_z": mu.sum(0), "U_z": mu.T @ x, "W_y": r.T @ h, "b_y": r.sum(0)}
@@ -373,10 +374,10 @@ def tanh_generic_pieces(params: dict, groups, x: torch.Tensor, y: torch.Tensor, 
         return loss_at(p, hf.reshape(shape), y)
 
     td = flatten(params, dyn)
-    tr = flatten(params, rd) if rd else torch.zeros(0, dtype=td.dtype)
+    tr = flatten(params, rd) if rd else torch.zeros(0, dtype=td.dtype, device=td.device)
     pieces = implicit_hessian_generic(f, loss, td, tr, z_star.detach().reshape(-1))
     if not any(g in DYNAMIC for g in groups):  # no dynamic group selected: drop the b_z placeholder
-        z = torch.zeros(pieces.Z.shape[0], 0, dtype=td.dtype)
-        e = torch.zeros(0, 0, dtype=td.dtype)
+        z = torch.zeros(pieces.Z.shape[0], 0, dtype=td.dtype, device=td.device)
+        e = torch.zeros(0, 0, dtype=td.dtype, device=td.device)
         pieces = GenericPieces(z, pieces.lam, e, z, pieces.S_hh, pieces.l_hh, pieces.l_rh, pieces.l_rr)
     return pieces

@@ -64,7 +64,7 @@ class DEQHessianOperator:
         s1 = 1 - self.h**2
         J = s1[:, :, None] * p["W_z"]  # (B, N, N), J_s = D_s W_z
         if linear == "lu":
-            eye = torch.eye(self.h.shape[1], dtype=self.h.dtype)
+            eye = torch.eye(self.h.shape[1], dtype=self.h.dtype, device=self.h.device)
             self._lu = torch.linalg.lu_factor(eye - J)
         else:
             self.J = J  # the iterative linear solves apply J and Jᵀ
@@ -85,6 +85,11 @@ class DEQHessianOperator:
     @property
     def size(self) -> int:
         return self.theta.numel()
+
+    @property
+    def device(self) -> torch.device:
+        """Where ``θ`` lives: every product is computed there (``v`` must live there too)."""
+        return self.theta.device
 
     def solve_adjoint(self, g: torch.Tensor) -> torch.Tensor:
         """``(I − J)⁻ᵀ g`` per sample; ``g`` ``(B, N)``."""
@@ -201,7 +206,7 @@ class DEQHessianOperator:
 
     def dense(self) -> torch.Tensor:
         """``H`` column by column from :meth:`matvec` (tests and small models only)."""
-        eye = torch.eye(self.size, dtype=self.theta.dtype)
+        eye = torch.eye(self.size, dtype=self.theta.dtype, device=self.theta.device)
         return torch.stack([self.matvec(e) for e in eye], dim=1)
 
 

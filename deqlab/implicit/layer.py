@@ -202,5 +202,5 @@ def tanh_map(z: torch.Tensor, W_z: torch.Tensor, b_z: torch.Tensor, U_z: torch.T
 def tanh_equilibrium(W_z, b_z, U_z, x, *, z0=None, opts: SolveOptions | None = None) -> torch.Tensor:
     """Differentiable equilibrium ``z* = tanh(W_z z* + U_z x + b_z)`` of a batch ``x`` ``(batch, n_x)``."""
     if z0 is None:
-        z0 = torch.zeros(x.shape[0], W_z.shape[0], dtype=W_z.dtype)
+        z0 = torch.zeros(x.shape[0], W_z.shape[0], dtype=W_z.dtype, device=W_z.device)
     return fixed_point(tanh_map, z0, W_z, b_z, U_z, x, opts=opts)

@@ -26,6 +26,10 @@ still reaches the float64 floor.
 
 Safeguard: a step is kept for a sample only while it lowers that sample's residual, so a start far from
 any fixed point (where the chord iteration need not contract) is returned unchanged.
+
+Device: a host route (``longdouble`` exists only in NumPy). The inputs are copied to the host with
+``.detach().cpu()``, the LU and the steps run there, and every tensor of the :class:`PolishResult` is
+moved back to ``z0``'s device (``z`` in ``z0``'s dtype).
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ def polish_tanh_equilibrium(W_z, b_z, U_z, x, z0: torch.Tensor, *, max_steps: in
     """Chord-polish ``z0`` ``(B, N)`` towards the fixed point of ``z = tanh(W_z z + U_z x + b_z)`` nearest it.
 
     Shapes: ``W_z (N, N)``, ``b_z (N,)``, ``U_z (N, d)``, ``x (B, d)``. See the module docstring for
-    the iteration, its accuracy, and the safeguard. No autograd graph is built.
+    the iteration, its accuracy, and the safeguard. No autograd graph is built. Runs on the host; the
+    result lives on ``z0.device`` (module docstring).
     """
     dtype = z0.dtype
     W = _extended(W_z)

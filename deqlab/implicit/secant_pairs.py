@@ -6,6 +6,11 @@ The gradients are exact implicit gradients (one adjoint solve per sample,
 (:func:`deqlab.implicit.hessian.model_hessian`). The unrolled-loss helpers are the independent
 autodiff route the closed form is checked against. ``θ`` is flattened as in :mod:`deqlab.implicit.params`.
 Shapes: ``x`` (batch, n_x), ``y`` (batch, n_y), ``θ`` (P,), pairs ``X, Y`` (P, k).
+
+Device: everything runs on the device of ``θ`` (and ``x``, ``y``, the model); the pairs are returned as
+host NumPy arrays for :mod:`deqlab.lowrank` (copied with ``.detach().cpu()``), and the random directions
+of :func:`krylov_deq_pairs` are drawn on the generator's device (a CPU generator gives the same
+directions on every device) and moved to ``θ``'s.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def unrolled_loss(model: TanhDEQ, theta: torch.Tensor, x: torch.Tensor, y: torch
     """The loss through ``layers`` weight-tied layers from ``z⁰ = 0`` (differentiable in θ): the
     independent autodiff route the closed-form derivatives are checked against."""
     p = unflatten(model, theta)
-    z = torch.zeros(x.shape[0], model.n_z, dtype=theta.dtype)
+    z = torch.zeros(x.shape[0], model.n_z, dtype=theta.dtype, device=theta.device)
     for _ in range(layers):
         z = _layer(p, z, x)
     return _loss_at(p, z, y)
@@ -59,7 +64,7 @@ def unrolled_loss(model: TanhDEQ, theta: torch.Tensor, x: torch.Tensor, y: torch
 def unrolled_residual(model: TanhDEQ, theta: torch.Tensor, x: torch.Tensor, layers: int) -> float:
     """``max_b ‖f(z^L) − z^L‖`` of the unrolled solve (how close ``z^L`` is to ``z*``)."""
     p = unflatten(model, theta.detach())
-    z = torch.zeros(x.shape[0], model.n_z, dtype=theta.dtype)
+    z = torch.zeros(x.shape[0], model.n_z, dtype=theta.dtype, device=theta.device)
     for _ in range(layers):
         z = _layer(p, z, x)
     return float(torch.linalg.vector_norm(_layer(p, z, x) - z, dim=-1).max())
@@ -82,9 +87,20 @@ def implicit_gradient(model: TanhDEQ, theta: torch.Tensor, x: torch.Tensor, y: t
     return deq_gradient(**p, x=x.to(theta.dtype), y=y.to(theta.dtype)) / x.shape[0]
 
 
+def _host(t: torch.Tensor):
+    """``t`` as a host NumPy array (device -> host copy when ``t`` lives on an accelerator)."""
+    return t.detach().cpu().numpy()
+
+
+def _draw(P: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """``N(0, I)`` of size ``P`` from ``generator`` on its own device, moved to ``like``'s device."""
+    return torch.randn(P, generator=generator, dtype=like.dtype, device=generator.device).to(like.device)
+
+
 def deq_pairs(model, theta0, x, y, directions: torch.Tensor, *, eps: float, difference: str):
     """Pairs ``s_i = eps·d_i``, ``y_i = ∇L(θ₀ + s_i) − ∇L(θ₀)`` (forward) or
-    ``(∇L(θ₀ + s_i) − ∇L(θ₀ − s_i))/2`` (central); returns numpy ``(P, k)`` arrays ``X, Y``."""
+    ``(∇L(θ₀ + s_i) − ∇L(θ₀ − s_i))/2`` (central); returns host numpy ``(P, k)`` arrays ``X, Y``
+    (moved off ``θ₀``'s device)."""
     g0 = implicit_gradient(model, theta0, x, y)
     Xs, Ys = [], []
     for d in directions.T:
@@ -93,7 +109,7 @@ def deq_pairs(model, theta0, x, y, directions: torch.Tensor, *, eps: float, diff
         yv = gp - g0 if difference == "forward" else (gp - implicit_gradient(model, theta0 - s, x, y)) / 2
         Xs.append(s)
         Ys.append(yv)
-    return torch.stack(Xs, 1).numpy(), torch.stack(Ys, 1).numpy()
+    return _host(torch.stack(Xs, 1)), _host(torch.stack(Ys, 1))
 
 
 def krylov_deq_pairs(model, theta0, x, y, k: int, *, eps: float, difference: str, generator: torch.Generator):
@@ -103,14 +119,14 @@ def krylov_deq_pairs(model, theta0, x, y, k: int, *, eps: float, difference: str
     A direction that vanishes (invariant subspace) is replaced by a random one. Returns ``X, Y``."""
     P = theta0.numel()
     g0 = implicit_gradient(model, theta0, x, y)
-    D = torch.zeros(P, 0, dtype=theta0.dtype)
+    D = torch.zeros(P, 0, dtype=theta0.dtype, device=theta0.device)
     Xs, Ys = [], []
-    v = torch.randn(P, generator=generator, dtype=theta0.dtype)
+    v = _draw(P, generator, theta0)
     for _ in range(k):
         for _ in range(2):
             v = v - D @ (D.T @ v)
         if torch.linalg.vector_norm(v) <= 1e-8 * max(float(torch.linalg.vector_norm(Ys[-1])) if Ys else 1.0, 1e-300):
-            v = torch.randn(P, generator=generator, dtype=theta0.dtype)
+            v = _draw(P, generator, theta0)
             for _ in range(2):
                 v = v - D @ (D.T @ v)
         d = v / torch.linalg.vector_norm(v)
@@ -121,4 +137,4 @@ def krylov_deq_pairs(model, theta0, x, y, k: int, *, eps: float, difference: str
         Xs.append(s)
         Ys.append(yv)
         v = yv.clone()
-    return torch.stack(Xs, 1).numpy(), torch.stack(Ys, 1).numpy()
+    return _host(torch.stack(Xs, 1)), _host(torch.stack(Ys, 1))

@@ -24,7 +24,7 @@ class LSTMModel(nn.Module):
         self.readout = nn.Linear(n_h, n_y, dtype=dtype)
 
     def initial_state(self, batch: int):
-        z = torch.zeros(1, batch, self.n_h, dtype=self.readout.weight.dtype)
+        z = torch.zeros(1, batch, self.n_h, dtype=self.readout.weight.dtype, device=self.readout.weight.device)
         return (z, z.clone())
 
     @staticmethod
@@ -47,7 +47,7 @@ class ElmanRNN(nn.Module):
         self.readout = nn.Linear(n_h, n_y, dtype=dtype)
 
     def initial_state(self, batch: int):
-        return torch.zeros(1, batch, self.n_h, dtype=self.readout.weight.dtype)
+        return torch.zeros(1, batch, self.n_h, dtype=self.readout.weight.dtype, device=self.readout.weight.device)
 
     @staticmethod
     def detach_state(state):
@@ -74,7 +74,7 @@ class LinearStateSpace(nn.Module):
         self.by = nn.Parameter(torch.zeros(n_y, dtype=dtype))
 
     def initial_state(self, batch: int):
-        return torch.zeros(batch, self.n_x, dtype=self.A.dtype)
+        return torch.zeros(batch, self.n_x, dtype=self.A.dtype, device=self.A.device)
 
     @staticmethod
     def detach_state(state):

@@ -61,14 +61,14 @@ def mondeq_weight(A: torch.Tensor, B: torch.Tensor, m: float) -> torch.Tensor:
 
 def monotonicity(W: torch.Tensor) -> float:
     """``λ_min(sym(I − W))``: the largest ``m`` with ``I − W ⪰ m I`` (negative: not monotone)."""
-    eye = torch.eye(W.shape[0], dtype=torch.float64)
+    eye = torch.eye(W.shape[0], dtype=torch.float64, device=W.device)
     M = eye - W.detach().to(torch.float64)
     return float(torch.linalg.eigvalsh((M + M.T) / 2).min())
 
 
 def lipschitz(W: torch.Tensor) -> float:
     """``L = ‖I − W‖₂`` (largest singular value), the Lipschitz constant of ``F``."""
-    eye = torch.eye(W.shape[0], dtype=torch.float64)
+    eye = torch.eye(W.shape[0], dtype=torch.float64, device=W.device)
     return float(torch.linalg.matrix_norm(eye - W.detach().to(torch.float64), ord=2))
 
 

@@ -210,7 +210,7 @@ class ContractingREN(_RENBase):
 
     def __init__(self, n_u: int, n_x: int, n_v: int, n_y: int, **kw):
         super().__init__(n_u, n_x, n_v, n_y, **kw)
-        self.D22 = nn.Parameter(torch.zeros(n_y, n_u, dtype=self.X.dtype))
+        self.D22 = nn.Parameter(torch.zeros(n_y, n_u, dtype=self.X.dtype, device=self.X.device))
 
     def _h_and_d22(self):
         n = self.X.shape[0]
@@ -294,7 +294,7 @@ def lipschitz_lmi(m: ExplicitREN, gamma: float) -> torch.Tensor:
     n_u = m.D22.shape[1]
     C2_imp = -(m.D22.T @ m.C2) / gamma
     D21_imp = -(m.D22.T @ m.D21) / gamma - (L @ m.D12).T
-    R_tilde = gamma * torch.eye(n_u, dtype=m.A.dtype) - m.D22.T @ m.D22 / gamma
+    R_tilde = gamma * torch.eye(n_u, dtype=m.A.dtype, device=m.A.device) - m.D22.T @ m.D22 / gamma
     right = torch.cat([C2_imp, D21_imp, (m.E @ m.B2).T], dim=1)
-    out = torch.cat([m.C2, m.D21, torch.zeros(n_y, n_x, dtype=m.A.dtype)], dim=1)
+    out = torch.cat([m.C2, m.D21, torch.zeros(n_y, n_x, dtype=m.A.dtype, device=m.A.device)], dim=1)
     return contraction_lmi(m) - right.T @ torch.linalg.solve(R_tilde, right) - out.T @ out / gamma

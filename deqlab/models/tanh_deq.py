@@ -50,14 +50,14 @@ class TanhDEQ(nn.Module):
         """``z^L`` after ``L = layers`` weight-tied layers from ``z⁰`` (zeros by default)."""
         if layers < 0:
             raise ValueError(f"layers must be >= 0, got {layers}")
-        z = torch.zeros(x.shape[0], self.n_z, dtype=x.dtype) if z0 is None else z0
+        z = torch.zeros(x.shape[0], self.n_z, dtype=x.dtype, device=x.device) if z0 is None else z0
         for _ in range(layers):
             z = self.f(z, x)
         return z
 
     def unrolled_path(self, x: torch.Tensor, layers: int) -> torch.Tensor:
         """All iterates ``z⁰ … z^L`` stacked: ``(layers + 1, batch, n_z)``."""
-        z = torch.zeros(x.shape[0], self.n_z, dtype=x.dtype)
+        z = torch.zeros(x.shape[0], self.n_z, dtype=x.dtype, device=x.device)
         path = [z]
         for _ in range(layers):
             z = self.f(z, x)

@@ -24,8 +24,11 @@ __all__ = [
 ]
 
 
-def make_mlp(d: int, hidden, n_out: int, activation: str = "tanh", *, dtype=None):
-    """``nn.Sequential(Linear(d, h1), A, …, Linear(h_last, n_out))`` with ``activation`` from :data:`ACTIVATIONS`."""
+def make_mlp(d: int, hidden, n_out: int, activation: str = "tanh", *, dtype=None, device=None):
+    """``nn.Sequential(Linear(d, h1), A, …, Linear(h_last, n_out))`` with ``activation`` from :data:`ACTIVATIONS`.
+
+    The weights are drawn on the default device (the same draws for a seed on every machine), then
+    moved to ``device`` and cast to ``dtype`` when given."""
     from torch import nn
 
     from deqlab.errors import ConfigError
@@ -38,4 +41,4 @@ def make_mlp(d: int, hidden, n_out: int, activation: str = "tanh", *, dtype=None
         layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
     layers.append(nn.Linear(widths[-1], n_out))
     net = nn.Sequential(*layers)
-    return net.to(dtype) if dtype is not None else net
+    return net.to(device=device, dtype=dtype) if (dtype is not None or device is not None) else net

@@ -29,7 +29,7 @@ def _walk(net, x, order):
     check_input(chain, x)
     B, d = x.shape
     v = x
-    J = torch.eye(d, dtype=x.dtype).expand(B, d, d)
+    J = torch.eye(d, dtype=x.dtype, device=x.device).expand(B, d, d)
     for stage in chain:
         if isinstance(stage, Affine):
             yield "affine", stage, v, J, None
@@ -44,7 +44,7 @@ def _walk(net, x, order):
 
 def division_diag_hessian(net, x: torch.Tensor) -> torch.Tensor:
     """Seed eq. (21): ``Hd^l_jk = A''/A'² (J^l_jk)² + A' Σ_q w_jq Hd^{l-1}_qk``; ``(batch, n_out, d)``."""
-    Hd = torch.zeros(x.shape[0], x.shape[1], x.shape[1], dtype=x.dtype)  # (B, d, n) with n = d before any Linear
+    Hd = torch.zeros(x.shape[0], x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)  # (B, d, n) with n = d before any Linear
     for kind, stage, _v, J, derivs in _walk(net, x, 2):
         if kind == "affine":
             Hd = Hd @ stage.weight.T
@@ -58,7 +58,7 @@ def division_diag_hessian(net, x: torch.Tensor) -> torch.Tensor:
 def division_hessian(net, x: torch.Tensor) -> torch.Tensor:
     """Seed eq. (20): ``H^l_jkm = A''/A'² J^l_jm J^l_jk + A' Σ_q w_jq H^{l-1}_qkm``; ``(batch, n_out, d, d)``."""
     B, d = x.shape
-    H = torch.zeros(B, d, d, d, dtype=x.dtype)
+    H = torch.zeros(B, d, d, d, dtype=x.dtype, device=x.device)
     for kind, stage, _v, J, derivs in _walk(net, x, 2):
         if kind == "affine":
             H = H @ stage.weight.T
@@ -73,8 +73,8 @@ def seed_third(net, x: torch.Tensor) -> torch.Tensor:
     """Seed eqs. (30)–(31) as printed, ``(batch, n_out, d, d)``:
     ``T_jkm = Jz_jm [A''' Jz_jm² + A'' Hd_jk] + 2A'' H_jkm + A' Σ_q w_jq T_qkm`` (with ``Jz = W J^{l-1}``)."""
     B, d = x.shape
-    H = torch.zeros(B, d, d, d, dtype=x.dtype)
-    T = torch.zeros(B, d, d, d, dtype=x.dtype)
+    H = torch.zeros(B, d, d, d, dtype=x.dtype, device=x.device)
+    T = torch.zeros(B, d, d, d, dtype=x.dtype, device=x.device)
     for kind, stage, _v, J, derivs in _walk(net, x, 3):
         if kind == "affine":
             H, T = H @ stage.weight.T, T @ stage.weight.T

@@ -27,7 +27,8 @@ class ProxNonlinearity:
         name: config name.
         sigma: ``σ(v)`` (differentiable, used in the layer ``z = σ(Wz + Ux + b)``).
         dsigma: ``σ'(v)`` element-wise (the diagonal of the layer's Jacobian factor).
-        f: the convex function (element-wise, summed by :meth:`f_value`), ``+∞`` off its domain.
+        f: the convex function (element-wise, summed by :meth:`f_value`), ``+∞`` off its domain; on the
+            input's device except softplus's ``Li₂``, which scipy evaluates on the host (moved back).
         formula: ``f`` in words, for tables and docs.
         alpha_free: ``prox_{αf} = σ`` for every ``α`` (true for indicator functions: ReLU).
     """
@@ -88,11 +89,13 @@ def _tanh_f(z: torch.Tensor) -> torch.Tensor:
 
 
 def _softplus_f(z: torch.Tensor) -> torch.Tensor:
+    """``Li₂(e^{−z})`` by scipy's ``spence``: evaluated on the host (``z`` is copied with
+    ``.detach().cpu()`` in float64, the value copied back to ``z.device`` and ``z.dtype``); not differentiable."""
     import numpy as np
     from scipy.special import spence  # spence(x) = Li₂(1 − x)
 
-    zc = z.detach().clamp_min(0).to(torch.float64).cpu().numpy()
-    val = torch.as_tensor(spence(1 - np.exp(-zc)), dtype=z.dtype, device=z.device)
+    zc = z.detach().clamp_min(0).to(torch.float64).cpu().numpy()  # device -> host
+    val = torch.as_tensor(spence(1 - np.exp(-zc)), dtype=z.dtype, device=z.device)  # host -> z's device
     return torch.where(z >= 0, val, torch.full_like(z, math.inf))
 
 

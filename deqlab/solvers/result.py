@@ -57,7 +57,12 @@ class SolverResult:
         solver: registry name of the solver.
         atol, rtol: the tolerances the rule used.
         message: a short human-readable account of ``status``, with the figures behind it.
+        extras: solver-specific diagnostics.
         status: :class:`SolverStatus`, the machine-readable verdict.
+        host_roundtrip: the solve left the device of ``z0``: the iterates went through the host (NumPy/scipy)
+            and the result was moved back (``False`` for every pure-torch solver, which stays on ``z0.device``).
+
+    Every tensor field lives on ``z0.device`` (and ``z``, ``residual`` and the traces have ``z0.dtype``).
     """
 
     z: torch.Tensor
@@ -74,6 +79,7 @@ class SolverResult:
     message: str = ""
     extras: dict = field(default_factory=dict)
     status: SolverStatus = SolverStatus.MAX_STEPS
+    host_roundtrip: bool = False
 
     @property
     def all_converged(self) -> bool:
@@ -156,7 +162,7 @@ class Monitor:
         last = self.abs_trace[-1]
         return bool((~torch.isfinite(last) | self.best_ok).all()) and not self.done
 
-    def result(self, n_steps: int, **extras) -> SolverResult:
+    def result(self, n_steps: int, *, host_roundtrip: bool = False, **extras) -> SolverResult:
         status = self.status()
         best = float(self.best_res[~self.best_ok].max()) if not self.done else 0.0
         kept = f"the best finite iterate (residual {best:.3g}) is returned" if best < float("inf") else "no finite iterate"
@@ -169,7 +175,7 @@ class Monitor:
             message = f"diverged: residual grew to {last:.3g} after {n_steps} steps; {kept}"
         else:
             message = f"not converged after {n_steps} steps"
-        empty = torch.zeros((0, self.best_z.shape[0]), dtype=self.best_z.dtype)
+        empty = torch.zeros((0, self.best_z.shape[0]), dtype=self.best_z.dtype, device=self.best_z.device)
         return SolverResult(
             z=self.best_z,
             converged=self.best_ok.clone(),
@@ -185,6 +191,7 @@ class Monitor:
             message=message,
             extras=extras,
             status=status,
+            host_roundtrip=host_roundtrip,
         )
 
     def status(self) -> SolverStatus:

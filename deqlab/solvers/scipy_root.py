@@ -8,6 +8,11 @@ verdict is kept in ``extras``.
 
 ``n_fevals`` counts single-sample calls summed over the batch and divided by the batch size, i.e.
 calls per sample, comparable with the batched solvers' whole-batch evaluations.
+
+Device: MINPACK runs on the host. Each sample's iterate is copied to ``z0.device`` for every call of
+``f`` and its residual copied back (``.detach().cpu()``: a device synchronisation per call on a GPU);
+the solution is moved back to ``z0.device`` (and ``z0.dtype``) before the final check, so every
+tensor of the result lives where ``z0`` does, and the result says ``host_roundtrip=True``.
 """
 
 from __future__ import annotations
@@ -36,20 +41,20 @@ def _solve_each(f, z0, *, atol, rtol, max_iter, xtol, method_name, call) -> Solv
             zz = base.clone()
             zz[b] = torch.as_tensor(zb, dtype=dtype, device=device)
             with torch.no_grad():
-                return (f(zz)[b] - zz[b]).to(torch.float64).cpu().numpy()
+                return (f(zz)[b] - zz[b]).detach().to(torch.float64).cpu().numpy()  # device -> host
 
-        x0 = z0[b].detach().to(torch.float64).cpu().numpy()
+        x0 = z0[b].detach().to(torch.float64).cpu().numpy()  # device -> host
         sol, nfev, ok, msg = call(g, x0, xtol=xtol, maxfev=max_iter * (n + 1))
         solutions[b] = sol
         total_calls += nfev
         scipy_ok.append(ok)
         messages.append(msg)
-    z = torch.as_tensor(solutions, dtype=dtype, device=device)
+    z = torch.as_tensor(solutions, dtype=dtype, device=device)  # host -> z0's device
     with torch.no_grad():
         fz = f(z)
     monitor.n_fevals = int(round(total_calls / batch)) + 1
     monitor.observe(z, fz)
-    return monitor.result(1, scipy_success=scipy_ok, scipy_messages=messages, calls_per_sample=total_calls / batch)
+    return monitor.result(1, host_roundtrip=True, scipy_success=scipy_ok, scipy_messages=messages, calls_per_sample=total_calls / batch)
 
 
 def _fsolve_call(g, x0, *, xtol, maxfev):
@@ -73,7 +78,8 @@ def scipy_fsolve(
 ) -> SolverResult:
     """Solve ``z = f(z)`` sample by sample with ``scipy.optimize.fsolve`` (MINPACK hybrd).
 
-    ``max_iter`` bounds the Jacobian evaluations: ``maxfev = max_iter · (n + 1)``.
+    ``max_iter`` bounds the Jacobian evaluations: ``maxfev = max_iter · (n + 1)``. Runs on the host:
+    data leaves ``z0.device`` and comes back (module docstring; ``result.host_roundtrip`` is True).
     """
     return _solve_each(f, z0, atol=atol, rtol=rtol, max_iter=max_iter, xtol=xtol, method_name="fsolve", call=_fsolve_call)
 
@@ -87,5 +93,8 @@ def scipy_root(
     max_iter: int = 200,
     xtol: float = 1e-13,
 ) -> SolverResult:
-    """Solve ``z = f(z)`` sample by sample with ``scipy.optimize.root(method="hybr")``."""
+    """Solve ``z = f(z)`` sample by sample with ``scipy.optimize.root(method="hybr")``.
+
+    Runs on the host like :func:`scipy_fsolve` (``result.host_roundtrip`` is True).
+    """
     return _solve_each(f, z0, atol=atol, rtol=rtol, max_iter=max_iter, xtol=xtol, method_name="root", call=_root_call)

@@ -23,25 +23,35 @@ def fit_percent(nrmse_value: float) -> float:
     return 100.0 * (1.0 - nrmse_value)
 
 
+def model_device(model) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a model without any)."""
+    return next(model.parameters(), torch.empty(0, device="cpu")).device
+
+
 def simulate(model, u: np.ndarray) -> np.ndarray:
-    """Free-run simulation from the zero state: ``u`` (T, steps, n_u) → ``ŷ`` (T, steps, n_y)."""
+    """Free-run simulation from the zero state: host ``u`` (T, steps, n_u) → host ``ŷ`` (T, steps, n_y);
+    runs on the model's device (``u`` copied there, ``ŷ`` copied back with ``.cpu()``)."""
     with torch.no_grad():
-        y, _ = model(torch.as_tensor(u, dtype=torch.float64))
-    return y.numpy()
+        y, _ = model(torch.as_tensor(u, dtype=torch.float64, device=model_device(model)))
+    return y.detach().cpu().numpy()
 
 
 def empirical_lipschitz(model, u_ref: np.ndarray, *, steps: int, pairs: int, iters: int, lr: float = 0.05,
                         seed: int = 0) -> float:
     """Largest ``‖Δy‖₂/‖Δu‖₂`` over ``pairs`` input pairs of length ``steps`` after ``iters`` Adam steps
     of ascent on ``log‖Δy‖ − log‖Δu‖``. Starts from windows of ``u_ref`` (T, ≥steps, n_u) and small
-    perturbations; step sizes are in units of the input's std. A lower bound of the true constant."""
-    g = torch.Generator().manual_seed(seed)
-    u_ref = torch.as_tensor(u_ref, dtype=torch.float64)
+    perturbations; step sizes are in units of the input's std. A lower bound of the true constant.
+    Runs on the model's device; the windows and perturbations are drawn by a CPU generator (the same
+    draws on every device) and moved there."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    device = model_device(model)
+    u_ref = torch.as_tensor(u_ref, dtype=torch.float64, device="cpu")
     scale = u_ref.reshape(-1, u_ref.shape[-1]).std(0).clamp_min(1e-12)
-    idx = torch.randint(0, u_ref.shape[0], (pairs,), generator=g)
-    start = torch.randint(0, u_ref.shape[1] - steps + 1, (pairs,), generator=g)
+    idx = torch.randint(0, u_ref.shape[0], (pairs,), generator=g, device="cpu")
+    start = torch.randint(0, u_ref.shape[1] - steps + 1, (pairs,), generator=g, device="cpu")
     base = torch.stack([u_ref[i, s:s + steps] for i, s in zip(idx.tolist(), start.tolist())]) / scale
-    delta = 0.1 * torch.randn(base.shape, generator=g, dtype=torch.float64)
+    delta = 0.1 * torch.randn(base.shape, generator=g, dtype=torch.float64, device="cpu")
+    base, delta, scale = base.to(device), delta.to(device), scale.to(device)
     base.requires_grad_(True)
     delta.requires_grad_(True)
     opt = torch.optim.Adam([base, delta], lr=lr)

@@ -94,9 +94,10 @@ def save_model(model: Normalised, kind: str, kwargs: dict, path: str | Path) -> 
 
 
 def load_model(path: str | Path) -> tuple[str, Normalised]:
-    """Inverse of :func:`save_model`; returns ``(kind, model)``."""
+    """Inverse of :func:`save_model`; returns ``(kind, model)`` on the CPU (a model saved from a GPU loads
+    on a machine without one; move it with ``model.to(device)``)."""
     try:
-        blob = torch.load(path, weights_only=True)
+        blob = torch.load(path, weights_only=True, map_location="cpu")
         kind, kwargs = blob["kind"], blob["kwargs"]
         core = build_core(kind, blob["n_u"], blob["n_y"], **kwargs)
         sd = blob["state_dict"]

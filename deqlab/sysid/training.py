@@ -54,10 +54,11 @@ def train(model, u_train: np.ndarray, y_train: np.ndarray, u_val: np.ndarray, y_
     """
     s = settings
     torch.manual_seed(s.seed)
-    u = (torch.as_tensor(u_train) - model.u_mean) / model.u_std
-    y = (torch.as_tensor(y_train) - model.y_mean) / model.y_std
+    device = model.u_mean.device  # train where the model lives; the batch order is drawn on the CPU
+    u = (torch.as_tensor(u_train, device=device) - model.u_mean) / model.u_std
+    y = (torch.as_tensor(y_train, device=device) - model.y_mean) / model.y_std
     n, steps = u.shape[:2]
-    mask = (torch.arange(steps) >= s.washout).to(torch.float64)
+    mask = (torch.arange(steps, device=device) >= s.washout).to(torch.float64)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=s.lr_decay)
     hist = TrainHistory()
@@ -66,7 +67,7 @@ def train(model, u_train: np.ndarray, y_train: np.ndarray, u_val: np.ndarray, y_
     bad_epochs = 0
     for epoch in range(s.epochs):
         model.train()
-        order = torch.randperm(n)
+        order = torch.randperm(n, device="cpu")
         total, count = 0.0, 0
         for b in range(0, n, s.batch_size):
             idx = order[b:b + s.batch_size]
