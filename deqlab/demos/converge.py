@@ -64,12 +64,12 @@ def gap_curve(model: TanhDEQ, x: torch.Tensor, z_star: torch.Tensor, layers: int
     m = as_dtype(model, dtype)
     with torch.no_grad():
         path = m.unrolled_path(x.to(dtype), layers).to(torch.float64)
-    return torch.linalg.vector_norm(path - z_star, dim=-1)[:, 0].numpy()
+    return torch.linalg.vector_norm(path - z_star, dim=-1)[:, 0].cpu().numpy()
 
 
 def eigen_columns(W: torch.Tensor) -> tuple[float, float]:
     """``(min Re eig(I − W), λ_min(sym(I − W)))`` with ``sym(A) = (A + Aᵀ)/2``."""
-    A = np.eye(W.shape[0]) - W.detach().to(torch.float64).numpy()
+    A = np.eye(W.shape[0]) - W.detach().to(torch.float64).cpu().numpy()
     return float(np.linalg.eigvals(A).real.min()), float(np.linalg.eigvalsh((A + A.T) / 2).min())
 
 
@@ -152,10 +152,10 @@ def run(cfg) -> Result:
     for r in track(range(cfg.restarts), "restarts"):
         m = make_model(cfg)
         sol = equilibrium(m, x, solver)
-        restart_arrays["W_z"].append(m.W_z.weight.detach().double().numpy())
-        restart_arrays["b_z"].append(m.W_z.bias.detach().double().numpy())
-        restart_arrays["U_z"].append(m.U_z.weight.detach().double().numpy())
-        restart_arrays["z_star"].append(sol.z[0].numpy())
+        restart_arrays["W_z"].append(m.W_z.weight.detach().double().cpu().numpy())
+        restart_arrays["b_z"].append(m.W_z.bias.detach().double().cpu().numpy())
+        restart_arrays["U_z"].append(m.U_z.weight.detach().double().cpu().numpy())
+        restart_arrays["z_star"].append(sol.z[0].cpu().numpy())
         min_re, min_sym = eigen_columns(m.weight_matrix())
         g = gap_curve(m, x, sol.z, cfg.eig_layers, dtype)[-1]
         rows.append(
@@ -250,11 +250,11 @@ def run(cfg) -> Result:
         subtitle=f"z* by {solver.name} (atol={cfg.solver.atol:g}), depth pass in {cfg.dtype} and float64, seed={cfg.seed}",
         emphasis=f"init={cfg.model.init}", floors=floors, notes=notes)
 
-    p = {k: v.detach().to(torch.float64).numpy() for k, v in model.state_dict().items()}
+    p = {k: v.detach().to(torch.float64).cpu().numpy() for k, v in model.state_dict().items()}
     result.arrays["converge"] = {
         "W_z": p["W_z.weight"], "b_z": p["W_z.bias"], "U_z": p["U_z.weight"],
         "W_y": p["W_y.weight"], "b_y": p["W_y.bias"],
-        "x": x.numpy(), "z_star": z_star.numpy(),
+        "x": x.cpu().numpy(), "z_star": z_star.cpu().numpy(),
         "gap": curve, "gap_float64": curve64,
     }
     result.notes.append(closing_note(cfg, curve, curve64, deepest, ref, z_star, model, x, solver.name))

@@ -199,9 +199,9 @@ def run(cfg) -> Result:
     slices = group_slices(params, groups)
     result.arrays["problem"] = {
         **{k: v.detach().cpu().numpy() for k, v in params.items()},
-        "x": x.numpy(), "y": y.numpy(), "z_star": z.numpy(), "groups": np.asarray(groups),
-        "theta": flatten(params, groups).numpy(), "theta_names": theta_names(params, groups),
-        "cond_I_minus_J": cond.numpy(), "rho_J": rho.numpy(),
+        "x": x.cpu().numpy(), "y": y.cpu().numpy(), "z_star": z.cpu().numpy(), "groups": np.asarray(groups),
+        "theta": flatten(params, groups).cpu().numpy(), "theta_names": theta_names(params, groups),
+        "cond_I_minus_J": cond.cpu().numpy(), "rho_J": rho.cpu().numpy(),
     }
     if cfg.hvp_only:
         _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark)
@@ -288,19 +288,19 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
             "n positive": int((eig > zero_tol).sum())}
     result.tables["spectrum"] = Table(f"Spectrum of H and conditioning at z*{mark}", key_value(spec),
                                       caption="cond(I-J): 2-norm condition number, max over samples; rho(J): spectral radius")
-    result.arrays["terms"] = {"term_a": parts.term_a.numpy(), "term_b": parts.term_b.numpy(), "term_r": parts.term_r.numpy(),
-                              "grad": parts.grad.numpy(), "lam": parts.lam.numpy(), "eigenvalues": eig.numpy()}
-    H_np = H.numpy()
+    result.arrays["terms"] = {"term_a": parts.term_a.cpu().numpy(), "term_b": parts.term_b.cpu().numpy(), "term_r": parts.term_r.cpu().numpy(),
+                              "grad": parts.grad.cpu().numpy(), "lam": parts.lam.cpu().numpy(), "eigenvalues": eig.cpu().numpy()}
+    H_np = H.cpu().numpy()
     result.files["hessian.npy"] = lambda path: np.save(path, H_np)
     bounds = [(g, sl.start) for g, sl in slices.items()]
-    mats = {"H": H_np, "Term A (Gauss-Newton)": parts.term_a.numpy(), "Term B (dynamics)": parts.term_b.numpy()}
+    mats = {"H": H_np, "Term A (Gauss-Newton)": parts.term_a.cpu().numpy(), "Term B (dynamics)": parts.term_b.cpu().numpy()}
     if any(g in READOUT for g in groups):
-        mats["Term R (readout)"] = parts.term_r.numpy()
+        mats["Term R (readout)"] = parts.term_r.cpu().numpy()
     title = f"DEQ Hessian, tanh N={cfg.model.n_z}, P={P}, batch={cfg.batch}{mark}\n{_what_ran(cfg, opts)}"
     result.figures["hessian_heatmap"] = partial(hessian_heatmaps, mats, bounds, title=title)
-    spectra = {"H": eig.numpy(), "Term A": torch.linalg.eigvalsh(parts.term_a).numpy(), "Term B": torch.linalg.eigvalsh(parts.term_b).numpy()}
+    spectra = {"H": eig.cpu().numpy(), "Term A": torch.linalg.eigvalsh(parts.term_a).cpu().numpy(), "Term B": torch.linalg.eigvalsh(parts.term_b).cpu().numpy()}
     if float(torch.linalg.norm(parts.term_r)) > 0:
-        spectra["Term R"] = torch.linalg.eigvalsh(parts.term_r).numpy()
+        spectra["Term R"] = torch.linalg.eigvalsh(parts.term_r).cpu().numpy()
     result.figures["spectrum"] = partial(spectrum_plot, spectra, title=f"Eigenvalues of H and its terms (P={P}){mark}",
                                          subtitle=_what_ran(cfg, opts))
     result.notes.append(
@@ -357,7 +357,7 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
     eig_rows += [{"end": "largest", "rank": P - len(top) + i, "eigenvalue": float(e)} for i, e in enumerate(top)]
     result.tables["eigenvalues"] = Table(f"Extreme eigenvalues by eigsh on the HVP operator{mark}", pd.DataFrame(eig_rows),
                                          formats={"eigenvalue": "{:.6e}"})
-    result.arrays["hvp"] = {"grad": g.numpy(), "v": v.numpy(), "Hv": Hv.numpy(), "Hv_fd": fd.numpy(), "top": top, "bottom": bottom,
+    result.arrays["hvp"] = {"grad": g.cpu().numpy(), "v": v.cpu().numpy(), "Hv": Hv.cpu().numpy(), "Hv_fd": fd.cpu().numpy(), "top": top, "bottom": bottom,
                             "trace": np.asarray([tr.trace, tr.std_error])}
     with activity(f"spectral density of H (SLQ, {SLQ_PROBES} probes × {min(SLQ_STEPS, P)} Lanczos steps)",
                   total=SLQ_PROBES * min(SLQ_STEPS, P), unit="") as act:

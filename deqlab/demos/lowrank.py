@@ -270,7 +270,7 @@ def run_deq(cfg, result: Result) -> None:
     P = theta0.numel()
 
     with activity(f"exact Hessian of the DEQ loss (P={P}, closed form)"):
-        H = exact_deq_hessian(model, x, y).numpy()
+        H = exact_deq_hessian(model, x, y).cpu().numpy()
     asym = float(np.abs(H - H.T).max() / np.abs(H).max())
     H = (H + H.T) / 2
     with activity("implicit vs unrolled gradient check"):
@@ -323,7 +323,7 @@ def run_deq(cfg, result: Result) -> None:
         caption="rel error: ||H_est - H||_F/||H||_F; best rank-k error: Eckart-Young floor ||lambda_{k+1:}||/||lambda||; "
         "u1: eigenvector of the largest |eigenvalue|.",
     )
-    result.arrays["deq"] = {"H": H, "theta0": theta0.numpy(), "x": x.numpy(), "y": y.numpy(), "eigenvalues": lam,
+    result.arrays["deq"] = {"H": H, "theta0": theta0.cpu().numpy(), "x": x.cpu().numpy(), "y": y.cpu().numpy(), "eigenvalues": lam,
                             **{f"{a}_{kind}": p for kind, (Xa, Ya) in pairs.items() for a, p in (("X", Xa), ("Y", Ya))}}
     from deqlab.report.lowrank_figures import deq_against_k
 

@@ -324,9 +324,9 @@ def _run(cfg) -> Result:
             {k: g["converged batches"].to_numpy() for k, g in by.items()}, max_iter=cfg.train.max_iter,
             title=f"Forward iterations during training (n_z={cfg.model.n_z}, {cfg.model.nonlinearity}, float64, seed={cfg.seed})",
         )
-    p = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    p = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     result.arrays["mondeq"] = {
-        "A": p["A"], "B": p["B"], "U": p["U.weight"], "b": p["U.bias"], "W": W.numpy(), "x": x.numpy(),
+        "A": p["A"], "B": p["B"], "U": p["U.weight"], "b": p["U.bias"], "W": W.cpu().numpy(), "x": x.cpu().numpy(),
         "alphas": alphas,
         "sweep_steps": np.array([steps[k] for k in SPLITTING]),
         "sweep_converged": np.array([conv[k] for k in SPLITTING]),

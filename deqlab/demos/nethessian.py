@@ -89,7 +89,7 @@ def _run(cfg) -> Result:
          lambda: input_derivatives(net, x, jacobian=False, third=True).third,
          "diag vmap(jacfwd(hessian))", lambda: R.third_func(net, x)),
     ]
-    arrays = {"x": x.numpy()}
+    arrays = {"x": x.cpu().numpy()}
     for quantity, eqs, route, ours_fn, ref_name, ref_fn in checks:
         ours, ref = ours_fn(), ref_fn()
         err = max_rel_error(ours, ref)
@@ -112,7 +112,7 @@ def _run(cfg) -> Result:
         f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}.",
     )
     full = input_derivatives(net, x, diag_hessian=True, laplacian=True, hessian=True, third=True)
-    arrays.update({k: getattr(full, k).numpy() for k in ("value", "jacobian", "diag_hessian", "laplacian", "hessian", "third")})
+    arrays.update({k: getattr(full, k).cpu().numpy() for k in ("value", "jacobian", "diag_hessian", "laplacian", "hessian", "third")})
     arrays["max_rel_error"] = frame["max rel error"].to_numpy()
 
     result.tables["pitfalls"] = pitfall_table(cfg, torch.float64)  # about formulas, not precision: always float64

@@ -111,7 +111,7 @@ def _run(cfg) -> Result:
         with torch.no_grad():
             u = out["net"](grid.to(dtype)).to(torch.float64).reshape(p.grid, p.grid)
         err = u - u_star
-        out["u"] = u.numpy()
+        out["u"] = u.cpu().numpy()
         runs[route] = out
         rows.append({
             "route": route,
@@ -146,7 +146,7 @@ def _run(cfg) -> Result:
             f"{early} steps and to {gap.max():.1e} over all {p.steps} (round-off differences, amplified by training); "
             f"final solutions differ by {np.abs(a['u'] - b['u']).max():.1e} (max abs) in {cfg.dtype}."
         )
-    arrays = {"x": X.numpy(), "y": Y.numpy(), "u_exact": u_star.numpy(), "interior": interior.numpy(), "boundary": boundary.numpy()}
+    arrays = {"x": X.cpu().numpy(), "y": Y.cpu().numpy(), "u_exact": u_star.cpu().numpy(), "interior": interior.cpu().numpy(), "boundary": boundary.cpu().numpy()}
     for route, out in runs.items():
         arrays[f"u_{route}"] = out["u"]
         arrays[f"loss_{route}"] = out["loss"]
@@ -156,7 +156,7 @@ def _run(cfg) -> Result:
 
     main = "forward" if "forward" in runs else next(iter(runs))
     result.figures["pinn"] = partial(
-        pinn_summary, X.numpy(), Y.numpy(), runs[main]["u"], u_star.numpy(),
+        pinn_summary, X.cpu().numpy(), Y.cpu().numpy(), runs[main]["u"], u_star.cpu().numpy(),
         {r: o["loss"] for r, o in runs.items()}, route=main,
         title=f"Poisson PINN −Δu = f on (0,1)², {arch}, {cfg.dtype}, {p.steps} Adam steps, seed={cfg.seed}",
     )
