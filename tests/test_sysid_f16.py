@@ -12,7 +12,8 @@ import pytest
 import typer
 from f16_fixture import make_benchmark, records, write_csv
 
-from deqlab.cli.execute import execute, quote
+from deqlab.cli.execute import execute
+from deqlab.cli.options import quote
 from deqlab.errors import InputError
 from deqlab.sysid import f16
 from deqlab.sysid.metrics import nrmse

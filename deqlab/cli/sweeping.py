@@ -6,7 +6,8 @@ import contextlib
 import json
 from pathlib import Path
 
-from deqlab.cli.execute import check_resources, fail, resolve_device
+from deqlab.cli.errors import fail
+from deqlab.cli.execute import check_resources, resolve_device
 from deqlab.errors import InputError
 
 #: CLI names of the sweepable commands → their config names (the underscore spellings work too)
@@ -71,7 +72,7 @@ def run_sweep(command: str, args: list[str]) -> None:
             sweep_dir, _ = create_exclusive(output_root(run.output_root) / "sweep" / command, suffix="")
     except OSError as exc:
         fail(f"cannot create the sweep folder: {exc.strerror or exc}", 2)
-    from deqlab.cli.execute import quote
+    from deqlab.cli.options import quote
 
     args.append(f"hydra.sweep.dir={quote(str(sweep_dir))}")
     launcher = next((str(o.value()) for o in parsed if o.key_or_group == "hydra/launcher"), "basic")

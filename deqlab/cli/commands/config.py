@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, fail, option_overrides
+from deqlab.cli.errors import fail
+from deqlab.cli.options import DEVICE_OPTION, OVERRIDES, option_overrides
 from deqlab.cli.sweeping import SWEEPABLE, resolve
 
 

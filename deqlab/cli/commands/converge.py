@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, execute, option_help, option_overrides
+from deqlab.cli.execute import execute
+from deqlab.cli.options import DEVICE_OPTION, OVERRIDES, option_help, option_overrides
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

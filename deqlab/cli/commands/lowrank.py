@@ -6,7 +6,9 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.execute import DEVICE_OPTION, OVERRIDES, bench_help, execute, fail, option_help, option_overrides
+from deqlab.cli.errors import fail
+from deqlab.cli.execute import execute
+from deqlab.cli.options import DEVICE_OPTION, OVERRIDES, bench_help, option_help, option_overrides
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from deqlab.cli.execute import OVERRIDES, fail
+from deqlab.cli.errors import fail
+from deqlab.cli.options import OVERRIDES
 from deqlab.cli.sweeping import SWEEPABLE, resolve
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
