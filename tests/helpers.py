@@ -8,6 +8,7 @@ from typing import Callable
 
 import pytest
 import torch
+from torch import nn
 
 #: The devices a device-parametrised test runs on: ``@pytest.mark.parametrize("device", devices)``. The CPU
 #: always; CUDA when this machine has it, else the CUDA case is reported as skipped with the reason.
@@ -53,3 +54,19 @@ def central_differences(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
         minus = fn((flat - step * e).reshape(x.shape))
         cols.append((plus - minus) / (2 * step))
     return torch.stack(cols, dim=-1)
+
+
+class ContractingCell(nn.Module):
+    """A user's map ``f(z, x) = tanh(W z + U x + b) + c ⊙ sin(z)/4``, contracting (``‖J‖ ≤ 0.5``), float64;
+    not the tanh layer, so tests of the generic DEQ cannot lean on its closed form."""
+
+    def __init__(self, n, d):
+        super().__init__()
+        self.W = nn.Linear(n, n, dtype=torch.float64)
+        self.U = nn.Linear(d, n, bias=False, dtype=torch.float64)
+        self.c = nn.Parameter(0.5 * torch.rand(n, dtype=torch.float64))
+        with torch.no_grad():
+            self.W.weight.mul_(0.25 / torch.linalg.matrix_norm(self.W.weight, ord=2))
+
+    def forward(self, z, x):
+        return torch.tanh(self.W(z) + self.U(x)) + self.c * torch.sin(z) / 4

@@ -17,6 +17,7 @@ from deqlab.implicit.checks import relative_error
 from deqlab.implicit.curvature import LossHessian, negative_mass, negative_share
 from deqlab.implicit.hessian import deq_hessian
 from deqlab.implicit.spectrum import lanczos_quadrature, spectral_density
+import helpers
 
 #: Every solve stops at ‖f(z) − z‖ ≤ 1e-13.
 OPTS = SolveOptions(atol=1e-13, max_iter=1000)
@@ -30,20 +31,7 @@ EIG_RTOL = 1e-8
 SLQ_RTOL = 1e-9
 
 
-class Cell(nn.Module):
-    """A user's contracting map ``f(z, x) = tanh(W z + U x + b) + c ⊙ sin(z)/4``."""
-
-    def __init__(self, n, d):
-        super().__init__()
-        self.W = nn.Linear(n, n, dtype=torch.float64)
-        self.U = nn.Linear(d, n, bias=False, dtype=torch.float64)
-        self.c = nn.Parameter(0.5 * torch.rand(n, dtype=torch.float64))
-        with torch.no_grad():
-            self.W.weight.mul_(0.25 / torch.linalg.matrix_norm(self.W.weight, ord=2))
-
-    def forward(self, z, x):
-        return torch.tanh(self.W(z) + self.U(x)) + self.c * torch.sin(z) / 4
-
+Cell = helpers.ContractingCell
 
 class Classifier(nn.Module):
     """``logits = head(DEQ(tanh(enc(x))))``: layers before and after the DEQ."""

@@ -12,6 +12,7 @@ from torch import nn
 from deqlab.errors import InputError, NotConvergedError
 from deqlab.implicit import DEQ, SolveOptions
 from deqlab.implicit.checks import relative_error
+import helpers
 
 #: Every solve stops at ‖f(z) − z‖ ≤ 1e-13; derivatives inherit that accuracy.
 OPTS = SolveOptions(atol=1e-13, max_iter=1000)
@@ -22,20 +23,7 @@ UNROLL = 200
 N, D, B = 4, 3, 3
 
 
-class Cell(nn.Module):
-    """A user's map ``f(z, x) = tanh(W z + U x + b) + c ⊙ sin(z)/4``, contracting (``‖J‖ ≤ 0.5``)."""
-
-    def __init__(self, n, d):
-        super().__init__()
-        self.W = nn.Linear(n, n, dtype=torch.float64)
-        self.U = nn.Linear(d, n, bias=False, dtype=torch.float64)
-        self.c = nn.Parameter(0.5 * torch.rand(n, dtype=torch.float64))
-        with torch.no_grad():
-            self.W.weight.mul_(0.25 / torch.linalg.matrix_norm(self.W.weight, ord=2))
-
-    def forward(self, z, x):
-        return torch.tanh(self.W(z) + self.U(x)) + self.c * torch.sin(z) / 4
-
+Cell = helpers.ContractingCell
 
 class Model(nn.Module):
     """Layers before and after the DEQ: ``y = head(DEQ(tanh(enc(x))))``."""

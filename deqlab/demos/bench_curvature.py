@@ -36,9 +36,10 @@ import torch
 from torch import nn
 
 from deqlab.benchmarks import machine_note, torch_threads
-from deqlab.implicit import DEQ, SolveOptions
+from deqlab.implicit import SolveOptions
 from deqlab.implicit.checks import relative_error
 from deqlab.implicit.curvature import LossHessian
+from deqlab.models.deq_classifier import TanhDEQClassifier
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
 from deqlab.settings.bench_curvature import CurvatureBench
@@ -48,32 +49,10 @@ HVP_TARGET = 3.0
 EIGSH_TARGET_S = 60.0
 
 
-class UserCell(nn.Module):
-    """The "user's" map ``f(z, x) = tanh(W z + U x + b)``."""
-
-    def __init__(self, n_z: int, n_x: int):
-        super().__init__()
-        self.W = nn.Linear(n_z, n_z, bias=False, dtype=torch.float64)
-        self.U = nn.Linear(n_x, n_z, dtype=torch.float64)
-
-    def forward(self, z, x):
-        return torch.tanh(self.W(z) + self.U(x))
-
-
-class Classifier(nn.Module):
-    def __init__(self, n_z: int, n_x: int, classes: int, opts: SolveOptions):
-        super().__init__()
-        self.deq = DEQ(UserCell(n_z, n_x), n_z, opts=opts)
-        self.head = nn.Linear(n_z, classes, dtype=torch.float64)
-
-    def forward(self, x):
-        return self.head(self.deq(x))
-
-
 def problem(settings: CurvatureBench, n_z: int):
     torch.manual_seed(settings.seed)
     opts = SolveOptions(solver="anderson", linear_solver="anderson", atol=settings.atol, max_iter=2000)
-    model = Classifier(n_z, settings.n_x, settings.classes, opts)
+    model = TanhDEQClassifier(n_z, settings.n_x, settings.classes, opts)   # a user module inside DEQ
     gen = torch.Generator().manual_seed(settings.seed + 1)
     x = torch.randn(settings.batch, settings.n_x, generator=gen, dtype=torch.float64)
     y = torch.randint(0, settings.classes, (settings.batch,), generator=gen)

@@ -42,6 +42,7 @@ from deqlab.errors import InputError, NotConvergedError
 from deqlab.implicit import DEQ, SolveOptions
 from deqlab.implicit.curvature import LossHessian, negative_share
 from deqlab.implicit.mondeq import implicit_equilibrium
+from deqlab.models.deq_classifier import TanhDEQClassifier
 from deqlab.models.mondeq import MonDEQ, mondeq_weight
 from deqlab.report import train_figures
 from deqlab.report.progress import track
@@ -84,30 +85,6 @@ def matched_width(target: int, quadratic: int, linear: int, constant: int) -> in
 
 
 # --- the models -----------------------------------------------------------------------------------------
-
-class TanhCell(nn.Module):
-    """``f(z, x) = tanh(W z + U x + b)``: the user map of the tanh DEQ (``W`` unconstrained)."""
-
-    def __init__(self, n_z: int, n_x: int):
-        super().__init__()
-        self.W = nn.Linear(n_z, n_z, bias=False, dtype=torch.float64)
-        self.U = nn.Linear(n_x, n_z, dtype=torch.float64)
-
-    def forward(self, z, x):
-        return torch.tanh(self.W(z) + self.U(x))
-
-
-class TanhDEQClassifier(nn.Module):
-    """``logits = W_y z* + b_y`` with ``z* = tanh(W z* + U x + b)``: ``x (batch, n_x) -> (batch, n_y)``."""
-
-    def __init__(self, n_z: int, n_x: int, n_y: int, opts: SolveOptions):
-        super().__init__()
-        self.deq = DEQ(TanhCell(n_z, n_x), n_z, opts=opts)
-        self.W_y = nn.Linear(n_z, n_y, dtype=torch.float64)
-
-    def forward(self, x):
-        return self.W_y(self.deq(x))
-
 
 class MonotoneMap(nn.Module):
     """A :class:`MonDEQ`'s layer ``σ(W(A, B) z + U x + b)`` as a user map; shares the monDEQ's parameters."""
