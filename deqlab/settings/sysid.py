@@ -80,6 +80,17 @@ class ModelSpec:
         return {k: getattr(self, k) for k in TRAIN_KEYS if getattr(self, k) is not None}
 
 
+def check_models(models: List[str], model_settings: Dict[str, ModelSpec]) -> None:
+    """``models`` names at least one configured model, and every configured model is well formed."""
+    if not models:
+        raise InputError("models is empty; name at least one of model_settings")
+    for name in models:
+        if name not in model_settings:
+            raise InputError(f"model {name!r} is not in model_settings; configured: {', '.join(model_settings)}")
+    for name, spec in model_settings.items():
+        spec.check(name)
+
+
 def default_models() -> Dict[str, ModelSpec]:
     ren = dict(n_x=8, n_v=16, activation="tanh", init_rho=0.95, init_scale=0.1)
     return {
@@ -235,13 +246,7 @@ class Settings:
         checks.count("plot_trajectories", self.plot_trajectories, minimum=0, maximum=1000)
         if self.data.path is None and self.data.steps <= self.washout + 1:
             raise InputError(f"data.steps={self.data.steps} is too few for washout={self.washout}")
-        if not self.models:
-            raise InputError("models is empty; name at least one of model_settings")
-        for name in self.models:
-            if name not in self.model_settings:
-                raise InputError(f"model {name!r} is not in model_settings; configured: {', '.join(self.model_settings)}")
-        for name, spec in self.model_settings.items():
-            spec.check(name)
+        check_models(self.models, self.model_settings)
 
     def memory_estimates(self) -> list[Estimate]:
         n = self.data.trajectories * self.data.steps if self.data.path is None else 0

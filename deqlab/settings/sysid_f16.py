@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 from deqlab.errors import InputError
 from deqlab.settings import checks
 from deqlab.settings.resources import Estimate
-from deqlab.settings.sysid import LipschitzSettings, ModelSpec, TrainSettings, check_seeds
+from deqlab.settings.sysid import LipschitzSettings, ModelSpec, TrainSettings, check_models, check_seeds
 
 EXCITATIONS = ("sine_sweep", "multisine")   # F16Data_SineSw_* | F16Data_FullMSine_*
 FORMATS = ("auto", "csv", "mat")
@@ -80,13 +80,7 @@ class Settings:
             raise InputError(f"f16.segment={self.f16.segment} is too short for washout={self.washout}")
         if self.f16.test_steps is not None and self.f16.test_steps <= self.washout + 1:
             raise InputError(f"f16.test_steps={self.f16.test_steps} is too short for washout={self.washout}")
-        if not self.models:
-            raise InputError("models is empty; name at least one of model_settings")
-        for name in self.models:
-            if name not in self.model_settings:
-                raise InputError(f"model {name!r} is not in model_settings; configured: {', '.join(self.model_settings)}")
-        for name, spec in self.model_settings.items():
-            spec.check(name)
+        check_models(self.models, self.model_settings)
 
     def memory_estimates(self) -> list[Estimate]:
         return []  # the data's size is known only once the records are read (the benchmark's: ~15 MB as float64)
