@@ -22,20 +22,18 @@ Table ``eigsh`` (``eig_n_z``, ``P ≈ 10⁵``): the top-``top_k`` eigenvalues by
 **Target < 60 s.**
 
 Times are medians of ``repeats`` after ``warmup`` calls, the routes interleaved (A B C A B C …) so
-drift hits all; torch and BLAS threads pinned to ``threads`` (threadpoolctl when installed).
+drift hits all; torch and BLAS threads pinned to ``threads`` (:func:`deqlab.benchmarks.pinned_threads`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import statistics
 import time
 
 import pandas as pd
 import torch
 from torch import nn
 
-from deqlab.benchmarks import machine_note, torch_threads
+from deqlab.benchmarks import interleaved_medians, machine_note, pinned_threads
 from deqlab.implicit import SolveOptions
 from deqlab.implicit.checks import relative_error
 from deqlab.implicit.curvature import LossHessian
@@ -59,37 +57,10 @@ def problem(settings: CurvatureBench, n_z: int):
     return model, x, y
 
 
-@contextlib.contextmanager
-def blas_threads(n: int):
-    """BLAS/OpenMP pools limited to ``n`` threads (threadpoolctl); a no-op where it is not installed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield "not pinned (threadpoolctl not installed)"
-        return
-    with threadpool_limits(limits=n):
-        yield str(n)
-
-
-def interleaved(routes: dict, repeats: int, warmup: int) -> tuple[dict, dict]:
-    """Median seconds and last output of each zero-argument route, the routes run in turn."""
-    outs = {}
-    for _ in range(warmup):
-        for name, fn in routes.items():
-            outs[name] = fn()
-    times = {name: [] for name in routes}
-    for _ in range(repeats):
-        for name, fn in routes.items():
-            start = time.perf_counter()
-            outs[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}, outs
-
-
 def run(settings: CurvatureBench) -> Result:
-    with torch_threads(settings.threads), blas_threads(settings.threads) as blas:
+    with pinned_threads(settings.threads) as torch_count:
         result = _bench(settings)
-        result.notes.append(machine_note("float64") + f" BLAS threads pinned: {blas}.")
+        result.notes.append(machine_note("float64") + f" torch and BLAS threads pinned to {torch_count}.")
     return result
 
 
@@ -116,7 +87,9 @@ def _bench(s: CurvatureBench) -> Result:
         "HVP, Lagrangian, iterative (Anderson), warm": lambda: iterative.hvp(v),
         "HVP, direct torch.func, warm": lambda: direct.hvp(v),
     }
-    times, outs = interleaved(routes, s.repeats, s.warmup)
+    measured = interleaved_medians(routes, s.repeats, s.warmup)
+    times = {name: seconds for name, (seconds, _) in measured.items()}
+    outs = {name: out for name, (_, out) in measured.items()}
     ref = "gradient (forward solve + adjoint solve)"
     hv_lu = outs["HVP, Lagrangian, per-sample LU, warm"]
     rows = []

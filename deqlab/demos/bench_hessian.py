@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from deqlab.benchmarks import machine_note, median_time, torch_threads
+from deqlab.benchmarks import machine_note, median_time, pinned_threads
 from deqlab.errors import DeqlabError
 from deqlab.implicit.checks import relative_error, unrolled_hessian, unrolled_loss
 from deqlab.implicit.hessian import deq_gradient, deq_hessian, solve_equilibrium
@@ -345,7 +345,7 @@ def run(cfg) -> Result:
     groups = check_groups(list(cfg.groups))
     result = Result(command="bench_hessian")
     # torch's intra-op pool and the BLAS/OpenMP pools (which threadpoolctl controls) both pinned
-    with torch_threads(cfg.threads), threadpool_limits(limits=cfg.threads):
+    with pinned_threads(cfg.threads):
         return _bench(cfg, groups, result)
 
 

@@ -71,15 +71,8 @@ def warm_start(model: nn.Module) -> Iterator[None]:
     """Inside the block, each DEQ of ``model`` starts its forward solve at its last solution (when the
     batch shape fits). The fixed point does not depend on the start, so results are unchanged; repeated
     products at one ``θ`` then pay about one solver step for the forward solve."""
-    layers = deq_layers(model)
-    previous = [d.warm_start for d in layers]
-    for d in layers:
-        d.warm_start = True
-    try:
+    with _set_on(deq_layers(model), "warm_start", True):
         yield
-    finally:
-        for d, p in zip(layers, previous):
-            d.warm_start = p
 
 
 #: Products of :class:`LossHessian`.
@@ -265,15 +258,20 @@ def _fixed_point(F, start, x, theta, deq: DEQ):
 
 
 @contextlib.contextmanager
-def _hooked(layers: list[DEQ], hook) -> Iterator[None]:
-    previous = [d.curvature_hook for d in layers]
+def _set_on(layers: list[DEQ], attribute: str, value) -> Iterator[None]:
+    """``layer.<attribute> = value`` on every layer inside the block, each restored afterwards."""
+    previous = [getattr(d, attribute) for d in layers]
     for d in layers:
-        d.curvature_hook = hook
+        setattr(d, attribute, value)
     try:
         yield
     finally:
         for d, p in zip(layers, previous):
-            d.curvature_hook = p
+            setattr(d, attribute, p)
+
+
+def _hooked(layers: list[DEQ], hook):
+    return _set_on(layers, "curvature_hook", hook)
 
 
 class LossHessian(LinearOperator):
