@@ -25,8 +25,9 @@ SAME_RUN_TOL = 1e-12
 PADDING = {1: 8, 3: 14, 5: 20, 7: 26}  # trailing zero rows the fixture appends to the odd levels' records
 
 
+# Not named ``benchmark``: pytest-benchmark (installed on some machines) owns that fixture name.
 @pytest.fixture(scope="session")
-def benchmark(tmp_path_factory):
+def f16_data(tmp_path_factory):
     """The stand-in benchmark, unzipped (``DIR/F16GVT_Files/BenchmarkData``), CSV and .mat."""
     return make_benchmark(tmp_path_factory.mktemp("f16"), steps=STEPS)
 
@@ -48,8 +49,8 @@ def _refused(capsys, output_root, data_dir, *overrides) -> str:
     return lines[0]
 
 
-def test_reader_drops_padding_and_reads_force_and_accelerations(benchmark):
-    train, test, where = f16.read_records(benchmark, "sine_sweep")
+def test_reader_drops_padding_and_reads_force_and_accelerations(f16_data):
+    train, test, where = f16.read_records(f16_data, "sine_sweep")
     assert where.endswith("F16GVT_Files/BenchmarkData")
     assert [r.level for r in train] == [1, 3, 5, 7] and [r.level for r in test] == [2, 4, 6]
     assert all(r.name.endswith(".csv") for r in train + test)
@@ -63,10 +64,10 @@ def test_reader_drops_padding_and_reads_force_and_accelerations(benchmark):
 
 
 @pytest.mark.parametrize("layout", ["benchmarkdata", "zip", "zip itself", "mat only"])
-def test_every_layout_and_format_reads_the_same_records(benchmark, tmp_path, layout):
-    ref_train, ref_test, _ = f16.read_records(benchmark, "multisine")
+def test_every_layout_and_format_reads_the_same_records(f16_data, tmp_path, layout):
+    ref_train, ref_test, _ = f16.read_records(f16_data, "multisine")
     if layout == "mat only":
-        train, test, _ = f16.read_records(benchmark, "multisine", file_format="mat")
+        train, test, _ = f16.read_records(f16_data, "multisine", file_format="mat")
         assert all(r.name.endswith(".mat") for r in train + test)
     else:
         data_dir = make_benchmark(tmp_path, layout="zip" if layout.startswith("zip") else layout, formats=("csv",), steps=STEPS)
@@ -80,8 +81,8 @@ def test_every_layout_and_format_reads_the_same_records(benchmark, tmp_path, lay
         np.testing.assert_array_equal(a.y, b.y)
 
 
-def test_tiny_run_end_to_end_and_evaluate_on_its_folder(benchmark, output_root, cli):
-    result = _run(output_root, benchmark, *TINY)
+def test_tiny_run_end_to_end_and_evaluate_on_its_folder(f16_data, output_root, cli):
+    result = _run(output_root, f16_data, *TINY)
     run = next((output_root / "sysid" / "f16").iterdir())
     table = pd.read_csv(run / "sysid.csv")
     runs = pd.read_csv(run / "sysid_runs.csv")
@@ -114,9 +115,9 @@ def test_tiny_run_end_to_end_and_evaluate_on_its_folder(benchmark, output_root, 
         assert abs(ev.loc[name, "NRMSE"] - first.loc[name, "NRMSE"]) < SAME_RUN_TOL
 
 
-def _copy(benchmark: Path, tmp_path: Path) -> Path:
+def _copy(f16_data: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "copy"
-    shutil.copytree(benchmark, dst)
+    shutil.copytree(f16_data, dst)
     return dst
 
 
@@ -124,7 +125,7 @@ def _csv(root: Path, stem: str) -> Path:
     return root / "F16GVT_Files" / "BenchmarkData" / f"{stem}.csv"
 
 
-def test_bad_data_is_refused_with_one_line_naming_the_benchmark(benchmark, tmp_path, output_root, capsys):
+def test_bad_data_is_refused_with_one_line_naming_the_benchmark(f16_data, tmp_path, output_root, capsys):
     line = _refused(capsys, output_root, tmp_path / "nowhere")
     assert "does not exist" in line and "nonlinearbenchmark.org" in line and "F-16 Ground Vibration Test" in line
     (tmp_path / "empty").mkdir()
@@ -132,20 +133,20 @@ def test_bad_data_is_refused_with_one_line_naming_the_benchmark(benchmark, tmp_p
     line = _refused(capsys, output_root, tmp_path / "empty")
     assert "no F16 benchmark files" in line and "nonlinearbenchmark.org" in line
 
-    bad = _copy(benchmark, tmp_path)
+    bad = _copy(f16_data, tmp_path)
     rec = records(STEPS)["F16Data_SineSw_Level3"]
     write_csv(_csv(bad, "F16Data_SineSw_Level3"), rec, columns=("Force", "Voltage", "Accel1", "Acceleration2", "Acceleration3"))
     line = _refused(capsys, output_root, bad)
     assert "wrong columns" in line and "Acceleration1" in line and "F16Data_SineSw_Level3.csv" in line
 
-    bad = _copy(benchmark, tmp_path / "nan")
+    bad = _copy(f16_data, tmp_path / "nan")
     rec = {k: v.copy() for k, v in records(STEPS)["F16Data_SineSw_Level4_Validation"].items()}
     rec["Acceleration"][17, 1] = np.nan
     write_csv(_csv(bad, "F16Data_SineSw_Level4_Validation"), rec)
     line = _refused(capsys, output_root, bad)
     assert "NaN" in line and "row 18" in line and "Level4_Validation" in line
 
-    bad = _copy(benchmark, tmp_path / "short")
+    bad = _copy(f16_data, tmp_path / "short")
     rec = {k: v[:150].copy() for k, v in records(STEPS)["F16Data_SineSw_Level1"].items()}
     rec = {k: np.concatenate([v, np.zeros((40, *v.shape[1:]))]) for k, v in rec.items()}  # 150 samples + padding
     write_csv(_csv(bad, "F16Data_SineSw_Level1"), rec)
@@ -158,15 +159,15 @@ def test_bad_data_is_refused_with_one_line_naming_the_benchmark(benchmark, tmp_p
     line = _refused(capsys, output_root, only_sweep, "f16.excitation=multisine")
     assert "no training records for the multisine excitation" in line and "SineSw" in line
 
-    line = _refused(capsys, output_root, benchmark, "f16.excitation=chirp")
+    line = _refused(capsys, output_root, f16_data, "f16.excitation=chirp")
     assert "f16.excitation" in line
 
 
-def test_bad_settings_are_refused(benchmark, output_root, capsys):
-    assert "too short for washout" in _refused(capsys, output_root, benchmark, "f16.segment=20")
-    assert "f16.val_fraction" in _refused(capsys, output_root, benchmark, "f16.val_fraction=1.5")
-    assert "f16.format" in _refused(capsys, output_root, benchmark, "f16.format=xlsx")
-    assert "seeds must not repeat" in _refused(capsys, output_root, benchmark, "seeds=[3,3]")
+def test_bad_settings_are_refused(f16_data, output_root, capsys):
+    assert "too short for washout" in _refused(capsys, output_root, f16_data, "f16.segment=20")
+    assert "f16.val_fraction" in _refused(capsys, output_root, f16_data, "f16.val_fraction=1.5")
+    assert "f16.format" in _refused(capsys, output_root, f16_data, "f16.format=xlsx")
+    assert "seeds must not repeat" in _refused(capsys, output_root, f16_data, "seeds=[3,3]")
 
 
 def test_reader_errors_are_input_errors(tmp_path):
@@ -180,13 +181,13 @@ def test_reader_errors_are_input_errors(tmp_path):
         f16.segments([f16.Record("r", 1, False, np.zeros((5, 1)), np.zeros((5, 3)), 400.0, 0)], 10)
 
 
-def test_the_cli_command_runs_with_tiny(cli, output_root, benchmark):
+def test_the_cli_command_runs_with_tiny(cli, output_root, f16_data):
     """`deqlab sysid f16 --data-dir DIR --tiny` from the command line, and one line when the folder is empty."""
-    r = cli("sysid", "f16", "--data-dir", str(benchmark), "--tiny", "--seed", "0")
+    r = cli("sysid", "f16", "--data-dir", str(f16_data), "--tiny", "--seed", "0")
     assert r.exit_code == 0, r.output + r.stderr
     (folder,) = list((output_root / "sysid" / "f16").iterdir())
     assert (folder / "sysid.csv").is_file() and list((folder / "models").glob("*.pt"))
-    empty = benchmark.parent / "empty-f16"
+    empty = f16_data.parent / "empty-f16"
     empty.mkdir(exist_ok=True)
     bad = cli("sysid", "f16", "--data-dir", str(empty), "--tiny")
     assert bad.exit_code == 2 and "nonlinearbenchmark.org" in bad.stderr and bad.stderr.count("\n") == 1
