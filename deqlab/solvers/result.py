@@ -13,6 +13,7 @@ so ``residual`` is exactly ``‖f(z) − z‖`` at the returned ``z``.
 from __future__ import annotations
 
 import enum
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -115,6 +116,15 @@ class Monitor:
 
     Every solver calls :meth:`observe` once for each evaluated pair ``(z, f(z))``. Samples whose
     residual is NaN never replace a finite best iterate.
+
+    Cost per :meth:`observe`, beyond the two norms: a dozen operations on ``(batch,)`` tensors and one
+    host read (the verdict behind :attr:`done` and :attr:`hopeless`, which are then plain flags). The
+    best iterate is kept by reference: the samples that improved at the latest observation have
+    their best point in that ``z``, which the monitor holds without copying; their rows are copied
+    into its own ``(batch, n)`` buffer only when a later observation does not improve them (a sample
+    converged, or its residual went up). So a solver must not modify an observed ``z`` in place
+    afterwards (none does; :meth:`observe` raises ``RuntimeError`` if the held ``z`` was modified).
+    ``rel_trace`` is formed once, in :meth:`result`, from the recorded ``‖f(z)‖``.
     """
 
     def __init__(self, z0: torch.Tensor, *, atol: float, rtol: float, max_iter: int, solver: str):
@@ -122,45 +132,89 @@ class Monitor:
         check_tolerances(atol, rtol, max_iter)
         self.atol, self.rtol, self.max_iter, self.solver = float(atol), float(rtol), int(max_iter), solver
         batch = z0.shape[0]
-        self.best_z = z0.detach().clone()
+        self._best_z = z0.detach().clone()
         self.best_res = torch.full((batch,), float("inf"), dtype=z0.dtype, device=z0.device)
-        self.best_ok = torch.zeros(batch, dtype=torch.bool, device=z0.device)
+        self._open = torch.ones(batch, dtype=torch.bool, device=z0.device)   # ~best_ok
+        # With rtol = 0 (and a finite atol) ``ok`` is ``r ≤ atol``, and an open sample has
+        # ``best_res > atol``, so ``ok`` implies ``r < best_res``: ``better`` is then ``r < best_res``
+        # on open samples, and NaN/inf residuals fail both comparisons (see observe).
+        self._absolute = self.rtol == 0 and math.isfinite(self.atol)
+        self._held: torch.Tensor | None = None        # the latest observed z ...
+        self._held_rows: torch.Tensor | None = None   # ... is the best iterate of these samples
+        self._held_version = 0
+        self._done = batch == 0
+        self._hopeless = False
         self.abs_trace: list[torch.Tensor] = []
-        self.rel_trace: list[torch.Tensor] = []
+        self._fnorm_trace: list[torch.Tensor] = []
         self.n_fevals = 0
         self.started = time.perf_counter()
+
+    @property
+    def best_ok(self) -> torch.Tensor:
+        """``(batch,)`` bool: the sample's kept iterate meets the stopping rule (it is then frozen)."""
+        return ~self._open
+
+    @property
+    def best_z(self) -> torch.Tensor:
+        """``(batch, n)``: the kept iterate of every sample (the monitor's own tensor)."""
+        self._settle(None)
+        return self._best_z
+
+    def _settle(self, better: torch.Tensor | None) -> None:
+        """Copy the held rows that ``better`` does not renew (all of them for ``None``) into the buffer."""
+        held = self._held
+        if held is None:
+            return
+        stale = self._held_rows if better is None else self._held_rows & ~better
+        if better is not None and not bool(stale.any()):
+            return
+        if not held.is_inference() and held._version != self._held_version:
+            raise RuntimeError(f"{self.solver}: an iterate given to Monitor.observe was modified in place afterwards")
+        torch.where(stale[:, None], held, self._best_z, out=self._best_z)
+        if better is None:
+            self._held = self._held_rows = None
 
     def observe(self, z: torch.Tensor, fz: torch.Tensor, difference: torch.Tensor | None = None) -> torch.Tensor:
         """Record one evaluated iterate; returns the per-sample ``converged`` mask of ``z``.
 
         ``difference``: ``f(z) − z`` when the solver has it already (Anderson keeps it), so that it
-        is not computed twice.
+        is not computed twice. ``z`` must not be modified in place afterwards (class docstring).
         """
         z, fz = z.detach(), fz.detach()
-        if difference is None:
-            res, fnorm = residual_norms(z, fz)
-        else:
-            res, fnorm = torch.linalg.vector_norm(difference, dim=-1), torch.linalg.vector_norm(fz, dim=-1)
+        res = torch.linalg.vector_norm(fz - z if difference is None else difference, dim=-1)
+        fnorm = torch.linalg.vector_norm(fz, dim=-1)
         self.abs_trace.append(res)
-        self.rel_trace.append(res / (fnorm + NORM_EPS))
-        ok = res <= self.atol + self.rtol * fnorm
+        self._fnorm_trace.append(fnorm)
+        open_ = self._open
         # A converged sample keeps the first point that met the rule; otherwise keep the smallest
         # residual seen (a point that meets the rule always wins, which matters when rtol > 0).
-        better = torch.isfinite(res) & ~self.best_ok & ((res < self.best_res) | ok)
-        self.best_z = torch.where(better[:, None], z, self.best_z)
+        if self._absolute:
+            ok = res <= self.atol
+            better = (res < self.best_res).logical_and_(open_)
+        else:
+            ok = res <= self.atol + self.rtol * fnorm
+            better = (res < math.inf).logical_and_(open_).logical_and_((res < self.best_res).logical_or_(ok))
+        self._settle(better)
+        self._held, self._held_rows = z, better
+        self._held_version = 0 if z.is_inference() else z._version
         self.best_res = torch.where(better, res, self.best_res)
-        self.best_ok |= better & ok
+        open_.masked_fill_(ok if self._absolute else better & ok, False)
+        # One host read per observation: is any open sample's residual still finite (a norm is
+        # ≥ 0 or NaN, so ``r < ∞`` is ``isfinite(r)``, in one cheap comparison)? If not, the solve
+        # is over: converged (no open sample) or hopeless.
+        if not bool((res < math.inf).logical_and_(open_).any()):
+            self._done = not bool(open_.any())
+            self._hopeless = not self._done
         return ok
 
     @property
     def done(self) -> bool:
-        return bool(self.best_ok.all())
+        return self._done
 
     @property
     def hopeless(self) -> bool:
         """Every unconverged sample's latest residual is non-finite: iterating further cannot help."""
-        last = self.abs_trace[-1]
-        return bool((~torch.isfinite(last) | self.best_ok).all()) and not self.done
+        return self._hopeless
 
     def result(self, n_steps: int, *, host_roundtrip: bool = False, **extras) -> SolverResult:
         status = self.status()
@@ -175,15 +229,17 @@ class Monitor:
             message = f"diverged: residual grew to {last:.3g} after {n_steps} steps; {kept}"
         else:
             message = f"not converged after {n_steps} steps"
-        empty = torch.zeros((0, self.best_z.shape[0]), dtype=self.best_z.dtype, device=self.best_z.device)
+        best_z = self.best_z
+        empty = torch.zeros((0, best_z.shape[0]), dtype=best_z.dtype, device=best_z.device)
+        abs_trace = torch.stack(self.abs_trace) if self.abs_trace else empty
         return SolverResult(
-            z=self.best_z,
-            converged=self.best_ok.clone(),
+            z=best_z,
+            converged=self.best_ok,
             residual=self.best_res,
             n_steps=n_steps,
             n_fevals=self.n_fevals,
-            abs_trace=torch.stack(self.abs_trace) if self.abs_trace else empty,
-            rel_trace=torch.stack(self.rel_trace) if self.rel_trace else empty,
+            abs_trace=abs_trace,
+            rel_trace=abs_trace / (torch.stack(self._fnorm_trace) + NORM_EPS) if self.abs_trace else empty,
             wall_time=time.perf_counter() - self.started,
             solver=self.solver,
             atol=self.atol,
