@@ -45,7 +45,7 @@ from collections.abc import Callable
 
 import torch
 
-from deqlab.solvers.prox import ProxNonlinearity, get_nonlinearity
+from deqlab.solvers.prox import NONLINEARITIES, ProxNonlinearity, get_nonlinearity
 from deqlab.solvers.result import Monitor, SolverResult
 
 
@@ -143,30 +143,64 @@ def forward_backward(
     return monitor.result(steps, alpha=alpha, factorizations=0)
 
 
+def _reflection(nl: ProxNonlinearity, alpha: float) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``u ↦ 2 prox_{αf}(u) − u`` in one elementwise pass where ``σ`` allows it exactly, else ``None``.
+
+    ReLU: ``2 max(u, 0) − u = |u|``; identity: ``2u − u = u``. Both equal the rounded
+    ``fl(2 prox(u) − u)`` bit for bit (``2u`` is exact and ``2u − u = u``, ``0 − u = −u`` are exact),
+    so the iterates do not change, only the number of passes over ``(batch, n)``.
+    """
+    if nl.alpha_free and nl.sigma is torch.relu:
+        return torch.abs
+    if nl.alpha_free and nl is NONLINEARITIES["identity"]:
+        return lambda u: u
+    return None
+
+
 def _rachford(W, c, z0, *, nonlinearity, alpha, atol, rtol, max_iter, averaged: bool, name: str,
               resolvent: str = "auto") -> SolverResult:
+    """PR (``averaged=False``) or DR, written in terms of ``w = u½ = 2z − u`` (the reflected iterate).
+
+    PR: ``z½ = V w + V(αc)``, ``u⁺ = 2z½ − w``, ``w⁺ = 2 prox(u⁺) − u⁺``: with ``-u⁺ = w − 2z½``
+    (one pass, ``2z½`` exact, so ``fl(w − 2z½) = −fl(2z½ − w)``) and, for ReLU, ``w⁺ = |u⁺| = |w − 2z½|``
+    (:func:`_reflection`), an iteration is the product, the layer pre-activation, ``σ``, the stopping
+    rule and two passes. DR keeps ``u`` and ``z = prox(u)``: ``w = 2z − u`` (ReLU: ``|u|``),
+    ``u⁺ = (z½ − z) + u``. Every rounded value equals the textbook loop's (the iterates are the same
+    bit for bit); the layer pre-activation is ``W z½ + c = ((1 + α) z½ − w)/α`` as before.
+    """
     _check(W, c, alpha)
     nl = _nl(nonlinearity)
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver=name)
     V = Resolvent(W, alpha, resolvent_method(W.shape[0], c.shape[0], resolvent))
     shift = V(alpha * c)                            # V(αc), once: z½ = V u½ + V(αc)
+    reflect = _reflection(nl, alpha)
     u = z0.clone()
     z = nl.prox(u, alpha)
+    w = reflect(u) if reflect is not None else z.mul(2).sub_(u)                      # u½ = 2z − u
     steps = 0
     for steps in range(1, max_iter + 1):
-        # Fused and in-place forms below: beyond the product, an iteration is a handful of
-        # elementwise passes over (batch, n), which is what separates it from its floor.
-        u_half = z.mul(2).sub_(u)                                   # 2z − u
-        z_half = V(u_half, shift)
+        # Beyond the product, an iteration is a handful of elementwise passes over (batch, n),
+        # which is what separates it from its floor: each form below is the one with fewest passes.
+        z_half = V(w, shift)
         # W z½ + c = ((1 + α) z½ − u½)/α from the resolvent equation (module docstring): no product with W.
-        pre = torch.add(z_half.mul((1 + alpha) / alpha), u_half, alpha=-1 / alpha)
+        pre = torch.add(z_half.mul((1 + alpha) / alpha), w, alpha=-1 / alpha)
         monitor.n_fevals += 1
-        monitor.observe(z_half, nl.sigma(pre))
+        monitor.observe(z_half, nl.sigma(pre))        # z½ is never modified in place (Monitor holds it)
         if monitor.done or monitor.hopeless:
             break
-        # (never in place on u: prox may return its argument, so z can be u)
-        u = torch.sub(z_half, z).add_(u) if averaged else z_half.mul(2).sub_(u_half)
-        z = nl.prox(u, alpha)
+        if averaged:
+            # (never in place on u: prox may return its argument, so z can be u)
+            u = torch.sub(z_half, z).add_(u)
+            z = nl.prox(u, alpha)
+            w = reflect(u) if reflect is not None else z.mul(2).sub_(u)
+        else:
+            neg_u = torch.sub(w, z_half, alpha=2)                                     # −u⁺ = w − 2z½
+            if reflect is torch.abs:
+                w = neg_u.abs_()                                                      # |u⁺|
+            else:
+                u = neg_u.neg_()
+                z = nl.prox(u, alpha)
+                w = reflect(u) if reflect is not None else z.mul(2).sub_(u)
     return monitor.result(steps, alpha=alpha, factorizations=1, resolvent=V.method)
 
 
