@@ -236,3 +236,93 @@ def test_broyden_rank_reduction_is_the_truncated_svd():
     _reduce_rank(U, V, 4)
     assert torch.allclose(U.transpose(1, 2) @ V, best, atol=1e-12, rtol=0)
     assert (U[:, 4:] == 0).all() and (V[:, 4:] == 0).all()
+
+
+class ReferenceMonitor:
+    """The stopping rule of :mod:`deqlab.solvers.result` written step by step, as the module docstring
+    states it: every observation copies the improving rows and forms the relative residual at once."""
+
+    def __init__(self, z0, atol, rtol):
+        self.atol, self.rtol = atol, rtol
+        self.best_z = z0.clone()
+        self.best_res = torch.full((z0.shape[0],), math.inf, dtype=z0.dtype)
+        self.best_ok = torch.zeros(z0.shape[0], dtype=torch.bool)
+        self.abs_trace, self.rel_trace = [], []
+
+    def observe(self, z, fz):
+        res, fnorm = (fz - z).norm(dim=-1), fz.norm(dim=-1)
+        self.abs_trace.append(res)
+        self.rel_trace.append(res / (fnorm + 1e-30))
+        ok = res <= self.atol + self.rtol * fnorm
+        better = torch.isfinite(res) & ~self.best_ok & ((res < self.best_res) | ok)
+        self.best_z = torch.where(better[:, None], z, self.best_z)
+        self.best_res = torch.where(better, res, self.best_res)
+        self.best_ok = self.best_ok | (better & ok)
+        done = bool(self.best_ok.all())
+        hopeless = bool((~torch.isfinite(res) | self.best_ok).all()) and not done
+        return ok, done, hopeless
+
+
+def erratic_sequence(batch=6, n=4, steps=40, seed=0):
+    """Iterates whose residuals fall on average but go up at random steps, with NaN and inf residuals
+    in places: the cases where the monitor's held iterate must be copied out (samples stop improving)."""
+    g = torch.Generator().manual_seed(seed)
+    pairs = []
+    for k in range(steps):
+        z = torch.randn(batch, n, generator=g, dtype=torch.float64)
+        scale = torch.exp(-0.4 * k + 2.0 * torch.rand(batch, 1, generator=g, dtype=torch.float64))
+        fz = z + scale * torch.randn(batch, n, generator=g, dtype=torch.float64)
+        if k % 7 == 3:
+            fz[k % batch, 0] = math.nan
+        if k % 11 == 5:
+            fz[(k + 1) % batch, 1] = math.inf
+        pairs.append((z, fz))
+    return pairs
+
+
+@pytest.mark.parametrize("atol, rtol", [(1e-3, 0.0), (0.0, 1e-3), (1e-4, 1e-3), (1e-30, 0.0)])
+def test_monitor_matches_the_step_by_step_rule(atol, rtol):
+    """The monitor's cheap path (best iterate held by reference, one host read, rel_trace formed at the
+    end, r ≤ atol for rtol = 0) gives exactly what the rule computed step by step gives: the same kept
+    iterate and residual per sample, the same traces and flags, bit for bit."""
+    pairs = erratic_sequence()
+    z0 = torch.zeros_like(pairs[0][0])
+    # `queried` hands out its best iterate after every step (each query copies the held rows out);
+    # `lazy` is asked only at the end, so its held rows are copied when a sample stops improving.
+    queried, lazy = (Monitor(z0, atol=atol, rtol=rtol, max_iter=100, solver="t") for _ in range(2))
+    reference = ReferenceMonitor(z0, atol, rtol)
+    stale_copies = 0
+    for z, fz in pairs:
+        held = lazy._held_rows
+        ok_ref, done, hopeless = reference.observe(z, fz)
+        for monitor in (queried, lazy):
+            ok = monitor.observe(z, fz)
+            assert torch.equal(ok, ok_ref) and monitor.done == done and monitor.hopeless == hopeless
+            assert torch.equal(monitor.best_ok, reference.best_ok)
+        assert torch.equal(queried.best_z, reference.best_z)
+        stale_copies += held is not None and bool((held & ~lazy._held_rows).any())
+    assert stale_copies > 5                                           # the copy-out path was exercised
+    for monitor in (queried, lazy):
+        out = monitor.result(len(pairs))
+        assert torch.equal(out.z, reference.best_z) and torch.equal(out.residual, reference.best_res)
+        assert torch.equal(out.converged, reference.best_ok)
+        assert torch.equal(out.abs_trace.nan_to_num(-1.0), torch.stack(reference.abs_trace).nan_to_num(-1.0))
+        assert torch.equal(out.rel_trace.nan_to_num(-1.0), torch.stack(reference.rel_trace).nan_to_num(-1.0))
+
+
+def test_monitor_refuses_an_observed_iterate_modified_in_place():
+    """The monitor holds the latest observed ``z`` without copying it: a solver that overwrote it would
+    corrupt the returned point, so the monitor raises instead of returning a wrong iterate."""
+    z0 = torch.zeros(2, 3, dtype=torch.float64)
+    m = Monitor(z0, atol=1e-12, rtol=0, max_iter=5, solver="t")
+    z = torch.ones(2, 3, dtype=torch.float64)
+    m.observe(z, 2 * z)
+    z.mul_(3)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        m.result(1)
+    m = Monitor(z0, atol=1e-12, rtol=0, max_iter=5, solver="t")
+    z = torch.ones(2, 3, dtype=torch.float64)
+    m.observe(z, 2 * z)
+    m.observe(torch.ones(2, 3, dtype=torch.float64), torch.full((2, 3), 9.0, dtype=torch.float64))   # worse: copy out
+    z.mul_(3)                                                         # after its rows were copied: harmless
+    assert torch.equal(m.result(2).z, torch.ones(2, 3, dtype=torch.float64))

@@ -165,7 +165,7 @@ class Monitor:
         held = self._held
         if held is None:
             return
-        stale = self._held_rows if better is None else self._held_rows & ~better
+        stale = self._held_rows if better is None else self._held_rows > better   # held & ~better
         if better is not None and not bool(stale.any()):
             return
         if not held.is_inference() and held._version != self._held_version:
@@ -188,20 +188,20 @@ class Monitor:
         open_ = self._open
         # A converged sample keeps the first point that met the rule; otherwise keep the smallest
         # residual seen (a point that meets the rule always wins, which matters when rtol > 0).
+        # A norm is ≥ 0 or NaN, so ``r < ∞`` is ``isfinite(r)``, in one cheap comparison.
         if self._absolute:
             ok = res <= self.atol
             better = (res < self.best_res).logical_and_(open_)
         else:
-            ok = res <= self.atol + self.rtol * fnorm
-            better = (res < math.inf).logical_and_(open_).logical_and_((res < self.best_res).logical_or_(ok))
+            ok = res <= (self.rtol * fnorm if self.atol == 0 else self.atol + self.rtol * fnorm)   # 0 + x = x
+            better = (res < self.best_res).logical_or_(ok).logical_and_(open_).logical_and_(res < math.inf)
         self._settle(better)
         self._held, self._held_rows = z, better
         self._held_version = 0 if z.is_inference() else z._version
         self.best_res = torch.where(better, res, self.best_res)
         open_.masked_fill_(ok if self._absolute else better & ok, False)
-        # One host read per observation: is any open sample's residual still finite (a norm is
-        # ≥ 0 or NaN, so ``r < ∞`` is ``isfinite(r)``, in one cheap comparison)? If not, the solve
-        # is over: converged (no open sample) or hopeless.
+        # One host read per observation: is any open sample's residual still finite? If not, the
+        # solve is over: converged (no open sample) or hopeless.
         if not bool((res < math.inf).logical_and_(open_).any()):
             self._done = not bool(open_.any())
             self._hopeless = not self._done
