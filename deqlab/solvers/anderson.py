@@ -26,6 +26,7 @@ preallocated ring buffers (``(batch, m, n)``), the Gram matrix gets one new row 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -75,19 +76,40 @@ def anderson(
     rhs = torch.zeros(batch, memory + 1, 1, **kw)
     rhs[:, 0] = 1
 
+    # Views into the buffers, made once and reused: at n = 50 slicing costs as much as the small
+    # operations themselves, and after the first `memory` steps the same views serve every iteration.
+    slot_views: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+    solve_views: dict[int, tuple[torch.Tensor, ...]] = {}
+
+    def views_of_slot(slot: int, filled: int) -> tuple[torch.Tensor, ...]:
+        """``F[:, slot]``, ``G[:, slot]``, ``G[:, :filled]ᵀ`` and the Gram matrix's column and row ``slot``."""
+        if (slot, filled) not in slot_views:
+            slot_views[slot, filled] = (F[:, slot], G[:, slot], G[:, :filled].transpose(1, 2),
+                                        gram[:, :filled, slot], gram[:, slot, :filled])
+        return slot_views[slot, filled]
+
+    def views_of_system(h: int) -> tuple[torch.Tensor, ...]:
+        """For ``h`` mixed iterates: ``K``, its diagonal, the bordered matrix, its ``K`` block and that
+        block's diagonal, the right-hand side, ``F[:, :h]`` and ``G[:, :h]``."""
+        if h not in solve_views:
+            K, H = gram[:, :h, :h], bordered[:, : h + 1, : h + 1]
+            solve_views[h] = (K, K.diagonal(dim1=1, dim2=2), H, H[:, 1:, 1:], H[:, 1:, 1:].diagonal(dim1=1, dim2=2),
+                              rhs[:, : h + 1], F[:, :h], G[:, :h])
+        return solve_views[h]
+
     def evaluate(k: int, z: torch.Tensor) -> torch.Tensor:
         """Evaluate ``f(z)``, store it and its residual in slot ``k mod m``, update the Gram matrix."""
-        slot, filled = k % memory, min(k + 1, memory)
+        F_slot, G_slot, G_filled_t, gram_column, gram_row = views_of_slot(k % memory, min(k + 1, memory))
         fz = f(z)
         monitor.n_fevals += 1
-        F[:, slot] = fz
-        g = torch.sub(fz, z, out=G[:, slot])
+        F_slot.copy_(fz)
+        g = torch.sub(fz, z, out=G_slot)
         monitor.observe(z, fz, difference=g)
         # g_k · g_i as a (1 × n)(n × filled) product per sample: torch's bmm with a column-vector
         # right factor (G g) is several times slower on CPU than this row-vector form.
-        row = torch.bmm(g.unsqueeze(1), G[:, :filled].transpose(1, 2))[:, 0]   # (batch, filled)
-        gram[:, :filled, slot] = row
-        gram[:, slot, :filled] = row
+        row = torch.bmm(g.unsqueeze(1), G_filled_t).squeeze(1)             # (batch, filled)
+        gram_column.copy_(row)
+        gram_row.copy_(row)
         return fz
 
     fz = evaluate(0, z0)
@@ -96,21 +118,23 @@ def anderson(
         fz = evaluate(1, fz)
         steps = 2
     while steps < max_iter and not (monitor.done or monitor.hopeless):
-        h = min(steps, memory)
-        K = gram[:, :h, :h]
-        scale = K.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(tiny)
-        H = bordered[:, : h + 1, : h + 1]
-        torch.div(K, scale[:, None, None], out=H[:, 1:, 1:])
-        H[:, 1:, 1:].diagonal(dim1=1, dim2=2).add_(reg)
-        sol, info = torch.linalg.solve_ex(H, rhs[:, : h + 1])          # never raises on a singular sample
+        K, K_diagonal, H, H_gram, H_gram_diagonal, rhs_h, F_h, G_h = views_of_system(min(steps, memory))
+        scale = K_diagonal.mean(-1).clamp_min(tiny)
+        torch.div(K, scale[:, None, None], out=H_gram)
+        H_gram_diagonal.add_(reg)
+        # H is exactly symmetric (both Gram writes copy one row; the border is symmetric), so Hᵀ is
+        # the same matrix; as the column-major view of the row-major buffer it is what LAPACK's LU
+        # reads without a transposing copy (the same solution, bit for bit).
+        sol, info = torch.linalg.solve_ex(H.mT, rhs_h)                 # never raises on a singular sample
         alpha = sol[:, 1:].transpose(1, 2)                             # (batch, 1, h)
-        z_next = torch.bmm(alpha, F[:, :h])[:, 0]
+        z_next = torch.bmm(alpha, F_h).squeeze(1)
         if beta != 1:
-            z_next -= (1 - beta) * torch.bmm(alpha, G[:, :h])[:, 0]
+            z_next -= (1 - beta) * torch.bmm(alpha, G_h).squeeze(1)
         # A singular least-squares system gives non-finite weights (and a non-finite f(z_i) makes
         # the Gram matrix, hence the weights, non-finite): take a plain step there. Checking the
-        # (batch, h) weights rather than the (batch, n) mix keeps this off the large tensors.
-        ok = (info == 0) & torch.isfinite(alpha[:, 0]).all(-1)
+        # (batch, h) weights rather than the (batch, n) mix keeps this off the large tensors;
+        # max |α_i| < ∞ is "all finite" (a NaN propagates through amax) in two cheap reductions.
+        ok = (alpha.abs().amax(dim=(1, 2)) < math.inf).logical_and_(info == 0)
         if not bool(ok.all()):
             z_next = torch.where(ok[:, None], z_next, fz)
         fz = evaluate(steps, z_next)
