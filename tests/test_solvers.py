@@ -326,3 +326,18 @@ def test_monitor_refuses_an_observed_iterate_modified_in_place():
     m.observe(torch.ones(2, 3, dtype=torch.float64), torch.full((2, 3), 9.0, dtype=torch.float64))   # worse: copy out
     z.mul_(3)                                                         # after its rows were copied: harmless
     assert torch.equal(m.result(2).z, torch.ones(2, 3, dtype=torch.float64))
+
+
+def test_broyden_memory_larger_than_the_dimension():
+    """With ``memory > n`` the correction ``U Vᵀ`` has rank ≤ n, so its thin QR has only ``n`` columns:
+    the rank reduction keeps ``min(memory − drop, n)`` pairs (it used to fail on a shape mismatch the
+    first time the memory filled)."""
+    g = torch.Generator().manual_seed(0)
+    n = 5
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    x = 0.3 * torch.randn(4, n, generator=g, dtype=torch.float64)
+    f = lambda z: torch.tanh(z @ (0.99 * Q).T + x)
+    res = broyden(f, torch.zeros(4, n, dtype=torch.float64), atol=1e-12, max_iter=400, memory=8, drop=2)
+    assert res.all_converged, res.message
+    assert res.extras["rank_reductions"] >= 1                       # the memory did fill
+    assert float((f(res.z) - res.z).norm(dim=-1).max()) <= 1e-12

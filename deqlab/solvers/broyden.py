@@ -50,14 +50,16 @@ def _apply_transpose(U: torch.Tensor, V: torch.Tensor, x: torch.Tensor, used: in
 
 def _reduce_rank(U: torch.Tensor, V: torch.Tensor, keep: int) -> None:
     """Replace ``Σᵢ uᵢ vᵢᵀ = Uᵀ V`` (rows of ``U, V``: ``(batch, memory, n)``) in place by its best
-    rank-``keep`` approximation, written into rows ``[0, keep)``; the other rows are zeroed.
+    rank-``keep`` approximation, written into rows ``[0, keep)``; the other rows are zeroed. When
+    the memory exceeds ``n`` the product has rank at most ``n`` and ``min(keep, n)`` rows are written.
 
     ``Uᵀ = Q_U R_U``, ``Vᵀ = Q_V R_V`` (thin QR), ``R_U R_Vᵀ = P Σ Rᵀ`` (SVD), so
     ``Uᵀ V = (Q_U P Σ)(Q_V R)ᵀ``; keep the ``keep`` leading singular triplets.
     """
-    Qu, Ru = torch.linalg.qr(U.transpose(1, 2))                    # (batch, n, m), (batch, m, m)
+    Qu, Ru = torch.linalg.qr(U.transpose(1, 2))                    # (batch, n, r), (batch, r, m), r = min(n, m)
     Qv, Rv = torch.linalg.qr(V.transpose(1, 2))
     P, sigma, Rh = torch.linalg.svd(Ru @ Rv.transpose(1, 2))      # singular values in descending order
+    keep = min(keep, sigma.shape[-1])                              # memory > n: the rank is at most n anyway
     new_u = (Qu @ (P[:, :, :keep] * sigma[:, None, :keep])).transpose(1, 2)
     new_v = (Qv @ Rh[:, :keep].transpose(1, 2)).transpose(1, 2)
     U.zero_(), V.zero_()
