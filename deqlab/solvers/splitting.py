@@ -35,8 +35,11 @@ Forward-backward checks its iterate ``z`` (the product ``W z`` is its own step).
 the resolvent output ``z½`` and get ``W z½`` for free from the resolvent equation
 ``(I + α(I − W)) z½ = u½ + αc``: ``W z½ + c = ((1 + α) z½ − u½)/α``, exact up to the round-off of
 the solve (``≈ eps · cond(I + α(I − W))``), so each iteration costs one product with ``V`` and no
-product with ``W``. ``n_fevals`` counts evaluations of ``f``; ``extras`` holds ``alpha``,
-``factorizations`` and ``resolvent`` (``"inverse"`` or ``"lu"``).
+product with ``W``. The loop carries the reflected iterate ``w = u½ = 2z − u`` (:func:`_rachford`):
+for ReLU a PR iteration is then the product, ``W z½ + c``, ``σ``, the stopping rule and
+``|w − 2z½|``, with every rounded value equal to the textbook loop's. ``n_fevals`` counts
+evaluations of ``f``; ``extras`` holds ``alpha``, ``factorizations`` and ``resolvent``
+(``"inverse"`` or ``"lu"``).
 """
 
 from __future__ import annotations
