@@ -341,3 +341,15 @@ def test_broyden_memory_larger_than_the_dimension():
     assert res.all_converged, res.message
     assert res.extras["rank_reductions"] >= 1                       # the memory did fill
     assert float((f(res.z) - res.z).norm(dim=-1).max()) <= 1e-12
+
+
+def test_monitor_detaches_iterates_that_require_grad():
+    """Solvers run under no_grad, but a caller's f may hand back tensors in a graph: the monitor keeps
+    (and returns) detached values, equal to the ones observed."""
+    z0 = torch.zeros(2, 3, dtype=torch.float64)
+    m = Monitor(z0, atol=1e-12, rtol=0, max_iter=5, solver="t")
+    z = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
+    m.observe(z, 2 * z)
+    out = m.result(1)
+    assert not out.z.requires_grad and not out.abs_trace.requires_grad and not out.residual.requires_grad
+    assert torch.equal(out.z, torch.ones(2, 3, dtype=torch.float64))

@@ -180,7 +180,8 @@ class Monitor:
         ``difference``: ``f(z) − z`` when the solver has it already (Anderson keeps it), so that it
         is not computed twice. ``z`` must not be modified in place afterwards (class docstring).
         """
-        z, fz = z.detach(), fz.detach()
+        if z.requires_grad or fz.requires_grad:     # (the solvers run under no_grad: no detach to pay for)
+            z, fz = z.detach(), fz.detach()
         res = torch.linalg.vector_norm(fz - z if difference is None else difference, dim=-1)
         fnorm = torch.linalg.vector_norm(fz, dim=-1)
         self.abs_trace.append(res)
@@ -189,12 +190,13 @@ class Monitor:
         # A converged sample keeps the first point that met the rule; otherwise keep the smallest
         # residual seen (a point that meets the rule always wins, which matters when rtol > 0).
         # A norm is ≥ 0 or NaN, so ``r < ∞`` is ``isfinite(r)``, in one cheap comparison.
+        finite = res < math.inf
         if self._absolute:
             ok = res <= self.atol
             better = (res < self.best_res).logical_and_(open_)
         else:
             ok = res <= (self.rtol * fnorm if self.atol == 0 else self.atol + self.rtol * fnorm)   # 0 + x = x
-            better = (res < self.best_res).logical_or_(ok).logical_and_(open_).logical_and_(res < math.inf)
+            better = (res < self.best_res).logical_or_(ok).logical_and_(open_).logical_and_(finite)
         self._settle(better)
         self._held, self._held_rows = z, better
         self._held_version = 0 if z.is_inference() else z._version
@@ -202,7 +204,7 @@ class Monitor:
         open_.masked_fill_(ok if self._absolute else better & ok, False)
         # One host read per observation: is any open sample's residual still finite? If not, the
         # solve is over: converged (no open sample) or hopeless.
-        if not bool((res < math.inf).logical_and_(open_).any()):
+        if not bool(finite.logical_and_(open_).any()):
             self._done = not bool(open_.any())
             self._hopeless = not self._done
         return ok
