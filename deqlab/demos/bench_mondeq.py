@@ -18,7 +18,7 @@ with the solve and with the solver's set-up (the resolvent's inverse or LU facto
 once per solve); a solve's time per iteration excludes that set-up. The solve timed there is the
 splitting solver called on ``W`` and ``c = U x + b`` themselves (as the model hands them over):
 forming ``W`` costs an ``n³`` product of the model's, which would otherwise be charged to the
-iterations (measured: 35–75% more time per PR iteration at ``n_z = 256``, twice as much at 512).
+iterations (measured: 25–75% more time per PR iteration at ``n_z = 256``, about twice as much at 512).
 """
 
 from __future__ import annotations
