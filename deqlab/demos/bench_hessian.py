@@ -14,6 +14,12 @@ Table ``reference`` (the issue's problem ``N = 32, d = 8, batch 64``, ``θ = (W_
 Table ``ladder``: sizes ``N ∈ ladder`` (same ``d`` and batch): gradient, HVP, top-k eigenvalues by eigsh
 on the HVP operator, and the dense closed form where ``P ≤ dense_max_p``.
 
+Table ``dense_costs``: where the dense closed form's time goes, at each ladder size with a dense form:
+its phases (:data:`deqlab.implicit.hessian.PHASES`: set-up, building the row operands, the products
+that write ``H``, the in-place symmetrisation), each the median over ``repeats`` calls as a multiple
+of the floor timed in the same row. Their sum is the inverse of ``dense fraction of floor`` up to
+timing noise: the target ``≥ 0.5`` means the four phases together may cost at most two floors.
+
 Table ``targets`` (issue 12, targets 1 and 2), each row with the floor or reference it is measured
 against in the same run, the target and whether it is met:
 
@@ -46,7 +52,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from deqlab.benchmarks import machine_note, median_time, pinned_threads
 from deqlab.errors import DeqlabError
 from deqlab.implicit.checks import relative_error, unrolled_hessian, unrolled_loss
-from deqlab.implicit.hessian import deq_gradient, deq_hessian, solve_equilibrium
+from deqlab.implicit.hessian import PHASES, deq_gradient, deq_hessian, deq_hessian_parts, solve_equilibrium
 from deqlab.implicit.hvp import DEQHessianOperator
 from deqlab.implicit.layer import SolveOptions
 from deqlab.implicit.params import check_groups, flatten, model_params
@@ -266,9 +272,22 @@ def peak_memory_mib(name, n_z, n_x, batch, seed, groups, steps, atol, threads) -
                               f"memory probe of '{name}'"))
 
 
+def _dense_costs(p, x, y, z, groups, repeats: int, floor_s: float) -> dict:
+    """The dense closed form's phases (median seconds over ``repeats`` calls) as multiples of ``floor_s``."""
+    samples = {name: [] for name in PHASES}
+    for _ in range(max(1, repeats)):
+        phases = dict.fromkeys(PHASES, 0.0)
+        deq_hessian_parts(**p, x=x, y=y, groups=groups, z_star=z, split_terms=False, diagnostics=False, phases=phases)
+        for name in PHASES:
+            samples[name].append(phases[name])
+    costs = {f"{name} / floor": statistics.median(samples[name]) / floor_s for name in PHASES}
+    return {**costs, "sum / floor": sum(costs.values())}
+
+
 def _ladder_row(n: int, cfg, groups, opts) -> dict:
     """One size of the ladder: forward solve, gradient, HVP cold/warm (interleaved), eigsh on the HVP
-    operator, and the dense closed form beside its floor where ``P ≤ dense_max_p``."""
+    operator, and the dense closed form beside its floor where ``P ≤ dense_max_p`` (its phases under
+    the key ``"dense costs"``)."""
     p, xx, yy = setup(n, cfg.n_x, cfg.batch, cfg.seed, groups)
     zz, t_fwd = timed(lambda: solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], xx, opts=opts), 1, 0)
     op = DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts)
@@ -294,6 +313,8 @@ def _ladder_row(n: int, cfg, groups, opts) -> dict:
                                         "floor": gemm_floor(Pn, cfg.batch)}, cfg.repeats, max(cfg.warmup, 1), cpu=tdc)
         row.update({"dense closed form (s)": td["dense"], "dense floor (s)": td["floor"], "dense fraction of floor": td["floor"] / td["dense"],
                     "dense fraction of floor (CPU clock)": tdc["floor"] / tdc["dense"]})
+        row["dense costs"] = {"N": n, "P": Pn, "floor (s)": td["floor"], "dense (s)": td["dense"],
+                              **_dense_costs(p, xx, yy, zz, groups, cfg.repeats, td["floor"])}
         top_dense = float(torch.linalg.eigvalsh(outs["dense"])[-1])
         row["lambda_max dense - eigsh (rel.)"] = abs(top_dense - float(top[-1])) / abs(float(top[-1]))
     return row
@@ -401,6 +422,7 @@ def _bench(cfg, groups, result) -> Result:
                 "(the case of many HVPs at one θ: eigsh, Hutchinson, CG)",
     )
     ladder = [_ladder_row(n, cfg, groups, opts) for n in track(list(cfg.ladder), "size ladder", label=lambda n: f"N={n}")]
+    costs = [row.pop("dense costs") for row in ladder if "dense costs" in row]
     result.tables["ladder"] = Table(
         f"Size ladder (d={cfg.n_x}, batch={cfg.batch}, groups {', '.join(groups)})", pd.DataFrame(ladder),
         formats={c: "{:.4f}" for c in ("forward solve (s)", "gradient (s)", "HVP cold (s)", "HVP warm (s)", f"top-{cfg.top_k} eigsh (s)",
@@ -412,6 +434,15 @@ def _bench(cfg, groups, result) -> Result:
                 "gradient: deq_gradient (one dense per-sample solve); HVP cold: operator set-up + first product, warm: a later product "
                 "(timed interleaved with the gradient); dense floor: a (P x B)@(B x P) float64 product timed interleaved with the dense form",
     )
+    if costs:
+        result.tables["dense_costs"] = Table(
+            "Where the dense closed form's time goes: its phases as multiples of the floor timed in the same row",
+            pd.DataFrame(costs), formats={"floor (s)": "{:.4f}", "dense (s)": "{:.4f}"} | {c: "{:.2f}" for c in costs[0] if c.endswith("/ floor")},
+            caption="floor: a (P x B)@(B x P) float64 product; phases (medians of separate calls): set-up (the per-sample "
+                    "inverse of I - W D, the adjoint, the batch of N x N curvature matrices, allocation), operands (the "
+                    "(B x P) matrix C_i of each row index i), products (the (K x B)@(B x P) products writing H's rows), "
+                    "symmetrise (H = Y + Y^T in place). The issue-12 target, floor / dense >= 0.5, means sum / floor <= 2.",
+        )
     result.tables["targets"] = _targets_table(cfg, groups, times, H, H_ref, ladder)
     result.notes.append(machine_note("float64"))
     pools = ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info())
