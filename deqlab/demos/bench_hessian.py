@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from deqlab.benchmarks import machine_note, median_time, pinned_threads
+from deqlab.benchmarks import interleaved_medians, machine_note, median_time, pinned_threads
 from deqlab.errors import DeqlabError
 from deqlab.implicit.checks import relative_error, unrolled_hessian, unrolled_loss
 from deqlab.implicit.hessian import PHASES, deq_gradient, deq_hessian, deq_hessian_parts, solve_equilibrium
@@ -99,33 +99,12 @@ PROBE_TIMEOUT_S = 900
 MIN_SAMPLE_S = 0.02
 
 
-def interleaved_medians(fns: dict, repeats: int, warmup: int, cpu: dict | None = None) -> tuple[dict, dict]:
-    """Median wall seconds per call of each callable, the callables run in turn (A B A B …) so that
-    drift of a shared machine hits all of them; also the last output of each. ``cpu``, when given,
-    receives the medians of the thread's CPU time per call (with one pinned thread the same work,
-    without the time the scheduler gave to other processes: the steadier measure on a shared box).
-
-    Each sample times ``k`` back-to-back calls (``k`` from a first untimed call, so that a sample
-    lasts at least :data:`MIN_SAMPLE_S`) and counts ``sample / k``."""
-    outs, calls = {}, {}
-    for name, fn in fns.items():
-        for _ in range(max(warmup, 1)):
-            start = time.perf_counter()
-            outs[name] = fn()
-            once = time.perf_counter() - start
-        calls[name] = max(1, min(1000, int(MIN_SAMPLE_S / max(once, 1e-9)) + 1)) if once < MIN_SAMPLE_S else 1
-    times = {name: [] for name in fns}
-    cpu_times = {name: [] for name in fns}
-    for _ in range(max(1, repeats)):
-        for name, fn in fns.items():
-            start, start_cpu = time.perf_counter(), time.thread_time()
-            for _ in range(calls[name]):
-                outs[name] = fn()
-            times[name].append((time.perf_counter() - start) / calls[name])
-            cpu_times[name].append((time.thread_time() - start_cpu) / calls[name])
-    if cpu is not None:
-        cpu.update({name: statistics.median(t) for name, t in cpu_times.items()})
-    return {name: statistics.median(t) for name, t in times.items()}, outs
+def interleaved(fns: dict, repeats: int, warmup: int, cpu: dict | None = None) -> tuple[dict, dict]:
+    """(``name → median wall seconds per call``, ``name → last output``) by
+    :func:`deqlab.benchmarks.interleaved_medians`, at least one warm-up and samples of at least
+    :data:`MIN_SAMPLE_S`; ``cpu`` receives the CPU-clock medians."""
+    timed = interleaved_medians(fns, repeats, max(warmup, 1), cpu=cpu, min_sample_s=MIN_SAMPLE_S)
+    return {name: t for name, (t, _) in timed.items()}, {name: out for name, (_, out) in timed.items()}
 
 
 def gemm_floor(P: int, batch: int):
@@ -294,7 +273,7 @@ def _ladder_row(n: int, cfg, groups, opts) -> dict:
     Pn = op.size
     vv = torch.randn(Pn, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     tc = {}
-    t, _ = interleaved_medians({
+    t, _ = interleaved({
         "gradient": lambda: deq_gradient(**p, x=xx, y=yy, groups=groups, z_star=zz),
         "cold": lambda: DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts).matvec(vv),
         "warm": lambda: op.matvec(vv),
@@ -309,7 +288,7 @@ def _ladder_row(n: int, cfg, groups, opts) -> dict:
            "HVP warm / gradient (CPU clock)": tc["warm"] / tc["gradient"], "dense fraction of floor (CPU clock)": float("nan")}
     if Pn <= cfg.dense_max_p:
         tdc = {}
-        td, outs = interleaved_medians({"dense": lambda: deq_hessian(**p, x=xx, y=yy, groups=groups, z_star=zz),
+        td, outs = interleaved({"dense": lambda: deq_hessian(**p, x=xx, y=yy, groups=groups, z_star=zz),
                                         "floor": gemm_floor(Pn, cfg.batch)}, cfg.repeats, max(cfg.warmup, 1), cpu=tdc)
         row.update({"dense closed form (s)": td["dense"], "dense floor (s)": td["floor"], "dense fraction of floor": td["floor"] / td["dense"],
                     "dense fraction of floor (CPU clock)": tdc["floor"] / tdc["dense"]})
@@ -379,7 +358,7 @@ def _bench(cfg, groups, result) -> Result:
     times, outs = {}, {}
     slow = "unrolled torch.func.hessian"  # seconds per call: timed alone, ref_repeats times
     outs[slow], times[slow] = timed(fns[slow], cfg.ref_repeats, 0)
-    t, o = interleaved_medians({k: f for k, f in fns.items() if k != slow}, cfg.repeats, cfg.warmup)
+    t, o = interleaved({k: f for k, f in fns.items() if k != slow}, cfg.repeats, cfg.warmup)
     times.update(t)
     outs.update(o)
     mem = {}
