@@ -28,7 +28,7 @@ def test_every_run_belongs_to_a_page():
     assert runs
     for run in runs:
         assert (ROOT / "experiments" / f"{run['page']}.md").is_file(), run
-        assert run["files"] and run["args"].split()[0] in {"converge", "hessian", "lowrank", "mondeq", "nethessian", "sysid", "bench"}
+        assert run["files"] and run["args"].split()[0] in {"converge", "hessian", "lowrank", "mondeq", "nethessian", "sysid", "train", "bench"}
 
 
 def test_table_value_spread_and_pivot(tmp_path):
