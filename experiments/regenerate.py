@@ -78,8 +78,11 @@ def run_once(run: dict, root: Path) -> tuple[Path, str]:
 
 
 def numeric_spread(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Per-cell median, min and max of the numeric columns over repeated runs (the other columns
-    from the first run; the runs must have the same rows in the same order)."""
+    """Per-cell median, min and max of the numeric columns over repeated runs. Any other cell (a
+    verdict such as ``met`` / ``NOT met``) keeps the first run's value where every run agrees and
+    otherwise says how the runs split, e.g. ``NOT met (2 of 3 runs); met (1 of 3 runs)``, so a page
+    never shows one run's verdict beside the median of all. The runs must have the same rows in the
+    same order."""
     first = frames[0]
     med, lo, hi = first.copy(), first.copy(), first.copy()
     for col in first.columns:
@@ -88,7 +91,19 @@ def numeric_spread(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFra
             if np.array_equal(stack.min(axis=0), stack.max(axis=0), equal_nan=True):
                 continue  # the same in every run (sizes, counts): keep the column as it is, ints stay ints
             med[col], lo[col], hi[col] = np.median(stack, axis=0), stack.min(axis=0), stack.max(axis=0)
+        else:
+            cells = [[str(f[col].iloc[i]) for f in frames] for i in range(len(first))]
+            if any(len(set(c)) > 1 for c in cells):
+                med[col] = [split_verdict(c) for c in cells]
     return med, lo, hi
+
+
+def split_verdict(values: list[str]) -> str:
+    """``["met", "NOT met", "NOT met"]`` → ``"NOT met (2 of 3 runs); met (1 of 3 runs)"``; one value if all agree."""
+    if len(set(values)) == 1:
+        return values[0]
+    counts = sorted(((values.count(v), v) for v in set(values)), key=lambda cv: (-cv[0], cv[1]))
+    return "; ".join(f"{v} ({n} of {len(values)} runs)" for n, v in counts)
 
 
 def regenerate(run: dict, scratch: Path, folders: dict[str, Path]) -> None:

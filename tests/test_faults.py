@@ -137,3 +137,15 @@ def test_sizes_that_cannot_fit_are_refused_up_front(cli, output_root, args, text
     r = cli(*args)
     helpers.assert_one_line_error(r, text)
     assert not output_root.exists()
+
+
+def test_bad_input_seen_only_by_the_run_leaves_no_folders(cli, output_root, tmp_path):
+    """A data folder that does not exist is found once the run has its folder: the run folder and the
+    command folders it made (``outputs/sysid/f16``) are removed; folders that were there stay."""
+    r = cli("sysid", "f16", "--data-dir", str(tmp_path / "nowhere"), "--tiny")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert not output_root.exists() or not any(output_root.iterdir())
+    keep = output_root / "sysid" / "f16"
+    keep.mkdir(parents=True)
+    r = cli("sysid", "f16", "--data-dir", str(tmp_path / "nowhere"), "--tiny")
+    assert r.exit_code == 2 and keep.is_dir() and not any(keep.iterdir())

@@ -60,3 +60,13 @@ def test_where_matches_a_missing_cell_as_nan(tmp_path):
                     '<!-- value t.csv where="alpha=1.0" column="steps" -->?<!-- /value -->\n')
     text = R.render_page(page)
     assert "-->14<!--" in text and "-->7<!--" in text and "-->9<!--" in text
+
+
+def test_repeated_runs_that_disagree_on_a_verdict_say_so():
+    """A ``met`` column from repeated runs: kept where the runs agree, else the split, never the first run's word."""
+    R = regenerate()
+    runs = [pd.DataFrame({"quantity": ["a", "b"], "ratio": [r, 0.3], "met": [m, "met"]})
+            for r, m in ((0.9, "NOT met"), (1.1, "met"), (0.8, "NOT met"))]
+    med, lo, hi = R.numeric_spread(runs)
+    assert list(med["met"]) == ["NOT met (2 of 3 runs); met (1 of 3 runs)", "met"]
+    assert list(med["ratio"]) == [0.9, 0.3] and list(lo["ratio"]) == [0.8, 0.3] and list(hi["ratio"]) == [1.1, 0.3]
