@@ -17,7 +17,7 @@ A page quotes numbers only through two markers, whose content this script owns:
     <!-- value mondeq/alpha_sweep.csv where="method=anderson" column="steps" -->55<!-- /value -->
 
 Marker attributes (all optional but the file): ``columns`` (``;``-separated, ``label=column`` to
-rename), ``where`` (``;``-separated ``column=value`` or ``column!=value`` filters, compared as text), ``formats``
+rename), ``where`` (``;``-separated ``column=value`` or ``column!=value`` filters, compared as text; a missing cell reads ``nan``), ``formats``
 (``;``-separated ``column:{spec}``, ``*`` for every numeric column; default ``{:.4g}``), ``column``
 and ``row`` (0-based, after ``where``) for a value, ``agg`` (``min``, ``max``, ``count``, ``sum``,
 ``first``; a value over all rows left by ``where``), ``join`` (a CSV of quoted numbers, e.g. a seed's,
@@ -154,7 +154,8 @@ def _filter(frame: pd.DataFrame, where: str | None) -> pd.DataFrame:
     for cond in filter(None, (where or "").split(";")):
         negate = "!=" in cond
         col, _, val = cond.partition("!=" if negate else "=")
-        keep = frame[col].astype(str) == val
+        # str per cell, not astype(str): pandas 3 keeps a missing value missing there, and "nan" must match it
+        keep = frame[col].map(lambda v: "nan" if pd.isna(v) else str(v)) == val
         frame = frame[~keep if negate else keep]
     return frame
 

@@ -28,7 +28,7 @@ def test_every_run_belongs_to_a_page():
     assert runs
     for run in runs:
         assert (ROOT / "experiments" / f"{run['page']}.md").is_file(), run
-        assert run["files"] and run["args"].split()[0] in {"converge", "hessian", "lowrank", "mondeq", "nethessian", "sysid", "bench"}
+        assert run["files"] and run["args"].split()[0] in {"converge", "hessian", "lowrank", "mondeq", "nethessian", "sysid", "train", "bench"}
 
 
 def test_table_value_spread_and_pivot(tmp_path):
@@ -48,6 +48,18 @@ def test_table_value_spread_and_pivot(tmp_path):
     assert "steps of b: <!-- value" in text and "-->7<!--" in text
     assert "| 1 | 5 | — |" in text and "| 2 | — | diverged |" in text  # long → wide; a failed run says how
     assert "old" not in text
+
+
+def test_where_matches_a_missing_cell_as_nan(tmp_path):
+    """``where="col!=nan"`` drops the rows whose cell is empty (pandas 3's astype(str) keeps them missing)."""
+    R = regenerate()
+    pd.DataFrame({"alpha": [0.1, None, 1.0], "steps": [5, 7, 9]}).to_csv(tmp_path / "t.csv", index=False)
+    page = tmp_path / "page.md"
+    page.write_text('<!-- value t.csv where="alpha!=nan" column="steps" agg=sum -->?<!-- /value -->\n'
+                    '<!-- value t.csv where="alpha=nan" column="steps" -->?<!-- /value -->\n'
+                    '<!-- value t.csv where="alpha=1.0" column="steps" -->?<!-- /value -->\n')
+    text = R.render_page(page)
+    assert "-->14<!--" in text and "-->7<!--" in text and "-->9<!--" in text
 
 
 def test_repeated_runs_that_disagree_on_a_verdict_say_so():
