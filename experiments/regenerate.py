@@ -269,8 +269,9 @@ def render_page(path: Path) -> str:
 
 
 def pages() -> list[Path]:
-    """The pages of the record (README.md explains the markers and is not one)."""
-    return sorted(p for p in HERE.glob("*.md") if p.name != "README.md")
+    """The pages of the record, README.md included: its example of the markers is rendered like any
+    page, so the numbers it shows are the record's too."""
+    return sorted(HERE.glob("*.md"))
 
 
 def main(argv: list[str] | None = None) -> int:
