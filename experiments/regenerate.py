@@ -71,10 +71,14 @@ def run_once(run: dict, root: Path) -> tuple[Path, str]:
     proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode not in run.get("exit_codes", [0]):
         raise SystemExit(f"deqlab {run['args']} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    folders = [p.parent for p in root.rglob("config.yaml") if not p.parent.name.endswith((".failed", ".partial"))]
+    # a run that fails as expected (``exit_codes``) leaves its folder marked ``.failed``, with ``error.txt``;
+    # its one-line error goes to stderr, so it is kept with what the run printed
+    failed = proc.returncode != 0
+    folders = [p.parent for p in root.rglob("config.yaml")
+               if not p.parent.name.endswith(".partial") and p.parent.name.endswith(".failed") == failed]
     if len(folders) != 1:
         raise SystemExit(f"expected one run folder under {root}, found {folders}")
-    return folders[0], proc.stdout
+    return folders[0], proc.stdout + (proc.stderr if failed else "")
 
 
 def numeric_spread(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -265,8 +269,9 @@ def render_page(path: Path) -> str:
 
 
 def pages() -> list[Path]:
-    """The pages of the record (README.md explains the markers and is not one)."""
-    return sorted(p for p in HERE.glob("*.md") if p.name != "README.md")
+    """The pages of the record, README.md included: its example of the markers is rendered like any
+    page, so the numbers it shows are the record's too."""
+    return sorted(HERE.glob("*.md"))
 
 
 def main(argv: list[str] | None = None) -> int:

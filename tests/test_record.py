@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,3 +71,25 @@ def test_repeated_runs_that_disagree_on_a_verdict_say_so():
     med, lo, hi = R.numeric_spread(runs)
     assert list(med["met"]) == ["NOT met (2 of 3 runs); met (1 of 3 runs)", "met"]
     assert list(med["ratio"]) == [0.9, 0.3] and list(lo["ratio"]) == [0.8, 0.3] and list(hi["ratio"]) == [1.1, 0.3]
+
+
+def test_a_run_that_fails_as_expected_keeps_its_failed_folder(tmp_path, monkeypatch):
+    """``exit_codes = [1]``: the run's ``.failed`` folder (with ``error.txt``) is its record and its
+    one-line error is kept with what it printed; the same exit without ``exit_codes`` stops regeneration."""
+    import subprocess
+
+    R = regenerate()
+
+    def fake_run(cmd, **kwargs):
+        folder = Path(kwargs["env"]["DEQLAB_OUTPUT_ROOT"]) / "hessian" / "2026-01-01_00-00-00.failed"
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text("seed: 0\n")
+        (folder / "error.txt").write_text("I - J is not contractive\n")
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="error: I - J is not contractive\n")
+
+    monkeypatch.setattr(R.subprocess, "run", fake_run)
+    folder, printed = R.run_once({"args": "hessian --init normal", "exit_codes": [1]}, tmp_path / "a")
+    assert folder.name.endswith(".failed") and (folder / "error.txt").is_file()
+    assert "error: I - J is not contractive" in printed
+    with pytest.raises(SystemExit, match="exited 1"):
+        R.run_once({"args": "hessian --init normal"}, tmp_path / "b")
