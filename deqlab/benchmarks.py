@@ -69,21 +69,38 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1, device=
 
 
 def interleaved_medians(
-    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, *,
+    cpu: dict[str, float] | None = None, min_sample_s: float = 0.0,
 ) -> dict[str, tuple[float, object]]:
-    """``name → (median seconds, last output)`` for each ``fn``, the calls interleaved
+    """``name → (median seconds per call, last output)`` for each ``fn``, the calls interleaved
     (``A B C A B C …``, ``warmup`` untimed rounds first) so that drift of a shared machine hits every
-    method alike (GUIDE §4)."""
+    method alike (GUIDE §4).
+
+    ``cpu``, when given, receives ``name → median`` of the thread's CPU seconds per call (with one
+    pinned thread: the same work without the time the scheduler gave to other processes, the steadier
+    measure on a shared machine). ``min_sample_s``: a call shorter than this (judged by the last
+    warm-up call) is repeated ``k`` times back to back within each sample, which counts ``sample / k``,
+    so that one preemption does not decide the median of a sub-millisecond call.
+    """
     outs: dict[str, object] = {}
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    calls = dict.fromkeys(fns, 1)
     for _ in range(warmup):
-        for name, fn in fns.items():
-            outs[name] = fn()
-    for _ in range(max(1, repeats)):
         for name, fn in fns.items():
             start = time.perf_counter()
             outs[name] = fn()
-            times[name].append(time.perf_counter() - start)
+            once = time.perf_counter() - start
+            calls[name] = min(1000, int(min_sample_s / max(once, 1e-9)) + 1) if once < min_sample_s else 1
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    cpu_times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            for _ in range(calls[name]):
+                outs[name] = fn()
+            times[name].append((time.perf_counter() - start) / calls[name])
+            cpu_times[name].append((time.thread_time() - start_cpu) / calls[name])
+    if cpu is not None:
+        cpu.update({name: statistics.median(t) for name, t in cpu_times.items()})
     return {name: (statistics.median(times[name]), outs[name]) for name in fns}
 
 

@@ -17,7 +17,7 @@ A page quotes numbers only through two markers, whose content this script owns:
     <!-- value mondeq/alpha_sweep.csv where="method=anderson" column="steps" -->55<!-- /value -->
 
 Marker attributes (all optional but the file): ``columns`` (``;``-separated, ``label=column`` to
-rename), ``where`` (``;``-separated ``column=value`` or ``column!=value`` filters, compared as text), ``formats``
+rename), ``where`` (``;``-separated ``column=value`` or ``column!=value`` filters, compared as text; a missing cell reads ``nan``), ``formats``
 (``;``-separated ``column:{spec}``, ``*`` for every numeric column; default ``{:.4g}``), ``column``
 and ``row`` (0-based, after ``where``) for a value, ``agg`` (``min``, ``max``, ``count``, ``sum``,
 ``first``; a value over all rows left by ``where``), ``join`` (a CSV of quoted numbers, e.g. a seed's,
@@ -71,15 +71,22 @@ def run_once(run: dict, root: Path) -> tuple[Path, str]:
     proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode not in run.get("exit_codes", [0]):
         raise SystemExit(f"deqlab {run['args']} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    folders = [p.parent for p in root.rglob("config.yaml") if not p.parent.name.endswith((".failed", ".partial"))]
+    # a run that fails as expected (``exit_codes``) leaves its folder marked ``.failed``, with ``error.txt``;
+    # its one-line error goes to stderr, so it is kept with what the run printed
+    failed = proc.returncode != 0
+    folders = [p.parent for p in root.rglob("config.yaml")
+               if not p.parent.name.endswith(".partial") and p.parent.name.endswith(".failed") == failed]
     if len(folders) != 1:
         raise SystemExit(f"expected one run folder under {root}, found {folders}")
-    return folders[0], proc.stdout
+    return folders[0], proc.stdout + (proc.stderr if failed else "")
 
 
 def numeric_spread(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Per-cell median, min and max of the numeric columns over repeated runs (the other columns
-    from the first run; the runs must have the same rows in the same order)."""
+    """Per-cell median, min and max of the numeric columns over repeated runs. Any other cell (a
+    verdict such as ``met`` / ``NOT met``) keeps the first run's value where every run agrees and
+    otherwise says how the runs split, e.g. ``NOT met (2 of 3 runs); met (1 of 3 runs)``, so a page
+    never shows one run's verdict beside the median of all. The runs must have the same rows in the
+    same order."""
     first = frames[0]
     med, lo, hi = first.copy(), first.copy(), first.copy()
     for col in first.columns:
@@ -88,7 +95,19 @@ def numeric_spread(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFra
             if np.array_equal(stack.min(axis=0), stack.max(axis=0), equal_nan=True):
                 continue  # the same in every run (sizes, counts): keep the column as it is, ints stay ints
             med[col], lo[col], hi[col] = np.median(stack, axis=0), stack.min(axis=0), stack.max(axis=0)
+        else:
+            cells = [[str(f[col].iloc[i]) for f in frames] for i in range(len(first))]
+            if any(len(set(c)) > 1 for c in cells):
+                med[col] = [split_verdict(c) for c in cells]
     return med, lo, hi
+
+
+def split_verdict(values: list[str]) -> str:
+    """``["met", "NOT met", "NOT met"]`` → ``"NOT met (2 of 3 runs); met (1 of 3 runs)"``; one value if all agree."""
+    if len(set(values)) == 1:
+        return values[0]
+    counts = sorted(((values.count(v), v) for v in set(values)), key=lambda cv: (-cv[0], cv[1]))
+    return "; ".join(f"{v} ({n} of {len(values)} runs)" for n, v in counts)
 
 
 def regenerate(run: dict, scratch: Path, folders: dict[str, Path]) -> None:
@@ -139,7 +158,8 @@ def _filter(frame: pd.DataFrame, where: str | None) -> pd.DataFrame:
     for cond in filter(None, (where or "").split(";")):
         negate = "!=" in cond
         col, _, val = cond.partition("!=" if negate else "=")
-        keep = frame[col].astype(str) == val
+        # str per cell, not astype(str): pandas 3 keeps a missing value missing there, and "nan" must match it
+        keep = frame[col].map(lambda v: "nan" if pd.isna(v) else str(v)) == val
         frame = frame[~keep if negate else keep]
     return frame
 
@@ -249,8 +269,9 @@ def render_page(path: Path) -> str:
 
 
 def pages() -> list[Path]:
-    """The pages of the record (README.md explains the markers and is not one)."""
-    return sorted(p for p in HERE.glob("*.md") if p.name != "README.md")
+    """The pages of the record, README.md included: its example of the markers is rendered like any
+    page, so the numbers it shows are the record's too."""
+    return sorted(HERE.glob("*.md"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,3 +47,27 @@ def test_interleaved_medians_runs_every_method_in_turn():
     out = interleaved_medians({"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 2}, repeats=3, warmup=1)
     assert order == ["a", "b"] * 4
     assert out["a"][1] == 1 and out["b"][1] == 2 and out["a"][0] >= 0
+
+
+def test_interleaved_medians_repeats_short_calls_within_a_sample_and_reports_cpu_time():
+    """A call shorter than ``min_sample_s`` runs several times per sample (time per call reported);
+    a long one once per sample; ``cpu`` gets a CPU-clock median per method."""
+    import time
+
+    from deqlab.benchmarks import interleaved_medians
+
+    counts = {"short": 0, "long": 0}
+
+    def short():
+        counts["short"] += 1
+
+    def long():
+        counts["long"] += 1
+        time.sleep(0.03)
+
+    cpu = {}
+    out = interleaved_medians({"short": short, "long": long}, repeats=2, warmup=1, cpu=cpu, min_sample_s=0.02)
+    assert counts["long"] == 3  # one warm-up, one call per sample
+    assert counts["short"] > 3 * 10  # many calls per sample
+    assert out["long"][0] >= 0.03 and out["short"][0] < 0.02 / 10
+    assert set(cpu) == {"short", "long"} and cpu["long"] < 0.03  # sleeping is not CPU time

@@ -44,6 +44,22 @@ def test_float32_floors_while_float64_keeps_falling():
     assert arrays["gap_float64"][80] < 1e-12         # float64 keeps falling
 
 
+def test_depth_csv_holds_the_closing_notes_numbers(tmp_path):
+    """depth.csv (what experiments/converge.md quotes for §3) recomputes from the saved arrays."""
+    result = run_cfg("curve_layers=60")
+    path = tmp_path / "depth.csv"
+    result.files["depth.csv"](path)
+    row = pd.read_csv(path).iloc[0]
+    arrays = result.arrays["converge"]
+    norm = float(np.linalg.norm(arrays["z_star"]))
+    assert row["L"] == 60 and len(arrays["gap"]) == 61
+    assert row["||z^L - z*|| (float32)"] == arrays["gap"][60] and row["||z^L - z*|| (float64)"] == arrays["gap_float64"][60]
+    assert np.isclose(row["||z*||"], norm) and np.isclose(row["||z*||"], arrays["gap"][0])  # z^0 = 0
+    assert row["unit round-off (float32)"] == 2.0**-24
+    assert np.isclose(row["u*||z*|| (float32)"], 2.0**-24 * norm)
+    assert f"{row['u*||z*|| (float32)']:.1e}" in result.notes[-1]  # the same number the run prints
+
+
 def test_runs_are_repeatable_from_seed():
     a = run_cfg("seed=5").arrays["converge"]
     b = run_cfg("seed=5").arrays["converge"]
@@ -74,7 +90,7 @@ def test_cli_writes_run_folder(cli, output_root):
     assert "Finite depth vs equilibrium" in r.output and "Eigenvalues of I - W_z" in r.output
     (run,) = list((output_root / "converge").iterdir())
     names = {p.name for p in run.iterdir()}
-    assert {"config.yaml", "gap.csv", "eigen.csv", "solvers.csv", "convergence.png", "converge.npz"} <= names
+    assert {"config.yaml", "gap.csv", "eigen.csv", "solvers.csv", "convergence.png", "converge.npz", "depth.csv"} <= names
     assert len(pd.read_csv(run / "eigen.csv")) == 2
     arrays = np.load(run / "converge.npz")
     assert arrays["W_z"].shape == (10, 10) and arrays["z_star"].shape == (1, 10)
@@ -134,6 +150,10 @@ def test_strict_turns_non_convergence_into_exit_1(cli, output_root):
         (["+bogus=1"], "unknown key 'bogus'"),
         (["+model.nz=20"], "unknown key 'model.nz'; did you mean model.n_z"),
         (["++model.extra=1"], "unknown key 'model.extra'"),
+        (["model={n_z:3,foo:1}"], "unknown key 'model.foo'"),
+        (["model.foo.bar=1"], "unknown key 'model.foo'"),
+        (["model=null"], "model must be a group of settings, set key by key (e.g. model.n_z=...), got None"),
+        (["model=3"], "model must be a group of settings"),
         (["seed=18446744073709551616"], "seed must be <= 9223372036854775807"),
         (["--seed", "99999999999999999999999"], "seed must be <= 9223372036854775807"),
         (["seed=${oc.env:DEQLAB_NO_SUCH_VARIABLE}"], "cannot resolve the configuration"),

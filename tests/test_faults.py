@@ -119,6 +119,33 @@ def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
     assert list(tmp_path.glob("sweep/converge/*/*.failed/error.txt"))
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:   # it ended meanwhile
+        return b""
+
+
+def test_a_sweep_worker_that_dies_ends_the_sweep_in_one_line(tmp_path):
+    """SIGKILL to a joblib worker mid-job (what the OOM killer does): exit 1, one line naming the dead
+    worker, no traceback, the job it ran marked .failed, nothing left .partial."""
+    from deqlab.cli.termination import descendants
+
+    p = deqlab("sweep", "converge", "seed=0,1", "restarts=5000", "solver_table=[fixed_point]", "hydra/launcher=joblib",
+               "hydra.launcher.n_jobs=2", f"output_root={tmp_path}", root=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("sweep/converge/*/*.partial/config.yaml")):
+        time.sleep(0.2)
+    workers = [pid for pid in descendants(p.pid) if b"popen_loky" in _cmdline(pid)]
+    assert workers, "the sweep should have joblib (loky) workers"
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 1, err
+    assert err.count("\n") == 1 and "Traceback" not in err and "a worker process died" in err, err
+    assert not list(tmp_path.glob("sweep/converge/*/*.partial"))
+    assert list(tmp_path.glob("sweep/converge/*/*.failed/error.txt"))
+
+
 @pytest.mark.parametrize(
     "args, text",
     [
@@ -137,3 +164,15 @@ def test_sizes_that_cannot_fit_are_refused_up_front(cli, output_root, args, text
     r = cli(*args)
     helpers.assert_one_line_error(r, text)
     assert not output_root.exists()
+
+
+def test_bad_input_seen_only_by_the_run_leaves_no_folders(cli, output_root, tmp_path):
+    """A data folder that does not exist is found once the run has its folder: the run folder and the
+    command folders it made (``outputs/sysid/f16``) are removed; folders that were there stay."""
+    r = cli("sysid", "f16", "--data-dir", str(tmp_path / "nowhere"), "--tiny")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert not output_root.exists() or not any(output_root.iterdir())
+    keep = output_root / "sysid" / "f16"
+    keep.mkdir(parents=True)
+    r = cli("sysid", "f16", "--data-dir", str(tmp_path / "nowhere"), "--tiny")
+    assert r.exit_code == 2 and keep.is_dir() and not any(keep.iterdir())

@@ -75,3 +75,18 @@ def test_assembly_is_discriminating():
     Q_b = M.transpose(1, 2) @ ((parts.lam * (-2 * h * s1))[:, :, None] * M)
     without_k = hm._assemble(group_slices(params, GROUPS), h, x, Q=Q_b)
     assert relative_error(without_k, H_b) >= 1e-3
+
+
+@pytest.mark.parametrize("split_terms", [False, True])
+def test_phase_timing_changes_nothing_and_times_every_phase(split_terms):
+    """``phases=`` (what ``deqlab bench hessian`` reports as multiples of its floor) returns the same
+    ``H`` bit for bit and fills every phase of ``PHASES`` with a positive time."""
+    from deqlab.implicit.hessian import PHASES
+
+    params, x, y = make_problem(n_z=6, n_x=3, n_y=2, batch=5, seed=2)
+    plain = deq_hessian_parts(**params, x=x, y=y, groups=GROUPS, split_terms=split_terms, diagnostics=False)
+    phases = {}
+    timed = deq_hessian_parts(**params, x=x, y=y, groups=GROUPS, z_star=plain.z_star, split_terms=split_terms,
+                              diagnostics=False, phases=phases)
+    assert torch.equal(timed.H, plain.H)
+    assert set(phases) == set(PHASES) and all(t > 0 for t in phases.values())

@@ -27,6 +27,11 @@ def test_bench_hessian_tiny(cli, output_root):
     assert set(targets["met"]) <= {"met", "NOT met"}
     assert {"1 dense Hessian", "2 HVP"} <= set(targets["target"])
     assert targets["bound"].notna().all() and targets["against"].notna().all()
+    costs = pd.read_csv(folder / "dense_costs.csv")
+    assert list(costs["N"]) == [4, 6]  # every ladder size with a dense form
+    phases = ["set-up / floor", "operands / floor", "products / floor", "symmetrise / floor"]
+    assert (costs[phases] > 0).all().all()
+    assert ((costs[phases].sum(axis=1) - costs["sum / floor"]).abs() <= 1e-9 * costs["sum / floor"]).all()
     err = targets[targets["quantity"] == "rel. difference"]
     assert len(err) == 1 and float(err["value"].iloc[0]) <= 1e-13  # tiny problem: the closed form is exact to round-off
 

@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ def test_every_run_belongs_to_a_page():
     assert runs
     for run in runs:
         assert (ROOT / "experiments" / f"{run['page']}.md").is_file(), run
-        assert run["files"] and run["args"].split()[0] in {"converge", "hessian", "lowrank", "mondeq", "nethessian", "sysid", "bench"}
+        assert run["files"] and run["args"].split()[0] in {"converge", "hessian", "lowrank", "mondeq", "nethessian", "sysid", "train", "bench"}
 
 
 def test_table_value_spread_and_pivot(tmp_path):
@@ -48,3 +49,47 @@ def test_table_value_spread_and_pivot(tmp_path):
     assert "steps of b: <!-- value" in text and "-->7<!--" in text
     assert "| 1 | 5 | — |" in text and "| 2 | — | diverged |" in text  # long → wide; a failed run says how
     assert "old" not in text
+
+
+def test_where_matches_a_missing_cell_as_nan(tmp_path):
+    """``where="col!=nan"`` drops the rows whose cell is empty (pandas 3's astype(str) keeps them missing)."""
+    R = regenerate()
+    pd.DataFrame({"alpha": [0.1, None, 1.0], "steps": [5, 7, 9]}).to_csv(tmp_path / "t.csv", index=False)
+    page = tmp_path / "page.md"
+    page.write_text('<!-- value t.csv where="alpha!=nan" column="steps" agg=sum -->?<!-- /value -->\n'
+                    '<!-- value t.csv where="alpha=nan" column="steps" -->?<!-- /value -->\n'
+                    '<!-- value t.csv where="alpha=1.0" column="steps" -->?<!-- /value -->\n')
+    text = R.render_page(page)
+    assert "-->14<!--" in text and "-->7<!--" in text and "-->9<!--" in text
+
+
+def test_repeated_runs_that_disagree_on_a_verdict_say_so():
+    """A ``met`` column from repeated runs: kept where the runs agree, else the split, never the first run's word."""
+    R = regenerate()
+    runs = [pd.DataFrame({"quantity": ["a", "b"], "ratio": [r, 0.3], "met": [m, "met"]})
+            for r, m in ((0.9, "NOT met"), (1.1, "met"), (0.8, "NOT met"))]
+    med, lo, hi = R.numeric_spread(runs)
+    assert list(med["met"]) == ["NOT met (2 of 3 runs); met (1 of 3 runs)", "met"]
+    assert list(med["ratio"]) == [0.9, 0.3] and list(lo["ratio"]) == [0.8, 0.3] and list(hi["ratio"]) == [1.1, 0.3]
+
+
+def test_a_run_that_fails_as_expected_keeps_its_failed_folder(tmp_path, monkeypatch):
+    """``exit_codes = [1]``: the run's ``.failed`` folder (with ``error.txt``) is its record and its
+    one-line error is kept with what it printed; the same exit without ``exit_codes`` stops regeneration."""
+    import subprocess
+
+    R = regenerate()
+
+    def fake_run(cmd, **kwargs):
+        folder = Path(kwargs["env"]["DEQLAB_OUTPUT_ROOT"]) / "hessian" / "2026-01-01_00-00-00.failed"
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text("seed: 0\n")
+        (folder / "error.txt").write_text("I - J is not contractive\n")
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="error: I - J is not contractive\n")
+
+    monkeypatch.setattr(R.subprocess, "run", fake_run)
+    folder, printed = R.run_once({"args": "hessian --init normal", "exit_codes": [1]}, tmp_path / "a")
+    assert folder.name.endswith(".failed") and (folder / "error.txt").is_file()
+    assert "error: I - J is not contractive" in printed
+    with pytest.raises(SystemExit, match="exited 1"):
+        R.run_once({"args": "hessian --init normal"}, tmp_path / "b")

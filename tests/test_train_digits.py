@@ -34,6 +34,8 @@ def test_tiny_run_fills_the_table_and_the_curvature(tiny_result):
     for make in r.figures.values():
         fig = make()
         assert all(ax.get_xlabel() or ax.get_ylabel() for ax in fig.axes)
+        titles = [ax.get_title() for ax in fig.axes] + [fig._suptitle.get_text() if fig._suptitle else ""]
+        assert any(f"seed {Settings.tiny().seed}" in t for t in titles)  # a figure says which run it shows
 
 
 def test_top_eigenvalue_is_the_largest_slq_node(tiny_result):

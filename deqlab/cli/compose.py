@@ -212,6 +212,7 @@ def _merge(schema: type, values: dict, command: str):
     from omegaconf import OmegaConf
     from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
+    _check_groups(schema, values)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
         return OmegaConf.to_object(merged)
@@ -289,12 +290,16 @@ def _field_type(schema: type, key: str) -> str:
         if part not in hints:
             break
         hint = hints[part]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _group_words(key, hint)
     words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     for base, word in words.items():
         if hint is base or hint == typing.Optional[base]:
             return word
     if typing.get_origin(hint) in (list, typing.List):
         return "a list such as [1,2]"
+    if typing.get_origin(hint) in (dict, typing.Dict):
+        return "a mapping of names to settings, such as {name:{key:value}}"
     return "of the right type"
 
 
@@ -303,8 +308,30 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _check_groups(schema: type, values: dict, prefix: str = "") -> None:
+    """A group of settings (``model``, ``train``...) given a plain value (``model=3``): name it (OmegaConf's
+    own error names only the dataclass)."""
+    import typing
+
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        hint = hints.get(f.name)
+        if f.name in values and isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            value = values[f.name]
+            if not isinstance(value, dict):
+                raise InputError(f"{prefix}{f.name} must be {_group_words(prefix + f.name, hint)}, got {value!r}")
+            _check_groups(hint, value, f"{prefix}{f.name}.")
+
+
+def _group_words(key: str, group: type) -> str:
+    return f"a group of settings, set key by key (e.g. {key}.{dataclasses.fields(group)[0].name}=...)"
+
+
 def explain(exc: Exception, command: str) -> str:
     """Turn Hydra's multi-line errors into one line."""
+    unknown = _unknown_key_in_chain(exc)
+    if unknown:   # "Could not override 'model'" for model={n_z:3,foo:1}: name the key that is unknown
+        return unknown_key_message(unknown, settings_class(command))
     text = " ".join(str(exc).split())
     if "Could not find 'hydra/launcher/" in text:
         bad = text.split("'hydra/launcher/", 1)[1].split("'", 1)[0]
@@ -325,6 +352,18 @@ def explain(exc: Exception, command: str) -> str:
     if "Error merging override" in text or "Error parsing override" in text or "mismatched input" in text:
         return f"bad override: {text.split(' full_key')[0]}"
     return f"bad override: {text.split(' Traceback')[0]}"
+
+
+def _unknown_key_in_chain(exc: BaseException) -> str | None:
+    """The dotted key of an unknown-key error among ``exc``'s causes (Hydra wraps OmegaConf's), if any."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, (ConfigKeyError, ConfigAttributeError)) and getattr(exc, "full_key", None):
+            return str(exc.full_key)
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def _group_options(group: str) -> list[str]:

@@ -9,6 +9,7 @@ created exclusively before Hydra starts, so sweeps started together never share 
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Sequence
 
@@ -24,9 +25,16 @@ def launch(command: str, overrides: Sequence[str]) -> None:
     register_configs()
     task = hydra.main(version_base=HYDRA_VERSION_BASE, config_path=str(config_dir()), config_name="config")(
         lambda cfg: run_job(command, cfg))
-    saved = sys.argv
+    saved, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["deqlab-sweep", "--multirun", f"demo={command}", *overrides]
+    # Hydra's hydra.main prints a traceback and exits 1 when its launcher raises (a joblib worker that
+    # died, say); with HYDRA_FULL_ERROR it re-raises instead, and the caller ends the sweep in one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         task()
     finally:
         sys.argv = saved
+        if saved_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full_error

@@ -33,6 +33,16 @@ def _stamp() -> str:
     return _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its ancestors that do not exist yet, deepest first (what ``mkdir -p`` makes)."""
+    made = []
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        made.append(folder)
+    return made
+
+
 def create_exclusive(base: Path, suffix: str = ".partial") -> tuple[Path, Path]:
     """Create ``base/<stamp>[_n]<suffix>`` exclusively; returns ``(created, final name)``."""
     base.mkdir(parents=True, exist_ok=True)
@@ -43,6 +53,9 @@ def create_exclusive(base: Path, suffix: str = ".partial") -> tuple[Path, Path]:
         try:
             partial.mkdir()
         except FileExistsError:
+            continue
+        except FileNotFoundError:   # a refused run removed the empty command folder meanwhile
+            base.mkdir(parents=True, exist_ok=True)
             continue
         final = base / name
         if suffix and (final.exists() or (base / f"{name}.failed").exists()):
@@ -55,14 +68,17 @@ def create_exclusive(base: Path, suffix: str = ".partial") -> tuple[Path, Path]:
 class RunFolder:
     """A run's output folder, ``.partial`` while the run lasts."""
 
-    def __init__(self, path: Path, final: Path):
+    def __init__(self, path: Path, final: Path, made: list[Path] | None = None):
         self.path = Path(path)
         self.final = Path(final)
+        self.made = list(made or [])   # folders above the run's that creating it made, deepest first
 
     @classmethod
     def create(cls, command: str, root: str | Path | None = None) -> "RunFolder":
-        partial, final = create_exclusive(output_root(str(root) if root else None) / command)
-        return cls(partial, final)
+        base = output_root(str(root) if root else None) / command
+        made = missing_folders(base)
+        partial, final = create_exclusive(base)
+        return cls(partial, final, made)
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -95,5 +111,10 @@ class RunFolder:
     def discard(self) -> None:
         """Remove the folder (bad input found only once the run had started: nothing to keep)."""
         shutil.rmtree(self.path, ignore_errors=True)
-        with contextlib.suppress(OSError):   # and the command's folder if this run made it (nothing else is in it)
-            self.path.parent.rmdir()
+        # and the folders above it that this run made (``outputs/sysid/f16``...), each only while empty:
+        # rmdir never removes another run's folder.
+        for folder in self.made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break

@@ -98,8 +98,18 @@ def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
             fail(f"sweep stopped by {name}; unfinished jobs marked .failed in {sweep_dir}", getattr(exc, "exit_code", 130))
         except Exception as exc:   # a launcher or a worker process that died
             end_children()
-            _mark_unfinished(sweep_dir, f"{type(exc).__name__}: {exc}")
-            fail(f"sweep failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (folder {sweep_dir})", 1)
+            why = _launcher_failure(exc)
+            _mark_unfinished(sweep_dir, why)
+            fail(f"sweep failed: {why}; finished jobs kept, unfinished ones marked .failed in {sweep_dir}", 1)
+
+
+def _launcher_failure(exc: Exception) -> str:
+    """What went wrong with the launcher, in a few words (joblib's message for a dead worker is a paragraph)."""
+    text = " ".join(str(exc).split())
+    if type(exc).__name__ == "TerminatedWorkerError":
+        codes = text.split("exit codes of the workers are", 1)[1].split("}", 1)[0] + "}" if "exit codes of the workers are" in text else ""
+        return f"a worker process died (exit code {codes.strip()})" if codes else "a worker process died"
+    return f"{type(exc).__name__}: {text[:200]}"
 
 
 def _mark_unfinished(sweep_dir: Path, message: str) -> None:

@@ -14,6 +14,12 @@ Table ``reference`` (the issue's problem ``N = 32, d = 8, batch 64``, ``θ = (W_
 Table ``ladder``: sizes ``N ∈ ladder`` (same ``d`` and batch): gradient, HVP, top-k eigenvalues by eigsh
 on the HVP operator, and the dense closed form where ``P ≤ dense_max_p``.
 
+Table ``dense_costs``: where the dense closed form's time goes, at each ladder size with a dense form:
+its phases (:data:`deqlab.implicit.hessian.PHASES`: set-up, building the row operands, the products
+that write ``H``, the in-place symmetrisation), each the median over ``repeats`` calls as a multiple
+of the floor timed in the same row. Their sum is the inverse of ``dense fraction of floor`` up to
+timing noise: the target ``≥ 0.5`` means the four phases together may cost at most two floors.
+
 Table ``targets`` (issue 12, targets 1 and 2), each row with the floor or reference it is measured
 against in the same run, the target and whether it is met:
 
@@ -43,10 +49,10 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from deqlab.benchmarks import machine_note, median_time, pinned_threads
+from deqlab.benchmarks import interleaved_medians, machine_note, median_time, pinned_threads
 from deqlab.errors import DeqlabError
 from deqlab.implicit.checks import relative_error, unrolled_hessian, unrolled_loss
-from deqlab.implicit.hessian import deq_gradient, deq_hessian, solve_equilibrium
+from deqlab.implicit.hessian import PHASES, deq_gradient, deq_hessian, deq_hessian_parts, solve_equilibrium
 from deqlab.implicit.hvp import DEQHessianOperator
 from deqlab.implicit.layer import SolveOptions
 from deqlab.implicit.params import check_groups, flatten, model_params
@@ -93,33 +99,12 @@ PROBE_TIMEOUT_S = 900
 MIN_SAMPLE_S = 0.02
 
 
-def interleaved_medians(fns: dict, repeats: int, warmup: int, cpu: dict | None = None) -> tuple[dict, dict]:
-    """Median wall seconds per call of each callable, the callables run in turn (A B A B …) so that
-    drift of a shared machine hits all of them; also the last output of each. ``cpu``, when given,
-    receives the medians of the thread's CPU time per call (with one pinned thread the same work,
-    without the time the scheduler gave to other processes: the steadier measure on a shared box).
-
-    Each sample times ``k`` back-to-back calls (``k`` from a first untimed call, so that a sample
-    lasts at least :data:`MIN_SAMPLE_S`) and counts ``sample / k``."""
-    outs, calls = {}, {}
-    for name, fn in fns.items():
-        for _ in range(max(warmup, 1)):
-            start = time.perf_counter()
-            outs[name] = fn()
-            once = time.perf_counter() - start
-        calls[name] = max(1, min(1000, int(MIN_SAMPLE_S / max(once, 1e-9)) + 1)) if once < MIN_SAMPLE_S else 1
-    times = {name: [] for name in fns}
-    cpu_times = {name: [] for name in fns}
-    for _ in range(max(1, repeats)):
-        for name, fn in fns.items():
-            start, start_cpu = time.perf_counter(), time.thread_time()
-            for _ in range(calls[name]):
-                outs[name] = fn()
-            times[name].append((time.perf_counter() - start) / calls[name])
-            cpu_times[name].append((time.thread_time() - start_cpu) / calls[name])
-    if cpu is not None:
-        cpu.update({name: statistics.median(t) for name, t in cpu_times.items()})
-    return {name: statistics.median(t) for name, t in times.items()}, outs
+def interleaved(fns: dict, repeats: int, warmup: int, cpu: dict | None = None) -> tuple[dict, dict]:
+    """(``name → median wall seconds per call``, ``name → last output``) by
+    :func:`deqlab.benchmarks.interleaved_medians`, at least one warm-up and samples of at least
+    :data:`MIN_SAMPLE_S`; ``cpu`` receives the CPU-clock medians."""
+    timed = interleaved_medians(fns, repeats, max(warmup, 1), cpu=cpu, min_sample_s=MIN_SAMPLE_S)
+    return {name: t for name, (t, _) in timed.items()}, {name: out for name, (_, out) in timed.items()}
 
 
 def gemm_floor(P: int, batch: int):
@@ -266,16 +251,29 @@ def peak_memory_mib(name, n_z, n_x, batch, seed, groups, steps, atol, threads) -
                               f"memory probe of '{name}'"))
 
 
+def _dense_costs(p, x, y, z, groups, repeats: int, floor_s: float) -> dict:
+    """The dense closed form's phases (median seconds over ``repeats`` calls) as multiples of ``floor_s``."""
+    samples = {name: [] for name in PHASES}
+    for _ in range(max(1, repeats)):
+        phases = dict.fromkeys(PHASES, 0.0)
+        deq_hessian_parts(**p, x=x, y=y, groups=groups, z_star=z, split_terms=False, diagnostics=False, phases=phases)
+        for name in PHASES:
+            samples[name].append(phases[name])
+    costs = {f"{name} / floor": statistics.median(samples[name]) / floor_s for name in PHASES}
+    return {**costs, "sum / floor": sum(costs.values())}
+
+
 def _ladder_row(n: int, cfg, groups, opts) -> dict:
     """One size of the ladder: forward solve, gradient, HVP cold/warm (interleaved), eigsh on the HVP
-    operator, and the dense closed form beside its floor where ``P ≤ dense_max_p``."""
+    operator, and the dense closed form beside its floor where ``P ≤ dense_max_p`` (its phases under
+    the key ``"dense costs"``)."""
     p, xx, yy = setup(n, cfg.n_x, cfg.batch, cfg.seed, groups)
     zz, t_fwd = timed(lambda: solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], xx, opts=opts), 1, 0)
     op = DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts)
     Pn = op.size
     vv = torch.randn(Pn, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     tc = {}
-    t, _ = interleaved_medians({
+    t, _ = interleaved({
         "gradient": lambda: deq_gradient(**p, x=xx, y=yy, groups=groups, z_star=zz),
         "cold": lambda: DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts).matvec(vv),
         "warm": lambda: op.matvec(vv),
@@ -290,10 +288,12 @@ def _ladder_row(n: int, cfg, groups, opts) -> dict:
            "HVP warm / gradient (CPU clock)": tc["warm"] / tc["gradient"], "dense fraction of floor (CPU clock)": float("nan")}
     if Pn <= cfg.dense_max_p:
         tdc = {}
-        td, outs = interleaved_medians({"dense": lambda: deq_hessian(**p, x=xx, y=yy, groups=groups, z_star=zz),
+        td, outs = interleaved({"dense": lambda: deq_hessian(**p, x=xx, y=yy, groups=groups, z_star=zz),
                                         "floor": gemm_floor(Pn, cfg.batch)}, cfg.repeats, max(cfg.warmup, 1), cpu=tdc)
         row.update({"dense closed form (s)": td["dense"], "dense floor (s)": td["floor"], "dense fraction of floor": td["floor"] / td["dense"],
                     "dense fraction of floor (CPU clock)": tdc["floor"] / tdc["dense"]})
+        row["dense costs"] = {"N": n, "P": Pn, "floor (s)": td["floor"], "dense (s)": td["dense"],
+                              **_dense_costs(p, xx, yy, zz, groups, cfg.repeats, td["floor"])}
         top_dense = float(torch.linalg.eigvalsh(outs["dense"])[-1])
         row["lambda_max dense - eigsh (rel.)"] = abs(top_dense - float(top[-1])) / abs(float(top[-1]))
     return row
@@ -358,7 +358,7 @@ def _bench(cfg, groups, result) -> Result:
     times, outs = {}, {}
     slow = "unrolled torch.func.hessian"  # seconds per call: timed alone, ref_repeats times
     outs[slow], times[slow] = timed(fns[slow], cfg.ref_repeats, 0)
-    t, o = interleaved_medians({k: f for k, f in fns.items() if k != slow}, cfg.repeats, cfg.warmup)
+    t, o = interleaved({k: f for k, f in fns.items() if k != slow}, cfg.repeats, cfg.warmup)
     times.update(t)
     outs.update(o)
     mem = {}
@@ -401,6 +401,7 @@ def _bench(cfg, groups, result) -> Result:
                 "(the case of many HVPs at one θ: eigsh, Hutchinson, CG)",
     )
     ladder = [_ladder_row(n, cfg, groups, opts) for n in track(list(cfg.ladder), "size ladder", label=lambda n: f"N={n}")]
+    costs = [row.pop("dense costs") for row in ladder if "dense costs" in row]
     result.tables["ladder"] = Table(
         f"Size ladder (d={cfg.n_x}, batch={cfg.batch}, groups {', '.join(groups)})", pd.DataFrame(ladder),
         formats={c: "{:.4f}" for c in ("forward solve (s)", "gradient (s)", "HVP cold (s)", "HVP warm (s)", f"top-{cfg.top_k} eigsh (s)",
@@ -412,6 +413,15 @@ def _bench(cfg, groups, result) -> Result:
                 "gradient: deq_gradient (one dense per-sample solve); HVP cold: operator set-up + first product, warm: a later product "
                 "(timed interleaved with the gradient); dense floor: a (P x B)@(B x P) float64 product timed interleaved with the dense form",
     )
+    if costs:
+        result.tables["dense_costs"] = Table(
+            "Where the dense closed form's time goes: its phases as multiples of the floor timed in the same row",
+            pd.DataFrame(costs), formats={"floor (s)": "{:.4f}", "dense (s)": "{:.4f}"} | {c: "{:.2f}" for c in costs[0] if c.endswith("/ floor")},
+            caption="floor: a (P x B)@(B x P) float64 product; phases (medians of separate calls): set-up (the per-sample "
+                    "inverse of I - W D, the adjoint, the batch of N x N curvature matrices, allocation), operands (the "
+                    "(B x P) matrix C_i of each row index i), products (the (K x B)@(B x P) products writing H's rows), "
+                    "symmetrise (H = Y + Y^T in place). The issue-12 target, floor / dense >= 0.5, means sum / floor <= 2.",
+        )
     result.tables["targets"] = _targets_table(cfg, groups, times, H, H_ref, ladder)
     result.notes.append(machine_note("float64"))
     pools = ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info())

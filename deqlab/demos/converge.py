@@ -109,6 +109,26 @@ def closing_note(cfg, curve, curve64, deepest: int, ref, z_star, model, x, solve
     return " ".join(parts)
 
 
+def depth_frame(cfg, curve, curve64, deepest: int, z_star: torch.Tensor) -> pd.DataFrame:
+    """One row: the deepest finite-depth gaps (``deepest = max(layers, curve_layers)``) in the configured
+    dtype and in float64, with what bounds the first from below: ``‖z*‖``, the unit round-off
+    ``u = eps/2`` of the dtype and the rounding floor ``u·‖z*‖`` (the numbers of the closing note)."""
+    unit = float(torch.finfo(getattr(torch, cfg.dtype)).eps) / 2
+    norm = float(torch.linalg.vector_norm(z_star))
+    return pd.DataFrame([{
+        "L": deepest,
+        f"||z^L - z*|| ({cfg.dtype})": float(curve[deepest]),
+        "||z^L - z*|| (float64)": float(curve64[deepest]),
+        "||z*||": norm,
+        f"unit round-off ({cfg.dtype})": unit,
+        f"u*||z*|| ({cfg.dtype})": unit * norm,
+    }])
+
+
+def _write_csv(frame: pd.DataFrame, path) -> None:
+    frame.to_csv(path, index=False)
+
+
 def run(cfg) -> Result:
     dtype = getattr(torch, cfg.dtype)
     table_dtype = getattr(torch, cfg.solver_table_dtype)
@@ -258,6 +278,7 @@ def run(cfg) -> Result:
         "gap": curve, "gap_float64": curve64,
     }
     result.notes.append(closing_note(cfg, curve, curve64, deepest, ref, z_star, model, x, solver.name))
+    result.files["depth.csv"] = partial(_write_csv, depth_frame(cfg, curve, curve64, deepest, z_star))
     result.headline = {f"gap at L={deepest} ({cfg.dtype})": float(curve[deepest]),
                        f"gap at L={deepest} (float64)": float(curve64[deepest]), "z* residual": float(ref.max_residual)}
     return result

@@ -314,7 +314,8 @@ def _tables(settings, result, summary, history, curvature, densities, n_train, n
             {k: g["epoch"].to_numpy() for k, g in by.items()},
             {k: g["test accuracy"].to_numpy() for k, g in by.items()},
             {k: g["mean iterations"].to_numpy() for k, g in by.items() if g["mean iterations"].max() > 0},
-            max_iter=settings.max_iter, title="digits: test accuracy and forward iterations per epoch",
+            max_iter=settings.max_iter,
+            title=f"digits: test accuracy and forward iterations per epoch (float64, seed {settings.seed})",
         )
         result.arrays["history"] = {c.replace(" ", "_"): frame[c].to_numpy() for c in frame.columns if c != "model"}
     if densities:
@@ -322,7 +323,7 @@ def _tables(settings, result, summary, history, curvature, densities, n_train, n
         result.figures["spectral_density"] = partial(
             train_figures.spectral_densities, pairs,
             title=f"Loss Hessian spectral density (SLQ, {settings.slq_probes}×{settings.lanczos_steps}), "
-                  "first and last checkpoint",
+                  f"first and last checkpoint (seed {settings.seed})",
         )
         for label, d in densities.items():
             key = label.split(" ")[0].lower()

@@ -38,6 +38,7 @@ Two implementations:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -84,6 +85,25 @@ TIGHT = SolveOptions(atol=1e-14, max_iter=2000)
 #: stays in L2 while one is transposed onto the other (measured: 2× faster than 64-row panels at P = 4672).
 SYMMETRISE_TILE = 256
 
+#: The phases of the dense closed form that ``deq_hessian_parts(..., phases=...)`` times (seconds each):
+#: everything before and after the assembly, building the per-row-index operands ``C_i``, the
+#: ``(K × B) @ (B × P)`` products that write ``H``'s rows, and the in-place ``H ← Y + Yᵀ``.
+PHASES = ("set-up", "operands", "products", "symmetrise")
+
+
+class _PhaseClock:
+    """Adds the wall seconds between successive :meth:`lap` calls to ``phases[name]`` (no-op for ``None``)."""
+
+    def __init__(self, phases: dict | None):
+        self.phases = phases
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.phases is not None:
+            now = time.perf_counter()
+            self.phases[name] = self.phases.get(name, 0.0) + now - self.last
+            self.last = now
+
 
 def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None, polish: bool = True) -> torch.Tensor:
     """``z*`` of the tanh DEQ from ``z = 0`` (no graph); raises ``NotConvergedError`` per ``opts.on_fail``.
@@ -123,7 +143,7 @@ def _symmetrise(H: torch.Tensor, tile: int = SYMMETRISE_TILE) -> torch.Tensor:
 
 def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor | None = None,
               mu: torch.Tensor | None = None, DM: torch.Tensor | None = None,
-              readout: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+              readout: tuple[torch.Tensor, torch.Tensor] | None = None, clock: _PhaseClock | None = None) -> torch.Tensor:
     """One ``(P, P)`` Hessian term of the tanh DEQ, written straight into its final layout.
 
     Pieces (any may be omitted; ``u^g`` is the Kronecker factor of group ``g``: ``h`` for ``W_z``,
@@ -147,7 +167,9 @@ def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor
 
     The readout rows of ``Y`` are zero but for the readout–readout block; :func:`_symmetrise` then
     forms ``Y + Yᵀ`` in place. Peak memory: ``H`` plus ``C_i`` and a few ``B·N²`` tensors.
+    ``clock``: times the phases (:data:`PHASES`).
     """
+    clock = clock or _PhaseClock(None)
     B, N = h.shape
     dt = h.dtype
     P = max(sl.stop for sl in slices.values())
@@ -167,6 +189,7 @@ def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor
         if readout is not None:
             WDMt = readout[0].permute(2, 0, 1).contiguous()  # [i, s, o] = WDM_s[o, i]
             r = readout[1]
+        clock.lap("set-up")
         for i in range(N):
             for g in dyn:
                 if Q is not None and g == "b_z":
@@ -182,6 +205,7 @@ def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor
                     CWy.addcmul_(r[:, :, None], DMt[i][:, None, :])
                 if "b_y" in slices:
                     C[:, slices["b_y"]] = WDMt[i]
+            clock.lap("operands")
             for g in dyn:
                 if g == "b_z":
                     torch.sum(C, 0, keepdim=True, out=rows[g][i])
@@ -189,6 +213,7 @@ def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor
                     torch.mm(u[g].T, C, out=rows[g][i])
             if with_k and Q is None:
                 view["W_z"].zero_()
+            clock.lap("products")
     H[P_d:, :P_d] = 0
     H[P_d:, P_d:] = 0
     if readout is not None:
@@ -202,7 +227,10 @@ def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor
             H[sl, sl] = 0.5 * B * eye_y
         if "W_y" in slices and "b_y" in slices:
             H[slices["W_y"], slices["b_y"]] = torch.kron(eye_y, h.sum(0)[:, None])  # upper block of Y only
-    return _symmetrise(H)
+    clock.lap("set-up")
+    _symmetrise(H)
+    clock.lap("symmetrise")
+    return H
 
 
 def deq_hessian_parts(
@@ -219,6 +247,7 @@ def deq_hessian_parts(
     opts: SolveOptions | None = None,
     split_terms: bool = True,
     diagnostics: bool = True,
+    phases: dict | None = None,
 ) -> HessianParts:
     """Structured closed-form Hessian of ``L = ½ Σ_s ‖W_y h*_s + b_y − y_s‖²`` (see module docstring).
 
@@ -230,6 +259,9 @@ def deq_hessian_parts(
         split_terms: keep Terms A, B, R apart (``False``: only ``H``, one assembly instead of three
             and no sum; the term fields are then ``None``).
         diagnostics: compute ``cond₂(I − J)`` and ``ρ(J)`` per sample (else ``None``).
+        phases: when a dict, the wall seconds of each phase of :data:`PHASES` are added to it (the
+            fixed-point solve, when ``z_star`` is omitted, is not timed). ``deqlab bench hessian``
+            reports them as multiples of the floor.
     """
     groups = check_groups(groups)
     params = {"W_z": W_z, "b_z": b_z, "U_z": U_z, "W_y": W_y, "b_y": b_y}
@@ -238,6 +270,7 @@ def deq_hessian_parts(
     x, y = x.detach(), y.detach()
     if z_star is None:
         z_star = solve_equilibrium(W, params["b_z"], params["U_z"], x, opts=opts)
+    clock = _PhaseClock(phases)
     h = z_star.detach()
     N = h.shape[1]
     eye = torch.eye(N, dtype=h.dtype, device=h.device)
@@ -259,11 +292,11 @@ def deq_hessian_parts(
     slices = group_slices(params, groups)
     WDM = Wy @ DM  # (B, n_y, N): W_y Z = WDM A_θ
     if split_terms:
-        A = _assemble(slices, h, x, Q=Qt_a)
-        Bt = _assemble(slices, h, x, Q=Qt_b, mu=mu, DM=DM)
-        R = _assemble(slices, h, x, DM=DM, readout=(WDM, r))
+        A = _assemble(slices, h, x, Q=Qt_a, clock=clock)
+        Bt = _assemble(slices, h, x, Q=Qt_b, mu=mu, DM=DM, clock=clock)
+        R = _assemble(slices, h, x, DM=DM, readout=(WDM, r), clock=clock)
     else:
-        A = _assemble(slices, h, x, Q=Qt_a + Qt_b, mu=mu, DM=DM, readout=(WDM, r))
+        A = _assemble(slices, h, x, Q=Qt_a + Qt_b, mu=mu, DM=DM, readout=(WDM, r), clock=clock)
 
     grads = {"W_z": mu.T @ h, "b_z": mu.sum(0), "U_z": mu.T @ x, "W_y": r.T @ h, "b_y": r.sum(0)}
     grad = torch.cat([grads[g].reshape(-1) for g in groups])
@@ -274,8 +307,11 @@ def deq_hessian_parts(
         cond = sv[:, 0] / sv[:, -1]
         rho = torch.linalg.eigvals(J).abs().amax(dim=1)
     if not split_terms:
+        clock.lap("set-up")
         return HessianParts(A, None, None, None, grad, h, lam, cond, rho, slices)
-    return HessianParts(A + Bt + R, A, Bt, R, grad, h, lam, cond, rho, slices)
+    H = A + Bt + R
+    clock.lap("set-up")
+    return HessianParts(H, A, Bt, R, grad, h, lam, cond, rho, slices)
 
 
 def deq_hessian(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", "W_y", "b_y"), z_star=None, opts=None) -> torch.Tensor:

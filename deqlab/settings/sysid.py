@@ -217,6 +217,17 @@ def check_seeds(seed: Optional[int], seeds: List[int]) -> None:
         raise InputError(f"seeds must not repeat, got {list(items)}")
 
 
+def check_run(settings) -> None:
+    """The keys every system-identification run has (``sysid pendulum`` and ``sysid f16``): device,
+    seeds, dtype, threads, washout, plot_trajectories."""
+    checks.device("device", settings.device)
+    check_seeds(settings.seed, settings.seeds)
+    checks.choice("dtype", settings.dtype, ("float64",))
+    checks.count("threads", settings.threads, maximum=1024)
+    checks.count("washout", settings.washout, minimum=0, maximum=10_000_000)
+    checks.count("plot_trajectories", settings.plot_trajectories, minimum=0, maximum=1000)
+
+
 @dataclass
 class Settings:
     """``deqlab sysid pendulum``. ``sysid_preset=tiny`` (``--tiny``) selects a seconds-long configuration.
@@ -238,12 +249,7 @@ class Settings:
     plot_trajectories: int = 3
 
     def __post_init__(self) -> None:
-        checks.device("device", self.device)
-        check_seeds(self.seed, self.seeds)
-        checks.choice("dtype", self.dtype, ("float64",))
-        checks.count("threads", self.threads, maximum=1024)
-        checks.count("washout", self.washout, minimum=0, maximum=10_000_000)
-        checks.count("plot_trajectories", self.plot_trajectories, minimum=0, maximum=1000)
+        check_run(self)
         if self.data.path is None and self.data.steps <= self.washout + 1:
             raise InputError(f"data.steps={self.data.steps} is too few for washout={self.washout}")
         check_models(self.models, self.model_settings)

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 from deqlab.errors import InputError
 from deqlab.settings import checks
 from deqlab.settings.resources import Estimate
-from deqlab.settings.sysid import LipschitzSettings, ModelSpec, TrainSettings, check_models, check_seeds
+from deqlab.settings.sysid import LipschitzSettings, ModelSpec, TrainSettings, check_models, check_run
 
 EXCITATIONS = ("sine_sweep", "multisine")   # F16Data_SineSw_* | F16Data_FullMSine_*
 FORMATS = ("auto", "csv", "mat")
@@ -70,12 +70,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.f16.data_dir in ("???", "", None):
             raise InputError(f"f16.data_dir is required (--data-dir DIR): the folder with the benchmark's files, {SOURCE}")
-        checks.device("device", self.device)
-        check_seeds(self.seed, self.seeds)
-        checks.choice("dtype", self.dtype, ("float64",))
-        checks.count("threads", self.threads, maximum=1024)
-        checks.count("washout", self.washout, minimum=0, maximum=10_000_000)
-        checks.count("plot_trajectories", self.plot_trajectories, minimum=0, maximum=1000)
+        check_run(self)
         if self.f16.segment <= self.washout + 1:
             raise InputError(f"f16.segment={self.f16.segment} is too short for washout={self.washout}")
         if self.f16.test_steps is not None and self.f16.test_steps <= self.washout + 1:
