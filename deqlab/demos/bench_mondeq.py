@@ -158,7 +158,7 @@ def _run(cfg) -> Result:
         converged[m] = np.array([bool(c) for c in sub.converged])
     result.figures["bench"] = partial(mondeq_figures.bench_times, sizes, times, converged=converged,
                                       title=f"monDEQ forward solve time (batch {cfg.batch}, {cfg.dtype}, rtol {cfg.rtol:g})",
-                                      subtitle=f"median of {cfg.repeats}, {torch.get_num_threads()} torch threads, seed={cfg.seed}")
+                                      subtitle=f"median of {cfg.repeats}, torch threads: {torch.get_num_threads()}, seed={cfg.seed}")
     result.notes.append(
         f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}, dtype {cfg.dtype}. Stopping rule: ours "
