@@ -109,6 +109,8 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
     from hydra.errors import HydraException
 
     for item in overrides:
+        if item.startswith("-") and "=" not in item:
+            raise InputError(f"no such option {item!r} (the command's --help lists its options; settings are key=value)")
         if "=" not in item:
             raise InputError(f"malformed override {item!r}: expected key=value (e.g. seed=3)")
         if "_target_" in item or any(part.startswith("_") and part.endswith("_") and len(part) > 2
