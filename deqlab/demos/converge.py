@@ -125,10 +125,6 @@ def depth_frame(cfg, curve, curve64, deepest: int, z_star: torch.Tensor) -> pd.D
     }])
 
 
-def _write_csv(frame: pd.DataFrame, path) -> None:
-    frame.to_csv(path, index=False)
-
-
 def run(cfg) -> Result:
     dtype = getattr(torch, cfg.dtype)
     table_dtype = getattr(torch, cfg.solver_table_dtype)
@@ -278,7 +274,7 @@ def run(cfg) -> Result:
         "gap": curve, "gap_float64": curve64,
     }
     result.notes.append(closing_note(cfg, curve, curve64, deepest, ref, z_star, model, x, solver.name))
-    result.files["depth.csv"] = partial(_write_csv, depth_frame(cfg, curve, curve64, deepest, z_star))
+    result.files["depth.csv"] = partial(depth_frame(cfg, curve, curve64, deepest, z_star).to_csv, index=False)
     result.headline = {f"gap at L={deepest} ({cfg.dtype})": float(curve[deepest]),
                        f"gap at L={deepest} (float64)": float(curve64[deepest]), "z* residual": float(ref.max_residual)}
     return result

@@ -200,10 +200,6 @@ def scipy_update(kind: str, X: np.ndarray, Y: np.ndarray, *, init_scale="auto") 
 
 # --- part 3: recovery study ------------------------------------------------------------------------
 
-def _write_csv(frame: pd.DataFrame, path) -> None:
-    frame.to_csv(path, index=False)
-
-
 def run_study(cfg, result: Result) -> None:
     s = cfg.study
     rng = np.random.default_rng(cfg.seed)
@@ -244,8 +240,8 @@ def run_study(cfg, result: Result) -> None:
         caption="noise: y_i = H s_i + noise*||H s_i||*e_i/sqrt(n), e_i ~ N(0, I). Long form with max error, rank and "
         "secant residual: study_summary.csv; every trial: study_trials.csv.",
     )
-    result.files["study_summary.csv"] = partial(_write_csv, summary)
-    result.files["study_trials.csv"] = partial(_write_csv, raw)
+    result.files["study_summary.csv"] = partial(summary.to_csv, index=False)
+    result.files["study_trials.csv"] = partial(raw.to_csv, index=False)
     from deqlab.report.lowrank_figures import error_against_k
 
     result.figures["study"] = partial(
