@@ -46,14 +46,14 @@ from torch import nn
 from deqlab.errors import InputError, NotConvergedError
 from deqlab.implicit.layer import SolveOptions, fixed_point
 from deqlab.solvers.registry import SOLVERS
-from deqlab.solvers.result import SolverResult
+from deqlab.solvers.result import ConvergenceVerdicts, SolverResult
 
 #: The backward rules by name; only ``"implicit"`` is exact.
 BACKWARDS = ("implicit", "jacobian_free", "phantom")
 
 
 @dataclass(frozen=True)
-class SolveStats:
+class SolveStats(ConvergenceVerdicts):
     """What the last forward solve did.
 
     Attributes:
@@ -71,14 +71,6 @@ class SolveStats:
     converged: torch.Tensor
     solver: str
     wall_time: float
-
-    @property
-    def all_converged(self) -> bool:
-        return bool(self.converged.all())
-
-    @property
-    def max_residual(self) -> float:
-        return float(self.residual.max())
 
     @classmethod
     def from_result(cls, res: SolverResult) -> SolveStats:

@@ -42,8 +42,24 @@ class SolverStatus(str, enum.Enum):
     NONFINITE = "nonfinite"
 
 
+class ConvergenceVerdicts:
+    """``all_converged`` and ``max_residual`` of anything with per-sample ``converged`` and ``residual``
+    tensors (:class:`SolverResult`, :class:`deqlab.implicit.deq.SolveStats`)."""
+
+    converged: torch.Tensor
+    residual: torch.Tensor
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
+
+    @property
+    def max_residual(self) -> float:
+        return float(self.residual.max())
+
+
 @dataclass
-class SolverResult:
+class SolverResult(ConvergenceVerdicts):
     """Outcome of a fixed-point solve ``z = f(z)``.
 
     Attributes:
@@ -81,14 +97,6 @@ class SolverResult:
     extras: dict = field(default_factory=dict)
     status: SolverStatus = SolverStatus.MAX_STEPS
     host_roundtrip: bool = False
-
-    @property
-    def all_converged(self) -> bool:
-        return bool(self.converged.all())
-
-    @property
-    def max_residual(self) -> float:
-        return float(self.residual.max())
 
 
 def residual_norms(z: torch.Tensor, fz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
