@@ -393,7 +393,7 @@ def _bench(cfg, groups, result) -> Result:
                                 "rel. difference", "peak memory (MiB)", "target"]]
     result.tables["reference"] = Table(
         f"Exact DEQ second derivatives, N={cfg.n_z}, d={cfg.n_x}, batch={cfg.batch}, P={P} ({cfg.unroll_steps}-layer unroll as reference)",
-        frame, formats={"time (s)": "{:.4f}", "ratio to reference": "{:.3g}", "speed-up vs reference": "{:.3g}",
+        frame, formats={"time (s)": "{:.3g}", "ratio to reference": "{:.3g}", "speed-up vs reference": "{:.3g}",
                         "rel. difference": "{:.2e}", "peak memory (MiB)": "{:.1f}"},
         caption=f"median of {cfg.repeats} after {cfg.warmup} warm-up ({cfg.ref_repeats} for the unrolled Hessian); "
                 "rel. difference: vs the unrolled route (gradient/HVP: same vector); peak memory: RSS increase in a fresh process. "
@@ -404,7 +404,7 @@ def _bench(cfg, groups, result) -> Result:
     costs = [row.pop("dense costs") for row in ladder if "dense costs" in row]
     result.tables["ladder"] = Table(
         f"Size ladder (d={cfg.n_x}, batch={cfg.batch}, groups {', '.join(groups)})", pd.DataFrame(ladder),
-        formats={c: "{:.4f}" for c in ("forward solve (s)", "gradient (s)", "HVP cold (s)", "HVP warm (s)", f"top-{cfg.top_k} eigsh (s)",
+        formats={c: "{:.3g}" for c in ("forward solve (s)", "gradient (s)", "HVP cold (s)", "HVP warm (s)", f"top-{cfg.top_k} eigsh (s)",
                                        "dense closed form (s)", "dense floor (s)")}
         | {c: "{:.2f}" for c in ("HVP cold / gradient", "HVP warm / gradient", "dense fraction of floor", "HVP cold / gradient (CPU clock)",
                                  "HVP warm / gradient (CPU clock)", "dense fraction of floor (CPU clock)")} | {
@@ -416,7 +416,7 @@ def _bench(cfg, groups, result) -> Result:
     if costs:
         result.tables["dense_costs"] = Table(
             "Where the dense closed form's time goes: its phases as multiples of the floor timed in the same row",
-            pd.DataFrame(costs), formats={"floor (s)": "{:.4f}", "dense (s)": "{:.4f}"} | {c: "{:.2f}" for c in costs[0] if c.endswith("/ floor")},
+            pd.DataFrame(costs), formats={"floor (s)": "{:.3g}", "dense (s)": "{:.3g}"} | {c: "{:.2f}" for c in costs[0] if c.endswith("/ floor")},
             caption="floor: a (P x B)@(B x P) float64 product; phases (medians of separate calls): set-up (the per-sample "
                     "inverse of I - W D, the adjoint, the batch of N x N curvature matrices, allocation), operands (the "
                     "(B x P) matrix C_i of each row index i), products (the (K x B)@(B x P) products writing H's rows), "
