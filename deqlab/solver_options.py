@@ -31,11 +31,19 @@ def _finite(key: str, value) -> float:
     return float(value)
 
 
+def check_rtol(key: str, rtol: float) -> None:
+    """A relative tolerance of the stopping rule must be below 1: at ``rtol ≥ 1`` the start ``z = 0``
+    meets ``‖f(z) − z‖ ≤ rtol‖f(z)‖`` already, so every solve would "converge" without a step."""
+    if rtol >= 1:
+        raise InputError(f"{key} must be < 1 (at rtol >= 1 the start z = 0 already meets ||f(z) - z|| <= rtol ||f(z)||), got {rtol:g}")
+
+
 def check_stopping_rule(atol, rtol, max_iter, *, prefix: str = "") -> None:
-    """``‖f(z) − z‖ ≤ atol + rtol‖f(z)‖`` needs ``atol, rtol ≥ 0``, not both 0, and ``max_iter ≥ 1``."""
+    """``‖f(z) − z‖ ≤ atol + rtol‖f(z)‖`` needs ``atol, rtol ≥ 0``, not both 0, ``rtol < 1`` and ``max_iter ≥ 1``."""
     a, r = _finite(f"{prefix}atol", atol), _finite(f"{prefix}rtol", rtol)
     if a < 0 or r < 0 or (a == 0 and r == 0):
         raise InputError(f"{prefix}atol and {prefix}rtol must be >= 0 and not both 0 (atol={a:g}, rtol={r:g})")
+    check_rtol(f"{prefix}rtol", r)
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise InputError(f"{prefix}max_iter must be an integer >= 1, got {max_iter!r}")
 

@@ -131,3 +131,21 @@ def test_solver_option_checks_are_the_solvers_own():
 def test_settings_are_plain_dataclasses():
     for command in COMMANDS:
         assert dataclasses.is_dataclass(settings_class(command))
+
+
+@pytest.mark.parametrize("value", ["1", "0", "2", "yes", "on", "null", "[true]"])
+def test_a_switch_takes_only_true_or_false(value):
+    """OmegaConf alone would read 1, 2, yes and on as True: a typo must not pass as a switch."""
+    with pytest.raises(InputError, match=r"^check_fd must be true or false, got"):
+        load("hessian", [f"check_fd={value}"])
+    with pytest.raises(InputError, match=r"^strict must be true or false, got"):
+        load("converge", [f"strict={value}"])
+    assert load("hessian", ["check_fd=true", "strict=false"])[0].check_fd is True
+
+
+@pytest.mark.parametrize("override", ["solver.rtol=1", "solver.rtol=1.5", "solver.rtol=1e300"])
+def test_a_relative_tolerance_of_one_or_more_is_refused(override):
+    """At rtol >= 1 the start z = 0 meets ||f(z) - z|| <= rtol ||f(z)||: every solve would stop unmoved."""
+    with pytest.raises(InputError, match=r"^solver\.rtol must be < 1"):
+        load("hessian", [override])
+    assert load("hessian", ["solver.rtol=0.5"])[0].solver.rtol == 0.5

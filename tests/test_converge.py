@@ -191,5 +191,5 @@ def test_bad_input_never_touches_earlier_runs(cli, output_root):
 def test_unwritable_output_root_is_one_line_exit_2(cli, monkeypatch):
     monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", "/dev/null/x")
     r = cli("converge", "--restarts", "1")
-    assert r.exit_code == 2 and "cannot create a run folder" in r.stderr
+    assert r.exit_code == 2 and "cannot create a run folder under DEQLAB_OUTPUT_ROOT='/dev/null/x'" in r.stderr
     assert "Traceback" not in r.output + r.stderr

@@ -353,3 +353,13 @@ def test_monitor_detaches_iterates_that_require_grad():
     out = m.result(1)
     assert not out.z.requires_grad and not out.abs_trace.requires_grad and not out.residual.requires_grad
     assert torch.equal(out.z, torch.ones(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("rtol", [1.0, 2.0])
+def test_a_relative_tolerance_of_one_or_more_is_refused_by_every_solver(rtol):
+    """With rtol >= 1, z0 = 0 would be reported converged with no step taken (f(0) != 0 here)."""
+    f = lambda z: 0.5 * torch.tanh(z) + 1.0
+    z0 = torch.zeros(2, 3, dtype=torch.float64)
+    for name in SOLVERS:
+        with pytest.raises(ValueError, match="rtol must be < 1"):
+            get_solver(name)(f, z0, atol=0.0, rtol=rtol)

@@ -311,18 +311,23 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _check_groups(schema: type, values: dict, prefix: str = "") -> None:
-    """A group of settings (``model``, ``train``...) given a plain value (``model=3``): name it (OmegaConf's
-    own error names only the dataclass)."""
+    """Refuse what OmegaConf would take or word badly: a group of settings (``model``, ``train``...) given a
+    plain value (``model=3``; OmegaConf's error names only the dataclass), and a switch given anything but
+    ``true``/``false`` (OmegaConf turns ``1``, ``2``, ``yes``, ``on`` into ``True``: a typo would pass)."""
     import typing
 
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
         hint = hints.get(f.name)
-        if f.name in values and isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            value = values[f.name]
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise InputError(f"{prefix}{f.name} must be {_group_words(prefix + f.name, hint)}, got {value!r}")
             _check_groups(hint, value, f"{prefix}{f.name}.")
+        elif hint in (bool, typing.Optional[bool]) and not isinstance(value, bool) and not (value is None and hint is not bool):
+            raise InputError(f"{prefix}{f.name} must be true or false, got {value!r}")
 
 
 def _group_words(key: str, group: type) -> str:

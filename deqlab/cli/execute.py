@@ -135,7 +135,7 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
     from rich.console import Console
 
     from deqlab.cli.compose import load
-    from deqlab.cli.run_folder import RunFolder
+    from deqlab.cli.run_folder import RunFolder, output_root_origin
 
     try:
         settings, run = load(command, [*option_overrides(device=device), *overrides])
@@ -146,7 +146,7 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
     try:
         run_dir = RunFolder.create(folder or command, run.output_root)
     except OSError as exc:
-        fail(f"cannot create a run folder under output_root={run.output_root!r}: {exc.strerror or exc}", 2)
+        fail(f"cannot create a run folder under {output_root_origin(run.output_root)}: {exc.strerror or exc}", 2)
     console = Console()
     outcome = run_in_folder(command, settings, run_dir, strict=run.strict, console=console)
     if outcome.code:

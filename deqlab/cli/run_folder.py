@@ -29,6 +29,12 @@ def output_root(configured: str | None = None) -> Path:
     return Path(os.environ.get(ENV_OUTPUT_ROOT) or configured or "outputs")
 
 
+def output_root_origin(configured: str | None = None) -> str:
+    """Where :func:`output_root` came from, for messages: ``DEQLAB_OUTPUT_ROOT='…'`` or ``output_root='…'``."""
+    name = ENV_OUTPUT_ROOT if os.environ.get(ENV_OUTPUT_ROOT) else "output_root"
+    return f"{name}={str(output_root(configured))!r}"
+
+
 def _stamp() -> str:
     return _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 

@@ -48,7 +48,7 @@ def probes(parsed) -> list[list[str]]:
 
 def run_sweep(command: str, args: list[str]) -> None:
     from deqlab.cli.compose import RunOptions, compose, screen, to_settings
-    from deqlab.cli.run_folder import create_exclusive, output_root
+    from deqlab.cli.run_folder import create_exclusive, output_root, output_root_origin
 
     try:
         parsed = screen(args, sweep=True)
@@ -61,6 +61,7 @@ def run_sweep(command: str, args: list[str]) -> None:
     except InputError as exc:
         fail(str(exc), 2)
     given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]
+    where = f"hydra.sweep.dir={str(given[-1])!r}" if given else output_root_origin(run.output_root)
     try:
         if given:
             sweep_dir = Path(str(given[-1]))
@@ -71,7 +72,7 @@ def run_sweep(command: str, args: list[str]) -> None:
         else:
             sweep_dir, _ = create_exclusive(output_root(run.output_root) / "sweep" / command, suffix="")
     except OSError as exc:
-        fail(f"cannot create the sweep folder: {exc.strerror or exc}", 2)
+        fail(f"cannot create the sweep folder under {where}: {exc.strerror or exc}", 2)
     from deqlab.cli.options import quote
 
     args.append(f"hydra.sweep.dir={quote(str(sweep_dir))}")

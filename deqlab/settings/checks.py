@@ -13,6 +13,7 @@ import re
 from typing import Iterable, Sequence
 
 from deqlab.errors import InputError
+from deqlab.solver_options import check_rtol
 
 #: torch.manual_seed and Python's random take any int64; NumPy's legacy RandomState needs < 2**32.
 INT64_MAX = 2**63 - 1
@@ -105,3 +106,4 @@ def tolerances(prefix: str, atol: float, rtol: float) -> None:
     number(f"{prefix}rtol", rtol, minimum=0.0, maximum=1.0)
     if atol == 0 and rtol == 0:
         raise InputError(f"{prefix}atol and {prefix}rtol cannot both be 0")
+    check_rtol(f"{prefix}rtol", rtol)
