@@ -62,6 +62,22 @@ def test_full_disk_mid_run_is_one_line_and_a_failed_folder(cli, output_root, mon
     assert not list(folder.glob(".*tmp*"))  # nor is a temporary left behind
 
 
+@pytest.mark.parametrize("args", [["converge", *SMALL], ["sweep", "converge", "restarts=1", "solver_table=[anderson]", "seed=0,1"]])
+def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path, args):
+    """`deqlab converge | head`: the pipe is closed before the tables are printed. The run's files are
+    all there (every table is also a CSV), so it ends as a success, silently, not as a .failed folder."""
+    read, write = os.pipe()
+    os.close(read)                          # the reader is gone before the first line
+    full = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path), "DEQLAB_PROGRESS": "0"}
+    p = subprocess.run([sys.executable, "-m", "deqlab", *args], env=full, stdout=write, stderr=subprocess.PIPE,
+                       text=True, timeout=300)
+    os.close(write)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    folders = [f for f in tmp_path.rglob("*") if f.is_dir() and f.parent.name == "converge"]
+    assert folders and not [f for f in folders if f.suffix in (".failed", ".partial")], folders
+    assert all((f / "gap.csv").exists() for f in folders if f.parent.parent == tmp_path)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_termination_signal_marks_the_folder_failed(tmp_path, sig):
     p = deqlab("converge", "--restarts", "5000", "solver_table=[fixed_point]", root=tmp_path)

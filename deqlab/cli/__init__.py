@@ -7,7 +7,10 @@
 def main() -> None:
     import sys
 
+    from deqlab.cli.streams import guard
     from deqlab.cli.termination import Terminated, end_children, signals_as_exceptions
+
+    guard()   # `deqlab ... | head` must not turn a finished run into a failure
 
     # From the first instruction on, SIGTERM/SIGHUP end the process like Ctrl-C: a run folder in the
     # making is marked .failed by the run's own handler; before or after a run, one line here.
