@@ -85,7 +85,17 @@ def test_config_prints_the_resolved_settings(cli):
 
 def test_sysid_evaluate_requires_data(cli, tmp_path):
     r = cli("sysid", "evaluate", str(tmp_path))
-    assert r.exit_code == 2 and "Missing option '--data'" in r.stderr
+    assert r.exit_code == 2 and "data_file is required: give --data FILE (or data_file=FILE)" in r.stderr
+    r = cli("sysid", "f16")
+    assert r.exit_code == 2 and "f16.data_dir is required: give --data-dir DIR (or f16.data_dir=DIR)" in r.stderr
+
+
+def test_a_required_option_may_be_given_as_its_key(cli, tmp_path):
+    """--data-dir and --data are typed doors onto keys f16.data_dir and data_file, like every option."""
+    r = cli("sysid", "f16", f"f16.data_dir={tmp_path / 'nowhere'}")
+    assert r.exit_code == 2 and "F16 data folder" in r.stderr and "does not exist" in r.stderr
+    r = cli("sysid", "evaluate", str(tmp_path / "missing"), f"data_file={tmp_path / 'd.npz'}")
+    assert r.exit_code == 2 and "does not exist" in r.stderr
 
 
 def test_every_command_takes_a_device(cli, output_root):

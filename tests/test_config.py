@@ -149,3 +149,18 @@ def test_a_relative_tolerance_of_one_or_more_is_refused(override):
     with pytest.raises(InputError, match=r"^solver\.rtol must be < 1"):
         load("hessian", [override])
     assert load("hessian", ["solver.rtol=0.5"])[0].solver.rtol == 0.5
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model_settings.rnn.init_scale=abc", "model_settings.rnn.init_scale must be a number, got 'abc'"),
+    ("model_settings.rnn.kind=[a]", "model_settings.rnn.kind must be a string, got"),
+    ("model_settings.ren=3", "model_settings.ren must be a group of settings, set key by key (e.g. model_settings.ren.kind=...)"),
+    ("model_settings.ren.nx=1", "unknown key 'model_settings.ren.nx'; did you mean model_settings.ren.n_x"),
+    ("seeds=[a]", "seeds[0] must be an integer, got 'a'"),
+    ("train.epochs=null", "train.epochs must be an integer, got null"),
+])
+def test_messages_name_keys_inside_mappings_and_lists(override, message):
+    """A key inside a mapping entry (model_settings.<name>.<key>) or a list item is named and typed as such."""
+    with pytest.raises(InputError) as info:
+        load("sysid", [override])
+    assert message in str(info.value)

@@ -28,6 +28,9 @@ HYDRA_VERSION_BASE = "1.3"
 EXTRA_GROUPS = {"sysid": [{"/sysid_preset": "default"}], "sysid_f16": [{"/sysid_f16_preset": "default"}]}
 #: Hydra settings a sweep may change (the launcher and its options, the sweep folder)
 SWEEP_HYDRA_KEYS = ("hydra/launcher", "hydra.launcher.", "hydra.sweep.dir")
+#: Required keys that a command also takes as a typed option (deqlab/cli/commands/sysid.py): the
+#: message for a missing one names both.
+OPTION_FOR_KEY = {"f16.data_dir": ("--data-dir", "DIR"), "data_file": ("--data", "FILE")}
 #: keys renamed since a release: old → new (a one-line error names the new key)
 RENAMED: dict[str, str] = {}
 
@@ -222,7 +225,10 @@ def _merge(schema: type, values: dict, command: str):
         key = getattr(exc, "full_key", None) or _first_line(exc)
         raise InputError(unknown_key_message(str(key), schema)) from None
     except MissingMandatoryValue as exc:
-        raise InputError(f"{getattr(exc, 'full_key', '') or _first_line(exc)} is required") from None
+        key = str(getattr(exc, "full_key", "") or _first_line(exc))
+        option, metavar = OPTION_FOR_KEY.get(key, (None, None))
+        hint = f": give {option} {metavar} (or {key}={metavar})" if option else ""
+        raise InputError(f"{key} is required{hint}") from None
     except ValidationError as exc:
         raise InputError(_validation_message(exc, schema)) from None
     except OmegaConfBaseException as exc:
@@ -263,6 +269,10 @@ def unknown_key_message(key: str, schema: type) -> str:
     keys = schema_keys(schema) + [f.name for f in dataclasses.fields(RunOptions)]
     close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
     parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    owner = _key_type(schema, parent[:-1]) if parent else None
+    if isinstance(owner, type) and dataclasses.is_dataclass(owner) and key.count(".") > 1:
+        # inside an entry of a mapping (model_settings.ren.foo): the entry's own keys, which schema_keys cannot list
+        close = difflib.get_close_matches(key, [parent + f.name for f in dataclasses.fields(owner)], n=3, cutoff=0.0)
     if not close:
         siblings = [k for k in keys if k.startswith(parent) and "." not in k[len(parent):]]
         close = difflib.get_close_matches(key, siblings, n=3, cutoff=0.0)
@@ -275,6 +285,10 @@ def _validation_message(exc, schema: type) -> str:
     expected = _field_type(schema, key)
     text = _first_line(exc)
     got = text.split("Value ", 1)[1].split(" could not", 1)[0].split(" of type", 1)[0].split(" is not", 1)[0] if "Value " in text else ""
+    if text.startswith("Incompatible value 'None'"):
+        got = "null"
+    elif text.startswith("Cannot convert '") and ": " in text:      # Cannot convert 'ListConfig' to string: '['a']'
+        got = text.split(": ", 1)[1]
     if got:
         return f"{key} must be {expected}, got {got}"
     return f"{key} must be {expected}: {text}"
@@ -284,14 +298,7 @@ def _field_type(schema: type, key: str) -> str:
     """``key``'s type in words (``an integer``, ``a number``, ``true or false``...)."""
     import typing
 
-    hint: Any = schema
-    for part in key.split("."):
-        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
-            break
-        hints = typing.get_type_hints(hint)
-        if part not in hints:
-            break
-        hint = hints[part]
+    hint = _key_type(schema, key)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _group_words(key, hint)
     words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -303,6 +310,30 @@ def _field_type(schema: type, key: str) -> str:
     if typing.get_origin(hint) in (dict, typing.Dict):
         return "a mapping of names to settings, such as {name:{key:value}}"
     return "of the right type"
+
+
+def _key_type(schema: type, key: str) -> Any:
+    """The type annotation of a dotted ``key`` (``model.n_z``, ``layers[0]``, ``model_settings.ren.lr``)
+    in ``schema``; as far as the key can be followed."""
+    import re
+    import typing
+
+    hint: Any = schema
+    for part in key.split("."):
+        if typing.get_origin(hint) in (dict, typing.Dict):   # model_settings.<name>: the part is a name
+            hint = typing.get_args(hint)[1]
+            continue
+        name, indexed = re.fullmatch(r"(.*?)((?:\[\d+\])*)", part).groups()
+        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+            break
+        hints = typing.get_type_hints(hint)
+        if name not in hints:
+            break
+        hint = hints[name]
+        for _ in range(indexed.count("[")):                    # layers[0]: an item of the list
+            if typing.get_origin(hint) in (list, typing.List):
+                hint = typing.get_args(hint)[0]
+    return hint
 
 
 def _first_line(exc: BaseException) -> str:
@@ -326,6 +357,14 @@ def _check_groups(schema: type, values: dict, prefix: str = "") -> None:
             if not isinstance(value, dict):
                 raise InputError(f"{prefix}{f.name} must be {_group_words(prefix + f.name, hint)}, got {value!r}")
             _check_groups(hint, value, f"{prefix}{f.name}.")
+        elif typing.get_origin(hint) in (dict, typing.Dict) and isinstance(value, dict):   # model_settings.<name>
+            entry = typing.get_args(hint)[1]
+            if isinstance(entry, type) and dataclasses.is_dataclass(entry):
+                for name, item in value.items():
+                    key = f"{prefix}{f.name}.{name}"
+                    if not isinstance(item, dict):
+                        raise InputError(f"{key} must be {_group_words(key, entry)}, got {item!r}")
+                    _check_groups(entry, item, f"{key}.")
         elif hint in (bool, typing.Optional[bool]) and not isinstance(value, bool) and not (value is None and hint is not bool):
             raise InputError(f"{prefix}{f.name} must be true or false, got {value!r}")
 

@@ -39,9 +39,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def f16(
         ctx: typer.Context,
         device: Optional[str] = DEVICE_OPTION,
-        data_dir: Path = typer.Option(..., "--data-dir", help="Folder with the F-16 GVT benchmark: the one holding "
-                                      "F16GVT_Files/, F16GVT_Files/ itself, its BenchmarkData/, or F16GVT_Files.zip "
-                                      "(nonlinearbenchmark.org; not downloaded by deqlab). Key f16.data_dir."),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the F-16 GVT benchmark: the one holding "
+                                                "F16GVT_Files/, F16GVT_Files/ itself, its BenchmarkData/, or F16GVT_Files.zip "
+                                                "(nonlinearbenchmark.org; not downloaded by deqlab). Key f16.data_dir; "
+                                                "one of the two is required."),
         excitation: Optional[str] = typer.Option(None, help=option_help("sysid_f16", "f16.excitation", "sine_sweep | multisine.")),
         models: Optional[str] = typer.Option(None, help=option_help("sysid_f16", "models", "Comma-separated models to train.")),
         epochs: Optional[int] = typer.Option(None, help=option_help("sysid_f16", "train.epochs", "Maximum training epochs per model.")),
@@ -51,7 +52,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """Identify the F-16 ground vibration test benchmark (REN paper's protocol) from a copy of its data."""
         overrides = option_overrides(**{
-            "f16.data_dir": str(data_dir), "f16.excitation": excitation, "models": split_list(models, "--models", str),
+            "f16.data_dir": str(data_dir) if data_dir is not None else None, "f16.excitation": excitation, "models": split_list(models, "--models", str),
             "train.epochs": epochs, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
             "sysid_f16_preset": "tiny" if tiny else None})
         execute("sysid_f16", [*overrides, *ctx.args], folder="sysid/f16", device=device)
@@ -61,10 +62,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ctx: typer.Context,
         device: Optional[str] = DEVICE_OPTION,
         run_dir: Path = typer.Argument(..., help="A finished `deqlab sysid pendulum` run folder."),
-        data: Path = typer.Option(..., "--data", help=".npz with u (trajectories, steps, inputs) and y (trajectories, steps, outputs)."),
+        data: Optional[Path] = typer.Option(None, "--data", help=".npz with u (trajectories, steps, inputs) and y (trajectories, "
+                                            "steps, outputs). Key data_file; one of the two is required."),
     ) -> None:
         """Evaluate the saved models of a run on a user's data (same table)."""
-        overrides = option_overrides(run_dir=str(run_dir), data_file=str(data))
+        overrides = option_overrides(run_dir=str(run_dir), data_file=str(data) if data is not None else None)
         execute("sysid_evaluate", [*overrides, *ctx.args], folder="sysid/evaluate", device=device)
 
     @bench.command("sysid", context_settings=OVERRIDES,
