@@ -289,6 +289,10 @@ def _validation_message(exc, schema: type) -> str:
         got = "null"
     elif text.startswith("Cannot convert '") and ": " in text:      # Cannot convert 'ListConfig' to string: '['a']'
         got = text.split(": ", 1)[1]
+    elif not got and hasattr(exc, "value"):                          # AnyNode is not a ListConfig...: the value itself
+        got = "null" if exc.value is None else repr(exc.value)
+    if got in ("None", "'None'"):
+        got = "null"
     if got:
         return f"{key} must be {expected}, got {got}"
     return f"{key} must be {expected}: {text}"
@@ -395,6 +399,10 @@ def explain(exc: Exception, command: str) -> str:
             if "already at" in marker:
                 return f"{key} exists already: set it without '+' ({key}=...)"
             return unknown_key_message(key, settings_class(command))
+    mistyped = _mistyped_key_in_chain(exc)
+    if mistyped and "Error merging override " in text:   # mlp.hidden={a:1}: a mapping where a list belongs
+        given = text.split("Error merging override ", 1)[1].split(" full_key", 1)[0].split("=", 1)[-1]
+        return f"{mistyped} must be {_field_type(settings_class(command), mistyped)}, got {given}"
     if "Error merging override" in text or "Error parsing override" in text or "mismatched input" in text:
         return f"bad override: {text.split(' full_key')[0]}"
     return f"bad override: {text.split(' Traceback')[0]}"
@@ -407,6 +415,18 @@ def _unknown_key_in_chain(exc: BaseException) -> str | None:
     seen = 0
     while exc is not None and seen < 20:
         if isinstance(exc, (ConfigKeyError, ConfigAttributeError)) and getattr(exc, "full_key", None):
+            return str(exc.full_key)
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _mistyped_key_in_chain(exc: BaseException) -> str | None:
+    """The dotted key of a type error (a mapping merged into a list, ...) among ``exc``'s causes, if any."""
+    from omegaconf.errors import ConfigTypeError
+
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, ConfigTypeError) and getattr(exc, "full_key", None):
             return str(exc.full_key)
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
