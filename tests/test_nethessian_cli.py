@@ -43,6 +43,7 @@ def test_plain_nethessian_runs_the_check(cli, output_root):
         (("nethessian", "pinn", "--steps", "0"), "pinn.steps must be >= 1"),
         (("bench", "nethessian", "tasks=[jacobian]"), "unknown tasks entry 'jacobian'"),
         (("nethessian", "nosuchkey=1"), "unknown key 'nosuchkey'"),
+        (("nethessian", "tolerance=1"), "tolerance must be < 1"),   # a check that could not fail
     ],
 )
 def test_bad_input_exits_2_without_a_folder(cli, output_root, args, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from deqlab.errors import InputError
 from deqlab.settings import checks
 from deqlab.settings.models import MLPSettings
 from deqlab.settings.resources import Estimate
@@ -31,6 +32,8 @@ class Settings:
         checks.count("threads", self.threads, minimum=0, maximum=1024)
         if self.tolerance is not None:
             checks.number("tolerance", self.tolerance, minimum=0.0, exclusive=True)
+            if self.tolerance >= 1:   # a relative error of 1 is a route that returns zeros: the check could not fail
+                raise InputError(f"tolerance must be < 1 (a relative error of 1 is a route returning zeros), got {self.tolerance:g}")
         checks.number("wrong_threshold", self.wrong_threshold, minimum=0.0, exclusive=True)
 
     def memory_estimates(self) -> list[Estimate]:

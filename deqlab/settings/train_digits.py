@@ -76,6 +76,7 @@ class Settings:
         checks.number("alpha", self.alpha, minimum=0.0, maximum=1e6, exclusive=True)
         checks.choice("solver", self.solver, SOLVER_NAMES)
         checks.number("rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.check_rtol("rtol", self.rtol)
         checks.count("max_iter", self.max_iter, maximum=1_000_000)
         checks.number("test_fraction", self.test_fraction, minimum=0.0, maximum=0.9, exclusive=True)
         checks.count("checkpoints", self.checkpoints, minimum=0, maximum=1_000)
