@@ -37,6 +37,11 @@ def test_mondeq_writes_every_table_and_figure(cli, output_root):
     W = arrays["W"]
     S = np.eye(8) - W
     assert np.linalg.eigvalsh((S + S.T) / 2).min() >= 0.05 - 1e-12
+    (problem,) = pd.read_csv(folder / "sweep_problem.csv").to_dict("records")   # recomputed from the saved W
+    assert problem["lambda_min(sym(I-W))"] == pytest.approx(np.linalg.eigvalsh((S + S.T) / 2).min(), rel=1e-12)
+    assert problem["||I-W||_2"] == pytest.approx(np.linalg.norm(S, 2), rel=1e-12)
+    assert problem["FB bound 2m/||I-W||^2"] == pytest.approx(2 * 0.05 / np.linalg.norm(S, 2) ** 2, rel=1e-12)
+    assert problem["FB bound 2m/||I-W||^2"] == pytest.approx(float(arrays["fb_bound"]), rel=1e-15)
     train = pd.read_csv(folder / "train.csv")
     assert set(train.epoch) == {1, 2} and train.model.nunique() == 2
     assert train[train.model.str.startswith("monotone")]["converged batches"].eq(1.0).all()

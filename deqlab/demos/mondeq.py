@@ -281,6 +281,15 @@ def _run(cfg) -> Result:
                    f"2m/||I-W||^2 = {bound:.4g} (m={cfg.model.m:g}, ||I-W||_2={L_w:.4g}); it may diverge")
         print(warning, file=sys.stderr)
         result.notes.append(warning)
+    result.tables["sweep_problem"] = Table(
+        "The sweep problem's monotonicity and the forward-backward step bound it implies",
+        pd.DataFrame([{"n_z": cfg.model.n_z, "m": cfg.model.m, "lambda_min(sym(I-W))": m_w, "||I-W||_2": L_w,
+                       "FB bound 2m/||I-W||^2": bound, "fb_alpha": fb_alpha}]),
+        formats={"m": "{:g}", "lambda_min(sym(I-W))": "{:.4g}", "||I-W||_2": "{:.4g}", "FB bound 2m/||I-W||^2": "{:.4g}",
+                 "fb_alpha": "{:.4g}"},
+        caption="forward-backward converges for alpha < 2m/||I-W||_2^2 (m: the parametrisation's margin, "
+                "<= lambda_min of the symmetric part); fb_alpha: the step of the solvers table.",
+    )
     sweep, steps, conv, refs = alpha_sweep(cfg, model, x, result)
     result.tables["alpha_sweep"] = Table(
         f"Iterations to relative residual {cfg.sweep.rtol:g} against alpha (n_z={cfg.model.n_z}, "
