@@ -198,3 +198,30 @@ def test_bad_arguments_are_input_errors(kwargs, match):
         DEQ(lambda z, x: z, N)
     with pytest.raises(InputError, match="z0"):
         DEQ(Cell(N, D), N)(torch.zeros(B, D, dtype=torch.float64), z0=torch.zeros(B, N + 1, dtype=torch.float64))
+
+
+class _Returns(nn.Module):
+    """A map whose output is not shaped like z: ``make(z)`` decides what it returns."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+        self.make = make
+
+    def forward(self, z, x):
+        return self.make(torch.tanh(self.a * z + x.sum(1, keepdim=True)))
+
+
+@pytest.mark.parametrize("make, got", [
+    (lambda fz: fz[:, :1], r"got \(5, 1\) float64"),            # would broadcast to (5, 4): a different map
+    (lambda fz: fz[:1], r"got \(1, 4\) float64"),
+    (lambda fz: fz.float(), r"got \(5, 4\) float32"),            # would be cast: a different map
+    (lambda fz: (fz, fz), "got tuple"),
+])
+def test_a_map_that_does_not_return_a_tensor_like_z_is_refused(make, got):
+    """Never a "fixed point" of a broadcast or cast map: the first evaluation says what f returned."""
+    deq = DEQ(_Returns(make), 4)
+    x = torch.randn(5, 2, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"f\(z, x\) must return a tensor like z, \(5, 4\) float64 on cpu; " + got):
+        deq(x)
+    assert DEQ(_Returns(lambda fz: fz), 4)(x).shape == (5, 4)

@@ -177,7 +177,17 @@ class DEQ(nn.Module):
         f = self.f
 
         def F(z, x, *theta):
-            return torch.func.functional_call(f, dict(zip(names, theta)), (z, x))
+            fz = torch.func.functional_call(f, dict(zip(names, theta)), (z, x))
+            # Checked on every call (a few attribute reads): an f that returns (batch, 1) or another
+            # dtype would otherwise be broadcast or cast by the solver into a "fixed point" of a
+            # different map, with derivatives of that map. Under vmap both sides lose the batch alike.
+            if not isinstance(fz, torch.Tensor) or fz.shape != z.shape or fz.dtype != z.dtype or fz.device != z.device:
+                def like(t):
+                    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')} on {t.device}"
+
+                got = like(fz) if isinstance(fz, torch.Tensor) else type(fz).__name__
+                raise InputError(f"f(z, x) must return a tensor like z, {like(z)}; got {got}")
+            return fz
 
         return F
 
