@@ -14,6 +14,7 @@ from deqlab.solvers import (
     get_solver,
     newton,
 )
+from deqlab.errors import InputError
 from deqlab.solvers.registry import configured_solver
 from deqlab.solvers.result import Monitor, SolverStatus
 
@@ -363,3 +364,15 @@ def test_a_relative_tolerance_of_one_or_more_is_refused_by_every_solver(rtol):
     for name in SOLVERS:
         with pytest.raises(ValueError, match="rtol must be < 1"):
             get_solver(name)(f, z0, atol=0.0, rtol=rtol)
+
+
+@pytest.mark.parametrize("image", ["column", "float32"])
+def test_every_solver_refuses_an_image_not_shaped_like_z(image):
+    """f returning (batch, 1) was broadcast (fixed_point, broyden, newton, scipy reported a solution of
+    another map), and a float32 f(z) silently cast."""
+    z0 = torch.zeros(3, 4, dtype=torch.float64)
+    f = {"column": lambda z: torch.tanh(0.5 * z.sum(1, keepdim=True)) + 1,
+         "float32": lambda z: (torch.tanh(0.5 * z) + 1).float()}[image]
+    for name in SOLVERS:
+        with pytest.raises(InputError, match=rf"^{name}: f\(z\) must return a tensor like z, \(3, 4\) float64 on cpu; got"):
+            get_solver(name)(f, z0, atol=1e-10)

@@ -46,7 +46,7 @@ from torch import nn
 from deqlab.errors import InputError, NotConvergedError
 from deqlab.implicit.layer import SolveOptions, fixed_point
 from deqlab.solvers.registry import SOLVERS
-from deqlab.solvers.result import ConvergenceVerdicts, SolverResult
+from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, check_image
 
 #: The backward rules by name; only ``"implicit"`` is exact.
 BACKWARDS = ("implicit", "jacobian_free", "phantom")
@@ -178,15 +178,9 @@ class DEQ(nn.Module):
 
         def F(z, x, *theta):
             fz = torch.func.functional_call(f, dict(zip(names, theta)), (z, x))
-            # Checked on every call (a few attribute reads): an f that returns (batch, 1) or another
-            # dtype would otherwise be broadcast or cast by the solver into a "fixed point" of a
-            # different map, with derivatives of that map. Under vmap both sides lose the batch alike.
-            if not isinstance(fz, torch.Tensor) or fz.shape != z.shape or fz.dtype != z.dtype or fz.device != z.device:
-                def like(t):
-                    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')} on {t.device}"
-
-                got = like(fz) if isinstance(fz, torch.Tensor) else type(fz).__name__
-                raise InputError(f"f(z, x) must return a tensor like z, {like(z)}; got {got}")
+            # Checked on every call (a few attribute reads), not only by the solver: the backward's
+            # linear solves evaluate F too. Under vmap both sides lose the batch alike.
+            check_image(z, fz, "f(z, x)")
             return fz
 
         return F

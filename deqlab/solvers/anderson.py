@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 import torch
 
-from deqlab.solvers.result import Monitor, SolverResult
+from deqlab.solvers.result import Monitor, SolverResult, check_image
 
 
 @torch.no_grad()
@@ -105,6 +105,7 @@ def anderson(
         """Evaluate ``f(z)``, store it and its residual in slot ``k mod m``, update the Gram matrix."""
         F_slot, G_slot, G_filled_t, gram_column, gram_row = views_of_slot(k % memory, min(k + 1, memory))
         fz = f(z)
+        check_image(z, fz, "anderson: f(z)")   # before the buffers below broadcast or cast it
         monitor.n_fevals += 1
         F_slot.copy_(fz)
         g = torch.sub(fz, z, out=G_slot)

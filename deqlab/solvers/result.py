@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from deqlab.errors import InputError
+
 #: Added to norms in relative residuals so that a zero fixed point does not divide by zero.
 NORM_EPS = 1e-30
 #: An unconverged solve whose last residual is this many times its best one has moved away: "diverged".
@@ -115,6 +117,18 @@ def check_tolerances(atol: float, rtol: float, max_iter: int) -> None:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
 
 
+def check_image(z: torch.Tensor, fz, what: str) -> None:
+    """``f(z)`` must be a tensor shaped, typed and placed like ``z``: the solvers' arithmetic would
+    otherwise broadcast a ``(batch, 1)`` image or cast a float32 one, and solve a different map.
+    Raises :class:`~deqlab.errors.InputError` (a ``ValueError``) naming ``what`` (e.g. ``"anderson: f(z)"``)."""
+    if not isinstance(fz, torch.Tensor) or fz.shape != z.shape or fz.dtype != z.dtype or fz.device != z.device:
+        def like(t):
+            return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')} on {t.device}"
+
+        got = like(fz) if isinstance(fz, torch.Tensor) else type(fz).__name__
+        raise InputError(f"{what} must return a tensor like z, {like(z)}; got {got}")
+
+
 def check_start(z0: torch.Tensor) -> None:
     if z0.ndim != 2:
         raise ValueError(f"z0 must have shape (batch, n), got {tuple(z0.shape)}")
@@ -191,6 +205,7 @@ class Monitor:
         ``difference``: ``f(z) − z`` when the solver has it already (Anderson keeps it), so that it
         is not computed twice. ``z`` must not be modified in place afterwards (class docstring).
         """
+        check_image(z, fz, f"{self.solver}: f(z)")
         if z.requires_grad or fz.requires_grad:     # (the solvers run under no_grad: no detach to pay for)
             z, fz = z.detach(), fz.detach()
         res = torch.linalg.vector_norm(fz - z if difference is None else difference, dim=-1)

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from deqlab.solvers.result import Monitor, SolverResult
+from deqlab.solvers.result import Monitor, SolverResult, check_image
 
 
 def _solve_each(f, z0, *, atol, rtol, max_iter, xtol, method_name, call) -> SolverResult:
@@ -41,7 +41,9 @@ def _solve_each(f, z0, *, atol, rtol, max_iter, xtol, method_name, call) -> Solv
             zz = base.clone()
             zz[b] = torch.as_tensor(zb, dtype=dtype, device=device)
             with torch.no_grad():
-                return (f(zz)[b] - zz[b]).detach().to(torch.float64).cpu().numpy()  # device -> host
+                fzz = f(zz)
+            check_image(zz, fzz, f"{method_name}: f(z)")
+            return (fzz[b] - zz[b]).detach().to(torch.float64).cpu().numpy()  # device -> host
 
         x0 = z0[b].detach().to(torch.float64).cpu().numpy()  # device -> host
         sol, nfev, ok, msg = call(g, x0, xtol=xtol, maxfev=max_iter * (n + 1))
