@@ -193,3 +193,14 @@ def test_unwritable_output_root_is_one_line_exit_2(cli, monkeypatch):
     r = cli("converge", "--restarts", "1")
     assert r.exit_code == 2 and "cannot create a run folder under DEQLAB_OUTPUT_ROOT='/dev/null/x'" in r.stderr
     assert "Traceback" not in r.output + r.stderr
+
+
+def test_a_reference_solve_that_does_not_converge_fails_the_run(cli, output_root):
+    """Every gap is a distance to z*: against the best iterate of a failed solve it measures nothing, so
+    the run ends as a failure (one line, exit 1, a .failed folder with no tables), not as reports."""
+    r = cli("converge", "solver=anderson", "solver.max_iter=1", "--restarts", "1")
+    assert r.exit_code == 1
+    assert r.stderr.count("\n") == 1 and "reference solve (anderson) for z* did not converge" in r.stderr
+    (folder,) = list((output_root / "converge").iterdir())
+    assert folder.name.endswith(".failed") and "did not converge" in (folder / "error.txt").read_text()
+    assert not list(folder.glob("*.csv"))
