@@ -109,12 +109,22 @@ def _on_host(A):
 def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> tuple[np.ndarray, np.ndarray]:
     """Validate pairs and return them as float64 arrays ``(n, k)``.
 
-    Raises ``ValueError`` (one readable line) for: non-2-D arrays, different shapes, ``k = 0``,
-    ``k > n``, NaN/inf, and a rank-deficient ``X`` (``σ_min(X) ≤ rtol·σ_max(X)``: the steps do
-    not determine ``k`` independent secant equations). Torch tensors (any device) are copied to the host.
+    Raises ``ValueError`` (one readable line) for: complex or non-numeric entries, non-2-D arrays,
+    different shapes, ``k = 0``, ``k > n``, NaN/inf, a rank-deficient ``X`` (``σ_min(X) ≤ rtol·σ_max(X)``:
+    the steps do not determine ``k`` independent secant equations) and an ``rtol`` outside ``[0, 1)``
+    (NaN or ≥ 1 would cut every singular value and return a rank-0 estimate). Torch tensors (any
+    device) are copied to the host.
     """
-    X = np.asarray(_on_host(X), dtype=np.float64)
-    Y = np.asarray(_on_host(Y), dtype=np.float64)
+    if not (isinstance(rtol, (int, float)) and not isinstance(rtol, bool) and 0 <= rtol < 1):
+        raise ValueError(f"rtol must be a number in [0, 1), got {rtol!r}")
+    X, Y = _on_host(X), _on_host(Y)
+    if np.iscomplexobj(X) or np.iscomplexobj(Y):   # float64 conversion would drop the imaginary part
+        raise ValueError("X and Y must be real; got complex entries")
+    try:
+        X = np.asarray(X, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"X and Y must be numeric arrays (n, k): {exc}") from None
     if X.ndim != 2 or Y.ndim != 2:
         raise ValueError(f"X and Y must be 2-D arrays (n, k) with one pair per column, got shapes {X.shape} and {Y.shape}")
     if X.shape != Y.shape:

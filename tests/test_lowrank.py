@@ -292,11 +292,22 @@ def test_factored_distance_and_matvec_match_dense():
         (np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]]), np.ones((3, 2)), "rank-deficient"),
         (np.array([[np.nan, 1.0], [0.0, 1.0]]), np.eye(2), "NaN"),
         (np.eye(3)[:, :0], np.eye(3)[:, :0], "at least one pair"),
+        (np.eye(3)[:, :2] * (1 + 1j), np.eye(3)[:, :2], "must be real"),   # float64 would drop the imaginary part
+        (np.array([["a", "b"], ["c", "d"]]), np.eye(2), "numeric"),
     ],
 )
 def test_check_pairs_rejects_bad_input(X, Y, message):
     with pytest.raises(ValueError, match=message):
         LR.check_pairs(X, Y)
+
+
+@pytest.mark.parametrize("rtol", [float("nan"), 1.0, 2.0, -1e-3])
+def test_an_rtol_outside_0_1_is_refused_not_a_rank_0_estimate(rtol):
+    """NaN or rtol >= 1 cut every singular value: each method returned an empty (rank-0) estimate."""
+    X = np.random.default_rng(1).standard_normal((6, 3))
+    for method in LR.METHODS:
+        with pytest.raises(ValueError, match=r"rtol must be a number in \[0, 1\)"):
+            LR.estimate(method, X, 2.0 * X, rtol=rtol)
 
 
 def test_unknown_method():
