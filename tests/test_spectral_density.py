@@ -64,3 +64,24 @@ def test_density_estimates_the_spectral_measure():
         assert abs(estimated - np.mean(lam < t)) < CDF_ATOL, (t, estimated, np.mean(lam < t))
     assert abs(sd.moment(1) - lam.mean()) < 0.1 * np.abs(lam).mean()
     assert abs(sd.nodes.max() - 120.0) < 1e-6  # the largest outlier is found by every probe
+
+
+def test_extreme_eigenvalues_refuses_what_arpack_would_clamp_or_choke_on():
+    """k >= size was clamped to size - 1 (fewer eigenvalues than asked, without a word); an operator
+    returning NaN made ARPACK fail with LAPACK noise on stderr; a wrong output size was a reshape error."""
+    import pytest
+
+    from deqlab.errors import DeqlabError, InputError
+    from deqlab.implicit.spectrum import extreme_eigenvalues
+
+    A = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    A = A + A.T
+    top = extreme_eigenvalues(lambda v: A @ v, 6, k=2)
+    np.testing.assert_allclose(top, np.linalg.eigvalsh(A.numpy())[-2:], rtol=1e-10)
+    for k in (0, 6, 7):
+        with pytest.raises(InputError, match="1 <= k < size = 6"):
+            extreme_eigenvalues(lambda v: A @ v, 6, k=k)
+    with pytest.raises(DeqlabError, match="NaN or inf"):
+        extreme_eigenvalues(lambda v: v * float("nan"), 6, k=2)
+    with pytest.raises(InputError, match=r"must map \(6,\) to \(6,\)"):
+        extreme_eigenvalues(lambda v: v[:3], 6, k=2)

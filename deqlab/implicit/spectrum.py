@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deqlab.errors import DeqlabError, InputError
+
 
 def matvec_device(matvec: Callable, device=None) -> torch.device:
     """``device`` if given, else the ``device`` attribute of the object ``matvec`` is bound to, else the CPU."""
@@ -40,7 +42,12 @@ def as_linear_operator(matvec: Callable[[torch.Tensor], torch.Tensor], size: int
 
     def mv(v):
         hv = matvec(torch.as_tensor(np.ravel(v), dtype=dtype, device=device))
-        return hv.detach().cpu().numpy().astype(np.float64)  # device -> host for ARPACK
+        out = hv.detach().cpu().numpy().astype(np.float64)  # device -> host for ARPACK
+        if out.shape not in ((size,), (size, 1)):
+            raise InputError(f"the operator must map ({size},) to ({size},), returned shape {tuple(hv.shape)}")
+        if not np.isfinite(out).all():   # ARPACK would fail later with LAPACK noise on stderr, or worse not at all
+            raise DeqlabError("the operator returned NaN or inf for a finite vector: its spectrum is not defined")
+        return out
 
     return LinearOperator((size, size), matvec=mv, rmatvec=mv, dtype=np.float64)
 
@@ -54,9 +61,12 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
     """
     from scipy.sparse.linalg import eigsh
 
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < size:
+        # ARPACK needs k < size; clamping would return fewer eigenvalues than asked for without a word
+        raise InputError(f"k must be an integer with 1 <= k < size = {size} (ARPACK), got {k!r}")
     op = as_linear_operator(matvec, size, dtype, device)
     v0 = np.random.default_rng(seed).standard_normal(size)
-    vals = eigsh(op, k=min(k, size - 1), which=which, tol=tol, maxiter=maxiter, v0=v0, return_eigenvectors=False)
+    vals = eigsh(op, k=k, which=which, tol=tol, maxiter=maxiter, v0=v0, return_eigenvectors=False)
     return np.sort(vals)
 
 
