@@ -85,3 +85,16 @@ def test_extreme_eigenvalues_refuses_what_arpack_would_clamp_or_choke_on():
         extreme_eigenvalues(lambda v: v * float("nan"), 6, k=2)
     with pytest.raises(InputError, match=r"must map \(6,\) to \(6,\)"):
         extreme_eigenvalues(lambda v: v[:3], 6, k=2)
+
+
+def test_trace_and_density_refuse_an_operator_that_returns_nan():
+    """Hutchinson returned a NaN trace and Lanczos a LinAlgError; both now say what is wrong."""
+    import pytest
+
+    from deqlab.errors import DeqlabError
+    from deqlab.implicit.spectrum import hutchinson_trace
+
+    with pytest.raises(DeqlabError, match="NaN or inf"):
+        hutchinson_trace(lambda v: v * float("nan"), 6)
+    with pytest.raises(DeqlabError, match="NaN or inf"):
+        spectral_density(lambda v: v * float("inf"), 6)

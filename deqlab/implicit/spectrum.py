@@ -33,21 +33,34 @@ def matvec_device(matvec: Callable, device=None) -> torch.device:
     return torch.device(getattr(getattr(matvec, "__self__", None), "device", "cpu"))
 
 
+def checked(matvec: Callable[[torch.Tensor], torch.Tensor], size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``matvec`` with each product checked: an ``(size,)`` result (else :class:`~deqlab.errors.InputError`),
+    finite (else :class:`~deqlab.errors.DeqlabError`: an operator that returns NaN/inf for a finite
+    vector has no spectrum; ARPACK failed on it with LAPACK noise on stderr, Hutchinson and Lanczos
+    returned NaN). One host read per product, which every caller below makes anyway."""
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        hv = matvec(v)
+        if tuple(hv.shape) != (size,):
+            raise InputError(f"the operator must map ({size},) to ({size},), returned shape {tuple(hv.shape)}")
+        if not bool(torch.isfinite(hv).all()):
+            raise DeqlabError("the operator returned NaN or inf for a finite vector: its spectrum is not defined")
+        return hv
+
+    return product
+
+
 def as_linear_operator(matvec: Callable[[torch.Tensor], torch.Tensor], size: int, dtype=torch.float64, device=None):
     """A scipy ``LinearOperator`` (float64, on the host) from a torch HVP that runs on ``device``
     (:func:`matvec_device`): each product copies ``v`` host -> device and ``Hv`` device -> host."""
     from scipy.sparse.linalg import LinearOperator
 
     device = matvec_device(matvec, device)
+    product = checked(matvec, size)
 
     def mv(v):
-        hv = matvec(torch.as_tensor(np.ravel(v), dtype=dtype, device=device))
-        out = hv.detach().cpu().numpy().astype(np.float64)  # device -> host for ARPACK
-        if out.shape not in ((size,), (size, 1)):
-            raise InputError(f"the operator must map ({size},) to ({size},), returned shape {tuple(hv.shape)}")
-        if not np.isfinite(out).all():   # ARPACK would fail later with LAPACK noise on stderr, or worse not at all
-            raise DeqlabError("the operator returned NaN or inf for a finite vector: its spectrum is not defined")
-        return out
+        hv = product(torch.as_tensor(np.ravel(v), dtype=dtype, device=device))
+        return hv.detach().cpu().numpy().astype(np.float64)  # device -> host for ARPACK
 
     return LinearOperator((size, size), matvec=mv, rmatvec=mv, dtype=np.float64)
 
@@ -83,6 +96,7 @@ def hutchinson_trace(matvec, size: int, *, probes: int = 64, seed: int = 0, dtyp
     if probes < 2:
         raise ValueError(f"probes must be >= 2, got {probes}")
     device = matvec_device(matvec, device)
+    matvec = checked(matvec, size)
     gen = torch.Generator(device="cpu").manual_seed(seed)  # CPU draws: the same probes on every device
     samples = []
     for _ in range(probes):
@@ -138,6 +152,7 @@ def lanczos_quadrature(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.
     subspace: the quadrature is then exact for every polynomial). Returns ``(nodes, weights)``,
     each of length ``≤ steps``.
     """
+    matvec = checked(matvec, v.shape[0])
     q = v / torch.linalg.vector_norm(v)
     basis = [q]
     alphas, betas = [], []
