@@ -151,3 +151,31 @@ def test_model_hessian_convenience():
     assert H.dtype == torch.float64 and H.shape == (4 * 4 + 4 + 4 * 2,) * 2
     p = model_params(model)
     assert relative_error(H, unrolled_hessian(p, DYNAMIC, x, y)) <= UNROLL_RTOL
+
+
+def test_inputs_that_do_not_fit_the_model_are_refused_by_every_route():
+    """A shape mismatch was a torch error deep inside; NaN in y gave a Hessian full of NaN."""
+    import pytest
+
+    from deqlab.errors import InputError
+    from deqlab.implicit.hessian import deq_gradient, deq_hessian
+    from deqlab.implicit.hvp import DEQHessianOperator
+
+    g = torch.Generator().manual_seed(0)
+    N, d, ny, B = 4, 3, 2, 5
+    p = {"W_z": 0.3 * torch.randn(N, N, generator=g, dtype=torch.float64), "b_z": torch.randn(N, generator=g, dtype=torch.float64),
+         "U_z": torch.randn(N, d, generator=g, dtype=torch.float64), "W_y": torch.randn(ny, N, generator=g, dtype=torch.float64),
+         "b_y": torch.randn(ny, generator=g, dtype=torch.float64)}
+    x = torch.randn(B, d, generator=g, dtype=torch.float64)
+    y = torch.randn(B, ny, generator=g, dtype=torch.float64)
+    routes = (lambda x, y: deq_hessian(**p, x=x, y=y), lambda x, y: deq_gradient(**p, x=x, y=y),
+              lambda x, y: DEQHessianOperator(p, ("W_z", "b_y"), x, y))
+    bad = [(torch.randn(B, d + 1, dtype=torch.float64), y, r"x must have shape \(5, 3\)"),
+           (x, torch.randn(B + 1, ny, dtype=torch.float64), r"y must have shape \(5, 2\)"),
+           (x, y.clone().index_fill_(0, torch.tensor([2]), float("nan")), "NaN or infinite values in y"),
+           (x.float(), y, "one floating dtype")]
+    for route in routes:
+        assert route(x, y) is not None
+        for xb, yb, message in bad:
+            with pytest.raises(InputError, match=message):
+                route(xb, yb)

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 
 from deqlab.implicit.layer import SolveOptions, tanh_map
-from deqlab.implicit.params import DYNAMIC, READOUT, check_groups, group_slices
+from deqlab.implicit.params import DYNAMIC, READOUT, check_groups, check_problem, group_slices
 from deqlab.implicit.polish import polish_tanh_equilibrium
 
 
@@ -268,6 +268,7 @@ def deq_hessian_parts(
     params = {k: v.detach() for k, v in params.items()}
     W, Wy = params["W_z"], params["W_y"]
     x, y = x.detach(), y.detach()
+    check_problem(params, x, y, z_star)
     if z_star is None:
         z_star = solve_equilibrium(W, params["b_z"], params["U_z"], x, opts=opts)
     clock = _PhaseClock(phases)
@@ -375,6 +376,7 @@ def deq_gradient(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", 
     """The implicit gradient ``∇_θL = ∇_θℓ + (∂f/∂θ)ᵀλ``, ``(I − J)ᵀλ = ∇ₕℓ`` (one adjoint solve per
     sample, here a dense ``N×N`` solve); same arguments and ``θ`` order as :func:`deq_hessian`."""
     groups = check_groups(groups)
+    check_problem({"W_z": W_z, "b_z": b_z, "U_z": U_z, "W_y": W_y, "b_y": b_y}, x, y, z_star)
     W = W_z.detach()
     if z_star is None:
         z_star = solve_equilibrium(W, b_z.detach(), U_z.detach(), x, opts=opts)

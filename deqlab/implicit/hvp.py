@@ -23,7 +23,7 @@ import torch
 from deqlab.errors import IllConditionedError
 from deqlab.implicit.hessian import solve_equilibrium
 from deqlab.implicit.layer import SolveOptions, tanh_map
-from deqlab.implicit.params import check_groups, flatten, loss_at, unflatten
+from deqlab.implicit.params import check_groups, check_problem, flatten, loss_at, unflatten
 
 
 class DEQHessianOperator:
@@ -50,6 +50,7 @@ class DEQHessianOperator:
         self.groups = check_groups(groups)
         self.params = {k: v.detach() for k, v in params.items()}
         self.x, self.y = x.detach(), y.detach()
+        check_problem(self.params, self.x, self.y, z_star)
         self.theta = flatten(self.params, self.groups)
         self.opts = opts or SolveOptions(atol=1e-14, max_iter=2000)
         p = self.params

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from deqlab.errors import InputError
+
 #: Canonical order of the parameter groups in ``θ``.
 GROUPS = ("W_z", "b_z", "U_z", "W_y", "b_y")
 #: Groups that enter the fixed-point map ``f`` (the rest enter only the loss).
@@ -34,6 +36,35 @@ def check_groups(groups) -> tuple[str, ...]:
     if unknown or not groups or len(set(groups)) != len(groups):
         raise ValueError(f"parameter groups must be a non-empty subset of {', '.join(GROUPS)}; got {list(groups)}")
     return tuple(g for g in GROUPS if g in groups)
+
+
+def check_problem(params: dict, x: torch.Tensor, y: torch.Tensor, z_star: torch.Tensor | None = None) -> None:
+    """The parameters, inputs ``x (B, n_x)``, targets ``y (B, n_y)`` (and ``z_star (B, n_z)``) fit together:
+    the shapes of the module docstring, one floating dtype and one device, every entry finite.
+    :class:`~deqlab.errors.InputError` otherwise (a mismatch was a torch shape error deep inside, and NaN
+    in ``y`` a Hessian full of NaN)."""
+    given = {**{g: params[g] for g in GROUPS if g in params}, "x": x, "y": y}
+    if z_star is not None:
+        given["z_star"] = z_star
+    missing = [g for g in GROUPS if g not in params]
+    if missing:
+        raise InputError(f"missing parameter group(s) {', '.join(missing)}")
+    # the model fixes the sizes (data must fit it): n_z from W_z, n_x from U_z, n_y from W_y, batch from x
+    n_z, n_x, n_y = params["W_z"].shape[0], params["U_z"].shape[-1], params["W_y"].shape[0]
+    batch = x.shape[0] if x.ndim else 0
+    want = {"W_z": (n_z, n_z), "b_z": (n_z,), "U_z": (n_z, n_x), "W_y": (n_y, n_z), "b_y": (n_y,),
+            "x": (batch, n_x), "y": (batch, n_y), "z_star": (batch, n_z)}
+    for name, t in given.items():
+        if tuple(t.shape) != want[name]:
+            raise InputError(f"{name} must have shape {want[name]} (n_z={n_z}, n_x={n_x}, n_y={n_y} from W_z, U_z, W_y; "
+                             f"batch={batch} from x), got {tuple(t.shape)}")
+    dtypes, devices = {t.dtype for t in given.values()}, {t.device for t in given.values()}
+    if len(dtypes) != 1 or not next(iter(dtypes)).is_floating_point or len(devices) != 1:
+        raise InputError("parameters, x, y (and z_star) must share one floating dtype and one device, got "
+                         + ", ".join(f"{k} {str(t.dtype).removeprefix('torch.')} on {t.device}" for k, t in given.items()))
+    bad = [name for name, t in given.items() if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise InputError(f"NaN or infinite values in {', '.join(bad)}")
 
 
 def model_params(model, dtype=torch.float64) -> dict[str, torch.Tensor]:
