@@ -316,3 +316,18 @@ def test_progress_bar_reports_epochs(monkeypatch):
     monkeypatch.setenv("DEQLAB_PROGRESS", "0")
     with EpochBar() as bar:
         assert bar.callback("ren", 3) is None
+
+
+def test_nrmse_refuses_where_it_is_undefined():
+    """A constant reference channel gave 1.3e300 (its std, floored at 1e-300, divided); a washout past
+    the end gave NaN with numpy warnings; a shorter prediction a broadcast error."""
+    y = np.random.default_rng(0).normal(size=(3, 50, 1))
+    tail = y[:, 10:, 0]
+    assert nrmse(0.9 * y, y, 10) == pytest.approx(0.1 * np.sqrt(np.mean(tail**2)) / tail.std(), rel=1e-12)
+    with pytest.raises(ValueError, match="constant after the washout"):
+        nrmse(y, np.ones_like(y), 10)
+    with pytest.raises(ValueError, match=r"washout must lie in \[0, steps = 50\)"):
+        nrmse(y, y, 50)
+    with pytest.raises(ValueError, match="must both be"):
+        nrmse(y[:, :40], y, 10)
+    assert np.isnan(nrmse(y * np.nan, y, 10))   # a prediction that overflowed stays NaN: the caller reports it
