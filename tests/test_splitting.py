@@ -106,7 +106,8 @@ def test_resolvent_is_factored_once_per_call(monkeypatch):
     """``resolvent="lu"``: one LU per call, one solve for the whole batch per iteration, never an inverse."""
     W, c, nl = problem(n=16, batch=32)
     calls = {"lu_factor": 0, "lu_solve": 0}
-    real_factor, real_solve = torch.linalg.lu_factor, torch.linalg.lu_solve
+    # Resolvent factors with the _ex variants, whose info flags a singular I + alpha (I - W)
+    real_factor, real_solve = torch.linalg.lu_factor_ex, torch.linalg.lu_solve
 
     def counting_factor(*a, **k):
         calls["lu_factor"] += 1
@@ -120,8 +121,9 @@ def test_resolvent_is_factored_once_per_call(monkeypatch):
     def no_inverse(*a, **k):
         raise AssertionError("resolvent='lu' must not form an explicit inverse")
 
-    monkeypatch.setattr(torch.linalg, "lu_factor", counting_factor)
+    monkeypatch.setattr(torch.linalg, "lu_factor_ex", counting_factor)
     monkeypatch.setattr(torch.linalg, "lu_solve", counting_solve)
+    monkeypatch.setattr(torch.linalg, "inv_ex", no_inverse)
     monkeypatch.setattr(torch.linalg, "inv", no_inverse)
     for solver in (peaceman_rachford, douglas_rachford):
         calls.update(lu_factor=0, lu_solve=0)
@@ -136,13 +138,13 @@ def test_resolvent_inverse_is_formed_once_and_no_product_with_w_per_iteration(mo
     exactly one matrix product (with the inverse): the layer residual comes from the resolvent equation."""
     W, c, nl = problem(n=16, batch=32)
     calls = {"inv": 0}
-    real_inv = torch.linalg.inv
+    real_inv = torch.linalg.inv_ex   # what Resolvent inverts with (its info flags a singular matrix)
 
     def counting_inv(*a, **k):
         calls["inv"] += 1
         return real_inv(*a, **k)
 
-    monkeypatch.setattr(torch.linalg, "inv", counting_inv)
+    monkeypatch.setattr(torch.linalg, "inv_ex", counting_inv)
     for solver in (peaceman_rachford, douglas_rachford):
         calls.update(inv=0)
         res = solver(W, c, torch.zeros_like(c), nonlinearity=nl, alpha=0.5, atol=ATOL)
@@ -236,3 +238,27 @@ def test_reflected_rachford_follows_the_textbook_iteration(nonlinearity, average
     best = res.abs_trace.argmin(0)                            # the point the solver kept, per sample
     expected = iterates[best, torch.arange(c.shape[0])]
     assert float((res.z - expected).abs().max()) < REFLECTED_FORM_TOL * float(expected.abs().max())
+
+
+def test_splitting_refuses_what_would_fail_deep_inside():
+    """alpha = inf ran to NONFINITE; a z0 of the wrong width or dtype was a torch error in the product;
+    a singular I + alpha (I - W) (W not monotone) was a LinAlgError or lu_factor's RuntimeError."""
+    import pytest
+
+    from deqlab.solvers.splitting import douglas_rachford, forward_backward, peaceman_rachford
+
+    n, B = 5, 3
+    W = 0.5 * torch.eye(n, dtype=torch.float64)
+    c = torch.randn(B, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z0 = torch.zeros(B, n, dtype=torch.float64)
+    for solve in (forward_backward, peaceman_rachford, douglas_rachford):
+        assert solve(W, c, z0, alpha=0.5).all_converged
+        with pytest.raises(ValueError, match="finite number > 0"):
+            solve(W, c, z0, alpha=float("inf"))
+        with pytest.raises(ValueError, match="z0 must have the shape of c"):
+            solve(W, c, z0[:, :2])
+        with pytest.raises(ValueError, match="one dtype and device"):
+            solve(W.float(), c, z0)
+    for resolvent in ("inverse", "lu"):
+        with pytest.raises(ValueError, match="is singular .* W is not monotone"):
+            peaceman_rachford(3 * torch.eye(n, dtype=torch.float64), c, z0, alpha=0.5, resolvent=resolvent)

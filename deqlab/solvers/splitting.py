@@ -44,6 +44,7 @@ evaluations of ``f``; ``extras`` holds ``alpha``, ``factorizations`` and ``resol
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -56,12 +57,18 @@ def _nl(nonlinearity: str | ProxNonlinearity) -> ProxNonlinearity:
     return get_nonlinearity(nonlinearity) if isinstance(nonlinearity, str) else nonlinearity
 
 
-def _check(W: torch.Tensor, c: torch.Tensor, alpha: float) -> None:
-    if not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
+def _check(W: torch.Tensor, c: torch.Tensor, alpha: float, z0: torch.Tensor | None = None) -> None:
+    if not 0 < alpha < math.inf:
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha}")
     n = W.shape[0]
     if W.shape != (n, n) or c.ndim != 2 or c.shape[1] != n:
         raise ValueError(f"W must be (n, n) and c (batch, n); got W {tuple(W.shape)}, c {tuple(c.shape)}")
+    if z0 is not None and z0.shape != c.shape:
+        raise ValueError(f"z0 must have the shape of c, {tuple(c.shape)}; got {tuple(z0.shape)}")
+    given = (W, c) if z0 is None else (W, c, z0)
+    if len({t.dtype for t in given}) != 1 or len({t.device for t in given}) != 1:
+        raise ValueError("W, c and z0 must share one dtype and device, got "
+                         + ", ".join(f"{str(t.dtype).removeprefix('torch.')} on {t.device}" for t in given))
 
 
 def layer_map(W: torch.Tensor, c: torch.Tensor, nonlinearity: str | ProxNonlinearity) -> Callable:
@@ -92,9 +99,14 @@ class Resolvent:
         self.method = resolvent_method(n, 1, method)
         A = eye + alpha * (eye - W)
         if self.method == "inverse":
-            self.inverse_t = torch.linalg.inv(A).T.contiguous()   # v @ Vᵀ = (V vᵀ)ᵀ, row-major GEMM
+            inverse, info = torch.linalg.inv_ex(A)
+            self.inverse_t = inverse.T.contiguous()   # v @ Vᵀ = (V vᵀ)ᵀ, row-major GEMM
         else:
-            self.LU, self.pivots = torch.linalg.lu_factor(A)
+            self.LU, self.pivots, info = torch.linalg.lu_factor_ex(A)
+        if int(info) != 0:
+            # never for a monotone W (sym(I − W) ⪰ mI makes I + α(I − W) positive definite in its symmetric part)
+            raise ValueError(f"I + alpha (I - W) is singular (alpha = {alpha:g}): W is not monotone, "
+                             "the splitting methods need sym(I - W) positive definite")
 
     def __call__(self, v: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
         """``V v`` per row of ``v``; with ``shift`` (``(batch, n)``, already multiplied by ``V``),
@@ -131,7 +143,7 @@ def forward_backward(
         alpha: step ``α > 0``; convergence is guaranteed for ``α < 2m/‖I − W‖₂²``
             (:func:`deqlab.models.mondeq.forward_backward_bound`; not computed here: it needs an SVD).
     """
-    _check(W, c, alpha)
+    _check(W, c, alpha, z0)
     nl = _nl(nonlinearity)
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="forward_backward")
     z = z0
@@ -174,7 +186,7 @@ def _rachford(W, c, z0, *, nonlinearity, alpha, atol, rtol, max_iter, averaged: 
     residual trace by round-off only (≤ 3e-15 of each sample's largest residual on 1321 solves of
     the splitting tests' kind, with the same iteration counts and the same returned points).
     """
-    _check(W, c, alpha)
+    _check(W, c, alpha, z0)
     nl = _nl(nonlinearity)
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver=name)
     V = Resolvent(W, alpha, resolvent_method(W.shape[0], c.shape[0], resolvent))
