@@ -182,12 +182,20 @@ def test_stats_survive_a_failed_solve():
     assert not quiet.stats.all_converged
 
 
+def test_solve_options_are_checked_when_made():
+    """Not at the first solve (for the linear solver: at the first backward)."""
+    for kwargs, match in (({"linear_solver": "nope"}, "unknown linear solver 'nope'"), ({"solver": "x"}, "unknown solver 'x'"),
+                          ({"atol": float("nan")}, "atol must be a finite number"), ({"rtol": 1.0}, "rtol must be < 1"),
+                          ({"max_iter": 0}, "max_iter must be an integer >= 1"), ({"on_fail": "warn"}, "on_fail")):
+        with pytest.raises(InputError, match=match):
+            SolveOptions(**kwargs)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"solver": "newtonn"}, "unknown solver 'newtonn'"),
     ({"backward": "unrolled"}, "unknown backward"),
     ({"phantom_steps": 0}, "phantom_steps"),
     ({"phantom_damping": 1.5}, "phantom_damping"),
-    ({"opts": SolveOptions(linear_solver="nope")}, "unknown linear solver"),
 ])
 def test_bad_arguments_are_input_errors(kwargs, match):
     with pytest.raises(InputError, match=match):

@@ -45,7 +45,6 @@ from torch import nn
 
 from deqlab.errors import InputError, NotConvergedError
 from deqlab.implicit.layer import SolveOptions, fixed_point
-from deqlab.solvers.registry import SOLVERS
 from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, check_image
 
 #: The backward rules by name; only ``"implicit"`` is exact.
@@ -98,12 +97,6 @@ class _RecordingOptions(SolveOptions):
         return res
 
 
-def _check_solver(name: str, what: str) -> str:
-    if name not in SOLVERS:
-        raise InputError(f"unknown {what} {name!r}; choose one of: {', '.join(SOLVERS)}")
-    return name
-
-
 class DEQ(nn.Module):
     """``z* = f(z*, x)`` for a user module ``f``; see the module docstring.
 
@@ -141,11 +134,7 @@ class DEQ(nn.Module):
         if not isinstance(opts, SolveOptions):
             raise InputError(f"opts must be a deqlab.implicit.layer.SolveOptions, got {type(opts).__name__}")
         if solver is not None:
-            opts = dataclasses.replace(opts, solver=solver)
-        _check_solver(opts.solver, "solver")
-        _check_solver(opts.linear_solver, "linear solver")
-        if opts.on_fail not in ("raise", "ignore"):
-            raise InputError(f"on_fail must be 'raise' or 'ignore', got {opts.on_fail!r}")
+            opts = dataclasses.replace(opts, solver=solver)   # checked by SolveOptions itself
         self.f = f
         self.n_z = int(n_z)
         self.backward = backward

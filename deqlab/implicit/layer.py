@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deqlab.errors import NotConvergedError
-from deqlab.solvers.registry import get_solver
+from deqlab.errors import InputError, NotConvergedError
+from deqlab.solver_options import check_stopping_rule
+from deqlab.solvers.registry import SOLVERS, get_solver
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,16 @@ class SolveOptions:
     max_iter: int = 500
     options: tuple = field(default_factory=tuple)
     on_fail: str = "raise"
+
+    def __post_init__(self) -> None:
+        """Refused here, when the options are made, not at the first solve (or, for the linear solver,
+        at the first backward): unknown solvers, a meaningless stopping rule, an unknown ``on_fail``."""
+        for name, what in ((self.solver, "solver"), (self.linear_solver, "linear solver")):
+            if name not in SOLVERS:
+                raise InputError(f"unknown {what} {name!r}; choose one of: {', '.join(SOLVERS)}")
+        check_stopping_rule(self.atol, self.rtol, self.max_iter)
+        if self.on_fail not in ("raise", "ignore"):
+            raise InputError(f"on_fail must be 'raise' or 'ignore', got {self.on_fail!r}")
 
     def solve(self, F: Callable, z0: torch.Tensor, *, linear: bool):
         name = self.linear_solver if linear else self.solver
