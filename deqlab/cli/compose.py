@@ -408,28 +408,28 @@ def explain(exc: Exception, command: str) -> str:
     return f"bad override: {text.split(' Traceback')[0]}"
 
 
-def _unknown_key_in_chain(exc: BaseException) -> str | None:
-    """The dotted key of an unknown-key error among ``exc``'s causes (Hydra wraps OmegaConf's), if any."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
+def _key_in_chain(exc: BaseException, kinds: tuple[type, ...]) -> str | None:
+    """The dotted key of the first error of one of ``kinds`` among ``exc``'s causes (Hydra wraps OmegaConf's)."""
     seen = 0
     while exc is not None and seen < 20:
-        if isinstance(exc, (ConfigKeyError, ConfigAttributeError)) and getattr(exc, "full_key", None):
+        if isinstance(exc, kinds) and getattr(exc, "full_key", None):
             return str(exc.full_key)
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
+
+
+def _unknown_key_in_chain(exc: BaseException) -> str | None:
+    """The key of an unknown-key error among ``exc``'s causes, if any."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    return _key_in_chain(exc, (ConfigKeyError, ConfigAttributeError))
 
 
 def _mistyped_key_in_chain(exc: BaseException) -> str | None:
-    """The dotted key of a type error (a mapping merged into a list, ...) among ``exc``'s causes, if any."""
+    """The key of a type error (a mapping merged into a list, ...) among ``exc``'s causes, if any."""
     from omegaconf.errors import ConfigTypeError
 
-    seen = 0
-    while exc is not None and seen < 20:
-        if isinstance(exc, ConfigTypeError) and getattr(exc, "full_key", None):
-            return str(exc.full_key)
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return None
+    return _key_in_chain(exc, (ConfigTypeError,))
 
 
 def _group_options(group: str) -> list[str]:

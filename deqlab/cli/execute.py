@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-
-from deqlab.cli.errors import exit_code, fail  # noqa: F401  (re-exported for the commands)
-from deqlab.cli.options import DEVICE_OPTION, OVERRIDES, option_overrides, quote  # noqa: F401  (re-exported)
+from deqlab.cli.errors import fail
+from deqlab.cli.options import option_overrides
 from deqlab.errors import DeqlabError, InputError
 
 
@@ -208,4 +207,4 @@ def run_job(command: str, cfg) -> dict:
     return summary
 
 
-__all__ = ["OVERRIDES", "execute", "fail", "option_overrides", "quote", "run_job", "run_in_folder"]
+__all__ = ["execute", "run_job", "run_in_folder"]
