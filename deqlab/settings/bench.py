@@ -143,8 +143,7 @@ class LowrankBench:
         large = [checks.count(f"large_n[{i}]", v, maximum=10**8) for i, v in enumerate(self.large_n)]
         checks.number("target_error", self.target_error, minimum=0.0, exclusive=True)
         checks.number("target_speedup", self.target_speedup, minimum=0.0, exclusive=True)
-        checks.number("rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)
-        checks.check_rtol("rtol", self.rtol)
+        checks.relative_tolerance("rtol", self.rtol)
         for size in [self.n, *large]:
             if self.k > size or self.rank > size:
                 raise InputError(f"k = {self.k} and rank = {self.rank} must not exceed n = {size}")
@@ -181,8 +180,7 @@ class MonDEQBench:
         checks.counts("sizes", self.sizes, maximum=MAX_WIDTH)
         checks.count("batch", self.batch, maximum=1_000_000)
         checks.count("n_x", self.n_x, maximum=MAX_WIDTH)
-        checks.number("rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)
-        checks.check_rtol("rtol", self.rtol)
+        checks.relative_tolerance("rtol", self.rtol)
         checks.count("max_iter", self.max_iter, maximum=10_000_000)
         checks.count("repeats", self.repeats, maximum=100_000)
         checks.numbers("alphas", self.alphas, minimum=0.0, maximum=1e6, exclusive=True)

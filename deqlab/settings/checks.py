@@ -100,6 +100,14 @@ def device(key: str, value) -> str:
     return value
 
 
+def relative_tolerance(key: str, value) -> float:
+    """The ``rtol`` of a stopping rule ``‖f(z) − z‖ ≤ rtol‖f(z)‖`` that stands alone (no ``atol``):
+    a finite number in ``(0, 1)`` (at ``rtol ≥ 1`` the start ``z = 0`` already meets it)."""
+    value = number(key, value, minimum=0.0, maximum=1.0, exclusive=True)
+    check_rtol(key, value)
+    return value
+
+
 def tolerances(prefix: str, atol: float, rtol: float) -> None:
     """The shared stopping rule ``‖f(z) − z‖ ≤ atol + rtol‖f(z)‖`` needs one of them > 0."""
     number(f"{prefix}atol", atol, minimum=0.0, maximum=1.0)

@@ -49,8 +49,7 @@ class AlphaSweepSettings:
     def __post_init__(self) -> None:
         checks.count("sweep.n_x", self.n_x, maximum=100_000)
         checks.count("sweep.batch", self.batch, maximum=100_000)
-        checks.number("sweep.rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)
-        checks.check_rtol("sweep.rtol", self.rtol)
+        checks.relative_tolerance("sweep.rtol", self.rtol)
         checks.count("sweep.max_iter", self.max_iter, maximum=10_000_000)
         checks.numbers("sweep.alphas", self.alphas, minimum=0.0, maximum=1e6, exclusive=True)
 
@@ -77,8 +76,7 @@ class TrainSettings:
         checks.number("train.lr", self.lr, minimum=0.0, maximum=10.0, exclusive=True)
         checks.number("train.noise", self.noise, minimum=0.0, maximum=1e3)
         checks.seed("train.data_seed", self.data_seed)
-        checks.number("train.rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)
-        checks.check_rtol("train.rtol", self.rtol)
+        checks.relative_tolerance("train.rtol", self.rtol)
         checks.count("train.max_iter", self.max_iter, maximum=10_000_000)
         checks.choice("train.unconstrained_solver", self.unconstrained_solver, FORWARD_METHODS)
         checks.choice("train.backward", self.backward, BACKWARDS)
