@@ -117,16 +117,19 @@ def check_tolerances(atol: float, rtol: float, max_iter: int) -> None:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
 
 
+def describe(t) -> str:
+    """A tensor's shape, dtype and device for a message (``(5, 4) float64 on cpu``); else its type's name."""
+    if not isinstance(t, torch.Tensor):
+        return type(t).__name__
+    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')} on {t.device}"
+
+
 def check_image(z: torch.Tensor, fz, what: str) -> None:
     """``f(z)`` must be a tensor shaped, typed and placed like ``z``: the solvers' arithmetic would
     otherwise broadcast a ``(batch, 1)`` image or cast a float32 one, and solve a different map.
     Raises :class:`~deqlab.errors.InputError` (a ``ValueError``) naming ``what`` (e.g. ``"anderson: f(z)"``)."""
     if not isinstance(fz, torch.Tensor) or fz.shape != z.shape or fz.dtype != z.dtype or fz.device != z.device:
-        def like(t):
-            return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')} on {t.device}"
-
-        got = like(fz) if isinstance(fz, torch.Tensor) else type(fz).__name__
-        raise InputError(f"{what} must return a tensor like z, {like(z)}; got {got}")
+        raise InputError(f"{what} must return a tensor like z, {describe(z)}; got {describe(fz)}")
 
 
 def check_start(z0: torch.Tensor) -> None:

@@ -50,7 +50,7 @@ from collections.abc import Callable
 import torch
 
 from deqlab.solvers.prox import NONLINEARITIES, ProxNonlinearity, get_nonlinearity
-from deqlab.solvers.result import Monitor, SolverResult
+from deqlab.solvers.result import Monitor, SolverResult, describe
 
 
 def _nl(nonlinearity: str | ProxNonlinearity) -> ProxNonlinearity:
@@ -67,8 +67,7 @@ def _check(W: torch.Tensor, c: torch.Tensor, alpha: float, z0: torch.Tensor | No
         raise ValueError(f"z0 must have the shape of c, {tuple(c.shape)}; got {tuple(z0.shape)}")
     given = (W, c) if z0 is None else (W, c, z0)
     if len({t.dtype for t in given}) != 1 or len({t.device for t in given}) != 1:
-        raise ValueError("W, c and z0 must share one dtype and device, got "
-                         + ", ".join(f"{str(t.dtype).removeprefix('torch.')} on {t.device}" for t in given))
+        raise ValueError("W, c and z0 must share one dtype and device, got " + ", ".join(map(describe, given)))
 
 
 def layer_map(W: torch.Tensor, c: torch.Tensor, nonlinearity: str | ProxNonlinearity) -> Callable:
@@ -192,9 +191,14 @@ def _rachford(W, c, z0, *, nonlinearity, alpha, atol, rtol, max_iter, averaged: 
     V = Resolvent(W, alpha, resolvent_method(W.shape[0], c.shape[0], resolvent))
     shift = V(alpha * c)                            # V(αc), once: z½ = V u½ + V(αc)
     reflect = _reflection(nl, alpha)
+
+    def reflected(u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``u½ = 2z − u`` for ``z = prox(u)``: one pass where :func:`_reflection` has the form."""
+        return reflect(u) if reflect is not None else z.mul(2).sub_(u)
+
     u = z0.clone()
     z = nl.prox(u, alpha)
-    w = reflect(u) if reflect is not None else z.mul(2).sub_(u)                      # u½ = 2z − u
+    w = reflected(u, z)
     steps = 0
     for steps in range(1, max_iter + 1):
         # Beyond the product, an iteration is a handful of elementwise passes over (batch, n),
@@ -210,7 +214,7 @@ def _rachford(W, c, z0, *, nonlinearity, alpha, atol, rtol, max_iter, averaged: 
             # (never in place on u: prox may return its argument, so z can be u)
             u = torch.sub(z_half, z).add_(u)
             z = nl.prox(u, alpha)
-            w = reflect(u) if reflect is not None else z.mul(2).sub_(u)
+            w = reflected(u, z)
         else:
             neg_u = torch.sub(w, z_half, alpha=2)                                     # −u⁺ = w − 2z½
             if reflect is torch.abs:
@@ -218,7 +222,7 @@ def _rachford(W, c, z0, *, nonlinearity, alpha, atol, rtol, max_iter, averaged: 
             else:
                 u = neg_u.neg_()
                 z = nl.prox(u, alpha)
-                w = reflect(u) if reflect is not None else z.mul(2).sub_(u)
+                w = reflected(u, z)
     return monitor.result(steps, alpha=alpha, factorizations=1, resolvent=V.method)
 
 
