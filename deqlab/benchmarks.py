@@ -6,8 +6,8 @@ Ratios are always against a reference measured in the same process, because thes
 noisy. Every bench runs inside :func:`pinned_threads`, which pins torch's intra-op threads *and*
 the BLAS/OpenMP pools of numpy and scipy (threadpoolctl): pinning torch alone leaves numpy's
 OpenBLAS free to oversubscribe the machine, which made timings 10-60x off (issue 12). On a GPU the
-clock is read only after :func:`synchronize` (CUDA kernels run asynchronously: without it a timer
-measures the launch, not the work).
+clock is a pair of CUDA events around the timed code, read once the second has completed (:class:`Stopwatch`:
+CUDA kernels run asynchronously, so a host clock without a synchronisation measures the launch, not the work).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def synchronize(device=None) -> None:
     if torch is None:
         return
     if device is None:
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if torch.cuda.is_initialized():  # a cheap flag, False wherever CUDA is absent
             torch.cuda.synchronize()
         return
     device = torch.device(device)
@@ -43,65 +43,122 @@ def synchronize(device=None) -> None:
         torch.cuda.synchronize(device)
 
 
-def timings(fn: Callable[[], object], repeats: int, warmup: int = 1, device=None) -> tuple[list[float], object]:
-    """Wall times in seconds of ``repeats`` calls of ``fn()`` after ``warmup`` calls; also the last output.
+def is_cuda(device) -> bool:
+    """Whether ``device`` (a name, a :class:`torch.device` or ``None``) is a CUDA device."""
+    return device is not None and str(device).startswith("cuda")
 
-    Each timed call starts and ends with :func:`synchronize` of ``device`` (a no-op on the CPU), so a GPU
-    call is timed to the end of its kernels.
+
+class Stopwatch:
+    """Seconds taken by the code inside ``with Stopwatch(device) as watch:`` (then ``watch.seconds``).
+
+    On the CPU (and for ``device=None``): the host clock, read after :func:`synchronize` of every CUDA
+    device in use. On a CUDA device: two CUDA events recorded on its current stream around the block;
+    the end event is waited for, and ``seconds`` is the GPU time between them (``elapsed_time``), i.e.
+    until the block's last kernel has finished, not until the host has queued it.
+    """
+
+    def __init__(self, device=None):
+        self.device = device
+        self.seconds = float("nan")
+
+    def __enter__(self) -> "Stopwatch":
+        if is_cuda(self.device):
+            import torch
+
+            with torch.cuda.device(torch.device(self.device)):
+                self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                self._events[0].record()
+        else:
+            synchronize(None)
+            self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if is_cuda(self.device):
+            import torch
+
+            with torch.cuda.device(torch.device(self.device)):
+                self._events[1].record()
+                self._events[1].synchronize()
+            self.seconds = self._events[0].elapsed_time(self._events[1]) / 1e3  # ms → s
+        else:
+            synchronize(None)
+            self.seconds = time.perf_counter() - self._start
+
+
+def timings(fn: Callable[[], object], repeats: int, warmup: int = 1, device=None) -> tuple[list[float], object]:
+    """Times in seconds of ``repeats`` calls of ``fn()`` after ``warmup`` calls; also the last output.
+
+    Each call is timed by a :class:`Stopwatch` on ``device`` (CUDA events on a GPU, so a call is timed
+    to the end of its kernels).
     """
     out = None
     for _ in range(warmup):
         out = fn()
     times = []
     for _ in range(max(1, repeats)):
-        synchronize(device)
-        start = time.perf_counter()
-        out = fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
+        with Stopwatch(device) as watch:
+            out = fn()
+        times.append(watch.seconds)
     return times, out
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1, device=None) -> tuple[float, object]:
-    """Median wall time in seconds of ``fn()`` (see :func:`timings`), and the last output."""
+    """Median time in seconds of ``fn()`` (see :func:`timings`), and the last output."""
     times, out = timings(fn, repeats, warmup, device)
     return statistics.median(times), out
 
 
 def interleaved_medians(
     fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, *,
-    cpu: dict[str, float] | None = None, min_sample_s: float = 0.0,
+    cpu: dict[str, float] | None = None, min_sample_s: float = 0.0, device=None,
 ) -> dict[str, tuple[float, object]]:
     """``name → (median seconds per call, last output)`` for each ``fn``, the calls interleaved
     (``A B C A B C …``, ``warmup`` untimed rounds first) so that drift of a shared machine hits every
-    method alike (GUIDE §4).
+    method alike (GUIDE §4). Each sample is timed by a :class:`Stopwatch` on ``device``.
 
     ``cpu``, when given, receives ``name → median`` of the thread's CPU seconds per call (with one
     pinned thread: the same work without the time the scheduler gave to other processes, the steadier
-    measure on a shared machine). ``min_sample_s``: a call shorter than this (judged by the last
-    warm-up call) is repeated ``k`` times back to back within each sample, which counts ``sample / k``,
-    so that one preemption does not decide the median of a sub-millisecond call.
+    measure on a shared machine; on a GPU it is the host's cost of queuing the work, and NaN is
+    reported instead, since it says nothing of the work). ``min_sample_s``: a call shorter than this
+    (judged by the last warm-up call) is repeated ``k`` times back to back within each sample, which
+    counts ``sample / k``, so that one preemption does not decide the median of a sub-millisecond call.
     """
     outs: dict[str, object] = {}
     calls = dict.fromkeys(fns, 1)
     for _ in range(warmup):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            outs[name] = fn()
-            once = time.perf_counter() - start
+            with Stopwatch(device) as watch:
+                outs[name] = fn()
+            once = watch.seconds
             calls[name] = min(1000, int(min_sample_s / max(once, 1e-9)) + 1) if once < min_sample_s else 1
     times: dict[str, list[float]] = {name: [] for name in fns}
     cpu_times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(max(1, repeats)):
         for name, fn in fns.items():
-            start, start_cpu = time.perf_counter(), time.thread_time()
-            for _ in range(calls[name]):
-                outs[name] = fn()
-            times[name].append((time.perf_counter() - start) / calls[name])
+            start_cpu = time.thread_time()
+            with Stopwatch(device) as watch:
+                for _ in range(calls[name]):
+                    outs[name] = fn()
+            times[name].append(watch.seconds / calls[name])
             cpu_times[name].append((time.thread_time() - start_cpu) / calls[name])
     if cpu is not None:
-        cpu.update({name: statistics.median(t) for name, t in cpu_times.items()})
+        cpu.update({name: float("nan") if is_cuda(device) else statistics.median(t) for name, t in cpu_times.items()})
     return {name: (statistics.median(times[name]), outs[name]) for name in fns}
+
+
+def peak_device_memory_mib(fn: Callable[[], object], device) -> float:
+    """Peak increase of the CUDA caching allocator's allocated memory (MiB) during one ``fn()`` call on
+    ``device`` (``torch.cuda.max_memory_allocated`` after a reset, minus what was allocated before)."""
+    import torch
+
+    device = torch.device(device)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
 def peak_memory_mib(fn: Callable[[], object]) -> float:

@@ -104,11 +104,21 @@ def _failed(run_dir, message: str, code: int) -> Outcome:
 
 
 def check_resources(settings) -> None:
+    """The resource guard, against the memory of the device the run's tensors will live on (call after
+    :func:`resolve_device`): the host's, or the CUDA device's free memory."""
     from deqlab.settings.resources import check_memory
 
     estimates = getattr(settings, "memory_estimates", None)
-    if estimates is not None:
+    if estimates is None:
+        return
+    device = getattr(settings, "device", "cpu")
+    if device == "cpu":
         check_memory(estimates())
+        return
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    check_memory(estimates(), limit=free, where=f"{device} ({torch.cuda.get_device_name(torch.device(device))})")
 
 
 def resolve_device(settings) -> None:
@@ -138,8 +148,8 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
 
     try:
         settings, run = load(command, [*option_overrides(device=device), *overrides])
-        check_resources(settings)
         resolve_device(settings)
+        check_resources(settings)
     except InputError as exc:
         fail(str(exc), 2)
     try:
@@ -178,8 +188,8 @@ def run_job(command: str, cfg) -> dict:
     console = Console(file=buffer, width=120, force_terminal=False)
     try:
         settings, run = to_settings(command, cfg)
-        check_resources(settings)
         resolve_device(settings)
+        check_resources(settings)
     except InputError as exc:
         outcome = _failed(run_dir, str(exc), 2)
     else:

@@ -56,8 +56,8 @@ def run_sweep(command: str, args: list[str]) -> None:
         for probe in probes(parsed):
             cfg = compose(command, probe, with_hydra=True)
             settings, run = to_settings(command, cfg)
-            check_resources(settings)
             resolve_device(settings)
+            check_resources(settings)
     except InputError as exc:
         fail(str(exc), 2)
     given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]

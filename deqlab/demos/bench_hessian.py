@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from deqlab.benchmarks import interleaved_medians, machine_note, median_time, pinned_threads
+from deqlab.benchmarks import device_name, interleaved_medians, is_cuda, machine_note, median_time, peak_device_memory_mib, pinned_threads
 from deqlab.errors import DeqlabError
 from deqlab.implicit.checks import relative_error, unrolled_hessian, unrolled_loss
 from deqlab.implicit.hessian import PHASES, deq_gradient, deq_hessian, deq_hessian_parts, solve_equilibrium
@@ -62,19 +62,31 @@ from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
 
 
-def setup(n_z: int, n_x: int, batch: int, seed: int, groups):
-    """Weights (TanhDEQ default init, float64), inputs, targets and the fixed point."""
+def setup(n_z: int, n_x: int, batch: int, seed: int, groups, device="cpu"):
+    """Weights (TanhDEQ default init, float64), inputs and targets on ``device``.
+
+    Drawn on the CPU and then moved, so that every device measures the same problem (a CUDA
+    generator would draw other numbers for the same seed)."""
     torch.manual_seed(seed)
-    params = model_params(TanhDEQ(n_z, n_x, 1))
-    gen = torch.Generator().manual_seed(seed + 1)
-    x = torch.randn(batch, n_x, generator=gen, dtype=torch.float64)
-    y = torch.randn(batch, 1, generator=gen, dtype=torch.float64)
-    return params, x, y
+    with torch.device("cpu"):
+        params = model_params(TanhDEQ(n_z, n_x, 1))
+        gen = torch.Generator().manual_seed(seed + 1)
+        x = torch.randn(batch, n_x, generator=gen, dtype=torch.float64)
+        y = torch.randn(batch, 1, generator=gen, dtype=torch.float64)
+    device = torch.device(device)
+    return {k: v.to(device) for k, v in params.items()}, x.to(device), y.to(device)
 
 
-def timed(fn, repeats: int, warmup: int):
-    """(last output, median seconds) by :func:`deqlab.benchmarks.median_time`."""
-    seconds, out = median_time(fn, repeats, warmup)
+def random_vector(size: int, seed: int, like: torch.Tensor) -> torch.Tensor:
+    """A standard normal vector of ``size`` drawn on the CPU (the same on every device), with ``like``'s
+    dtype and device."""
+    return torch.randn(size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64,
+                       device="cpu").to(device=like.device, dtype=like.dtype)
+
+
+def timed(fn, repeats: int, warmup: int, device=None):
+    """(last output, median seconds) by :func:`deqlab.benchmarks.median_time` on ``device``."""
+    seconds, out = median_time(fn, repeats, warmup, device)
     return out, seconds
 
 
@@ -89,6 +101,13 @@ DENSE_MEMORY_RATIO = 1.5
 HVP_COLD_RATIO = 2.0
 HVP_WARM_RATIO = 0.5
 HVP_MEMORY_RATIO = 2.0
+#: Issue 15 (the GPU): the dense closed form at ≥ 30% of the device's float64 matrix-product rate at
+#: P ≈ 10⁴ (rows with P ≥ DENSE_RATE_MIN_P), and one HVP (operator set-up plus the first product) in
+#: under a second at P ≈ 10⁶ (rows with P ≥ HVP_SECOND_MIN_P).
+DENSE_RATE_FRACTION = 0.3
+DENSE_RATE_MIN_P = 9_000
+HVP_SECONDS = 1.0
+HVP_SECOND_MIN_P = 900_000
 #: Seconds a memory probe's child process may take before it is killed and the bench fails.
 PROBE_TIMEOUT_S = 900
 
@@ -99,27 +118,35 @@ PROBE_TIMEOUT_S = 900
 MIN_SAMPLE_S = 0.02
 
 
-def interleaved(fns: dict, repeats: int, warmup: int, cpu: dict | None = None) -> tuple[dict, dict]:
-    """(``name → median wall seconds per call``, ``name → last output``) by
-    :func:`deqlab.benchmarks.interleaved_medians`, at least one warm-up and samples of at least
-    :data:`MIN_SAMPLE_S`; ``cpu`` receives the CPU-clock medians."""
-    timed = interleaved_medians(fns, repeats, max(warmup, 1), cpu=cpu, min_sample_s=MIN_SAMPLE_S)
+def interleaved(fns: dict, repeats: int, warmup: int, cpu: dict | None = None, device=None) -> tuple[dict, dict]:
+    """(``name → median seconds per call``, ``name → last output``) by
+    :func:`deqlab.benchmarks.interleaved_medians` on ``device``, at least one warm-up and samples of at
+    least :data:`MIN_SAMPLE_S`; ``cpu`` receives the CPU-clock medians (NaN on a GPU)."""
+    timed = interleaved_medians(fns, repeats, max(warmup, 1), cpu=cpu, min_sample_s=MIN_SAMPLE_S, device=device)
     return {name: t for name, (t, _) in timed.items()}, {name: out for name, (_, out) in timed.items()}
 
 
-def gemm_floor(P: int, batch: int):
-    """The dense Hessian's floor: a ``(P×B)@(B×P)`` float64 product (``P²·B`` multiply-adds, a fresh
-    ``P×P`` output like ``H``'s), as a zero-argument callable."""
+def gemm_floor(P: int, batch: int, device="cpu", dtype=torch.float64):
+    """The dense Hessian's floor: a ``(P×B)@(B×P)`` product (``P²·B`` multiply-adds, a fresh ``P×P``
+    output like ``H``'s) in ``dtype`` on ``device``, as a zero-argument callable."""
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(P, batch, generator=gen, dtype=torch.float64)
-    b = torch.randn(batch, P, generator=gen, dtype=torch.float64)
+    a = torch.randn(P, batch, generator=gen, dtype=torch.float64, device="cpu").to(device=device, dtype=dtype)
+    b = torch.randn(batch, P, generator=gen, dtype=torch.float64, device="cpu").to(device=device, dtype=dtype)
     return lambda: a @ b
+
+
+def matmul_rate(n: int, device, dtype, repeats: int, warmup: int) -> float:
+    """The device's matrix-product rate in flop/s: ``2n³`` over the median time of one ``(n×n)@(n×n)``
+    product in ``dtype`` (random operands, not zeros, which some hardware multiplies faster)."""
+    a = gemm_floor(n, n, device, dtype)
+    seconds, _ = median_time(a, repeats, max(warmup, 1), device)
+    return 2.0 * n ** 3 / seconds
 
 
 def routes(params, x, y, groups, z, steps, opts):
     """name → zero-argument callable, for timing and for the memory probe."""
     theta = flatten(params, groups)
-    v = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(3), dtype=theta.dtype)
+    v = random_vector(theta.numel(), 3, theta)
     op = DEQHessianOperator(params, groups, x, y, z_star=z, opts=opts)
 
     def unroll_grad():
@@ -229,20 +256,33 @@ def _route_memory(name, n_z, n_x, batch, seed, groups, steps, atol, threads) -> 
     return _peak_rss_increase_mib(fns[name])
 
 
-def _target_memory(kind, n_z, n_x, batch, seed, groups, atol, threads) -> tuple[float, float]:
-    """In the child: (peak RSS increase, its floor) in MiB for ``kind`` ``"dense"`` (one
-    :func:`deq_hessian`; floor the ``8P²`` bytes of ``H``) or ``"hvp"`` (operator set-up plus one
-    product; floor one ``B·N²`` float64 factorisation)."""
-    torch.set_num_threads(threads)
-    threadpool_limits(limits=threads)
-    params, x, y = setup(n_z, n_x, batch, seed, groups)
+def _target_memory(kind, n_z, n_x, batch, seed, groups, atol, threads, device="cpu") -> tuple[float, float]:
+    """(peak memory increase, its floor) in MiB for ``kind`` ``"dense"`` (one :func:`deq_hessian`; floor
+    the ``8P²`` bytes of ``H``) or ``"hvp"`` (operator set-up plus one product; floor one ``B·N²``
+    float64 factorisation). On the CPU, run in a fresh process (:func:`run_in_child`) and measured as
+    the RSS increase; on a GPU, run here and measured by the CUDA allocator's peak."""
+    if is_cuda(device):
+        measure = lambda fn: peak_device_memory_mib(fn, device)  # noqa: E731
+    else:
+        torch.set_num_threads(threads)
+        threadpool_limits(limits=threads)
+        measure = _peak_rss_increase_mib
+    params, x, y = setup(n_z, n_x, batch, seed, groups, device)
     z = solve_equilibrium(params["W_z"], params["b_z"], params["U_z"], x, opts=SolveOptions(atol=atol, max_iter=5000))
     P = flatten(params, groups).numel()
     if kind == "dense":
-        return _peak_rss_increase_mib(lambda: deq_hessian(**params, x=x, y=y, groups=groups, z_star=z)), 8 * P * P / 2**20
-    v = torch.randn(P, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    peak = _peak_rss_increase_mib(lambda: DEQHessianOperator(params, groups, x, y, z_star=z).matvec(v))
+        return measure(lambda: deq_hessian(**params, x=x, y=y, groups=groups, z_star=z)), 8 * P * P / 2**20
+    v = random_vector(P, 3, z)
+    peak = measure(lambda: DEQHessianOperator(params, groups, x, y, z_star=z).matvec(v))
     return peak, 8 * batch * n_z * n_z / 2**20
+
+
+def target_memory(kind, n_z, n_x, batch, seed, groups, atol, threads, device, what: str) -> tuple[float, float]:
+    """:func:`_target_memory`, in a fresh process on the CPU (so that earlier work does not hide in the peak)."""
+    args = (kind, n_z, n_x, batch, seed, tuple(groups), atol, threads)
+    if is_cuda(device):
+        return _target_memory(*args, device=device)
+    return run_in_child(_target_memory, args, f"memory probe of the {what} at N = {n_z}")
 
 
 def peak_memory_mib(name, n_z, n_x, batch, seed, groups, steps, atol, threads) -> float:
@@ -263,50 +303,68 @@ def _dense_costs(p, x, y, z, groups, repeats: int, floor_s: float) -> dict:
     return {**costs, "sum / floor": sum(costs.values())}
 
 
-def _ladder_row(n: int, cfg, groups, opts) -> dict:
-    """One size of the ladder: forward solve, gradient, HVP cold/warm (interleaved), eigsh on the HVP
-    operator, and the dense closed form beside its floor where ``P ≤ dense_max_p`` (its phases under
-    the key ``"dense costs"``)."""
-    p, xx, yy = setup(n, cfg.n_x, cfg.batch, cfg.seed, groups)
-    zz, t_fwd = timed(lambda: solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], xx, opts=opts), 1, 0)
+def _ladder_row(n: int, cfg, groups, opts, dtype: str, rates: dict) -> dict:
+    """One size of the ladder in ``dtype``: forward solve, gradient, HVP cold/warm (interleaved), eigsh
+    on the HVP operator, and the dense closed form beside its floor where ``P ≤ dense_max_p`` (its
+    phases under the key ``"dense costs"``). ``rates``: ``dtype → the device's matrix-product rate``.
+
+    The fixed point is solved in float64 (float32 cannot meet ``solver_atol``) and then cast with the
+    parameters: a float32 row times the derivatives, not the solve. eigsh (ARPACK, float64 on the
+    host) runs on float64 rows only."""
+    device = torch.device(cfg.device)
+    p, xx, yy = setup(n, cfg.n_x, cfg.batch, cfg.seed, groups, device)
+    zz, t_fwd = timed(lambda: solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], xx, opts=opts), 1, 0, device)
+    dt = getattr(torch, dtype)
+    p, xx, yy, zz = {k: v.to(dt) for k, v in p.items()}, xx.to(dt), yy.to(dt), zz.to(dt)
     op = DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts)
     Pn = op.size
-    vv = torch.randn(Pn, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    vv = random_vector(Pn, 4, zz)
     tc = {}
     t, _ = interleaved({
         "gradient": lambda: deq_gradient(**p, x=xx, y=yy, groups=groups, z_star=zz),
         "cold": lambda: DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts).matvec(vv),
         "warm": lambda: op.matvec(vv),
-    }, cfg.repeats, cfg.warmup, cpu=tc)
-    n0 = op.n_hvp
-    top, t_eig = timed(lambda: extreme_eigenvalues(op.matvec, Pn, k=cfg.top_k, which="LA", tol=cfg.eigsh_tol), 1, 0)
-    row = {"N": n, "P": Pn, "batch": cfg.batch, "forward solve (s)": t_fwd, "gradient (s)": t["gradient"],
+    }, cfg.repeats, cfg.warmup, cpu=tc, device=device)
+    nan = float("nan")
+    top, t_eig, n_eig = [nan], nan, 0
+    if dt == torch.float64:
+        n0 = op.n_hvp
+        top, t_eig = timed(lambda: extreme_eigenvalues(op.matvec, Pn, k=cfg.top_k, which="LA", tol=cfg.eigsh_tol, device=device),
+                           1, 0, device)
+        n_eig = op.n_hvp - n0
+    row = {"dtype": dtype, "N": n, "P": Pn, "batch": cfg.batch, "forward solve (s)": t_fwd, "gradient (s)": t["gradient"],
            "HVP cold (s)": t["cold"], "HVP warm (s)": t["warm"], "HVP cold / gradient": t["cold"] / t["gradient"],
-           "HVP warm / gradient": t["warm"] / t["gradient"], f"top-{cfg.top_k} eigsh (s)": t_eig, "eigsh HVPs": op.n_hvp - n0,
-           "lambda_max": float(top[-1]), "dense closed form (s)": float("nan"), "dense floor (s)": float("nan"),
-           "dense fraction of floor": float("nan"), "HVP cold / gradient (CPU clock)": tc["cold"] / tc["gradient"],
-           "HVP warm / gradient (CPU clock)": tc["warm"] / tc["gradient"], "dense fraction of floor (CPU clock)": float("nan")}
+           "HVP warm / gradient": t["warm"] / t["gradient"], f"top-{cfg.top_k} eigsh (s)": t_eig, "eigsh HVPs": n_eig,
+           "lambda_max": float(top[-1]), "dense closed form (s)": nan, "dense floor (s)": nan,
+           "dense fraction of floor": nan, "dense rate (Gflop/s)": nan, "dense rate / matmul rate": nan,
+           "HVP cold / gradient (CPU clock)": tc["cold"] / tc["gradient"],
+           "HVP warm / gradient (CPU clock)": tc["warm"] / tc["gradient"], "dense fraction of floor (CPU clock)": nan}
     if Pn <= cfg.dense_max_p:
         tdc = {}
         td, outs = interleaved({"dense": lambda: deq_hessian(**p, x=xx, y=yy, groups=groups, z_star=zz),
-                                        "floor": gemm_floor(Pn, cfg.batch)}, cfg.repeats, max(cfg.warmup, 1), cpu=tdc)
+                                "floor": gemm_floor(Pn, cfg.batch, device, dt)}, cfg.repeats, max(cfg.warmup, 1), cpu=tdc, device=device)
+        rate = 2.0 * Pn * Pn * cfg.batch / td["dense"]  # the assembly's P²·B multiply-adds, as flop/s
         row.update({"dense closed form (s)": td["dense"], "dense floor (s)": td["floor"], "dense fraction of floor": td["floor"] / td["dense"],
+                    "dense rate (Gflop/s)": rate / 1e9, "dense rate / matmul rate": rate / rates[dtype],
                     "dense fraction of floor (CPU clock)": tdc["floor"] / tdc["dense"]})
-        row["dense costs"] = {"N": n, "P": Pn, "floor (s)": td["floor"], "dense (s)": td["dense"],
+        row["dense costs"] = {"dtype": dtype, "N": n, "P": Pn, "floor (s)": td["floor"], "dense (s)": td["dense"],
                               **_dense_costs(p, xx, yy, zz, groups, cfg.repeats, td["floor"])}
-        top_dense = float(torch.linalg.eigvalsh(outs["dense"])[-1])
-        row["lambda_max dense - eigsh (rel.)"] = abs(top_dense - float(top[-1])) / abs(float(top[-1]))
+        if dt == torch.float64:
+            top_dense = float(torch.linalg.eigvalsh(outs["dense"])[-1])
+            row["lambda_max dense - eigsh (rel.)"] = abs(top_dense - float(top[-1])) / abs(float(top[-1]))
     return row
 
 
 def _targets_table(cfg, groups, times, H, H_ref, ladder) -> Table:
     """Issue 12's targets 1 and 2, each beside the floor or reference it is measured against."""
     rows = []
+    device = torch.device(cfg.device)
 
     def add(target, N, P, quantity, value, reference, ref_value, bound, met, value_cpu=float("nan")):
         rows.append({"target": target, "N": N, "P": P, "quantity": quantity, "value": value, "value (CPU clock)": value_cpu,
                      "against": reference, "against value": ref_value, "bound": bound, "met": "met" if met else "NOT met"})
 
+    ladder = [r for r in ladder if r["dtype"] == "float64"]  # the targets are float64 ones
     for r in ladder:
         if r["dense fraction of floor"] == r["dense fraction of floor"]:  # not NaN
             add("1 dense Hessian", r["N"], r["P"], "floor time / dense time", r["dense fraction of floor"],
@@ -327,14 +385,23 @@ def _targets_table(cfg, groups, times, H, H_ref, ladder) -> Table:
             r["gradient (s)"], f"<= {HVP_WARM_RATIO:g}", r["HVP warm / gradient"] <= HVP_WARM_RATIO, r["HVP warm / gradient (CPU clock)"])
     if cfg.memory:
         n_big = max(cfg.ladder)
+        peak_what = "peak CUDA memory increase" if is_cuda(device) else "peak RSS increase"
         for kind, n, bound, what, floor in (("dense", cfg.memory_n_z, DENSE_MEMORY_RATIO, "1 dense Hessian", "8 P^2 bytes of H (MiB)"),
                                             ("hvp", n_big, HVP_MEMORY_RATIO, "2 HVP", "one B N^2 float64 factorisation (MiB)")):
-            peak, floor_mib = run_in_child(_target_memory, (kind, n, cfg.n_x, cfg.batch, cfg.seed, tuple(groups), cfg.solver_atol, cfg.threads),
-                                           f"memory probe of the {what} at N = {n}")
+            peak, floor_mib = target_memory(kind, n, cfg.n_x, cfg.batch, cfg.seed, groups, cfg.solver_atol, cfg.threads, device, what)
             P_n = n * n + n + n * cfg.n_x
-            add(what, n, P_n, "peak RSS increase / floor", peak / floor_mib, floor, floor_mib, f"<= {bound:g}", peak / floor_mib <= bound)
+            add(what, n, P_n, f"{peak_what} / floor", peak / floor_mib, floor, floor_mib, f"<= {bound:g}", peak / floor_mib <= bound)
+    where = device_name(device)
+    for r in ladder:
+        if r["P"] >= DENSE_RATE_MIN_P and r["dense rate / matmul rate"] == r["dense rate / matmul rate"]:
+            add("15 dense Hessian rate", r["N"], r["P"], "dense rate / matrix-product rate", r["dense rate / matmul rate"],
+                f"float64 ({cfg.rate_size})^2 product on {where} (Gflop/s)", r["dense rate (Gflop/s)"] / r["dense rate / matmul rate"],
+                f">= {DENSE_RATE_FRACTION:g} (GPU target, P ~ 1e4)", r["dense rate / matmul rate"] >= DENSE_RATE_FRACTION)
+        if r["P"] >= HVP_SECOND_MIN_P:
+            add("15 HVP at P ~ 1e6", r["N"], r["P"], "set-up + first product (s)", r["HVP cold (s)"], f"later product on {where} (s)",
+                r["HVP warm (s)"], f"< {HVP_SECONDS:g} s (GPU target)", r["HVP cold (s)"] < HVP_SECONDS)
     frame = pd.DataFrame(rows)
-    return Table("Issue 12 targets 1-2: measured against their floors in this run", frame,
+    return Table(f"Issue 12 targets 1-2 (and 15 on a GPU): measured against their floors in this run on {device_name(device)}", frame,
                  formats={"value": "{:.3g}", "value (CPU clock)": "{:.3g}", "against value": "{:.4g}"},
                  caption="dense Hessian and HVP times are medians of wall time, interleaved with what they are compared with ('met' "
                          "judges these); value (CPU clock): the same ratio from the thread's CPU time, steadier on a shared machine; "
@@ -351,20 +418,25 @@ def run(cfg) -> Result:
 
 def _bench(cfg, groups, result) -> Result:
     opts = SolveOptions(atol=cfg.solver_atol, max_iter=5000)
-    params, x, y = setup(cfg.n_z, cfg.n_x, cfg.batch, cfg.seed, groups)
+    device = torch.device(cfg.device)
+    params, x, y = setup(cfg.n_z, cfg.n_x, cfg.batch, cfg.seed, groups, device)
     z = solve_equilibrium(params["W_z"], params["b_z"], params["U_z"], x, opts=opts)
     P = flatten(params, groups).numel()
     fns = routes(params, x, y, groups, z, cfg.unroll_steps, opts)
     times, outs = {}, {}
     slow = "unrolled torch.func.hessian"  # seconds per call: timed alone, ref_repeats times
-    outs[slow], times[slow] = timed(fns[slow], cfg.ref_repeats, 0)
-    t, o = interleaved({k: f for k, f in fns.items() if k != slow}, cfg.repeats, cfg.warmup)
+    outs[slow], times[slow] = timed(fns[slow], cfg.ref_repeats, 0, device)
+    t, o = interleaved({k: f for k, f in fns.items() if k != slow}, cfg.repeats, cfg.warmup, device=device)
     times.update(t)
     outs.update(o)
     mem = {}
     if cfg.memory:
         for name in track(list(fns), "memory probes", label=str):
-            mem[name] = peak_memory_mib(name, cfg.n_z, cfg.n_x, cfg.batch, cfg.seed, groups, cfg.unroll_steps, cfg.solver_atol, cfg.threads)
+            if is_cuda(device):  # the CUDA allocator's peak can be reset: no fresh process needed
+                mem[name] = peak_device_memory_mib(fns[name], device)
+            else:
+                mem[name] = peak_memory_mib(name, cfg.n_z, cfg.n_x, cfg.batch, cfg.seed, groups, cfg.unroll_steps, cfg.solver_atol,
+                                            cfg.threads)
     H, H_ref = outs["closed form Hessian"], outs["unrolled torch.func.hessian"]
     hv_ref = outs["unrolled HVP"]
     rows = [
@@ -396,34 +468,40 @@ def _bench(cfg, groups, result) -> Result:
         frame, formats={"time (s)": "{:.3g}", "ratio to reference": "{:.3g}", "speed-up vs reference": "{:.3g}",
                         "rel. difference": "{:.2e}", "peak memory (MiB)": "{:.1f}"},
         caption=f"median of {cfg.repeats} after {cfg.warmup} warm-up ({cfg.ref_repeats} for the unrolled Hessian); "
-                "rel. difference: vs the unrolled route (gradient/HVP: same vector); peak memory: RSS increase in a fresh process. "
+                "rel. difference: vs the unrolled route (gradient/HVP: same vector); peak memory: "
+                + ("the CUDA allocator's peak increase during one call. " if is_cuda(device) else "RSS increase in a fresh process. ") +
                 "Gradient and 'cold' HVP start from z* (factorise, adjoint solve, products); 'warm' reuses the factorisation and λ "
                 "(the case of many HVPs at one θ: eigsh, Hutchinson, CG)",
     )
-    ladder = [_ladder_row(n, cfg, groups, opts) for n in track(list(cfg.ladder), "size ladder", label=lambda n: f"N={n}")]
+    rates = {dt: matmul_rate(cfg.rate_size, device, getattr(torch, dt), cfg.repeats, cfg.warmup) for dt in cfg.dtypes}
+    sizes = [(dt, n) for dt in cfg.dtypes for n in cfg.ladder]
+    ladder = [_ladder_row(n, cfg, groups, opts, dt, rates) for dt, n in track(sizes, "size ladder", label=lambda c: f"{c[0]} N={c[1]}")]
     costs = [row.pop("dense costs") for row in ladder if "dense costs" in row]
     result.tables["ladder"] = Table(
-        f"Size ladder (d={cfg.n_x}, batch={cfg.batch}, groups {', '.join(groups)})", pd.DataFrame(ladder),
+        f"Size ladder (d={cfg.n_x}, batch={cfg.batch}, groups {', '.join(groups)}) on {device_name(device)}", pd.DataFrame(ladder),
         formats={c: "{:.3g}" for c in ("forward solve (s)", "gradient (s)", "HVP cold (s)", "HVP warm (s)", f"top-{cfg.top_k} eigsh (s)",
-                                       "dense closed form (s)", "dense floor (s)")}
+                                       "dense closed form (s)", "dense floor (s)", "dense rate (Gflop/s)")}
         | {c: "{:.2f}" for c in ("HVP cold / gradient", "HVP warm / gradient", "dense fraction of floor", "HVP cold / gradient (CPU clock)",
-                                 "HVP warm / gradient (CPU clock)", "dense fraction of floor (CPU clock)")} | {
+                                 "HVP warm / gradient (CPU clock)", "dense fraction of floor (CPU clock)", "dense rate / matmul rate")} | {
            "lambda_max": "{:.6g}", "lambda_max dense - eigsh (rel.)": "{:.1e}"},
         caption=f"eigsh (ARPACK, which=LA, tol {cfg.eigsh_tol:g}) on the matrix-free HVP; dense closed form only for P <= {cfg.dense_max_p}; "
                 "gradient: deq_gradient (one dense per-sample solve); HVP cold: operator set-up + first product, warm: a later product "
-                "(timed interleaved with the gradient); dense floor: a (P x B)@(B x P) float64 product timed interleaved with the dense form",
+                "(timed interleaved with the gradient); dense floor: a (P x B)@(B x P) product in the row's dtype timed interleaved with the "
+                "dense form; dense rate: its 2 P^2 B flop per second, over the rate of a (n x n)@(n x n) product in the same dtype "
+                f"(n = rate_size = {cfg.rate_size}: " + ", ".join(f"{dt} {r / 1e9:.4g} Gflop/s" for dt, r in rates.items()) + "); "
+                "float32 rows: z* solved in float64 and cast, no eigsh; CPU-clock columns are NaN on a GPU",
     )
     if costs:
         result.tables["dense_costs"] = Table(
             "Where the dense closed form's time goes: its phases as multiples of the floor timed in the same row",
             pd.DataFrame(costs), formats={"floor (s)": "{:.3g}", "dense (s)": "{:.3g}"} | {c: "{:.2f}" for c in costs[0] if c.endswith("/ floor")},
-            caption="floor: a (P x B)@(B x P) float64 product; phases (medians of separate calls): set-up (the per-sample "
+            caption="floor: a (P x B)@(B x P) product in the row's dtype; phases (medians of separate calls): set-up (the per-sample "
                     "inverse of I - W D, the adjoint, the batch of N x N curvature matrices, allocation), operands (the "
                     "(B x P) matrix C_i of each row index i), products (the (K x B)@(B x P) products writing H's rows), "
                     "symmetrise (H = Y + Y^T in place). The issue-12 target, floor / dense >= 0.5, means sum / floor <= 2.",
         )
     result.tables["targets"] = _targets_table(cfg, groups, times, H, H_ref, ladder)
-    result.notes.append(machine_note("float64"))
+    result.notes.append(machine_note(", ".join(cfg.dtypes), device))
     pools = ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info())
     result.notes.append(f"Threads pinned for the whole bench: torch {torch.get_num_threads()}; BLAS/OpenMP pools (threadpoolctl): {pools}.")
     result.notes.append(

@@ -22,7 +22,7 @@ import statistics
 import pandas as pd
 import torch
 
-from deqlab.benchmarks import timings, pinned_threads
+from deqlab.benchmarks import device_name, machine_note, pinned_threads, timings
 from deqlab.demos.nethessian import max_rel_error
 from deqlab.report.result import Result, Table
 from deqlab.nethessian import input_derivatives, laplacian, make_mlp
@@ -68,9 +68,9 @@ def reference_value(task: str, net64, x64):
     return Hd if task == "diag_hessian" else Hd.sum(-1)
 
 
-def timed(fn, repeats: int, warmup: int) -> tuple[float, float]:
-    """(median, min) wall time in ms."""
-    times, _ = timings(fn, repeats, warmup)
+def timed(fn, repeats: int, warmup: int, device) -> tuple[float, float]:
+    """(median, min) time in ms on ``device`` (:func:`deqlab.benchmarks.timings`: CUDA events on a GPU)."""
+    times, _ = timings(fn, repeats, warmup, device)
     return 1e3 * statistics.median(times), 1e3 * min(times)
 
 
@@ -80,16 +80,18 @@ def run(cfg) -> Result:
 
 
 def _run(cfg) -> Result:
-    m = cfg.mlp
+    m, device = cfg.mlp, torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
-    net64 = make_mlp(m.d, list(m.hidden), m.n_out, m.activation, dtype=torch.float64).requires_grad_(False)
-    x_all = torch.randn(max(cfg.batch, cfg.hessian_batch), m.d, dtype=torch.float64)
+    with torch.device("cpu"):  # drawn on the CPU, then moved: every device measures the same network and inputs
+        net64 = make_mlp(m.d, list(m.hidden), m.n_out, m.activation, dtype=torch.float64).requires_grad_(False)
+        x_all = torch.randn(max(cfg.batch, cfg.hessian_batch), m.d, dtype=torch.float64)
+    net64, x_all = net64.to(device), x_all.to(device)
     rows = []
     jobs = [(dt, task) for dt in cfg.dtypes for task in cfg.tasks]
     for dtype_name, task in track(jobs, "bench nethessian", label=lambda j: f"{j[1]} {j[0]}"):
         dtype = getattr(torch, dtype_name)
         batch = cfg.hessian_batch if task == "hessian" else cfg.batch
-        net = make_mlp(m.d, list(m.hidden), m.n_out, m.activation, dtype=dtype).requires_grad_(False)
+        net = make_mlp(m.d, list(m.hidden), m.n_out, m.activation, dtype=dtype).requires_grad_(False).to(device)
         net.load_state_dict({k: v.to(dtype) for k, v in net64.state_dict().items()})
         x64 = x_all[:batch]
         x = x64.to(dtype)
@@ -97,7 +99,7 @@ def _run(cfg) -> Result:
         group = []
         for name, fn in methods(task).items():
             value = fn(net, x)
-            med, best = timed(lambda: fn(net, x), cfg.repeats, cfg.warmup)
+            med, best = timed(lambda: fn(net, x), cfg.repeats, cfg.warmup, device)
             group.append({
                 "task": task, "dtype": dtype_name, "batch": batch, "method": name,
                 "median time [ms]": med, "min time [ms]": best, "max rel error": max_rel_error(value.to(torch.float64), ref),
@@ -108,7 +110,7 @@ def _run(cfg) -> Result:
         rows.extend(group)
     frame = pd.DataFrame(rows)
     arch = f"{m.d}→{'→'.join(map(str, m.hidden))}→{m.n_out} {m.activation}"
-    machine = (f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+    machine = (f"{device_name(device)}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
                f"median of {cfg.repeats} after {cfg.warmup} warm-up calls")
     result = Result(command="bench_nethessian")
     result.tables["bench"] = Table(
@@ -118,5 +120,5 @@ def _run(cfg) -> Result:
                  "speed-up vs " + REFERENCE: "{:.2f}"},
         caption=machine + "; error vs float64 vmap(hessian).",
     )
-    result.notes.append(f"Machine: {machine}.")
+    result.notes.append(machine_note(", ".join(cfg.dtypes), device))
     return result

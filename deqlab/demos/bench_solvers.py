@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.benchmarks import interleaved_medians, machine_note, pinned_threads, verdict
+from deqlab.benchmarks import device_name, interleaved_medians, machine_note, pinned_threads, verdict
 from deqlab.report.result import Result, Table
 from deqlab.report.progress import track
 from deqlab.solvers.registry import get_solver
@@ -86,16 +86,18 @@ def run(cfg) -> Result:
 
 
 def _run(cfg) -> Result:
-    dtype = getattr(torch, cfg.dtype)
+    dtype, device = getattr(torch, cfg.dtype), torch.device(cfg.device)
     g = torch.Generator().manual_seed(cfg.seed)
     rows = []
     cases = [(fam, n, s) for fam in cfg.families for n in cfg.sizes for s in cfg.norms]
     result = Result(command="bench_solvers")
     for fam, n, s in track(cases, "bench solvers", label=lambda c: f"{c[0]} n_z={c[1]} ||W||={c[2]}"):
-        W = make_weight(n, s, fam, g, dtype)
-        x = cfg.input_scale * torch.randn(cfg.batch, n, generator=g, dtype=torch.float64).to(dtype)
+        with torch.device("cpu"):  # drawn on the CPU, then moved: every device solves the same problems
+            W = make_weight(n, s, fam, g, dtype)
+            x = cfg.input_scale * torch.randn(cfg.batch, n, generator=g, dtype=torch.float64).to(dtype)
+        W, x = W.to(device), x.to(device)
         f = lambda z, W=W, x=x: torch.tanh(z @ W.T + x)
-        z0 = torch.zeros(cfg.batch, n, dtype=dtype)
+        z0 = torch.zeros(cfg.batch, n, dtype=dtype, device=device)
         case_rows = []
         calls = {}
         for name in cfg.solvers:
@@ -103,8 +105,8 @@ def _run(cfg) -> Result:
                 continue
             solver = get_solver(name)
             calls[name] = lambda solver=solver, f=f, z0=z0: solver(f, z0, atol=cfg.tol, rtol=0.0, max_iter=cfg.max_iter)
-        timed = interleaved_medians({k: v for k, v in calls.items() if k not in SCIPY}, cfg.repeats)
-        timed.update(interleaved_medians({k: v for k, v in calls.items() if k in SCIPY}, 1))
+        timed = interleaved_medians({k: v for k, v in calls.items() if k not in SCIPY}, cfg.repeats, device=device)
+        timed.update(interleaved_medians({k: v for k, v in calls.items() if k in SCIPY}, 1, device=device))
         for name in calls:
             t, res = timed[name]
             case_rows.append(
@@ -127,7 +129,7 @@ def _run(cfg) -> Result:
         rows.extend(case_rows)
     frame = pd.DataFrame(rows)
     result.tables["bench"] = Table(
-        f"Solvers on tanh DEQs, batch {cfg.batch}, tol {cfg.tol:g} ({cfg.dtype}), median of {cfg.repeats}",
+        f"Solvers on tanh DEQs, batch {cfg.batch}, tol {cfg.tol:g} ({cfg.dtype}, {device_name(device)}), median of {cfg.repeats}",
         frame,
         formats={"max residual": "{:.1e}", "median time [ms]": "{:.2f}", "f evals / fixed_point": "{:.2f}",
                  "time / fixed_point": "{:.2f}", "f evals / hybr": "{:.2f}", "time per f eval [ms]": "{:.3f}",
@@ -142,8 +144,8 @@ def _run(cfg) -> Result:
         "iteration (the reference) does one evaluation and the stopping rule per step.",
     )
     if "broyden" in cfg.solvers:
-        result.tables["broyden_memory"] = _broyden_memory_table(cfg, dtype)
-    result.notes.append(machine_note(cfg.dtype))
+        result.tables["broyden_memory"] = _broyden_memory_table(cfg, dtype, device)
+    result.notes.append(machine_note(cfg.dtype, device))
     return result
 
 
@@ -158,16 +160,18 @@ def _anderson_target_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _broyden_memory_table(cfg, dtype) -> Table:
+def _broyden_memory_table(cfg, dtype, device) -> Table:
     """Broyden with limited memory (rank reduction) / with every pair kept / restarting from −I."""
     rows = []
     g = torch.Generator().manual_seed(cfg.seed)
     for n in BROYDEN_SIZES:
-        Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
-        W = (BROYDEN_NORM * Q).to(dtype)
-        x = (BROYDEN_INPUT_SCALE * torch.randn(cfg.batch, n, generator=g, dtype=torch.float64)).to(dtype)
+        with torch.device("cpu"):  # drawn on the CPU, then moved (as in _run)
+            Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+            W = (BROYDEN_NORM * Q).to(dtype)
+            x = (BROYDEN_INPUT_SCALE * torch.randn(cfg.batch, n, generator=g, dtype=torch.float64)).to(dtype)
+        W, x = W.to(device), x.to(device)
         f = lambda z, W=W, x=x: torch.tanh(z @ W.T + x)
-        z0 = torch.zeros(cfg.batch, n, dtype=dtype)
+        z0 = torch.zeros(cfg.batch, n, dtype=dtype, device=device)
         variants = {
             "rank reduction": {"memory": BROYDEN_MEMORY},
             "every pair": {"memory": min(cfg.max_iter, BROYDEN_FULL_MEMORY)},
@@ -175,7 +179,7 @@ def _broyden_memory_table(cfg, dtype) -> Table:
         }
         timed = interleaved_medians(
             {k: (lambda kw=kw, f=f, z0=z0: get_solver("broyden")(f, z0, atol=cfg.tol, rtol=0.0, max_iter=cfg.max_iter, **kw))
-             for k, kw in variants.items()}, 1, 0)
+             for k, kw in variants.items()}, 1, 0, device=device)
         full = timed["every pair"][1].n_fevals
         for name, (t, res) in timed.items():
             ratio = res.n_fevals / full

@@ -85,11 +85,15 @@ class HessianBench:
     dense_max_p: int = 5000     # dense closed form in the ladder only up to this P
     top_k: int = 5
     eigsh_tol: float = 1e-8
+    dtypes: List[str] = field(default_factory=lambda: ["float64"])  # the ladder's dtypes (float32: z* solved in float64, then cast)
+    rate_size: int = 1024       # the device's matrix-product rate is timed on (n x n)@(n x n) with this n
 
     def __post_init__(self) -> None:
         checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
+        checks.choices("dtypes", self.dtypes, checks.DTYPES)
+        checks.count("rate_size", self.rate_size, maximum=65_536)
         for key in ("n_z", "n_x", "batch"):
             checks.count(key, getattr(self, key), maximum=10_000)
         checks.choices("groups", self.groups, GROUPS)
@@ -112,7 +116,8 @@ class HessianBench:
                          "the unrolled reference Hessian"),
                 Estimate(4 * dense_bytes(max(Pl, default=0), max(Pl, default=0)), "ladder / dense_max_p", "the ladder's dense Hessians"),
                 Estimate(6 * dense_bytes(B * max(self.ladder), max(self.ladder)), "ladder", "the ladder's factorisations"),
-                Estimate(1.5 * dense_bytes(Pm, Pm) if self.memory else 0.0, "memory_n_z", "the dense Hessian of the memory probe")]
+                Estimate(1.5 * dense_bytes(Pm, Pm) if self.memory else 0.0, "memory_n_z", "the dense Hessian of the memory probe"),
+                Estimate(3 * dense_bytes(self.rate_size, self.rate_size), "rate_size", "the matrix product whose rate is measured")]
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Each command's settings list :class:`Estimate` s (``memory()``); :func:`check_memory` refuses with a
 :class:`~deqlab.errors.ResourceError` (exit 2) naming the estimate, the limit and the key that raises
-it. The limit is the memory available now (``MemAvailable``, or a cgroup limit if lower).
+it. The limit is the memory available now where the run's tensors live: the host's (``MemAvailable``,
+or a cgroup limit if lower), or a CUDA device's free memory for a run on that device.
 """
 
 from __future__ import annotations
@@ -61,14 +62,17 @@ def human(n: float) -> str:
     return f"{n:.3g} PiB"
 
 
-def check_memory(estimates: list[Estimate], limit: int | None = None) -> None:
-    """Refuse the largest estimate that does not fit in ``FRACTION`` of the available memory."""
+def check_memory(estimates: list[Estimate], limit: int | None = None, where: str = "this machine") -> None:
+    """Refuse the largest estimate that does not fit in ``FRACTION`` of the available memory.
+
+    ``limit``: the bytes available (default: :func:`available_memory`, the host's); ``where``: whose
+    memory that is, for the message (a run on a GPU passes that device's free memory and its name)."""
     if not estimates:
         return
     limit = available_memory() if limit is None else limit
     worst = max(estimates, key=lambda e: e.bytes)
     if worst.bytes > FRACTION * limit:
         raise ResourceError(
-            f"{worst.what} needs about {human(worst.bytes)}, more than the {human(FRACTION * limit)} this machine "
+            f"{worst.what} needs about {human(worst.bytes)}, more than the {human(FRACTION * limit)} {where} "
             f"can give ({FRACTION:.0%} of {human(limit)} available); lower {worst.key}"
         )

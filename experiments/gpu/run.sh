@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# deqlab on a lent GPU machine (issue 15): the test suite, a run of every command on CUDA, and the
+# benches the record's experiments/bench_gpu.md quotes, in one call of the workplace's `device` tool.
+#
+#   run(command="bash experiments/gpu/run.sh", carry=[".whl"], timeout_s=...)
+#
+# That machine has python3 with a CUDA build of torch, numpy, scipy, pandas, matplotlib, threadpoolctl
+# and pytest(-xdist), but not Hydra: the wheels deqlab needs beyond them travel in .whl/ (git-ignored;
+# `pip download` them here, see the device tool's README) and are installed under /tmp/site. deqlab
+# itself runs from this checkout (python3 -m deqlab). Each step has its own time limit, so one that
+# hangs cannot eat the others; every log and run folder comes back in $OUT/gpu_runs.tgz, and a
+# summary is printed last (the reply carries the end of the output).
+#
+# DEVICE=cpu bash experiments/gpu/run.sh   checks the script itself on a machine without a GPU.
+set -u
+DEVICE=${DEVICE:-cuda}
+OUT=${OUT:-/tmp/deqlab_gpu_out}
+LOGS=$OUT/logs
+mkdir -p "$LOGS"
+export PYTHONUNBUFFERED=1
+if [ "${WHEELS:-1}" = 1 ] && compgen -G ".whl/*.whl" >/dev/null; then  # WHEELS=0: use what is installed
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || { echo "wheel install failed"; exit 1; }
+    export PYTHONPATH=/tmp/site:$PWD
+else
+    export PYTHONPATH=$PWD
+fi
+
+step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $LOGS/NAME.log, one summary line
+    local name=$1 limit=$2 start rc
+    shift 2
+    start=$(date +%s)
+    timeout -s TERM -k 10 "$limit" "$@" >"$LOGS/$name.log" 2>&1
+    rc=$?
+    echo "$name: exit $rc in $(($(date +%s) - start)) s" | tee -a "$LOGS/steps.txt"
+}
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1
+    python3 -c "import torch, numpy, scipy; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(), 'numpy', numpy.__version__, 'scipy', scipy.__version__)"
+    nproc
+} >"$LOGS/machine.txt" 2>&1
+cat "$LOGS/machine.txt"
+
+deqlab="env COLUMNS=160 DEQLAB_OUTPUT_ROOT=$PWD/outputs/gpu python3 -m deqlab"
+# 1. The tests (CUDA cases included where there is CUDA), 12 workers.
+step tests "${TESTS_S:-150}" python3 -m pytest -q -n 12 -p no:cacheprovider --maxfail=50
+# 2. The benches, one after the other on the quiet machine.
+step bench_hessian "${HESSIAN_S:-120}" $deqlab bench hessian --device "$DEVICE" "ladder=${LADDER:-[32,64,96,128,256,316,512,996]}" \
+    dense_max_p=11000 "dtypes=[float64,float32]" "rate_size=${RATE_SIZE:-8192}"
+step bench_solvers_float64 "${SOLVERS_S:-60}" $deqlab bench solvers --device "$DEVICE" "sizes=${SIZES:-[256,1024,4096]}" \
+    "norms=[0.9,0.99]" dtype=float64
+step bench_solvers_float32 "${SOLVERS_S:-60}" $deqlab bench solvers --device "$DEVICE" "sizes=${SIZES:-[256,1024,4096]}" \
+    "norms=[0.9,0.99]" dtype=float32 tol=1e-5 "solvers=[fixed_point,anderson,broyden]"
+step bench_nethessian "${NETHESSIAN_S:-40}" $deqlab bench nethessian --device "$DEVICE"
+
+tar czf "$OUT/gpu_runs.tgz" -C "$PWD" outputs/gpu -C "$OUT" logs 2>/dev/null
+echo "=== steps"; cat "$LOGS/steps.txt"
+echo "=== tests"; tail -n 40 "$LOGS/tests.log"
+for b in bench_hessian bench_solvers_float64 bench_solvers_float32 bench_nethessian; do
+    echo "=== $b"; grep -E "error|Error|outputs" "$LOGS/$b.log" | tail -n 5
+done
