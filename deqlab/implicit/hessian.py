@@ -84,6 +84,9 @@ TIGHT = SolveOptions(atol=1e-14, max_iter=2000)
 #: Tile side of the in-place symmetrisation ``H ← Y + Yᵀ``: a pair of 256×256 float64 tiles (1 MiB)
 #: stays in L2 while one is transposed onto the other (measured: 2× faster than 64-row panels at P = 4672).
 SYMMETRISE_TILE = 256
+#: On a GPU the symmetrisation goes by this many block-row strips (:func:`_symmetrise_strips`): its
+#: extra buffer is ``8P²/strips`` bytes, within the dense Hessian's memory target of ``1.5 × 8P²``.
+SYMMETRISE_STRIPS = 8
 
 #: The phases of the dense closed form that ``deq_hessian_parts(..., phases=...)`` times (seconds each):
 #: everything before and after the assembly, building the per-row-index operands ``C_i``, the
@@ -132,12 +135,14 @@ def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None, pol
 
 
 def _symmetrise(H: torch.Tensor, tile: int = SYMMETRISE_TILE) -> torch.Tensor:
-    """``H ← H + Hᵀ`` in place, by pairs of ``tile × tile`` blocks.
+    """``H ← H + Hᵀ`` in place, by pairs of ``tile × tile`` blocks (on a GPU: :func:`_symmetrise_strips`).
 
     Each off-diagonal pair ``(U, L) = (H[a, b], H[b, a])`` becomes ``U += Lᵀ; L = Uᵀ`` and each
     diagonal block ``D + Dᵀ``: every entry is read and written once, a pair of tiles stays in cache
     while it is transposed, and the result is exactly symmetric (``fl(a + b)`` commutes).
     """
+    if H.device.type == "cuda":
+        return _symmetrise_strips(H)
     P = H.shape[0]
     for a0 in range(0, P, tile):
         a1 = min(a0 + tile, P)
@@ -148,6 +153,22 @@ def _symmetrise(H: torch.Tensor, tile: int = SYMMETRISE_TILE) -> torch.Tensor:
             upper, lower = H[a0:a1, b0:b1], H[b0:b1, a0:a1]
             upper.add_(lower.T)
             lower.copy_(upper.T)
+    return H
+
+
+def _symmetrise_strips(H: torch.Tensor, strips: int = SYMMETRISE_STRIPS) -> torch.Tensor:
+    """``H ← H + Hᵀ`` in place, one block row at a time: for rows ``a`` (``⌈P / strips⌉`` of them) the
+    strip ``S = H[a, a:] + H[a:, a]ᵀ`` is formed, then written to ``H[a, a:]`` and, transposed, to
+    ``H[a:, a]``. Earlier strips wrote only columns and rows before ``a``, so each strip reads the
+    original entries; the result is exactly symmetric. Three kernels per strip instead of three per
+    tile pair (a GPU's cost is the launches, not the cache), for one extra ``P²/strips`` buffer."""
+    P = H.shape[0]
+    rows = -(-P // max(1, strips))
+    for a0 in range(0, P, rows):
+        a1 = min(a0 + rows, P)
+        S = H[a0:a1, a0:] + H[a0:, a0:a1].T
+        H[a0:a1, a0:].copy_(S)
+        H[a0:, a0:a1].copy_(S.T)
     return H
 
 
