@@ -526,9 +526,7 @@ def device_findings(source: str, path: str) -> list[str]:
 #: Library files that arrived after the device audit and are not device-correct yet (issue 15 follow-up):
 #: their findings are listed by the test below but do not fail it; a file leaves this list when it is fixed
 #: (the test fails if a listed file has no finding left, so the list cannot go stale).
-PENDING = {
-    "deqlab/sysid/gain.py": "incremental-gain lower bounds (merged from main at 21:07): 22 CPU allocations / .numpy()",
-}
+PENDING: dict[str, str] = {}
 
 
 def test_library_factory_calls_name_a_device():
@@ -562,3 +560,87 @@ class M:
     assert device_findings(source, "deqlab/models/m.py") == [f"deqlab/models/m.py:{w}" for w in in_f]
     assert device_findings(source, "deqlab/implicit/m.py") == [f"deqlab/implicit/m.py:{w}" for w in in_f] + [
         "deqlab/implicit/m.py:10 in __init__: torch.randn without device="]
+
+
+# --- static check: the demos and the report run under ``with torch.device(device)`` ---------------------
+
+#: The layers whose code runs inside :func:`deqlab.cli.execute._run_on_device`'s ``with torch.device(...)``.
+DEVICE_CONTEXT = [DEQLAB_DIR / "demos", DEQLAB_DIR / "report"]
+
+
+def _is_cpu_device_block(node: ast.With) -> bool:
+    """``with torch.device("cpu"):`` (one of the ``with`` items)."""
+    for item in node.items:
+        e = item.context_expr
+        if (isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr == "device"
+                and isinstance(e.func.value, ast.Name) and e.func.value.id == "torch"
+                and e.args and isinstance(e.args[0], ast.Constant) and e.args[0].value == "cpu"):
+            return True
+    return False
+
+
+#: Tensor methods that draw in place (with a generator, they need it on the tensor's device).
+IN_PLACE_DRAWS = ("normal_", "uniform_", "random_", "bernoulli_", "exponential_", "geometric_", "cauchy_", "log_normal_")
+
+
+def context_findings(source: str, path: str) -> list[str]:
+    """Code that breaks when the default device is a GPU: a random draw with ``generator=`` (a CPU
+    generator: torch refuses it for a draw on another device) without ``device=`` and outside a
+    ``with torch.device("cpu"):`` block, and ``.numpy()`` without ``.cpu()`` in its chain."""
+    tree = ast.parse(source)
+    found = []
+
+    def visit(node, function, on_cpu):
+        for child in ast.iter_child_nodes(node):
+            name = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            cpu = on_cpu or (isinstance(child, ast.With) and _is_cpu_device_block(child))
+            if isinstance(child, ast.Call):
+                keys = {k.arg for k in child.keywords}
+                f = child.func
+                torch_draw = isinstance(f, ast.Attribute) and (
+                    (isinstance(f.value, ast.Name) and f.value.id == "torch") or f.attr in IN_PLACE_DRAWS)
+                if torch_draw and "generator" in keys and "device" not in keys and None not in keys and not on_cpu:
+                    found.append(f"{path}:{child.lineno} in {function}: a draw with generator= on the default device")
+                if isinstance(f, ast.Attribute) and f.attr == "numpy" and not child.args and not _chain_has_cpu(f.value):
+                    found.append(f"{path}:{child.lineno} in {function}: .numpy() without .cpu()")
+            visit(child, name, cpu)
+
+    visit(tree, "<module>", False)
+    return found
+
+
+#: Commands that refuse any device but the CPU (their settings say so): not checked.
+CPU_ONLY = {"deqlab/demos/bench_curvature.py", "deqlab/demos/train_digits.py"}
+
+
+def test_demo_and_report_code_runs_under_a_gpu_default_device():
+    """Found on an H200 (issue 15): ``hessian``, ``mondeq``, ``nethessian pinn`` drew with CPU generators
+    under ``--device cuda`` and ``sysid`` called ``.numpy()`` on CUDA tensors."""
+    files = sorted(p for root in DEVICE_CONTEXT for p in root.rglob("*.py") if str(p.relative_to(DEQLAB_DIR.parent)) not in CPU_ONLY)
+    assert len(files) > 20, files
+    found = [f for path in files for f in context_findings(path.read_text(encoding="utf-8"), str(path.relative_to(DEQLAB_DIR.parent)))]
+    assert not found, "demo or report code that fails with a GPU as the default device:\n" + "\n".join(found)
+
+
+def test_context_check_catches_what_it_should():
+    source = '''
+import torch
+def f(g, x):
+    a = torch.randn(3, generator=g)
+    b = torch.randn(3, generator=g, device="cpu")
+    with torch.device("cpu"):
+        c = torch.rand(2, generator=g)
+        def inner():
+            return torch.randperm(4, generator=g)
+    with torch.no_grad():
+        d = torch.randint(0, 2, (3,), generator=g)
+    x.normal_(generator=g)
+    library_call(x, generator=g)  # a library function draws on the generator's device (test above)
+    return x.numpy(), x.detach().cpu().numpy()
+'''
+    assert context_findings(source, "m.py") == [
+        "m.py:4 in f: a draw with generator= on the default device",
+        "m.py:11 in f: a draw with generator= on the default device",
+        "m.py:12 in f: a draw with generator= on the default device",
+        "m.py:14 in f: .numpy() without .cpu()",
+    ]

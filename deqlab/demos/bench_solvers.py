@@ -70,12 +70,13 @@ def anderson_targets(family: str, n: int) -> list[tuple[str, float]]:
 
 
 def make_weight(n: int, norm: float, family: str, generator: torch.Generator, dtype) -> torch.Tensor:
-    """``W`` of the given family with ``‖W‖₂ = norm``, shape ``(n, n)``."""
+    """``W`` of the given family with ``‖W‖₂ = norm``, shape ``(n, n)``, on the CPU (``generator``'s device)."""
     if family == "gaussian":
-        W = torch.randn(n, n, generator=generator, dtype=torch.float64)
+        W = torch.randn(n, n, generator=generator, dtype=torch.float64, device="cpu")
     else:
-        Q, _ = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
-        lam = torch.linspace(-1.0, 1.0, n, dtype=torch.float64) if n > 1 else torch.ones(1, dtype=torch.float64)
+        Q, _ = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64, device="cpu"))
+        lam = (torch.linspace(-1.0, 1.0, n, dtype=torch.float64, device="cpu") if n > 1
+               else torch.ones(1, dtype=torch.float64, device="cpu"))
         W = Q @ torch.diag(lam) @ Q.T
     return (norm * W / torch.linalg.matrix_norm(W, 2)).to(dtype)
 

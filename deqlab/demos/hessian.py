@@ -71,13 +71,17 @@ def atol_change(cfg, opts: SolveOptions) -> str | None:
 
 
 def make_problem(cfg, dtype):
-    torch.manual_seed(cfg.seed)
-    model = TanhDEQ(cfg.model.n_z, cfg.model.n_x, cfg.model.n_y, init=cfg.model.init)
-    params = model_params(model, dtype)
-    gen = torch.Generator().manual_seed(cfg.input_seed)
-    x = torch.randn(cfg.batch, cfg.model.n_x, generator=gen, dtype=torch.float64).to(dtype)
-    y = torch.randn(cfg.batch, cfg.model.n_y, generator=gen, dtype=torch.float64).to(dtype)
-    return params, x, y
+    """Parameters, inputs and targets in ``dtype``, drawn on the CPU (a seed gives the same problem on every
+    device) and moved to the run's device (torch's default device inside the run)."""
+    with torch.device("cpu"):
+        torch.manual_seed(cfg.seed)
+        model = TanhDEQ(cfg.model.n_z, cfg.model.n_x, cfg.model.n_y, init=cfg.model.init)
+        params = model_params(model, dtype)
+        gen = torch.Generator().manual_seed(cfg.input_seed)
+        x = torch.randn(cfg.batch, cfg.model.n_x, generator=gen, dtype=torch.float64).to(dtype)
+        y = torch.randn(cfg.batch, cfg.model.n_y, generator=gen, dtype=torch.float64).to(dtype)
+    device = torch.get_default_device()
+    return {k: v.to(device) for k, v in params.items()}, x.to(device), y.to(device)
 
 
 #: eigenvalues with |λ| ≤ RANK_TOL·max|λ| are counted as zero (round-off of a rank-deficient H).
@@ -314,7 +318,7 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
     P = op.size
     g, t_grad = timed(op.gradient, repeats=5)
     gen = torch.Generator().manual_seed(cfg.seed + 7)
-    v = torch.randn(P, generator=gen, dtype=op.theta.dtype)
+    v = torch.randn(P, generator=gen, dtype=op.theta.dtype, device="cpu").to(op.theta.device)
     v = v / torch.linalg.norm(v)
     Hv, t_hvp = timed(lambda: op.matvec(v), repeats=5)
     tight = SolveOptions(**{**opts.__dict__, "on_fail": "raise"})

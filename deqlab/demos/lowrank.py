@@ -257,11 +257,14 @@ def run_study(cfg, result: Result) -> None:
 
 def run_deq(cfg, result: Result) -> None:
     d = cfg.deq
-    torch.manual_seed(cfg.seed)
-    model = TanhDEQ(d.n_z, d.n_x, d.n_y, init="default", dtype=torch.float64)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    x = torch.randn(d.batch, d.n_x, generator=gen, dtype=torch.float64)
-    y = torch.randn(d.batch, d.n_y, generator=gen, dtype=torch.float64)
+    with torch.device("cpu"):  # drawn on the CPU (a seed gives the same problem on every device), then moved
+        torch.manual_seed(cfg.seed)
+        model = TanhDEQ(d.n_z, d.n_x, d.n_y, init="default", dtype=torch.float64)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        x = torch.randn(d.batch, d.n_x, generator=gen, dtype=torch.float64)
+        y = torch.randn(d.batch, d.n_y, generator=gen, dtype=torch.float64)
+    device = torch.get_default_device()
+    model, x, y = model.to(device), x.to(device), y.to(device)
     theta0 = flat_params(model)
     P = theta0.numel()
 
@@ -285,7 +288,7 @@ def run_deq(cfg, result: Result) -> None:
     for kind in d.directions:
         with activity(f"{max(d.k)} secant pairs along {kind} directions ({d.difference} differences)"):
             if kind == "random":
-                dirs = torch.randn(P, max(d.k), generator=gen, dtype=torch.float64)
+                dirs = torch.randn(P, max(d.k), generator=gen, dtype=torch.float64, device="cpu").to(device)
                 Xall, Yall = deq_pairs(model, theta0, x, y, dirs / torch.linalg.vector_norm(dirs, dim=0, keepdim=True),
                                        eps=d.eps, difference=d.difference)
             else:

@@ -182,13 +182,17 @@ def solver_table(cfg, model: MonDEQ, x: torch.Tensor, fb_alpha: float, result: R
 # --- 3. training on two spirals -------------------------------------------------------------------------
 
 def two_spirals(samples: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two interleaved spirals in the plane: ``x (samples, 2)`` float64, labels ``(samples,)`` in {0, 1}."""
-    g = torch.Generator().manual_seed(seed)
-    t = 0.5 + 3 * math.pi * torch.rand(samples, generator=g, dtype=torch.float64)
-    label = torch.randint(0, 2, (samples,), generator=g)
-    angle = t + math.pi * label
-    x = torch.stack([t * torch.cos(angle), t * torch.sin(angle)], 1) / math.pi
-    return x + noise * torch.randn(samples, 2, generator=g, dtype=torch.float64), label
+    """Two interleaved spirals in the plane: ``x (samples, 2)`` float64, labels ``(samples,)`` in {0, 1};
+    drawn on the CPU (a seed gives the same data on every device), returned on torch's default device."""
+    with torch.device("cpu"):
+        g = torch.Generator().manual_seed(seed)
+        t = 0.5 + 3 * math.pi * torch.rand(samples, generator=g, dtype=torch.float64)
+        label = torch.randint(0, 2, (samples,), generator=g)
+        angle = t + math.pi * label
+        x = torch.stack([t * torch.cos(angle), t * torch.sin(angle)], 1) / math.pi
+        x = x + noise * torch.randn(samples, 2, generator=g, dtype=torch.float64)
+    device = torch.get_default_device()
+    return x.to(device), label.to(device)
 
 
 def train_table(cfg, result: Result):
@@ -211,7 +215,7 @@ def train_table(cfg, result: Result):
         opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
         perm_gen = torch.Generator().manual_seed(tc.data_seed + 1)
         for epoch in track(range(1, tc.epochs + 1), f"training {label}"):
-            perm = torch.randperm(tc.samples, generator=perm_gen)
+            perm = torch.randperm(tc.samples, generator=perm_gen, device="cpu").to(X.device)
             steps, ok, losses, correct = [], [], [], 0
             for i in range(0, tc.samples, tc.batch):
                 idx = perm[i:i + tc.batch]

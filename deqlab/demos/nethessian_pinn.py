@@ -51,10 +51,11 @@ def source(xy: torch.Tensor) -> torch.Tensor:
 
 
 def boundary_points(n: int, generator: torch.Generator, dtype) -> torch.Tensor:
-    """``n`` points (rounded down to a multiple of 4) uniformly on the four edges of the unit square."""
+    """``n`` points (rounded down to a multiple of 4) uniformly on the four edges of the unit square, on
+    ``generator``'s device."""
     per = n // 4
-    t = torch.rand(4, per, generator=generator, dtype=dtype)
-    zeros, ones = torch.zeros(per, dtype=dtype), torch.ones(per, dtype=dtype)
+    t = torch.rand(4, per, generator=generator, dtype=dtype, device=generator.device)
+    zeros, ones = torch.zeros(per, dtype=dtype, device=t.device), torch.ones(per, dtype=dtype, device=t.device)
     edges = [torch.stack(p, 1) for p in ((t[0], zeros), (t[1], ones), (zeros, t[2]), (ones, t[3]))]
     return torch.cat(edges)
 
@@ -96,9 +97,9 @@ def _run(cfg) -> Result:
     p = cfg.pinn
     torch.manual_seed(cfg.seed)
     net0 = make_mlp(2, list(p.hidden), 1, p.activation, dtype=dtype)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    interior = torch.rand(p.n_interior, 2, generator=gen, dtype=dtype)
-    boundary = boundary_points(p.n_boundary, gen, dtype)
+    gen = torch.Generator().manual_seed(cfg.seed)  # the points are drawn on the CPU (the same on every device), then moved
+    interior = torch.rand(p.n_interior, 2, generator=gen, dtype=dtype, device="cpu").to(torch.get_default_device())
+    boundary = boundary_points(p.n_boundary, gen, dtype).to(torch.get_default_device())
     g = torch.linspace(0, 1, p.grid, dtype=torch.float64)
     X, Y = torch.meshgrid(g, g, indexing="ij")
     grid = torch.stack([X.reshape(-1), Y.reshape(-1)], 1)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from deqlab.sysid.metrics import model_device
+
 #: a constant-input state counts as settled when one more step moves it by less than this (relative)
 SETTLE_RTOL = 1e-10
 #: frequencies of the H∞ sweep grid before the refinement
@@ -74,8 +76,9 @@ def _core_and_scaling(model):
         return model.core, model.u_mean, model.u_std, model.y_mean, model.y_std
     n_u = model.n_u
     n_y = model.n_y
-    z = lambda n: torch.zeros(n, dtype=torch.float64)
-    o = lambda n: torch.ones(n, dtype=torch.float64)
+    device = model_device(model)
+    z = lambda n: torch.zeros(n, dtype=torch.float64, device=device)
+    o = lambda n: torch.ones(n, dtype=torch.float64, device=device)
     return model, z(n_u), o(n_u), z(n_y), o(n_y)
 
 
@@ -105,7 +108,7 @@ def linearise(model, u0: np.ndarray, *, settle_steps: int = 3000) -> list[Linear
     its linearisation proves nothing). Jacobians by reverse mode through one step of the model.
     """
     core, u_mean, u_std, _, y_std = _core_and_scaling(model)
-    u0 = torch.as_tensor(np.asarray(u0, dtype=np.float64))
+    u0 = torch.as_tensor(np.asarray(u0, dtype=np.float64), device=u_mean.device)
     levels = u0.shape[0]
     un = (u0 - u_mean) / u_std
     template = core.initial_state(levels)
@@ -114,7 +117,7 @@ def linearise(model, u0: np.ndarray, *, settle_steps: int = 3000) -> list[Linear
         state = template
         chunk = 500
         done = 0
-        settled = torch.zeros(levels, dtype=torch.bool)
+        settled = torch.zeros(levels, dtype=torch.bool, device=u0.device)
         while done < settle_steps:
             n = min(chunk, settle_steps - done)
             _, state = core(un[:, None, :].expand(levels, n, un.shape[1]).contiguous(), state)
@@ -135,10 +138,10 @@ def linearise(model, u0: np.ndarray, *, settle_steps: int = 3000) -> list[Linear
 
         jx, ju = torch.autograd.functional.jacobian(step, (x_eq[i].clone(), u0[i].clone()))
         n_y = y_std.numel()
-        C, A = jx[:n_y].numpy(), jx[n_y:].numpy()
-        D, B = ju[:n_y].numpy(), ju[n_y:].numpy()
+        C, A = jx[:n_y].cpu().numpy(), jx[n_y:].cpu().numpy()  # the frequency responses are numpy's, on the host
+        D, B = ju[:n_y].cpu().numpy(), ju[n_y:].cpu().numpy()
         rho = float(np.max(np.abs(np.linalg.eigvals(A)))) if A.size else 0.0
-        out.append(Linearisation(A=A, B=B, C=C, D=D, u0=u0[i].numpy(), settled=bool(settled[i]), spectral_radius=rho))
+        out.append(Linearisation(A=A, B=B, C=C, D=D, u0=u0[i].cpu().numpy(), settled=bool(settled[i]), spectral_radius=rho))
     return out
 
 
@@ -197,7 +200,9 @@ def ascent_gain(model, starts_a: torch.Tensor, starts_delta: torch.Tensor, *, it
     """Adam ascent on ``log‖Δy‖ − log‖Δu‖`` from pairs ``u_a = starts_a``, ``u_b = u_a + starts_delta``
     (pairs, T, n_u), physical units; steps are taken in units of ``scale`` (n_u,) (the input's std).
     Returns the largest realised ratio over all pairs and iterates (every one evaluated exactly, iterate 0
-    included) and the index of the pair that gave it."""
+    included) and the index of the pair that gave it. Runs on the model's device (the starts are moved there)."""
+    device = model_device(model)
+    starts_a, starts_delta, scale = starts_a.to(device), starts_delta.to(device), scale.to(device)
     base = (starts_a / scale).clone().requires_grad_(True)
     delta = (starts_delta / scale).clone().requires_grad_(True)
     opt = torch.optim.Adam([base, delta], lr=lr)
@@ -277,20 +282,22 @@ def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSetting
     (T, steps, n_u; physical units): windows of ``u_ref`` start half of the ascent pairs, the other half
     are Gaussian inputs with the data's mean and std; perturbations of 1e-3, 1e-1 and 1 input std;
     equilibria at ``levels`` quantiles of ``u_ref`` (per channel). ``sample_time`` only labels the peak
-    frequency in Hz."""
+    frequency in Hz. The starts are drawn on the CPU by a CPU generator (the same on every device) and
+    the model runs on its own device."""
     s = settings or GainSettings()
-    g = torch.Generator().manual_seed(seed)
-    u_ref = torch.as_tensor(np.asarray(u_ref, dtype=np.float64))
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    u_ref = torch.as_tensor(np.asarray(u_ref, dtype=np.float64), device="cpu")
     flat = u_ref.reshape(-1, u_ref.shape[-1])
     mean, scale = flat.mean(0), flat.std(0).clamp_min(1e-12)
     n_u = u_ref.shape[-1]
 
     # route 2 first: its peak sinusoids also start the ascent
-    q = torch.linspace(0.05, 0.95, s.levels, dtype=torch.float64) if s.levels > 1 else torch.tensor([0.5], dtype=torch.float64)
+    q = (torch.linspace(0.05, 0.95, s.levels, dtype=torch.float64, device="cpu") if s.levels > 1
+         else torch.tensor([0.5], dtype=torch.float64, device="cpu"))
     levels = torch.quantile(flat, q, dim=0).reshape(s.levels, n_u)
     lin_best, lin_detail, unsettled, peaks = float("nan"), "", 0, []
     if s.levels > 0:
-        for lin in linearise(model, levels.numpy(), settle_steps=s.settle):
+        for lin in linearise(model, levels.cpu().numpy(), settle_steps=s.settle):
             if not lin.settled or lin.spectral_radius >= 1.0:
                 unsettled += 1
                 continue
@@ -304,24 +311,24 @@ def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSetting
     for steps in s.steps:
         steps = int(steps)
         n_data = s.pairs // 2
-        idx = torch.randint(0, u_ref.shape[0], (n_data,), generator=g)
+        idx = torch.randint(0, u_ref.shape[0], (n_data,), generator=g, device="cpu")
         hi = max(u_ref.shape[1] - steps, 0)
-        start = torch.randint(0, hi + 1, (n_data,), generator=g)
+        start = torch.randint(0, hi + 1, (n_data,), generator=g, device="cpu")
         windows = []
         for i, st in zip(idx.tolist(), start.tolist()):
             w = u_ref[i, st:st + steps]
             if w.shape[0] < steps:  # data shorter than the horizon: repeat it
                 w = w.repeat(math.ceil(steps / w.shape[0]), 1)[:steps]
             windows.append(w)
-        randoms = mean + scale * torch.randn(s.pairs - n_data, steps, n_u, generator=g, dtype=torch.float64)
+        randoms = mean + scale * torch.randn(s.pairs - n_data, steps, n_u, generator=g, dtype=torch.float64, device="cpu")
         base = torch.cat([torch.stack(windows) if windows else randoms[:0], randoms])
-        sizes = torch.tensor([1e-3, 1e-1, 1.0], dtype=torch.float64)[torch.arange(base.shape[0]) % 3]
-        delta = sizes[:, None, None] * scale * torch.randn(base.shape, generator=g, dtype=torch.float64)
+        sizes = torch.tensor([1e-3, 1e-1, 1.0], dtype=torch.float64, device="cpu")[torch.arange(base.shape[0], device="cpu") % 3]
+        delta = sizes[:, None, None] * scale * torch.randn(base.shape, generator=g, dtype=torch.float64, device="cpu")
         for value, omega, lin in sorted(peaks, key=lambda p: -p[0])[:2]:  # the two best peaks
             settle = min(steps, max(steps // 3, 1))
             ua, d = sinusoid_pair(lin, omega, steps=steps - settle, settle=settle, amplitude=1e-3 * float(scale.max()))
-            base = torch.cat([base, torch.as_tensor(ua)[None]])
-            delta = torch.cat([delta, torch.as_tensor(d)[None]])
+            base = torch.cat([base, torch.as_tensor(ua, device="cpu")[None]])
+            delta = torch.cat([delta, torch.as_tensor(d, device="cpu")[None]])
         value, pair = ascent_gain(model, base, delta, iters=s.iters, lr=s.lr, scale=scale)
         if value > asc_best:
             kind = "data window" if pair < n_data else ("random input" if pair < s.pairs else "linearisation's peak sinusoid")
