@@ -328,3 +328,16 @@ def test_register_activation_extends_the_recursions():
     x = torch.randn(3, 3, dtype=f64)
     out = input_derivatives(net, x, hessian=True, third=True)
     assert rel(out.hessian, R.hessian_func(net, x)) <= TOL and rel(out.third, R.third_func(net, x)) <= TOL
+
+
+def test_invert_network_stops_at_round_off_and_refuses_what_does_not_converge():
+    """Newton's steps cannot go below about ``cond(J)·ε·|x|``: an ``atol`` under that floor (on a GPU,
+    1e-14 was: issue 15) ends where the steps stop shrinking, at a round-off residual; a start from which
+    Newton does not converge in ``max_iter`` steps still raises."""
+    net = square_net()
+    x = 0.5 * torch.randn(2, 3, dtype=f64, generator=torch.Generator().manual_seed(1))
+    y = net(x).detach()
+    found = invert_network(net, y, x + 0.1, atol=1e-300)
+    assert rel(found, x) <= 1e-14 and rel(net(found).detach(), y) <= 1e-14
+    with pytest.raises(ConfigError, match="did not converge in 2 steps"):
+        invert_network(net, y, x + 0.1, atol=1e-300, max_iter=2)

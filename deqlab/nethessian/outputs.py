@@ -68,15 +68,22 @@ def invert_network(net, y: torch.Tensor, x0: torch.Tensor, *, atol: float = 1e-1
     """``x`` with ``net(x) = y`` near ``x0`` by Newton's method (Jacobians from the forward recursion).
 
     For a square network; an independent route to ``∂/∂y`` by central differences through the inverse.
-    Raises :class:`ConfigError` if Newton does not reach ``max |Δx| ≤ atol`` in ``max_iter`` steps.
+    Stops at ``max |Δx| ≤ atol``, or where round-off stops Newton: a step below ``ε^¾ (1 + max|x|)`` that
+    is not at most half the one before (quadratic convergence has ended; the floor of ``|Δx|`` is about
+    ``cond(J)·ε·|x|``, which can exceed ``atol``: seen on a GPU, whose kernels round differently).
+    Raises :class:`ConfigError` if neither happens in ``max_iter`` steps.
     """
     from deqlab.nethessian.forward import input_derivatives
 
     x = x0.detach().clone()
+    floor = torch.finfo(x.dtype).eps ** 0.75
+    previous = float("inf")
     for _ in range(max_iter):
         out = input_derivatives(net, x)
         step = torch.linalg.solve(out.jacobian, (out.value - y).unsqueeze(-1)).squeeze(-1)
         x = x - step
-        if float(step.abs().max()) <= atol:
+        size = float(step.abs().max())
+        if size <= atol or (size <= floor * (1 + float(x.abs().max())) and size > previous / 2):
             return x
+        previous = size
     raise ConfigError(f"Newton inversion of the network did not converge in {max_iter} steps")
