@@ -7,6 +7,7 @@ import torch
 
 from deqlab.cli.compose import load
 from deqlab.demos import converge
+from tests.helpers import read_csv_exact
 
 GEOMETRIC_FALL = 1e-4     # default init: ||z^30 - z*|| / ||z^0 - z*|| must fall below this
 NO_FALL = 0.1             # normal init: the gap at L=30 stays of order one
@@ -49,7 +50,7 @@ def test_depth_csv_holds_the_closing_notes_numbers(tmp_path):
     result = run_cfg("curve_layers=60")
     path = tmp_path / "depth.csv"
     result.files["depth.csv"](path)
-    row = pd.read_csv(path).iloc[0]
+    row = read_csv_exact(path).iloc[0]
     arrays = result.arrays["converge"]
     norm = float(np.linalg.norm(arrays["z_star"]))
     assert row["L"] == 60 and len(arrays["gap"]) == 61
