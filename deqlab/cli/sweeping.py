@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
 
 from deqlab.cli.errors import fail
@@ -89,6 +90,9 @@ def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
     from deqlab.cli.launch import launch
     from deqlab.cli.termination import Terminated, end_children, signals_as_exceptions
 
+    # end_children() also ends joblib's resource tracker; loky then warns on stderr, on its way out, that
+    # it "died unexpectedly" (seen with Python 3.12 on a GPU machine), which would break the one-line end.
+    warnings.filterwarnings("ignore", message="resource_tracker: process died unexpectedly")
     with signals_as_exceptions():
         try:
             launch(command, args)
