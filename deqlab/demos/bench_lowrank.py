@@ -106,5 +106,6 @@ def _run(cfg) -> Result:
         f"x numpy: method time / a plain numpy implementation of the same closed form without input checks "
         f"(interleaved, same process); issue-12 target: at most {NUMPY_TARGET:g} (numpy target: met / not met).",
     )
-    result.notes.append(machine_note("float64") + " torch is not used by this benchmark.")
+    result.notes.append(machine_note("float64") + " torch is not used by this benchmark: it runs on the CPU (numpy) "
+                        + ("whatever the device asked for." if cfg.device == "cpu" else f"although device={cfg.device} was asked for."))
     return result

@@ -23,15 +23,13 @@ iterations (measured: 25–75% more time per PR iteration at ``n_z = 256``, abou
 
 from __future__ import annotations
 
-import os
-import platform
 from functools import partial
 
 import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.benchmarks import interleaved_medians, median_time, pinned_threads, verdict
+from deqlab.benchmarks import interleaved_medians, machine_note, median_time, pinned_threads, verdict
 from deqlab.report.result import Result, Table
 from deqlab.models.mondeq import MonDEQ, forward_backward_bound, lipschitz, monotonicity
 from deqlab.implicit.mondeq import solve_equilibrium
@@ -160,8 +158,7 @@ def _run(cfg) -> Result:
                                       title=f"monDEQ forward solve time (batch {cfg.batch}, {cfg.dtype}, rtol {cfg.rtol:g})",
                                       subtitle=f"median of {cfg.repeats}, torch threads: {torch.get_num_threads()}, seed={cfg.seed}")
     result.notes.append(
-        f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}, dtype {cfg.dtype}. Stopping rule: ours "
+        machine_note(cfg.dtype, cfg.device) + " Stopping rule: ours "
         "(||f(z) - z|| <= rtol ||f(z)||), not monotone_op_net's relative change of the iterate."
     )
     return result

@@ -48,5 +48,5 @@ def run(cfg) -> Result:
         title="One training step (forward + backward of a chunk), float64",
         frame=pd.DataFrame(rows), formats={"median time [s]": "{:.4f}", "ratio to ren/autograd": "{:.3f}"},
         caption=f"median of {cfg.repeats} after {cfg.warmup} warm-up calls; REN n_x={cfg.n_x}, n_v={cfg.n_v}")
-    result.notes.append(machine_note("float64") + " Torch threads per row as in the table.")
+    result.notes.append(machine_note("float64", cfg.device) + " Torch threads per row as in the table.")
     return result
