@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy  # noqa: F401  (load both OpenBLAS copies first, so the counts before and after match)
+import pytest
 import scipy.linalg  # noqa: F401
 import torch
 from threadpoolctl import threadpool_info
 
 from deqlab.benchmarks import blas_threads, pinned_threads, verdict
+from tests.helpers import devices
 
 
 def _blas_counts() -> list[int]:
@@ -71,3 +73,25 @@ def test_interleaved_medians_repeats_short_calls_within_a_sample_and_reports_cpu
     assert counts["short"] > 3 * 10  # many calls per sample
     assert out["long"][0] >= 0.03 and out["short"][0] < 0.02 / 10
     assert set(cpu) == {"short", "long"} and cpu["long"] < 0.03  # sleeping is not CPU time
+
+
+@pytest.mark.parametrize("device", devices)
+def test_stopwatch_times_the_work_not_its_launch(device):
+    """On the CPU the host clock; on a GPU, CUDA events: a kernel that spins for tens of milliseconds is
+    counted in full although the host returns from launching it at once."""
+    import time
+
+    from deqlab.benchmarks import Stopwatch, median_time
+
+    if device == "cpu":
+        with Stopwatch(device) as watch:
+            time.sleep(0.03)
+        assert 0.03 <= watch.seconds < 1.0
+        return
+    torch.zeros(1, device=device)  # initialise CUDA outside the timing
+    start = time.perf_counter()
+    with Stopwatch(device) as watch:
+        torch.cuda._sleep(100_000_000)  # ~0.05 s of GPU clock cycles
+        launched = time.perf_counter() - start
+    assert watch.seconds > 0.01 and watch.seconds > 5 * launched
+    assert median_time(lambda: torch.cuda._sleep(100_000_000), 3, 1, device)[0] > 0.01

@@ -192,3 +192,22 @@ def test_bad_input_seen_only_by_the_run_leaves_no_folders(cli, output_root, tmp_
     keep.mkdir(parents=True)
     r = cli("sysid", "f16", "--data-dir", str(tmp_path / "nowhere"), "--tiny")
     assert r.exit_code == 2 and keep.is_dir() and not any(keep.iterdir())
+
+
+def test_a_run_on_a_gpu_is_sized_against_the_gpus_free_memory(monkeypatch):
+    """With ``device=cuda`` the resource guard compares the estimates with the device's free memory (its
+    tensors live there), and the message names the device; the host's memory is not consulted."""
+    import torch
+
+    from deqlab.cli.execute import check_resources
+    from deqlab.errors import ResourceError
+    from deqlab.settings.converge import Settings as ConvergeSettings
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 1)  # would refuse anything
+    settings = ConvergeSettings(device="cuda")
+    check_resources(settings)  # the default run fits in 2 GiB
+    settings.model.n_z = 40_000
+    with pytest.raises(ResourceError, match=r"cuda \(Fake GPU\) can give .*of 2 GiB available\); lower model.n_z"):
+        check_resources(settings)
