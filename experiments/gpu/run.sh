@@ -6,8 +6,9 @@
 #
 # That machine has python3 with a CUDA build of torch, numpy, scipy, pandas, matplotlib, threadpoolctl
 # and pytest(-xdist), but not Hydra: the wheels deqlab needs beyond them travel in .whl/ (git-ignored;
-# `pip download` them here, see the device tool's README) and are installed under /tmp/site. deqlab
-# itself runs from this checkout (python3 -m deqlab). Each step has its own time limit, so one that
+# `pip download` them here, see the device tool's README: hydra-core, omegaconf, antlr4-python3-runtime,
+# the joblib and submitit launchers, submitit, typer, rich, pydantic, pydantic-core, annotated-types,
+# typing-inspection) and are installed with deqlab into that machine's python. Each step has its own time limit, so one that
 # hangs cannot eat the others; every log and run folder comes back in $OUT/gpu_runs.tgz, and a
 # summary is printed last (the reply carries the end of the output).
 #
@@ -19,11 +20,11 @@ LOGS=$OUT/logs
 mkdir -p "$LOGS"
 export PYTHONUNBUFFERED=1
 if [ "${WHEELS:-1}" = 1 ] && compgen -G ".whl/*.whl" >/dev/null; then  # WHEELS=0: use what is installed
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || { echo "wheel install failed"; exit 1; }
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
+    # Into the machine's own python (it is thrown away after the lease), and deqlab itself as CI installs
+    # it: tests that start a python with a PYTHONPATH of their own must still find Hydra and deqlab.
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade .whl/*.whl \
+        && python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir . \
+        || { echo "install failed"; exit 1; }
 fi
 
 step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $LOGS/NAME.log, one summary line
