@@ -36,6 +36,30 @@ def test_bench_hessian_tiny(cli, output_root):
     assert len(err) == 1 and float(err["value"].iloc[0]) <= 1e-13  # tiny problem: the closed form is exact to round-off
 
 
+def test_bench_hessian_ladder_in_both_dtypes_with_the_rate_and_the_gpu_targets(cli, output_root, monkeypatch):
+    """``dtypes=[float64,float32]``: float32 rows time the derivatives (no eigsh); every dense row has its
+    rate over the device's matrix-product rate; issue 15's target rows appear where the ladder reaches
+    their sizes (lowered here so that a tiny ladder does) and judge what they say."""
+    import deqlab.demos.bench_hessian as bench
+
+    monkeypatch.setattr(bench, "DENSE_RATE_MIN_P", 40)
+    monkeypatch.setattr(bench, "HVP_SECOND_MIN_P", 40)
+    r = cli("bench", "hessian", *TINY, "memory=false", "dtypes=[float64,float32]", "rate_size=32")
+    assert r.exit_code == 0, r.output
+    folder = next(p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir())
+    ladder = pd.read_csv(folder / "ladder.csv")
+    assert list(zip(ladder["dtype"], ladder["N"])) == [("float64", 4), ("float64", 6), ("float32", 4), ("float32", 6)]
+    f32 = ladder[ladder["dtype"] == "float32"]
+    assert f32["lambda_max"].isna().all() and (f32["eigsh HVPs"] == 0).all() and (f32["HVP warm (s)"] > 0).all()
+    assert (ladder["dense rate / matmul rate"] > 0).all() and (ladder["dense rate (Gflop/s)"] > 0).all()
+    targets = pd.read_csv(folder / "targets.csv")
+    rate = targets[targets["target"] == "15 dense Hessian rate"]
+    hvp = targets[targets["target"] == "15 HVP at P ~ 1e6"]
+    assert list(rate["N"]) == [6] and list(hvp["N"]) == [6]  # P = 54 for N = 6, 28 for N = 4; float64 rows only
+    assert rate["met"].iloc[0] == ("met" if rate["value"].iloc[0] >= 0.3 else "NOT met")
+    assert hvp["met"].iloc[0] == "met"  # a tiny HVP takes far under a second
+
+
 @pytest.mark.slow
 def test_bench_hessian_memory_probe(cli, output_root):
     r = cli("bench", "hessian", *TINY, "ladder=[4]", "memory=true")

@@ -11,8 +11,10 @@ Table ``reference`` (the issue's problem ``N = 32, d = 8, batch 64``, ``θ = (W_
   mark is reset after setup and the route's peak is ``VmHWM − VmRSS`` (``/proc/self/status``), so routes
   do not hide in each other's peaks or in the import-time peak.
 
-Table ``ladder``: sizes ``N ∈ ladder`` (same ``d`` and batch): gradient, HVP, top-k eigenvalues by eigsh
-on the HVP operator, and the dense closed form where ``P ≤ dense_max_p``.
+Table ``ladder``: sizes ``N ∈ ladder`` (same ``d`` and batch) in each of ``dtypes``: gradient, HVP,
+top-k eigenvalues by eigsh on the HVP operator (float64 rows), and the dense closed form where
+``P ≤ dense_max_p``, with its rate (``2P²B`` flop per second) over the device's matrix-product rate
+in the same dtype, timed in the same run on a ``rate_size``-square product.
 
 Table ``dense_costs``: where the dense closed form's time goes, at each ladder size with a dense form:
 its phases (:data:`deqlab.implicit.hessian.PHASES`: set-up, building the row operands, the products
@@ -33,10 +35,17 @@ against in the same run, the target and whether it is met:
   ``≤ 0.5×``, and the set-up plus first product's peak memory ``≤ 2×`` one ``B·N²`` float64
   factorisation at the largest ladder size.
 
+On a GPU (``device=cuda``) the same table has issue 15's targets: the dense closed form at ``≥ 30%``
+of the float64 matrix-product rate at ``P ≈ 10⁴`` (ladder rows with ``P ≥ 9000``), and the HVP's
+set-up plus first product in under a second at ``P ≈ 10⁶`` (rows with ``P ≥ 9·10⁵``); the rows appear
+wherever the ladder reaches those sizes, on any device.
+
 Times are medians of ``repeats`` calls after ``warmup`` calls, the methods compared in one row
 interleaved (A B A B …) so that drift hits both (the unrolled Hessian reference: of ``ref_repeats``
-calls, it takes seconds). Torch's threads and the BLAS/OpenMP pools (``threadpoolctl``) are pinned to
-``threads`` for the whole bench. The machine is stated in a note.
+calls, it takes seconds), each timed by :class:`deqlab.benchmarks.Stopwatch` (CUDA events on a GPU).
+Torch's threads and the BLAS/OpenMP pools (``threadpoolctl``) are pinned to ``threads`` for the whole
+bench. Peak memory: on the CPU the RSS of a fresh process; on a GPU the CUDA allocator's peak. The
+machine and device are stated in a note.
 """
 
 from __future__ import annotations
