@@ -34,6 +34,40 @@ def is_float32(run: Path) -> bool:
     return "dtype: float32" in (run / "config.yaml").read_text()
 
 
+def figure(gpu: pd.DataFrame, cpu: pd.DataFrame, path: Path) -> None:
+    """Seconds against P, log-log: the gradient, the HVP (set-up + first product, and a later product) and
+    the dense Hessian, float64, on the GPU (solid) and one CPU thread (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.lines import Line2D
+
+    gpu = gpu[gpu["dtype"] == "float64"]
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    routes = {"gradient (s)": ("implicit gradient", "C0"), "HVP cold (s)": ("HVP: set-up + first product", "C1"),
+              "HVP warm (s)": ("HVP: a later product", "C2"), "dense closed form (s)": ("dense Hessian", "C3")}
+    for column, (label, colour) in routes.items():
+        for frame, style in ((gpu, "-"), (cpu, "--")):
+            rows = frame[frame[column].notna()]
+            ax.plot(rows["P"], rows[column], style, marker="o", ms=3, color=colour)
+    ax.axhline(1.0, color="0.6", lw=0.8)
+    ax.text(1.1e6, 0.7, "issue 15: an HVP at P ≈ 10⁶ in under 1 s", color="0.35", fontsize=8, ha="right", va="top")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of parameters P")
+    ax.set_ylabel("time per call [s]")
+    ax.set_title("Exact DEQ derivatives, tanh DEQ, batch 64, float64: GPU vs CPU")
+    ax.grid(True, which="major", alpha=0.3)
+    handles = [Line2D([], [], color=c, marker="o", ms=3, label=label) for label, c in routes.values()]
+    handles += [Line2D([], [], color="k", ls="-", label="NVIDIA H200"), Line2D([], [], color="k", ls="--", label="one CPU thread")]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", type=Path)
@@ -57,6 +91,8 @@ def main(argv=None) -> None:
             row[f"{what} CPU / GPU"] = r[f"{what} (s) CPU"] / r[f"{what} (s) GPU"]
         rows.append(row)
     pd.DataFrame(rows).to_csv(OUT / "hessian_vs_cpu.csv", index=False)
+
+    figure(gpu, cpu, OUT / "hessian_cpu_gpu.png")
 
     if args.tiled:
         old = pd.read_csv(args.tiled / "dense_costs.csv")
