@@ -70,6 +70,19 @@ def test_unknown_solver_lists_choices():
         load("converge", ["solver=nope"])
 
 
+@pytest.mark.parametrize("command, override", [
+    ("converge", "solver_table=[anderson,broyden,anderson]"), ("bench_solvers", "families=[gaussian,gaussian]"),
+    ("bench_hessian", "dtypes=[float32,float32]"), ("bench_nethessian", "tasks=[hessian,laplacian,hessian]"),
+    ("hessian", "groups=[W_z,W_z]"), ("nethessian_pinn", "routes=[forward,forward]"),
+])
+def test_a_list_of_choices_that_names_one_twice_is_refused(command, override):
+    """A repeat would run (or print) the same thing twice, or stand where a typo of another entry was meant."""
+    key, value = override.split("=")
+    twice = next(v for v in value.strip("[]").split(",") if value.count(v) > 1)
+    with pytest.raises(InputError, match=f"{key} names '{twice}' twice"):
+        load(command, [override])
+
+
 def test_installed_package_finds_its_configs(tmp_path):
     """The installed deqlab (run outside the source tree) finds config.yaml and composes.
 

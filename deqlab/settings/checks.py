@@ -65,13 +65,16 @@ def choice(key: str, value, choices: Sequence[str]) -> str:
 
 
 def choices(key: str, values: Iterable, allowed: Sequence[str]) -> list[str]:
-    """A non-empty list whose items all come from ``allowed``."""
+    """A non-empty list whose items all come from ``allowed``, none twice (a repeat would run or print
+    the same thing twice, or hide a typo for another entry)."""
     items = list(values)
     if not items:
         raise InputError(f"{key} must name at least one of: {', '.join(allowed)}")
-    for item in items:
+    for i, item in enumerate(items):
         if item not in allowed:
             raise InputError(f"unknown {key} entry {item!r}; choose from: {', '.join(allowed)}")
+        if item in items[:i]:
+            raise InputError(f"{key} names {item!r} twice")
     return items
 
 
