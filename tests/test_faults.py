@@ -211,3 +211,33 @@ def test_a_run_on_a_gpu_is_sized_against_the_gpus_free_memory(monkeypatch):
     settings.model.n_z = 40_000
     with pytest.raises(ResourceError, match=r"cuda \(Fake GPU\) can give .*of 2 GiB available\); lower model.n_z"):
         check_resources(settings)
+
+
+def test_a_gpu_out_of_memory_is_one_line_and_a_failed_folder(cli, output_root, monkeypatch):
+    """torch's CUDA out-of-memory error is a RuntimeError, not a MemoryError: where the resource guard's
+    estimate falls short on a GPU the run still ends in one line, exit 1, with a .failed folder."""
+    import torch
+
+    from deqlab.demos import converge
+
+    def allocate(settings):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(converge, "run", allocate)
+    r = cli("converge", *SMALL)
+    helpers.assert_one_line_error(r, "out of memory on cpu (lower the sizes in the settings)", code=1)
+    (folder,) = list((output_root / "converge").iterdir())
+    assert folder.name.endswith(".failed") and "out of memory" in (folder / "error.txt").read_text()
+
+
+def test_a_runtime_error_that_is_a_bug_keeps_its_traceback_and_fails_the_folder(cli, output_root, monkeypatch):
+    from deqlab.demos import converge
+
+    def broken(settings):
+        raise RuntimeError("shape mismatch deep inside")
+
+    monkeypatch.setattr(converge, "run", broken)
+    r = cli("converge", *SMALL)
+    assert r.exit_code != 0 and isinstance(r.exception, RuntimeError)
+    (folder,) = list((output_root / "converge").iterdir())
+    assert folder.name.endswith(".failed") and "Traceback" in (folder / "error.txt").read_text()

@@ -64,15 +64,18 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> 
             return _failed(run_dir, f"cannot write{where}: {exc.strerror or exc}", 1)
         except MemoryError:
             return _failed(run_dir, "out of memory (lower the sizes in the settings)", 1)
+        except RuntimeError as exc:
+            if _out_of_device_memory(exc):
+                return _failed(run_dir, f"out of memory on {getattr(settings, 'device', 'the device')} "
+                                        "(lower the sizes in the settings)", 1)
+            _mark_bug(run_dir, exc)
+            raise
         except (KeyboardInterrupt, Terminated) as exc:
             name = getattr(exc, "name", "SIGINT (Ctrl-C)")
             end_children()
             return _failed(run_dir, f"stopped by {name}", getattr(exc, "exit_code", 130))
         except BaseException as exc:        # a bug: never leave a folder that looks like a success
-            import traceback
-
-            run_dir.fail(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
-            end_children()
+            _mark_bug(run_dir, exc)
             raise
     if result.failures and strict:
         text = f"{len(result.failures)} failure report(s) and strict=true: " + "; ".join(result.failures)
@@ -84,6 +87,26 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> 
     except OSError as exc:
         return _failed(run_dir, f"cannot finish {run_dir.path}: {exc.strerror or exc}", 1)
     return Outcome(0, "", result, folder)
+
+
+def _mark_bug(run_dir, exc: BaseException) -> None:
+    """A bug (the caller re-raises it, traceback kept): never leave a folder that looks like a success;
+    the traceback goes into its error.txt, and the children are ended."""
+    import traceback
+
+    from deqlab.cli.termination import end_children
+
+    run_dir.fail(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+    end_children()
+
+
+def _out_of_device_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's out-of-memory error of a GPU (a ``RuntimeError``, not a ``MemoryError``:
+    the resource guard's estimate missed what the run needed)."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(exc, oom)
 
 
 def _run_on_device(demo, settings):
