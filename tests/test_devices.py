@@ -410,6 +410,22 @@ def case_sysid(device):
     return list(model.parameters())
 
 
+def case_sysid_gain(device):
+    """The incremental-gain bound (both routes: linearisation and ascent) of a model on ``device``."""
+    from deqlab.sysid.gain import GainSettings, incremental_gain_lower_bound, linearise
+    from deqlab.sysid.models import make_model
+
+    rng = np.random.default_rng(1)
+    u, y = rng.standard_normal((3, 20, 1)), rng.standard_normal((3, 20, 1))
+    torch.manual_seed(0)
+    model = make_model("ren", {"n_x": 2, "n_v": 3}, u, y).to(device)
+    report = incremental_gain_lower_bound(model, u, GainSettings(steps=[10], pairs=2, iters=2, levels=2, settle=200))
+    assert np.isfinite(report.value) and report.value > 0
+    lin = linearise(model, np.zeros((1, 1)), settle_steps=200)
+    assert isinstance(lin[0].A, np.ndarray)
+    return list(model.parameters())
+
+
 def case_benchmarks(device):
     from deqlab.benchmarks import machine_note, median_time, synchronize
 
