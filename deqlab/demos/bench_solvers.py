@@ -69,14 +69,19 @@ def anderson_targets(family: str, n: int) -> list[tuple[str, float]]:
     return out
 
 
-def make_weight(n: int, norm: float, family: str, generator: torch.Generator, dtype) -> torch.Tensor:
-    """``W`` of the given family with ``‖W‖₂ = norm``, shape ``(n, n)``, on the CPU (``generator``'s device)."""
+def make_weight(n: int, norm: float, family: str, generator: torch.Generator, dtype, device="cpu") -> torch.Tensor:
+    """``W`` of the given family with ``‖W‖₂ = norm``, shape ``(n, n)``, on ``device``.
+
+    The normal draws come from ``generator`` on the CPU (every device gets the same problem); the QR
+    and the spectral norm run on ``device``: on one pinned CPU thread they took over a minute at
+    ``n = 4096`` (an SVD each), which ran a GPU bench out of its time limit."""
+    A = torch.randn(n, n, generator=generator, dtype=torch.float64, device="cpu").to(device)
     if family == "gaussian":
-        W = torch.randn(n, n, generator=generator, dtype=torch.float64, device="cpu")
+        W = A
     else:
-        Q, _ = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64, device="cpu"))
-        lam = (torch.linspace(-1.0, 1.0, n, dtype=torch.float64, device="cpu") if n > 1
-               else torch.ones(1, dtype=torch.float64, device="cpu"))
+        Q, _ = torch.linalg.qr(A)
+        lam = (torch.linspace(-1.0, 1.0, n, dtype=torch.float64, device=device) if n > 1
+               else torch.ones(1, dtype=torch.float64, device=device))
         W = Q @ torch.diag(lam) @ Q.T
     return (norm * W / torch.linalg.matrix_norm(W, 2)).to(dtype)
 
@@ -93,10 +98,8 @@ def _run(cfg) -> Result:
     cases = [(fam, n, s) for fam in cfg.families for n in cfg.sizes for s in cfg.norms]
     result = Result(command="bench_solvers")
     for fam, n, s in track(cases, "bench solvers", label=lambda c: f"{c[0]} n_z={c[1]} ||W||={c[2]}"):
-        with torch.device("cpu"):  # drawn on the CPU, then moved: every device solves the same problems
-            W = make_weight(n, s, fam, g, dtype)
-            x = cfg.input_scale * torch.randn(cfg.batch, n, generator=g, dtype=torch.float64).to(dtype)
-        W, x = W.to(device), x.to(device)
+        W = make_weight(n, s, fam, g, dtype, device)
+        x = (cfg.input_scale * torch.randn(cfg.batch, n, generator=g, dtype=torch.float64, device="cpu").to(dtype)).to(device)
         f = lambda z, W=W, x=x: torch.tanh(z @ W.T + x)
         z0 = torch.zeros(cfg.batch, n, dtype=dtype, device=device)
         case_rows = []
