@@ -34,6 +34,16 @@ def is_float32(run: Path) -> bool:
     return "dtype: float32" in (run / "config.yaml").read_text()
 
 
+def solvers_vs_cpu(gpu_csv: Path, cpu_csv: Path, out: Path) -> None:
+    """The problems both runs solved, GPU and CPU side by side, with the CPU / GPU time ratio."""
+    g, c = pd.read_csv(gpu_csv), pd.read_csv(cpu_csv)
+    keys = ["family", "n_z", "||W||_2", "solver"]
+    j = g.merge(c, on=keys, suffixes=(" GPU", " CPU"))
+    j["CPU / GPU"] = j["median time [ms] CPU"] / j["median time [ms] GPU"]
+    j[keys + ["f evals GPU", "f evals CPU", "median time [ms] CPU", "median time [ms] GPU", "CPU / GPU",
+              "time per f eval [ms] GPU"]].to_csv(out, index=False)
+
+
 def figure(gpu: pd.DataFrame, cpu: pd.DataFrame, path: Path) -> None:
     """Seconds against P, log-log: the gradient, the HVP (set-up + first product, and a later product) and
     the dense Hessian, float64, on the GPU (solid) and one CPU thread (dashed)."""
@@ -106,14 +116,14 @@ def main(argv=None) -> None:
     shutil.copy(solvers / "bench.csv", OUT / "solvers_float32.csv")
     shutil.copy(solvers / "broyden_memory.csv", OUT / "broyden_memory_float32.csv")
     if args.cpu_solvers:
-        g = pd.read_csv(solvers / "bench.csv")
-        c = pd.read_csv(args.cpu_solvers / "bench.csv")
         shutil.copy(args.cpu_solvers / "bench.csv", OUT / "solvers_float32_cpu.csv")
-        keys = ["family", "n_z", "||W||_2", "solver"]
-        j = g.merge(c, on=keys, suffixes=(" GPU", " CPU"))
-        j["CPU / GPU"] = j["median time [ms] CPU"] / j["median time [ms] GPU"]
-        j[keys + ["f evals GPU", "f evals CPU", "median time [ms] CPU", "median time [ms] GPU", "CPU / GPU",
-                  "time per f eval [ms] GPU"]].to_csv(OUT / "solvers_float32_vs_cpu.csv", index=False)
+        solvers_vs_cpu(solvers / "bench.csv", args.cpu_solvers / "bench.csv", OUT / "solvers_float32_vs_cpu.csv")
+    finished64 = [p for p in (args.runs / "solvers").iterdir() if p.is_dir() and not p.name.endswith((".failed", ".partial"))
+                  and not is_float32(p)]
+    if finished64:  # float64 on the GPU, beside the CPU record (experiments/bench/solvers.csv, float64, tol 1e-10)
+        run64 = sorted(finished64)[-1]
+        shutil.copy(run64 / "bench.csv", OUT / "solvers_float64.csv")
+        solvers_vs_cpu(run64 / "bench.csv", HERE / "bench" / "solvers.csv", OUT / "solvers_float64_vs_cpu.csv")
 
     neth = newest(args.runs / "nethessian")
     shutil.copy(neth / "bench.csv", OUT / "nethessian.csv")
