@@ -177,3 +177,16 @@ def test_messages_name_keys_inside_mappings_and_lists(override, message):
     with pytest.raises(InputError) as info:
         load("sysid", [override])
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("command, override, message", [
+    ("bench_hessian", "dtypes=float32", "dtypes must be a list of names, such as [a,b], got 'float32'"),
+    ("bench_hessian", "ladder=3", "ladder must be a list of integers, such as [1,2], got 3"),
+    ("bench_solvers", "norms=0.5", "norms must be a list of numbers, such as [0.5,1.0], got 0.5"),
+    ("converge", "device=[cuda]", "device must be a string, got ['cuda']"),
+])
+def test_a_wrong_type_is_named_in_the_words_of_its_key(command, override, message):
+    """A list key says what its items are; a list given to a string key is shown as written."""
+    with pytest.raises(InputError) as info:
+        load(command, [override])
+    assert str(info.value) == message

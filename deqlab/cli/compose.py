@@ -289,6 +289,8 @@ def _validation_message(exc, schema: type) -> str:
         got = "null"
     elif text.startswith("Cannot convert '") and ": " in text:      # Cannot convert 'ListConfig' to string: '['a']'
         got = text.split(": ", 1)[1]
+        if got[:2] in ("'[", "'{") and got[-2:] in ("]'", "}'"):      # a list or mapping: shown as written, unquoted
+            got = got[1:-1]
     elif not got and hasattr(exc, "value"):                          # AnyNode is not a ListConfig...: the value itself
         got = "null" if exc.value is None else repr(exc.value)
     if got in ("None", "'None'"):
@@ -310,7 +312,9 @@ def _field_type(schema: type, key: str) -> str:
         if hint is base or hint == typing.Optional[base]:
             return word
     if typing.get_origin(hint) in (list, typing.List):
-        return "a list such as [1,2]"
+        item = (typing.get_args(hint) or (None,))[0]
+        return {str: "a list of names, such as [a,b]", int: "a list of integers, such as [1,2]",
+                float: "a list of numbers, such as [0.5,1.0]"}.get(item, "a list such as [1,2]")
     if typing.get_origin(hint) in (dict, typing.Dict):
         return "a mapping of names to settings, such as {name:{key:value}}"
     return "of the right type"
