@@ -169,7 +169,7 @@ def _broyden_memory_table(cfg, dtype, device) -> Table:
     rows = []
     g = torch.Generator().manual_seed(cfg.seed)
     for n in BROYDEN_SIZES:
-        with torch.device("cpu"):  # drawn on the CPU, then moved (as in _run)
+        with torch.device("cpu"):  # drawn on the CPU, then moved (every device solves the same problem; n <= 256: the QR is cheap)
             Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
             W = (BROYDEN_NORM * Q).to(dtype)
             x = (BROYDEN_INPUT_SCALE * torch.randn(cfg.batch, n, generator=g, dtype=torch.float64)).to(dtype)
