@@ -73,8 +73,10 @@ class ContractingCell(nn.Module):
 
 
 def read_csv_exact(path):
-    """``pd.read_csv`` with every number parsed to the nearest double (for bit-for-bit comparisons): pandas
-    2's default parser can miss it by an ulp (seen on a GPU machine), pandas 3's is exact."""
+    """``pd.read_csv`` with every number parsed to the nearest double (for bit-for-bit comparisons), with
+    the options the F16 reader uses (:func:`deqlab.sysid.f16.exact_float_options`)."""
     import pandas as pd
 
-    return pd.read_csv(path, **({"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}))
+    from deqlab.sysid.f16 import exact_float_options
+
+    return pd.read_csv(path, **exact_float_options())

@@ -119,7 +119,7 @@ def _drop_padding(signals: np.ndarray) -> tuple[np.ndarray, int]:
     return signals[:end], signals.shape[0] - end
 
 
-def _exact_floats() -> dict:
+def exact_float_options() -> dict:
     """``read_csv`` options that parse every number to the nearest double: pandas 2's default parser can
     miss it by an ulp (seen on a GPU machine: the benchmark's values differed from the .mat files'),
     pandas 3's default is exact (and deprecates the option)."""
@@ -133,7 +133,7 @@ def _read_csv(data: bytes, name: str) -> tuple[np.ndarray, float | None]:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(io.BytesIO(data), **_exact_floats())
+        frame = pd.read_csv(io.BytesIO(data), **exact_float_options())
     except Exception as exc:  # noqa: BLE001  (empty, binary, malformed: pandas raises many types)
         raise InputError(f"{name}: cannot read as CSV ({type(exc).__name__}); {_expected()}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
