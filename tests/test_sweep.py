@@ -49,6 +49,15 @@ def test_sweep_runs_every_job(cli, output_root, launcher):
         (["converge", "seed=0", "hydra.launcher._target_=os.system"], "_target_"),
         (["converge", "seed=0", "hydra.sweep.dir=/proc/deqlab-x"], "cannot create the sweep folder"),
         (["converge", "seed=0,1", "+model.nz=3"], "unknown key 'model.nz'"),
+        # sizes that cannot run, counted without listing the values (listing 10⁸ of them took minutes)
+        (["converge", "seed=range(0,100000000)"], "the sweep has 100,000,000 jobs, over the limit of 1,000"),
+        (["converge", "seed=range(0,40)", "curve_layers=range(1,30)"], "the sweep has 1,160 jobs"),
+        (["converge", "seed=range(5,0)"], "sweeps over no values"),
+        (["converge", "seed=range(0,1,-1)"], "sweeps over no values"),
+        (["converge", "seed=range(0,10,0)"], "range() step must not be 0"),
+        (["converge", "seed=range(0,inf)"], "range() needs finite start, stop and step"),
+        (["converge", "seed=range(0,40),range(0,30)"], "a sweep inside a list of values is not supported"),
+        (["converge", "=3"], "malformed override '=3'"),
     ],
 )
 def test_sweep_bad_input_exits_2_before_any_job(cli, output_root, args, message):
@@ -56,6 +65,22 @@ def test_sweep_bad_input_exits_2_before_any_job(cli, output_root, args, message)
     assert r.exit_code == 2 and message in r.stderr, r.stderr
     assert r.stderr.strip().count("\n") == 0
     assert not (output_root / "sweep").exists()
+
+
+def test_sweep_size_counts_every_kind_of_sweep():
+    """``sweep_size`` counts a range like Python's ``range`` (floats like Hydra's decimal range), a
+    list by its items, a plain value as 1, and the limit sits at the product, not at each key."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from deqlab.cli.compose import MAX_SWEEP_JOBS, screen, sweep_size
+
+    lines = ["seed=range(0,10)", "a=range(10,0,-3)", "b=range(0.5,2.0,0.5)", "c=range(0,0.3,0.1)", "d=1,2,3",
+             "e=shuffle(range(0,4))", "f=5"]
+    parsed = OverridesParser.create().parse_overrides(lines)
+    counted = [sweep_size(o) for o in parsed]
+    listed = [len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1 for o in parsed]
+    assert counted == listed == [10, 4, 3, 3, 3, 4, 1]
+    assert len(screen([f"seed=range(0,{MAX_SWEEP_JOBS})"], sweep=True)) == 1    # at the limit: allowed
 
 
 def test_output_root_that_is_a_file_is_one_line(cli, tmp_path, monkeypatch):

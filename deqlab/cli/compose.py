@@ -33,6 +33,9 @@ SWEEP_HYDRA_KEYS = ("hydra/launcher", "hydra.launcher.", "hydra.sweep.dir")
 OPTION_FOR_KEY = {"f16.data_dir": ("--data-dir", "DIR"), "data_file": ("--data", "FILE")}
 #: keys renamed since a release: old → new (a one-line error names the new key)
 RENAMED: dict[str, str] = {}
+#: The most jobs one ``deqlab sweep`` may launch: each job is a run folder, and every swept value is
+#: checked (composed and validated) before the first job starts.
+MAX_SWEEP_JOBS = 1000
 
 
 @dataclass
@@ -114,7 +117,7 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
     for item in overrides:
         if item.startswith("-") and "=" not in item:
             raise InputError(f"no such option {item!r} (the command's --help lists its options; settings are key=value)")
-        if "=" not in item:
+        if "=" not in item or item.startswith("="):
             raise InputError(f"malformed override {item!r}: expected key=value (e.g. seed=3)")
         if "_target_" in item or any(part.startswith("_") and part.endswith("_") and len(part) > 2
                                      for part in _words(item)):
@@ -146,7 +149,42 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
             if o.value_type in (ValueType.INTERVAL_SWEEP, ValueType.GLOB_CHOICE_SWEEP):
                 raise InputError(f"{o.input_line!r}: interval() and glob() sweeps are not supported; list the values "
                                  "(a,b,c) or use range(start,stop,step)")
+    if sweep:
+        jobs = 1
+        for o in parsed:
+            jobs *= sweep_size(o)
+        if jobs > MAX_SWEEP_JOBS:
+            raise InputError(f"the sweep has {jobs:,} jobs, over the limit of {MAX_SWEEP_JOBS:,}: sweep fewer values")
     return parsed
+
+
+def sweep_size(o) -> int:
+    """How many values the parsed override ``o`` takes (1 unless it is a sweep), counted without
+    listing them (``range(0,10**9)`` would take minutes to list). Raises :class:`InputError` for a
+    range that is empty, never ends (step 0) or has a non-finite bound."""
+    import decimal
+    import math
+
+    from hydra.core.override_parser.types import RangeSweep, Sweep
+
+    if not o.is_sweep_override():
+        return 1
+    value = o.value()
+    if not isinstance(value, RangeSweep) and any(isinstance(v, Sweep) for v in value.list):
+        raise InputError(f"{o.input_line!r}: a sweep inside a list of values is not supported; give one range() "
+                         "or one list a,b,c per key")
+    if isinstance(value, RangeSweep):
+        start, stop, step = (decimal.Decimal(str(v)) for v in (value.start, value.stop, value.step))
+        if not all(v.is_finite() for v in (start, stop, step)):
+            raise InputError(f"{o.input_line!r}: range() needs finite start, stop and step")
+        if step == 0:
+            raise InputError(f"{o.input_line!r}: range() step must not be 0")
+        count = max(0, math.ceil((stop - start) / step))
+    else:
+        count = len(value.list)
+    if count == 0:
+        raise InputError(f"{o.input_line!r} sweeps over no values (range(start,stop,step) stops before it starts)")
+    return count
 
 
 def _words(item: str) -> list[str]:
