@@ -34,3 +34,17 @@ class NotConvergedError(DeqlabError, RuntimeError):
 
 class IllConditionedError(DeqlabError, ArithmeticError):
     """A derivative would rest on an ill-conditioned (or non-contractive) linear system."""
+
+
+def require_path(path, what: str, *, folder: bool = False):
+    """``path`` as a :class:`pathlib.Path` if it names an existing file (or, with ``folder``, an existing
+    folder); else :class:`InputError` saying which it is instead, e.g. ``data file '/tmp' is a folder,
+    not a file``. ``what`` names the path for the user (``"data file"``)."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    if (p.is_dir() if folder else p.is_file()):
+        return p
+    if not p.exists():
+        raise InputError(f"{what} {str(p)!r} does not exist")
+    raise InputError(f"{what} {str(p)!r} is {'not a folder' if folder else 'a folder, not a file' if p.is_dir() else 'not a regular file'}")

@@ -80,12 +80,13 @@ def bad_pair_files(tmp_path):
         "wrong H shape": (_bad(tmp_path, "f.npz", X=X, Y=X, H=np.eye(4)), "H must have shape"),
         "not an npz": (str(garbage), "not a readable .npz"),
         "no such file": (str(tmp_path / "nope.npz"), "does not exist"),
+        "a folder": (str(tmp_path), "is a folder, not a file"),
         "complex X": (_bad(tmp_path, "g.npz", X=X + 1j * X, Y=X), "is complex"),
         "complex H": (_bad(tmp_path, "h.npz", X=X, Y=X, H=np.eye(5) * (1 + 1j)), "is complex"),
     }
 
 
-@pytest.mark.parametrize("case", ["different shapes", "k > n", "rank-deficient X", "NaN", "missing Y", "wrong H shape", "not an npz", "no such file",
+@pytest.mark.parametrize("case", ["different shapes", "k > n", "rank-deficient X", "NaN", "missing Y", "wrong H shape", "not an npz", "no such file", "a folder",
                                   "complex X", "complex H"])
 def test_bad_pair_files(cli, output_root, tmp_path, case):
     path, message = bad_pair_files(tmp_path)[case]

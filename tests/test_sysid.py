@@ -167,6 +167,7 @@ def test_bad_data_files(cli, output_root, tmp_path):
         "must agree": _write(tmp_path, "d.npz", u=ok_u, y=np.zeros((4, 49, 1))),
         "missing array": _write(tmp_path, "e.npz", u=ok_u),
         "does not exist": str(tmp_path / "nope.npz"),
+        "is a folder, not a file": str(tmp_path),
         "at least 3 trajectories": _write(tmp_path, "f.npz", u=np.zeros((2, 50, 1)), y=np.random.default_rng(0).normal(size=(2, 50, 1))),
         "y is constant": _write(tmp_path, "h.npz", u=np.ones((4, 50, 1)), y=np.full((4, 50, 1), 3.0)),
         "u is too large": _write(tmp_path, "i.npz", u=np.full((4, 50, 1), 1e300), y=np.random.default_rng(0).normal(size=(4, 50, 1))),
@@ -211,6 +212,7 @@ def test_bad_evaluate_inputs(tiny_run, cli, output_root, tmp_path):
     short = _write(tmp_path, "short.npz", u=np.zeros((3, 5, 1)), y=np.zeros((3, 5, 1)))
     _bad(cli("sysid", "evaluate", str(run), "--data", short), "washout")
     _bad(cli("sysid", "evaluate", str(tmp_path / "missing"), "--data", short), "does not exist")
+    _bad(cli("sysid", "evaluate", short, "--data", short), "is not a folder")
     _bad(cli("sysid", "evaluate", str(tmp_path), "--data", short), "config.yaml")
     _bad(cli("sysid", "evaluate", str(run)), "--data")
     pred = np.load(run / "predictions.npz")

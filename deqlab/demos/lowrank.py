@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from deqlab import lowrank as LR
-from deqlab.errors import ConfigError
+from deqlab.errors import ConfigError, require_path
 from deqlab.implicit.secant_pairs import (deq_pairs, exact_deq_hessian, flat_params, implicit_gradient, krylov_deq_pairs,
                                           unrolled_loss)
 from deqlab.report.result import Result, Table
@@ -63,9 +63,7 @@ def load_pairs(path, *, rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """Read ``X``, ``Y`` (``(n, k)``) and optional ``H`` (``(n, n)``) from an ``.npz``; ConfigError if bad."""
     if path is None or str(path) == "":
         raise ConfigError("part=pairs needs pairs_file=FILE.npz (or --pairs FILE.npz) with arrays X and Y of shape (n, k)")
-    p = Path(str(path))
-    if not p.is_file():
-        raise ConfigError(f"pairs file {str(p)!r} does not exist")
+    p = require_path(path, "pairs file")
     try:
         with np.load(p, allow_pickle=False) as data:
             arrays = {k: np.asarray(data[k]) for k in data.files}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from deqlab.errors import ConfigError
+from deqlab.errors import ConfigError, require_path
 from deqlab.benchmarks import torch_threads
 from deqlab.report.progress import activity
 from deqlab.report.result import Result, Table
@@ -77,9 +77,7 @@ def run(cfg) -> Result:
 
 
 def _run(cfg) -> Result:
-    run_dir = Path(cfg.run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
+    run_dir = require_path(cfg.run_dir, "run folder", folder=True)
     washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
     u, y = load_arrays(cfg.data_file, washout=washout, min_trajectories=MIN_TRAJECTORIES)
     info = _training_info(run_dir)

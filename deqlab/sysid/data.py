@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deqlab.errors import ConfigError
+from deqlab.errors import ConfigError, require_path
 from deqlab.models.pendulum import PendulumParams, simulate_direct
 
 SIGNALS = ("piecewise", "multisine", "mixed")
@@ -164,9 +164,7 @@ def check_arrays(u, y, *, washout: int, source: str, min_trajectories: int = 1) 
 
 def load_arrays(path: str | Path, *, washout: int, min_trajectories: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Read ``u``, ``y`` from a ``.npz`` file and check them (:func:`check_arrays`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"data file {str(path)!r} does not exist")
+    path = require_path(path, "data file")
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in ("u", "y") if k not in f.files]
