@@ -34,7 +34,7 @@ def test_bad_input_is_refused_without_importing_torch(tmp_path):
     for args, text in [(["converge", "--init", "Normal"], "unknown model.init 'Normal'"),
                        (["hessian", "solver.memory=0", "solver=anderson"], "solver.memory"),
                        (["mondeq", "+train.epoch=3", "--epochs", "0"], "unknown key 'train.epoch'"),
-                       (["converge", "model.n_z=99999"], "needs about")]:
+                       (["converge", "model.n_z=99999"], "would need about")]:
         start = time.perf_counter()
         p = deqlab(*args, root=tmp_path / "out", env=env)
         out, err = p.communicate(timeout=60)

@@ -73,6 +73,6 @@ def check_memory(estimates: list[Estimate], limit: int | None = None, where: str
     worst = max(estimates, key=lambda e: e.bytes)
     if worst.bytes > FRACTION * limit:
         raise ResourceError(
-            f"{worst.what} needs about {human(worst.bytes)}, more than the {human(FRACTION * limit)} {where} "
+            f"{worst.what} would need about {human(worst.bytes)}, more than the {human(FRACTION * limit)} {where} "
             f"can give ({FRACTION:.0%} of {human(limit)} available); lower {worst.key}"
         )
