@@ -171,6 +171,13 @@ def test_strict_turns_non_convergence_into_exit_1(cli, output_root):
         (["~seed"], "malformed override"),
         (["command=hessian"], "command is fixed by the command line"),
         (["strict=maybe"], "strict must be true or false"),
+        # a preset group takes one name: Hydra would merge a list's presets in turn, and take [] as the default
+        (["solver=[anderson,newton]"], "solver takes one name, got ['anderson', 'newton'] (to compare several, sweep"),
+        (["solver=[]"], "solver takes one name, got []"),
+        (["solver=null"], "solver takes one name, got None"),
+        (["solver={name:newton}"], "solver takes one name"),
+        (["x" * 100_000 + "=1"], "cannot compose the configuration from the overrides: File name too long"),
+        (["=3"], "malformed override '=3'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_folder(cli, output_root, args, message):

@@ -33,6 +33,8 @@ SWEEP_HYDRA_KEYS = ("hydra/launcher", "hydra.launcher.", "hydra.sweep.dir")
 OPTION_FOR_KEY = {"f16.data_dir": ("--data-dir", "DIR"), "data_file": ("--data", "FILE")}
 #: keys renamed since a release: old → new (a one-line error names the new key)
 RENAMED: dict[str, str] = {}
+#: Hydra config groups a user may choose an option of (one name each; ``hydra/launcher`` only in a sweep)
+CHOICE_GROUPS = ("solver", "sysid_preset", "sysid_f16_preset", "hydra/launcher")
 #: The most jobs one ``deqlab sweep`` may launch: each job is a run folder, and every swept value is
 #: checked (composed and validated) before the first job starts.
 MAX_SWEEP_JOBS = 1000
@@ -141,6 +143,11 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
                                  "and hydra.sweep.dir=...")
         if key in ("command", "demo"):
             raise InputError(f"{key} is fixed by the command line; do not override it")
+        if key in CHOICE_GROUPS and not o.is_sweep_override() and not isinstance(o.value(), str):
+            # Hydra would merge every preset of a list in turn (the last one winning) and take [] as the default
+            several = isinstance(o.value(), list) and len(o.value()) > 1
+            raise InputError(f"{key} takes one name, got {o.value()!r}"
+                             + (f" (to compare several, sweep them: deqlab sweep <command> {key}=a,b)" if several else ""))
         if key.split(".")[0] in RENAMED:
             raise InputError(f"{key.split('.')[0]} was renamed to {RENAMED[key.split('.')[0]]}")
         if o.is_sweep_override():
@@ -217,6 +224,8 @@ def compose(command: str, overrides: Sequence[str] = (), *, with_hydra: bool = F
                                  return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise InputError(explain(exc, command)) from None
+    except OSError as exc:   # Hydra looks a key up as a config file (a 100,000-character key: ENAMETOOLONG)
+        raise InputError(f"cannot compose the configuration from the overrides: {exc.strerror or exc}") from None
     finally:
         GlobalHydra.instance().clear()
 
