@@ -187,6 +187,8 @@ def test_bad_data_files(cli, output_root, tmp_path):
     ("pendulum.mu=-1", "pendulum.mu"),
     ("washout=100", "too few"),
     ("models=[ren,gru]", "gru"),
+    ("models=[ren,linear,ren]", "models names 'ren' twice"),
+    ("sysid_preset=[tiny,default]", "sysid_preset takes one name"),
     ("model_settings.ren.n_x=0", "n_x"),
     ("model_settings.lipschitz_ren.gamma=-1", "gamma"),
     ("train.lr=0", "train.lr"),

@@ -84,9 +84,11 @@ def check_models(models: List[str], model_settings: Dict[str, ModelSpec]) -> Non
     """``models`` names at least one configured model, and every configured model is well formed."""
     if not models:
         raise InputError("models is empty; name at least one of model_settings")
-    for name in models:
+    for i, name in enumerate(models):
         if name not in model_settings:
             raise InputError(f"model {name!r} is not in model_settings; configured: {', '.join(model_settings)}")
+        if name in models[:i]:
+            raise InputError(f"models names {name!r} twice")   # it would be trained twice, its files overwritten
     for name, spec in model_settings.items():
         spec.check(name)
 
