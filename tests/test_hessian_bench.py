@@ -107,8 +107,14 @@ def test_probe_child_returns_its_value():
     assert run_in_child(_good_child, (2, 3), "probe") == 5
 
 
-def test_bench_bad_input(cli, output_root):
-    r = cli("bench", "hessian", "ladder=[0]")
+@pytest.mark.parametrize("args, message", [
+    (["ladder=[0]"], "ladder"),
+    # ARPACK finds at most P - 1 eigenvalues: refused before the run, naming the groups and the size
+    (["groups=[b_y]"], "top_k = 5 eigenvalues need more than 5 parameters; groups [b_y] at ladder size 32 have P = 1"),
+    (["groups=[W_y]", "ladder=[4,64]"], "groups [W_y] at ladder size 4 have P = 4"),
+])
+def test_bench_bad_input(cli, output_root, args, message):
+    r = cli("bench", "hessian", *args)
     assert r.exit_code == 2
-    assert "ladder" in r.stderr
+    assert message in r.stderr and r.stderr.strip().count("\n") == 0
     assert not (output_root / "bench").exists()

@@ -7,8 +7,8 @@ from typing import List
 
 from deqlab.errors import InputError
 from deqlab.settings import checks
-from deqlab.settings.hessian import GROUPS
-from deqlab.settings.models import MAX_WIDTH, MLPSettings, MonDEQSettings
+from deqlab.settings.hessian import GROUPS, group_sizes
+from deqlab.settings.models import MAX_WIDTH, MLPSettings, MonDEQSettings, TanhDEQSettings
 from deqlab.settings.resources import Estimate, dense_bytes
 from deqlab.settings.solver import SOLVER_NAMES
 
@@ -106,6 +106,16 @@ class HessianBench:
         checks.count("dense_max_p", self.dense_max_p, maximum=10**6)
         checks.count("top_k", self.top_k, maximum=10_000)
         checks.number("eigsh_tol", self.eigsh_tol, minimum=0.0, maximum=1.0)
+        n = min(self.ladder)
+        P = self.parameter_count(n)
+        if self.top_k >= P:   # ARPACK finds at most P - 1 eigenvalues of a P x P operator
+            raise InputError(f"top_k = {self.top_k} eigenvalues need more than {self.top_k} parameters; groups "
+                             f"[{','.join(self.groups)}] at ladder size {n} have P = {P}")
+
+    def parameter_count(self, n_z: int) -> int:
+        """``P`` of the bench's tanh DEQ (one output) with ``n_z`` states, over ``groups``."""
+        sizes = group_sizes(TanhDEQSettings(n_z=n_z, n_x=self.n_x, n_y=1))
+        return sum(sizes[g] for g in self.groups)
 
     def memory_estimates(self) -> list[Estimate]:
         N, d, B = self.n_z, self.n_x, self.batch
