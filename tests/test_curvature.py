@@ -252,6 +252,27 @@ def test_refuses_approximate_backwards_and_bad_names(problem):
         op.eigenvalues(op.shape[0])
 
 
+@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+def test_refuses_a_loss_that_is_not_a_differentiable_scalar_and_a_bad_vector(problem, mode):
+    """A per-sample loss vector, a loss with no graph to the parameters, and an HVP direction of the
+    wrong size or with NaN are one-line ``InputError``s, never a torch message or a NaN product."""
+    model, x, y = problem
+    per_sample = lambda out, t: nn.functional.cross_entropy(out, t, reduction="none")   # noqa: E731
+    with pytest.raises(InputError, match=r"loss_fn must return a scalar tensor .*got \(6,\)"):
+        LossHessian(model, per_sample, x, y, mode=mode).gradient()
+    if mode == "lagrangian":   # (torch.func's route gives the true zero gradient of a piecewise-constant loss)
+        accuracy = lambda out, t: (out.argmax(1) == t).double().mean()       # noqa: E731
+        with pytest.raises(InputError, match="does not depend differentiably"):
+            LossHessian(model, accuracy, x, y, mode=mode)
+    op = LossHessian(model, cross_entropy, x, y, mode=mode)
+    P = op.shape[0]
+    with pytest.raises(InputError, match=f"v must have P = {P} entries"):
+        op.hvp(torch.ones(P + 1, dtype=torch.float64))
+    with pytest.raises(InputError, match="NaN or infinite"):
+        op.hvp(torch.full((P,), float("nan"), dtype=torch.float64))
+    assert op.n_products == 0    # a refused direction is not counted as a product
+
+
 class TwoDEQs(nn.Module):
     """``head(DEQ₂(DEQ₁(x), ...))`` with the first DEQ called twice (weight sharing across two inputs):
     the Lagrangian route needs one multiplier per call."""

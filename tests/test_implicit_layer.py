@@ -300,3 +300,20 @@ def test_every_registered_solver_drives_the_layer(solver):
     groups = ("W_z", "b_z", "W_y")
     H = deq_hessian(**params, x=x, y=y, groups=groups)
     assert relative_error(layer_hessian(params, groups, x, y, opts=opts), H) <= RTOL
+
+
+def test_a_solve_below_the_dtypes_resolution_says_so():
+    """float32 with the default ``atol = 1e-12`` stalls at round-off (≈ 1e-8 here): the error says that
+    the tolerance is below what float32 resolves at ``z``. A float64 solve that simply ran out of
+    iterations gets no such hint, and the same float32 problem converges at a tolerance it resolves."""
+    gen = torch.Generator().manual_seed(0)
+    W = 0.6 * torch.randn(6, 6, generator=gen, dtype=torch.float64) / 6 ** 0.5
+    x = torch.randn(8, 6, generator=gen, dtype=torch.float64)
+    f32 = lambda z: torch.tanh(z @ W.float().T + x.float())      # noqa: E731
+    with pytest.raises(NotConvergedError, match=r"atol = 1e-12 is below what float32 resolves at this z, eps·max\(‖z‖, 1\) = "):
+        SolveOptions(max_iter=200).solve(f32, torch.zeros(8, 6), linear=False)
+    assert SolveOptions(atol=1e-5, max_iter=200).solve(f32, torch.zeros(8, 6), linear=False).all_converged
+    f64 = lambda z: torch.tanh(z @ W.T + x)                      # noqa: E731
+    with pytest.raises(NotConvergedError) as info:
+        SolveOptions(max_iter=3).solve(f64, torch.zeros(8, 6, dtype=torch.float64), linear=False)
+    assert "resolves" not in str(info.value)

@@ -336,6 +336,9 @@ class LossHessian(LinearOperator):
             with warm_start(model), _hooked(layers, self._lagrangian):
                 self._lagrangian.start_pass()
                 loss = self.loss(leaf)
+                if not loss.requires_grad:
+                    raise InputError("loss_fn's value does not depend differentiably on the parameters "
+                                     "(it has no autograd graph: an argmax, a comparison or a detach inside?)")
                 self._grad = torch.autograd.grad(loss, leaf)[0].detach()
             self._lagrangian.finish()
 
@@ -352,7 +355,11 @@ class LossHessian(LinearOperator):
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """``L(θ)`` as a pure function of ``θ (P,)``."""
         out = torch.func.functional_call(self.model, {**self.fixed, **self.unflatten(theta)}, (self.x,))
-        return self.loss_fn(out, self.y)
+        value = self.loss_fn(out, self.y)
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise InputError(f"loss_fn must return a scalar tensor (a mean or a sum over the batch), got {shape}")
+        return value.reshape(())
 
     def lagrangian(self, theta: torch.Tensor) -> torch.Tensor:
         """``Φ(θ)`` of the module docstring (``mode="lagrangian"``); equal to ``L`` at this ``θ``."""
@@ -369,8 +376,13 @@ class LossHessian(LinearOperator):
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for ``v (P,)`` (torch, the model's dtype)."""
+        v = torch.as_tensor(v).reshape(-1)
+        if v.numel() != self.shape[0]:
+            raise InputError(f"v must have P = {self.shape[0]} entries (one per parameter), got {v.numel()}")
+        if not bool(torch.isfinite(v).all()):
+            raise InputError("v contains NaN or infinite values")
+        v = v.to(dtype=self.theta.dtype, device=self.theta.device)
         self.n_products += 1
-        v = v.to(self.theta.dtype).reshape(-1)
         if self.mode == "lagrangian":
             with _hooked(self.deq_layers, self._lagrangian):
                 return torch.func.jvp(torch.func.grad(self.lagrangian), (self.theta,), (v,))[1].detach()

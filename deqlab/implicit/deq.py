@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from deqlab.errors import InputError, NotConvergedError
+from deqlab.errors import InputError
 from deqlab.implicit.layer import SolveOptions, fixed_point
 from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, check_image
 
@@ -89,11 +89,7 @@ class _RecordingOptions(SolveOptions):
         if not linear and self.record is not None:
             self.record(res)
         if not res.all_converged and self.on_fail == "raise":
-            name = self.linear_solver if linear else self.solver
-            kind = "adjoint/tangent (linear)" if linear else "forward"
-            raise NotConvergedError(
-                f"{kind} solve with {name} did not converge: {res.message}, residual {res.max_residual:.3e}"
-            )
+            raise self.failure(res, linear=linear)
         return res
 
 
