@@ -170,6 +170,19 @@ def test_bad_arguments_raise():
         get_solver("nope")
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_a_start_that_is_not_real_floating_point_is_refused_and_an_empty_batch_is_solved(name):
+    """An integer ``z0`` (every iterate would be an integer: the tensor ``inf`` of the stopping rule
+    overflowed) and a complex one (its comparisons are undefined) are one-line ``InputError``s for
+    every solver; a batch of no samples is solved, trivially (scipy's per-sample average divided by 0)."""
+    solver = get_solver(name)
+    for z0 in (torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 3, dtype=torch.complex128), [[0.0, 0.0]]):
+        with pytest.raises(InputError, match="z0 must be a"):
+            solver(torch.cos, z0)
+    res = solver(torch.cos, torch.zeros(0, 3, dtype=torch.float64))
+    assert res.all_converged and res.z.shape == (0, 3)
+
+
 def test_configured_solver_binds_options():
     s = configured_solver("fixed_point", atol=1e-11, max_iter=7, damping=0.5)
     assert s.name == "fixed_point"

@@ -133,6 +133,12 @@ def check_image(z: torch.Tensor, fz, what: str) -> None:
 
 
 def check_start(z0: torch.Tensor) -> None:
+    """``z0`` must be a real floating ``(batch, n)`` tensor of finite values (an integer start would make
+    every iterate an integer; the stopping rule's comparisons are not defined for complex numbers)."""
+    if not isinstance(z0, torch.Tensor):
+        raise InputError(f"z0 must be a torch tensor, got {type(z0).__name__}")
+    if not z0.is_floating_point():
+        raise InputError(f"z0 must be a real floating-point tensor (float32 or float64), got {describe(z0)}")
     if z0.ndim != 2:
         raise ValueError(f"z0 must have shape (batch, n), got {tuple(z0.shape)}")
     if not torch.isfinite(z0).all():

@@ -54,9 +54,10 @@ def _solve_each(f, z0, *, atol, rtol, max_iter, xtol, method_name, call) -> Solv
     z = torch.as_tensor(solutions, dtype=dtype, device=device)  # host -> z0's device
     with torch.no_grad():
         fz = f(z)
-    monitor.n_fevals = int(round(total_calls / batch)) + 1
+    per_sample = total_calls / batch if batch else 0.0   # (an empty batch: nothing to solve)
+    monitor.n_fevals = int(round(per_sample)) + 1
     monitor.observe(z, fz)
-    return monitor.result(1, host_roundtrip=True, scipy_success=scipy_ok, scipy_messages=messages, calls_per_sample=total_calls / batch)
+    return monitor.result(1, host_roundtrip=True, scipy_success=scipy_ok, scipy_messages=messages, calls_per_sample=per_sample)
 
 
 def _fsolve_call(g, x0, *, xtol, maxfev):
