@@ -376,12 +376,12 @@ class LossHessian(LinearOperator):
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for ``v (P,)`` (torch, the model's dtype)."""
-        v = torch.as_tensor(v).reshape(-1)
+        v = torch.as_tensor(v, device=self.theta.device).reshape(-1)
         if v.numel() != self.shape[0]:
             raise InputError(f"v must have P = {self.shape[0]} entries (one per parameter), got {v.numel()}")
         if not bool(torch.isfinite(v).all()):
             raise InputError("v contains NaN or infinite values")
-        v = v.to(dtype=self.theta.dtype, device=self.theta.device)
+        v = v.to(self.theta.dtype)
         self.n_products += 1
         if self.mode == "lagrangian":
             with _hooked(self.deq_layers, self._lagrangian):
