@@ -80,14 +80,14 @@ class SolveOptions:
         """Why a solve may stall: a tolerance below what the dtype resolves at ``z`` (a float32 layer with
         the default ``atol = 1e-12``, say), which no number of iterations reaches."""
         z = res.z
-        if not z.is_floating_point() or self.rtol * 1.0 >= torch.finfo(z.dtype).eps:
+        if not z.is_floating_point() or self.rtol >= torch.finfo(z.dtype).eps:
             return ""
         scale = float(torch.linalg.vector_norm(z, dim=-1).max()) if z.numel() else 0.0
         floor = torch.finfo(z.dtype).eps * max(scale, 1.0)
         if not floor < float("inf") or self.atol >= floor:   # (a NaN iterate: no hint)
             return ""
         return (f" (atol = {self.atol:g} is below what {str(z.dtype).removeprefix('torch.')} resolves at this z, "
-                f"eps·max(‖z‖, 1) = {floor:.1e}: loosen atol or use float64)")
+                f"eps·max(‖z‖, 1) = {floor:.1e}: loosen atol{'' if z.dtype == torch.float64 else ' or use float64'})")
 
 
 def _adjoint_map(F: Callable) -> Callable:
