@@ -365,3 +365,17 @@ def test_a_map_coupling_samples_is_detected():
     direct = LossHessian(model, cross_entropy, x, y, mode="direct")
     V = torch.randn(auto.shape[0], 3, generator=gen, dtype=torch.float64)
     assert relative_error(torch.stack([auto.hvp(v) for v in V.T]), torch.stack([direct.hvp(v) for v in V.T])) <= RTOL
+
+
+@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+def test_an_operator_made_inside_no_grad_is_the_same_operator(problem, mode):
+    """``LossHessian`` made (and used) inside ``torch.no_grad()``, as evaluation code often runs, gives the
+    same gradient and Hessian as outside it (the Lagrangian route's recording pass needs a graph: it
+    refused the loss as 'not differentiable' before)."""
+    model, x, y = problem
+    outside = LossHessian(model, cross_entropy, x, y, mode=mode)
+    with torch.no_grad():
+        inside = LossHessian(model, cross_entropy, x, y, mode=mode)
+        H, g = inside.dense(), inside.gradient()
+    assert relative_error(H, outside.dense()) <= 1e-13
+    assert relative_error(g, outside.gradient()) <= 1e-13

@@ -333,7 +333,8 @@ class LossHessian(LinearOperator):
         if mode == "lagrangian":
             self._lagrangian = _Lagrangian(linear)
             leaf = self.theta.clone().requires_grad_()
-            with warm_start(model), _hooked(layers, self._lagrangian):
+            # (torch.enable_grad: an operator made inside torch.no_grad() still needs this pass's graph)
+            with torch.enable_grad(), warm_start(model), _hooked(layers, self._lagrangian):
                 self._lagrangian.start_pass()
                 loss = self.loss(leaf)
                 if not loss.requires_grad:
