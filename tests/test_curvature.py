@@ -367,15 +367,18 @@ def test_a_map_coupling_samples_is_detected():
     assert relative_error(torch.stack([auto.hvp(v) for v in V.T]), torch.stack([direct.hvp(v) for v in V.T])) <= RTOL
 
 
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
 @pytest.mark.parametrize("mode", ["lagrangian", "direct"])
-def test_an_operator_made_inside_no_grad_is_the_same_operator(problem, mode):
-    """``LossHessian`` made (and used) inside ``torch.no_grad()``, as evaluation code often runs, gives the
-    same gradient and Hessian as outside it (the Lagrangian route's recording pass needs a graph: it
-    refused the loss as 'not differentiable' before)."""
+def test_an_operator_made_inside_no_grad_is_the_same_operator(problem, mode, context):
+    """``LossHessian`` made and used inside ``torch.no_grad()`` or ``torch.inference_mode()``, as evaluation
+    code often runs, and on a batch made in inference mode, gives the same gradient and Hessian as
+    outside them (the Lagrangian route's recording pass needs a graph: it refused the loss as 'not
+    differentiable' before, and an inference-mode batch with 'Inference tensors cannot be saved')."""
     model, x, y = problem
     outside = LossHessian(model, cross_entropy, x, y, mode=mode)
-    with torch.no_grad():
-        inside = LossHessian(model, cross_entropy, x, y, mode=mode)
+    with context():
+        x_made_inside = x.clone()
+        inside = LossHessian(model, cross_entropy, x_made_inside, y, mode=mode)
         H, g = inside.dense(), inside.gradient()
     assert relative_error(H, outside.dense()) <= 1e-13
     assert relative_error(g, outside.gradient()) <= 1e-13

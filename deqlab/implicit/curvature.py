@@ -320,11 +320,15 @@ class LossHessian(LinearOperator):
             names = [k for k in named if k in set(params)]
         if not names:
             raise InputError("no parameters to differentiate (none has requires_grad, or params is empty)")
+        # Tensors made inside torch.inference_mode() cannot take part in autograd, which every product
+        # needs: the operator keeps ordinary copies (cheap: one batch and one parameter vector).
+        with torch.inference_mode(False):
+            x, y = (t.clone() if isinstance(t, torch.Tensor) and t.is_inference() else t for t in (x, y))
+            self.theta = torch.cat([named[k].detach().reshape(-1) for k in names])
         self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
         self.names = tuple(names)
         self.fixed = {k: p.detach() for k, p in named.items() if k not in set(names)}
         self.shapes = [named[k].shape for k in self.names]
-        self.theta = torch.cat([named[k].detach().reshape(-1) for k in self.names])
         self.n_products = 0
         self.deq_layers = layers
         self.mode = mode
@@ -332,9 +336,9 @@ class LossHessian(LinearOperator):
         self._grad = None
         if mode == "lagrangian":
             self._lagrangian = _Lagrangian(linear)
-            leaf = self.theta.clone().requires_grad_()
-            # (torch.enable_grad: an operator made inside torch.no_grad() still needs this pass's graph)
-            with torch.enable_grad(), warm_start(model), _hooked(layers, self._lagrangian):
+            # (an operator made inside torch.no_grad() or torch.inference_mode() still needs this pass's graph)
+            with torch.inference_mode(False), torch.enable_grad(), warm_start(model), _hooked(layers, self._lagrangian):
+                leaf = self.theta.clone().requires_grad_()
                 self._lagrangian.start_pass()
                 loss = self.loss(leaf)
                 if not loss.requires_grad:
