@@ -335,3 +335,33 @@ def test_nrmse_refuses_where_it_is_undefined():
     with pytest.raises(ValueError, match="must both be"):
         nrmse(y[:, :40], y, 10)
     assert np.isnan(nrmse(y * np.nan, y, 10))   # a prediction that overflowed stays NaN: the caller reports it
+
+
+class _Payload:
+    """A pickle that would run code when unpickled (touch a file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_model_file_that_is_not_weights_only_is_refused_without_running_it(tmp_path):
+    """Model files are loaded weights-only: a pickled object (here one that would run a command) and a
+    garbage file are a one-line ``InputError``, the object's code never runs, and the message does not
+    pass on torch's advice to load with ``weights_only=False``."""
+    import torch
+
+    from deqlab.errors import InputError
+
+    marker = tmp_path / "ran"
+    evil, garbage = tmp_path / "evil.pt", tmp_path / "garbage.pt"
+    torch.save(_Payload(marker), evil)
+    garbage.write_text("not a torch file")
+    for path in (evil, garbage):
+        with pytest.raises(InputError, match="not a deqlab sysid model") as info:
+            load_model(path)
+        assert "weights_only" not in str(info.value)
+    assert not marker.exists()

@@ -9,6 +9,7 @@ Saved as ``models/<name>.pt``: ``{"kind", "kwargs", "state_dict"}`` (plain types
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,10 @@ def load_model(path: str | Path) -> tuple[str, Normalised]:
                               f"{' …' if len(bad) > 4 else ''}; it cannot be evaluated")
     except ConfigError:
         raise
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which would run whatever the file holds
+        raise ConfigError(f"{path}: not a deqlab sysid model (not a weights-only torch file; deqlab never unpickles "
+                          "objects from a file)") from None
     except Exception as exc:
         raise ConfigError(f"{path}: not a deqlab sysid model ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
     model.eval()
