@@ -183,6 +183,22 @@ def test_a_start_that_is_not_real_floating_point_is_refused_and_an_empty_batch_i
     assert res.all_converged and res.z.shape == (0, 3)
 
 
+def test_all_finite_agrees_with_isfinite_where_the_sum_cannot_tell():
+    """The one-reduction finiteness check (a finite sum) against ``torch.isfinite(t).all()``: NaN, ±inf,
+    +inf and −inf together (a NaN sum), finite entries whose sum overflows, empty, integer, complex and
+    half-precision tensors."""
+    from deqlab.solvers.result import all_finite
+
+    big = torch.full((3,), 1e308, dtype=torch.float64)
+    cases = [torch.zeros(64, 256), torch.tensor([1.0, float("nan")]), torch.tensor([float("inf"), 1.0]),
+             torch.tensor([float("inf"), -float("inf")]), torch.tensor([-float("inf")]), big, -big,
+             torch.zeros(0, 3), torch.arange(5), torch.tensor([1 + 2j, complex(float("nan"), 0)]),
+             torch.tensor([1 + 2j]), torch.full((4,), 60000.0, dtype=torch.float16),
+             torch.tensor([1.0, float("nan")], dtype=torch.bfloat16)]
+    for t in cases:
+        assert all_finite(t) == bool(torch.isfinite(t).all()), t
+
+
 def test_configured_solver_binds_options():
     s = configured_solver("fixed_point", atol=1e-11, max_iter=7, damping=0.5)
     assert s.name == "fixed_point"

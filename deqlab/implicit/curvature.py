@@ -59,6 +59,7 @@ from deqlab.implicit.spectrum import (
     hutchinson_trace,
     spectral_density,
 )
+from deqlab.solvers.result import all_finite
 
 
 def deq_layers(model: nn.Module) -> list[DEQ]:
@@ -119,7 +120,7 @@ class _LinearSystem:
             else:
                 eye = torch.eye(n, dtype=z.dtype, device=z.device)
                 self.lu = torch.linalg.lu_factor(eye - J)
-                if not bool(torch.isfinite(self.lu[0]).all()):
+                if not all_finite(self.lu[0]):
                     raise IllConditionedError("I - df/dz is singular at a DEQ's fixed point: no curvature there")
 
     def Jt(self, u: torch.Tensor) -> torch.Tensor:
@@ -384,7 +385,7 @@ class LossHessian(LinearOperator):
         v = torch.as_tensor(v, device=self.theta.device).reshape(-1)
         if v.numel() != self.shape[0]:
             raise InputError(f"v must have P = {self.shape[0]} entries (one per parameter), got {v.numel()}")
-        if not bool(torch.isfinite(v).all()):
+        if not all_finite(v):
             raise InputError("v contains NaN or infinite values")
         v = v.to(self.theta.dtype)
         self.n_products += 1

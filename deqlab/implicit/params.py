@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from deqlab.errors import InputError
-from deqlab.solvers.result import describe
+from deqlab.solvers.result import all_finite, describe
 
 #: Canonical order of the parameter groups in ``θ``.
 GROUPS = ("W_z", "b_z", "U_z", "W_y", "b_y")
@@ -63,9 +63,8 @@ def check_problem(params: dict, x: torch.Tensor, y: torch.Tensor, z_star: torch.
     if len(dtypes) != 1 or not next(iter(dtypes)).is_floating_point or len(devices) != 1:
         raise InputError("parameters, x, y (and z_star) must share one floating dtype and one device, got "
                          + ", ".join(f"{k} {describe(t)}" for k, t in given.items()))
-    # one pass over all of them (a few thousand numbers): ~20 µs, against ~50 µs tensor by tensor
-    if not bool(torch.isfinite(torch.cat([t.reshape(-1) for t in given.values()])).all()):
-        bad = [name for name, t in given.items() if not bool(torch.isfinite(t).all())]
+    if not all(all_finite(t) for t in given.values()):
+        bad = [name for name, t in given.items() if not all_finite(t)]
         raise InputError(f"NaN or infinite values in {', '.join(bad)}")
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from deqlab.errors import DeqlabError, InputError
+from deqlab.solvers.result import all_finite
 
 
 def matvec_device(matvec: Callable, device=None) -> torch.device:
@@ -43,7 +44,7 @@ def checked(matvec: Callable[[torch.Tensor], torch.Tensor], size: int) -> Callab
         hv = matvec(v)
         if tuple(hv.shape) != (size,):
             raise InputError(f"the operator must map ({size},) to ({size},), returned shape {tuple(hv.shape)}")
-        if not bool(torch.isfinite(hv).all()):
+        if not all_finite(hv):
             raise DeqlabError("the operator returned NaN or inf for a finite vector: its spectrum is not defined")
         return hv
 
