@@ -63,8 +63,8 @@ def check_problem(params: dict, x: torch.Tensor, y: torch.Tensor, z_star: torch.
     if len(dtypes) != 1 or not next(iter(dtypes)).is_floating_point or len(devices) != 1:
         raise InputError("parameters, x, y (and z_star) must share one floating dtype and one device, got "
                          + ", ".join(f"{k} {describe(t)}" for k, t in given.items()))
-    if not all(all_finite(t) for t in given.values()):
-        bad = [name for name, t in given.items() if not all_finite(t)]
+    bad = [name for name, t in given.items() if not all_finite(t)]
+    if bad:
         raise InputError(f"NaN or infinite values in {', '.join(bad)}")
 
 

@@ -153,9 +153,9 @@ def check_start(z0: torch.Tensor) -> None:
     if not z0.is_floating_point():
         raise InputError(f"z0 must be a real floating-point tensor (float32 or float64), got {describe(z0)}")
     if z0.ndim != 2:
-        raise ValueError(f"z0 must have shape (batch, n), got {tuple(z0.shape)}")
+        raise InputError(f"z0 must have shape (batch, n), got {tuple(z0.shape)}")
     if not all_finite(z0):
-        raise ValueError("z0 contains NaN or infinite values")
+        raise InputError("z0 contains NaN or infinite values")
 
 
 class Monitor:
