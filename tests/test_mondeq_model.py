@@ -6,6 +6,7 @@ import pytest
 import scipy.optimize
 import torch
 
+from deqlab.errors import NotConvergedError
 from deqlab.models.mondeq import (
     NONLINEARITIES,
     MonDEQ,
@@ -194,3 +195,22 @@ def test_peaceman_rachford_backward_matches_the_dense_solve(nonlinearity, monkey
         assert float((gd - gs).norm() / gd.norm()) < SPLIT_BACKWARD_TOL
     with pytest.raises(ValueError, match="unknown backward"):
         attach_implicit_backward(model, z_star, x, backward="cg")
+
+
+def test_peaceman_rachford_backward_that_stops_short_raises_unless_asked_to_return():
+    """Two iterations cannot solve (I − Wᵀ D) g = v to 1e-13: the gradient would be off by the solve's
+    residual, so backward() raises; on_fail="return" hands back that gradient and the record says why."""
+    torch.manual_seed(4)
+    model = MonDEQ(7, 3, n_y=2, m=0.2, nonlinearity="tanh", init_scale=2.0, dtype=DT)
+    x = torch.randn(5, 3, dtype=DT)
+    z_star = solve_equilibrium(model, x, **SOLVE).z
+    z = attach_implicit_backward(model, z_star, x, backward="peaceman_rachford", atol=1e-13, max_iter=2)
+    with pytest.raises(NotConvergedError, match="Peaceman–Rachford implicit backward did not converge"):
+        loss_of(z, model).backward()
+    record = []
+    z = attach_implicit_backward(model, z_star, x, backward="peaceman_rachford", atol=1e-13, max_iter=2,
+                                 record=record, on_fail="return")
+    (gA,) = torch.autograd.grad(loss_of(z, model), [model.A])
+    assert torch.isfinite(gA).all() and not record[0].all_converged and record[0].max_residual > 1e-13
+    with pytest.raises(ValueError, match="unknown on_fail"):
+        attach_implicit_backward(model, z_star, x, backward="peaceman_rachford", on_fail="ignore")

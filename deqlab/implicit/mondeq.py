@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from deqlab.errors import InputError, NotConvergedError
 from deqlab.solvers.registry import SOLVERS, get_solver
 from deqlab.solvers.result import SolverResult
 from deqlab.solvers.splitting import SPLITTING_SOLVERS, get_splitting_solver, layer_map, peaceman_rachford_backward
@@ -49,7 +50,7 @@ def solve_equilibrium(model, x: torch.Tensor, *, method: str = "peaceman_rachfor
         if method in SOLVERS:
             return get_solver(method)(layer_map(W, c, model.nl), start, atol=atol, rtol=rtol,
                                       max_iter=max_iter, **options)
-    raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(FORWARD_METHODS)}")
+    raise InputError(f"unknown method {method!r}; choose one of: {', '.join(FORWARD_METHODS)}")
 
 
 def implicit_backward_matrix(model, z_star: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -62,21 +63,28 @@ def implicit_backward_matrix(model, z_star: torch.Tensor, x: torch.Tensor) -> to
 
 
 BACKWARDS = ("dense", "peaceman_rachford")
+#: What the iterative backward does when its solve does not meet its tolerance.
+ON_FAIL = ("raise", "return")
 
 
 def attach_implicit_backward(model, z_star: torch.Tensor, x: torch.Tensor, *, backward: str = "dense",
                              alpha: float = 1.0, atol: float = 1e-12, rtol: float = 0.0, max_iter: int = 1000,
-                             record: list | None = None) -> torch.Tensor:
+                             record: list | None = None, on_fail: str = "raise") -> torch.Tensor:
     """``z = f(z*, x)`` (equal to ``z*`` up to the solver's residual) whose gradient is the implicit one.
 
     ``backward="dense"``: one batched ``n×n`` solve of ``(I − Wᵀ D) g = v`` per sample.
     ``backward="peaceman_rachford"``: the same equation by
     :func:`deqlab.solvers.splitting.peaceman_rachford_backward` (one LU of ``I + α(I − W)`` for the
     whole batch; ``alpha``, ``atol``, ``rtol``, ``max_iter`` are its settings; its
-    :class:`SolverResult` is appended to ``record`` if given).
+    :class:`SolverResult` is appended to ``record`` if given). When that solve stops short of its
+    tolerance, ``on_fail="raise"`` (default) raises :class:`~deqlab.errors.NotConvergedError` from
+    ``backward()`` (a gradient off by the solve's residual is not the implicit gradient);
+    ``on_fail="return"`` returns it anyway, for a caller that reads ``record``.
     """
     if backward not in BACKWARDS:
-        raise ValueError(f"unknown backward {backward!r}; choose one of: {', '.join(BACKWARDS)}")
+        raise InputError(f"unknown backward {backward!r}; choose one of: {', '.join(BACKWARDS)}")
+    if on_fail not in ON_FAIL:
+        raise InputError(f"unknown on_fail {on_fail!r}; choose one of: {', '.join(ON_FAIL)}")
     z_star = z_star.detach()
     z = model.f(z_star, x)
     if not z.requires_grad:
@@ -95,6 +103,10 @@ def attach_implicit_backward(model, z_star: torch.Tensor, x: torch.Tensor, *, ba
         res = peaceman_rachford_backward(W, d, v.detach(), alpha=alpha, atol=atol, rtol=rtol, max_iter=max_iter)
         if record is not None:
             record.append(res)
+        if on_fail == "raise" and not res.all_converged:
+            raise NotConvergedError(f"the Peaceman–Rachford implicit backward did not converge: {res.message}, "
+                                    f"residual {res.max_residual:.3g} against atol={atol:g}, rtol={rtol:g} "
+                                    f"(raise its max_iter={max_iter}, or use the dense backward)")
         return res.z
 
     z.register_hook(hook)
@@ -120,7 +132,7 @@ def unrolled_equilibrium(model, x: torch.Tensor, steps: int, *, alpha: float = 1
     only where ``prox_{αf} = σ``, i.e. ``α = 1`` or ReLU.
     """
     if not (alpha == 1.0 or model.nl.alpha_free):
-        raise ValueError("unrolled_equilibrium differentiates through prox only when alpha = 1 or for relu")
+        raise InputError("unrolled_equilibrium differentiates through prox only when alpha = 1 or for relu")
     W = model.weight()
     c = model.injection(x)
     z = torch.zeros_like(c) if z0 is None else z0
