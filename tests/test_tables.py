@@ -54,10 +54,46 @@ def test_no_number_is_cut_at_any_width(n_cols, width):
     assert_no_cut(wide_table(n_cols, seed=n_cols), width)
 
 
-def test_too_wide_falls_back_to_one_block_per_row():
-    text = render(wide_table(30), 80)
+def header_words(table: Table) -> set[str]:
+    return {w for c in table.frame.columns for w in str(c).split()}
+
+
+def test_too_wide_prints_in_parts_that_repeat_the_key_and_keep_words_whole():
+    """30 numeric columns at 80: parts of at most 80 columns, every header word whole, every column in
+    exactly one part, and each part led by the row's key (here the row number: column 0 is a unique number)."""
+    table = wide_table(30)
+    text = render(table, 80)
+    assert "row 1" not in text   # not the one-block-per-row fallback
+    titles = re.findall(r"a wide table \(part (\d+) of (\d+)\)", text)
+    n = int(titles[0][1])
+    assert n > 1 and [int(i) for i, _ in titles] == list(range(1, n + 1))
+    tokens = set(re.split(r"[\s│┃]+", text))
+    assert header_words(table) <= tokens, "a header word was folded"
+    fitted = FittedTable(table)
+    parts = fitted.parts(80)
+    shown = [j for columns, _ in parts for j in columns[len(fitted.key):]]
+    assert sorted(shown) == [j for j in range(len(fitted.columns)) if j not in fitted.key]
+    assert all(columns[:len(fitted.key)] == fitted.key for columns, _ in parts)
+    assert fitted.columns[fitted.key[0]] == "row"
+    assert text.count("caption") == 1
+
+
+def test_key_is_the_naming_columns_or_as_set():
+    frame = pd.DataFrame({"family": ["g", "g", "s", "s"], "n_z": [10, 50, 10, 50], "solver": ["a", "b", "a", "b"],
+                          "converged": [True] * 4, "time [ms]": [1.0, 2.0, 3.0, 4.0]})
+    assert FittedTable(Table("t", frame)).key == [0, 1, 2]          # stops at the yes/no column
+    assert FittedTable(Table("t", frame, key=1)).key == [0]
+    unique_first = pd.DataFrame({"x": [0.1, 0.2], "y": [1.0, 2.0]})
+    assert FittedTable(Table("t", unique_first)).columns[0] == "row"
+
+
+def test_too_wide_for_parts_falls_back_to_one_block_per_row():
+    """A number 90 characters wide fits no 80-column grid, whole or in parts: one block per row."""
+    table = wide_table(3)
+    table.formats["quantity number 1 (units)"] = "{:.80f}"
+    text = render(table, 80)
     assert "row 1" in text and "row 5" in text
-    assert "quantity number 29 (units)" in text  # every column name kept whole in the blocks
+    assert "quantity number 2 (units)" in text  # every column name kept whole in the blocks
     assert "least_change_symmetric_procrustes" in text
 
 
@@ -125,6 +161,8 @@ def test_every_command_fits_80_columns(name, output_root, shown_results):
         assert result.tables
         for table in result.tables.values():
             assert_no_cut(table, 80)
+            # whole, or in parts repeating the key, with every header word whole (never "conver|ged")
+            assert FittedTable(table).parts(80) is not None, f"{table.title!r} folds words at 80 columns"
             for column in map(str, table.frame.columns):
                 if is_time_column(column):
                     assert TIME_UNIT.search(column), f"time column {column!r} of {table.title!r} names no unit"

@@ -14,13 +14,15 @@ class Table:
     """A table to print and save as ``<name>.csv``.
 
     ``formats`` maps column names to format specs for printing only (``"{:.3e}"``); the CSV keeps
-    full precision.
+    full precision. ``key``: how many leading columns name a row; a table too wide for the terminal
+    prints in parts that each repeat them (``None``: inferred, see :mod:`deqlab.report.tables`).
     """
 
     title: str
     frame: pd.DataFrame
     formats: dict[str, str] = field(default_factory=dict)
     caption: str = ""
+    key: int | None = None
 
 
 @dataclass

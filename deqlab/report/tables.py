@@ -1,13 +1,20 @@
 """Rich rendering of :class:`~deqlab.report.result.Table` that never cuts a number.
 
-A number cut to ``3.14e-…`` is worse than no number: ``e-15`` and ``e+00`` look alike. So a
-:class:`FittedTable` measures itself against the width it is given at render time (the terminal's,
-or 80 columns when piped):
+A number cut to ``3.14e-…`` is worse than no number: ``e-15`` and ``e+00`` look alike, and a header
+folded mid-word (``conver|ged``) is hard to read. So a :class:`FittedTable` measures itself against
+the width it is given at render time (the terminal's, or 80 columns when piped), and takes the
+first layout that fits:
 
-- if every numeric cell fits whole, it is a grid whose numeric columns never wrap (their minimum
-  width is their widest formatted cell) and whose text columns fold;
-- otherwise it falls back to one ``column: value`` block per row, which fits any width ≥ the
-  longest ``column: value`` line and folds text beyond that (never a number).
+1. one grid whose headers and text wrap only between words, and whose numbers never wrap;
+2. the same grid in parts: the columns split into consecutive groups, each part a grid as in 1.
+   that repeats the row's *key* (its leading naming columns: ``family, n_z, solver``) so that a
+   row can be followed across parts. The key is ``Table.key`` when set, else the first column
+   and those after it (at most :data:`_KEY_MAX_COLUMNS`) that hold text, integers or repeated
+   values, stopping at a yes/no column or a column of distinct real numbers (a measurement); a
+   table whose first column is a unique number gets a row number instead;
+3. one grid whose headers and text may fold inside words (numbers still never do);
+4. one ``column: value`` block per row, which fits any width ≥ the longest ``column: value`` line
+   and folds text beyond that (never a number).
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ _GRID_PER_COLUMN = 3
 _TEXT_MIN_WIDTH = 8
 #: Text words longer than this may be folded before numeric headers wrap mid-word.
 _TEXT_WORD_WIDTH = 24
+#: At most this many leading columns are inferred as a row's key (repeated in every part).
+_KEY_MAX_COLUMNS = 4
+#: A key may take at most this fraction of a part's width, so that each part shows some columns.
+_KEY_MAX_SHARE = 0.45
 
 
 def format_value(value, spec: str | None = None) -> Text:
@@ -62,18 +73,41 @@ class FittedTable:
         self.numeric = [_is_numeric(frame[c]) for c in frame.columns]
         self.cells = [[format_value(v, table.formats.get(c)) for c, v in zip(frame.columns, row)]
                       for row in frame.itertuples(index=False)]
+        self.key = self._key_columns()
+        if not self.key and self.columns:  # no naming column: number the rows instead
+            self.columns.insert(0, "row")
+            self.numeric.insert(0, True)
+            for i, row in enumerate(self.cells):
+                row.insert(0, Text(str(i + 1)))
+            self.key = [0]
+        self.natural, self.soft, self.least = self._floors()
+
+    def _key_columns(self) -> list[int]:
+        """The leading columns that name a row (module docstring, layout 2)."""
+        frame = self.table.frame
+        if self.table.key is not None:
+            return list(range(min(max(self.table.key, 0), len(self.columns))))
+        if frame.shape[1] == 0:
+            return []
+        first = frame.iloc[:, 0]
+        if self.numeric[0] and first.nunique() == len(first):
+            return []
+        key = [0]
+        for j in range(1, min(_KEY_MAX_COLUMNS, frame.shape[1])):
+            column = frame.iloc[:, j]
+            measured = pd.api.types.is_float_dtype(column) and column.nunique() == len(column)
+            if pd.api.types.is_bool_dtype(column) or measured:
+                break
+            key.append(j)
+        return key
 
     def _cell_width(self, j: int) -> int:
         return max((row[j].cell_len for row in self.cells), default=0)
 
-    def column_widths(self, available: int) -> list[int] | None:
-        """Content widths for a grid ``available`` columns wide, or None when none fits.
-
-        Each column starts at its natural width (widest cell or header); while the grid is too
-        wide, the widest column that may still shrink loses one column: first down to its longest
-        word (headers and text wrap between words), then a numeric column down to its widest cell
-        (its header folds; its numbers never do) and a text column down to ``_TEXT_MIN_WIDTH``.
-        """
+    def _floors(self) -> tuple[list[int], list[int], list[int]]:
+        """Per column: its natural width (widest cell or header), its *soft* floor (its longest word:
+        headers and text wrap between words; a numeric column never below its widest cell) and its
+        *least* width (a numeric column's widest cell; text down to ``_TEXT_MIN_WIDTH``)."""
         natural, soft, least = [], [], []
         for j, (name, num) in enumerate(zip(self.columns, self.numeric)):
             cell = self._cell_width(j)
@@ -82,24 +116,72 @@ class FittedTable:
             natural.append(max(cell, Text(name).cell_len, 1))
             least.append(max(cell, 1) if num else min(natural[-1], _TEXT_MIN_WIDTH))
             soft.append(max(least[-1], min(natural[-1], max(words, default=1))))
-        budget = available - _GRID_BORDER - _GRID_PER_COLUMN * (len(natural) - 1)
-        if sum(least) > budget:
+        return natural, soft, least
+
+    @staticmethod
+    def _budget(available: int, n_columns: int) -> int:
+        return available - _GRID_BORDER - _GRID_PER_COLUMN * (n_columns - 1)
+
+    def _shrink(self, columns: list[int], budget: int, floors: list[list[int]]) -> list[int] | None:
+        """Widths of ``columns`` summing to at most ``budget``: each starts at its natural width and,
+        while the grid is too wide, the widest column that may still shrink loses one, down to each
+        floor in turn (``self.soft``, then maybe ``self.least``); None when the last floor is too wide."""
+        if sum(floors[-1][j] for j in columns) > budget:
             return None
-        widths = list(natural)
-        for floor in (soft, least):  # first wrap headers and text at word boundaries, then fold words
-            while sum(widths) > budget and any(w > f for w, f in zip(widths, floor)):
-                j = max((k for k in range(len(widths)) if widths[k] > floor[k]), key=lambda k: widths[k])
-                widths[j] -= 1
+        widths = [self.natural[j] for j in columns]
+        for floor in floors:
+            low = [floor[j] for j in columns]
+            while sum(widths) > budget and any(w > f for w, f in zip(widths, low)):
+                k = max((i for i in range(len(widths)) if widths[i] > low[i]), key=lambda i: widths[i])
+                widths[k] -= 1
         return widths
 
-    def grid(self, widths: list[int]) -> RichTable:
+    def column_widths(self, available: int) -> list[int] | None:
+        """Content widths of every column in one grid ``available`` columns wide (layouts 1 and 3),
+        or None when even the least widths do not fit."""
+        columns = list(range(len(self.columns)))
+        return self._shrink(columns, self._budget(available, len(columns)), [self.soft, self.least])
+
+    def parts(self, available: int) -> list[tuple[list[int], list[int]]] | None:
+        """The layout as ``[(columns, widths)]``, one entry per grid: one grid when it fits with words
+        whole (layout 1), else parts that each repeat the key (layout 2); None when neither fits."""
+        columns = list(range(len(self.columns)))
+        whole = self._shrink(columns, self._budget(available, len(columns)), [self.soft])
+        if whole is not None:
+            return [(columns, whole)]
+        key = list(self.key)
+        while key and sum(self.soft[j] for j in key) > _KEY_MAX_SHARE * available:
+            key.pop()
+        rest = [j for j in columns if j not in key]
+        groups: list[list[int]] = []
+        for j in rest:
+            trial = key + (groups[-1] if groups else []) + [j]
+            if groups and sum(self.soft[k] for k in trial) <= self._budget(available, len(trial)):
+                groups[-1].append(j)
+            elif sum(self.soft[k] for k in key + [j]) <= self._budget(available, len(key) + 1):
+                groups.append([j])
+            else:
+                return None
+        out = []
+        for group in groups:
+            part = key + group
+            out.append((part, self._shrink(part, self._budget(available, len(part)), [self.soft])))
+        return out
+
+    def grid(self, widths: list[int], columns: list[int] | None = None, title: str | None = None,
+             caption: str | None = None) -> RichTable:
+        """A rich grid of ``columns`` (default all) at ``widths``; title and caption default to the table's."""
+        columns = list(range(len(self.columns))) if columns is None else columns
+        title = self.table.title if title is None else title
+        caption = self.table.caption if caption is None else caption
         # Text, never markup: a header such as "time [ms]" must not be read as a rich style tag
-        out = RichTable(title=Text(self.table.title), caption=Text(self.table.caption) if self.table.caption else None,
+        out = RichTable(title=Text(title), caption=Text(caption) if caption else None,
                         title_justify="left", caption_justify="left")
-        for name, num, width in zip(self.columns, self.numeric, widths):
-            out.add_column(Text(name), justify="right" if num else "left", width=width, overflow="fold")
+        for j, width in zip(columns, widths):
+            out.add_column(Text(self.columns[j]), justify="right" if self.numeric[j] else "left", width=width,
+                           overflow="fold")
         for row in self.cells:
-            out.add_row(*row)
+            out.add_row(*(row[j] for j in columns))
         return out
 
     def blocks(self) -> RenderResult:
@@ -118,13 +200,20 @@ class FittedTable:
             yield Text(self.table.caption, style="dim")
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        widths = self.column_widths(options.max_width)
-        if widths is not None:
+        parts = self.parts(options.max_width)
+        if parts is not None and len(parts) == 1:
+            yield self.grid(parts[0][1], parts[0][0])
+        elif parts is not None:
+            n = len(parts)
+            yield Group(*(self.grid(widths, columns, title=f"{self.table.title} (part {i + 1} of {n})",
+                                    caption=self.table.caption if i == n - 1 else "")
+                          for i, (columns, widths) in enumerate(parts)))
+        elif (widths := self.column_widths(options.max_width)) is not None:
             yield self.grid(widths)
         else:
             yield Group(*self.blocks())
 
 
 def to_rich(table: Table) -> FittedTable:
-    """The renderable of ``table``: a grid when its numbers fit the console, else one block per row."""
+    """The renderable of ``table``: a grid, or a grid in parts, or one block per row (module docstring)."""
     return FittedTable(table)
