@@ -26,6 +26,27 @@ def new_axes(title: str, xlabel: str, ylabel: str, *, logy: bool = False, logx: 
     return fig, ax
 
 
+def label_log_axis(ax, axis: str, values: np.ndarray) -> None:
+    """Labels on a log axis that spans less than a decade too: ticks at 1, 2, 5 × 10^k, plain numbers."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    span = np.log10(values.max() / values.min()) if values.size and values.min() > 0 else 10
+    subs = (1.0, 2.0, 5.0) if span > 1.2 else (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+    target.set_major_locator(LogLocator(base=10, subs=subs))
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    target.set_major_formatter(fmt)
+    target.set_minor_formatter(NullFormatter())
+
+
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Major ticks at whole numbers only (epochs, iterations): never "epoch 1.2"."""
+    from matplotlib.ticker import MaxNLocator
+
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+
+
 def convergence_curves(curves: Mapping[str, np.ndarray], *, title: str, subtitle: str = "", emphasis: str | None = None,
                        floors: Mapping[str, float] | None = None, notes: Sequence[str] = ()):
     """``‖z^L − z*‖`` against depth ``L`` (log scale), one line per labelled curve.

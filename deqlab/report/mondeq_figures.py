@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from deqlab.report.figures import new_axes
+from deqlab.report.figures import integer_ticks, label_log_axis, new_axes
 
 #: markers per splitting method: big hollow first, small filled last, so coinciding points stay visible
 _SPLIT_STYLE = {"peaceman_rachford": {"marker": "o", "ms": 10, "mfc": "none", "ls": "-", "lw": 2.2},
@@ -84,9 +84,12 @@ def training_iterations(epochs: np.ndarray, mean_steps: Mapping[str, np.ndarray]
         ax2.plot(epochs, converged_fraction[name], "s-", color=line.get_color(), label=name)
     ax.axhline(max_iter, color="red", linestyle=":", label=f"max_iter = {max_iter}")
     ax.legend(fontsize=8)
-    ax2.set_ylabel("batches converged")
+    shown = np.concatenate([np.ravel(v) for v in (*mean_steps.values(), *max_steps.values())] + [np.array([max_iter])])
+    label_log_axis(ax, "y", shown[shown > 0])
+    ax2.set_ylabel("fraction of batches\nconverged")
     ax2.set_xlabel("epoch")
     ax2.set_ylim(-0.05, 1.05)
+    integer_ticks(ax2)
     for a in (ax, ax2):
         a.grid(True, which="both", alpha=0.3)
     fig.tight_layout()

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from deqlab.report.figures import new_axes
+from deqlab.report.figures import integer_ticks, label_log_axis, new_axes
 from deqlab.report.style import color
 
 
@@ -39,20 +39,6 @@ def predictions(y: np.ndarray, y_hat: Mapping[str, np.ndarray], *, sample_time: 
     return fig
 
 
-def _label_log_axis(ax, axis: str, values: np.ndarray) -> None:
-    """Labels on a log axis that spans less than a decade too: ticks at 1, 2, 5 × 10^k, plain numbers."""
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    target = ax.yaxis if axis == "y" else ax.xaxis
-    span = np.log10(values.max() / values.min()) if values.size and values.min() > 0 else 10
-    subs = (1.0, 2.0, 5.0) if span > 1.2 else (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
-    target.set_major_locator(LogLocator(base=10, subs=subs))
-    fmt = ScalarFormatter()
-    fmt.set_scientific(False)
-    target.set_major_formatter(fmt)
-    target.set_minor_formatter(NullFormatter())
-
-
 def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/input units", subtitle: str = ""):
     """Lipschitz constant (empirical lower bound ●, guaranteed bound ▲ where one exists) against test
     NRMSE, as in Revay, Wang & Manchester (2021), Fig. 2. ``rows``: ``name, nrmse, lipschitz_lower,
@@ -76,10 +62,10 @@ def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/inp
     ys = ys[np.isfinite(ys) & (ys > 0)]
     if ys.size:
         ax.set_ylim(ys.min() / 1.5, ys.max() * 1.5)
-        _label_log_axis(ax, "y", ys)
+        label_log_axis(ax, "y", ys)
     if xs.size:
         ax.set_xlim(xs.min() / 1.3, xs.max() * 1.3)
-        _label_log_axis(ax, "x", xs)
+        label_log_axis(ax, "x", xs)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -88,17 +74,15 @@ def training_curves(curves: Mapping[str, np.ndarray], *, title: str, noise_floor
     """Validation NRMSE per epoch, one line per model (log scale), with the noise floor of the
     validation set (NRMSE of the noise-free output against the measured one: no model beats it on
     average); integer epoch ticks."""
-    from matplotlib.ticker import MaxNLocator
-
     fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "epoch", "validation NRMSE (dimensionless)", logy=True)
     for name, values in curves.items():
         ax.plot(np.arange(1, len(values) + 1), np.asarray(values, dtype=float), marker=".", color=color(name), label=name)
     if noise_floor is not None and np.isfinite(noise_floor):
         ax.axhline(noise_floor, color="k", ls=":", lw=1.2, label=f"noise floor = {noise_floor:.4f}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    integer_ticks(ax)
     values = np.concatenate([np.asarray(v, float) for v in curves.values()] + [np.asarray([noise_floor or np.nan])])
     values = values[np.isfinite(values) & (values > 0)]
     if values.size:
-        _label_log_axis(ax, "y", values)
+        label_log_axis(ax, "y", values)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

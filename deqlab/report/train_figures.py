@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from deqlab.report.figures import integer_ticks, label_log_axis
+
 
 def accuracy_and_iterations(epochs: Mapping[str, np.ndarray], accuracy: Mapping[str, np.ndarray],
                             iterations: Mapping[str, np.ndarray], *, max_iter: int, title: str):
@@ -28,8 +30,11 @@ def accuracy_and_iterations(epochs: Mapping[str, np.ndarray], accuracy: Mapping[
         ax2.plot(epochs[name], it, "o-", markersize=3, color=colors.get(name), label=name)
     ax2.axhline(max_iter, color="red", linestyle=":", label=f"max_iter = {max_iter}")
     ax2.set_yscale("log")
+    shown = np.concatenate([np.ravel(v) for v in iterations.values()] + [np.array([max_iter])])
+    label_log_axis(ax2, "y", shown[shown > 0])
     ax2.set_ylabel("forward iterations per batch (mean)")
     ax2.set_xlabel("epoch")
+    integer_ticks(ax2)
     ax2.legend(fontsize=8)
     for a in (ax, ax2):
         a.grid(True, which="both", alpha=0.3)
