@@ -109,6 +109,21 @@ def test_nan_map_is_not_converged():
     assert res.status == SolverStatus.NONFINITE and "non-finite" in res.message
 
 
+def test_anderson_steps_plainly_only_where_a_samples_weights_are_not_finite():
+    """A NaN in one sample's map makes that sample's least-squares weights NaN; it alone takes the plain
+    step, and the other sample's iterates are exactly those of solving it alone."""
+    torch.manual_seed(0)
+    W = 0.9 * torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))[0]
+    x = torch.randn(2, 6, dtype=torch.float64)
+    x[1, 2] = float("nan")
+    f = lambda z: torch.tanh(z @ W.T + x)
+    res = anderson(f, torch.zeros(2, 6, dtype=torch.float64), atol=1e-12, max_iter=100)
+    alone = anderson(lambda z: torch.tanh(z @ W.T + x[:1]), torch.zeros(1, 6, dtype=torch.float64), atol=1e-12,
+                     max_iter=100)
+    assert res.converged.tolist() == [True, False] and alone.all_converged
+    assert torch.equal(res.z[0], alone.z[0]) and res.n_steps == alone.n_steps
+
+
 def test_status_says_what_happened_beside_a_finite_residual():
     """Issue 11 item 4: a solve that blew up to inf keeps its best *finite* iterate, so the residual it
     reports is finite; the status (nonfinite) and the message say both things, never "diverged

@@ -137,10 +137,11 @@ def anderson(
             z_next -= (1 - beta) * torch.bmm(alpha, G_h).squeeze(1)
         # A singular least-squares system gives non-finite weights (and a non-finite f(z_i) makes
         # the Gram matrix, hence the weights, non-finite): take a plain step there. Checking the
-        # (batch, h) weights rather than the (batch, n) mix keeps this off the large tensors;
-        # max |α_i| < ∞ is "all finite" (a NaN propagates through amax) in two cheap reductions.
-        ok = (alpha.abs().amax(dim=(1, 2)) < math.inf).logical_and_(info == 0)
-        if not bool(ok.all()):
+        # (batch, h) weights rather than the (batch, n) mix keeps this off the large tensors, and
+        # the common case is two reductions: a finite sum means finite weights (NaN and ±inf
+        # propagate through it); only then is the per-sample mask formed.
+        if bool(info.any()) or not math.isfinite(float(alpha.sum())):
+            ok = (alpha.abs().amax(dim=(1, 2)) < math.inf).logical_and_(info == 0)
             z_next = torch.where(ok[:, None], z_next, fz)
         fz = evaluate(steps, z_next)
         steps += 1
