@@ -152,6 +152,8 @@ class FittedTable:
         key = list(self.key)
         while key and sum(self.soft[j] for j in key) > _KEY_MAX_SHARE * available:
             key.pop()
+        if not key:   # parts whose rows could not be matched up: not a layout
+            return None
         rest = [j for j in columns if j not in key]
         groups: list[list[int]] = []
         for j in rest:
