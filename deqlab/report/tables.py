@@ -155,20 +155,37 @@ class FittedTable:
         if not key:   # parts whose rows could not be matched up: not a layout
             return None
         rest = [j for j in columns if j not in key]
-        groups: list[list[int]] = []
-        for j in rest:
-            trial = key + (groups[-1] if groups else []) + [j]
-            if groups and sum(self.soft[k] for k in trial) <= self._budget(available, len(trial)):
-                groups[-1].append(j)
-            elif sum(self.soft[k] for k in key + [j]) <= self._budget(available, len(key) + 1):
-                groups.append([j])
-            else:
-                return None
+        if any(sum(self.soft[k] for k in key + [j]) > self._budget(available, len(key) + 1) for j in rest):
+            return None
+        # Each part's own columns (with a separator each) may be `room` wide beside the key. As few
+        # parts as the widest packing needs, then the narrowest cap that still needs no more: parts
+        # of even widths, never a last part of one lone column.
+        room = self._budget(available, len(key) + 1) - sum(self.soft[k] for k in key) + _GRID_PER_COLUMN
+        fewest = len(self._pack(rest, room))
+        low, high = max(self.soft[j] + _GRID_PER_COLUMN for j in rest), room
+        while low < high:
+            mid = (low + high) // 2
+            low, high = (low, mid) if len(self._pack(rest, mid)) <= fewest else (mid + 1, high)
+        groups = self._pack(rest, low)
         out = []
         for group in groups:
             part = key + group
             out.append((part, self._shrink(part, self._budget(available, len(part)), [self.soft])))
         return out
+
+    def _pack(self, rest: list[int], cap: int) -> list[list[int]]:
+        """``rest`` cut greedily into consecutive groups whose soft widths, one separator each, sum to
+        at most ``cap``."""
+        groups: list[list[int]] = []
+        used = cap + 1
+        for j in rest:
+            width = self.soft[j] + _GRID_PER_COLUMN
+            if used + width > cap:
+                groups.append([])
+                used = 0
+            groups[-1].append(j)
+            used += width
+        return groups
 
     def grid(self, widths: list[int], columns: list[int] | None = None, title: str | None = None,
              caption: str | None = None) -> RichTable:
@@ -207,9 +224,10 @@ class FittedTable:
             yield self.grid(parts[0][1], parts[0][0])
         elif parts is not None:
             n = len(parts)
-            yield Group(*(self.grid(widths, columns, title=f"{self.table.title} (part {i + 1} of {n})",
-                                    caption=self.table.caption if i == n - 1 else "")
-                          for i, (columns, widths) in enumerate(parts)))
+            grids = [self.grid(widths, columns, title=f"{self.table.title} (part {i + 1} of {n})", caption="")
+                     for i, (columns, widths) in enumerate(parts)]
+            # the caption once, at the full width, not squeezed under the last part
+            yield Group(*grids, *([Text(self.table.caption)] if self.table.caption else []))
         elif (widths := self.column_widths(options.max_width)) is not None:
             yield self.grid(widths)
         else:
