@@ -109,19 +109,36 @@ def test_nan_map_is_not_converged():
     assert res.status == SolverStatus.NONFINITE and "non-finite" in res.message
 
 
-def test_anderson_steps_plainly_only_where_a_samples_weights_are_not_finite():
-    """A NaN in one sample's map makes that sample's least-squares weights NaN; it alone takes the plain
-    step, and the other sample's iterates are exactly those of solving it alone."""
+@pytest.mark.parametrize("solver", [anderson, broyden])
+def test_a_sample_gone_nan_leaves_the_others_iterates_exactly_as_alone(solver):
+    """A NaN in one sample's map makes its Anderson weights (its Broyden update and trial point) NaN:
+    that sample alone is masked (plain step; update skipped, point not accepted), and the other
+    sample's iterates are exactly those of solving it alone."""
     torch.manual_seed(0)
     W = 0.9 * torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))[0]
     x = torch.randn(2, 6, dtype=torch.float64)
     x[1, 2] = float("nan")
     f = lambda z: torch.tanh(z @ W.T + x)
-    res = anderson(f, torch.zeros(2, 6, dtype=torch.float64), atol=1e-12, max_iter=100)
-    alone = anderson(lambda z: torch.tanh(z @ W.T + x[:1]), torch.zeros(1, 6, dtype=torch.float64), atol=1e-12,
-                     max_iter=100)
+    res = solver(f, torch.zeros(2, 6, dtype=torch.float64), atol=1e-12, max_iter=100)
+    alone = solver(lambda z: torch.tanh(z @ W.T + x[:1]), torch.zeros(1, 6, dtype=torch.float64), atol=1e-12,
+                   max_iter=100)
     assert res.converged.tolist() == [True, False] and alone.all_converged
     assert torch.equal(res.z[0], alone.z[0]) and res.n_steps == alone.n_steps
+
+
+def test_broyden_freezes_a_converged_sample_while_the_other_goes_on():
+    """Samples converging at different steps: the converged one's step is zero (its update skipped),
+    and the slower one's iterates are exactly those of solving it alone."""
+    torch.manual_seed(1)
+    W = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))[0]
+    scale = torch.tensor([[0.2], [0.95]], dtype=torch.float64)   # fast and slow contraction
+    x = torch.randn(2, 6, dtype=torch.float64)
+    f = lambda z: torch.tanh(scale * (z @ W.T) + x)
+    res = broyden(f, torch.zeros(2, 6, dtype=torch.float64), atol=1e-12, max_iter=200)
+    slow = broyden(lambda z: torch.tanh(0.95 * (z @ W.T) + x[1:]), torch.zeros(1, 6, dtype=torch.float64),
+                   atol=1e-12, max_iter=200)
+    assert res.all_converged and res.n_steps == slow.n_steps
+    assert torch.equal(res.z[1], slow.z[0])
 
 
 def test_status_says_what_happened_beside_a_finite_residual():

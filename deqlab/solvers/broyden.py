@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from deqlab.solvers.result import Monitor, SolverResult
+from deqlab.solvers.result import Monitor, SolverResult, all_finite
 
 
 def _apply(U: torch.Tensor, V: torch.Tensor, x: torch.Tensor, used: int) -> torch.Tensor:
@@ -106,8 +106,7 @@ def broyden(
     g = fz - z
     steps = 1
     while steps < max_iter and not (monitor.done or monitor.hopeless):
-        step = -_apply(U, V, g, used)
-        step = torch.where(monitor.best_ok[:, None], torch.zeros_like(step), step)  # freeze converged
+        step = _apply(U, V, g, used).neg_().masked_fill_(monitor.best_ok[:, None], 0.0)   # freeze converged
         z_new = z + step
         fz_new = f(z_new)
         monitor.n_fevals += 1
@@ -126,15 +125,23 @@ def broyden(
         sB = _apply_transpose(U, V, s, used)                              # Bᵀ s = (sᵀ B)ᵀ
         denom = (s * By).sum(-1)
         # Skip the update where sᵀBy vanishes (frozen or stagnating samples): it would blow up B.
-        tiny = torch.finfo(z0.dtype).eps * s.norm(dim=-1) * By.norm(dim=-1)
-        usable = torch.isfinite(denom) & (denom.abs() > tiny) & (s.norm(dim=-1) > 0)
-        safe = torch.where(usable, denom, torch.ones_like(denom))
-        u = torch.where(usable[:, None], (s - By) / safe[:, None], torch.zeros_like(s))
-        U[:, used] = u
-        V[:, used] = torch.where(usable[:, None], sB, torch.zeros_like(sB))
+        s_norm = s.norm(dim=-1)
+        tiny = torch.finfo(z0.dtype).eps * s_norm * By.norm(dim=-1)
+        usable = torch.isfinite(denom) & (denom.abs() > tiny) & (s_norm > 0)
+        if bool(usable.all()):   # the common case: no masking (the same numbers, fewer operations)
+            torch.div(s - By, denom[:, None], out=U[:, used])
+            V[:, used] = sB
+        else:
+            safe = torch.where(usable, denom, torch.ones_like(denom))
+            U[:, used] = torch.where(usable[:, None], (s - By) / safe[:, None], torch.zeros_like(s))
+            V[:, used] = torch.where(usable[:, None], sB, torch.zeros_like(sB))
         used += 1
-        # Non-finite trial points (a diverging sample) are not accepted as the next iterate.
-        finite = torch.isfinite(g_new).all(-1)
-        z = torch.where(finite[:, None], z_new, z)
-        g = torch.where(finite[:, None], g_new, g)
+        # Non-finite trial points (a diverging sample) are not accepted as the next iterate; a finite
+        # sum means every entry is finite, so the per-sample check runs only when one is not.
+        if all_finite(g_new):
+            z, g = z_new, g_new
+        else:
+            finite = torch.isfinite(g_new).all(-1)
+            z = torch.where(finite[:, None], z_new, z)
+            g = torch.where(finite[:, None], g_new, g)
     return monitor.result(steps, rank_reductions=reductions)
