@@ -94,6 +94,28 @@ def test_termination_signal_marks_the_folder_failed(tmp_path, sig):
     assert folder.name.endswith(".failed") and name in (folder / "error.txt").read_text()
 
 
+def test_sigterm_during_a_memory_probe_is_one_line_and_leaves_no_process(tmp_path):
+    """bench hessian measures peak memory in spawned children; SIGTERM while one runs ended the
+    multiprocessing resource tracker with them, and the tracker relaunched at exit printed a warning
+    and a KeyError traceback per semaphore. Now: one line, and no process outlives the run."""
+    from deqlab.cli.termination import descendants
+
+    p = deqlab("bench", "hessian", "n_z=5", "n_x=2", "batch=3", "ladder=[4,6]", "repeats=1", "warmup=0",
+               "unroll_steps=80", "top_k=2", "memory=true", root=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and not [c for c in descendants(p.pid) if b"spawn_main" in _cmdline(c)]:
+        time.sleep(0.05)
+    assert [c for c in descendants(p.pid) if b"spawn_main" in _cmdline(c)], "no memory probe was seen running"
+    family = descendants(p.pid)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert err.count("\n") == 1 and "stopped by SIGTERM" in err and "Traceback" not in err, err
+    time.sleep(1.0)
+    assert not [pid for pid in family if _cmdline(pid)], "a child of the run outlived it"
+    assert list(tmp_path.glob("bench/hessian/*.failed/error.txt"))
+
+
 def test_runs_started_together_get_their_own_folders(tmp_path):
     procs = [deqlab("converge", *SMALL, root=tmp_path) for _ in range(4)]
     for p in procs:

@@ -4,7 +4,8 @@
 ``KeyboardInterrupt``) raised in the main thread, so the one ``except`` that marks a run folder
 ``.failed`` handles every way a run can be stopped. :func:`end_children` then ends every descendant
 process (joblib/loky workers, submitit local jobs, memory-probe children): SIGTERM, a short grace
-period, SIGKILL, and waits for them, so nothing writes after the parent has exited.
+period, SIGKILL, and waits for them, so nothing writes after the parent has exited. Only
+:mod:`multiprocessing`'s resource tracker is left to end with the parent (:func:`resource_tracker_pid`).
 """
 
 from __future__ import annotations
@@ -77,14 +78,26 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2:].split()[0] != "Z"
 
 
+def resource_tracker_pid() -> int | None:
+    """The pid of :mod:`multiprocessing`'s resource tracker, if this process started one.
+
+    It is spared by :func:`end_children`: it exits by itself as soon as this process does (its pipe
+    closes), after unlinking whatever a killed child leaked. Ended early, it is relaunched at exit by
+    the finalizers of the spawned children's queues, and the new one prints a warning and a
+    ``KeyError`` traceback per semaphore it never saw registered."""
+    tracker = getattr(sys.modules.get("multiprocessing.resource_tracker"), "_resource_tracker", None)
+    return getattr(tracker, "_pid", None)
+
+
 def end_children(grace: float = GRACE_SECONDS) -> int:
-    """End every descendant process; returns how many there were."""
+    """End every descendant process but the resource tracker; returns how many there were."""
     if "joblib" in sys.modules:   # loky keeps a reusable pool of workers: shut it down first
         with contextlib.suppress(Exception):
             from joblib.externals.loky import get_reusable_executor
 
             get_reusable_executor().shutdown(wait=False, kill_workers=True)
-    pids = descendants()
+    spared = resource_tracker_pid()
+    pids = [pid for pid in descendants() if pid != spared]
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
         for pid in pids:
             with contextlib.suppress(OSError):
