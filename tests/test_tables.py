@@ -69,13 +69,14 @@ def test_too_wide_prints_in_parts_that_repeat_the_key_and_keep_words_whole():
     assert n > 1 and [int(i) for i, _ in titles] == list(range(1, n + 1))
     tokens = set(re.split(r"[\s│┃]+", text))
     assert header_words(table) <= tokens, "a header word was folded"
-    fitted = FittedTable(table)
-    parts = fitted.parts(80)
+    assert FittedTable(table).key == [] and FittedTable(table).parts(80) is None
+    fitted, parts = FittedTable(table).layout(80)
     shown = [j for columns, _ in parts for j in columns[len(fitted.key):]]
     assert sorted(shown) == [j for j in range(len(fitted.columns)) if j not in fitted.key]
     assert all(columns[:len(fitted.key)] == fitted.key for columns, _ in parts)
     assert fitted.columns[fitted.key[0]] == "row"
     assert text.count("caption") == 1
+    assert "row" not in render(wide_table(1), 80).split()   # a table that fits whole is not numbered
 
 
 def test_key_is_the_naming_columns_or_as_set():
@@ -84,7 +85,8 @@ def test_key_is_the_naming_columns_or_as_set():
     assert FittedTable(Table("t", frame)).key == [0, 1, 2]          # stops at the yes/no column
     assert FittedTable(Table("t", frame, key=1)).key == [0]
     unique_first = pd.DataFrame({"x": [0.1, 0.2], "y": [1.0, 2.0]})
-    assert FittedTable(Table("t", unique_first)).columns[0] == "row"
+    assert FittedTable(Table("t", unique_first)).key == []
+    assert FittedTable(Table("t", unique_first), numbered=True).columns[0] == "row"
 
 
 def test_too_wide_for_parts_falls_back_to_one_block_per_row():
@@ -162,7 +164,7 @@ def test_every_command_fits_80_columns(name, output_root, shown_results):
         for table in result.tables.values():
             assert_no_cut(table, 80)
             # whole, or in parts repeating the key, with every header word whole (never "conver|ged")
-            assert FittedTable(table).parts(80) is not None, f"{table.title!r} folds words at 80 columns"
+            assert FittedTable(table).layout(80) is not None, f"{table.title!r} folds words at 80 columns"
             for column in map(str, table.frame.columns):
                 if is_time_column(column):
                     assert TIME_UNIT.search(column), f"time column {column!r} of {table.title!r} names no unit"

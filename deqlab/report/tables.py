@@ -11,7 +11,7 @@ first layout that fits:
    row can be followed across parts. The key is ``Table.key`` when set, else the first column
    and those after it (at most :data:`_KEY_MAX_COLUMNS`) that hold text, integers or repeated
    values, stopping at a yes/no column or a column of distinct real numbers (a measurement); a
-   table whose first column is a unique number gets a row number instead;
+   table whose first column is a unique number has no key, and its parts lead with a row number;
 3. one grid whose headers and text may fold inside words (numbers still never do);
 4. one ``column: value`` block per row, which fits any width ≥ the longest ``column: value`` line
    and folds text beyond that (never a number).
@@ -66,7 +66,9 @@ def _is_numeric(series: pd.Series) -> bool:
 class FittedTable:
     """A :class:`Table` as a rich renderable that picks its layout from the width it gets."""
 
-    def __init__(self, table: Table):
+    def __init__(self, table: Table, *, numbered: bool = False):
+        """``numbered``: lead with a ``row`` column (1, 2, ...) as the key, for a table whose own
+        columns name no row but that must be printed in parts."""
         self.table = table
         frame = table.frame
         self.columns = [str(c) for c in frame.columns]
@@ -74,7 +76,7 @@ class FittedTable:
         self.cells = [[format_value(v, table.formats.get(c)) for c, v in zip(frame.columns, row)]
                       for row in frame.itertuples(index=False)]
         self.key = self._key_columns()
-        if not self.key and self.columns:  # no naming column: number the rows instead
+        if numbered:
             self.columns.insert(0, "row")
             self.numeric.insert(0, True)
             for i, row in enumerate(self.cells):
@@ -149,6 +151,8 @@ class FittedTable:
         whole = self._shrink(columns, self._budget(available, len(columns)), [self.soft])
         if whole is not None:
             return [(columns, whole)]
+        if not self.key:   # no naming column: :meth:`layout` numbers the rows
+            return None
         key = list(self.key)
         while key and sum(self.soft[j] for j in key) > _KEY_MAX_SHARE * available:
             key.pop()
@@ -218,13 +222,25 @@ class FittedTable:
         if self.table.caption:
             yield Text(self.table.caption, style="dim")
 
+    def layout(self, available: int) -> tuple[FittedTable, list[tuple[list[int], list[int]]]] | None:
+        """Layouts 1 and 2 (module docstring) as ``(table, parts)``: ``table`` is this one, or its
+        ``numbered`` copy when the parts need a row number as their key; None when neither fits."""
+        parts = self.parts(available)
+        if parts is None and not self.key and self.columns:
+            numbered = FittedTable(self.table, numbered=True)
+            parts = numbered.parts(available)
+            return None if parts is None else (numbered, parts)
+        return None if parts is None else (self, parts)
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        parts = self.parts(options.max_width)
-        if parts is not None and len(parts) == 1:
-            yield self.grid(parts[0][1], parts[0][0])
-        elif parts is not None:
+        layout = self.layout(options.max_width)
+        if layout is not None and len(layout[1]) == 1:
+            (columns, widths), = layout[1]
+            yield self.grid(widths, columns)
+        elif layout is not None:
+            fitted, parts = layout
             n = len(parts)
-            grids = [self.grid(widths, columns, title=f"{self.table.title} (part {i + 1} of {n})", caption="")
+            grids = [fitted.grid(widths, columns, title=f"{self.table.title} (part {i + 1} of {n})", caption="")
                      for i, (columns, widths) in enumerate(parts)]
             # the caption once, at the full width, not squeezed under the last part
             yield Group(*grids, *([Text(self.table.caption)] if self.table.caption else []))
