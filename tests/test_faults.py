@@ -164,22 +164,27 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def test_a_sweep_worker_that_dies_ends_the_sweep_in_one_line(tmp_path):
-    """SIGKILL to a joblib worker mid-job (what the OOM killer does): exit 1, one line naming the dead
-    worker, no traceback, the job it ran marked .failed, nothing left .partial."""
+@pytest.mark.parametrize("launcher, worker, says", [
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], b"popen_loky", "a worker process died"),
+    (["hydra/launcher=submitit_local"], b"submitit.local._local", "a job process ended without a result"),
+])
+def test_a_sweep_worker_that_dies_ends_the_sweep_in_one_line(tmp_path, launcher, worker, says):
+    """SIGKILL to a joblib worker or a submitit job process mid-job (what the OOM killer does): exit 1,
+    one line naming what died (not submitit's paragraph of pickle and log paths, cut mid-path), no
+    traceback, the job it ran marked .failed, nothing left .partial."""
     from deqlab.cli.termination import descendants
 
-    p = deqlab("sweep", "converge", "seed=0,1", "restarts=5000", "solver_table=[fixed_point]", "hydra/launcher=joblib",
-               "hydra.launcher.n_jobs=2", f"output_root={tmp_path}", root=tmp_path)
+    p = deqlab("sweep", "converge", "seed=0,1", "restarts=5000", "solver_table=[fixed_point]", *launcher,
+               f"output_root={tmp_path}", root=tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob("sweep/converge/*/*.partial/config.yaml")):
         time.sleep(0.2)
-    workers = [pid for pid in descendants(p.pid) if b"popen_loky" in _cmdline(pid)]
-    assert workers, "the sweep should have joblib (loky) workers"
+    workers = [pid for pid in descendants(p.pid) if worker in _cmdline(pid)]
+    assert workers, f"the sweep should have {worker!r} processes"
     os.kill(workers[0], signal.SIGKILL)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 1, err
-    assert err.count("\n") == 1 and "Traceback" not in err and "a worker process died" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err and says in err, err
     assert not list(tmp_path.glob("sweep/converge/*/*.partial"))
     assert list(tmp_path.glob("sweep/converge/*/*.failed/error.txt"))
 

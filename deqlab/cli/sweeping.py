@@ -109,12 +109,19 @@ def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
 
 
 def _launcher_failure(exc: Exception) -> str:
-    """What went wrong with the launcher, in a few words (joblib's message for a dead worker is a paragraph)."""
+    """What went wrong with the launcher, in a few words (joblib's message for a dead worker is a
+    paragraph; submitit's names pickle files and log paths)."""
+    import re
+    import textwrap
+
     text = " ".join(str(exc).split())
     if type(exc).__name__ == "TerminatedWorkerError":
         codes = text.split("exit codes of the workers are", 1)[1].split("}", 1)[0] + "}" if "exit codes of the workers are" in text else ""
         return f"a worker process died (exit code {codes.strip()})" if codes else "a worker process died"
-    return f"{type(exc).__name__}: {text[:200]}"
+    if type(exc).__name__ == "UncompletedJobError":   # submitit: the job's process ended without a result
+        state = re.search(r"\(state: (\w+)\)", text)
+        return "a job process ended without a result" + (f" (submitit state {state.group(1)})" if state else "")
+    return textwrap.shorten(f"{type(exc).__name__}: {text}", 200, placeholder=" …")
 
 
 def _mark_unfinished(sweep_dir: Path, message: str) -> None:
