@@ -119,6 +119,14 @@ def test_lower_bound_of_a_linear_model_is_its_exact_hinf_norm():
     assert report.ascent <= exact * (1 + BOUND_RTOL)  # realised pairs of a linear model never beat H∞
 
 
+def test_no_levels_is_the_ascent_alone():
+    """lipschitz.levels=0 (allowed: no constant-input equilibria) once raised a reshape error."""
+    model = _linear_model(seed=1)
+    u = np.random.default_rng(0).normal(size=(4, 80, 2))
+    report = incremental_gain_lower_bound(model, u, GainSettings(steps=[40], pairs=4, iters=10, levels=0))
+    assert report.method == "ascent" and math.isnan(report.linearisation) and report.value == report.ascent > 0
+
+
 def _one_step(model, x, u):
     core = model.core
     y, nxt = core(((u - model.u_mean) / model.u_std)[None, None, :], x[None, :])

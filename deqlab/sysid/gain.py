@@ -291,12 +291,12 @@ def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSetting
     mean, scale = flat.mean(0), flat.std(0).clamp_min(1e-12)
     n_u = u_ref.shape[-1]
 
-    # route 2 first: its peak sinusoids also start the ascent
-    q = (torch.linspace(0.05, 0.95, s.levels, dtype=torch.float64, device="cpu") if s.levels > 1
-         else torch.tensor([0.5], dtype=torch.float64, device="cpu"))
-    levels = torch.quantile(flat, q, dim=0).reshape(s.levels, n_u)
+    # route 2 first: its peak sinusoids also start the ascent (levels = 0: the ascent alone)
     lin_best, lin_detail, unsettled, peaks = float("nan"), "", 0, []
     if s.levels > 0:
+        q = (torch.linspace(0.05, 0.95, s.levels, dtype=torch.float64, device="cpu") if s.levels > 1
+             else torch.tensor([0.5], dtype=torch.float64, device="cpu"))
+        levels = torch.quantile(flat, q, dim=0).reshape(s.levels, n_u)
         for lin in linearise(model, levels.cpu().numpy(), settle_steps=s.settle):
             if not lin.settled or lin.spectral_radius >= 1.0:
                 unsettled += 1
