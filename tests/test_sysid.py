@@ -121,6 +121,18 @@ def test_one_seed_and_bad_seed_lists(cli, output_root):
     _bad(cli("sysid", "pendulum", TINY, "lipschitz.steps=[0]"), "lipschitz.steps")
 
 
+def test_noise_free_data_and_no_linearised_levels(cli, output_root):
+    """data.noise_std=0 once divided by the zero noise floor, lipschitz.levels=0 reshaped one quantile
+    into none: both tracebacks (found by a fuzz of every key). Now the run ends normally, without a
+    ×floor column, and the lower gain bound is the ascent's."""
+    r = cli("sysid", "pendulum", TINY, "seed=4", "models=[ren,linear]", "data.noise_std=0", "lipschitz.levels=0")
+    assert r.exit_code == 0, r.output
+    run = _run_dir(output_root, "pendulum")
+    table = pd.read_csv(run / "sysid.csv")
+    assert "×floor" not in table.columns and table["Lip lower by"].str.startswith("ascent").all()
+    assert "noise-free" in r.output
+
+
 def test_train_on_user_data(cli, output_root, tmp_path):
     rng = np.random.default_rng(0)
     u = rng.normal(size=(5, 40, 2))

@@ -220,6 +220,10 @@ def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "s
                 "patience": cfg.train.patience, "washout": cfg.washout,
                 "time_limit": None if cfg.train.time_limit is None else float(cfg.train.time_limit)}
     floor = nrmse(p.y_clean, p.y_test, cfg.washout) if p.y_clean is not None else None
+    if floor is not None and not floor > 0:
+        # noise-free simulator data (data.noise_std=0): no noise floor to compare with
+        result.notes.append("the test output is noise-free (noise floor 0): no ×floor column and no floor claim")
+        floor = None
     runs, first, curves, y_hats = [], {}, {}, {}
     with EpochBar() as bar:
         for seed in seeds:
@@ -286,6 +290,7 @@ def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "s
     figures(result, fig_rows, p.y_test, y_hats, p.sample_time, cfg.washout, cfg.plot_trajectories, title, physical=physical,
             subtitle=subtitle)
     val_floor = nrmse(p.y_clean_val, p.y_val, cfg.washout) if p.y_clean_val is not None else None
+    val_floor = val_floor if val_floor is not None and val_floor > 0 else None   # log axis: no line at 0
     result.figures["training_curves"] = lambda: sysid_figures.training_curves(
         curves, title="Validation NRMSE during training", noise_floor=val_floor, subtitle=subtitle)
     if floor is not None:
