@@ -212,3 +212,12 @@ def test_a_reference_solve_that_does_not_converge_fails_the_run(cli, output_root
     (folder,) = list((output_root / "converge").iterdir())
     assert folder.name.endswith(".failed") and "did not converge" in (folder / "error.txt").read_text()
     assert not list(folder.glob("*.csv"))
+    assert "raise solver.max_iter" in r.stderr
+
+
+def test_a_reference_tolerance_below_float64_resolution_is_named_not_more_iterations(cli, output_root):
+    """solver.atol=1e-300 cannot be met in float64: the one line says so and does not advise raising
+    max_iter (fsolve stops at 6e-17 whatever its budget)."""
+    r = cli("converge", "solver.atol=1e-300", "--restarts", "1")
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "atol = 1e-300 is below what float64 resolves" in r.stderr and "raise solver.max_iter" not in r.stderr

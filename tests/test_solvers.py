@@ -160,6 +160,18 @@ def test_status_says_what_happened_beside_a_finite_residual():
     assert res.status == SolverStatus.CONVERGED and res.message == "converged"
 
 
+@pytest.mark.parametrize("name", ["fixed_point", "anderson", "broyden", "newton", "fsolve"])
+def test_a_tolerance_below_the_dtypes_resolution_is_named_in_the_message(name):
+    """atol = 1e-300 is not reachable in float64 (eps·‖z‖ ≈ 1e-16): the solve ends unconverged and its
+    message says why, for every solver (the stopping rule's message, not each caller's)."""
+    f, exact, _ = affine_problem()
+    res = get_solver(name)(f, torch.zeros_like(exact), atol=1e-300, max_iter=30)
+    assert not res.all_converged
+    assert "atol = 1e-300 is below what float64 resolves at this z" in res.message, res.message
+    ok = get_solver(name)(f, torch.zeros_like(exact), atol=1e-3, max_iter=1)
+    assert "resolves" not in ok.message   # an ordinary shortfall names no resolution
+
+
 def test_per_sample_convergence_flags():
     """One sample converges (contraction), the other does not (expansion); both are reported."""
     slopes = torch.tensor([[0.5], [3.0]], dtype=torch.float64)

@@ -28,6 +28,7 @@ from deqlab.models.tanh_deq import INITS, TanhDEQ
 from deqlab.report.figures import convergence_curves
 from deqlab.report.progress import track
 from deqlab.solvers.registry import configured_solver, get_solver
+from deqlab.solvers.result import resolution_hint
 from deqlab.report.fixed_points import fixed_point_table
 from deqlab.solvers.survey import place_point, point_diagnostics
 
@@ -140,10 +141,12 @@ def run(cfg) -> Result:
         # Every gap of the tables and the figure is a distance to z*: against a point that is not the
         # equilibrium they would measure nothing. (A restart's or a compared solver's failure below is
         # part of the demonstration and only reported.)
+        # (the message names an atol below float resolution; more iterations cannot help that)
+        advice = ("" if resolution_hint(ref.z, ref.atol, ref.rtol)
+                  else " (raise solver.max_iter, or choose another solver, e.g. solver=fsolve)")
         raise NotConvergedError(
             f"reference solve ({solver.name}) for z* did not converge: {ref.message} (residual "
-            f"{ref.max_residual:.3e}); every gap is measured against z*, so nothing is reported "
-            "(raise solver.max_iter, or choose another solver, e.g. solver=fsolve)")
+            f"{ref.max_residual:.3e}); every gap is measured against z*, so nothing is reported" + advice)
     # 1. the slides' first table
     deepest = max(max(cfg.layers), cfg.curve_layers)
     curve = gap_curve(model, x, z_star, deepest, dtype)

@@ -70,24 +70,12 @@ class SolveOptions:
         return res
 
     def failure(self, res, *, linear: bool) -> NotConvergedError:
-        """The error for a solve (``res``, a :class:`~deqlab.solvers.result.SolverResult`) that did not converge."""
+        """The error for a solve (``res``, a :class:`~deqlab.solvers.result.SolverResult`) that did not
+        converge; its message says when ``atol`` is below the dtype's resolution at ``z``."""
         name = self.linear_solver if linear else self.solver
         kind = "adjoint/tangent (linear)" if linear else "forward"
         return NotConvergedError(f"{kind} solve with {name} did not converge: {res.message}, residual "
-                                 f"{res.max_residual:.3e}" + self._resolution_hint(res))
-
-    def _resolution_hint(self, res) -> str:
-        """Why a solve may stall: a tolerance below what the dtype resolves at ``z`` (a float32 layer with
-        the default ``atol = 1e-12``, say), which no number of iterations reaches."""
-        z = res.z
-        if not z.is_floating_point() or self.rtol >= torch.finfo(z.dtype).eps:
-            return ""
-        scale = float(torch.linalg.vector_norm(z, dim=-1).max()) if z.numel() else 0.0
-        floor = torch.finfo(z.dtype).eps * max(scale, 1.0)
-        if not floor < float("inf") or self.atol >= floor:   # (a NaN iterate: no hint)
-            return ""
-        return (f" (atol = {self.atol:g} is below what {str(z.dtype).removeprefix('torch.')} resolves at this z, "
-                f"eps·max(‖z‖, 1) = {floor:.1e}: loosen atol{'' if z.dtype == torch.float64 else ' or use float64'})")
+                                 f"{res.max_residual:.3e}")
 
 
 def _adjoint_map(F: Callable) -> Callable:

@@ -145,6 +145,20 @@ def all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all())
 
 
+def resolution_hint(z: torch.Tensor, atol: float, rtol: float) -> str:
+    """Why a solve may stall, or ``""``: a tolerance below what the dtype resolves at ``z`` (a float32
+    layer with ``atol = 1e-12``, an ``atol = 1e-300`` in float64), which no number of iterations
+    reaches. The resolution is ``eps·max(‖z_b‖, 1)`` over the samples; ``rtol ≥ eps`` resolves."""
+    if not z.is_floating_point() or rtol >= torch.finfo(z.dtype).eps:
+        return ""
+    scale = float(torch.linalg.vector_norm(z, dim=-1).max()) if z.numel() else 0.0
+    floor = torch.finfo(z.dtype).eps * max(scale, 1.0)
+    if not floor < float("inf") or atol >= floor:   # (a NaN iterate: no hint)
+        return ""
+    return (f"atol = {atol:g} is below what {str(z.dtype).removeprefix('torch.')} resolves at this z, "
+            f"eps·max(‖z‖, 1) = {floor:.1e}: loosen atol{'' if z.dtype == torch.float64 else ' or use float64'}")
+
+
 def check_start(z0: torch.Tensor) -> None:
     """``z0`` must be a real floating ``(batch, n)`` tensor of finite values (an integer start would make
     every iterate an integer; the stopping rule's comparisons are not defined for complex numbers)."""
@@ -280,6 +294,8 @@ class Monitor:
         else:
             message = f"not converged after {n_steps} steps"
         best_z = self.best_z
+        if status is not SolverStatus.CONVERGED and (hint := resolution_hint(best_z, self.atol, self.rtol)):
+            message += f" ({hint})"
         empty = torch.zeros((0, best_z.shape[0]), dtype=best_z.dtype, device=best_z.device)
         abs_trace = torch.stack(self.abs_trace) if self.abs_trace else empty
         return SolverResult(
