@@ -133,6 +133,19 @@ def test_noise_free_data_and_no_linearised_levels(cli, output_root):
     assert "noise-free" in r.output
 
 
+@pytest.mark.parametrize("setting, says", [
+    ("pendulum.l=1e-300", "the simulator divides by m·l²"),                     # refused with the settings
+    ("pendulum.m=1e-12", "the pendulum simulation (pendulum.* and data.* settings): y contains NaN"),
+    ("pendulum.dt=1e6", "the pendulum simulation (pendulum.* and data.* settings): y contains NaN"),
+])
+def test_a_pendulum_that_cannot_be_simulated_is_bad_input(cli, output_root, setting, says):
+    """Extreme physical settings gave a ZeroDivisionError or an 'NRMSE is undefined' traceback after the
+    simulation (found by an edge-value fuzz); the simulated data now pass the checks a user's file passes."""
+    r = cli("sysid", "pendulum", TINY, setting)
+    assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.stderr + r.output, r.stderr
+    assert not (output_root / "sysid").exists() or not any((output_root / "sysid").rglob("config.yaml"))
+
+
 def test_train_on_user_data(cli, output_root, tmp_path):
     rng = np.random.default_rng(0)
     u = rng.normal(size=(5, 40, 2))

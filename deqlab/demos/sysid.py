@@ -30,7 +30,7 @@ from deqlab.benchmarks import torch_threads
 from deqlab.models.pendulum import PendulumParams
 from deqlab.report import sysid_figures
 from deqlab.report.result import Result, Table
-from deqlab.sysid.data import Dataset, load_dataset, pendulum_dataset
+from deqlab.sysid.data import Dataset, check_arrays, load_dataset, pendulum_dataset
 from deqlab.sysid.gain import GainReport, GainSettings, incremental_gain_lower_bound
 from deqlab.sysid.metrics import fit_percent, nrmse, simulate
 from deqlab.sysid.models import make_model, parameter_count, save_model
@@ -54,10 +54,17 @@ def make_dataset(cfg) -> Dataset:
     if d.path is not None:
         return load_dataset(d.path, washout=cfg.washout, fractions=tuple(d.fractions), seed=d.seed)
     params = PendulumParams(**{k: float(v) for k, v in dataclasses.asdict(cfg.pendulum).items()})
-    return pendulum_dataset(params, trajectories=d.trajectories, steps=d.steps, hold=d.hold, noise_std=float(d.noise_std),
-                            angle_spread=float(d.angle_spread), rate_spread=float(d.rate_spread), signal=d.signal,
-                            amplitude=float(d.amplitude), min_dwell=d.min_dwell, max_dwell=d.max_dwell,
-                            n_sines=d.n_sines, f_max=float(d.f_max), fractions=tuple(d.fractions), seed=d.seed)
+    with np.errstate(over="ignore", invalid="ignore"):   # a blow-up is reported by the check below
+        data = pendulum_dataset(params, trajectories=d.trajectories, steps=d.steps, hold=d.hold,
+                                noise_std=float(d.noise_std), angle_spread=float(d.angle_spread),
+                                rate_spread=float(d.rate_spread), signal=d.signal, amplitude=float(d.amplitude),
+                                min_dwell=d.min_dwell, max_dwell=d.max_dwell, n_sines=d.n_sines, f_max=float(d.f_max),
+                                fractions=tuple(d.fractions), seed=d.seed)
+    # The settings decide the data: what a user's file must pass (finite, not constant after the
+    # washout), a simulation must pass too (m = 1e-12 kg blew the Euler steps up to NaN).
+    check_arrays(data.u, data.y, washout=cfg.washout,
+                 source="the pendulum simulation (pendulum.* and data.* settings)")
+    return data
 
 
 class EpochBar:
