@@ -324,8 +324,10 @@ def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSetting
         base = torch.cat([torch.stack(windows) if windows else randoms[:0], randoms])
         sizes = torch.tensor([1e-3, 1e-1, 1.0], dtype=torch.float64, device="cpu")[torch.arange(base.shape[0], device="cpu") % 3]
         delta = sizes[:, None, None] * scale * torch.randn(base.shape, generator=g, dtype=torch.float64, device="cpu")
-        for value, omega, lin in sorted(peaks, key=lambda p: -p[0])[:2]:  # the two best peaks
-            settle = min(steps, max(steps // 3, 1))
+        settle = min(steps, max(steps // 3, 1))
+        # the two best peaks, where the horizon leaves a few steps of sinusoid after the settling
+        # (a Hann window over fewer than 3 samples is zero: no perturbation to start from)
+        for value, omega, lin in (sorted(peaks, key=lambda p: -p[0])[:2] if steps - settle >= 3 else []):
             ua, d = sinusoid_pair(lin, omega, steps=steps - settle, settle=settle, amplitude=1e-3 * float(scale.max()))
             base = torch.cat([base, torch.as_tensor(ua, device="cpu")[None]])
             delta = torch.cat([delta, torch.as_tensor(d, device="cpu")[None]])
