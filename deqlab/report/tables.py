@@ -159,7 +159,7 @@ class FittedTable:
         if not key:   # parts whose rows could not be matched up: not a layout
             return None
         rest = [j for j in columns if j not in key]
-        if any(sum(self.soft[k] for k in key + [j]) > self._budget(available, len(key) + 1) for j in rest):
+        if not rest or any(sum(self.soft[k] for k in key + [j]) > self._budget(available, len(key) + 1) for j in rest):
             return None
         # Each part's own columns (with a separator each) may be `room` wide beside the key. As few
         # parts as the widest packing needs, then the narrowest cap that still needs no more: parts
