@@ -108,6 +108,10 @@ def test_evaluate_on_the_runs_test_split_reproduces_the_table(tiny_run, cli, out
         assert abs(ev.loc[name, "NRMSE"] - trained.loc[name, "NRMSE"]) < SAME_RUN_TOL
         assert ev.loc[name, "train time [s]"] == trained.loc[name, "train time [s]"]
         assert ev.loc[name, "status"] == "ok"
+    # the run folder in the key=value form every setting takes: the same run, not a folder "run_dir=…"
+    again = cli("sysid", "evaluate", f"run_dir={run}", "--data", str(f), "lipschitz.iters=1")
+    assert again.exit_code == 0, again.output
+    assert cli("sysid", "evaluate", "seed=3", "--data", str(f)).exit_code == 2   # no run folder: refused
 
 
 def test_one_seed_and_bad_seed_lists(cli, output_root):

@@ -66,7 +66,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                             "steps, outputs). Key data_file; one of the two is required."),
     ) -> None:
         """Evaluate the saved models of a run on a user's data (same table)."""
-        overrides = option_overrides(run_dir=str(run_dir), data_file=str(data) if data is not None else None)
+        first = str(run_dir)
+        if "=" in first and not run_dir.exists():
+            # `run_dir=PATH`, the key=value form every setting takes (or another override in its place):
+            # an override, not a folder named "run_dir=PATH"
+            overrides = [first, *option_overrides(data_file=str(data) if data is not None else None)]
+        else:
+            overrides = option_overrides(run_dir=first, data_file=str(data) if data is not None else None)
         execute("sysid_evaluate", [*overrides, *ctx.args], folder="sysid/evaluate", device=device)
 
     @bench.command("sysid", context_settings=OVERRIDES,
