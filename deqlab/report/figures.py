@@ -26,12 +26,17 @@ def new_axes(title: str, xlabel: str, ylabel: str, *, logy: bool = False, logx: 
     return fig, ax
 
 
-def label_log_axis(ax, axis: str, values: np.ndarray) -> None:
-    """Labels on a log axis that spans less than a decade too: ticks at 1, 2, 5 × 10^k, plain numbers."""
+def label_log_axis(ax, axis: str, values) -> None:
+    """Labels on a log axis that spans less than a decade too: ticks at 1, 2, 5 × 10^k, plain numbers.
+    ``values``: what the axis shows; only the finite positive ones count (none: the axis is left as is)."""
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
+    values = np.asarray(values, dtype=float).ravel()
+    values = values[np.isfinite(values) & (values > 0)]
+    if not values.size:
+        return
     target = ax.yaxis if axis == "y" else ax.xaxis
-    span = np.log10(values.max() / values.min()) if values.size and values.min() > 0 else 10
+    span = np.log10(values.max() / values.min())
     subs = (1.0, 2.0, 5.0) if span > 1.2 else (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
     target.set_major_locator(LogLocator(base=10, subs=subs))
     fmt = ScalarFormatter()

@@ -80,9 +80,6 @@ def training_curves(curves: Mapping[str, np.ndarray], *, title: str, noise_floor
     if noise_floor is not None and np.isfinite(noise_floor):
         ax.axhline(noise_floor, color="k", ls=":", lw=1.2, label=f"noise floor = {noise_floor:.4f}")
     integer_ticks(ax)
-    values = np.concatenate([np.asarray(v, float) for v in curves.values()] + [np.asarray([noise_floor or np.nan])])
-    values = values[np.isfinite(values) & (values > 0)]
-    if values.size:
-        label_log_axis(ax, "y", values)
+    label_log_axis(ax, "y", np.concatenate([np.asarray(v, float) for v in curves.values()] + [np.asarray([noise_floor or np.nan])]))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
