@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -126,7 +128,7 @@ class PendulumSettings:
         # The simulator divides by the inertia m l² and by l: each must be a normal float64 (m = l = 1e-300
         # underflowed m l² to 0 and divided by it).
         inertia = float(self.m) * float(self.l) ** 2
-        if not (inertia >= 2.3e-308 and float(self.g) / float(self.l) < 1.8e308):
+        if not (inertia >= sys.float_info.min and math.isfinite(float(self.g) / float(self.l))):
             raise InputError(f"pendulum.m = {self.m:g}, pendulum.l = {self.l:g}: the simulator divides by m·l² = "
                              f"{inertia:.3g} and by l (g/l = {float(self.g) / float(self.l):.3g}), outside float64's "
                              "normal range; choose a physical pendulum")
