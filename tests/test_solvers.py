@@ -274,6 +274,18 @@ def test_anderson_survives_a_sample_that_starts_at_its_fixed_point(dtype):
     assert float(res.z[1].abs().max()) == 0.0
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_anderson_refuses_half_precision_in_one_clear_error(dtype):
+    """torch has no LU for half precision: Anderson says which dtypes it takes instead of failing in
+    its first least-squares solve; the other solvers' stopping rule keeps half precision working."""
+    z0 = torch.zeros(3, 4, dtype=dtype)
+    f = lambda z: 0.5 * torch.tanh(z) + 0.1
+    with pytest.raises(InputError, match="float32 or float64"):
+        anderson(f, z0)
+    res = get_solver("fixed_point")(f, z0, atol=1e-2, max_iter=50)
+    assert res.all_converged and res.residual.dtype == dtype and res.abs_trace.dtype == dtype
+
+
 def orthogonal_tanh_problem(n=50, batch=8, scale=0.1, seed=0):
     """``f(z) = tanh(0.99 Q z + x)`` with ``Q`` orthogonal: every eigenvalue of ``J(0)`` has modulus 0.99,
     the case where limited-memory Broyden used to blow up when its memory filled (issue 12)."""

@@ -35,7 +35,8 @@ from collections.abc import Callable
 
 import torch
 
-from deqlab.solvers.result import Monitor, SolverResult, check_image
+from deqlab.errors import InputError
+from deqlab.solvers.result import Monitor, SolverResult, check_image, describe
 
 
 @torch.no_grad()
@@ -65,6 +66,9 @@ def anderson(
     if not 0 < beta <= 1:
         raise ValueError(f"beta must lie in (0, 1], got {beta}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="anderson")
+    if z0.dtype not in (torch.float32, torch.float64):
+        # (torch has no LU for float16/bfloat16: say so before the first step rather than in it)
+        raise InputError(f"anderson solves its least-squares systems in float32 or float64; z0 is {describe(z0)}")
     # Below a few ulps the Tikhonov term would vanish in rounding (float32: lam = 1e-8 < eps).
     reg = max(lam, 10 * torch.finfo(z0.dtype).eps)
     tiny = torch.finfo(z0.dtype).tiny
