@@ -179,3 +179,39 @@ def test_inputs_that_do_not_fit_the_model_are_refused_by_every_route():
         for xb, yb, message in bad:
             with pytest.raises(InputError, match=message):
                 route(xb, yb)
+
+
+def test_a_given_z_star_must_be_the_fixed_point():
+    """Every route differentiates at the ``z_star`` it is given. A point that is not the fixed point gave
+    a Hessian off by about cond·residual, silently; now a point a solver stopped short of ``z*`` is
+    polished to it (same Hessian as at the solved ``z*``, to round-off), a point far from it is refused,
+    and a float32 copy of the float64 fixed point (what the GPU bench's float32 rows pass) is taken as is."""
+    from deqlab.errors import InputError
+    from deqlab.implicit.hessian import equilibrium, solve_equilibrium
+    from deqlab.implicit.hvp import DEQHessianOperator
+    from deqlab.implicit.layer import SolveOptions, tanh_map
+    from deqlab.solvers import anderson
+
+    p, x, y = make_problem(n_z=5, n_x=3, n_y=2, batch=4, seed=3)
+    solved = solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], x)
+    rough = anderson(lambda z: tanh_map(z, p["W_z"], p["b_z"], p["U_z"], x), torch.zeros_like(solved), atol=1e-9).z
+    residual = float((tanh_map(rough, p["W_z"], p["b_z"], p["U_z"], x) - rough).norm(dim=-1).max())
+    assert 1e-12 < residual <= 1e-9                      # a real solver's point, short of z* by more than round-off
+    H = deq_hessian(**p, x=x, y=y)
+    assert relative_error(deq_hessian(**p, x=x, y=y, z_star=rough), H) <= GENERIC_RTOL
+    assert relative_error(deq_gradient(**p, x=x, y=y, z_star=rough), deq_gradient(**p, x=x, y=y)) <= GENERIC_RTOL
+    v = torch.randn(H.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert relative_error(DEQHessianOperator(p, GROUPS, x, y, z_star=rough).matvec(v), H @ v) <= GENERIC_RTOL
+    # with the options' looser tolerance the caller's point is taken as it is
+    assert equilibrium(p["W_z"], p["b_z"], p["U_z"], x, rough, opts=SolveOptions(atol=1e-8)) is not None
+    assert torch.equal(equilibrium(p["W_z"], p["b_z"], p["U_z"], x, rough, opts=SolveOptions(atol=1e-8)), rough)
+    far = torch.zeros_like(solved)
+    for route in (lambda z: deq_hessian(**p, x=x, y=y, z_star=z), lambda z: deq_gradient(**p, x=x, y=y, z_star=z),
+                  lambda z: DEQHessianOperator(p, GROUPS, x, y, z_star=z)):
+        with pytest.raises(InputError, match="z_star is not the fixed point"):
+            route(far)
+    # on_fail="ignore": the caller vouches for its point (deqlab hessian --go-on differentiates there, marked)
+    assert torch.equal(equilibrium(p["W_z"], p["b_z"], p["U_z"], x, far, opts=SolveOptions(on_fail="ignore")), far)
+    p32 = {k: v.float() for k, v in p.items()}
+    z32 = solved.float()
+    assert torch.equal(equilibrium(p32["W_z"], p32["b_z"], p32["U_z"], x.float(), z32), z32)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
+from deqlab.errors import InputError
 from deqlab.implicit.layer import SolveOptions, tanh_map
 from deqlab.implicit.params import DYNAMIC, READOUT, check_groups, check_problem, group_slices
 from deqlab.implicit.polish import polish_tanh_equilibrium
@@ -150,6 +151,52 @@ def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None, pol
     if polish:
         z = polish_tanh_equilibrium(W_z, b_z, U_z, x, z).z
     return z
+
+
+#: A given ``z_star`` passes as the fixed point when its residual is within the options' stopping rule
+#: or within ``Z_STAR_RESOLUTION · eps · max(‖z_b‖, 1) · (1 + ‖W_z‖_F)``: the residual of ``z*`` rounded to
+#: its dtype (``‖(I − J)δz‖ ≤ (1 + ‖J‖₂)·eps/2·‖z‖`` with ``‖J‖₂ ≤ ‖W_z‖_F``), with room for the rounding of
+#: its evaluation. A float32 copy of a float64 fixed point passes; a point 1e-10 off in float64 does not.
+Z_STAR_RESOLUTION = 16.0
+
+
+def equilibrium(W_z, b_z, U_z, x, z_star: torch.Tensor | None = None, *, opts: SolveOptions | None = None) -> torch.Tensor:
+    """The fixed point the closed forms differentiate at, ``(B, N)``: solved by :func:`solve_equilibrium`
+    when ``z_star`` is ``None``, else the caller's ``z_star``, checked.
+
+    Every derivative here is exact only *at* ``z*``: at a point with residual ``r`` it is off by about
+    ``cond₂(I − J)·r``, with nothing to show it. So a given ``z_star`` whose residual
+    ``‖tanh(W_z z + U_z x + b_z) − z‖`` exceeds both the options' stopping rule (``atol + rtol‖f(z)‖``,
+    :data:`TIGHT` by default) and what its dtype resolves (:data:`Z_STAR_RESOLUTION`) is polished
+    (:func:`deqlab.implicit.polish.polish_tanh_equilibrium`, chord steps from it: a point stopped at 1e-10
+    becomes the rounded ``z*``), and if it still does not pass, refused with :class:`InputError`. With
+    ``opts.on_fail == "ignore"`` the caller vouches for ``z_star`` and it is taken as it is (``deqlab
+    hessian --go-on`` reports derivatives at an unconverged solver's point, marked as such).
+    """
+    if z_star is None:
+        return solve_equilibrium(W_z, b_z, U_z, x, opts=opts)
+    opts = opts or TIGHT
+    z = z_star.detach()
+    if opts.on_fail == "ignore":
+        return z
+    with torch.no_grad():
+        W = W_z.detach()
+        fz = tanh_map(z, W, b_z.detach(), U_z.detach(), x.detach())
+        residual = torch.linalg.vector_norm(fz - z, dim=-1)
+        resolution = (Z_STAR_RESOLUTION * torch.finfo(z.dtype).eps * (1 + float(torch.linalg.matrix_norm(W)))
+                      * torch.linalg.vector_norm(z, dim=-1).clamp_min(1.0))
+        bound = torch.maximum(opts.atol + opts.rtol * torch.linalg.vector_norm(fz, dim=-1), resolution)
+        if bool((residual <= bound).all()):
+            return z
+        polished = polish_tanh_equilibrium(W, b_z, U_z, x, z)
+        after = polished.residual.to(bound.dtype)
+        if bool((after <= bound).all()):
+            return polished.z
+    worst = int(torch.argmax(after / bound))
+    raise InputError(f"z_star is not the fixed point of z = tanh(W_z z + U_z x + b_z): its residual is "
+                     f"{float(residual[worst]):.2e} at sample {worst} ({float(after[worst]):.2e} after polishing), "
+                     f"above the tolerance {float(bound[worst]):.1e} (the options' atol + rtol·‖f(z)‖, or what "
+                     f"{str(z.dtype).removeprefix('torch.')} resolves at z); omit z_star to have it solved")
 
 
 def _symmetrise(H: torch.Tensor, tile: int = SYMMETRISE_TILE) -> torch.Tensor:
@@ -344,8 +391,7 @@ def deq_hessian_parts(
     W, Wy = params["W_z"], params["W_y"]
     x, y = x.detach(), y.detach()
     check_problem(params, x, y, z_star)
-    if z_star is None:
-        z_star = solve_equilibrium(W, params["b_z"], params["U_z"], x, opts=opts)
+    z_star = equilibrium(W, params["b_z"], params["U_z"], x, z_star, opts=opts)
     clock = _PhaseClock(phases, z_star.device)
     h = z_star.detach()
     N = h.shape[1]
@@ -453,9 +499,7 @@ def deq_gradient(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", 
     groups = check_groups(groups)
     check_problem({"W_z": W_z, "b_z": b_z, "U_z": U_z, "W_y": W_y, "b_y": b_y}, x, y, z_star)
     W = W_z.detach()
-    if z_star is None:
-        z_star = solve_equilibrium(W, b_z.detach(), U_z.detach(), x, opts=opts)
-    h = z_star.detach()
+    h = equilibrium(W, b_z.detach(), U_z.detach(), x, z_star, opts=opts)
     s1 = 1 - h * h
     r = h @ W_y.detach().T + b_y.detach() - y
     g_h = r @ W_y.detach()

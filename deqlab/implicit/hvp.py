@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from deqlab.errors import IllConditionedError
-from deqlab.implicit.hessian import solve_equilibrium
+from deqlab.implicit.hessian import equilibrium
 from deqlab.implicit.layer import SolveOptions, tanh_map
 from deqlab.implicit.params import check_groups, check_problem, flatten, loss_at, unflatten
 
@@ -54,9 +54,7 @@ class DEQHessianOperator:
         self.theta = flatten(self.params, self.groups)
         self.opts = opts or SolveOptions(atol=1e-14, max_iter=2000)
         p = self.params
-        if z_star is None:
-            z_star = solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], self.x, opts=self.opts)
-        self.h = z_star.detach()
+        self.h = equilibrium(p["W_z"], p["b_z"], p["U_z"], self.x, z_star, opts=self.opts)
         self.linear = linear
         self.n_hvp = 0
         if mode == "structured":  # one factorisation, of I − W D; never I − J
