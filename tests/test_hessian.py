@@ -7,7 +7,7 @@ closed form, and torch.func.hessian through the implicit layer (tests/test_impli
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from deqlab.implicit.checks import fd_hessian, relative_error, symmetry_error, unrolled_hessian
@@ -131,10 +131,11 @@ def test_bad_groups_rejected():
 
 @settings(max_examples=8, deadline=None)
 @given(n_z=st.integers(1, 5), n_x=st.integers(1, 3), n_y=st.integers(1, 2), batch=st.integers(1, 3), seed=st.integers(0, 10_000))
+@example(n_z=3, n_x=1, n_y=1, batch=1, seed=36)   # Anderson stalls here; the fixed point is plain iteration's
 def test_property_closed_form_equals_generic_and_is_symmetric(n_z, n_x, n_y, batch, seed):
     """Any small shape: structured form == dense generic form, and symmetric."""
     params, x, y = make_problem(n_z, n_x, n_y, batch, seed)
-    parts = deq_hessian_parts(**params, x=x, y=y)
+    parts = deq_hessian_parts(**params, x=x, y=y, z_star=helpers.tanh_equilibrium_of(params, x))
     pieces = tanh_generic_pieces(params, GROUPS, x, y, parts.z_star)
     assert relative_error(parts.H, pieces.hessian()) <= GENERIC_RTOL
     assert symmetry_error(parts.H) <= SYM_TOL
