@@ -110,3 +110,19 @@ def test_singular_system_is_refused():
                   U_z=torch.zeros(3, 2, dtype=torch.float64))
     with pytest.raises(IllConditionedError, match="singular"):
         DEQHessianOperator(params, GROUPS, x, y, z_star=torch.zeros(2, 3, dtype=torch.float64))
+
+
+def test_matvec_refuses_what_is_not_a_vector_of_theta(case):
+    """A NumPy vector (what scipy hands a LinearOperator), a wrong length or NaN failed deep in the
+    products (AttributeError, a shape error) or gave NaN; each is now one InputError."""
+    from deqlab.errors import InputError
+
+    params, x, y, _ = case
+    op = DEQHessianOperator(params, GROUPS, x, y)
+    v = torch.randn(op.size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(op.matvec(v.float()), op.matvec(v.float().double()))   # another dtype is cast
+    for bad, message in ((v.numpy(), "torch tensor"), (v[:-1], f"shape \\({op.size},\\)"),
+                         (v[:, None], f"shape \\({op.size},\\)"), (v.long(), "floating"),
+                         (v.clone().index_fill_(0, torch.tensor([3]), float("nan")), "NaN")):
+        with pytest.raises(InputError, match=message):
+            op.matvec(bad)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import torch
 
-from deqlab.errors import IllConditionedError
+from deqlab.errors import IllConditionedError, InputError
 from deqlab.implicit.hessian import equilibrium
 from deqlab.implicit.layer import SolveOptions, tanh_map
 from deqlab.implicit.params import check_groups, check_problem, flatten, loss_at, unflatten
+from deqlab.solvers.result import all_finite, describe
 
 
 class DEQHessianOperator:
@@ -190,9 +191,17 @@ class DEQHessianOperator:
         return g_t + vjp(self.lam)[0]
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` for ``v`` ``(P,)``: one tangent solve, one second-order product, one adjoint solve."""
+        """``H v`` for ``v`` ``(P,)``: one tangent solve, one second-order product, one adjoint solve.
+
+        ``v``: a real tensor of ``P`` finite values (any device and floating dtype: it is moved to ``θ``'s);
+        anything else is refused with :class:`InputError` rather than failing inside the products."""
+        if not isinstance(v, torch.Tensor) or not v.is_floating_point() or tuple(v.shape) != (self.size,):
+            raise InputError(f"v must be a real floating torch tensor of shape ({self.size},) (P, the size of θ); "
+                             f"got {describe(v)}")
+        v = v.to(self.theta.device, self.theta.dtype)
+        if not all_finite(v):
+            raise InputError("v contains NaN or infinite values")
         self.n_hvp += 1
-        v = v.to(self.theta.dtype)
         if self.mode == "structured":
             return self._matvec_structured(v)
         r = torch.func.jvp(lambda t: self._f(t, self.h), (self.theta,), (v,))[1]
