@@ -289,6 +289,9 @@ def test_shape_and_dtype_mismatch_messages():
         input_derivatives(net, torch.zeros(1, 3, dtype=f64), diag_hessian=True, diag_method="magic")
     with pytest.raises(ConfigError, match="unknown activation"):
         make_mlp(2, [3], 1, "relu")
+    for bad in (float("nan"), float("inf")):   # every derivative would be NaN, silently
+        with pytest.raises(ConfigError, match="NaN or infinite"):
+            input_derivatives(net, torch.tensor([[0.0, bad, 1.0]], dtype=f64), laplacian=True)
 
 
 @settings(max_examples=12, deadline=None)

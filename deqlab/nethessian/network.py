@@ -16,6 +16,7 @@ from torch import nn
 
 from deqlab.errors import ConfigError
 from deqlab.nethessian.activations import Activation, activation_of
+from deqlab.solvers.result import all_finite
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def input_width(chain: list[Stage]) -> int | None:
 
 
 def check_input(chain: list[Stage], x: torch.Tensor) -> None:
-    """:class:`ConfigError` unless ``x`` is ``(batch, d)`` with ``d`` the first ``Linear``'s ``in_features``."""
+    """:class:`ConfigError` unless ``x`` is a finite ``(batch, d)`` tensor in the weights' dtype, with ``d``
+    the first ``Linear``'s ``in_features``."""
     if not isinstance(x, torch.Tensor) or x.ndim != 2:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ConfigError(f"x must be a tensor of shape (batch, d), got {shape}")
@@ -102,3 +104,5 @@ def check_input(chain: list[Stage], x: torch.Tensor) -> None:
     for s in chain:
         if isinstance(s, Affine) and s.weight.dtype != x.dtype:
             raise ConfigError(f"dtype mismatch: x is {x.dtype} but the network's weights are {s.weight.dtype}")
+    if not all_finite(x):   # (the derivatives would all be NaN, with nothing to say why)
+        raise ConfigError("x contains NaN or infinite values")
