@@ -196,8 +196,10 @@ class DEQHessianOperator:
         ``v``: a real tensor of ``P`` finite values (any device and floating dtype: it is moved to ``θ``'s);
         anything else is refused with :class:`InputError` rather than failing inside the products."""
         if not isinstance(v, torch.Tensor) or not v.is_floating_point() or tuple(v.shape) != (self.size,):
+            scipy = ("; for NumPy vectors (scipy) wrap it: deqlab.implicit.spectrum.as_linear_operator(op.matvec, op.size)"
+                     if not isinstance(v, torch.Tensor) else "")
             raise InputError(f"v must be a real floating torch tensor of shape ({self.size},) (P, the size of θ); "
-                             f"got {describe(v)}")
+                             f"got {describe(v)}{scipy}")
         v = v.to(self.theta.device, self.theta.dtype)
         if not all_finite(v):
             raise InputError("v contains NaN or infinite values")
