@@ -86,10 +86,9 @@ def tanh_equilibrium_of(params: dict, x: torch.Tensor) -> torch.Tensor:
     """The tanh DEQ's fixed point for a property test's random problem: the default solve (Anderson), else
     fixed-point iteration, else Newton; a draw where none converges is rejected (hypothesis ``reject``).
 
-    The properties are about the derivatives *at* ``z*``; Anderson stalls on rare small problems whose
-    fixed point plain iteration reaches (n_z = 3, n_x = 1, batch 1, seed 36 of ``test_hessian.make_problem``:
-    Anderson with memory 10 > n_z hovers at residual 2e-2, fixed-point iteration converges in 83 steps),
-    which says nothing about the derivatives."""
+    The properties are about the derivatives *at* ``z*``, not about a solver: a draw where Anderson fails
+    (n_z = 3, n_x = 1, batch 1, seed 36 of ``test_hessian.make_problem`` stalled at residual 2e-2 before
+    Anderson's stall safeguard, while plain iteration converges in 83 steps) says nothing about them."""
     from hypothesis import reject
 
     from deqlab.errors import NotConvergedError

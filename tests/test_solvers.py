@@ -461,3 +461,28 @@ def test_every_solver_refuses_an_image_not_shaped_like_z(image):
     for name in SOLVERS:
         with pytest.raises(InputError, match=rf"^{name}: f\(z\) must return a tensor like z, \(3, 4\) float64 on cpu; got"):
             get_solver(name)(f, z0, atol=1e-10)
+
+
+def test_anderson_leaves_a_stall_by_plain_steps():
+    """A tanh DEQ (n = 3 < memory 10) whose fixed point plain iteration reaches in 83 steps (ρ(J) = 0.66
+    there) but on which Anderson hovered at residual 2e-2 for 2000 steps: the stall safeguard switches
+    the sample to plain steps, and the solve converges to plain iteration's point. A second sample that
+    never stalls is solved in the same batch; a solve that keeps improving never switches."""
+    from tests.test_hessian import make_problem
+
+    p, x, _ = make_problem(3, 1, 1, 1, 36)
+    x = torch.cat([x, torch.zeros_like(x)])                          # sample 1: f(z) = tanh(W z + b), benign
+    f = lambda z: torch.tanh(z @ p["W_z"].T + x @ p["U_z"].T + p["b_z"])
+    z0 = torch.zeros(2, 3, dtype=torch.float64)
+    stuck = anderson(f, z0, atol=1e-14, max_iter=2000, stall_patience=0)
+    assert not bool(stuck.converged[0]) and float(stuck.residual[0]) > 1e-3      # the stall guarded against
+    res = anderson(f, z0, atol=1e-14, max_iter=2000)
+    assert res.all_converged and res.extras["stall_switches"] >= 1
+    plain = fixed_point_iteration(f, z0, atol=1e-14, max_iter=2000)
+    assert plain.all_converged and torch.allclose(res.z, plain.z, rtol=0, atol=1e-13)
+    f_ok, z_ok = orthogonal_tanh_problem()
+    healthy, unguarded = (anderson(f_ok, z_ok, atol=1e-10, max_iter=500, stall_patience=k) for k in (50, 0))
+    assert healthy.extras["stall_switches"] == 0 and torch.equal(healthy.z, unguarded.z)
+    assert healthy.n_fevals == unguarded.n_fevals
+    with pytest.raises(ValueError, match="stall_patience"):
+        anderson(f, z0, stall_patience=-1)
