@@ -136,3 +136,27 @@ def test_cli_train_digits_tiny_and_bad_input(cli, output_root):
     assert (folder / "config.yaml").is_file() and list(folder.glob("*.csv"))
     bad = cli("train", "digits", "lr=-1")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: lr") and bad.stderr.count("\n") == 1
+
+
+def test_tanh_checkpoint_view_starts_at_the_training_solvers_point():
+    """The tanh DEQ's curvature is taken at the equilibrium the model itself uses: Newton starts at the
+    training solver's point (from zero it failed on the seed-0 record's epoch-10 weights and could find
+    another fixed point), and computing that point leaves the training layer's state alone."""
+    import torch
+
+    settings = Settings(models=["tanh_deq"], n_z=6)
+    model, _ = td.build_models(settings, n_x=4, n_y=3)["tanh_deq"]
+    dtype = next(model.parameters()).dtype
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    before = model.deq.last_solution
+    view = td.curvature_model("tanh_deq", model, x, settings)
+    assert model.deq.last_solution is before                          # the training layer was not run
+    start = view.deq.last_solution
+    with torch.no_grad():
+        z = model.deq(x)                                              # the training solver's point
+    assert start is not None and torch.equal(start, z)
+    with torch.no_grad():
+        view.deq.warm_start = True
+        z_newton = view.deq(x)
+        residual = (model.deq.f(z_newton, x) - z_newton).norm(dim=-1).max()
+    assert float(residual) <= td.CURVATURE_ATOL and float((z_newton - z).norm(dim=-1).max()) <= 1e-3

@@ -160,11 +160,17 @@ CURVATURE_ATOL = 1e-10
 
 def curvature_model(name: str, model: nn.Module, x: torch.Tensor, settings: Settings) -> nn.Module:
     """The model as :class:`LossHessian` differentiates it, sharing its parameters: each DEQ as a
-    :class:`ReadoutView` with tight Newton solves (no contraction needed); the monotone DEQ's layer as a
-    :class:`MonotoneMap` started at its Peaceman–Rachford solution."""
+    :class:`ReadoutView` with tight Newton solves (no contraction needed), started where the model's own
+    solver ends (Newton from zero can fail where the weights are far from contractive: seed 0, epoch 10);
+    the monotone DEQ's layer as a :class:`MonotoneMap` started at its Peaceman–Rachford solution."""
     tight = SolveOptions(solver="newton", linear_solver="newton", atol=CURVATURE_ATOL, max_iter=100)
     if name == "tanh_deq":
-        return ReadoutView(DEQ(model.deq.f, model.deq.n_z, opts=tight), model.W_y)
+        view = ReadoutView(DEQ(model.deq.f, model.deq.n_z, opts=tight), model.W_y)
+        with torch.no_grad():   # a DEQ of its own: the training layer's state (stats, last solution) is left as is
+            trained = DEQ(model.deq.f, model.deq.n_z, opts=model.deq.opts)
+            trained(x)
+        view.deq.last_solution = trained.last_solution
+        return view
     if name == "monotone_deq":
         view = ReadoutView(DEQ(MonotoneMap(model), model.n_z, opts=tight), model.W_y)
         with torch.no_grad():
