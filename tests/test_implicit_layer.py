@@ -262,6 +262,16 @@ def test_non_convergence_raises():
         tanh_equilibrium(W, b, U, x, opts=SolveOptions(solver="fixed_point", atol=1e-12, max_iter=50))
 
 
+def test_options_of_the_wrong_type_are_refused():
+    """``opts="anderson"`` (a solver name where a SolveOptions belongs) failed with AttributeError inside
+    the autograd function."""
+    from deqlab.errors import InputError
+    from deqlab.implicit.layer import fixed_point
+
+    with pytest.raises(InputError, match="opts must be a SolveOptions"):
+        fixed_point(lambda z: 0.5 * torch.tanh(z), torch.zeros(1, 2, dtype=torch.float64), opts="anderson")
+
+
 def _graph_nodes(t):
     seen, stack = set(), [t.grad_fn]
     while stack:

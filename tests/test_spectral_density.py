@@ -85,6 +85,8 @@ def test_extreme_eigenvalues_refuses_what_arpack_would_clamp_or_choke_on():
         extreme_eigenvalues(lambda v: v * float("nan"), 6, k=2)
     with pytest.raises(InputError, match=r"must map \(6,\) to \(6,\)"):
         extreme_eigenvalues(lambda v: v[:3], 6, k=2)
+    with pytest.raises(InputError, match="which must be one of LA, SA"):   # was scipy's ValueError
+        extreme_eigenvalues(lambda v: A @ v, 6, k=2, which="largest")
 
 
 def test_trace_and_density_refuse_an_operator_that_returns_nan():

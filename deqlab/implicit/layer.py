@@ -207,6 +207,8 @@ def fixed_point(F: Callable, z0: torch.Tensor, *args: torch.Tensor, opts: SolveO
     ``F(z, *args)`` must be a pure function (no parameters captured from modules whose gradient you
     want: pass them in ``args``). All derivatives w.r.t. ``args`` follow the implicit function theorem.
     """
+    if opts is not None and not isinstance(opts, SolveOptions):
+        raise InputError(f"opts must be a SolveOptions (e.g. SolveOptions(solver='anderson')), got {type(opts).__name__}")
     return FixedPoint.apply(F, z0, opts or SolveOptions(), False, *args)
 
 

@@ -66,6 +66,11 @@ def as_linear_operator(matvec: Callable[[torch.Tensor], torch.Tensor], size: int
     return LinearOperator((size, size), matvec=mv, rmatvec=mv, dtype=np.float64)
 
 
+#: ARPACK ``eigsh``'s ``which`` for a symmetric operator: largest/smallest algebraic, largest/smallest
+#: magnitude, both ends.
+EIGSH_WHICH = ("LA", "SA", "LM", "SM", "BE")
+
+
 def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol: float = 1e-10,
                         maxiter: int | None = None, seed: int = 0, dtype=torch.float64, device=None) -> np.ndarray:
     """The ``k`` eigenvalues of the symmetric ``H`` at the ``which`` end, sorted ascending (host NumPy array).
@@ -78,6 +83,8 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < size:
         # ARPACK needs k < size; clamping would return fewer eigenvalues than asked for without a word
         raise InputError(f"k must be an integer with 1 <= k < size = {size} (ARPACK), got {k!r}")
+    if which not in EIGSH_WHICH:
+        raise InputError(f"which must be one of {', '.join(EIGSH_WHICH)} (ARPACK's ends of the spectrum), got {which!r}")
     op = as_linear_operator(matvec, size, dtype, device)
     v0 = np.random.default_rng(seed).standard_normal(size)
     vals = eigsh(op, k=k, which=which, tol=tol, maxiter=maxiter, v0=v0, return_eigenvectors=False)
