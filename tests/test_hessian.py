@@ -216,3 +216,15 @@ def test_a_given_z_star_must_be_the_fixed_point():
     p32 = {k: v.float() for k, v in p.items()}
     z32 = solved.float()
     assert torch.equal(equilibrium(p32["W_z"], p32["b_z"], p32["U_z"], x.float(), z32), z32)
+
+
+def test_options_of_the_wrong_type_are_refused_by_every_route():
+    """``opts="anderson"`` failed with AttributeError in the closed forms' solve."""
+    from deqlab.errors import InputError
+    from deqlab.implicit.hvp import DEQHessianOperator
+
+    p, x, y = make_problem(n_z=3, n_x=2, n_y=1, batch=2, seed=1)
+    for route in (lambda: deq_hessian(**p, x=x, y=y, opts="anderson"), lambda: deq_gradient(**p, x=x, y=y, opts="anderson"),
+                  lambda: DEQHessianOperator(p, GROUPS, x, y, opts="anderson")):
+        with pytest.raises(InputError, match="opts must be a SolveOptions"):
+            route()
