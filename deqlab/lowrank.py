@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from deqlab.errors import InputError
+
 __all__ = ["DEFAULT_RTOL", "METHODS", "SOLUTIONS", "SymmetricEstimate", "estimate", "least_change", "rank_k_recovery",
            "relative_error", "seed_method", "symmetric_procrustes"]
 
@@ -116,31 +118,31 @@ def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
     device) are copied to the host.
     """
     if not (isinstance(rtol, (int, float)) and not isinstance(rtol, bool) and 0 <= rtol < 1):
-        raise ValueError(f"rtol must be a number in [0, 1), got {rtol!r}")
+        raise InputError(f"rtol must be a number in [0, 1), got {rtol!r}")
     X, Y = _on_host(X), _on_host(Y)
     if np.iscomplexobj(X) or np.iscomplexobj(Y):   # float64 conversion would drop the imaginary part
-        raise ValueError("X and Y must be real; got complex entries")
+        raise InputError("X and Y must be real; got complex entries")
     try:
         X = np.asarray(X, dtype=np.float64)
         Y = np.asarray(Y, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"X and Y must be numeric arrays (n, k): {exc}") from None
+        raise InputError(f"X and Y must be numeric arrays (n, k): {exc}") from None
     if X.ndim != 2 or Y.ndim != 2:
-        raise ValueError(f"X and Y must be 2-D arrays (n, k) with one pair per column, got shapes {X.shape} and {Y.shape}")
+        raise InputError(f"X and Y must be 2-D arrays (n, k) with one pair per column, got shapes {X.shape} and {Y.shape}")
     if X.shape != Y.shape:
-        raise ValueError(f"X and Y must have the same shape (n, k), got {X.shape} and {Y.shape}")
+        raise InputError(f"X and Y must have the same shape (n, k), got {X.shape} and {Y.shape}")
     n, k = X.shape
     if k == 0 or n == 0:
-        raise ValueError(f"need at least one pair and n >= 1, got shape {X.shape}")
+        raise InputError(f"need at least one pair and n >= 1, got shape {X.shape}")
     if k > n:
-        raise ValueError(f"k = {k} pairs exceed the dimension n = {n}: at most n steps can be linearly independent (pairs are columns; transpose?)")
+        raise InputError(f"k = {k} pairs exceed the dimension n = {n}: at most n steps can be linearly independent (pairs are columns; transpose?)")
     if not (np.isfinite(X).all() and np.isfinite(Y).all()):
-        raise ValueError("X or Y contains NaN or infinite values")
+        raise InputError("X or Y contains NaN or infinite values")
     if not _well_conditioned_by_gram(X):
         sv = np.linalg.svd(X, compute_uv=False)
         if sv[0] == 0.0 or sv[-1] <= rtol * sv[0]:
             cond = np.inf if sv[-1] == 0 else sv[0] / sv[-1]
-            raise ValueError(f"X is rank-deficient (condition number {cond:.2e} > 1/rtol = {1 / rtol:.0e}): the k steps must be linearly independent")
+            raise InputError(f"X is rank-deficient (condition number {cond:.2e} > 1/rtol = {1 / rtol:.0e}): the k steps must be linearly independent")
     return X, Y
 
 
@@ -348,7 +350,7 @@ ESTIMATORS = {
 def estimate(method: str, X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
     """Dispatch by name (one of :data:`METHODS`)."""
     if method not in ESTIMATORS:
-        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+        raise InputError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     return ESTIMATORS[method](X, Y, rtol=rtol)
 
 

@@ -19,3 +19,22 @@ def test_require_path_names_what_the_path_is_instead(tmp_path):
         with pytest.raises(InputError) as info:
             require_path(path, "data file", **kwargs)
         assert str(info.value) == message.format(p=path)
+
+
+def test_the_library_raises_only_its_own_error_family_for_bad_input():
+    """``except DeqlabError`` catches every refusal: no module of the package raises a bare ``ValueError``
+    (51 places did, in the solvers, models, lowrank and spectra; a CLI run that met one inside the run
+    took it for a bug: a traceback, where an InputError is one line and exit 2)."""
+    import ast
+    from pathlib import Path
+
+    import deqlab
+
+    found = []
+    for path in sorted(Path(deqlab.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(exc, ast.Name) and exc.id in ("ValueError", "TypeError", "Exception"):
+                    found.append(f"{path.name}:{node.lineno} raises {exc.id}")
+    assert not found, found

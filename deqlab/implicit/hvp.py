@@ -46,7 +46,7 @@ class DEQHessianOperator:
     def __init__(self, params, groups, x, y, *, z_star=None, mode: str = "structured", linear: str = "lu",
                  opts: SolveOptions | None = None):
         if mode not in ("structured", "autodiff"):
-            raise ValueError(f"mode must be 'structured' or 'autodiff', got {mode!r}")
+            raise InputError(f"mode must be 'structured' or 'autodiff', got {mode!r}")
         self.mode = mode
         self.groups = check_groups(groups)
         self.params = {k: v.detach() for k, v in params.items()}

@@ -35,7 +35,7 @@ def check_groups(groups) -> tuple[str, ...]:
     groups = tuple(groups)
     unknown = [g for g in groups if g not in GROUPS]
     if unknown or not groups or len(set(groups)) != len(groups):
-        raise ValueError(f"parameter groups must be a non-empty subset of {', '.join(GROUPS)}; got {list(groups)}")
+        raise InputError(f"parameter groups must be a non-empty subset of {', '.join(GROUPS)}; got {list(groups)}")
     return tuple(g for g in GROUPS if g in groups)
 
 

@@ -102,7 +102,7 @@ def hutchinson_trace(matvec, size: int, *, probes: int = 64, seed: int = 0, dtyp
                      device=None) -> TraceEstimate:
     """Hutchinson's estimate of ``tr H`` from ``probes`` Rademacher HVPs run on ``device`` (module docstring)."""
     if probes < 2:
-        raise ValueError(f"probes must be >= 2, got {probes}")
+        raise InputError(f"probes must be >= 2, got {probes}")
     device = matvec_device(matvec, device)
     matvec = checked(matvec, size)
     gen = torch.Generator(device="cpu").manual_seed(seed)  # CPU draws: the same probes on every device
@@ -194,7 +194,7 @@ def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, 
     operator's when ``matvec`` is a bound method of one with a ``device``, else the CPU).
     """
     if probes < 1 or steps < 1 or n < 1:
-        raise ValueError(f"probes, steps and n must be >= 1, got {probes}, {steps}, {n}")
+        raise InputError(f"probes, steps and n must be >= 1, got {probes}, {steps}, {n}")
     steps = min(steps, n)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     device = matvec_device(matvec, device)

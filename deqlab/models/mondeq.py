@@ -39,6 +39,7 @@ import math
 import torch
 from torch import nn
 
+from deqlab.errors import InputError
 from deqlab.implicit.mondeq import implicit_equilibrium
 from deqlab.solvers.prox import NONLINEARITIES, ProxNonlinearity, get_nonlinearity  # noqa: F401  (re-exported)
 
@@ -51,10 +52,10 @@ def mondeq_weight(A: torch.Tensor, B: torch.Tensor, m: float) -> torch.Tensor:
     Guarantees ``λ_min((I − W) + (I − W)ᵀ)/2 = m + λ_min(AᵀA) ≥ m``.
     """
     if not m > 0:
-        raise ValueError(f"m must be > 0, got {m}")
+        raise InputError(f"m must be > 0, got {m}")
     n = B.shape[0]
     if B.shape != (n, n) or A.ndim != 2 or A.shape[1] != n:
-        raise ValueError(f"A must be (k, n) and B (n, n); got A {tuple(A.shape)}, B {tuple(B.shape)}")
+        raise InputError(f"A must be (k, n) and B (n, n); got A {tuple(A.shape)}, B {tuple(B.shape)}")
     eye = torch.eye(n, dtype=B.dtype, device=B.device)
     return (1 - m) * eye - A.T @ A + B - B.T
 
@@ -131,9 +132,9 @@ class MonDEQ(_ProxLayerDEQ):
         super().__init__()
         for name, value in (("n_z", n_z), ("n_x", n_x), ("n_y", n_y)):
             if int(value) != value or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         if not m > 0:
-            raise ValueError(f"m must be > 0, got {m}")
+            raise InputError(f"m must be > 0, got {m}")
         self.n_z, self.n_x, self.n_y, self.m = int(n_z), int(n_x), int(n_y), float(m)
         self.nl = get_nonlinearity(nonlinearity)
         bound = init_scale / math.sqrt(n_z)
@@ -165,7 +166,7 @@ class UnconstrainedDEQ(_ProxLayerDEQ):
         elif init == "normal":
             nn.init.normal_(self.W.weight)
         elif init != "default":
-            raise ValueError(f"unknown init {init!r}; choose default, normal or a tensor")
+            raise InputError(f"unknown init {init!r}; choose default, normal or a tensor")
         self.U = nn.Linear(n_x, n_z, bias=True, dtype=dtype)
         self.W_y = nn.Linear(n_z, n_y, bias=True, dtype=dtype)
 

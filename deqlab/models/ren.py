@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from deqlab.errors import InputError
 from deqlab.implicit.ren import ACTIVATIONS, equilibrium_layer, equilibrium_layer_fast  # noqa: F401  (re-exported)
 
 #: how gradients pass the equilibrium layer: ``implicit`` (:func:`equilibrium_layer_fast`, implicit
@@ -92,7 +93,7 @@ def slow_init(n_x: int, n_v: int, rho: float, noise: float) -> torch.Tensor:
     ``H₁₁ = H₃₃ = I``, ``H₃₁ = ρI``, ``H₂₂ = 2I`` → ``E = I`` (ᾱ = 1, Y₁ = 0), ``F = ρI``, ``Λ = I``.
     Like Julia's ``init = :cholesky`` option, only the starting point changes, never the guarantee."""
     if not 0.0 <= rho < 1.0:
-        raise ValueError(f"init_rho must lie in [0, 1), got {rho}")
+        raise InputError(f"init_rho must lie in [0, 1), got {rho}")
     n = 2 * n_x + n_v
     X = torch.zeros(n, n, dtype=torch.float64)
     ix, iv, ip = slice(0, n_x), slice(n_x, n_x + n_v), slice(n_x + n_v, n)
@@ -115,13 +116,13 @@ class _RENBase(nn.Module):
                  equilibrium_backward: str = "implicit", dtype=torch.float64):
         super().__init__()
         if min(n_u, n_x, n_v, n_y) < 1:
-            raise ValueError(f"REN sizes must be >= 1, got n_u={n_u}, n_x={n_x}, n_v={n_v}, n_y={n_y}")
+            raise InputError(f"REN sizes must be >= 1, got n_u={n_u}, n_x={n_x}, n_v={n_v}, n_y={n_y}")
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+            raise InputError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
         if not 0.0 < alpha_bar <= 1.0:
-            raise ValueError(f"alpha_bar must lie in (0, 1], got {alpha_bar}")
+            raise InputError(f"alpha_bar must lie in (0, 1], got {alpha_bar}")
         if equilibrium_backward not in EQUILIBRIUM_BACKWARDS:
-            raise ValueError(f"equilibrium_backward must be one of {EQUILIBRIUM_BACKWARDS}, got {equilibrium_backward!r}")
+            raise InputError(f"equilibrium_backward must be one of {EQUILIBRIUM_BACKWARDS}, got {equilibrium_backward!r}")
         self.equilibrium_backward = equilibrium_backward
         self.n_u, self.n_x, self.n_v, self.n_y = n_u, n_x, n_v, n_y
         self.activation, self.eps, self.alpha_bar = activation, eps, alpha_bar
@@ -227,7 +228,7 @@ class LipschitzREN(_RENBase):
 
     def __init__(self, n_u: int, n_x: int, n_v: int, n_y: int, *, gamma: float, **kw):
         if not gamma > 0:
-            raise ValueError(f"gamma must be > 0, got {gamma}")
+            raise InputError(f"gamma must be > 0, got {gamma}")
         kw["alpha_bar"] = 1.0
         super().__init__(n_u, n_x, n_v, n_y, **kw)
         self.gamma = float(gamma)

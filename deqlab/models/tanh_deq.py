@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deqlab.errors import InputError
+
 INITS = ("default", "normal")
 
 
@@ -32,9 +34,9 @@ class TanhDEQ(nn.Module):
         super().__init__()
         for name, value in (("n_z", n_z), ("n_x", n_x), ("n_y", n_y)):
             if int(value) != value or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
+            raise InputError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
         self.n_z, self.n_x, self.n_y, self.init = int(n_z), int(n_x), int(n_y), init
         self.W_z = nn.Linear(self.n_z, self.n_z, bias=True, dtype=dtype)
         if init == "normal":
@@ -49,7 +51,7 @@ class TanhDEQ(nn.Module):
     def unrolled(self, x: torch.Tensor, layers: int, z0: torch.Tensor | None = None) -> torch.Tensor:
         """``z^L`` after ``L = layers`` weight-tied layers from ``z⁰`` (zeros by default)."""
         if layers < 0:
-            raise ValueError(f"layers must be >= 0, got {layers}")
+            raise InputError(f"layers must be >= 0, got {layers}")
         z = torch.zeros(x.shape[0], self.n_z, dtype=x.dtype, device=x.device) if z0 is None else z0
         for _ in range(layers):
             z = self.f(z, x)

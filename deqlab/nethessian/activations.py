@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from deqlab.errors import ConfigError
+from deqlab.errors import ConfigError, InputError
 
 #: ``derivatives(z, order)`` → ``[A(z), A'(z), ..., A^(order)(z)]``, each shaped like ``z``.
 DerivativeFn = Callable[[torch.Tensor, int], list]
@@ -47,7 +47,7 @@ class Activation:
 
     def __call__(self, z: torch.Tensor, order: int = 0) -> list:
         if not 0 <= order <= 3:
-            raise ValueError(f"order must be in 0..3, got {order}")
+            raise InputError(f"order must be in 0..3, got {order}")
         return self.derivatives(z, order)[: order + 1]
 
 

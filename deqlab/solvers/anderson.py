@@ -77,11 +77,11 @@ def anderson(
             mixing and plain steps (module docstring); ``0`` never switches.
     """
     if memory < 1:
-        raise ValueError(f"memory must be >= 1, got {memory}")
+        raise InputError(f"memory must be >= 1, got {memory}")
     if not 0 < beta <= 1:
-        raise ValueError(f"beta must lie in (0, 1], got {beta}")
+        raise InputError(f"beta must lie in (0, 1], got {beta}")
     if isinstance(stall_patience, bool) or int(stall_patience) != stall_patience or stall_patience < 0:
-        raise ValueError(f"stall_patience must be an integer >= 0, got {stall_patience!r}")
+        raise InputError(f"stall_patience must be an integer >= 0, got {stall_patience!r}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="anderson")
     if z0.dtype not in (torch.float32, torch.float64):
         # (torch has no LU for float16/bfloat16: say so before the first step rather than in it)

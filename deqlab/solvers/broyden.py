@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from deqlab.errors import InputError
 from deqlab.solvers.result import Monitor, SolverResult, all_finite
 
 
@@ -90,10 +91,10 @@ def broyden(
             restarts from ``B = −I``.
     """
     if memory < 1:
-        raise ValueError(f"memory must be >= 1, got {memory}")
+        raise InputError(f"memory must be >= 1, got {memory}")
     drop = max(1, memory // 5) if drop is None else int(drop)
     if not 1 <= drop <= memory:
-        raise ValueError(f"drop must lie in [1, memory = {memory}], got {drop}")
+        raise InputError(f"drop must lie in [1, memory = {memory}], got {drop}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="broyden")
     batch, n = z0.shape
     U = torch.zeros(batch, memory, n, dtype=z0.dtype, device=z0.device)

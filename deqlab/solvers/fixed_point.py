@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from deqlab.errors import InputError
 from deqlab.solvers.result import Monitor, SolverResult
 
 
@@ -33,7 +34,7 @@ def fixed_point_iteration(
         damping: ``β`` in ``z ← (1−β) z + β f(z)``, in ``(0, 1]``.
     """
     if not 0 < damping <= 1:
-        raise ValueError(f"damping must lie in (0, 1], got {damping}")
+        raise InputError(f"damping must lie in (0, 1], got {damping}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="fixed_point")
     z = z0
     steps = 0

@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from deqlab.errors import InputError
+
 PROX_MAX_NEWTON = 60
 
 
@@ -47,7 +49,7 @@ class ProxNonlinearity:
     def prox(self, v: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         """``prox_{αf}(v)`` element-wise; ``α = 1`` (or ReLU) is ``σ(v)`` exactly."""
         if not alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {alpha}")
+            raise InputError(f"alpha must be > 0, got {alpha}")
         if self.alpha_free or alpha == 1.0:
             return self.sigma(v)
         return self.sigma(_prox_argument(self, v, float(alpha)))
@@ -127,4 +129,4 @@ def get_nonlinearity(name: str) -> ProxNonlinearity:
     try:
         return NONLINEARITIES[name]
     except KeyError:
-        raise ValueError(f"unknown nonlinearity {name!r}; choose one of: {', '.join(NONLINEARITIES)}") from None
+        raise InputError(f"unknown nonlinearity {name!r}; choose one of: {', '.join(NONLINEARITIES)}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from deqlab.errors import InputError
 from deqlab.solvers.anderson import anderson
 from deqlab.solvers.broyden import broyden
 from deqlab.solvers.fixed_point import fixed_point_iteration
@@ -33,7 +34,7 @@ def get_solver(name: str) -> Solver:
     try:
         return SOLVERS[name]
     except KeyError:
-        raise ValueError(f"unknown solver {name!r}; choose one of: {', '.join(SOLVERS)}") from None
+        raise InputError(f"unknown solver {name!r}; choose one of: {', '.join(SOLVERS)}") from None
 
 
 def configured_solver(name: str, **options) -> Solver:

@@ -119,11 +119,11 @@ def check_tolerances(atol: float, rtol: float, max_iter: int) -> None:
     """Reject tolerances that make the stopping rule meaningless: negative or NaN, both zero, or
     ``rtol ≥ 1`` (then ``z = 0`` meets ``‖f(z) − z‖ ≤ rtol‖f(z)‖`` and every solve stops at its start)."""
     if not (atol >= 0 and rtol >= 0) or (atol == 0 and rtol == 0):
-        raise ValueError(f"tolerances must be >= 0 and not both zero (atol={atol}, rtol={rtol})")
+        raise InputError(f"tolerances must be >= 0 and not both zero (atol={atol}, rtol={rtol})")
     if rtol >= 1:
-        raise ValueError(f"rtol must be < 1, got {rtol} (at rtol >= 1 the start z = 0 already meets the stopping rule)")
+        raise InputError(f"rtol must be < 1, got {rtol} (at rtol >= 1 the start z = 0 already meets the stopping rule)")
     if int(max_iter) < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
+        raise InputError(f"max_iter must be a positive integer, got {max_iter}")
 
 
 def describe(t) -> str:

@@ -49,6 +49,7 @@ from collections.abc import Callable
 
 import torch
 
+from deqlab.errors import InputError
 from deqlab.solvers.prox import NONLINEARITIES, ProxNonlinearity, get_nonlinearity
 from deqlab.solvers.result import Monitor, SolverResult, describe
 
@@ -59,15 +60,15 @@ def _nl(nonlinearity: str | ProxNonlinearity) -> ProxNonlinearity:
 
 def _check(W: torch.Tensor, c: torch.Tensor, alpha: float, z0: torch.Tensor | None = None) -> None:
     if not 0 < alpha < math.inf:
-        raise ValueError(f"alpha must be a finite number > 0, got {alpha}")
+        raise InputError(f"alpha must be a finite number > 0, got {alpha}")
     n = W.shape[0]
     if W.shape != (n, n) or c.ndim != 2 or c.shape[1] != n:
-        raise ValueError(f"W must be (n, n) and c (batch, n); got W {tuple(W.shape)}, c {tuple(c.shape)}")
+        raise InputError(f"W must be (n, n) and c (batch, n); got W {tuple(W.shape)}, c {tuple(c.shape)}")
     if z0 is not None and z0.shape != c.shape:
-        raise ValueError(f"z0 must have the shape of c, {tuple(c.shape)}; got {tuple(z0.shape)}")
+        raise InputError(f"z0 must have the shape of c, {tuple(c.shape)}; got {tuple(z0.shape)}")
     given = (W, c) if z0 is None else (W, c, z0)
     if len({t.dtype for t in given}) != 1 or len({t.device for t in given}) != 1:
-        raise ValueError("W, c and z0 must share one dtype and device, got " + ", ".join(map(describe, given)))
+        raise InputError("W, c and z0 must share one dtype and device, got " + ", ".join(map(describe, given)))
 
 
 def layer_map(W: torch.Tensor, c: torch.Tensor, nonlinearity: str | ProxNonlinearity) -> Callable:
@@ -82,7 +83,7 @@ RESOLVENT_METHODS = ("auto", "inverse", "lu")
 def resolvent_method(n: int, batch: int, method: str = "auto") -> str:
     """``"inverse"`` or ``"lu"`` for ``method="auto"``: the inverse when ``n ≤ 8·batch`` (module docstring)."""
     if method not in RESOLVENT_METHODS:
-        raise ValueError(f"unknown resolvent method {method!r}; choose one of: {', '.join(RESOLVENT_METHODS)}")
+        raise InputError(f"unknown resolvent method {method!r}; choose one of: {', '.join(RESOLVENT_METHODS)}")
     if method == "auto":
         return "inverse" if n <= 8 * batch else "lu"
     return method
@@ -104,7 +105,7 @@ class Resolvent:
             self.LU, self.pivots, info = torch.linalg.lu_factor_ex(A)
         if int(info) != 0:
             # never for a monotone W (sym(I − W) ⪰ mI makes I + α(I − W) positive definite in its symmetric part)
-            raise ValueError(f"I + alpha (I - W) is singular (alpha = {alpha:g}): W is not monotone, "
+            raise InputError(f"I + alpha (I - W) is singular (alpha = {alpha:g}): W is not monotone, "
                              "the splitting methods need sym(I - W) positive definite")
 
     def __call__(self, v: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
@@ -344,4 +345,4 @@ def get_splitting_solver(name: str) -> SplittingSolver:
     try:
         return SPLITTING_SOLVERS[name]
     except KeyError:
-        raise ValueError(f"unknown splitting solver {name!r}; choose one of: {', '.join(SPLITTING_SOLVERS)}") from None
+        raise InputError(f"unknown splitting solver {name!r}; choose one of: {', '.join(SPLITTING_SOLVERS)}") from None

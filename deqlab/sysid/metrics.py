@@ -12,20 +12,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from deqlab.errors import InputError
+
 
 def nrmse(y_hat: np.ndarray, y: np.ndarray, washout: int) -> float:
     """NRMSE of ``y_hat`` against ``y`` (both ``(trajectories, steps, outputs)``) after ``washout`` steps
     (module docstring). ``ValueError`` where it is undefined: different shapes, no step after the
     washout, or a channel of ``y`` that is constant there (its std divides; it gave 1e300 or NaN)."""
     if y_hat.shape != y.shape or y.ndim != 3:
-        raise ValueError(f"y_hat and y must both be (trajectories, steps, outputs), got {y_hat.shape} and {y.shape}")
+        raise InputError(f"y_hat and y must both be (trajectories, steps, outputs), got {y_hat.shape} and {y.shape}")
     if not 0 <= washout < y.shape[1]:
-        raise ValueError(f"washout must lie in [0, steps = {y.shape[1]}), got {washout}")
+        raise InputError(f"washout must lie in [0, steps = {y.shape[1]}), got {washout}")
     e = (y_hat[:, washout:] - y[:, washout:]).reshape(-1, y.shape[-1])
     ref = y[:, washout:].reshape(-1, y.shape[-1])
     std = ref.std(axis=0)
     if not (std > 0).all():
-        raise ValueError(f"output channel(s) {np.flatnonzero(~(std > 0)).tolist()} of y are constant after the washout: NRMSE is undefined")
+        raise InputError(f"output channel(s) {np.flatnonzero(~(std > 0)).tolist()} of y are constant after the washout: NRMSE is undefined")
     return float(np.mean(np.sqrt(np.mean(e**2, axis=0)) / std))
 
 
