@@ -200,15 +200,20 @@ def _rachford(W, c, z0, *, nonlinearity, alpha, atol, rtol, max_iter, averaged: 
     u = z0.clone()
     z = nl.prox(u, alpha)
     w = reflected(u, z)
+    # σ applied in place on the pre-activation, which nothing else reads (ReLU), and f(z½) − z½ written
+    # into one buffer: fewer allocations per step (each ~1.8 µs at (64, 256), against a ~270 µs floor).
+    activate = torch.relu_ if nl.sigma is torch.relu else nl.sigma
+    difference = torch.empty_like(u)
     steps = 0
     for steps in range(1, max_iter + 1):
         # Beyond the product, an iteration is a handful of elementwise passes over (batch, n),
         # which is what separates it from its floor: each form below is the one with fewest passes.
         z_half = V(w, shift)
         # W z½ + c = ((1 + α) z½ − u½)/α from the resolvent equation (module docstring): no product with W.
-        pre = torch.lerp(w, z_half, (1 + alpha) / alpha)                  # w + (1 + α)/α · (z½ − w)
+        f_half = activate(torch.lerp(w, z_half, (1 + alpha) / alpha))    # σ(w + (1 + α)/α · (z½ − w))
         monitor.n_fevals += 1
-        monitor.observe(z_half, nl.sigma(pre))        # z½ is never modified in place (Monitor holds it)
+        # (z½ is never modified in place: the Monitor holds it; the difference buffer it only reads)
+        monitor.observe(z_half, f_half, difference=torch.sub(f_half, z_half, out=difference))
         if monitor.done or monitor.hopeless:
             break
         if averaged:
@@ -217,11 +222,10 @@ def _rachford(W, c, z0, *, nonlinearity, alpha, atol, rtol, max_iter, averaged: 
             z = nl.prox(u, alpha)
             w = reflected(u, z)
         else:
-            neg_u = torch.sub(w, z_half, alpha=2)                                     # −u⁺ = w − 2z½
             if reflect is torch.abs:
-                w = neg_u.abs_()                                                      # |u⁺|
+                w = w.sub_(z_half, alpha=2).abs_()                                    # |u⁺| = |w − 2z½|
             else:
-                u = neg_u.neg_()
+                u = torch.sub(w, z_half, alpha=2).neg_()                              # u⁺ = −(w − 2z½)
                 z = nl.prox(u, alpha)
                 w = reflected(u, z)
     return monitor.result(steps, alpha=alpha, factorizations=1, resolvent=V.method)
