@@ -133,6 +133,15 @@ def regenerate(run: dict, scratch: Path, folders: dict[str, Path]) -> None:
         outputs.append((folder, stdout))
     if "id" in run:
         folders[run["id"]] = outputs[0][0]
+    # Check that every listed file was written before copying any: a run that no longer writes one (a
+    # checkpoint whose curvature failed, say) must not leave the record half replaced.
+    missing = [(entry.partition(":")[0], out) for entry in run["files"] for f, out in outputs
+               if not (f / entry.partition(":")[0]).exists()]
+    if missing:
+        name, out = missing[0]
+        tail = "\n".join(out.strip().splitlines()[-6:])
+        raise SystemExit(f"`deqlab {run['args']}` did not write {name} (listed in record.toml); nothing of this "
+                         f"run was copied. Its output ended with:\n{tail}")
     (dest / run.get("stdout", "stdout.txt")).write_text(f"$ deqlab {run['args']}\n" + outputs[0][1])
     for entry in run["files"]:
         src, _, dst = entry.partition(":")
