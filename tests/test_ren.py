@@ -205,3 +205,31 @@ def test_model_gradients_agree_between_equilibrium_backwards():
         grads.append([p.grad for p in model.parameters()])
     for a, b in zip(*grads):
         assert (a - b).abs().max() <= IFT_BACKWARD_TOL * max(1.0, b.abs().max())
+
+
+def test_bad_sizes_and_inputs_are_one_input_error():
+    """A wrong input shape, dtype or state was a matrix-product error inside the first step, an empty
+    sequence a torch.stack error, a float size a torch.randn TypeError; gamma = inf was accepted."""
+    import pytest
+
+    from deqlab.errors import InputError
+
+    torch.manual_seed(0)
+    ren = ContractingREN(1, 4, 3, 1)
+    u = torch.randn(2, 10, 1, dtype=torch.float64)
+    y, x = ren(u)
+    assert y.shape == (2, 10, 1) and x.shape == (2, 4)
+    bad_inputs = [((torch.randn(10, 1, dtype=torch.float64),), "u must be a tensor"),
+                  ((torch.randn(2, 10, 3, dtype=torch.float64),), "n_u = 1"),
+                  ((torch.randn(2, 0, 1, dtype=torch.float64),), "steps >= 1"),
+                  ((u.float(),), "float64"),
+                  ((u, torch.zeros(5, dtype=torch.float64)), "state must be")]
+    for args, message in bad_inputs:
+        with pytest.raises(InputError, match=message):
+            ren(*args)
+    for sizes in ((1.5, 4, 3, 1), ("1", 4, 3, 1), (1, 0, 3, 1)):
+        with pytest.raises(InputError, match="REN sizes must be integers >= 1"):
+            ContractingREN(*sizes)
+    for gamma in (0.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="gamma must be a finite number > 0"):
+            LipschitzREN(1, 4, 3, 1, gamma=gamma)

@@ -46,12 +46,15 @@ Shapes: inputs ``u`` (batch, steps, n_u) → outputs (batch, steps, n_y); state 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from deqlab.errors import InputError
+from deqlab.solvers.result import describe
 from deqlab.implicit.ren import ACTIVATIONS, equilibrium_layer, equilibrium_layer_fast  # noqa: F401  (re-exported)
 
 #: how gradients pass the equilibrium layer: ``implicit`` (:func:`equilibrium_layer_fast`, implicit
@@ -115,8 +118,9 @@ class _RENBase(nn.Module):
                  eps: float = 1e-6, alpha_bar: float = 1.0, init_scale: float = 1.0, init_rho: float | None = None,
                  equilibrium_backward: str = "implicit", dtype=torch.float64):
         super().__init__()
-        if min(n_u, n_x, n_v, n_y) < 1:
-            raise InputError(f"REN sizes must be >= 1, got n_u={n_u}, n_x={n_x}, n_v={n_v}, n_y={n_y}")
+        sizes = {"n_u": n_u, "n_x": n_x, "n_v": n_v, "n_y": n_y}
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in sizes.values()):
+            raise InputError("REN sizes must be integers >= 1, got " + ", ".join(f"{k}={v!r}" for k, v in sizes.items()))
         if activation not in ACTIVATIONS:
             raise InputError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
         if not 0.0 < alpha_bar <= 1.0:
@@ -186,6 +190,7 @@ class _RENBase(nn.Module):
         """``u`` (batch, steps, n_u) from ``state`` (batch, n_x; zeros if None) →
         ``(y (batch, steps, n_y), final state)``; with ``return_states`` also the states
         (batch, steps + 1, n_x)."""
+        self._check_input(u, state)
         m = self.explicit()
         x = self.initial_state(u.shape[0]) if state is None else state
         ys, xs = [], [x]
@@ -196,6 +201,20 @@ class _RENBase(nn.Module):
                 xs.append(x)
         out = (torch.stack(ys, dim=1), x)
         return (*out, torch.stack(xs, dim=1)) if return_states else out
+
+    def _check_input(self, u, state) -> None:
+        """``u`` must be ``(batch, steps ≥ 1, n_u)`` and ``state`` ``(batch, n_x)``, both in the parameters'
+        dtype and on their device (a mismatch was a matrix-product error inside the first step)."""
+        p = self.X
+        if not isinstance(u, torch.Tensor) or u.ndim != 3 or u.shape[1] < 1 or u.shape[2] != self.n_u:
+            raise InputError(f"u must be a tensor (batch, steps >= 1, n_u = {self.n_u}), got {describe(u)}")
+        if u.dtype != p.dtype or u.device != p.device:
+            raise InputError(f"u must be {str(p.dtype).removeprefix('torch.')} on {p.device} like the REN's "
+                             f"parameters, got {describe(u)}")
+        if state is not None and (not isinstance(state, torch.Tensor) or tuple(state.shape) != (u.shape[0], self.n_x)
+                                  or state.dtype != p.dtype or state.device != p.device):
+            raise InputError(f"state must be ({u.shape[0]}, n_x = {self.n_x}) like u's batch and the parameters, "
+                             f"got {describe(state)}")
 
     def lipschitz_bound(self) -> float | None:
         """The guaranteed bound on ``‖Δy‖_ℓ₂/‖Δu‖_ℓ₂`` (None: only contraction is guaranteed)."""
@@ -227,8 +246,8 @@ class LipschitzREN(_RENBase):
     """
 
     def __init__(self, n_u: int, n_x: int, n_v: int, n_y: int, *, gamma: float, **kw):
-        if not gamma > 0:
-            raise InputError(f"gamma must be > 0, got {gamma}")
+        if not 0 < gamma < math.inf:
+            raise InputError(f"gamma must be a finite number > 0, got {gamma}")
         kw["alpha_bar"] = 1.0
         super().__init__(n_u, n_x, n_v, n_y, **kw)
         self.gamma = float(gamma)
