@@ -34,7 +34,8 @@ iteration converges in 83 (ρ(J) = 0.66 at the fixed point); a smaller memory, a
 restarting from the best iterate did not help. So a sample whose best residual has not fallen for
 ``stall_patience`` evaluations switches to plain steps ``z_{k+1} = f(z_k)`` (its history keeps filling
 with them), and back to mixing after another ``stall_patience`` evaluations without progress. On 1260
-random tanh DEQs (``n`` 2–50, ``‖W‖`` scales 0.6–1.2, batch 4, patience 50) it switched in 9 solves:
+random tanh DEQs (``n`` 2–50, ``‖W‖`` scales 0.6–1.2, batch 4, patience 50;
+``experiments/anderson_stall_study.py`` prints these counts) it switched in 9 solves:
 5 that stalled to the budget converged, 3 converged sooner, 1 later (115 → 179 evaluations); the other
 1251 solves are unchanged bit for bit, as the switch is never taken while a sample keeps improving.
 """
