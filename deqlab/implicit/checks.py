@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from deqlab.implicit.hessian import deq_gradient
-from deqlab.implicit.layer import SolveOptions, tanh_equilibrium, tanh_map
+from deqlab.implicit.hessian import TIGHT, deq_gradient
+from deqlab.implicit.layer import SolveOptions, options_or, tanh_equilibrium, tanh_map
 from deqlab.implicit.params import flatten, loss_at, unflatten
 
 
@@ -56,7 +56,7 @@ def fd_hessian(params, groups, x, y, *, step: float = 1e-5, opts: SolveOptions |
     Not symmetrised: its asymmetry is part of what it measures. ``2P`` forward solves.
     """
     theta = flatten(params, groups)
-    opts = opts or SolveOptions(atol=1e-14, max_iter=2000)
+    opts = options_or(opts, TIGHT)
     cols = []
     for i in range(theta.numel()):
         e = torch.zeros_like(theta)

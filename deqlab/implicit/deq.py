@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from deqlab.errors import InputError
-from deqlab.implicit.layer import SolveOptions, fixed_point
+from deqlab.implicit.layer import SolveOptions, fixed_point, options_or
 from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, check_image
 
 #: The backward rules by name; only ``"implicit"`` is exact.
@@ -126,9 +126,7 @@ class DEQ(nn.Module):
             raise InputError(f"phantom_steps must be a positive integer, got {phantom_steps!r}")
         if not 0 < phantom_damping <= 1:
             raise InputError(f"phantom_damping must be in (0, 1], got {phantom_damping!r}")
-        opts = opts if opts is not None else SolveOptions()
-        if not isinstance(opts, SolveOptions):
-            raise InputError(f"opts must be a deqlab.implicit.layer.SolveOptions, got {type(opts).__name__}")
+        opts = options_or(opts, SolveOptions())
         if solver is not None:
             opts = dataclasses.replace(opts, solver=solver)   # checked by SolveOptions itself
         self.f = f

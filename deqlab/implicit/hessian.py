@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 
 from deqlab.errors import InputError
-from deqlab.implicit.layer import SolveOptions, tanh_map
+from deqlab.implicit.layer import SolveOptions, options_or, tanh_map
 from deqlab.implicit.params import DYNAMIC, READOUT, check_groups, check_problem, group_slices
 from deqlab.implicit.polish import polish_tanh_equilibrium
 
@@ -137,15 +137,6 @@ class _PhaseClock:
             self.last = now
 
 
-def _options(opts) -> SolveOptions:
-    """``opts``, or :data:`TIGHT` for ``None``; anything but a :class:`SolveOptions` is an :class:`InputError`."""
-    if opts is None:
-        return TIGHT
-    if not isinstance(opts, SolveOptions):
-        raise InputError(f"opts must be a SolveOptions (e.g. SolveOptions(atol=1e-12)), got {type(opts).__name__}")
-    return opts
-
-
 def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None, polish: bool = True) -> torch.Tensor:
     """``z*`` of the tanh DEQ from ``z = 0`` (no graph); raises ``NotConvergedError`` per ``opts.on_fail``.
 
@@ -153,7 +144,7 @@ def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None, pol
     extended precision (:func:`deqlab.implicit.polish.polish_tanh_equilibrium`), so that derivatives
     at it are accurate to ≈ ``cond₂(I − J)·ε`` even near a fold, not ``cond₂(I − J)²·atol``. The polish
     is a host route (NumPy ``longdouble``): ``z`` goes to the host and comes back to ``W_z``'s device."""
-    opts = _options(opts)
+    opts = options_or(opts, TIGHT)
     z0 = torch.zeros(x.shape[0], W_z.shape[0], dtype=W_z.dtype, device=W_z.device)
     with torch.no_grad():
         z = opts.solve(lambda z: tanh_map(z, W_z, b_z, U_z, x), z0, linear=False).z
@@ -182,7 +173,7 @@ def equilibrium(W_z, b_z, U_z, x, z_star: torch.Tensor | None = None, *, opts: S
     ``opts.on_fail == "ignore"`` the caller vouches for ``z_star`` and it is taken as it is (``deqlab
     hessian --go-on`` reports derivatives at an unconverged solver's point, marked as such).
     """
-    opts = _options(opts)
+    opts = options_or(opts, TIGHT)
     if z_star is None:
         return solve_equilibrium(W_z, b_z, U_z, x, opts=opts)
     z = z_star.detach()

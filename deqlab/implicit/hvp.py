@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 
 from deqlab.errors import IllConditionedError, InputError
-from deqlab.implicit.hessian import equilibrium
-from deqlab.implicit.layer import SolveOptions, tanh_map
+from deqlab.implicit.hessian import TIGHT, equilibrium
+from deqlab.implicit.layer import SolveOptions, options_or, tanh_map
 from deqlab.implicit.params import check_groups, check_problem, flatten, loss_at, unflatten
 from deqlab.solvers.result import all_finite, describe
 
@@ -53,7 +53,7 @@ class DEQHessianOperator:
         self.x, self.y = x.detach(), y.detach()
         check_problem(self.params, self.x, self.y, z_star)
         self.theta = flatten(self.params, self.groups)
-        self.opts = opts or SolveOptions(atol=1e-14, max_iter=2000)
+        self.opts = options_or(opts, TIGHT)
         p = self.params
         self.h = equilibrium(p["W_z"], p["b_z"], p["U_z"], self.x, z_star, opts=self.opts)
         self.linear = linear
@@ -225,7 +225,7 @@ def fd_hvp(params, groups, x, y, v: torch.Tensor, *, step: float = 1e-5, opts: S
     from deqlab.implicit.hessian import deq_gradient
 
     theta = flatten(params, groups)
-    opts = opts or SolveOptions(atol=1e-14, max_iter=2000)
+    opts = options_or(opts, TIGHT)
 
     def grad_at(th):
         p = unflatten(th, params, groups)

@@ -201,15 +201,24 @@ def _unwrap_at(t: torch.Tensor, level: int) -> torch.Tensor:
     return t
 
 
+def options_or(opts, default: SolveOptions) -> SolveOptions:
+    """``opts``, or ``default`` where it is ``None``. Anything else than a :class:`SolveOptions` (a solver
+    name given as ``opts="anderson"``, say) is an :class:`InputError` here rather than an
+    ``AttributeError`` inside the first solve. Every public entry point that takes ``opts`` goes through it."""
+    if opts is None:
+        return default
+    if not isinstance(opts, SolveOptions):
+        raise InputError(f"opts must be a SolveOptions (e.g. SolveOptions(solver='anderson')), got {type(opts).__name__}")
+    return opts
+
+
 def fixed_point(F: Callable, z0: torch.Tensor, *args: torch.Tensor, opts: SolveOptions | None = None) -> torch.Tensor:
     """Differentiable ``z* = F(z*, *args)``; ``z0`` and ``z*`` have shape ``(batch, n)``.
 
     ``F(z, *args)`` must be a pure function (no parameters captured from modules whose gradient you
     want: pass them in ``args``). All derivatives w.r.t. ``args`` follow the implicit function theorem.
     """
-    if opts is not None and not isinstance(opts, SolveOptions):
-        raise InputError(f"opts must be a SolveOptions (e.g. SolveOptions(solver='anderson')), got {type(opts).__name__}")
-    return FixedPoint.apply(F, z0, opts or SolveOptions(), False, *args)
+    return FixedPoint.apply(F, z0, options_or(opts, SolveOptions()), False, *args)
 
 
 def tanh_map(z: torch.Tensor, W_z: torch.Tensor, b_z: torch.Tensor, U_z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
