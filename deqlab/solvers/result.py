@@ -213,7 +213,7 @@ class Monitor:
         self._host_view = z0.device.type == "cpu" and z0.dtype in _HOST_DTYPES   # norms shared, not copied
         self._best_res = np.full(batch, np.inf, dtype=self._host_dtype)
         self._open = np.ones(batch, dtype=bool)   # ~best_ok
-        self._since_better = np.zeros(batch, dtype=np.int64)   # observations since the best residual last fell
+        self._improved_at = np.zeros(batch, dtype=np.int64)    # how many observations there were when the best residual last fell
         self._best_ok: torch.Tensor | None = None  # best_ok on z's device, made when asked
         # With rtol = 0 (and a finite atol) ``ok`` is ``r ≤ atol``, and an open sample has
         # ``best_res > atol``, so ``ok`` implies ``r < best_res``: ``better`` is then ``r < best_res``
@@ -302,8 +302,7 @@ class Monitor:
         self._held, self._held_rows = z, better
         self._held_version = 0 if z.is_inference() else z._version
         np.copyto(self._best_res, res, where=better)
-        self._since_better += 1
-        self._since_better[better] = 0
+        np.copyto(self._improved_at, len(self._abs_trace), where=better)
         closed = ok & open_ if self._absolute else better & ok
         if _any(closed):
             open_[closed] = False
@@ -319,9 +318,10 @@ class Monitor:
         """``(batch,)`` host mask of the open samples whose best residual has not fallen in the last
         ``patience`` observations; their count starts again from zero (so each is reported once per
         ``patience`` observations without progress)."""
-        mask = (self._since_better >= patience) & self._open
+        observed = len(self._abs_trace)
+        mask = (observed - self._improved_at >= patience) & self._open
         if _any(mask):
-            self._since_better[mask] = 0
+            self._improved_at[mask] = observed
         return mask
 
     @property
