@@ -38,7 +38,8 @@ def get_solver(name: str) -> Solver:
 
 
 def configured_solver(name: str, **options) -> Solver:
-    """``get_solver(name)`` with its options bound; the ``_target_`` of ``configs/solver/*.yaml``.
+    """``get_solver(name)`` with its options bound (a ``solver=`` preset of ``deqlab/settings/solver.py``,
+    as ``deqlab converge`` builds it; nothing is instantiated from a config).
 
     The returned callable has the solver's signature ``(f, z0) -> SolverResult`` (options can still
     be overridden by keyword) and carries ``.name``.
