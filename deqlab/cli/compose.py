@@ -248,6 +248,7 @@ def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
     except RecursionError:
         raise InputError("cannot resolve the configuration: an interpolation refers to itself") from None
     _refuse_reserved(container)
+    container = _without_negative_zero(container)
     container.pop("hydra", None)
     container.pop("command", None)
     run_keys = {f.name: container.pop(f.name) for f in dataclasses.fields(RunOptions) if f.name in container}
@@ -283,6 +284,19 @@ def _merge(schema: type, values: dict, command: str):
         if isinstance(cause, InputError):
             raise InputError(str(cause)) from None
         raise InputError(f"bad value: {_first_line(exc)}") from None
+
+
+def _without_negative_zero(node):
+    """``node`` with every ``-0.0`` replaced by ``0.0``. A negative zero passes every ``>= 0`` check but
+    not every library's: NumPy's ``normal(0, -0.0)`` raises "scale < 0" (it tests the sign bit), so a
+    setting like ``eigen.input_std=-0.0`` got past the checks and ended in a traceback."""
+    if isinstance(node, dict):
+        return {key: _without_negative_zero(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_without_negative_zero(value) for value in node]
+    if isinstance(node, float) and node == 0.0:
+        return 0.0
+    return node
 
 
 def _refuse_reserved(node, path: str = "") -> None:
