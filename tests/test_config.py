@@ -202,3 +202,10 @@ def test_a_negative_zero_is_read_as_zero(command, override, read):
     bit): `deqlab mondeq eigen.input_std=-0.0` ended in that traceback. The settings hold +0.0."""
     settings, _ = load(command, [override])
     assert read(settings) == 0.0 and math.copysign(1.0, read(settings)) == 1.0
+
+
+def test_a_resolver_that_warns_still_gives_one_line(recwarn):
+    """`model.n_z=${oc.deprecated:seed}` printed OmegaConf's two-line UserWarning before the error."""
+    with pytest.raises(InputError, match=r"^model\.n_z must be >= 1, got 0$"):
+        load("converge", ["seed=0", "model.n_z=${oc.deprecated:seed}"])
+    assert not [w for w in recwarn if "deprecated" in str(w.message)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -242,7 +243,11 @@ def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
     if "hydra" in cfg:   # Hydra's own node (a sweep): not the run's business, and resolvable only inside a job
         cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     try:
-        container = OmegaConf.to_container(cfg, resolve=True)
+        # A resolver may warn (oc.deprecated does, in two lines of stderr): the settings' own checks
+        # below are what the user hears about, in one line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            container = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         raise InputError(f"cannot resolve the configuration: {_first_line(exc)}") from None
     except RecursionError:
