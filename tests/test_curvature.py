@@ -270,7 +270,42 @@ def test_refuses_a_loss_that_is_not_a_differentiable_scalar_and_a_bad_vector(pro
         op.hvp(torch.ones(P + 1, dtype=torch.float64))
     with pytest.raises(InputError, match="NaN or infinite"):
         op.hvp(torch.full((P,), float("nan"), dtype=torch.float64))
+    with pytest.raises(InputError, match="v must be a real vector, got complex128"):
+        op @ (1j * np.ones(P))   # (it used to be cast to real with a warning: H(1j·u) came back as 0)
+    with pytest.raises(InputError, match="v must be a real vector"):
+        op.hvp(torch.ones(P, dtype=torch.complex128))
     assert op.n_products == 0    # a refused direction is not counted as a product
+
+
+def test_the_spectral_routines_take_any_form_of_operator(problem, dense):
+    """extreme_eigenvalues, hutchinson_trace and spectral_density take the LossHessian itself, its .hvp,
+    a DEQHessianOperator or any scipy LinearOperator. Passing the LossHessian ended in AttributeError
+    inside the first product (scipy's call returns NumPy); anything else is one InputError."""
+    from deqlab.demos.bench_hessian import setup
+    from deqlab.implicit import DEQHessianOperator, extreme_eigenvalues, hutchinson_trace
+
+    model, x, y = problem
+    op = LossHessian(model, cross_entropy, x, y)
+    P = op.shape[0]
+    exact = torch.linalg.eigvalsh(dense).numpy()
+    scale = np.abs(exact).max()
+    plain = sla.aslinearoperator(dense.numpy())            # a scipy operator with no torch in it
+    reference = spectral_density(op.hvp, P, probes=2, steps=8)
+    for form in (op, op.hvp, plain, lambda v: dense.numpy() @ v.numpy()):   # (the last: a NumPy product)
+        top = extreme_eigenvalues(form, P, k=2, tol=1e-12)
+        assert np.abs(top - exact[-2:]).max() <= EIG_RTOL * scale
+        assert hutchinson_trace(form, P, probes=4).trace == pytest.approx(op.trace(probes=4).trace, rel=1e-12)
+        density = spectral_density(form, P, probes=2, steps=8)
+        assert np.abs(density.nodes - reference.nodes).max() <= EIG_RTOL * scale
+        assert np.abs(density.weights - reference.weights).max() <= 1e-8
+    params, xs, ys = setup(3, 2, 4, 0, ("W_z", "b_z"))
+    structured = DEQHessianOperator(params, ("W_z", "b_z"), xs, ys)
+    assert np.allclose(extreme_eigenvalues(structured, structured.size, k=1),
+                       extreme_eigenvalues(structured.matvec, structured.size, k=1), rtol=1e-12, atol=0)
+    with pytest.raises(InputError, match="matvec must be a Hessian-vector product.*got str"):
+        extreme_eigenvalues("H", P, k=1)
+    with pytest.raises(InputError, match=rf"must return a real floating tensor of shape \({P},\), returned list"):
+        hutchinson_trace(lambda v: v.tolist(), P, probes=2)
 
 
 class TwoDEQs(nn.Module):

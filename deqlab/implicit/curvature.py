@@ -348,6 +348,11 @@ class LossHessian(LinearOperator):
                 self._grad = torch.autograd.grad(loss, leaf)[0].detach()
             self._lagrangian.finish()
 
+    @property
+    def device(self) -> torch.device:
+        """Where the products run (``θ``'s device); the spectral routines draw their probes there."""
+        return self.theta.device
+
     # --- the torch route ----------------------------------------------------------------------------
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """``θ (P,)`` as named tensors (views)."""
@@ -383,6 +388,9 @@ class LossHessian(LinearOperator):
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for ``v (P,)`` (torch, the model's dtype)."""
         v = torch.as_tensor(v, device=self.theta.device).reshape(-1)
+        if v.is_complex() or v.dtype == torch.bool:
+            # (a complex v would be cast to real with only a warning, and H(1j·u) returned as 0)
+            raise InputError(f"v must be a real vector, got {str(v.dtype).removeprefix('torch.')}")
         if v.numel() != self.shape[0]:
             raise InputError(f"v must have P = {self.shape[0]} entries (one per parameter), got {v.numel()}")
         if not all_finite(v):
@@ -402,7 +410,7 @@ class LossHessian(LinearOperator):
 
     # --- the scipy LinearOperator protocol ----------------------------------------------------------
     def _matvec(self, v):
-        v = torch.as_tensor(np.ravel(v), dtype=self.theta.dtype, device=self.theta.device)  # host -> device
+        v = torch.as_tensor(np.ravel(v), device=self.theta.device)  # host -> device (hvp checks and casts it)
         return self.hvp(v).detach().cpu().numpy().astype(np.float64)  # device -> host for ARPACK
 
     def _rmatvec(self, v):  # symmetric

@@ -8,6 +8,10 @@
   1990); the estimator is unbiased with variance ``2(‖H‖_F² − Σ H_ii²)/m``; the standard error below
   is the sample standard deviation over probes divided by ``√m``.
 
+Every routine's ``matvec`` may be a function of a torch vector, a
+:class:`~deqlab.implicit.curvature.LossHessian` or :class:`~deqlab.implicit.hvp.DEQHessianOperator` itself,
+or any scipy ``LinearOperator`` (:func:`torch_product`).
+
 Device: the HVP runs on ``device`` (by default the ``device`` of the object whose bound method ``matvec``
 is, e.g. a :class:`~deqlab.implicit.hvp.DEQHessianOperator` on a GPU; else the CPU). ARPACK runs on the
 host, so :func:`extreme_eigenvalues` copies each Lanczos vector host -> ``device`` and each product back
@@ -24,7 +28,37 @@ import numpy as np
 import torch
 
 from deqlab.errors import DeqlabError, InputError
-from deqlab.solvers.result import all_finite
+from deqlab.solvers.result import all_finite, describe
+
+
+def torch_product(operator) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``v ↦ Hv`` on torch vectors from whatever a caller hands the routines below as ``matvec``:
+
+    * a function of a torch vector (``op.matvec`` of a :class:`~deqlab.implicit.hvp.DEQHessianOperator`,
+      ``loss_hessian.hvp``, a user's lambda): used as it is;
+    * an object with a torch ``hvp`` method (:class:`~deqlab.implicit.curvature.LossHessian`) or, not
+      itself callable, a torch ``matvec`` method (:class:`~deqlab.implicit.hvp.DEQHessianOperator`);
+    * any other scipy ``LinearOperator`` (NumPy in and out): each product goes through the host in float64.
+
+    Anything else is refused with :class:`~deqlab.errors.InputError`. (Passing a ``LossHessian`` itself
+    used to end in ``AttributeError`` inside the first product: scipy's call returned a NumPy array.)"""
+    from scipy.sparse.linalg import LinearOperator
+
+    hvp = getattr(operator, "hvp", None)
+    if callable(hvp):
+        return hvp
+    if isinstance(operator, LinearOperator):
+        def product(v: torch.Tensor) -> torch.Tensor:
+            hv = operator.matvec(v.detach().cpu().numpy().astype(np.float64))
+            return torch.as_tensor(np.ravel(hv), dtype=v.dtype, device=v.device)
+        return product
+    matvec = getattr(operator, "matvec", None)
+    if not callable(operator) and callable(matvec):
+        return matvec
+    if callable(operator):
+        return operator
+    raise InputError("matvec must be a Hessian-vector product: a function of a torch vector, an operator with "
+                     f"a torch .hvp or .matvec method, or a scipy LinearOperator; got {type(operator).__name__}")
 
 
 def matvec_device(matvec: Callable, device=None) -> torch.device:
@@ -42,6 +76,10 @@ def checked(matvec: Callable[[torch.Tensor], torch.Tensor], size: int) -> Callab
 
     def product(v: torch.Tensor) -> torch.Tensor:
         hv = matvec(v)
+        if isinstance(hv, np.ndarray):   # a user's product that works in NumPy
+            hv = torch.as_tensor(hv, device=v.device)
+        if not isinstance(hv, torch.Tensor) or not hv.is_floating_point():
+            raise InputError(f"the operator must return a real floating tensor of shape ({size},), returned {describe(hv)}")
         if tuple(hv.shape) != (size,):
             raise InputError(f"the operator must map ({size},) to ({size},), returned shape {tuple(hv.shape)}")
         if not all_finite(hv):
@@ -56,6 +94,7 @@ def as_linear_operator(matvec: Callable[[torch.Tensor], torch.Tensor], size: int
     (:func:`matvec_device`): each product copies ``v`` host -> device and ``Hv`` device -> host."""
     from scipy.sparse.linalg import LinearOperator
 
+    matvec = torch_product(matvec)
     device = matvec_device(matvec, device)
     product = checked(matvec, size)
 
@@ -103,6 +142,7 @@ def hutchinson_trace(matvec, size: int, *, probes: int = 64, seed: int = 0, dtyp
     """Hutchinson's estimate of ``tr H`` from ``probes`` Rademacher HVPs run on ``device`` (module docstring)."""
     if probes < 2:
         raise InputError(f"probes must be >= 2, got {probes}")
+    matvec = torch_product(matvec)
     device = matvec_device(matvec, device)
     matvec = checked(matvec, size)
     gen = torch.Generator(device="cpu").manual_seed(seed)  # CPU draws: the same probes on every device
@@ -197,6 +237,7 @@ def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, 
         raise InputError(f"probes, steps and n must be >= 1, got {probes}, {steps}, {n}")
     steps = min(steps, n)
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    matvec = torch_product(matvec)
     device = matvec_device(matvec, device)
     nodes = np.zeros((probes, steps))
     weights = np.zeros((probes, steps))
