@@ -277,6 +277,13 @@ def test_refuses_a_loss_that_is_not_a_differentiable_scalar_and_a_bad_vector(pro
     assert op.n_products == 0    # a refused direction is not counted as a product
 
 
+def test_params_may_name_one_parameter(problem):
+    """params="head.weight" was read letter by letter ("unknown parameters ['h', 'e', ...]")."""
+    model, x, y = problem
+    name = next(iter(dict(model.named_parameters())))
+    assert LossHessian(model, cross_entropy, x, y, params=name).names == (name,)
+
+
 def test_the_spectral_routines_take_any_form_of_operator(problem, dense):
     """extreme_eigenvalues, hutchinson_trace and spectral_density take the LossHessian itself, its .hvp,
     a DEQHessianOperator or any scipy LinearOperator. Passing the LossHessian ended in AttributeError

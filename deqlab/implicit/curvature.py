@@ -314,7 +314,7 @@ class LossHessian(LinearOperator):
         if params is None:
             names = [k for k, p in named.items() if p.requires_grad]
         else:
-            params = list(params)
+            params = [params] if isinstance(params, str) else list(params)   # one name, not its letters
             unknown = [k for k in params if k not in named]
             if unknown:
                 raise InputError(f"unknown parameters {unknown}; the model has: {', '.join(named)}")
