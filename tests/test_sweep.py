@@ -58,6 +58,13 @@ def test_sweep_runs_every_job(cli, output_root, launcher):
         (["converge", "seed=range(0,inf)"], "range() needs finite start, stop and step"),
         (["converge", "seed=range(0,40),range(0,30)"], "a sweep inside a list of values is not supported"),
         (["converge", "=3"], "malformed override '=3'"),
+        # a launcher's options are the launcher's own (the settings' keys were suggested for them)
+        (["converge", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.njobs=2"],
+         "unknown key 'hydra.launcher.njobs'; did you mean hydra.launcher.n_jobs? (the joblib launcher's options: n_jobs,"),
+        (["converge", "seed=0,1", "hydra.launcher.n_jobs=2"],
+         "unknown key 'hydra.launcher.n_jobs': the basic launcher takes no options"),
+        (["converge", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=abc"],
+         "hydra.launcher.n_jobs must be a value like its default -1 (the joblib launcher's option), got 'abc'"),
     ],
 )
 def test_sweep_bad_input_exits_2_before_any_job(cli, output_root, args, message):

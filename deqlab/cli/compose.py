@@ -224,11 +224,46 @@ def compose(command: str, overrides: Sequence[str] = (), *, with_hydra: bool = F
             return hydra_compose(config_name="config", overrides=[f"demo={command}", *overrides],
                                  return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        launcher_key = next((o.split("=", 1)[0] for o in overrides
+                             if o.startswith("hydra.launcher.") and o.split("=", 1)[0] in str(exc)), None)
+        if launcher_key:
+            raise InputError(_launcher_key_message(command, overrides, launcher_key)) from None
         raise InputError(explain(exc, command)) from None
     except OSError as exc:   # Hydra looks a key up as a config file (a 100,000-character key: ENAMETOOLONG)
         raise InputError(f"cannot compose the configuration from the overrides: {exc.strerror or exc}") from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def _launcher_key_message(command: str, overrides: Sequence[str], key: str) -> str:
+    """One line for a ``hydra.launcher.<option>`` that the chosen launcher does not have, or that got a
+    value of the wrong type: the launcher's own options with their defaults, read from its config (the
+    settings' keys, which the generic message would suggest, are no launcher's options)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    choice = [o for o in overrides if o.startswith("hydra/launcher=")]
+    launcher = choice[-1].split("=", 1)[1] if choice else "basic"
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base=HYDRA_VERSION_BASE, config_dir=str(config_dir()), job_name="deqlab"):
+            options = hydra_compose(config_name="config", overrides=[f"demo={command}", *choice],
+                                    return_hydra_config=True).hydra.launcher
+        defaults = {k: options[k] for k in options if k != "_target_"}
+    except Exception:   # (the launcher itself is fine here: its choice composed in the first place)
+        defaults = {}
+    finally:
+        GlobalHydra.instance().clear()
+    name = key.removeprefix("hydra.launcher.")
+    if name in defaults:
+        given = next(o.split("=", 1)[1] for o in reversed(overrides) if o.split("=", 1)[0] == key)
+        return f"{key} must be a value like its default {defaults[name]!r} (the {launcher} launcher's option), got {given!r}"
+    if not defaults:
+        return f"unknown key {key!r}: the {launcher} launcher takes no options (hydra/launcher=joblib does)"
+    close = difflib.get_close_matches(name, list(defaults), n=1)
+    hint = f"; did you mean hydra.launcher.{close[0]}?" if close else ""
+    return f"unknown key {key!r}{hint} (the {launcher} launcher's options: {', '.join(defaults)})"
 
 
 def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
