@@ -270,3 +270,67 @@ def machine_note(dtype: str, device=None) -> str:
         f"BLAS/OpenMP threads: {info['blas_threads']} (env: {info['blas_env']}); device {device_name(device)}; "
         f"dtype {dtype}."
     )
+
+
+# --- measurements in a fresh process ------------------------------------------------------------------
+
+#: The command line of a :func:`run_in_child` child (its name shows in ``ps``).
+CHILD_COMMAND = "from deqlab.benchmarks import probe_child_main; probe_child_main()"
+
+
+def probe_child_main() -> None:
+    """The child of :func:`run_in_child`: read the pickled ``(work, args)`` from stdin, run it and write
+    the pickled ``("ok", value)`` or ``("error", text)`` to the stdout it was started with. Anything
+    ``work`` prints goes to stderr instead, so it cannot corrupt the answer."""
+    import pickle
+
+    answer = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    try:
+        work, args = pickle.load(sys.stdin.buffer)
+        reply = ("ok", work(*args))
+    except BaseException as exc:  # noqa: BLE001  (reported to the parent, which raises)
+        reply = ("error", f"{type(exc).__name__}: {exc}")
+    pickle.dump(reply, answer)
+    answer.close()
+
+
+def run_in_child(work: Callable, args: tuple, what: str, *, timeout_s: float):
+    """``work(*args)`` in a fresh Python process, its return value sent back (``work`` and the value pickled).
+
+    The child is a plain subprocess (:data:`CHILD_COMMAND`), not a :mod:`multiprocessing` one: those
+    share a semaphore-tracking helper process whose death (any child can die) made its relaunched
+    successor print a warning and a ``KeyError`` traceback per semaphore, on a run that had succeeded.
+    Never hangs the parent: raises :class:`~deqlab.errors.DeqlabError` (and ends the child) when the
+    child exits without an answer (killed by a signal, e.g. the out-of-memory killer), when ``work``
+    raised, or when it runs past ``timeout_s``.
+    """
+    import pickle
+    import subprocess
+
+    from deqlab.errors import DeqlabError
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}   # deqlab as this process sees it
+    proc = subprocess.Popen([sys.executable, "-c", CHILD_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        out, err = proc.communicate(pickle.dumps((work, args)), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise DeqlabError(f"{what}: no result within {timeout_s:g} s; the child process was stopped") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    try:
+        status, value = pickle.loads(out)
+    except Exception:   # no answer (or half of one): the child died
+        code = proc.returncode
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        last = err.decode(errors="replace").strip().splitlines()[-1:] if code >= 0 else []
+        raise DeqlabError(f"{what}: the child process {how} before reporting"
+                          + (" (signal 9: the out-of-memory killer?)" if code == -9 else "")
+                          + (f": {last[0]}" if last else "")) from None
+    if status != "ok":
+        raise DeqlabError(f"{what}: the child process failed: {value}")
+    return value
+

@@ -95,17 +95,17 @@ def test_termination_signal_marks_the_folder_failed(tmp_path, sig):
 
 
 def test_sigterm_during_a_memory_probe_is_one_line_and_leaves_no_process(tmp_path):
-    """bench hessian measures peak memory in spawned children; SIGTERM while one runs ended the
-    multiprocessing resource tracker with them, and the tracker relaunched at exit printed a warning
-    and a KeyError traceback per semaphore. Now: one line, and no process outlives the run."""
+    """bench hessian measures peak memory in child processes; SIGTERM while one runs ends in one line,
+    and no process outlives the run. (When they were multiprocessing children, ending them ended
+    multiprocessing's semaphore tracker too, and its successor printed a KeyError traceback per semaphore.)"""
     from deqlab.cli.termination import descendants
 
     p = deqlab("bench", "hessian", "n_z=5", "n_x=2", "batch=3", "ladder=[4,6]", "repeats=1", "warmup=0",
                "unroll_steps=80", "top_k=2", "memory=true", root=tmp_path)
     deadline = time.time() + 120
-    while time.time() < deadline and not [c for c in descendants(p.pid) if b"spawn_main" in _cmdline(c)]:
+    while time.time() < deadline and not [c for c in descendants(p.pid) if b"probe_child_main" in _cmdline(c)]:
         time.sleep(0.05)
-    assert [c for c in descendants(p.pid) if b"spawn_main" in _cmdline(c)], "no memory probe was seen running"
+    assert [c for c in descendants(p.pid) if b"probe_child_main" in _cmdline(c)], "no memory probe was seen running"
     family = descendants(p.pid)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=60)

@@ -92,7 +92,7 @@ def _good_child(a, b):
 def test_probe_child_never_hangs_the_parent(work, message, timeout_s):
     """A memory probe whose child dies, hangs or fails raises a deqlab error, at the latest after its
     timeout (a spawned child needs a few seconds to import deqlab before it runs ``work``)."""
-    from deqlab.demos.bench_hessian import run_in_child
+    from deqlab.benchmarks import run_in_child
     from deqlab.errors import DeqlabError
 
     start = time.monotonic()
@@ -101,10 +101,16 @@ def test_probe_child_never_hangs_the_parent(work, message, timeout_s):
     assert time.monotonic() - start < timeout_s + 15
 
 
-def test_probe_child_returns_its_value():
-    from deqlab.demos.bench_hessian import run_in_child
+def _chatty_child(a, b):
+    print("a line on stdout")   # (must not corrupt the answer)
+    return a + b
 
-    assert run_in_child(_good_child, (2, 3), "probe") == 5
+
+def test_probe_child_returns_its_value():
+    from deqlab.benchmarks import run_in_child
+
+    assert run_in_child(_good_child, (2, 3), "probe", timeout_s=120) == 5
+    assert run_in_child(_chatty_child, (2, 3), "probe", timeout_s=120) == 5
 
 
 @pytest.mark.parametrize("args, message", [

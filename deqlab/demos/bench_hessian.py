@@ -52,14 +52,13 @@ from __future__ import annotations
 
 import resource
 import statistics
-import time
 
 import pandas as pd
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from deqlab.benchmarks import device_name, interleaved_medians, is_cuda, machine_note, median_time, peak_device_memory_mib, pinned_threads
-from deqlab.errors import DeqlabError
+from deqlab.benchmarks import (device_name, interleaved_medians, is_cuda, machine_note, median_time, peak_device_memory_mib,
+                               pinned_threads, run_in_child)
 from deqlab.implicit.checks import relative_error, unrolled_hessian, unrolled_loss
 from deqlab.implicit.hessian import PHASES, deq_gradient, deq_hessian, deq_hessian_parts, solve_equilibrium
 from deqlab.implicit.hvp import DEQHessianOperator
@@ -205,55 +204,6 @@ def _peak_rss_increase_mib(fn) -> float:
     return max(after - before, 0) / 1024.0  # KiB → MiB
 
 
-def _child_main(work, args, queue):
-    """Run ``work(*args)`` in the probe's child and send back ``("ok", value)`` or ``("error", text)``."""
-    try:
-        queue.put(("ok", work(*args)))
-    except BaseException as exc:  # noqa: BLE001  (reported to the parent, which raises)
-        queue.put(("error", f"{type(exc).__name__}: {exc}"))
-
-
-def run_in_child(work, args: tuple, what: str, *, timeout_s: float = PROBE_TIMEOUT_S):
-    """``work(*args)`` in a fresh (``spawn``) process, its return value sent back.
-
-    Never hangs the parent: polls the child, and raises :class:`~deqlab.errors.DeqlabError` (and
-    stops the child) when it exits without reporting (killed by a signal, e.g. the out-of-memory
-    killer), when it reports an exception, or when it runs past ``timeout_s``.
-    """
-    import multiprocessing as mp
-    import queue as queue_mod
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child_main, args=(work, args, queue), daemon=True)
-    proc.start()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            try:
-                status, value = queue.get(timeout=0.5)
-                break
-            except queue_mod.Empty:
-                if not proc.is_alive():
-                    try:  # it may have reported just before exiting
-                        status, value = queue.get(timeout=1.0)
-                        break
-                    except queue_mod.Empty:
-                        code = proc.exitcode
-                        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-                        raise DeqlabError(f"{what}: the child process {how} before reporting"
-                                          + (" (signal 9: the out-of-memory killer?)" if code == -9 else "")) from None
-                if time.monotonic() > deadline:
-                    raise DeqlabError(f"{what}: no result within {timeout_s:g} s; the child process was stopped") from None
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(timeout=10)
-    if status != "ok":
-        raise DeqlabError(f"{what}: the child process failed: {value}")
-    return value
-
-
 def _route_memory(name, n_z, n_x, batch, seed, groups, steps, atol, threads) -> float:
     """In the child: peak RSS increase (MiB) of one call of reference route ``name``."""
     torch.set_num_threads(threads)
@@ -291,13 +241,13 @@ def target_memory(kind, n_z, n_x, batch, seed, groups, atol, threads, device, wh
     args = (kind, n_z, n_x, batch, seed, tuple(groups), atol, threads)
     if is_cuda(device):
         return _target_memory(*args, device=device)
-    return run_in_child(_target_memory, args, f"memory probe of the {what} at N = {n_z}")
+    return run_in_child(_target_memory, args, f"memory probe of the {what} at N = {n_z}", timeout_s=PROBE_TIMEOUT_S)
 
 
 def peak_memory_mib(name, n_z, n_x, batch, seed, groups, steps, atol, threads) -> float:
     """Increase of peak RSS (MiB) caused by one call of route ``name`` in a fresh process."""
     return float(run_in_child(_route_memory, (name, n_z, n_x, batch, seed, tuple(groups), steps, atol, threads),
-                              f"memory probe of '{name}'"))
+                              f"memory probe of '{name}'", timeout_s=PROBE_TIMEOUT_S))
 
 
 def _dense_costs(p, x, y, z, groups, repeats: int, floor_s: float) -> dict:
