@@ -12,8 +12,9 @@ Model ``h = tanh(W_z h + U_z x + b_z)``, ``ŷ = W_y h + b_y``, loss ``L = ½ Σ_
 and reports the terms, the "2 MᵀZ" pitfall, the spectrum, the conditioning of ``I − J`` and timings.
 ``hvp_only`` mode never forms ``H``: eigsh/Hutchinson on the matrix-free HVP, HVP vs FD of the gradient.
 
-Refuses (exit 1, message with the figures) when the forward solve did not converge (unless ``go_on``,
-then every table/figure title is marked) or when ``I − J`` at ``z*`` is ill-conditioned
+Refuses (exit 1, message with the figures) when the forward solve did not converge, or stopped (a loose
+``solver.atol``) too far from ``z*`` for the polish to reach it (unless ``go_on``, then every table/figure
+title is marked), or when ``I − J`` at ``z*`` is ill-conditioned
 (``cond > max_cond``) or not contractive (``ρ(J) ≥ 1`` with ``require_contractive``).
 """
 
@@ -30,7 +31,7 @@ from deqlab.benchmarks import median_time
 from deqlab.report.progress import activity
 from deqlab.report.result import Result, Table
 from deqlab.implicit.checks import fd_hessian, layer_hessian, relative_error, symmetry_error, unrolled_hessian
-from deqlab.implicit.hessian import deq_hessian_parts, tanh_generic_pieces
+from deqlab.implicit.hessian import deq_hessian_parts, fixed_point_residual, tanh_generic_pieces
 from deqlab.implicit.hvp import DEQHessianOperator, fd_hvp
 from deqlab.implicit.layer import SolveOptions, tanh_map
 from deqlab.implicit.params import READOUT, check_groups, flatten, group_slices, model_params
@@ -155,6 +156,20 @@ def run(cfg) -> Result:
     if res.all_converged:
         polish = polish_tanh_equilibrium(params["W_z"], params["b_z"], params["U_z"], x, res.z)
         z = polish.z
+        # A loose solver.atol (1e308 stops the solve at z = 0) can leave a point the polish does not bring
+        # to z*: every derivative there is off by ≈ cond₂(I − J)·residual, so it is refused like a solve
+        # that did not converge.
+        residual, bound = fixed_point_residual(params["W_z"], params["b_z"], params["U_z"], x, z)
+        if not bool((residual <= bound).all()):
+            worst = int(torch.argmax(residual / bound))
+            msg = (f"the {opts.solver} point (residual {res.max_residual:.1e}, solver.atol {opts.atol:g}) is too far from "
+                   f"z* for the polish: its residual is still {float(residual[worst]):.1e}, above the {float(bound[worst]):.1e} "
+                   f"the closed form needs in {cfg.dtype}; lower solver.atol")
+            if not cfg.go_on:
+                raise NotConvergedError(msg + " (derivatives there would be off by ≈ cond₂(I − J)·residual; go_on=true "
+                                        "to report them anyway, marked)")
+            result.failures.append(msg + "; every figure below is marked UNCONVERGED")
+            mark = " [UNCONVERGED forward solve]"
     cond, rho = conditioning(params, z)
     bad = float(cond.max()) > cfg.max_cond or not torch.isfinite(cond).all()
     if bad or (cfg.require_contractive and float(rho.max()) >= 1):

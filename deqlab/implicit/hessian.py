@@ -160,6 +160,18 @@ def solve_equilibrium(W_z, b_z, U_z, x, *, opts: SolveOptions | None = None, pol
 Z_STAR_RESOLUTION = 16.0
 
 
+def fixed_point_residual(W_z, b_z, U_z, x, z: torch.Tensor, opts: SolveOptions = TIGHT) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(residual, bound)``, both ``(B,)``: ``‖tanh(W_z z + U_z x + b_z) − z‖`` per sample, and the residual
+    below which :func:`equilibrium` takes ``z`` as the fixed point: the options' stopping rule
+    ``atol + rtol·‖f(z)‖`` or what ``z``'s dtype resolves there (:data:`Z_STAR_RESOLUTION`), whichever is larger."""
+    with torch.no_grad():
+        fz = tanh_map(z, W_z, b_z, U_z, x)
+        residual = torch.linalg.vector_norm(fz - z, dim=-1)
+        resolution = (Z_STAR_RESOLUTION * torch.finfo(z.dtype).eps * (1 + float(torch.linalg.matrix_norm(W_z)))
+                      * torch.linalg.vector_norm(z, dim=-1).clamp_min(1.0))
+        return residual, torch.maximum(opts.atol + opts.rtol * torch.linalg.vector_norm(fz, dim=-1), resolution)
+
+
 def equilibrium(W_z, b_z, U_z, x, z_star: torch.Tensor | None = None, *, opts: SolveOptions | None = None) -> torch.Tensor:
     """The fixed point the closed forms differentiate at, ``(B, N)``: solved by :func:`solve_equilibrium`
     when ``z_star`` is ``None``, else the caller's ``z_star``, checked.
@@ -181,11 +193,7 @@ def equilibrium(W_z, b_z, U_z, x, z_star: torch.Tensor | None = None, *, opts: S
         return z
     with torch.no_grad():
         W = W_z.detach()
-        fz = tanh_map(z, W, b_z.detach(), U_z.detach(), x.detach())
-        residual = torch.linalg.vector_norm(fz - z, dim=-1)
-        resolution = (Z_STAR_RESOLUTION * torch.finfo(z.dtype).eps * (1 + float(torch.linalg.matrix_norm(W)))
-                      * torch.linalg.vector_norm(z, dim=-1).clamp_min(1.0))
-        bound = torch.maximum(opts.atol + opts.rtol * torch.linalg.vector_norm(fz, dim=-1), resolution)
+        residual, bound = fixed_point_residual(W, b_z.detach(), U_z.detach(), x.detach(), z, opts)
         if bool((residual <= bound).all()):
             return z
         polished = polish_tanh_equilibrium(W, b_z, U_z, x, z)
