@@ -264,9 +264,10 @@ def device_name(device=None) -> str:
 
 def machine_note(dtype: str, device=None) -> str:
     info = machine_info()
+    threads = f"{info['torch_threads']} thread{'' if str(info['torch_threads']) == '1' else 's'}"
     return (
         f"Machine: {info['cpu_count']} CPUs, Python {info['python']} on {info['machine']}, torch {info['torch']} "
-        f"({info['torch_threads']} threads), numpy {info['numpy']}, scipy {info['scipy']}, "
+        f"({threads}), numpy {info['numpy']}, scipy {info['scipy']}, "
         f"BLAS/OpenMP threads: {info['blas_threads']} (env: {info['blas_env']}); device {device_name(device)}; "
         f"dtype {dtype}."
     )
