@@ -100,3 +100,46 @@ def test_trace_and_density_refuse_an_operator_that_returns_nan():
         hutchinson_trace(lambda v: v * float("nan"), 6)
     with pytest.raises(DeqlabError, match="NaN or inf"):
         spectral_density(lambda v: v * float("inf"), 6)
+
+
+def test_counts_widths_and_tolerances_are_checked():
+    """probes=2.5 and n=2.5 were TypeErrors from range(), sigma=0 a NaN density with a RuntimeWarning,
+    tol=nan an ARPACK error, an integer dtype a torch dtype clash inside the product."""
+    import pytest
+
+    from deqlab.errors import InputError
+    from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
+
+    A = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    A = A + A.T
+    mv = lambda v: A @ v   # noqa: E731
+    for call, message in [
+        (lambda: hutchinson_trace(mv, 6, probes=2.5), "probes must be an integer >= 2, got 2.5"),
+        (lambda: hutchinson_trace(mv, 6, probes=True), "probes must be an integer >= 2, got True"),
+        (lambda: hutchinson_trace(mv, 0), "size must be an integer >= 1, got 0"),
+        (lambda: hutchinson_trace(mv, 6, dtype=torch.int64), "dtype must be a real floating torch dtype"),
+        (lambda: spectral_density(mv, 6, probes=1.5), "probes must be an integer >= 1, got 1.5"),
+        (lambda: spectral_density(mv, 6, steps=0), "steps must be an integer >= 1, got 0"),
+        (lambda: spectral_density(mv, 6.5), "n must be an integer >= 1, got 6.5"),
+        (lambda: spectral_density(mv, 6).density(np.linspace(-1, 1, 5), 0.0), "sigma must be a finite width > 0"),
+        (lambda: spectral_density(mv, 6).density(np.linspace(-1, 1, 5), float("nan")), "sigma must be a finite width > 0"),
+        (lambda: extreme_eigenvalues(mv, 6, k=2, tol=float("nan")), "tol must be a finite number >= 0"),
+        (lambda: extreme_eigenvalues(mv, 6, k=2, tol=-1.0), "tol must be a finite number >= 0"),
+        (lambda: extreme_eigenvalues(mv, 6, k=2, maxiter=0), "maxiter must be an integer >= 1, got 0"),
+        (lambda: extreme_eigenvalues(mv, 6.5, k=2), "size must be an integer >= 2, got 6.5"),
+    ]:
+        with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call()
+
+
+def test_eigsh_that_does_not_converge_is_a_not_converged_error():
+    """ARPACK's ArpackNoConvergence is a RuntimeError, which the CLI takes for a bug (a traceback)."""
+    import pytest
+
+    from deqlab.errors import NotConvergedError
+    from deqlab.implicit.spectrum import extreme_eigenvalues
+
+    A = torch.randn(300, 300, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    A = A + A.T
+    with pytest.raises(NotConvergedError, match=r"did not converge: \d of 5 eigenvalues .* raise maxiter or loosen tol"):
+        extreme_eigenvalues(lambda v: A @ v, 300, k=5, which="SM", tol=0, maxiter=3)

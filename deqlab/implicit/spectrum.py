@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deqlab.errors import DeqlabError, InputError
+from deqlab.errors import DeqlabError, InputError, NotConvergedError
 from deqlab.solvers.result import all_finite, describe
 
 
@@ -59,6 +59,18 @@ def torch_product(operator) -> Callable[[torch.Tensor], torch.Tensor]:
         return operator
     raise InputError("matvec must be a Hessian-vector product: a function of a torch vector, an operator with "
                      f"a torch .hvp or .matvec method, or a scipy LinearOperator; got {type(operator).__name__}")
+
+
+def _check_counts(minimum: int = 1, **counts) -> None:
+    """Each count an integer (not a bool) ``>= minimum``, else :class:`~deqlab.errors.InputError` naming it."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_dtype(dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise InputError(f"dtype must be a real floating torch dtype (torch.float64, torch.float32), got {dtype!r}")
 
 
 def matvec_device(matvec: Callable, device=None) -> torch.device:
@@ -117,8 +129,14 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
     ARPACK iterates on the host; the HVPs run on ``device`` (module docstring): one host-device round
     trip per product.
     """
-    from scipy.sparse.linalg import eigsh
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 
+    _check_counts(2, size=size)
+    _check_dtype(dtype)
+    if maxiter is not None:
+        _check_counts(maxiter=maxiter)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not 0 <= tol < np.inf:
+        raise InputError(f"tol must be a finite number >= 0 (0: ARPACK's machine precision), got {tol!r}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < size:
         # ARPACK needs k < size; clamping would return fewer eigenvalues than asked for without a word
         raise InputError(f"k must be an integer with 1 <= k < size = {size} (ARPACK), got {k!r}")
@@ -126,7 +144,14 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
         raise InputError(f"which must be one of {', '.join(EIGSH_WHICH)} (ARPACK's ends of the spectrum), got {which!r}")
     op = as_linear_operator(matvec, size, dtype, device)
     v0 = np.random.default_rng(seed).standard_normal(size)
-    vals = eigsh(op, k=k, which=which, tol=tol, maxiter=maxiter, v0=v0, return_eigenvectors=False)
+    try:
+        vals = eigsh(op, k=k, which=which, tol=tol, maxiter=maxiter, v0=v0, return_eigenvectors=False)
+    except ArpackNoConvergence as exc:   # (a RuntimeError of scipy's, which the CLI would take for a bug)
+        raise NotConvergedError(f"eigsh (ARPACK, which={which}) did not converge: {len(exc.eigenvalues)} of {k} "
+                                f"eigenvalues to tol {tol:g} within maxiter = {maxiter or 10 * size} restarts; raise "
+                                f"maxiter or loosen tol") from None
+    except ArpackError as exc:
+        raise DeqlabError(f"eigsh (ARPACK, which={which}) failed: {' '.join(str(exc).split())}") from None
     return np.sort(vals)
 
 
@@ -140,8 +165,9 @@ class TraceEstimate:
 def hutchinson_trace(matvec, size: int, *, probes: int = 64, seed: int = 0, dtype=torch.float64,
                      device=None) -> TraceEstimate:
     """Hutchinson's estimate of ``tr H`` from ``probes`` Rademacher HVPs run on ``device`` (module docstring)."""
-    if probes < 2:
-        raise InputError(f"probes must be >= 2, got {probes}")
+    _check_counts(2, probes=probes)    # (two at least: the standard error needs a spread)
+    _check_counts(size=size)
+    _check_dtype(dtype)
     matvec = torch_product(matvec)
     device = matvec_device(matvec, device)
     matvec = checked(matvec, size)
@@ -180,6 +206,8 @@ class SpectralDensity:
     def density(self, grid: np.ndarray, sigma: float) -> np.ndarray:
         """The measure smoothed by a Gaussian of width ``sigma``: a density on ``grid`` (same shape)
         integrating to 1 over the real line (fraction of eigenvalues per unit of eigenvalue)."""
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating)) or not 0 < sigma < np.inf:
+            raise InputError(f"sigma must be a finite width > 0, got {sigma!r}")   # (0 or NaN gave a NaN density)
         t = np.asarray(grid, dtype=float)[..., None, None]
         g = np.exp(-0.5 * ((t - self.nodes) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
         return (g * self.weights).sum(axis=(-1, -2)) / self.nodes.shape[0]
@@ -233,8 +261,8 @@ def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, 
     drawn on the CPU (reproducible across devices) and moved to ``device`` (:func:`matvec_device`: the
     operator's when ``matvec`` is a bound method of one with a ``device``, else the CPU).
     """
-    if probes < 1 or steps < 1 or n < 1:
-        raise InputError(f"probes, steps and n must be >= 1, got {probes}, {steps}, {n}")
+    _check_counts(probes=probes, steps=steps, n=n)
+    _check_dtype(dtype)
     steps = min(steps, n)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     matvec = torch_product(matvec)
