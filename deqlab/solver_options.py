@@ -10,6 +10,7 @@ command line can refuse it before importing torch.
 from __future__ import annotations
 
 import math
+import numbers
 
 from deqlab.errors import InputError
 
@@ -26,7 +27,7 @@ SOLVER_NAMES = tuple(SOLVER_OPTIONS)
 
 
 def _finite(key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise InputError(f"{key} must be a finite number, got {value!r}")
     return float(value)
 
@@ -44,7 +45,7 @@ def check_stopping_rule(atol, rtol, max_iter, *, prefix: str = "") -> None:
     if a < 0 or r < 0 or (a == 0 and r == 0):
         raise InputError(f"{prefix}atol and {prefix}rtol must be >= 0 and not both 0 (atol={a:g}, rtol={r:g})")
     check_rtol(f"{prefix}rtol", r)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
         raise InputError(f"{prefix}max_iter must be an integer >= 1, got {max_iter!r}")
 
 
@@ -57,7 +58,7 @@ def check_solver_options(name: str, options: dict, *, prefix: str = "") -> None:
             takes = ", ".join(SOLVER_OPTIONS[name]) or "no options beyond atol, rtol, max_iter"
             raise InputError(f"solver {name!r} takes no option {prefix}{key} (it takes: {takes})")
         if key == "memory":
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= 10_000:
                 raise InputError(f"{prefix}memory must be an integer in [1, 10000], got {value!r}")
         elif key in ("damping", "beta"):
             if not 0 < _finite(f"{prefix}{key}", value) <= 1:

@@ -202,7 +202,7 @@ def test_newton_is_quadratic():
 
 def test_bad_arguments_raise():
     z0 = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match="tolerances"):
+    with pytest.raises(ValueError, match="atol and rtol must be >= 0 and not both 0"):
         fixed_point_iteration(torch.cos, z0, atol=0, rtol=0)
     with pytest.raises(ValueError, match="max_iter"):
         anderson(torch.cos, z0, max_iter=0)
@@ -212,6 +212,24 @@ def test_bad_arguments_raise():
         broyden(torch.cos, torch.full((1, 2), float("nan")))
     with pytest.raises(ValueError, match="unknown solver 'nope'"):
         get_solver("nope")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_solver_checks_its_options_as_the_settings_do(name):
+    """Called directly, the solvers took lam=nan (every mixing step then fell back to a plain step) and
+    lam=-1 (silently raised to 10·eps), and failed on memory=2.5 or max_iter=2.5 with a TypeError from
+    deep inside; now they refuse what the command line refuses, in its words."""
+    from deqlab.solver_options import SOLVER_OPTIONS
+
+    solver, z0 = get_solver(name), torch.zeros(2, 3, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"^max_iter must be an integer >= 1, got 2\.5$"):
+        solver(torch.cos, z0, max_iter=2.5)
+    bad = {"memory": [2.5, 0], "lam": [float("nan"), -1.0], "beta": [0.0, 1.5], "damping": [0.0, float("nan")],
+           "xtol": [-1.0, float("inf")]}
+    for option in SOLVER_OPTIONS[name]:
+        for value in bad[option]:
+            with pytest.raises(InputError, match=rf"^{option} must "):
+                solver(torch.cos, z0, **{option: value})
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -43,12 +43,14 @@ random tanh DEQs (``n`` 2–50, ``‖W‖`` scales 0.6–1.2, batch 4, patience 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from deqlab.errors import InputError
+from deqlab.solver_options import check_solver_options
 from deqlab.solvers.result import Monitor, SolverResult, check_image, describe
 
 
@@ -77,11 +79,8 @@ def anderson(
         stall_patience: evaluations without a new best residual after which a sample switches between
             mixing and plain steps (module docstring); ``0`` never switches.
     """
-    if memory < 1:
-        raise InputError(f"memory must be >= 1, got {memory}")
-    if not 0 < beta <= 1:
-        raise InputError(f"beta must lie in (0, 1], got {beta}")
-    if isinstance(stall_patience, bool) or int(stall_patience) != stall_patience or stall_patience < 0:
+    check_solver_options("anderson", {"memory": memory, "lam": lam, "beta": beta})
+    if isinstance(stall_patience, bool) or not isinstance(stall_patience, numbers.Integral) or stall_patience < 0:
         raise InputError(f"stall_patience must be an integer >= 0, got {stall_patience!r}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="anderson")
     if z0.dtype not in (torch.float32, torch.float64):

@@ -23,11 +23,13 @@ give a Broyden matrix at all (it diverges there). The SVD costs ``O(n · memory�
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import torch
 
 from deqlab.errors import InputError
+from deqlab.solver_options import check_solver_options
 from deqlab.solvers.result import Monitor, SolverResult, all_finite
 
 
@@ -90,11 +92,10 @@ def broyden(
             LAPACK calls are slow on CPU, so reduce in steps of a fifth of the memory). ``drop = memory``
             restarts from ``B = −I``.
     """
-    if memory < 1:
-        raise InputError(f"memory must be >= 1, got {memory}")
-    drop = max(1, memory // 5) if drop is None else int(drop)
-    if not 1 <= drop <= memory:
-        raise InputError(f"drop must lie in [1, memory = {memory}], got {drop}")
+    check_solver_options("broyden", {"memory": memory})
+    drop = max(1, memory // 5) if drop is None else drop
+    if isinstance(drop, bool) or not isinstance(drop, numbers.Integral) or not 1 <= drop <= memory:
+        raise InputError(f"drop must be an integer in [1, memory = {memory}], got {drop!r}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="broyden")
     batch, n = z0.shape
     U = torch.zeros(batch, memory, n, dtype=z0.dtype, device=z0.device)

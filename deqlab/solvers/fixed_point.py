@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from deqlab.errors import InputError
+from deqlab.solver_options import check_solver_options
 from deqlab.solvers.result import Monitor, SolverResult
 
 
@@ -33,8 +33,7 @@ def fixed_point_iteration(
         atol, rtol, max_iter: the shared stopping rule (:mod:`deqlab.solvers.result`).
         damping: ``β`` in ``z ← (1−β) z + β f(z)``, in ``(0, 1]``.
     """
-    if not 0 < damping <= 1:
-        raise InputError(f"damping must lie in (0, 1], got {damping}")
+    check_solver_options("fixed_point", {"damping": damping})
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="fixed_point")
     z = z0
     steps = 0

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from deqlab.errors import InputError
+from deqlab.solver_options import check_stopping_rule
 
 #: Added to norms in relative residuals so that a zero fixed point does not divide by zero.
 NORM_EPS = 1e-30
@@ -115,17 +116,6 @@ def residual_norms(z: torch.Tensor, fz: torch.Tensor) -> tuple[torch.Tensor, tor
     return torch.linalg.vector_norm(fz - z, dim=-1), torch.linalg.vector_norm(fz, dim=-1)
 
 
-def check_tolerances(atol: float, rtol: float, max_iter: int) -> None:
-    """Reject tolerances that make the stopping rule meaningless: negative or NaN, both zero, or
-    ``rtol ≥ 1`` (then ``z = 0`` meets ``‖f(z) − z‖ ≤ rtol‖f(z)‖`` and every solve stops at its start)."""
-    if not (atol >= 0 and rtol >= 0) or (atol == 0 and rtol == 0):
-        raise InputError(f"tolerances must be >= 0 and not both zero (atol={atol}, rtol={rtol})")
-    if rtol >= 1:
-        raise InputError(f"rtol must be < 1, got {rtol} (at rtol >= 1 the start z = 0 already meets the stopping rule)")
-    if int(max_iter) < 1:
-        raise InputError(f"max_iter must be a positive integer, got {max_iter}")
-
-
 def describe(t) -> str:
     """A tensor's shape, dtype and device for a message (``(5, 4) float64 on cpu``); else its type's name."""
     if not isinstance(t, torch.Tensor):
@@ -203,7 +193,7 @@ class Monitor:
 
     def __init__(self, z0: torch.Tensor, *, atol: float, rtol: float, max_iter: int, solver: str):
         check_start(z0)
-        check_tolerances(atol, rtol, max_iter)
+        check_stopping_rule(atol, rtol, max_iter)
         self.atol, self.rtol, self.max_iter, self.solver = float(atol), float(rtol), int(max_iter), solver
         batch = z0.shape[0]
         self._best_z = z0.detach().clone()
@@ -215,10 +205,10 @@ class Monitor:
         self._open = np.ones(batch, dtype=bool)   # ~best_ok
         self._improved_at = np.zeros(batch, dtype=np.int64)    # how many observations there were when the best residual last fell
         self._best_ok: torch.Tensor | None = None  # best_ok on z's device, made when asked
-        # With rtol = 0 (and a finite atol) ``ok`` is ``r ≤ atol``, and an open sample has
+        # With rtol = 0 ``ok`` is ``r ≤ atol`` (atol is finite: check_stopping_rule), and an open sample has
         # ``best_res > atol``, so ``ok`` implies ``r < best_res``: ``better`` is then ``r < best_res``
         # on open samples, and NaN/inf residuals fail both comparisons (see observe).
-        self._absolute = self.rtol == 0 and math.isfinite(self.atol)
+        self._absolute = self.rtol == 0
         self._held: torch.Tensor | None = None        # the latest observed z ...
         self._held_rows: np.ndarray | None = None     # ... is the best iterate of these samples
         self._held_version = 0
@@ -291,11 +281,7 @@ class Monitor:
             ok = res <= self.atol
             better = (res < self._best_res) & open_
         else:
-            if self.rtol == 0:     # (atol = ∞: the rule's inf + 0·‖f‖ is NaN where ‖f‖ is, as in torch)
-                with np.errstate(invalid="ignore"):
-                    bound = self.atol + self.rtol * fnorm
-            else:
-                bound = self.rtol * fnorm if self.atol == 0 else self.atol + self.rtol * fnorm   # 0 + x = x
+            bound = self.rtol * fnorm if self.atol == 0 else self.atol + self.rtol * fnorm   # 0 + x = x
             ok = res <= bound
             better = ((res < self._best_res) | ok) & open_ & finite
         self._settle(better)

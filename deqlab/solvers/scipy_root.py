@@ -23,10 +23,12 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from deqlab.solver_options import check_solver_options
 from deqlab.solvers.result import Monitor, SolverResult, check_image
 
 
 def _solve_each(f, z0, *, atol, rtol, max_iter, xtol, method_name, call) -> SolverResult:
+    check_solver_options(method_name, {"xtol": xtol})
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver=method_name)
     batch, n = z0.shape
     dtype, device = z0.dtype, z0.device
