@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from deqlab.errors import ConfigError
+from deqlab.errors import ConfigError, NotConvergedError
 from deqlab.nethessian import ACTIVATIONS, Sin, derivatives_wrt_outputs, input_derivatives, laplacian, make_mlp
 from deqlab.nethessian import pitfalls as P
 from deqlab.nethessian import reference as R
@@ -342,5 +342,24 @@ def test_invert_network_stops_at_round_off_and_refuses_what_does_not_converge():
     y = net(x).detach()
     found = invert_network(net, y, x + 0.1, atol=1e-300)
     assert rel(found, x) <= 1e-14 and rel(net(found).detach(), y) <= 1e-14
-    with pytest.raises(ConfigError, match="did not converge in 2 steps"):
+    with pytest.raises(NotConvergedError, match="did not converge in 2 steps"):   # (a solve, not bad input: exit 1)
         invert_network(net, y, x + 0.1, atol=1e-300, max_iter=2)
+
+
+def test_invert_network_refuses_bad_arguments_and_a_singular_jacobian():
+    """max_iter=2.5 was a TypeError, atol=nan was taken, y with NaN was reported as 'x contains NaN', and a
+    singular Jacobian (a tanh net saturated far from y) was torch's LinAlgError."""
+    net = square_net()
+    x = 0.5 * torch.randn(2, 3, dtype=f64, generator=torch.Generator().manual_seed(1))
+    y = net(x).detach()
+    with pytest.raises(ConfigError, match="max_iter must be an integer >= 1, got 2.5"):
+        invert_network(net, y, x, max_iter=2.5)
+    with pytest.raises(ConfigError, match="atol must be a finite number >= 0, got nan"):
+        invert_network(net, y, x, atol=float("nan"))
+    with pytest.raises(ConfigError, match="y must be a tensor of finite values"):
+        invert_network(net, y * float("nan"), x)
+    flat = nn.Sequential(nn.Linear(2, 2, bias=False)).to(f64)
+    with torch.no_grad():
+        flat[0].weight.copy_(torch.tensor([[1.0, 2.0], [2.0, 4.0]]))      # rank 1: J singular everywhere
+    with pytest.raises(NotConvergedError, match="Jacobian is singular"):
+        invert_network(flat, torch.ones(1, 2, dtype=f64), torch.zeros(1, 2, dtype=f64))

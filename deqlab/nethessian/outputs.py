@@ -17,9 +17,12 @@ It is also not needed: to train on a loss of ``J``/``Hd``/``Δy``, backpropagate
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
-from deqlab.errors import ConfigError
+from deqlab.errors import ConfigError, NotConvergedError
 
 #: Jacobians with a larger 2-norm condition number are treated as not invertible.
 MAX_CONDITION = 1e12
@@ -71,19 +74,33 @@ def invert_network(net, y: torch.Tensor, x0: torch.Tensor, *, atol: float = 1e-1
     Stops at ``max |Δx| ≤ atol``, or where round-off stops Newton: a step below ``ε^¾ (1 + max|x|)`` that
     is not at most half the one before (quadratic convergence has ended; the floor of ``|Δx|`` is about
     ``cond(J)·ε·|x|``, which can exceed ``atol``: seen on a GPU, whose kernels round differently).
-    Raises :class:`ConfigError` if neither happens in ``max_iter`` steps.
+    Raises :class:`~deqlab.errors.NotConvergedError` if neither happens in ``max_iter`` steps or the
+    Jacobian is singular at an iterate; :class:`ConfigError` for a bad ``y``, ``atol`` or ``max_iter``.
     """
     from deqlab.nethessian.forward import input_derivatives
+    from deqlab.solvers.result import all_finite
 
+    if isinstance(atol, bool) or not isinstance(atol, numbers.Real) or not 0 <= atol < math.inf:
+        raise ConfigError(f"atol must be a finite number >= 0, got {atol!r}")   # (0: stop where round-off does)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ConfigError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if not isinstance(y, torch.Tensor) or not all_finite(y):
+        raise ConfigError("y must be a tensor of finite values")
     x = x0.detach().clone()
+    y = y.detach()
     floor = torch.finfo(x.dtype).eps ** 0.75
     previous = float("inf")
-    for _ in range(max_iter):
-        out = input_derivatives(net, x)
-        step = torch.linalg.solve(out.jacobian, (out.value - y).unsqueeze(-1)).squeeze(-1)
-        x = x - step
-        size = float(step.abs().max())
-        if size <= atol or (size <= floor * (1 + float(x.abs().max())) and size > previous / 2):
-            return x
-        previous = size
-    raise ConfigError(f"Newton inversion of the network did not converge in {max_iter} steps")
+    with torch.no_grad():
+        for _ in range(max_iter):
+            out = input_derivatives(net, x)
+            step, info = torch.linalg.solve_ex(out.jacobian, (out.value - y).unsqueeze(-1))
+            if bool(info.any()) or not all_finite(step):
+                raise NotConvergedError("Newton inversion of the network stopped: its Jacobian is singular at an "
+                                        "iterate (y may lie outside the network's range near x0)")
+            step = step.squeeze(-1)
+            x = x - step
+            size = float(step.abs().max())
+            if size <= atol or (size <= floor * (1 + float(x.abs().max())) and size > previous / 2):
+                return x
+            previous = size
+    raise NotConvergedError(f"Newton inversion of the network did not converge in {max_iter} steps")
