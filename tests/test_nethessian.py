@@ -363,3 +363,14 @@ def test_invert_network_refuses_bad_arguments_and_a_singular_jacobian():
         flat[0].weight.copy_(torch.tensor([[1.0, 2.0], [2.0, 4.0]]))      # rank 1: J singular everywhere
     with pytest.raises(NotConvergedError, match="Jacobian is singular"):
         invert_network(flat, torch.ones(1, 2, dtype=f64), torch.zeros(1, 2, dtype=f64))
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0, [4], 1), "d must be an integer >= 1, got 0"),            # (torch made a 0-wide layer, with a warning)
+    ((2.5, [4], 1), "d must be an integer >= 1, got 2.5"),        # (a TypeError from torch)
+    ((2, [4, -4], 1), r"hidden\[1\] must be an integer >= 1, got -4"),
+    ((2, [4], True), "n_out must be an integer >= 1, got True"),
+])
+def test_make_mlp_refuses_widths_that_are_not_positive_integers(args, message):
+    with pytest.raises(ConfigError, match=message):
+        make_mlp(*args)
