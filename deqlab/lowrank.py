@@ -35,6 +35,7 @@ N. J. Higham, "The symmetric Procrustes problem", BIT 28 (1988) 133–143.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -380,6 +381,13 @@ def relative_error(est: SymmetricEstimate, U_true: np.ndarray, S_true: np.ndarra
 def random_low_rank(n: int, rank: int, *, rng: np.random.Generator, definite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A random symmetric ``H = U diag(S) Uᵀ`` of the given rank: ``U`` Haar-orthonormal ``(n, rank)``;
     ``S`` ``N(0,1)`` (indefinite) or ``|N(0,1)|+0.1`` (``definite``). Returns ``(U, S)``."""
+    if not isinstance(rng, np.random.Generator):
+        raise InputError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+    for name, value in (("n", n), ("rank", rank)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise InputError(f"{name} must be an integer >= 0, got {value!r}")
+    if rank > n:   # (QR would return n columns: a matrix of rank n, not the rank asked for)
+        raise InputError(f"rank must be <= n = {n}, got {rank}")
     U, _ = np.linalg.qr(rng.standard_normal((n, rank)))
     S = rng.standard_normal(rank)
     if definite:

@@ -327,3 +327,18 @@ def test_edge_cases_zero_gradients_and_k_equals_n(method):
     X = rng.standard_normal((5, 5))
     tol = SEED_METHOD_TOL if method == "seed_method" else CLOSED_FORM_TOL
     assert np.linalg.norm(LR.estimate(method, X, H @ X).dense() - H) / np.linalg.norm(H) < tol
+
+
+def test_random_low_rank_refuses_what_would_not_have_the_rank_asked_for():
+    """rank > n gave a rank-n matrix (QR returns n columns); n=5.5 and rng=None were numpy/attribute errors."""
+    from deqlab.errors import InputError
+
+    rng = np.random.default_rng(0)
+    U, S = LR.random_low_rank(6, 2, rng=rng)
+    assert U.shape == (6, 2) and S.shape == (2,) and np.allclose(U.T @ U, np.eye(2), atol=1e-14)
+    for kwargs, message in [({"n": 3, "rank": 5}, "rank must be <= n = 3, got 5"), ({"n": 5.5, "rank": 2}, "n must be an integer"),
+                            ({"n": 3, "rank": -1}, "rank must be an integer >= 0")]:
+        with pytest.raises(InputError, match=message):
+            LR.random_low_rank(rng=rng, **kwargs)
+    with pytest.raises(InputError, match="rng must be a numpy Generator"):
+        LR.random_low_rank(3, 2, rng=None)
