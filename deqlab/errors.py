@@ -48,3 +48,22 @@ def require_path(path, what: str, *, folder: bool = False):
     if not p.exists():
         raise InputError(f"{what} {str(p)!r} does not exist")
     raise InputError(f"{what} {str(p)!r} is {'not a folder' if folder else 'a folder, not a file' if p.is_dir() else 'not a regular file'}")
+
+
+def require_count(name: str, value, *, minimum: int = 1) -> int:
+    """``value`` as an ``int`` if it is an integer (Python or NumPy, not a bool) ``>= minimum``; else
+    :class:`InputError` naming it (``n_z must be an integer >= 1, got 2.5``). Sizes, step and probe counts:
+    a float there failed deep inside torch or ``range`` with a ``TypeError``, a negative one ran nothing."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def require_real_dtype(dtype, name: str = "dtype"):
+    """``dtype`` if it is a real floating torch dtype; else :class:`InputError` (an integer dtype truncated
+    weights to 0, or failed inside torch's initialisers)."""
+    if not getattr(dtype, "is_floating_point", False):
+        raise InputError(f"{name} must be a real floating torch dtype (torch.float64, torch.float32), got {dtype!r}")
+    return dtype

@@ -38,3 +38,50 @@ def test_the_library_raises_only_its_own_error_family_for_bad_input():
                 if isinstance(exc, ast.Name) and exc.id in ("ValueError", "TypeError", "Exception"):
                     found.append(f"{path.name}:{node.lineno} raises {exc.id}")
     assert not found, found
+
+
+def _library_calls():
+    """(what, call, message): each call is bad input that used to pass silently or fail inside torch."""
+    import torch
+
+    from deqlab.implicit import SolveOptions
+    from deqlab.implicit.mondeq import unrolled_equilibrium
+    from deqlab.implicit.params import model_params, unflatten
+    from deqlab.implicit.polish import polish_tanh_equilibrium
+    from deqlab.models.mondeq import MonDEQ, forward_backward_bound
+    from deqlab.models.tanh_deq import TanhDEQ
+
+    f64 = torch.float64
+    mon, tanh = MonDEQ(3, 2), TanhDEQ(3, 2, 1, dtype=f64)
+    p = model_params(tanh)
+    x, z = torch.zeros(4, 2, dtype=f64), torch.zeros(4, 3, dtype=f64)
+    return [
+        ("MonDEQ n_z=3.0", lambda: MonDEQ(3.0, 2), "n_z must be an integer >= 1, got 3.0"),       # (TypeError in torch)
+        ("MonDEQ m=inf", lambda: MonDEQ(3, 2, m=float("inf")), "m must be a finite number > 0"),  # (W's diagonal −inf)
+        ("MonDEQ init_scale=nan", lambda: MonDEQ(3, 2, init_scale=float("nan")), "init_scale must be a finite number"),
+        ("MonDEQ int dtype", lambda: MonDEQ(3, 2, dtype=torch.int64), "dtype must be a real floating torch dtype"),
+        ("MonDEQ x float32", lambda: mon(x.float()), r"x must be \(batch, n_x = 2\) float64"),
+        ("MonDEQ x width", lambda: mon(torch.zeros(4, 5, dtype=f64)), r"x must be \(batch, n_x = 2\)"),
+        ("MonDEQ x NaN", lambda: mon(x * float("nan")), "x contains NaN"),                        # (one step, no error)
+        ("unrolled steps=-1", lambda: unrolled_equilibrium(mon, x, -1), "steps must be an integer >= 0, got -1"),
+        ("forward_backward_bound m=-1", lambda: forward_backward_bound(mon.weight(), m=-1), "m must be a finite number > 0"),
+        ("TanhDEQ int dtype", lambda: TanhDEQ(3, 2, 1, dtype=torch.int64), "dtype must be a real floating torch dtype"),
+        ("model_params int dtype", lambda: model_params(tanh, torch.int64), "dtype must be a real floating"),  # (weights → 0)
+        ("unflatten wrong size", lambda: unflatten(torch.zeros(3, dtype=f64), p, ("W_z",)), r"theta must be a \(9,\) tensor"),
+        ("unflatten 2-D", lambda: unflatten(torch.zeros(3, 3, dtype=f64), p, ("W_z",)), r"theta must be a \(9,\) tensor"),
+        ("polish max_steps=-1", lambda: polish_tanh_equilibrium(p["W_z"], p["b_z"], p["U_z"], x, z, max_steps=-1),
+         "max_steps must be an integer >= 0"),
+        ("polish z0 shape", lambda: polish_tanh_equilibrium(p["W_z"], p["b_z"], p["U_z"], x, torch.zeros(4, 5, dtype=f64)),
+         r"z0 must be \(B, N = 3\)"),
+        ("SolveOptions memory=2.5", lambda: SolveOptions(options={"memory": 2.5}), "memory must be an integer"),
+        ("SolveOptions unknown option", lambda: SolveOptions(options={"foo": 1}), "solver 'anderson' takes no option foo"),
+        ("SolveOptions option the linear solver lacks", lambda: SolveOptions(solver="fixed_point", linear_solver="anderson",
+                                                                            options={"damping": 0.5}),
+         "solver 'anderson' takes no option damping"),   # (a TypeError at the first backward)
+    ]
+
+
+@pytest.mark.parametrize("what, call, message", [pytest.param(*case, id=case[0]) for case in _library_calls()])
+def test_library_constructors_and_helpers_refuse_bad_arguments(what, call, message):
+    with pytest.raises(InputError, match=message):
+        call()

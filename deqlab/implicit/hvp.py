@@ -24,6 +24,7 @@ from deqlab.errors import IllConditionedError, InputError
 from deqlab.implicit.hessian import TIGHT, equilibrium
 from deqlab.implicit.layer import SolveOptions, options_or, tanh_map
 from deqlab.implicit.params import check_groups, check_problem, flatten, loss_at, unflatten
+from deqlab.solver_options import SOLVER_OPTIONS
 from deqlab.solvers.result import all_finite, describe
 
 
@@ -47,6 +48,8 @@ class DEQHessianOperator:
                  opts: SolveOptions | None = None):
         if mode not in ("structured", "autodiff"):
             raise InputError(f"mode must be 'structured' or 'autodiff', got {mode!r}")
+        if linear != "lu" and linear not in SOLVER_OPTIONS:
+            raise InputError(f"linear must be 'lu' or a registered solver ({', '.join(SOLVER_OPTIONS)}), got {linear!r}")
         self.mode = mode
         self.groups = check_groups(groups)
         self.params = {k: v.detach() for k, v in params.items()}
@@ -111,8 +114,11 @@ class DEQHessianOperator:
 
     def _iterate(self, G, start):
         o = self.opts
-        return SolveOptions(solver=self.linear, linear_solver=self.linear, atol=o.atol, rtol=o.rtol,
-                            max_iter=o.max_iter, options=o.options, on_fail=o.on_fail).solve(G, start, linear=True).z
+        # the forward solver's options, where this one takes them
+        options = tuple((k, v) for k, v in dict(o.options).items() if k in SOLVER_OPTIONS[self.linear])
+        linear = SolveOptions(solver=self.linear, linear_solver=self.linear, atol=o.atol, rtol=o.rtol,
+                              max_iter=o.max_iter, options=options, on_fail=o.on_fail)
+        return linear.solve(G, start, linear=True).z
 
     # --- structured tanh path: all products written out (module docstring of deqlab.implicit.hessian) ---
     def _setup_structured(self):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from deqlab.errors import InputError, NotConvergedError
-from deqlab.solver_options import check_stopping_rule
+from deqlab.solver_options import check_solver_options, check_stopping_rule
 from deqlab.solvers.registry import SOLVERS, get_solver
 
 
@@ -59,6 +59,14 @@ class SolveOptions:
             if name not in SOLVERS:
                 raise InputError(f"unknown {what} {name!r}; choose one of: {', '.join(SOLVERS)}")
         check_stopping_rule(self.atol, self.rtol, self.max_iter)
+        try:
+            options = dict(self.options)
+        except (TypeError, ValueError):
+            raise InputError(f"options must be a mapping (or pairs) of solver options, got {self.options!r}") from None
+        # every solve passes the same options: each must be one that both solvers take (memory=2.5, or
+        # damping for an anderson linear solver, failed only at the first solve or the first backward)
+        for name in dict.fromkeys((self.solver, self.linear_solver)):
+            check_solver_options(name, options)
         if self.on_fail not in ("raise", "ignore"):
             raise InputError(f"on_fail must be 'raise' or 'ignore', got {self.on_fail!r}")
 

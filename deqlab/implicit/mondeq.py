@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from deqlab.errors import InputError, NotConvergedError
+from deqlab.errors import InputError, NotConvergedError, require_count
 from deqlab.solvers.registry import SOLVERS, get_solver
 from deqlab.solvers.result import SolverResult
 from deqlab.solvers.splitting import SPLITTING_SOLVERS, get_splitting_solver, layer_map, peaceman_rachford_backward
@@ -131,6 +131,7 @@ def unrolled_equilibrium(model, x: torch.Tensor, steps: int, *, alpha: float = 1
     The independent route for derivative tests (``α = 1``: fixed-point iteration). Differentiable
     only where ``prox_{αf} = σ``, i.e. ``α = 1`` or ReLU.
     """
+    steps = require_count("steps", steps, minimum=0)
     if not (alpha == 1.0 or model.nl.alpha_free):
         raise InputError("unrolled_equilibrium differentiates through prox only when alpha = 1 or for relu")
     W = model.weight()

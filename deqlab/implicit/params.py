@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, require_real_dtype
 from deqlab.solvers.result import all_finite, describe
 
 #: Canonical order of the parameter groups in ``θ``.
@@ -69,7 +69,8 @@ def check_problem(params: dict, x: torch.Tensor, y: torch.Tensor, z_star: torch.
 
 
 def model_params(model, dtype=torch.float64) -> dict[str, torch.Tensor]:
-    """Detached copies of a :class:`TanhDEQ`'s parameters by group name."""
+    """Detached copies of a :class:`TanhDEQ`'s parameters by group name, in ``dtype`` (a real floating one)."""
+    require_real_dtype(dtype)
     return {
         "W_z": model.W_z.weight.detach().to(dtype).clone(),
         "b_z": model.W_z.bias.detach().to(dtype).clone(),
@@ -96,8 +97,12 @@ def flatten(params: dict[str, torch.Tensor], groups=GROUPS) -> torch.Tensor:
 
 def unflatten(theta: torch.Tensor, params: dict[str, torch.Tensor], groups=GROUPS) -> dict[str, torch.Tensor]:
     """``params`` with the selected groups replaced by the matching pieces of ``θ`` (differentiably)."""
+    slices = group_slices(params, groups)
+    P = max((sl.stop for sl in slices.values()), default=0)
+    if not isinstance(theta, torch.Tensor) or tuple(theta.shape) != (P,):
+        raise InputError(f"theta must be a ({P},) tensor for groups {list(slices)}, got {describe(theta)}")
     out = dict(params)
-    for g, sl in group_slices(params, groups).items():
+    for g, sl in slices.items():
         out[g] = theta[sl].reshape(params[g].shape)
     return out
 

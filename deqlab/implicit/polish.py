@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deqlab.errors import InputError, require_count
+
 #: The dtype the residual is evaluated in (numpy ``longdouble``).
 RESIDUAL_DTYPE = np.longdouble
 #: Whether :data:`RESIDUAL_DTYPE` carries more precision than float64 on this platform.
@@ -83,6 +85,10 @@ def polish_tanh_equilibrium(W_z, b_z, U_z, x, z0: torch.Tensor, *, max_steps: in
     the iteration, its accuracy, and the safeguard. No autograd graph is built. Runs on the host; the
     result lives on ``z0.device`` (module docstring).
     """
+    max_steps = require_count("max_steps", max_steps, minimum=0)
+    N = W_z.shape[0]
+    if z0.ndim != 2 or z0.shape[1] != N or x.ndim != 2 or x.shape[0] != z0.shape[0]:
+        raise InputError(f"z0 must be (B, N = {N}) for x (B, d); got z0 {tuple(z0.shape)}, x {tuple(x.shape)}")
     dtype = z0.dtype
     W = _extended(W_z)
     c = _extended(x) @ _extended(U_z).T + _extended(b_z)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deqlab.errors import DeqlabError, InputError, NotConvergedError
+from deqlab.errors import DeqlabError, InputError, NotConvergedError, require_count, require_real_dtype
 from deqlab.solvers.result import all_finite, describe
 
 
@@ -62,15 +62,8 @@ def torch_product(operator) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _check_counts(minimum: int = 1, **counts) -> None:
-    """Each count an integer (not a bool) ``>= minimum``, else :class:`~deqlab.errors.InputError` naming it."""
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_dtype(dtype) -> None:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise InputError(f"dtype must be a real floating torch dtype (torch.float64, torch.float32), got {dtype!r}")
+        require_count(name, value, minimum=minimum)
 
 
 def matvec_device(matvec: Callable, device=None) -> torch.device:
@@ -132,7 +125,7 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
     from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 
     _check_counts(2, size=size)
-    _check_dtype(dtype)
+    require_real_dtype(dtype)
     if maxiter is not None:
         _check_counts(maxiter=maxiter)
     if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not 0 <= tol < np.inf:
@@ -167,7 +160,7 @@ def hutchinson_trace(matvec, size: int, *, probes: int = 64, seed: int = 0, dtyp
     """Hutchinson's estimate of ``tr H`` from ``probes`` Rademacher HVPs run on ``device`` (module docstring)."""
     _check_counts(2, probes=probes)    # (two at least: the standard error needs a spread)
     _check_counts(size=size)
-    _check_dtype(dtype)
+    require_real_dtype(dtype)
     matvec = torch_product(matvec)
     device = matvec_device(matvec, device)
     matvec = checked(matvec, size)
@@ -262,7 +255,7 @@ def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, 
     operator's when ``matvec`` is a bound method of one with a ``device``, else the CPU).
     """
     _check_counts(probes=probes, steps=steps, n=n)
-    _check_dtype(dtype)
+    require_real_dtype(dtype)
     steps = min(steps, n)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     matvec = torch_product(matvec)

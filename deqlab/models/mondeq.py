@@ -39,9 +39,10 @@ import math
 import torch
 from torch import nn
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, require_count, require_real_dtype
 from deqlab.implicit.mondeq import implicit_equilibrium
 from deqlab.solvers.prox import NONLINEARITIES, ProxNonlinearity, get_nonlinearity  # noqa: F401  (re-exported)
+from deqlab.solvers.result import all_finite, describe
 
 #: Newton iterations of the element-wise prox equation (it converges in a handful; this is a cap).
 
@@ -79,6 +80,8 @@ def forward_backward_bound(W: torch.Tensor, m: float | None = None) -> float:
     Forward-backward converges for ``0 < α < 2m/L²`` (Winston & Kolter 2020, Sec. 4); with
     ``m ≤ 0`` there is no such ``α`` and the bound is 0.
     """
+    if m is not None and not 0 < m < math.inf:   # (a given m <= 0 returned the bound 0 without a word)
+        raise InputError(f"m must be a finite number > 0, got {m}")
     m = monotonicity(W) if m is None else m
     return max(0.0, 2.0 * m / lipschitz(W) ** 2)
 
@@ -94,7 +97,15 @@ class _ProxLayerDEQ(nn.Module):
         raise NotImplementedError
 
     def injection(self, x: torch.Tensor) -> torch.Tensor:
-        """``U x + b``: ``(batch, n_x) -> (batch, n_z)``."""
+        """``U x + b``: ``(batch, n_x) -> (batch, n_z)``. ``x`` must be a finite ``(batch, n_x)`` tensor in the
+        layer's dtype and on its device (else :class:`InputError`, not torch's "mat1 and mat2" message)."""
+        weight = self.U.weight
+        if (not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != weight.shape[1]
+                or x.dtype != weight.dtype or x.device != weight.device):
+            raise InputError(f"x must be (batch, n_x = {weight.shape[1]}) {str(weight.dtype).removeprefix('torch.')} "
+                             f"on {weight.device}, got {describe(x)}")
+        if not all_finite(x):
+            raise InputError("x contains NaN or infinite values")
         return self.U(x)
 
     def f(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -130,12 +141,13 @@ class MonDEQ(_ProxLayerDEQ):
     def __init__(self, n_z: int, n_x: int, n_y: int = 1, *, m: float = 0.05, nonlinearity: str = "relu",
                  init_scale: float = 1.0, dtype=torch.float64):
         super().__init__()
-        for name, value in (("n_z", n_z), ("n_x", n_x), ("n_y", n_y)):
-            if int(value) != value or value <= 0:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-        if not m > 0:
-            raise InputError(f"m must be > 0, got {m}")
-        self.n_z, self.n_x, self.n_y, self.m = int(n_z), int(n_x), int(n_y), float(m)
+        n_z, n_x, n_y = (require_count(name, v) for name, v in (("n_z", n_z), ("n_x", n_x), ("n_y", n_y)))
+        if not 0 < m < math.inf:    # (m = inf made W's diagonal −inf)
+            raise InputError(f"m must be a finite number > 0, got {m}")
+        if not 0 <= init_scale < math.inf:
+            raise InputError(f"init_scale must be a finite number >= 0, got {init_scale}")
+        require_real_dtype(dtype)
+        self.n_z, self.n_x, self.n_y, self.m = n_z, n_x, n_y, float(m)
         self.nl = get_nonlinearity(nonlinearity)
         bound = init_scale / math.sqrt(n_z)
         self.A = nn.Parameter(torch.empty(n_z, n_z, dtype=dtype).uniform_(-bound, bound))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, require_count, require_real_dtype
 
 INITS = ("default", "normal")
 
@@ -32,9 +32,8 @@ class TanhDEQ(nn.Module):
 
     def __init__(self, n_z: int = 10, n_x: int = 3, n_y: int = 1, *, init: str = "default", dtype=torch.float32):
         super().__init__()
-        for name, value in (("n_z", n_z), ("n_x", n_x), ("n_y", n_y)):
-            if int(value) != value or value <= 0:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        n_z, n_x, n_y = (require_count(name, v) for name, v in (("n_z", n_z), ("n_x", n_x), ("n_y", n_y)))
+        require_real_dtype(dtype)
         if init not in INITS:
             raise InputError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
         self.n_z, self.n_x, self.n_y, self.init = int(n_z), int(n_x), int(n_y), init
