@@ -35,13 +35,12 @@ N. J. Higham, "The symmetric Procrustes problem", BIT 28 (1988) 133–143.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, require_count
 
 __all__ = ["DEFAULT_RTOL", "METHODS", "SOLUTIONS", "SymmetricEstimate", "estimate", "least_change", "rank_k_recovery",
            "relative_error", "seed_method", "symmetric_procrustes"]
@@ -383,9 +382,7 @@ def random_low_rank(n: int, rank: int, *, rng: np.random.Generator, definite: bo
     ``S`` ``N(0,1)`` (indefinite) or ``|N(0,1)|+0.1`` (``definite``). Returns ``(U, S)``."""
     if not isinstance(rng, np.random.Generator):
         raise InputError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
-    for name, value in (("n", n), ("rank", rank)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise InputError(f"{name} must be an integer >= 0, got {value!r}")
+    n, rank = require_count("n", n, minimum=0), require_count("rank", rank, minimum=0)
     if rank > n:   # (QR would return n columns: a matrix of rank n, not the rank asked for)
         raise InputError(f"rank must be <= n = {n}, got {rank}")
     U, _ = np.linalg.qr(rng.standard_normal((n, rank)))

@@ -61,11 +61,6 @@ def torch_product(operator) -> Callable[[torch.Tensor], torch.Tensor]:
                      f"a torch .hvp or .matvec method, or a scipy LinearOperator; got {type(operator).__name__}")
 
 
-def _check_counts(minimum: int = 1, **counts) -> None:
-    for name, value in counts.items():
-        require_count(name, value, minimum=minimum)
-
-
 def matvec_device(matvec: Callable, device=None) -> torch.device:
     """``device`` if given, else the ``device`` attribute of the object ``matvec`` is bound to, else the CPU."""
     if device is not None:
@@ -124,10 +119,10 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
     """
     from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 
-    _check_counts(2, size=size)
+    require_count("size", size, minimum=2)
     require_real_dtype(dtype)
     if maxiter is not None:
-        _check_counts(maxiter=maxiter)
+        require_count("maxiter", maxiter)
     if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not 0 <= tol < np.inf:
         raise InputError(f"tol must be a finite number >= 0 (0: ARPACK's machine precision), got {tol!r}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < size:
@@ -158,8 +153,8 @@ class TraceEstimate:
 def hutchinson_trace(matvec, size: int, *, probes: int = 64, seed: int = 0, dtype=torch.float64,
                      device=None) -> TraceEstimate:
     """Hutchinson's estimate of ``tr H`` from ``probes`` Rademacher HVPs run on ``device`` (module docstring)."""
-    _check_counts(2, probes=probes)    # (two at least: the standard error needs a spread)
-    _check_counts(size=size)
+    require_count("probes", probes, minimum=2)    # (two at least: the standard error needs a spread)
+    require_count("size", size)
     require_real_dtype(dtype)
     matvec = torch_product(matvec)
     device = matvec_device(matvec, device)
@@ -254,7 +249,8 @@ def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, 
     drawn on the CPU (reproducible across devices) and moved to ``device`` (:func:`matvec_device`: the
     operator's when ``matvec`` is a bound method of one with a ``device``, else the CPU).
     """
-    _check_counts(probes=probes, steps=steps, n=n)
+    for name, count in (("probes", probes), ("steps", steps), ("n", n)):
+        require_count(name, count)
     require_real_dtype(dtype)
     steps = min(steps, n)
     gen = torch.Generator(device="cpu").manual_seed(seed)

@@ -13,8 +13,6 @@ respect to the outputs (seed eqs. 24–26 done correctly), :mod:`.pitfalls` for 
 unstable variants (kept to be shown wrong), :mod:`.reference` for the autodiff routes we test against.
 """
 
-import numbers
-
 from deqlab.nethessian.activations import ACTIVATIONS, Activation, Gaussian, Sin, activation_of, register_activation
 from deqlab.nethessian.forward import HESSIAN_METHODS, InputDerivatives, input_derivatives, laplacian
 from deqlab.nethessian.network import Affine, stages
@@ -33,15 +31,14 @@ def make_mlp(d: int, hidden, n_out: int, activation: str = "tanh", *, dtype=None
     moved to ``device`` and cast to ``dtype`` when given."""
     from torch import nn
 
-    from deqlab.errors import ConfigError
+    from deqlab.errors import ConfigError, require_count
 
     if activation not in ACTIVATIONS:
         raise ConfigError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
     hidden = [hidden] if isinstance(hidden, int) else list(hidden)
+    # (torch made a 0-wide layer with only a warning, and a 2.5- or −4-wide one with a TypeError)
     for name, width in [("d", d), *((f"hidden[{i}]", h) for i, h in enumerate(hidden)), ("n_out", n_out)]:
-        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
-            # (torch made a 0-wide layer with only a warning, and a 2.5- or −4-wide one with a TypeError)
-            raise ConfigError(f"{name} must be an integer >= 1, got {width!r}")
+        require_count(name, width)
     widths = [d, *hidden]
     layers = []
     for a, b in zip(widths[:-1], widths[1:]):

@@ -22,7 +22,7 @@ import numbers
 
 import torch
 
-from deqlab.errors import ConfigError, NotConvergedError
+from deqlab.errors import ConfigError, NotConvergedError, require_count
 
 #: Jacobians with a larger 2-norm condition number are treated as not invertible.
 MAX_CONDITION = 1e12
@@ -82,8 +82,7 @@ def invert_network(net, y: torch.Tensor, x0: torch.Tensor, *, atol: float = 1e-1
 
     if isinstance(atol, bool) or not isinstance(atol, numbers.Real) or not 0 <= atol < math.inf:
         raise ConfigError(f"atol must be a finite number >= 0, got {atol!r}")   # (0: stop where round-off does)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ConfigError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    require_count("max_iter", max_iter)
     if not isinstance(y, torch.Tensor) or not all_finite(y):
         raise ConfigError("y must be a tensor of finite values")
     x = x0.detach().clone()
