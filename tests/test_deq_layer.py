@@ -208,6 +208,19 @@ def test_bad_arguments_are_input_errors(kwargs, match):
         DEQ(Cell(N, D), N)(torch.zeros(B, D, dtype=torch.float64), z0=torch.zeros(B, N + 1, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("x, z0, match", [
+    ([[0.0] * D] * B, None, "x must be a tensor with the batch as its first dimension, got list"),   # (AttributeError)
+    (torch.tensor(1.0, dtype=torch.float64), None, r"x must be a tensor .* got \(\) float64"),     # (IndexError)
+    (torch.zeros(B, D, dtype=torch.float64), torch.zeros(B, N), "z0 must have f's dtype float64, got"),  # (torch's dtype clash)
+    (torch.zeros(B, D, dtype=torch.float64), torch.zeros(B, N, 1, dtype=torch.float64), r"z0 must have shape \(batch, n_z\)"),
+])
+def test_a_call_with_an_input_or_start_that_cannot_be_used_is_refused(x, z0, match):
+    with pytest.raises(InputError, match=match):
+        DEQ(Cell(N, D), N)(x, z0=z0)
+    with pytest.raises(InputError, match=r"n_z must be an integer >= 1, got 2\.5"):
+        DEQ(Cell(N, D), 2.5)
+
+
 class _Returns(nn.Module):
     """A map whose output is not shaped like z: ``make(z)`` decides what it returns."""
 

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, require_count
 from deqlab.implicit.layer import SolveOptions, fixed_point, options_or
-from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, check_image
+from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, check_image, describe
 
 #: The backward rules by name; only ``"implicit"`` is exact.
 BACKWARDS = ("implicit", "jacobian_free", "phantom")
@@ -118,12 +118,10 @@ class DEQ(nn.Module):
         super().__init__()
         if not isinstance(f, nn.Module):
             raise InputError(f"f must be an nn.Module called as f(z, x), got {type(f).__name__}")
-        if isinstance(n_z, bool) or int(n_z) != n_z or n_z < 1:
-            raise InputError(f"n_z must be a positive integer, got {n_z!r}")
+        n_z = require_count("n_z", n_z)
         if backward not in BACKWARDS:
             raise InputError(f"unknown backward {backward!r}; choose one of: {', '.join(BACKWARDS)}")
-        if isinstance(phantom_steps, bool) or int(phantom_steps) != phantom_steps or phantom_steps < 1:
-            raise InputError(f"phantom_steps must be a positive integer, got {phantom_steps!r}")
+        phantom_steps = require_count("phantom_steps", phantom_steps)
         if not 0 < phantom_damping <= 1:
             raise InputError(f"phantom_damping must be in (0, 1], got {phantom_damping!r}")
         opts = options_or(opts, SolveOptions())
@@ -169,10 +167,14 @@ class DEQ(nn.Module):
         return F
 
     def _start(self, x: torch.Tensor, z0: torch.Tensor | None, dtype) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim == 0:   # (a list or a scalar failed on x.shape[0])
+            raise InputError(f"x must be a tensor with the batch as its first dimension, got {describe(x)}")
         batch = x.shape[0]
         if z0 is not None:
-            if z0.shape != (batch, self.n_z):
-                raise InputError(f"z0 must have shape (batch, n_z) = {(batch, self.n_z)}, got {tuple(z0.shape)}")
+            if not isinstance(z0, torch.Tensor) or z0.shape != (batch, self.n_z):
+                raise InputError(f"z0 must have shape (batch, n_z) = {(batch, self.n_z)}, got {describe(z0)}")
+            if z0.is_floating_point() and z0.dtype != dtype:   # (else f's own layers fail on the mixed dtypes)
+                raise InputError(f"z0 must have f's dtype {str(dtype).removeprefix('torch.')}, got {describe(z0)}")
             return z0.detach()
         last = self.last_solution
         if self.warm_start and last is not None and last.shape == (batch, self.n_z) and last.dtype == dtype:
