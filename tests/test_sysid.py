@@ -394,3 +394,23 @@ def test_a_model_file_that_is_not_weights_only_is_refused_without_running_it(tmp
             load_model(path)
         assert "weights_only" not in str(info.value)
     assert not marker.exists()
+
+
+def test_a_data_file_with_pickled_objects_is_refused_without_running_them(tmp_path):
+    """Data files are read with allow_pickle=False; NumPy's refusal invited loading the file "unsafely"
+    with allow_pickle. Now one line that says what the file is instead, and the payload never runs."""
+    import pickle
+
+    from deqlab.errors import InputError
+    from deqlab.sysid.data import load_arrays
+
+    marker = tmp_path / "ran"
+    evil, garbage, objects = tmp_path / "evil.npz", tmp_path / "garbage.npz", tmp_path / "objects.npz"
+    evil.write_bytes(pickle.dumps(_Payload(marker)))
+    garbage.write_text("not a zip")
+    np.savez(objects, u=np.array([{"a": 1}], dtype=object), y=np.zeros(3))
+    for path in (evil, garbage, objects):
+        with pytest.raises(InputError, match="not an archive of plain numeric arrays") as info:
+            load_arrays(path, washout=0)
+        assert "allow_pickle" not in str(info.value) and "unsafe" not in str(info.value)
+    assert not marker.exists()

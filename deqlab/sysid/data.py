@@ -174,7 +174,12 @@ def load_arrays(path: str | Path, *, washout: int, min_trajectories: int = 1) ->
     except ConfigError:
         raise
     except Exception as exc:  # not an npz, truncated, pickled objects
-        raise ConfigError(f"{path}: cannot read as .npz ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+        why = " ".join(str(exc).split())
+        if "allow_pickle" in why:
+            # NumPy's words invite loading the file "unsafely"; deqlab never unpickles data files
+            why = ("not an archive of plain numeric arrays: it holds pickled objects, or is no .npz/.npy file at "
+                   "all (data files are never unpickled)")
+        raise ConfigError(f"{path}: cannot read as .npz: {why}") from None
     return check_arrays(u, y, washout=washout, source=str(path), min_trajectories=min_trajectories)
 
 
