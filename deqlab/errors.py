@@ -42,7 +42,7 @@ def require_path(path, what: str, *, folder: bool = False):
     not a file``. ``what`` names the path for the user (``"data file"``)."""
     from pathlib import Path
 
-    p = Path(str(path))
+    p = Path(str(path)).expanduser()   # (a quoted '~/data.npz' in an override reaches here unexpanded)
     if (p.is_dir() if folder else p.is_file()):
         return p
     if not p.exists():

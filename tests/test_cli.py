@@ -125,3 +125,17 @@ def test_device_auto_runs_on_what_there_is(cli, output_root):
     (folder,) = list((output_root / "converge").iterdir())
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert f"device: {expected}" in (folder / "config.yaml").read_text()
+
+
+def test_a_home_folder_in_output_root_is_expanded_and_an_unquoted_one_explained(cli, tmp_path, monkeypatch):
+    """`output_root=~/runs` was Hydra's lexer message alone; quoted, a literal '~' folder was made in the
+    working directory while the CSV writer expanded '~' elsewhere, and the run failed."""
+    monkeypatch.delenv("DEQLAB_OUTPUT_ROOT", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    r = cli("converge", "output_root=~/runs")
+    assert r.exit_code == 2 and "quote a value" in r.stderr and "output_root='~/runs'" in r.stderr, r.stderr
+    r = cli("converge", "--restarts", "2", "solver_table=[fixed_point]", "output_root='~/runs'")
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in (tmp_path / "home" / "runs" / "converge").iterdir()]
+    assert not (tmp_path / "~").exists()

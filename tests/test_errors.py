@@ -21,6 +21,13 @@ def test_require_path_names_what_the_path_is_instead(tmp_path):
         assert str(info.value) == message.format(p=path)
 
 
+def test_require_path_expands_the_home_folder(tmp_path, monkeypatch):
+    """A quoted '~/data.npz' in an override reached the check unexpanded: 'does not exist'."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "data.npz").write_bytes(b"")
+    assert require_path("~/data.npz", "data file") == tmp_path / "data.npz"
+
+
 def test_the_library_raises_only_its_own_error_family_for_bad_input():
     """``except DeqlabError`` catches every refusal: no module of the package raises a bare ``ValueError``
     (51 places did, in the solvers, models, lowrank and spectra; a CLI run that met one inside the run

@@ -129,7 +129,14 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as exc:
-        raise InputError(f"bad override: {' '.join(str(exc).split())}") from None
+        text = " ".join(str(exc).split())
+        bad = next((o for o in overrides if f" {o} " in f" {text} " or f"'{o}'" in text), None)
+        if bad is not None and "LexerNoViableAltException" in text:
+            # (output_root=~/runs: Hydra's lexer message alone does not say what to do)
+            key, value = bad.split("=", 1)
+            raise InputError(f"cannot read the override {bad!r}: quote a value that holds characters such as ~, "
+                             f"spaces or brackets, as in {key}='{value}'") from None
+        raise InputError(f"bad override: {text}") from None
     for o in parsed:
         key = o.key_or_group
         if o.is_delete():

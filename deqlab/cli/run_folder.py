@@ -26,7 +26,9 @@ MAX_ATTEMPTS = 10_000
 
 
 def output_root(configured: str | None = None) -> Path:
-    return Path(os.environ.get(ENV_OUTPUT_ROOT) or configured or "outputs")
+    """``DEQLAB_OUTPUT_ROOT``, else ``configured``, else ``outputs``; ``~`` is the user's home folder (a
+    literal ``~`` folder was made in the working directory while the CSV writer expanded it: the run failed)."""
+    return Path(os.environ.get(ENV_OUTPUT_ROOT) or configured or "outputs").expanduser()
 
 
 def output_root_origin(configured: str | None = None) -> str:

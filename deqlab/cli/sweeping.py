@@ -65,7 +65,7 @@ def run_sweep(command: str, args: list[str]) -> None:
     where = f"hydra.sweep.dir={str(given[-1])!r}" if given else output_root_origin(run.output_root)
     try:
         if given:
-            sweep_dir = Path(str(given[-1]))
+            sweep_dir = Path(str(given[-1])).expanduser()
             sweep_dir.mkdir(parents=True, exist_ok=True)
             if any(sweep_dir.iterdir()):
                 fail(f"hydra.sweep.dir={sweep_dir} exists and is not empty: give a new folder", 2)
