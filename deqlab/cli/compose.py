@@ -243,9 +243,9 @@ def compose(command: str, overrides: Sequence[str] = (), *, with_hydra: bool = F
 
 
 def _launcher_key_message(command: str, overrides: Sequence[str], key: str) -> str:
-    """One line for a ``hydra.launcher.<option>`` that the chosen launcher does not have, or that got a
-    value of the wrong type: the launcher's own options with their defaults, read from its config (the
-    settings' keys, which the generic message would suggest, are no launcher's options)."""
+    """One line for a ``hydra.launcher.<option>`` that the chosen launcher does not have (its own options,
+    read from its config, and the closest one) or that got a value of the wrong type (the option's
+    default). The generic message would suggest the settings' keys, which are no launcher's options."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
