@@ -78,8 +78,10 @@ def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path, args):
     assert all((f / "gap.csv").exists() for f in folders if f.parent.parent == tmp_path)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT])
 def test_termination_signal_marks_the_folder_failed(tmp_path, sig):
+    """(SIGUSR1, which batch systems send ahead of a time limit, and SIGQUIT ended a run without a word,
+    its folder left .partial.)"""
     p = deqlab("converge", "--restarts", "5000", "solver_table=[fixed_point]", root=tmp_path)
     deadline = time.time() + 60
     while time.time() < deadline and not list((tmp_path / "converge").glob("*.partial/config.yaml")):
@@ -92,6 +94,21 @@ def test_termination_signal_marks_the_folder_failed(tmp_path, sig):
     assert err.count("\n") == 1 and f"stopped by {name}" in err, err
     (folder,) = list((tmp_path / "converge").iterdir())
     assert folder.name.endswith(".failed") and name in (folder / "error.txt").read_text()
+
+
+def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored(tmp_path):
+    """Under `nohup` SIGHUP is ignored; deqlab installed its handler anyway, so closing the terminal
+    stopped a nohup run. A signal ignored at start is left ignored: the run finishes."""
+    p = deqlab("converge", "--restarts", "200", "solver_table=[fixed_point]", root=tmp_path,
+               preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((tmp_path / "converge").glob("*.partial/config.yaml")):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGHUP)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and err == "", err
+    (folder,) = list((tmp_path / "converge").iterdir())
+    assert folder.suffix == "" and (folder / "gap.csv").exists()
 
 
 def test_sigterm_during_a_memory_probe_is_one_line_and_leaves_no_process(tmp_path):

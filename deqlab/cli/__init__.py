@@ -12,7 +12,7 @@ def main() -> None:
 
     guard()   # `deqlab ... | head` must not turn a finished run into a failure
 
-    # From the first instruction on, SIGTERM/SIGHUP end the process like Ctrl-C: a run folder in the
+    # From the first instruction on, SIGTERM, SIGHUP and the other terminating signals end the process like Ctrl-C: a run folder in the
     # making is marked .failed by the run's own handler; before or after a run, one line here.
     with signals_as_exceptions():
         try:

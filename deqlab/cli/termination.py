@@ -1,6 +1,7 @@
-"""Ending cleanly: SIGTERM and SIGHUP handled like Ctrl-C, and no child process outliving the run.
+"""Ending cleanly: SIGTERM, SIGHUP and the other terminating signals (:data:`HANDLED`) handled like
+Ctrl-C, and no child process outliving the run.
 
-:func:`signals_as_exceptions` turns SIGTERM/SIGHUP into :class:`Terminated` (a ``BaseException``, like
+:func:`signals_as_exceptions` turns them into :class:`Terminated` (a ``BaseException``, like
 ``KeyboardInterrupt``) raised in the main thread, so the one ``except`` that marks a run folder
 ``.failed`` handles every way a run can be stopped. :func:`end_children` then ends every descendant
 process (joblib/loky workers, submitit local jobs, memory-probe children): SIGTERM, a short grace
@@ -18,7 +19,13 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-HANDLED = (signal.SIGTERM, signal.SIGHUP)
+#: Signals whose default action ends the process without a word: each becomes :class:`Terminated`. Beyond
+#: SIGTERM/SIGHUP (a scheduler or a closed terminal): SIGQUIT (Ctrl-\\), SIGUSR1/2 (batch systems send them
+#: ahead of a time limit), SIGALRM, and the resource limits SIGXCPU/SIGXFSZ. Without a handler a run ended
+#: by one of them left its folder ``.partial`` and printed nothing (SIGUSR1: exit 138). SIGINT is Python's
+#: own KeyboardInterrupt; SIGPIPE is ignored by Python (writes raise BrokenPipeError, :mod:`.streams`).
+HANDLED = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
+                                                    "SIGXCPU", "SIGXFSZ") if hasattr(signal, name))
 GRACE_SECONDS = 2.0
 
 
@@ -40,6 +47,9 @@ def signals_as_exceptions() -> Iterator[None]:
     previous = {}
     for sig in HANDLED:
         with contextlib.suppress(ValueError, OSError):   # not the main thread: leave the handlers alone
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                # ignored by whoever started us (`nohup` ignores SIGHUP, a shell's `&` SIGQUIT): keep it so
+                continue
             previous[sig] = signal.signal(sig, handler)
     try:
         yield
