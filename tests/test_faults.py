@@ -155,9 +155,11 @@ def test_sweeps_started_together_get_their_own_folders(tmp_path):
 
 
 def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
+    """(With a job still queued (3 jobs, 2 workers) loky's resource tracker, ended with the workers, was
+    relaunched and printed a KeyError traceback per temporary folder.)"""
     from deqlab.cli.termination import descendants
 
-    p = deqlab("sweep", "converge", "seed=0,1", "restarts=5000", "solver_table=[fixed_point]", "hydra/launcher=joblib",
+    p = deqlab("sweep", "converge", "seed=0,1,2", "restarts=5000", "solver_table=[fixed_point]", "hydra/launcher=joblib",
                "hydra.launcher.n_jobs=2", f"output_root={tmp_path}", root=tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob("sweep/converge/*/*.partial/config.yaml")):
@@ -172,6 +174,22 @@ def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
     assert {f: f.stat().st_mtime_ns for f in tmp_path.rglob("*") if f.is_file()} == snapshot  # nothing writes on
     assert not list(tmp_path.glob("sweep/converge/*/*.partial"))
     assert list(tmp_path.glob("sweep/converge/*/*.failed/error.txt"))
+
+
+def test_sigterm_to_a_sweep_on_the_basic_launcher_stops_the_sweep(tmp_path):
+    """The basic launcher runs the jobs in the sweep's own process: the run's handler took SIGTERM, marked
+    job 0 stopped, and the sweep went on with jobs 1 and 2 (exit 1, "1 of 3 job(s) failed")."""
+    p = deqlab("sweep", "converge", "seed=0,1,2", "restarts=5000", "solver_table=[fixed_point]",
+               f"output_root={tmp_path}", root=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("sweep/converge/*/*.partial/config.yaml")):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM and "sweep stopped by SIGTERM" in err and err.count("\n") == 1, err
+    jobs = sorted(f.name for f in tmp_path.glob("sweep/converge/*/*") if f.is_dir())
+    assert jobs == ["0.failed"], jobs
 
 
 def _cmdline(pid: int) -> bytes:

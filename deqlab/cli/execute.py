@@ -237,6 +237,12 @@ def run_job(command: str, cfg) -> dict:
         write_text(Path(folder) / "job.json", json.dumps(summary, default=float, indent=1))
     except OSError:
         pass
+    if outcome.code >= 128:
+        # Stopped by a signal: the sweep stops too. Hydra's basic launcher runs the jobs in this process,
+        # where the run's own handler had taken the signal, and went on with the next job.
+        from deqlab.cli.termination import Terminated
+
+        raise KeyboardInterrupt if outcome.code == 130 else Terminated(outcome.code - 128)
     return summary
 
 

@@ -6,7 +6,7 @@ Ctrl-C, and no child process outliving the run.
 ``.failed`` handles every way a run can be stopped. :func:`end_children` then ends every descendant
 process (joblib/loky workers, submitit local jobs, memory-probe children): SIGTERM, a short grace
 period, SIGKILL, and waits for them, so nothing writes after the parent has exited. Only
-:mod:`multiprocessing`'s resource tracker is left to end with the parent (:func:`resource_tracker_pid`).
+the resource trackers (:func:`resource_tracker_pids`) are left to end with the parent.
 """
 
 from __future__ import annotations
@@ -88,26 +88,31 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2:].split()[0] != "Z"
 
 
-def resource_tracker_pid() -> int | None:
-    """The pid of :mod:`multiprocessing`'s resource tracker, if this process started one.
+#: Modules whose ``_resource_tracker`` is a helper process that must outlive the workers it watches:
+#: :mod:`multiprocessing`'s and loky's own (joblib sweeps).
+TRACKER_MODULES = ("multiprocessing.resource_tracker", "joblib.externals.loky.backend.resource_tracker")
 
-    It is spared by :func:`end_children`: it exits by itself as soon as this process does (its pipe
-    closes), after unlinking whatever a killed child leaked. Ended early, it is relaunched at exit by
-    the finalizers of the spawned children's queues, and the new one prints a warning and a
-    ``KeyError`` traceback per semaphore it never saw registered."""
-    tracker = getattr(sys.modules.get("multiprocessing.resource_tracker"), "_resource_tracker", None)
-    return getattr(tracker, "_pid", None)
+
+def resource_tracker_pids() -> set[int]:
+    """The pids of the resource trackers this process started (:data:`TRACKER_MODULES`).
+
+    They are spared by :func:`end_children`: each exits by itself as soon as this process does (its pipe
+    closes), after unlinking whatever a killed child leaked. Ended early, one is relaunched at exit, and
+    the new one prints a ``KeyError`` traceback per resource it never saw registered (loky's did so for
+    its temporary folders when SIGTERM stopped a joblib sweep with jobs still queued)."""
+    trackers = (getattr(sys.modules.get(name), "_resource_tracker", None) for name in TRACKER_MODULES)
+    return {pid for pid in (getattr(t, "_pid", None) for t in trackers) if pid is not None}
 
 
 def end_children(grace: float = GRACE_SECONDS) -> int:
-    """End every descendant process but the resource tracker; returns how many there were."""
+    """End every descendant process but the resource trackers; returns how many there were."""
     if "joblib" in sys.modules:   # loky keeps a reusable pool of workers: shut it down first
         with contextlib.suppress(Exception):
             from joblib.externals.loky import get_reusable_executor
 
             get_reusable_executor().shutdown(wait=False, kill_workers=True)
-    spared = resource_tracker_pid()
-    pids = [pid for pid in descendants() if pid != spared]
+    spared = resource_tracker_pids()
+    pids = [pid for pid in descendants() if pid not in spared]
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
         for pid in pids:
             with contextlib.suppress(OSError):
