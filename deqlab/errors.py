@@ -61,6 +61,18 @@ def require_count(name: str, value, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def require_number(name: str, value, *, minimum: float = 0.0, inclusive: bool = False) -> float:
+    """``value`` as a ``float`` if it is a finite real number (not a bool) above ``minimum`` (or equal to it,
+    with ``inclusive``); else :class:`InputError` naming it (``m must be a finite number > 0, got inf``)."""
+    import math
+    import numbers
+
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or (value < minimum if inclusive else value <= minimum)):
+        raise InputError(f"{name} must be a finite number {'>=' if inclusive else '>'} {minimum:g}, got {value!r}")
+    return float(value)
+
+
 def require_real_dtype(dtype, name: str = "dtype"):
     """``dtype`` if it is a real floating torch dtype; else :class:`InputError` (an integer dtype truncated
     weights to 0, or failed inside torch's initialisers)."""

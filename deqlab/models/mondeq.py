@@ -39,7 +39,7 @@ import math
 import torch
 from torch import nn
 
-from deqlab.errors import InputError, require_count, require_real_dtype
+from deqlab.errors import InputError, require_count, require_number, require_real_dtype
 from deqlab.implicit.mondeq import implicit_equilibrium
 from deqlab.solvers.prox import NONLINEARITIES, ProxNonlinearity, get_nonlinearity  # noqa: F401  (re-exported)
 from deqlab.solvers.result import all_finite, describe
@@ -80,9 +80,8 @@ def forward_backward_bound(W: torch.Tensor, m: float | None = None) -> float:
     Forward-backward converges for ``0 < α < 2m/L²`` (Winston & Kolter 2020, Sec. 4); with
     ``m ≤ 0`` there is no such ``α`` and the bound is 0.
     """
-    if m is not None and not 0 < m < math.inf:   # (a given m <= 0 returned the bound 0 without a word)
-        raise InputError(f"m must be a finite number > 0, got {m}")
-    m = monotonicity(W) if m is None else m
+    # (a given m <= 0 returned the bound 0 without a word)
+    m = monotonicity(W) if m is None else require_number("m", m)
     return max(0.0, 2.0 * m / lipschitz(W) ** 2)
 
 
@@ -142,12 +141,10 @@ class MonDEQ(_ProxLayerDEQ):
                  init_scale: float = 1.0, dtype=torch.float64):
         super().__init__()
         n_z, n_x, n_y = (require_count(name, v) for name, v in (("n_z", n_z), ("n_x", n_x), ("n_y", n_y)))
-        if not 0 < m < math.inf:    # (m = inf made W's diagonal −inf)
-            raise InputError(f"m must be a finite number > 0, got {m}")
-        if not 0 <= init_scale < math.inf:
-            raise InputError(f"init_scale must be a finite number >= 0, got {init_scale}")
+        m = require_number("m", m)   # (m = inf made W's diagonal −inf)
+        init_scale = require_number("init_scale", init_scale, inclusive=True)
         require_real_dtype(dtype)
-        self.n_z, self.n_x, self.n_y, self.m = n_z, n_x, n_y, float(m)
+        self.n_z, self.n_x, self.n_y, self.m = n_z, n_x, n_y, m
         self.nl = get_nonlinearity(nonlinearity)
         bound = init_scale / math.sqrt(n_z)
         self.A = nn.Parameter(torch.empty(n_z, n_z, dtype=dtype).uniform_(-bound, bound))

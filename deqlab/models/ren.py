@@ -46,14 +46,13 @@ Shapes: inputs ``u`` (batch, steps, n_u) → outputs (batch, steps, n_y); state 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, require_number
 from deqlab.solvers.result import describe
 from deqlab.implicit.ren import ACTIVATIONS, equilibrium_layer, equilibrium_layer_fast  # noqa: F401  (re-exported)
 
@@ -246,11 +245,10 @@ class LipschitzREN(_RENBase):
     """
 
     def __init__(self, n_u: int, n_x: int, n_v: int, n_y: int, *, gamma: float, **kw):
-        if not 0 < gamma < math.inf:
-            raise InputError(f"gamma must be a finite number > 0, got {gamma}")
+        gamma = require_number("gamma", gamma)
         kw["alpha_bar"] = 1.0
         super().__init__(n_u, n_x, n_v, n_y, **kw)
-        self.gamma = float(gamma)
+        self.gamma = gamma
         n_min, n_diff = min(n_u, n_y), abs(n_y - n_u)
         self.X3 = nn.Parameter(_glorot(n_min, n_min).to(self.X.dtype))
         self.Y3 = nn.Parameter(_glorot(n_min, n_min).to(self.X.dtype))

@@ -36,7 +36,7 @@ class TanhDEQ(nn.Module):
         require_real_dtype(dtype)
         if init not in INITS:
             raise InputError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
-        self.n_z, self.n_x, self.n_y, self.init = int(n_z), int(n_x), int(n_y), init
+        self.n_z, self.n_x, self.n_y, self.init = n_z, n_x, n_y, init
         self.W_z = nn.Linear(self.n_z, self.n_z, bias=True, dtype=dtype)
         if init == "normal":
             nn.init.normal_(self.W_z.weight)

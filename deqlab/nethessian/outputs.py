@@ -17,12 +17,9 @@ It is also not needed: to train on a loss of ``J``/``Hd``/``Δy``, backpropagate
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
-from deqlab.errors import ConfigError, NotConvergedError, require_count
+from deqlab.errors import ConfigError, NotConvergedError, require_count, require_number
 
 #: Jacobians with a larger 2-norm condition number are treated as not invertible.
 MAX_CONDITION = 1e12
@@ -80,8 +77,7 @@ def invert_network(net, y: torch.Tensor, x0: torch.Tensor, *, atol: float = 1e-1
     from deqlab.nethessian.forward import input_derivatives
     from deqlab.solvers.result import all_finite
 
-    if isinstance(atol, bool) or not isinstance(atol, numbers.Real) or not 0 <= atol < math.inf:
-        raise ConfigError(f"atol must be a finite number >= 0, got {atol!r}")   # (0: stop where round-off does)
+    require_number("atol", atol, inclusive=True)   # (0: stop where round-off does)
     require_count("max_iter", max_iter)
     if not isinstance(y, torch.Tensor) or not all_finite(y):
         raise ConfigError("y must be a tensor of finite values")

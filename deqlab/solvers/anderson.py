@@ -43,13 +43,12 @@ random tanh DEQs (``n`` 2–50, ``‖W‖`` scales 0.6–1.2, batch 4, patience 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, require_count
 from deqlab.solver_options import check_solver_options
 from deqlab.solvers.result import Monitor, SolverResult, check_image, describe
 
@@ -80,8 +79,7 @@ def anderson(
             mixing and plain steps (module docstring); ``0`` never switches.
     """
     check_solver_options("anderson", {"memory": memory, "lam": lam, "beta": beta})
-    if isinstance(stall_patience, bool) or not isinstance(stall_patience, numbers.Integral) or stall_patience < 0:
-        raise InputError(f"stall_patience must be an integer >= 0, got {stall_patience!r}")
+    require_count("stall_patience", stall_patience, minimum=0)
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="anderson")
     if z0.dtype not in (torch.float32, torch.float64):
         # (torch has no LU for float16/bfloat16: say so before the first step rather than in it)

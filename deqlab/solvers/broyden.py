@@ -23,12 +23,11 @@ give a Broyden matrix at all (it diverges there). The SVD costs ``O(n · memory�
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 
 import torch
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, require_count
 from deqlab.solver_options import check_solver_options
 from deqlab.solvers.result import Monitor, SolverResult, all_finite
 
@@ -93,8 +92,8 @@ def broyden(
             restarts from ``B = −I``.
     """
     check_solver_options("broyden", {"memory": memory})
-    drop = max(1, memory // 5) if drop is None else drop
-    if isinstance(drop, bool) or not isinstance(drop, numbers.Integral) or not 1 <= drop <= memory:
+    drop = max(1, memory // 5) if drop is None else require_count("drop", drop)
+    if drop > memory:
         raise InputError(f"drop must be an integer in [1, memory = {memory}], got {drop!r}")
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="broyden")
     batch, n = z0.shape
