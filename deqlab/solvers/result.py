@@ -111,11 +111,6 @@ class SolverResult(ConvergenceVerdicts):
     host_roundtrip: bool = False
 
 
-def residual_norms(z: torch.Tensor, fz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample ``(‖f(z) − z‖₂, ‖f(z)‖₂)`` over the last dimension; shapes ``(batch,)``."""
-    return torch.linalg.vector_norm(fz - z, dim=-1), torch.linalg.vector_norm(fz, dim=-1)
-
-
 def describe(t) -> str:
     """A tensor's shape, dtype and device for a message (``(5, 4) float64 on cpu``); else its type's name."""
     if not isinstance(t, torch.Tensor):
