@@ -133,6 +133,16 @@ def _what_ran(cfg, opts) -> str:
     return run_label(solver=opts.solver, dtype=cfg.dtype, init=cfg.model.init, seed=cfg.seed)
 
 
+def _refuse_or_mark(cfg, result: Result, msg: str, why: str) -> str:
+    """A forward solve whose point is not ``z*``: :class:`NotConvergedError` (``msg``, then ``why``, which opens
+    the parenthesis naming ``go_on``), or with ``go_on`` a failure report and the mark every table/figure
+    title then carries."""
+    if not cfg.go_on:
+        raise NotConvergedError(f"{msg}{why}go_on=true to report them anyway, marked)")
+    result.failures.append(msg + "; every figure below is marked UNCONVERGED")
+    return " [UNCONVERGED forward solve]"
+
+
 def run(cfg) -> Result:
     dtype = getattr(torch, cfg.dtype)
     groups = check_groups(list(cfg.groups))
@@ -145,10 +155,7 @@ def run(cfg) -> Result:
     if not res.all_converged:
         msg = (f"forward solve ({opts.solver}) did not converge: {res.message}, max residual ‖f(z)−z‖ = "
                f"{res.max_residual:.3e} > atol {opts.atol:g}")
-        if not cfg.go_on:
-            raise NotConvergedError(msg + "; derivatives at a non-equilibrium are meaningless (go_on=true to report them anyway, marked)")
-        result.failures.append(msg + "; every figure below is marked UNCONVERGED")
-        mark = " [UNCONVERGED forward solve]"
+        mark = _refuse_or_mark(cfg, result, msg, "; derivatives at a non-equilibrium are meaningless (")
     F = partial(tanh_map, W_z=params["W_z"], b_z=params["b_z"], U_z=params["U_z"], x=x)
     points = survey_fixed_points(lambda zz: F(zz), z0, res, list(SOLVERS), atol=opts.atol, rtol=opts.rtol,
                                  max_iter=opts.max_iter, options=dict(opts.options), known={opts.solver: res})
@@ -165,11 +172,7 @@ def run(cfg) -> Result:
             msg = (f"the {opts.solver} point (residual {res.max_residual:.1e}, solver.atol {opts.atol:g}) is too far from "
                    f"z* for the polish: its residual is still {float(residual[worst]):.1e}, above the {float(bound[worst]):.1e} "
                    f"the closed form needs in {cfg.dtype}; lower solver.atol")
-            if not cfg.go_on:
-                raise NotConvergedError(msg + " (derivatives there would be off by ≈ cond₂(I − J)·residual; go_on=true "
-                                        "to report them anyway, marked)")
-            result.failures.append(msg + "; every figure below is marked UNCONVERGED")
-            mark = " [UNCONVERGED forward solve]"
+            mark = _refuse_or_mark(cfg, result, msg, " (derivatives there would be off by ≈ cond₂(I − J)·residual; ")
     cond, rho = conditioning(params, z)
     bad = float(cond.max()) > cfg.max_cond or not torch.isfinite(cond).all()
     if bad or (cfg.require_contractive and float(rho.max()) >= 1):

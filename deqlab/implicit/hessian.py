@@ -191,15 +191,14 @@ def equilibrium(W_z, b_z, U_z, x, z_star: torch.Tensor | None = None, *, opts: S
     z = z_star.detach()
     if opts.on_fail == "ignore":
         return z
-    with torch.no_grad():
-        W = W_z.detach()
-        residual, bound = fixed_point_residual(W, b_z.detach(), U_z.detach(), x.detach(), z, opts)
-        if bool((residual <= bound).all()):
-            return z
-        polished = polish_tanh_equilibrium(W, b_z, U_z, x, z)
-        after = polished.residual.to(bound.dtype)
-        if bool((after <= bound).all()):
-            return polished.z
+    # (both build no graph: the residual runs under no_grad, the polish on the host)
+    residual, bound = fixed_point_residual(W_z, b_z, U_z, x, z, opts)
+    if bool((residual <= bound).all()):
+        return z
+    polished = polish_tanh_equilibrium(W_z, b_z, U_z, x, z)
+    after = polished.residual.to(bound.dtype)
+    if bool((after <= bound).all()):
+        return polished.z
     worst = int(torch.argmax(after / bound))
     raise InputError(f"z_star is not the fixed point of z = tanh(W_z z + U_z x + b_z): its residual is "
                      f"{float(residual[worst]):.2e} at sample {worst} ({float(after[worst]):.2e} after polishing), "
