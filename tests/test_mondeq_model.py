@@ -6,7 +6,7 @@ import pytest
 import scipy.optimize
 import torch
 
-from deqlab.errors import NotConvergedError
+from deqlab.errors import InputError, NotConvergedError
 from deqlab.models.mondeq import (
     NONLINEARITIES,
     MonDEQ,
@@ -169,6 +169,66 @@ def test_unconstrained_model_and_solver_dispatch():
         solve_equilibrium(deq, x, method="bogus")
     W0 = torch.eye(5, dtype=DT) * 0.3
     assert torch.equal(UnconstrainedDEQ(5, 2, init=W0, dtype=DT).weight().detach(), W0)
+
+
+def test_reverse_mode_jacobian_matches_unrolled_autodiff():
+    """torch.func.jacrev through the layer (its backward runs under create_graph and vmap) is the implicit one."""
+    model, x = contracting_model("tanh")
+    J = torch.func.jacrev(lambda xx: implicit_equilibrium(model, xx, **SOLVE)[0])(x)
+    J_unr = torch.func.jacrev(lambda xx: unrolled_equilibrium(model, xx, 400))(x)
+    assert float((J - J_unr).norm() / J_unr.norm()) < UNROLL_TOL
+
+
+@pytest.mark.parametrize("backward", ["dense", "peaceman_rachford"])
+def test_forward_mode_and_second_derivatives_are_refused(backward):
+    """The backward holds z* fixed, so forward mode and second derivatives through it were wrong numbers
+    (jacfwd 60 % off, a LossHessian 15 % off, double backward silently off); they must raise instead."""
+    model, x = contracting_model("tanh")
+    x = x.requires_grad_()
+    z_star = solve_equilibrium(model, x, **SOLVE).z
+
+    def layer(xx):
+        return attach_implicit_backward(model, z_star, xx, backward=backward, atol=1e-13, max_iter=5000)
+
+    with pytest.raises(InputError, match="first derivatives by reverse mode only"):
+        torch.func.jacfwd(layer)(x.detach())
+    with torch.autograd.forward_ad.dual_level():
+        with pytest.raises(InputError, match="first derivatives by reverse mode only"):
+            layer(torch.autograd.forward_ad.make_dual(x.detach(), torch.ones_like(x)))
+    if backward == "dense":   # (the Peaceman–Rachford solve reads its residual with .item(): it cannot run under vmap)
+        with pytest.raises(InputError, match="first derivatives by reverse mode only"):
+            torch.func.jacrev(torch.func.jacrev(lambda xx: loss_of(layer(xx), model)))(x.detach())
+    # double backward, with a cotangent that depends on x (cubic loss) and with one that does not (linear loss)
+    for loss in (lambda z: loss_of(z, model), lambda z: z.sum()):
+        (g,) = torch.autograd.grad(loss(layer(x)), x, create_graph=True)
+        with pytest.raises(InputError, match="first derivatives by reverse mode only"):
+            torch.autograd.grad(g.sum(), [x, model.A])
+    # the first derivative itself is still the implicit one
+    (g,) = torch.autograd.grad(loss_of(layer(x), model), x)
+    (g_unr,) = torch.autograd.grad(loss_of(unrolled_equilibrium(model, x, 400), model), x)
+    assert float((g - g_unr).norm() / g_unr.norm()) < UNROLL_TOL
+
+
+def test_loss_hessian_of_a_mondeq_model_is_refused():
+    """LossHessian differentiates forward-over-reverse: through the monDEQ layer that was a Hessian 15 % off."""
+    from torch import nn
+
+    from deqlab.implicit import LossHessian
+
+    model, x = contracting_model("tanh")
+    y = torch.randn(x.shape[0], 2, dtype=DT)
+
+    class Readout(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, xx):
+            return model.readout(model(xx, **SOLVE))
+
+    op = LossHessian(Readout(), lambda out, t: ((out - t) ** 2).sum(), x, y)
+    with pytest.raises(InputError, match="first derivatives by reverse mode only"):
+        op.hvp(torch.ones(op.shape[0], dtype=DT))
 
 
 #: Splitting backward against the dense backward (both to ~1e-13 residual).

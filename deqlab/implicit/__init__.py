@@ -25,7 +25,8 @@ Public API (re-exported here; the README's examples use only these)::
 
 Private modules, one idea each: ``deq`` (the user-module layer), ``curvature`` (model loss Hessians),
 ``layer`` (IFT layer), ``hessian`` (closed form), ``hvp``, ``spectrum``, ``params``, ``polish`` (refining ``z*``),
-``mondeq`` (monDEQ backward), ``ren`` (REN triangular backward), ``secant_pairs`` (pairs of a
+``mondeq`` (monDEQ backward), ``ren`` (REN triangular backward), ``first_order`` (refusing the
+derivatives those two first-order backwards cannot give), ``secant_pairs`` (pairs of a
 DEQ's loss for :mod:`deqlab.lowrank`), ``pitfalls`` (the seed's wrong variant, kept to be shown wrong).
 """
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from deqlab.errors import InputError, NotConvergedError, require_count
+from deqlab.implicit.first_order import refuse_second_order
 from deqlab.solvers.registry import SOLVERS, get_solver
 from deqlab.solvers.result import SolverResult
 from deqlab.solvers.splitting import SPLITTING_SOLVERS, get_splitting_solver, layer_map, peaceman_rachford_backward
@@ -62,6 +63,42 @@ def implicit_backward_matrix(model, z_star: torch.Tensor, x: torch.Tensor) -> to
         return eye - W.T[None] * D[:, None, :]
 
 
+#: Why the layer refuses forward mode and second derivatives (:class:`_ImplicitAdjoint`).
+FIRST_ORDER_ONLY = ("the monDEQ layer's implicit backward gives first derivatives by reverse mode only: forward-mode "
+                    "derivatives (jvp, jacfwd, a Hessian) and second derivatives through it would miss dz*/dθ; wrap the "
+                    "layer's map in deqlab.implicit.DEQ for exact derivatives of every order")
+
+
+class _ImplicitAdjoint(torch.autograd.Function):
+    """``z = f(z*, x)`` passed on unchanged; its backward maps the cotangent ``v`` to ``(I − J)⁻ᵀ v`` by
+    ``solve`` before it enters ``f``'s graph, which turns ``f``'s one-step VJP into the implicit gradient.
+
+    That graph is built at a detached ``z*`` and ``solve`` at a fixed ``J``, so only that gradient is
+    right: a JVP through the layer, or a second derivative through the gradient, would treat ``z*`` as a
+    constant and return a wrong number. The JVP raises :class:`InputError`; under ``create_graph`` the
+    gradient is tied to ``f(z*, x)`` by :func:`~deqlab.implicit.first_order.refuse_second_order`, so
+    differentiating it again raises too."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(z, solve):
+        return z.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.solve = inputs[1]
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, v):
+        return refuse_second_order(ctx.solve(v), ctx.saved_tensors[0], FIRST_ORDER_ONLY), None
+
+    @staticmethod
+    def jvp(ctx, *_):
+        raise InputError(FIRST_ORDER_ONLY)
+
+
 BACKWARDS = ("dense", "peaceman_rachford")
 #: What the iterative backward does when its solve does not meet its tolerance.
 ON_FAIL = ("raise", "return")
@@ -80,6 +117,10 @@ def attach_implicit_backward(model, z_star: torch.Tensor, x: torch.Tensor, *, ba
     tolerance, ``on_fail="raise"`` (default) raises :class:`~deqlab.errors.NotConvergedError` from
     ``backward()`` (a gradient off by the solve's residual is not the implicit gradient);
     ``on_fail="return"`` returns it anyway, for a caller that reads ``record``.
+
+    First derivatives by reverse mode only (``backward()``, ``torch.autograd.grad``, ``torch.func.grad``
+    and ``jacrev``): forward mode and second derivatives raise :class:`InputError` (see
+    :class:`_ImplicitAdjoint`); :class:`deqlab.implicit.DEQ` has exact derivatives of every order.
     """
     if backward not in BACKWARDS:
         raise InputError(f"unknown backward {backward!r}; choose one of: {', '.join(BACKWARDS)}")
@@ -87,19 +128,16 @@ def attach_implicit_backward(model, z_star: torch.Tensor, x: torch.Tensor, *, ba
         raise InputError(f"unknown on_fail {on_fail!r}; choose one of: {', '.join(ON_FAIL)}")
     z_star = z_star.detach()
     z = model.f(z_star, x)
-    if not z.requires_grad:
-        return z
+    if not z.requires_grad:   # no backward to prepare; a forward-mode tangent (no requires_grad) still meets the JVP's refusal
+        return _ImplicitAdjoint.apply(z, None)
     if backward == "dense":
         M = implicit_backward_matrix(model, z_star, x)
-        z.register_hook(lambda v: None if v is None else torch.linalg.solve(M, v.unsqueeze(-1)).squeeze(-1))
-        return z
+        return _ImplicitAdjoint.apply(z, lambda v: torch.linalg.solve(M, v.unsqueeze(-1)).squeeze(-1))
     with torch.no_grad():
         W = model.weight().detach()
         d = model.nl.dsigma(z_star @ W.T + model.injection(x))
 
-    def hook(v):
-        if v is None:
-            return None
+    def solve(v):
         res = peaceman_rachford_backward(W, d, v.detach(), alpha=alpha, atol=atol, rtol=rtol, max_iter=max_iter)
         if record is not None:
             record.append(res)
@@ -109,8 +147,7 @@ def attach_implicit_backward(model, z_star: torch.Tensor, x: torch.Tensor, *, ba
                                     f"(raise its max_iter={max_iter}, or use the dense backward)")
         return res.z
 
-    z.register_hook(hook)
-    return z
+    return _ImplicitAdjoint.apply(z, solve)
 
 
 def implicit_equilibrium(model, x: torch.Tensor, *, backward: str = "dense", backward_options: dict | None = None,
