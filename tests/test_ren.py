@@ -1,10 +1,12 @@
 """Recurrent Equilibrium Networks: the guarantees of the direct parametrisation, as properties over
 random parameters (hypothesis), and the derivatives of the model."""
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deqlab.errors import InputError
 from deqlab.models.ren import (ACTIVATIONS, ContractingREN, LipschitzREN, contraction_lmi, equilibrium_layer,
                                equilibrium_layer_fast, lipschitz_lmi, slow_init)
 
@@ -166,6 +168,24 @@ def test_equilibrium_layer_backward_matches_autograd_and_finite_differences():
     mask = torch.ones(7, 7, dtype=DT).tril(-1)
     assert torch.autograd.gradcheck(lambda p, d: equilibrium_layer_fast(p, d * mask, "tanh"),
                                     (pre, D11), atol=GRAD_ATOL, rtol=GRAD_RTOL)
+
+
+def test_equilibrium_layer_fast_refuses_second_derivatives():
+    """Its backward holds σ'(v) fixed: differentiating its gradient again (a Hessian, a gradient penalty)
+    failed with torch's misleading in-place RuntimeError; it must be one InputError naming the way out.
+    The gradient itself under create_graph is still the autograd route's."""
+    torch.manual_seed(3)
+    pre = torch.randn(2, 4, dtype=DT, requires_grad=True)
+    D11 = torch.tril(torch.randn(4, 4, dtype=DT), -1).requires_grad_(True)
+    c = torch.randn(2, 4, dtype=DT)
+    for loss in (lambda w: (w ** 3).sum(), lambda w: (w * c).sum()):
+        ref = torch.autograd.grad(loss(equilibrium_layer(pre, D11, torch.tanh)), (pre, D11))
+        got = torch.autograd.grad(loss(equilibrium_layer_fast(pre, D11, "tanh")), (pre, D11), create_graph=True)
+        for a, b in zip(ref, got):
+            assert (a - b).abs().max() <= IFT_BACKWARD_TOL * max(1.0, a.abs().max())
+        for wrt in (pre, D11):
+            with pytest.raises(InputError, match="first derivatives only"):
+                torch.autograd.grad(got[0].sum(), wrt)
 
 
 def test_slow_init_starts_at_rho_identity():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from deqlab.implicit.first_order import refuse_second_order
+
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
@@ -31,13 +33,20 @@ _DERIVATIVES = {
 }
 
 
+#: Why :func:`equilibrium_layer_fast` refuses second derivatives.
+FIRST_ORDER_ONLY = ("the REN's row-by-row equilibrium layer with the implicit backward gives first derivatives only "
+                    "(its backward holds σ'(v) fixed): for second derivatives use equilibrium_backward='autograd'")
+
+
 class _RowByRowEquilibrium(torch.autograd.Function):
     """``w = σ(pre + D₁₁w)`` row by row without an autograd graph, and its backward by the implicit
     function theorem: with ``S = diag σ'(v)``, ``(I − S D₁₁) dw = S (dpre + dD₁₁ w)``, so for an output
     gradient ``g`` solve the unit upper-triangular ``(I − S D₁₁)ᵀ a = g`` and return
     ``∂pre = S a``, ``∂D₁₁ = Σ_batch (S a) wᵀ`` (masked to the strictly lower triangle).
     Same values as the autograd route through the row loop (tested), at a fraction of its cost:
-    no graph of ``O(n_v)`` small operations per time step, one back substitution instead."""
+    no graph of ``O(n_v)`` small operations per time step, one back substitution instead. First
+    derivatives only: differentiating its gradients again raises :class:`~deqlab.errors.InputError`
+    (it failed with a misleading in-place RuntimeError from torch)."""
 
     @staticmethod
     def forward(ctx, pre, D11, activation):
@@ -55,17 +64,21 @@ class _RowByRowEquilibrium(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         v, w, D11 = ctx.saved_tensors
-        s = _DERIVATIVES[ctx.activation](v, w)  # (batch, n_v)
-        n_v = D11.shape[0]
-        # back substitution for a = g + D₁₁ᵀ S a (D₁₁ strictly lower: a_j needs a_{j+1…})
-        sa = torch.empty_like(g)
-        sa[:, -1] = s[:, -1] * g[:, -1]
-        for j in range(n_v - 2, -1, -1):
-            sa[:, j] = s[:, j] * (g[:, j] + sa[:, j + 1:] @ D11[j + 1:, j])
-        if not ctx.needs_input_grad[1]:  # D₁₁ fixed (e.g. an input-gain ascent with frozen weights)
-            return sa, None, None
-        lower = torch.ones(n_v, n_v, dtype=D11.dtype, device=D11.device).tril_(-1)  # torch.tril is slow on the autograd thread
-        return sa, (sa.T @ w) * lower, None
+        with torch.no_grad():   # first order only: under create_graph the results refuse to be differentiated
+            s = _DERIVATIVES[ctx.activation](v, w)  # (batch, n_v)
+            n_v = D11.shape[0]
+            # back substitution for a = g + D₁₁ᵀ S a (D₁₁ strictly lower: a_j needs a_{j+1…})
+            sa = torch.empty_like(g)
+            sa[:, -1] = s[:, -1] * g[:, -1]
+            for j in range(n_v - 2, -1, -1):
+                sa[:, j] = s[:, j] * (g[:, j] + sa[:, j + 1:] @ D11[j + 1:, j])
+            dD11 = None
+            if ctx.needs_input_grad[1]:  # (else D₁₁ fixed, e.g. an input-gain ascent with frozen weights)
+                lower = torch.ones(n_v, n_v, dtype=D11.dtype, device=D11.device).tril_(-1)  # torch.tril is slow on the autograd thread
+                dD11 = (sa.T @ w) * lower
+        # (w's graph reaches pre and D₁₁: differentiating these gradients again meets the refusal)
+        return (refuse_second_order(sa, w, FIRST_ORDER_ONLY),
+                None if dD11 is None else refuse_second_order(dD11, w, FIRST_ORDER_ONLY), None)
 
 
 def equilibrium_layer_fast(pre: torch.Tensor, D11: torch.Tensor, activation: str) -> torch.Tensor:
