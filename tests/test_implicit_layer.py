@@ -253,6 +253,31 @@ def test_generic_map_with_coupled_arguments():
     assert torch.autograd.gradcheck(lambda A, c: fixed_point(F, torch.zeros(1, 3, dtype=torch.float64), A, c, opts=OPTS), (A, c))
 
 
+@pytest.mark.parametrize("scale", [1e-6, 1e-13, 1e-20])
+def test_small_cotangents_and_tangents_keep_their_relative_accuracy(problem, scale):
+    """The adjoint and tangent solves are linear in their right-hand side: with the absolute atol the
+    gradient of 1e-13·L came back exactly 0 (and that of 1e-10·L 6e-4 off). Per sample too: x's
+    gradient of a sample whose cotangent is tiny next to the other's keeps its digits."""
+    W, b, U, _ = problem
+    x = torch.randn(B, D, generator=torch.Generator().manual_seed(5), dtype=torch.float64, requires_grad=True)
+    weights = torch.tensor([[1.0], [scale]], dtype=torch.float64)   # sample 1's cotangent is `scale` small
+
+    def loss(z):
+        return scale * (weights * z**2).sum()
+
+    g_i = torch.autograd.grad(loss(tanh_equilibrium(W, b, U, x, opts=OPTS)), (W, x), create_graph=True)
+    g_u = torch.autograd.grad(loss(unrolled(W, b, U, x)), (W, x), create_graph=True)
+    for a, c in zip(g_i, g_u):
+        for row_a, row_c in zip(a, c):   # per row: x's rows are the samples
+            assert relative_error(row_a, row_c) <= RTOL
+    # a second derivative through the small adjoint, and a tangent `scale` small (forward mode)
+    assert relative_error(torch.autograd.grad(g_i[0].sum(), b)[0], torch.autograd.grad(g_u[0].sum(), b)[0]) <= RTOL
+    direction = scale * torch.ones_like(b)
+    t_i = torch.func.jvp(lambda bb: tanh_equilibrium(W.detach(), bb, U.detach(), x.detach(), opts=OPTS), (b.detach(),), (direction,))[1]
+    t_u = torch.func.jvp(lambda bb: unrolled(W.detach(), bb, U.detach(), x.detach()), (b.detach(),), (direction,))[1]
+    assert relative_error(t_i, t_u) <= RTOL
+
+
 def test_non_convergence_raises():
     W = 3.0 * torch.eye(2, dtype=torch.float64)[[1, 0]]  # tanh(3·swap(z) + b): a 2-cycle, no convergence
     b = torch.tensor([0.5, -0.5], dtype=torch.float64)

@@ -22,6 +22,7 @@ samples may be coupled through ``args`` but the solver's stopping rule is applie
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,7 +40,8 @@ class SolveOptions:
     Attributes:
         solver: registry name (``deqlab.solvers.registry.SOLVERS``) for the forward solve.
         linear_solver: registry name for the adjoint/tangent solves (linear fixed points).
-        atol, rtol, max_iter: the shared stopping rule (``‖F(z) − z‖ ≤ atol + rtol‖F(z)‖``).
+        atol, rtol, max_iter: the shared stopping rule (``‖F(z) − z‖ ≤ atol + rtol‖F(z)‖``); the linear
+            solves apply it to their solution divided by ``min(‖rhs‖, 1)`` per row (see :meth:`solve`).
         options: extra keyword options of the solvers (e.g. ``memory``).
         on_fail: ``"raise"`` (:class:`NotConvergedError`) or ``"ignore"`` when a solve does not converge.
     """
@@ -71,8 +73,19 @@ class SolveOptions:
             raise InputError(f"on_fail must be 'raise' or 'ignore', got {self.on_fail!r}")
 
     def solve(self, F: Callable, z0: torch.Tensor, *, linear: bool):
+        """The fixed point of ``F`` from ``z0`` (a :class:`~deqlab.solvers.result.SolverResult`).
+
+        ``linear``: ``F`` is affine, ``F(t) = A t + r`` (the adjoint and tangent maps), and is solved by
+        ``linear_solver`` on rows scaled by ``s_b = min(‖r_b‖, 1)`` (:func:`_scaled_by_rhs`): its solution
+        is proportional to ``r``, so the absolute ``atol`` would leave a small right-hand side (the
+        cotangent of a loss of 1e-13, say) without a single correct digit: its gradient came back 0."""
         name = self.linear_solver if linear else self.solver
+        scale = None
+        if linear:
+            F, z0, scale = _scaled_by_rhs(F, z0)
         res = get_solver(name)(F, z0, atol=self.atol, rtol=self.rtol, max_iter=self.max_iter, **dict(self.options))
+        if scale is not None:
+            res = dataclasses.replace(res, z=res.z * scale)
         if not res.all_converged and self.on_fail == "raise":
             raise self.failure(res, linear=linear)
         return res
@@ -82,8 +95,23 @@ class SolveOptions:
         converge; its message says when ``atol`` is below the dtype's resolution at ``z``."""
         name = self.linear_solver if linear else self.solver
         kind = "adjoint/tangent (linear)" if linear else "forward"
+        scaled = " (of the solution divided by min(‖rhs‖, 1) per row)" if linear else ""
         return NotConvergedError(f"{kind} solve with {name} did not converge: {res.message}, residual "
-                                 f"{res.max_residual:.3e}")
+                                 f"{res.max_residual:.3e}{scaled}")
+
+
+def _scaled_by_rhs(F: Callable, z0: torch.Tensor):
+    """``(G, z0 / s, s)`` for an affine ``F(t) = A t + r`` with ``G(u) = F(s u) / s`` and ``s_b = min(‖r_b‖, 1)`` per
+    row (``1`` where ``r_b = 0``): ``G``'s fixed point is ``t*/s``, so the stopping rule bounds the error of
+    ``t*`` relative to ``‖r_b‖`` where that is below 1 and is unchanged (absolute) elsewhere. ``s`` is
+    ``None`` (and ``F`` returned as it is) when every row has ``s_b = 1``."""
+    with torch.no_grad():
+        r = F(torch.zeros_like(z0))
+        s = torch.linalg.vector_norm(r, dim=-1, keepdim=True)
+        s = torch.where((s > 0) & (s < 1), s, torch.ones_like(s))
+    if bool((s == 1).all()):
+        return F, z0, None
+    return (lambda u: F(u * s) / s), z0 / s, s
 
 
 def _adjoint_map(F: Callable) -> Callable:
