@@ -246,3 +246,51 @@ def test_a_map_that_does_not_return_a_tensor_like_z_is_refused(make, got):
     with pytest.raises(InputError, match=r"f\(z, x\) must return a tensor like z, \(5, 4\) float64 on cpu; " + got):
         deq(x)
     assert DEQ(_Returns(lambda fz: fz), 4)(x).shape == (5, 4)
+
+
+class TokenCell(nn.Module):
+    """``f(z, x) = tanh(W z[:, perm] + E[x])``: integer token ids as the input and an integer index
+    buffer, both constants of the derivatives (the backward failed on them: torch.func refuses to
+    differentiate with respect to an integer tensor)."""
+
+    def __init__(self, n, vocab):
+        super().__init__()
+        self.W = nn.Linear(n, n, dtype=torch.float64)
+        with torch.no_grad():
+            self.W.weight.mul_(0.4)
+        self.E = nn.Parameter(torch.randn(vocab, n, dtype=torch.float64))
+        self.register_buffer("perm", torch.roll(torch.arange(n), 1))
+
+    def forward(self, z, x):
+        return torch.tanh(self.W(z[:, self.perm]) + self.E[x])
+
+
+def test_integer_inputs_and_buffers_are_constants_of_every_derivative():
+    from deqlab.implicit import LossHessian
+
+    torch.manual_seed(0)
+    deq = DEQ(TokenCell(N, 5), N, opts=OPTS)
+    x = torch.tensor([3, 0, 3])   # token ids, int64
+    names = [k for k, _ in deq.named_parameters()]
+    params = {k: p.detach() for k, p in deq.named_parameters()}
+
+    def loss(p, unroll=False):
+        if not unroll:
+            z = torch.func.functional_call(deq, p, (x,))
+        else:
+            z = torch.zeros(x.shape[0], N, dtype=torch.float64)
+            for _ in range(UNROLL):
+                z = torch.func.functional_call(deq.f, {k.removeprefix("f."): v for k, v in p.items()}, (z, x))
+        return (z ** 3).sum()
+
+    flat = lambda H: torch.cat([torch.cat([H[a][b].reshape(params[a].numel(), -1) for b in names], 1) for a in names])
+    H_u = flat(torch.func.hessian(lambda p: loss(p, True))(params))
+    H_i = flat(torch.func.hessian(loss)(params))      # forward over reverse through the layer
+    assert relative_error(H_i, H_u) <= RTOL
+    g_u = torch.autograd.grad(loss(dict(deq.named_parameters()), True), list(deq.parameters()))
+    g_i = torch.autograd.grad(loss(dict(deq.named_parameters())), list(deq.parameters()))
+    for a, b in zip(g_i, g_u):
+        assert relative_error(a, b) <= RTOL
+    for mode in ("lagrangian", "direct"):
+        H = LossHessian(deq, lambda z, _: (z ** 3).sum(), x, mode=mode).dense()
+        assert relative_error(H, H_u) <= RTOL

@@ -51,7 +51,7 @@ from torch import nn
 
 from deqlab.errors import IllConditionedError, InputError, NotConvergedError
 from deqlab.implicit.deq import DEQ
-from deqlab.implicit.layer import SolveOptions
+from deqlab.implicit.layer import SolveOptions, is_differentiable, differentiable_part, scatter_grads
 from deqlab.implicit.spectrum import (
     SpectralDensity,
     TraceEstimate,
@@ -190,15 +190,21 @@ class _FirstOrderEquilibrium(torch.autograd.Function):
     def backward(ctx, g):
         z, x, *theta = ctx.saved_tensors
         mu = _ConstantAdjointSolve.apply(ctx.system, g)
-        _, vjp = torch.func.vjp(lambda xx, *t: ctx.F(z, xx, *t), x, *theta)
-        return (None, None, None, *vjp(mu))
+        args = (x, *theta)
+        Fd, diff = differentiable_part(lambda *a: ctx.F(z, *a), args)   # (integer x or buffers: constants)
+        if not diff:
+            return (None, None, None, *(None for _ in args))
+        _, vjp = torch.func.vjp(Fd, *diff)
+        return (None, None, None, *scatter_grads(vjp(mu), args))
 
     @staticmethod
     def jvp(ctx, _F_t, _z_t, _system_t, x_t, *theta_t):
         z, x, theta = ctx.point
         args = (x, *theta)
-        tangents = tuple(torch.zeros_like(a) if t is None else t for a, t in zip(args, (x_t, *theta_t)))
-        r = torch.func.jvp(lambda xx, *t: ctx.F(z, xx, *t), args, tangents)[1]
+        Fd, diff = differentiable_part(lambda *a: ctx.F(z, *a), args)
+        tangents = tuple(torch.zeros_like(a) if t is None else t
+                         for a, t in zip(args, (x_t, *theta_t)) if is_differentiable(a))
+        r = torch.func.jvp(Fd, diff, tangents)[1] if diff else torch.zeros_like(z)
         with torch.no_grad():
             return ctx.system.tangent(r)
 

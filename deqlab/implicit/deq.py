@@ -188,7 +188,8 @@ class DEQ(nn.Module):
         names = tuple(named)
         theta = tuple(named.values())
         F = self._pure_map(names)
-        dtype = theta[0].dtype if theta else x.dtype
+        floating = [t for t in theta if t.is_floating_point()]   # (an integer buffer first would make z integer)
+        dtype = floating[0].dtype if floating else x.dtype
         start = self._start(x, z0, dtype)
         if self.backward == "implicit":
             if self.curvature_hook is not None:

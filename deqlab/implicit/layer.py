@@ -177,11 +177,11 @@ class FixedPoint(torch.autograd.Function):
         z, *args = ctx.saved_tensors
         F, opts = ctx.F, ctx.opts
         lam = FixedPoint.apply(_adjoint_map(F), torch.zeros_like(grad_z), opts, True, z, grad_z, *args)
-        if not args:
-            return (None, None, None, None)
-        _, vjp_fn = torch.func.vjp(lambda *a: F(z, *a), *args)
-        grads = vjp_fn(lam)
-        return (None, None, None, None, *grads)
+        Fd, diff = differentiable_part(lambda *a: F(z, *a), args)
+        if not diff:
+            return (None, None, None, None, *(None for _ in args))
+        _, vjp_fn = torch.func.vjp(Fd, *diff)
+        return (None, None, None, None, *scatter_grads(vjp_fn(lam), args))
 
     @staticmethod
     def jvp(ctx, _F_t, _z0_t, _opts_t, _linear_t, *arg_tangents):
@@ -202,12 +202,14 @@ class FixedPoint(torch.autograd.Function):
         if level >= 0:
             z = _unwrap_at(z, level)
             args = tuple(_unwrap_at(a, level) for a in args)
-        tangents = tuple(torch.zeros_like(a) if t is None else t for a, t in zip(args, arg_tangents))
+        Fd, diff = differentiable_part(lambda *a: F(z, *a), args)
+        tangents = tuple(torch.zeros_like(a) if t is None else t
+                         for a, t in zip(args, arg_tangents) if is_differentiable(a))
         if level < 0:  # torch.autograd.forward_ad: no nested dual level may be entered
-            r = _jvp_by_reverse(lambda *a: F(z, *a), tuple(args), tangents) if args else torch.zeros_like(z)
+            r = _jvp_by_reverse(Fd, diff, tangents) if diff else torch.zeros_like(z)
             return FixedPoint.apply(_tangent_map(F, forward_mode=False), torch.zeros_like(z), opts, True, z, r, *args)
         with torch.autograd.forward_ad._set_fwd_grad_enabled(True):
-            r = torch.func.jvp(lambda *a: F(z, *a), tuple(args), tangents)[1] if args else torch.zeros_like(z)
+            r = torch.func.jvp(Fd, diff, tangents)[1] if diff else torch.zeros_like(z)
             return FixedPoint.apply(_tangent_map(F), torch.zeros_like(z), opts, True, z, r, *args)
 
     @staticmethod
@@ -223,6 +225,34 @@ class FixedPoint(torch.autograd.Function):
 
         out = FixedPoint.apply(F_joint, z0.reshape(shape[0] * shape[1], shape[2]), opts, linear, *args)
         return out.reshape(shape), 0
+
+
+def is_differentiable(a) -> bool:
+    """Whether an argument of ``F`` takes part in differentiation: a floating (or complex) tensor. Integer
+    tensors (token ids as ``x``, an index buffer of a user's ``f``) are constants: ``torch.func`` refuses
+    to differentiate with respect to them (the backward failed with a RuntimeError)."""
+    return isinstance(a, torch.Tensor) and (a.is_floating_point() or a.is_complex())
+
+
+def differentiable_part(G: Callable, args: tuple) -> tuple[Callable, tuple]:
+    """``(Gd, diff)``: ``diff`` the differentiable ``args`` (:func:`is_differentiable`) and ``Gd(*diff)`` equal to
+    ``G(*args)`` with the other arguments held at their values."""
+    args = tuple(args)
+    where = [i for i, a in enumerate(args) if is_differentiable(a)]
+
+    def Gd(*d):
+        full = list(args)
+        for i, t in zip(where, d):
+            full[i] = t
+        return G(*full)
+
+    return Gd, tuple(args[i] for i in where)
+
+
+def scatter_grads(grads, args) -> tuple:
+    """The gradients of the differentiable ``args`` in their places, ``None`` for the others."""
+    grads = iter(grads)
+    return tuple(next(grads) if is_differentiable(a) else None for a in args)
 
 
 def _func_level(t: torch.Tensor) -> int:
