@@ -34,6 +34,10 @@ curvlinops-style tools and ``scipy.sparse.linalg`` (``eigsh``, ``cg``, ``lobpcg`
 Hutchinson's trace and the spectral density by stochastic Lanczos quadrature
 (:mod:`deqlab.implicit.spectrum`).
 
+The curvature is that of the functions as autograd differentiates them: for non-smooth pieces (ReLU, in a
+DEQ's map or around it) it holds almost everywhere and follows autograd's convention at a kink
+(:mod:`deqlab.implicit.deq`).
+
 Models whose DEQ layers use an approximate backward (``"jacobian_free"``, ``"phantom"``) are refused
 (:class:`deqlab.errors.InputError`): their second derivatives are not the model's.
 """

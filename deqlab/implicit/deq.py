@@ -14,6 +14,13 @@ solve goes through :func:`deqlab.implicit.layer.fixed_point`, so (GUIDE §5, ``J
 * every higher order (double backward, ``gradgradcheck``, ``torch.func.hessian``, ``jacfwd∘jacrev``,
   ``vmap``) recursively through the same rules; memory does not grow with the iteration count.
 
+Non-smooth maps (ReLU, ``abs``, ``max`` inside ``f``): the rules above use ``f``'s derivatives as autograd
+gives them, so the results are exact wherever ``f`` is differentiable at ``z*`` (almost everywhere; a
+piecewise-linear activation contributes no curvature) and follow autograd's one-sided convention at a
+kink (``ReLU'(0) = 0``: e.g. a zero bias and a zero input put every ReLU of ``f`` exactly at its kink).
+The layer cannot see a kink inside a user's ``f`` and does not refuse there; use a smooth ``f`` for
+curvature. (:mod:`deqlab.nethessian` refuses ReLU-like activations by name.)
+
 The layer works inside ordinary models (layers before and after), under
 ``torch.func.functional_call`` (the layer reads ``f``'s parameters at call time, so substituted
 tensors are the ones differentiated) and under the ``torch.func`` transforms.
