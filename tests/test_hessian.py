@@ -174,12 +174,19 @@ def test_inputs_that_do_not_fit_the_model_are_refused_by_every_route():
     bad = [(torch.randn(B, d + 1, dtype=torch.float64), y, r"x must have shape \(5, 3\)"),
            (x, torch.randn(B + 1, ny, dtype=torch.float64), r"y must have shape \(5, 2\)"),
            (x, y.clone().index_fill_(0, torch.tensor([2]), float("nan")), "NaN or infinite values in y"),
-           (x.float(), y, "one floating dtype")]
+           (x.float(), y, "one floating dtype"),
+           # an empty batch failed inside the polish with NumPy's "zero-size array to reduction operation maximum"
+           (x[:0], y[:0], "at least one sample")]
     for route in routes:
         assert route(x, y) is not None
         for xb, yb, message in bad:
             with pytest.raises(InputError, match=message):
                 route(xb, yb)
+    empty = {**p, "W_z": p["W_z"][:0, :0], "b_z": p["b_z"][:0], "U_z": p["U_z"][:0], "W_y": p["W_y"][:, :0]}
+    for route in (lambda: deq_hessian(**empty, x=x, y=y), lambda: deq_gradient(**empty, x=x, y=y),
+                  lambda: DEQHessianOperator(empty, ("W_z", "b_y"), x, y)):
+        with pytest.raises(InputError, match="n_z >= 1"):
+            route()
 
 
 def test_a_given_z_star_must_be_the_fixed_point():

@@ -59,6 +59,11 @@ def check_problem(params: dict, x: torch.Tensor, y: torch.Tensor, z_star: torch.
         if tuple(t.shape) != want[name]:
             raise InputError(f"{name} must have shape {want[name]} (n_z={n_z}, n_x={n_x}, n_y={n_y} from W_z, U_z, W_y; "
                              f"batch={batch} from x), got {tuple(t.shape)}")
+    # (the polish failed on either with NumPy's "zero-size array to reduction operation maximum")
+    if batch == 0:
+        raise InputError(f"x must hold at least one sample (its first dimension is the batch), got shape {tuple(x.shape)}")
+    if n_z == 0:
+        raise InputError("the DEQ needs a state: W_z must be (n_z, n_z) with n_z >= 1, got (0, 0)")
     dtypes, devices = {t.dtype for t in given.values()}, {t.device for t in given.values()}
     if len(dtypes) != 1 or not next(iter(dtypes)).is_floating_point or len(devices) != 1:
         raise InputError("parameters, x, y (and z_star) must share one floating dtype and one device, got "
