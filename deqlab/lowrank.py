@@ -374,6 +374,8 @@ def factored_frobenius_distance(U1: np.ndarray, S1: np.ndarray, U2: np.ndarray, 
 def relative_error(est: SymmetricEstimate, U_true: np.ndarray, S_true: np.ndarray) -> float:
     """``‖H − H_true‖_F / ‖H_true‖_F`` in factored form (``H_true = U_true diag(S_true) U_trueᵀ``)."""
     ref = factored_frobenius_distance(U_true, S_true, U_true[:, :0], S_true[:0])
+    if not ref > 0:   # (a zero H_true was a ZeroDivisionError)
+        raise InputError("the relative error to H_true = 0 is not defined: compare factored_frobenius_distance instead")
     return factored_frobenius_distance(est.U, est.S, U_true, S_true) / ref
 
 

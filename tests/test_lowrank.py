@@ -321,6 +321,11 @@ def test_edge_cases_zero_gradients_and_k_equals_n(method):
     X = rng.standard_normal((6, 3))
     est = LR.estimate(method, X, np.zeros((6, 3)))
     assert est.rank == 0 and est.U.shape == (6, 0) and np.all(est.dense() == 0)
+    # the relative error to H_true = 0 is not defined (it was a ZeroDivisionError)
+    from deqlab.errors import InputError
+
+    with pytest.raises(InputError, match="not defined"):
+        LR.relative_error(est, np.zeros((6, 0)), np.zeros(0))
     # k = n independent exact pairs determine any symmetric H: every method must return it
     A = rng.standard_normal((5, 5))
     H = A + A.T
