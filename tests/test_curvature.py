@@ -409,6 +409,31 @@ def test_a_map_coupling_samples_is_detected():
     assert relative_error(torch.stack([auto.hvp(v) for v in V.T]), torch.stack([direct.hvp(v) for v in V.T])) <= RTOL
 
 
+#: float32 products against the float64 operator (float32 carries ~7 digits).
+FLOAT32_RTOL = 1e-5
+
+
+def test_float32_lu_takes_a_sample_independent_map_and_still_detects_coupling():
+    """The block-diagonal check compared two float32 products at 1e-10: every float32 map was taken for
+    one that couples the samples (linear='lu' refused it, 'auto' fell back to the iterative solves)."""
+    torch.manual_seed(6)
+    model = Classifier()
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (4,), generator=gen)
+    H = LossHessian(model, cross_entropy, x, y, linear="lu").dense()
+    model32 = Classifier().float()
+    model32.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+    model32.deq = DEQ(model32.deq.f, 4, opts=SolveOptions(atol=1e-6, max_iter=1000))   # (1e-13: refused in float32)
+    for linear in ("lu", "auto"):
+        op = LossHessian(model32, cross_entropy, x.float(), y, linear=linear)
+        assert all(rec["system"].lu is not None for calls in op._lagrangian.records.values() for rec in calls)
+        assert relative_error(op.dense().double(), H) <= FLOAT32_RTOL
+    model32.deq = DEQ(CoupledCell(4, 3).float(), 4, opts=SolveOptions(atol=1e-6, max_iter=1000))
+    with pytest.raises(InputError, match="couples"):
+        LossHessian(model32, cross_entropy, x.float(), y, linear="lu")
+
+
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
 @pytest.mark.parametrize("mode", ["lagrangian", "direct"])
 def test_an_operator_made_inside_no_grad_is_the_same_operator(problem, mode, context):
