@@ -293,7 +293,7 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
                                          for r in rows[1:] if not str(r["route"]).startswith("PITFALL")}}
     result.tables["routes"] = Table(f"Closed-form Hessian vs independent routes (P={P}, batch={cfg.batch}, {cfg.dtype}; "
                                     f"{cond_rho}){mark}", routes,
-                                    formats={"rel. error": "{:.2e}", "time (s)": "{:.4f}"},
+                                    formats={"rel. error": "{:.2e}", "time (s)": "{:.3g}"},
                                     caption="relative Frobenius error ‖H_route − H‖_F / ‖H‖_F")
     eig = torch.linalg.eigvalsh(H.to(torch.float64))
     term_rows = []
@@ -371,7 +371,7 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
         {"quantity": "trace (Hutchinson)", "value": tr.trace, "time (s)": t_tr, "detail": f"± {tr.std_error:.3g} (1 s.e., {tr.probes} probes)"},
     ]
     result.tables["hvp"] = Table(f"Matrix-free Hessian (P={P}, batch={cfg.batch}, N={cfg.model.n_z}){mark}", pd.DataFrame(rows),
-                                 formats={"value": "{:.4e}", "time (s)": "{:.4f}"})
+                                 formats={"value": "{:.4e}", "time (s)": "{:.3g}"})
     spec = {**base, "lambda_min (eigsh)": float(bottom[0]), "lambda_max (eigsh)": float(top[-1]),
             "trace (Hutchinson)": tr.trace, "trace s.e.": tr.std_error}
     result.tables["spectrum"] = Table(f"Spectrum of H and conditioning at z*{mark}", key_value(spec),

@@ -44,7 +44,8 @@ _KEY_MAX_SHARE = 0.45
 
 
 def format_value(value, spec: str | None = None) -> Text:
-    """Readable cell text: floats in 4 significant digits unless a spec is given; bools as yes/NO.
+    """Readable cell text: floats in 4 significant digits unless a spec is given (a non-zero value
+    that the spec would print as zero gets 2 significant digits); bools as yes/NO.
 
     A ``Text``, never markup: a cell (or a header) holding ``[ms]`` or ``[fp]`` prints as written.
     """
@@ -53,10 +54,22 @@ def format_value(value, spec: str | None = None) -> Text:
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
             return Text("nan", style="red")
-        return Text(spec.format(value) if spec else f"{value:.4g}")
+        text = spec.format(value) if spec else f"{value:.4g}"
+        if value != 0 and math.isfinite(value) and _reads_as_zero(text):
+            # a fixed-point spec chosen for the usual size of a column ("{:.4f}" s) turned a small
+            # value into a false zero ("0.0000" for a 3e-5 s gradient): two significant digits instead
+            text = f"{value:.2g}"
+        return Text(text)
     if spec and isinstance(value, (int, np.integer)):
         return Text(spec.format(value))
     return Text(str(value))
+
+
+def _reads_as_zero(text: str) -> bool:
+    try:
+        return float(text) == 0
+    except ValueError:   # a spec with words or units around the number
+        return False
 
 
 def _is_numeric(series: pd.Series) -> bool:
