@@ -101,6 +101,20 @@ def test_a_small_number_never_prints_as_zero():
     assert format_value(0.001, "{:.1f} %").plain == "0.0 %"   # a spec with words: left alone
 
 
+def test_parts_keep_the_key_column_that_tells_rows_apart():
+    """Too wide for one grid, the key is cut: a column the others make redundant goes (batch, given
+    by the task), not the method that alone tells four rows of one task apart."""
+    tasks = ["laplacian"] * 4 + ["diag_hessian"] * 4
+    frame = pd.DataFrame({"task": tasks, "dtype": ["float32"] * 8, "batch": [16] * 4 + [4] * 4,
+                          "method": ["forward recursion", "double-backward loop", "vmap(jvp(grad))", "vmap(hessian)"] * 2}
+                         | {f"measurement number {i} [ms]": np.linspace(1, 2, 8) * 10.0 ** -i for i in range(6)})
+    table = Table("input derivatives", frame)
+    fitted, parts = FittedTable(table).layout(80)
+    assert len(parts) > 1 and fitted.key == [0, 1, 2, 3]
+    for columns, _ in parts[1:]:
+        assert [fitted.columns[j] for j in columns[:3]] == ["task", "dtype", "method"]
+
+
 def test_too_wide_for_parts_falls_back_to_one_block_per_row():
     """A number 90 characters wide fits no 80-column grid, whole or in parts: one block per row."""
     table = wide_table(3)
@@ -178,6 +192,7 @@ def test_every_command_fits_80_columns(name, output_root, shown_results):
             # whole, or in parts repeating the key, with every header word whole (never "conver|ged")
             assert FittedTable(table).layout(80) is not None, f"{table.title!r} folds words at 80 columns"
             assert_no_number_shown_as_zero(table)
+            assert_parts_keep_rows_apart(table, 80)
             for column in map(str, table.frame.columns):
                 if is_time_column(column):
                     assert TIME_UNIT.search(column), f"time column {column!r} of {table.title!r} names no unit"
@@ -193,6 +208,25 @@ def assert_no_number_shown_as_zero(table: Table) -> None:
             shown = cell.plain.strip()
             if isinstance(value, (float, np.floating)) and np.isfinite(value) and value != 0 and re.fullmatch(r"-?0(\.0*)?", shown):
                 raise AssertionError(f"{table.title!r}: {column!r} = {value!r} shown as {shown!r}")
+
+
+def assert_parts_keep_rows_apart(table: Table, width: int) -> None:
+    """A table printed in parts repeats a key that tells its rows apart whenever the key inferred for
+    the whole table does: four 'laplacian float32 16' rows with no method are not a table."""
+    fitted = FittedTable(table)
+    layout = fitted.layout(width)
+    if layout is None or len(layout[1]) == 1:
+        return
+    fitted, parts = layout
+
+    def distinct(columns):
+        rows = [tuple(row[j].plain for j in columns) for row in fitted.cells]
+        return len(set(rows)) == len(rows)
+
+    if distinct(fitted.key):
+        for columns, _ in parts:
+            key = [j for j in columns if j in fitted.key]
+            assert distinct(key), f"{table.title!r}: parts keyed by {[fitted.columns[j] for j in key]} repeat rows"
 
 
 #: A time column names its unit: ``time [ms]``, ``train time [s]``, ``time (s)``.

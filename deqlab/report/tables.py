@@ -166,9 +166,7 @@ class FittedTable:
             return [(columns, whole)]
         if not self.key:   # no naming column: :meth:`layout` numbers the rows
             return None
-        key = list(self.key)
-        while key and sum(self.soft[j] for j in key) > _KEY_MAX_SHARE * available:
-            key.pop()
+        key = self._narrowed_key(_KEY_MAX_SHARE * available)
         if not key:   # parts whose rows could not be matched up: not a layout
             return None
         rest = [j for j in columns if j not in key]
@@ -189,6 +187,21 @@ class FittedTable:
             part = key + group
             out.append((part, self._shrink(part, self._budget(available, len(part)), [self.soft])))
         return out
+
+    def _narrowed_key(self, limit: float) -> list[int]:
+        """The key cut to at most ``limit`` soft columns: each cut drops the last column that the
+        others still tell the rows apart without (``batch`` beside ``task, dtype, method``), else
+        the last one. Dropping the last one blindly once printed parts keyed by ``task, dtype,
+        batch`` whose rows no reader could match to their method."""
+        key = list(self.key)
+        while key and sum(self.soft[j] for j in key) > limit:
+            spare = [j for j in reversed(key) if self._tells_rows_apart([k for k in key if k != j])]
+            key.remove(spare[0] if spare else key[-1])
+        return key
+
+    def _tells_rows_apart(self, columns: list[int]) -> bool:
+        rows = [tuple(row[j].plain for j in columns) for row in self.cells]
+        return bool(columns) and len(set(rows)) == len(rows)
 
     def _pack(self, rest: list[int], cap: int) -> list[list[int]]:
         """``rest`` cut greedily into consecutive groups whose soft widths, one separator each, sum to
