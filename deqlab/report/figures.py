@@ -71,11 +71,12 @@ def convergence_curves(curves: Mapping[str, np.ndarray], *, title: str, subtitle
         init = label.split(",")[0]
         ax.plot(np.arange(len(values)), values, "--" if "float64" in label else "-", label=label + ("" if main else " (for comparison)"),
                 color=color(init), lw=2.0 if main else 1.0, alpha=1.0 if main else 0.45)
-    for (label, value), style in zip((floors or {}).items(), (":", (0, (1, 3)), "-.")):
+    for (label, value), style in zip((floors or {}).items(), (":", "-.", (0, (5, 2, 1, 2, 1, 2)))):
         if value > 0:
             ax.axhline(value, color="0.35", ls=style, lw=1.0, label=f"{label} = {value:.1e}")
     if notes:
         ax.text(0.02, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="bottom",
                 bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
-    ax.legend(fontsize=7, loc="upper right")
+    # beside the axes: inside, the comparison init's curves (flat near 1, or rising) ran under it
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
