@@ -83,6 +83,14 @@ def test_config_prints_the_resolved_settings(cli):
     assert bad.exit_code == 2 and "did you mean model.n_z" in bad.stderr
 
 
+def test_config_says_where_runs_go_when_the_environment_overrides_output_root(cli, output_root):
+    """DEQLAB_OUTPUT_ROOT wins over output_root: the header once said output_root=outputs and nothing
+    more, while every run went elsewhere."""
+    r = cli("config", "converge")
+    assert r.exit_code == 0
+    assert f"# runs go under {output_root} (DEQLAB_OUTPUT_ROOT is set)" in r.output, r.output
+
+
 def test_sysid_evaluate_requires_data(cli, tmp_path):
     r = cli("sysid", "evaluate", str(tmp_path))
     assert r.exit_code == 2 and "data_file is required: give --data FILE (or data_file=FILE)" in r.stderr
