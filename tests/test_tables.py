@@ -192,6 +192,7 @@ def test_every_command_fits_80_columns(name, output_root, shown_results):
             # whole, or in parts repeating the key, with every header word whole (never "conver|ged")
             assert FittedTable(table).layout(80) is not None, f"{table.title!r} folds words at 80 columns"
             assert_no_number_shown_as_zero(table)
+            assert_text_columns_show_no_nan(table)
             assert_parts_keep_rows_apart(table, 80)
             for column in map(str, table.frame.columns):
                 if is_time_column(column):
@@ -208,6 +209,16 @@ def assert_no_number_shown_as_zero(table: Table) -> None:
             shown = cell.plain.strip()
             if isinstance(value, (float, np.floating)) and np.isfinite(value) and value != 0 and re.fullmatch(r"-?0(\.0*)?", shown):
                 raise AssertionError(f"{table.title!r}: {column!r} = {value!r} shown as {shown!r}")
+
+
+def assert_text_columns_show_no_nan(table: Table) -> None:
+    """A verdict column ('met', '') that a row leaves out must print blank, not 'nan' (bench lowrank's
+    scipy rows once did, beside blank cells of the same meaning)."""
+    fitted = FittedTable(table)
+    for j, numeric in enumerate(fitted.numeric):
+        if not numeric:
+            shown = {row[j].plain for row in fitted.cells}
+            assert "nan" not in shown, f"{table.title!r}: text column {fitted.columns[j]!r} shows 'nan'"
 
 
 def assert_parts_keep_rows_apart(table: Table, width: int) -> None:
