@@ -91,6 +91,13 @@ def test_config_says_where_runs_go_when_the_environment_overrides_output_root(cl
     assert f"# runs go under {output_root} (DEQLAB_OUTPUT_ROOT is set)" in r.output, r.output
 
 
+def test_option_help_keeps_units_in_brackets(cli):
+    """Typer reads help as rich markup: "[rad]" vanished and "--noise" read "on the angle ."."""
+    r = cli("sysid", "pendulum", "--help")
+    assert r.exit_code == 0
+    assert "Measurement noise σ on the angle [rad]. Key data.noise_std" in r.output, r.output
+
+
 def test_sysid_evaluate_requires_data(cli, tmp_path):
     r = cli("sysid", "evaluate", str(tmp_path))
     assert r.exit_code == 2 and "data_file is required: give --data FILE (or data_file=FILE)" in r.stderr

@@ -72,8 +72,11 @@ def default_of(command: str, key: str) -> str:
 
 
 def option_help(command: str, key: str, text: str) -> str:
-    """An option's help with its settings key and default taken from the settings (they cannot drift)."""
-    return f"{text.rstrip('. ')}. Key {key}, default {default_of(command, key)}."
+    """An option's help with its settings key and default taken from the settings (they cannot drift).
+    Escaped for Typer's rich markup, which took "[rad]" for a style tag and printed "the angle ."."""
+    from rich.markup import escape
+
+    return escape(f"{text.rstrip('. ')}. Key {key}, default {default_of(command, key)}.")
 
 
 def bench_help(command: str, text: str, duration: str) -> str:
