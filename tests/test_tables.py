@@ -87,6 +87,9 @@ def test_key_is_the_naming_columns_or_as_set():
     unique_first = pd.DataFrame({"x": [0.1, 0.2], "y": [1.0, 2.0]})
     assert FittedTable(Table("t", unique_first)).key == []
     assert FittedTable(Table("t", unique_first), numbered=True).columns[0] == "row"
+    # distinct integers name the rows themselves: no 'row' column repeating 'restart' beside it
+    restarts = pd.DataFrame({"restart": [1, 2, 3], "min Re eig": [0.81, 0.68, 0.5], "converged": [True] * 3})
+    assert FittedTable(Table("t", restarts)).key == [0]
 
 
 def test_a_small_number_never_prints_as_zero():

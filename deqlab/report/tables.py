@@ -11,7 +11,8 @@ first layout that fits:
    row can be followed across parts. The key is ``Table.key`` when set, else the first column
    and those after it (at most :data:`_KEY_MAX_COLUMNS`) that hold text, integers or repeated
    values, stopping at a yes/no column or a column of distinct real numbers (a measurement); a
-   table whose first column is a unique number has no key, and its parts lead with a row number;
+   table whose first column holds distinct real numbers has no key, and its parts lead with a row
+   number (distinct integers, ``restart`` 1..10, are a key of their own);
 3. one grid whose headers and text may fold inside words (numbers still never do);
 4. one ``column: value`` block per row, which fits any width ≥ the longest ``column: value`` line
    and folds text beyond that (never a number).
@@ -105,8 +106,8 @@ class FittedTable:
         if frame.shape[1] == 0:
             return []
         first = frame.iloc[:, 0]
-        if self.numeric[0] and first.nunique() == len(first):
-            return []
+        if self.numeric[0] and first.nunique() == len(first) and not pd.api.types.is_integer_dtype(first):
+            return []   # distinct real numbers: a measurement, not a name (a unique count, restart 1..10, is one)
         key = [0]
         for j in range(1, min(_KEY_MAX_COLUMNS, frame.shape[1])):
             column = frame.iloc[:, j]
