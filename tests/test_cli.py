@@ -75,6 +75,33 @@ def test_option_help_names_existing_keys():
         assert key in schema_keys(settings_class(command)), (command, key)
 
 
+def test_option_help_shows_the_default_a_run_uses():
+    """`hessian --help` once said --n-z defaults to 10 and --n-x to 3 (TanhDEQSettings' class defaults)
+    while a run used hessian's own model, n_z=6 and n_x=2."""
+    import re
+
+    from deqlab.cli.compose import load
+    from deqlab.cli.options import default_of
+
+    def shown(value):
+        value = getattr(value, "name", value)
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(v) for v in value)
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    commands = Path(__file__).resolve().parents[1] / "deqlab" / "cli" / "commands"
+    src = "\n".join(p.read_text() for p in commands.glob("*.py"))
+    pairs = sorted(set(re.findall(r'option_help\("(\w+)", "([\w.]+)"', src)))
+    assert ("hessian", "model.n_z") in pairs
+    required = {"sysid_f16": ["f16.data_dir=somewhere"]}   # a key without a default
+    for command, key in pairs:
+        settings, _ = load(command, required.get(command, []))
+        value = settings
+        for part in key.split("."):
+            value = getattr(value, part)
+        assert default_of(command, key) == shown(value), (command, key)
+
+
 def test_config_prints_the_resolved_settings(cli):
     r = cli("config", "hessian", "solver=broyden", "model.n_z=4")
     assert r.exit_code == 0

@@ -63,6 +63,9 @@ def default_of(command: str, key: str) -> str:
 
     value: Any = settings_class(command)
     for part in key.split("."):
+        if not isinstance(value, type):   # a group made by its parent's factory: its own values, not
+            value = getattr(value, part)  # its class's (hessian's model has n_z=6, TanhDEQSettings 10)
+            continue
         spec = next(f for f in dataclasses.fields(value) if f.name == part)
         value = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
     value = getattr(value, "name", value)   # a solver: its name
