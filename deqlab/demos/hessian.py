@@ -157,8 +157,11 @@ def run(cfg) -> Result:
                f"{res.max_residual:.3e} > atol {opts.atol:g}")
         mark = _refuse_or_mark(cfg, result, msg, "; derivatives at a non-equilibrium are meaningless (")
     F = partial(tanh_map, W_z=params["W_z"], b_z=params["b_z"], U_z=params["U_z"], x=x)
-    points = survey_fixed_points(lambda zz: F(zz), z0, res, list(SOLVERS), atol=opts.atol, rtol=opts.rtol,
-                                 max_iter=opts.max_iter, options=dict(opts.options), known={opts.solver: res})
+    # every solver from z = 0, then J, its eigenvalues and singular values per sample at each point:
+    # minutes at n_z = 300, batch 64 on two busy cores, with nothing on the screen before this spinner
+    with activity(f"fixed points from z = 0, every solver (batch {cfg.batch}, n_z {cfg.model.n_z})"):
+        points = survey_fixed_points(lambda zz: F(zz), z0, res, list(SOLVERS), atol=opts.atol, rtol=opts.rtol,
+                                     max_iter=opts.max_iter, options=dict(opts.options), known={opts.solver: res})
     z, polish = res.z, None
     if res.all_converged:
         polish = polish_tanh_equilibrium(params["W_z"], params["b_z"], params["U_z"], x, res.z)
