@@ -43,3 +43,16 @@ def test_bench_mondeq_time_axis_reads_in_plain_numbers():
     labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
     assert len(labels) >= 3 and all("times" not in s and "\\" not in s and "^" not in s for s in labels), labels
     assert ax.get_ylabel().endswith("[ms]") and ax.get_xlabel()
+
+
+def test_a_log_axis_over_a_decade_and_a_bit_gets_enough_labels():
+    """sysid's validation NRMSE from 0.26 (the noise floor) to 4.3 was labelled 0.5, 1.0, 2.0 only."""
+    from deqlab.report.sysid_figures import training_curves
+
+    curves = {"ren": np.array([2.98, 2.28]), "lipschitz_ren": np.array([0.73, 0.65]), "linear": np.array([4.33, 3.51])}
+    fig = training_curves(curves, title="t", noise_floor=0.2619)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
+    assert len(labels) >= 5, labels
