@@ -125,6 +125,15 @@ def test_option_help_keeps_units_in_brackets(cli):
     assert "Measurement noise σ on the angle [rad]. Key data.noise_std" in r.output, r.output
 
 
+def test_an_unknown_command_names_the_commands_there_are(cli):
+    """'deqlab bench foo' said only "No such command 'foo'."; the line now says what to type instead."""
+    r = cli("bench", "foo")
+    assert r.exit_code == 2
+    assert "No such command 'foo'; choose one of: solvers, hessian, lowrank, mondeq" in r.stderr, r.stderr
+    r = cli("sysid", "foo")
+    assert r.exit_code == 2 and "choose one of: pendulum, f16, evaluate" in r.stderr, r.stderr
+
+
 def test_sysid_evaluate_requires_data(cli, tmp_path):
     r = cli("sysid", "evaluate", str(tmp_path))
     assert r.exit_code == 2 and "data_file is required: give --data FILE (or data_file=FILE)" in r.stderr
