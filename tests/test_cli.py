@@ -75,12 +75,63 @@ def test_option_help_names_existing_keys():
         assert key in schema_keys(settings_class(command)), (command, key)
 
 
+def test_option_help_shows_the_default_a_run_uses():
+    """`hessian --help` once said --n-z defaults to 10 and --n-x to 3 (TanhDEQSettings' class defaults)
+    while a run used hessian's own model, n_z=6 and n_x=2."""
+    import re
+
+    from deqlab.cli.compose import load
+    from deqlab.cli.options import default_of
+
+    def shown(value):
+        value = getattr(value, "name", value)
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(v) for v in value)
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    commands = Path(__file__).resolve().parents[1] / "deqlab" / "cli" / "commands"
+    src = "\n".join(p.read_text() for p in commands.glob("*.py"))
+    pairs = sorted(set(re.findall(r'option_help\("(\w+)", "([\w.]+)"', src)))
+    assert ("hessian", "model.n_z") in pairs
+    required = {"sysid_f16": ["f16.data_dir=somewhere"]}   # a key without a default
+    for command, key in pairs:
+        settings, _ = load(command, required.get(command, []))
+        value = settings
+        for part in key.split("."):
+            value = getattr(value, part)
+        assert default_of(command, key) == shown(value), (command, key)
+
+
 def test_config_prints_the_resolved_settings(cli):
     r = cli("config", "hessian", "solver=broyden", "model.n_z=4")
     assert r.exit_code == 0
     assert "name: broyden" in r.output and "atol: 1.0e-14" in r.output and "n_z: 4" in r.output
     bad = cli("config", "hessian", "model.nz=4")
     assert bad.exit_code == 2 and "did you mean model.n_z" in bad.stderr
+
+
+def test_config_says_where_runs_go_when_the_environment_overrides_output_root(cli, output_root):
+    """DEQLAB_OUTPUT_ROOT wins over output_root: the header once said output_root=outputs and nothing
+    more, while every run went elsewhere."""
+    r = cli("config", "converge")
+    assert r.exit_code == 0
+    assert f"# runs go under {output_root} (DEQLAB_OUTPUT_ROOT is set)" in r.output, r.output
+
+
+def test_option_help_keeps_units_in_brackets(cli):
+    """Typer reads help as rich markup: "[rad]" vanished and "--noise" read "on the angle ."."""
+    r = cli("sysid", "pendulum", "--help")
+    assert r.exit_code == 0
+    assert "Measurement noise σ on the angle [rad]. Key data.noise_std" in r.output, r.output
+
+
+def test_an_unknown_command_names_the_commands_there_are(cli):
+    """'deqlab bench foo' said only "No such command 'foo'."; the line now says what to type instead."""
+    r = cli("bench", "foo")
+    assert r.exit_code == 2
+    assert "No such command 'foo'; choose one of: solvers, hessian, lowrank, mondeq" in r.stderr, r.stderr
+    r = cli("sysid", "foo")
+    assert r.exit_code == 2 and "choose one of: pendulum, f16, evaluate" in r.stderr, r.stderr
 
 
 def test_sysid_evaluate_requires_data(cli, tmp_path):

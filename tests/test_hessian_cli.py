@@ -57,6 +57,9 @@ def test_hvp_only(cli, output_root):
     arrays = np.load(folder / "hvp.npz")
     assert arrays["top"].shape == (3,) and arrays["bottom"].shape == (3,)
     assert (folder / "spectrum.png").exists()
+    # a row without a value says so (the table prints a red 'nan' there, which otherwise reads as a failure)
+    for quantity, row in table[table["value"].isna()].iterrows():
+        assert "value nan" in str(row["detail"]), quantity
 
 
 def test_normal_init_is_refused_with_conditioning_figure(cli, output_root):

@@ -81,6 +81,20 @@ def test_forward_backward_above_its_bound_warns_and_reports_divergence(cli, outp
     assert strict.exit_code == 1
 
 
+def test_alpha_sweep_marks_non_finite_solves_as_diverged(cli, output_root):
+    """Forward-backward at alpha=10 meets NaN/inf and returns its best finite iterate, so its residual is
+    finite: the figure's 'diverged' band must still get it (it once showed it as merely not converged)."""
+    r = cli("mondeq", *SMALL, "train.epochs=0")
+    assert r.exit_code == 0, r.output + r.stderr
+    folder = run_folder(output_root)
+    sweep = pd.read_csv(folder / "alpha_sweep.csv")
+    diverged = np.load(folder / "alpha_sweep_diverged.npz")
+    fb = sweep[sweep.method == "forward_backward"].reset_index(drop=True)
+    ended_badly = fb.message.str.startswith(("non-finite", "diverged")).to_numpy()
+    assert ended_badly.any(), fb.message.tolist()
+    assert (diverged["forward_backward"] == ended_badly).all()
+
+
 def test_bench_mondeq(cli, output_root):
     r = cli("bench", "mondeq", "sizes=[8,16]", "repeats=1", "alphas=[0.5,1.0]", "batch=4", "n_x=3")
     assert r.exit_code == 0, r.output + r.stderr

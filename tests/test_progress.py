@@ -74,3 +74,12 @@ def test_labelled_track_names_the_item_and_keeps_items():
     out = _run_in_terminal(LABELLED, "1")
     assert "items [1, 2, 3]" in out and "sizes: n_z=" in out
     assert list(track([1, 2], "x", label=str)) == [1, 2]  # not a terminal: the items unchanged
+
+
+def test_hessian_survey_of_fixed_points_shows_a_spinner(tmp_path):
+    """Every solver from z = 0 plus J's eigenvalues and singular values per sample took minutes at the
+    README's --hvp-only size with nothing on the screen; the step now has a spinner."""
+    code = ("import sys; from deqlab.cli import main; sys.argv = ['deqlab', 'hessian', '--hvp-only', '--n-z', '8', "
+            f"'--batch', '2', 'probes=4', 'top_k=2', 'output_root={tmp_path}']; main()")
+    out = _run_in_terminal(code, "1")
+    assert "fixed points from z = 0, every solver (batch 2, n_z 8)" in out, out[-2000:]

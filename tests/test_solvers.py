@@ -357,7 +357,8 @@ class ReferenceMonitor:
         res, fnorm = (fz - z).norm(dim=-1), fz.norm(dim=-1)
         self.abs_trace.append(res)
         self.rel_trace.append(res / (fnorm + 1e-30))
-        ok = res <= self.atol + self.rtol * fnorm
+        # relative to ‖f(z)‖ only where that norm is finite (an overflowed one once passed any residual)
+        ok = (res <= self.atol + self.rtol * fnorm) & (torch.isfinite(fnorm) | (self.rtol == 0))
         better = torch.isfinite(res) & ~self.best_ok & ((res < self.best_res) | ok)
         self.best_z = torch.where(better[:, None], z, self.best_z)
         self.best_res = torch.where(better, res, self.best_res)
@@ -382,6 +383,20 @@ def erratic_sequence(batch=6, n=4, steps=40, seed=0):
             fz[(k + 1) % batch, 1] = math.inf
         pairs.append((z, fz))
     return pairs
+
+
+@pytest.mark.parametrize("atol", [0.0, 1e-8])
+def test_a_relative_rule_never_converges_a_sample_whose_image_norm_overflowed(atol):
+    """‖f(z)‖ = inf made rtol·‖f(z)‖ = inf, so a diverging forward-backward sample with ‖f(z) − z‖ = 1e154
+    was declared converged (and mondeq's sweep printed 'max residual 1.27e+154' beside it)."""
+    z = torch.full((2, 32), 1e154, dtype=torch.float64)
+    z[1] = 1.0
+    fz = 1.01 * z
+    fz[1] = 1.0 + 1e-9
+    assert math.isinf(float(torch.linalg.vector_norm(fz[0])))    # the overflow this is about
+    monitor = Monitor(torch.zeros_like(z), atol=atol, rtol=1e-6, max_iter=10, solver="t")
+    assert monitor.observe(z, fz).tolist() == [False, True]
+    assert monitor.result(1).converged.tolist() == [False, True]
 
 
 @pytest.mark.parametrize("atol, rtol", [(1e-3, 0.0), (0.0, 1e-3), (1e-4, 1e-3), (1e-30, 0.0)])

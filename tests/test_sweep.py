@@ -34,6 +34,22 @@ def test_sweep_runs_every_job(cli, output_root, launcher):
     assert not list(folder.rglob("%j"))   # submitit's literal %j folder
 
 
+def test_sweep_jobs_print_at_the_terminal_width(output_root):
+    """A job's tables and notes are laid out for the width they are printed at, as a single run's are
+    (they were rendered 120 wide whatever the terminal, and wrapped into a mess at 80 columns)."""
+    from typer.testing import CliRunner
+
+    from deqlab.cli.app import app
+
+    r = CliRunner().invoke(app, ["sweep", "converge", "seed=0,1", *SMALL, f"output_root={output_root}"],
+                           env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    assert "Solvers on the same model" in r.output
+    # every line but those naming a folder (Hydra's launch log, 'job 0 ok: <path>'), which no width can hold
+    lines = [line for line in r.output.splitlines() if str(output_root) not in line]
+    assert max(len(line) for line in lines) <= 80, r.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

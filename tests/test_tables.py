@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from deqlab.report.result import Table
-from deqlab.report.tables import FittedTable, to_rich
+from deqlab.report.tables import FittedTable, format_value, to_rich
 
 #: The widths a table must fit without cutting a number (80: a pipe's default).
 WIDTHS = (80, 100, 120, 200)
@@ -87,6 +87,35 @@ def test_key_is_the_naming_columns_or_as_set():
     unique_first = pd.DataFrame({"x": [0.1, 0.2], "y": [1.0, 2.0]})
     assert FittedTable(Table("t", unique_first)).key == []
     assert FittedTable(Table("t", unique_first), numbered=True).columns[0] == "row"
+    # distinct integers name the rows themselves: no 'row' column repeating 'restart' beside it
+    restarts = pd.DataFrame({"restart": [1, 2, 3], "min Re eig": [0.81, 0.68, 0.5], "converged": [True] * 3})
+    assert FittedTable(Table("t", restarts)).key == [0]
+
+
+def test_a_small_number_never_prints_as_zero():
+    """"{:.4f}" suits a column of seconds until one entry is 3e-5 s: then it prints two significant
+    digits, never a false "0.0000"; true zeros and values the spec shows stay as they were."""
+    assert format_value(3.27e-5, "{:.4f}").plain == "3.3e-05"
+    assert format_value(0.0019, "{:.2f}").plain == "0.0019"
+    assert format_value(-0.04, "{:.1f}").plain == "-0.04"
+    assert format_value(0.0, "{:.4f}").plain == "0.0000"
+    assert format_value(0.2672, "{:.4f}").plain == "0.2672"
+    assert format_value(1e-7, "{:.1e}").plain == "1.0e-07"
+    assert format_value(0.001, "{:.1f} %").plain == "0.0 %"   # a spec with words: left alone
+
+
+def test_parts_keep_the_key_column_that_tells_rows_apart():
+    """Too wide for one grid, the key is cut: a column the others make redundant goes (batch, given
+    by the task), not the method that alone tells four rows of one task apart."""
+    tasks = ["laplacian"] * 4 + ["diag_hessian"] * 4
+    frame = pd.DataFrame({"task": tasks, "dtype": ["float32"] * 8, "batch": [16] * 4 + [4] * 4,
+                          "method": ["forward recursion", "double-backward loop", "vmap(jvp(grad))", "vmap(hessian)"] * 2}
+                         | {f"measurement number {i} [ms]": np.linspace(1, 2, 8) * 10.0 ** -i for i in range(6)})
+    table = Table("input derivatives", frame)
+    fitted, parts = FittedTable(table).layout(80)
+    assert len(parts) > 1 and fitted.key == [0, 1, 2, 3]
+    for columns, _ in parts[1:]:
+        assert [fitted.columns[j] for j in columns[:3]] == ["task", "dtype", "method"]
 
 
 def test_too_wide_for_parts_falls_back_to_one_block_per_row():
@@ -165,9 +194,53 @@ def test_every_command_fits_80_columns(name, output_root, shown_results):
             assert_no_cut(table, 80)
             # whole, or in parts repeating the key, with every header word whole (never "conver|ged")
             assert FittedTable(table).layout(80) is not None, f"{table.title!r} folds words at 80 columns"
+            assert_no_number_shown_as_zero(table)
+            assert_text_columns_show_no_nan(table)
+            assert_parts_keep_rows_apart(table, 80)
             for column in map(str, table.frame.columns):
                 if is_time_column(column):
                     assert TIME_UNIT.search(column), f"time column {column!r} of {table.title!r} names no unit"
+
+
+def assert_no_number_shown_as_zero(table: Table) -> None:
+    """A non-zero number printed as ``0.0000`` reads as an exact zero (a gradient's 3e-5 s once did)."""
+    fitted = FittedTable(table)
+    for column, numeric in zip(table.frame.columns, fitted.numeric[len(fitted.columns) - len(table.frame.columns):]):
+        if not numeric:
+            continue
+        for value, cell in zip(table.frame[column], (row[fitted.columns.index(str(column))] for row in fitted.cells)):
+            shown = cell.plain.strip()
+            if isinstance(value, (float, np.floating)) and np.isfinite(value) and value != 0 and re.fullmatch(r"-?0(\.0*)?", shown):
+                raise AssertionError(f"{table.title!r}: {column!r} = {value!r} shown as {shown!r}")
+
+
+def assert_text_columns_show_no_nan(table: Table) -> None:
+    """A verdict column ('met', '') that a row leaves out must print blank, not 'nan' (bench lowrank's
+    scipy rows once did, beside blank cells of the same meaning)."""
+    fitted = FittedTable(table)
+    for j, numeric in enumerate(fitted.numeric):
+        if not numeric:
+            shown = {row[j].plain for row in fitted.cells}
+            assert "nan" not in shown, f"{table.title!r}: text column {fitted.columns[j]!r} shows 'nan'"
+
+
+def assert_parts_keep_rows_apart(table: Table, width: int) -> None:
+    """A table printed in parts repeats a key that tells its rows apart whenever the key inferred for
+    the whole table does: four 'laplacian float32 16' rows with no method are not a table."""
+    fitted = FittedTable(table)
+    layout = fitted.layout(width)
+    if layout is None or len(layout[1]) == 1:
+        return
+    fitted, parts = layout
+
+    def distinct(columns):
+        rows = [tuple(row[j].plain for j in columns) for row in fitted.cells]
+        return len(set(rows)) == len(rows)
+
+    if distinct(fitted.key):
+        for columns, _ in parts:
+            key = [j for j in columns if j in fitted.key]
+            assert distinct(key), f"{table.title!r}: parts keyed by {[fitted.columns[j] for j in key]} repeat rows"
 
 
 #: A time column names its unit: ``time [ms]``, ``train time [s]``, ``time (s)``.

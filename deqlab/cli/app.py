@@ -42,6 +42,10 @@ class OneLineErrors(TyperGroup):
             code = super().main(args, *rest, standalone_mode=False, **kwargs)
         except _click_exception_types() as exc:
             message = exc.format_message().strip()
+            ctx = getattr(exc, "ctx", None)
+            if message.startswith("No such command") and ctx is not None and hasattr(ctx.command, "list_commands"):
+                # say what to type instead ('deqlab bench foo' named no bench)
+                message = f"{message.rstrip('.')}; choose one of: {', '.join(ctx.command.list_commands(ctx))}"
             if message:
                 typer.echo(f"error: {message}", err=True)
             elif type(exc).__name__ == "NoArgsIsHelpError":  # `deqlab bench` alone: its help was asked for

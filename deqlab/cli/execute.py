@@ -208,7 +208,9 @@ def run_job(command: str, cfg) -> dict:
     run_dir = RunFolder(path, final)
     overrides = list(HydraConfig.get().overrides.task)
     buffer = io.StringIO()
-    console = Console(file=buffer, width=120, force_terminal=False)
+    # rendered for where it is printed (COLUMNS, the terminal, else 80), like a single run: at a fixed 120
+    # every wide table and note of a job wrapped line by line on an 80-column terminal
+    console = Console(file=buffer, width=Console().width, force_terminal=False)
     try:
         settings, run = to_settings(command, cfg)
         resolve_device(settings)

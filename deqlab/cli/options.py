@@ -63,6 +63,9 @@ def default_of(command: str, key: str) -> str:
 
     value: Any = settings_class(command)
     for part in key.split("."):
+        if not isinstance(value, type):   # a group made by its parent's factory: its own values, not
+            value = getattr(value, part)  # its class's (hessian's model has n_z=6, TanhDEQSettings 10)
+            continue
         spec = next(f for f in dataclasses.fields(value) if f.name == part)
         value = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
     value = getattr(value, "name", value)   # a solver: its name
@@ -72,8 +75,11 @@ def default_of(command: str, key: str) -> str:
 
 
 def option_help(command: str, key: str, text: str) -> str:
-    """An option's help with its settings key and default taken from the settings (they cannot drift)."""
-    return f"{text.rstrip('. ')}. Key {key}, default {default_of(command, key)}."
+    """An option's help with its settings key and default taken from the settings (they cannot drift).
+    Escaped for Typer's rich markup, which took "[rad]" for a style tag and printed "the angle ."."""
+    from rich.markup import escape
+
+    return escape(f"{text.rstrip('. ')}. Key {key}, default {default_of(command, key)}.")
 
 
 def bench_help(command: str, text: str, duration: str) -> str:

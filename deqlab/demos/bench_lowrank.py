@@ -87,7 +87,7 @@ def _run(cfg) -> Result:
         if dense:
             for name, init in ((REFERENCE, "auto"), ("scipy SR1 (B0 = 0)", 0.0)):
                 t, B = median_time(partial(scipy_update, "SR1", X, Y, init_scale=init), cfg.repeats, cfg.warmup)
-                rows.append({"n": n, "rank": cfg.rank, "k": cfg.k, "method": name, "time [ms]": 1e3 * t,
+                rows.append({"n": n, "rank": cfg.rank, "k": cfg.k, "method": name, "time [ms]": 1e3 * t, "numpy target": "",
                              "rel error": float(np.linalg.norm(B - H) / np.linalg.norm(H)),
                              "est rank": int(np.linalg.matrix_rank(B)), "peak memory [MiB]": np.nan})
     frame = pd.DataFrame(rows)

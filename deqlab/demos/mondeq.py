@@ -40,6 +40,7 @@ from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report import mondeq_figures
 from deqlab.report.progress import track
 from deqlab.solvers.registry import get_solver
+from deqlab.solvers.result import SolverStatus
 from deqlab.solvers.splitting import SPLITTING_SOLVERS, get_splitting_solver, layer_map
 
 SPLITTING = tuple(SPLITTING_SOLVERS)
@@ -148,7 +149,9 @@ def alpha_sweep(cfg, model: MonDEQ, x: torch.Tensor, result: Result):
             res = solve_equilibrium(model, x, method=name, alpha=float(alpha), **opts)
             steps[name].append(res.n_steps)
             conv[name].append(res.all_converged)
-            diverged[name].append("diverged" in res.message or not np.isfinite(res.max_residual))
+            # by status, not by the residual: a solve that met NaN/inf returns its best finite iterate,
+            # so its residual is finite (and the figure once drew those runs as merely not converged)
+            diverged[name].append(res.status in (SolverStatus.DIVERGED, SolverStatus.NONFINITE))
             rows.append({"alpha": float(alpha), "method": name, "steps": res.n_steps, "converged": res.all_converged,
                          "max residual": res.max_residual, "message": res.message, "time [ms]": 1e3 * res.wall_time})
     refs = {}
@@ -265,15 +268,17 @@ def _run(cfg) -> Result:
         formats={"min Re eig(I-W)": "{:.4f}", "lambda_min(sym(I-W))": "{:.4f}",
                  f"||z^{cfg.eigen.layers} - z*|| (float32)": "{:.3e}", "||z_PR - z*||": "{:.2e}", "||z_FP - z*||": "{:.2e}"},
         caption="min Re eig: the slides' 'min EW' column; lambda_min(sym) >= m is monDEQ's condition. "
-                "Steps empty = not converged.",
+                "Steps nan (empty in eigen.csv) = not converged.",
     )
     summary = eigen.groupby("model", sort=False).agg(
         **{"min Re eig (min)": ("min Re eig(I-W)", "min"), "min Re eig (max)": ("min Re eig(I-W)", "max"),
            "lambda_min sym (min)": ("lambda_min(sym(I-W))", "min"), "lambda_min sym (max)": ("lambda_min(sym(I-W))", "max"),
            "FP converged": ("FP steps", "count"), "PR converged": ("PR converged", "sum"),
            "median PR steps": ("PR steps", "median")}).reset_index()
-    result.tables["eigen_summary"] = Table("Eigenvalue table per model kind", summary,
-                                           formats={c: "{:.4f}" for c in summary.columns[1:5]})
+    result.tables["eigen_summary"] = Table(
+        "Eigenvalue table per model kind", summary, formats={c: "{:.4f}" for c in summary.columns[1:5]},
+        caption=f"FP converged, PR converged: restarts (of {cfg.eigen.restarts}) whose solve converged; median PR steps: "
+                "over those (nan: none did).")
 
     model, x = sweep_problem(cfg)
     W = model.weight().detach()
@@ -329,6 +334,9 @@ def _run(cfg) -> Result:
             f"forward rtol={cfg.train.rtol:g}, max_iter={cfg.train.max_iter})",
             train, formats={"mean steps": "{:.1f}", "converged batches": "{:.2f}", "loss": "{:.3f}", "accuracy": "{:.3f}",
                             "lambda_min(sym(I-W))": "{:.3f}", "||W||_2": "{:.2f}"},
+            caption="steps: forward-solve iterations per batch in the epoch; converged batches: the fraction of the "
+                    "epoch's batches whose forward solve converged.",
+            key=2,   # model, epoch: the step counts are measurements, not names to repeat in every part
         )
         by = {k: g for k, g in train.groupby("model", sort=False)}
         result.figures["train"] = partial(

@@ -116,5 +116,6 @@ def bench_times(sizes: np.ndarray, times: Mapping[str, np.ndarray], *, title: st
     ax.xaxis.set_major_locator(FixedLocator(sizes))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(sizes, [str(n) for n in sizes])
+    label_log_axis(ax, "y", np.concatenate([np.ravel(t) for t in times.values()]))  # "6", not "6 × 10⁰"
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

@@ -11,7 +11,8 @@ first layout that fits:
    row can be followed across parts. The key is ``Table.key`` when set, else the first column
    and those after it (at most :data:`_KEY_MAX_COLUMNS`) that hold text, integers or repeated
    values, stopping at a yes/no column or a column of distinct real numbers (a measurement); a
-   table whose first column is a unique number has no key, and its parts lead with a row number;
+   table whose first column holds distinct real numbers has no key, and its parts lead with a row
+   number (distinct integers, ``restart`` 1..10, are a key of their own);
 3. one grid whose headers and text may fold inside words (numbers still never do);
 4. one ``column: value`` block per row, which fits any width ≥ the longest ``column: value`` line
    and folds text beyond that (never a number).
@@ -44,7 +45,8 @@ _KEY_MAX_SHARE = 0.45
 
 
 def format_value(value, spec: str | None = None) -> Text:
-    """Readable cell text: floats in 4 significant digits unless a spec is given; bools as yes/NO.
+    """Readable cell text: floats in 4 significant digits unless a spec is given (a non-zero value
+    that the spec would print as zero gets 2 significant digits); bools as yes/NO.
 
     A ``Text``, never markup: a cell (or a header) holding ``[ms]`` or ``[fp]`` prints as written.
     """
@@ -53,10 +55,22 @@ def format_value(value, spec: str | None = None) -> Text:
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
             return Text("nan", style="red")
-        return Text(spec.format(value) if spec else f"{value:.4g}")
+        text = spec.format(value) if spec else f"{value:.4g}"
+        if value != 0 and math.isfinite(value) and _reads_as_zero(text):
+            # a fixed-point spec chosen for the usual size of a column ("{:.4f}" s) turned a small
+            # value into a false zero ("0.0000" for a 3e-5 s gradient): two significant digits instead
+            text = f"{value:.2g}"
+        return Text(text)
     if spec and isinstance(value, (int, np.integer)):
         return Text(spec.format(value))
     return Text(str(value))
+
+
+def _reads_as_zero(text: str) -> bool:
+    try:
+        return float(text) == 0
+    except ValueError:   # a spec with words or units around the number
+        return False
 
 
 def _is_numeric(series: pd.Series) -> bool:
@@ -92,8 +106,8 @@ class FittedTable:
         if frame.shape[1] == 0:
             return []
         first = frame.iloc[:, 0]
-        if self.numeric[0] and first.nunique() == len(first):
-            return []
+        if self.numeric[0] and first.nunique() == len(first) and not pd.api.types.is_integer_dtype(first):
+            return []   # distinct real numbers: a measurement, not a name (a unique count, restart 1..10, is one)
         key = [0]
         for j in range(1, min(_KEY_MAX_COLUMNS, frame.shape[1])):
             column = frame.iloc[:, j]
@@ -153,9 +167,7 @@ class FittedTable:
             return [(columns, whole)]
         if not self.key:   # no naming column: :meth:`layout` numbers the rows
             return None
-        key = list(self.key)
-        while key and sum(self.soft[j] for j in key) > _KEY_MAX_SHARE * available:
-            key.pop()
+        key = self._narrowed_key(_KEY_MAX_SHARE * available)
         if not key:   # parts whose rows could not be matched up: not a layout
             return None
         rest = [j for j in columns if j not in key]
@@ -176,6 +188,21 @@ class FittedTable:
             part = key + group
             out.append((part, self._shrink(part, self._budget(available, len(part)), [self.soft])))
         return out
+
+    def _narrowed_key(self, limit: float) -> list[int]:
+        """The key cut to at most ``limit`` soft columns: each cut drops the last column that the
+        others still tell the rows apart without (``batch`` beside ``task, dtype, method``), else
+        the last one. Dropping the last one blindly once printed parts keyed by ``task, dtype,
+        batch`` whose rows no reader could match to their method."""
+        key = list(self.key)
+        while key and sum(self.soft[j] for j in key) > limit:
+            spare = [j for j in reversed(key) if self._tells_rows_apart([k for k in key if k != j])]
+            key.remove(spare[0] if spare else key[-1])
+        return key
+
+    def _tells_rows_apart(self, columns: list[int]) -> bool:
+        rows = [tuple(row[j].plain for j in columns) for row in self.cells]
+        return bool(columns) and len(set(rows)) == len(rows)
 
     def _pack(self, rest: list[int], cap: int) -> list[list[int]]:
         """``rest`` cut greedily into consecutive groups whose soft widths, one separator each, sum to

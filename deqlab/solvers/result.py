@@ -277,7 +277,9 @@ class Monitor:
             better = (res < self._best_res) & open_
         else:
             bound = self.rtol * fnorm if self.atol == 0 else self.atol + self.rtol * fnorm   # 0 + x = x
-            ok = res <= bound
+            # ‖f(z)‖ overflowing to inf is no scale to be relative to: such a sample (a diverging
+            # forward-backward solve, ‖f(z) − z‖ = 1e154) was declared converged
+            ok = (res <= bound) & np.isfinite(fnorm)
             better = ((res < self._best_res) | ok) & open_ & finite
         self._settle(better)
         self._held, self._held_rows = z, better

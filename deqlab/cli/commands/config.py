@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
 
 from deqlab.cli.errors import fail
 from deqlab.cli.options import DEVICE_OPTION, OVERRIDES, option_overrides
+from deqlab.cli.run_folder import ENV_OUTPUT_ROOT, output_root
 from deqlab.cli.sweeping import SWEEPABLE, resolve
 
 
@@ -30,4 +32,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         except InputError as exc:
             fail(str(exc), 2)
         typer.echo(f"# deqlab {command}: output_root={run.output_root} strict={str(run.strict).lower()}")
+        if os.environ.get(ENV_OUTPUT_ROOT):   # it wins over output_root: say where a run would really go
+            typer.echo(f"# runs go under {output_root(run.output_root)} ({ENV_OUTPUT_ROOT} is set)")
         typer.echo(settings_yaml(settings), nl=False)
