@@ -225,7 +225,9 @@ def _pivot_cell(row, column: str, formats: dict) -> str:
     """A pivoted cell: the value, or ``> value`` / ``diverged`` where the row says it did not converge."""
     text = format_cell(row[column], formats.get(column, formats.get("*")))
     if "converged" in row and not bool(row["converged"]):
-        return "diverged" if "diverged" in str(row.get("message", "")) else f"> {text}"
+        message = str(row.get("message", ""))
+        # (a solver that met a NaN/inf iterate says "non-finite iterate" and returns its best finite one)
+        return "diverged" if "diverged" in message or "non-finite" in message else f"> {text}"
     return text
 
 
