@@ -173,10 +173,25 @@ def _filter(frame: pd.DataFrame, where: str | None) -> pd.DataFrame:
     return frame
 
 
+def _number_in_text(text: str) -> float | int | None:
+    """The int or float a CSV cell of a mixed column holds as text, else ``None`` (a word)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None
+
+
 def format_cell(value, spec: str | None) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "**no**"
     if isinstance(value, str):
+        number = _number_in_text(value) if spec else None
+        if number is not None:
+            # a column that mixes words and numbers (hessian's quantity/value tables) reads back as
+            # text with every digit of its numbers: a tag's format shows them as the command prints them
+            return spec.format(number)
         return value.replace("|", "\\|")
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "—"

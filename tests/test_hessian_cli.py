@@ -38,6 +38,12 @@ def test_check_fd_prints_routes_and_writes_files(cli, output_root):
     assert err[[i for i in err.index if i.startswith("PITFALL")][0]] >= 0.05
     terms = np.load(folder / "terms.npz")
     np.testing.assert_allclose(terms["term_a"] + terms["term_b"] + terms["term_r"], H, rtol=0, atol=1e-14)
+    # spectrum.csv keeps every digit (it used to hold the printed 6 significant digits as text)
+    spectrum = pd.read_csv(folder / "spectrum.csv").set_index("quantity")["value"]
+    eigenvalues = np.linalg.eigvalsh(H)
+    assert float(spectrum["lambda_min"]) == terms["eigenvalues"][0] and float(spectrum["lambda_max"]) == terms["eigenvalues"][-1]
+    assert abs(float(spectrum["lambda_max"]) - eigenvalues[-1]) <= 1e-12 * abs(eigenvalues).max()
+    assert spectrum["forward converged"] == "yes" and spectrum["n_z"] == "6"
 
 
 def test_groups_option(cli, output_root):

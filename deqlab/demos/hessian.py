@@ -89,15 +89,21 @@ def make_problem(cfg, dtype):
 RANK_TOL = 1e-10
 
 
+#: How a :func:`key_value` table prints its numbers (its CSV keeps every digit).
+KEY_VALUE_FORMATS = {"value": "{:.6g}"}
+
+
 def key_value(row: dict) -> pd.DataFrame:
-    """One row of figures as a two-column (quantity, value) frame; values as text to keep types."""
-    def fmt(v):
+    """One row of figures as a two-column (quantity, value) frame, printed with :data:`KEY_VALUE_FORMATS`.
+
+    The value column mixes numbers and words, so it is an object column: floats stay floats (the CSV
+    writes them in full, as every other CSV does; they used to be cut to 6 digits as text), counts stay
+    ints, and a bool is the word ``yes``/``NO`` in the CSV as on screen."""
+    def cell(v):
         if isinstance(v, (bool, np.bool_)):
             return "yes" if v else "NO"
-        if isinstance(v, float):
-            return f"{v:.6g}"
-        return str(v)
-    return pd.DataFrame({"quantity": list(row), "value": [fmt(v) for v in row.values()]})
+        return v
+    return pd.DataFrame({"quantity": list(row), "value": pd.Series([cell(v) for v in row.values()], dtype=object)})
 
 
 def theta_names(params, groups) -> np.ndarray:
@@ -312,7 +318,7 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
             f"n negative (< -{RANK_TOL:g} max|lambda|)": int((eig < -zero_tol).sum()),
             "n zero (|lambda| below that)": int((eig.abs() <= zero_tol).sum()),
             "n positive": int((eig > zero_tol).sum())}
-    result.tables["spectrum"] = Table(f"Spectrum of H and conditioning at z*{mark}", key_value(spec),
+    result.tables["spectrum"] = Table(f"Spectrum of H and conditioning at z*{mark}", key_value(spec), formats=KEY_VALUE_FORMATS,
                                       caption="cond(I-J): 2-norm condition number, max over samples; rho(J): spectral radius")
     result.arrays["terms"] = {"term_a": parts.term_a.cpu().numpy(), "term_b": parts.term_b.cpu().numpy(), "term_r": parts.term_r.cpu().numpy(),
                               "grad": parts.grad.cpu().numpy(), "lam": parts.lam.cpu().numpy(), "eigenvalues": eig.cpu().numpy()}
@@ -378,7 +384,7 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
                                  formats={"value": "{:.4e}", "time (s)": "{:.3g}"})
     spec = {**base, "lambda_min (eigsh)": float(bottom[0]), "lambda_max (eigsh)": float(top[-1]),
             "trace (Hutchinson)": tr.trace, "trace s.e.": tr.std_error}
-    result.tables["spectrum"] = Table(f"Spectrum of H and conditioning at z*{mark}", key_value(spec),
+    result.tables["spectrum"] = Table(f"Spectrum of H and conditioning at z*{mark}", key_value(spec), formats=KEY_VALUE_FORMATS,
                                       caption="cond(I-J): 2-norm condition number, max over samples; rho(J): spectral radius")
     eig_rows = [{"end": "smallest", "rank": i, "eigenvalue": float(e)} for i, e in enumerate(bottom)]
     eig_rows += [{"end": "largest", "rank": P - len(top) + i, "eigenvalue": float(e)} for i, e in enumerate(top)]
