@@ -303,3 +303,86 @@ def test_a_runtime_error_that_is_a_bug_keeps_its_traceback_and_fails_the_folder(
     assert r.exit_code != 0 and isinstance(r.exception, RuntimeError)
     (folder,) = list((output_root / "converge").iterdir())
     assert folder.name.endswith(".failed") and "Traceback" in (folder / "error.txt").read_text()
+
+
+def deqlab_with(setup: str, *args, root: Path) -> subprocess.CompletedProcess:
+    """``python -m deqlab args`` through the real entry point, ``setup`` (Python source) run first: it
+    patches a function to send a signal at an exact point, where a timed signal would only sometimes land."""
+    code = "\n".join(["import os, signal, sys, time", setup, f"sys.argv = ['deqlab', *{list(args)!r}]",
+                      "from deqlab.cli import main", "main()"])
+    full = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(root), "DEQLAB_PROGRESS": "0"}
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=300)
+
+
+#: ``load`` (composing the settings) receives Ctrl-C, as ``python -m deqlab converge`` does for about a second
+CTRL_C_WHILE_COMPOSING = """
+import deqlab.cli.compose as compose
+def load(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(10)
+compose.load = load
+"""
+
+
+@pytest.mark.parametrize("cleanup", ["", "AttributeError('NoneType object has no attribute _invalidate_flags_cache')",
+                                     "__import__('deqlab.errors').errors.InputError('bad override: ...')"])
+def test_ctrl_c_while_the_settings_are_composed_is_one_line(tmp_path, cleanup):
+    """Typer turned Ctrl-C outside a run into a silent exit 130; and where the signal landed inside
+    OmegaConf's cleanup, which raised its own error, the run ended in that error's traceback (or a bogus
+    "bad override", exit 2)."""
+    setup = CTRL_C_WHILE_COMPOSING
+    if cleanup:
+        setup = setup.replace("    time.sleep(10)", f"    try:\n        time.sleep(10)\n    finally:\n        raise {cleanup}")
+    r = deqlab_with(setup, "converge", *SMALL, root=tmp_path)
+    assert r.returncode == 130 and r.stderr == "error: stopped by SIGINT (Ctrl-C)\n", (r.returncode, r.stderr)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_signal_just_after_the_run_folder_is_made_marks_it_failed(tmp_path):
+    """Between the folder's creation and the run's own handler (pandas and matplotlib loading, a second
+    or so) a signal left the folder .partial."""
+    setup = """
+from deqlab.cli.run_folder import RunFolder
+_create = RunFolder.create.__func__
+def create(cls, *args, **kwargs):
+    folder = _create(cls, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return folder
+RunFolder.create = classmethod(create)
+"""
+    r = deqlab_with(setup, "converge", *SMALL, root=tmp_path)
+    assert r.returncode == 143 and r.stderr.count("\n") == 1 and "stopped by SIGTERM" in r.stderr, r.stderr
+    (folder,) = list((tmp_path / "converge").iterdir())
+    assert folder.name.endswith(".failed") and "SIGTERM" in (folder / "error.txt").read_text()
+
+
+def test_a_second_signal_during_the_cleanup_does_not_break_into_it(tmp_path):
+    """Ctrl-C, then SIGTERM while the first stop ends the children: the second signal broke into the
+    handler's cleanup (the folder left .partial, a traceback from inside the handler)."""
+    setup = """
+import deqlab.cli.termination as termination
+import deqlab.demos.converge as converge
+_end = termination.end_children
+def end_children(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    return _end(*args, **kwargs)
+termination.end_children = end_children
+def run(settings):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(10)
+converge.run = run
+"""
+    r = deqlab_with(setup, "converge", *SMALL, root=tmp_path)
+    assert r.returncode in (130, 143) and r.stderr.count("\n") == 1 and "stopped by SIG" in r.stderr, r.stderr
+    (folder,) = list((tmp_path / "converge").iterdir())
+    assert folder.name.endswith(".failed") and "stopped by SIGINT" in (folder / "error.txt").read_text()
+
+
+def test_a_signal_in_the_interpreters_last_steps_leaves_a_finished_run_alone(tmp_path):
+    """Once the run is done, Python's own handlers (put back) made a Ctrl-C during the shutdown kill the
+    finished run silently (exit -2, no line)."""
+    setup = "import atexit\natexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.5)))"
+    r = deqlab_with(setup, "converge", *SMALL, root=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", (r.returncode, r.stderr)
+    helpers.run_folder(tmp_path, "converge")

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from deqlab.cli.errors import fail
-from deqlab.cli.execute import check_resources, resolve_device
+from deqlab.cli.execute import check_resources, refuse_input, resolve_device
 from deqlab.errors import InputError
 
 #: CLI names of the sweepable commands → their config names (the underscore spellings work too)
@@ -60,7 +60,7 @@ def run_sweep(command: str, args: list[str]) -> None:
             resolve_device(settings)
             check_resources(settings)
     except InputError as exc:
-        fail(str(exc), 2)
+        refuse_input(exc)
     given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]
     where = f"hydra.sweep.dir={str(given[-1])!r}" if given else output_root_origin(run.output_root)
     try:
@@ -88,7 +88,7 @@ def run_sweep(command: str, args: list[str]) -> None:
 
 def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
     from deqlab.cli.launch import launch
-    from deqlab.cli.termination import Terminated, end_children, signals_as_exceptions
+    from deqlab.cli.termination import end_children, held, signals_as_exceptions, stopped_by
 
     # end_children() also ends joblib's resource tracker; loky then warns on stderr, on its way out, that
     # it "died unexpectedly" (seen with Python 3.12 on a GPU machine), which would break the one-line end.
@@ -96,15 +96,16 @@ def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
     with signals_as_exceptions():
         try:
             launch(command, args)
-        except (KeyboardInterrupt, Terminated) as exc:
-            name = getattr(exc, "name", "SIGINT (Ctrl-C)")
-            end_children()
-            _mark_unfinished(sweep_dir, f"stopped by {name}")
-            fail(f"sweep stopped by {name}; unfinished jobs marked .failed in {sweep_dir}", getattr(exc, "exit_code", 130))
-        except Exception as exc:   # a launcher or a worker process that died
-            end_children()
-            why = _launcher_failure(exc)
-            _mark_unfinished(sweep_dir, why)
+        except BaseException as exc:
+            with held():   # a second signal must not break into the cleanup; it comes after, to main's handler
+                stop = stopped_by(exc)
+                if stop is None and not isinstance(exc, Exception):
+                    raise
+                end_children()
+                why = f"stopped by {stop.name}" if stop is not None else _launcher_failure(exc)   # a worker that died
+                _mark_unfinished(sweep_dir, why)
+            if stop is not None:
+                fail(f"sweep {why}; unfinished jobs marked .failed in {sweep_dir}", stop.exit_code)
             fail(f"sweep failed: {why}; finished jobs kept, unfinished ones marked .failed in {sweep_dir}", 1)
 
 
