@@ -386,3 +386,21 @@ def test_a_signal_in_the_interpreters_last_steps_leaves_a_finished_run_alone(tmp
     r = deqlab_with(setup, "converge", *SMALL, root=tmp_path)
     assert r.returncode == 0 and r.stderr == "", (r.returncode, r.stderr)
     helpers.run_folder(tmp_path, "converge")
+
+
+@pytest.mark.parametrize("failure, says", [
+    ("ImportError('libtorch_cpu.so: failed to map segment from shared object')", "cannot load the libraries the run needs"),
+    ("MemoryError()", "not enough memory to load the libraries the run needs"),
+])
+def test_a_library_that_cannot_load_is_one_line_and_no_folder(tmp_path, failure, says):
+    """Under `ulimit -v` torch or numpy fails to load; the run folder had just been made, so it was left
+    .partial behind a traceback. (A fake torch fails the same way, on any machine.)"""
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(f"raise {failure}\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(Path(__file__).resolve().parents[1])])}
+    for args in (["converge", *SMALL], ["sweep", "converge", "seed=0,1", "restarts=1"]):
+        p = deqlab(*args, root=tmp_path / "out", env=env)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 2 and err.count("\n") == 1 and says in err and "ulimit -v" in err, (args, err)
+        assert not (tmp_path / "out").exists()

@@ -45,11 +45,12 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> 
     and mark the folder. Never raises for a failure the user must see; a bug keeps its traceback."""
     from deqlab.cli.termination import end_children, held, signals_as_exceptions, stopped_by
     from deqlab.report.files import write_text
-    from deqlab.report.writer import save, show
 
     with signals_as_exceptions():
         try:
             write_text(run_dir.file("config.yaml"), settings_yaml(settings))
+            from deqlab.report.writer import save, show   # (numpy, pandas, torch: they may fail to load)
+
             demo = importlib.import_module(f"deqlab.demos.{command}")
             result = _run_on_device(demo, settings)
             save(result, run_dir.path)
@@ -132,6 +133,29 @@ def _failed(run_dir, message: str, code: int) -> Outcome:
     return Outcome(code, f"{message} [run folder: {folder}]{suffix}", None, folder)
 
 
+def import_run_modules(command: str) -> None:
+    """Import what a run of ``command`` needs (numpy, pandas, torch, matplotlib) before its folder exists.
+
+    Under a memory limit (``ulimit -v``) a compiled library fails to load: a ``MemoryError`` (or a
+    ``SystemError``), an ``ImportError`` naming a shared object, or OpenBLAS ending the process from C. Just after the folder
+    was made that left it ``.partial``, after a traceback; here it is a :class:`ResourceError` (one line,
+    exit 2) and no folder. Any other ``ImportError`` is a bug and keeps its traceback."""
+    from deqlab.errors import ResourceError
+
+    hint = "(a memory limit such as ulimit -v?)"
+    try:
+        importlib.import_module("deqlab.report.writer")
+        importlib.import_module(f"deqlab.demos.{command}")
+    except (MemoryError, SystemError):   # (SystemError: an extension short of memory, "error return without exception set")
+        raise ResourceError(f"not enough memory to load the libraries the run needs {hint}") from None
+    except ImportError as exc:
+        lines = [line for line in str(exc).splitlines() if "shared object" in line]
+        if not lines:
+            raise
+        text = lines[-1].strip().removeprefix("Original error was:").strip()   # (numpy's wording)
+        raise ResourceError(f"cannot load the libraries the run needs: {text} {hint}") from None
+
+
 def check_resources(settings) -> None:
     """The resource guard, against the memory of the device the run's tensors will live on (call after
     :func:`resolve_device`): the host's, or the CUDA device's free memory."""
@@ -191,6 +215,7 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
         settings, run = load(command, [*option_overrides(device=device), *overrides])
         resolve_device(settings)
         check_resources(settings)
+        import_run_modules(command)
     except InputError as exc:
         refuse_input(exc)
     console = Console()

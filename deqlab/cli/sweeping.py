@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from deqlab.cli.errors import fail
-from deqlab.cli.execute import check_resources, refuse_input, resolve_device
+from deqlab.cli.execute import check_resources, import_run_modules, refuse_input, resolve_device
 from deqlab.errors import InputError
 
 #: CLI names of the sweepable commands → their config names (the underscore spellings work too)
@@ -59,6 +59,7 @@ def run_sweep(command: str, args: list[str]) -> None:
             settings, run = to_settings(command, cfg)
             resolve_device(settings)
             check_resources(settings)
+        import_run_modules(command)
     except InputError as exc:
         refuse_input(exc)
     given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]
