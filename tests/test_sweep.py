@@ -146,3 +146,13 @@ def test_a_sweep_folder_that_holds_an_interpolation_is_refused(cli, tmp_path, mo
         r = cli("sweep", "converge", "seed=0", *SMALL, f"hydra.sweep.dir='{folder}'")
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "holds '${'" in r.stderr, r.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_launcher_that_cannot_start_a_process_says_so():
+    """joblib's own words for a refused fork were "BlockingIOError: [Errno 11] Resource temporarily unavailable"."""
+    import errno
+
+    from deqlab.cli.sweeping import _launcher_failure
+
+    why = _launcher_failure(BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"))
+    assert why == "cannot start a job process: Resource temporarily unavailable (a limit on processes, such as ulimit -u?)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import warnings
 from pathlib import Path
@@ -125,6 +126,8 @@ def _launcher_failure(exc: Exception) -> str:
     if type(exc).__name__ == "TerminatedWorkerError":
         codes = text.split("exit codes of the workers are", 1)[1].split("}", 1)[0] + "}" if "exit codes of the workers are" in text else ""
         return f"a worker process died (exit code {codes.strip()})" if codes else "a worker process died"
+    if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:   # fork refused: joblib's bare "[Errno 11] ..."
+        return f"cannot start a job process: {exc.strerror} (a limit on processes, such as ulimit -u?)"
     if type(exc).__name__ == "UncompletedJobError":   # submitit: the job's process ended without a result
         state = re.search(r"\(state: (\w+)\)", text)
         return "a job process ended without a result" + (f" (submitit state {state.group(1)})" if state else "")
