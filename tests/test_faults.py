@@ -404,3 +404,17 @@ def test_a_library_that_cannot_load_is_one_line_and_no_folder(tmp_path, failure,
         out, err = p.communicate(timeout=120)
         assert p.returncode == 2 and err.count("\n") == 1 and says in err and "ulimit -v" in err, (args, err)
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_joblib_sweep_with_stdout_or_stderr_closed_runs(tmp_path, closed):
+    """`deqlab sweep ... >&-` (or `2>&-`): the workers failed on `None.flush()` (or, their stderr closed,
+    died at start), and the sweep ended with exit 1 and no job run."""
+    full = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path), "DEQLAB_PROGRESS": "0"}
+    p = subprocess.run([sys.executable, "-m", "deqlab", "sweep", "converge", "seed=0,1", "restarts=1", "solver_table=[anderson]",
+                        "curve_layers=10", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], env=full, capture_output=True,
+                       text=True, timeout=300, preexec_fn=lambda: os.close(closed))
+    assert p.returncode == 0 and (closed == 2 or p.stderr == ""), p.stderr
+    (sweep,) = list((tmp_path / "sweep" / "converge").iterdir())
+    assert sorted(f.name for f in sweep.iterdir() if f.is_dir()) == ["0", "1"] and (sweep / "summary.csv").is_file()

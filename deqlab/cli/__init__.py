@@ -7,9 +7,10 @@
 def main() -> None:
     import sys
 
-    from deqlab.cli.streams import guard
+    from deqlab.cli.streams import fill_closed, guard
     from deqlab.cli.termination import end_children, hold_for_good, install_handlers, stopped_by
 
+    fill_closed()   # `deqlab ... >&-`: no file opened later may take the number of stdout or stderr
     guard()   # `deqlab ... | head` must not turn a finished run into a failure
 
     # From the first instruction on, Ctrl-C, SIGTERM, SIGHUP and the other terminating signals end the process in one line: a run

@@ -44,6 +44,26 @@ class PipeSafeStream:
         return getattr(self._stream, name)
 
 
+def fill_closed() -> None:
+    """Point a closed standard descriptor (``<&-``, ``>&-``, ``2>&-``) at ``/dev/null``, with a Python stream.
+
+    Python starts with ``sys.stdout`` (``sys.stderr``) ``None`` when its descriptor is closed, and the next
+    file or pipe opened takes that number: a joblib sweep's workers then failed on ``None.flush()``
+    (stdout closed) or died at start (stderr closed), and what C code or a child wrote to descriptor 1
+    or 2 would have gone into whatever file held it."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)   # the lowest free number: ``fd``, the ones below are open
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)   # (os.open's are not): a child started without it had it closed again
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))
+
+
 def guard() -> None:
     """Wrap ``sys.stdout`` and ``sys.stderr`` (once) in :class:`PipeSafeStream`."""
     for name in ("stdout", "stderr"):
