@@ -418,3 +418,19 @@ def test_a_joblib_sweep_with_stdout_or_stderr_closed_runs(tmp_path, closed):
     assert p.returncode == 0 and (closed == 2 or p.stderr == ""), p.stderr
     (sweep,) = list((tmp_path / "sweep" / "converge").iterdir())
     assert sorted(f.name for f in sweep.iterdir() if f.is_dir()) == ["0", "1"] and (sweep / "summary.csv").is_file()
+
+
+def test_too_many_open_files_is_named_as_such(cli, output_root, monkeypatch):
+    """Under `ulimit -n` the first open past the limit (matplotlib reading a font) read "cannot write
+    .../DejaVuSans.ttf: Too many open files"."""
+    import matplotlib.figure
+
+    def no_descriptor(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files", "/venv/matplotlib/mpl-data/fonts/ttf/DejaVuSans.ttf")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", no_descriptor)
+    r = cli("converge", *SMALL)
+    line = helpers.assert_one_line_error(r, "Too many open files (a limit on open files, such as ulimit -n?)", code=1)
+    assert "cannot write" not in line
+    (folder,) = list((output_root / "converge").iterdir())
+    assert folder.name.endswith(".failed")

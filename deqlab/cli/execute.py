@@ -11,6 +11,7 @@ naming the signal and child processes ended.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import io
 import json
@@ -84,6 +85,9 @@ def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
         return Outcome(2, str(exc))
     if isinstance(exc, DeqlabError):
         return _failed(run_dir, str(exc), 1)
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        # (any open, a font matplotlib reads as well as a file the run writes: not "cannot write <font>")
+        return _failed(run_dir, f"{exc.strerror} (a limit on open files, such as ulimit -n?)", 1)
     if isinstance(exc, OSError):         # a full disk, an unwritable file
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         return _failed(run_dir, f"cannot write{where}: {exc.strerror or exc}", 1)
