@@ -434,3 +434,18 @@ def test_too_many_open_files_is_named_as_such(cli, output_root, monkeypatch):
     assert "cannot write" not in line
     (folder,) = list((output_root / "converge").iterdir())
     assert folder.name.endswith(".failed")
+
+
+@pytest.mark.parametrize("args", [["converge", *SMALL], ["sweep", "converge", "restarts=1", "solver_table=[anderson]", "seed=0,1"]])
+def test_stdout_that_cannot_be_written_is_one_line_and_leaves_the_run_complete(tmp_path, args):
+    """`deqlab converge > /dev/full`: printing the tables failed after every file was written, and the run
+    folder was marked .failed with "cannot write: No space left on device", as if its own disk were full
+    (a sweep: "sweep failed: OSError ..."). Like a broken pipe the stream falls silent and the run ends
+    normally, but the lost output is one line and exit 1."""
+    full = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path), "DEQLAB_PROGRESS": "0"}
+    with open("/dev/full", "w") as devfull:
+        p = subprocess.run([sys.executable, "-m", "deqlab", *args], env=full, stdout=devfull, stderr=subprocess.PIPE,
+                           text=True, timeout=300)
+    assert p.returncode == 1 and p.stderr == "error: lost what was printed to stdout: No space left on device\n", p.stderr
+    runs = [f.parent for f in tmp_path.rglob("gap.csv")]
+    assert len(runs) == (2 if args[0] == "sweep" else 1) and not [f for f in runs if f.suffix in (".failed", ".partial")], runs

@@ -7,7 +7,7 @@
 def main() -> None:
     import sys
 
-    from deqlab.cli.streams import fill_closed, guard
+    from deqlab.cli.streams import fill_closed, guard, lost_output
     from deqlab.cli.termination import end_children, hold_for_good, install_handlers, stopped_by
 
     fill_closed()   # `deqlab ... >&-`: no file opened later may take the number of stdout or stderr
@@ -26,6 +26,11 @@ def main() -> None:
     except BaseException as exc:
         stop = None if isinstance(exc, SystemExit) else stopped_by(exc)
         if stop is None:
+            lost = lost_output() if isinstance(exc, SystemExit) and exc.code in (0, None) else None
+            if lost is not None:   # a finished run whose printed tables went nowhere (`> /dev/full`)
+                name, error = lost
+                sys.stderr.write(f"error: lost what was printed to {name}: {error.strerror or error}\n")
+                sys.exit(1)
             raise
         hold_for_good()   # a second signal must not break into the last line
         end_children()
