@@ -449,3 +449,12 @@ def test_stdout_that_cannot_be_written_is_one_line_and_leaves_the_run_complete(t
     assert p.returncode == 1 and p.stderr == "error: lost what was printed to stdout: No space left on device\n", p.stderr
     runs = [f.parent for f in tmp_path.rglob("gap.csv")]
     assert len(runs) == (2 if args[0] == "sweep" else 1) and not [f for f in runs if f.suffix in (".failed", ".partial")], runs
+
+
+def test_a_run_folder_that_cannot_be_made_leaves_no_command_folder(cli, output_root, monkeypatch):
+    """On a disk with no inode left (or a name too long) the run's own mkdir fails after its command
+    folder was made: the run was refused, exit 2, but an empty ``converge/`` stayed behind."""
+    monkeypatch.setattr("deqlab.cli.run_folder._stamp", lambda: "x" * 300)   # ENAMETOOLONG on the run's folder
+    r = cli("converge", *SMALL)
+    helpers.assert_one_line_error(r, "cannot create a run folder under DEQLAB_OUTPUT_ROOT=")
+    assert not output_root.exists()
