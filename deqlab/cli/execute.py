@@ -141,9 +141,10 @@ def import_run_modules(command: str) -> None:
     """Import what a run of ``command`` needs (numpy, pandas, torch, matplotlib) before its folder exists.
 
     Under a memory limit (``ulimit -v``) a compiled library fails to load: a ``MemoryError`` (or a
-    ``SystemError``), an ``ImportError`` naming a shared object, or OpenBLAS ending the process from C. Just after the folder
-    was made that left it ``.partial``, after a traceback; here it is a :class:`ResourceError` (one line,
-    exit 2) and no folder. Any other ``ImportError`` is a bug and keeps its traceback."""
+    ``SystemError``), an ``ImportError`` naming a shared object, or OpenBLAS ending the process from C.
+    Just after the folder was made that left it ``.partial``, after a traceback; here it is a
+    :class:`ResourceError` (one line, exit 2) and no folder. Any other ``ImportError`` is a bug and keeps
+    its traceback."""
     from deqlab.errors import ResourceError
 
     hint = "(a memory limit such as ulimit -v?)"
@@ -232,8 +233,7 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
                 fail(f"cannot create a run folder under {output_root_origin(run.output_root)}: {exc.strerror or exc}", 2)
         outcome = run_in_folder(command, settings, run_dir, strict=run.strict, console=console)
     except BaseException as exc:
-        # a signal between the folder's creation and the run's own handler (while pandas and matplotlib
-        # load, a second or so) left it .partial
+        # a signal between the folder's creation and the run's own handler left it .partial
         stop = stopped_by(exc)
         if stop is None or run_dir is None or not run_dir.path.name.endswith(".partial"):
             raise
