@@ -13,6 +13,7 @@ CUDA kernels run asynchronously, so a host clock without a synchronisation measu
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import platform
@@ -302,8 +303,8 @@ def run_in_child(work: Callable, args: tuple, what: str, *, timeout_s: float):
     The child is a plain subprocess (:data:`CHILD_COMMAND`), not a :mod:`multiprocessing` one: those
     share a semaphore-tracking helper process whose death (any child can die) made its relaunched
     successor print a warning and a ``KeyError`` traceback per semaphore, on a run that had succeeded.
-    Never hangs the parent: raises :class:`~deqlab.errors.DeqlabError` (and ends the child) when the
-    child exits without an answer (killed by a signal, e.g. the out-of-memory killer), when ``work``
+    Never hangs the parent: raises :class:`~deqlab.errors.DeqlabError` when the child cannot be started
+    (no process left under ``ulimit -u``), (and ends the child) when the child exits without an answer (killed by a signal, e.g. the out-of-memory killer), when ``work``
     raised, or when it runs past ``timeout_s``.
     """
     import pickle
@@ -312,8 +313,12 @@ def run_in_child(work: Callable, args: tuple, what: str, *, timeout_s: float):
     from deqlab.errors import DeqlabError
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}   # deqlab as this process sees it
-    proc = subprocess.Popen([sys.executable, "-c", CHILD_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", CHILD_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+    except OSError as exc:   # (it read "cannot write: Resource temporarily unavailable", a disk problem)
+        hint = " (a limit on processes, such as ulimit -u?)" if exc.errno == errno.EAGAIN else ""
+        raise DeqlabError(f"{what}: cannot start the child process: {exc.strerror or exc}{hint}") from None
     try:
         out, err = proc.communicate(pickle.dumps((work, args)), timeout=timeout_s)
     except subprocess.TimeoutExpired:

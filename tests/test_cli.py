@@ -190,3 +190,17 @@ def test_a_home_folder_in_output_root_is_expanded_and_an_unquoted_one_explained(
     assert r.exit_code == 0, r.output
     assert [p.name for p in (tmp_path / "home" / "runs" / "converge").iterdir()]
     assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("text", ["a${x}b", "${oc.env:HOME}", "a\\b", "C:\\dir\\", "a\\${x}", "x\\\\${y}\\\\", "it's",
+                                  "\\'", "new\nline\n", "a,b c=d", "~/x", ""])
+def test_a_quoted_value_comes_out_of_hydra_as_written(text):
+    """An option's value (a data folder) or the sweep folder, quoted for Hydra: ``${...}`` was resolved
+    (``${oc.env:HOME}`` became /root, ``${x}`` an error) and a backslash inside a path came out doubled."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from deqlab.cli.options import quote
+
+    value = OverridesParser.create().parse_override(f"key={quote(text)}").value()
+    assert OmegaConf.create({"key": value}).key == text

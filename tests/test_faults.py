@@ -303,3 +303,158 @@ def test_a_runtime_error_that_is_a_bug_keeps_its_traceback_and_fails_the_folder(
     assert r.exit_code != 0 and isinstance(r.exception, RuntimeError)
     (folder,) = list((output_root / "converge").iterdir())
     assert folder.name.endswith(".failed") and "Traceback" in (folder / "error.txt").read_text()
+
+
+def deqlab_with(setup: str, *args, root: Path) -> subprocess.CompletedProcess:
+    """``python -m deqlab args`` through the real entry point, ``setup`` (Python source) run first: it
+    patches a function to send a signal at an exact point, where a timed signal would only sometimes land."""
+    code = "\n".join(["import os, signal, sys, time", setup, f"sys.argv = ['deqlab', *{list(args)!r}]",
+                      "from deqlab.cli import main", "main()"])
+    full = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(root), "DEQLAB_PROGRESS": "0"}
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=300)
+
+
+#: ``load`` (composing the settings) receives Ctrl-C, as ``python -m deqlab converge`` does for about a second
+CTRL_C_WHILE_COMPOSING = """
+import deqlab.cli.compose as compose
+def load(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(10)
+compose.load = load
+"""
+
+
+@pytest.mark.parametrize("cleanup", ["", "AttributeError('NoneType object has no attribute _invalidate_flags_cache')",
+                                     "__import__('deqlab.errors').errors.InputError('bad override: ...')"])
+def test_ctrl_c_while_the_settings_are_composed_is_one_line(tmp_path, cleanup):
+    """Typer turned Ctrl-C outside a run into a silent exit 130; and where the signal landed inside
+    OmegaConf's cleanup, which raised its own error, the run ended in that error's traceback (or a bogus
+    "bad override", exit 2)."""
+    setup = CTRL_C_WHILE_COMPOSING
+    if cleanup:
+        setup = setup.replace("    time.sleep(10)", f"    try:\n        time.sleep(10)\n    finally:\n        raise {cleanup}")
+    r = deqlab_with(setup, "converge", *SMALL, root=tmp_path)
+    assert r.returncode == 130 and r.stderr == "error: stopped by SIGINT (Ctrl-C)\n", (r.returncode, r.stderr)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_signal_just_after_the_run_folder_is_made_marks_it_failed(tmp_path):
+    """Between the folder's creation and the run's own handler (pandas and matplotlib loading, a second
+    or so) a signal left the folder .partial."""
+    setup = """
+from deqlab.cli.run_folder import RunFolder
+_create = RunFolder.create.__func__
+def create(cls, *args, **kwargs):
+    folder = _create(cls, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return folder
+RunFolder.create = classmethod(create)
+"""
+    r = deqlab_with(setup, "converge", *SMALL, root=tmp_path)
+    assert r.returncode == 143 and r.stderr.count("\n") == 1 and "stopped by SIGTERM" in r.stderr, r.stderr
+    (folder,) = list((tmp_path / "converge").iterdir())
+    assert folder.name.endswith(".failed") and "SIGTERM" in (folder / "error.txt").read_text()
+
+
+def test_a_second_signal_during_the_cleanup_does_not_break_into_it(tmp_path):
+    """Ctrl-C, then SIGTERM while the first stop ends the children: the second signal broke into the
+    handler's cleanup (the folder left .partial, a traceback from inside the handler)."""
+    setup = """
+import deqlab.cli.termination as termination
+import deqlab.demos.converge as converge
+_end = termination.end_children
+def end_children(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    return _end(*args, **kwargs)
+termination.end_children = end_children
+def run(settings):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(10)
+converge.run = run
+"""
+    r = deqlab_with(setup, "converge", *SMALL, root=tmp_path)
+    assert r.returncode in (130, 143) and r.stderr.count("\n") == 1 and "stopped by SIG" in r.stderr, r.stderr
+    (folder,) = list((tmp_path / "converge").iterdir())
+    assert folder.name.endswith(".failed") and "stopped by SIGINT" in (folder / "error.txt").read_text()
+
+
+def test_a_signal_in_the_interpreters_last_steps_leaves_a_finished_run_alone(tmp_path):
+    """Once the run is done, Python's own handlers (put back) made a Ctrl-C during the shutdown kill the
+    finished run silently (exit -2, no line)."""
+    setup = "import atexit\natexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.5)))"
+    r = deqlab_with(setup, "converge", *SMALL, root=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", (r.returncode, r.stderr)
+    helpers.run_folder(tmp_path, "converge")
+
+
+@pytest.mark.parametrize("failure, says", [
+    ("ImportError('libtorch_cpu.so: failed to map segment from shared object')", "cannot load the libraries the run needs"),
+    ("MemoryError()", "not enough memory to load the libraries the run needs"),
+])
+def test_a_library_that_cannot_load_is_one_line_and_no_folder(tmp_path, failure, says):
+    """Under `ulimit -v` torch or numpy fails to load; the run folder had just been made, so it was left
+    .partial behind a traceback. (A fake torch fails the same way, on any machine.)"""
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(f"raise {failure}\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(Path(__file__).resolve().parents[1])])}
+    for args in (["converge", *SMALL], ["sweep", "converge", "seed=0,1", "restarts=1"]):
+        p = deqlab(*args, root=tmp_path / "out", env=env)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 2 and err.count("\n") == 1 and says in err and "ulimit -v" in err, (args, err)
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_joblib_sweep_with_stdout_or_stderr_closed_runs(tmp_path, closed):
+    """`deqlab sweep ... >&-` (or `2>&-`): the workers failed on `None.flush()` (or, their stderr closed,
+    died at start), and the sweep ended with exit 1 and no job run."""
+    full = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path), "DEQLAB_PROGRESS": "0"}
+    p = subprocess.run([sys.executable, "-m", "deqlab", "sweep", "converge", "seed=0,1", "restarts=1", "solver_table=[anderson]",
+                        "curve_layers=10", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], env=full, capture_output=True,
+                       text=True, timeout=300, preexec_fn=lambda: os.close(closed))
+    assert p.returncode == 0 and (closed == 2 or p.stderr == ""), p.stderr
+    (sweep,) = list((tmp_path / "sweep" / "converge").iterdir())
+    assert sorted(f.name for f in sweep.iterdir() if f.is_dir()) == ["0", "1"] and (sweep / "summary.csv").is_file()
+
+
+def test_too_many_open_files_is_named_as_such(cli, output_root, monkeypatch):
+    """Under `ulimit -n` the first open past the limit (matplotlib reading a font) read "cannot write
+    .../DejaVuSans.ttf: Too many open files"."""
+    import matplotlib.figure
+
+    def no_descriptor(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files", "/venv/matplotlib/mpl-data/fonts/ttf/DejaVuSans.ttf")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", no_descriptor)
+    r = cli("converge", *SMALL)
+    line = helpers.assert_one_line_error(r, "Too many open files (a limit on open files, such as ulimit -n?)", code=1)
+    assert "cannot write" not in line
+    (folder,) = list((output_root / "converge").iterdir())
+    assert folder.name.endswith(".failed")
+
+
+@pytest.mark.parametrize("args", [["converge", *SMALL], ["sweep", "converge", "restarts=1", "solver_table=[anderson]", "seed=0,1"]])
+def test_stdout_that_cannot_be_written_is_one_line_and_leaves_the_run_complete(tmp_path, args):
+    """`deqlab converge > /dev/full`: printing the tables failed after every file was written, and the run
+    folder was marked .failed with "cannot write: No space left on device", as if its own disk were full
+    (a sweep: "sweep failed: OSError ..."). Like a broken pipe the stream falls silent and the run ends
+    normally, but the lost output is one line and exit 1."""
+    full = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path), "DEQLAB_PROGRESS": "0"}
+    with open("/dev/full", "w") as devfull:
+        p = subprocess.run([sys.executable, "-m", "deqlab", *args], env=full, stdout=devfull, stderr=subprocess.PIPE,
+                           text=True, timeout=300)
+    assert p.returncode == 1 and p.stderr == "error: lost what was printed to stdout: No space left on device\n", p.stderr
+    runs = [f.parent for f in tmp_path.rglob("gap.csv")]
+    assert len(runs) == (2 if args[0] == "sweep" else 1) and not [f for f in runs if f.suffix in (".failed", ".partial")], runs
+
+
+def test_a_run_folder_that_cannot_be_made_leaves_no_command_folder(cli, output_root, monkeypatch):
+    """On a disk with no inode left (or a name too long) the run's own mkdir fails after its command
+    folder was made: the run was refused, exit 2, but an empty ``converge/`` stayed behind."""
+    monkeypatch.setattr("deqlab.cli.run_folder._stamp", lambda: "x" * 300)   # ENAMETOOLONG on the run's folder
+    r = cli("converge", *SMALL)
+    helpers.assert_one_line_error(r, "cannot create a run folder under DEQLAB_OUTPUT_ROOT=")
+    assert not output_root.exists()

@@ -124,3 +124,21 @@ def test_bench_bad_input(cli, output_root, args, message):
     assert r.exit_code == 2
     assert message in r.stderr and r.stderr.strip().count("\n") == 0
     assert not (output_root / "bench").exists()
+
+
+def test_a_probe_child_that_cannot_be_started_is_a_deqlab_error(monkeypatch):
+    """Under a limit on processes (``ulimit -u``) starting the child fails with EAGAIN; the run reported
+    it as "cannot write: Resource temporarily unavailable", a disk problem."""
+    import errno
+    import subprocess
+
+    from deqlab.benchmarks import run_in_child
+    from deqlab.errors import DeqlabError
+
+    def refused(*args, **kwargs):
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(subprocess, "Popen", refused)
+    with pytest.raises(DeqlabError, match=r"probe: cannot start the child process: Resource temporarily unavailable "
+                                          r"\(a limit on processes, such as ulimit -u\?\)"):
+        run_in_child(_good_child, (2, 3), "probe", timeout_s=120)

@@ -135,3 +135,40 @@ def test_failure_reports_without_strict_are_counted(cli, output_root):
     assert r.exit_code == 0, r.stderr
     assert "1 job(s) with failure reports" in r.output
     assert (sweep_folder(output_root) / "0" / "failures.txt").is_file()
+
+
+def test_a_sweep_under_a_folder_with_a_backslash_keeps_its_jobs_inside(cli, tmp_path, monkeypatch):
+    """The sweep folder reached Hydra with its backslash doubled: the jobs ran in a folder of that other
+    name, and the sweep reported 0 jobs and exit 0."""
+    root = tmp_path / "back\\slash"
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(root))
+    r = cli("sweep", "converge", "seed=0", *SMALL)
+    assert r.exit_code == 0, r.output + r.stderr
+    folder = sweep_folder(root)
+    assert (folder / "0" / "gap.csv").is_file() and list(pd.read_csv(folder / "summary.csv")["status"]) == ["ok"]
+    assert list(tmp_path.iterdir()) == [root]
+
+
+@pytest.mark.parametrize("where", ["env", "hydra.sweep.dir"])
+def test_a_sweep_folder_that_holds_an_interpolation_is_refused(cli, tmp_path, monkeypatch, where):
+    """Hydra resolves each job's folder from its config unescaped: under ``.../${oc.env:VAR}`` the jobs
+    wrote into another folder and the sweep reported 0 jobs, exit 0; under ``${x}`` they all failed."""
+    folder = str(tmp_path / "${oc.env:HOME}")
+    if where == "env":
+        monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", folder)
+        r = cli("sweep", "converge", "seed=0", *SMALL)
+    else:
+        monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(tmp_path / "out"))
+        r = cli("sweep", "converge", "seed=0", *SMALL, f"hydra.sweep.dir='{folder}'")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "holds '${'" in r.stderr, r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_launcher_that_cannot_start_a_process_says_so():
+    """joblib's own words for a refused fork were "BlockingIOError: [Errno 11] Resource temporarily unavailable"."""
+    import errno
+
+    from deqlab.cli.sweeping import _launcher_failure
+
+    why = _launcher_failure(BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"))
+    assert why == "cannot start a job process: Resource temporarily unavailable (a limit on processes, such as ulimit -u?)"

@@ -7,19 +7,34 @@
 def main() -> None:
     import sys
 
-    from deqlab.cli.streams import guard
-    from deqlab.cli.termination import Terminated, end_children, signals_as_exceptions
+    from deqlab.cli.streams import fill_closed, guard, lost_output
+    from deqlab.cli.termination import end_children, hold_for_good, install_handlers, stopped_by
 
+    fill_closed()   # `deqlab ... >&-`: no file opened later may take the number of stdout or stderr
     guard()   # `deqlab ... | head` must not turn a finished run into a failure
 
-    # From the first instruction on, SIGTERM, SIGHUP and the other terminating signals end the process like Ctrl-C: a run folder in the
-    # making is marked .failed by the run's own handler; before or after a run, one line here.
-    with signals_as_exceptions():
-        try:
-            from deqlab.cli.app import app
+    # From the first instruction on, Ctrl-C, SIGTERM, SIGHUP and the other terminating signals end the process in one line: a run
+    # folder in the making is marked .failed by the run's own handler; before or after a run (importing, composing the
+    # settings), one line here, also when the signal broke into a library's cleanup and came out as another error.
+    # The handlers stay for the process's last steps, where a signal is held back: Python's own handler, put back, turned a
+    # Ctrl-C during the interpreter's shutdown after a successful run into a silent death by SIGINT.
+    install_handlers()
+    try:
+        from deqlab.cli.app import app
 
-            app()
-        except Terminated as exc:
-            end_children()
-            sys.stderr.write(f"error: stopped by {exc.name}\n")
-            sys.exit(exc.exit_code)
+        app()
+    except BaseException as exc:
+        stop = None if isinstance(exc, SystemExit) else stopped_by(exc)
+        if stop is None:
+            lost = lost_output() if isinstance(exc, SystemExit) and exc.code in (0, None) else None
+            if lost is not None:   # a finished run whose printed tables went nowhere (`> /dev/full`)
+                name, error = lost
+                sys.stderr.write(f"error: lost what was printed to {name}: {error.strerror or error}\n")
+                sys.exit(1)
+            raise
+        hold_for_good()   # a second signal must not break into the last line
+        end_children()
+        sys.stderr.write(f"error: stopped by {stop.name}\n")
+        sys.exit(stop.exit_code)
+    finally:
+        hold_for_good()

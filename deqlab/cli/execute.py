@@ -11,6 +11,7 @@ naming the signal and child processes ended.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import io
 import json
@@ -43,50 +44,60 @@ def settings_yaml(settings) -> str:
 def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> Outcome:
     """Run ``command`` with ``settings`` inside ``run_dir`` (a :class:`~deqlab.cli.run_folder.RunFolder`)
     and mark the folder. Never raises for a failure the user must see; a bug keeps its traceback."""
-    from deqlab.cli.termination import Terminated, end_children, signals_as_exceptions
+    from deqlab.cli.termination import end_children, held, signals_as_exceptions, stopped_by
     from deqlab.report.files import write_text
-    from deqlab.report.writer import save, show
 
     with signals_as_exceptions():
         try:
             write_text(run_dir.file("config.yaml"), settings_yaml(settings))
+            from deqlab.report.writer import save, show   # (numpy, pandas, torch: they may fail to load)
+
             demo = importlib.import_module(f"deqlab.demos.{command}")
             result = _run_on_device(demo, settings)
             save(result, run_dir.path)
             show(result, console)
-        except InputError as exc:           # bad input only the run could see (a data file): nothing to keep
-            run_dir.discard()
-            return Outcome(2, str(exc))
-        except DeqlabError as exc:
-            return _failed(run_dir, str(exc), 1)
-        except OSError as exc:              # a full disk, an unwritable file
-            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-            return _failed(run_dir, f"cannot write{where}: {exc.strerror or exc}", 1)
-        except MemoryError:
-            return _failed(run_dir, "out of memory (lower the sizes in the settings)", 1)
-        except RuntimeError as exc:
-            if _out_of_device_memory(exc):
-                return _failed(run_dir, f"out of memory on {getattr(settings, 'device', 'the device')} "
-                                        "(lower the sizes in the settings)", 1)
-            _mark_bug(run_dir, exc)
-            raise
-        except (KeyboardInterrupt, Terminated) as exc:
-            name = getattr(exc, "name", "SIGINT (Ctrl-C)")
-            end_children()
-            return _failed(run_dir, f"stopped by {name}", getattr(exc, "exit_code", 130))
-        except BaseException as exc:        # a bug: never leave a folder that looks like a success
-            _mark_bug(run_dir, exc)
-            raise
-    if result.failures and strict:
-        text = f"{len(result.failures)} failure report(s) and strict=true: " + "; ".join(result.failures)
-        folder, _ = run_dir.fail(text)
-        return Outcome(1, f"{len(result.failures)} failure report(s) (first: {result.failures[0]}) and strict=true",
-                       result, folder)
-    try:
-        folder = run_dir.finish()
-    except OSError as exc:
-        return _failed(run_dir, f"cannot finish {run_dir.path}: {exc.strerror or exc}", 1)
-    return Outcome(0, "", result, folder)
+            if result.failures and strict:
+                text = f"{len(result.failures)} failure report(s) and strict=true: " + "; ".join(result.failures)
+                folder, _ = run_dir.fail(text)
+                return Outcome(1, f"{len(result.failures)} failure report(s) (first: {result.failures[0]}) and "
+                                  "strict=true", result, folder)
+            try:
+                folder = run_dir.finish()
+            except OSError as exc:
+                return _failed(run_dir, f"cannot finish {run_dir.path}: {exc.strerror or exc}", 1)
+            # (still inside: a signal that lands during the rename, or just after it, marks the folder .failed)
+            return Outcome(0, "", result, folder)
+        except BaseException as exc:
+            with held():
+                # a stop first, also where the signal broke into a library's cleanup and came out as its error
+                stop = stopped_by(exc)
+                if stop is not None:
+                    end_children()
+                    return _failed(run_dir, f"stopped by {stop.name}", stop.exit_code)
+                return _ended_by(exc, run_dir, settings)
+
+
+def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
+    """The outcome of a run that raised ``exc`` (not a stop): bad input found by the run (its folder
+    removed: nothing to keep), a failure the user must see (``.failed``), or a bug, re-raised."""
+    if isinstance(exc, InputError):      # bad input only the run could see (a data file)
+        run_dir.discard()
+        return Outcome(2, str(exc))
+    if isinstance(exc, DeqlabError):
+        return _failed(run_dir, str(exc), 1)
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        # (any open, a font matplotlib reads as well as a file the run writes: not "cannot write <font>")
+        return _failed(run_dir, f"{exc.strerror} (a limit on open files, such as ulimit -n?)", 1)
+    if isinstance(exc, OSError):         # a full disk, an unwritable file
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        return _failed(run_dir, f"cannot write{where}: {exc.strerror or exc}", 1)
+    if isinstance(exc, MemoryError):
+        return _failed(run_dir, "out of memory (lower the sizes in the settings)", 1)
+    if isinstance(exc, RuntimeError) and _out_of_device_memory(exc):
+        return _failed(run_dir, f"out of memory on {getattr(settings, 'device', 'the device')} "
+                                "(lower the sizes in the settings)", 1)
+    _mark_bug(run_dir, exc)   # a bug: never leave a folder that looks like a success
+    raise exc
 
 
 def _mark_bug(run_dir, exc: BaseException) -> None:
@@ -126,6 +137,30 @@ def _failed(run_dir, message: str, code: int) -> Outcome:
     return Outcome(code, f"{message} [run folder: {folder}]{suffix}", None, folder)
 
 
+def import_run_modules(command: str) -> None:
+    """Import what a run of ``command`` needs (numpy, pandas, torch, matplotlib) before its folder exists.
+
+    Under a memory limit (``ulimit -v``) a compiled library fails to load: a ``MemoryError`` (or a
+    ``SystemError``), an ``ImportError`` naming a shared object, or OpenBLAS ending the process from C.
+    Just after the folder was made that left it ``.partial``, after a traceback; here it is a
+    :class:`ResourceError` (one line, exit 2) and no folder. Any other ``ImportError`` is a bug and keeps
+    its traceback."""
+    from deqlab.errors import ResourceError
+
+    hint = "(a memory limit such as ulimit -v?)"
+    try:
+        importlib.import_module("deqlab.report.writer")
+        importlib.import_module(f"deqlab.demos.{command}")
+    except (MemoryError, SystemError):   # (SystemError: an extension short of memory, "error return without exception set")
+        raise ResourceError(f"not enough memory to load the libraries the run needs {hint}") from None
+    except ImportError as exc:
+        lines = [line for line in str(exc).splitlines() if "shared object" in line]
+        if not lines:
+            raise
+        text = lines[-1].strip().removeprefix("Original error was:").strip()   # (numpy's wording)
+        raise ResourceError(f"cannot load the libraries the run needs: {text} {hint}") from None
+
+
 def check_resources(settings) -> None:
     """The resource guard, against the memory of the device the run's tensors will live on (call after
     :func:`resolve_device`): the host's, or the CUDA device's free memory."""
@@ -162,25 +197,48 @@ def resolve_device(settings) -> None:
         raise InputError(f"device {name} asked for, but there are {torch.cuda.device_count()} CUDA device(s)")
 
 
+def refuse_input(exc: InputError) -> None:
+    """Bad input: one line, exit 2, unless the error came from a signal breaking into the composition
+    (OmegaConf's cleanup raised its own error, turned into a bogus "bad override"): that is the stop."""
+    from deqlab.cli.termination import stopped_by
+
+    stop = stopped_by(exc)
+    if stop is not None:
+        raise stop
+    fail(str(exc), 2)
+
+
 def execute(command: str, overrides: Sequence[str], *, folder: str | None = None, device: str | None = None):
     """A single run of ``command`` from the command line: returns the Result or exits."""
     from rich.console import Console
 
     from deqlab.cli.compose import load
     from deqlab.cli.run_folder import RunFolder, output_root_origin
+    from deqlab.cli.termination import held, stopped_by
 
     try:
         settings, run = load(command, [*option_overrides(device=device), *overrides])
         resolve_device(settings)
         check_resources(settings)
+        import_run_modules(command)
     except InputError as exc:
-        fail(str(exc), 2)
-    try:
-        run_dir = RunFolder.create(folder or command, run.output_root)
-    except OSError as exc:
-        fail(f"cannot create a run folder under {output_root_origin(run.output_root)}: {exc.strerror or exc}", 2)
+        refuse_input(exc)
     console = Console()
-    outcome = run_in_folder(command, settings, run_dir, strict=run.strict, console=console)
+    run_dir = None
+    try:
+        with held():   # a signal while the folder is made is raised once `run_dir` names it
+            try:
+                run_dir = RunFolder.create(folder or command, run.output_root)
+            except OSError as exc:
+                fail(f"cannot create a run folder under {output_root_origin(run.output_root)}: {exc.strerror or exc}", 2)
+        outcome = run_in_folder(command, settings, run_dir, strict=run.strict, console=console)
+    except BaseException as exc:
+        # a signal between the folder's creation and the run's own handler left it .partial
+        stop = stopped_by(exc)
+        if stop is None or run_dir is None or not run_dir.path.name.endswith(".partial"):
+            raise
+        with held():
+            outcome = _failed(run_dir, f"stopped by {stop.name}", stop.exit_code)
     if outcome.code:
         if outcome.folder is not None and outcome.code == 1 and outcome.result is not None:
             console.print(f"[red]outputs (marked failed):[/] {outcome.folder}")
@@ -244,7 +302,7 @@ def run_job(command: str, cfg) -> dict:
         # where the run's own handler had taken the signal, and went on with the next job.
         from deqlab.cli.termination import Terminated
 
-        raise KeyboardInterrupt if outcome.code == 130 else Terminated(outcome.code - 128)
+        raise Terminated(outcome.code - 128)
     return summary
 
 

@@ -3,6 +3,7 @@ defaults from the settings dataclasses (so help and schema cannot drift)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import typer
@@ -16,8 +17,17 @@ DEVICE_OPTION = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto 
 
 
 def quote(text: str) -> str:
-    """A string as a Hydra override value (single-quoted; quotes and backslashes escaped)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A string as a Hydra override value that comes out as ``text`` itself, whatever it holds.
+
+    Single-quoted, with ``'`` and ``${`` escaped: OmegaConf resolves ``${...}`` inside quotes, so an output
+    root or a data folder holding ``${x}`` failed a sweep, and ``${oc.env:VAR}`` sent its jobs to another
+    folder while the sweep reported none. Backslashes are doubled only where Hydra or OmegaConf read
+    them as escapes (before a quote, ``${`` or the end); doubled elsewhere they stayed doubled."""
+    return "'" + _ESCAPED.sub(lambda m: 2 * m.group(1) + ("\\" + m.group(2) if m.group(2) else ""), text) + "'"
+
+
+#: a run of backslashes (maybe none) before what Hydra's and OmegaConf's quoted strings treat as special
+_ESCAPED = re.compile(r"(\\*)('|\$\{|\Z)")
 
 
 def option_overrides(**options) -> list[str]:

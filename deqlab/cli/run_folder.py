@@ -85,7 +85,11 @@ class RunFolder:
     def create(cls, command: str, root: str | Path | None = None) -> "RunFolder":
         base = output_root(str(root) if root else None) / command
         made = missing_folders(base)
-        partial, final = create_exclusive(base)
+        try:
+            partial, final = create_exclusive(base)
+        except OSError:
+            _remove_empty(made)   # (no inode left for the run's folder: the command folder stayed behind)
+            raise
         return cls(partial, final, made)
 
     def file(self, name: str) -> Path:
@@ -119,10 +123,14 @@ class RunFolder:
     def discard(self) -> None:
         """Remove the folder (bad input found only once the run had started: nothing to keep)."""
         shutil.rmtree(self.path, ignore_errors=True)
-        # and the folders above it that this run made (``outputs/sysid/f16``...), each only while empty:
-        # rmdir never removes another run's folder.
-        for folder in self.made:
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        _remove_empty(self.made)
+
+
+def _remove_empty(made: list[Path]) -> None:
+    """Remove the folders a run made above its own (``outputs/sysid/f16``...), deepest first, each only
+    while empty: rmdir never removes another run's folder."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            break

@@ -6,6 +6,12 @@ log lines in a sweep, from Python's final flush. Any of them would end a run as 
 its computation is done and its files (every table is also a CSV) are written or being written.
 :func:`guard` wraps ``sys.stdout`` and ``sys.stderr`` so that a broken pipe only silences that stream:
 its descriptor is pointed at ``/dev/null`` and the run goes on to its normal end, folder and exit code.
+
+Any other write error (``deqlab converge > /dev/full``, a full disk under a redirected stdout) silences
+the stream the same way, so the run's own files are finished and its folder named for what they are,
+but the loss is not silent: :func:`lost_output` tells the entry point, which ends with exit 1. (It
+marked a complete run folder ``.failed`` with "cannot write: No space left on device", as if the
+run's disk were full.)
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ class PipeSafeStream:
 
     def __init__(self, stream):
         self._stream = stream
+        self.lost: OSError | None = None   # the write error (other than a broken pipe) that silenced it
 
     def _silence(self) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -27,21 +34,46 @@ class PipeSafeStream:
         finally:
             os.close(devnull)
 
+    def _lose(self, exc: OSError) -> None:
+        if not isinstance(exc, BrokenPipeError) and self.lost is None:
+            self.lost = exc
+        self._silence()
+
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except BrokenPipeError:
-            self._silence()
+        except OSError as exc:
+            self._lose(exc)
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except BrokenPipeError:
-            self._silence()
+        except OSError as exc:
+            self._lose(exc)
 
     def __getattr__(self, name):   # isatty, fileno, encoding, buffer...: the wrapped stream's
         return getattr(self._stream, name)
+
+
+def fill_closed() -> None:
+    """Point a closed standard descriptor (``<&-``, ``>&-``, ``2>&-``) at ``/dev/null``, with a Python stream.
+
+    Python starts with ``sys.stdout`` (``sys.stderr``) ``None`` when its descriptor is closed, and the next
+    file or pipe opened takes that number: a joblib sweep's workers then failed on ``None.flush()``
+    (stdout closed) or died at start (stderr closed), and what C code or a child wrote to descriptor 1
+    or 2 would have gone into whatever file held it."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)   # the lowest free number: ``fd``, the ones below are open
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)   # (os.open's are not): a child started without it had it closed again
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))
 
 
 def guard() -> None:
@@ -54,3 +86,16 @@ def guard() -> None:
             except (AttributeError, OSError, ValueError):   # not a file (a test's capture): leave it
                 continue
             setattr(sys, name, PipeSafeStream(stream))
+
+
+def lost_output() -> tuple[str, OSError] | None:
+    """``("stdout" or "stderr", the error)`` if a guarded stream lost output to a write error, after
+    flushing both (what is still buffered fails here, not silently at the interpreter's exit)."""
+    found = None
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, PipeSafeStream):
+            stream.flush()
+            if stream.lost is not None and found is None:
+                found = (name, stream.lost)
+    return found

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import warnings
 from pathlib import Path
 
 from deqlab.cli.errors import fail
-from deqlab.cli.execute import check_resources, resolve_device
+from deqlab.cli.execute import check_resources, import_run_modules, refuse_input, resolve_device
 from deqlab.errors import InputError
 
 #: CLI names of the sweepable commands → their config names (the underscore spellings work too)
@@ -59,10 +60,16 @@ def run_sweep(command: str, args: list[str]) -> None:
             settings, run = to_settings(command, cfg)
             resolve_device(settings)
             check_resources(settings)
+        import_run_modules(command)
     except InputError as exc:
-        fail(str(exc), 2)
+        refuse_input(exc)
     given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]
     where = f"hydra.sweep.dir={str(given[-1])!r}" if given else output_root_origin(run.output_root)
+    if "${" in (str(given[-1]) if given else str(output_root(run.output_root))):
+        # Hydra stores each job's folder in its config unescaped, so the '${' is resolved there: the jobs
+        # failed to start (or, with ${oc.env:...}, wrote elsewhere) however the sweep folder was quoted
+        fail(f"{where} holds '${{': Hydra would read it as an interpolation in the job folders; use a folder "
+             "without '${'", 2)
     try:
         if given:
             sweep_dir = Path(str(given[-1])).expanduser()
@@ -88,7 +95,7 @@ def run_sweep(command: str, args: list[str]) -> None:
 
 def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
     from deqlab.cli.launch import launch
-    from deqlab.cli.termination import Terminated, end_children, signals_as_exceptions
+    from deqlab.cli.termination import end_children, held, signals_as_exceptions, stopped_by
 
     # end_children() also ends joblib's resource tracker; loky then warns on stderr, on its way out, that
     # it "died unexpectedly" (seen with Python 3.12 on a GPU machine), which would break the one-line end.
@@ -96,15 +103,16 @@ def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
     with signals_as_exceptions():
         try:
             launch(command, args)
-        except (KeyboardInterrupt, Terminated) as exc:
-            name = getattr(exc, "name", "SIGINT (Ctrl-C)")
-            end_children()
-            _mark_unfinished(sweep_dir, f"stopped by {name}")
-            fail(f"sweep stopped by {name}; unfinished jobs marked .failed in {sweep_dir}", getattr(exc, "exit_code", 130))
-        except Exception as exc:   # a launcher or a worker process that died
-            end_children()
-            why = _launcher_failure(exc)
-            _mark_unfinished(sweep_dir, why)
+        except BaseException as exc:
+            with held():   # a second signal must not break into the cleanup; it comes after, to main's handler
+                stop = stopped_by(exc)
+                if stop is None and not isinstance(exc, Exception):
+                    raise
+                end_children()
+                why = f"stopped by {stop.name}" if stop is not None else _launcher_failure(exc)   # a worker that died
+                _mark_unfinished(sweep_dir, why)
+            if stop is not None:
+                fail(f"sweep {why}; unfinished jobs marked .failed in {sweep_dir}", stop.exit_code)
             fail(f"sweep failed: {why}; finished jobs kept, unfinished ones marked .failed in {sweep_dir}", 1)
 
 
@@ -118,6 +126,8 @@ def _launcher_failure(exc: Exception) -> str:
     if type(exc).__name__ == "TerminatedWorkerError":
         codes = text.split("exit codes of the workers are", 1)[1].split("}", 1)[0] + "}" if "exit codes of the workers are" in text else ""
         return f"a worker process died (exit code {codes.strip()})" if codes else "a worker process died"
+    if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:   # fork refused: joblib's bare "[Errno 11] ..."
+        return f"cannot start a job process: {exc.strerror} (a limit on processes, such as ulimit -u?)"
     if type(exc).__name__ == "UncompletedJobError":   # submitit: the job's process ended without a result
         state = re.search(r"\(state: (\w+)\)", text)
         return "a job process ended without a result" + (f" (submitit state {state.group(1)})" if state else "")

@@ -1,9 +1,11 @@
-"""Ending cleanly: SIGTERM, SIGHUP and the other terminating signals (:data:`HANDLED`) handled like
-Ctrl-C, and no child process outliving the run.
+"""Ending cleanly: Ctrl-C, SIGTERM, SIGHUP and the other terminating signals (:data:`HANDLED`), and no
+child process outliving the run.
 
 :func:`signals_as_exceptions` turns them into :class:`Terminated` (a ``BaseException``, like
 ``KeyboardInterrupt``) raised in the main thread, so the one ``except`` that marks a run folder
-``.failed`` handles every way a run can be stopped. :func:`end_children` then ends every descendant
+``.failed`` handles every way a run can be stopped; a signal that follows while a stop is handled
+(Ctrl-C pressed twice, SIGTERM then SIGTERM) is :func:`held` back. :func:`stopped_by` finds the stop
+behind an exception that replaced it. :func:`end_children` then ends every descendant
 process (joblib/loky workers, submitit local jobs, memory-probe children): SIGTERM, a short grace
 period, SIGKILL, and waits for them, so nothing writes after the parent has exited. Only
 the resource trackers (:func:`resource_tracker_pids`) are left to end with the parent.
@@ -22,9 +24,11 @@ from typing import Iterator
 #: Signals whose default action ends the process without a word: each becomes :class:`Terminated`. Beyond
 #: SIGTERM/SIGHUP (a scheduler or a closed terminal): SIGQUIT (Ctrl-\\), SIGUSR1/2 (batch systems send them
 #: ahead of a time limit), SIGALRM, and the resource limits SIGXCPU/SIGXFSZ. Without a handler a run ended
-#: by one of them left its folder ``.partial`` and printed nothing (SIGUSR1: exit 138). SIGINT is Python's
-#: own KeyboardInterrupt; SIGPIPE is ignored by Python (writes raise BrokenPipeError, :mod:`.streams`).
-HANDLED = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
+#: by one of them left its folder ``.partial`` and printed nothing (SIGUSR1: exit 138). SIGINT too, rather
+#: than Python's KeyboardInterrupt, which Typer turns into a silent exit 130 (no line, a run folder made
+#: just before left ``.partial``) and which libraries catch as their own. SIGPIPE is ignored by Python
+#: (writes raise BrokenPipeError, :mod:`.streams`).
+HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
                                                     "SIGXCPU", "SIGXFSZ") if hasattr(signal, name))
 GRACE_SECONDS = 2.0
 
@@ -35,22 +39,86 @@ class Terminated(BaseException):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
-        self.name = signal.Signals(signum).name
+        self.name = signal.Signals(signum).name + (" (Ctrl-C)" if signum == signal.SIGINT else "")
         self.exit_code = 128 + signum
 
 
-@contextlib.contextmanager
-def signals_as_exceptions() -> Iterator[None]:
-    def handler(signum, frame):
-        raise Terminated(signum)
+def stopped_by(exc: BaseException | None) -> Terminated | None:
+    """The stop behind ``exc``: ``exc`` itself, or the :class:`Terminated` (or ``KeyboardInterrupt``) that was
+    being handled when ``exc`` was raised. A signal that lands inside a library's ``finally`` or ``except``
+    comes out as that block's own error (Ctrl-C while OmegaConf composed the settings: an
+    ``AttributeError`` traceback, or a bogus "bad override" message via the compose errors)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, Terminated):
+            return exc
+        if isinstance(exc, KeyboardInterrupt):
+            return Terminated(signal.SIGINT)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
+
+_held: list[int] | None = None   # while a stop is handled: the signals that came meanwhile
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold back the signals of :data:`HANDLED` while a stop is being handled (the children ended, the folder
+    marked, the line printed): a second Ctrl-C or SIGTERM broke into that cleanup, left the folder
+    ``.partial`` and printed a traceback from inside the handler. When the block ends, the first signal
+    held back is raised, so a stop swallowed by a library cannot make the run unstoppable.
+    (Not ``pthread_sigmask``: it blocks a signal for one thread, and another thread (torch's, loky's)
+    still takes it for Python's handler, which runs in the main thread anyway.)"""
+    global _held
+    if _held is not None:   # nested in another held block: that one delivers
+        yield
+        return
+    _held = []
+    try:
+        yield
+    finally:
+        pending, _held = _held, None
+        if pending:
+            raise Terminated(pending[0])
+
+
+def hold_for_good() -> None:
+    """Hold back every later signal: the process is about to exit (after its run, or after reporting its
+    stop). Python's finalization puts back the default action of a signal it handled, so a signal in the
+    interpreter's last steps is ignored outright: a Ctrl-C there killed a finished run without a word."""
+    global _held
+    if _held is None:
+        _held = []
+    for sig in HANDLED:
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(sig) is _handler:
+                signal.signal(sig, signal.SIG_IGN)
+
+
+def _handler(signum, frame):
+    if _held is not None:
+        _held.append(signum)
+        return
+    raise Terminated(signum)
+
+
+def install_handlers() -> dict:
+    """Make the signals of :data:`HANDLED` raise :class:`Terminated`; returns the handlers they replaced.
+    A signal ignored by whoever started us stays ignored (`nohup` ignores SIGHUP, a shell's `&` SIGINT
+    and SIGQUIT)."""
     previous = {}
     for sig in HANDLED:
         with contextlib.suppress(ValueError, OSError):   # not the main thread: leave the handlers alone
             if signal.getsignal(sig) == signal.SIG_IGN:
-                # ignored by whoever started us (`nohup` ignores SIGHUP, a shell's `&` SIGQUIT): keep it so
                 continue
-            previous[sig] = signal.signal(sig, handler)
+            previous[sig] = signal.signal(sig, _handler)
+    return previous
+
+
+@contextlib.contextmanager
+def signals_as_exceptions() -> Iterator[None]:
+    previous = install_handlers()
     try:
         yield
     finally:
