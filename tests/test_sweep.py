@@ -119,3 +119,46 @@ def test_failure_reports_without_strict_are_counted(cli, output_root):
     assert r.exit_code == 0, r.stderr
     assert "1 job(s) with failure reports" in r.output
     assert (sweep_folder(output_root) / "0" / "failures.txt").is_file()
+
+
+def test_a_group_option_is_a_name_never_a_path_to_another_yaml(cli, output_root, tmp_path):
+    """``sysid_preset=../../x`` made Hydra read ``configs/sysid_preset/../../x.yaml``: any YAML file on the
+    disk. Its keys bypassed the screening, and in a sweep its ``hydra.callbacks`` were instantiated (here a
+    ``logging.FileHandler`` that creates a file). A group option is a plain name."""
+    import os
+
+    from deqlab.cli.compose import config_dir
+
+    marker = tmp_path / "instantiated"
+    (tmp_path / "evil.yaml").write_text("# @package _global_\nhydra:\n  callbacks:\n    x:\n"
+                                        f"      _target_: logging.FileHandler\n      filename: {marker}\n")
+    path = os.path.relpath(tmp_path / "evil", config_dir() / "sysid_preset")
+    for group in ("+sysid_preset", "hydra/launcher"):
+        r = cli("sweep", "lowrank", "seed=0,1", f"{group}={path}", f"output_root={output_root}")
+        assert r.exit_code == 2 and path in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+        assert not marker.exists() and not (output_root / "sweep").exists()
+    r = cli("config", "converge", "solver=../sysid_preset/tiny")   # another group's file, inside configs/
+    assert r.exit_code == 2 and "unknown solver '../sysid_preset/tiny'; choose one of:" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # Hydra refused these only after the sweep folder was made (exit 1)
+        (["hydra/launcher=basic,joblib"], "a Hydra setting takes one value"),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=1,2"], "a Hydra setting takes one value"),
+        # the folder deqlab made was not the one Hydra resolved and wrote to; the sweep reported 0 jobs, exit 0
+        (["hydra.sweep.dir=SWEEP_A,SWEEP_B"], "a Hydra setting takes one value"),
+        (["hydra.sweep.dir=runs/${now:%Y}"], "hydra.sweep.dir must be a plain folder path"),
+        (["hydra.sweep.dir=${oc.env:HOME}"], "hydra.sweep.dir must be a plain folder path"),
+        (["hydra.sweep.dir=null"], "hydra.sweep.dir must be a folder path, got null"),
+    ],
+)
+def test_hydra_settings_of_a_sweep_take_one_plain_value(cli, output_root, tmp_path, monkeypatch, args, message):
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir(), home.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HOME", str(home))
+    r = cli("sweep", "lowrank", "seed=0,1", *args, f"output_root={output_root}")
+    assert r.exit_code == 2 and message in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    assert not (output_root / "sweep").exists() and not list(cwd.iterdir()) and not list(home.iterdir())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,10 @@ OPTION_FOR_KEY = {"f16.data_dir": ("--data-dir", "DIR"), "data_file": ("--data",
 RENAMED: dict[str, str] = {}
 #: Hydra config groups a user may choose an option of (one name each; ``hydra/launcher`` only in a sweep)
 CHOICE_GROUPS = ("solver", "sysid_preset", "sysid_f16_preset", "hydra/launcher")
+#: What the name of a config group's option may look like. Hydra reads ``<group>/<name>.yaml`` from the
+#: configs folder, so a name with ``/`` or ``..`` (``sysid_preset=../../../tmp/x``) loaded any YAML file on
+#: the disk: its keys bypassed the screening here, and in a sweep its ``hydra.callbacks`` were instantiated.
+GROUP_OPTION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 #: The most jobs one ``deqlab sweep`` may launch: each job is a run folder, and every swept value is
 #: checked (composed and validated) before the first job starts.
 MAX_SWEEP_JOBS = 1000
@@ -149,6 +154,16 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
             if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in SWEEP_HYDRA_KEYS):
                 raise InputError(f"{key} cannot be changed: a sweep takes only hydra/launcher=..., hydra.launcher.<option>=... "
                                  "and hydra.sweep.dir=...")
+            if o.is_sweep_override():
+                # (Hydra refuses it only once the sweep folder exists, and the sweep then failed with exit 1)
+                raise InputError(f"{o.input_line!r}: a Hydra setting takes one value; sweep the command's own keys")
+            if key == "hydra.sweep.dir":
+                _check_sweep_dir(o.value())
+        if key in CHOICE_GROUPS or "/" in key:
+            names = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            for name in names:
+                if isinstance(name, str) and not GROUP_OPTION.fullmatch(name):
+                    raise InputError(_unknown_option_message(key, name))
         if key in ("command", "demo"):
             raise InputError(f"{key} is fixed by the command line; do not override it")
         if key in CHOICE_GROUPS and not o.is_sweep_override() and not isinstance(o.value(), str):
@@ -171,6 +186,27 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
         if jobs > MAX_SWEEP_JOBS:
             raise InputError(f"the sweep has {jobs:,} jobs, over the limit of {MAX_SWEEP_JOBS:,}: sweep fewer values")
     return parsed
+
+
+def _check_sweep_dir(value) -> None:
+    """``hydra.sweep.dir`` must be a plain path: deqlab creates the folder before Hydra starts, and Hydra
+    would resolve an interpolation (``${now:%H}``, ``${oc.env:HOME}``) to another folder, where the jobs
+    went while the sweep reported none from the folder it had made."""
+    if value is None or isinstance(value, (list, dict)):
+        raise InputError(f"hydra.sweep.dir must be a folder path, got {'null' if value is None else repr(value)}")
+    if "${" in str(value):
+        raise InputError(f"hydra.sweep.dir must be a plain folder path, got {value!r}: deqlab creates the folder "
+                         "before Hydra starts, so ${...} interpolations are not resolved there")
+
+
+def _unknown_option_message(group: str, name: str) -> str:
+    """The one line for a name that is not an option of ``group`` (as :func:`explain` words Hydra's error)."""
+    if group == "hydra/launcher":
+        return f"unknown launcher {name!r}: use basic, joblib, submitit_local or submitit_slurm (pip install deqlab[sweep])"
+    if group in ("solver", "sysid_preset", "sysid_f16_preset"):
+        choices = sorted(PRESETS) if group == "solver" else _group_options(group)
+        return f"unknown {group} {name!r}; choose one of: {', '.join(choices)}"
+    return f"{group} takes the name of one of its options, got {name!r}"
 
 
 def sweep_size(o) -> int:
