@@ -139,3 +139,20 @@ def test_a_home_folder_in_output_root_is_expanded_and_an_unquoted_one_explained(
     assert r.exit_code == 0, r.output
     assert [p.name for p in (tmp_path / "home" / "runs" / "converge").iterdir()]
     assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("text", ["plain", "it's", "a\\b", "a\\", "a\\\\", "a\\'", "\\'\\", "[x],{y}=~ é",
+                                  "${x}", "a\\${x}", "a\\\\${x}", "/r/a'b\\c/${oc.env:HOME}/\\"])
+def test_quote_gives_hydra_the_text_back(text):
+    """``quote`` is how a typed option (a path) and the sweep folder reach Hydra: read back through Hydra's
+    override parser (and, ``literal``, OmegaConf's interpolation) they must be the text itself."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from deqlab.cli.options import quote
+
+    parser = OverridesParser.create()
+    if "${" not in text:
+        assert parser.parse_override(f"k={quote(text)}").value() == text
+    value = parser.parse_override(f"k={quote(text, literal=True)}").value()
+    assert OmegaConf.to_container(OmegaConf.create({"k": value, "x": "X"}), resolve=True)["k"] == text

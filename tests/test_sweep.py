@@ -162,3 +162,46 @@ def test_hydra_settings_of_a_sweep_take_one_plain_value(cli, output_root, tmp_pa
     r = cli("sweep", "lowrank", "seed=0,1", *args, f"output_root={output_root}")
     assert r.exit_code == 2 and message in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
     assert not (output_root / "sweep").exists() and not list(cwd.iterdir()) and not list(home.iterdir())
+
+
+def test_a_sweep_under_an_output_root_with_quotes_and_backslashes_summarises_its_jobs(cli, tmp_path, monkeypatch):
+    """The sweep folder reached Hydra quoted with every backslash doubled: Hydra wrote the jobs to another
+    folder, and the sweep summarised none of them with exit 0."""
+    root = tmp_path / "it's a\\b"
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(root))
+    r = cli("sweep", "lowrank", "seed=0,1")
+    assert r.exit_code == 0, r.stderr
+    folder = sweep_folder(root, "lowrank")
+    assert list(pd.read_csv(folder / "summary.csv")["status"]) == ["ok", "ok"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [root.name]
+
+
+def test_an_output_root_with_an_interpolation_is_refused_for_a_sweep(cli, tmp_path, monkeypatch):
+    """Hydra resolves ``${...}`` in the sweep folder's path (more than once: no escape survives), so the
+    jobs went elsewhere; refused before any folder is made."""
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(tmp_path / "${oc.env:HOME}"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    r = cli("sweep", "lowrank", "seed=0,1")
+    assert r.exit_code == 2 and "holds '${'" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_sweep_missing_job_folders_exits_1(tmp_path):
+    """Never a sweep that claims success for jobs it cannot show: fewer job folders than jobs launched is a
+    failure, whatever sent the jobs elsewhere."""
+    import typer
+
+    from deqlab.cli.sweeping import _report
+
+    with pytest.raises(typer.Exit) as info:
+        _report("lowrank", [], tmp_path, strict=False, expected=2)
+    assert info.value.exit_code == 1
+
+
+def test_a_key_given_twice_is_counted_once_like_hydra():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from deqlab.cli.compose import sweep_jobs
+
+    parsed = OverridesParser.create().parse_overrides(["seed=0,1", "seed=2,3,4", "rtol=1e-3,1e-4"])
+    assert sweep_jobs(parsed) == 6

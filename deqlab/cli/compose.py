@@ -180,9 +180,7 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
                 raise InputError(f"{o.input_line!r}: interval() and glob() sweeps are not supported; list the values "
                                  "(a,b,c) or use range(start,stop,step)")
     if sweep:
-        jobs = 1
-        for o in parsed:
-            jobs *= sweep_size(o)
+        jobs = sweep_jobs(parsed)
         if jobs > MAX_SWEEP_JOBS:
             raise InputError(f"the sweep has {jobs:,} jobs, over the limit of {MAX_SWEEP_JOBS:,}: sweep fewer values")
     return parsed
@@ -207,6 +205,16 @@ def _unknown_option_message(group: str, name: str) -> str:
         choices = sorted(PRESETS) if group == "solver" else _group_options(group)
         return f"unknown {group} {name!r}; choose one of: {', '.join(choices)}"
     return f"{group} takes the name of one of its options, got {name!r}"
+
+
+def sweep_jobs(parsed) -> int:
+    """How many jobs the parsed overrides launch: the product of every key's number of values, a key
+    given twice counted once, at its last value (as Hydra's basic sweeper does)."""
+    last = {o.get_key_element(): o for o in parsed}
+    jobs = 1
+    for o in last.values():
+        jobs *= sweep_size(o)
+    return jobs
 
 
 def sweep_size(o) -> int:

@@ -3,6 +3,7 @@ defaults from the settings dataclasses (so help and schema cannot drift)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import typer
@@ -15,9 +16,19 @@ OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 DEVICE_OPTION = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto (CUDA when there is one). Key device, default cpu.")
 
 
-def quote(text: str) -> str:
-    """A string as a Hydra override value (single-quoted; quotes and backslashes escaped)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def quote(text: str, *, literal: bool = False) -> str:
+    """``text`` as a single-quoted Hydra override value that Hydra reads back as ``text``.
+
+    Hydra unescapes backslashes only where they precede a quote or end the value; elsewhere they stay as
+    typed, so escaping every backslash doubled them (``--pairs 'a\\b'`` looked for ``a\\\\b``, and a sweep
+    under such an output root wrote its jobs to another folder than the one it summarised). With
+    ``literal``, ``${`` is escaped for OmegaConf too, so an interpolation-like part of a path deqlab made
+    itself stays as it is (an odd number of backslashes before ``${`` escapes it, each pair is one)."""
+    if literal:
+        text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
+    text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    text = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text)
+    return "'" + text + "'"
 
 
 def option_overrides(**options) -> list[str]:

@@ -48,7 +48,7 @@ def probes(parsed) -> list[list[str]]:
 
 
 def run_sweep(command: str, args: list[str]) -> None:
-    from deqlab.cli.compose import RunOptions, compose, screen, to_settings
+    from deqlab.cli.compose import RunOptions, compose, screen, sweep_jobs, to_settings
     from deqlab.cli.run_folder import create_exclusive, output_root, output_root_origin
 
     try:
@@ -63,6 +63,11 @@ def run_sweep(command: str, args: list[str]) -> None:
         fail(str(exc), 2)
     given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]
     where = f"hydra.sweep.dir={str(given[-1])!r}" if given else output_root_origin(run.output_root)
+    if not given and "${" in str(output_root(run.output_root)):
+        # Hydra resolves its own settings more than once (the job's log file under the sweep folder), so no
+        # escape keeps such a path as it is: the jobs went to another folder than the one summarised
+        fail(f"{where} holds '${{', which Hydra would read as an interpolation in the sweep folder's path: "
+             "choose an output root without it", 2)
     try:
         if given:
             sweep_dir = Path(str(given[-1])).expanduser()
@@ -76,14 +81,14 @@ def run_sweep(command: str, args: list[str]) -> None:
         fail(f"cannot create the sweep folder under {where}: {exc.strerror or exc}", 2)
     from deqlab.cli.options import quote
 
-    args.append(f"hydra.sweep.dir={quote(str(sweep_dir))}")
+    args.append(f"hydra.sweep.dir={quote(str(sweep_dir), literal=True)}")
     launcher = next((str(o.value()) for o in parsed if o.key_or_group == "hydra/launcher"), "basic")
     if launcher.startswith("submitit") and not any(o.key_or_group == "hydra.launcher.submitit_folder" for o in parsed):
         # Hydra's default `.submitit/%j` leaves a folder literally named %j
-        args.append(f"hydra.launcher.submitit_folder={quote(str(sweep_dir / '.submitit'))}")
+        args.append(f"hydra.launcher.submitit_folder={quote(str(sweep_dir / '.submitit'), literal=True)}")
     _launch(command, args, sweep_dir)
     jobs = _summaries(sweep_dir)
-    _report(command, jobs, sweep_dir, strict=run.strict)
+    _report(command, jobs, sweep_dir, strict=run.strict, expected=sweep_jobs(parsed))
 
 
 def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
@@ -156,7 +161,10 @@ def _overrides(job: dict) -> dict:
     return out
 
 
-def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool) -> None:
+def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool, expected: int) -> None:
+    """The table across jobs, ``summary.csv``, and the exit: 1 if a job failed, or if fewer job folders
+    than jobs launched are in the sweep folder (the jobs went elsewhere: never a sweep that claims success
+    for jobs it cannot show)."""
     import pandas as pd
     from rich.console import Console
 
@@ -185,6 +193,8 @@ def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool) ->
     bad = [j for j in jobs if j.get("status") != "ok"]
     reported = [j for j in jobs if j.get("failures")]
     console.print(f"sweep folder: {sweep_dir} ({len(reported)} job(s) with failure reports)")
+    if len(jobs) < expected:
+        fail(f"the sweep launched {expected} job(s), but {sweep_dir} holds {len(jobs)} job folder(s)", 1)
     if bad:
         fail(f"{len(bad)} of {len(jobs)} job(s) failed: " + "; ".join(f"{j.get('job')}: {j.get('status')}" for j in bad), 1)
     if reported and strict:
