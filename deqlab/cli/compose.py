@@ -41,6 +41,8 @@ CHOICE_GROUPS = ("solver", "sysid_preset", "sysid_f16_preset", "hydra/launcher")
 #: configs folder, so a name with ``/`` or ``..`` (``sysid_preset=../../../tmp/x``) loaded any YAML file on
 #: the disk: its keys bypassed the screening here, and in a sweep its ``hydra.callbacks`` were instantiated.
 GROUP_OPTION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+#: The one line for a value nested deeper than Hydra's parser or OmegaConf can follow (a RecursionError)
+NESTED_TOO_DEEPLY = "cannot compose the configuration: a value of the overrides is nested too deeply"
 #: The most jobs one ``deqlab sweep`` may launch: each job is a run folder, and every swept value is
 #: checked (composed and validated) before the first job starts.
 MAX_SWEEP_JOBS = 1000
@@ -131,8 +133,13 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
                                      for part in _words(item)):
             raise InputError(f"override {item!r} names a reserved _key_ such as _target_: deqlab never instantiates "
                              "objects from the command line")
+    parser = OverridesParser.create()
     try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        parsed = parser.parse_overrides(list(overrides))
+    except (RecursionError, ValueError) as exc:
+        # Hydra's parser lets these through: a value nested a few thousand levels deep, an integer of more
+        # than 4,300 digits (Python's limit on converting one)
+        raise InputError(_unreadable_override(parser, overrides, exc)) from None
     except HydraException as exc:
         text = " ".join(str(exc).split())
         bad = next((o for o in overrides if f" {o} " in f" {text} " or f"'{o}'" in text), None)
@@ -184,6 +191,23 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
         if jobs > MAX_SWEEP_JOBS:
             raise InputError(f"the sweep has {jobs:,} jobs, over the limit of {MAX_SWEEP_JOBS:,}: sweep fewer values")
     return parsed
+
+
+def _unreadable_override(parser, overrides: Sequence[str], exc: BaseException) -> str:
+    """The one line for an override Hydra's parser failed on with ``exc``, naming it (shortened)."""
+    from hydra.errors import HydraException
+
+    bad = "?"
+    for item in overrides:
+        try:
+            parser.parse_override(item)
+        except (RecursionError, ValueError, HydraException):
+            bad = item
+            break
+    why = ("it is nested too deeply" if isinstance(exc, RecursionError)
+           else "an integer has too many digits" if "digits" in str(exc) else _first_line(exc))
+    shown = bad if len(bad) <= 80 else bad[:60] + f"… ({len(bad):,} characters)"
+    return f"cannot read the override {shown!r}: {why}"
 
 
 def _check_sweep_dir(value) -> None:
@@ -282,6 +306,8 @@ def compose(command: str, overrides: Sequence[str] = (), *, with_hydra: bool = F
         raise InputError(explain(exc, command)) from None
     except OSError as exc:   # Hydra looks a key up as a config file (a 100,000-character key: ENAMETOOLONG)
         raise InputError(f"cannot compose the configuration from the overrides: {exc.strerror or exc}") from None
+    except RecursionError:   # OmegaConf's nodes, a hundred levels deep (layers=[[[...]]]), recurse per level
+        raise InputError(NESTED_TOO_DEEPLY) from None
     finally:
         GlobalHydra.instance().clear()
 
@@ -360,6 +386,8 @@ def _merge(schema: type, values: dict, command: str):
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
         return OmegaConf.to_object(merged)
+    except RecursionError:
+        raise InputError(NESTED_TOO_DEEPLY) from None
     except ConfigKeyError as exc:
         key = getattr(exc, "full_key", None) or _first_line(exc)
         raise InputError(unknown_key_message(str(key), schema)) from None
