@@ -68,7 +68,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         device: Optional[str] = DEVICE_OPTION,
         steps: Optional[int] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.steps", "Adam steps per route.")),
         hidden: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.hidden", "Hidden widths, comma-separated.")),
-        activation: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.activation", "tanh | sin | softplus | ...")),
+        activation: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.activation", "tanh | sigmoid | softplus | silu | gelu | sin | gaussian.")),
         seed: Optional[int] = typer.Option(None, help=option_help("nethessian_pinn", "seed", "Torch seed.")),
         dtype: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "dtype", "float32 | float64.")),
     ) -> None:
