@@ -106,6 +106,7 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
         (("--part", "study", "study.noise=[-1]"), "study.noise"),
         (("--part", "deq", "deq.k=[1000]"), "deq.k contains 1000"),
         (("--rtol", "-1"), "rtol must be >"),
+        (("--rtol", "1"), "rtol must be < 1"),      # the settings took 1, the method refused it in other words
         (("--part", "study", "study.definite=maybe"), "study.definite"),
         (("--part", "deq", "deq.directions=[sideways]"), "deq.directions"),
         (("--part", "study", "--pairs", "x.npz"), "cannot be combined"),
