@@ -138,12 +138,43 @@ def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
         raise InputError(f"k = {k} pairs exceed the dimension n = {n}: at most n steps can be linearly independent (pairs are columns; transpose?)")
     if not (np.isfinite(X).all() and np.isfinite(Y).all()):
         raise InputError("X or Y contains NaN or infinite values")
-    if not _well_conditioned_by_gram(X):
-        sv = np.linalg.svd(X, compute_uv=False)
+    Xs = X / _unit_scale(X)   # (the test is scale-free; XᵀX of entries near 1e±160 over/underflowed)
+    if not _well_conditioned_by_gram(Xs):
+        sv = np.linalg.svd(Xs, compute_uv=False)
         if sv[0] == 0.0 or sv[-1] <= rtol * sv[0]:
             cond = np.inf if sv[-1] == 0 else sv[0] / sv[-1]
             raise InputError(f"X is rank-deficient (condition number {cond:.2e} > 1/rtol = {1 / rtol:.0e}): the k steps must be linearly independent")
     return X, Y
+
+
+def _unit_scale(A: np.ndarray) -> float:
+    """The power of two ``c`` with ``1 ≤ max|A|/c < 2`` (1 for a zero ``A``): dividing by it is exact."""
+    top = float(np.abs(A).max(initial=0.0))
+    return float(np.ldexp(1.0, int(np.frexp(top)[1]) - 1)) if top > 0 else 1.0
+
+
+def _scaled_pairs(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """``X/c_x, Y/c_y`` (both of size about 1, :func:`_unit_scale`) and ``c_x, c_y``.
+
+    Every method is scale-equivariant, ``H(aX, bY) = (b/a) H(X, Y)``, but their rank cut-offs compare
+    columns of ``X`` with columns of ``Y`` (Gram–Schmidt of ``[X Y]``, the basis of ``[U_X W]``): with
+    ``‖Y‖/‖X‖ = 1e-12`` (a flat loss) the seed method and Procrustes dropped ``Y`` and returned a wrong
+    ``H``, and entries near ``1e±300`` overflowed into LAPACK errors. Computing on unit-sized pairs
+    and scaling ``S`` by ``c_y/c_x`` (:func:`_rescaled`) removes both."""
+    cx, cy = _unit_scale(X), _unit_scale(Y)
+    return X / cx, Y / cy, cx, cy
+
+
+def _rescaled(S: np.ndarray, cx: float, cy: float) -> np.ndarray:
+    """The eigenvalues of the unit-scaled pairs' ``H`` times ``c_y/c_x``; :class:`InputError` if that
+    leaves float64's normal range (an overflow, or an underflow that would lose the eigenvalue)."""
+    shift = int(np.frexp(cy)[1]) - int(np.frexp(cx)[1])   # c_y/c_x = 2**shift, which alone may overflow
+    with np.errstate(over="ignore", under="ignore"):
+        out = np.ldexp(S, shift)
+    if not np.all(np.isfinite(out)) or np.any((S != 0) & (np.abs(out) < np.finfo(np.float64).tiny)):
+        raise InputError(f"the estimate's eigenvalues (of size |Y|/|X| = {cy:.3g}/{cx:.3g}) leave float64's range; "
+                         "rescale X or Y")
+    return out
 
 
 #: ``λ_min(XᵀX)/λ_max(XᵀX)`` above which ``X`` is accepted without an SVD. The Gram eigenvalues
@@ -225,7 +256,7 @@ def rank_k_recovery(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL)
     Non-symmetric ``XᵀY`` (noisy pairs) makes ``HX = Y`` unsatisfiable with this range; the
     relative asymmetry is reported in ``info["xty_asymmetry"]``.
     """
-    X, Y = check_pairs(X, Y, rtol=rtol)
+    X, Y, cx, cy = _scaled_pairs(*check_pairs(X, Y, rtol=rtol))
     XtY = X.T @ Y
     M = (XtY + XtY.T) / 2
     # Householder QR: Q has orthonormal columns even when Y is rank-deficient; the rank is revealed
@@ -234,7 +265,7 @@ def rank_k_recovery(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL)
     E, inv_lam = _hermitian_pinv_factor(M, rtol=rtol)
     RE = R @ E
     U, S = _from_core(Q, (RE * inv_lam) @ RE.T, rtol=rtol)
-    return SymmetricEstimate(U, S, "rank_k_recovery", SOLUTIONS["rank_k_recovery"], {"xty_asymmetry": _asymmetry(XtY)})
+    return SymmetricEstimate(U, _rescaled(S, cx, cy), "rank_k_recovery", SOLUTIONS["rank_k_recovery"], {"xty_asymmetry": _asymmetry(XtY)})
 
 
 def least_change(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
@@ -250,7 +281,7 @@ def least_change(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) ->
     ``X = Q R_X``, ``Y = Q R_Y``, the core is ``R_Y R_X⁺ + (R_Y R_X⁺)ᵀ − R_X⁺ᵀ sym(XᵀY) R_X⁺``,
     ``O(n k²)``.
     """
-    X, Y = check_pairs(X, Y, rtol=rtol)
+    X, Y, cx, cy = _scaled_pairs(*check_pairs(X, Y, rtol=rtol))
     k = X.shape[1]
     # One Householder QR of [X Y] gives the basis and both coordinate blocks: X = Q [R₁₁; 0],
     # Y = Q [R₁₂; R₂₂]. X has full column rank (checked), so X⁺ = [R₁₁⁻¹ 0] Qᵀ and XᵀY = R₁₁ᵀR₁₂.
@@ -263,7 +294,7 @@ def least_change(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) ->
     A = RY @ P
     XtY = R11.T @ R[:k, k:]
     U, S = _from_core(Q, A + A.T - P.T @ ((XtY + XtY.T) / 2) @ P, rtol=rtol)
-    return SymmetricEstimate(U, S, "least_change", SOLUTIONS["least_change"], {"xty_asymmetry": _asymmetry(XtY)})
+    return SymmetricEstimate(U, _rescaled(S, cx, cy), "least_change", SOLUTIONS["least_change"], {"xty_asymmetry": _asymmetry(XtY)})
 
 
 def symmetric_procrustes(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
@@ -278,7 +309,7 @@ def symmetric_procrustes(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_
     ``A`` solves ``min ‖AΣ − Ỹ‖`` over symmetric ``A`` entry-pair by entry-pair; ``W`` makes the
     part of ``HX`` outside ``range X`` exact. Cost ``O(n k²)``.
     """
-    X, Y = check_pairs(X, Y, rtol=rtol)
+    X, Y, cx, cy = _scaled_pairs(*check_pairs(X, Y, rtol=rtol))
     UX, sx, VXt = np.linalg.svd(X, full_matrices=False)
     keep = sx > rtol * sx[0]
     UX, sx, VX = UX[:, keep], sx[keep], VXt[keep].T
@@ -290,7 +321,7 @@ def symmetric_procrustes(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_
     QU, QW = Q.T @ UX, Q.T @ W
     C = QU @ A @ QU.T + QW @ QU.T + QU @ QW.T
     U, S = _from_core(Q, C, rtol=rtol)
-    return SymmetricEstimate(U, S, "symmetric_procrustes", SOLUTIONS["symmetric_procrustes"], {"xty_asymmetry": _asymmetry(X.T @ Y)})
+    return SymmetricEstimate(U, _rescaled(S, cx, cy), "symmetric_procrustes", SOLUTIONS["symmetric_procrustes"], {"xty_asymmetry": _asymmetry(X.T @ Y)})
 
 
 def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
@@ -311,7 +342,7 @@ def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
     the ``u`` are not orthogonal; the returned ``(U, S)`` is the eigendecomposition of the seed's
     ``U_r S_r U_rᵀ`` (so ``info["u_orthogonality"] = ‖U_rᵀU_r − I‖`` records the departure).
     """
-    X, Y = check_pairs(X, Y, rtol=rtol)
+    X, Y, cx, cy = _scaled_pairs(*check_pairs(X, Y, rtol=rtol))
     G = gram_schmidt(np.concatenate([X, Y], axis=1), rtol=rtol)
     Xh, Yh = G.T @ X, G.T @ Y
     J = Yh @ Yh.T
@@ -336,7 +367,7 @@ def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
         "gram_schmidt_rank": G.shape[1],
         "J_rank": p,
     }
-    return SymmetricEstimate(U, S, "seed_method", SOLUTIONS["seed_method"], info)
+    return SymmetricEstimate(U, _rescaled(S, cx, cy), "seed_method", SOLUTIONS["seed_method"], info)
 
 
 ESTIMATORS = {

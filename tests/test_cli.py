@@ -193,14 +193,17 @@ def test_a_home_folder_in_output_root_is_expanded_and_an_unquoted_one_explained(
 
 
 @pytest.mark.parametrize("text", ["a${x}b", "${oc.env:HOME}", "a\\b", "C:\\dir\\", "a\\${x}", "x\\\\${y}\\\\", "it's",
-                                  "\\'", "new\nline\n", "a,b c=d", "~/x", ""])
+                                  "\\'", "new\nline\n", "a,b c=d", "~/x", "", "plain", "a\\", "a\\\\", "a\\'",
+                                  "\\'\\", "[x],{y}=~ é", "${x}", "a\\\\${x}", "/r/a'b\\c/${oc.env:HOME}/\\"])
 def test_a_quoted_value_comes_out_of_hydra_as_written(text):
-    """An option's value (a data folder) or the sweep folder, quoted for Hydra: ``${...}`` was resolved
-    (``${oc.env:HOME}`` became /root, ``${x}`` an error) and a backslash inside a path came out doubled."""
+    """An option's value (a data folder) or the sweep folder, quoted for Hydra, read back through Hydra's
+    override parser and OmegaConf's interpolation, is the text itself: ``${...}`` was resolved
+    (``${oc.env:HOME}`` became /root, ``${x}`` an error) and a backslash inside a path came out doubled
+    (``--pairs 'a\\b'`` looked for ``a\\\\b``)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     from deqlab.cli.options import quote
 
     value = OverridesParser.create().parse_override(f"key={quote(text)}").value()
-    assert OmegaConf.create({"key": value}).key == text
+    assert OmegaConf.to_container(OmegaConf.create({"key": value, "x": "X"}), resolve=True)["key"] == text

@@ -209,3 +209,19 @@ def test_a_resolver_that_warns_still_gives_one_line(recwarn):
     with pytest.raises(InputError, match=r"^model\.n_z must be >= 1, got 0$"):
         load("converge", ["seed=0", "model.n_z=${oc.deprecated:seed}"])
     assert not [w for w in recwarn if "deprecated" in str(w.message)]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("layers=" + "[" * 5000 + "]" * 5000, "nested too deeply"),          # Hydra's parser: RecursionError
+    ("model=" + "{a:" * 3000 + "1" + "}" * 3000, "nested too deeply"),
+    ("layers=" + "[" * 150 + "1" + "]" * 150, "nested too deeply"),      # parsed, then OmegaConf's RecursionError
+    ("model=" + "{n_z:" * 150 + "1" + "}" * 150, "nested too deeply"),
+    ("seed=" + "9" * 5000, "an integer has too many digits"),            # Python's int() limit, a ValueError
+])
+def test_a_value_hydra_or_omegaconf_cannot_follow_is_one_line(cli, override, message):
+    """These ended in a traceback thousands of lines long (exit 1): the parser's errors that are not
+    Hydra's own exception, and OmegaConf's recursion through a value a hundred levels deep."""
+    with pytest.raises(InputError, match=message):
+        load("converge", [override])
+    r = cli("config", "converge", override)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr[-300:]

@@ -106,6 +106,7 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
         (("--part", "study", "study.noise=[-1]"), "study.noise"),
         (("--part", "deq", "deq.k=[1000]"), "deq.k contains 1000"),
         (("--rtol", "-1"), "rtol must be >"),
+        (("--rtol", "1"), "rtol must be < 1"),      # the settings took 1, the method refused it in other words
         (("--part", "study", "study.definite=maybe"), "study.definite"),
         (("--part", "deq", "deq.directions=[sideways]"), "deq.directions"),
         (("--part", "study", "--pairs", "x.npz"), "cannot be combined"),
@@ -160,3 +161,14 @@ def test_bench_bad_input(cli, output_root):
     r = cli("bench", "lowrank", "k=600")
     assert r.exit_code == 2 and "must not exceed" in r.stderr
     assert not (output_root / "bench").exists()
+
+
+def test_a_pairs_file_whose_name_holds_a_backslash_or_quote_is_found(cli, output_root, tmp_path):
+    """Typed options reach Hydra quoted; the quoting doubled every backslash, so ``a\\b.npz`` was looked
+    for as ``a\\\\b.npz`` ("does not exist")."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "it's a\\b\\.npz"
+    np.savez(path, X=rng.standard_normal((6, 2)), Y=rng.standard_normal((6, 2)))
+    r = cli("lowrank", "--pairs", str(path))
+    assert r.exit_code == 0, r.stderr
+    assert len(pd.read_csv(run_folder(output_root) / "pairs.csv")) == 4

@@ -110,3 +110,11 @@ def test_bench_mondeq(cli, output_root):
     assert "threads" in r.output
     bad = cli("bench", "mondeq", "alphas=[0]")
     assert bad.exit_code == 2 and "alphas" in bad.stderr
+
+
+def test_fb_alpha_option_takes_auto_as_its_help_says(cli, output_root):
+    """The help says `default auto`, but the option was typed float: `--fb-alpha auto` was refused by
+    Typer. (An invalid n_z stops the run right after the settings accepted the option.)"""
+    for value in ("auto", "0.5"):
+        helpers.assert_one_line_error(cli("mondeq", "--fb-alpha", value, "model.n_z=0"), "model.n_z must be >= 1")
+    helpers.assert_one_line_error(cli("mondeq", "--fb-alpha", "abc"), "fb_alpha must be a number > 0 or auto, got 'abc'")

@@ -44,6 +44,9 @@ def test_plain_nethessian_runs_the_check(cli, output_root):
         (("bench", "nethessian", "tasks=[jacobian]"), "unknown tasks entry 'jacobian'"),
         (("nethessian", "nosuchkey=1"), "unknown key 'nosuchkey'"),
         (("nethessian", "tolerance=1"), "tolerance must be < 1"),   # a check that could not fail
+        # the group's options before `pinn` were dropped without a word (--device cuda ran on the CPU)
+        (("nethessian", "--device", "cuda", "pinn", "--steps", "0"), "--device is an option of `deqlab nethessian`"),
+        (("nethessian", "--batch", "0", "pinn", "--steps", "0"), "--batch is an option of `deqlab nethessian`"),
     ],
 )
 def test_bad_input_exits_2_without_a_folder(cli, output_root, args, message):

@@ -172,3 +172,89 @@ def test_a_launcher_that_cannot_start_a_process_says_so():
 
     why = _launcher_failure(BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"))
     assert why == "cannot start a job process: Resource temporarily unavailable (a limit on processes, such as ulimit -u?)"
+
+
+def test_a_group_option_is_a_name_never_a_path_to_another_yaml(cli, output_root, tmp_path):
+    """``sysid_preset=../../x`` made Hydra read ``configs/sysid_preset/../../x.yaml``: any YAML file on the
+    disk. Its keys bypassed the screening, and in a sweep its ``hydra.callbacks`` were instantiated (here a
+    ``logging.FileHandler`` that creates a file). A group option is a plain name."""
+    import os
+
+    from deqlab.cli.compose import config_dir
+
+    marker = tmp_path / "instantiated"
+    (tmp_path / "evil.yaml").write_text("# @package _global_\nhydra:\n  callbacks:\n    x:\n"
+                                        f"      _target_: logging.FileHandler\n      filename: {marker}\n")
+    path = os.path.relpath(tmp_path / "evil", config_dir() / "sysid_preset")
+    for group in ("+sysid_preset", "hydra/launcher"):
+        r = cli("sweep", "lowrank", "seed=0,1", f"{group}={path}", f"output_root={output_root}")
+        assert r.exit_code == 2 and path in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+        assert not marker.exists() and not (output_root / "sweep").exists()
+    r = cli("config", "converge", "solver=../sysid_preset/tiny")   # another group's file, inside configs/
+    assert r.exit_code == 2 and "unknown solver '../sysid_preset/tiny'; choose one of:" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # Hydra refused these only after the sweep folder was made (exit 1)
+        (["hydra/launcher=basic,joblib"], "a Hydra setting takes one value"),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=1,2"], "a Hydra setting takes one value"),
+        # the folder deqlab made was not the one Hydra resolved and wrote to; the sweep reported 0 jobs, exit 0
+        (["hydra.sweep.dir=SWEEP_A,SWEEP_B"], "a Hydra setting takes one value"),
+        (["hydra.sweep.dir=runs/${now:%Y}"], "hydra.sweep.dir must be a plain folder path"),
+        (["hydra.sweep.dir=${oc.env:HOME}"], "hydra.sweep.dir must be a plain folder path"),
+        (["hydra.sweep.dir=null"], "hydra.sweep.dir must be a folder path, got null"),
+    ],
+)
+def test_hydra_settings_of_a_sweep_take_one_plain_value(cli, output_root, tmp_path, monkeypatch, args, message):
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir(), home.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HOME", str(home))
+    r = cli("sweep", "lowrank", "seed=0,1", *args, f"output_root={output_root}")
+    assert r.exit_code == 2 and message in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    assert not (output_root / "sweep").exists() and not list(cwd.iterdir()) and not list(home.iterdir())
+
+
+def test_a_sweep_under_an_output_root_with_quotes_and_backslashes_summarises_its_jobs(cli, tmp_path, monkeypatch):
+    """The sweep folder reached Hydra quoted with every backslash doubled: Hydra wrote the jobs to another
+    folder, and the sweep summarised none of them with exit 0."""
+    root = tmp_path / "it's a\\b"
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(root))
+    r = cli("sweep", "lowrank", "seed=0,1")
+    assert r.exit_code == 0, r.stderr
+    folder = sweep_folder(root, "lowrank")
+    assert list(pd.read_csv(folder / "summary.csv")["status"]) == ["ok", "ok"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [root.name]
+
+
+def test_an_output_root_with_an_interpolation_is_refused_for_a_sweep(cli, tmp_path, monkeypatch):
+    """Hydra resolves ``${...}`` in the sweep folder's path (more than once: no escape survives), so the
+    jobs went elsewhere; refused before any folder is made."""
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(tmp_path / "${oc.env:HOME}"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    r = cli("sweep", "lowrank", "seed=0,1")
+    assert r.exit_code == 2 and "holds '${'" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_sweep_missing_job_folders_exits_1(tmp_path):
+    """Never a sweep that claims success for jobs it cannot show: fewer job folders than jobs launched is a
+    failure, whatever sent the jobs elsewhere."""
+    import typer
+
+    from deqlab.cli.sweeping import _report
+
+    with pytest.raises(typer.Exit) as info:
+        _report("lowrank", [], tmp_path, strict=False, expected=2)
+    assert info.value.exit_code == 1
+
+
+def test_a_key_given_twice_is_counted_once_like_hydra():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from deqlab.cli.compose import sweep_jobs
+
+    parsed = OverridesParser.create().parse_overrides(["seed=0,1", "seed=2,3,4", "rtol=1e-3,1e-4"])
+    assert sweep_jobs(parsed) == 6

@@ -414,3 +414,30 @@ def test_a_data_file_with_pickled_objects_is_refused_without_running_them(tmp_pa
             load_arrays(path, washout=0)
         assert "allow_pickle" not in str(info.value) and "unsafe" not in str(info.value)
     assert not marker.exists()
+
+
+def test_a_run_folder_with_broken_tables_or_model_files_is_one_line(tiny_run, cli, output_root, tmp_path):
+    """What `sysid evaluate` reads from a run folder besides config.yaml: the training table (empty, not
+    text, or without its model/seed column ended in pandas' traceback) and the model files (a FIFO in
+    place of one made torch.load wait forever)."""
+    import os
+    import shutil
+
+    _, run = tiny_run
+    pred = np.load(run / "predictions.npz")
+    three = lambda a: np.concatenate([a, a, a])
+    ok = _write(tmp_path, "ok.npz", u=three(pred["u"]), y=three(pred["y"]))
+    table = (run / "sysid_runs.csv").read_text()
+    for name, text, message in [("empty", "", "not a table"), ("binary", "\x9e\x00\xff" * 50, "not a table"),
+                                ("no_seed", table.replace("seed", "sead"), "no column seed"),
+                                ("no_model", table.replace("model", "modell"), "no column model")]:
+        copy = tmp_path / name
+        shutil.copytree(run, copy)
+        (copy / "sysid_runs.csv").write_bytes(text.encode("latin-1"))
+        _bad(cli("sysid", "evaluate", str(copy), "--data", ok), message)
+    fifo = tmp_path / "fifo"
+    shutil.copytree(run, fifo)
+    (fifo / "models" / "ren.pt").unlink()
+    os.mkfifo(fifo / "models" / "ren.pt")
+    _bad(cli("sysid", "evaluate", str(fifo), "--data", ok), "is not a regular file")
+    assert _no_run(output_root, "evaluate")

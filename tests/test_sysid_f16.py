@@ -191,3 +191,34 @@ def test_the_cli_command_runs_with_tiny(cli, output_root, f16_data):
     empty.mkdir(exist_ok=True)
     bad = cli("sysid", "f16", "--data-dir", str(empty), "--tiny")
     assert bad.exit_code == 2 and "nonlinearbenchmark.org" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage", ["bad CRC", "encrypted", "unknown compression"])
+def test_a_zip_member_that_cannot_be_read_is_an_input_error(tmp_path, damage):
+    """A damaged member of F16GVT_Files.zip ended in zipfile's or zlib's traceback."""
+    import struct
+    import zipfile
+
+    make_benchmark(tmp_path / "src", formats=("csv",), steps=STEPS)
+    archive = tmp_path / "F16GVT_Files.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for path in sorted((tmp_path / "src").rglob("*.csv")):
+            zf.write(path, f"F16GVT_Files/BenchmarkData/{path.name}")
+    data = bytearray(archive.read_bytes())
+    if damage == "bad CRC":   # one byte of every member's data
+        at = data.find(b"Force,")
+        while at >= 0:
+            data[at + 100] ^= 1
+            at = data.find(b"Force,", at + 1)
+    else:   # the flag bit "encrypted" or the compression method, in every local and central header
+        for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            at = data.find(signature)
+            while at >= 0:
+                if damage == "encrypted":
+                    data[at + offset] |= 1
+                else:
+                    data[at + offset + 2:at + offset + 4] = struct.pack("<H", 99)
+                at = data.find(signature, at + 4)
+    archive.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="cannot read F16Data_"):
+        f16.read_records(tmp_path, "sine_sweep")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,12 @@ OPTION_FOR_KEY = {"f16.data_dir": ("--data-dir", "DIR"), "data_file": ("--data",
 RENAMED: dict[str, str] = {}
 #: Hydra config groups a user may choose an option of (one name each; ``hydra/launcher`` only in a sweep)
 CHOICE_GROUPS = ("solver", "sysid_preset", "sysid_f16_preset", "hydra/launcher")
+#: What the name of a config group's option may look like. Hydra reads ``<group>/<name>.yaml`` from the
+#: configs folder, so a name with ``/`` or ``..`` (``sysid_preset=../../../tmp/x``) loaded any YAML file on
+#: the disk: its keys bypassed the screening here, and in a sweep its ``hydra.callbacks`` were instantiated.
+GROUP_OPTION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+#: The one line for a value nested deeper than Hydra's parser or OmegaConf can follow (a RecursionError)
+NESTED_TOO_DEEPLY = "cannot compose the configuration: a value of the overrides is nested too deeply"
 #: The most jobs one ``deqlab sweep`` may launch: each job is a run folder, and every swept value is
 #: checked (composed and validated) before the first job starts.
 MAX_SWEEP_JOBS = 1000
@@ -126,8 +133,13 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
                                      for part in _words(item)):
             raise InputError(f"override {item!r} names a reserved _key_ such as _target_: deqlab never instantiates "
                              "objects from the command line")
+    parser = OverridesParser.create()
     try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        parsed = parser.parse_overrides(list(overrides))
+    except (RecursionError, ValueError) as exc:
+        # Hydra's parser lets these through: a value nested a few thousand levels deep, an integer of more
+        # than 4,300 digits (Python's limit on converting one)
+        raise InputError(_unreadable_override(parser, overrides, exc)) from None
     except HydraException as exc:
         text = " ".join(str(exc).split())
         bad = next((o for o in overrides if f" {o} " in f" {text} " or f"'{o}'" in text), None)
@@ -149,6 +161,16 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
             if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in SWEEP_HYDRA_KEYS):
                 raise InputError(f"{key} cannot be changed: a sweep takes only hydra/launcher=..., hydra.launcher.<option>=... "
                                  "and hydra.sweep.dir=...")
+            if o.is_sweep_override():
+                # (Hydra refuses it only once the sweep folder exists, and the sweep then failed with exit 1)
+                raise InputError(f"{o.input_line!r}: a Hydra setting takes one value; sweep the command's own keys")
+            if key == "hydra.sweep.dir":
+                _check_sweep_dir(o.value())
+        if key in CHOICE_GROUPS or "/" in key:
+            names = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            for name in names:
+                if isinstance(name, str) and not GROUP_OPTION.fullmatch(name):
+                    raise InputError(_unknown_option_message(key, name))
         if key in ("command", "demo"):
             raise InputError(f"{key} is fixed by the command line; do not override it")
         if key in CHOICE_GROUPS and not o.is_sweep_override() and not isinstance(o.value(), str):
@@ -165,12 +187,58 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
                 raise InputError(f"{o.input_line!r}: interval() and glob() sweeps are not supported; list the values "
                                  "(a,b,c) or use range(start,stop,step)")
     if sweep:
-        jobs = 1
-        for o in parsed:
-            jobs *= sweep_size(o)
+        jobs = sweep_jobs(parsed)
         if jobs > MAX_SWEEP_JOBS:
             raise InputError(f"the sweep has {jobs:,} jobs, over the limit of {MAX_SWEEP_JOBS:,}: sweep fewer values")
     return parsed
+
+
+def _unreadable_override(parser, overrides: Sequence[str], exc: BaseException) -> str:
+    """The one line for an override Hydra's parser failed on with ``exc``, naming it (shortened)."""
+    from hydra.errors import HydraException
+
+    bad = "?"
+    for item in overrides:
+        try:
+            parser.parse_override(item)
+        except (RecursionError, ValueError, HydraException):
+            bad = item
+            break
+    why = ("it is nested too deeply" if isinstance(exc, RecursionError)
+           else "an integer has too many digits" if "digits" in str(exc) else _first_line(exc))
+    shown = bad if len(bad) <= 80 else bad[:60] + f"… ({len(bad):,} characters)"
+    return f"cannot read the override {shown!r}: {why}"
+
+
+def _check_sweep_dir(value) -> None:
+    """``hydra.sweep.dir`` must be a plain path: deqlab creates the folder before Hydra starts, and Hydra
+    would resolve an interpolation (``${now:%H}``, ``${oc.env:HOME}``) to another folder, where the jobs
+    went while the sweep reported none from the folder it had made."""
+    if value is None or isinstance(value, (list, dict)):
+        raise InputError(f"hydra.sweep.dir must be a folder path, got {'null' if value is None else repr(value)}")
+    if "${" in str(value):
+        raise InputError(f"hydra.sweep.dir must be a plain folder path, got {value!r}: deqlab creates the folder "
+                         "before Hydra starts, so ${...} interpolations are not resolved there")
+
+
+def _unknown_option_message(group: str, name: str) -> str:
+    """The one line for a name that is not an option of ``group`` (as :func:`explain` words Hydra's error)."""
+    if group == "hydra/launcher":
+        return f"unknown launcher {name!r}: use basic, joblib, submitit_local or submitit_slurm (pip install deqlab[sweep])"
+    if group in ("solver", "sysid_preset", "sysid_f16_preset"):
+        choices = sorted(PRESETS) if group == "solver" else _group_options(group)
+        return f"unknown {group} {name!r}; choose one of: {', '.join(choices)}"
+    return f"{group} takes the name of one of its options, got {name!r}"
+
+
+def sweep_jobs(parsed) -> int:
+    """How many jobs the parsed overrides launch: the product of every key's number of values, a key
+    given twice counted once, at its last value (as Hydra's basic sweeper does)."""
+    last = {o.get_key_element(): o for o in parsed}
+    jobs = 1
+    for o in last.values():
+        jobs *= sweep_size(o)
+    return jobs
 
 
 def sweep_size(o) -> int:
@@ -238,6 +306,8 @@ def compose(command: str, overrides: Sequence[str] = (), *, with_hydra: bool = F
         raise InputError(explain(exc, command)) from None
     except OSError as exc:   # Hydra looks a key up as a config file (a 100,000-character key: ENAMETOOLONG)
         raise InputError(f"cannot compose the configuration from the overrides: {exc.strerror or exc}") from None
+    except RecursionError:   # OmegaConf's nodes, a hundred levels deep (layers=[[[...]]]), recurse per level
+        raise InputError(NESTED_TOO_DEEPLY) from None
     finally:
         GlobalHydra.instance().clear()
 
@@ -316,6 +386,8 @@ def _merge(schema: type, values: dict, command: str):
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
         return OmegaConf.to_object(merged)
+    except RecursionError:
+        raise InputError(NESTED_TOO_DEEPLY) from None
     except ConfigKeyError as exc:
         key = getattr(exc, "full_key", None) or _first_line(exc)
         raise InputError(unknown_key_message(str(key), schema)) from None

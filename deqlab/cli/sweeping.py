@@ -49,7 +49,7 @@ def probes(parsed) -> list[list[str]]:
 
 
 def run_sweep(command: str, args: list[str]) -> None:
-    from deqlab.cli.compose import RunOptions, compose, screen, to_settings
+    from deqlab.cli.compose import RunOptions, compose, screen, sweep_jobs, to_settings
     from deqlab.cli.run_folder import create_exclusive, output_root, output_root_origin
 
     try:
@@ -90,7 +90,7 @@ def run_sweep(command: str, args: list[str]) -> None:
         args.append(f"hydra.launcher.submitit_folder={quote(str(sweep_dir / '.submitit'))}")
     _launch(command, args, sweep_dir)
     jobs = _summaries(sweep_dir)
-    _report(command, jobs, sweep_dir, strict=run.strict)
+    _report(command, jobs, sweep_dir, strict=run.strict, expected=sweep_jobs(parsed))
 
 
 def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
@@ -166,7 +166,10 @@ def _overrides(job: dict) -> dict:
     return out
 
 
-def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool) -> None:
+def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool, expected: int) -> None:
+    """The table across jobs, ``summary.csv``, and the exit: 1 if a job failed, or if fewer job folders
+    than jobs launched are in the sweep folder (the jobs went elsewhere: never a sweep that claims success
+    for jobs it cannot show)."""
     import pandas as pd
     from rich.console import Console
 
@@ -195,6 +198,8 @@ def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool) ->
     bad = [j for j in jobs if j.get("status") != "ok"]
     reported = [j for j in jobs if j.get("failures")]
     console.print(f"sweep folder: {sweep_dir} ({len(reported)} job(s) with failure reports)")
+    if len(jobs) < expected:
+        fail(f"the sweep launched {expected} job(s), but {sweep_dir} holds {len(jobs)} job folder(s)", 1)
     if bad:
         fail(f"{len(bad)} of {len(jobs)} job(s) failed: " + "; ".join(f"{j.get('job')}: {j.get('status')}" for j in bad), 1)
     if reported and strict:

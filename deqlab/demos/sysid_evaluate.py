@@ -47,14 +47,23 @@ def _models(run_dir: Path):
 
 def _training_info(run_dir: Path) -> pd.DataFrame:
     """Training time and epochs of the saved (first-seed) models: ``sysid_runs.csv`` (runs with seeds) or
-    the older one-seed ``sysid.csv``; empty if neither is there."""
-    runs = run_dir / "sysid_runs.csv"
-    if runs.is_file():
-        frame = pd.read_csv(runs)
-        frame = frame[frame["seed"] == frame["seed"].iloc[0]] if len(frame) else frame
-        return frame.set_index("model")
-    trained = run_dir / "sysid.csv"
-    return pd.read_csv(trained).set_index("model") if trained.is_file() else pd.DataFrame()
+    the older one-seed ``sysid.csv``; empty if neither is there. :class:`ConfigError` for a table that is
+    not one of those (empty, not text, without its ``model`` or ``seed`` column: pandas' errors were a
+    traceback)."""
+    runs, trained = run_dir / "sysid_runs.csv", run_dir / "sysid.csv"
+    path = runs if runs.is_file() else trained if trained.is_file() else None
+    if path is None:
+        return pd.DataFrame()
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as exc:   # (pandas' ParserError and EmptyDataError are ValueErrors)
+        raise ConfigError(f"{path}: not a table of a `deqlab sysid pendulum` run ({' '.join(str(exc).split())[:120]})") from None
+    missing = [c for c in ("model", "seed") if c not in frame.columns and (c == "model" or path == runs)]
+    if missing:
+        raise ConfigError(f"{path}: not a table of a `deqlab sysid pendulum` run (no column {', '.join(missing)})")
+    if path == runs and len(frame):
+        frame = frame[frame["seed"] == frame["seed"].iloc[0]]
+    return frame.set_index("model")
 
 
 def _row(name, kind, model, metrics, info, y_hats, result, data_name) -> dict:

@@ -84,6 +84,8 @@ class Settings:
         checks.seed("seed", self.seed)
         checks.choice("part", self.part, PARTS)
         checks.number("rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)
+        if self.rtol >= 1:   # (the methods refuse it too, but only once the run has started: the domain is (0, 1))
+            raise InputError(f"rtol must be < 1 (a cut-off of rtol times the largest singular value at 1 drops them all), got {self.rtol:g}")
         checks.count("dense_max", self.dense_max, maximum=100_000)
         if self.part == "pairs" and not self.pairs_file:
             raise InputError("part=pairs reads a pairs file: give --pairs FILE.npz (pairs_file=...)")

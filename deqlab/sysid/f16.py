@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +62,16 @@ class _Source:
     archive: Path | None = None
 
     def read_bytes(self, name: str) -> bytes:
-        if self.archive is None:
-            return Path(self.files[name]).read_bytes()
-        with zipfile.ZipFile(self.archive) as zf:
-            return zf.read(self.files[name])
+        """The file's bytes; :class:`InputError` if they cannot be read (a zip member with a bad CRC, a
+        broken deflate stream, encryption or an unknown compression method ended in a traceback)."""
+        try:
+            if self.archive is None:
+                return Path(self.files[name]).read_bytes()
+            with zipfile.ZipFile(self.archive) as zf:
+                return zf.read(self.files[name])
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError) as exc:
+            raise InputError(f"{self.where}: cannot read {name} ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:160]}); {_expected()}") from None
 
 
 def _expected(excitation_tag: str = "SineSw") -> str:

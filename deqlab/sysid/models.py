@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deqlab.errors import ConfigError
+from deqlab.errors import ConfigError, require_path
 from deqlab.models.baselines import ElmanRNN, LinearStateSpace, LSTMModel
 from deqlab.models.ren import ContractingREN, LipschitzREN
 
@@ -97,6 +97,7 @@ def save_model(model: Normalised, kind: str, kwargs: dict, path: str | Path) -> 
 def load_model(path: str | Path) -> tuple[str, Normalised]:
     """Inverse of :func:`save_model`; returns ``(kind, model)`` on the CPU (a model saved from a GPU loads
     on a machine without one; move it with ``model.to(device)``)."""
+    path = require_path(path, "saved model")   # (torch.load of a FIFO waited for a writer forever)
     try:
         blob = torch.load(path, weights_only=True, map_location="cpu")
         kind, kwargs = blob["kind"], blob["kwargs"]

@@ -17,7 +17,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         device: Optional[str] = DEVICE_OPTION,
         m: Optional[float] = typer.Option(None, "--m", help=option_help("mondeq", "model.m", "Monotonicity margin m > 0 of W = (1-m)I - A^T A + B - B^T.")),
         alpha: Optional[float] = typer.Option(None, help=option_help("mondeq", "alpha", "Peaceman-Rachford / Douglas-Rachford step alpha > 0.")),
-        fb_alpha: Optional[float] = typer.Option(None, help=option_help("mondeq", "fb_alpha", "Forward-backward step.")),
+        fb_alpha: Optional[str] = typer.Option(None, help=option_help("mondeq", "fb_alpha", "Forward-backward step: a number > 0, or auto (0.9 x its bound 2m/||I-W||^2).")),
         nonlinearity: Optional[str] = typer.Option(None, help=option_help("mondeq", "model.nonlinearity", "relu | tanh | softplus | identity.")),
         n_z: Optional[int] = typer.Option(None, help=option_help("mondeq", "model.n_z", "Hidden size of the sweep and training models.")),
         seed: Optional[int] = typer.Option(None, help=option_help("mondeq", "seed", "Torch seed for the weights.")),

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
+from deqlab.cli.errors import fail
 from deqlab.cli.execute import execute
 from deqlab.cli.options import DEVICE_OPTION, OVERRIDES, bench_help, option_help, option_overrides, split_list
 
@@ -54,6 +55,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """Forward recursions vs torch.func: max relative error and timing of each route."""
         if ctx.invoked_subcommand is not None:
+            # `nethessian --device cuda pinn` ran pinn on the CPU: options before the sub-command are this
+            # demo's, and were dropped without a word
+            given = [name for name, value in ctx.params.items() if value is not None and value is not False]
+            if given:
+                fail(f"--{given[0].replace('_', '-')} is an option of `deqlab nethessian` (the --check demo); give the options "
+                     f"of `deqlab nethessian {ctx.invoked_subcommand}` after its name", 2)
             return
         overrides = option_overrides(
             **{"mlp.d": d, "mlp.hidden": split_list(hidden, "--hidden", int), "mlp.n_out": n_out,
@@ -68,7 +75,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         device: Optional[str] = DEVICE_OPTION,
         steps: Optional[int] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.steps", "Adam steps per route.")),
         hidden: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.hidden", "Hidden widths, comma-separated.")),
-        activation: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.activation", "tanh | sin | softplus | ...")),
+        activation: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.activation", "tanh | sigmoid | softplus | silu | gelu | sin | gaussian.")),
         seed: Optional[int] = typer.Option(None, help=option_help("nethessian_pinn", "seed", "Torch seed.")),
         dtype: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "dtype", "float32 | float64.")),
     ) -> None:
