@@ -65,9 +65,10 @@ def run_sweep(command: str, args: list[str]) -> None:
         refuse_input(exc)
     given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]
     where = f"hydra.sweep.dir={str(given[-1])!r}" if given else output_root_origin(run.output_root)
-    if "${" in (str(given[-1]) if given else str(output_root(run.output_root))):
+    if not given and "${" in str(output_root(run.output_root)):
         # Hydra stores each job's folder in its config unescaped, so the '${' is resolved there: the jobs
-        # failed to start (or, with ${oc.env:...}, wrote elsewhere) however the sweep folder was quoted
+        # failed to start (or, with ${oc.env:...}, wrote elsewhere) however the sweep folder was quoted.
+        # (A hydra.sweep.dir holding '${' was refused with the other Hydra settings, by compose.)
         fail(f"{where} holds '${{': Hydra would read it as an interpolation in the job folders; use a folder "
              "without '${'", 2)
     try:
