@@ -193,12 +193,17 @@ def _well_conditioned_by_gram(X: np.ndarray) -> bool:
 
 # --- shared linear algebra -----------------------------------------------------------------------
 
+def _rank(singular_values: np.ndarray, rtol: float) -> int:
+    """How many of the (decreasing) singular values exceed ``rtol`` times the largest."""
+    return int(np.sum(singular_values > rtol * singular_values[0])) if singular_values.size and singular_values[0] > 0 else 0
+
+
 def orthonormal_basis(A: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> np.ndarray:
     """Orthonormal basis ``(n, m)`` of ``range(A)`` (SVD-revealed rank ``m``); ``O(n·cols²)``."""
     Q, R = np.linalg.qr(A)
     # rank-revealing step on the small triangular factor
     Ur, sr, _ = np.linalg.svd(R)
-    m = int(np.sum(sr > rtol * sr[0])) if sr.size and sr[0] > 0 else 0
+    m = _rank(sr, rtol)
     return Q @ Ur[:, :m]
 
 
@@ -245,6 +250,18 @@ def _hermitian_pinv_factor(M: np.ndarray, *, rtol: float) -> tuple[np.ndarray, n
     return E[:, keep], 1.0 / lam[keep]
 
 
+def _require_span_of_y(method: str, kept: int, rank_y: int, rtol: float) -> None:
+    """Refuse an estimate with range ``span(Y)`` that keeps fewer directions (``kept``) than ``Y`` has
+    (``rank_y``): then ``HX = Y`` fails on the lost ones, and the method would return a wrong ``H``
+    without a word. With ``H = diag(1, −1, 0)`` and ``X = [[1, 0], [1, 0], [0, 1]]``, ``XᵀY = XᵀHX = 0``
+    although ``Y ≠ 0``: both span-of-``Y`` methods returned ``H = 0`` (secant residual 100 %)."""
+    if kept < rank_y:
+        raise InputError(
+            f"{method}: the estimate keeps {kept} of the {rank_y} directions of span(Y) (XᵀY is singular on the "
+            f"others at rtol {rtol:g}), so no symmetric H with range span(Y) satisfies HX = Y (an indefinite H "
+            "with XᵀHX singular?); least_change or symmetric_procrustes (range span[X Y]) apply")
+
+
 # --- the four methods ----------------------------------------------------------------------------
 
 def rank_k_recovery(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
@@ -263,6 +280,7 @@ def rank_k_recovery(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL)
     # by the eigenvalues of the core (dropped below rtol in _from_core), so no SVD of R is needed.
     Q, R = np.linalg.qr(Y)
     E, inv_lam = _hermitian_pinv_factor(M, rtol=rtol)
+    _require_span_of_y("rank_k_recovery", inv_lam.size, _rank(np.linalg.svd(R, compute_uv=False), rtol), rtol)
     RE = R @ E
     U, S = _from_core(Q, (RE * inv_lam) @ RE.T, rtol=rtol)
     return SymmetricEstimate(U, _rescaled(S, cx, cy), "rank_k_recovery", SOLUTIONS["rank_k_recovery"], {"xty_asymmetry": _asymmetry(XtY)})
@@ -347,11 +365,12 @@ def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
     Xh, Yh = G.T @ X, G.T @ Y
     J = Yh @ Yh.T
     UJ, SJ, _ = np.linalg.svd(J, hermitian=True)
-    p = int(np.sum(SJ > rtol * SJ[0])) if SJ[0] > 0 else 0
+    p = _rank(SJ, rtol)
     UJp, SJp = UJ[:, :p], SJ[:p]
     K = (UJp.T @ Yh @ Xh.T @ UJp) / SJp[:, None]
     mu, alpha_hat = np.linalg.eig(K)
     keep = np.abs(mu) > rtol * np.abs(mu).max() if p else np.zeros(0, bool)
+    _require_span_of_y("seed_method", int(keep.sum()), p, rtol)
     n_complex = int(np.sum(np.abs(mu.imag[keep]) > rtol * np.abs(mu[keep]).max())) if keep.any() else 0
     mu, alpha_hat = mu[keep].real, alpha_hat[:, keep].real
     Ur = G @ (UJp @ alpha_hat)

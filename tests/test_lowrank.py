@@ -374,3 +374,20 @@ def test_an_estimate_outside_float64_is_refused(a, b):
     X = rng.standard_normal((5, 2))
     with pytest.raises(LR.InputError, match="leave float64's range"):
         LR.estimate("least_change", a * X, b * X)
+
+
+def test_an_estimate_that_cannot_meet_its_secant_equations_is_refused():
+    """H = diag(1, −1, 0), X = [[1, 0], [1, 0], [0, 1]]: XᵀY = XᵀHX = 0 although Y ≠ 0, so no symmetric H
+    with range span(Y) has HX = Y. rank_k_recovery and seed_method returned H = 0 (‖HX − Y‖ = ‖Y‖);
+    the methods whose range is span[X Y] still find a secant solution."""
+    from deqlab.errors import InputError
+
+    H = np.diag([1.0, -1.0, 0.0])
+    X = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    Y = H @ X
+    for method in ("rank_k_recovery", "seed_method"):
+        with pytest.raises(InputError, match=f"{method}: .*directions of span\\(Y\\)"):
+            LR.estimate(method, X, Y)
+    for method in ("least_change", "symmetric_procrustes"):
+        est = LR.estimate(method, X, Y)
+        assert np.linalg.norm(est.dense() @ X - Y) <= CLOSED_FORM_TOL * np.linalg.norm(Y)
