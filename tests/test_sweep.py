@@ -206,6 +206,12 @@ def test_a_group_option_is_a_name_never_a_path_to_another_yaml(cli, output_root,
         (["hydra.sweep.dir=runs/${now:%Y}"], "hydra.sweep.dir must be a plain folder path"),
         (["hydra.sweep.dir=${oc.env:HOME}"], "hydra.sweep.dir must be a plain folder path"),
         (["hydra.sweep.dir=null"], "hydra.sweep.dir must be a folder path, got null"),
+        # launcher option values the launcher refused only once the sweep folder existed (exit 1)
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "refused by joblib: n_jobs == 0"),
+        (["hydra/launcher=joblib", "hydra.launcher.prefer=nope"], "refused by joblib: prefer=nope"),
+        (["hydra/launcher=joblib", "hydra.launcher.batch_size=0"], "refused by joblib: batch_size"),
+        (["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=0"], "tasks_per_node must be at least 1"),
+        (["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=-1"], "timeout_min must be at least 1"),
     ],
 )
 def test_hydra_settings_of_a_sweep_take_one_plain_value(cli, output_root, tmp_path, monkeypatch, args, message):

@@ -48,6 +48,41 @@ def probes(parsed) -> list[list[str]]:
     return out
 
 
+#: The submitit launchers' counts (option → least value; ``None`` leaves the choice to the scheduler): a
+#: value below it failed only once the sweep folder existed (``tasks_per_node=0``: an IndexError,
+#: ``timeout_min=-1``: jobs "ended without a result") or was passed on to the scheduler as it was.
+SUBMITIT_COUNTS = {"timeout_min": 1, "cpus_per_task": 1, "gpus_per_node": 0, "tasks_per_node": 1, "mem_gb": 0, "nodes": 1}
+
+
+def check_launcher_options(launcher) -> None:
+    """Refuse a value of the chosen launcher's options that the launcher would refuse (or choke on) only
+    when it starts, after the sweep folder exists: that is bad input, exit 2 and no folder.
+
+    joblib checks its own options (``n_jobs=0``, ``prefer``, ``require``, ``batch_size``) when
+    ``Parallel`` is built and run: they are given to it here as Hydra's joblib launcher gives them
+    (its ``process_joblib_cfg``, backend ``loky``), without starting a worker."""
+    from omegaconf import OmegaConf
+
+    target = str(launcher.get("_target_", ""))
+    options = {k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items() if k != "_target_"}
+    if target.endswith("JoblibLauncher"):
+        from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+        from joblib import Parallel, effective_n_jobs
+
+        process_joblib_cfg(options)
+        options["backend"] = "loky"
+        try:
+            Parallel(**options)
+            effective_n_jobs(options.get("n_jobs"))
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"hydra.launcher options refused by joblib: {exc}") from None
+    elif "submitit" in target:
+        for name, least in SUBMITIT_COUNTS.items():
+            value = options.get(name)
+            if value is not None and value < least:
+                raise InputError(f"hydra.launcher.{name} must be at least {least} (or null where its default is), got {value}")
+
+
 def run_sweep(command: str, args: list[str]) -> None:
     from deqlab.cli.compose import RunOptions, compose, screen, sweep_jobs, to_settings
     from deqlab.cli.run_folder import create_exclusive, output_root, output_root_origin
@@ -60,6 +95,7 @@ def run_sweep(command: str, args: list[str]) -> None:
             settings, run = to_settings(command, cfg)
             resolve_device(settings)
             check_resources(settings)
+            check_launcher_options(cfg.hydra.launcher)
         import_run_modules(command)
     except InputError as exc:
         refuse_input(exc)
