@@ -46,6 +46,8 @@ def require_path(path, what: str, *, folder: bool = False):
     if (p.is_dir() if folder else p.is_file()):
         return p
     if not p.exists():
+        if p.is_symlink():   # (exists() follows the link: a loop or a missing target read as "does not exist")
+            raise InputError(f"{what} {str(p)!r} is a symbolic link that leads to no file (a loop, or a missing target)")
         raise InputError(f"{what} {str(p)!r} does not exist")
     raise InputError(f"{what} {str(p)!r} is {'not a folder' if folder else 'a folder, not a file' if p.is_dir() else 'not a regular file'}")
 

@@ -212,8 +212,8 @@ def test_a_resolver_that_warns_still_gives_one_line(recwarn):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("layers=" + "[" * 5000 + "]" * 5000, "nested too deeply"),          # Hydra's parser: RecursionError
-    ("model=" + "{a:" * 3000 + "1" + "}" * 3000, "nested too deeply"),
+    ("layers=" + "[" * 4990 + "]" * 4990, "nested too deeply"),          # Hydra's parser: RecursionError
+    ("model=" + "{a:" * 2400 + "1" + "}" * 2400, "nested too deeply"),
     ("layers=" + "[" * 150 + "1" + "]" * 150, "nested too deeply"),      # parsed, then OmegaConf's RecursionError
     ("model=" + "{n_z:" * 150 + "1" + "}" * 150, "nested too deeply"),
     ("seed=" + "9" * 5000, "an integer has too many digits"),            # Python's int() limit, a ValueError
@@ -225,3 +225,11 @@ def test_a_value_hydra_or_omegaconf_cannot_follow_is_one_line(cli, override, mes
         load("converge", [override])
     r = cli("config", "converge", override)
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr[-300:]
+
+
+def test_an_override_too_long_to_parse_quickly_is_refused_before_parsing(cli):
+    """Hydra's parser took 21 s to read a list of 8,000 numbers and minutes for 60,000 (then the run went on)."""
+    override = "layers=[" + ",".join(["1"] * 60_000) + "]"
+    r = cli("config", "converge", override)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.stderr[-300:]
+    assert "the override of 'layers' is 120,008 characters long; at most 10,000" in r.stderr

@@ -14,7 +14,12 @@ def test_require_path_names_what_the_path_is_instead(tmp_path):
         (tmp_path / "nope.npz", {}, "data file '{p}' does not exist"),
         (tmp_path, {}, "data file '{p}' is a folder, not a file"),
         (data, {"folder": True}, "data file '{p}' is not a folder"),
+        # a link to itself (a loop) or to nothing read as "does not exist", which the user can see it does
+        (tmp_path / "loop", {}, "data file '{p}' is a symbolic link that leads to no file (a loop, or a missing target)"),
+        (tmp_path / "dangling", {}, "data file '{p}' is a symbolic link that leads to no file (a loop, or a missing target)"),
     ]
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nope.npz")
     for path, kwargs, message in cases:
         with pytest.raises(InputError) as info:
             require_path(path, "data file", **kwargs)
