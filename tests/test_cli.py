@@ -178,6 +178,16 @@ def test_device_auto_runs_on_what_there_is(cli, output_root):
     assert f"device: {expected}" in (folder / "config.yaml").read_text()
 
 
+@pytest.mark.parametrize("value", ["", "' '"])
+def test_an_empty_output_root_is_refused(cli, tmp_path, monkeypatch, value):
+    """`output_root=` silently meant ./outputs, a folder the user did not name."""
+    monkeypatch.delenv("DEQLAB_OUTPUT_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    r = cli("lowrank", f"output_root={value}")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "output_root must name a folder" in r.stderr, r.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_home_folder_in_output_root_is_expanded_and_an_unquoted_one_explained(cli, tmp_path, monkeypatch):
     """`output_root=~/runs` was Hydra's lexer message alone; quoted, a literal '~' folder was made in the
     working directory while the CSV writer expanded '~' elsewhere, and the run failed."""

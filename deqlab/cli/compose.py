@@ -55,6 +55,11 @@ class RunOptions:
     output_root: str = "outputs"   # run folders go to <output_root>/<command>/<timestamp>/
     strict: bool = False           # true: any reported non-convergence ends with exit code 1
 
+    def __post_init__(self) -> None:
+        if not str(self.output_root).strip():
+            # ('output_root=' silently meant ./outputs: a folder the user did not name)
+            raise InputError(f"output_root must name a folder, got {self.output_root!r} (the default is outputs)")
+
 
 def config_dir() -> Path:
     """Absolute path of the configs folder (source checkout first, then the installed copy)."""
