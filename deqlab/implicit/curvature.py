@@ -55,7 +55,7 @@ from torch import nn
 
 from deqlab.errors import IllConditionedError, InputError, NotConvergedError
 from deqlab.implicit.deq import DEQ
-from deqlab.implicit.layer import SolveOptions, is_differentiable, differentiable_part, scatter_grads
+from deqlab.implicit.layer import SolveOptions, differentiable_part, differentiable_tangents, scatter_grads
 from deqlab.implicit.spectrum import (
     SpectralDensity,
     TraceEstimate,
@@ -211,8 +211,7 @@ class _FirstOrderEquilibrium(torch.autograd.Function):
         z, x, theta = ctx.point
         args = (x, *theta)
         Fd, diff = differentiable_part(lambda *a: ctx.F(z, *a), args)
-        tangents = tuple(torch.zeros_like(a) if t is None else t
-                         for a, t in zip(args, (x_t, *theta_t)) if is_differentiable(a))
+        tangents = differentiable_tangents(args, (x_t, *theta_t))
         r = torch.func.jvp(Fd, diff, tangents)[1] if diff else torch.zeros_like(z)
         with torch.no_grad():
             return ctx.system.tangent(r)

@@ -203,8 +203,7 @@ class FixedPoint(torch.autograd.Function):
             z = _unwrap_at(z, level)
             args = tuple(_unwrap_at(a, level) for a in args)
         Fd, diff = differentiable_part(lambda *a: F(z, *a), args)
-        tangents = tuple(torch.zeros_like(a) if t is None else t
-                         for a, t in zip(args, arg_tangents) if is_differentiable(a))
+        tangents = differentiable_tangents(args, arg_tangents)
         if level < 0:  # torch.autograd.forward_ad: no nested dual level may be entered
             r = _jvp_by_reverse(Fd, diff, tangents) if diff else torch.zeros_like(z)
             return FixedPoint.apply(_tangent_map(F, forward_mode=False), torch.zeros_like(z), opts, True, z, r, *args)
@@ -247,6 +246,12 @@ def differentiable_part(G: Callable, args: tuple) -> tuple[Callable, tuple]:
         return G(*full)
 
     return Gd, tuple(args[i] for i in where)
+
+
+def differentiable_tangents(args, tangents) -> tuple:
+    """The tangents of the differentiable ``args`` (:func:`is_differentiable`), in order, zeros where a
+    tangent is ``None``: the tangent of the ``diff`` that :func:`differentiable_part` returns."""
+    return tuple(torch.zeros_like(a) if t is None else t for a, t in zip(args, tangents) if is_differentiable(a))
 
 
 def scatter_grads(grads, args) -> tuple:
