@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deqlab.errors import DeqlabError, InputError, NotConvergedError, require_count, require_real_dtype
+from deqlab.errors import DeqlabError, InputError, NotConvergedError, require_count, require_number, require_real_dtype
 from deqlab.solvers.result import all_finite, describe
 
 
@@ -123,8 +123,7 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
     require_real_dtype(dtype)
     if maxiter is not None:
         require_count("maxiter", maxiter)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not 0 <= tol < np.inf:
-        raise InputError(f"tol must be a finite number >= 0 (0: ARPACK's machine precision), got {tol!r}")
+    require_number("tol", tol, inclusive=True)   # (0: ARPACK's machine precision)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < size:
         # ARPACK needs k < size; clamping would return fewer eigenvalues than asked for without a word
         raise InputError(f"k must be an integer with 1 <= k < size = {size} (ARPACK), got {k!r}")
