@@ -95,7 +95,7 @@ def run_sweep(command: str, args: list[str]) -> None:
             settings, run = to_settings(command, cfg)
             resolve_device(settings)
             check_resources(settings)
-            check_launcher_options(cfg.hydra.launcher)
+        check_launcher_options(cfg.hydra.launcher)   # (one launcher for every probe: its settings are never swept)
         import_run_modules(command)
     except InputError as exc:
         refuse_input(exc)
