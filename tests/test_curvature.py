@@ -472,3 +472,69 @@ def test_a_singular_jacobian_at_the_fixed_point_is_ill_conditioned(linear):
     model = DEQ(SingularCell(), 2, opts=OPTS)
     with pytest.raises(IllConditionedError, match="singular"):
         LossHessian(model, lambda out, _: (out**2).sum(), torch.ones(3, 2, dtype=torch.float64), linear=linear)
+
+
+@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+@pytest.mark.parametrize("layer, match", [(nn.Dropout(0.5), "draws random numbers"),
+                                          (nn.BatchNorm1d(3, dtype=torch.float64), "modified its buffers in place")])
+def test_a_random_or_state_updating_model_is_refused(problem, mode, layer, match):
+    """A Dropout in training mode before the DEQ gave products that differed call to call (two products of
+    the same v by 70%: every spectrum of such an operator is noise); a BatchNorm in training mode failed
+    inside torch.func ('attempted to call in-place operation ... mutate a captured Tensor')."""
+    import copy
+
+    model, x, y = problem
+    stacked = nn.Sequential(nn.Linear(5, 3, dtype=torch.float64), layer, copy.deepcopy(model.deq),
+                            copy.deepcopy(model.head)).train()
+    with pytest.raises(InputError, match=match):
+        LossHessian(stacked, cross_entropy, x, y, mode=mode)
+    stacked.eval()
+    H = LossHessian(stacked, cross_entropy, x, y, mode=mode)
+    v = torch.ones(H.shape[0], dtype=torch.float64)
+    assert torch.equal(H.hvp(v), H.hvp(v))
+
+
+def test_a_loss_that_is_not_finite_is_refused(problem):
+    """A NaN target gave NotConvergedError from the adjoint solve ('non-finite iterate')."""
+    model, x, y = problem
+    with pytest.raises(InputError, match="the loss is nan"):
+        LossHessian(model, lambda out, t: ((out - t) ** 2).sum(), x, torch.full((x.shape[0], 3), float("nan"), dtype=torch.float64))
+
+
+class BatchNormCell(Cell):
+    """``½ tanh(BatchNorm(Cell(z, x)))``: in eval mode a pure map whose floating buffers (the running
+    statistics) torch refuses to differentiate, by gradient or by tangent."""
+
+    def __init__(self, n, d):
+        super().__init__(n, d)
+        self.norm = nn.BatchNorm1d(n, dtype=torch.float64)
+        with torch.no_grad():
+            self.norm.running_mean.uniform_(-0.2, 0.2)
+            self.norm.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, z, x):
+        return 0.5 * torch.tanh(self.norm(super().forward(z, x)))
+
+
+@pytest.mark.parametrize("mode, linear", [("lagrangian", "lu"), ("lagrangian", "iterative"), ("direct", "auto")])
+def test_a_map_with_floating_buffers_nobody_differentiates(mode, linear):
+    """Every backward through a DEQ whose map held an eval-mode BatchNorm failed ("native_batch_norm is not
+    differentiable with respect to argument 'running_mean'"), and every product of LossHessian ("cannot have
+    forward grad defined"): the implicit rules differentiated every floating argument of the map."""
+    torch.manual_seed(3)
+    model = Classifier()
+    model.deq = DEQ(BatchNormCell(4, 3).eval(), 4, opts=OPTS)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (5,), generator=gen)
+    op = LossHessian(model, cross_entropy, x, y, mode=mode, linear=linear)
+
+    view = UnrolledView(model)
+
+    def loss_unrolled(theta):
+        return cross_entropy(torch.func.functional_call(view, op.unflatten(theta), (x,)), y)
+
+    V = torch.randn(op.shape[0], 2, generator=gen, dtype=torch.float64)   # (products: a dense H took minutes)
+    reference = torch.stack([torch.func.jvp(torch.func.grad(loss_unrolled), (op.theta,), (v,))[1] for v in V.T])
+    assert relative_error(torch.stack([op.hvp(v) for v in V.T]), reference) <= RTOL
+    assert relative_error(op.gradient(), torch.func.grad(loss_unrolled)(op.theta)) <= RTOL

@@ -294,3 +294,41 @@ def test_integer_inputs_and_buffers_are_constants_of_every_derivative():
     for mode in ("lagrangian", "direct"):
         H = LossHessian(deq, lambda z, _: (z ** 3).sum(), x, mode=mode).dense()
         assert relative_error(H, H_u) <= RTOL
+
+
+class NormalisedCell(Cell):
+    """``Cell`` followed by a ``BatchNorm1d`` and a ``Dropout``: a pure map only in eval mode."""
+
+    def __init__(self, n, d):
+        super().__init__(n, d)
+        self.norm = nn.BatchNorm1d(n, dtype=torch.float64)
+        self.drop = nn.Dropout(0.3)
+
+    def forward(self, z, x):
+        return self.drop(0.5 * torch.tanh(self.norm(super().forward(z, x))))
+
+
+@pytest.mark.parametrize("part, match", [("drop", "draws random numbers"), ("norm", "modified its buffers in place")])
+def test_a_random_or_state_updating_map_is_refused(part, match):
+    """A Dropout in training mode made the map random: the forward solve ended in NotConvergedError after
+    500 steps with no word of why (with on_fail='ignore' it returned a gradient of no map). A BatchNorm in
+    training mode updated its running statistics at every evaluation of the solve and the backward failed
+    inside torch.func ('attempted to call in-place operation ... mutate a captured Tensor')."""
+    torch.manual_seed(0)
+    cell = NormalisedCell(N, D).eval()
+    getattr(cell, part).train()
+    x = torch.randn(B, D, dtype=torch.float64)
+    for on_fail in ("raise", "ignore"):
+        deq = DEQ(cell, N, opts=SolveOptions(atol=1e-13, max_iter=1000, on_fail=on_fail))
+        with pytest.raises(InputError, match=match):
+            deq(x)
+    # in eval mode the same map is pure: the implicit gradient matches the unroll
+    cell.eval()
+    deq = DEQ(cell, N, opts=OPTS)
+    xg = x.clone().requires_grad_()
+    g = torch.autograd.grad((deq(xg) ** 2).sum(), xg)[0]
+    z = torch.zeros(B, N, dtype=torch.float64)
+    xu = x.clone().requires_grad_()
+    for _ in range(UNROLL):
+        z = cell(z, xu)
+    assert relative_error(g, torch.autograd.grad((z**2).sum(), xu)[0]) <= RTOL

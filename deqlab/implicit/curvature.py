@@ -54,8 +54,8 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
 from deqlab.errors import IllConditionedError, InputError, NotConvergedError
-from deqlab.implicit.deq import DEQ
-from deqlab.implicit.layer import SolveOptions, differentiable_part, differentiable_tangents, scatter_grads
+from deqlab.implicit.deq import DEQ, purity_check
+from deqlab.implicit.layer import SolveOptions, differentiable_part, scatter_grads, tangent_part
 from deqlab.implicit.spectrum import (
     SpectralDensity,
     TraceEstimate,
@@ -195,26 +195,29 @@ class _FirstOrderEquilibrium(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         F, z_star, system, x, *theta = inputs
         ctx.F, ctx.system = F, system
+        ctx.set_materialize_grads(False)   # (a tangent-less argument is held: see FixedPoint.setup_context)
         ctx.save_for_backward(z_star, x, *theta)
         ctx.point = (z_star, x, theta)
 
     @staticmethod
     def backward(ctx, g):
         z, x, *theta = ctx.saved_tensors
+        if g is None:   # (not materialised: no gradient reaches ẑ)
+            return (None, None, None, None, *(None for _ in theta))
         mu = _ConstantAdjointSolve.apply(ctx.system, g)
         args = (x, *theta)
-        Fd, diff = differentiable_part(lambda *a: ctx.F(z, *a), args)   # (integer x or buffers: constants)
+        needed = ctx.needs_input_grad[3:]
+        Fd, diff = differentiable_part(lambda *a: ctx.F(z, *a), args, needed)   # (integer x or buffers: constants)
         if not diff:
             return (None, None, None, *(None for _ in args))
         _, vjp = torch.func.vjp(Fd, *diff)
-        return (None, None, None, *scatter_grads(vjp(mu), args))
+        return (None, None, None, *scatter_grads(vjp(mu), args, needed))
 
     @staticmethod
     def jvp(ctx, _F_t, _z_t, _system_t, x_t, *theta_t):
         z, x, theta = ctx.point
         args = (x, *theta)
-        Fd, diff = differentiable_part(lambda *a: ctx.F(z, *a), args)
-        tangents = differentiable_tangents(args, (x_t, *theta_t))
+        Fd, diff, tangents = tangent_part(lambda *a: ctx.F(z, *a), args, (x_t, *theta_t))
         r = torch.func.jvp(Fd, diff, tangents)[1] if diff else torch.zeros_like(z)
         with torch.no_grad():
             return ctx.system.tangent(r)
@@ -292,6 +295,14 @@ def _hooked(layers: list[DEQ], hook):
     return _set_on(layers, "curvature_hook", hook)
 
 
+def _require_finite(loss: torch.Tensor) -> None:
+    """A loss that is NaN or infinite at ``θ`` has no curvature there (its products failed later as an
+    adjoint solve that 'did not converge': non-finite iterates)."""
+    if not all_finite(loss.detach()):
+        raise InputError(f"the loss is {float(loss.detach())} at the model's parameters (NaN or infinite values in x, y, the "
+                         "parameters or loss_fn?): it has no curvature there")
+
+
 class LossHessian(LinearOperator):
     """``v ↦ ∇²_θ L v`` of ``L(θ) = loss_fn(model(x; θ), y)`` at the model's current parameters.
 
@@ -352,6 +363,10 @@ class LossHessian(LinearOperator):
         self.mode = mode
         super().__init__(dtype=np.float64, shape=(self.theta.numel(), self.theta.numel()))
         self._grad = None
+        # One plain evaluation first (the Lagrangian route's recording pass is one): a model that draws random
+        # numbers (Dropout in training mode) or updates buffers (BatchNorm in training mode) is refused here,
+        # before any product; its products differed call to call, or failed inside torch.func.
+        check = purity_check(model, "the model")
         if mode == "lagrangian":
             self._lagrangian = _Lagrangian(linear)
             # (an operator made inside torch.no_grad() or torch.inference_mode() still needs this pass's graph)
@@ -359,11 +374,18 @@ class LossHessian(LinearOperator):
                 leaf = self.theta.clone().requires_grad_()
                 self._lagrangian.start_pass()
                 loss = self.loss(leaf)
+                check()
+                _require_finite(loss)
                 if not loss.requires_grad:
                     raise InputError("loss_fn's value does not depend differentiably on the parameters "
                                      "(it has no autograd graph: an argmax, a comparison or a detach inside?)")
                 self._grad = torch.autograd.grad(loss, leaf)[0].detach()
             self._lagrangian.finish()
+        else:
+            with torch.inference_mode(False), torch.no_grad(), warm_start(model):
+                loss = self.loss(self.theta)
+            check()
+            _require_finite(loss)
 
     @property
     def device(self) -> torch.device:

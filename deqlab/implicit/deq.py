@@ -84,15 +84,57 @@ class SolveStats(ConvergenceVerdicts):
                    res.solver, float(res.wall_time))
 
 
+def _rng_states() -> list[torch.Tensor]:
+    """The states of torch's global generators (the CPU one, and every CUDA one once CUDA is in use)."""
+    states = [torch.get_rng_state()]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states += torch.cuda.get_rng_state_all()
+    return states
+
+
+def purity_check(module: nn.Module, what: str) -> Callable[[], None]:
+    """A check to call after evaluating ``module``: it raises :class:`InputError` if, since this call, a buffer
+    of ``module`` was modified in place or torch's global random generators were drawn from.
+
+    A DEQ's map, and a model whose curvature is asked for, must be pure functions of their inputs and
+    parameters. A ``Dropout`` in training mode makes the map random: its forward solve did not converge
+    (500 steps, with no word of why) or, with ``on_fail="ignore"``, returned a point of no map, and each
+    Hessian-vector product of :class:`~deqlab.implicit.curvature.LossHessian` used another mask (two
+    products of the same ``v`` differed by 70%). A ``BatchNorm`` in training mode updates its running
+    statistics in place at every evaluation (hundreds of times in one solve), and ``torch.func`` then
+    failed with 'attempted to call in-place operation ... that would mutate a captured Tensor'. Both show
+    here cheaply: a buffer's version counter, and the generator states (~1 µs per state)."""
+    rng = _rng_states()
+    versions = [(name, b, b._version) for name, b in module.named_buffers() if not b.is_inference()]
+
+    def check() -> None:
+        changed = [name for name, b, v in versions if b._version != v]
+        if changed:
+            raise InputError(f"{what} modified its buffers in place ({', '.join(changed)}; a BatchNorm in training mode "
+                             "updates its running statistics): derivatives need a pure function of the inputs and "
+                             "parameters: call .eval() on it (or use BatchNorm(track_running_stats=False))")
+        now = _rng_states()
+        if len(now) == len(rng) and not all(torch.equal(a, b) for a, b in zip(now, rng)):
+            raise InputError(f"{what} draws random numbers (a Dropout in training mode?): it is a different function "
+                             "at every evaluation, with no fixed point or curvature: call .eval() on it")
+
+    return check
+
+
 @dataclass(frozen=True)
 class _RecordingOptions(SolveOptions):
     """:class:`SolveOptions` that hands each *forward* (non-linear) solve's result to ``record`` before
-    applying ``on_fail``, so a failed solve's statistics stay readable."""
+    applying ``on_fail``, so a failed solve's statistics stay readable, after ``guard``'s check: ``guard()``
+    is called before the forward solve and returns the check to call after it (:func:`purity_check`)."""
 
     record: Callable[[SolverResult], None] | None = field(default=None, compare=False, repr=False)
+    guard: Callable[[], Callable[[], None]] | None = field(default=None, compare=False, repr=False)
 
     def solve(self, F, z0, *, linear: bool):
+        check = self.guard() if not linear and self.guard is not None else None
         res = SolveOptions.solve(dataclasses.replace(self, on_fail="ignore"), F, z0, linear=linear)
+        if check is not None:
+            check()
         if not linear and self.record is not None:
             self.record(res)
         if not res.all_converged and self.on_fail == "raise":
@@ -105,7 +147,9 @@ class DEQ(nn.Module):
 
     Args:
         f: an ``nn.Module`` called as ``f(z, x)`` with ``z (batch, n_z)``, returning ``(batch, n_z)``.
-            It must be a pure function of its inputs and parameters/buffers (no in-place state).
+            It must be a pure function of its inputs and parameters/buffers: a map that modifies a buffer
+            in place (``BatchNorm`` in training mode) or draws random numbers (``Dropout`` in training
+            mode) is refused after the forward solve (:class:`InputError`, :func:`purity_check`).
         n_z: the equilibrium's width.
         solver: registry name of the forward solver (overrides ``opts.solver``); ``None`` keeps
             ``opts.solver``.
@@ -139,7 +183,8 @@ class DEQ(nn.Module):
         self.backward = backward
         self.phantom_steps, self.phantom_damping = int(phantom_steps), float(phantom_damping)
         self.opts = SolveOptions(**{k.name: getattr(opts, k.name) for k in dataclasses.fields(SolveOptions)})
-        self._solve_opts = _RecordingOptions(**dataclasses.asdict(self.opts), record=self._record)
+        self._solve_opts = _RecordingOptions(**dataclasses.asdict(self.opts), record=self._record,
+                                             guard=self._purity_check)
         self.stats: SolveStats | None = None
         self.last_solution: torch.Tensor | None = None
         #: When set (by :func:`deqlab.implicit.curvature.warm_start`), calls without ``z0`` start from the
@@ -156,6 +201,9 @@ class DEQ(nn.Module):
     def extra_repr(self) -> str:
         label = "" if self.exact_derivatives else " (approximate)"
         return f"n_z={self.n_z}, solver={self.opts.solver!r}, backward={self.backward!r}{label}"
+
+    def _purity_check(self) -> Callable[[], None]:
+        return purity_check(self.f, "the DEQ's map f")
 
     def _record(self, res: SolverResult) -> None:
         self.stats = SolveStats.from_result(res)

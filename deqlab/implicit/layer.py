@@ -164,6 +164,9 @@ class FixedPoint(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         F, _, opts, linear, *args = inputs
         ctx.F, ctx.opts, ctx.linear = F, opts, linear
+        # An argument without a tangent reaches jvp as None, not as zeros: it is then held, not
+        # differentiated (tangent_part; torch refuses a tangent for a BatchNorm's running statistics).
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(output, *args)
         # Kept as plain attributes, not via save_for_forward: saved-for-forward tensors lose the
         # tangents of outer forward-mode levels (jacfwd∘jacfwd then misses ∂²F/∂args²).
@@ -175,13 +178,16 @@ class FixedPoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_z):
         z, *args = ctx.saved_tensors
+        if grad_z is None:   # (not materialised: no gradient reaches z*)
+            return (None, None, None, None, *(None for _ in args))
         F, opts = ctx.F, ctx.opts
         lam = FixedPoint.apply(_adjoint_map(F), torch.zeros_like(grad_z), opts, True, z, grad_z, *args)
-        Fd, diff = differentiable_part(lambda *a: F(z, *a), args)
+        needed = ctx.needs_input_grad[4:]
+        Fd, diff = differentiable_part(lambda *a: F(z, *a), args, needed)
         if not diff:
             return (None, None, None, None, *(None for _ in args))
         _, vjp_fn = torch.func.vjp(Fd, *diff)
-        return (None, None, None, None, *scatter_grads(vjp_fn(lam), args))
+        return (None, None, None, None, *scatter_grads(vjp_fn(lam), args, needed))
 
     @staticmethod
     def jvp(ctx, _F_t, _z0_t, _opts_t, _linear_t, *arg_tangents):
@@ -202,8 +208,7 @@ class FixedPoint(torch.autograd.Function):
         if level >= 0:
             z = _unwrap_at(z, level)
             args = tuple(_unwrap_at(a, level) for a in args)
-        Fd, diff = differentiable_part(lambda *a: F(z, *a), args)
-        tangents = differentiable_tangents(args, arg_tangents)
+        Fd, diff, tangents = tangent_part(lambda *a: F(z, *a), args, arg_tangents)
         if level < 0:  # torch.autograd.forward_ad: no nested dual level may be entered
             r = _jvp_by_reverse(Fd, diff, tangents) if diff else torch.zeros_like(z)
             return FixedPoint.apply(_tangent_map(F, forward_mode=False), torch.zeros_like(z), opts, True, z, r, *args)
@@ -233,11 +238,16 @@ def is_differentiable(a) -> bool:
     return isinstance(a, torch.Tensor) and (a.is_floating_point() or a.is_complex())
 
 
-def differentiable_part(G: Callable, args: tuple) -> tuple[Callable, tuple]:
-    """``(Gd, diff)``: ``diff`` the differentiable ``args`` (:func:`is_differentiable`) and ``Gd(*diff)`` equal to
-    ``G(*args)`` with the other arguments held at their values."""
+def differentiable_part(G: Callable, args: tuple, needed=None) -> tuple[Callable, tuple]:
+    """``(Gd, diff)``: ``diff`` the differentiable ``args`` (:func:`is_differentiable`) that are ``needed`` (one
+    bool per argument, e.g. ``ctx.needs_input_grad``; all of them for ``None``) and ``Gd(*diff)`` equal to
+    ``G(*args)`` with the other arguments held at their values. Differentiating only what is needed is not
+    only cheaper: a floating buffer that nothing differentiates, such as an eval-mode ``BatchNorm``'s
+    running statistics, is one that torch refuses to differentiate (every backward through a DEQ whose
+    map held a ``BatchNorm`` failed with "native_batch_norm is not differentiable with respect to
+    argument 'running_mean'")."""
     args = tuple(args)
-    where = [i for i, a in enumerate(args) if is_differentiable(a)]
+    where = [i for i, a in enumerate(args) if is_differentiable(a) and (needed is None or needed[i])]
 
     def Gd(*d):
         full = list(args)
@@ -248,16 +258,22 @@ def differentiable_part(G: Callable, args: tuple) -> tuple[Callable, tuple]:
     return Gd, tuple(args[i] for i in where)
 
 
-def differentiable_tangents(args, tangents) -> tuple:
-    """The tangents of the differentiable ``args`` (:func:`is_differentiable`), in order, zeros where a
-    tangent is ``None``: the tangent of the ``diff`` that :func:`differentiable_part` returns."""
-    return tuple(torch.zeros_like(a) if t is None else t for a, t in zip(args, tangents) if is_differentiable(a))
+def tangent_part(G: Callable, args: tuple, tangents: tuple) -> tuple[Callable, tuple, tuple]:
+    """``(Gd, diff, diff_tangents)`` for a forward-mode product ``(∂G/∂args)·tangents``: only the differentiable
+    ``args`` with a tangent (not ``None``) are differentiated (:func:`differentiable_part`); an argument
+    without one is held, which is the same as a zero tangent (and the only way for an eval-mode
+    ``BatchNorm``'s running statistics, which torch refuses a tangent)."""
+    tangents = tuple(tangents)
+    Gd, diff = differentiable_part(G, args, [t is not None for t in tangents])
+    return Gd, diff, tuple(t for a, t in zip(args, tangents) if is_differentiable(a) and t is not None)
 
 
-def scatter_grads(grads, args) -> tuple:
-    """The gradients of the differentiable ``args`` in their places, ``None`` for the others."""
+def scatter_grads(grads, args, needed=None) -> tuple:
+    """The gradients of the differentiated ``args`` (:func:`differentiable_part` with the same ``needed``) in
+    their places, ``None`` for the others."""
     grads = iter(grads)
-    return tuple(next(grads) if is_differentiable(a) else None for a in args)
+    return tuple(next(grads) if is_differentiable(a) and (needed is None or needed[i]) else None
+                 for i, a in enumerate(args))
 
 
 def _func_level(t: torch.Tensor) -> int:
