@@ -538,3 +538,31 @@ def test_a_map_with_floating_buffers_nobody_differentiates(mode, linear):
     reference = torch.stack([torch.func.jvp(torch.func.grad(loss_unrolled), (op.theta,), (v,))[1] for v in V.T])
     assert relative_error(torch.stack([op.hvp(v) for v in V.T]), reference) <= RTOL
     assert relative_error(op.gradient(), torch.func.grad(loss_unrolled)(op.theta)) <= RTOL
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda H: H.eigenvalues("a"), "k must be an integer"),        # (ValueError from int('a'))
+    (lambda H: H.eigenvalues(None), "k must be an integer"),       # (TypeError)
+    (lambda H: H.eigenvalues(float("nan")), "k must be an integer"),   # (ValueError)
+    (lambda H: H.eigenvalues(True), "k must be an integer"),       # (one eigenvalue, as for k = 1)
+    (lambda H: H.eigenvalues(2, seed=-1), "seed must be an integer >= 0"),   # (NumPy's ValueError)
+    (lambda H: H.hvp("abc"), "v must be a real vector"),           # (torch's TypeError)
+    (lambda H: H.hvp(None), "v must be a real vector"),            # (torch's RuntimeError)
+])
+def test_bad_arguments_of_the_operator_are_input_errors(problem, call, match):
+    model, x, y = problem
+    with pytest.raises(InputError, match=match):
+        call(LossHessian(model, cross_entropy, x, y))
+
+
+def test_bad_arguments_of_the_constructor_are_input_errors(problem):
+    """Each failed inside the first pass with an AttributeError or a TypeError."""
+    model, x, y = problem
+    with pytest.raises(InputError, match="model must be an nn.Module"):
+        LossHessian(lambda t: t, cross_entropy, x, y)
+    with pytest.raises(InputError, match="loss_fn must be a function"):
+        LossHessian(model, None, x, y)
+    with pytest.raises(InputError, match="params must be a parameter name or a list of names, got 3"):
+        LossHessian(model, cross_entropy, x, y, params=3)
+    names = (k for k, _ in model.named_parameters() if k.startswith("head."))   # a generator is read once
+    assert LossHessian(model, cross_entropy, x, y, params=names).names == ("head.weight", "head.bias")

@@ -46,7 +46,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+import math
+import numbers
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -324,6 +326,15 @@ class LossHessian(LinearOperator):
 
     def __init__(self, model: nn.Module, loss_fn: Callable, x: torch.Tensor, y=None, *, params=None,
                  mode: str = "lagrangian", linear: str = "auto"):
+        # (each failed later as an AttributeError or TypeError inside the first pass)
+        if not isinstance(model, nn.Module):
+            raise InputError(f"model must be an nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise InputError(f"loss_fn must be a function loss_fn(output, y) -> scalar, got {type(loss_fn).__name__}")
+        if params is not None and not isinstance(params, str):
+            params = list(params) if isinstance(params, Iterable) else params   # (a generator: read once)
+            if not isinstance(params, list) or not all(isinstance(k, str) for k in params):
+                raise InputError(f"params must be a parameter name or a list of names, got {params!r}")
         if mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if linear not in LINEAR:
@@ -426,7 +437,10 @@ class LossHessian(LinearOperator):
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for ``v (P,)`` (torch, the model's dtype)."""
-        v = torch.as_tensor(v, device=self.theta.device).reshape(-1)
+        try:
+            v = torch.as_tensor(v, device=self.theta.device).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):   # (a string or None: torch's TypeError/RuntimeError)
+            raise InputError(f"v must be a real vector of P = {self.shape[0]} numbers, got {type(v).__name__}") from None
         if v.is_complex() or v.dtype == torch.bool:
             # (a complex v would be cast to real with only a warning, and H(1j·u) returned as 0)
             raise InputError(f"v must be a real vector, got {str(v.dtype).removeprefix('torch.')}")
@@ -462,7 +476,9 @@ class LossHessian(LinearOperator):
     def eigenvalues(self, k: int = 5, which: str = "LA", *, tol: float = 1e-8, seed: int = 0) -> np.ndarray:
         """The ``k`` eigenvalues at the ``which`` end (``"LA"`` largest, ``"SA"`` smallest algebraic,
         ``"LM"`` largest magnitude), ascending, by ARPACK Lanczos on this operator."""
-        if int(k) != k or not 1 <= k < self.shape[0]:
+        # (int(k) raised ValueError/TypeError for 'a', None or NaN, and took True for k = 1)
+        if (isinstance(k, bool) or not isinstance(k, numbers.Real) or not math.isfinite(k) or int(k) != k
+                or not 1 <= k < self.shape[0]):
             raise InputError(f"k must be an integer in [1, P) = [1, {self.shape[0]}), got {k!r}")
         return extreme_eigenvalues(self.hvp, self.shape[0], k=int(k), which=which, tol=tol, seed=seed,
                                    dtype=self.theta.dtype)

@@ -124,6 +124,7 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
     if maxiter is not None:
         require_count("maxiter", maxiter)
     require_number("tol", tol, inclusive=True)   # (0: ARPACK's machine precision)
+    require_count("seed", seed, minimum=0)   # (NumPy's seeding refused -1 or 1.5 with its own ValueError/TypeError)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < size:
         # ARPACK needs k < size; clamping would return fewer eigenvalues than asked for without a word
         raise InputError(f"k must be an integer with 1 <= k < size = {size} (ARPACK), got {k!r}")
