@@ -213,6 +213,11 @@ def test_bad_arguments_are_input_errors(kwargs, match):
     (torch.tensor(1.0, dtype=torch.float64), None, r"x must be a tensor .* got \(\) float64"),     # (IndexError)
     (torch.zeros(B, D, dtype=torch.float64), torch.zeros(B, N), "z0 must have f's dtype float64, got"),  # (torch's dtype clash)
     (torch.zeros(B, D, dtype=torch.float64), torch.zeros(B, N, 1, dtype=torch.float64), r"z0 must have shape \(batch, n_z\)"),
+    # (torch's dtype clash inside f; a NaN x was a forward solve that 'did not converge', naming no x)
+    (torch.zeros(B, D), None, r"x must have f's dtype float64 .* got \(3, 3\) float32"),
+    (torch.zeros(B, D, dtype=torch.complex128), None, r"x must have f's dtype float64 .* got \(3, 3\) complex128"),
+    (torch.full((B, D), float("nan"), dtype=torch.float64), None, "x contains NaN or infinite values"),
+    (torch.full((B, D), float("-inf"), dtype=torch.float64), None, "x contains NaN or infinite values"),
 ])
 def test_a_call_with_an_input_or_start_that_cannot_be_used_is_refused(x, z0, match):
     with pytest.raises(InputError, match=match):

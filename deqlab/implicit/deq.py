@@ -52,7 +52,7 @@ from torch import nn
 
 from deqlab.errors import InputError, require_count
 from deqlab.implicit.layer import SolveOptions, fixed_point, options_or
-from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, check_image, describe
+from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, all_finite, check_image, describe
 
 #: The backward rules by name; only ``"implicit"`` is exact.
 BACKWARDS = ("implicit", "jacobian_free", "phantom")
@@ -224,6 +224,13 @@ class DEQ(nn.Module):
     def _start(self, x: torch.Tensor, z0: torch.Tensor | None, dtype) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.ndim == 0:   # (a list or a scalar failed on x.shape[0])
             raise InputError(f"x must be a tensor with the batch as its first dimension, got {describe(x)}")
+        # (a float32 or complex x into a float64 f failed inside f with torch's dtype clash, and a NaN in x
+        # as a forward solve that 'did not converge': non-finite iterates, with nothing naming x)
+        if x.is_complex() or (x.is_floating_point() and x.dtype != dtype):
+            raise InputError(f"x must have f's dtype {str(dtype).removeprefix('torch.')} (or be an integer tensor of "
+                             f"ids), got {describe(x)}")
+        if x.is_floating_point() and not torch._C._functorch.is_functorch_wrapped_tensor(x) and not all_finite(x):
+            raise InputError("x contains NaN or infinite values")   # (not checked under vmap: no host read there)
         batch = x.shape[0]
         if z0 is not None:
             if not isinstance(z0, torch.Tensor) or z0.shape != (batch, self.n_z):

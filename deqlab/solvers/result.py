@@ -134,6 +134,7 @@ def all_finite(t: torch.Tensor) -> bool:
     ``(64, 256)`` float64 tensor on one CPU thread, paid by every solve and every HVP checked."""
     if t.numel() == 0 or not (t.is_floating_point() or t.is_complex()):
         return True
+    t = t.detach()   # (float() of a tensor that requires grad warned "Consider using tensor.detach() first")
     if not t.is_complex() and math.isfinite(float(t.sum())):
         return True
     return bool(torch.isfinite(t).all())
