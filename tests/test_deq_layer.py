@@ -364,7 +364,29 @@ def test_a_map_coupling_the_samples_has_exact_derivatives():
         return z
 
     z = deq(x)
-    assert float(torch.linalg.vector_norm(cell(z, x) - z, dim=1).max()) <= OPTS.atol
+    assert float(torch.linalg.vector_norm(cell(z, x) - z, dim=1).max().detach()) <= OPTS.atol
     reference = torch.func.jacrev(unrolled)(x)
     assert relative_error(torch.func.jacrev(deq)(x), reference) <= RTOL
     assert relative_error(torch.autograd.functional.jacobian(deq, x), reference) <= RTOL
+
+
+@pytest.mark.parametrize("strategy", ["reverse-mode", "forward-mode"])
+def test_legacy_batched_gradients_are_refused_in_one_error(strategy):
+    """torch.autograd.functional.hessian(vectorize=True) runs the backward under PyTorch's legacy vmap, which
+    cannot run a solver: it failed with "Batching rule not implemented for aten::detach" (aten::is_nonzero
+    for the forward-mode outer Jacobian). Unvectorised, it is exact."""
+    torch.manual_seed(0)
+    cell = Cell(N, D)
+    deq = DEQ(cell, N, opts=OPTS)
+    x = torch.randn(B, D, dtype=torch.float64)
+    loss = lambda xx: (deq(xx) ** 3).sum()
+    with pytest.raises(InputError, match="vectorize=False"):
+        torch.autograd.functional.hessian(loss, x, vectorize=True, outer_jacobian_strategy=strategy)
+
+    def unrolled(xx):
+        z = torch.zeros(B, N, dtype=torch.float64)
+        for _ in range(UNROLL):
+            z = cell(z, xx)
+        return (z**3).sum()
+
+    assert relative_error(torch.autograd.functional.hessian(loss, x), torch.func.hessian(unrolled)(x)) <= RTOL

@@ -201,6 +201,7 @@ class FixedPoint(torch.autograd.Function):
 
     @staticmethod
     def forward(F, z0, opts, linear, *args):
+        _refuse_legacy_vmap(z0, args)
         with torch.no_grad():
             res = opts.solve(lambda z: F(z, *args), z0.detach(), linear=linear)
         return res.z
@@ -274,6 +275,18 @@ class FixedPoint(torch.autograd.Function):
 
         out = FixedPoint.apply(F_joint, z0.reshape(shape[0] * shape[1], shape[2]), opts, linear, *args)
         return out.reshape(shape), 0
+
+
+def _refuse_legacy_vmap(z0: torch.Tensor, args: tuple) -> None:
+    """:class:`InputError` for tensors batched by PyTorch's *legacy* vmap, which runs the backward of
+    ``torch.autograd.grad(..., is_grads_batched=True)`` and so of ``torch.autograd.functional.jacobian`` /
+    ``hessian`` with ``vectorize=True``. It has no rule for a custom Function (the solver's
+    data-dependent steps failed: "Batching rule not implemented for aten::detach" or "for
+    aten::is_nonzero"). ``torch.func``'s vmap has one (:meth:`FixedPoint.vmap`)."""
+    if any(isinstance(t, torch.Tensor) and torch._C._functorch.is_legacy_batchedtensor(t) for t in (z0, *args)):
+        raise InputError("a DEQ's fixed point cannot be differentiated under torch.autograd's batched gradients "
+                         "(is_grads_batched=True, or torch.autograd.functional.jacobian/hessian with vectorize=True): "
+                         "use vectorize=False, or torch.func.jacrev/jacfwd/hessian")
 
 
 def is_differentiable(a) -> bool:
