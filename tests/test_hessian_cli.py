@@ -51,6 +51,11 @@ def test_groups_option(cli, output_root):
     assert r.exit_code == 0, r.output
     H = np.load(run_folder(output_root) / "hessian.npy")
     assert H.shape == (12, 12)
+    # a route without a time says why (the pitfall's row printed a bare red 'nan', which reads as a failure)
+    routes = pd.read_csv(run_folder(output_root) / "routes.csv").set_index("route")
+    assert routes["time (s)"].isna().any()
+    for route, row in routes[routes["time (s)"].isna()].iterrows():
+        assert "not timed" in str(row["detail"]) or "FAILED" in str(row["detail"]), route
 
 
 def test_hvp_only(cli, output_root):

@@ -294,7 +294,7 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
                 wrong = two_mtz_hessian(pieces)
                 rows.append({"route": "PITFALL: 001's 2 M^T Z term", "rel. error":
                              relative_error(wrong, H), "time (s)": float("nan"),
-                             "detail": f"WRONG: asymmetry {symmetry_error(wrong):.3f}"})
+                             "detail": f"WRONG: asymmetry {symmetry_error(wrong):.3f}; not timed (built from route (d))"})
     else:
         result.notes.append(f"P = {P} > max_reference_p = {cfg.max_reference_p}: routes (b)-(d) and the pitfall skipped")
     routes = pd.DataFrame(rows)
