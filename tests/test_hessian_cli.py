@@ -71,6 +71,11 @@ def test_hvp_only(cli, output_root):
     # a row without a value says so (the table prints a red 'nan' there, which otherwise reads as a failure)
     for quantity, row in table[table["value"].isna()].iterrows():
         assert "value nan" in str(row["detail"]), quantity
+    # the gradient's time excludes its adjoint solve (done once in the setup): the row says so, or the
+    # HVP / gradient ratio reads as a hundreds-fold cost
+    assert "adjoint" in table.loc["one implicit gradient", "detail"]
+    # the eigenvalue table's rank counts from 0 in ascending order, the figure from 1 at each end: said
+    assert "0 = λ_min" in " ".join(r.output.split())
 
 
 def test_normal_init_is_refused_with_conditioning_figure(cli, output_root):
