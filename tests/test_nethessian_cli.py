@@ -24,6 +24,8 @@ def test_check_writes_tables_arrays_and_figure(cli, output_root):
     assert arrays["jacobian"].shape == (3, 2, 4) and arrays["hessian"].shape == (3, 2, 4, 4)
     assert arrays["third"].shape == (3, 2, 4, 4) and arrays["laplacian"].shape == (3, 2)
     assert "Forward recursions vs torch.func" in r.output
+    # which way the speed-up goes (0.6 for the forward pass read as 'ours 0.6x faster' or '0.6x the time')
+    assert "speed-up: reference [ms] / ours [ms]" in " ".join(r.output.split())
 
 
 def test_plain_nethessian_runs_the_check(cli, output_root):
