@@ -390,3 +390,24 @@ def test_legacy_batched_gradients_are_refused_in_one_error(strategy):
         return (z**3).sum()
 
     assert relative_error(torch.autograd.functional.hessian(loss, x), torch.func.hessian(unrolled)(x)) <= RTOL
+
+
+
+class DrawingElsewhereCell(Cell):
+    """``Cell`` during whose evaluation a random number is drawn and not used: what another thread's draws
+    look like to a check of torch's shared generators."""
+
+    def forward(self, z, x):
+        torch.rand(1)
+        return super().forward(z, x)
+
+
+def test_an_eval_mode_map_is_not_refused_for_random_numbers_drawn_elsewhere():
+    """torch's generators are shared by every thread: another thread's draws during an eval-mode solve (a
+    served model) must not be taken for the map's own. In training mode the draws are refused."""
+    torch.manual_seed(0)
+    cell = DrawingElsewhereCell(N, D)
+    x = torch.randn(B, D, dtype=torch.float64)
+    with pytest.raises(InputError, match="draws random numbers"):
+        DEQ(cell.train(), N, opts=OPTS)(x)
+    assert DEQ(cell.eval(), N, opts=OPTS)(x).shape == (B, N)

@@ -103,8 +103,13 @@ def purity_check(module: nn.Module, what: str) -> Callable[[], None]:
     products of the same ``v`` differed by 70%). A ``BatchNorm`` in training mode updates its running
     statistics in place at every evaluation (hundreds of times in one solve), and ``torch.func`` then
     failed with 'attempted to call in-place operation ... that would mutate a captured Tensor'. Both show
-    here cheaply: a buffer's version counter, and the generator states (~1 µs per state)."""
-    rng = _rng_states()
+    here cheaply: a buffer's version counter, and the generator states (~1 µs per state).
+
+    The generators are compared only when some module of ``module`` is in training mode: they are shared by
+    every thread of the process, so a model served in eval mode beside a thread that draws random
+    numbers would be refused for that thread's draws (a map that draws random numbers in eval mode is
+    not detected)."""
+    rng = _rng_states() if any(m.training for m in module.modules()) else None
     versions = [(name, b, b._version) for name, b in module.named_buffers() if not b.is_inference()]
 
     def check() -> None:
@@ -113,6 +118,8 @@ def purity_check(module: nn.Module, what: str) -> Callable[[], None]:
             raise InputError(f"{what} modified its buffers in place ({', '.join(changed)}; a BatchNorm in training mode "
                              "updates its running statistics): derivatives need a pure function of the inputs and "
                              "parameters: call .eval() on it (or use BatchNorm(track_running_stats=False))")
+        if rng is None:
+            return
         now = _rng_states()
         if len(now) == len(rng) and not all(torch.equal(a, b) for a, b in zip(now, rng)):
             raise InputError(f"{what} draws random numbers (a Dropout in training mode?): it is a different function "
