@@ -204,5 +204,5 @@ def _broyden_memory_table(cfg, dtype, device) -> Table:
         "Reference: Broyden keeping every pair, as torchdeq 0.1.0 does by default "
         "(LBFGS_thres = max_iter); it needed the same evaluations as torchdeq +-1 on this problem when checked. "
         "The torchdeq column is the issue's count on its own draw of the problem (not run here). Target: limited "
-        f"memory: at most {BROYDEN_TARGET}x the evaluations of the reference.",
+        f"memory: at most {BROYDEN_TARGET}x the evaluations of the reference (target nan: the rows it does not judge).",
     )

@@ -391,8 +391,8 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
     eig_rows += [{"end": "largest", "rank": P - len(top) + i, "eigenvalue": float(e)} for i, e in enumerate(top)]
     result.tables["eigenvalues"] = Table(f"Extreme eigenvalues by eigsh on the HVP operator{mark}", pd.DataFrame(eig_rows),
                                          formats={"eigenvalue": "{:.6e}"},
-                                         caption=f"rank: position in ascending order, 0 = λ_min … {P - 1} = λ_max "
-                                                 "(the figure counts 1, 2, … from each end)")
+                                         caption=f"rank: position in ascending order, from 0 = λ_min to {P - 1} = λ_max "
+                                                 "(the figure counts 1, 2, 3 from each end)")
     result.arrays["hvp"] = {"grad": g.cpu().numpy(), "v": v.cpu().numpy(), "Hv": Hv.cpu().numpy(), "Hv_fd": fd.cpu().numpy(), "top": top, "bottom": bottom,
                             "trace": np.asarray([tr.trace, tr.std_error])}
     with activity(f"spectral density of H (SLQ, {SLQ_PROBES} probes × {min(SLQ_STEPS, P)} Lanczos steps)",

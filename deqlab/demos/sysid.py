@@ -36,12 +36,12 @@ from deqlab.sysid.metrics import fit_percent, nrmse, simulate
 from deqlab.sysid.models import make_model, parameter_count, save_model
 from deqlab.sysid.training import TrainSettings, train
 
-FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.1f}",
+FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.4g}",
            "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
 NRMSE_CAPTION = ("NRMSE = sqrt(mean((ŷ−y)²))/std(y) per output over the test trajectories after the washout "
                  "(std with mean subtraction), averaged over outputs; fit % = 100(1 − NRMSE). NRMSE clean: against the noise-free output. Lip columns: "
                  "‖Δy‖₂/‖Δu‖₂ in physical units from the zero state; 'lower' is the larger of a multi-start ascent over input "
-                 "pairs and the H∞ norm of the linearisation at constant-input equilibria ('by' says which), 'bound' guaranteed. "
+                 "pairs and the H∞ norm of the linearisation at constant-input equilibria ('by' says which), 'bound' the guaranteed bound (nan: the model has none, only a Lipschitz REN has one). "
                  "status: 'non-finite output' when the simulated output overflowed (its metrics are NaN, not results).")
 
 def run_seeds(cfg) -> list[int]:
@@ -204,11 +204,11 @@ def spread(values) -> dict:
 
 
 SEED_FORMATS = {"NRMSE mean": "{:.4f}", "± std": "{:.4f}", "min": "{:.4f}", "max": "{:.4f}", "×floor": "{:.3f}",
-                "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.1f}", "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
+                "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.4g}", "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
 SEED_CAPTION = ("NRMSE over the seeds (mean, sample std, min, max); fit % = 100(1 − mean NRMSE); NRMSE clean: mean against "
                 "the noise-free output; train time: mean per seed. Lip columns describe the saved model (first seed): "
                 "‖Δy‖₂/‖Δu‖₂ from the zero state; 'lower' is the larger of a multi-start ascent over input pairs and the H∞ "
-                "norm of the linearisation at constant-input equilibria ('by' says which), 'bound' guaranteed.")
+                "norm of the linearisation at constant-input equilibria ('by' says which), 'bound' the guaranteed bound (nan: the model has none, only a Lipschitz REN has one).")
 
 
 def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "sysid") -> Result:
