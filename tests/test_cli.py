@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from tests.helpers import assert_one_line_error
+
 
 def test_help_lists_every_command(cli):
     r = cli("--help")
@@ -217,3 +219,32 @@ def test_a_quoted_value_comes_out_of_hydra_as_written(text):
 
     value = OverridesParser.create().parse_override(f"key={quote(text)}").value()
     assert OmegaConf.to_container(OmegaConf.create({"key": value, "x": "X"}), resolve=True)["key"] == text
+
+
+@pytest.mark.parametrize("option, key, value", [
+    ("--seed", "seed", "1.0"), ("--seed", "seed", "-0.0"), ("--layers", "eig_layers", "2.0"),
+    ("--restarts", "restarts", "1e1"), ("--seed", "seed", "0x10"), ("--seed", "seed", "3,4"),
+])
+def test_an_integer_option_refuses_what_its_key_refuses(cli, output_root, option, key, value):
+    """Typer's own integer conversion ran `--seed 1.0` and `--seed -0.0` (seed 1 and 0) where `seed=1.0`
+    is refused: an option and its key must take the same values. (model.n_z=0, refused after the
+    types, keeps a missed refusal from running the demo.)"""
+    by_key = cli("converge", f"{key}={value}", "model.n_z=0")
+    assert by_key.exit_code == 2 and "model.n_z" not in by_key.stderr, by_key.stderr
+    assert_one_line_error(cli("converge", option, value, "model.n_z=0"),
+                          f"Invalid value for '{option}': must be an integer, got {value!r}")
+
+
+@pytest.mark.parametrize("args, override", [
+    (["converge", "--seed", "1_000"], "seed=1_000"), (["converge", "--seed", " 7 "], "seed= 7 "),
+    (["converge", "--seed", "-1"], "seed=-1"), (["mondeq", "--m", ".5"], "model.m=.5"),
+    (["mondeq", "--m", "1e309"], "model.m=1e309"), (["mondeq", "--m", "nan"], "model.m=nan"),
+    (["mondeq", "--alpha", "-0.0"], "alpha=-0.0"), (["hessian", "--fd-step", "1_0.5"], "fd_step=1_0.5"),
+])
+def test_a_number_option_is_read_like_its_key(cli, output_root, args, override):
+    """What `key=value` takes, the option takes, and both end in the same line."""
+    command = args[0]
+    tail = ["model.n_z=0"]
+    by_option, by_key = cli(*args, *tail), cli(command, override, *tail)
+    assert by_option.exit_code == by_key.exit_code == 2, (by_option.stderr, by_key.stderr)
+    assert by_option.stderr == by_key.stderr

@@ -30,6 +30,44 @@ def quote(text: str) -> str:
 _ESCAPED = re.compile(r"(\\*)('|\$\{|\Z)")
 
 
+class Verbatim(str):
+    """A typed option's value as the user wrote it: it goes into its override unquoted, so the option and
+    ``key=value`` are read by the same parser and checks (see :func:`integer_text`)."""
+
+
+def _typed_text(text: str, node: str, words: str) -> Verbatim:
+    """``text`` if Hydra's override grammar and OmegaConf's ``node`` (``IntegerNode``, ``FloatNode``) take it,
+    as they do for ``key=text``; else a one-line usage error (click names the option)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    import omegaconf
+
+    try:
+        override = OverridesParser.create().parse_override(f"x={text}")
+        if override.is_sweep_override():
+            raise ValueError("a sweep")
+        getattr(omegaconf, node)(override.value())
+    except Exception:   # (Hydra's grammar errors, OmegaConf's ValidationError, a sweep)
+        raise typer.BadParameter(f"must be {words}, got {text!r}") from None
+    return Verbatim(text)
+
+
+def integer_text(text: str) -> Verbatim:
+    """The parser of every integer option. Typer's own conversion took what ``key=value`` refuses: ``--seed
+    1.0`` and ``--seed -0.0`` ran with seed 1 and 0 (pydantic's lax integers; click's ``int()`` took
+    others), while ``seed=1.0`` is refused. The text now goes through the override's own parser."""
+    return _typed_text(text, "IntegerNode", "an integer")
+
+
+def number_text(text: str) -> Verbatim:
+    """The parser of every number option (see :func:`integer_text`)."""
+    return _typed_text(text, "FloatNode", "a number")
+
+
+#: typer.Option arguments of an integer / a number option: read like ``key=value`` (see :func:`integer_text`)
+INTEGER = {"parser": integer_text, "metavar": "<int>"}
+NUMBER = {"parser": number_text, "metavar": "<float>"}
+
+
 def option_overrides(**options) -> list[str]:
     """Typed options → Hydra overrides, skipping options the user did not give.
 
@@ -40,7 +78,9 @@ def option_overrides(**options) -> list[str]:
     for key, value in options.items():
         if value is None:
             continue
-        if isinstance(value, bool):
+        if isinstance(value, Verbatim):
+            pass
+        elif isinstance(value, bool):
             value = "true" if value else "false"
         elif isinstance(value, (list, tuple)):
             value = "[" + ",".join(quote(str(v)) for v in value) + "]"

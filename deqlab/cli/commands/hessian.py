@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from deqlab.cli.execute import execute
-from deqlab.cli.options import DEVICE_OPTION, OVERRIDES, bench_help, option_help, option_overrides, split_list
+from deqlab.cli.options import DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench_help, option_help, option_overrides, split_list
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -18,16 +18,16 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         check_fd: bool = typer.Option(False, "--check-fd", help="Also compare with central finite differences of the implicit gradient (2P solves)."),
         hvp_only: bool = typer.Option(False, "--hvp-only", help="Matrix-free: eigsh top/bottom eigenvalues, Hutchinson trace, HVP vs FD; no dense H."),
         init: Optional[str] = typer.Option(None, help=option_help("hessian", "model.init", "W_z init: default | normal (nn.init.normal_: a repelling fixed point, refused with exit 1).")),
-        n_z: Optional[int] = typer.Option(None, "--n-z", help=option_help("hessian", "model.n_z", "Hidden size N.")),
-        n_x: Optional[int] = typer.Option(None, "--n-x", help=option_help("hessian", "model.n_x", "Input size d.")),
-        n_y: Optional[int] = typer.Option(None, "--n-y", help=option_help("hessian", "model.n_y", "Output size.")),
-        batch: Optional[int] = typer.Option(None, help=option_help("hessian", "batch", "Samples; curvature is summed.")),
+        n_z: Optional[int] = typer.Option(None, "--n-z", **INTEGER, help=option_help("hessian", "model.n_z", "Hidden size N.")),
+        n_x: Optional[int] = typer.Option(None, "--n-x", **INTEGER, help=option_help("hessian", "model.n_x", "Input size d.")),
+        n_y: Optional[int] = typer.Option(None, "--n-y", **INTEGER, help=option_help("hessian", "model.n_y", "Output size.")),
+        batch: Optional[int] = typer.Option(None, **INTEGER, help=option_help("hessian", "batch", "Samples; curvature is summed.")),
         groups: Optional[str] = typer.Option(None, help=option_help("hessian", "groups", "Comma-separated parameter groups forming theta, from W_z,b_z,U_z,W_y,b_y.")),
         dtype: Optional[str] = typer.Option(None, help=option_help("hessian", "dtype", "float64 | float32.")),
-        seed: Optional[int] = typer.Option(None, help=option_help("hessian", "seed", "Torch seed of the weights.")),
+        seed: Optional[int] = typer.Option(None, **INTEGER, help=option_help("hessian", "seed", "Torch seed of the weights.")),
         solver: Optional[str] = typer.Option(None, help=option_help("hessian", "solver", "Forward/adjoint solver: anderson, broyden, newton, fixed_point, fsolve, root.")),
-        fd_step: Optional[float] = typer.Option(None, "--fd-step", help=option_help("hessian", "fd_step", "Central-difference step.")),
-        steps: Optional[int] = typer.Option(None, help=option_help("hessian", "unroll_steps", "Layers of the unrolled reference.")),
+        fd_step: Optional[float] = typer.Option(None, "--fd-step", **NUMBER, help=option_help("hessian", "fd_step", "Central-difference step.")),
+        steps: Optional[int] = typer.Option(None, **INTEGER, help=option_help("hessian", "unroll_steps", "Layers of the unrolled reference.")),
         go_on: bool = typer.Option(False, "--go-on", help="Report derivatives even if the forward solve did not converge (all output marked)."),
         strict: bool = typer.Option(False, "--strict", help="Exit 1 if anything did not converge."),
     ) -> None:

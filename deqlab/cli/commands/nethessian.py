@@ -9,7 +9,7 @@ from typer.core import TyperGroup
 
 from deqlab.cli.errors import fail
 from deqlab.cli.execute import execute
-from deqlab.cli.options import DEVICE_OPTION, OVERRIDES, bench_help, option_help, option_overrides, split_list
+from deqlab.cli.options import DEVICE_OPTION, INTEGER, OVERRIDES, bench_help, option_help, option_overrides, split_list
 
 
 class _OverridesGroup(TyperGroup):
@@ -44,12 +44,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ctx: typer.Context,
         device: Optional[str] = DEVICE_OPTION,
         check: bool = typer.Option(False, "--check", help="Check every quantity against torch.func and time the routes (the default action)."),
-        d: Optional[int] = typer.Option(None, help=option_help("nethessian", "mlp.d", "Input size.")),
+        d: Optional[int] = typer.Option(None, **INTEGER, help=option_help("nethessian", "mlp.d", "Input size.")),
         hidden: Optional[str] = typer.Option(None, help=option_help("nethessian", "mlp.hidden", "Hidden widths, comma-separated.")),
-        n_out: Optional[int] = typer.Option(None, "--n-out", help=option_help("nethessian", "mlp.n_out", "Output size.")),
+        n_out: Optional[int] = typer.Option(None, "--n-out", **INTEGER, help=option_help("nethessian", "mlp.n_out", "Output size.")),
         activation: Optional[str] = typer.Option(None, help=option_help("nethessian", "mlp.activation", "tanh | sigmoid | softplus | silu | gelu | sin | gaussian.")),
-        batch: Optional[int] = typer.Option(None, help=option_help("nethessian", "batch", "Batch size.")),
-        seed: Optional[int] = typer.Option(None, help=option_help("nethessian", "seed", "Torch seed of weights and inputs.")),
+        batch: Optional[int] = typer.Option(None, **INTEGER, help=option_help("nethessian", "batch", "Batch size.")),
+        seed: Optional[int] = typer.Option(None, **INTEGER, help=option_help("nethessian", "seed", "Torch seed of weights and inputs.")),
         dtype: Optional[str] = typer.Option(None, help=option_help("nethessian", "dtype", "float64 | float32.")),
         strict: bool = typer.Option(False, "--strict", help="Exit 1 if any check fails."),
     ) -> None:
@@ -73,10 +73,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def pinn(
         ctx: typer.Context,
         device: Optional[str] = DEVICE_OPTION,
-        steps: Optional[int] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.steps", "Adam steps per route.")),
+        steps: Optional[int] = typer.Option(None, **INTEGER, help=option_help("nethessian_pinn", "pinn.steps", "Adam steps per route.")),
         hidden: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.hidden", "Hidden widths, comma-separated.")),
         activation: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "pinn.activation", "tanh | sigmoid | softplus | silu | gelu | sin | gaussian.")),
-        seed: Optional[int] = typer.Option(None, help=option_help("nethessian_pinn", "seed", "Torch seed.")),
+        seed: Optional[int] = typer.Option(None, **INTEGER, help=option_help("nethessian_pinn", "seed", "Torch seed.")),
         dtype: Optional[str] = typer.Option(None, help=option_help("nethessian_pinn", "dtype", "float32 | float64.")),
     ) -> None:
         """2-D Poisson PINN: forward-recursion Laplacian vs autograd double backward (L2 error, time per step)."""

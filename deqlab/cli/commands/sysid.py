@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from deqlab.cli.execute import execute
-from deqlab.cli.options import DEVICE_OPTION, OVERRIDES, bench_help, option_help, option_overrides, split_list
+from deqlab.cli.options import DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench_help, option_help, option_overrides, split_list
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -22,9 +22,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         device: Optional[str] = DEVICE_OPTION,
         models: Optional[str] = typer.Option(None, help=option_help("sysid", "models", "Comma-separated models to train.")),
         data: Optional[Path] = typer.Option(None, help="Train on a user's .npz (u: trajectories×steps×inputs, y: …×outputs) instead of the simulator."),
-        epochs: Optional[int] = typer.Option(None, help=option_help("sysid", "train.epochs", "Maximum training epochs per model.")),
-        noise: Optional[float] = typer.Option(None, help=option_help("sysid", "data.noise_std", "Measurement noise σ on the angle [rad].")),
-        seed: Optional[int] = typer.Option(None, help="One seed instead of the list `seeds` (key seed; default: the list)."),
+        epochs: Optional[int] = typer.Option(None, **INTEGER, help=option_help("sysid", "train.epochs", "Maximum training epochs per model.")),
+        noise: Optional[float] = typer.Option(None, **NUMBER, help=option_help("sysid", "data.noise_std", "Measurement noise σ on the angle [rad].")),
+        seed: Optional[int] = typer.Option(None, **INTEGER, help="One seed instead of the list `seeds` (key seed; default: the list)."),
         seeds: Optional[str] = typer.Option(None, help=option_help("sysid", "seeds", "Comma-separated seeds; the table shows mean ± std over them.")),
         tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (same as sysid_preset=tiny)."),
     ) -> None:
@@ -45,8 +45,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                                 "one of the two is required."),
         excitation: Optional[str] = typer.Option(None, help=option_help("sysid_f16", "f16.excitation", "sine_sweep | multisine.")),
         models: Optional[str] = typer.Option(None, help=option_help("sysid_f16", "models", "Comma-separated models to train.")),
-        epochs: Optional[int] = typer.Option(None, help=option_help("sysid_f16", "train.epochs", "Maximum training epochs per model.")),
-        seed: Optional[int] = typer.Option(None, help="One seed instead of the list `seeds` (key seed; default: the list)."),
+        epochs: Optional[int] = typer.Option(None, **INTEGER, help=option_help("sysid_f16", "train.epochs", "Maximum training epochs per model.")),
+        seed: Optional[int] = typer.Option(None, **INTEGER, help="One seed instead of the list `seeds` (key seed; default: the list)."),
         seeds: Optional[str] = typer.Option(None, help=option_help("sysid_f16", "seeds", "Comma-separated seeds.")),
         tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (same as sysid_f16_preset=tiny)."),
     ) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from deqlab.cli.execute import execute
-from deqlab.cli.options import DEVICE_OPTION, OVERRIDES, bench_help, option_help, option_overrides, split_list
+from deqlab.cli.options import DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench_help, option_help, option_overrides, split_list
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -18,13 +18,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def digits(
         ctx: typer.Context,
         device: Optional[str] = DEVICE_OPTION,
-        epochs: Optional[int] = typer.Option(None, help=option_help("train_digits", "epochs", "Training epochs (one Adam + cosine schedule for every model).")),
-        n_z: Optional[int] = typer.Option(None, "--n-z", help=option_help("train_digits", "n_z", "Width of the tanh DEQ; the monotone DEQ and the MLP match its parameter count.")),
-        lr: Optional[float] = typer.Option(None, help=option_help("train_digits", "lr", "Adam's initial learning rate, cosine-annealed to 0.")),
-        batch: Optional[int] = typer.Option(None, help=option_help("train_digits", "batch", "Training batch size.")),
+        epochs: Optional[int] = typer.Option(None, **INTEGER, help=option_help("train_digits", "epochs", "Training epochs (one Adam + cosine schedule for every model).")),
+        n_z: Optional[int] = typer.Option(None, "--n-z", **INTEGER, help=option_help("train_digits", "n_z", "Width of the tanh DEQ; the monotone DEQ and the MLP match its parameter count.")),
+        lr: Optional[float] = typer.Option(None, **NUMBER, help=option_help("train_digits", "lr", "Adam's initial learning rate, cosine-annealed to 0.")),
+        batch: Optional[int] = typer.Option(None, **INTEGER, help=option_help("train_digits", "batch", "Training batch size.")),
         models: Optional[str] = typer.Option(None, help=option_help("train_digits", "models", "Comma-separated models from tanh_deq,monotone_deq,mlp.")),
-        checkpoints: Optional[int] = typer.Option(None, help=option_help("train_digits", "checkpoints", "Loss-Hessian checkpoints, epoch 0 to the last (0: none).")),
-        seed: Optional[int] = typer.Option(None, help=option_help("train_digits", "seed", "Torch seed of the weights and the batch order.")),
+        checkpoints: Optional[int] = typer.Option(None, **INTEGER, help=option_help("train_digits", "checkpoints", "Loss-Hessian checkpoints, epoch 0 to the last (0: none).")),
+        seed: Optional[int] = typer.Option(None, **INTEGER, help=option_help("train_digits", "seed", "Torch seed of the weights and the batch order.")),
         tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (deqlab.settings.train_digits.TINY)."),
         strict: bool = typer.Option(False, "--strict", help="Exit 1 if a monotone DEQ forward solve did not converge (the tanh DEQ's failures are the study: a note)."),
     ) -> None:
