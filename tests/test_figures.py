@@ -78,3 +78,13 @@ def test_hvp_spectrum_panels_are_labelled_and_their_values_stay_inside():
         for text in ax.texts:
             extent = text.get_window_extent(renderer)
             assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, text.get_text()
+
+
+def test_training_curves_name_the_validation_noise_floor():
+    """sysid's training curves draw the validation set's noise floor; labelled 'noise floor' it read as
+    the table's (test) floor, a different number (0.2619 against 0.1926 in a tiny run)."""
+    from deqlab.report.sysid_figures import training_curves
+
+    fig = training_curves({"ren": np.array([3.0, 2.3]), "lstm": np.array([1.0, 0.98])}, title="t", noise_floor=0.2619)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "validation noise floor = 0.2619" in labels, labels
