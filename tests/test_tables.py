@@ -319,3 +319,6 @@ def test_a_column_prints_in_one_notation():
     assert cells["t [s]"] == ["2.67e-01", "3.27e-05", "1.50e+00", "2.00e+00"]
     assert cells["plain"] == ["0.5", "0.25", "12", "3"]
     assert cells["pct"] == ["0.0 %", "0.0 %", "1.0 %", "2.0 %"]
+    # without a spec, a column of exponents keeps its trailing zeros ('4.03e-08' above '4.724e-08' before)
+    sweep = Table("sweep", pd.DataFrame({"job": ["0", "1"], "gap": [4.03e-08, 4.724e-08]}))
+    assert [row[1].plain for row in FittedTable(sweep).cells] == ["4.030e-08", "4.724e-08"]

@@ -111,10 +111,12 @@ class FittedTable:
         """Column ``j`` in one notation: when its cells mix scientific and positional numbers (a general
         ``{:.3g}`` printing ``0.747`` above ``2.19e-05``, or a small value's two-digit fallback under a
         fixed-point spec), every finite number of the column is printed in scientific notation with the
-        spec's significant digits, so that digits and exponents line up down the column."""
+        spec's significant digits, so that digits and exponents line up down the column; a column printed in
+        exponents by the default spec keeps its trailing zeros for the same reason."""
         shown = [row[j].plain for row in self.cells]
         kinds = {bool(_SCIENTIFIC.search(s)) for s, v in zip(shown, values) if math.isfinite(v) and v != 0}
-        if len(kinds) < 2:
+        # the default '{:.4g}' drops trailing zeros: '4.03e-08' above '4.724e-08'; one exponent column, one width
+        if len(kinds) < 2 and not (kinds == {True} and spec is None):
             return
         match = _PLAIN_SPEC.fullmatch(spec or "{:.4g}")
         if match is None:   # a spec with words or units around the number: left as written
