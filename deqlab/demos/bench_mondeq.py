@@ -149,7 +149,7 @@ def _run(cfg) -> Result:
         caption="per step = (median solve time - median set-up time) / steps, the solver called on W and c = Ux + b; "
         "set-up = the resolvent's inverse or LU factors and V(alpha c); floor = median time of "
         "prox(u @ V^T) for a (batch, n) u, timed interleaved with them. Issue-12 target: PR at most "
-        f"{PR_TARGET:g}x the floor at n_z <= {PR_TARGET_MAX_N} (met / not met; target nan: DR has none). per step nan, "
+        f"{PR_TARGET:g}x the floor at n_z <= {PR_TARGET_MAX_N} (met / not met; target nan: no target, DR or n_z above {PR_TARGET_MAX_N}). per step nan, "
         "met n/a: the set-up's median exceeded the solve's (timing noise: raise repeats).",
     )
     result.tables["alpha_grid"] = Table("Iterations to rtol over the alpha grid", pd.DataFrame(grid_rows))
