@@ -88,3 +88,22 @@ def test_training_curves_name_the_validation_noise_floor():
     fig = training_curves({"ren": np.array([3.0, 2.3]), "lstm": np.array([1.0, 0.98])}, title="t", noise_floor=0.2619)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "validation noise floor = 0.2619" in labels, labels
+
+
+def test_a_log_axis_below_one_labels_its_ticks_with_their_values():
+    """bench mondeq: times from 0.03 ms (the direct solve) to 1000 ms printed the ticks 0.5, 0.2, 0.1 and
+    0.05 as '0', '0', '0', '0' (a plain formatter with the decimals of the axis's large end)."""
+    from deqlab.report.mondeq_figures import bench_times
+
+    sizes = np.array([50, 256, 1024])
+    times = {"fixed_point": np.array([70.0, 340.0, 1100.0]), "peaceman_rachford": np.array([1.05, 38.0, 480.0]),
+             "direct solve (linear monDEQ)": np.array([0.031, 7.2, 46.0])}
+    fig = bench_times(sizes, times, title="t")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    shown = [(t.get_position()[1], t.get_text()) for t in ax.get_yticklabels()
+             if t.get_text() and low <= t.get_position()[1] <= high]
+    assert any(value < 1 for value, _ in shown), shown
+    for value, text in shown:
+        assert float(text.replace("−", "-")) == pytest.approx(value, rel=1e-6), (value, text)
