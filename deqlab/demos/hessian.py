@@ -247,7 +247,8 @@ def run(cfg) -> Result:
 def _route(rows, result, name, detail, fn, H):
     """Time one check route and append its row; a route that fails is reported (NaN, reason), not fatal."""
     try:
-        H_r, t = timed(fn)
+        with activity(f"check route {name}"):   # (seconds each: an unrolled torch.func.hessian, 2P solves of FD)
+            H_r, t = timed(fn)
     except (RuntimeError, DeqlabError) as exc:  # e.g. a linear solve of the implicit layer in float32
         reason = " ".join(str(exc).split())[:160]
         rows.append({"route": name, "rel. error": float("nan"), "time (s)": float("nan"), "detail": f"FAILED: {reason}"})
