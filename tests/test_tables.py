@@ -157,6 +157,8 @@ COMMANDS = {
     "bench_mondeq": ("bench", "mondeq", "sizes=[8,16]", "repeats=1", "alphas=[0.5,1.0]", "batch=4", "n_x=3"),
     "bench_nethessian": ("bench", "nethessian", "mlp.d=3", "mlp.hidden=[4]", "batch=4", "hessian_batch=2", "repeats=1",
                          "warmup=0"),
+    "bench_curvature": ("bench", "curvature", "n_x=4", "classes=3", "batch=4", "hvp_n_z=3", "eig_n_z=3", "top_k=2",
+                        "repeats=1", "warmup=0", "eig_iterative=false"),
     "bench_sysid": ("bench", "sysid", "batch=2", "steps=5", "n_x=2", "n_v=3", "lstm_hidden=3", "threads=[1]", "warmup=0",
                     "repeats=1"),
 }
@@ -322,3 +324,5 @@ def test_a_column_prints_in_one_notation():
     # without a spec, a column of exponents keeps its trailing zeros ('4.03e-08' above '4.724e-08' before)
     sweep = Table("sweep", pd.DataFrame({"job": ["0", "1"], "gap": [4.03e-08, 4.724e-08]}))
     assert [row[1].plain for row in FittedTable(sweep).cells] == ["4.030e-08", "4.724e-08"]
+    same = Table("tol", pd.DataFrame({"k": [1, 2], "tol": [1e-06, 1e-06], "signs": [-2e-08, 3e-08]}))
+    assert [[row[j].plain for j in (1, 2)] for row in FittedTable(same).cells] == [["1e-06", "-2e-08"], ["1e-06", "3e-08"]]

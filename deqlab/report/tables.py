@@ -116,7 +116,8 @@ class FittedTable:
         shown = [row[j].plain for row in self.cells]
         kinds = {bool(_SCIENTIFIC.search(s)) for s, v in zip(shown, values) if math.isfinite(v) and v != 0}
         # the default '{:.4g}' drops trailing zeros: '4.03e-08' above '4.724e-08'; one exponent column, one width
-        if len(kinds) < 2 and not (kinds == {True} and spec is None):
+        widths = {len(s.lstrip("-")) for s, v in zip(shown, values) if math.isfinite(v) and v != 0}
+        if len(kinds) < 2 and not (kinds == {True} and spec is None and len(widths) > 1):
             return
         match = _PLAIN_SPEC.fullmatch(spec or "{:.4g}")
         if match is None:   # a spec with words or units around the number: left as written
