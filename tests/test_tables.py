@@ -151,6 +151,9 @@ COMMANDS = {
                         "pinn.n_boundary=16"),
     "sysid": ("sysid", "pendulum", "sysid_preset=tiny"),
     "bench_solvers": ("bench", "solvers", "sizes=[8]", "norms=[0.9]", "families=[symmetric]", "repeats=1", "batch=4"),
+    # hybr left out (n_z above scipy_max_n): the ratios to it are nan, which the caption must explain
+    "bench_solvers_no_hybr": ("bench", "solvers", "sizes=[8]", "norms=[0.9]", "families=[symmetric]", "repeats=1", "batch=4",
+                              "scipy_max_n=4"),
     "bench_hessian": ("bench", "hessian", "n_z=5", "n_x=2", "batch=3", "ladder=[4,6]", "repeats=1", "warmup=0",
                       "unroll_steps=80", "top_k=2", "memory=false"),
     "bench_lowrank": ("bench", "lowrank", "n=40", "rank=3", "k=6", "repeats=2", "large_n=[3000]"),

@@ -138,7 +138,8 @@ def _run(cfg) -> Result:
         formats={"max residual": "{:.1e}", "median time [ms]": "{:.2f}", "f evals / fixed_point": "{:.2f}",
                  "time / fixed_point": "{:.2f}", "f evals / hybr": "{:.2f}", "time per f eval [ms]": "{:.3f}",
                  "time per f eval / fixed_point": "{:.2f}"},
-        caption="hybr = scipy MINPACK (fsolve/root): f evals are calls per sample, forward-difference Jacobian included.",
+        caption="hybr = scipy MINPACK (fsolve/root): f evals are calls per sample, forward-difference Jacobian included; "
+                f"f evals / hybr nan: hybr is not run above n_z = {cfg.scipy_max_n} (scipy_max_n).",
     )
     result.tables["targets"] = Table(
         "Issue 12 targets for Anderson (ratios to fixed-point iteration, same problem, same run)",
