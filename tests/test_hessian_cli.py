@@ -88,6 +88,15 @@ def test_normal_init_is_refused_with_conditioning_figure(cli, output_root):
     assert not [p for p in (output_root / "hessian").iterdir() if p.is_dir() and not p.name.endswith(".failed")]
 
 
+def test_a_repelling_point_differentiated_anyway_gives_no_false_advice(cli, output_root):
+    """require_contractive=false at ρ(J) = 1.19: route (b)'s note advised raising --steps 'to watch (b)
+    converge', which at ρ(J) ≥ 1 makes its truncation grow like L²ρ^L instead."""
+    r = cli("hessian", "--init", "normal", "require_contractive=false", "check_layer=false", "unroll_steps=60")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "raise --steps" not in text and "no depth makes (b) converge" in text
+
+
 def test_ill_conditioned_threshold(cli, output_root):
     r = cli("hessian", "max_cond=1.5")
     assert r.exit_code == 1

@@ -283,7 +283,8 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
                 f"second derivatives approach the DEQ's like L²ρ(J)^L = {cfg.unroll_steps}²·{base['rho(J) max']:.6f}^{cfg.unroll_steps} "
                 f"= {truncation:.1e}, "
                 "so its error here is the unroll's truncation, not the closed form's; routes (c) and (d) do not truncate "
-                "(raise --steps to watch (b) converge).")
+                + ("(raise --steps to watch (b) converge)." if base['rho(J) max'] < 1 else
+                   "(with ρ(J) ≥ 1 the unrolled iteration leaves z*: no depth makes (b) converge, more --steps make it worse)."))
         if cfg.check_layer:
             _route(rows, result, "(c) torch.func.hessian, implicit layer", f"IFT rules, {opts.solver} atol {opts.atol:g}",
                    lambda: layer_hessian(params, groups, x, y, opts=tight), H)
