@@ -162,3 +162,15 @@ def test_groups_must_be_a_list_without_empty_entries(cli, output_root):
     r = cli("hessian", "--groups", "W_z,,b_z")
     assert r.exit_code == 2 and "without empty entries" in r.stderr
     assert not output_root.exists() or not any(output_root.rglob("*.csv"))
+
+
+def test_a_long_fixed_point_survey_is_named_in_the_notes(cli, output_root, monkeypatch):
+    """hessian --hvp-only --n-z 300 --batch 64 (the README's example) spent 9 of its 11 minutes in the
+    fixed-points table's per-sample MINPACK solves, timed nowhere; a survey above SURVEY_NOTE_SECONDS says so."""
+    import deqlab.demos.hessian as demo
+
+    monkeypatch.setattr(demo, "SURVEY_NOTE_SECONDS", -1.0)
+    r = cli("hessian", "--hvp-only", "--n-z", "6", "--batch", "2", "probes=4", "top_k=2")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "the fixed-points table took" in text and "slowest: " in text

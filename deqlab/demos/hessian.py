@@ -91,6 +91,8 @@ RANK_TOL = 1e-10
 
 #: How a :func:`key_value` table prints its numbers (its CSV keeps every digit).
 KEY_VALUE_FORMATS = {"value": "{:.6g}"}
+#: A fixed-points survey longer than this (seconds) is named in the notes with its slowest solvers.
+SURVEY_NOTE_SECONDS = 10.0
 
 
 def key_value(row: dict) -> pd.DataFrame:
@@ -166,8 +168,15 @@ def run(cfg) -> Result:
     # every solver from z = 0, then J, its eigenvalues and singular values per sample at each point:
     # minutes at n_z = 300, batch 64 on two busy cores, with nothing on the screen before this spinner
     with activity(f"fixed points from z = 0, every solver (batch {cfg.batch}, n_z {cfg.model.n_z})"):
-        points = survey_fixed_points(lambda zz: F(zz), z0, res, list(SOLVERS), atol=opts.atol, rtol=opts.rtol,
-                                     max_iter=opts.max_iter, options=dict(opts.options), known={opts.solver: res})
+        (points, t_survey) = timed(lambda: survey_fixed_points(
+            lambda zz: F(zz), z0, res, list(SOLVERS), atol=opts.atol, rtol=opts.rtol, max_iter=opts.max_iter,
+            options=dict(opts.options), known={opts.solver: res}))
+    if t_survey > SURVEY_NOTE_SECONDS:
+        # the README's --hvp-only example spent 9 of its 11 minutes here, timed in no table
+        slow = sorted((p for p in points if p.result is not None), key=lambda p: -p.result.wall_time)[:3]
+        result.notes.append(f"the fixed-points table took {t_survey:.0f} s (slowest: "
+                            + ", ".join(f"{p.solver} {p.result.wall_time:.0f} s" for p in slow)
+                            + "); the derivatives do not need it.")
     z, polish = res.z, None
     if res.all_converged:
         polish = polish_tanh_equilibrium(params["W_z"], params["b_z"], params["U_z"], x, res.z)
