@@ -107,3 +107,20 @@ def test_a_log_axis_below_one_labels_its_ticks_with_their_values():
     assert any(value < 1 for value, _ in shown), shown
     for value, text in shown:
         assert float(text.replace("−", "-")) == pytest.approx(value, rel=1e-6), (value, text)
+
+
+def test_mondeq_training_figure_colours_each_model_by_its_solver():
+    """'unconstrained (fixed_point)' took a colour from its whole name: forward-backward's cyan, while
+    fixed-point iteration is blue in the alpha-sweep figure of the same run."""
+    from matplotlib.colors import to_hex
+
+    from deqlab.report.mondeq_figures import training_iterations
+    from deqlab.report.style import color
+
+    epochs = np.arange(1, 4)
+    names = ["monotone (peaceman_rachford)", "unconstrained (fixed_point)"]
+    steps = {n: np.array([30.0, 31.0, 33.0]) for n in names}
+    fig = training_iterations(epochs, steps, steps, {n: np.ones(3) for n in names}, max_iter=200, title="t")
+    lines = {line.get_label(): to_hex(line.get_color()) for line in fig.axes[0].get_lines()}
+    assert lines["unconstrained (fixed_point): mean"] == color("fixed_point")
+    assert lines["monotone (peaceman_rachford): mean"] == color("peaceman_rachford")
