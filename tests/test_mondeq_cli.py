@@ -84,6 +84,7 @@ def test_forward_backward_above_its_bound_warns_and_reports_divergence(cli, outp
     r = cli("mondeq", *SMALL, "--fb-alpha", "5")
     assert r.exit_code == 0
     assert "is not below its convergence bound 2m/||I-W||^2" in r.stderr
+    assert "--fb-alpha auto" in r.stderr and r.stderr.count("warning:") == 1   # what to do, in the one line
     solvers = pd.read_csv(run_folder(output_root) / "solvers.csv")
     fb = solvers[solvers.method == "forward_backward"].iloc[0]
     assert fb.alpha == 5 and not fb.converged

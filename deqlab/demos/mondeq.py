@@ -291,7 +291,8 @@ def _run(cfg) -> Result:
     fb_alpha = FB_AUTO_FRACTION * bound if cfg.fb_alpha == "auto" else float(cfg.fb_alpha)
     if fb_alpha >= bound:
         warning = (f"warning: forward_backward alpha={fb_alpha:g} is not below its convergence bound "
-                   f"2m/||I-W||^2 = {bound:.4g} (m={cfg.model.m:g}, ||I-W||_2={L_w:.4g}); it may diverge")
+                   f"2m/||I-W||^2 = {bound:.4g} (m={cfg.model.m:g}, ||I-W||_2={L_w:.4g}); it may diverge "
+                   f"(--fb-alpha auto takes 0.9 x the bound; any value below it converges)")
         print(warning, file=sys.stderr)
         result.notes.append(warning)
     result.tables["sweep_problem"] = Table(
