@@ -78,3 +78,49 @@ def test_hvp_spectrum_panels_are_labelled_and_their_values_stay_inside():
         for text in ax.texts:
             extent = text.get_window_extent(renderer)
             assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, text.get_text()
+
+
+def test_training_curves_name_the_validation_noise_floor():
+    """sysid's training curves draw the validation set's noise floor; labelled 'noise floor' it read as
+    the table's (test) floor, a different number (0.2619 against 0.1926 in a tiny run)."""
+    from deqlab.report.sysid_figures import training_curves
+
+    fig = training_curves({"ren": np.array([3.0, 2.3]), "lstm": np.array([1.0, 0.98])}, title="t", noise_floor=0.2619)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "validation noise floor = 0.2619" in labels, labels
+
+
+def test_a_log_axis_below_one_labels_its_ticks_with_their_values():
+    """bench mondeq: times from 0.03 ms (the direct solve) to 1000 ms printed the ticks 0.5, 0.2, 0.1 and
+    0.05 as '0', '0', '0', '0' (a plain formatter with the decimals of the axis's large end)."""
+    from deqlab.report.mondeq_figures import bench_times
+
+    sizes = np.array([50, 256, 1024])
+    times = {"fixed_point": np.array([70.0, 340.0, 1100.0]), "peaceman_rachford": np.array([1.05, 38.0, 480.0]),
+             "direct solve (linear monDEQ)": np.array([0.031, 7.2, 46.0])}
+    fig = bench_times(sizes, times, title="t")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    shown = [(t.get_position()[1], t.get_text()) for t in ax.get_yticklabels()
+             if t.get_text() and low <= t.get_position()[1] <= high]
+    assert any(value < 1 for value, _ in shown), shown
+    for value, text in shown:
+        assert float(text.replace("−", "-")) == pytest.approx(value, rel=1e-6), (value, text)
+
+
+def test_mondeq_training_figure_colours_each_model_by_its_solver():
+    """'unconstrained (fixed_point)' took a colour from its whole name: forward-backward's cyan, while
+    fixed-point iteration is blue in the alpha-sweep figure of the same run."""
+    from matplotlib.colors import to_hex
+
+    from deqlab.report.mondeq_figures import training_iterations
+    from deqlab.report.style import color
+
+    epochs = np.arange(1, 4)
+    names = ["monotone (peaceman_rachford)", "unconstrained (fixed_point)"]
+    steps = {n: np.array([30.0, 31.0, 33.0]) for n in names}
+    fig = training_iterations(epochs, steps, steps, {n: np.ones(3) for n in names}, max_iter=200, title="t")
+    lines = {line.get_label(): to_hex(line.get_color()) for line in fig.axes[0].get_lines()}
+    assert lines["unconstrained (fixed_point): mean"] == color("fixed_point")
+    assert lines["monotone (peaceman_rachford): mean"] == color("peaceman_rachford")

@@ -75,7 +75,7 @@ def test_hvp_only(cli, output_root):
     # HVP / gradient ratio reads as a hundreds-fold cost
     assert "adjoint" in table.loc["one implicit gradient", "detail"]
     # the eigenvalue table's rank counts from 0 in ascending order, the figure from 1 at each end: said
-    assert "0 = λ_min" in " ".join(r.output.split())
+    assert "from 0 = λ_min to" in " ".join(r.output.split())
 
 
 def test_normal_init_is_refused_with_conditioning_figure(cli, output_root):
@@ -86,6 +86,15 @@ def test_normal_init_is_refused_with_conditioning_figure(cli, output_root):
     assert "Traceback" not in r.output
     # no successful run folder claims results
     assert not [p for p in (output_root / "hessian").iterdir() if p.is_dir() and not p.name.endswith(".failed")]
+
+
+def test_a_repelling_point_differentiated_anyway_gives_no_false_advice(cli, output_root):
+    """require_contractive=false at ρ(J) = 1.19: route (b)'s note advised raising --steps 'to watch (b)
+    converge', which at ρ(J) ≥ 1 makes its truncation grow like L²ρ^L instead."""
+    r = cli("hessian", "--init", "normal", "require_contractive=false", "check_layer=false", "unroll_steps=60")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "raise --steps" not in text and "no depth makes (b) converge" in text
 
 
 def test_ill_conditioned_threshold(cli, output_root):
@@ -153,3 +162,15 @@ def test_groups_must_be_a_list_without_empty_entries(cli, output_root):
     r = cli("hessian", "--groups", "W_z,,b_z")
     assert r.exit_code == 2 and "without empty entries" in r.stderr
     assert not output_root.exists() or not any(output_root.rglob("*.csv"))
+
+
+def test_a_long_fixed_point_survey_is_named_in_the_notes(cli, output_root, monkeypatch):
+    """hessian --hvp-only --n-z 300 --batch 64 (the README's example) spent 9 of its 11 minutes in the
+    fixed-points table's per-sample MINPACK solves, timed nowhere; a survey above SURVEY_NOTE_SECONDS says so."""
+    import deqlab.demos.hessian as demo
+
+    monkeypatch.setattr(demo, "SURVEY_NOTE_SECONDS", -1.0)
+    r = cli("hessian", "--hvp-only", "--n-z", "6", "--batch", "2", "probes=4", "top_k=2")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "the fixed-points table took" in text and "slowest: " in text

@@ -172,3 +172,22 @@ def test_a_pairs_file_whose_name_holds_a_backslash_or_quote_is_found(cli, output
     r = cli("lowrank", "--pairs", str(path))
     assert r.exit_code == 0, r.stderr
     assert len(pd.read_csv(run_folder(output_root) / "pairs.csv")) == 4
+
+
+def test_pairs_eigenvalue_summary_shows_both_ends(cli, output_root, tmp_path):
+    """Least change returns a rank-2k matrix with negative eigenvalues; its summary printed the 6 largest
+    and '...', which hid every negative one (-0.47 against +0.56 on the record's pairs file)."""
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((20, 20))
+    H = (A + A.T) / 2   # full rank, indefinite: least change gets rank 2k = 10
+    X = rng.standard_normal((20, 5))
+    path = tmp_path / "pairs.npz"
+    np.savez(path, X=X, Y=H @ X, H=H)
+    r = cli("lowrank", "--pairs", str(path))
+    assert r.exit_code == 0, r.output
+    folder = run_folder(output_root)
+    S = np.sort(np.load(folder / "factors.npz")["least_change_S"])
+    assert len(S) > 6 and S[0] < 0
+    shown = pd.read_csv(folder / "pairs.csv").set_index("method").loc["least_change", "eigenvalues"]
+    assert f"{S[0]:.6g}" in shown and f"{S[-1]:.6g}" in shown, shown
+    assert "factors.npz" in " ".join(r.output.split())

@@ -84,6 +84,7 @@ def test_forward_backward_above_its_bound_warns_and_reports_divergence(cli, outp
     r = cli("mondeq", *SMALL, "--fb-alpha", "5")
     assert r.exit_code == 0
     assert "is not below its convergence bound 2m/||I-W||^2" in r.stderr
+    assert "--fb-alpha auto" in r.stderr and r.stderr.count("warning:") == 1   # what to do, in the one line
     solvers = pd.read_csv(run_folder(output_root) / "solvers.csv")
     fb = solvers[solvers.method == "forward_backward"].iloc[0]
     assert fb.alpha == 5 and not fb.converged
@@ -129,3 +130,26 @@ def test_fb_alpha_option_takes_auto_as_its_help_says(cli, output_root):
     for value in ("auto", "0.5"):
         helpers.assert_one_line_error(cli("mondeq", "--fb-alpha", value, "model.n_z=0"), "model.n_z must be >= 1")
     helpers.assert_one_line_error(cli("mondeq", "--fb-alpha", "abc"), "fb_alpha must be a number > 0 or auto, got 'abc'")
+
+
+def test_bench_mondeq_never_reports_a_negative_time_per_step(cli, output_root, monkeypatch):
+    """per step = (solve − set-up) / steps: when timing noise puts the set-up's median above the solve's,
+    the table once printed -0.362 ms per step, -21.9x the floor, and 'met'."""
+    import deqlab.demos.bench_mondeq as bench
+
+    original = bench.interleaved_medians
+
+    def noisy(calls, *args, **kwargs):
+        out = original(calls, *args, **kwargs)
+        if "set-up" in out:   # the set-up measured slower than the whole solve
+            out["set-up"] = (10 * out["solve"][0], out["set-up"][1])
+        return out
+
+    monkeypatch.setattr(bench, "interleaved_medians", noisy)
+    r = cli("bench", "mondeq", "sizes=[8]", "repeats=1", "alphas=[0.5]", "batch=4", "n_x=3")
+    assert r.exit_code == 0, r.output + r.stderr
+    per = pd.read_csv(run_folder(output_root / "bench", "mondeq") / "per_iteration.csv")
+    assert per["per step [ms]"].isna().all() and per["x floor"].isna().all()
+    met = pd.read_csv(run_folder(output_root / "bench", "mondeq") / "per_iteration.csv", keep_default_na=False,
+                      dtype=str).set_index("method")["met"]   # ('n/a' is a NaN word to pandas by default)
+    assert met["peaceman_rachford"] == "n/a" and met["douglas_rachford"] == ""

@@ -108,6 +108,11 @@ def test_evaluate_on_the_runs_test_split_reproduces_the_table(tiny_run, cli, out
         assert abs(ev.loc[name, "NRMSE"] - trained.loc[name, "NRMSE"]) < SAME_RUN_TOL
         assert ev.loc[name, "train time [s]"] == trained.loc[name, "train time [s]"]
         assert ev.loc[name, "status"] == "ok"
+    # the caption describes this table: the file's trajectories (not a 'test' split), no NRMSE clean column,
+    # and where its training columns come from
+    caption = " ".join(r.output.split())
+    assert "over all 3 trajectories of the data" in caption and "NRMSE clean" not in caption
+    assert "copied from the run" in caption
     # the run folder in the key=value form every setting takes: the same run, not a folder "run_dir=…"
     again = cli("sysid", "evaluate", f"run_dir={run}", "--data", str(f), "lipschitz.iters=1")
     assert again.exit_code == 0, again.output

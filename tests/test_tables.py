@@ -151,12 +151,17 @@ COMMANDS = {
                         "pinn.n_boundary=16"),
     "sysid": ("sysid", "pendulum", "sysid_preset=tiny"),
     "bench_solvers": ("bench", "solvers", "sizes=[8]", "norms=[0.9]", "families=[symmetric]", "repeats=1", "batch=4"),
+    # hybr left out (n_z above scipy_max_n): the ratios to it are nan, which the caption must explain
+    "bench_solvers_no_hybr": ("bench", "solvers", "sizes=[8]", "norms=[0.9]", "families=[symmetric]", "repeats=1", "batch=4",
+                              "scipy_max_n=4"),
     "bench_hessian": ("bench", "hessian", "n_z=5", "n_x=2", "batch=3", "ladder=[4,6]", "repeats=1", "warmup=0",
                       "unroll_steps=80", "top_k=2", "memory=false"),
     "bench_lowrank": ("bench", "lowrank", "n=40", "rank=3", "k=6", "repeats=2", "large_n=[3000]"),
     "bench_mondeq": ("bench", "mondeq", "sizes=[8,16]", "repeats=1", "alphas=[0.5,1.0]", "batch=4", "n_x=3"),
     "bench_nethessian": ("bench", "nethessian", "mlp.d=3", "mlp.hidden=[4]", "batch=4", "hessian_batch=2", "repeats=1",
                          "warmup=0"),
+    "bench_curvature": ("bench", "curvature", "n_x=4", "classes=3", "batch=4", "hvp_n_z=3", "eig_n_z=3", "top_k=2",
+                        "repeats=1", "warmup=0", "eig_iterative=false"),
     "bench_sysid": ("bench", "sysid", "batch=2", "steps=5", "n_x=2", "n_v=3", "lstm_hidden=3", "threads=[1]", "warmup=0",
                     "repeats=1"),
 }
@@ -197,6 +202,8 @@ def test_every_command_fits_80_columns(name, output_root, shown_results):
             assert_no_number_shown_as_zero(table)
             assert_text_columns_show_no_nan(table)
             assert_parts_keep_rows_apart(table, 80)
+            assert_nan_is_explained(table, result.notes)
+            assert_one_notation_per_column(table)
             for column in map(str, table.frame.columns):
                 if is_time_column(column):
                     assert TIME_UNIT.search(column), f"time column {column!r} of {table.title!r} names no unit"
@@ -222,6 +229,32 @@ def assert_text_columns_show_no_nan(table: Table) -> None:
         if not numeric:
             shown = {row[j].plain for row in fitted.cells}
             assert "nan" not in shown, f"{table.title!r}: text column {fitted.columns[j]!r} shows 'nan'"
+
+
+def assert_nan_is_explained(table: Table, notes: list[str]) -> None:
+    """A number shown as 'nan' (red) reads as a failure unless the table says what it means: its caption,
+    a note, or a word in its row ('not timed', 'FAILED', 'value nan'). mondeq's solver table once printed
+    alpha = nan for anderson with no word why, sysid's 'Lip bound' nan for every model but one."""
+    fitted = FittedTable(table)
+    said = (table.caption + " " + " ".join(notes)).lower()
+    for row in fitted.cells:
+        shown = [cell.plain for cell, numeric in zip(row, fitted.numeric) if numeric]
+        if any(s in ("nan", "inf", "-inf") for s in shown):
+            words = " ".join(cell.plain for cell, numeric in zip(row, fitted.numeric) if not numeric).lower()
+            assert "nan" in said or "inf" in said or any(w in words for w in ("nan", "not timed", "failed")), (
+                f"{table.title!r}: a row shows nan/inf and nothing says why: {[c.plain for c in row]}")
+
+
+def assert_one_notation_per_column(table: Table) -> None:
+    """Within a column of real numbers, either every shown value is in scientific notation or none is:
+    '0.2' above '0.031' above '1e-05' makes a reader compare digits that do not line up."""
+    fitted = FittedTable(table)
+    for j, numeric in enumerate(fitted.numeric):
+        if not numeric or j >= len(fitted.columns) or not pd.api.types.is_float_dtype(table.frame.iloc[:, j]):
+            continue
+        shown = [row[j].plain for row in fitted.cells if row[j].plain not in ("nan", "inf", "-inf")]
+        scientific = {bool(re.search(r"\de[+-]\d", s)) for s in shown if s not in ("0", "0.0")}
+        assert len(scientific) <= 1, f"{table.title!r}: column {fitted.columns[j]!r} mixes notations: {shown}"
 
 
 def assert_parts_keep_rows_apart(table: Table, width: int) -> None:
@@ -276,3 +309,23 @@ def test_notes_and_failures_print_as_written():
     text = buffer.getvalue()
     assert "REN train time [s] is in [bold]the table[/bold]" in text, text
     assert "not converged: model saved under /data/[run]/ren.pt did not converge" in text, text
+
+
+def test_a_column_prints_in_one_notation():
+    """'0.747' above '2.19e-05' (a '{:.3g}' column of seconds) and a fixed-point column whose small
+    entry falls back to '3.3e-05': the whole column goes scientific, keeping the spec's digits; a column
+    that needs no exponent, and one whose spec carries words, are left as they were."""
+    frame = pd.DataFrame({"route": ["a", "b", "c", "d"], "time (s)": [0.747, 2.19e-5, 0.0, float("nan")],
+                          "t [s]": [0.2672, 3.27e-5, 1.5, 2.0], "plain": [0.5, 0.25, 12.0, 3.0],
+                          "pct": [0.001, 2e-7, 1.0, 2.0]})
+    table = Table("t", frame, formats={"time (s)": "{:.3g}", "t [s]": "{:.4f}", "pct": "{:.1f} %"})
+    cells = {c: [row[i].plain for row in FittedTable(table).cells] for i, c in enumerate(frame.columns)}
+    assert cells["time (s)"] == ["7.47e-01", "2.19e-05", "0.00e+00", "nan"]
+    assert cells["t [s]"] == ["2.67e-01", "3.27e-05", "1.50e+00", "2.00e+00"]
+    assert cells["plain"] == ["0.5", "0.25", "12", "3"]
+    assert cells["pct"] == ["0.0 %", "0.0 %", "1.0 %", "2.0 %"]
+    # without a spec, a column of exponents keeps its trailing zeros ('4.03e-08' above '4.724e-08' before)
+    sweep = Table("sweep", pd.DataFrame({"job": ["0", "1"], "gap": [4.03e-08, 4.724e-08]}))
+    assert [row[1].plain for row in FittedTable(sweep).cells] == ["4.030e-08", "4.724e-08"]
+    same = Table("tol", pd.DataFrame({"k": [1, 2], "tol": [1e-06, 1e-06], "signs": [-2e-08, 3e-08]}))
+    assert [[row[j].plain for j in (1, 2)] for row in FittedTable(same).cells] == [["1e-06", "-2e-08"], ["1e-06", "3e-08"]]

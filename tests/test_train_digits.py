@@ -31,6 +31,10 @@ def test_tiny_run_fills_the_table_and_the_curvature(tiny_result):
     assert np.isfinite(curv[["top eigenvalue", "trace", "negative mass"]].to_numpy()).all()
     assert ((curv["negative mass"] >= 0) & (curv["negative mass"] <= 1)).all()
     assert set(r.figures) == {"training", "spectral_density"}
+    # history.npz names each row's model (its rows are every model's epochs, one after the other), as plain
+    # strings np.load reads without pickle
+    history, frame = r.arrays["history"], r.tables["history"].frame
+    assert list(history["model"]) == list(frame["model"]) and history["model"].dtype.kind == "U"
     for make in r.figures.values():
         fig = make()
         assert all(ax.get_xlabel() or ax.get_ylabel() for ax in fig.axes)

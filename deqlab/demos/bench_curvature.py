@@ -109,7 +109,7 @@ def _bench(s: CurvatureBench) -> Result:
         caption=f"median of {s.repeats} after {s.warmup} warm-up, routes interleaved; 'warm': a product on a built "
                 "operator (eigsh, Hutchinson, SLQ); 'cold': the operator's gradient pass (z*, lambda) and per-sample LU "
                 f"plus one product; iterative and direct routes differ from the LU one by their solves' tolerance "
-                f"(atol {s.atol:g})",
+                f"(atol {s.atol:g}); rel. difference nan: the gradient row is no HVP",
     )
     rows = []
     for linear in track(["lu", "iterative"] if s.eig_iterative else ["lu"], "top eigenvalues"):

@@ -364,7 +364,8 @@ def _targets_table(cfg, groups, times, H, H_ref, ladder) -> Table:
                  formats={"value": "{:.3g}", "value (CPU clock)": "{:.3g}", "against value": "{:.4g}"},
                  caption="dense Hessian and HVP times are medians of wall time, interleaved with what they are compared with ('met' "
                          "judges these); value (CPU clock): the same ratio from the thread's CPU time, steadier on a shared machine; "
-                         "memory: peak RSS increase of one call in a fresh process")
+                         "memory: peak RSS increase of one call in a fresh process; nan: the row's value is not a time ratio "
+                         "(rel. difference) or its floor was not timed")
 
 
 def run(cfg) -> Result:
@@ -428,7 +429,8 @@ def _bench(cfg, groups, result) -> Result:
                         "rel. difference": "{:.2e}", "peak memory (MiB)": "{:.1f}"},
         caption=f"median of {cfg.repeats} after {cfg.warmup} warm-up ({cfg.ref_repeats} for the unrolled Hessian); "
                 "rel. difference: vs the unrolled route (gradient/HVP: same vector); peak memory: "
-                + ("the CUDA allocator's peak increase during one call. " if is_cuda(device) else "RSS increase in a fresh process. ") +
+                + ("the CUDA allocator's peak increase during one call" if is_cuda(device) else "RSS increase in a fresh process") +
+                " (nan: not measured, memory=false or a route it skips). " +
                 "Gradient and 'cold' HVP start from z* (factorise, adjoint solve, products); 'warm' reuses the factorisation and λ "
                 "(the case of many HVPs at one θ: eigsh, Hutchinson, CG)",
     )

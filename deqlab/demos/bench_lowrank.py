@@ -104,7 +104,9 @@ def _run(cfg) -> Result:
         f"Targets: rel error <= {cfg.target_error:g}, speed-up >= {cfg.target_speedup:g} (at n = {cfg.n}); "
         "only rank_k_recovery and seed_method are meant to meet the error target (the others return other solutions). "
         f"x numpy: method time / a plain numpy implementation of the same closed form without input checks "
-        f"(interleaved, same process); issue-12 target: at most {NUMPY_TARGET:g} (numpy target: met / not met).",
+        f"(interleaved, same process); issue-12 target: at most {NUMPY_TARGET:g} (numpy target: met / not met). "
+        f"nan: not measured (numpy columns: a method without a plain numpy twin; speed-up: rows at n != {cfg.n}, "
+        "where SR1 is not run; peak memory: measured at the large n only).",
     )
     result.notes.append(machine_note("float64") + " torch is not used by this benchmark: it runs on the CPU (numpy) "
                         + ("whatever the device asked for." if cfg.device == "cpu" else f"although device={cfg.device} was asked for."))

@@ -138,7 +138,8 @@ def _run(cfg) -> Result:
         formats={"max residual": "{:.1e}", "median time [ms]": "{:.2f}", "f evals / fixed_point": "{:.2f}",
                  "time / fixed_point": "{:.2f}", "f evals / hybr": "{:.2f}", "time per f eval [ms]": "{:.3f}",
                  "time per f eval / fixed_point": "{:.2f}"},
-        caption="hybr = scipy MINPACK (fsolve/root): f evals are calls per sample, forward-difference Jacobian included.",
+        caption="hybr = scipy MINPACK (fsolve/root): f evals are calls per sample, forward-difference Jacobian included; "
+                f"f evals / hybr nan: hybr is not run above n_z = {cfg.scipy_max_n} (scipy_max_n).",
     )
     result.tables["targets"] = Table(
         "Issue 12 targets for Anderson (ratios to fixed-point iteration, same problem, same run)",
@@ -204,5 +205,5 @@ def _broyden_memory_table(cfg, dtype, device) -> Table:
         "Reference: Broyden keeping every pair, as torchdeq 0.1.0 does by default "
         "(LBFGS_thres = max_iter); it needed the same evaluations as torchdeq +-1 on this problem when checked. "
         "The torchdeq column is the issue's count on its own draw of the problem (not run here). Target: limited "
-        f"memory: at most {BROYDEN_TARGET}x the evaluations of the reference.",
+        f"memory: at most {BROYDEN_TARGET}x the evaluations of the reference (target nan: the rows it does not judge).",
     )

@@ -91,6 +91,8 @@ RANK_TOL = 1e-10
 
 #: How a :func:`key_value` table prints its numbers (its CSV keeps every digit).
 KEY_VALUE_FORMATS = {"value": "{:.6g}"}
+#: A fixed-points survey longer than this (seconds) is named in the notes with its slowest solvers.
+SURVEY_NOTE_SECONDS = 10.0
 
 
 def key_value(row: dict) -> pd.DataFrame:
@@ -166,8 +168,15 @@ def run(cfg) -> Result:
     # every solver from z = 0, then J, its eigenvalues and singular values per sample at each point:
     # minutes at n_z = 300, batch 64 on two busy cores, with nothing on the screen before this spinner
     with activity(f"fixed points from z = 0, every solver (batch {cfg.batch}, n_z {cfg.model.n_z})"):
-        points = survey_fixed_points(lambda zz: F(zz), z0, res, list(SOLVERS), atol=opts.atol, rtol=opts.rtol,
-                                     max_iter=opts.max_iter, options=dict(opts.options), known={opts.solver: res})
+        (points, t_survey) = timed(lambda: survey_fixed_points(
+            lambda zz: F(zz), z0, res, list(SOLVERS), atol=opts.atol, rtol=opts.rtol, max_iter=opts.max_iter,
+            options=dict(opts.options), known={opts.solver: res}))
+    if t_survey > SURVEY_NOTE_SECONDS:
+        # the README's --hvp-only example spent 9 of its 11 minutes here, timed in no table
+        slow = sorted((p for p in points if p.result is not None), key=lambda p: -p.result.wall_time)[:3]
+        result.notes.append(f"the fixed-points table took {t_survey:.0f} s (slowest: "
+                            + ", ".join(f"{p.solver} {p.result.wall_time:.0f} s" for p in slow)
+                            + "); the derivatives do not need it.")
     z, polish = res.z, None
     if res.all_converged:
         polish = polish_tanh_equilibrium(params["W_z"], params["b_z"], params["U_z"], x, res.z)
@@ -247,7 +256,8 @@ def run(cfg) -> Result:
 def _route(rows, result, name, detail, fn, H):
     """Time one check route and append its row; a route that fails is reported (NaN, reason), not fatal."""
     try:
-        H_r, t = timed(fn)
+        with activity(f"check route {name}"):   # (seconds each: an unrolled torch.func.hessian, 2P solves of FD)
+            H_r, t = timed(fn)
     except (RuntimeError, DeqlabError) as exc:  # e.g. a linear solve of the implicit layer in float32
         reason = " ".join(str(exc).split())[:160]
         rows.append({"route": name, "rel. error": float("nan"), "time (s)": float("nan"), "detail": f"FAILED: {reason}"})
@@ -282,7 +292,8 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
                 f"second derivatives approach the DEQ's like L²ρ(J)^L = {cfg.unroll_steps}²·{base['rho(J) max']:.6f}^{cfg.unroll_steps} "
                 f"= {truncation:.1e}, "
                 "so its error here is the unroll's truncation, not the closed form's; routes (c) and (d) do not truncate "
-                "(raise --steps to watch (b) converge).")
+                + ("(raise --steps to watch (b) converge)." if base['rho(J) max'] < 1 else
+                   "(with ρ(J) ≥ 1 the unrolled iteration leaves z*: no depth makes (b) converge, more --steps make it worse)."))
         if cfg.check_layer:
             _route(rows, result, "(c) torch.func.hessian, implicit layer", f"IFT rules, {opts.solver} atol {opts.atol:g}",
                    lambda: layer_hessian(params, groups, x, y, opts=tight), H)
@@ -391,8 +402,8 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
     eig_rows += [{"end": "largest", "rank": P - len(top) + i, "eigenvalue": float(e)} for i, e in enumerate(top)]
     result.tables["eigenvalues"] = Table(f"Extreme eigenvalues by eigsh on the HVP operator{mark}", pd.DataFrame(eig_rows),
                                          formats={"eigenvalue": "{:.6e}"},
-                                         caption=f"rank: position in ascending order, 0 = λ_min … {P - 1} = λ_max "
-                                                 "(the figure counts 1, 2, … from each end)")
+                                         caption=f"rank: position in ascending order, from 0 = λ_min to {P - 1} = λ_max "
+                                                 "(the figure counts 1, 2, 3 from each end)")
     result.arrays["hvp"] = {"grad": g.cpu().numpy(), "v": v.cpu().numpy(), "Hv": Hv.cpu().numpy(), "Hv_fd": fd.cpu().numpy(), "top": top, "bottom": bottom,
                             "trace": np.asarray([tr.trace, tr.std_error])}
     with activity(f"spectral density of H (SLQ, {SLQ_PROBES} probes × {min(SLQ_STEPS, P)} Lanczos steps)",

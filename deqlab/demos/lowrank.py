@@ -95,6 +95,21 @@ def load_pairs(path, *, rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 # --- method table shared by the example and pairs parts ----------------------------------------------
 
+#: Eigenvalues an estimate's summary lists in full; beyond, the largest and smallest half of them each.
+SHOWN_EIGENVALUES = 6
+EIGENVALUE_CAPTION = (f"eigenvalues: all of them up to {SHOWN_EIGENVALUES}, else the {SHOWN_EIGENVALUES // 2} largest "
+                      f"... the {SHOWN_EIGENVALUES // 2} smallest; every one in factors.npz (<method>_S)")
+
+
+def eigenvalue_summary(S: np.ndarray) -> str:
+    """``S`` in decreasing order as text: all of them up to :data:`SHOWN_EIGENVALUES`, else both ends
+    ("3 0.2 ... -0.01 -1"): the six largest alone hid every negative eigenvalue of a least-change estimate."""
+    S = np.sort(np.asarray(S, dtype=float))[::-1]
+    half = SHOWN_EIGENVALUES // 2
+    shown = list(S) if len(S) <= SHOWN_EIGENVALUES else [*S[:half], None, *S[-half:]]
+    return " ".join("..." if s is None else f"{s:.6g}" for s in shown)
+
+
 def method_table(X: np.ndarray, Y: np.ndarray, H_true: np.ndarray | None, *, rtol: float):
     """Per method: secant residual, recovery errors, rank, eigenvalues, solution. Returns (frame, estimates)."""
     rows, estimates = [], {}
@@ -108,7 +123,7 @@ def method_table(X: np.ndarray, Y: np.ndarray, H_true: np.ndarray | None, *, rto
             "max|H - H_true|": np.nan,
             "||H - H_true||_F / ||H_true||_F": np.nan,
             "rank": est.rank,
-            "eigenvalues": " ".join(f"{s:.6g}" for s in np.sort(est.S)[::-1][:6]) + (" ..." if est.rank > 6 else ""),
+            "eigenvalues": eigenvalue_summary(est.S),
             "solution": est.solution,
         }
         if H_true is not None:
@@ -164,6 +179,7 @@ def run_pairs(cfg, result: Result) -> None:
         f"Pairs from {Path(str(cfg.pairs_file)).name}: n = {n}, k = {k}" + ("" if H is not None else " (no H: recovery error not available)"),
         frame,
         formats=METHOD_FORMATS,
+        caption=EIGENVALUE_CAPTION,
     )
     result.notes.append(seed_method_note(est["seed_method"]))
     result.arrays["factors"] = {f"{m}_{part}": getattr(e, part) for m, e in est.items() for part in ("U", "S")}

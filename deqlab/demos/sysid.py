@@ -36,12 +36,12 @@ from deqlab.sysid.metrics import fit_percent, nrmse, simulate
 from deqlab.sysid.models import make_model, parameter_count, save_model
 from deqlab.sysid.training import TrainSettings, train
 
-FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.1f}",
+FORMATS = {"NRMSE": "{:.4f}", "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.4g}",
            "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
 NRMSE_CAPTION = ("NRMSE = sqrt(mean((ŷ−y)²))/std(y) per output over the test trajectories after the washout "
                  "(std with mean subtraction), averaged over outputs; fit % = 100(1 − NRMSE). NRMSE clean: against the noise-free output. Lip columns: "
                  "‖Δy‖₂/‖Δu‖₂ in physical units from the zero state; 'lower' is the larger of a multi-start ascent over input "
-                 "pairs and the H∞ norm of the linearisation at constant-input equilibria ('by' says which), 'bound' guaranteed. "
+                 "pairs and the H∞ norm of the linearisation at constant-input equilibria ('by' says which), 'bound' the guaranteed bound (nan: the model has none, only a Lipschitz REN has one). "
                  "status: 'non-finite output' when the simulated output overflowed (its metrics are NaN, not results).")
 
 def run_seeds(cfg) -> list[int]:
@@ -204,11 +204,11 @@ def spread(values) -> dict:
 
 
 SEED_FORMATS = {"NRMSE mean": "{:.4f}", "± std": "{:.4f}", "min": "{:.4f}", "max": "{:.4f}", "×floor": "{:.3f}",
-                "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.1f}", "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
+                "fit %": "{:.1f}", "NRMSE clean": "{:.4f}", "train time [s]": "{:.4g}", "Lip lower": "{:.3g}", "Lip bound": "{:.3g}"}
 SEED_CAPTION = ("NRMSE over the seeds (mean, sample std, min, max); fit % = 100(1 − mean NRMSE); NRMSE clean: mean against "
                 "the noise-free output; train time: mean per seed. Lip columns describe the saved model (first seed): "
                 "‖Δy‖₂/‖Δu‖₂ from the zero state; 'lower' is the larger of a multi-start ascent over input pairs and the H∞ "
-                "norm of the linearisation at constant-input equilibria ('by' says which), 'bound' guaranteed.")
+                "norm of the linearisation at constant-input equilibria ('by' says which), 'bound' the guaranteed bound (nan: the model has none, only a Lipschitz REN has one).")
 
 
 def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "sysid") -> Result:
@@ -285,10 +285,16 @@ def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "s
                     "Lip bound": f["Lip bound"]})
         rows.append(row)
     frame = pd.DataFrame(rows)
+    seed_caption, runs_caption = SEED_CAPTION, NRMSE_CAPTION
+    if p.y_clean is None:
+        # measured data (F-16, a user's file) has no noise-free output: no NRMSE clean column of nan, like ×floor
+        frame, run_frame = frame.drop(columns="NRMSE clean"), run_frame.drop(columns="NRMSE clean")
+        seed_caption = seed_caption.replace(" NRMSE clean: mean against the noise-free output;", "")
+        runs_caption = runs_caption.replace(" NRMSE clean: against the noise-free output.", "")
     result.tables["sysid"] = Table(title=f"System identification: test set, {len(seeds)} seed(s) {', '.join(map(str, seeds))}",
-                                   frame=frame, formats=SEED_FORMATS, caption=SEED_CAPTION)
+                                   frame=frame, formats=SEED_FORMATS, caption=seed_caption)
     result.tables["sysid_runs"] = Table(title="Every training run (model × seed)", frame=run_frame, formats=FORMATS,
-                                        caption=NRMSE_CAPTION)
+                                        caption=runs_caption)
     result.arrays["predictions"] = {"u": p.u_test, "y": p.y_test, **({"y_clean": p.y_clean} if p.y_clean is not None else {}),
                                     **{f"y_hat_{k}": v for k, v in y_hats.items()}, "seed": np.asarray(seeds[0])}
     fig_rows = [{"model": name, "NRMSE": first[name]["NRMSE"], "Lip lower": first[name]["Lip lower"],

@@ -323,7 +323,9 @@ def _tables(settings, result, summary, history, curvature, densities, n_train, n
             max_iter=settings.max_iter,
             title=f"digits: test accuracy and forward iterations per epoch (float64, seed {settings.seed})",
         )
-        result.arrays["history"] = {c.replace(" ", "_"): frame[c].to_numpy() for c in frame.columns if c != "model"}
+        # the model of each row as plain strings ('<U..', no pickle): the rows are every model's epochs in turn
+        result.arrays["history"] = {c.replace(" ", "_"): (frame[c].to_numpy(dtype=str) if c == "model" else frame[c].to_numpy())
+                                    for c in frame.columns}
     if densities:
         pairs = {label: (min(d), max(d), d[min(d)], d[max(d)]) for label, d in densities.items()}
         result.figures["spectral_density"] = partial(

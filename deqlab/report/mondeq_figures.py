@@ -79,7 +79,10 @@ def training_iterations(epochs: np.ndarray, mean_steps: Mapping[str, np.ndarray]
     ax.set_yscale("log")
     ax.set_ylabel("forward iterations per batch")
     for name in mean_steps:
-        line, = ax.plot(epochs, mean_steps[name], "o-", color=color(name), label=f"{name}: mean")
+        # coloured by the solver in its name ('unconstrained (fixed_point)'): by the whole name it drew fixed-point
+        # iteration in forward-backward's cyan, beside the alpha-sweep figure where fixed_point is blue
+        solver = name.rsplit("(", 1)[-1].rstrip(")") if name.endswith(")") else name
+        line, = ax.plot(epochs, mean_steps[name], "o-", color=color(solver), label=f"{name}: mean")
         ax.plot(epochs, max_steps[name], "--", color=line.get_color(), label=f"{name}: max")
         ax2.plot(epochs, converged_fraction[name], "s-", color=line.get_color(), label=name)
     ax.axhline(max_iter, color="red", linestyle=":", label=f"max_iter = {max_iter}")

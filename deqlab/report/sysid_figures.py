@@ -78,7 +78,7 @@ def training_curves(curves: Mapping[str, np.ndarray], *, title: str, noise_floor
     for name, values in curves.items():
         ax.plot(np.arange(1, len(values) + 1), np.asarray(values, dtype=float), marker=".", color=color(name), label=name)
     if noise_floor is not None and np.isfinite(noise_floor):
-        ax.axhline(noise_floor, color="k", ls=":", lw=1.2, label=f"noise floor = {noise_floor:.4f}")
+        ax.axhline(noise_floor, color="k", ls=":", lw=1.2, label=f"validation noise floor = {noise_floor:.4f}")
     integer_ticks(ax)
     label_log_axis(ax, "y", np.concatenate([np.asarray(v, float) for v in curves.values()] + [np.asarray([noise_floor or np.nan])]))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -21,6 +21,7 @@ first layout that fits:
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,11 @@ _TEXT_WORD_WIDTH = 24
 _KEY_MAX_COLUMNS = 4
 #: A key may take at most this fraction of a part's width, so that each part shows some columns.
 _KEY_MAX_SHARE = 0.45
+
+
+#: A number printed in scientific notation (``2.19e-05``), and a format spec that is a number alone.
+_SCIENTIFIC = re.compile(r"\de[+-]\d")
+_PLAIN_SPEC = re.compile(r"\{:\.(\d+)([eEfFgG])\}")
 
 
 def format_value(value, spec: str | None = None) -> Text:
@@ -89,6 +95,9 @@ class FittedTable:
         self.numeric = [_is_numeric(frame[c]) for c in frame.columns]
         self.cells = [[format_value(v, table.formats.get(c)) for c, v in zip(frame.columns, row)]
                       for row in frame.itertuples(index=False)]
+        for j, column in enumerate(frame.columns):
+            if self.numeric[j] and pd.api.types.is_float_dtype(frame[column]):
+                self._one_notation(j, frame[column], table.formats.get(column))
         self.key = self._key_columns()
         if numbered:
             self.columns.insert(0, "row")
@@ -97,6 +106,27 @@ class FittedTable:
                 row.insert(0, Text(str(i + 1)))
             self.key = [0]
         self.natural, self.soft, self.least = self._floors()
+
+    def _one_notation(self, j: int, values: pd.Series, spec: str | None) -> None:
+        """Column ``j`` in one notation: when its cells mix scientific and positional numbers (a general
+        ``{:.3g}`` printing ``0.747`` above ``2.19e-05``, or a small value's two-digit fallback under a
+        fixed-point spec), every finite number of the column is printed in scientific notation with the
+        spec's significant digits, so that digits and exponents line up down the column; a column printed in
+        exponents by the default spec keeps its trailing zeros for the same reason."""
+        shown = [row[j].plain for row in self.cells]
+        kinds = {bool(_SCIENTIFIC.search(s)) for s, v in zip(shown, values) if math.isfinite(v) and v != 0}
+        # the default '{:.4g}' drops trailing zeros: '4.03e-08' above '4.724e-08'; one exponent column, one width
+        widths = {len(s.lstrip("-")) for s, v in zip(shown, values) if math.isfinite(v) and v != 0}
+        if len(kinds) < 2 and not (kinds == {True} and spec is None and len(widths) > 1):
+            return
+        match = _PLAIN_SPEC.fullmatch(spec or "{:.4g}")
+        if match is None:   # a spec with words or units around the number: left as written
+            return
+        digits, kind = int(match.group(1)), match.group(2).lower()
+        decimals = max(digits - 1, 1) if kind == "g" else 2
+        for row, v in zip(self.cells, values):
+            if math.isfinite(v):
+                row[j] = Text(f"{v:.{decimals}e}")
 
     def _key_columns(self) -> list[int]:
         """The leading columns that name a row (module docstring, layout 2)."""

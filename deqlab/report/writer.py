@@ -31,12 +31,18 @@ def save(result: Result, folder: Path) -> list[str]:
         with atomic_path(folder / f"{name}.npz") as tmp, open(tmp, "wb") as f:
             np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
         written.append(f"{name}.npz")
-    for name, draw in result.figures.items():
-        fig = draw()
-        with atomic_path(folder / f"{name}.png") as tmp:
-            fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        plt.close(fig)
-        written.append(f"{name}.png")
+    from deqlab.report.progress import activity
+
+    # (a few seconds for heatmaps and multi-panel figures: silent on a terminal before)
+    with activity("drawing the figures", total=len(result.figures)) as act:
+        for name, draw in result.figures.items():
+            act.update(description=f"drawing {name}.png")
+            fig = draw()
+            with atomic_path(folder / f"{name}.png") as tmp:
+                fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+            plt.close(fig)
+            written.append(f"{name}.png")
+            act.advance()
     for name, write in result.files.items():
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
