@@ -104,15 +104,20 @@ def timings(fn: Callable[[], object], repeats: int, warmup: int = 1, device=None
     return times, out
 
 
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1, device=None) -> tuple[float, object]:
-    """Median time in seconds of ``fn()`` (see :func:`timings`), and the last output."""
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1, device=None, *,
+                samples: list[float] | None = None) -> tuple[float, object]:
+    """Median time in seconds of ``fn()`` (see :func:`timings`), and the last output; ``samples``, when
+    given, receives every timed call's seconds (what a bench saves in its ``.npz`` beside the median)."""
     times, out = timings(fn, repeats, warmup, device)
+    if samples is not None:
+        samples.extend(times)
     return statistics.median(times), out
 
 
 def interleaved_medians(
     fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, *,
     cpu: dict[str, float] | None = None, min_sample_s: float = 0.0, device=None,
+    samples: dict[str, list[float]] | None = None,
 ) -> dict[str, tuple[float, object]]:
     """``name → (median seconds per call, last output)`` for each ``fn``, the calls interleaved
     (``A B C A B C …``, ``warmup`` untimed rounds first) so that drift of a shared machine hits every
@@ -124,6 +129,8 @@ def interleaved_medians(
     reported instead, since it says nothing of the work). ``min_sample_s``: a call shorter than this
     (judged by the last warm-up call) is repeated ``k`` times back to back within each sample, which
     counts ``sample / k``, so that one preemption does not decide the median of a sub-millisecond call.
+    ``samples``, when given, receives ``name → every sample`` (seconds per call, in timing order): the
+    raw data behind the medians, which a bench saves in its ``.npz``.
     """
     outs: dict[str, object] = {}
     calls = dict.fromkeys(fns, 1)
@@ -143,6 +150,8 @@ def interleaved_medians(
                     outs[name] = fn()
             times[name].append(watch.seconds / calls[name])
             cpu_times[name].append((time.thread_time() - start_cpu) / calls[name])
+    if samples is not None:
+        samples.update(times)
     if cpu is not None:
         cpu.update({name: float("nan") if is_cuda(device) else statistics.median(t) for name, t in cpu_times.items()})
     return {name: (statistics.median(times[name]), outs[name]) for name in fns}

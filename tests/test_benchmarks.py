@@ -95,3 +95,18 @@ def test_stopwatch_times_the_work_not_its_launch(device):
         launched = time.perf_counter() - start
     assert watch.seconds > 0.01 and watch.seconds > 5 * launched
     assert median_time(lambda: torch.cuda._sleep(100_000_000), 3, 1, device)[0] > 0.01
+
+
+def test_timers_hand_back_the_samples_behind_their_medians():
+    """``samples=``: every timed call's seconds, in order; the returned median is theirs (what a bench's
+    ``.npz`` holds must recompute the median its table prints)."""
+    import statistics
+
+    from deqlab.benchmarks import interleaved_medians, median_time
+    per_name: dict = {}
+    timed = interleaved_medians({"a": lambda: sum(range(100)), "b": lambda: sum(range(1000))}, 7, samples=per_name)
+    assert sorted(per_name) == ["a", "b"] and all(len(v) == 7 for v in per_name.values())
+    assert all(timed[k][0] == statistics.median(per_name[k]) for k in per_name)
+    flat: list = []
+    median, _ = median_time(lambda: sum(range(100)), 5, samples=flat)
+    assert len(flat) == 5 and median == statistics.median(flat)
