@@ -248,3 +248,27 @@ def test_a_number_option_is_read_like_its_key(cli, output_root, args, override):
     by_option, by_key = cli(*args, *tail), cli(command, override, *tail)
     assert by_option.exit_code == by_key.exit_code == 2, (by_option.stderr, by_key.stderr)
     assert by_option.stderr == by_key.stderr
+
+
+def _deqlab(*args, **env):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "deqlab", *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+
+
+@pytest.mark.parametrize("env", [{"PYTHONIOENCODING": "ascii"}, {"PYTHONUTF8": "0", "LC_ALL": "C"}])
+def test_help_prints_under_a_locale_that_is_not_utf8(env):
+    """An ASCII stdout ended `sysid pendulum --help` (trajectories×steps) in a UnicodeEncodeError traceback:
+    what the encoding cannot hold is now written as a backslash escape."""
+    r = _deqlab("sysid", "pendulum", "--help", COLUMNS="200", **env)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "trajectories\\xd7steps" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("columns", ["0", "1", "-5"])
+def test_help_is_readable_at_any_columns(columns):
+    """COLUMNS=0 printed an empty help, COLUMNS=1 one of 15 characters (and cut every table's numbers)."""
+    r = _deqlab("--help", COLUMNS=columns)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    assert "converge" in r.stdout and "Usage:" in r.stdout, r.stdout

@@ -458,3 +458,27 @@ def test_a_run_folder_that_cannot_be_made_leaves_no_command_folder(cli, output_r
     r = cli("converge", *SMALL)
     helpers.assert_one_line_error(r, "cannot create a run folder under DEQLAB_OUTPUT_ROOT=")
     assert not output_root.exists()
+
+
+def test_a_failed_run_under_a_locale_that_is_not_utf8_is_marked_failed(tmp_path):
+    """Under an ASCII locale (PYTHONUTF8=0 LC_ALL=C) error.txt was written in the locale's encoding: the
+    "−" of the refusal raised UnicodeEncodeError, a traceback, and the folder stayed .partial. Files are
+    UTF-8 whatever the locale."""
+    p = deqlab("hessian", "--init", "normal", "--n-z", "3", "--seed", "617", root=tmp_path / "out",
+               env={"PYTHONUTF8": "0", "LC_ALL": "C", "PYTHONIOENCODING": ""})
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 1 and "Traceback" not in err and err.count("\n") == 1, err
+    (folder,) = (tmp_path / "out" / "hessian").iterdir()
+    assert folder.name.endswith(".failed"), folder
+    assert "cond₂(I − J)" in (folder / "error.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_a_sweep_under_a_locale_that_is_not_utf8_keeps_what_its_jobs_printed(tmp_path):
+    """A job's output.txt (its tables, box-drawn) failed to encode in ASCII: every job of a sweep under
+    LC_ALL=C failed and the sweep exited 1."""
+    p = deqlab("sweep", "lowrank", "seed=0", root=tmp_path / "out", env={"PYTHONUTF8": "0", "LC_ALL": "C", "PYTHONIOENCODING": ""})
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0 and "Traceback" not in err, err
+    (sweep,) = (tmp_path / "out" / "sweep" / "lowrank").iterdir()
+    assert "─" in (sweep / "0" / "output.txt").read_text(encoding="utf-8")

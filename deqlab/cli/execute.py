@@ -286,6 +286,11 @@ def run_job(command: str, cfg) -> dict:
             write_text(Path(folder) / "failures.txt", "\n".join(outcome.result.failures) + "\n")
     except OSError:
         pass
+    import sys
+
+    from deqlab.cli.streams import tolerate_unencodable
+
+    tolerate_unencodable(sys.stdout)   # (a joblib worker's own stdout: ASCII under a non-UTF-8 locale)
     print(text, end="", flush=True)
     status = "ok" if outcome.code == 0 else ("failed" if outcome.code in (1, 2) else "stopped")
     print(f"job {final.name} {status}: {folder}" + (f" ({outcome.message})" if outcome.code else ""), flush=True)

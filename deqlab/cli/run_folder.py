@@ -113,7 +113,7 @@ class RunFolder:
         except OSError as exc:
             problem = f"could not write {self.path / 'error.txt'}: {exc.strerror or exc}"
             with contextlib.suppress(OSError):   # a one-line note still fits where a file did not
-                (self.path / "error.txt").write_text(message.rstrip()[:200] + "\n")
+                (self.path / "error.txt").write_text(message.rstrip()[:200] + "\n", encoding="utf-8", errors="surrogateescape")
         failed = self.final.with_name(self.final.name + ".failed")
         with contextlib.suppress(OSError):
             os.rename(self.path, failed)

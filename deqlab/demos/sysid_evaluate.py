@@ -32,7 +32,7 @@ def _run_washout(run_dir: Path) -> int:
     if not cfg_file.is_file():
         raise ConfigError(f"{run_dir} has no config.yaml; give washout=N")
     try:
-        washout = yaml.safe_load(cfg_file.read_text())["washout"]
+        washout = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))["washout"]
     except Exception:
         raise ConfigError(f"{cfg_file}: no usable washout; give washout=N") from None
     return checks.count(f"washout (read from {cfg_file})", washout, minimum=0, maximum=10_000_000)
