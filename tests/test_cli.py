@@ -272,3 +272,10 @@ def test_help_is_readable_at_any_columns(columns):
     r = _deqlab("--help", COLUMNS=columns)
     assert r.returncode == 0 and not r.stderr, r.stderr
     assert "converge" in r.stdout and "Usage:" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("digits", ["٣", "３"])
+def test_a_list_option_refuses_the_digits_its_key_refuses(cli, output_root, digits):
+    """int() reads any Unicode digit: `--hidden ٣` ran a width-3 network while mlp.hidden=[٣] is refused."""
+    assert cli("nethessian", f"mlp.hidden=[{digits}]").exit_code == 2
+    assert_one_line_error(cli("nethessian", "--hidden", digits, "batch=0"), "--hidden must be comma-separated int values")

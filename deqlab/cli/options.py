@@ -99,8 +99,11 @@ def split_list(text: str | None, option: str, cast=str) -> list | None:
     if not all(items):
         fail(f"{option} must be comma-separated values without empty entries, got {text!r}", 2)
     try:
+        if cast is int:   # as the key reads them: int() took '٣' and '３' (any Unicode digit), the key refuses them
+            for item in items:
+                integer_text(item)
         return [cast(t) for t in items]
-    except ValueError:
+    except (ValueError, typer.BadParameter):
         fail(f"{option} must be comma-separated {cast.__name__} values, got {text!r}", 2)
 
 
