@@ -482,3 +482,15 @@ def test_a_sweep_under_a_locale_that_is_not_utf8_keeps_what_its_jobs_printed(tmp
     assert p.returncode == 0 and "Traceback" not in err, err
     (sweep,) = (tmp_path / "out" / "sweep" / "lowrank").iterdir()
     assert "─" in (sweep / "0" / "output.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_an_output_root_that_is_a_dangling_link_is_named_so(cli, tmp_path, monkeypatch, below):
+    """A DEQLAB_OUTPUT_ROOT that is a symbolic link to nothing was refused with "File exists", of a folder
+    that does not exist."""
+    link = tmp_path / "runs"
+    link.symlink_to(tmp_path / "gone")
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(link / below))
+    line = helpers.assert_one_line_error(cli("lowrank"), f"{link} is a symbolic link to {tmp_path / 'gone'}, which does not exist")
+    assert "File exists" not in line
+    assert not (tmp_path / "gone").exists()

@@ -213,7 +213,7 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
     from rich.console import Console
 
     from deqlab.cli.compose import load
-    from deqlab.cli.run_folder import RunFolder, output_root_origin
+    from deqlab.cli.run_folder import RunFolder, creation_error, output_root, output_root_origin
     from deqlab.cli.termination import held, stopped_by
 
     try:
@@ -230,7 +230,8 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
             try:
                 run_dir = RunFolder.create(folder or command, run.output_root)
             except OSError as exc:
-                fail(f"cannot create a run folder under {output_root_origin(run.output_root)}: {exc.strerror or exc}", 2)
+                fail(f"cannot create a run folder under {output_root_origin(run.output_root)}: "
+                     f"{creation_error(exc, output_root(run.output_root))}", 2)
         outcome = run_in_folder(command, settings, run_dir, strict=run.strict, console=console)
     except BaseException as exc:
         # a signal between the folder's creation and the run's own handler left it .partial

@@ -37,6 +37,15 @@ def output_root_origin(configured: str | None = None) -> str:
     return f"{name}={str(output_root(configured))!r}"
 
 
+def creation_error(exc: OSError, path: Path) -> str:
+    """Why no folder could be made at or under ``path``, in words: ``exc``'s, unless ``path`` or a folder
+    above it is a symbolic link to nothing (mkdir then said "File exists", of a folder that does not)."""
+    for folder in [Path(path), *Path(path).parents]:
+        if folder.is_symlink() and not folder.exists():
+            return f"{folder} is a symbolic link to {os.readlink(folder)}, which does not exist"
+    return exc.strerror or str(exc)
+
+
 def _stamp() -> str:
     return _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
