@@ -494,3 +494,12 @@ def test_an_output_root_that_is_a_dangling_link_is_named_so(cli, tmp_path, monke
     line = helpers.assert_one_line_error(cli("lowrank"), f"{link} is a symbolic link to {tmp_path / 'gone'}, which does not exist")
     assert "File exists" not in line
     assert not (tmp_path / "gone").exists()
+
+
+def test_an_unwritable_matplotlib_config_folder_adds_nothing_to_stderr(tmp_path):
+    """Matplotlib warned in four lines on stderr when its config folder could not be written (a read-only
+    home): a failed run's one line came after them."""
+    p = deqlab("lowrank", "--pairs", str(tmp_path / "none.npz"), root=tmp_path / "out",
+               env={"MPLCONFIGDIR": os.devnull + "/matplotlib"})
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and err.count("\n") == 1 and "pairs file" in err, err

@@ -261,6 +261,9 @@ def run_job(command: str, cfg) -> dict:
     from deqlab.cli.run_folder import RunFolder
     from deqlab.report.files import write_text
 
+    from deqlab.cli.streams import quiet_libraries
+
+    quiet_libraries()   # (a joblib worker is a fresh process: main() did not run there)
     path = Path(HydraConfig.get().runtime.output_dir)
     path.mkdir(parents=True, exist_ok=True)
     final = path.with_name(path.name.removesuffix(".partial"))

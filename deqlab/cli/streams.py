@@ -130,6 +130,16 @@ def tolerate_unencodable(stream) -> None:
         pass
 
 
+def quiet_libraries() -> None:
+    """Keep the libraries' own warnings off stderr, which holds one line for an error and nothing else.
+    Matplotlib warns in four lines, at import, when its config folder cannot be written (a read-only
+    home, ``MPLCONFIGDIR`` pointing at a file), and then works from a temporary folder; after it, a failed
+    run's stderr held five lines."""
+    import logging
+
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
+
+
 def guard() -> None:
     """Wrap ``sys.stdout`` and ``sys.stderr`` (once) in :class:`PipeSafeStream`, writing what their
     encoding cannot hold escaped (:func:`tolerate_unencodable`)."""
