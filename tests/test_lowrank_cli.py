@@ -172,3 +172,17 @@ def test_a_pairs_file_whose_name_holds_a_backslash_or_quote_is_found(cli, output
     r = cli("lowrank", "--pairs", str(path))
     assert r.exit_code == 0, r.stderr
     assert len(pd.read_csv(run_folder(output_root) / "pairs.csv")) == 4
+
+
+def test_a_pairs_archive_too_large_to_read_is_refused_before_reading(cli, output_root, tmp_path, monkeypatch):
+    """A compressed archive declares how large its arrays are uncompressed; np.load read them all (a
+    few MB of zeros can declare tens of GB: the OOM killer, no line, a .partial folder)."""
+    import deqlab.settings.resources as resources
+
+    path = tmp_path / "pairs.npz"
+    rng = np.random.default_rng(0)
+    np.savez_compressed(path, X=rng.normal(size=(4, 2)), Y=rng.normal(size=(4, 2)), padding=np.zeros(8_000_000))
+    assert path.stat().st_size < 1_000_000
+    monkeypatch.setattr(resources, "available_memory", lambda: 100 * 2**20)   # 64 MB of arrays, 3 copies: too many
+    helpers.assert_one_line_error(cli("lowrank", "--pairs", str(path)), "holds 61 MiB of arrays uncompressed")
+    assert not output_root.exists() or not any(output_root.rglob("*.partial"))

@@ -27,6 +27,7 @@ import torch
 
 from deqlab import lowrank as LR
 from deqlab.errors import ConfigError, require_path
+from deqlab.settings.resources import check_archive
 from deqlab.implicit.secant_pairs import (deq_pairs, exact_deq_hessian, flat_params, implicit_gradient, krylov_deq_pairs,
                                           unrolled_loss)
 from deqlab.report.result import Result, Table
@@ -64,6 +65,7 @@ def load_pairs(path, *, rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if path is None or str(path) == "":
         raise ConfigError("part=pairs needs pairs_file=FILE.npz (or --pairs FILE.npz) with arrays X and Y of shape (n, k)")
     p = require_path(path, "pairs file")
+    check_archive(p, "pairs file")
     try:
         with np.load(p, allow_pickle=False) as data:
             arrays = {k: np.asarray(data[k]) for k in data.files}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from deqlab.errors import ConfigError, require_path
+from deqlab.settings.resources import check_archive
 from deqlab.benchmarks import torch_threads
 from deqlab.report.progress import activity
 from deqlab.report.result import Result, Table
@@ -88,6 +89,7 @@ def run(cfg) -> Result:
 def _run(cfg) -> Result:
     run_dir = require_path(cfg.run_dir, "run folder", folder=True)
     washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
+    check_archive(require_path(cfg.data_file, "data file"), "data file")
     u, y = load_arrays(cfg.data_file, washout=washout, min_trajectories=MIN_TRAJECTORIES)
     info = _training_info(run_dir)
     models = _models(run_dir)
