@@ -194,6 +194,9 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
         if key.split(".")[0] in RENAMED:
             raise InputError(f"{key.split('.')[0]} was renamed to {RENAMED[key.split('.')[0]]}")
         if o.is_sweep_override():
+            if key == "output_root":
+                # (one sweep folder holds every job: the values went unused, and the folder went under the last)
+                raise InputError(f"{o.input_line!r}: output_root takes one value; a sweep's jobs all go into one sweep folder")
             if not sweep:
                 raise InputError(f"{o.input_line!r} is a sweep over several values: run it with `deqlab sweep <command> ...`")
             if o.value_type in (ValueType.INTERVAL_SWEEP, ValueType.GLOB_CHOICE_SWEEP):
