@@ -39,10 +39,13 @@ def output_root_origin(configured: str | None = None) -> str:
 
 def creation_error(exc: OSError, path: Path) -> str:
     """Why no folder could be made at or under ``path``, in words: ``exc``'s, unless ``path`` or a folder
-    above it is a symbolic link to nothing (mkdir then said "File exists", of a folder that does not)."""
+    above it is a symbolic link to nothing or not a folder (mkdir then said "File exists", of a folder that
+    does not)."""
     for folder in [Path(path), *Path(path).parents]:
         if folder.is_symlink() and not folder.exists():
             return f"{folder} is a symbolic link to {os.readlink(folder)}, which does not exist"
+        if folder.exists() and not folder.is_dir():   # (hydra.sweep.dir=/dev/null: "File exists")
+            return f"{folder} is not a folder"
     return exc.strerror or str(exc)
 
 
