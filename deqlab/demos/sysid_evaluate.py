@@ -43,7 +43,13 @@ def _models(run_dir: Path):
     files = sorted((run_dir / "models").glob("*.pt"))
     if not files:
         raise ConfigError(f"{run_dir} holds no saved models (models/*.pt): not a finished `deqlab sysid pendulum` run")
-    return [(f.stem, *load_model(f)) for f in files]
+    import warnings
+
+    with warnings.catch_warnings():
+        # torch warns in two lines of stderr about a file in the old pickle format (protocol 4, not its 2)
+        # before refusing it: the refusal is one line
+        warnings.simplefilter("ignore", UserWarning)
+        return [(f.stem, *load_model(f)) for f in files]
 
 
 def _training_info(run_dir: Path) -> pd.DataFrame:
