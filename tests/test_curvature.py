@@ -449,3 +449,26 @@ def test_an_operator_made_inside_no_grad_is_the_same_operator(problem, mode, con
         H, g = inside.dense(), inside.gradient()
     assert relative_error(H, outside.dense()) <= 1e-13
     assert relative_error(g, outside.gradient()) <= 1e-13
+
+
+class SingularCell(nn.Module):
+    """``f(z, x) = a ⊙ z + (0, 1)·x`` with ``a = (1, ½)``: the fixed point ``z* = (0, 2x₂)`` from ``z = 0``
+    exists (the solver reaches it at once) but ``I − J = diag(0, ½)`` is singular there: no curvature."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor([1.0, 0.5], dtype=torch.float64))
+
+    def forward(self, z, x):
+        return z * self.a + x * torch.tensor([0.0, 1.0], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("linear", ["lu", "auto"])
+def test_a_singular_jacobian_at_the_fixed_point_is_ill_conditioned(linear):
+    """``torch.linalg.lu_factor`` raised its own RuntimeError ('U[1,1] is zero ...') on a singular ``I − J``;
+    the check for a non-finite factor after it was never reached."""
+    from deqlab.errors import IllConditionedError
+
+    model = DEQ(SingularCell(), 2, opts=OPTS)
+    with pytest.raises(IllConditionedError, match="singular"):
+        LossHessian(model, lambda out, _: (out**2).sum(), torch.ones(3, 2, dtype=torch.float64), linear=linear)

@@ -56,3 +56,25 @@ def test_a_log_axis_over_a_decade_and_a_bit_gets_enough_labels():
     low, high = ax.get_ylim()
     labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
     assert len(labels) >= 5, labels
+
+
+def test_hvp_spectrum_panels_are_labelled_and_their_values_stay_inside():
+    """hessian --hvp-only: the panel of the largest eigenvalues had no y label, and the value written
+    beside the last point of each ranked panel ran over the axes' right edge."""
+    from deqlab.report.hessian_figures import hvp_spectrum_plot
+
+    bottom = np.array([-159.97, -148.44, -141.84, -138.38, -135.22])
+    top = np.array([144.74, 152.17, 154.93, 2162.84, 3458.90])
+    rng = np.random.default_rng(0)
+    nodes = np.sort(rng.normal(0, 20, (4, 30)), axis=1)
+    weights = np.full((4, 30), 1 / 30)
+    fig = hvp_spectrum_plot(bottom, top, 91201, nodes, weights, title="t")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:3]:
+        assert ax.get_ylabel(), ax.get_title()
+    for ax in fig.axes[:2]:
+        box = ax.get_window_extent(renderer)
+        for text in ax.texts:
+            extent = text.get_window_extent(renderer)
+            assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, text.get_text()

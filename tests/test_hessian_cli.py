@@ -51,6 +51,11 @@ def test_groups_option(cli, output_root):
     assert r.exit_code == 0, r.output
     H = np.load(run_folder(output_root) / "hessian.npy")
     assert H.shape == (12, 12)
+    # a route without a time says why (the pitfall's row printed a bare red 'nan', which reads as a failure)
+    routes = pd.read_csv(run_folder(output_root) / "routes.csv").set_index("route")
+    assert routes["time (s)"].isna().any()
+    for route, row in routes[routes["time (s)"].isna()].iterrows():
+        assert "not timed" in str(row["detail"]) or "FAILED" in str(row["detail"]), route
 
 
 def test_hvp_only(cli, output_root):
@@ -66,6 +71,11 @@ def test_hvp_only(cli, output_root):
     # a row without a value says so (the table prints a red 'nan' there, which otherwise reads as a failure)
     for quantity, row in table[table["value"].isna()].iterrows():
         assert "value nan" in str(row["detail"]), quantity
+    # the gradient's time excludes its adjoint solve (done once in the setup): the row says so, or the
+    # HVP / gradient ratio reads as a hundreds-fold cost
+    assert "adjoint" in table.loc["one implicit gradient", "detail"]
+    # the eigenvalue table's rank counts from 0 in ascending order, the figure from 1 at each end: said
+    assert "0 = λ_min" in " ".join(r.output.split())
 
 
 def test_normal_init_is_refused_with_conditioning_figure(cli, output_root):

@@ -47,6 +47,17 @@ def test_mondeq_writes_every_table_and_figure(cli, output_root):
     assert train[train.model.str.startswith("monotone")]["converged batches"].eq(1.0).all()
 
 
+def test_unguaranteed_failures_print_as_one_note_per_model_and_nan_alphas_are_explained(cli, output_root):
+    """An unconstrained DEQ that stops converging printed one clause per epoch (ten terminal lines for the
+    default run); the solver table printed alpha = nan for anderson and fixed_point with no word why."""
+    r = cli("mondeq", *SMALL, "train.max_iter=2")
+    assert r.exit_code == 0, r.output + r.stderr
+    text = " ".join(r.output.split())
+    assert text.count("Training, not converged where nothing guarantees it") == 1
+    assert "batches that missed it: epoch 1: 2 of 2, epoch 2: 2 of 2." in text
+    assert text.count("take no alpha (alpha = nan)") == 2   # the alpha sweep's caption and the solver table's
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

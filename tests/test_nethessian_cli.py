@@ -24,6 +24,8 @@ def test_check_writes_tables_arrays_and_figure(cli, output_root):
     assert arrays["jacobian"].shape == (3, 2, 4) and arrays["hessian"].shape == (3, 2, 4, 4)
     assert arrays["third"].shape == (3, 2, 4, 4) and arrays["laplacian"].shape == (3, 2)
     assert "Forward recursions vs torch.func" in r.output
+    # which way the speed-up goes (0.6 for the forward pass read as 'ours 0.6x faster' or '0.6x the time')
+    assert "speed-up: reference [ms] / ours [ms]" in " ".join(r.output.split())
 
 
 def test_plain_nethessian_runs_the_check(cli, output_root):
@@ -69,6 +71,11 @@ def test_pinn_short_run(cli, output_root):
     assert arrays["u_forward"].shape == (9, 9) and arrays["loss_forward"].shape == (15,)
     # same maths: the first steps of the two routes agree to float32 round-off
     assert np.allclose(arrays["loss_forward"][:5], arrays["loss_double_backward"][:5], rtol=1e-4)
+    # the printed speed-up and total time are recomputable from the saved step times, and the caption says how
+    for route in ("forward", "double_backward"):
+        row = table.set_index("route").loc[route]
+        assert row["total train time [ms]"] == pytest.approx(1e3 * arrays[f"step_time_{route}"].sum(), rel=1e-12)
+    assert "speed-up: double_backward's median step time / the route's" in " ".join(r.output.split())
 
 
 def test_bench_small(cli, output_root):

@@ -32,6 +32,25 @@ def test_every_run_belongs_to_a_page():
         assert run["files"] and run["args"].split()[0] in {"converge", "hessian", "lowrank", "mondeq", "nethessian", "sysid", "train", "bench"}
 
 
+def test_every_file_the_pages_name_exists():
+    """A page (or the README) that sends the reader to a file that is not there is a broken record:
+    mondeq.md once named `configs/demo/mondeq.yaml` long after the settings moved to deqlab/settings/."""
+    import re
+
+    pages = sorted((ROOT / "experiments").glob("*.md")) + [ROOT / "README.md"]
+    missing = []
+    for page in pages:
+        text = page.read_text()
+        links = [m.group(1) for m in re.finditer(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) if "://" not in m.group(1)]
+        for link in links:
+            if not (page.parent / link).exists():
+                missing.append(f"{page.name}: link {link}")
+        for m in re.finditer(r"(?<![\w/.~-])((?:deqlab|tests|configs|experiments)/[\w/.-]*\.(?:py|yaml|toml|sh|md))", text):
+            if not (ROOT / m.group(1)).exists():
+                missing.append(f"{page.name}: {m.group(1)}")
+    assert not missing, missing
+
+
 def test_table_value_spread_and_pivot(tmp_path):
     R = regenerate()
     frame = pd.DataFrame({"n": [1, 2], "method": ["a", "b"], "time [ms]": [2.0, 3.0], "steps": [5, 7], "converged": [True, False],

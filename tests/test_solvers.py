@@ -519,3 +519,22 @@ def test_anderson_leaves_a_stall_by_plain_steps():
     assert healthy.n_fevals == unguarded.n_fevals
     with pytest.raises(ValueError, match="stall_patience"):
         anderson(f, z0, stall_patience=-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_newton_refuses_half_precision_in_one_clear_error(dtype):
+    """Newton's linear solve failed with torch's NotImplementedError ('lu_cpu' not implemented for 'Half')."""
+    with pytest.raises(InputError, match="float32 or float64"):
+        newton(lambda z: 0.5 * torch.tanh(z) + 0.1, torch.zeros(3, 4, dtype=dtype))
+
+
+#: sin z* + ½ = z*: the root of the transcendental equation (scipy.optimize.brentq, 1e-15).
+SINE_FIXED_POINT = 1.4973003890958922
+
+
+def test_newton_takes_a_plain_step_where_i_minus_j_is_singular():
+    """At z = 0, f(z) = sin z + ½ has J = cos 0 = 1: I − J is singular. torch.linalg.solve raised its
+    LinAlgError for the whole batch (the other sample, at 0.3, had a Newton step)."""
+    res = newton(lambda z: torch.sin(z) + 0.5, torch.tensor([[0.0], [0.3]], dtype=torch.float64), atol=ATOL)
+    assert res.all_converged
+    assert float((res.z - SINE_FIXED_POINT).abs().max()) <= POINT_TOL

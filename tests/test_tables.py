@@ -259,3 +259,20 @@ def test_brackets_in_headers_titles_and_cells_print_as_written(width):
     text = render(Table("routes [bold]not markup[/bold]", frame, caption="units in [brackets]"), width)
     for piece in ("[ms]", "[MiB]", "[fp]", "[bold]not markup[/bold]", "[brackets]"):
         assert piece in " ".join(text.split()), (piece, text)
+
+
+def test_notes_and_failures_print_as_written():
+    """Notes and failure lines are plain text too: a note quoting a column such as 'train time [s]' or a
+    user's path with '[run]' in it lost the bracketed words to rich's markup."""
+    import io
+
+    from deqlab.report.result import Result
+    from deqlab.report.writer import show
+
+    buffer = io.StringIO()
+    result = Result("x", notes=["REN train time [s] is in [bold]the table[/bold]"],
+                    failures=["model saved under /data/[run]/ren.pt did not converge"])
+    show(result, Console(file=buffer, width=200, force_terminal=False))
+    text = buffer.getvalue()
+    assert "REN train time [s] is in [bold]the table[/bold]" in text, text
+    assert "not converged: model saved under /data/[run]/ren.pt did not converge" in text, text

@@ -294,7 +294,7 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
                 wrong = two_mtz_hessian(pieces)
                 rows.append({"route": "PITFALL: 001's 2 M^T Z term", "rel. error":
                              relative_error(wrong, H), "time (s)": float("nan"),
-                             "detail": f"WRONG: asymmetry {symmetry_error(wrong):.3f}"})
+                             "detail": f"WRONG: asymmetry {symmetry_error(wrong):.3f}; not timed (built from route (d))"})
     else:
         result.notes.append(f"P = {P} > max_reference_p = {cfg.max_reference_p}: routes (b)-(d) and the pitfall skipped")
     routes = pd.DataFrame(rows)
@@ -372,8 +372,9 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
     rows = [
         {"quantity": "HVP vs central FD of the implicit gradient (rel. error)", "value": fd_error, "time (s)": t_fd,
          "detail": fd_detail},
-        {"quantity": "one implicit gradient", "value": float(torch.linalg.norm(g)), "time (s)": t_grad, "detail": "value: ‖∇L‖"},
-        {"quantity": "one HVP", "value": t_hvp / t_grad, "time (s)": t_hvp, "detail": "value: time ratio HVP / gradient"},
+        {"quantity": "one implicit gradient", "value": float(torch.linalg.norm(g)), "time (s)": t_grad,
+         "detail": "value: ‖∇L‖; time: given λ (its adjoint solve is in the setup row)"},
+        {"quantity": "one HVP", "value": t_hvp / t_grad, "time (s)": t_hvp, "detail": "value: time ratio HVP / the gradient row"},
         {"quantity": "operator setup (LU of I − W_z D, adjoint λ)", "value": float("nan"), "time (s)": t_setup,
          "detail": "a time only (value nan)"},
         {"quantity": f"top-{cfg.top_k} eigenvalues (eigsh LA)", "value": float(top[-1]), "time (s)": t_top, "detail": f"{n_top} HVPs; value: λ_max"},
@@ -389,7 +390,9 @@ def _run_hvp(cfg, result, params, groups, x, y, z, opts, base, mark):
     eig_rows = [{"end": "smallest", "rank": i, "eigenvalue": float(e)} for i, e in enumerate(bottom)]
     eig_rows += [{"end": "largest", "rank": P - len(top) + i, "eigenvalue": float(e)} for i, e in enumerate(top)]
     result.tables["eigenvalues"] = Table(f"Extreme eigenvalues by eigsh on the HVP operator{mark}", pd.DataFrame(eig_rows),
-                                         formats={"eigenvalue": "{:.6e}"})
+                                         formats={"eigenvalue": "{:.6e}"},
+                                         caption=f"rank: position in ascending order, 0 = λ_min … {P - 1} = λ_max "
+                                                 "(the figure counts 1, 2, … from each end)")
     result.arrays["hvp"] = {"grad": g.cpu().numpy(), "v": v.cpu().numpy(), "Hv": Hv.cpu().numpy(), "Hv_fd": fd.cpu().numpy(), "top": top, "bottom": bottom,
                             "trace": np.asarray([tr.trace, tr.std_error])}
     with activity(f"spectral density of H (SLQ, {SLQ_PROBES} probes × {min(SLQ_STEPS, P)} Lanczos steps)",

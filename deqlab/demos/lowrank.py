@@ -126,7 +126,7 @@ def method_table(X: np.ndarray, Y: np.ndarray, H_true: np.ndarray | None, *, rto
 def seed_method_note(est: LR.SymmetricEstimate) -> str:
     """What the seed's construction had to do on these pairs (complex eigenvalues, non-orthogonal u)."""
     i = est.info
-    return (f"seed_method: Gram-Schmidt rank {i['gram_schmidt_rank']}, rank of J = Y^ Y^T {i['J_rank']}, "
+    return (f"seed_method: Gram-Schmidt rank of [X Y] = {i['gram_schmidt_rank']}, rank of J = Ŷ Ŷᵀ: {i['J_rank']}, "
             f"{i['complex_eigenvalues']} complex eigenvalue(s) of its non-symmetric eigenproblem (real parts kept), "
             f"||U_r^T U_r - I|| = {i['u_orthogonality']:.1e}.")
 

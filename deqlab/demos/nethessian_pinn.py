@@ -135,7 +135,8 @@ def _run(cfg) -> Result:
         frame,
         formats={"final loss": "{:.3e}", "rel L2 error": "{:.3e}", "max |u - u*|": "{:.3e}",
                  "median step time [ms]": "{:.2f}", "total train time [ms]": "{:.0f}", "speed-up vs double backward": "{:.2f}"},
-        caption=f"error on a {p.grid}x{p.grid} grid; step = Laplacian + loss + backward + Adam; "
+        caption=f"error on a {p.grid}x{p.grid} grid; step = Laplacian + loss + backward + Adam; speed-up: "
+        "double_backward's median step time / the route's (total train time: the sum of every step's); "
         f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}.",
     )
     if len(runs) == 2:

@@ -128,9 +128,12 @@ class _LinearSystem:
                                      "this one couples them: use linear='iterative'")
             else:
                 eye = torch.eye(n, dtype=z.dtype, device=z.device)
-                self.lu = torch.linalg.lu_factor(eye - J)
-                if not all_finite(self.lu[0]):
+                # lu_factor_ex: lu_factor raised torch's own RuntimeError ('U[1,1] is zero ...') on an
+                # exactly singular I - J; info > 0 names that case, a non-finite factor the overflowing one
+                lu, pivots, info = torch.linalg.lu_factor_ex(eye - J)
+                if bool((info != 0).any()) or not all_finite(lu):
                     raise IllConditionedError("I - df/dz is singular at a DEQ's fixed point: no curvature there")
+                self.lu = (lu, pivots)
 
     def Jt(self, u: torch.Tensor) -> torch.Tensor:
         return self._vjp(u)[0]

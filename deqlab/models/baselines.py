@@ -17,6 +17,9 @@ from torch import nn
 
 
 class LSTMModel(nn.Module):
+    """One-layer LSTM with hidden size ``n_h`` and a linear readout of ``h_k``; state ``(h, c)``, each
+    ``(1, batch, n_h)``; no Lipschitz guarantee."""
+
     def __init__(self, n_u: int, n_h: int, n_y: int, *, dtype=torch.float64):
         super().__init__()
         self.n_u, self.n_h, self.n_y = n_u, n_h, n_y
@@ -40,6 +43,9 @@ class LSTMModel(nn.Module):
 
 
 class ElmanRNN(nn.Module):
+    """``h_k = tanh(W_h h_{k−1} + W_u u_k + b)``, ``y_k = C h_k + c``; state ``(1, batch, n_h)``; no
+    Lipschitz guarantee."""
+
     def __init__(self, n_u: int, n_h: int, n_y: int, *, dtype=torch.float64):
         super().__init__()
         self.n_u, self.n_h, self.n_y = n_u, n_h, n_y
@@ -62,6 +68,9 @@ class ElmanRNN(nn.Module):
 
 
 class LinearStateSpace(nn.Module):
+    """``x⁺ = A x + B u + b_x``, ``y = C x + D u + b_y`` with free ``A`` (initialised ``ρ I`` + noise);
+    state ``(batch, n_x)``; no Lipschitz guarantee (``A`` is not constrained)."""
+
     def __init__(self, n_u: int, n_x: int, n_y: int, *, rho: float = 0.9, dtype=torch.float64):
         super().__init__()
         self.n_u, self.n_x, self.n_y = n_u, n_x, n_y

@@ -50,7 +50,10 @@ def show(result: Result, console: Console) -> None:
     """Print every table, then the notes, then failures in red."""
     for table in result.tables.values():
         console.print(to_rich(table))
+    from rich.text import Text
+
+    # Text, never markup: a note quoting 'time [s]' or a path with '[run]' in it must print as written
     for note in result.notes:
-        console.print(note)
+        console.print(Text(note))
     for failure in result.failures:
-        console.print(f"[bold red]not converged:[/] {failure}")
+        console.print(Text.assemble(("not converged:", "bold red"), " ", failure))

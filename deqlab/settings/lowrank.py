@@ -70,6 +70,9 @@ class DEQPairsSettings:
 
 @dataclass
 class Settings:
+    """``deqlab lowrank``: which part runs (the seed's example, a user's pairs file, the rank/noise study,
+    secant pairs of a DEQ) and its parameters; ``deqlab config lowrank`` prints them composed."""
+
     device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     part: str = "example"          # example | pairs | study | deq

@@ -84,6 +84,9 @@ class TrainSettings:
 
 @dataclass
 class Settings:
+    """``deqlab mondeq``: the monotone DEQ, the splitting steps and the shared stopping rule of its eigen,
+    solver, alpha-sweep and training tables; ``deqlab config mondeq`` prints them composed."""
+
     device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     dtype: str = "float64"

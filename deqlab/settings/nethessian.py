@@ -13,6 +13,9 @@ from deqlab.settings.resources import Estimate
 
 @dataclass
 class Settings:
+    """``deqlab nethessian`` (input derivatives of an MLP by forward recursion): the network, the batch,
+    the timing protocol and the accuracy bound against ``torch.func``."""
+
     device: str = "cpu"   # cpu | cuda | cuda:N | auto (CUDA when there is one)
     seed: int = 0
     dtype: str = "float64"          # the accuracy check is meant for float64 (float32 works, with looser errors)

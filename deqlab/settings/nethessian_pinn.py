@@ -14,6 +14,9 @@ ROUTES = ("forward", "double_backward")
 
 @dataclass
 class PINNSettings:
+    """The Poisson PINN of ``deqlab nethessian pinn``: network, Adam schedule, collocation points and
+    the evaluation grid (one training per Laplacian route)."""
+
     hidden: List[int] = field(default_factory=lambda: [32, 32])
     activation: str = "tanh"
     steps: int = 2000            # Adam steps per route

@@ -20,6 +20,9 @@ FRACTION = 0.8
 
 @dataclass(frozen=True)
 class Estimate:
+    """One memory estimate of a run: ``bytes`` it would take, the setting ``key`` that raises it and
+    ``what`` takes the memory, so that a size that cannot fit is refused naming the key."""
+
     bytes: float
     key: str     # the setting that raises it
     what: str    # what takes the memory, in words

@@ -136,6 +136,9 @@ class PendulumSettings:
 
 @dataclass
 class DataSettings:
+    """The pendulum data set of ``deqlab sysid`` (or a user's ``.npz`` via ``path``): trajectories,
+    sampling, noise and the input signals that excite them; units in the field comments."""
+
     path: Optional[str] = None  # a user's .npz with u (trajectories, steps, inputs), y (trajectories, steps, outputs)
     trajectories: int = 60
     steps: int = 400            # samples per trajectory

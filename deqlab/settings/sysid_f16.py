@@ -19,6 +19,9 @@ SOURCE = "F16GVT_Files.zip from the nonlinear system identification benchmarks s
 
 @dataclass
 class F16Data:
+    """Where and how ``deqlab sysid f16`` reads the F-16 ground-vibration benchmark (Nonlinear Benchmark
+    data set) and how its records are cut into training, validation and test sequences."""
+
     data_dir: str = "???"        # the folder holding F16GVT_Files/ (or F16GVT_Files/ itself, its BenchmarkData/, or the zip)
     excitation: str = "sine_sweep"  # sine_sweep | multisine
     format: str = "auto"         # auto (a record's CSV where there is one, else its .mat) | csv | mat

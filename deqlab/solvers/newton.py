@@ -4,6 +4,10 @@ For ``g(z) = f(z) − z`` the Newton step solves ``(I − J) δ = f(z) − z`` w
 ``z ← z + δ``; convergence is quadratic near a root where ``I − J`` is invertible. ``J`` is formed
 densely per sample with ``torch.func.jacrev`` (``n`` reverse passes), so this is meant for
 ``n`` up to a few hundred. ``f`` must treat batch samples independently (true for DEQs).
+
+A sample whose ``I − J`` is singular at its iterate (``f(z) = sin z + ½`` at ``z = 0``, say) has no Newton
+step: it takes a plain step ``z ← f(z)`` instead (``torch.linalg.solve`` raised its ``LinAlgError`` for
+the whole batch). The linear algebra needs float32 or float64 (LAPACK has no half-precision LU).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from typing import Callable
 import torch
 from torch.func import jacrev
 
-from deqlab.solvers.result import Monitor, SolverResult
+from deqlab.errors import InputError
+from deqlab.solvers.result import Monitor, SolverResult, describe
 
 
 def batched_jacobian(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
@@ -41,6 +46,8 @@ def newton(
     (reported in ``extras['n_jacobians']``).
     """
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver="newton")
+    if z0.dtype not in (torch.float32, torch.float64):   # (torch's "lu_cpu not implemented for 'Half'")
+        raise InputError(f"newton solves its linear systems in float32 or float64; z0 is {describe(z0)}")
     n = z0.shape[1]
     eye = torch.eye(n, dtype=z0.dtype, device=z0.device)
     z = z0
@@ -55,7 +62,10 @@ def newton(
         with torch.enable_grad():
             J = batched_jacobian(f, z)
         n_jac += 1
-        delta = torch.linalg.solve(eye - J, (fz - z).unsqueeze(-1)).squeeze(-1)
+        delta, info = torch.linalg.solve_ex(eye - J, (fz - z).unsqueeze(-1))
+        delta = delta.squeeze(-1)
+        singular = (info != 0)[:, None] | ~torch.isfinite(delta)   # (no Newton step: a plain one)
+        delta = torch.where(singular, fz - z, delta)
         delta = torch.where(monitor.best_ok[:, None], torch.zeros_like(delta), delta)
         z = z + delta
     return monitor.result(steps, n_jacobians=n_jac)

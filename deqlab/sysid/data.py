@@ -184,6 +184,9 @@ def load_arrays(path: str | Path, *, washout: int, min_trajectories: int = 1) ->
 
 
 def load_dataset(path: str | Path, *, washout: int, fractions=(0.6, 0.2, 0.2), seed: int = 0) -> Dataset:
+    """A user's ``.npz`` (arrays ``u`` ``(trajectories, T, n_u)`` and ``y`` ``(trajectories, T, n_y)``,
+    checked by :func:`load_arrays`) split by whole trajectories into train/validation/test ``fractions``
+    with a NumPy generator seeded by ``seed``."""
     u, y = load_arrays(path, washout=washout)
     split = split_by_trajectory(u.shape[0], tuple(fractions), np.random.default_rng(seed))
     return Dataset(u=u, y=y, split=split, meta={"path": str(path)})

@@ -32,6 +32,7 @@ def nrmse(y_hat: np.ndarray, y: np.ndarray, washout: int) -> float:
 
 
 def fit_percent(nrmse_value: float) -> float:
+    """The system-identification "fit" ``100 (1 − NRMSE)`` in percent (100 is a perfect simulation)."""
     return 100.0 * (1.0 - nrmse_value)
 
 

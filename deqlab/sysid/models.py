@@ -90,6 +90,9 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def save_model(model: Normalised, kind: str, kwargs: dict, path: str | Path) -> None:
+    """Write ``model`` with what rebuilds it (its ``kind`` and constructor ``kwargs``) to ``path``
+    (a ``torch.save`` dict of tensors and plain values, read back by :func:`load_model` with
+    ``weights_only=True``)."""
     torch.save({"kind": kind, "kwargs": dict(kwargs), "n_u": model.n_u, "n_y": model.n_y,
                 "state_dict": model.state_dict()}, path)
 

@@ -24,6 +24,13 @@ from deqlab.sysid.metrics import nrmse, simulate
 
 @dataclass
 class TrainSettings:
+    """How :func:`train` fits a model: Adam on mini-batches of ``batch_size`` whole trajectories (a new
+    random order every epoch), each simulated in consecutive windows of ``seq_len`` steps with the state
+    carried across windows but detached (truncated backpropagation through time), one optimiser step
+    per window; the first ``washout`` steps of every trajectory are left out of the loss; gradient norm
+    clipped to ``clip``; training stops after ``patience`` epochs without a better validation NRMSE
+    and keeps the best epoch's weights."""
+
     epochs: int = 50
     batch_size: int = 8
     seq_len: int = 100
@@ -38,6 +45,9 @@ class TrainSettings:
 
 @dataclass
 class TrainHistory:
+    """What :func:`train` recorded: per-epoch training loss and validation NRMSE, the epoch whose weights
+    were kept (``best_epoch``, 0-based; −1 before the first) and its NRMSE, and the wall seconds."""
+
     train_loss: list[float] = field(default_factory=list)  # mean standardised MSE per epoch
     val_nrmse: list[float] = field(default_factory=list)
     best_epoch: int = -1
