@@ -68,6 +68,10 @@ INTEGER = {"parser": integer_text, "metavar": "<int>"}
 NUMBER = {"parser": number_text, "metavar": "<float>"}
 
 
+#: keys whose typed option is a path (kept as typed, spaces and all)
+PATH_KEYS = ("data.path", "data_file", "run_dir", "pairs_file", "f16.data_dir")
+
+
 def option_overrides(**options) -> list[str]:
     """Typed options → Hydra overrides, skipping options the user did not give.
 
@@ -85,7 +89,9 @@ def option_overrides(**options) -> list[str]:
         elif isinstance(value, (list, tuple)):
             value = "[" + ",".join(quote(str(v)) for v in value) + "]"
         elif isinstance(value, str) and key != "solver" and not key.endswith("_preset"):   # group choices stay bare
-            value = quote(value)
+            # Hydra strips the spaces around an unquoted value: `device=auto ` runs, so `--device 'auto '`
+            # must too (it was refused). A path keeps them: a file's name may hold them.
+            value = quote(value if key in PATH_KEYS else value.strip())
         out.append(f"{key}={value}")
     return out
 
