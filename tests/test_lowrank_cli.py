@@ -186,3 +186,13 @@ def test_a_pairs_archive_too_large_to_read_is_refused_before_reading(cli, output
     monkeypatch.setattr(resources, "available_memory", lambda: 100 * 2**20)   # 64 MB of arrays, 3 copies: too many
     helpers.assert_one_line_error(cli("lowrank", "--pairs", str(path)), "holds 61 MiB of arrays uncompressed")
     assert not output_root.exists() or not any(output_root.rglob("*.partial"))
+
+
+def test_pairs_whose_products_overflow_are_refused(cli, output_root, tmp_path):
+    """Pairs of about 1e300 are finite, but X^T Y is not: the run ended 0 with an infinite residual in
+    every row and a RuntimeWarning on stderr."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.npz"
+    np.savez(path, X=rng.normal(size=(5, 2)) * 1e300, Y=rng.normal(size=(5, 2)) * 1e300)
+    helpers.assert_one_line_error(cli("lowrank", "--pairs", str(path)), "overflow float64: rescale the pairs")
+    assert not output_root.exists() or not any(output_root.rglob("*"))
