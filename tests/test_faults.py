@@ -503,3 +503,27 @@ def test_an_unwritable_matplotlib_config_folder_adds_nothing_to_stderr(tmp_path)
                env={"MPLCONFIGDIR": os.devnull + "/matplotlib"})
     out, err = p.communicate(timeout=300)
     assert p.returncode == 2 and err.count("\n") == 1 and "pairs file" in err, err
+
+
+def test_library_warnings_go_into_the_run_folder_not_to_stderr(cli, output_root, monkeypatch):
+    """NumPy's overflow RuntimeWarning, torch's pickle-protocol UserWarning...: two to four lines each on
+    stderr, before a failed run's one line. They are kept in the folder's warnings.txt instead."""
+    import warnings
+
+    import deqlab.demos.lowrank as demo
+    from deqlab.errors import NotConvergedError
+
+    def run(settings):
+        for _ in range(3):   # (kept once)
+            warnings.warn("overflow encountered in dot", RuntimeWarning)
+        raise NotConvergedError("the solve did not converge")
+
+    monkeypatch.setattr(demo, "run", run)
+    r = cli("lowrank")
+    helpers.assert_one_line_error(r, "the solve did not converge", code=1)
+    assert "overflow" not in r.stderr
+    (folder,) = (output_root / "lowrank").iterdir()
+    assert folder.name.endswith(".failed")
+    kept = (folder / "warnings.txt").read_text().splitlines()
+    assert len(kept) == 1 and kept[0].startswith("RuntimeWarning: overflow encountered in dot"), kept
+    assert "1 warning(s) from the libraries the run used: warnings.txt" in r.stdout

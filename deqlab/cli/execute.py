@@ -11,6 +11,7 @@ naming the signal and child processes ended.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import io
@@ -53,9 +54,10 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> 
             from deqlab.report.writer import save, show   # (numpy, pandas, torch: they may fail to load)
 
             demo = importlib.import_module(f"deqlab.demos.{command}")
-            result = _run_on_device(demo, settings)
-            save(result, run_dir.path)
-            show(result, console)
+            with _warnings_kept(run_dir, console):
+                result = _run_on_device(demo, settings)
+                save(result, run_dir.path)
+                show(result, console)
             if result.failures and strict:
                 text = f"{len(result.failures)} failure report(s) and strict=true: " + "; ".join(result.failures)
                 folder, _ = run_dir.fail(text)
@@ -75,6 +77,29 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> 
                     end_children()
                     return _failed(run_dir, f"stopped by {stop.name}", stop.exit_code)
                 return _ended_by(exc, run_dir, settings)
+
+
+@contextlib.contextmanager
+def _warnings_kept(run_dir, console):
+    """Python warnings of the libraries a run uses (NumPy's overflow, torch's pickle protocol, matplotlib's
+    layout) go into the run folder's ``warnings.txt``, not to stderr: stderr holds one line for an error,
+    and warnings before it (two to four lines each) buried it. Each distinct warning is kept once, and the
+    run says on stdout how many there were. The folder keeps them whether the run succeeds or fails."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen = list(dict.fromkeys(f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught))
+            if seen:
+                from deqlab.report.files import write_text
+
+                with contextlib.suppress(OSError):
+                    write_text(run_dir.file("warnings.txt"), "\n".join(seen) + "\n")
+                    console.print(f"{len(seen)} warning(s) from the libraries the run used: {run_dir.file('warnings.txt').name}",
+                                  markup=False, highlight=False)
 
 
 def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
