@@ -196,3 +196,15 @@ def test_pairs_whose_products_overflow_are_refused(cli, output_root, tmp_path):
     np.savez(path, X=rng.normal(size=(5, 2)) * 1e300, Y=rng.normal(size=(5, 2)) * 1e300)
     helpers.assert_one_line_error(cli("lowrank", "--pairs", str(path)), "overflow float64: rescale the pairs")
     assert not output_root.exists() or not any(output_root.rglob("*"))
+
+
+@pytest.mark.parametrize("name", ["p${x}.npz", "p\\${x}.npz", "${oc.env:HOME}.npz"])
+def test_a_pairs_file_whose_name_holds_an_interpolation_is_found(cli, output_root, tmp_path, name):
+    """The value came out of Hydra as typed, then the merge into the settings read its ``${x}`` again as an
+    interpolation: "bad value: Interpolation key 'x' not found" for a file that exists."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / name
+    np.savez(path, X=rng.standard_normal((6, 2)), Y=rng.standard_normal((6, 2)))
+    r = cli("lowrank", "--pairs", str(path))
+    assert r.exit_code == 0, r.stderr
+    assert len(pd.read_csv(run_folder(output_root) / "pairs.csv")) == 4

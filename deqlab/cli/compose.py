@@ -381,7 +381,7 @@ def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
     except RecursionError:
         raise InputError("cannot resolve the configuration: an interpolation refers to itself") from None
     _refuse_reserved(container)
-    container = _without_negative_zero(container)
+    container = _literal_strings(_without_negative_zero(container))
     container.pop("hydra", None)
     container.pop("command", None)
     run_keys = {f.name: container.pop(f.name) for f in dataclasses.fields(RunOptions) if f.name in container}
@@ -431,6 +431,23 @@ def _without_negative_zero(node):
         return [_without_negative_zero(value) for value in node]
     if isinstance(node, float) and node == 0.0:
         return 0.0
+    return node
+
+
+#: a run of backslashes before a ``${`` (OmegaConf's escape of an interpolation)
+_BEFORE_INTERPOLATION = re.compile(r"(\\*)\$\{")
+
+
+def _literal_strings(node):
+    """``node`` with every string escaped for OmegaConf, so that it comes out of the merge into the settings
+    as it is. The values are already resolved; the merge read a ``${`` in one again as an interpolation:
+    ``--pairs 'runs/${x}.npz'`` (a file name, quoted) failed with "Interpolation key 'x' not found"."""
+    if isinstance(node, dict):
+        return {key: _literal_strings(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_literal_strings(value) for value in node]
+    if isinstance(node, str) and "${" in node:
+        return _BEFORE_INTERPOLATION.sub(lambda m: 2 * m.group(1) + "\\${", node)
     return node
 
 
