@@ -88,7 +88,9 @@ def _warnings_kept(run_dir, console):
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        # (once per place in the code: "always" kept every one, and a solve that overflows in each of a
+        # million iterations would have filled the memory with them)
+        warnings.simplefilter("default")
         try:
             yield
         finally:
