@@ -458,3 +458,72 @@ def test_a_run_folder_that_cannot_be_made_leaves_no_command_folder(cli, output_r
     r = cli("converge", *SMALL)
     helpers.assert_one_line_error(r, "cannot create a run folder under DEQLAB_OUTPUT_ROOT=")
     assert not output_root.exists()
+
+
+def test_a_failed_run_under_a_locale_that_is_not_utf8_is_marked_failed(tmp_path):
+    """Under an ASCII locale (PYTHONUTF8=0 LC_ALL=C) error.txt was written in the locale's encoding: the
+    "−" of the refusal raised UnicodeEncodeError, a traceback, and the folder stayed .partial. Files are
+    UTF-8 whatever the locale."""
+    p = deqlab("hessian", "--init", "normal", "--n-z", "3", "--seed", "617", root=tmp_path / "out",
+               env={"PYTHONUTF8": "0", "LC_ALL": "C", "PYTHONIOENCODING": ""})
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 1 and "Traceback" not in err and err.count("\n") == 1, err
+    (folder,) = (tmp_path / "out" / "hessian").iterdir()
+    assert folder.name.endswith(".failed"), folder
+    assert "cond₂(I − J)" in (folder / "error.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_a_sweep_under_a_locale_that_is_not_utf8_keeps_what_its_jobs_printed(tmp_path):
+    """A job's output.txt (its tables, box-drawn) failed to encode in ASCII: every job of a sweep under
+    LC_ALL=C failed and the sweep exited 1."""
+    p = deqlab("sweep", "lowrank", "seed=0", root=tmp_path / "out", env={"PYTHONUTF8": "0", "LC_ALL": "C", "PYTHONIOENCODING": ""})
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0 and "Traceback" not in err, err
+    (sweep,) = (tmp_path / "out" / "sweep" / "lowrank").iterdir()
+    assert "─" in (sweep / "0" / "output.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_an_output_root_that_is_a_dangling_link_is_named_so(cli, tmp_path, monkeypatch, below):
+    """A DEQLAB_OUTPUT_ROOT that is a symbolic link to nothing was refused with "File exists", of a folder
+    that does not exist."""
+    link = tmp_path / "runs"
+    link.symlink_to(tmp_path / "gone")
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(link / below))
+    line = helpers.assert_one_line_error(cli("lowrank"), f"{link} is a symbolic link to {tmp_path / 'gone'}, which does not exist")
+    assert "File exists" not in line
+    assert not (tmp_path / "gone").exists()
+
+
+def test_an_unwritable_matplotlib_config_folder_adds_nothing_to_stderr(tmp_path):
+    """Matplotlib warned in four lines on stderr when its config folder could not be written (a read-only
+    home): a failed run's one line came after them."""
+    p = deqlab("lowrank", "--pairs", str(tmp_path / "none.npz"), root=tmp_path / "out",
+               env={"MPLCONFIGDIR": os.devnull + "/matplotlib"})
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and err.count("\n") == 1 and "pairs file" in err, err
+
+
+def test_library_warnings_go_into_the_run_folder_not_to_stderr(cli, output_root, monkeypatch):
+    """NumPy's overflow RuntimeWarning, torch's pickle-protocol UserWarning...: two to four lines each on
+    stderr, before a failed run's one line. They are kept in the folder's warnings.txt instead."""
+    import warnings
+
+    import deqlab.demos.lowrank as demo
+    from deqlab.errors import NotConvergedError
+
+    def run(settings):
+        for _ in range(3):   # (kept once)
+            warnings.warn("overflow encountered in dot", RuntimeWarning)
+        raise NotConvergedError("the solve did not converge")
+
+    monkeypatch.setattr(demo, "run", run)
+    r = cli("lowrank")
+    helpers.assert_one_line_error(r, "the solve did not converge", code=1)
+    assert "overflow" not in r.stderr
+    (folder,) = (output_root / "lowrank").iterdir()
+    assert folder.name.endswith(".failed")
+    kept = (folder / "warnings.txt").read_text().splitlines()
+    assert len(kept) == 1 and kept[0].startswith("RuntimeWarning: overflow encountered in dot"), kept
+    assert "1 warning(s) from the libraries the run used: warnings.txt" in r.stdout

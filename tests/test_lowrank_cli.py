@@ -204,3 +204,39 @@ def test_pairs_eigenvalue_summary_shows_both_ends(cli, output_root, tmp_path):
     shown = pd.read_csv(folder / "pairs.csv").set_index("method").loc["least_change", "eigenvalues"]
     assert f"{S[0]:.6g}" in shown and f"{S[-1]:.6g}" in shown, shown
     assert "factors.npz" in " ".join(r.output.split())
+
+
+def test_a_pairs_archive_too_large_to_read_is_refused_before_reading(cli, output_root, tmp_path, monkeypatch):
+    """A compressed archive declares how large its arrays are uncompressed; np.load read them all (a
+    few MB of zeros can declare tens of GB: the OOM killer, no line, a .partial folder)."""
+    import deqlab.settings.resources as resources
+
+    path = tmp_path / "pairs.npz"
+    rng = np.random.default_rng(0)
+    np.savez_compressed(path, X=rng.normal(size=(4, 2)), Y=rng.normal(size=(4, 2)), padding=np.zeros(8_000_000))
+    assert path.stat().st_size < 1_000_000
+    monkeypatch.setattr(resources, "available_memory", lambda: 100 * 2**20)   # 64 MB of arrays, 3 copies: too many
+    helpers.assert_one_line_error(cli("lowrank", "--pairs", str(path)), "holds 61 MiB of arrays uncompressed")
+    assert not output_root.exists() or not any(output_root.rglob("*.partial"))
+
+
+def test_pairs_whose_products_overflow_are_refused(cli, output_root, tmp_path):
+    """Pairs of about 1e300 are finite, but X^T Y is not: the run ended 0 with an infinite residual in
+    every row and a RuntimeWarning on stderr."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.npz"
+    np.savez(path, X=rng.normal(size=(5, 2)) * 1e300, Y=rng.normal(size=(5, 2)) * 1e300)
+    helpers.assert_one_line_error(cli("lowrank", "--pairs", str(path)), "overflow float64: rescale the pairs")
+    assert not output_root.exists() or not any(output_root.rglob("*"))
+
+
+@pytest.mark.parametrize("name", ["p${x}.npz", "p\\${x}.npz", "${oc.env:HOME}.npz"])
+def test_a_pairs_file_whose_name_holds_an_interpolation_is_found(cli, output_root, tmp_path, name):
+    """The value came out of Hydra as typed, then the merge into the settings read its ``${x}`` again as an
+    interpolation: "bad value: Interpolation key 'x' not found" for a file that exists."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / name
+    np.savez(path, X=rng.standard_normal((6, 2)), Y=rng.standard_normal((6, 2)))
+    r = cli("lowrank", "--pairs", str(path))
+    assert r.exit_code == 0, r.stderr
+    assert len(pd.read_csv(run_folder(output_root) / "pairs.csv")) == 4

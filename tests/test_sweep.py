@@ -74,6 +74,9 @@ def test_sweep_jobs_print_at_the_terminal_width(output_root):
         (["converge", "seed=range(0,inf)"], "range() needs finite start, stop and step"),
         (["converge", "seed=range(0,40),range(0,30)"], "a sweep inside a list of values is not supported"),
         (["converge", "=3"], "malformed override '=3'"),
+        # every job goes into the one sweep folder: swept output roots went unused (exit 0)
+        (["converge", "output_root=a,b"], "output_root takes one value"),
+        (["converge", "seed=0", "hydra.sweep.dir=/dev/null"], "hydra.sweep.dir='/dev/null': /dev/null is not a folder"),
         # a launcher's options are the launcher's own (the settings' keys were suggested for them)
         (["converge", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.njobs=2"],
          "unknown key 'hydra.launcher.njobs'; did you mean hydra.launcher.n_jobs? (the joblib launcher's options: n_jobs,"),

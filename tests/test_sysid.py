@@ -458,3 +458,29 @@ def test_a_run_folder_with_broken_tables_or_model_files_is_one_line(tiny_run, cl
     os.mkfifo(fifo / "models" / "ren.pt")
     _bad(cli("sysid", "evaluate", str(fifo), "--data", ok), "is not a regular file")
     assert _no_run(output_root, "evaluate")
+
+
+def test_evaluate_refuses_a_pickled_model_in_one_line(tiny_run, tmp_path):
+    """A models/*.pt that is a plain pickle (protocol 4): torch's two-line warning came before the refusal."""
+    import pickle
+    import shutil
+
+    _, run = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    marker = tmp_path / "ran"
+    with open(copy / "models" / "ren.pt", "wb") as f:
+        pickle.dump(_Payload(marker), f, protocol=4)
+    data = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, u=rng.normal(size=(4, 60, 1)), y=rng.normal(size=(4, 60, 1)))
+    import os
+    import subprocess
+    import sys
+
+    # (a process of its own: pytest would catch the warning that went to stderr)
+    r = subprocess.run([sys.executable, "-m", "deqlab", "sysid", "evaluate", str(copy), "--data", str(data)],
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path / "out")})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a deqlab sysid model" in r.stderr, r.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()

@@ -7,11 +7,13 @@
 def main() -> None:
     import sys
 
-    from deqlab.cli.streams import fill_closed, guard, lost_output
+    from deqlab.cli.streams import fill_closed, guard, lost_output, quiet_libraries, sane_columns
     from deqlab.cli.termination import end_children, hold_for_good, install_handlers, stopped_by
 
     fill_closed()   # `deqlab ... >&-`: no file opened later may take the number of stdout or stderr
     guard()   # `deqlab ... | head` must not turn a finished run into a failure
+    sane_columns()   # COLUMNS=0 printed nothing
+    quiet_libraries()   # stderr is for our one line
 
     # From the first instruction on, Ctrl-C, SIGTERM, SIGHUP and the other terminating signals end the process in one line: a run
     # folder in the making is marked .failed by the run's own handler; before or after a run (importing, composing the

@@ -194,6 +194,9 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
         if key.split(".")[0] in RENAMED:
             raise InputError(f"{key.split('.')[0]} was renamed to {RENAMED[key.split('.')[0]]}")
         if o.is_sweep_override():
+            if key == "output_root":
+                # (one sweep folder holds every job: the values went unused, and the folder went under the last)
+                raise InputError(f"{o.input_line!r}: output_root takes one value; a sweep's jobs all go into one sweep folder")
             if not sweep:
                 raise InputError(f"{o.input_line!r} is a sweep over several values: run it with `deqlab sweep <command> ...`")
             if o.value_type in (ValueType.INTERVAL_SWEEP, ValueType.GLOB_CHOICE_SWEEP):
@@ -378,7 +381,7 @@ def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
     except RecursionError:
         raise InputError("cannot resolve the configuration: an interpolation refers to itself") from None
     _refuse_reserved(container)
-    container = _without_negative_zero(container)
+    container = _literal_strings(_without_negative_zero(container))
     container.pop("hydra", None)
     container.pop("command", None)
     run_keys = {f.name: container.pop(f.name) for f in dataclasses.fields(RunOptions) if f.name in container}
@@ -428,6 +431,23 @@ def _without_negative_zero(node):
         return [_without_negative_zero(value) for value in node]
     if isinstance(node, float) and node == 0.0:
         return 0.0
+    return node
+
+
+#: a run of backslashes before a ``${`` (OmegaConf's escape of an interpolation)
+_BEFORE_INTERPOLATION = re.compile(r"(\\*)\$\{")
+
+
+def _literal_strings(node):
+    """``node`` with every string escaped for OmegaConf, so that it comes out of the merge into the settings
+    as it is. The values are already resolved; the merge read a ``${`` in one again as an interpolation:
+    ``--pairs 'runs/${x}.npz'`` (a file name, quoted) failed with "Interpolation key 'x' not found"."""
+    if isinstance(node, dict):
+        return {key: _literal_strings(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_literal_strings(value) for value in node]
+    if isinstance(node, str) and "${" in node:
+        return _BEFORE_INTERPOLATION.sub(lambda m: 2 * m.group(1) + "\\${", node)
     return node
 
 

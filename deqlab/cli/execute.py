@@ -11,6 +11,7 @@ naming the signal and child processes ended.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import io
@@ -53,9 +54,10 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> 
             from deqlab.report.writer import save, show   # (numpy, pandas, torch: they may fail to load)
 
             demo = importlib.import_module(f"deqlab.demos.{command}")
-            result = _run_on_device(demo, settings)
-            save(result, run_dir.path)
-            show(result, console)
+            with _warnings_kept(run_dir, console):
+                result = _run_on_device(demo, settings)
+                save(result, run_dir.path)
+                show(result, console)
             if result.failures and strict:
                 text = f"{len(result.failures)} failure report(s) and strict=true: " + "; ".join(result.failures)
                 folder, _ = run_dir.fail(text)
@@ -75,6 +77,31 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> 
                     end_children()
                     return _failed(run_dir, f"stopped by {stop.name}", stop.exit_code)
                 return _ended_by(exc, run_dir, settings)
+
+
+@contextlib.contextmanager
+def _warnings_kept(run_dir, console):
+    """Python warnings of the libraries a run uses (NumPy's overflow, torch's pickle protocol, matplotlib's
+    layout) go into the run folder's ``warnings.txt``, not to stderr: stderr holds one line for an error,
+    and warnings before it (two to four lines each) buried it. Each distinct warning is kept once, and the
+    run says on stdout how many there were. The folder keeps them whether the run succeeds or fails."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        # (once per place in the code: "always" kept every one, and a solve that overflows in each of a
+        # million iterations would have filled the memory with them)
+        warnings.simplefilter("default")
+        try:
+            yield
+        finally:
+            seen = list(dict.fromkeys(f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught))
+            if seen:
+                from deqlab.report.files import write_text
+
+                with contextlib.suppress(OSError):
+                    write_text(run_dir.file("warnings.txt"), "\n".join(seen) + "\n")
+                    console.print(f"{len(seen)} warning(s) from the libraries the run used: {run_dir.file('warnings.txt').name}",
+                                  markup=False, highlight=False)
 
 
 def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
@@ -213,7 +240,7 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
     from rich.console import Console
 
     from deqlab.cli.compose import load
-    from deqlab.cli.run_folder import RunFolder, output_root_origin
+    from deqlab.cli.run_folder import RunFolder, creation_error, output_root, output_root_origin
     from deqlab.cli.termination import held, stopped_by
 
     try:
@@ -230,7 +257,8 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
             try:
                 run_dir = RunFolder.create(folder or command, run.output_root)
             except OSError as exc:
-                fail(f"cannot create a run folder under {output_root_origin(run.output_root)}: {exc.strerror or exc}", 2)
+                fail(f"cannot create a run folder under {output_root_origin(run.output_root)}: "
+                     f"{creation_error(exc, output_root(run.output_root))}", 2)
         outcome = run_in_folder(command, settings, run_dir, strict=run.strict, console=console)
     except BaseException as exc:
         # a signal between the folder's creation and the run's own handler left it .partial
@@ -260,6 +288,9 @@ def run_job(command: str, cfg) -> dict:
     from deqlab.cli.run_folder import RunFolder
     from deqlab.report.files import write_text
 
+    from deqlab.cli.streams import quiet_libraries
+
+    quiet_libraries()   # (a joblib worker is a fresh process: main() did not run there)
     path = Path(HydraConfig.get().runtime.output_dir)
     path.mkdir(parents=True, exist_ok=True)
     final = path.with_name(path.name.removesuffix(".partial"))
@@ -286,6 +317,11 @@ def run_job(command: str, cfg) -> dict:
             write_text(Path(folder) / "failures.txt", "\n".join(outcome.result.failures) + "\n")
     except OSError:
         pass
+    import sys
+
+    from deqlab.cli.streams import tolerate_unencodable
+
+    tolerate_unencodable(sys.stdout)   # (a joblib worker's own stdout: ASCII under a non-UTF-8 locale)
     print(text, end="", flush=True)
     status = "ok" if outcome.code == 0 else ("failed" if outcome.code in (1, 2) else "stopped")
     print(f"job {final.name} {status}: {folder}" + (f" ({outcome.message})" if outcome.code else ""), flush=True)

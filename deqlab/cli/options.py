@@ -68,6 +68,10 @@ INTEGER = {"parser": integer_text, "metavar": "<int>"}
 NUMBER = {"parser": number_text, "metavar": "<float>"}
 
 
+#: keys whose typed option is a path (kept as typed, spaces and all)
+PATH_KEYS = ("data.path", "data_file", "run_dir", "pairs_file", "f16.data_dir")
+
+
 def option_overrides(**options) -> list[str]:
     """Typed options → Hydra overrides, skipping options the user did not give.
 
@@ -85,7 +89,9 @@ def option_overrides(**options) -> list[str]:
         elif isinstance(value, (list, tuple)):
             value = "[" + ",".join(quote(str(v)) for v in value) + "]"
         elif isinstance(value, str) and key != "solver" and not key.endswith("_preset"):   # group choices stay bare
-            value = quote(value)
+            # Hydra strips the spaces around an unquoted value: `device=auto ` runs, so `--device 'auto '`
+            # must too (it was refused). A path keeps them: a file's name may hold them.
+            value = quote(value if key in PATH_KEYS else value.strip())
         out.append(f"{key}={value}")
     return out
 
@@ -99,8 +105,11 @@ def split_list(text: str | None, option: str, cast=str) -> list | None:
     if not all(items):
         fail(f"{option} must be comma-separated values without empty entries, got {text!r}", 2)
     try:
+        if cast is int:   # as the key reads them: int() took '٣' and '３' (any Unicode digit), the key refuses them
+            for item in items:
+                integer_text(item)
         return [cast(t) for t in items]
-    except ValueError:
+    except (ValueError, typer.BadParameter):
         fail(f"{option} must be comma-separated {cast.__name__} values, got {text!r}", 2)
 
 

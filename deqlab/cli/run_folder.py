@@ -37,6 +37,18 @@ def output_root_origin(configured: str | None = None) -> str:
     return f"{name}={str(output_root(configured))!r}"
 
 
+def creation_error(exc: OSError, path: Path) -> str:
+    """Why no folder could be made at or under ``path``, in words: ``exc``'s, unless ``path`` or a folder
+    above it is a symbolic link to nothing or not a folder (mkdir then said "File exists", of a folder that
+    does not)."""
+    for folder in [Path(path), *Path(path).parents]:
+        if folder.is_symlink() and not folder.exists():
+            return f"{folder} is a symbolic link to {os.readlink(folder)}, which does not exist"
+        if folder.exists() and not folder.is_dir():   # (hydra.sweep.dir=/dev/null: "File exists")
+            return f"{folder} is not a folder"
+    return exc.strerror or str(exc)
+
+
 def _stamp() -> str:
     return _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
@@ -113,7 +125,7 @@ class RunFolder:
         except OSError as exc:
             problem = f"could not write {self.path / 'error.txt'}: {exc.strerror or exc}"
             with contextlib.suppress(OSError):   # a one-line note still fits where a file did not
-                (self.path / "error.txt").write_text(message.rstrip()[:200] + "\n")
+                (self.path / "error.txt").write_text(message.rstrip()[:200] + "\n", encoding="utf-8", errors="surrogateescape")
         failed = self.final.with_name(self.final.name + ".failed")
         with contextlib.suppress(OSError):
             os.rename(self.path, failed)

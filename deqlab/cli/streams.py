@@ -76,10 +76,77 @@ def fill_closed() -> None:
                 setattr(sys, name, open(fd, mode, closefd=False))
 
 
+#: The narrowest terminal written for. ``COLUMNS=0`` printed nothing at all (not even the run folder's
+#: line), ``COLUMNS=1`` a help of 15 characters, and ``COLUMNS=5`` cut every number of a table across lines.
+MIN_COLUMNS = 40
+
+
+def sane_columns() -> None:
+    """Raise a ``COLUMNS`` below :data:`MIN_COLUMNS` to it (rich, Typer's help and the tables read it;
+    a value that is no number is left alone: rich ignores it)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        return
+    if columns < MIN_COLUMNS:
+        os.environ["COLUMNS"] = str(MIN_COLUMNS)
+
+
+#: the error handler of :func:`tolerate_unencodable` (registered with :mod:`codecs` under this name)
+ESCAPE_ERRORS = "deqlab.escape"
+
+
+def _escape(exc: UnicodeError):
+    """Encode what the codec could not: bytes a file name carried undecoded (``surrogateescape``: written
+    back as they were), anything else as a backslash escape (``backslashreplace``)."""
+    import codecs
+
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    piece = exc.object[exc.start:exc.end]
+    if all(0xDC80 <= ord(c) <= 0xDCFF for c in piece):
+        return bytes(ord(c) - 0xDC00 for c in piece), exc.end
+    return codecs.backslashreplace_errors(exc)
+
+
+def tolerate_unencodable(stream) -> None:
+    """Let ``stream`` write what its encoding cannot hold as a backslash escape (``\\xd7``) instead of raising.
+
+    Under a locale that is not UTF-8 (``PYTHONIOENCODING=ascii``, ``PYTHONUTF8=0 LC_ALL=C``) stdout is
+    ASCII, and the help of `sysid pendulum` (``trajectories×steps``) ended in a ``UnicodeEncodeError``
+    traceback; any table or note with a Greek letter would have done the same. (Python already does this
+    for stderr.) Bytes of a file name that were not text (``surrogateescape``) are still written as they were."""
+    import codecs
+
+    if getattr(stream, "errors", None) not in ("strict", "surrogateescape") or not hasattr(stream, "reconfigure"):
+        return
+    try:
+        codecs.lookup_error(ESCAPE_ERRORS)
+    except LookupError:
+        codecs.register_error(ESCAPE_ERRORS, _escape)
+    try:
+        stream.reconfigure(errors=ESCAPE_ERRORS)
+    except (AttributeError, ValueError, OSError):   # (not a TextIOWrapper after all, or detached)
+        pass
+
+
+def quiet_libraries() -> None:
+    """Keep the libraries' own warnings off stderr, which holds one line for an error and nothing else.
+    Matplotlib warns in four lines, at import, when its config folder cannot be written (a read-only
+    home, ``MPLCONFIGDIR`` pointing at a file), and then works from a temporary folder; after it, a failed
+    run's stderr held five lines."""
+    import logging
+
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
+
+
 def guard() -> None:
-    """Wrap ``sys.stdout`` and ``sys.stderr`` (once) in :class:`PipeSafeStream`."""
+    """Wrap ``sys.stdout`` and ``sys.stderr`` (once) in :class:`PipeSafeStream`, writing what their
+    encoding cannot hold escaped (:func:`tolerate_unencodable`)."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
+        if stream is not None:
+            tolerate_unencodable(stream)
         if stream is not None and not isinstance(stream, PipeSafeStream):
             try:
                 stream.fileno()

@@ -85,7 +85,7 @@ def check_launcher_options(launcher) -> None:
 
 def run_sweep(command: str, args: list[str]) -> None:
     from deqlab.cli.compose import RunOptions, compose, screen, sweep_jobs, to_settings
-    from deqlab.cli.run_folder import create_exclusive, output_root, output_root_origin
+    from deqlab.cli.run_folder import create_exclusive, creation_error, output_root, output_root_origin
 
     try:
         parsed = screen(args, sweep=True)
@@ -107,6 +107,7 @@ def run_sweep(command: str, args: list[str]) -> None:
         # (A hydra.sweep.dir holding '${' was refused with the other Hydra settings, by compose.)
         fail(f"{where} holds '${{': Hydra would read it as an interpolation in the job folders; use a folder "
              "without '${'", 2)
+    sweep_dir_asked = Path(str(given[-1])).expanduser() if given else output_root(run.output_root)
     try:
         if given:
             sweep_dir = Path(str(given[-1])).expanduser()
@@ -117,7 +118,7 @@ def run_sweep(command: str, args: list[str]) -> None:
         else:
             sweep_dir, _ = create_exclusive(output_root(run.output_root) / "sweep" / command, suffix="")
     except OSError as exc:
-        fail(f"cannot create the sweep folder under {where}: {exc.strerror or exc}", 2)
+        fail(f"cannot create the sweep folder under {where}: {creation_error(exc, sweep_dir_asked)}", 2)
     from deqlab.cli.options import quote
 
     args.append(f"hydra.sweep.dir={quote(str(sweep_dir))}")

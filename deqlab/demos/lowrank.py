@@ -27,6 +27,7 @@ import torch
 
 from deqlab import lowrank as LR
 from deqlab.errors import ConfigError, require_path
+from deqlab.settings.resources import check_archive
 from deqlab.implicit.secant_pairs import (deq_pairs, exact_deq_hessian, flat_params, implicit_gradient, krylov_deq_pairs,
                                           unrolled_loss)
 from deqlab.report.result import Result, Table
@@ -57,6 +58,10 @@ UNROLL_RESIDUAL_TOL = 1e-13
 GRADIENT_CHECK_RTOL = 1e-9
 
 
+#: the largest |entry| of X and Y, over sqrt(n), whose products (sums of n of them) stay finite in float64
+PAIRS_MAX_ABS = float(np.sqrt(np.finfo(np.float64).max)) / 4
+
+
 # --- config checks ---------------------------------------------------------------------------------
 
 def load_pairs(path, *, rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -64,6 +69,7 @@ def load_pairs(path, *, rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if path is None or str(path) == "":
         raise ConfigError("part=pairs needs pairs_file=FILE.npz (or --pairs FILE.npz) with arrays X and Y of shape (n, k)")
     p = require_path(path, "pairs file")
+    check_archive(p, "pairs file")
     try:
         with np.load(p, allow_pickle=False) as data:
             arrays = {k: np.asarray(data[k]) for k in data.files}
@@ -82,6 +88,12 @@ def load_pairs(path, *, rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
         X, Y = LR.check_pairs(arrays["X"], arrays["Y"], rtol=rtol)
     except ValueError as exc:
         raise ConfigError(f"{p.name}: {exc}") from None
+    # Every method forms X^T Y and Y^T Y: pairs of about 1e300 passed the finiteness check, overflowed there
+    # (a RuntimeWarning on stderr) and the table reported an infinite residual as a finished run.
+    largest = max(float(np.abs(X).max(initial=0.0)), float(np.abs(Y).max(initial=0.0)))
+    if largest > PAIRS_MAX_ABS / np.sqrt(max(X.shape[0], 1)):
+        raise ConfigError(f"{p.name}: X and Y hold values up to {largest:.3g}; their products X^T Y and Y^T Y overflow "
+                          "float64: rescale the pairs")
     H = arrays.get("H")
     if H is not None:
         H = np.asarray(H, dtype=np.float64)

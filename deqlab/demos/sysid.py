@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from deqlab.errors import require_path
+from deqlab.settings.resources import check_archive
 from deqlab.benchmarks import torch_threads
 from deqlab.models.pendulum import PendulumParams
 from deqlab.report import sysid_figures
@@ -52,6 +54,7 @@ def run_seeds(cfg) -> list[int]:
 def make_dataset(cfg) -> Dataset:
     d = cfg.data
     if d.path is not None:
+        check_archive(require_path(d.path, "data file"), "data file")
         return load_dataset(d.path, washout=cfg.washout, fractions=tuple(d.fractions), seed=d.seed)
     params = PendulumParams(**{k: float(v) for k, v in dataclasses.asdict(cfg.pendulum).items()})
     with np.errstate(over="ignore", invalid="ignore"):   # a blow-up is reported by the check below

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from deqlab.errors import ConfigError, require_path
+from deqlab.settings.resources import check_archive
 from deqlab.benchmarks import torch_threads
 from deqlab.report.progress import activity
 from deqlab.report.result import Result, Table
@@ -32,7 +33,7 @@ def _run_washout(run_dir: Path) -> int:
     if not cfg_file.is_file():
         raise ConfigError(f"{run_dir} has no config.yaml; give washout=N")
     try:
-        washout = yaml.safe_load(cfg_file.read_text())["washout"]
+        washout = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))["washout"]
     except Exception:
         raise ConfigError(f"{cfg_file}: no usable washout; give washout=N") from None
     return checks.count(f"washout (read from {cfg_file})", washout, minimum=0, maximum=10_000_000)
@@ -42,7 +43,13 @@ def _models(run_dir: Path):
     files = sorted((run_dir / "models").glob("*.pt"))
     if not files:
         raise ConfigError(f"{run_dir} holds no saved models (models/*.pt): not a finished `deqlab sysid pendulum` run")
-    return [(f.stem, *load_model(f)) for f in files]
+    import warnings
+
+    with warnings.catch_warnings():
+        # torch warns in two lines of stderr about a file in the old pickle format (protocol 4, not its 2)
+        # before refusing it: the refusal is one line
+        warnings.simplefilter("ignore", UserWarning)
+        return [(f.stem, *load_model(f)) for f in files]
 
 
 def _training_info(run_dir: Path) -> pd.DataFrame:
@@ -88,6 +95,7 @@ def run(cfg) -> Result:
 def _run(cfg) -> Result:
     run_dir = require_path(cfg.run_dir, "run folder", folder=True)
     washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
+    check_archive(require_path(cfg.data_file, "data file"), "data file")
     u, y = load_arrays(cfg.data_file, washout=washout, min_trajectories=MIN_TRAJECTORIES)
     info = _training_info(run_dir)
     models = _models(run_dir)

@@ -31,4 +31,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        # UTF-8, not the locale's encoding (an ASCII one failed on every "−" of a message); bytes of a file
+        # name that were not UTF-8 are written back as they were
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")

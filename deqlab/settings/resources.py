@@ -79,3 +79,26 @@ def check_memory(estimates: list[Estimate], limit: int | None = None, where: str
             f"{worst.what} would need about {human(worst.bytes)}, more than the {human(FRACTION * limit)} {where} "
             f"can give ({FRACTION:.0%} of {human(limit)} available); lower {worst.key}"
         )
+
+
+#: A data archive is read into memory about this many times over (the arrays, their float64 copies, the
+#: checks' temporaries).
+ARCHIVE_COPIES = 3
+
+
+def check_archive(path, what: str) -> None:
+    """Refuse an ``.npz`` whose arrays, uncompressed as the archive's directory declares them, would not fit
+    in memory, before ``np.load`` reads them: a few MB of compressed zeros declare tens of GB, and reading
+    them ended in the kernel's OOM killer (no line, the run folder left ``.partial``). Not a zip archive:
+    nothing to say here, the reader's own checks answer."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = sum(info.file_size for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return
+    limit = available_memory()
+    if ARCHIVE_COPIES * size > FRACTION * limit:
+        raise ResourceError(f"{what} {str(path)!r} holds {human(size)} of arrays uncompressed; reading them would need about "
+                            f"{human(ARCHIVE_COPIES * size)}, more than the {human(FRACTION * limit)} this machine can give")
