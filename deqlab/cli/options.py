@@ -43,11 +43,13 @@ def _typed_text(text: str, node: str, words: str) -> Verbatim:
 
     try:
         override = OverridesParser.create().parse_override(f"x={text}")
-        if override.is_sweep_override():
-            raise ValueError("a sweep")
-        getattr(omegaconf, node)(override.value())
-    except Exception:   # (Hydra's grammar errors, OmegaConf's ValidationError, a sweep)
-        raise typer.BadParameter(f"must be {words}, got {text!r}") from None
+        taken = not override.is_sweep_override()   # (a sweep, 1,2 or range(3), is no single value)
+        if taken:
+            getattr(omegaconf, node)(override.value())
+    except Exception:   # (Hydra's grammar errors, OmegaConf's ValidationError)
+        taken = False
+    if not taken:
+        raise typer.BadParameter(f"must be {words}, got {text!r}")
     return Verbatim(text)
 
 

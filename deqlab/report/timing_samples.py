@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from deqlab.errors import InputError
+
 
 def padded(rows: Sequence[Sequence[float] | None]) -> np.ndarray:
     """``(len(rows), longest)`` float64 array, row ``i`` = ``rows[i]`` then NaN (``None``: all NaN)."""
@@ -37,7 +39,7 @@ def sample_arrays(labels: Mapping[str, Sequence], samples: Mapping[str, Sequence
     seconds per table row, or ``None`` where the column was not measured) as ``<column>_s``, padded."""
     n_rows = {len(v) for v in (*labels.values(), *samples.values())}
     if len(n_rows) > 1:
-        raise ValueError(f"every label and sample column needs one entry per table row, got lengths {sorted(n_rows)}")
+        raise InputError(f"every label and sample column needs one entry per table row, got lengths {sorted(n_rows)}")
     arrays = {name: _label_array(values) for name, values in labels.items()}
     arrays.update({f"{column}_s": padded(rows) for column, rows in samples.items()})
     return arrays
