@@ -50,6 +50,26 @@ def test_sweep_jobs_print_at_the_terminal_width(output_root):
     assert max(len(line) for line in lines) <= 80, r.output
 
 
+def test_sweep_prints_its_own_lines_not_hydras_log(output_root):
+    """Hydra's launcher logged '[<timestamp>][HYDRA] \t#0 : demo=converge seed=0 output_root=...' (an
+    override the user never typed, past any terminal's width) and left an empty launch.log in every job
+    folder; the sweep now says where it writes and each job which overrides it ran with."""
+    from typer.testing import CliRunner
+
+    from deqlab.cli.app import app
+
+    r = CliRunner().invoke(app, ["sweep", "converge", "seed=0,1", *SMALL, f"output_root={output_root}"],
+                           env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    assert "[HYDRA]" not in r.output and "demo=" not in r.output
+    lines = r.output.splitlines()
+    assert lines[0].startswith("sweep of converge: 2 job(s) into ")
+    own = " ".join(SMALL)
+    assert f"job 0: seed=0 {own}" in lines and f"job 1: seed=1 {own}" in lines, lines
+    (folder,) = (output_root / "sweep" / "converge").iterdir()
+    assert not list(folder.rglob("*.log"))
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

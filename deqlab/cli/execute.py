@@ -322,7 +322,9 @@ def run_job(command: str, cfg) -> dict:
     from deqlab.cli.streams import tolerate_unencodable
 
     tolerate_unencodable(sys.stdout)   # (a joblib worker's own stdout: ASCII under a non-UTF-8 locale)
-    print(text, end="", flush=True)
+    from deqlab.cli.sweeping import own_overrides
+
+    print(f"job {final.name}: {' '.join(own_overrides(overrides)) or '(no overrides)'}\n{text}", end="", flush=True)
     status = "ok" if outcome.code == 0 else ("failed" if outcome.code in (1, 2) else "stopped")
     print(f"job {final.name} {status}: {folder}" + (f" ({outcome.message})" if outcome.code else ""), flush=True)
     headline = dict(getattr(outcome.result, "headline", {}) or {}) if outcome.result is not None else {}

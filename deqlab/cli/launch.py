@@ -26,7 +26,11 @@ def launch(command: str, overrides: Sequence[str]) -> None:
     task = hydra.main(version_base=HYDRA_VERSION_BASE, config_path=str(config_dir()), config_name="config")(
         lambda cfg: run_job(command, cfg))
     saved, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
-    sys.argv = ["deqlab-sweep", "--multirun", f"demo={command}", *overrides]
+    # Hydra's own logging is off: its launch lines were timestamped, named the internal override demo=<command>
+    # and ran past any terminal's width, and its job logging left an empty launch.log in every job folder.
+    # The sweep prints its own lines instead (run_sweep, run_job).
+    sys.argv = ["deqlab-sweep", "--multirun", f"demo={command}", *overrides,
+                "hydra/hydra_logging=disabled", "hydra/job_logging=disabled"]
     # Hydra's hydra.main prints a traceback and exits 1 when its launcher raises (a joblib worker that
     # died, say); with HYDRA_FULL_ERROR it re-raises instead, and the caller ends the sweep in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"

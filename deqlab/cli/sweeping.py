@@ -126,6 +126,7 @@ def run_sweep(command: str, args: list[str]) -> None:
     if launcher.startswith("submitit") and not any(o.key_or_group == "hydra.launcher.submitit_folder" for o in parsed):
         # Hydra's default `.submitit/%j` leaves a folder literally named %j
         args.append(f"hydra.launcher.submitit_folder={quote(str(sweep_dir / '.submitit'))}")
+    print(f"sweep of {command}: {sweep_jobs(parsed)} job(s) into {sweep_dir}", flush=True)
     _launch(command, args, sweep_dir)
     jobs = _summaries(sweep_dir)
     _report(command, jobs, sweep_dir, strict=run.strict, expected=sweep_jobs(parsed))
@@ -193,15 +194,16 @@ def _summaries(sweep_dir: Path) -> list[dict]:
     return jobs
 
 
+def own_overrides(overrides: list[str]) -> list[str]:
+    """The ``key=value`` overrides a user gave a job (Hydra's, the command's name and the output root,
+    which every job shares, left out)."""
+    return [item for item in overrides
+            if not (key := item.partition("=")[0].lstrip("+")).startswith("hydra") and key not in ("demo", "output_root")]
+
+
 def _overrides(job: dict) -> dict:
-    """A job's own ``key=value`` overrides (Hydra's and the command's name left out)."""
-    out = {}
-    for item in job.get("overrides", []):
-        key, _, value = item.partition("=")
-        key = key.lstrip("+")
-        if not key.startswith("hydra") and key not in ("demo", "output_root"):
-            out[key] = value
-    return out
+    """A job's own ``key=value`` overrides as ``key → value`` (:func:`own_overrides`)."""
+    return {key.lstrip("+"): value for key, _, value in (item.partition("=") for item in own_overrides(job.get("overrides", [])))}
 
 
 def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool, expected: int) -> None:
