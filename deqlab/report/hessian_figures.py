@@ -1,10 +1,13 @@
-"""Figures of ``deqlab hessian``: heatmaps of H and its terms, and the spectrum."""
+"""Figures of ``deqlab hessian`` (heatmaps of H and its terms, the spectrum) and of ``deqlab bench hessian`` /
+``bench curvature`` (time per route, the size ladder)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from deqlab.report.figures import label_log_axis, new_axes
 
 
 def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[str, int]], *, title: str):
@@ -137,4 +140,45 @@ def hvp_spectrum_plot(bottom: np.ndarray, top: np.ndarray, size: int, nodes: np.
     ax.legend(fontsize=8, loc="upper right")
     fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
     fig.tight_layout()
+    return fig
+
+
+def route_times(routes: Sequence[str], samples_s: np.ndarray, *, reference: str, target_ratio: float | None = None,
+                target_label: str = "", title: str, subtitle: str = ""):
+    """Time per call of each route, one row per route: every timed sample a dot, the median a bar;
+    right of the axes each median's value and its multiple of the ``reference`` route's median.
+
+    ``samples_s``: ``(routes, samples)`` seconds, NaN-padded (a bench's ``.npz``). ``target_ratio``:
+    a vertical dashed line at that multiple of the reference's median (the target's bound). The time
+    axis is logarithmic when the medians span more than a decade.
+    """
+    import matplotlib
+
+    samples_ms = 1e3 * np.asarray(samples_s, dtype=float)
+    medians = np.nanmedian(samples_ms, axis=1)
+    ref = medians[list(routes).index(reference)]
+    spread = np.nanmax(samples_ms) / max(np.nanmin(samples_ms), 1e-300)
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "time per call [ms]", "", logx=spread > 10)
+    fig.set_size_inches(9, 1.6 + 0.55 * len(routes))
+    rows = np.arange(len(routes))[::-1]  # the table's first route on top
+    # colours by position (the reference black): these route names are not in the palette, and their
+    # CRC32 fallback colours drew two of five routes in the same brown
+    cycle = iter(matplotlib.colormaps["tab10"].colors)
+    for y, name, s, m in zip(rows, routes, samples_ms, medians):
+        s = s[np.isfinite(s)]
+        col = "black" if name == reference else next(cycle)
+        jitter = np.linspace(-0.12, 0.12, len(s)) if len(s) > 1 else np.zeros(1)
+        ax.plot(s, y + jitter, "o", ms=3, alpha=0.5, color=col, label="every timed call" if y == rows[0] else None)
+        ax.plot([m, m], [y - 0.3, y + 0.3], "-", lw=3, color=col, label="median" if y == rows[0] else None)
+        # beside the axes, not beside the dots: there the target line ran through the text
+        ax.text(1.01, y, f"{m:.3g} ms" + (" (reference)" if name == reference else f" = {m / ref:.2f}× reference"),
+                transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+    if target_ratio is not None:
+        ax.axvline(target_ratio * ref, color="red", ls="--", lw=1.0, label=target_label or f"{target_ratio:g}× {reference}")
+    ax.set_yticks(rows, list(routes), fontsize=8)
+    ax.set_ylim(rows.min() - 0.6, rows.max() + 0.6)
+    ax.margins(x=0.05)
+    if spread > 10:
+        label_log_axis(ax, "x", samples_ms)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14 - 0.4 / len(routes)), ncol=3)
     return fig
