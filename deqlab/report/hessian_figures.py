@@ -182,3 +182,53 @@ def route_times(routes: Sequence[str], samples_s: np.ndarray, *, reference: str,
         label_log_axis(ax, "x", samples_ms)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14 - 0.4 / len(routes)), ncol=3)
     return fig
+
+
+#: The size ladder's time columns drawn by :func:`ladder_times`: (column, legend, colour, line style, marker).
+_LADDER_LINES = (
+    ("dense closed form (s)", "dense closed form Hessian", "black", "-", "s"),
+    ("dense floor (s)", "its floor: one (P×B)@(B×P) product", "0.55", ":", "s"),
+    ("gradient (s)", "implicit gradient", "tab:blue", "-", "o"),
+    ("HVP cold (s)", "HVP, cold (set-up + first product)", "tab:orange", "-", "^"),
+    ("HVP warm (s)", "HVP, warm (a later product)", "tab:green", "-", "v"),
+)
+
+
+def ladder_times(ladder, references: Mapping[str, tuple[float, float]], *, title: str, subtitle: str = ""):
+    """Median time per call [s] against the parameter count ``P`` (log-log) over ``bench hessian``'s
+    size ladder: the dense closed form and its matrix-product floor, the implicit gradient, the HVP
+    cold and warm; one line per quantity and dtype (float32 dashed and hollow). ``references``:
+    label → ``(P, seconds)``, single points (the closed form and the unrolled ``torch.func.hessian``
+    at the issue's size) drawn as stars.
+
+    ``ladder``: the ``ladder`` table (a DataFrame with ``dtype``, ``P`` and the time columns above).
+    """
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "parameter count P",
+                       "median time per call [s]", logx=True, logy=True)
+    fig.set_size_inches(8, 5)
+    shown = []
+    for dtype in dict.fromkeys(ladder["dtype"]):
+        part = ladder[ladder["dtype"] == dtype].sort_values("P")
+        f32 = dtype != "float64"
+        for column, label, col, ls, marker in _LADDER_LINES:
+            P, t = part["P"].to_numpy(dtype=float), part[column].to_numpy(dtype=float)
+            ok = np.isfinite(t) & (t > 0)
+            if not ok.any():
+                continue
+            ax.plot(P[ok], t[ok], ls="--" if f32 and ls == "-" else ls, marker=marker, ms=5, color=col,
+                    mfc="none" if f32 else col, label=f"{label}, {dtype}")
+            shown.append(t[ok])
+    for (label, (P, t)), col in zip(references.items(), ("black", "tab:red", "tab:purple")):
+        # hollow: the closed form's star sits on its own ladder point when n_z is on the ladder
+        ax.plot([P], [t], "*", ms=16, color=col, mfc="none", mew=1.2, label=label)
+        shown.append(np.array([t]))
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    sizes = np.unique(np.concatenate([ladder["P"].to_numpy(dtype=float), [P for P, _ in references.values()]]))
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(sizes, [f"{int(p):,}" for p in sizes], rotation=45 if len(sizes) > 6 else 0, fontsize=8)
+    ax.grid(False, which="minor")
+    label_log_axis(ax, "y", np.concatenate(shown) if shown else [])
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
