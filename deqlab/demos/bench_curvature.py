@@ -23,6 +23,8 @@ Table ``eigsh`` (``eig_n_z``, ``P ≈ 10⁵``): the top-``top_k`` eigenvalues by
 
 Times are medians of ``repeats`` after ``warmup`` calls, the routes interleaved (A B C A B C …) so
 drift hits all; torch and BLAS threads pinned to ``threads`` (:func:`deqlab.benchmarks.pinned_threads`).
+Figure ``hvp.png``: every timed call and the median of each route. ``hvp.npz`` / ``eigsh.npz``: the
+timed calls (``samples_s``, seconds, one row per table row) behind the tables' times.
 """
 
 from __future__ import annotations

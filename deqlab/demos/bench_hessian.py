@@ -46,6 +46,10 @@ calls, it takes seconds), each timed by :class:`deqlab.benchmarks.Stopwatch` (CU
 Torch's threads and the BLAS/OpenMP pools (``threadpoolctl``) are pinned to ``threads`` for the whole
 bench. Peak memory: on the CPU the RSS of a fresh process; on a GPU the CUDA allocator's peak. The
 machine and device are stated in a note.
+
+Figure ``ladder.png``: the ladder's times against ``P`` (log-log) with the unrolled reference. ``reference.npz``,
+``ladder.npz`` (one ``<quantity>_s`` array per time column, and the matrix-product rate's ``matmul_s``) and
+``dense_costs.npz`` (one array per phase): every timed call, seconds, one NaN-padded row per table row.
 """
 
 from __future__ import annotations

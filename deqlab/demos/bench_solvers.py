@@ -22,6 +22,10 @@ Gaussian family at ``n_z ≥ 256`` and ≤ 0.5× on the symmetric family. Table 
 Broyden (``memory = 50``) needs ≤ 1.2× the evaluations of Broyden that keeps every pair
 (``memory = max_iter``: what torchdeq 0.1.0 does by default, ``LBFGS_thres = max_iter``), beside the
 old restart from ``−I`` (``drop = memory``).
+
+Figures ``bench.png`` (median time against ``n_z``) and ``fevals.png`` (f-evals), a panel per family and
+norm; ``bench.npz`` and ``broyden_memory.npz``: every timed call (``samples_s``, seconds, one NaN-padded
+row per table row) behind the tables' medians, with the labels of the rows.
 """
 
 from __future__ import annotations
