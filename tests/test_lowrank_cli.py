@@ -8,6 +8,7 @@ import pytest
 
 from deqlab.demos.lowrank import SEED_H
 import helpers
+from sample_checks import assert_reproduces, load_samples
 
 
 def run_folder(output_root: Path, command: str = "lowrank") -> Path:
@@ -155,6 +156,18 @@ def test_bench_small(cli, output_root):
     rk = bench[bench["method"] == "rank_k_recovery"]
     assert (rk["rel error"] < 1e-12).all() and set(rk["n"]) == {40, 3000}
     assert "speed-up vs SR1" in bench.columns and "Machine:" in r.output
+
+
+def test_bench_writes_a_figure_and_the_samples_behind_every_median(cli, output_root):
+    r = cli("bench", "lowrank", "n=40", "rank=3", "k=6", "repeats=3", "large_n=[3000]")
+    assert r.exit_code == 0, r.output
+    folder = run_folder(output_root, "bench/lowrank")
+    assert (folder / "bench.png").stat().st_size > 0
+    bench = pd.read_csv(folder / "bench.csv")
+    samples = load_samples(folder / "bench_samples.npz")
+    assert samples["time_s"].shape == (len(bench), 3)
+    assert_reproduces(samples, bench, labels=["n", "method"],
+                      columns={"time [ms]": ("time_s", 1e3), "numpy closed form [ms]": ("numpy_closed_form_s", 1e3)})
 
 
 def test_bench_bad_input(cli, output_root):

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import helpers
+from sample_checks import SAMPLE_MEDIAN_RTOL, assert_reproduces, load_samples
 
 #: A small but complete run (every table and figure) that takes a few seconds.
 SMALL = ("eigen.restarts=2", "train.epochs=2", "train.samples=128", "sweep.alphas=[0.01,0.1,1.0,10.0]",
@@ -122,6 +123,25 @@ def test_bench_mondeq(cli, output_root):
     assert "threads" in r.output
     bad = cli("bench", "mondeq", "alphas=[0]")
     assert bad.exit_code == 2 and "alphas" in bad.stderr
+
+
+def test_bench_mondeq_saves_the_samples_behind_every_median(cli, output_root):
+    r = cli("bench", "mondeq", "sizes=[8,16]", "repeats=3", "alphas=[0.5,1.0]", "batch=4", "n_x=3")
+    assert r.exit_code == 0, r.output + r.stderr
+    folder = run_folder(output_root / "bench", "mondeq")
+    bench = pd.read_csv(folder / "bench.csv")
+    samples = load_samples(folder / "bench_samples.npz")
+    assert samples["time_s"].shape == (len(bench), 3) and not np.isnan(samples["time_s"]).any()
+    assert_reproduces(samples, bench, labels=["n_z", "method"], columns={"median time [ms]": ("time_s", 1e3)})
+
+    per = pd.read_csv(folder / "per_iteration.csv")
+    samples = load_samples(folder / "per_iteration_samples.npz")
+    assert_reproduces(samples, per, labels=["n_z", "method", "steps"],
+                      columns={"set-up [ms]": ("set_up_s", 1e3), "floor [ms]": ("floor_s", 1e3)})
+    # per step = (median solve - median set-up) / steps, NaN where that is not positive (timing noise)
+    per_step = 1e3 * (np.nanmedian(samples["solve_s"], axis=1) - np.nanmedian(samples["set_up_s"], axis=1)) / per["steps"]
+    expected = np.where(per_step > 0, per_step, np.nan)
+    np.testing.assert_allclose(per["per step [ms]"], expected, rtol=SAMPLE_MEDIAN_RTOL)
 
 
 def test_fb_alpha_option_takes_auto_as_its_help_says(cli, output_root):

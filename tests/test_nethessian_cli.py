@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import helpers
+from sample_checks import assert_reproduces, load_samples
 
 
 def run_dirs(root):
@@ -88,6 +89,19 @@ def test_bench_small(cli, output_root):
     f64 = table[table["dtype"] == "float64"]
     assert (f64["max rel error"] <= 1e-12).all()
     assert (table[table["dtype"] == "float32"]["max rel error"] <= 1e-5).all()
+
+
+def test_bench_writes_a_figure_and_the_samples_behind_every_median(cli, output_root):
+    r = cli("bench", "nethessian", "mlp.d=3", "mlp.hidden=[4]", "batch=4", "hessian_batch=2", "repeats=4", "warmup=0")
+    assert r.exit_code == 0, r.output
+    (folder,) = list((output_root / "bench" / "nethessian").iterdir())
+    assert (folder / "bench.png").stat().st_size > 0
+    table = pd.read_csv(folder / "bench.csv")
+    samples = load_samples(folder / "bench_samples.npz")
+    assert samples["time_s"].shape == (len(table), 4) and not np.isnan(samples["time_s"]).any()
+    assert_reproduces(samples, table, labels=["task", "dtype", "batch", "method"],
+                      columns={"median time [ms]": ("time_s", 1e3)})
+    np.testing.assert_allclose(1e3 * samples["time_s"].min(axis=1), table["min time [ms]"], rtol=1e-12)
 
 
 def test_failed_check_is_reported_and_strict_exits_1(cli, output_root):

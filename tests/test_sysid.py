@@ -11,6 +11,7 @@ import torch
 from deqlab.sysid.metrics import empirical_lipschitz, nrmse
 from deqlab.sysid.models import load_model
 import helpers
+from sample_checks import assert_reproduces, load_samples
 
 TINY = "sysid_preset=tiny"
 #: evaluate on the training run's own test split must give the same NRMSE (same models, same data)
@@ -337,6 +338,17 @@ def test_bench_sysid(cli, output_root):
     ref = table[(table["model"] == "ren") & (table["backward"] == "autograd")]
     assert (ref["ratio to ren/autograd"] == 1.0).all()
     _bad(cli("bench", "sysid", "repeats=0"), "repeats")
+
+
+def test_bench_sysid_writes_a_figure_and_the_samples_behind_every_median(cli, output_root):
+    r = cli("bench", "sysid", "repeats=3", "warmup=0", "steps=3", "threads=[1,2]")
+    assert r.exit_code == 0, r.output
+    folder = next((output_root / "bench" / "sysid").iterdir())
+    assert (folder / "bench_sysid.png").stat().st_size > 0
+    table = pd.read_csv(folder / "bench_sysid.csv")
+    samples = load_samples(folder / "bench_sysid_samples.npz")
+    assert samples["time_s"].shape == (6, 3) and not np.isnan(samples["time_s"]).any()
+    assert_reproduces(samples, table, labels=["model", "backward", "threads"], columns={"median time [s]": ("time_s", 1.0)})
 
 
 def test_progress_bar_reports_epochs(monkeypatch):

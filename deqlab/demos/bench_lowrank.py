@@ -23,8 +23,10 @@ import pandas as pd
 from deqlab import lowrank as LR
 from deqlab.demos.lowrank import scipy_update
 from deqlab.benchmarks import interleaved_medians, machine_note, median_time, peak_memory_mib, pinned_threads, verdict
+from deqlab.report import lowrank_figures
 from deqlab.report.result import Result, Table
 from deqlab.report.progress import track
+from deqlab.report.timing_samples import sample_arrays
 
 REFERENCE = "scipy SR1 (auto init)"
 #: Issue 12: each method at most this many times its plain numpy closed form (same run, n = cfg.n).
@@ -63,6 +65,7 @@ def _run(cfg) -> Result:
     rng = np.random.default_rng(cfg.seed)
     result = Result(command="bench_lowrank")
     rows = []
+    time_samples, floor_samples = [], []  # per table row: every timed call's seconds (the .npz)
     sizes = [cfg.n, *list(cfg.large_n)]
     for n in track(sizes, "bench lowrank", label=lambda n: f"n={n}"):
         U, S = LR.random_low_rank(n, cfg.rank, rng=rng)
@@ -75,7 +78,10 @@ def _run(cfg) -> Result:
             calls = {"method": partial(LR.estimate, method, X, Y, rtol=cfg.rtol)}
             if floor is not None:
                 calls["floor"] = partial(floor, X, Y)
-            timed = interleaved_medians(calls, cfg.repeats, cfg.warmup)
+            samples: dict[str, list[float]] = {}
+            timed = interleaved_medians(calls, cfg.repeats, cfg.warmup, samples=samples)
+            time_samples.append(samples["method"])
+            floor_samples.append(samples.get("floor"))
             t, est = timed["method"]
             t_floor = timed["floor"][0] if floor is not None else np.nan
             rows.append({"n": n, "rank": cfg.rank, "k": cfg.k, "method": method, "time [ms]": 1e3 * t,
@@ -86,7 +92,10 @@ def _run(cfg) -> Result:
                          "peak memory [MiB]": np.nan if dense else peak_memory_mib(partial(LR.estimate, method, X, Y, rtol=cfg.rtol))})
         if dense:
             for name, init in ((REFERENCE, "auto"), ("scipy SR1 (B0 = 0)", 0.0)):
-                t, B = median_time(partial(scipy_update, "SR1", X, Y, init_scale=init), cfg.repeats, cfg.warmup)
+                samples = []
+                t, B = median_time(partial(scipy_update, "SR1", X, Y, init_scale=init), cfg.repeats, cfg.warmup, samples=samples)
+                time_samples.append(samples)
+                floor_samples.append(None)
                 rows.append({"n": n, "rank": cfg.rank, "k": cfg.k, "method": name, "time [ms]": 1e3 * t, "numpy target": "",
                              "rel error": float(np.linalg.norm(B - H) / np.linalg.norm(H)),
                              "est rank": int(np.linalg.matrix_rank(B)), "peak memory [MiB]": np.nan})
@@ -108,6 +117,13 @@ def _run(cfg) -> Result:
         f"nan: not measured (numpy columns: a method without a plain numpy twin; speed-up: rows at n != {cfg.n}, "
         "where SR1 is not run; peak memory: measured at the large n only).",
     )
+    result.arrays["bench_samples"] = sample_arrays(
+        {"n": frame["n"].to_numpy(int), "method": frame["method"].tolist()},
+        {"time": time_samples, "numpy_closed_form": floor_samples})
+    result.figures["bench"] = partial(
+        lowrank_figures.bench_times, frame, reference=REFERENCE,
+        title=f"Symmetric H from k = {cfg.k} exact pairs (rank {cfg.rank}), float64, CPU",
+        subtitle=f"median of {cfg.repeats} after {cfg.warmup} warm-up, threads: {cfg.threads or 'library default'}, seed={cfg.seed}")
     result.notes.append(machine_note("float64") + " torch is not used by this benchmark: it runs on the CPU (numpy) "
                         + ("whatever the device asked for." if cfg.device == "cpu" else f"although device={cfg.device} was asked for."))
     return result

@@ -36,14 +36,16 @@ from deqlab.implicit.mondeq import solve_equilibrium
 from deqlab.solvers.splitting import Resolvent, get_splitting_solver, resolvent_method
 from deqlab.report import mondeq_figures
 from deqlab.report.progress import track
+from deqlab.report.timing_samples import sample_arrays
 
 #: Issue 12: Peaceman–Rachford per iteration at most this many times one product plus the prox, at n_z <= PR_TARGET_MAX_N.
 PR_TARGET = 1.1
 PR_TARGET_MAX_N = 512
 
 
-def _per_iteration_rows(cfg, model, x, W, c, n, best, opts) -> list[dict]:
-    """PR and DR at their best alpha: time per iteration (set-up excluded) against one product + prox."""
+def _per_iteration_rows(cfg, model, x, W, c, n, best, opts, samples: list[dict[str, list[float]]]) -> list[dict]:
+    """PR and DR at their best alpha: time per iteration (set-up excluded) against one product + prox;
+    ``samples`` receives, per row, every timed call's seconds of ``solve``, ``set-up`` and ``floor``."""
     rows = []
     batch = c.shape[0]
     u = torch.randn_like(c)
@@ -52,13 +54,15 @@ def _per_iteration_rows(cfg, model, x, W, c, n, best, opts) -> list[dict]:
         alpha = best[name]
         method = resolvent_method(n, batch)
         V = Resolvent(W, alpha, method)
+        calls: dict[str, list[float]] = {}
         timed = interleaved_medians({
             # The solver on W and c themselves: forming W = (1-m)I - AᵀA + B - Bᵀ (an n³ product) and
             # U x + b is the model's work, not an iteration's; the solver's own set-up is timed below.
             "solve": partial(get_splitting_solver(name), W, c, z0, nonlinearity=model.nl, alpha=alpha, **opts),
             "set-up": lambda alpha=alpha: Resolvent(W, alpha, method)(alpha * c),   # factors and V(αc), once a solve
             "floor": lambda V=V, alpha=alpha: model.nl.prox(V(u), alpha),
-        }, cfg.repeats)
+        }, cfg.repeats, samples=calls)
+        samples.append(calls)
         t_solve, res = timed["solve"]
         per_step = (t_solve - timed["set-up"][0]) / res.n_steps
         if per_step <= 0:   # the set-up's median above the solve's: timing noise, not a time (it once printed -0.362 ms, "met")
@@ -83,6 +87,7 @@ def _run(cfg) -> Result:
     result = Result(command="bench_mondeq")
     opts = dict(atol=0.0, rtol=cfg.rtol, max_iter=cfg.max_iter)
     rows, grid_rows, iteration_rows = [], [], []
+    row_samples, iteration_samples = [], []  # per row of bench / per_iteration: every timed call's seconds
     for n in track(list(cfg.sizes), "bench mondeq", label=lambda n: f"n_z={n}"):
         torch.manual_seed(cfg.seed)
         model = MonDEQ(n, cfg.n_x, 1, m=cfg.model.m, nonlinearity=cfg.model.nonlinearity,
@@ -107,13 +112,15 @@ def _run(cfg) -> Result:
             "anderson": dict(method="anderson"),
             "fixed_point": dict(method="fixed_point"),
         }
-        measured = {}
+        measured, calls = {}, {}
         for label, kw in methods.items():
-            t, res = median_time(partial(solve_equilibrium, model, x, **kw, **opts), cfg.repeats)
+            calls[label] = []
+            t, res = median_time(partial(solve_equilibrium, model, x, **kw, **opts), cfg.repeats, samples=calls[label])
             measured[label] = (res, t, kw.get("alpha"))
-        iteration_rows.extend(_per_iteration_rows(cfg, model, x, W, c, n, best, opts))
+        iteration_rows.extend(_per_iteration_rows(cfg, model, x, W, c, n, best, opts, iteration_samples))
         eye = torch.eye(n, dtype=dtype)
-        t_direct, _ = median_time(lambda: torch.linalg.solve(eye - W, c.T), cfg.repeats)
+        direct_calls = []
+        t_direct, _ = median_time(lambda: torch.linalg.solve(eye - W, c.T), cfg.repeats, samples=direct_calls)
         t_fp = measured["fixed_point"][1]
         for label, (res, t, alpha) in measured.items():
             rows.append({
@@ -123,11 +130,13 @@ def _run(cfg) -> Result:
                 "median time [ms]": 1e3 * t, "time per step [ms]": 1e3 * t / res.n_steps,
                 "x fixed_point": t / t_fp, "x direct solve": t / t_direct,
             })
+            row_samples.append(calls[label])
             if not res.all_converged and label in ("peaceman_rachford", "douglas_rachford"):
                 result.failures.append(f"n_z={n}: {label} (alpha={alpha:g}) {res.message}")
         rows.append({"n_z": n, "method": "direct solve (linear monDEQ)", "alpha": None, "steps": 1, "converged": True,
                      "max rel residual": float("nan"), "factorizations": 1, "median time [ms]": 1e3 * t_direct,
                      "time per step [ms]": 1e3 * t_direct, "x fixed_point": t_direct / t_fp, "x direct solve": 1.0})
+        row_samples.append(direct_calls)
         result.notes.append(f"n_z={n}: lambda_min(sym(I-W)) = {monotonicity(W):.4g}, ||I-W||_2 = {lipschitz(W):.4g}, "
                             f"FB bound = {bound:.4g}; best alpha PR {best['peaceman_rachford']:g}, DR {best['douglas_rachford']:g}")
     frame = pd.DataFrame(rows)
@@ -152,6 +161,13 @@ def _run(cfg) -> Result:
         f"{PR_TARGET:g}x the floor at n_z <= {PR_TARGET_MAX_N} (met / not met; target nan: no target, DR or n_z above {PR_TARGET_MAX_N}). per step nan, "
         "met n/a: the set-up's median exceeded the solve's (timing noise: raise repeats).",
     )
+    per_iteration = result.tables["per_iteration"].frame
+    result.arrays["bench_samples"] = sample_arrays(
+        {"n_z": frame["n_z"].to_numpy(int), "method": frame["method"].tolist()}, {"time": row_samples})
+    result.arrays["per_iteration_samples"] = sample_arrays(
+        {"n_z": per_iteration["n_z"].to_numpy(int), "method": per_iteration["method"].tolist(),
+         "steps": per_iteration["steps"].to_numpy(int)},
+        {name.replace("-", "_"): [calls[name] for calls in iteration_samples] for name in ("solve", "set-up", "floor")})
     result.tables["alpha_grid"] = Table("Iterations to rtol over the alpha grid", pd.DataFrame(grid_rows))
     sizes = np.array(list(cfg.sizes))
     times, converged = {}, {}

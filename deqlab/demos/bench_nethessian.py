@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from functools import partial
 
 import pandas as pd
 import torch
@@ -27,10 +28,14 @@ from deqlab.demos.nethessian import max_rel_error
 from deqlab.report.result import Result, Table
 from deqlab.nethessian import input_derivatives, laplacian, make_mlp
 from deqlab.nethessian import reference as R
+from deqlab.report import nethessian_figures
 from deqlab.report.progress import track
+from deqlab.report.timing_samples import sample_arrays
 
 TASKS = ("laplacian", "diag_hessian", "hessian")
 REFERENCE = "double-backward loop"
+#: the routes of :mod:`deqlab.nethessian` (the others are autodiff references)
+OURS = ("forward recursion", "forward recursion (eq. 23)", "forward recursion (H_jkm)", "adjoint (fwd J + bwd)")
 
 
 def methods(task: str):
@@ -68,10 +73,11 @@ def reference_value(task: str, net64, x64):
     return Hd if task == "diag_hessian" else Hd.sum(-1)
 
 
-def timed(fn, repeats: int, warmup: int, device) -> tuple[float, float]:
-    """(median, min) time in ms on ``device`` (:func:`deqlab.benchmarks.timings`: CUDA events on a GPU)."""
+def timed(fn, repeats: int, warmup: int, device) -> tuple[float, float, list[float]]:
+    """(median, min) time in ms on ``device`` (:func:`deqlab.benchmarks.timings`: CUDA events on a GPU),
+    and every timed call's seconds (the ``.npz``)."""
     times, _ = timings(fn, repeats, warmup, device)
-    return 1e3 * statistics.median(times), 1e3 * min(times)
+    return 1e3 * statistics.median(times), 1e3 * min(times), times
 
 
 def run(cfg) -> Result:
@@ -86,7 +92,7 @@ def _run(cfg) -> Result:
         net64 = make_mlp(m.d, list(m.hidden), m.n_out, m.activation, dtype=torch.float64).requires_grad_(False)
         x_all = torch.randn(max(cfg.batch, cfg.hessian_batch), m.d, dtype=torch.float64)
     net64, x_all = net64.to(device), x_all.to(device)
-    rows = []
+    rows, samples = [], []  # samples: per table row, every timed call's seconds
     jobs = [(dt, task) for dt in cfg.dtypes for task in cfg.tasks]
     for dtype_name, task in track(jobs, "bench nethessian", label=lambda j: f"{j[1]} {j[0]}"):
         dtype = getattr(torch, dtype_name)
@@ -99,7 +105,8 @@ def _run(cfg) -> Result:
         group = []
         for name, fn in methods(task).items():
             value = fn(net, x)
-            med, best = timed(lambda: fn(net, x), cfg.repeats, cfg.warmup, device)
+            med, best, times = timed(lambda: fn(net, x), cfg.repeats, cfg.warmup, device)
+            samples.append(times)
             group.append({
                 "task": task, "dtype": dtype_name, "batch": batch, "method": name,
                 "median time [ms]": med, "min time [ms]": best, "max rel error": max_rel_error(value.to(torch.float64), ref),
@@ -120,5 +127,11 @@ def _run(cfg) -> Result:
                  "speed-up vs " + REFERENCE: "{:.2f}"},
         caption=machine + "; error vs float64 vmap(hessian).",
     )
+    result.arrays["bench_samples"] = sample_arrays(
+        {"task": frame["task"].tolist(), "dtype": frame["dtype"].tolist(), "batch": frame["batch"].to_numpy(int),
+         "method": frame["method"].tolist()}, {"time": samples})
+    result.figures["bench"] = partial(
+        nethessian_figures.bench_times, frame, reference=REFERENCE, ours=OURS,
+        title=f"Input derivatives of an MLP {arch}: median time per call", subtitle=machine)
     result.notes.append(machine_note(", ".join(cfg.dtypes), device))
     return result

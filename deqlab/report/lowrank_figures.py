@@ -70,3 +70,42 @@ def deq_against_k(frame: pd.DataFrame, *, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def bench_times(frame: pd.DataFrame, *, reference: str, title: str, subtitle: str = ""):
+    """``deqlab bench lowrank``: median time per call [ms] against ``n`` (log-log), one solid line per
+    method of :mod:`deqlab.lowrank`, its plain numpy closed form (where it has one, column
+    ``numpy closed form [ms]``) dashed in the same colour, and scipy's SR1 (rows whose method starts
+    with ``scipy``, measured at the dense ``n`` only) as large hollow markers; ``reference`` (the
+    speed-up's denominator) is named in the legend. ``frame``: the bench table."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    from deqlab.report.figures import label_log_axis, new_axes
+
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "matrix size n (H is n × n)",
+                       "median time per call [ms]", logx=True, logy=True)
+    shown = []
+    for method, rows in frame.groupby("method", sort=False):
+        n = rows["n"].to_numpy(float)
+        t = rows["time [ms]"].to_numpy(float)
+        shown.append(t)
+        if str(method).startswith("scipy"):
+            marker = "D" if method == reference else "v"
+            ax.plot(n, t, marker, ms=10, mfc="none", mew=2, color=color(method),
+                    label=f"{method}{' (reference)' if method == reference else ''}, dense O(n² k)")
+            continue
+        ax.plot(n, t, label=f"{method}, factored", **_style(method))
+        if "numpy closed form [ms]" in rows and rows["numpy closed form [ms]"].notna().any():
+            floor = rows["numpy closed form [ms]"].to_numpy(float)
+            shown.append(floor)
+            ax.plot(n, floor, ls="-.", lw=1, marker=".", color=color(method), alpha=0.7,
+                    label=f"{method}: plain numpy closed form")
+    sizes = np.unique(frame["n"].to_numpy(float))
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(sizes, [f"{int(n)}" for n in sizes])
+    if len(sizes) == 1:  # one size: widen the axis around it so the markers are not on its edge
+        ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
+    label_log_axis(ax, "y", np.concatenate(shown))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig

@@ -85,3 +85,56 @@ def pinn_summary(X, Y, u, u_exact, losses: dict, *, route: str, title: str):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+TASK_TITLES = {"laplacian": "input Laplacian Δf (batch × 1)", "diag_hessian": "Hessian diagonal (batch × d)",
+               "hessian": "full input Hessian (batch × d × d)"}
+
+
+def bench_times(frame: pd.DataFrame, *, reference: str, ours, title: str, subtitle: str = ""):
+    """``deqlab bench nethessian``: median time per call [ms] (log axis) of every method, one panel per
+    task, one marker per dtype; the reference's time (the speed-up's denominator) is a vertical line
+    in the dtype's colour, and the routes of :mod:`deqlab.nethessian` (``ours``) are named in bold.
+    ``frame``: the bench table (``task, dtype, batch, method, median time [ms]``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deqlab.report.figures import label_log_axis
+    from deqlab.report.style import color
+
+    tasks = list(dict.fromkeys(frame["task"]))
+    counts = [frame[frame["task"] == t]["method"].nunique() for t in tasks]
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(8.5, 1.2 + sum(0.42 * c + 0.9 for c in counts)), squeeze=False,
+                             gridspec_kw={"height_ratios": counts})
+    markers = {"float32": "o", "float64": "s"}
+    for ax, task in zip(axes[:, 0], tasks):
+        part = frame[frame["task"] == task]
+        methods = list(dict.fromkeys(part["method"]))
+        y = {m: len(methods) - 1 - i for i, m in enumerate(methods)}
+        for dtype, rows in part.groupby("dtype", sort=False):
+            ax.scatter(rows["median time [ms]"].to_numpy(float), [y[m] for m in rows["method"]], s=40, zorder=3,
+                       marker=markers.get(dtype, "D"), color=color(dtype), label=f"{dtype}")
+            ref = rows[rows["method"] == reference]["median time [ms]"]
+            if len(ref):
+                ax.axvline(float(ref.iloc[0]), color=color(dtype), ls=":", lw=1,
+                           label=f"{reference}, {dtype} (reference)")
+        ax.set_yticks(list(y.values()), methods, fontsize=8)
+        for tick, m in zip(ax.get_yticklabels(), methods):
+            tick.set_fontweight("bold" if m in ours else "normal")
+        ax.set_ylim(-0.6, len(methods) - 0.4)
+        ax.set_xscale("log")
+        shown = part["median time [ms]"].to_numpy(float)
+        shown = shown[np.isfinite(shown) & (shown > 0)]
+        if shown.size:  # room on both sides: a marker on the frame is half hidden
+            ax.set_xlim(shown.min() / 1.5, shown.max() * 1.5)
+        label_log_axis(ax, "x", shown)  # plain numbers, not '3 × 10¹' labels running into each other
+        ax.set_title(f"{TASK_TITLES.get(task, task)}, batch {int(part['batch'].iloc[0])}", fontsize=9, loc="left")
+        ax.set_xlabel("median time per call [ms] (log)")
+        ax.grid(True, which="both", axis="x", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else "") + "\nbold: deqlab.nethessian's routes; the others: autodiff references",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -83,3 +83,40 @@ def training_curves(curves: Mapping[str, np.ndarray], *, title: str, noise_floor
     label_log_axis(ax, "y", np.concatenate([np.asarray(v, float) for v in curves.values()] + [np.asarray([noise_floor or np.nan])]))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+def bench_step_times(frame, *, title: str, subtitle: str = ""):
+    """``deqlab bench sysid``: median time of one training step [ms] against the torch thread count,
+    one line per model and backward (the model's colour; implicit backward solid, autograd dashed),
+    each point labelled with its time. ``frame``: the bench table (``model, backward, threads,
+    median time [s]``)."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "torch (and BLAS) threads",
+                       "median time per training step [ms]", logy=True)
+    shown = []
+    for (model, backward), rows in frame.groupby(["model", "backward"], sort=False):
+        threads = rows["threads"].to_numpy(float)
+        ms = 1e3 * rows["median time [s]"].to_numpy(float)
+        shown.append(ms)
+        ax.plot(threads, ms, "-" if backward == "implicit" else "--", marker="o" if backward == "implicit" else "s",
+                color=color(model), label=f"{model}, {backward} backward")
+    counts = np.unique(frame["threads"].to_numpy(float))
+    for (model, _), rows in frame.groupby(["model", "backward"], sort=False):
+        for t, v in zip(rows["threads"].to_numpy(float), 1e3 * rows["median time [s]"].to_numpy(float)):
+            # outside the lines: left of the first thread count, right of the others
+            left = t == counts.min()
+            ax.annotate(f"{v:.3g}", (t, v), textcoords="offset points", xytext=(-9 if left else 9, 0), va="center",
+                        ha="right" if left else "left", fontsize=7, color=color(model))
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(counts))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(counts, [str(int(c)) for c in counts])
+    ax.set_xlim(counts.min() / 1.4, counts.max() * 1.6)
+    values = np.concatenate(shown)
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size:
+        ax.set_ylim(values.min() / 1.6, values.max() * 1.6)
+    label_log_axis(ax, "y", values)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
