@@ -21,9 +21,7 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator, Sequence
-
-import numpy as np
+from collections.abc import Callable, Iterator
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -157,18 +155,6 @@ def interleaved_medians(
     if cpu is not None:
         cpu.update({name: float("nan") if is_cuda(device) else statistics.median(t) for name, t in cpu_times.items()})
     return {name: (statistics.median(times[name]), outs[name]) for name in fns}
-
-
-def padded_samples(rows: Sequence[Sequence[float]]) -> np.ndarray:
-    """The timing samples of several table rows as one ``(rows, max samples)`` float64 array, each row
-    padded with NaN (rows differ in length: scipy's solvers are timed once, a route not run has none),
-    for a bench's ``.npz``: plain numbers that ``np.load(allow_pickle=False)`` reads, and
-    ``np.nanmedian(a, axis=1)`` gives back each row's printed median."""
-    width = max((len(r) for r in rows), default=0)
-    out = np.full((len(rows), max(width, 1)), np.nan)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = np.asarray(r, dtype=float)
-    return out
 
 
 def peak_device_memory_mib(fn: Callable[[], object], device) -> float:

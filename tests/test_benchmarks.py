@@ -110,20 +110,3 @@ def test_timers_hand_back_the_samples_behind_their_medians():
     flat: list = []
     median, _ = median_time(lambda: sum(range(100)), 5, samples=flat)
     assert len(flat) == 5 and median == statistics.median(flat)
-
-
-def test_padded_samples_keeps_every_sample_and_pads_with_nan():
-    """Rows of different lengths (scipy timed once, a route not timed at all) become one float array
-    whose nanmedian per row is the median of that row's samples; an untimed row is all NaN."""
-    import statistics
-
-    import numpy as np
-
-    from deqlab.benchmarks import padded_samples
-
-    rows = [[3.0, 1.0, 2.0, 10.0], [5.0], []]
-    a = padded_samples(rows)
-    assert a.shape == (3, 4) and a.dtype == np.float64
-    assert a[0].tolist() == rows[0] and a[1, 0] == 5.0 and np.isnan(a[1, 1:]).all() and np.isnan(a[2]).all()
-    assert np.nanmedian(a[0]) == statistics.median(rows[0]) and np.nanmedian(a[1]) == 5.0
-    assert padded_samples([]).shape == (0, 1)

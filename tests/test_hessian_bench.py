@@ -61,7 +61,7 @@ def test_bench_hessian_ladder_in_both_dtypes_with_the_rate_and_the_gpu_targets(c
 
 
 def test_bench_hessian_writes_its_figure_and_the_samples_behind_every_median(cli, output_root):
-    """ladder.png; reference.npz, ladder.npz and dense_costs.npz hold every timed call (seconds), one
+    """ladder.png; reference_samples.npz, ladder_samples.npz and dense_costs_samples.npz hold every timed call (seconds), one
     NaN-padded row per CSV row, and each row's median is the CSV's time (ladder: every time column, NaN
     where the CSV has none; dense_costs: each phase's median over the row's floor)."""
     import numpy as np
@@ -71,14 +71,14 @@ def test_bench_hessian_writes_its_figure_and_the_samples_behind_every_median(cli
     folder = next(p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir())
     assert (folder / "ladder.png").stat().st_size > 0
     ref = pd.read_csv(folder / "reference.csv")
-    with np.load(folder / "reference.npz", allow_pickle=False) as npz:
-        assert list(npz["method"]) == list(ref["method"]) and int(npz["P"]) == ref["P"].iloc[0]
-        np.testing.assert_allclose(np.nanmedian(npz["samples_s"], axis=1), ref["time (s)"], rtol=1e-12)
+    with np.load(folder / "reference_samples.npz", allow_pickle=False) as npz:
+        assert list(npz["method"]) == list(ref["method"]) and list(npz["P"]) == list(ref["P"])
+        np.testing.assert_allclose(np.nanmedian(npz["time_s"], axis=1), ref["time (s)"], rtol=1e-12)
     ladder = pd.read_csv(folder / "ladder.csv")
     columns = {"forward_solve": "forward solve (s)", "gradient": "gradient (s)", "hvp_cold": "HVP cold (s)",
                "hvp_warm": "HVP warm (s)", "eigsh": "top-2 eigsh (s)", "dense": "dense closed form (s)",
                "dense_floor": "dense floor (s)"}
-    with np.load(folder / "ladder.npz", allow_pickle=False) as npz:
+    with np.load(folder / "ladder_samples.npz", allow_pickle=False) as npz:
         assert list(npz["dtype"]) == list(ladder["dtype"]) and list(npz["N"]) == list(ladder["N"])
         assert list(npz["P"]) == list(ladder["P"])
         for name, column in columns.items():
@@ -89,7 +89,7 @@ def test_bench_hessian_writes_its_figure_and_the_samples_behind_every_median(cli
             np.testing.assert_allclose(np.nanmedian(samples[timed], axis=1), ladder[column][timed], rtol=1e-12, err_msg=name)
         assert list(npz["matmul_dtype"]) == ["float64", "float32"] and np.isfinite(npz["matmul_s"]).sum(axis=1).tolist() == [2, 2]
     costs = pd.read_csv(folder / "dense_costs.csv")
-    with np.load(folder / "dense_costs.npz", allow_pickle=False) as npz:
+    with np.load(folder / "dense_costs_samples.npz", allow_pickle=False) as npz:
         assert list(npz["N"]) == list(costs["N"]) and list(npz["dtype"]) == list(costs["dtype"])
         for phase in ("set-up", "operands", "products", "symmetrise"):
             median = np.nanmedian(npz[f"{phase.replace('-', '_')}_s"], axis=1)

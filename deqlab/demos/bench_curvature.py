@@ -23,8 +23,8 @@ Table ``eigsh`` (``eig_n_z``, ``P ≈ 10⁵``): the top-``top_k`` eigenvalues by
 
 Times are medians of ``repeats`` after ``warmup`` calls, the routes interleaved (A B C A B C …) so
 drift hits all; torch and BLAS threads pinned to ``threads`` (:func:`deqlab.benchmarks.pinned_threads`).
-Figure ``hvp.png``: every timed call and the median of each route. ``hvp.npz`` / ``eigsh.npz``: the
-timed calls (``samples_s``, seconds, one row per table row) behind the tables' times.
+Figure ``hvp.png``: every timed call and the median of each route. ``hvp_samples.npz`` /
+``eigsh_samples.npz``: the timed calls (``time_s``, seconds, one row per table row) behind the tables' times.
 """
 
 from __future__ import annotations
@@ -32,12 +32,11 @@ from __future__ import annotations
 import time
 from functools import partial
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from deqlab.benchmarks import interleaved_medians, machine_note, padded_samples, pinned_threads
+from deqlab.benchmarks import interleaved_medians, machine_note, pinned_threads
 from deqlab.implicit import SolveOptions
 from deqlab.implicit.checks import relative_error
 from deqlab.implicit.curvature import LossHessian
@@ -45,6 +44,7 @@ from deqlab.models.deq_classifier import TanhDEQClassifier
 from deqlab.report.hessian_figures import route_times
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
+from deqlab.report.timing_samples import sample_arrays
 from deqlab.settings.bench_curvature import CurvatureBench
 
 #: The targets of issue 14.
@@ -117,10 +117,10 @@ def _bench(s: CurvatureBench) -> Result:
                 f"plus one product; iterative and direct routes differ from the LU one by their solves' tolerance "
                 f"(atol {s.atol:g}); rel. difference nan: the gradient row is no HVP",
     )
-    result.arrays["hvp"] = {"route": np.array(list(times), dtype=str), "n_z": np.int64(s.hvp_n_z), "P": np.int64(P),
-                            "samples_s": padded_samples([samples[name] for name in times])}
+    result.arrays["hvp_samples"] = sample_arrays({"route": list(times), "n_z": [s.hvp_n_z] * len(times), "P": [P] * len(times)},
+                                                 {"time": [samples[name] for name in times]})
     result.figures["hvp"] = partial(
-        route_times, list(times), result.arrays["hvp"]["samples_s"], reference=ref, target_ratio=HVP_TARGET,
+        route_times, list(times), result.arrays["hvp_samples"]["time_s"], reference=ref, target_ratio=HVP_TARGET,
         target_label=f"target: a warm Lagrangian HVP <= {HVP_TARGET:g}x the gradient",
         title=f"One HVP vs one gradient through a DEQ wrapping an nn.Module (n_z={s.hvp_n_z}, P={P}, batch {s.batch})",
         subtitle=f"float64, CPU, torch threads {torch.get_num_threads()}, {s.repeats} interleaved calls after {s.warmup} warm-up, "
@@ -139,8 +139,8 @@ def _bench(s: CurvatureBench) -> Result:
                      "target": f"< {EIGSH_TARGET_S:g} s", "met": "yes" if seconds < EIGSH_TARGET_S else "NO"})
     frame = pd.DataFrame(rows)
     # one call each (seconds): the table's time is this sample, not a median
-    result.arrays["eigsh"] = {"linear_solves": frame["linear solves"].to_numpy(dtype=str),
-                              "P": frame["P"].to_numpy(dtype=np.int64), "samples_s": frame[["time (s)"]].to_numpy(dtype=float)}
+    result.arrays["eigsh_samples"] = sample_arrays({"linear_solves": frame["linear solves"].tolist(), "P": frame["P"].to_numpy(int)},
+                                                   {"time": [[t] for t in frame["time (s)"]]})
     result.tables["eigsh"] = Table(
         f"Top-{s.top_k} eigenvalues of a DEQ classifier's loss Hessian (all parameters; ARPACK on the LinearOperator)",
         frame, formats={"time (s)": "{:.1f}"},

@@ -47,9 +47,10 @@ Torch's threads and the BLAS/OpenMP pools (``threadpoolctl``) are pinned to ``th
 bench. Peak memory: on the CPU the RSS of a fresh process; on a GPU the CUDA allocator's peak. The
 machine and device are stated in a note.
 
-Figure ``ladder.png``: the ladder's times against ``P`` (log-log) with the unrolled reference. ``reference.npz``,
-``ladder.npz`` (one ``<quantity>_s`` array per time column, and the matrix-product rate's ``matmul_s``) and
-``dense_costs.npz`` (one array per phase): every timed call, seconds, one NaN-padded row per table row.
+Figure ``ladder.png``: the ladder's times against ``P`` (log-log) with the unrolled reference.
+``reference_samples.npz`` (``time_s``), ``ladder_samples.npz`` (one ``<quantity>_s`` array per time column,
+and the matrix-product rate's ``matmul_s``, one row per dtype) and ``dense_costs_samples.npz`` (one array
+per phase): every timed call, seconds, one NaN-padded row per table row (:mod:`deqlab.report.timing_samples`).
 """
 
 from __future__ import annotations
@@ -59,13 +60,12 @@ import resource
 import statistics
 from functools import partial
 
-import numpy as np
 import pandas as pd
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from deqlab.benchmarks import (device_name, interleaved_medians, is_cuda, machine_note, median_time, padded_samples,
-                               peak_device_memory_mib, pinned_threads, run_in_child)
+from deqlab.benchmarks import (device_name, interleaved_medians, is_cuda, machine_note, median_time, peak_device_memory_mib,
+                               pinned_threads, run_in_child)
 from deqlab.implicit.checks import relative_error, unrolled_hessian, unrolled_loss
 from deqlab.implicit.hessian import PHASES, deq_gradient, deq_hessian, deq_hessian_parts, solve_equilibrium
 from deqlab.implicit.hvp import DEQHessianOperator
@@ -76,6 +76,7 @@ from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report.hessian_figures import ladder_times
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
+from deqlab.report.timing_samples import sample_arrays
 
 
 def setup(n_z: int, n_x: int, batch: int, seed: int, groups, device="cpu"):
@@ -387,7 +388,7 @@ def _targets_table(cfg, groups, times, H, H_ref, ladder) -> Table:
                          "(rel. difference) or its floor was not timed")
 
 
-#: A ladder row's timed quantities (the keys of its samples) → their names in ``ladder.npz`` (``<name>_s``).
+#: A ladder row's timed quantities (the keys of its samples) → their names in ``ladder_samples.npz`` (``<name>_s``).
 LADDER_ARRAYS = {"forward solve": "forward_solve", "gradient": "gradient", "cold": "hvp_cold", "warm": "hvp_warm",
                  "eigsh": "eigsh", "dense": "dense", "floor": "dense_floor"}
 
@@ -464,20 +465,20 @@ def _bench(cfg, groups, result) -> Result:
                 "Gradient and 'cold' HVP start from z* (factorise, adjoint solve, products); 'warm' reuses the factorisation and λ "
                 "(the case of many HVPs at one θ: eigsh, Hutchinson, CG)",
     )
-    result.arrays["reference"] = {"method": frame["method"].to_numpy(dtype=str), "P": np.int64(P),
-                                  "samples_s": padded_samples([samples[key.get(m, m)] for m in frame["method"]])}
+    result.arrays["reference_samples"] = sample_arrays({"method": frame["method"].tolist(), "P": frame["P"].to_numpy(int)},
+                                                       {"time": [samples[key.get(m, m)] for m in frame["method"]]})
     rate_samples = {dt: [] for dt in cfg.dtypes}
     rates = {dt: matmul_rate(cfg.rate_size, device, getattr(torch, dt), cfg.repeats, cfg.warmup, rate_samples[dt]) for dt in cfg.dtypes}
     sizes = [(dt, n) for dt in cfg.dtypes for n in cfg.ladder]
     ladder = [_ladder_row(n, cfg, groups, opts, dt, rates) for dt, n in track(sizes, "size ladder", label=lambda c: f"{c[0]} N={c[1]}")]
     costs = [row.pop("dense costs") for row in ladder if "dense costs" in row]
     ladder_samples = [row.pop("samples") for row in ladder]
-    result.arrays["ladder"] = {
-        "dtype": np.array([r["dtype"] for r in ladder], dtype=str), "N": np.array([r["N"] for r in ladder], dtype=np.int64),
-        "P": np.array([r["P"] for r in ladder], dtype=np.int64),
-        **{f"{LADDER_ARRAYS[q]}_s": padded_samples([s[q] for s in ladder_samples]) for q in LADDER_ARRAYS},
-        "matmul_dtype": np.array(list(rate_samples), dtype=str), "matmul_size": np.int64(cfg.rate_size),
-        "matmul_s": padded_samples(list(rate_samples.values())),
+    result.arrays["ladder_samples"] = {
+        **sample_arrays({"dtype": [r["dtype"] for r in ladder], "N": [r["N"] for r in ladder], "P": [r["P"] for r in ladder]},
+                        {LADDER_ARRAYS[q]: [s[q] for s in ladder_samples] for q in LADDER_ARRAYS}),
+        # the matrix-product rate of the caption: 2 matmul_size^3 / median(matmul_s), one row per dtype
+        **sample_arrays({"matmul_dtype": list(rate_samples), "matmul_size": [cfg.rate_size] * len(rate_samples)},
+                        {"matmul": list(rate_samples.values())}),
     }
     cost_samples = [c.pop("samples") for c in costs]
     result.tables["ladder"] = Table(
@@ -495,11 +496,9 @@ def _bench(cfg, groups, result) -> Result:
                 "float32 rows: z* solved in float64 and cast, no eigsh; CPU-clock columns are NaN on a GPU",
     )
     if costs:
-        result.arrays["dense_costs"] = {
-            "dtype": np.array([c["dtype"] for c in costs], dtype=str), "N": np.array([c["N"] for c in costs], dtype=np.int64),
-            "P": np.array([c["P"] for c in costs], dtype=np.int64),
-            **{f"{_array_name(phase)}_s": padded_samples([s[phase] for s in cost_samples]) for phase in PHASES},
-        }
+        result.arrays["dense_costs_samples"] = sample_arrays(
+            {"dtype": [c["dtype"] for c in costs], "N": [c["N"] for c in costs], "P": [c["P"] for c in costs]},
+            {_array_name(phase): [s[phase] for s in cost_samples] for phase in PHASES})
         result.tables["dense_costs"] = Table(
             "Where the dense closed form's time goes: its phases as multiples of the floor timed in the same row",
             pd.DataFrame(costs), formats={"floor (s)": "{:.3g}", "dense (s)": "{:.3g}"} | {c: "{:.2f}" for c in costs[0] if c.endswith("/ floor")},

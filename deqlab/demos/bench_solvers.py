@@ -24,8 +24,9 @@ Broyden (``memory = 50``) needs ≤ 1.2× the evaluations of Broyden that keeps 
 old restart from ``−I`` (``drop = memory``).
 
 Figures ``bench.png`` (median time against ``n_z``) and ``fevals.png`` (f-evals), a panel per family and
-norm; ``bench.npz`` and ``broyden_memory.npz``: every timed call (``samples_s``, seconds, one NaN-padded
-row per table row) behind the tables' medians, with the labels of the rows.
+norm; ``bench_samples.npz`` and ``broyden_memory_samples.npz``: every timed call (``time_s``, seconds, one
+NaN-padded row per table row, :mod:`deqlab.report.timing_samples`) behind the tables' medians, with the
+labels of the rows.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deqlab.benchmarks import device_name, interleaved_medians, machine_note, padded_samples, pinned_threads, verdict
+from deqlab.benchmarks import device_name, interleaved_medians, machine_note, pinned_threads, verdict
 from deqlab.report import solver_figures
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
+from deqlab.report.timing_samples import sample_arrays
 from deqlab.solvers.registry import get_solver
 
 FAMILIES = ("gaussian", "symmetric")
@@ -159,11 +161,9 @@ def _run(cfg) -> Result:
         caption="met: ratio <= target. time per f eval: the solver's median time / its f evals; fixed-point "
         "iteration (the reference) does one evaluation and the stopping rule per step.",
     )
-    result.arrays["bench"] = {
-        "family": frame["family"].to_numpy(dtype=str), "n_z": frame["n_z"].to_numpy(dtype=np.int64),
-        "norm": frame["||W||_2"].to_numpy(dtype=float), "solver": frame["solver"].to_numpy(dtype=str),
-        "samples_s": padded_samples(samples),
-    }
+    result.arrays["bench_samples"] = sample_arrays(
+        {"family": frame["family"].tolist(), "n_z": frame["n_z"].to_numpy(int), "norm": frame["||W||_2"].to_numpy(float),
+         "solver": frame["solver"].tolist()}, {"time": samples})
     problem = f"batch {cfg.batch}, tol {cfg.tol:g}, {cfg.dtype}, seed={cfg.seed}"
     labels = {name: f"{name} (scipy hybr, n_z <= {cfg.scipy_max_n})" for name in SCIPY}
     result.figures["bench"] = partial(
@@ -174,7 +174,7 @@ def _run(cfg) -> Result:
         solver_figures.solver_fevals, frame, labels=labels, subtitle=problem,
         title="Solvers on tanh DEQs: f evaluations to tolerance (scipy hybr: calls per sample)")
     if "broyden" in cfg.solvers:
-        result.tables["broyden_memory"], result.arrays["broyden_memory"] = _broyden_memory_table(cfg, dtype, device)
+        result.tables["broyden_memory"], result.arrays["broyden_memory_samples"] = _broyden_memory_table(cfg, dtype, device)
     result.notes.append(machine_note(cfg.dtype, device))
     return result
 
@@ -192,7 +192,7 @@ def _anderson_target_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _broyden_memory_table(cfg, dtype, device) -> tuple[Table, dict[str, np.ndarray]]:
     """Broyden with limited memory (rank reduction) / with every pair kept / restarting from −I: the
-    table and its timing samples (the arrays of ``broyden_memory.npz``, one row per table row)."""
+    table and its timing samples (the arrays of ``broyden_memory_samples.npz``, one row per table row)."""
     rows, samples = [], []
     g = torch.Generator().manual_seed(cfg.seed)
     for n in BROYDEN_SIZES:
@@ -223,8 +223,7 @@ def _broyden_memory_table(cfg, dtype, device) -> tuple[Table, dict[str, np.ndarr
                          "target": BROYDEN_TARGET if limited else np.nan,  # at most
                          "met": verdict(ratio, BROYDEN_TARGET) if limited else ""})
             samples.append(variant_samples[name])
-    arrays = {"n_z": np.array([r["n_z"] for r in rows], dtype=np.int64), "broyden": np.array([r["broyden"] for r in rows], dtype=str),
-              "samples_s": padded_samples(samples)}
+    arrays = sample_arrays({"n_z": [r["n_z"] for r in rows], "broyden": [r["broyden"] for r in rows]}, {"time": samples})
     table = Table(
         f"Broyden when its memory fills: tanh({BROYDEN_NORM} Q z + x), Q orthogonal, x ~ N(0, {BROYDEN_INPUT_SCALE}^2), "
         f"batch {cfg.batch}, tol {cfg.tol:g}",
