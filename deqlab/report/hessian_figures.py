@@ -168,7 +168,9 @@ def route_times(routes: Sequence[str], samples_s: np.ndarray, *, reference: str,
         s = s[np.isfinite(s)]
         col = "black" if name == reference else next(cycle)
         jitter = np.linspace(-0.12, 0.12, len(s)) if len(s) > 1 else np.zeros(1)
-        ax.plot(s, y + jitter, "o", ms=3, alpha=0.5, color=col, label="every timed call" if y == rows[0] else None)
+        # the dots over the bar: the middle sample of an odd count sits exactly on it
+        ax.plot(s, y + jitter, "o", ms=3, alpha=0.6, color=col, mec="white", mew=0.4, zorder=3,
+                label="every timed call" if y == rows[0] else None)
         ax.plot([m, m], [y - 0.3, y + 0.3], "-", lw=3, color=col, label="median" if y == rows[0] else None)
         # beside the axes, not beside the dots: there the target line ran through the text
         ax.text(1.01, y, f"{m:.3g} ms" + (" (reference)" if name == reference else f" = {m / ref:.2f}× reference"),
