@@ -29,3 +29,25 @@ def test_tiny_bench():
 def test_bad_settings(overrides):
     with pytest.raises(InputError):
         CurvatureBench(**overrides)
+
+
+def test_tiny_bench_writes_its_figure_and_the_samples_behind_every_time(tmp_path):
+    """hvp.png; hvp_samples.npz holds every timed call (seconds) of each route, one row per ``hvp.csv``
+    row, whose median is the table's median time; eigsh_samples.npz the one timed call of each ``eigsh.csv`` row."""
+    import numpy as np
+    import pandas as pd
+
+    from deqlab.report.writer import save
+
+    save(bc.run(CurvatureBench.tiny()), tmp_path)
+    assert (tmp_path / "hvp.png").stat().st_size > 0
+    hvp = pd.read_csv(tmp_path / "hvp.csv")
+    with np.load(tmp_path / "hvp_samples.npz", allow_pickle=False) as npz:
+        assert list(npz["route"]) == list(hvp["route"]) and list(npz["P"]) == list(hvp["P"])
+        samples = npz["time_s"]
+    assert samples.shape == (len(hvp), CurvatureBench.tiny().repeats) and np.isfinite(samples).all()
+    np.testing.assert_allclose(1e3 * np.median(samples, axis=1), hvp["median time (ms)"], rtol=1e-12)
+    eig = pd.read_csv(tmp_path / "eigsh.csv")
+    with np.load(tmp_path / "eigsh_samples.npz", allow_pickle=False) as npz:
+        assert list(npz["linear_solves"]) == list(eig["linear solves"]) and list(npz["P"]) == list(eig["P"])
+        np.testing.assert_allclose(np.median(npz["time_s"], axis=1), eig["time (s)"], rtol=1e-12)

@@ -29,3 +29,27 @@ def test_acceleration_on_the_slow_family():
 def test_bad_bench_config_exits_2(cli, output_root):
     r = cli("bench", "solvers", "norms=[1.5]")
     assert r.exit_code == 2 and "norms[0] must be <= 1" in r.stderr
+
+
+def test_bench_writes_its_figures_and_the_samples_behind_every_median(cli, output_root):
+    """bench.png and fevals.png; bench_samples.npz / broyden_memory_samples.npz hold every timed call (seconds), one
+    NaN-padded row per table row (scipy's root is timed once, the others ``repeats`` times), and each
+    row's median is the table's median time."""
+    import numpy as np
+
+    r = cli("bench", "solvers", "sizes=[8]", "norms=[0.9]", "families=[symmetric]", "repeats=2", "batch=4")
+    assert r.exit_code == 0, r.output
+    (run,) = list((output_root / "bench" / "solvers").iterdir())
+    assert (run / "bench.png").stat().st_size > 0 and (run / "fevals.png").stat().st_size > 0
+    frame = pd.read_csv(run / "bench.csv")
+    with np.load(run / "bench_samples.npz", allow_pickle=False) as npz:
+        assert list(npz["solver"]) == list(frame["solver"]) and list(npz["family"]) == list(frame["family"])
+        assert list(npz["n_z"]) == list(frame["n_z"]) and list(npz["norm"]) == list(frame["||W||_2"])
+        samples = npz["time_s"]
+    counts = np.isfinite(samples).sum(axis=1)
+    assert list(counts) == [1 if s == "root" else 2 for s in frame["solver"]]
+    np.testing.assert_allclose(1e3 * np.nanmedian(samples, axis=1), frame["median time [ms]"], rtol=1e-12)
+    memory = pd.read_csv(run / "broyden_memory.csv")
+    with np.load(run / "broyden_memory_samples.npz", allow_pickle=False) as npz:
+        assert list(npz["broyden"]) == list(memory["broyden"]) and list(npz["n_z"]) == list(memory["n_z"])
+        np.testing.assert_allclose(1e3 * np.nanmedian(npz["time_s"], axis=1), memory["time [ms]"], rtol=1e-12)

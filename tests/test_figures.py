@@ -124,3 +124,38 @@ def test_mondeq_training_figure_colours_each_model_by_its_solver():
     lines = {line.get_label(): to_hex(line.get_color()) for line in fig.axes[0].get_lines()}
     assert lines["unconstrained (fixed_point): mean"] == color("fixed_point")
     assert lines["monotone (peaceman_rachford): mean"] == color("peaceman_rachford")
+
+
+def test_bench_hessian_ladder_figure_skips_sizes_without_a_time():
+    """A GPU ladder has no dense form above dense_max_p and float32 rows have no eigsh: NaN times are
+    left out (not drawn at 0 nor breaking the log axis); every measured P is a labelled tick."""
+    import pandas as pd
+
+    from deqlab.report.hessian_figures import ladder_times
+
+    P = np.array([1312, 10_000, 100_000, 1_000_000])
+    t = np.array([1e-3, 1e-2, 1e-1, 1.0])
+    frame = pd.DataFrame({"dtype": ["float64"] * 4, "P": P, "gradient (s)": t, "HVP cold (s)": 2 * t, "HVP warm (s)": t / 3,
+                          "dense closed form (s)": [1e-2, 0.5, np.nan, np.nan], "dense floor (s)": [5e-3, 0.3, np.nan, np.nan]})
+    fig = ladder_times(frame, {"unrolled": (1312, 3.0)}, title="t")
+    ax = fig.axes[0]
+    dense = next(line for line in ax.lines if line.get_label().startswith("dense closed form"))
+    assert list(dense.get_xdata()) == [1312, 10_000]
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["1,312", "10,000", "100,000", "1,000,000"]
+    assert ax.get_xlabel() and "[s]" in ax.get_ylabel()
+    matplotlib.pyplot.close(fig)
+
+
+def test_bench_solvers_figure_rings_a_solve_that_did_not_converge():
+    import pandas as pd
+
+    from deqlab.report.solver_figures import solver_times
+
+    frame = pd.DataFrame({"family": ["gaussian"] * 4, "n_z": [10, 50, 10, 50], "||W||_2": [0.9] * 4,
+                          "solver": ["fixed_point", "fixed_point", "anderson", "anderson"],
+                          "converged": [True, False, True, True], "median time [ms]": [1.0, 20.0, 2.0, 3.0]})
+    fig = solver_times(frame, title="t")
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["fixed_point", "not converged", "anderson"]
+    assert "[ms]" in fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel() == "hidden size n_z"
+    matplotlib.pyplot.close(fig)

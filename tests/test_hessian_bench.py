@@ -60,6 +60,42 @@ def test_bench_hessian_ladder_in_both_dtypes_with_the_rate_and_the_gpu_targets(c
     assert hvp["met"].iloc[0] == "met"  # a tiny HVP takes far under a second
 
 
+def test_bench_hessian_writes_its_figure_and_the_samples_behind_every_median(cli, output_root):
+    """ladder.png; reference_samples.npz, ladder_samples.npz and dense_costs_samples.npz hold every timed call (seconds), one
+    NaN-padded row per CSV row, and each row's median is the CSV's time (ladder: every time column, NaN
+    where the CSV has none; dense_costs: each phase's median over the row's floor)."""
+    import numpy as np
+
+    r = cli("bench", "hessian", *TINY, "repeats=2", "memory=false", "dtypes=[float64,float32]", "rate_size=32")
+    assert r.exit_code == 0, r.output
+    folder = next(p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir())
+    assert (folder / "ladder.png").stat().st_size > 0
+    ref = pd.read_csv(folder / "reference.csv")
+    with np.load(folder / "reference_samples.npz", allow_pickle=False) as npz:
+        assert list(npz["method"]) == list(ref["method"]) and list(npz["P"]) == list(ref["P"])
+        np.testing.assert_allclose(np.nanmedian(npz["time_s"], axis=1), ref["time (s)"], rtol=1e-12)
+    ladder = pd.read_csv(folder / "ladder.csv")
+    columns = {"forward_solve": "forward solve (s)", "gradient": "gradient (s)", "hvp_cold": "HVP cold (s)",
+               "hvp_warm": "HVP warm (s)", "eigsh": "top-2 eigsh (s)", "dense": "dense closed form (s)",
+               "dense_floor": "dense floor (s)"}
+    with np.load(folder / "ladder_samples.npz", allow_pickle=False) as npz:
+        assert list(npz["dtype"]) == list(ladder["dtype"]) and list(npz["N"]) == list(ladder["N"])
+        assert list(npz["P"]) == list(ladder["P"])
+        for name, column in columns.items():
+            samples = npz[f"{name}_s"]
+            assert samples.shape[0] == len(ladder)
+            timed = np.isfinite(samples).any(axis=1)
+            assert list(timed) == list(ladder[column].notna()), name  # float32 rows: no eigsh
+            np.testing.assert_allclose(np.nanmedian(samples[timed], axis=1), ladder[column][timed], rtol=1e-12, err_msg=name)
+        assert list(npz["matmul_dtype"]) == ["float64", "float32"] and np.isfinite(npz["matmul_s"]).sum(axis=1).tolist() == [2, 2]
+    costs = pd.read_csv(folder / "dense_costs.csv")
+    with np.load(folder / "dense_costs_samples.npz", allow_pickle=False) as npz:
+        assert list(npz["N"]) == list(costs["N"]) and list(npz["dtype"]) == list(costs["dtype"])
+        for phase in ("set-up", "operands", "products", "symmetrise"):
+            median = np.nanmedian(npz[f"{phase.replace('-', '_')}_s"], axis=1)
+            np.testing.assert_allclose(median / costs["floor (s)"], costs[f"{phase} / floor"], rtol=1e-12, err_msg=phase)
+
+
 @pytest.mark.slow
 def test_bench_hessian_memory_probe(cli, output_root):
     r = cli("bench", "hessian", *TINY, "ladder=[4]", "memory=true")

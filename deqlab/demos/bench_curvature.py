@@ -23,11 +23,14 @@ Table ``eigsh`` (``eig_n_z``, ``P ≈ 10⁵``): the top-``top_k`` eigenvalues by
 
 Times are medians of ``repeats`` after ``warmup`` calls, the routes interleaved (A B C A B C …) so
 drift hits all; torch and BLAS threads pinned to ``threads`` (:func:`deqlab.benchmarks.pinned_threads`).
+Figure ``hvp.png``: every timed call and the median of each route. ``hvp_samples.npz`` /
+``eigsh_samples.npz``: the timed calls (``time_s``, seconds, one row per table row) behind the tables' times.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pandas as pd
 import torch
@@ -38,8 +41,10 @@ from deqlab.implicit import SolveOptions
 from deqlab.implicit.checks import relative_error
 from deqlab.implicit.curvature import LossHessian
 from deqlab.models.deq_classifier import TanhDEQClassifier
+from deqlab.report.hessian_figures import route_times
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
+from deqlab.report.timing_samples import sample_arrays
 from deqlab.settings.bench_curvature import CurvatureBench
 
 #: The targets of issue 14.
@@ -87,7 +92,8 @@ def _bench(s: CurvatureBench) -> Result:
         "HVP, Lagrangian, iterative (Anderson), warm": lambda: iterative.hvp(v),
         "HVP, direct torch.func, warm": lambda: direct.hvp(v),
     }
-    measured = interleaved_medians(routes, s.repeats, s.warmup)
+    samples: dict[str, list[float]] = {}
+    measured = interleaved_medians(routes, s.repeats, s.warmup, samples=samples)
     times = {name: seconds for name, (seconds, _) in measured.items()}
     outs = {name: out for name, (_, out) in measured.items()}
     ref = "gradient (forward solve + adjoint solve)"
@@ -111,6 +117,14 @@ def _bench(s: CurvatureBench) -> Result:
                 f"plus one product; iterative and direct routes differ from the LU one by their solves' tolerance "
                 f"(atol {s.atol:g}); rel. difference nan: the gradient row is no HVP",
     )
+    result.arrays["hvp_samples"] = sample_arrays({"route": list(times), "n_z": [s.hvp_n_z] * len(times), "P": [P] * len(times)},
+                                                 {"time": [samples[name] for name in times]})
+    result.figures["hvp"] = partial(
+        route_times, list(times), result.arrays["hvp_samples"]["time_s"], reference=ref, target_ratio=HVP_TARGET,
+        target_label=f"target: a warm Lagrangian HVP <= {HVP_TARGET:g}x the gradient",
+        title=f"One HVP vs one gradient through a DEQ wrapping an nn.Module (n_z={s.hvp_n_z}, P={P}, batch {s.batch})",
+        subtitle=f"float64, CPU, torch threads {torch.get_num_threads()}, {s.repeats} interleaved calls after {s.warmup} warm-up, "
+                 f"Anderson atol {s.atol:g}, seed={s.seed}")
     rows = []
     for linear in track(["lu", "iterative"] if s.eig_iterative else ["lu"], "top eigenvalues"):
         model, x, y = problem(s, s.eig_n_z)
@@ -123,9 +137,13 @@ def _bench(s: CurvatureBench) -> Result:
                      "HVPs": op.n_products, "time (s)": seconds,
                      "top eigenvalues": ", ".join(f"{float(e):.6g}" for e in vals[::-1]),
                      "target": f"< {EIGSH_TARGET_S:g} s", "met": "yes" if seconds < EIGSH_TARGET_S else "NO"})
+    frame = pd.DataFrame(rows)
+    # one call each (seconds): the table's time is this sample, not a median
+    result.arrays["eigsh_samples"] = sample_arrays({"linear_solves": frame["linear solves"].tolist(), "P": frame["P"].to_numpy(int)},
+                                                   {"time": [[t] for t in frame["time (s)"]]})
     result.tables["eigsh"] = Table(
         f"Top-{s.top_k} eigenvalues of a DEQ classifier's loss Hessian (all parameters; ARPACK on the LinearOperator)",
-        pd.DataFrame(rows), formats={"time (s)": "{:.1f}"},
+        frame, formats={"time (s)": "{:.1f}"},
         caption="time includes building the operator (one gradient pass and, for LU, the per-sample factorisation)",
     )
     return result

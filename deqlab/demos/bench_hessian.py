@@ -46,12 +46,19 @@ calls, it takes seconds), each timed by :class:`deqlab.benchmarks.Stopwatch` (CU
 Torch's threads and the BLAS/OpenMP pools (``threadpoolctl``) are pinned to ``threads`` for the whole
 bench. Peak memory: on the CPU the RSS of a fresh process; on a GPU the CUDA allocator's peak. The
 machine and device are stated in a note.
+
+Figure ``ladder.png``: the ladder's times against ``P`` (log-log) with the unrolled reference.
+``reference_samples.npz`` (``time_s``), ``ladder_samples.npz`` (one ``<quantity>_s`` array per time column,
+and the matrix-product rate's ``matmul_s``, one row per dtype) and ``dense_costs_samples.npz`` (one array
+per phase): every timed call, seconds, one NaN-padded row per table row (:mod:`deqlab.report.timing_samples`).
 """
 
 from __future__ import annotations
 
+import re
 import resource
 import statistics
+from functools import partial
 
 import pandas as pd
 import torch
@@ -66,8 +73,10 @@ from deqlab.implicit.layer import SolveOptions
 from deqlab.implicit.params import check_groups, flatten, model_params
 from deqlab.implicit.spectrum import extreme_eigenvalues
 from deqlab.models.tanh_deq import TanhDEQ
+from deqlab.report.hessian_figures import ladder_times
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
+from deqlab.report.timing_samples import sample_arrays
 
 
 def setup(n_z: int, n_x: int, batch: int, seed: int, groups, device="cpu"):
@@ -92,9 +101,10 @@ def random_vector(size: int, seed: int, like: torch.Tensor) -> torch.Tensor:
                        device="cpu").to(device=like.device, dtype=like.dtype)
 
 
-def timed(fn, repeats: int, warmup: int, device=None):
-    """(last output, median seconds) by :func:`deqlab.benchmarks.median_time` on ``device``."""
-    seconds, out = median_time(fn, repeats, warmup, device)
+def timed(fn, repeats: int, warmup: int, device=None, samples: list[float] | None = None):
+    """(last output, median seconds) by :func:`deqlab.benchmarks.median_time` on ``device``; ``samples``
+    receives every timed call's seconds."""
+    seconds, out = median_time(fn, repeats, warmup, device, samples=samples)
     return out, seconds
 
 
@@ -126,11 +136,14 @@ PROBE_TIMEOUT_S = 900
 MIN_SAMPLE_S = 0.02
 
 
-def interleaved(fns: dict, repeats: int, warmup: int, cpu: dict | None = None, device=None) -> tuple[dict, dict]:
+def interleaved(fns: dict, repeats: int, warmup: int, cpu: dict | None = None, device=None,
+                samples: dict | None = None) -> tuple[dict, dict]:
     """(``name → median seconds per call``, ``name → last output``) by
     :func:`deqlab.benchmarks.interleaved_medians` on ``device``, at least one warm-up and samples of at
-    least :data:`MIN_SAMPLE_S`; ``cpu`` receives the CPU-clock medians (NaN on a GPU)."""
-    timed = interleaved_medians(fns, repeats, max(warmup, 1), cpu=cpu, min_sample_s=MIN_SAMPLE_S, device=device)
+    least :data:`MIN_SAMPLE_S`; ``cpu`` receives the CPU-clock medians (NaN on a GPU), ``samples``
+    every sample (seconds per call)."""
+    timed = interleaved_medians(fns, repeats, max(warmup, 1), cpu=cpu, min_sample_s=MIN_SAMPLE_S, device=device,
+                                samples=samples)
     return {name: t for name, (t, _) in timed.items()}, {name: out for name, (_, out) in timed.items()}
 
 
@@ -143,11 +156,12 @@ def gemm_floor(P: int, batch: int, device="cpu", dtype=torch.float64):
     return lambda: a @ b
 
 
-def matmul_rate(n: int, device, dtype, repeats: int, warmup: int) -> float:
+def matmul_rate(n: int, device, dtype, repeats: int, warmup: int, samples: list[float] | None = None) -> float:
     """The device's matrix-product rate in flop/s: ``2n³`` over the median time of one ``(n×n)@(n×n)``
-    product in ``dtype`` (random operands, not zeros, which some hardware multiplies faster)."""
+    product in ``dtype`` (random operands, not zeros, which some hardware multiplies faster); ``samples``
+    receives every timed product's seconds."""
     a = gemm_floor(n, n, device, dtype)
-    seconds, _ = median_time(a, repeats, max(warmup, 1), device)
+    seconds, _ = median_time(a, repeats, max(warmup, 1), device, samples=samples)
     return 2.0 * n ** 3 / seconds
 
 
@@ -251,7 +265,8 @@ def peak_memory_mib(name, n_z, n_x, batch, seed, groups, steps, atol, threads) -
 
 
 def _dense_costs(p, x, y, z, groups, repeats: int, floor_s: float) -> dict:
-    """The dense closed form's phases (median seconds over ``repeats`` calls) as multiples of ``floor_s``."""
+    """The dense closed form's phases (median seconds over ``repeats`` calls) as multiples of ``floor_s``;
+    under the key ``"samples"`` every call's seconds per phase (``phase → list``)."""
     samples = {name: [] for name in PHASES}
     for _ in range(max(1, repeats)):
         phases = dict.fromkeys(PHASES, 0.0)
@@ -259,20 +274,23 @@ def _dense_costs(p, x, y, z, groups, repeats: int, floor_s: float) -> dict:
         for name in PHASES:
             samples[name].append(phases[name])
     costs = {f"{name} / floor": statistics.median(samples[name]) / floor_s for name in PHASES}
-    return {**costs, "sum / floor": sum(costs.values())}
+    return {**costs, "sum / floor": sum(costs.values()), "samples": samples}
 
 
 def _ladder_row(n: int, cfg, groups, opts, dtype: str, rates: dict) -> dict:
     """One size of the ladder in ``dtype``: forward solve, gradient, HVP cold/warm (interleaved), eigsh
     on the HVP operator, and the dense closed form beside its floor where ``P ≤ dense_max_p`` (its
     phases under the key ``"dense costs"``). ``rates``: ``dtype → the device's matrix-product rate``.
+    Under the key ``"samples"``: quantity (``forward solve``, ``gradient``, ``cold``, ``warm``,
+    ``eigsh``, ``dense``, ``floor``) → every timed call's seconds behind the row's times (empty: not timed).
 
     The fixed point is solved in float64 (float32 cannot meet ``solver_atol``) and then cast with the
     parameters: a float32 row times the derivatives, not the solve. eigsh (ARPACK, float64 on the
     host) runs on float64 rows only."""
     device = torch.device(cfg.device)
     p, xx, yy = setup(n, cfg.n_x, cfg.batch, cfg.seed, groups, device)
-    zz, t_fwd = timed(lambda: solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], xx, opts=opts), 1, 0, device)
+    samples = {name: [] for name in LADDER_ARRAYS}
+    zz, t_fwd = timed(lambda: solve_equilibrium(p["W_z"], p["b_z"], p["U_z"], xx, opts=opts), 1, 0, device, samples["forward solve"])
     dt = getattr(torch, dtype)
     p, xx, yy, zz = {k: v.to(dt) for k, v in p.items()}, xx.to(dt), yy.to(dt), zz.to(dt)
     op = DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts)
@@ -283,13 +301,13 @@ def _ladder_row(n: int, cfg, groups, opts, dtype: str, rates: dict) -> dict:
         "gradient": lambda: deq_gradient(**p, x=xx, y=yy, groups=groups, z_star=zz),
         "cold": lambda: DEQHessianOperator(p, groups, xx, yy, z_star=zz, opts=opts).matvec(vv),
         "warm": lambda: op.matvec(vv),
-    }, cfg.repeats, cfg.warmup, cpu=tc, device=device)
+    }, cfg.repeats, cfg.warmup, cpu=tc, device=device, samples=samples)
     nan = float("nan")
     top, t_eig, n_eig = [nan], nan, 0
     if dt == torch.float64:
         n0 = op.n_hvp
         top, t_eig = timed(lambda: extreme_eigenvalues(op.matvec, Pn, k=cfg.top_k, which="LA", tol=cfg.eigsh_tol, device=device),
-                           1, 0, device)
+                           1, 0, device, samples["eigsh"])
         n_eig = op.n_hvp - n0
     row = {"dtype": dtype, "N": n, "P": Pn, "batch": cfg.batch, "forward solve (s)": t_fwd, "gradient (s)": t["gradient"],
            "HVP cold (s)": t["cold"], "HVP warm (s)": t["warm"], "HVP cold / gradient": t["cold"] / t["gradient"],
@@ -301,7 +319,8 @@ def _ladder_row(n: int, cfg, groups, opts, dtype: str, rates: dict) -> dict:
     if Pn <= cfg.dense_max_p:
         tdc = {}
         td, outs = interleaved({"dense": lambda: deq_hessian(**p, x=xx, y=yy, groups=groups, z_star=zz),
-                                "floor": gemm_floor(Pn, cfg.batch, device, dt)}, cfg.repeats, max(cfg.warmup, 1), cpu=tdc, device=device)
+                                "floor": gemm_floor(Pn, cfg.batch, device, dt)}, cfg.repeats, max(cfg.warmup, 1), cpu=tdc, device=device,
+                               samples=samples)
         rate = 2.0 * Pn * Pn * cfg.batch / td["dense"]  # the assembly's P²·B multiply-adds, as flop/s
         row.update({"dense closed form (s)": td["dense"], "dense floor (s)": td["floor"], "dense fraction of floor": td["floor"] / td["dense"],
                     "dense rate (Gflop/s)": rate / 1e9, "dense rate / matmul rate": rate / rates[dtype],
@@ -311,6 +330,7 @@ def _ladder_row(n: int, cfg, groups, opts, dtype: str, rates: dict) -> dict:
         if dt == torch.float64:
             top_dense = float(torch.linalg.eigvalsh(outs["dense"])[-1])
             row["lambda_max dense - eigsh (rel.)"] = abs(top_dense - float(top[-1])) / abs(float(top[-1]))
+    row["samples"] = samples
     return row
 
 
@@ -368,6 +388,16 @@ def _targets_table(cfg, groups, times, H, H_ref, ladder) -> Table:
                          "(rel. difference) or its floor was not timed")
 
 
+#: A ladder row's timed quantities (the keys of its samples) → their names in ``ladder_samples.npz`` (``<name>_s``).
+LADDER_ARRAYS = {"forward solve": "forward_solve", "gradient": "gradient", "cold": "hvp_cold", "warm": "hvp_warm",
+                 "eigsh": "eigsh", "dense": "dense", "floor": "dense_floor"}
+
+
+def _array_name(label: str) -> str:
+    """``"forward solve"`` → ``"forward_solve"``, ``"set-up"`` → ``"set_up"``: a label as an ``.npz`` key."""
+    return re.sub(r"[^0-9a-z]+", "_", label.lower()).strip("_")
+
+
 def run(cfg) -> Result:
     groups = check_groups(list(cfg.groups))
     result = Result(command="bench_hessian")
@@ -383,10 +413,11 @@ def _bench(cfg, groups, result) -> Result:
     z = solve_equilibrium(params["W_z"], params["b_z"], params["U_z"], x, opts=opts)
     P = flatten(params, groups).numel()
     fns = routes(params, x, y, groups, z, cfg.unroll_steps, opts)
-    times, outs = {}, {}
+    times, outs, samples = {}, {}, {}
     slow = "unrolled torch.func.hessian"  # seconds per call: timed alone, ref_repeats times
-    outs[slow], times[slow] = timed(fns[slow], cfg.ref_repeats, 0, device)
-    t, o = interleaved({k: f for k, f in fns.items() if k != slow}, cfg.repeats, cfg.warmup, device=device)
+    samples[slow] = []
+    outs[slow], times[slow] = timed(fns[slow], cfg.ref_repeats, 0, device, samples[slow])
+    t, o = interleaved({k: f for k, f in fns.items() if k != slow}, cfg.repeats, cfg.warmup, device=device, samples=samples)
     times.update(t)
     outs.update(o)
     mem = {}
@@ -434,10 +465,22 @@ def _bench(cfg, groups, result) -> Result:
                 "Gradient and 'cold' HVP start from z* (factorise, adjoint solve, products); 'warm' reuses the factorisation and λ "
                 "(the case of many HVPs at one θ: eigsh, Hutchinson, CG)",
     )
-    rates = {dt: matmul_rate(cfg.rate_size, device, getattr(torch, dt), cfg.repeats, cfg.warmup) for dt in cfg.dtypes}
+    result.arrays["reference_samples"] = sample_arrays({"method": frame["method"].tolist(), "P": frame["P"].to_numpy(int)},
+                                                       {"time": [samples[key.get(m, m)] for m in frame["method"]]})
+    rate_samples = {dt: [] for dt in cfg.dtypes}
+    rates = {dt: matmul_rate(cfg.rate_size, device, getattr(torch, dt), cfg.repeats, cfg.warmup, rate_samples[dt]) for dt in cfg.dtypes}
     sizes = [(dt, n) for dt in cfg.dtypes for n in cfg.ladder]
     ladder = [_ladder_row(n, cfg, groups, opts, dt, rates) for dt, n in track(sizes, "size ladder", label=lambda c: f"{c[0]} N={c[1]}")]
     costs = [row.pop("dense costs") for row in ladder if "dense costs" in row]
+    ladder_samples = [row.pop("samples") for row in ladder]
+    result.arrays["ladder_samples"] = {
+        **sample_arrays({"dtype": [r["dtype"] for r in ladder], "N": [r["N"] for r in ladder], "P": [r["P"] for r in ladder]},
+                        {LADDER_ARRAYS[q]: [s[q] for s in ladder_samples] for q in LADDER_ARRAYS}),
+        # the matrix-product rate of the caption: 2 matmul_size^3 / median(matmul_s), one row per dtype
+        **sample_arrays({"matmul_dtype": list(rate_samples), "matmul_size": [cfg.rate_size] * len(rate_samples)},
+                        {"matmul": list(rate_samples.values())}),
+    }
+    cost_samples = [c.pop("samples") for c in costs]
     result.tables["ladder"] = Table(
         f"Size ladder (d={cfg.n_x}, batch={cfg.batch}, groups {', '.join(groups)}) on {device_name(device)}", pd.DataFrame(ladder),
         formats={c: "{:.3g}" for c in ("forward solve (s)", "gradient (s)", "HVP cold (s)", "HVP warm (s)", f"top-{cfg.top_k} eigsh (s)",
@@ -453,6 +496,9 @@ def _bench(cfg, groups, result) -> Result:
                 "float32 rows: z* solved in float64 and cast, no eigsh; CPU-clock columns are NaN on a GPU",
     )
     if costs:
+        result.arrays["dense_costs_samples"] = sample_arrays(
+            {"dtype": [c["dtype"] for c in costs], "N": [c["N"] for c in costs], "P": [c["P"] for c in costs]},
+            {_array_name(phase): [s[phase] for s in cost_samples] for phase in PHASES})
         result.tables["dense_costs"] = Table(
             "Where the dense closed form's time goes: its phases as multiples of the floor timed in the same row",
             pd.DataFrame(costs), formats={"floor (s)": "{:.3g}", "dense (s)": "{:.3g}"} | {c: "{:.2f}" for c in costs[0] if c.endswith("/ floor")},
@@ -462,6 +508,14 @@ def _bench(cfg, groups, result) -> Result:
                     "symmetrise (H = Y + Y^T in place). The issue-12 target, floor / dense >= 0.5, means sum / floor <= 2.",
         )
     result.tables["targets"] = _targets_table(cfg, groups, times, H, H_ref, ladder)
+    result.figures["ladder"] = partial(
+        ladder_times, result.tables["ladder"].frame,
+        {f"closed form Hessian (N = {cfg.n_z})": (P, times["closed form Hessian"]),
+         f"unrolled torch.func.hessian, {cfg.unroll_steps} steps (N = {cfg.n_z}): "
+         f"{times['unrolled torch.func.hessian'] / times['closed form Hessian']:.0f}x the closed form": (P, times["unrolled torch.func.hessian"])},
+        title=f"Exact DEQ second derivatives against the parameter count P (d={cfg.n_x}, batch {cfg.batch}, groups {', '.join(groups)})",
+        subtitle=f"{device_name(device)}, torch threads {torch.get_num_threads()}, median of {cfg.repeats} interleaved calls after "
+                 f"{cfg.warmup} warm-up (unrolled Hessian: {cfg.ref_repeats}), seed={cfg.seed}")
     result.notes.append(machine_note(", ".join(cfg.dtypes), device))
     pools = ", ".join(f"{i['internal_api']} {i['num_threads']}" for i in threadpool_info())
     result.notes.append(f"Threads pinned for the whole bench: torch {torch.get_num_threads()}; BLAS/OpenMP pools (threadpoolctl): {pools}.")

@@ -22,17 +22,26 @@ Gaussian family at ``n_z ≥ 256`` and ≤ 0.5× on the symmetric family. Table 
 Broyden (``memory = 50``) needs ≤ 1.2× the evaluations of Broyden that keeps every pair
 (``memory = max_iter``: what torchdeq 0.1.0 does by default, ``LBFGS_thres = max_iter``), beside the
 old restart from ``−I`` (``drop = memory``).
+
+Figures ``bench.png`` (median time against ``n_z``) and ``fevals.png`` (f-evals), a panel per family and
+norm; ``bench_samples.npz`` and ``broyden_memory_samples.npz``: every timed call (``time_s``, seconds, one
+NaN-padded row per table row, :mod:`deqlab.report.timing_samples`) behind the tables' medians, with the
+labels of the rows.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import torch
 
 from deqlab.benchmarks import device_name, interleaved_medians, machine_note, pinned_threads, verdict
-from deqlab.report.result import Result, Table
+from deqlab.report import solver_figures
 from deqlab.report.progress import track
+from deqlab.report.result import Result, Table
+from deqlab.report.timing_samples import sample_arrays
 from deqlab.solvers.registry import get_solver
 
 FAMILIES = ("gaussian", "symmetric")
@@ -94,7 +103,7 @@ def run(cfg) -> Result:
 def _run(cfg) -> Result:
     dtype, device = getattr(torch, cfg.dtype), torch.device(cfg.device)
     g = torch.Generator().manual_seed(cfg.seed)
-    rows = []
+    rows, samples = [], []  # samples[i]: every timed call (seconds) behind rows[i]'s median
     cases = [(fam, n, s) for fam in cfg.families for n in cfg.sizes for s in cfg.norms]
     result = Result(command="bench_solvers")
     for fam, n, s in track(cases, "bench solvers", label=lambda c: f"{c[0]} n_z={c[1]} ||W||={c[2]}"):
@@ -109,8 +118,11 @@ def _run(cfg) -> Result:
                 continue
             solver = get_solver(name)
             calls[name] = lambda solver=solver, f=f, z0=z0: solver(f, z0, atol=cfg.tol, rtol=0.0, max_iter=cfg.max_iter)
-        timed = interleaved_medians({k: v for k, v in calls.items() if k not in SCIPY}, cfg.repeats, device=device)
-        timed.update(interleaved_medians({k: v for k, v in calls.items() if k in SCIPY}, 1, device=device))
+        case_samples: dict[str, list[float]] = {}
+        timed = interleaved_medians({k: v for k, v in calls.items() if k not in SCIPY}, cfg.repeats, device=device,
+                                    samples=case_samples)
+        timed.update(interleaved_medians({k: v for k, v in calls.items() if k in SCIPY}, 1, device=device,
+                                         samples=case_samples))
         for name in calls:
             t, res = timed[name]
             case_rows.append(
@@ -121,6 +133,7 @@ def _run(cfg) -> Result:
                     "time per f eval [ms]": 1e3 * t / max(res.n_fevals, 1),
                 }
             )
+            samples.append(case_samples[name])
             if not res.all_converged:
                 result.failures.append(f"{fam} n_z={n} ||W||={s}: {name} {res.message}")
         ref = next((r for r in case_rows if r["solver"] == REFERENCE), None)
@@ -148,8 +161,20 @@ def _run(cfg) -> Result:
         caption="met: ratio <= target. time per f eval: the solver's median time / its f evals; fixed-point "
         "iteration (the reference) does one evaluation and the stopping rule per step.",
     )
+    result.arrays["bench_samples"] = sample_arrays(
+        {"family": frame["family"].tolist(), "n_z": frame["n_z"].to_numpy(int), "norm": frame["||W||_2"].to_numpy(float),
+         "solver": frame["solver"].tolist()}, {"time": samples})
+    problem = f"batch {cfg.batch}, tol {cfg.tol:g}, {cfg.dtype}, seed={cfg.seed}"
+    labels = {name: f"{name} (scipy hybr, n_z <= {cfg.scipy_max_n})" for name in SCIPY}
+    result.figures["bench"] = partial(
+        solver_figures.solver_times, frame, labels=labels, title="Solvers on tanh DEQs: time to tolerance",
+        subtitle=f"{problem}, {device_name(device)}, torch threads {torch.get_num_threads()}, "
+                 f"median of {cfg.repeats} interleaved calls (scipy: 1 call)")
+    result.figures["fevals"] = partial(
+        solver_figures.solver_fevals, frame, labels=labels, subtitle=problem,
+        title="Solvers on tanh DEQs: f evaluations to tolerance (scipy hybr: calls per sample)")
     if "broyden" in cfg.solvers:
-        result.tables["broyden_memory"] = _broyden_memory_table(cfg, dtype, device)
+        result.tables["broyden_memory"], result.arrays["broyden_memory_samples"] = _broyden_memory_table(cfg, dtype, device)
     result.notes.append(machine_note(cfg.dtype, device))
     return result
 
@@ -165,9 +190,10 @@ def _anderson_target_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _broyden_memory_table(cfg, dtype, device) -> Table:
-    """Broyden with limited memory (rank reduction) / with every pair kept / restarting from −I."""
-    rows = []
+def _broyden_memory_table(cfg, dtype, device) -> tuple[Table, dict[str, np.ndarray]]:
+    """Broyden with limited memory (rank reduction) / with every pair kept / restarting from −I: the
+    table and its timing samples (the arrays of ``broyden_memory_samples.npz``, one row per table row)."""
+    rows, samples = [], []
     g = torch.Generator().manual_seed(cfg.seed)
     for n in BROYDEN_SIZES:
         with torch.device("cpu"):  # drawn on the CPU, then moved (every device solves the same problem; n <= 256: the QR is cheap)
@@ -182,9 +208,10 @@ def _broyden_memory_table(cfg, dtype, device) -> Table:
             "every pair": {"memory": min(cfg.max_iter, BROYDEN_FULL_MEMORY)},
             "restart (before)": {"memory": BROYDEN_MEMORY, "drop": BROYDEN_MEMORY},
         }
+        variant_samples: dict[str, list[float]] = {}
         timed = interleaved_medians(
             {k: (lambda kw=kw, f=f, z0=z0: get_solver("broyden")(f, z0, atol=cfg.tol, rtol=0.0, max_iter=cfg.max_iter, **kw))
-             for k, kw in variants.items()}, 1, 0, device=device)
+             for k, kw in variants.items()}, 1, 0, device=device, samples=variant_samples)
         full = timed["every pair"][1].n_fevals
         for name, (t, res) in timed.items():
             ratio = res.n_fevals / full
@@ -195,7 +222,9 @@ def _broyden_memory_table(cfg, dtype, device) -> Table:
                          "torchdeq (issue)": TORCHDEQ_ISSUE_FEVALS.get(n, np.nan),
                          "target": BROYDEN_TARGET if limited else np.nan,  # at most
                          "met": verdict(ratio, BROYDEN_TARGET) if limited else ""})
-    return Table(
+            samples.append(variant_samples[name])
+    arrays = sample_arrays({"n_z": [r["n_z"] for r in rows], "broyden": [r["broyden"] for r in rows]}, {"time": samples})
+    table = Table(
         f"Broyden when its memory fills: tanh({BROYDEN_NORM} Q z + x), Q orthogonal, x ~ N(0, {BROYDEN_INPUT_SCALE}^2), "
         f"batch {cfg.batch}, tol {cfg.tol:g}",
         pd.DataFrame(rows),
@@ -207,3 +236,4 @@ def _broyden_memory_table(cfg, dtype, device) -> Table:
         "The torchdeq column is the issue's count on its own draw of the problem (not run here). Target: limited "
         f"memory: at most {BROYDEN_TARGET}x the evaluations of the reference (target nan: the rows it does not judge).",
     )
+    return table, arrays

@@ -1,10 +1,13 @@
-"""Figures of ``deqlab hessian``: heatmaps of H and its terms, and the spectrum."""
+"""Figures of ``deqlab hessian`` (heatmaps of H and its terms, the spectrum) and of ``deqlab bench hessian`` /
+``bench curvature`` (time per route, the size ladder)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from deqlab.report.figures import label_log_axis, new_axes
 
 
 def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[str, int]], *, title: str):
@@ -137,4 +140,101 @@ def hvp_spectrum_plot(bottom: np.ndarray, top: np.ndarray, size: int, nodes: np.
     ax.legend(fontsize=8, loc="upper right")
     fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
     fig.tight_layout()
+    return fig
+
+
+def route_times(routes: Sequence[str], samples_s: np.ndarray, *, reference: str, target_ratio: float | None = None,
+                target_label: str = "", title: str, subtitle: str = ""):
+    """Time per call of each route, one row per route: every timed sample a dot, the median a bar;
+    right of the axes each median's value and its multiple of the ``reference`` route's median.
+
+    ``samples_s``: ``(routes, samples)`` seconds, NaN-padded (a bench's ``.npz``). ``target_ratio``:
+    a vertical dashed line at that multiple of the reference's median (the target's bound). The time
+    axis is logarithmic when the medians span more than a decade.
+    """
+    import matplotlib
+
+    samples_ms = 1e3 * np.asarray(samples_s, dtype=float)
+    medians = np.nanmedian(samples_ms, axis=1)
+    ref = medians[list(routes).index(reference)]
+    spread = np.nanmax(samples_ms) / max(np.nanmin(samples_ms), 1e-300)
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "time per call [ms]", "", logx=spread > 10)
+    fig.set_size_inches(9, 1.6 + 0.55 * len(routes))
+    rows = np.arange(len(routes))[::-1]  # the table's first route on top
+    # colours by position (the reference black): these route names are not in the palette, and their
+    # CRC32 fallback colours drew two of five routes in the same brown
+    cycle = iter(matplotlib.colormaps["tab10"].colors)
+    for y, name, s, m in zip(rows, routes, samples_ms, medians):
+        s = s[np.isfinite(s)]
+        col = "black" if name == reference else next(cycle)
+        jitter = np.linspace(-0.12, 0.12, len(s)) if len(s) > 1 else np.zeros(1)
+        # the dots over the bar: the middle sample of an odd count sits exactly on it
+        ax.plot(s, y + jitter, "o", ms=3, alpha=0.6, color=col, mec="white", mew=0.4, zorder=3,
+                label="every timed call" if y == rows[0] else None)
+        ax.plot([m, m], [y - 0.3, y + 0.3], "-", lw=3, color=col, label="median" if y == rows[0] else None)
+        # beside the axes, not beside the dots: there the target line ran through the text
+        ax.text(1.01, y, f"{m:.3g} ms" + (" (reference)" if name == reference else f" = {m / ref:.2f}× reference"),
+                transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+    if target_ratio is not None:
+        ax.axvline(target_ratio * ref, color="red", ls="--", lw=1.0, label=target_label or f"{target_ratio:g}× {reference}")
+    ax.set_yticks(rows, list(routes), fontsize=8)
+    ax.set_ylim(rows.min() - 0.6, rows.max() + 0.6)
+    ax.margins(x=0.05)
+    if spread > 10:
+        label_log_axis(ax, "x", samples_ms)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14 - 0.4 / len(routes)), ncol=3)
+    return fig
+
+
+#: The size ladder's time columns drawn by :func:`ladder_times`: (column, legend, colour, line style, marker).
+_LADDER_LINES = (
+    ("dense closed form (s)", "dense closed form Hessian", "black", "-", "s"),
+    ("dense floor (s)", "its floor: one (P×B)@(B×P) product", "0.55", ":", "s"),
+    ("gradient (s)", "implicit gradient", "tab:blue", "-", "o"),
+    ("HVP cold (s)", "HVP, cold (set-up + first product)", "tab:orange", "-", "^"),
+    ("HVP warm (s)", "HVP, warm (a later product)", "tab:green", "-", "v"),
+)
+
+
+def ladder_times(ladder, references: Mapping[str, tuple[float, float]], *, title: str, subtitle: str = ""):
+    """Median time per call [s] against the parameter count ``P`` (log-log) over ``bench hessian``'s
+    size ladder: the dense closed form and its matrix-product floor, the implicit gradient, the HVP
+    cold and warm; one line per quantity and dtype (float32 dashed and hollow). ``references``:
+    label → ``(P, seconds)``, single points (the closed form and the unrolled ``torch.func.hessian``
+    at the issue's size) drawn as stars.
+
+    ``ladder``: the ``ladder`` table (a DataFrame with ``dtype``, ``P`` and the time columns above).
+    """
+    fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "parameter count P",
+                       "median time per call [s]", logx=True, logy=True)
+    fig.set_size_inches(8, 5)
+    shown = []
+    for dtype in dict.fromkeys(ladder["dtype"]):
+        part = ladder[ladder["dtype"] == dtype].sort_values("P")
+        f32 = dtype != "float64"
+        for column, label, col, ls, marker in _LADDER_LINES:
+            P, t = part["P"].to_numpy(dtype=float), part[column].to_numpy(dtype=float)
+            ok = np.isfinite(t) & (t > 0)
+            if not ok.any():
+                continue
+            ax.plot(P[ok], t[ok], ls="--" if f32 and ls == "-" else ls, marker=marker, ms=5, color=col,
+                    mfc="none" if f32 else col, label=f"{label}, {dtype}")
+            shown.append(t[ok])
+    for (label, (P, t)), col in zip(references.items(), ("black", "tab:red", "tab:purple")):
+        # hollow: the closed form's star sits on its own ladder point when n_z is on the ladder
+        ax.plot([P], [t], "*", ms=16, color=col, mfc="none", mew=1.2, label=label)
+        shown.append(np.array([t]))
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    sizes = np.unique(np.concatenate([ladder["P"].to_numpy(dtype=float), [P for P, _ in references.values()]]))
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_minor_locator(NullLocator())
+    # slanted where two neighbours are closer than a factor 2.5 (the default ladder's 256 and 316: P 67,840
+    # and 102,660 printed over each other)
+    crowded = len(sizes) > 6 or (len(sizes) > 1 and np.min(np.diff(np.log10(sizes))) < np.log10(2.5))
+    ax.set_xticks(sizes, [f"{int(p):,}" for p in sizes], rotation=35 if crowded else 0, ha="right" if crowded else "center",
+                  fontsize=8)
+    ax.grid(False, which="minor")
+    label_log_axis(ax, "y", np.concatenate(shown) if shown else [])
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
