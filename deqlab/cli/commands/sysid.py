@@ -41,8 +41,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         device: Optional[str] = DEVICE_OPTION,
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the F-16 GVT benchmark: the one holding "
                                                 "F16GVT_Files/, F16GVT_Files/ itself, its BenchmarkData/, or F16GVT_Files.zip "
-                                                "(nonlinearbenchmark.org; not downloaded by deqlab). Key f16.data_dir; "
-                                                "one of the two is required."),
+                                                "(nonlinearbenchmark.org; not downloaded by deqlab). Key f16.data_dir: "
+                                                "give this option or f16.data_dir=DIR."),
         excitation: Optional[str] = typer.Option(None, help=option_help("sysid_f16", "f16.excitation", "sine_sweep | multisine.")),
         models: Optional[str] = typer.Option(None, help=option_help("sysid_f16", "models", "Comma-separated models to train.")),
         epochs: Optional[int] = typer.Option(None, **INTEGER, help=option_help("sysid_f16", "train.epochs", "Maximum training epochs per model.")),
@@ -63,7 +63,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         device: Optional[str] = DEVICE_OPTION,
         run_dir: Path = typer.Argument(..., help="A finished `deqlab sysid pendulum` run folder."),
         data: Optional[Path] = typer.Option(None, "--data", help=".npz with u (trajectories, steps, inputs) and y (trajectories, "
-                                            "steps, outputs). Key data_file; one of the two is required."),
+                                            "steps, outputs). Key data_file: give this option or data_file=PATH."),
     ) -> None:
         """Evaluate the saved models of a run on a user's data (same table)."""
         first = str(run_dir)
