@@ -83,3 +83,12 @@ def test_hessian_survey_of_fixed_points_shows_a_spinner(tmp_path):
             f"'--batch', '2', 'probes=4', 'top_k=2', 'output_root={tmp_path}']; main()")
     out = _run_in_terminal(code, "1")
     assert "fixed points from z = 0, every solver (batch 2, n_z 8)" in out, out[-2000:]
+
+
+def test_loading_the_libraries_shows_a_spinner(tmp_path):
+    """Importing torch, numpy and matplotlib took about 4 s on a busy machine with nothing on the screen
+    before a run's first line; it has a spinner on a terminal."""
+    code = ("import sys; from deqlab.cli import main; sys.argv = ['deqlab', 'converge', 'restarts=1', "
+            f"'solver_table=[anderson]', 'output_root={tmp_path}']; main()")
+    out = _run_in_terminal(code, "1")
+    assert "loading torch, numpy and matplotlib" in out, out[-2000:]

@@ -174,10 +174,14 @@ def import_run_modules(command: str) -> None:
     its traceback."""
     from deqlab.errors import ResourceError
 
+    from deqlab.report.progress import activity
+
     hint = "(a memory limit such as ulimit -v?)"
     try:
-        importlib.import_module("deqlab.report.writer")
-        importlib.import_module(f"deqlab.demos.{command}")
+        # (a spinner on a terminal: loading torch and matplotlib takes seconds on a busy machine)
+        with activity("loading torch, numpy and matplotlib"):
+            importlib.import_module("deqlab.report.writer")
+            importlib.import_module(f"deqlab.demos.{command}")
     except (MemoryError, SystemError):   # (SystemError: an extension short of memory, "error return without exception set")
         raise ResourceError(f"not enough memory to load the libraries the run needs {hint}") from None
     except ImportError as exc:

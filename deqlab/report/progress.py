@@ -113,6 +113,14 @@ def activity(description: str, total: float | None = None, unit: str = "") -> It
     if total is not None:
         columns += [BarColumn(), MofNCompleteColumn()]
     columns += [TextColumn("{task.fields[count]}"), TimeElapsedColumn()]
-    with Progress(*columns, console=_console(), transient=True) as progress:
+    progress = Progress(*columns, console=_console(), transient=True)
+    try:
+        progress.start()
+    except RuntimeError:   # (its refresh thread cannot start: a limit on memory or processes) the step runs undrawn
+        yield Activity(None, None, unit)
+        return
+    try:
         task = progress.add_task(description, total=total, count="")
         yield Activity(progress, task, unit)
+    finally:
+        progress.stop()
