@@ -174,6 +174,8 @@ def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
     assert {f: f.stat().st_mtime_ns for f in tmp_path.rglob("*") if f.is_file()} == snapshot  # nothing writes on
     assert not list(tmp_path.glob("sweep/converge/*/*.partial"))
     assert list(tmp_path.glob("sweep/converge/*/*.failed/error.txt"))
+    (sweep,) = (tmp_path / "sweep" / "converge").iterdir()   # the sweep folder too: .failed, saying why
+    assert sweep.name.endswith(".failed") and "stopped by SIGTERM" in (sweep / "error.txt").read_text()
 
 
 def test_sigterm_to_a_sweep_on_the_basic_launcher_stops_the_sweep(tmp_path):
@@ -190,6 +192,8 @@ def test_sigterm_to_a_sweep_on_the_basic_launcher_stops_the_sweep(tmp_path):
     assert p.returncode == 128 + signal.SIGTERM and "sweep stopped by SIGTERM" in err and err.count("\n") == 1, err
     jobs = sorted(f.name for f in tmp_path.glob("sweep/converge/*/*") if f.is_dir())
     assert jobs == ["0.failed"], jobs
+    (sweep,) = (tmp_path / "sweep" / "converge").iterdir()   # the sweep folder too: .failed, saying why
+    assert sweep.name.endswith(".failed") and "stopped by SIGTERM" in (sweep / "error.txt").read_text()
 
 
 def _cmdline(pid: int) -> bytes:
@@ -222,6 +226,8 @@ def test_a_sweep_worker_that_dies_ends_the_sweep_in_one_line(tmp_path, launcher,
     assert err.count("\n") == 1 and "Traceback" not in err and says in err, err
     assert not list(tmp_path.glob("sweep/converge/*/*.partial"))
     assert list(tmp_path.glob("sweep/converge/*/*.failed/error.txt"))
+    (sweep,) = (tmp_path / "sweep" / "converge").iterdir()   # the sweep folder too: .failed, saying why
+    assert sweep.name.endswith(".failed") and says in (sweep / "error.txt").read_text()
 
 
 @pytest.mark.parametrize(

@@ -151,6 +151,23 @@ def test_a_failed_job_is_marked_failed_and_the_sweep_exits_1(cli, output_root):
         assert "strict=true" in (folder / job / "error.txt").read_text()
         assert (folder / job / "config.yaml").is_file()
     assert list(pd.read_csv(folder / "summary.csv")["status"]) == ["failed", "failed"]
+    # the sweep folder says so as a run's does: it had kept its bare timestamp name, like a sweep that succeeded
+    assert folder.name.endswith(".failed") and "2 of 2 job(s) failed" in (folder / "error.txt").read_text()
+    assert str(folder) in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_failed_sweep_in_a_folder_the_user_named_keeps_its_name_and_says_why(cli, tmp_path):
+    where = tmp_path / "mine"
+    r = cli("sweep", "converge", *NOT_CONVERGING, "strict=true", f"hydra.sweep.dir={where}")
+    assert r.exit_code == 1
+    assert "1 of 1 job(s) failed" in (where / "error.txt").read_text() and (where / "0.failed").is_dir()
+
+
+def test_a_sweep_that_succeeds_has_no_error_file(cli, output_root):
+    r = cli("sweep", "converge", "seed=0", *SMALL, f"output_root={output_root}")
+    assert r.exit_code == 0, r.stderr
+    folder = sweep_folder(output_root)
+    assert not folder.name.endswith(".failed") and not (folder / "error.txt").exists()
 
 
 def test_failure_reports_without_strict_are_counted(cli, output_root):

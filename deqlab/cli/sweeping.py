@@ -127,12 +127,12 @@ def run_sweep(command: str, args: list[str]) -> None:
         # Hydra's default `.submitit/%j` leaves a folder literally named %j
         args.append(f"hydra.launcher.submitit_folder={quote(str(sweep_dir / '.submitit'))}")
     print(f"sweep of {command}: {sweep_jobs(parsed)} job(s) into {sweep_dir}", flush=True)
-    _launch(command, args, sweep_dir)
+    _launch(command, args, sweep_dir, made=not given)
     jobs = _summaries(sweep_dir)
-    _report(command, jobs, sweep_dir, strict=run.strict, expected=sweep_jobs(parsed))
+    _report(command, jobs, sweep_dir, strict=run.strict, expected=sweep_jobs(parsed), made=not given)
 
 
-def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
+def _launch(command: str, args: list[str], sweep_dir: Path, *, made: bool) -> None:
     from deqlab.cli.launch import launch
     from deqlab.cli.termination import end_children, held, signals_as_exceptions, stopped_by
 
@@ -150,6 +150,7 @@ def _launch(command: str, args: list[str], sweep_dir: Path) -> None:
                 end_children()
                 why = f"stopped by {stop.name}" if stop is not None else _launcher_failure(exc)   # a worker that died
                 _mark_unfinished(sweep_dir, why)
+                sweep_dir = _mark_failed(sweep_dir, f"sweep {why}", made=made)
             if stop is not None:
                 fail(f"sweep {why}; unfinished jobs marked .failed in {sweep_dir}", stop.exit_code)
             fail(f"sweep failed: {why}; finished jobs kept, unfinished ones marked .failed in {sweep_dir}", 1)
@@ -181,6 +182,22 @@ def _mark_unfinished(sweep_dir: Path, message: str) -> None:
             RunFolder(partial, partial.with_name(partial.name.removesuffix(".partial"))).fail(message)
 
 
+def _mark_failed(sweep_dir: Path, message: str, *, made: bool) -> Path:
+    """A sweep that failed or was stopped says so as a run does: ``error.txt`` in its folder and, for a
+    folder deqlab made, the name ``<timestamp>.failed`` (a ``hydra.sweep.dir`` the user named keeps its
+    name). Its timestamp name alone had looked like a sweep that succeeded. Returns where the folder is."""
+    from deqlab.report.files import write_text
+
+    with contextlib.suppress(OSError):
+        write_text(sweep_dir / "error.txt", message + "\n")
+    target = sweep_dir.with_name(sweep_dir.name + ".failed")
+    if made and not target.exists():
+        with contextlib.suppress(OSError):
+            sweep_dir.rename(target)
+            return target
+    return sweep_dir
+
+
 def _summaries(sweep_dir: Path) -> list[dict]:
     jobs = []
     for folder in sorted(sweep_dir.iterdir(), key=lambda p: (len(p.name), p.name)):
@@ -206,10 +223,10 @@ def _overrides(job: dict) -> dict:
     return {key.lstrip("+"): value for key, _, value in (item.partition("=") for item in own_overrides(job.get("overrides", [])))}
 
 
-def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool, expected: int) -> None:
+def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool, expected: int, made: bool) -> None:
     """The table across jobs, ``summary.csv``, and the exit: 1 if a job failed, or if fewer job folders
     than jobs launched are in the sweep folder (the jobs went elsewhere: never a sweep that claims success
-    for jobs it cannot show)."""
+    for jobs it cannot show); a failed sweep's folder is marked (:func:`_mark_failed`)."""
     import pandas as pd
     from rich.console import Console
 
@@ -227,6 +244,18 @@ def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool, ex
         row.update(job.get("headline", {}))
         rows.append(row)
     frame = pd.DataFrame(rows)
+    bad = [j for j in jobs if j.get("status") != "ok"]
+    reported = [j for j in jobs if j.get("failures")]
+    if len(jobs) < expected:
+        problem = f"the sweep launched {expected} job(s), but its folder holds {len(jobs)} job folder(s)"
+    elif bad:
+        problem = f"{len(bad)} of {len(jobs)} job(s) failed: " + "; ".join(f"{j.get('job')}: {j.get('status')}" for j in bad)
+    elif reported and strict:
+        problem = f"{len(reported)} job(s) reported failures and strict=true: {', '.join(str(j.get('job')) for j in reported)}"
+    else:
+        problem = None
+    if problem is not None:
+        sweep_dir = _mark_failed(sweep_dir, problem, made=made)
     try:
         with atomic_path(sweep_dir / "summary.csv") as tmp:
             frame.to_csv(tmp, index=False)
@@ -235,12 +264,6 @@ def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool, ex
     console = Console()
     if len(frame):
         console.print(to_rich(Table(f"Sweep of {command}: {len(jobs)} job(s)", frame)))
-    bad = [j for j in jobs if j.get("status") != "ok"]
-    reported = [j for j in jobs if j.get("failures")]
     console.print(f"sweep folder: {sweep_dir} ({len(reported)} job(s) with failure reports)")
-    if len(jobs) < expected:
-        fail(f"the sweep launched {expected} job(s), but {sweep_dir} holds {len(jobs)} job folder(s)", 1)
-    if bad:
-        fail(f"{len(bad)} of {len(jobs)} job(s) failed: " + "; ".join(f"{j.get('job')}: {j.get('status')}" for j in bad), 1)
-    if reported and strict:
-        fail(f"{len(reported)} job(s) reported failures and strict=true: {', '.join(str(j.get('folder')) for j in reported)}", 1)
+    if problem is not None:
+        fail(f"{problem} (sweep folder {sweep_dir})", 1)
