@@ -279,6 +279,13 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
     return outcome.result
 
 
+def own_overrides(overrides: list[str]) -> list[str]:
+    """The ``key=value`` overrides a user gave a sweep job (Hydra's, the command's name and the output root,
+    which every job shares, left out)."""
+    return [item for item in overrides
+            if not (key := item.partition("=")[0].lstrip("+")).startswith("hydra") and key not in ("demo", "output_root")]
+
+
 def run_job(command: str, cfg) -> dict:
     """One sweep job (inside Hydra's launcher): the same path as a single run, into the job's folder.
 
@@ -326,8 +333,6 @@ def run_job(command: str, cfg) -> dict:
     from deqlab.cli.streams import tolerate_unencodable
 
     tolerate_unencodable(sys.stdout)   # (a joblib worker's own stdout: ASCII under a non-UTF-8 locale)
-    from deqlab.cli.sweeping import own_overrides
-
     print(f"job {final.name}: {' '.join(own_overrides(overrides)) or '(no overrides)'}\n{text}", end="", flush=True)
     status = "ok" if outcome.code == 0 else ("failed" if outcome.code in (1, 2) else "stopped")
     print(f"job {final.name} {status}: {folder}" + (f" ({outcome.message})" if outcome.code else ""), flush=True)
@@ -348,4 +353,4 @@ def run_job(command: str, cfg) -> dict:
     return summary
 
 
-__all__ = ["execute", "run_job", "run_in_folder"]
+__all__ = ["execute", "own_overrides", "run_job", "run_in_folder"]

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from deqlab.cli.errors import fail
-from deqlab.cli.execute import check_resources, import_run_modules, refuse_input, resolve_device
+from deqlab.cli.execute import check_resources, import_run_modules, own_overrides, refuse_input, resolve_device
 from deqlab.errors import InputError
 
 #: CLI names of the sweepable commands → their config names (the underscore spellings work too)
@@ -209,13 +209,6 @@ def _summaries(sweep_dir: Path) -> list[dict]:
             jobs.append({"job": folder.name.split(".")[0], "overrides": [], "status": "no result",
                          "exit_code": 1, "failures": 0, "folder": str(folder), "headline": {}})
     return jobs
-
-
-def own_overrides(overrides: list[str]) -> list[str]:
-    """The ``key=value`` overrides a user gave a job (Hydra's, the command's name and the output root,
-    which every job shares, left out)."""
-    return [item for item in overrides
-            if not (key := item.partition("=")[0].lstrip("+")).startswith("hydra") and key not in ("demo", "output_root")]
 
 
 def _overrides(job: dict) -> dict:
