@@ -293,9 +293,12 @@ def test_a_sweep_missing_job_folders_exits_1(tmp_path):
 
     from deqlab.cli.sweeping import _report
 
+    folder = tmp_path / "2026-11-30_00-00-00"
+    folder.mkdir()
     with pytest.raises(typer.Exit) as info:
-        _report("lowrank", [], tmp_path, strict=False, expected=2)
+        _report("lowrank", [], folder, strict=False, expected=2, made=True)
     assert info.value.exit_code == 1
+    assert not folder.exists() and "holds 0 job folder(s)" in (tmp_path / f"{folder.name}.failed" / "error.txt").read_text()
 
 
 def test_a_key_given_twice_is_counted_once_like_hydra():
