@@ -30,16 +30,21 @@ def test_default_reproduces_seed_example(cli, output_root):
     assert "Y (X^T Y)^+ Y^T" in r.output
 
 
+def _pairs_run(cli, output_root, path, X, H):
+    """``lowrank --pairs`` on the exact pairs ``(X, HX)`` saved at ``path`` with ``H`` as the truth;
+    returns the result and its run folder."""
+    np.savez(path, X=X, Y=H @ X, H=H)
+    r = cli("lowrank", "--pairs", str(path))
+    assert r.exit_code == 0, r.output
+    return r, run_folder(output_root)
+
+
 def test_pairs_file(cli, output_root, tmp_path):
     rng = np.random.default_rng(0)
     U, _ = np.linalg.qr(rng.standard_normal((12, 3)))
     H = (U * np.array([2.0, -1.0, 0.5])) @ U.T
     X = rng.standard_normal((12, 4))
-    path = tmp_path / "my pairs.npz"
-    np.savez(path, X=X, Y=H @ X, H=H)
-    r = cli("lowrank", "--pairs", str(path))
-    assert r.exit_code == 0, r.output
-    folder = run_folder(output_root)
+    r, folder = _pairs_run(cli, output_root, tmp_path / "my pairs.npz", X, H)
     table = pd.read_csv(folder / "pairs.csv").set_index("method")
     assert table.loc["rank_k_recovery", "||H - H_true||_F / ||H_true||_F"] < 1e-12
     H_est = np.load(folder / "H_rank_k_recovery.npy")
@@ -194,11 +199,7 @@ def test_pairs_eigenvalue_summary_shows_both_ends(cli, output_root, tmp_path):
     A = rng.standard_normal((20, 20))
     H = (A + A.T) / 2   # full rank, indefinite: least change gets rank 2k = 10
     X = rng.standard_normal((20, 5))
-    path = tmp_path / "pairs.npz"
-    np.savez(path, X=X, Y=H @ X, H=H)
-    r = cli("lowrank", "--pairs", str(path))
-    assert r.exit_code == 0, r.output
-    folder = run_folder(output_root)
+    r, folder = _pairs_run(cli, output_root, tmp_path / "pairs.npz", X, H)
     S = np.sort(np.load(folder / "factors.npz")["least_change_S"])
     assert len(S) > 6 and S[0] < 0
     shown = pd.read_csv(folder / "pairs.csv").set_index("method").loc["least_change", "eigenvalues"]
