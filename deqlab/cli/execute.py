@@ -173,7 +173,6 @@ def import_run_modules(command: str) -> None:
     :class:`ResourceError` (one line, exit 2) and no folder. Any other ``ImportError`` is a bug and keeps
     its traceback."""
     from deqlab.errors import ResourceError
-
     from deqlab.report.progress import activity
 
     hint = "(a memory limit such as ulimit -v?)"
@@ -295,13 +294,17 @@ def run_job(command: str, cfg) -> dict:
     from hydra.core.hydra_config import HydraConfig
     from rich.console import Console
 
+    import sys
+
     from deqlab.cli.compose import to_settings
     from deqlab.cli.run_folder import RunFolder
+    from deqlab.cli.streams import quiet_libraries, tolerate_unencodable
     from deqlab.report.files import write_text
 
-    from deqlab.cli.streams import quiet_libraries
-
-    quiet_libraries()   # (a joblib worker is a fresh process: main() did not run there)
+    # A joblib worker is a fresh process, where main() did not run: its libraries' warnings off stderr, and
+    # its own stdout (ASCII under a non-UTF-8 locale) writing what it cannot encode escaped.
+    quiet_libraries()
+    tolerate_unencodable(sys.stdout)
     path = Path(HydraConfig.get().runtime.output_dir)
     path.mkdir(parents=True, exist_ok=True)
     final = path.with_name(path.name.removesuffix(".partial"))
@@ -328,11 +331,6 @@ def run_job(command: str, cfg) -> dict:
             write_text(Path(folder) / "failures.txt", "\n".join(outcome.result.failures) + "\n")
     except OSError:
         pass
-    import sys
-
-    from deqlab.cli.streams import tolerate_unencodable
-
-    tolerate_unencodable(sys.stdout)   # (a joblib worker's own stdout: ASCII under a non-UTF-8 locale)
     print(f"job {final.name}: {' '.join(own_overrides(overrides)) or '(no overrides)'}\n{text}", end="", flush=True)
     status = "ok" if outcome.code == 0 else ("failed" if outcome.code in (1, 2) else "stopped")
     print(f"job {final.name} {status}: {folder}" + (f" ({outcome.message})" if outcome.code else ""), flush=True)

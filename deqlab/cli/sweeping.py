@@ -107,18 +107,18 @@ def run_sweep(command: str, args: list[str]) -> None:
         # (A hydra.sweep.dir holding '${' was refused with the other Hydra settings, by compose.)
         fail(f"{where} holds '${{': Hydra would read it as an interpolation in the job folders; use a folder "
              "without '${'", 2)
-    sweep_dir_asked = Path(str(given[-1])).expanduser() if given else output_root(run.output_root)
+    asked = Path(str(given[-1])).expanduser() if given else output_root(run.output_root)   # the folder, or its root
     try:
         if given:
-            sweep_dir = Path(str(given[-1])).expanduser()
+            sweep_dir = asked
             sweep_dir.mkdir(parents=True, exist_ok=True)
             if any(sweep_dir.iterdir()):
                 fail(f"hydra.sweep.dir={sweep_dir} exists and is not empty: give a new folder", 2)
             args = [a for a in args if not a.startswith("hydra.sweep.dir=")]
         else:
-            sweep_dir, _ = create_exclusive(output_root(run.output_root) / "sweep" / command, suffix="")
+            sweep_dir, _ = create_exclusive(asked / "sweep" / command, suffix="")
     except OSError as exc:
-        fail(f"cannot create the sweep folder under {where}: {creation_error(exc, sweep_dir_asked)}", 2)
+        fail(f"cannot create the sweep folder under {where}: {creation_error(exc, asked)}", 2)
     from deqlab.cli.options import quote
 
     args.append(f"hydra.sweep.dir={quote(str(sweep_dir))}")
