@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.text import Text
 
 from deqlab.report.files import atomic_path
+from deqlab.report.progress import activity
 from deqlab.report.result import Result
 from deqlab.report.tables import to_rich
 
@@ -31,8 +33,6 @@ def save(result: Result, folder: Path) -> list[str]:
         with atomic_path(folder / f"{name}.npz") as tmp, open(tmp, "wb") as f:
             np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
         written.append(f"{name}.npz")
-    from deqlab.report.progress import activity
-
     # (a few seconds for heatmaps and multi-panel figures: silent on a terminal before)
     with activity("drawing the figures", total=len(result.figures)) as act:
         for name, draw in result.figures.items():
@@ -56,8 +56,6 @@ def show(result: Result, console: Console) -> None:
     """Print every table, then the notes, then failures in red."""
     for table in result.tables.values():
         console.print(to_rich(table))
-    from rich.text import Text
-
     # Text, never markup: a note quoting 'time [s]' or a path with '[run]' in it must print as written
     for note in result.notes:
         console.print(Text(note))
