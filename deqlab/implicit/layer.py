@@ -305,7 +305,7 @@ def differentiable_part(G: Callable, args: tuple, needed=None) -> tuple[Callable
     map held a ``BatchNorm`` failed with "native_batch_norm is not differentiable with respect to
     argument 'running_mean'")."""
     args = tuple(args)
-    where = [i for i, a in enumerate(args) if is_differentiable(a) and (needed is None or needed[i])]
+    where = _differentiated(args, needed)
 
     def Gd(*d):
         full = list(args)
@@ -322,16 +322,24 @@ def tangent_part(G: Callable, args: tuple, tangents: tuple) -> tuple[Callable, t
     without one is held, which is the same as a zero tangent (and the only way for an eval-mode
     ``BatchNorm``'s running statistics, which torch refuses a tangent)."""
     tangents = tuple(tangents)
-    Gd, diff = differentiable_part(G, args, [t is not None for t in tangents])
-    return Gd, diff, tuple(t for a, t in zip(args, tangents) if is_differentiable(a) and t is not None)
+    needed = [t is not None for t in tangents]
+    Gd, diff = differentiable_part(G, args, needed)
+    return Gd, diff, tuple(tangents[i] for i in _differentiated(tuple(args), needed))
 
 
 def scatter_grads(grads, args, needed=None) -> tuple:
     """The gradients of the differentiated ``args`` (:func:`differentiable_part` with the same ``needed``) in
     their places, ``None`` for the others."""
-    grads = iter(grads)
-    return tuple(next(grads) if is_differentiable(a) and (needed is None or needed[i]) else None
-                 for i, a in enumerate(args))
+    out = [None] * len(args)
+    for i, g in zip(_differentiated(tuple(args), needed), grads):
+        out[i] = g
+    return tuple(out)
+
+
+def _differentiated(args: tuple, needed) -> list[int]:
+    """The positions of the ``args`` that :func:`differentiable_part` differentiates: differentiable
+    (:func:`is_differentiable`) and ``needed`` (``None``: all needed)."""
+    return [i for i, a in enumerate(args) if is_differentiable(a) and (needed is None or needed[i])]
 
 
 def _func_level(t: torch.Tensor) -> int:
