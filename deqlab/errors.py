@@ -42,6 +42,8 @@ def require_path(path, what: str, *, folder: bool = False):
     not a file``. ``what`` names the path for the user (``"data file"``)."""
     from pathlib import Path
 
+    if isinstance(path, str) and not path:   # (Path('') is '.', the working directory: "'.' is a folder, not a file")
+        raise InputError(f"{what} is an empty path: name {'a folder' if folder else 'a file'}")
     p = Path(str(path)).expanduser()   # (a quoted '~/data.npz' in an override reaches here unexpanded)
     if (p.is_dir() if folder else p.is_file()):
         return p

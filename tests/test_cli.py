@@ -292,3 +292,20 @@ def test_a_text_option_takes_the_spaces_its_key_takes(cli, output_root, args, ov
     by_option, by_key = cli(*args, "model.n_z=99999"), cli(args[0], override, "model.n_z=99999")
     same = [r.stderr.split(", more than")[0] for r in (by_option, by_key)]   # (the memory free varies between runs)
     assert same[0] == same[1] and "would need about" in same[1], same
+
+
+@pytest.mark.parametrize("args, option", [
+    (["sysid", "pendulum", "--data", ""], "--data"), (["sysid", "evaluate", "run", "--data", ""], "--data"),
+    (["sysid", "evaluate", ""], "'run_dir'"), (["sysid", "f16", "--data-dir", ""], "--data-dir"),
+    (["lowrank", "--pairs", ""], "--pairs"),
+])
+def test_an_empty_path_is_refused_naming_its_option(cli, output_root, args, option):
+    """Typer read `--data ''` as '.', the working directory ("data file '.' is a folder, not a file"), and
+    `--data-dir ''` searched the working directory for the F-16 files; `--pairs ''` said to give --pairs."""
+    assert_one_line_error(cli(*args), "must name a file or folder, got an empty path")
+    assert option in cli(*args).stderr
+    assert not output_root.exists()
+
+
+def test_an_empty_data_path_key_is_refused(cli, output_root):
+    assert_one_line_error(cli("sysid", "pendulum", "data.path=", "--tiny"), "data.path must name a .npz file")

@@ -97,3 +97,11 @@ def _library_calls():
 def test_library_constructors_and_helpers_refuse_bad_arguments(what, call, message):
     with pytest.raises(InputError, match=message):
         call()
+
+
+def test_require_path_refuses_an_empty_path():
+    """Path('') is '.', the working directory: an empty path read as "data file '.' is a folder, not a file"."""
+    for folder, kind in ((False, "a file"), (True, "a folder")):
+        with pytest.raises(InputError) as info:
+            require_path("", "data file", folder=folder)
+        assert str(info.value) == f"data file is an empty path: name {kind}"

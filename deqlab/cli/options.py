@@ -65,9 +65,20 @@ def number_text(text: str) -> Verbatim:
     return _typed_text(text, "FloatNode", "a number")
 
 
+def path_text(text: str) -> str:
+    """The parser of every file or folder option: the text as typed, never empty. Typer's ``Path`` read
+    ``--data ''`` as ``.``, the working directory: "data file '.' is a folder, not a file", and ``--data-dir ''``
+    searched the working directory for the F-16 files."""
+    if text == "":
+        raise typer.BadParameter("must name a file or folder, got an empty path")
+    return text
+
+
 #: typer.Option arguments of an integer / a number option: read like ``key=value`` (see :func:`integer_text`)
 INTEGER = {"parser": integer_text, "metavar": "<int>"}
 NUMBER = {"parser": number_text, "metavar": "<float>"}
+#: typer.Option arguments of a file or folder option (:func:`path_text`)
+PATH = {"parser": path_text, "metavar": "<path>"}
 
 
 #: keys whose typed option is a path (kept as typed, spaces and all)

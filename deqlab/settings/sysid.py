@@ -156,6 +156,8 @@ class DataSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.path is not None and not self.path:   # (read as '.', the working directory: "'.' is a folder")
+            raise InputError("data.path must name a .npz file, or be null for the simulator; got an empty path")
         checks.number("data.noise_std", self.noise_std, minimum=0.0, maximum=1e6)
         fr = checks.numbers("data.fractions", self.fractions, minimum=0.0, maximum=1e6)
         if len(fr) != 3 or fr[0] <= 0:

@@ -8,7 +8,7 @@ import typer
 
 from deqlab.cli.errors import fail
 from deqlab.cli.execute import execute
-from deqlab.cli.options import DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench_help, option_help, option_overrides
+from deqlab.cli.options import DEVICE_OPTION, INTEGER, PATH, NUMBER, OVERRIDES, bench_help, option_help, option_overrides
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -17,7 +17,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ctx: typer.Context,
         device: Optional[str] = DEVICE_OPTION,
         part: Optional[str] = typer.Option(None, help=option_help("lowrank", "part", "example (seed 004's 3x3 case, default) | pairs | study | deq.")),
-        pairs: Optional[str] = typer.Option(None, "--pairs", help="FILE.npz with X, Y (n, k) (pairs as columns), optional H (n, n); implies --part pairs."),
+        pairs: Optional[str] = typer.Option(None, "--pairs", **PATH, help="FILE.npz with X, Y (n, k) (pairs as columns), optional H (n, n); implies --part pairs."),
         seed: Optional[int] = typer.Option(None, **INTEGER, help=option_help("lowrank", "seed", "Seed of the random study / DEQ.")),
         rtol: Optional[float] = typer.Option(None, **NUMBER, help=option_help("lowrank", "rtol", "Relative cut-off of singular values treated as zero.")),
         strict: bool = typer.Option(False, "--strict", help="Exit 1 if any reported check failed."),

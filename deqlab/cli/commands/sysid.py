@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from deqlab.cli.execute import execute
-from deqlab.cli.options import DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench_help, option_help, option_overrides, split_list
+from deqlab.cli.options import (DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench_help, option_help, option_overrides,
+                                PATH, path_text, split_list)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -21,7 +22,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ctx: typer.Context,
         device: Optional[str] = DEVICE_OPTION,
         models: Optional[str] = typer.Option(None, help=option_help("sysid", "models", "Comma-separated models to train.")),
-        data: Optional[Path] = typer.Option(None, help="Train on a user's .npz (u: trajectories×steps×inputs, y: …×outputs) instead of the simulator."),
+        data: Optional[str] = typer.Option(None, **PATH, help="Train on a user's .npz (u: trajectories×steps×inputs, y: …×outputs) instead of the simulator."),
         epochs: Optional[int] = typer.Option(None, **INTEGER, help=option_help("sysid", "train.epochs", "Maximum training epochs per model.")),
         noise: Optional[float] = typer.Option(None, **NUMBER, help=option_help("sysid", "data.noise_std", "Measurement noise σ on the angle [rad].")),
         seed: Optional[int] = typer.Option(None, **INTEGER, help="One seed instead of the list `seeds` (key seed; default: the list)."),
@@ -30,7 +31,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """Train a contracting REN, a Lipschitz REN and LSTM/RNN/linear baselines on pendulum data."""
         overrides = option_overrides(**{
-            "models": split_list(models, "--models", str), "data.path": str(data) if data is not None else None,
+            "models": split_list(models, "--models", str), "data.path": data,
             "train.epochs": epochs, "data.noise_std": noise, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
             "sysid_preset": "tiny" if tiny else None})
         execute("sysid", [*overrides, *ctx.args], folder="sysid/pendulum", device=device)
@@ -39,7 +40,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def f16(
         ctx: typer.Context,
         device: Optional[str] = DEVICE_OPTION,
-        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the F-16 GVT benchmark: the one holding "
+        data_dir: Optional[str] = typer.Option(None, "--data-dir", **PATH, help="Folder with the F-16 GVT benchmark: the one holding "
                                                 "F16GVT_Files/, F16GVT_Files/ itself, its BenchmarkData/, or F16GVT_Files.zip "
                                                 "(nonlinearbenchmark.org; not downloaded by deqlab). Key f16.data_dir: "
                                                 "give this option or f16.data_dir=DIR."),
@@ -52,7 +53,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """Identify the F-16 ground vibration test benchmark (REN paper's protocol) from a copy of its data."""
         overrides = option_overrides(**{
-            "f16.data_dir": str(data_dir) if data_dir is not None else None, "f16.excitation": excitation, "models": split_list(models, "--models", str),
+            "f16.data_dir": data_dir, "f16.excitation": excitation, "models": split_list(models, "--models", str),
             "train.epochs": epochs, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
             "sysid_f16_preset": "tiny" if tiny else None})
         execute("sysid_f16", [*overrides, *ctx.args], folder="sysid/f16", device=device)
@@ -61,18 +62,18 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def evaluate(
         ctx: typer.Context,
         device: Optional[str] = DEVICE_OPTION,
-        run_dir: Path = typer.Argument(..., help="A finished `deqlab sysid pendulum` run folder."),
-        data: Optional[Path] = typer.Option(None, "--data", help=".npz with u (trajectories, steps, inputs) and y (trajectories, "
+        run_dir: str = typer.Argument(..., parser=path_text, help="A finished `deqlab sysid pendulum` run folder."),
+        data: Optional[str] = typer.Option(None, "--data", **PATH, help=".npz with u (trajectories, steps, inputs) and y (trajectories, "
                                             "steps, outputs). Key data_file: give this option or data_file=PATH."),
     ) -> None:
         """Evaluate the saved models of a run on a user's data (same table)."""
-        first = str(run_dir)
-        if "=" in first and not run_dir.exists():
+        first = run_dir
+        if "=" in first and not Path(first).exists():
             # `run_dir=PATH`, the key=value form every setting takes (or another override in its place):
             # an override, not a folder named "run_dir=PATH"
-            overrides = [first, *option_overrides(data_file=str(data) if data is not None else None)]
+            overrides = [first, *option_overrides(data_file=data)]
         else:
-            overrides = option_overrides(run_dir=first, data_file=str(data) if data is not None else None)
+            overrides = option_overrides(run_dir=first, data_file=data)
         execute("sysid_evaluate", [*overrides, *ctx.args], folder="sysid/evaluate", device=device)
 
     @bench.command("sysid", context_settings=OVERRIDES,
