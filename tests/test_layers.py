@@ -12,10 +12,10 @@ ROOT = Path(__file__).resolve().parents[1] / "deqlab"
 FRAMEWORKS = ("typer", "hydra", "omegaconf", "click")
 #: the library: knows nothing of the command line, the demos, the reports or the terminal
 LIBRARY = ("deqlab.solvers", "deqlab.implicit", "deqlab.models", "deqlab.nethessian", "deqlab.lowrank",
-           "deqlab.sysid", "deqlab.errors", "deqlab.solver_options", "deqlab.benchmarks")
+           "deqlab.sysid", "deqlab.errors", "deqlab.npz_files", "deqlab.solver_options", "deqlab.benchmarks")
 ABOVE_LIBRARY = ("deqlab.cli", "deqlab.demos", "deqlab.report", "deqlab.settings")
 #: inside the library, each package may import only those listed before it
-LIBRARY_ORDER = ("deqlab.errors", "deqlab.solver_options", "deqlab.solvers", "deqlab.implicit", "deqlab.models",
+LIBRARY_ORDER = ("deqlab.errors", "deqlab.npz_files", "deqlab.solver_options", "deqlab.solvers", "deqlab.implicit", "deqlab.models",
                  "deqlab.sysid")
 
 

@@ -84,7 +84,7 @@ def bad_pair_files(tmp_path):
         "NaN": (_bad(tmp_path, "d.npz", X=nan, Y=X), "NaN"),
         "missing Y": (_bad(tmp_path, "e.npz", X=X), "lacks array"),
         "wrong H shape": (_bad(tmp_path, "f.npz", X=X, Y=X, H=np.eye(4)), "H must have shape"),
-        "not an npz": (str(garbage), "not a readable .npz"),
+        "not an npz": (str(garbage), "is text (a CSV?), not an .npz archive"),
         "no such file": (str(tmp_path / "nope.npz"), "does not exist"),
         "a folder": (str(tmp_path), "is a folder, not a file"),
         "complex X": (_bad(tmp_path, "g.npz", X=X + 1j * X, Y=X), "is complex"),

@@ -1,6 +1,7 @@
 """``deqlab sysid pendulum`` / ``deqlab sysid evaluate`` through the CLI (tiny preset), the saved
 models, and bad input: exit code 2, one line on stderr, no run folder."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -426,8 +427,9 @@ def test_a_data_file_with_pickled_objects_is_refused_without_running_them(tmp_pa
     evil.write_bytes(pickle.dumps(_Payload(marker)))
     garbage.write_text("not a zip")
     np.savez(objects, u=np.array([{"a": 1}], dtype=object), y=np.zeros(3))
-    for path in (evil, garbage, objects):
-        with pytest.raises(InputError, match="not an archive of plain numeric arrays") as info:
+    for path, words in ((evil, "is a Python pickle, not an .npz archive"), (garbage, "is text (a CSV?), not an .npz archive"),
+                        (objects, "holds Python objects, not plain numeric arrays")):
+        with pytest.raises(InputError, match=re.escape(words)) as info:
             load_arrays(path, washout=0)
         assert "allow_pickle" not in str(info.value) and "unsafe" not in str(info.value)
     assert not marker.exists()

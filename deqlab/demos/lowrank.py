@@ -27,6 +27,7 @@ import torch
 
 from deqlab import lowrank as LR
 from deqlab.errors import ConfigError, require_path
+from deqlab.npz_files import read_npz
 from deqlab.settings.resources import check_archive
 from deqlab.implicit.secant_pairs import (deq_pairs, exact_deq_hessian, flat_params, implicit_gradient, krylov_deq_pairs,
                                           unrolled_loss)
@@ -68,16 +69,11 @@ def load_pairs(path, *, rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """Read ``X``, ``Y`` (``(n, k)``) and optional ``H`` (``(n, n)``) from an ``.npz``; ConfigError if bad."""
     if path is None or str(path) == "":
         raise ConfigError("part=pairs needs pairs_file=FILE.npz (or --pairs FILE.npz) with arrays X and Y of shape (n, k)")
-    p = require_path(path, "pairs file")
-    check_archive(p, "pairs file")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            arrays = {k: np.asarray(data[k]) for k in data.files}
-    except Exception as exc:  # np.load raises many types for a file that is not an npz
-        raise ConfigError(f"pairs file {str(p)!r} is not a readable .npz archive ({type(exc).__name__})") from None
+    check_archive(require_path(path, "pairs file"), "pairs file")
+    p, arrays, found = read_npz(path, "pairs file", ("X", "Y"), optional=("H",))
     missing = [k for k in ("X", "Y") if k not in arrays]
     if missing:
-        raise ConfigError(f"pairs file {str(p)!r} lacks array(s) {', '.join(missing)}; found: {', '.join(arrays) or 'none'}")
+        raise ConfigError(f"pairs file {str(p)!r} lacks array(s) {', '.join(missing)}; found: {', '.join(found) or 'none'}")
     for key, value in arrays.items():
         if key in ("X", "Y", "H") and not np.issubdtype(value.dtype, np.number):
             raise ConfigError(f"array {key} in {str(p)!r} is not numeric (dtype {value.dtype})")

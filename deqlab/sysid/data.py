@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deqlab.errors import ConfigError, require_path
+from deqlab.errors import ConfigError
+from deqlab.npz_files import read_npz
 from deqlab.models.pendulum import PendulumParams, simulate_direct
 
 SIGNALS = ("piecewise", "multisine", "mixed")
@@ -164,22 +165,11 @@ def check_arrays(u, y, *, washout: int, source: str, min_trajectories: int = 1) 
 
 def load_arrays(path: str | Path, *, washout: int, min_trajectories: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Read ``u``, ``y`` from a ``.npz`` file and check them (:func:`check_arrays`)."""
-    path = require_path(path, "data file")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("u", "y") if k not in f.files]
-            if missing:
-                raise ConfigError(f"{path}: missing array(s) {', '.join(missing)}; expected keys u and y")
-            u, y = f["u"], f["y"]
-    except ConfigError:
-        raise
-    except Exception as exc:  # not an npz, truncated, pickled objects
-        why = " ".join(str(exc).split())
-        if "allow_pickle" in why:
-            # NumPy's words invite loading the file "unsafely"; deqlab never unpickles data files
-            why = ("not an archive of plain numeric arrays: it holds pickled objects, or is no .npz/.npy file at "
-                   "all (data files are never unpickled)")
-        raise ConfigError(f"{path}: cannot read as .npz: {why}") from None
+    path, arrays, _ = read_npz(path, "data file", ("u", "y"))
+    missing = [k for k in ("u", "y") if k not in arrays]
+    if missing:
+        raise ConfigError(f"{path}: missing array(s) {', '.join(missing)}; expected keys u and y")
+    u, y = arrays["u"], arrays["y"]
     return check_arrays(u, y, washout=washout, source=str(path), min_trajectories=min_trajectories)
 
 
