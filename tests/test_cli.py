@@ -309,3 +309,21 @@ def test_an_empty_path_is_refused_naming_its_option(cli, output_root, args, opti
 
 def test_an_empty_data_path_key_is_refused(cli, output_root):
     assert_one_line_error(cli("sysid", "pendulum", "data.path=", "--tiny"), "data.path must name a .npz file")
+
+
+@pytest.mark.parametrize("name, value", [("OMP_NUM_THREADS", "abc"), ("OMP_NUM_THREADS", "0"), ("MKL_NUM_THREADS", "-1"),
+                                         ("OPENBLAS_NUM_THREADS", "٣"), ("OMP_NUM_THREADS", "4,,2")])
+def test_a_thread_count_variable_no_library_can_read_is_one_line(tmp_path, name, value):
+    """OMP_NUM_THREADS=abc made libgomp print an empty line and its own complaint on stderr as torch loaded, and
+    the run went on with the default thread count; OpenBLAS and MKL ignored a bad value without a word."""
+    r = _deqlab("converge", "restarts=1", DEQLAB_OUTPUT_ROOT=str(tmp_path / "out"), **{name: value})
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr == f"error: environment variable {name}={value!r} is not a number of threads: set it to a whole number >= 1" + \
+        (" (or a list such as 4,2)" if name == "OMP_NUM_THREADS" else "") + " or unset it\n", r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["2", " 3 ", "4,2", ""])
+def test_a_thread_count_variable_libraries_read_is_taken(value):
+    r = _deqlab("config", "converge", OMP_NUM_THREADS=value, MKL_NUM_THREADS=value.replace("4,2", "4"))
+    assert r.returncode == 0 and not r.stderr, r.stderr
