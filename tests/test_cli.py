@@ -327,3 +327,23 @@ def test_a_thread_count_variable_no_library_can_read_is_one_line(tmp_path, name,
 def test_a_thread_count_variable_libraries_read_is_taken(value):
     r = _deqlab("config", "converge", OMP_NUM_THREADS=value, MKL_NUM_THREADS=value.replace("4,2", "4"))
     assert r.returncode == 0 and not r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("digits", ["٣", "３"])
+@pytest.mark.parametrize("args, said", [
+    (["mondeq", "--fb-alpha", "{d}"], "fb_alpha must be a number > 0 written with the digits 0-9, or auto; got '{d}'"),
+    (["mondeq", "fb_alpha='{d}'"], "fb_alpha must be a number > 0 written with the digits 0-9, or auto; got '{d}'"),
+    (["mondeq", "model.m='{d}'"], "model.m must be a number written with the digits 0-9, got '{d}'"),
+    (["converge", "seed='{d}'"], "seed must be an integer written with the digits 0-9, got '{d}'"),
+    (["converge", "seed={d}"], "cannot read the override 'seed={d}': write numbers with the digits 0-9"),
+    (["converge", "--seed", "'{d}'"], "Invalid value for '--seed': must be an integer"),
+    (["sysid", "pendulum", "seeds=[1,'{d}']"], "seeds[1] must be an integer written with the digits 0-9, got '{d}'"),
+    (["sysid", "pendulum", "model_settings.ren.n_x='{d}'"], "model_settings.ren.n_x must be an integer written with the digits 0-9"),
+    (["sysid", "pendulum", "train.time_limit='{d}'"], "train.time_limit must be a number written with the digits 0-9"),
+])
+def test_a_number_in_other_digits_than_0_to_9_is_refused_everywhere(cli, output_root, digits, args, said):
+    """int() and float() read any Unicode digit: `--fb-alpha ٣` and `seed='３'` (quoted, as the advice for `seed=３`
+    said to write it) ran with 3, while `seed=３` and `--seed ３` were refused. Every door now refuses them."""
+    after = "washout=-1" if args[0] == "sysid" else "model.n_z=99999"   # (refused after the types, if the digits were not)
+    assert_one_line_error(cli(*[a.format(d=digits) for a in args], after), said.format(d=digits))
+    assert not output_root.exists()

@@ -159,6 +159,9 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
         if bad is not None and "LexerNoViableAltException" in text:
             # (output_root=~/runs: Hydra's lexer message alone does not say what to do)
             key, value = bad.split("=", 1)
+            if any(c.isdigit() and not c.isascii() for c in value):
+                # (quoted, '٣' is text that int() and float() read as 3: the advice to quote would not help)
+                raise InputError(f"cannot read the override {bad!r}: write numbers with the digits 0-9") from None
             raise InputError(f"cannot read the override {bad!r}: quote a value that holds characters such as ~, "
                              f"spaces or brackets, as in {key}='{value}'") from None
         raise InputError(f"bad override: {text}") from None
@@ -588,6 +591,29 @@ def _check_groups(schema: type, values: dict, prefix: str = "") -> None:
                     _check_groups(entry, item, f"{key}.")
         elif hint in (bool, typing.Optional[bool]) and not isinstance(value, bool) and not (value is None and hint is not bool):
             raise InputError(f"{prefix}{f.name} must be true or false, got {value!r}")
+        else:
+            _check_digits(f"{prefix}{f.name}", hint, value)
+
+
+#: a number's type → its words; a quoted number (``seed='3'``) reaches the settings as text, which OmegaConf converts
+_NUMBER_WORDS = {int: "an integer", float: "a number"}
+
+
+def _check_digits(key: str, hint, value) -> None:
+    """Refuse a number written with other digits than 0-9. OmegaConf converts a quoted number with Python's
+    ``int()``/``float()``, which read every Unicode digit: ``seed='３'`` (full-width) and ``model.m='٣'``
+    (Arabic-Indic) ran with 3, while ``seed=３`` unquoted is refused by Hydra's parser."""
+    import typing
+
+    if typing.get_origin(hint) in (list, typing.List):
+        item = (typing.get_args(hint) or (None,))[0]
+        for i, entry in enumerate(value if isinstance(value, list) else []):
+            _check_digits(f"{key}[{i}]", item, entry)
+        return
+    if typing.get_origin(hint) is typing.Union:   # Optional[int]: the number's own type
+        hint = next((h for h in typing.get_args(hint) if h is not type(None)), hint)
+    if hint in _NUMBER_WORDS and isinstance(value, str) and not value.isascii():
+        raise InputError(f"{key} must be {_NUMBER_WORDS[hint]} written with the digits 0-9, got {value!r}")
 
 
 def _group_words(key: str, group: type) -> str:

@@ -42,6 +42,8 @@ def _typed_text(text: str, node: str, words: str) -> Verbatim:
     import omegaconf
 
     try:
+        if not text.isascii():   # int() and float() read any Unicode digit ('٣', '３'); the key does not
+            raise ValueError(text)
         override = OverridesParser.create().parse_override(f"x={text}")
         taken = not override.is_sweep_override()   # (a sweep, 1,2 or range(3), is no single value)
         if taken:

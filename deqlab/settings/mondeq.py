@@ -109,6 +109,8 @@ class Settings:
         checks.number("alpha", self.alpha, minimum=0.0, maximum=1e6, exclusive=True)
         if self.fb_alpha != "auto":
             if isinstance(self.fb_alpha, str):
+                if not self.fb_alpha.isascii():   # (float() reads any Unicode digit: '٣' and '３' ran with 3)
+                    raise InputError(f"fb_alpha must be a number > 0 written with the digits 0-9, or auto; got {self.fb_alpha!r}")
                 try:
                     self.fb_alpha = float(self.fb_alpha)
                 except ValueError:
