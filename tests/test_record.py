@@ -112,3 +112,25 @@ def test_a_run_that_fails_as_expected_keeps_its_failed_folder(tmp_path, monkeypa
     assert "error: I - J is not contractive" in printed
     with pytest.raises(SystemExit, match="exited 1"):
         R.run_once({"args": "hessian --init normal"}, tmp_path / "b")
+
+
+def test_every_benchmark_page_says_which_figures_and_samples_are_not_kept():
+    """The benches came to write figures and `*_samples.npz` beside their CSVs while the record kept the CSVs
+    only, and four pages did not say so. Every figure and array a benchmark writes (the literal names its
+    demo gives them) is either kept by record.toml or named on its page."""
+    import re
+
+    runs = tomllib.loads((ROOT / "experiments" / "record.toml").read_text())["run"]
+    unsaid = []
+    for run in runs:
+        words = run["args"].split()
+        if words[0] != "bench":
+            continue
+        source = (ROOT / "deqlab" / "demos" / f"bench_{words[1]}.py").read_text()
+        written = {name + (".png" if kind == "figures" else ".npz")
+                   for kind, name in re.findall(r'result\.(figures|arrays)\[\s*"([^"]+)"\s*\]', source)}
+        assert written, f"bench {words[1]} writes no figure or array the test can see"
+        kept = {entry.partition(":")[0] for entry in run["files"]}
+        page = (ROOT / "experiments" / f"{run['page']}.md").read_text()
+        unsaid += [f"{run['page']}.md: {name}" for name in sorted(written - kept) if f"`{name}`" not in page]
+    assert not unsaid, unsaid
