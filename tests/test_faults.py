@@ -533,3 +533,18 @@ def test_library_warnings_go_into_the_run_folder_not_to_stderr(cli, output_root,
     kept = (folder / "warnings.txt").read_text().splitlines()
     assert len(kept) == 1 and kept[0].startswith("RuntimeWarning: overflow encountered in dot"), kept
     assert "1 warning(s) from the libraries the run used: warnings.txt" in r.stdout
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(cli, output_root, monkeypatch):
+    """A write that fails for want of space raises an OSError that names no file: the line said "cannot write:
+    No space left on device". The file is named, relative to the run folder (whose .partial path is gone)."""
+    import pandas as pd
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", no_space)
+    r = cli("converge", *SMALL)
+    helpers.assert_one_line_error(r, "cannot write gap.csv: No space left on device [run folder: ", code=1)
+    (folder,) = list((output_root / "converge").iterdir())
+    assert folder.name.endswith(".failed") and (folder / "error.txt").read_text() == "cannot write gap.csv: No space left on device\n"

@@ -116,7 +116,7 @@ def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
         # (any open, a font matplotlib reads as well as a file the run writes: not "cannot write <font>")
         return _failed(run_dir, f"{exc.strerror} (a limit on open files, such as ulimit -n?)", 1)
     if isinstance(exc, OSError):         # a full disk, an unwritable file
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        where = f" {_in_folder(exc.filename, run_dir)}" if getattr(exc, "filename", None) else ""
         return _failed(run_dir, f"cannot write{where}: {exc.strerror or exc}", 1)
     if isinstance(exc, MemoryError):
         return _failed(run_dir, "out of memory (lower the sizes in the settings)", 1)
@@ -125,6 +125,15 @@ def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
                                 "(lower the sizes in the settings)", 1)
     _mark_bug(run_dir, exc)   # a bug: never leave a folder that looks like a success
     raise exc
+
+
+def _in_folder(filename, run_dir) -> str:
+    """``filename`` relative to the run folder when it lies inside it (the folder is renamed ``.failed``
+    before the line is printed: its ``.partial`` path would name a folder that is gone), else as it is."""
+    try:
+        return str(Path(filename).relative_to(run_dir.path))
+    except (TypeError, ValueError):
+        return str(filename)
 
 
 def _mark_bug(run_dir, exc: BaseException) -> None:

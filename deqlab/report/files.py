@@ -24,6 +24,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        # a failed write (a full disk) names no file: "cannot write: No space left on device" did not say which
+        if not exc.filename:
+            exc.filename = str(path)
+        raise
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
