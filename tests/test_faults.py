@@ -548,3 +548,24 @@ def test_a_full_disk_names_the_file_it_could_not_write(cli, output_root, monkeyp
     helpers.assert_one_line_error(r, "cannot write gap.csv: No space left on device [run folder: ", code=1)
     (folder,) = list((output_root / "converge").iterdir())
     assert folder.name.endswith(".failed") and (folder / "error.txt").read_text() == "cannot write gap.csv: No space left on device\n"
+
+
+def test_an_error_file_that_fits_only_as_a_short_note_is_not_called_missing(tmp_path, monkeypatch):
+    """On a disk too full for error.txt's temporary copy, the short note written in its place held the whole
+    message, and the line still said "could not write <the .partial path, gone by then>/error.txt"."""
+    import shutil
+
+    from deqlab.cli import run_folder
+
+    def no_space(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_folder, "write_text", no_space)
+    for message, problem in (("cannot write gap.csv: No space left on device", None),
+                             ("x" * 300, "its error.txt holds the first 200 characters: No space left on device")):
+        (tmp_path / "run.partial").mkdir()
+        folder = run_folder.RunFolder(tmp_path / "run.partial", tmp_path / "run")
+        path, said = folder.fail(message)
+        assert path == tmp_path / "run.failed" and said == problem
+        assert (path / "error.txt").read_text() == message[:200] + "\n"
+        shutil.rmtree(path)

@@ -156,6 +156,15 @@ def test_a_failed_job_is_marked_failed_and_the_sweep_exits_1(cli, output_root):
     assert str(folder) in r.stderr and r.stderr.count("\n") == 1
 
 
+def test_a_job_that_fails_names_its_folder_once(cli, output_root):
+    """A job's line named its folder, then again inside the reason, as "[run folder: ...]"."""
+    r = cli("sweep", "hessian", "model.init=normal", "seed=0,1", f"output_root={output_root}")   # (a repelling fixed point: refused)
+    assert r.exit_code == 1, r.stderr
+    failed = [line for line in r.stdout.splitlines() if line.startswith("job 0 failed: ")]
+    assert len(failed) == 1 and "[run folder:" not in failed[0] and failed[0].count("0.failed") == 1, failed
+    assert "repelling" in failed[0] or "contract" in failed[0], failed
+
+
 def test_a_failed_sweep_in_a_folder_the_user_named_keeps_its_name_and_says_why(cli, tmp_path):
     where = tmp_path / "mine"
     r = cli("sweep", "converge", *NOT_CONVERGING, "strict=true", f"hydra.sweep.dir={where}")
@@ -213,6 +222,19 @@ def test_a_launcher_that_cannot_start_a_process_says_so():
 
     why = _launcher_failure(BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"))
     assert why == "cannot start a job process: Resource temporarily unavailable (a limit on processes, such as ulimit -u?)"
+
+
+def test_a_full_disk_while_hydra_writes_a_job_folder_says_so_in_words():
+    """Hydra writing a job's .hydra/ files on a full disk ended the sweep with "sweep failed: OSError: [Errno 28]
+    No space left on device"."""
+    import errno
+
+    from deqlab.cli.sweeping import _launcher_failure
+
+    assert _launcher_failure(OSError(errno.ENOSPC, "No space left on device")) == \
+        "cannot write in the sweep folder: No space left on device"
+    assert _launcher_failure(OSError(errno.ENOSPC, "No space left on device", "/s/1/.hydra/config.yaml")) == \
+        "cannot write /s/1/.hydra/config.yaml: No space left on device"
 
 
 def test_a_group_option_is_a_name_never_a_path_to_another_yaml(cli, output_root, tmp_path):

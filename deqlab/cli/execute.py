@@ -34,6 +34,7 @@ class Outcome:
     message: str = ""
     result: Any = None
     folder: Path | None = None
+    reason: str = ""   # the message without the run folder it names (a sweep's job line names the folder itself)
 
 
 def settings_yaml(settings) -> str:
@@ -170,7 +171,7 @@ def _run_on_device(demo, settings):
 def _failed(run_dir, message: str, code: int) -> Outcome:
     folder, problem = run_dir.fail(message)
     suffix = f" ({problem})" if problem else ""
-    return Outcome(code, f"{message} [run folder: {folder}]{suffix}", None, folder)
+    return Outcome(code, f"{message} [run folder: {folder}]{suffix}", None, folder, reason=f"{message}{suffix}")
 
 
 def import_run_modules(command: str) -> None:
@@ -342,7 +343,7 @@ def run_job(command: str, cfg) -> dict:
         pass
     print(f"job {final.name}: {' '.join(own_overrides(overrides)) or '(no overrides)'}\n{text}", end="", flush=True)
     status = "ok" if outcome.code == 0 else ("failed" if outcome.code in (1, 2) else "stopped")
-    print(f"job {final.name} {status}: {folder}" + (f" ({outcome.message})" if outcome.code else ""), flush=True)
+    print(f"job {final.name} {status}: {folder}" + (f" ({outcome.reason or outcome.message})" if outcome.code else ""), flush=True)
     headline = dict(getattr(outcome.result, "headline", {}) or {}) if outcome.result is not None else {}
     summary = {"job": final.name, "overrides": overrides, "status": status, "exit_code": outcome.code,
                "failures": len(outcome.result.failures) if outcome.result is not None else 0,

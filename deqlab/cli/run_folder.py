@@ -123,9 +123,16 @@ class RunFolder:
         try:
             write_text(self.path / "error.txt", message.rstrip() + "\n")
         except OSError as exc:
-            problem = f"could not write {self.path / 'error.txt'}: {exc.strerror or exc}"
-            with contextlib.suppress(OSError):   # a one-line note still fits where a file did not
-                (self.path / "error.txt").write_text(message.rstrip()[:200] + "\n", encoding="utf-8", errors="surrogateescape")
+            problem = f"could not write its error.txt: {exc.strerror or exc}"
+            note = message.rstrip()[:200]
+            try:   # a one-line note still fits where a file did not
+                (self.path / "error.txt").write_text(note + "\n", encoding="utf-8", errors="surrogateescape")
+                if note == message.rstrip():   # (the note is the whole message: nothing is missing)
+                    problem = None
+                else:
+                    problem = f"its error.txt holds the first 200 characters: {exc.strerror or exc}"
+            except OSError:
+                pass
         failed = self.final.with_name(self.final.name + ".failed")
         with contextlib.suppress(OSError):
             os.rename(self.path, failed)

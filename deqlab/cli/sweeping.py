@@ -168,6 +168,10 @@ def _launcher_failure(exc: Exception) -> str:
         return f"a worker process died (exit code {codes.strip()})" if codes else "a worker process died"
     if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:   # fork refused: joblib's bare "[Errno 11] ..."
         return f"cannot start a job process: {exc.strerror} (a limit on processes, such as ulimit -u?)"
+    if isinstance(exc, OSError) and exc.strerror:   # (a full disk while Hydra writes a job's .hydra/ files: "OSError: [Errno 28] ...")
+        where = f" {exc.filename}" if exc.filename else " in the sweep folder"
+        writing = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES)
+        return f"cannot write{where}: {exc.strerror}" if writing else f"{exc.strerror}:{where}"
     if type(exc).__name__ == "UncompletedJobError":   # submitit: the job's process ended without a result
         state = re.search(r"\(state: (\w+)\)", text)
         return "a job process ended without a result" + (f" (submitit state {state.group(1)})" if state else "")
