@@ -233,3 +233,25 @@ def test_an_override_too_long_to_parse_quickly_is_refused_before_parsing(cli):
     r = cli("config", "converge", override)
     assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.stderr[-300:]
     assert "the override of 'layers' is 120,008 characters long; at most 10,000" in r.stderr
+
+
+@pytest.mark.parametrize("overrides, said", [
+    (["seed==3"], "cannot read the override 'seed==3': unexpected '='"),
+    (["seed=0", "models=[a"], "cannot read the override 'models=[a': '[a' is malformed (a bracket or brace left open?)"),
+    (["seed=1=2"], "cannot read the override 'seed=1=2': unexpected '='"),
+    (["seed=x,"], "cannot read the override 'seed=x,': it ends where more was expected"),
+    (["seed=choice()"], "cannot read the override 'seed=choice()': 'choice()': empty choice is not legal"),
+    (["a b=1"], "cannot read the override 'a b=1': 'a b' is not a key (keys are names joined by dots, such as model.n_z)"),
+    (["model.=1"], "cannot read the override 'model.=1': 'model.' is not a key"),
+    (["seed='a"], "cannot read the override \"seed='a\": the quote ' that opens its value is not closed"),
+    (["output_root=~/runs"], "cannot read the override 'output_root=~/runs': quote a value that holds characters such as ~"),
+])
+def test_an_override_hydras_grammar_refuses_is_named_in_words(cli, overrides, said):
+    """Hydra's words listed its grammar's tokens ("expecting {<EOF>, ':', BRACKET_OPEN, ...}"), ended in a link,
+    ran past 250 characters and often did not name the override (`models=[a`: "no viable alternative at input
+    '[a'"); the advice to quote the value came for a mistake in the key (`a b=1`: "as in a b='1'") or an open
+    quote (`seed='a`: "as in seed=''a'")."""
+    r = cli("config", "converge", *overrides)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith(f"error: {said}"), r.stderr
+    for jargon in ("BRACKET_OPEN", "<EOF>", "hydra.cc", "Error parsing", "bad override", "no viable"):
+        assert jargon not in r.stderr, r.stderr

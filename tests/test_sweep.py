@@ -77,7 +77,7 @@ def test_sweep_prints_its_own_lines_not_hydras_log(output_root):
         (["converge", "model.n_z=2,-1"], "model.n_z must be >= 1"),      # not only the first value is checked
         (["nosuch", "seed=1"], "unknown command 'nosuch'"),
         (["converge", "hydra/launcher=bogus"], "unknown launcher 'bogus'"),
-        (["converge", "seed=["], "bad override"),
+        (["converge", "seed=["], "cannot read the override 'seed=[': '[' is malformed (a bracket or brace left open?)"),
         (["converge", "seed=glob(*)"], "glob() sweeps are not supported"),
         (["converge", "seed=interval(0,1)"], "interval() and glob() sweeps are not supported"),
         (["converge", "seed=0", "+hydra.callbacks.x={_target_:os.makedirs,name:/tmp/deqlab-never}"], "_target_"),

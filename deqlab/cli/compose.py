@@ -154,17 +154,7 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
         # than 4,300 digits (Python's limit on converting one)
         raise InputError(_unreadable_override(parser, overrides, exc)) from None
     except HydraException as exc:
-        text = " ".join(str(exc).split())
-        bad = next((o for o in overrides if f" {o} " in f" {text} " or f"'{o}'" in text), None)
-        if bad is not None and "LexerNoViableAltException" in text:
-            # (output_root=~/runs: Hydra's lexer message alone does not say what to do)
-            key, value = bad.split("=", 1)
-            if any(c.isdigit() and not c.isascii() for c in value):
-                # (quoted, '٣' is text that int() and float() read as 3: the advice to quote would not help)
-                raise InputError(f"cannot read the override {bad!r}: write numbers with the digits 0-9") from None
-            raise InputError(f"cannot read the override {bad!r}: quote a value that holds characters such as ~, "
-                             f"spaces or brackets, as in {key}='{value}'") from None
-        raise InputError(f"bad override: {text}") from None
+        raise InputError(_unparsable_override(parser, overrides, exc)) from None
     for o in parsed:
         key = o.key_or_group
         if o.is_delete():
@@ -227,6 +217,55 @@ def _unreadable_override(parser, overrides: Sequence[str], exc: BaseException) -
            else "an integer has too many digits" if "digits" in str(exc) else _first_line(exc))
     shown = bad if len(bad) <= 80 else bad[:60] + f"… ({len(bad):,} characters)"
     return f"cannot read the override {shown!r}: {why}"
+
+
+def _unparsable_override(parser, overrides: Sequence[str], exc: BaseException) -> str:
+    """The one line for the override Hydra's grammar refused, named, in words: Hydra's own message listed
+    the grammar's tokens ("expecting {<EOF>, ':', BRACKET_OPEN, ...}"), ended in a link, ran to 250
+    characters, often did not name the override (``models=[a``), and the advice to quote the value was
+    given for a mistake in the key (``a b=1``) or for a quote left open (``seed='a``: "as in seed=''a'")."""
+    from hydra.errors import HydraException
+
+    lexer = "LexerNoViableAltException" in str(exc)   # (a character no token starts with: ~, a space...)
+    bad = None
+    for item in overrides:
+        try:
+            parser.parse_override(item)
+        except HydraException as error:
+            bad, exc = item, error
+            break
+    text = " ".join(str(exc).split())
+    lexer = lexer or text.startswith("token recognition error")
+    if bad is None:
+        return f"cannot read the overrides: {_grammar_words(text, '')}"
+    key, _, value = bad.partition("=")
+    try:
+        parser.parse_override(f"{key}=1")
+    except HydraException:
+        return (f"cannot read the override {bad!r}: {key!r} is not a key (keys are names joined by dots, such as "
+                "model.n_z)")
+    if any(c.isdigit() and not c.isascii() for c in value):
+        # (quoted, '٣' is text that int() and float() read as 3: the advice to quote would not help)
+        return f"cannot read the override {bad!r}: write numbers with the digits 0-9"
+    if value[:1] in ("'", '"') and (len(value) < 2 or value[-1] != value[0]):
+        return f"cannot read the override {bad!r}: the quote {value[0]} that opens its value is not closed"
+    if lexer:
+        # (output_root=~/runs: Hydra's lexer message alone does not say what to do)
+        return (f"cannot read the override {bad!r}: quote a value that holds characters such as ~, spaces or brackets, "
+                f"as in {key}='{value}'")
+    return f"cannot read the override {bad!r}: {_grammar_words(text, bad)}"
+
+
+def _grammar_words(text: str, override: str) -> str:
+    """Hydra's message about an override, without the override itself, the grammar's token names and the link."""
+    text = text.replace(f"Error parsing override '{override}'", "").strip()
+    text = re.sub(r" ?See https?://\S+ for details\.?$", "", text)
+    text = re.sub(r" expecting (\{[^}]*\}|\S+)", "", text)
+    text = text.replace("mismatched input '<EOF>'", "it ends where more was expected")
+    text = re.sub(r"^(extraneous|mismatched) input ", "unexpected ", text)
+    text = re.sub(r"^no viable alternative at input ('.*')", r"\1 is malformed (a bracket or brace left open?)", text)
+    text = re.sub(r"^\w+ while evaluating ", "", text)   # "ValueError while evaluating 'choice()': ..."
+    return text.strip() or "Hydra's override grammar refuses it"
 
 
 def _check_sweep_dir(value) -> None:
