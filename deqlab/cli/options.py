@@ -41,11 +41,11 @@ def _typed_text(text: str, node: str, words: str) -> Verbatim:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     import omegaconf
 
+    taken = text.isascii()   # int() and float() read any Unicode digit ('٣', '３'); the key does not
     try:
-        if not text.isascii():   # int() and float() read any Unicode digit ('٣', '３'); the key does not
-            raise ValueError(text)
-        override = OverridesParser.create().parse_override(f"x={text}")
-        taken = not override.is_sweep_override()   # (a sweep, 1,2 or range(3), is no single value)
+        if taken:
+            override = OverridesParser.create().parse_override(f"x={text}")
+            taken = not override.is_sweep_override()   # (a sweep, 1,2 or range(3), is no single value)
         if taken:
             getattr(omegaconf, node)(override.value())
     except Exception:   # (Hydra's grammar errors, OmegaConf's ValidationError)
