@@ -486,3 +486,16 @@ def test_evaluate_refuses_a_pickled_model_in_one_line(tiny_run, tmp_path):
                        env={**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path / "out")})
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a deqlab sysid model" in r.stderr, r.stderr
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_evaluate_of_another_commands_run_folder_says_it_is_no_sysid_run(cli, output_root, tmp_path):
+    """A `deqlab converge` run folder (a config.yaml without washout, no models/) read as "config.yaml: no usable
+    washout; give washout=N": given a washout, the next line said what was wrong all along."""
+    folder = tmp_path / "converge_run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("seed: 0\nrestarts: 10\n")
+    data = tmp_path / "uy.npz"
+    np.savez(data, u=np.zeros((3, 50, 1)), y=np.ones((3, 50, 1)))
+    helpers.assert_one_line_error(cli("sysid", "evaluate", str(folder), "--data", str(data)),
+                                  "holds no saved models (models/*.pt): not a finished `deqlab sysid pendulum` run")
+    assert not output_root.exists()

@@ -39,10 +39,15 @@ def _run_washout(run_dir: Path) -> int:
     return checks.count(f"washout (read from {cfg_file})", washout, minimum=0, maximum=10_000_000)
 
 
-def _models(run_dir: Path):
+def _model_files(run_dir: Path) -> list[Path]:
     files = sorted((run_dir / "models").glob("*.pt"))
     if not files:
         raise ConfigError(f"{run_dir} holds no saved models (models/*.pt): not a finished `deqlab sysid pendulum` run")
+    return files
+
+
+def _models(run_dir: Path):
+    files = _model_files(run_dir)
     import warnings
 
     with warnings.catch_warnings():
@@ -94,6 +99,7 @@ def run(cfg) -> Result:
 
 def _run(cfg) -> Result:
     run_dir = require_path(cfg.run_dir, "run folder", folder=True)
+    _model_files(run_dir)   # (first: another command's run folder had read as "no usable washout; give washout=N")
     washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
     check_archive(require_path(cfg.data_file, "data file"), "data file")
     u, y = load_arrays(cfg.data_file, washout=washout, min_trajectories=MIN_TRAJECTORIES)
