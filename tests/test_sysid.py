@@ -244,6 +244,8 @@ def test_bad_settings(cli, output_root, override, text):
 
 
 def test_bad_evaluate_inputs(tiny_run, cli, output_root, tmp_path):
+    import shutil
+
     _, run = tiny_run
     two_inputs = _write(tmp_path, "two.npz", u=np.zeros((3, 40, 2)), y=np.random.default_rng(0).normal(size=(3, 40, 1)))
     _bad(cli("sysid", "evaluate", str(run), "--data", two_inputs), "input(s)")
@@ -251,7 +253,10 @@ def test_bad_evaluate_inputs(tiny_run, cli, output_root, tmp_path):
     _bad(cli("sysid", "evaluate", str(run), "--data", short), "washout")
     _bad(cli("sysid", "evaluate", str(tmp_path / "missing"), "--data", short), "does not exist")
     _bad(cli("sysid", "evaluate", short, "--data", short), "is not a folder")
-    _bad(cli("sysid", "evaluate", str(tmp_path), "--data", short), "config.yaml")
+    _bad(cli("sysid", "evaluate", str(tmp_path), "--data", short), "holds no saved models")   # any folder: no run
+    no_config = tmp_path / "no_config"
+    shutil.copytree(run / "models", no_config / "models")   # a run's models without its config.yaml
+    _bad(cli("sysid", "evaluate", str(no_config), "--data", short), "has no config.yaml; give washout=N")
     _bad(cli("sysid", "evaluate", str(run)), "--data")
     pred = np.load(run / "predictions.npz")
     u, y = pred["u"], pred["y"]  # the tiny run's test split: 1 trajectory
@@ -264,8 +269,6 @@ def test_bad_evaluate_inputs(tiny_run, cli, output_root, tmp_path):
     _bad(cli("sysid", "evaluate", str(run), "--data", huge), "u is too large")
     ok = _write(tmp_path, "ok.npz", u=three(u), y=three(y))
     _bad(cli("sysid", "evaluate", str(run), "--data", ok, "washout=-5"), "washout")
-    import shutil
-
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     (copy / "config.yaml").write_text((copy / "config.yaml").read_text().replace("washout: 10", "washout: -5"))
