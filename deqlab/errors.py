@@ -45,13 +45,19 @@ def require_path(path, what: str, *, folder: bool = False):
     if isinstance(path, str) and not path:   # (Path('') is '.', the working directory: "'.' is a folder, not a file")
         raise InputError(f"{what} is an empty path: name {'a folder' if folder else 'a file'}")
     p = Path(str(path)).expanduser()   # (a quoted '~/data.npz' in an override reaches here unexpanded)
-    if (p.is_dir() if folder else p.is_file()):
-        return p
-    if not p.exists():
-        if p.is_symlink():   # (exists() follows the link: a loop or a missing target read as "does not exist")
-            raise InputError(f"{what} {str(p)!r} is a symbolic link that leads to no file (a loop, or a missing target)")
-        raise InputError(f"{what} {str(p)!r} does not exist")
-    raise InputError(f"{what} {str(p)!r} is {'not a folder' if folder else 'a folder, not a file' if p.is_dir() else 'not a regular file'}")
+    try:
+        if (p.is_dir() if folder else p.is_file()):
+            return p
+        if not p.exists():
+            if p.is_symlink():   # (exists() follows the link: a loop or a missing target read as "does not exist")
+                raise InputError(f"{what} {str(p)!r} is a symbolic link that leads to no file (a loop, or a missing target)")
+            raise InputError(f"{what} {str(p)!r} does not exist")
+        kind = "not a folder" if folder else "a folder, not a file" if p.is_dir() else "not a regular file"
+    except OSError as exc:
+        # (a name too long, a folder on the way that may not be searched: pathlib lets those through, and the
+        # run took them for its own failure to write, "cannot write <the data file>", exit 1 and a .failed folder)
+        raise InputError(f"{what} {str(p)!r} cannot be read: {exc.strerror or exc}") from None
+    raise InputError(f"{what} {str(p)!r} is {kind}")
 
 
 def require_count(name: str, value, *, minimum: int = 1) -> int:

@@ -105,3 +105,13 @@ def test_require_path_refuses_an_empty_path():
         with pytest.raises(InputError) as info:
             require_path("", "data file", folder=folder)
         assert str(info.value) == f"data file is an empty path: name {kind}"
+
+
+def test_require_path_answers_a_name_too_long_in_one_line(tmp_path):
+    """pathlib lets ENAMETOOLONG through its checks: the run took it for its own failure to write ("cannot write
+    <the data file>", exit 1, a .failed run folder)."""
+    long = tmp_path / ("x" * 300 + ".npz")
+    for folder in (False, True):
+        with pytest.raises(InputError) as info:
+            require_path(long, "data file", folder=folder)
+        assert str(info.value) == f"data file {str(long)!r} cannot be read: File name too long"

@@ -569,3 +569,22 @@ def test_an_error_file_that_fits_only_as_a_short_note_is_not_called_missing(tmp_
         assert path == tmp_path / "run.failed" and said == problem
         assert (path / "error.txt").read_text() == message[:200] + "\n"
         shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("args", [
+    ["converge", "output_root={long}"], ["sweep", "converge", "seed=0", "output_root={long}"],
+    ["lowrank", "--pairs", "{long}.npz"], ["sysid", "pendulum", "--tiny", "--data", "{long}.npz"],
+    ["sysid", "f16", "--tiny", "--data-dir", "{long}"], ["sysid", "evaluate", "{long}", "--data", "d.npz"],
+])
+def test_a_path_whose_name_is_too_long_is_one_line_and_no_folder(cli, tmp_path, monkeypatch, args):
+    """An output root with a 300-character name ended in a traceback (pathlib's exists() raises ENAMETOOLONG);
+    a data file or folder with one ended as "cannot write <it>", exit 1 and a .failed run folder."""
+    long = str(tmp_path / ("x" * 300))
+    root = tmp_path / "out"
+    if "output_root={long}" in args:
+        monkeypatch.delenv("DEQLAB_OUTPUT_ROOT", raising=False)
+    else:
+        monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(root))
+    r = cli(*[a.format(long=long) for a in args])
+    helpers.assert_one_line_error(r, "File name too long")
+    assert not root.exists()

@@ -117,8 +117,11 @@ def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
         # (any open, a font matplotlib reads as well as a file the run writes: not "cannot write <font>")
         return _failed(run_dir, f"{exc.strerror} (a limit on open files, such as ulimit -n?)", 1)
     if isinstance(exc, OSError):         # a full disk, an unwritable file
-        where = f" {_in_folder(exc.filename, run_dir)}" if getattr(exc, "filename", None) else ""
-        return _failed(run_dir, f"cannot write{where}: {exc.strerror or exc}", 1)
+        filename = getattr(exc, "filename", None)
+        where = f" {_in_folder(filename, run_dir)}" if filename else ""
+        writing = not filename or where.strip() != str(filename) or exc.errno in WRITE_ERRORS
+        # (a file outside the run folder that the run could not open is not one it failed to write)
+        return _failed(run_dir, f"cannot {'write' if writing else 'open'}{where}: {exc.strerror or exc}", 1)
     if isinstance(exc, MemoryError):
         return _failed(run_dir, "out of memory (lower the sizes in the settings)", 1)
     if isinstance(exc, RuntimeError) and _out_of_device_memory(exc):
@@ -126,6 +129,10 @@ def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
                                 "(lower the sizes in the settings)", 1)
     _mark_bug(run_dir, exc)   # a bug: never leave a folder that looks like a success
     raise exc
+
+
+#: the errors of a write that failed for want of room or permission to write
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 def _in_folder(filename, run_dir) -> str:

@@ -42,10 +42,13 @@ def creation_error(exc: OSError, path: Path) -> str:
     above it is a symbolic link to nothing or not a folder (mkdir then said "File exists", of a folder that
     does not)."""
     for folder in [Path(path), *Path(path).parents]:
-        if folder.is_symlink() and not folder.exists():
-            return f"{folder} is a symbolic link to {os.readlink(folder)}, which does not exist"
-        if folder.exists() and not folder.is_dir():   # (hydra.sweep.dir=/dev/null: "File exists")
-            return f"{folder} is not a folder"
+        try:
+            if folder.is_symlink() and not folder.exists():
+                return f"{folder} is a symbolic link to {os.readlink(folder)}, which does not exist"
+            if folder.exists() and not folder.is_dir():   # (hydra.sweep.dir=/dev/null: "File exists")
+                return f"{folder} is not a folder"
+        except OSError:   # (a name too long: pathlib's checks raise it too, and ended in a traceback)
+            continue
     return exc.strerror or str(exc)
 
 
@@ -57,8 +60,11 @@ def missing_folders(path: Path) -> list[Path]:
     """``path`` and those of its ancestors that do not exist yet, deepest first (what ``mkdir -p`` makes)."""
     made = []
     for folder in [path, *path.parents]:
-        if folder.exists():
-            break
+        try:
+            if folder.exists():
+                break
+        except OSError:   # (a name too long: mkdir will say so, and the caller answers in one line)
+            pass
         made.append(folder)
     return made
 

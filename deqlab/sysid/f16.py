@@ -97,6 +97,16 @@ def find_benchmark(data_dir: str | Path) -> _Source:
     """Locate the benchmark's files under ``data_dir`` (see the module docstring); :class:`InputError` if
     there is no such folder or no benchmark file in any of the places looked at."""
     root = Path(data_dir).expanduser()
+    try:
+        return _find_benchmark(root)
+    except OSError as exc:
+        # (a name too long, a folder that may not be read: the run took them for its own failure to write,
+        # "cannot write <the data folder>", exit 1 and a .failed run folder)
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(root) else ""
+        raise InputError(f"F16 data folder {str(root)!r} cannot be read{where}: {exc.strerror or exc}") from None
+
+
+def _find_benchmark(root: Path) -> _Source:
     if not root.exists():
         raise InputError(f"F16 data folder {str(root)!r} does not exist; {_expected()}")
     if root.is_file():
