@@ -575,6 +575,7 @@ def test_an_error_file_that_fits_only_as_a_short_note_is_not_called_missing(tmp_
     ["converge", "output_root={long}"], ["sweep", "converge", "seed=0", "output_root={long}"],
     ["lowrank", "--pairs", "{long}.npz"], ["sysid", "pendulum", "--tiny", "--data", "{long}.npz"],
     ["sysid", "f16", "--tiny", "--data-dir", "{long}"], ["sysid", "evaluate", "{long}", "--data", "d.npz"],
+    ["sysid", "evaluate", "run_dir={long}", "--data", "d.npz"],
 ])
 def test_a_path_whose_name_is_too_long_is_one_line_and_no_folder(cli, tmp_path, monkeypatch, args):
     """An output root with a 300-character name ended in a traceback (pathlib's exists() raises ENAMETOOLONG);

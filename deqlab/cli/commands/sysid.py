@@ -12,6 +12,15 @@ from deqlab.cli.options import (DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench
                                 PATH, path_text, split_list)
 
 
+def _exists(path: str) -> bool:
+    """Whether ``path`` names anything; a path the system cannot look up (a name too long) names nothing
+    (``Path.exists`` raised for it: a traceback)."""
+    try:
+        return Path(path).exists()
+    except OSError:
+        return False
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     sysid = typer.Typer(help="System identification with Recurrent Equilibrium Networks: the pendulum (seed 003) and "
                              "the F-16 GVT benchmark.", no_args_is_help=True)
@@ -68,7 +77,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """Evaluate the saved models of a run on a user's data (same table)."""
         first = run_dir
-        if "=" in first and not Path(first).exists():
+        if "=" in first and not _exists(first):
             # `run_dir=PATH`, the key=value form every setting takes (or another override in its place):
             # an override, not a folder named "run_dir=PATH"
             overrides = [first, *option_overrides(data_file=data)]
