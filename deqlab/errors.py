@@ -36,15 +36,27 @@ class IllConditionedError(DeqlabError, ArithmeticError):
     """A derivative would rest on an ill-conditioned (or non-contractive) linear system."""
 
 
+def expand_home(path, what: str):
+    """``path`` as a :class:`pathlib.Path` with a leading ``~`` (``~user``) replaced by that home folder; else
+    :class:`InputError` naming it (pathlib raises a bare ``RuntimeError`` for ``~nosuchuser``: a traceback)."""
+    from pathlib import Path
+
+    try:
+        return Path(str(path)).expanduser()
+    except RuntimeError:
+        user = str(path)[1:].split("/", 1)[0]
+        whose = f"there is no user {user!r} here" if user else "this user's home folder is unknown (HOME is not set)"
+        raise InputError(f"{what} {str(path)!r} starts with ~{user}, but {whose}") from None
+
+
 def require_path(path, what: str, *, folder: bool = False):
     """``path`` as a :class:`pathlib.Path` if it names an existing file (or, with ``folder``, an existing
     folder); else :class:`InputError` saying which it is instead, e.g. ``data file '/tmp' is a folder,
     not a file``. ``what`` names the path for the user (``"data file"``)."""
-    from pathlib import Path
 
     if isinstance(path, str) and not path:   # (Path('') is '.', the working directory: "'.' is a folder, not a file")
         raise InputError(f"{what} is an empty path: name {'a folder' if folder else 'a file'}")
-    p = Path(str(path)).expanduser()   # (a quoted '~/data.npz' in an override reaches here unexpanded)
+    p = expand_home(path, what)   # (a quoted '~/data.npz' in an override reaches here unexpanded)
     try:
         if (p.is_dir() if folder else p.is_file()):
             return p

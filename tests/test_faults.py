@@ -589,3 +589,30 @@ def test_a_path_whose_name_is_too_long_is_one_line_and_no_folder(cli, tmp_path, 
     r = cli(*[a.format(long=long) for a in args])
     helpers.assert_one_line_error(r, "File name too long")
     assert not root.exists()
+
+
+@pytest.mark.parametrize("args, what", [
+    (["converge", "output_root='~nosuchuser/x'"], "output_root"),
+    (["config", "converge", "output_root='~nosuchuser/x'"], "output_root"),
+    (["sweep", "converge", "seed=0", "output_root='~nosuchuser/x'"], "output_root"),
+    (["sweep", "converge", "seed=0", "hydra.sweep.dir='~nosuchuser/x'"], "hydra.sweep.dir"),
+    (["lowrank", "--pairs", "~nosuchuser/x.npz"], "pairs file"), (["sysid", "pendulum", "--tiny", "--data", "~nosuchuser/x.npz"], "data file"),
+    (["sysid", "f16", "--tiny", "--data-dir", "~nosuchuser"], "F16 data folder"),
+    (["sysid", "evaluate", "~nosuchuser/run", "--data", "d.npz"], "run folder"),
+])
+def test_a_home_folder_of_a_user_who_does_not_exist_is_one_line(cli, tmp_path, monkeypatch, args, what):
+    """pathlib's expanduser() raises a bare RuntimeError ("Could not determine home directory") for ~nosuchuser:
+    every path a user gives (output root, sweep folder, data files and folders) ended in a traceback."""
+    monkeypatch.delenv("DEQLAB_OUTPUT_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    line = helpers.assert_one_line_error(cli(*args), f"{what} '~nosuchuser")
+    assert line.endswith("starts with ~nosuchuser, but there is no user 'nosuchuser' here"), line
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_output_root_variable_naming_a_user_who_does_not_exist_is_one_line(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", "~nosuchuser/runs")
+    monkeypatch.chdir(tmp_path)
+    for args in (["converge"], ["config", "converge"], ["sweep", "converge", "seed=0"]):
+        helpers.assert_one_line_error(cli(*args), "DEQLAB_OUTPUT_ROOT '~nosuchuser/runs' starts with ~nosuchuser")
+    assert not list(tmp_path.iterdir())

@@ -265,6 +265,7 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
 
     try:
         settings, run = load(command, [*option_overrides(device=device), *overrides])
+        output_root(run.output_root)   # (a '~user' that names nobody: one line now, not when the folder is made)
         resolve_device(settings)
         check_resources(settings)
         import_run_modules(command)

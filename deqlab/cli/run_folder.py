@@ -19,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+from deqlab.errors import expand_home
 from deqlab.report.files import write_text
 
 ENV_OUTPUT_ROOT = "DEQLAB_OUTPUT_ROOT"
@@ -28,7 +29,8 @@ MAX_ATTEMPTS = 10_000
 def output_root(configured: str | None = None) -> Path:
     """``DEQLAB_OUTPUT_ROOT``, else ``configured``, else ``outputs``; ``~`` is the user's home folder (a
     literal ``~`` folder was made in the working directory while the CSV writer expanded it: the run failed)."""
-    return Path(os.environ.get(ENV_OUTPUT_ROOT) or configured or "outputs").expanduser()
+    given = os.environ.get(ENV_OUTPUT_ROOT) or configured or "outputs"
+    return expand_home(given, ENV_OUTPUT_ROOT if os.environ.get(ENV_OUTPUT_ROOT) else "output_root")
 
 
 def output_root_origin(configured: str | None = None) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from deqlab.cli.errors import fail
 from deqlab.cli.execute import check_resources, import_run_modules, own_overrides, refuse_input, resolve_device
-from deqlab.errors import InputError
+from deqlab.errors import InputError, expand_home
 
 #: CLI names of the sweepable commands → their config names (the underscore spellings work too)
 SWEEPABLE = {
@@ -100,14 +100,17 @@ def run_sweep(command: str, args: list[str]) -> None:
     except InputError as exc:
         refuse_input(exc)
     given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]
+    try:   # (a '~user' that names nobody)
+        asked = expand_home(given[-1], "hydra.sweep.dir") if given else output_root(run.output_root)   # the folder, or its root
+    except InputError as exc:
+        refuse_input(exc)
     where = f"hydra.sweep.dir={str(given[-1])!r}" if given else output_root_origin(run.output_root)
-    if not given and "${" in str(output_root(run.output_root)):
+    if not given and "${" in str(asked):
         # Hydra stores each job's folder in its config unescaped, so the '${' is resolved there: the jobs
         # failed to start (or, with ${oc.env:...}, wrote elsewhere) however the sweep folder was quoted.
         # (A hydra.sweep.dir holding '${' was refused with the other Hydra settings, by compose.)
         fail(f"{where} holds '${{': Hydra would read it as an interpolation in the job folders; use a folder "
              "without '${'", 2)
-    asked = Path(str(given[-1])).expanduser() if given else output_root(run.output_root)   # the folder, or its root
     try:
         if given:
             sweep_dir = asked

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, expand_home
 
 EXCITATIONS = {"sine_sweep": "SineSw", "multisine": "FullMSine"}
 FORMATS = ("auto", "csv", "mat")
@@ -96,7 +96,7 @@ def _folder_files(folder: Path) -> dict[str, str]:
 def find_benchmark(data_dir: str | Path) -> _Source:
     """Locate the benchmark's files under ``data_dir`` (see the module docstring); :class:`InputError` if
     there is no such folder or no benchmark file in any of the places looked at."""
-    root = Path(data_dir).expanduser()
+    root = expand_home(data_dir, "F16 data folder")
     try:
         return _find_benchmark(root)
     except OSError as exc:

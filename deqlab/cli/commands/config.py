@@ -29,9 +29,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             fail(f"unknown command {command!r}; choose one of: {', '.join(SWEEPABLE)}", 2)
         try:
             settings, run = load(name, [*option_overrides(device=device), *ctx.args])
+            root = output_root(run.output_root)   # (a '~user' that names nobody)
         except InputError as exc:
             fail(str(exc), 2)
         typer.echo(f"# deqlab {command}: output_root={run.output_root} strict={str(run.strict).lower()}")
         if os.environ.get(ENV_OUTPUT_ROOT):   # it wins over output_root: say where a run would really go
-            typer.echo(f"# runs go under {output_root(run.output_root)} ({ENV_OUTPUT_ROOT} is set)")
+            typer.echo(f"# runs go under {root} ({ENV_OUTPUT_ROOT} is set)")
         typer.echo(settings_yaml(settings), nl=False)
