@@ -255,3 +255,12 @@ def test_an_override_hydras_grammar_refuses_is_named_in_words(cli, overrides, sa
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith(f"error: {said}"), r.stderr
     for jargon in ("BRACKET_OPEN", "<EOF>", "hydra.cc", "Error parsing", "bad override", "no viable"):
         assert jargon not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("override", ["~seed", "~seed=0", "~model.n_z"])
+def test_deleting_a_key_is_refused_as_such(cli, override):
+    """`~seed` (Hydra's delete, without '=') was called a malformed override that should read key=value."""
+    key = override.lstrip("~").split("=")[0]
+    r = cli("config", "converge", override)
+    assert r.exit_code == 2 and r.stderr == f"error: deleting keys is not supported ({override!r}): every key keeps a value; " \
+        f"set it instead ({key}=...)\n", r.stderr

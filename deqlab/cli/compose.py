@@ -140,6 +140,9 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
                              f"{MAX_OVERRIDE_CHARS:,} are read (Hydra's parser takes seconds per thousand list items)")
         if item.startswith("-") and "=" not in item:
             raise InputError(f"no such option {item!r} (the command's --help lists its options; settings are key=value)")
+        if item.startswith("~"):   # (~seed, without '=', read as "malformed" though Hydra's grammar has it)
+            raise InputError(f"deleting keys is not supported ({item!r}): every key keeps a value; set it instead "
+                             f"({item.lstrip('~').split('=', 1)[0]}=...)")
         if "=" not in item or item.startswith("="):
             raise InputError(f"malformed override {item!r}: expected key=value (e.g. seed=3)")
         if "_target_" in item or any(part.startswith("_") and part.endswith("_") and len(part) > 2
@@ -157,8 +160,6 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
         raise InputError(_unparsable_override(parser, overrides, exc)) from None
     for o in parsed:
         key = o.key_or_group
-        if o.is_delete():
-            raise InputError(f"deleting keys is not supported ({o.input_line!r})")
         if o.package:
             raise InputError(f"package overrides are not supported ({o.input_line!r})")
         if key.startswith("hydra"):
