@@ -209,7 +209,7 @@ def test_bad_data_files(cli, output_root, tmp_path):
         "u is too large": _write(tmp_path, "i.npz", u=np.full((4, 50, 1), 1e300), y=np.random.default_rng(0).normal(size=(4, 50, 1))),
     }
     (tmp_path / "g.npz").write_text("not a zip")
-    cases["cannot read"] = str(tmp_path / "g.npz")
+    cases["is text (a CSV?), not an .npz archive"] = str(tmp_path / "g.npz")
     for text, path in cases.items():
         r = cli("sysid", "pendulum", TINY, f"data.path={path}")
         _bad(r, text)
