@@ -347,3 +347,13 @@ def test_a_number_in_other_digits_than_0_to_9_is_refused_everywhere(cli, output_
     after = "washout=-1" if args[0] == "sysid" else "model.n_z=99999"   # (refused after the types, if the digits were not)
     assert_one_line_error(cli(*[a.format(d=digits) for a in args], after), said.format(d=digits))
     assert not output_root.exists()
+
+
+def test_a_matplotlib_backend_that_does_not_exist_does_not_fail_the_run(tmp_path):
+    """MPLBACKEND=nosuch made matplotlib raise a ValueError as it loaded, inside the run: a traceback and a
+    .failed run folder. deqlab only draws into files: its backend is Agg whatever the variable says."""
+    r = _deqlab("converge", "restarts=1", "solver_table=[fixed_point]", DEQLAB_OUTPUT_ROOT=str(tmp_path / "out"),
+                MPLBACKEND="nosuch")
+    assert r.returncode == 0 and not r.stderr, r.stderr[-500:]
+    (folder,) = (tmp_path / "out" / "converge").iterdir()
+    assert not folder.name.endswith((".failed", ".partial")) and (folder / "convergence.png").is_file()

@@ -1,4 +1,4 @@
-"""Environment variables that the libraries deqlab loads read at start-up, checked before they load.
+"""Environment variables that the libraries deqlab loads read at start-up, checked (or set) before they load.
 
 ``OMP_NUM_THREADS=abc`` (or ``0``, ``-1``, ``٣``) made libgomp print an empty line and "libgomp: Invalid value
 for environment variable OMP_NUM_THREADS" on stderr as torch loaded, and the run went on with the default
@@ -30,3 +30,10 @@ def bad_thread_variable() -> str | None:
             return (f"environment variable {name}={value!r} is not a number of threads: set it to a whole number "
                     f">= 1{list_form} or unset it")
     return None
+
+
+def draw_into_files() -> None:
+    """Matplotlib's backend is Agg: deqlab only writes figures to files (the writer selects Agg anyway). A
+    ``MPLBACKEND`` naming no backend (``MPLBACKEND=nosuch``) made matplotlib raise a ValueError as it loaded,
+    inside the run: a traceback and a .failed run folder; an interactive one would be loaded for nothing."""
+    os.environ["MPLBACKEND"] = "Agg"
