@@ -325,8 +325,14 @@ def test_a_random_or_state_updating_map_is_refused(part, match):
     x = torch.randn(B, D, dtype=torch.float64)
     for on_fail in ("raise", "ignore"):
         deq = DEQ(cell, N, opts=SolveOptions(atol=1e-13, max_iter=1000, on_fail=on_fail))
+        buffers = {name: b.clone() for name, b in cell.named_buffers()}
+        generator = torch.get_rng_state()
         with pytest.raises(InputError, match=match):
             deq(x)
+        # the refusal leaves no trace: the running statistics .eval() would keep are not those of the
+        # refused solve's iterates, and the generator has not moved
+        assert all(torch.equal(b, buffers[name]) for name, b in cell.named_buffers())
+        assert torch.equal(torch.get_rng_state(), generator)
     # in eval mode the same map is pure: the implicit gradient matches the unroll
     cell.eval()
     deq = DEQ(cell, N, opts=OPTS)
@@ -411,3 +417,14 @@ def test_an_eval_mode_map_is_not_refused_for_random_numbers_drawn_elsewhere():
     with pytest.raises(InputError, match="draws random numbers"):
         DEQ(cell.train(), N, opts=OPTS)(x)
     assert DEQ(cell.eval(), N, opts=OPTS)(x).shape == (B, N)
+
+
+def test_a_pure_map_in_training_mode_with_a_nan_buffer_is_not_refused():
+    """With a module in training mode the buffers are copied and compared by value (torch's batch_norm
+    writes running_mean/var without a version bump); a buffer holding NaN that nobody touches is the
+    same buffer (torch.equal says NaN != NaN)."""
+    cell = Cell(N, D).train()
+    cell.register_buffer("unused", torch.tensor([float("nan"), 1.0], dtype=torch.float64))
+    x = torch.randn(B, D, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    z = DEQ(cell, N, opts=OPTS)(x)
+    assert torch.isfinite(z).all()

@@ -616,3 +616,28 @@ def test_an_output_root_variable_naming_a_user_who_does_not_exist_is_one_line(cl
     for args in (["converge"], ["config", "converge"], ["sweep", "converge", "seed=0"]):
         helpers.assert_one_line_error(cli(*args), "DEQLAB_OUTPUT_ROOT '~nosuchuser/runs' starts with ~nosuchuser")
     assert not list(tmp_path.iterdir())
+
+
+def test_torch_warning_about_its_own_scripted_decompositions_is_not_kept(cli, output_root, monkeypatch):
+    """torch 2.13's forward-mode AD of linalg ops calls its own deprecated ``torch.jit.script``, so every
+    ``deqlab hessian`` ended with "1 warning(s) from the libraries the run used" about torch's code; that
+    one is dropped, a deprecation from anything else is still kept."""
+    import warnings
+
+    import deqlab.demos.lowrank as demo
+    from deqlab.errors import NotConvergedError
+
+    def run(settings):
+        import torch
+
+        A = torch.eye(3, dtype=torch.float64) * 2
+        torch.func.jvp(lambda A: torch.linalg.solve(A, torch.ones(3, dtype=torch.float64)), (A,), (A,))
+        warnings.warn("some other deprecation", DeprecationWarning)
+        raise NotConvergedError("the solve did not converge")
+
+    monkeypatch.setattr(demo, "run", run)
+    r = cli("lowrank")
+    helpers.assert_one_line_error(r, "the solve did not converge", code=1)
+    (folder,) = (output_root / "lowrank").iterdir()
+    kept = (folder / "warnings.txt").read_text().splitlines()
+    assert len(kept) == 1 and kept[0].startswith("DeprecationWarning: some other deprecation"), kept

@@ -143,3 +143,25 @@ def test_eigsh_that_does_not_converge_is_a_not_converged_error():
     A = A + A.T
     with pytest.raises(NotConvergedError, match=r"did not converge: \d of 5 eigenvalues .* raise maxiter or loosen tol"):
         extreme_eigenvalues(lambda v: A @ v, 300, k=5, which="SM", tol=0, maxiter=3)
+
+
+def test_eigenvalue_routines_refuse_a_non_symmetric_operator():
+    """eigsh and Lanczos assume a symmetric H and returned numbers that are not the eigenvalues of a
+    non-symmetric A without a word (eigsh on this A: its 'top' values were not eigenvalues of A)."""
+    import pytest
+
+    from deqlab.errors import InputError
+    from deqlab.implicit.spectrum import extreme_eigenvalues, require_symmetric
+
+    gen = torch.Generator().manual_seed(3)
+    A = torch.randn(40, 40, generator=gen, dtype=torch.float64)
+    S = A + A.T
+    with pytest.raises(InputError, match="not symmetric"):
+        extreme_eigenvalues(lambda v: A @ v, 40, k=2)
+    with pytest.raises(InputError, match="not symmetric"):
+        spectral_density(lambda v: A @ v, 40)
+    # nearly symmetric by round-off only (a float32 product of a symmetric matrix) passes, as does the zero map
+    require_symmetric(lambda v: (S.float() @ v.float()).double(), 40)
+    require_symmetric(lambda v: 0 * v, 40)
+    np.testing.assert_allclose(extreme_eigenvalues(lambda v: S @ v, 40, k=2),
+                               np.linalg.eigvalsh(S.numpy())[-2:], rtol=1e-10)

@@ -92,6 +92,9 @@ def _warnings_kept(run_dir, console):
         # (once per place in the code: "always" kept every one, and a solve that overflows in each of a
         # million iterations would have filled the memory with them)
         warnings.simplefilter("default")
+        # torch's forward-mode AD scripts its own decompositions of linalg ops with its deprecated
+        # torch.jit.script (torch 2.13): a warning about torch's code, not the run's, on every `deqlab hessian`
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning)
         try:
             yield
         finally:

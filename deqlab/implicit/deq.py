@@ -92,6 +92,11 @@ def _rng_states() -> list[torch.Tensor]:
     return states
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors of one shape hold the same values, NaN matching NaN (``torch.equal`` does not)."""
+    return torch.equal(a, b) or (a.is_floating_point() and bool(((a == b) | (a.isnan() & b.isnan())).all()))
+
+
 def purity_check(module: nn.Module, what: str) -> Callable[[], None]:
     """A check to call after evaluating ``module``: it raises :class:`InputError` if, since this call, a buffer
     of ``module`` was modified in place or torch's global random generators were drawn from.
@@ -108,20 +113,43 @@ def purity_check(module: nn.Module, what: str) -> Callable[[], None]:
     The generators are compared only when some module of ``module`` is in training mode: they are shared by
     every thread of the process, so a model served in eval mode beside a thread that draws random
     numbers would be refused for that thread's draws (a map that draws random numbers in eval mode is
-    not detected)."""
-    rng = _rng_states() if any(m.training for m in module.modules()) else None
+    not detected).
+
+    A refusal leaves no trace: with some module in training mode the buffers are copied here (a
+    BatchNorm's statistics: a few vectors) and put back before raising, as are the generator states.
+    Without that, the running statistics the error asks to keep by calling ``.eval()`` were those of
+    the hundreds of iterates of the refused solve. (A buffer modified by a module in eval mode is
+    refused as well, but not put back: nothing was copied.)"""
+    training = any(m.training for m in module.modules())
+    rng = _rng_states() if training else None
     versions = [(name, b, b._version) for name, b in module.named_buffers() if not b.is_inference()]
+    saved = [b.detach().clone() for _, b, _ in versions] if training else None
+
+    def undo() -> None:
+        if saved is not None:
+            with torch.no_grad():
+                for (_, b, _), before in zip(versions, saved):
+                    b.copy_(before)
+        if rng is not None:
+            torch.set_rng_state(rng[0])
+            if len(rng) > 1:
+                torch.cuda.set_rng_state_all(rng[1:])
 
     def check() -> None:
-        changed = [name for name, b, v in versions if b._version != v]
+        # (with a copy, values too: torch's batch_norm writes running_mean/var without bumping their versions)
+        changed = [name for (name, b, v), before in zip(versions, saved or [None] * len(versions))
+                   if b._version != v or (before is not None and not _same(b, before))]
         if changed:
+            undo()
+            put_back = " (they were put back as they were before)" if saved is not None else ""
             raise InputError(f"{what} modified its buffers in place ({', '.join(changed)}; a BatchNorm in training mode "
-                             "updates its running statistics): derivatives need a pure function of the inputs and "
-                             "parameters: call .eval() on it (or use BatchNorm(track_running_stats=False))")
+                             f"updates its running statistics){put_back}: derivatives need a pure function of the inputs "
+                             "and parameters: call .eval() on it (or use BatchNorm(track_running_stats=False))")
         if rng is None:
             return
         now = _rng_states()
         if len(now) == len(rng) and not all(torch.equal(a, b) for a, b in zip(now, rng)):
+            undo()
             raise InputError(f"{what} draws random numbers (a Dropout in training mode?): it is a different function "
                              "at every evaluation, with no fixed point or curvature: call .eval() on it")
 

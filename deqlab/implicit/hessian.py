@@ -47,6 +47,7 @@ from deqlab.errors import InputError
 from deqlab.implicit.layer import SolveOptions, options_or, tanh_map
 from deqlab.implicit.params import DYNAMIC, READOUT, check_groups, check_problem, group_slices
 from deqlab.implicit.polish import polish_tanh_equilibrium
+from deqlab.solvers.result import rule_bound
 
 
 @dataclass
@@ -169,7 +170,7 @@ def fixed_point_residual(W_z, b_z, U_z, x, z: torch.Tensor, opts: SolveOptions =
         residual = torch.linalg.vector_norm(fz - z, dim=-1)
         resolution = (Z_STAR_RESOLUTION * torch.finfo(z.dtype).eps * (1 + float(torch.linalg.matrix_norm(W_z)))
                       * torch.linalg.vector_norm(z, dim=-1).clamp_min(1.0))
-        return residual, torch.maximum(opts.atol + opts.rtol * torch.linalg.vector_norm(fz, dim=-1), resolution)
+        return residual, torch.maximum(rule_bound(torch.linalg.vector_norm(fz, dim=-1), opts.atol, opts.rtol), resolution)
 
 
 def equilibrium(W_z, b_z, U_z, x, z_star: torch.Tensor | None = None, *, opts: SolveOptions | None = None) -> torch.Tensor:

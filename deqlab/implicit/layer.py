@@ -33,7 +33,7 @@ import torch
 from deqlab.errors import InputError, NotConvergedError
 from deqlab.solver_options import check_solver_options, check_stopping_rule
 from deqlab.solvers.registry import SOLVERS, get_solver
-from deqlab.solvers.result import SolverStatus
+from deqlab.solvers.result import SolverStatus, rule_bound
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def _rule_by_row(F: Callable, z: torch.Tensor, atol: float, rtol: float) -> tupl
         fz = F(z)
         residual = torch.linalg.vector_norm(fz - z, dim=-1)
         fnorm = torch.linalg.vector_norm(fz, dim=-1)
-        return residual, (residual <= atol + rtol * fnorm) & torch.isfinite(fnorm) & torch.isfinite(residual)
+        return residual, (residual <= rule_bound(fnorm, atol, rtol)) & torch.isfinite(fnorm) & torch.isfinite(residual)
 
 
 def _scaled_by_rhs(F: Callable, z0: torch.Tensor):

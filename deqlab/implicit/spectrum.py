@@ -105,6 +105,34 @@ def as_linear_operator(matvec: Callable[[torch.Tensor], torch.Tensor], size: int
     return LinearOperator((size, size), matvec=mv, rmatvec=mv, dtype=np.float64)
 
 
+def symmetry_rtol(dtype: torch.dtype) -> float:
+    """How far from symmetric a product may look before :func:`require_symmetric` refuses it, relative
+    to the Cauchy–Schwarz bound ``‖Hu‖‖v‖ + ‖Hv‖‖u‖``: ``eps^¼`` of the dtype (1.2e-4 in float64,
+    1.9e-2 in float32). Round-off in an exact HVP is about ``cond(I − J)·eps``, so a DEQ Hessian passes
+    up to ``cond ≈ 1e12`` in float64; a non-symmetric matrix of size ``n`` shows about ``1/√n`` here
+    (3e-3 at ``n = 10⁵``)."""
+    return float(torch.finfo(dtype).eps) ** 0.25
+
+
+def require_symmetric(product: Callable[[torch.Tensor], torch.Tensor], size: int, *, dtype=torch.float64,
+                      device=None, seed: int = 0) -> None:
+    """Refuse with :class:`~deqlab.errors.InputError` an operator that is not symmetric, which ARPACK's
+    ``eigsh`` and Lanczos quadrature assume without checking (on ``A`` non-symmetric they return
+    numbers that are not its eigenvalues, without a word). One probe, two products: for random
+    ``u, v`` (a CPU generator seeded by ``seed``), ``|vᵀHu − uᵀHv|`` must be within
+    :func:`symmetry_rtol` of ``‖Hu‖‖v‖ + ‖Hv‖‖u‖``."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    u, v = (torch.randn(size, generator=gen, dtype=dtype, device="cpu").to(device) for _ in range(2))
+    Hu, Hv = product(u), product(v)
+    asymmetry = abs(float(v @ Hu) - float(u @ Hv))
+    bound = float(torch.linalg.vector_norm(Hu) * torch.linalg.vector_norm(v)
+                  + torch.linalg.vector_norm(Hv) * torch.linalg.vector_norm(u))
+    if asymmetry > symmetry_rtol(dtype) * bound:
+        raise InputError(f"the operator is not symmetric: for random u, v, |vᵀHu − uᵀHv| = {asymmetry:.3g} is "
+                         f"{asymmetry / bound:.1e} of ‖Hu‖‖v‖ + ‖Hv‖‖u‖ (allowed: {symmetry_rtol(dtype):.1e}); eigsh and "
+                         "Lanczos quadrature need a symmetric H (a Hessian), for which these are equal")
+
+
 #: ARPACK ``eigsh``'s ``which`` for a symmetric operator: largest/smallest algebraic, largest/smallest
 #: magnitude, both ends.
 EIGSH_WHICH = ("LA", "SA", "LM", "SM", "BE")
@@ -115,7 +143,7 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
     """The ``k`` eigenvalues of the symmetric ``H`` at the ``which`` end, sorted ascending (host NumPy array).
 
     ARPACK iterates on the host; the HVPs run on ``device`` (module docstring): one host-device round
-    trip per product.
+    trip per product. ``H`` is first probed for symmetry (:func:`require_symmetric`, two products).
     """
     from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 
@@ -130,6 +158,8 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
         raise InputError(f"k must be an integer with 1 <= k < size = {size} (ARPACK), got {k!r}")
     if which not in EIGSH_WHICH:
         raise InputError(f"which must be one of {', '.join(EIGSH_WHICH)} (ARPACK's ends of the spectrum), got {which!r}")
+    product = torch_product(matvec)
+    require_symmetric(checked(product, size), size, dtype=dtype, device=matvec_device(product, device), seed=seed)
     op = as_linear_operator(matvec, size, dtype, device)
     v0 = np.random.default_rng(seed).standard_normal(size)
     try:
@@ -244,7 +274,8 @@ def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, 
     (``(n,) → (n,)`` torch tensors), by stochastic Lanczos quadrature: ``probes`` Rademacher start
     vectors, ``min(steps, n)`` Lanczos steps each, so ``probes · steps`` matrix-vector products and
     ``steps · n`` numbers of memory. See :class:`SpectralDensity` for what is estimated and
-    :meth:`SpectralDensity.density` to draw it. Shared by the matrix-free Hessian demo and any
+    :meth:`SpectralDensity.density` to draw it. ``H`` is first probed for symmetry
+    (:func:`require_symmetric`, two products). Shared by the matrix-free Hessian demo and any
     caller with a matvec (a Jacobian ``I − J``'s symmetric part, a Gauss-Newton matrix). The probes are
     drawn on the CPU (reproducible across devices) and moved to ``device`` (:func:`matvec_device`: the
     operator's when ``matvec`` is a bound method of one with a ``device``, else the CPU).
@@ -256,6 +287,7 @@ def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, 
     gen = torch.Generator(device="cpu").manual_seed(seed)
     matvec = torch_product(matvec)
     device = matvec_device(matvec, device)
+    require_symmetric(checked(matvec, n), n, dtype=dtype, device=device, seed=seed)
     nodes = np.zeros((probes, steps))
     weights = np.zeros((probes, steps))
     for probe in range(probes):

@@ -23,6 +23,12 @@ import torch
 from deqlab.errors import InputError
 from deqlab.solver_options import check_stopping_rule
 
+def rule_bound(fnorm, atol: float, rtol: float):
+    """The stopping rule's bound ``atol + rtol·‖f(z_b)‖`` per sample, from the norms ``‖f(z_b)‖`` (a NumPy
+    array or a tensor); with ``atol = 0`` just ``rtol·‖f(z_b)‖`` (one operation fewer in every step)."""
+    return rtol * fnorm if atol == 0 else atol + rtol * fnorm
+
+
 #: Added to norms in relative residuals so that a zero fixed point does not divide by zero.
 NORM_EPS = 1e-30
 #: An unconverged solve whose last residual is this many times its best one has moved away: "diverged".
@@ -277,7 +283,7 @@ class Monitor:
             ok = res <= self.atol
             better = (res < self._best_res) & open_
         else:
-            bound = self.rtol * fnorm if self.atol == 0 else self.atol + self.rtol * fnorm   # 0 + x = x
+            bound = rule_bound(fnorm, self.atol, self.rtol)
             # ‖f(z)‖ overflowing to inf is no scale to be relative to: such a sample (a diverging
             # forward-backward solve, ‖f(z) − z‖ = 1e154) was declared converged
             ok = (res <= bound) & np.isfinite(fnorm)
