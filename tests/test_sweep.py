@@ -104,6 +104,9 @@ def test_sweep_prints_its_own_lines_not_hydras_log(output_root):
          "unknown key 'hydra.launcher.n_jobs': the basic launcher takes no options"),
         (["converge", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=abc"],
          "hydra.launcher.n_jobs must be a value like its default -1 (the joblib launcher's option), got 'abc'"),
+        # loky starts every worker as the pool is made: 100,000 for a sweep of two jobs filled the machine until stopped
+        (["converge", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=100000"],
+         "hydra.launcher.n_jobs=100000 would start 100,000 worker processes (joblib starts them all)"),
     ],
 )
 def test_sweep_bad_input_exits_2_before_any_job(cli, output_root, args, message):

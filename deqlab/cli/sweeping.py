@@ -54,6 +54,10 @@ def probes(parsed) -> list[list[str]]:
 SUBMITIT_COUNTS = {"timeout_min": 1, "cpus_per_task": 1, "gpus_per_node": 0, "tasks_per_node": 1, "mem_gb": 0, "nodes": 1}
 
 
+#: The most joblib workers per CPU core a sweep may ask for (each is a Python process that loads torch).
+WORKERS_PER_CORE = 4
+
+
 def check_launcher_options(launcher) -> None:
     """Refuse a value of the chosen launcher's options that the launcher would refuse (or choke on) only
     when it starts, after the sweep folder exists: that is bad input, exit 2 and no folder.
@@ -67,15 +71,22 @@ def check_launcher_options(launcher) -> None:
     options = {k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items() if k != "_target_"}
     if target.endswith("JoblibLauncher"):
         from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
-        from joblib import Parallel, effective_n_jobs
+        from joblib import Parallel, cpu_count, effective_n_jobs
 
         process_joblib_cfg(options)
         options["backend"] = "loky"
         try:
             Parallel(**options)
-            effective_n_jobs(options.get("n_jobs"))
+            workers = effective_n_jobs(options.get("n_jobs"))
         except (ValueError, TypeError) as exc:
             raise InputError(f"hydra.launcher options refused by joblib: {exc}") from None
+        cores = cpu_count()   # (the cores this process may use, as n_jobs=-1 counts them)
+        if workers > WORKERS_PER_CORE * cores:
+            # (loky starts the workers as the pool is made, about 15 a second here, whatever the jobs: n_jobs=100000
+            # for a sweep of two jobs filled the machine with processes until stopped)
+            raise InputError(f"hydra.launcher.n_jobs={options.get('n_jobs')} would start {workers:,} worker processes (joblib "
+                             f"starts them all); this machine has {cores} CPU core(s): use at most "
+                             f"{WORKERS_PER_CORE * cores} (-1: one per core)")
     elif "submitit" in target:
         for name, least in SUBMITIT_COUNTS.items():
             value = options.get(name)
