@@ -107,6 +107,10 @@ def test_sweep_prints_its_own_lines_not_hydras_log(output_root):
         # loky starts every worker as the pool is made: 100,000 for a sweep of two jobs filled the machine until stopped
         (["converge", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=100000"],
          "hydra.launcher.n_jobs=100000 would start 100,000 worker processes (joblib starts them all)"),
+        # each submitit task runs the whole job: three of them ran it three times at once into the one folder
+        (["converge", "seed=0", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=3"],
+         "hydra.launcher.tasks_per_node must be 1, got 3: a deqlab job is one process"),
+        (["converge", "seed=0", "hydra/launcher=submitit_slurm", "hydra.launcher.nodes=2"], "hydra.launcher.nodes must be 1, got 2"),
     ],
 )
 def test_sweep_bad_input_exits_2_before_any_job(cli, output_root, args, message):

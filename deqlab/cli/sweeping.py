@@ -52,6 +52,8 @@ def probes(parsed) -> list[list[str]]:
 #: value below it failed only once the sweep folder existed (``tasks_per_node=0``: an IndexError,
 #: ``timeout_min=-1``: jobs "ended without a result") or was passed on to the scheduler as it was.
 SUBMITIT_COUNTS = {"timeout_min": 1, "cpus_per_task": 1, "gpus_per_node": 0, "tasks_per_node": 1, "mem_gb": 0, "nodes": 1}
+#: The submitit options that multiply a job into several processes, each running it whole: at most 1.
+SUBMITIT_ONE = ("tasks_per_node", "nodes")
 
 
 #: The most joblib workers per CPU core a sweep may ask for (each is a Python process that loads torch).
@@ -92,6 +94,13 @@ def check_launcher_options(launcher) -> None:
             value = options.get(name)
             if value is not None and value < least:
                 raise InputError(f"hydra.launcher.{name} must be at least {least} (or null where its default is), got {value}")
+        for name in SUBMITIT_ONE:
+            value = options.get(name)
+            if value is not None and value > 1:
+                # (each task runs the whole job: tasks_per_node=3 ran every job three times at once into one folder,
+                # and 100000 would have started that many processes)
+                raise InputError(f"hydra.launcher.{name} must be 1, got {value}: a deqlab job is one process, and each "
+                                 "task would run the whole job again into the same folder")
 
 
 def run_sweep(command: str, args: list[str]) -> None:
