@@ -168,7 +168,7 @@ def test_strict_turns_non_convergence_into_exit_1(cli, output_root):
         (["model.n_z=200000"], "model.n_z must be <= 100000"),
         (["--init", "Normal"], "unknown model.init 'Normal'; choose one of: default, normal"),
         (["hydra.callbacks.x={a:1}"], "Hydra setting"),
-        (["~seed"], "malformed override"),
+        (["~seed"], "deleting keys is not supported ('~seed')"),
         (["command=hessian"], "command is fixed by the command line"),
         (["strict=maybe"], "strict must be true or false"),
         # a preset group takes one name: Hydra would merge a list's presets in turn, and take [] as the default
