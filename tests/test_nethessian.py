@@ -273,6 +273,42 @@ def test_unsupported_layers_are_named():
         input_derivatives(nn.Sequential(nn.Linear(2, 2), nn.GELU(approximate="tanh")), torch.zeros(1, 2))
 
 
+class _HalvedLinear(nn.Linear):
+    """A Linear whose forward uses 0.5·W: its weight attribute is not what it computes."""
+
+    def forward(self, x):
+        return nn.functional.linear(x, 0.5 * self.weight, self.bias)
+
+
+class _Residual(nn.Sequential):
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+def test_modules_computing_other_than_their_weights_are_refused():
+    """A Linear/Sequential subclass overriding forward, or a module with forward hooks, was read as the plain
+    layer: Jacobian and Hessian wrong by 17% and more, silently. The same networks without the override pass
+    to TOL (so the refusal is the only change)."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, dtype=f64)
+    plain = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1)).to(f64)
+    halved = nn.Sequential(_HalvedLinear(2, 4), nn.Tanh(), nn.Linear(4, 1)).to(f64)
+    halved.load_state_dict(plain.state_dict())
+    residual = _Residual(nn.Linear(2, 2), nn.Tanh()).to(f64)
+    for net, what in [(halved, "_HalvedLinear overrides Linear.forward"), (residual, "_Residual overrides Sequential.forward")]:
+        with pytest.raises(ConfigError, match=what):
+            input_derivatives(net, x, hessian=True)
+    hooked = [plain[1].register_forward_hook(lambda m, i, o: 2 * o),
+              plain[0].register_forward_pre_hook(lambda m, i: (3 * i[0],)),
+              plain.register_forward_hook(lambda m, i, o: o + 1)]
+    for h in hooked:
+        with pytest.raises(ConfigError, match="has forward hooks"):
+            input_derivatives(plain, x, hessian=True)
+        h.remove()
+    out = input_derivatives(plain, x, hessian=True)
+    assert rel(out.hessian, R.hessian_func(plain, x)) < TOL
+
+
 def test_shape_and_dtype_mismatch_messages():
     net = make_mlp(3, [4], 1, dtype=f64)
     with pytest.raises(ConfigError, match="d=2 features but the first Linear expects 3"):

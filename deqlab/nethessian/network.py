@@ -38,9 +38,29 @@ class Affine:
 Stage = Union[Affine, Activation]
 
 
+def _not_read_as_its_type(m: nn.Module) -> str | None:
+    """Why ``m`` computes something else than its type's stages say, or ``None``.
+
+    The recursions read a ``Linear``'s ``weight``/``bias`` and an activation's type, never call the module:
+    a subclass of ``Linear``/``Sequential`` that overrides ``forward`` (a masked or scaled weight, a
+    residual container) or a module with forward (pre-)hooks was read as the plain layer, and its
+    Jacobian and Hessian came back wrong with no word (a ``Linear`` subclass using ``0.5·W``: 17% off)."""
+    if m._forward_hooks or m._forward_pre_hooks:
+        return f"{type(m).__name__} has forward hooks"
+    for base in (nn.Linear, nn.Sequential):
+        if isinstance(m, base) and type(m).forward is not base.forward:
+            return f"{type(m).__name__} overrides {base.__name__}.forward"
+    return None
+
+
 def _flatten(modules: Iterable[nn.Module]) -> list[nn.Module]:
     out = []
     for m in modules:
+        why = _not_read_as_its_type(m) if isinstance(m, nn.Module) else None
+        if why is not None:
+            raise ConfigError(f"{why}: the recursions read only a Linear's weight and bias and an activation's type, "
+                              "not what its forward or hooks compute; use plain nn.Linear/nn.Sequential without hooks "
+                              "(torch.nn.utils.parametrize does work: it changes the weight itself)")
         if isinstance(m, nn.Sequential):
             out.extend(_flatten(m))
         else:
@@ -55,7 +75,7 @@ def stages(net: nn.Module | Iterable[nn.Module]) -> list[Stage]:
     every other module must be a registered elementwise activation. Raises :class:`ConfigError`
     naming every unsupported layer, and for inconsistent widths between ``Linear`` layers.
     """
-    modules = _flatten([net] if isinstance(net, nn.Module) and not isinstance(net, nn.Sequential) else net)
+    modules = _flatten([net] if isinstance(net, nn.Module) else net)
     if not modules:
         raise ConfigError("the network has no layers")
     out: list[Stage] = []
