@@ -172,6 +172,24 @@ def test_a_tolerance_below_the_dtypes_resolution_is_named_in_the_message(name):
     assert "resolves" not in ok.message   # an ordinary shortfall names no resolution
 
 
+#: rtol of the extreme-scale test; a converged point of z = z/2 + c lies within 2·rtol·‖f(z)‖ of z* = 2c
+SCALE_RTOL = 1e-10
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("c", [1e-170, 1e-300, 1e170])
+def test_a_relative_rule_holds_at_extreme_scales(name, c):
+    """With atol = 0 the rule is relative, whatever the scale. torch.linalg.vector_norm sums the squares as
+    they are: at c = 1e-170 both ‖f(z) − z‖ and ‖f(z)‖ were 0 at the start z = 0, which four solvers then
+    called converged (z* = 2e-170, 100% off). A solve may still end unconverged; it must not lie."""
+    f = lambda z: 0.5 * z + c  # noqa: E731
+    res = get_solver(name)(f, torch.zeros(2, 3, dtype=torch.float64), atol=0.0, rtol=SCALE_RTOL, max_iter=100)
+    if res.all_converged:
+        bound = 2 * SCALE_RTOL * math.sqrt(3) * 2 * c * (1 + 1e-6)
+        assert float(torch.linalg.vector_norm((res.z - 2 * c) / c, dim=-1).max()) * c <= bound
+    assert torch.allclose(res.residual / c, torch.linalg.vector_norm((f(res.z) - res.z) / c, dim=-1), rtol=1e-12, atol=0)
+
+
 def test_per_sample_convergence_flags():
     """One sample converges (contraction), the other does not (expansion); both are reported."""
     slopes = torch.tensor([[0.5], [3.0]], dtype=torch.float64)

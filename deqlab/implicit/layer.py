@@ -33,7 +33,7 @@ import torch
 from deqlab.errors import InputError, NotConvergedError
 from deqlab.solver_options import check_solver_options, check_stopping_rule
 from deqlab.solvers.registry import SOLVERS, get_solver
-from deqlab.solvers.result import SolverStatus, rule_bound
+from deqlab.solvers.result import SolverStatus, row_norms, rule_bound
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,9 @@ def _scaled_by_rhs(F: Callable, z0: torch.Tensor):
     ``None`` (and ``F`` returned as it is) when every row has ``s_b = 1``."""
     with torch.no_grad():
         r = F(torch.zeros_like(z0))
-        s = torch.linalg.vector_norm(r, dim=-1, keepdim=True)
+        # (torch.linalg.vector_norm underflows: a loss scaled by 1e-170 gave r_b 'norm 0', so the absolute atol was
+        # kept and the solve stopped at its start 0: the gradient came back exactly 0)
+        s = row_norms(r)[:, None]
         s = torch.where((s > 0) & (s < 1), s, torch.ones_like(s))
     if bool((s == 1).all()):
         return F, z0, None
