@@ -280,6 +280,27 @@ def test_small_cotangents_and_tangents_keep_their_relative_accuracy(problem, sca
     assert relative_error(t_i, t_u) <= RTOL
 
 
+#: rtol of the tiny coupled solve, and the relative error its point may have: the map contracts at rate 0.95, so
+#: ‖z − z*‖ ≤ ‖F(z) − z‖ / 0.05 ≤ 20·rtol·‖F(z)‖
+TINY_RTOL = 1e-12
+TINY_POINT_TOL = 100 * TINY_RTOL
+
+
+def test_a_coupled_solve_at_a_tiny_scale_is_checked_with_norms_that_do_not_underflow():
+    """The whole-batch check of a solve whose F couples the rows (``_rows_checked``) formed ‖F(z) − z‖ and ‖F(z)‖
+    with torch.linalg.vector_norm: at 1e-170 both are 0, the relative rule's bound 0 was missed by the residual's
+    few subnormal bits, and a solve that had converged raised NotConvergedError ('... solved as one system:
+    converged')."""
+    c = 1e-170
+    b = torch.tensor([[1.0, 2.0], [0.001, -0.002], [5.0, 1.0]], dtype=torch.float64)
+    F = lambda z, b: 0.5 * z + 0.45 * z.mean(0, keepdim=True) + c * b  # noqa: E731
+    opts = SolveOptions(atol=0.0, rtol=TINY_RTOL, solver="fixed_point", max_iter=2000)
+    z = fixed_point(F, torch.zeros_like(b), b, opts=opts)
+    m = c * b.mean(0, keepdim=True) / 0.05          # the batch mean at the fixed point
+    exact = (0.45 * m + c * b) / 0.5
+    assert relative_error(z / c, exact / c) <= TINY_POINT_TOL
+
+
 def test_non_convergence_raises():
     W = 3.0 * torch.eye(2, dtype=torch.float64)[[1, 0]]  # tanh(3·swap(z) + b): a 2-cycle, no convergence
     b = torch.tensor([0.5, -0.5], dtype=torch.float64)

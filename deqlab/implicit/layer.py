@@ -140,8 +140,7 @@ def _rule_by_row(F: Callable, z: torch.Tensor, atol: float, rtol: float) -> tupl
     """``(‖F(z) − z‖ per row, whether each row meets the stopping rule)`` with ``F`` evaluated on all of ``z``."""
     with torch.no_grad():
         fz = F(z)
-        residual = torch.linalg.vector_norm(fz - z, dim=-1)
-        fnorm = torch.linalg.vector_norm(fz, dim=-1)
+        residual, fnorm = row_norms(fz - z), row_norms(fz)   # (as the solvers' Monitor: no underflow to 0)
         return residual, (residual <= rule_bound(fnorm, atol, rtol)) & torch.isfinite(fnorm) & torch.isfinite(residual)
 
 
