@@ -226,6 +226,36 @@ def test_a_call_with_an_input_or_start_that_cannot_be_used_is_refused(x, z0, mat
         DEQ(Cell(N, D), 2.5)
 
 
+def test_an_error_inside_f_names_z_n_z_and_x():
+    """A width n_z that is not f's, or an x of the wrong rank, failed inside the user's f with torch's own
+    words ('mat1 and mat2 shapes cannot be multiplied (3x5 and 4x4)'), naming neither n_z nor z: one
+    InputError now says what f was called with (torch's error stays chained as its cause)."""
+    x = torch.randn(B, D, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"f\(z, x\) raised RuntimeError on z \(3, 5\) float64 on cpu \(n_z = 5\)") as info:
+        DEQ(Cell(N, D), N + 1)(x)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(InputError, match=r"\(n_z = 4\) and x \(3, 2, 3\) float64"):
+        DEQ(Cell(N, D), N)(torch.randn(B, 2, D, dtype=torch.float64))
+
+
+class _HalfPlusFirstInput(nn.Module):
+    """``f(z, x) = z/2 + x[:, :1]``: no parameters at all, so nothing but x gives z a dtype."""
+
+    def forward(self, z, x):
+        return 0.5 * z + x[:, :1]
+
+
+def test_a_map_without_parameters_on_integer_inputs_solves_in_the_default_dtype():
+    """z took x's dtype when f had no floating parameter: with integer x it started as an integer tensor, refused
+    as 'z0 must be a real floating-point tensor' (no z0 was given). Fixed point: z* = 2·x[:, :1]."""
+    x = torch.tensor([[1, 5], [-3, 0]])
+    z = DEQ(_HalfPlusFirstInput(), 2, opts=OPTS)(x)
+    assert z.dtype == torch.get_default_dtype()
+    assert relative_error(z, 2 * x[:, :1].to(z.dtype).expand(2, 2)) <= RTOL
+    deq = DEQ(_HalfPlusFirstInput(), 2, opts=OPTS)
+    assert deq(torch.zeros(0, 2, dtype=torch.float64)).shape == (0, 2) and deq.stats.max_residual == 0.0   # (max() of nothing raised)
+
+
 class _Returns(nn.Module):
     """A map whose output is not shaped like z: ``make(z)`` decides what it returns."""
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from deqlab.errors import InputError, require_count
+from deqlab.errors import DeqlabError, InputError, require_count
 from deqlab.implicit.layer import SolveOptions, fixed_point, options_or
 from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, all_finite, check_image, describe
 
@@ -247,8 +247,19 @@ class DEQ(nn.Module):
     def _pure_map(self, names: tuple[str, ...]) -> Callable:
         f = self.f
 
+        n_z = self.n_z
+
         def F(z, x, *theta):
-            fz = torch.func.functional_call(f, dict(zip(names, theta)), (z, x))
+            try:
+                fz = torch.func.functional_call(f, dict(zip(names, theta)), (z, x))
+            except (DeqlabError, torch.OutOfMemoryError):
+                raise
+            except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+                # (a width n_z that is not f's came out of f's first layer as torch's 'mat1 and mat2 shapes cannot
+                # be multiplied (5x5 and 4x4)', naming neither n_z nor z; the original stays chained)
+                said = (str(exc).strip().splitlines() or [""])[0]
+                raise InputError(f"f(z, x) raised {type(exc).__name__} on z {describe(z)} (n_z = {n_z}) and x "
+                                 f"{describe(x)}: {said}") from exc
             # Checked on every call (a few attribute reads), not only by the solver: the backward's
             # linear solves evaluate F too. Under vmap both sides lose the batch alike.
             check_image(z, fz, "f(z, x)")
@@ -286,7 +297,9 @@ class DEQ(nn.Module):
         theta = tuple(named.values())
         F = self._pure_map(names)
         floating = [t for t in theta if t.is_floating_point()]   # (an integer buffer first would make z integer)
-        dtype = floating[0].dtype if floating else x.dtype
+        # (with no floating parameter and an integer x, z started as an integer tensor, refused as a "z0" never given)
+        dtype = (floating[0].dtype if floating else x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point()
+                 else torch.get_default_dtype())
         start = self._start(x, z0, dtype)
         if self.backward == "implicit":
             if self.curvature_hook is not None:

@@ -96,7 +96,8 @@ class ConvergenceVerdicts:
 
     @property
     def max_residual(self) -> float:
-        return float(self.residual.max())
+        """The largest per-sample residual (0 for an empty batch: torch's max() of nothing raised)."""
+        return float(self.residual.max()) if self.residual.numel() else 0.0
 
 
 @dataclass
