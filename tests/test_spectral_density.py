@@ -102,6 +102,28 @@ def test_trace_and_density_refuse_an_operator_that_returns_nan():
         spectral_density(lambda v: v * float("inf"), 6)
 
 
+#: a float32 operator probed in float64: its products carry float32's accuracy (eps 1.2e-7, entries of size ~5)
+FLOAT32_RTOL = 1e-5
+
+
+def test_a_float32_operator_probed_in_float64_works_in_every_routine():
+    """A float32 product (a LossHessian of a float32 model) with the default dtype=float64: eigsh cast it, but
+    the trace and the density failed with torch's 'dot : expected both vectors to have same dtype'. Each
+    product is now cast to its vector's dtype; the same probes in float64 give the same numbers to FLOAT32_RTOL."""
+    from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
+
+    A = torch.randn(8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    H = A + A.T
+    single = lambda v: H.float() @ v.float()   # noqa: E731
+    double = lambda v: H @ v                   # noqa: E731
+    np.testing.assert_allclose(extreme_eigenvalues(single, 8, k=2), np.linalg.eigvalsh(H.numpy())[-2:], rtol=FLOAT32_RTOL)
+    t32, t64 = hutchinson_trace(single, 8, probes=16), hutchinson_trace(double, 8, probes=16)
+    assert abs(t32.trace - t64.trace) <= FLOAT32_RTOL * float(torch.linalg.matrix_norm(H)) * 8
+    d32, d64 = spectral_density(single, 8, probes=2, steps=8), spectral_density(double, 8, probes=2, steps=8)
+    np.testing.assert_allclose(np.sort(d32.nodes, axis=1), np.sort(d64.nodes, axis=1), rtol=0,
+                               atol=FLOAT32_RTOL * float(torch.linalg.matrix_norm(H)))
+
+
 def test_counts_widths_and_tolerances_are_checked():
     """probes=2.5 and n=2.5 were TypeErrors from range(), sigma=0 a NaN density with a RuntimeWarning,
     tol=nan an ARPACK error, an integer dtype a torch dtype clash inside the product."""

@@ -82,6 +82,11 @@ def checked(matvec: Callable[[torch.Tensor], torch.Tensor], size: int) -> Callab
             raise InputError(f"the operator must return a real floating tensor of shape ({size},), returned {describe(hv)}")
         if tuple(hv.shape) != (size,):
             raise InputError(f"the operator must map ({size},) to ({size},), returned shape {tuple(hv.shape)}")
+        if hv.dtype != v.dtype or hv.device != v.device:
+            # (a float32 operator, e.g. a LossHessian of a float32 model, probed in the default float64 worked in eigsh,
+            # which casts, but failed in the trace and the density with torch's 'dot: expected both vectors to have
+            # same dtype'; its products carry float32's accuracy either way)
+            hv = hv.to(dtype=v.dtype, device=v.device)
         if not all_finite(hv):
             raise DeqlabError("the operator returned NaN or inf for a finite vector: its spectrum is not defined")
         return hv
