@@ -91,6 +91,9 @@ class SymmetricEstimate:
 
     def matvec(self, V: np.ndarray) -> np.ndarray:
         """``H V`` for ``V`` of shape ``(n,)`` or ``(n, m)`` in ``O(n r m)``."""
+        V = np.asarray(V)
+        if V.ndim not in (1, 2) or V.shape[0] != self.n:   # (numpy's 'cannot reshape array of size 7 into shape (6,newaxis)')
+            raise InputError(f"V must have shape (n,) or (n, m) with n = {self.n}, got {V.shape}")
         return self.U @ (self.S[:, None] * (self.U.T @ V.reshape(self.n, -1))).reshape((self.rank,) + V.shape[1:])
 
     def secant_residual(self, X: np.ndarray, Y: np.ndarray) -> float:
@@ -406,27 +409,44 @@ def estimate(method: str, X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT
 
 # --- comparing factored matrices ------------------------------------------------------------------
 
-def factored_frobenius_distance(U1: np.ndarray, S1: np.ndarray, U2: np.ndarray, S2: np.ndarray) -> float:
-    """``‖U₁ diag(S₁) U₁ᵀ − U₂ diag(S₂) U₂ᵀ‖_F`` without forming ``n × n`` matrices.
-
-    With ``W = [U₁ U₂]`` and ``D = diag(S₁, −S₂)``: ``‖W D Wᵀ‖_F² = tr((D G)²)``, ``G = WᵀW``.
-    Computed as ``‖R D Rᵀ‖_F`` with ``W = Q R`` (QR), which avoids the cancellation of the trace
-    form. ``U`` need not be orthonormal.
-    """
+def _factored_distance_over(c: float, U1: np.ndarray, S1: np.ndarray, U2: np.ndarray, S2: np.ndarray) -> float:
+    """:func:`factored_frobenius_distance` divided by ``c`` (a power of two, so the division is exact), computed on
+    ``S/c``: the squares of eigenvalues near 1e200 overflowed (the distance came back inf, a relative error NaN)
+    and those near 1e-200 underflowed (a non-zero ``H_true`` was called 0)."""
+    U1, U2, S1, S2 = (np.asarray(a) for a in (U1, U2, S1, S2))
+    if U1.ndim != 2 or U2.ndim != 2 or U1.shape[0] != U2.shape[0] or S1.shape != U1.shape[1:] or S2.shape != U2.shape[1:]:
+        # (numpy's 'all the input array dimensions except for the concatenation axis must match exactly')
+        raise InputError(f"the two factorisations must be U (n, r) with S (r,) of one n; got U {U1.shape}, S {S1.shape} "
+                         f"and U {U2.shape}, S {S2.shape}")
     W = np.concatenate([U1, U2], axis=1)
-    D = np.concatenate([S1, -np.asarray(S2)])
+    D = np.concatenate([S1, -S2]) / c
     if W.shape[1] == 0:
         return 0.0
     R = np.linalg.qr(W, mode="r")
     return float(np.linalg.norm((R * D) @ R.T))
 
 
+def factored_frobenius_distance(U1: np.ndarray, S1: np.ndarray, U2: np.ndarray, S2: np.ndarray) -> float:
+    """``‖U₁ diag(S₁) U₁ᵀ − U₂ diag(S₂) U₂ᵀ‖_F`` without forming ``n × n`` matrices.
+
+    With ``W = [U₁ U₂]`` and ``D = diag(S₁, −S₂)``: ``‖W D Wᵀ‖_F² = tr((D G)²)``, ``G = WᵀW``.
+    Computed as ``‖R D Rᵀ‖_F`` with ``W = Q R`` (QR), which avoids the cancellation of the trace
+    form, on ``D`` scaled to unit size (no over- or underflow of its squares). ``U`` need not be orthonormal.
+    """
+    c = _unit_scale(np.concatenate([np.ravel(S1), np.ravel(S2)]))
+    return _factored_distance_over(c, U1, S1, U2, S2) * c
+
+
 def relative_error(est: SymmetricEstimate, U_true: np.ndarray, S_true: np.ndarray) -> float:
     """``‖H − H_true‖_F / ‖H_true‖_F`` in factored form (``H_true = U_true diag(S_true) U_trueᵀ``)."""
-    ref = factored_frobenius_distance(U_true, S_true, U_true[:, :0], S_true[:0])
+    c = _unit_scale(np.concatenate([np.ravel(est.S), np.ravel(S_true)]))
+    distance = _factored_distance_over(c, est.U, est.S, U_true, S_true)   # (checks the shapes first)
+    c_ref = _unit_scale(np.ravel(S_true))    # (its own scale: an estimate 1e200 times H_true would underflow it)
+    ref = _factored_distance_over(c_ref, U_true, S_true, U_true[:, :0], np.asarray(S_true)[:0])
     if not ref > 0:   # (a zero H_true was a ZeroDivisionError)
         raise InputError("the relative error to H_true = 0 is not defined: compare factored_frobenius_distance instead")
-    return factored_frobenius_distance(est.U, est.S, U_true, S_true) / ref
+    with np.errstate(over="ignore"):   # (c / c_ref is a power of two: the product is exact or inf)
+        return float(np.ldexp(distance / ref, int(np.frexp(c)[1]) - int(np.frexp(c_ref)[1])))
 
 
 def random_low_rank(n: int, rank: int, *, rng: np.random.Generator, definite: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -368,6 +368,24 @@ def test_every_method_is_scale_equivariant(method, a, b):
     assert np.abs(scaled - reference).max() <= SCALE_EQUIVARIANCE_TOL * np.abs(reference).max()
 
 
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
+def test_the_error_measures_hold_at_any_scale_of_h(scale):
+    """The factored distance summed the squares of the eigenvalues as they are: at 1e200 the distance was inf and
+    the relative error NaN; at 1e-200 a non-zero H_true was refused as 0. An exact recovery (rank H = k) has a
+    relative error of round-off at every scale, and the distance scales with H."""
+    rng = np.random.default_rng(0)
+    U, S = LR.random_low_rank(6, 2, rng=rng)
+    X = rng.standard_normal((6, 2))
+    est = LR.estimate("rank_k_recovery", X, ((U * (scale * S)) @ U.T) @ X)
+    assert LR.relative_error(est, U, scale * S) <= EXACT_RECOVERY_TOL
+    distance = LR.factored_frobenius_distance(U, scale * S, U[:, :0], S[:0])
+    assert abs(distance / scale - np.linalg.norm(S)) <= EXACT_RECOVERY_TOL * np.linalg.norm(S)
+    with pytest.raises(LR.InputError, match=r"V must have shape \(n,\) or \(n, m\) with n = 6, got \(7,\)"):
+        est.matvec(np.ones(7))      # (numpy's reshape error)
+    with pytest.raises(LR.InputError, match="of one n"):
+        LR.relative_error(est, U[:3], S)   # (numpy's concatenate error)
+
+
 @pytest.mark.parametrize("a, b", [(1e-320, 1.0), (1.0, 1e-320), (1e-200, 1e200)])
 def test_an_estimate_outside_float64_is_refused(a, b):
     rng = np.random.default_rng(0)
