@@ -179,6 +179,27 @@ def test_reverse_mode_jacobian_matches_unrolled_autodiff():
     assert float(((J - J_unr).norm() / J_unr.norm()).detach()) < UNROLL_TOL   # (J holds a graph: jacrev of a model with parameters)
 
 
+def test_a_singular_implicit_backward_is_ill_conditioned_not_a_torch_error():
+    """A free W = I with tanh and no input: z* = 0, D = I, so I − Wᵀ D = 0 and no implicit gradient exists. The
+    dense backward raised torch's own LinAlgError ('the input matrix is singular'); now IllConditionedError.
+    A well-posed W (0.5·I) still gives the exact gradient ∂Σz*/∂b = batch/(1 − 0.5) per unit."""
+    from deqlab.errors import IllConditionedError
+
+    x = torch.randn(2, 2, dtype=DT)
+    for scale, singular in ((1.0, True), (0.5, False)):
+        model = UnconstrainedDEQ(3, 2, nonlinearity="tanh", init=scale * torch.eye(3, dtype=DT), dtype=DT)
+        with torch.no_grad():
+            model.U.weight.zero_()
+            model.U.bias.zero_()
+        z = model(x, method="fixed_point", atol=1e-13)
+        if singular:
+            with pytest.raises(IllConditionedError, match="singular"):
+                torch.autograd.grad(z.sum(), model.U.bias)
+        else:
+            g = torch.autograd.grad(z.sum(), model.U.bias)[0]
+            assert float((g - 2 / (1 - scale)).abs().max()) <= UNROLL_TOL
+
+
 @pytest.mark.parametrize("backward", ["dense", "peaceman_rachford"])
 def test_forward_mode_and_second_derivatives_are_refused(backward):
     """The backward holds z* fixed, so forward mode and second derivatives through it were wrong numbers

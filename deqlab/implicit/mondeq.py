@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from deqlab.errors import InputError, NotConvergedError, require_count
+from deqlab.errors import IllConditionedError, InputError, NotConvergedError, require_count
 from deqlab.implicit.first_order import refuse_second_order
 from deqlab.solvers.registry import SOLVERS, get_solver
 from deqlab.solvers.result import SolverResult
@@ -132,7 +132,28 @@ def attach_implicit_backward(model, z_star: torch.Tensor, x: torch.Tensor, *, ba
         return _ImplicitAdjoint.apply(z, None)
     if backward == "dense":
         M = implicit_backward_matrix(model, z_star, x)
-        return _ImplicitAdjoint.apply(z, lambda v: torch.linalg.solve(M, v.unsqueeze(-1)).squeeze(-1))
+
+        factors = []
+
+        def dense_solve(v):
+            # M is factored once, at the first backward (M is a plain tensor there, also when v is batched by
+            # jacrev's vmap, so its check may read the host). torch.linalg.solve raised torch's own LinAlgError
+            # ('the input matrix is singular') where I − Wᵀ D is singular (a free W with an eigenvalue 1 of D W:
+            # no implicit gradient exists there).
+            if not factors:
+                try:
+                    lu, pivots = torch.linalg.lu_factor(M)
+                    singular = not bool(torch.isfinite(lu).all())
+                except RuntimeError:   # (torch: "U[1,1] is zero and using it on lu_solve would result in a division by zero")
+                    singular = True
+                if singular:
+                    raise IllConditionedError("I - W^T D is singular at the fixed point (the layer's Jacobian has an "
+                                              "eigenvalue 1): there is no implicit gradient there")
+                factors.append((lu, pivots))
+            lu, pivots = factors[0]
+            return torch.linalg.lu_solve(lu, pivots, v.unsqueeze(-1)).squeeze(-1)
+
+        return _ImplicitAdjoint.apply(z, dense_solve)
     with torch.no_grad():
         W = model.weight().detach()
         d = model.nl.dsigma(z_star @ W.T + model.injection(x))
