@@ -110,6 +110,19 @@ def test_singular_system_is_refused():
                   U_z=torch.zeros(3, 2, dtype=torch.float64))
     with pytest.raises(IllConditionedError, match="singular"):
         DEQHessianOperator(params, GROUPS, x, y, z_star=torch.zeros(2, 3, dtype=torch.float64))
+    # Without z_star the polish of the solver's point (its chord matrix is that same I − J), the autodiff
+    # operator's LU, deq_hessian's inverse and deq_gradient's solve each raised torch's own error
+    # ('U[1,1] is zero ...', 'the input matrix is singular').
+    from deqlab.implicit import deq_gradient, deq_hessian
+
+    with pytest.raises(IllConditionedError, match="singular at sample 0"):
+        DEQHessianOperator(params, GROUPS, x, y)
+    with pytest.raises(IllConditionedError, match="singular at sample 0"):
+        DEQHessianOperator(params, GROUPS, x, y, mode="autodiff")
+    ordered = [params[k] for k in ("W_z", "b_z", "U_z", "W_y", "b_y")]
+    for route in (deq_hessian, deq_gradient):
+        with pytest.raises(IllConditionedError, match="singular at sample 0"):
+            route(*ordered, x, y)
 
 
 def test_matvec_refuses_what_is_not_a_vector_of_theta(case):

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
-from deqlab.errors import InputError
+from deqlab.errors import IllConditionedError, InputError
 from deqlab.implicit.layer import SolveOptions, options_or, tanh_map
 from deqlab.implicit.params import DYNAMIC, READOUT, check_groups, check_problem, group_slices
 from deqlab.implicit.polish import polish_tanh_equilibrium
@@ -409,7 +409,8 @@ def deq_hessian_parts(
     s2 = -2 * h * s1  # σ''(a)
     r = h @ Wy.T + params["b_y"] - y  # (B, n_y)
     g_h = r @ Wy  # ∇ₕℓ, (B, N)
-    M = torch.linalg.inv(eye - W * s1[:, None, :])  # (I − W D)⁻¹, (B, N, N)
+    M, info = torch.linalg.inv_ex(eye - W * s1[:, None, :])  # (I − W D)⁻¹, (B, N, N)
+    require_invertible(info, "I − W_z D")
     Mt = M.transpose(1, 2)
     DM = s1[:, :, None] * M  # Z = D M A_θ
     # (I − J)ᵀλ = ∇ₕℓ with J = D W, without a second factorisation: μ = Dλ = (I − D Wᵀ)⁻¹ D ∇ₕℓ = Mᵀ D ∇ₕℓ
@@ -483,6 +484,17 @@ class GenericPieces:
         return torch.cat([torch.cat([dd, rd.T], 1), torch.cat([rd, self.l_rr], 1)], 0)
 
 
+def require_invertible(info: torch.Tensor, what: str) -> None:
+    """:class:`IllConditionedError` naming the first sample whose ``what`` is singular (``info > 0`` of torch's
+    ``inv_ex``/``solve_ex``/``lu_factor_ex``): torch's own ``LinAlgError`` ('the input matrix is singular') came
+    out of :func:`deq_hessian`, :func:`deq_gradient` and the autodiff HVP operator at such a point."""
+    bad = (info > 0).reshape(-1)
+    if bool(bad.any()):
+        s = int(bad.nonzero()[0, 0])
+        raise IllConditionedError(f"{what} is singular at sample {s}: the DEQ's Jacobian has an eigenvalue 1 there, "
+                                  "so the implicit derivatives do not exist")
+
+
 def implicit_hessian_generic(f, loss, theta_d: torch.Tensor, theta_r: torch.Tensor, h: torch.Tensor) -> GenericPieces:
     """Dense closed form for any ``f(θ_d, h) -> (n,)`` and ``ℓ(θ_r, h) -> ()`` on flat vectors.
 
@@ -492,9 +504,10 @@ def implicit_hessian_generic(f, loss, theta_d: torch.Tensor, theta_r: torch.Tens
     eye = torch.eye(n, dtype=h.dtype, device=h.device)
     J = torch.func.jacrev(f, argnums=1)(theta_d, h)
     Ft = torch.func.jacrev(f, argnums=0)(theta_d, h)
-    Z = torch.linalg.solve(eye - J, Ft)
+    Z, info = torch.linalg.solve_ex(eye - J, Ft)
+    require_invertible(info, "I − J")
     g_h = torch.func.grad(loss, argnums=1)(theta_r, h)
-    lam = torch.linalg.solve((eye - J).T, g_h)
+    lam = torch.linalg.solve((eye - J).T, g_h)   # (the same matrix, transposed: invertible)
     S = lambda t, hh: lam @ f(t, hh)  # λ fixed
     (S_tt, S_th), (_, S_hh) = torch.func.hessian(S, argnums=(0, 1))(theta_d, h)
     (l_rr, l_rh), (_, l_hh) = torch.func.hessian(loss, argnums=(0, 1))(theta_r, h)
@@ -512,7 +525,9 @@ def deq_gradient(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", 
     r = h @ W_y.detach().T + b_y.detach() - y
     g_h = r @ W_y.detach()
     IJ = torch.eye(h.shape[1], dtype=h.dtype, device=h.device) - s1[:, :, None] * W
-    lam = torch.linalg.solve(IJ.transpose(1, 2), g_h[:, :, None])[..., 0]
+    lam, info = torch.linalg.solve_ex(IJ.transpose(1, 2), g_h[:, :, None])
+    require_invertible(info, "I − J")
+    lam = lam[..., 0]
     mu = s1 * lam
     grads = {"W_z": mu.T @ h, "b_z": mu.sum(0), "U_z": mu.T @ x, "W_y": r.T @ h, "b_y": r.sum(0)}
     return torch.cat([grads[g].reshape(-1) for g in groups])

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from deqlab.errors import IllConditionedError, InputError
-from deqlab.implicit.hessian import TIGHT, equilibrium
+from deqlab.implicit.hessian import TIGHT, equilibrium, require_invertible
 from deqlab.implicit.layer import SolveOptions, options_or, tanh_map
 from deqlab.implicit.params import check_groups, check_problem, flatten, loss_at, unflatten
 from deqlab.solver_options import SOLVER_OPTIONS
@@ -68,7 +68,9 @@ class DEQHessianOperator:
         J = s1[:, :, None] * p["W_z"]  # (B, N, N), J_s = D_s W_z
         if linear == "lu":
             eye = torch.eye(self.h.shape[1], dtype=self.h.dtype, device=self.h.device)
-            self._lu = torch.linalg.lu_factor(eye - J)
+            lu, pivots, info = torch.linalg.lu_factor_ex(eye - J)
+            require_invertible(info, "I − J")
+            self._lu = (lu, pivots)
         else:
             self.J = J  # the iterative linear solves apply J and Jᵀ
         g_h = torch.func.grad(self._loss, argnums=1)(self.theta, self.h)

@@ -99,7 +99,9 @@ def polish_tanh_equilibrium(W_z, b_z, U_z, x, z0: torch.Tensor, *, max_steps: in
     with torch.no_grad():  # on the CPU, whatever the device: the residual lives in numpy anyway
         z64 = z0.detach().cpu().to(torch.float64)
         J0 = (1 - z64 * z64)[:, :, None] * W_z.detach().cpu().to(torch.float64)
-        lu = torch.linalg.lu_factor(torch.eye(z64.shape[1], dtype=torch.float64, device="cpu") - J0)
+        # lu_factor_ex: a singular I − J0 (no derivatives exist there, which the callers say) made lu_factor raise
+        # torch's 'U[1,1] is zero ...' here; its non-finite chord step now ends the polish instead (below)
+        lu = torch.linalg.lu_factor_ex(torch.eye(z64.shape[1], dtype=torch.float64, device="cpu") - J0)[:2]
         steps = 0
         for steps in range(1, max_steps + 1):
             delta = torch.linalg.lu_solve(*lu, torch.from_numpy(r.astype(np.float64))[:, :, None])[..., 0].numpy()
