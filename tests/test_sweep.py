@@ -120,6 +120,18 @@ def test_sweep_bad_input_exits_2_before_any_job(cli, output_root, args, message)
     assert not (output_root / "sweep").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["sysid-f16"], "f16.data_dir is required: give f16.data_dir=DIR"),
+    (["sysid-f16", "f16.data_dir=''"], "f16.data_dir is required (f16.data_dir=DIR;"),
+    (["sysid-evaluate", "run_dir=r"], "data_file is required: give data_file=FILE"),
+])
+def test_a_required_key_of_a_sweep_is_asked_for_as_a_key(cli, output_root, args, message):
+    """'deqlab sweep sysid-f16' said to give --data-dir DIR first, an option 'deqlab sweep' does not take."""
+    r = cli("sweep", *args, f"output_root={output_root}")
+    assert r.exit_code == 2 and r.stderr.strip().count("\n") == 0 and message in r.stderr, r.stderr
+    assert not r.stderr.startswith("error: f16.data_dir is required: give --")
+
+
 def test_sweep_size_counts_every_kind_of_sweep():
     """``sweep_size`` counts a range like Python's ``range`` (floats like Hydra's decimal range), a
     list by its items, a plain value as 1, and the limit sits at the product, not at each key."""
