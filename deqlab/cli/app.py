@@ -121,6 +121,31 @@ bench = typer.Typer(help="Benchmarks: CSV + table, ratios against a reference me
 app.add_typer(bench, name="bench")
 
 
+def _installed_version() -> str:
+    """The installed distribution's version (its metadata); this source tree's ``__version__`` when
+    deqlab runs uninstalled (``PYTHONPATH``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deqlab")
+    except PackageNotFoundError:
+        from deqlab import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"deqlab {_installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print deqlab's version and exit.")) -> None:
+    pass
+
+
 def _register_commands() -> None:
     for info in sorted(pkgutil.iter_modules(deqlab.cli.commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"deqlab.cli.commands.{info.name}")
