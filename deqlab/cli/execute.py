@@ -119,6 +119,11 @@ def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
     if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
         # (any open, a font matplotlib reads as well as a file the run writes: not "cannot write <font>")
         return _failed(run_dir, f"{exc.strerror} (a limit on open files, such as ulimit -n?)", 1)
+    if isinstance(exc, OSError) and not run_dir.path.is_dir():
+        # (removed, or replaced by a file, while the run wrote into it: "cannot write gap.csv: [Errno None] None: ...")
+        # Nothing to mark: its error.txt has nowhere to go, and a file put in its place is not the run's to rename.
+        message = f"the run folder {run_dir.path} was removed or replaced while the run wrote into it"
+        return Outcome(1, message, None, run_dir.path, reason=message)
     if isinstance(exc, OSError):         # a full disk, an unwritable file
         filename = getattr(exc, "filename", None)
         where = f" {_in_folder(filename, run_dir)}" if filename else ""
