@@ -671,3 +671,16 @@ def test_a_run_folder_removed_mid_run_is_said_so(cli, output_root, monkeypatch, 
         assert [p.name.endswith(".partial") and p.read_text() == "the user's\n" for p in left] == [True]
     else:
         assert left == []
+
+
+@pytest.mark.parametrize("check", ["draw_into_files", "bad_openmp_variable"])
+def test_a_signal_during_the_environment_checks_is_one_line(tmp_path, check):
+    """With an OMP_* variable set, the OpenMP probe's child process runs before the app's handler of stops: a
+    SIGTERM then (30 ms into 'OMP_PROC_BIND=true deqlab converge') ended in a traceback and exit 1."""
+    code = ("import os, signal, sys; import deqlab.cli.environment as e; "
+            f"setattr(e, {check!r}, lambda: os.kill(os.getpid(), signal.SIGTERM)); "
+            "sys.argv = ['deqlab', 'converge']; from deqlab.cli import main; main()")
+    env = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path), "OMP_PROC_BIND": "true"}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM and p.stderr == "error: stopped by SIGTERM\n", p.stderr
+    assert not list(tmp_path.iterdir())
