@@ -349,3 +349,24 @@ def test_a_key_given_twice_is_counted_once_like_hydra():
 
     parsed = OverridesParser.create().parse_overrides(["seed=0,1", "seed=2,3,4", "rtol=1e-3,1e-4"])
     assert sweep_jobs(parsed) == 6
+
+
+def test_a_job_refusing_its_input_keeps_a_failed_folder_and_a_row(cli, output_root, tmp_path):
+    """Bad input that only the job's run could see (a pairs file that is text) removed the job's folder, as a
+    single run's: its line named a folder that was not there, summary.csv had no row for it, and the sweep
+    ended in "the sweep launched 2 job(s), but its folder holds 1 job folder(s)"."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(5, 5))
+    X = rng.normal(size=(5, 2))
+    good, text = tmp_path / "good.npz", tmp_path / "text.npz"
+    np.savez(good, X=X, Y=(A + A.T) @ X)
+    text.write_text("a,b\n1,2\n")
+    r = cli("sweep", "lowrank", "part=pairs", f"pairs_file={good},{text}", f"output_root={output_root}")
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "1 of 2 job(s) failed" in r.stderr, r.stderr
+    assert "job folder(s)" not in r.stderr
+    folder = sweep_folder(output_root, "lowrank")
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1.failed"]
+    assert "is text (a CSV?)" in (folder / "1.failed" / "error.txt").read_text()
+    assert list(pd.read_csv(folder / "summary.csv")["status"]) == ["ok", "failed"]
