@@ -55,6 +55,12 @@ class SolversBench:
         checks.count("max_iter", self.max_iter, maximum=10_000_000)
         checks.count("repeats", self.repeats, maximum=100_000)
         checks.count("scipy_max_n", self.scipy_max_n, minimum=0, maximum=MAX_WIDTH)
+        scipy = [name for name in self.solvers if name in ("fsolve", "root")]
+        if len(scipy) == len(self.solvers) and min(self.sizes) > self.scipy_max_n:
+            # (every row skipped: the table's frame had no columns, a KeyError traceback)
+            raise InputError(f"nothing to measure: solvers {', '.join(scipy)} run only at n_z <= scipy_max_n="
+                             f"{self.scipy_max_n}, and every size in {list(self.sizes)} is larger; raise scipy_max_n "
+                             "or add a solver")
         checks.number("input_scale", self.input_scale, minimum=0.0, maximum=1e6)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
 
