@@ -185,6 +185,8 @@ def test_the_tolerance_range_keeps_every_preset_and_its_ends():
         load("hessian", [override, "solver.rtol=1e-9" if "atol=0" in override else "solver.max_iter=10"])
     for name in PRESETS:
         SolverSettings.preset(name)
+    # bench lowrank's rtol is a cut-off of singular values, not a stopping rule's: (0, 1) stays its range
+    assert load("bench_lowrank", ["rtol=0.7"])[0].rtol == 0.7
 
 
 @pytest.mark.parametrize("override, message", [
