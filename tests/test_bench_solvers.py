@@ -2,6 +2,8 @@
 
 import pandas as pd
 
+import helpers
+
 from deqlab.cli.compose import load
 from deqlab.demos import bench_solvers
 
@@ -29,6 +31,14 @@ def test_acceleration_on_the_slow_family():
 def test_bad_bench_config_exits_2(cli, output_root):
     r = cli("bench", "solvers", "norms=[1.5]")
     assert r.exit_code == 2 and "norms[0] must be <= 1" in r.stderr
+
+
+def test_a_selection_with_nothing_to_measure_is_refused(cli, output_root):
+    """Only scipy's solvers, every size above scipy_max_n: each row was skipped and the empty table ended in a
+    KeyError traceback ('family')."""
+    r = cli("bench", "solvers", "sizes=[4]", "solvers=[root]", "scipy_max_n=1")
+    helpers.assert_one_line_error(r, "nothing to measure: solvers root run only at n_z <= scipy_max_n=1", code=2)
+    assert not (output_root / "bench").exists()
 
 
 def test_bench_writes_its_figures_and_the_samples_behind_every_median(cli, output_root):

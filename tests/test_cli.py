@@ -376,3 +376,22 @@ def test_an_openmp_variable_libgomp_cannot_read_is_one_line(tmp_path, name, valu
 def test_openmp_variables_libgomp_reads_are_taken():
     r = _deqlab("config", "converge", OMP_PROC_BIND="spread", OMP_SCHEDULE="dynamic,4", OMP_STACKSIZE="8M", GOMP_SPINCOUNT="1000")
     assert r.returncode == 0 and not r.stderr, r.stderr
+
+
+def test_version_prints_the_installed_version_and_exits_0(cli):
+    """There was no --version ('no such option'); it reads the installed distribution's metadata."""
+    from importlib.metadata import version
+
+    r = cli("--version")
+    assert r.exit_code == 0 and r.output == f"deqlab {version('deqlab')}\n", r.output + r.stderr
+    r = cli("--version", "converge")   # eager: answered before any command runs
+    assert r.exit_code == 0 and r.output.startswith("deqlab ")
+
+
+def test_a_positional_path_shows_path_as_its_type_like_the_path_options(cli):
+    """'sysid evaluate --help' showed run_dir <str> beside --data <path> (Typer types an argument by its
+    annotation)."""
+    r = cli("sysid", "evaluate", "--help")
+    assert r.exit_code == 0
+    row = next(line for line in r.output.splitlines() if "run_dir" in line and "run folder" in line)
+    assert "<path>" in row and "<str>" not in row, row

@@ -166,6 +166,30 @@ def test_a_relative_tolerance_of_one_or_more_is_refused(override):
 
 
 @pytest.mark.parametrize("override, message", [
+    ("solver.atol=1e300", r"^solver\.atol must lie in \[0, 1\] \(an absolute residual above 1"),
+    ("solver.atol=1.5", r"^solver\.atol must lie in \[0, 1\]"),
+    ("solver.rtol=0.9", r"^solver\.rtol must lie in \[0, 0\.5\] \(above 1/2, z need not hold one correct bit"),
+    ("solver.atol=1e-320", r"^solver\.atol must be 0 or >= 2\.2e-308 \(a smaller positive number is subnormal\), got 1e-320$"),
+    ("solver.rtol=4e-320", r"^solver\.rtol must be 0 or >= 2\.2e-308"),
+])
+def test_a_tolerance_outside_its_meaningful_range_is_refused(override, message):
+    """solver.atol=1e300 stopped every solve at z = 0 and rtol=0.9 after about one step, both reported
+    converged; a subnormal atol is 0 in float32 and a handful of bits in float64."""
+    for command in ("hessian", "converge"):
+        with pytest.raises(InputError, match=message):
+            load(command, [override])
+
+
+def test_the_tolerance_range_keeps_every_preset_and_its_ends():
+    for override in ("solver.atol=1", "solver.atol=0", "solver.atol=1e-300", "solver.rtol=0.5", "solver.rtol=1e-12"):
+        load("hessian", [override, "solver.rtol=1e-9" if "atol=0" in override else "solver.max_iter=10"])
+    for name in PRESETS:
+        SolverSettings.preset(name)
+    # bench lowrank's rtol is a cut-off of singular values, not a stopping rule's: (0, 1) stays its range
+    assert load("bench_lowrank", ["rtol=0.7"])[0].rtol == 0.7
+
+
+@pytest.mark.parametrize("override, message", [
     ("model_settings.rnn.init_scale=abc", "model_settings.rnn.init_scale must be a number, got 'abc'"),
     ("model_settings.rnn.kind=[a]", "model_settings.rnn.kind must be a string, got"),
     ("model_settings.ren=3", "model_settings.ren must be a group of settings, set key by key (e.g. model_settings.ren.kind=...)"),

@@ -641,3 +641,46 @@ def test_torch_warning_about_its_own_scripted_decompositions_is_not_kept(cli, ou
     (folder,) = (output_root / "lowrank").iterdir()
     kept = (folder / "warnings.txt").read_text().splitlines()
     assert len(kept) == 1 and kept[0].startswith("DeprecationWarning: some other deprecation"), kept
+
+
+@pytest.mark.parametrize("replaced_by_a_file", [False, True])
+def test_a_run_folder_removed_mid_run_is_said_so(cli, output_root, monkeypatch, replaced_by_a_file):
+    """'rm -rf' of the .partial folder while the run wrote into it ended in "cannot write gap.csv: [Errno None]
+    None: <path>" (pandas' own OSError, given the file name as if it had an errno), and a file put in the
+    folder's place was renamed to <name>.failed."""
+    import shutil
+
+    import pandas as pd
+
+    original = pd.DataFrame.to_csv
+
+    def folder_gone(self, path, *args, **kwargs):
+        folder = Path(path).parent
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            if replaced_by_a_file:
+                folder.write_text("the user's\n")
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", folder_gone)
+    r = cli("converge", *SMALL)
+    line = helpers.assert_one_line_error(r, "was removed or replaced while the run wrote into it", code=1)
+    assert "Errno None" not in line and line.count(str(output_root)) == 1, line
+    left = list((output_root / "converge").iterdir())
+    if replaced_by_a_file:   # the file in its place keeps its name and content
+        assert [p.name.endswith(".partial") and p.read_text() == "the user's\n" for p in left] == [True]
+    else:
+        assert left == []
+
+
+@pytest.mark.parametrize("check", ["draw_into_files", "bad_openmp_variable"])
+def test_a_signal_during_the_environment_checks_is_one_line(tmp_path, check):
+    """With an OMP_* variable set, the OpenMP probe's child process runs before the app's handler of stops: a
+    SIGTERM then (30 ms into 'OMP_PROC_BIND=true deqlab converge') ended in a traceback and exit 1."""
+    code = ("import os, signal, sys; import deqlab.cli.environment as e; "
+            f"setattr(e, {check!r}, lambda: os.kill(os.getpid(), signal.SIGTERM)); "
+            "sys.argv = ['deqlab', 'converge']; from deqlab.cli import main; main()")
+    env = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path), "OMP_PROC_BIND": "true"}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM and p.stderr == "error: stopped by SIGTERM\n", p.stderr
+    assert not list(tmp_path.iterdir())

@@ -71,6 +71,16 @@ def test_unguaranteed_failures_print_as_one_note_per_model_and_nan_alphas_are_ex
         (("model.nonlinearity=sigmoid",), "unknown model.nonlinearity"),
         (("train.unconstrained_solver=magic",), "unknown train.unconstrained_solver"),
         (("model.m=abc",), "model.m must be a number"),
+        # 1 - m rounds to 1 below float64's epsilon: W had no margin (--m 1e-320 ran)
+        (("--m", "1e-320"), "model.m must be >= 2.2e-16 (below float64's epsilon"),
+        (("--m", "1e-17"), "model.m must be >= 2.2e-16"),
+        (("--alpha", "1e-320"), "alpha must be >= 2.2e-308 (a smaller positive number is subnormal"),
+        (("--fb-alpha", "1e-320"), "fb_alpha must be >= 2.2e-308"),
+        (("sweep.alphas=[1.0,1e-320]",), "sweep.alphas[1] must be >= 2.2e-308"),
+        (("rtol=0.9",), "rtol must lie in [0, 0.5]"),
+        (("atol=1e300",), "atol must lie in [0, 1]"),
+        (("atol=1e-320",), "atol must be 0 or >= 2.2e-308"),
+        (("sweep.rtol=0.7",), "sweep.rtol must lie in [0, 0.5]"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(cli, output_root, args, message):

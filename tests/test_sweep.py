@@ -120,6 +120,18 @@ def test_sweep_bad_input_exits_2_before_any_job(cli, output_root, args, message)
     assert not (output_root / "sweep").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["sysid-f16"], "f16.data_dir is required: give f16.data_dir=DIR"),
+    (["sysid-f16", "f16.data_dir=''"], "f16.data_dir is required (f16.data_dir=DIR;"),
+    (["sysid-evaluate", "run_dir=r"], "data_file is required: give data_file=FILE"),
+])
+def test_a_required_key_of_a_sweep_is_asked_for_as_a_key(cli, output_root, args, message):
+    """'deqlab sweep sysid-f16' said to give --data-dir DIR first, an option 'deqlab sweep' does not take."""
+    r = cli("sweep", *args, f"output_root={output_root}")
+    assert r.exit_code == 2 and r.stderr.strip().count("\n") == 0 and message in r.stderr, r.stderr
+    assert not r.stderr.startswith("error: f16.data_dir is required: give --")
+
+
 def test_sweep_size_counts_every_kind_of_sweep():
     """``sweep_size`` counts a range like Python's ``range`` (floats like Hydra's decimal range), a
     list by its items, a plain value as 1, and the limit sits at the product, not at each key."""
@@ -337,3 +349,24 @@ def test_a_key_given_twice_is_counted_once_like_hydra():
 
     parsed = OverridesParser.create().parse_overrides(["seed=0,1", "seed=2,3,4", "rtol=1e-3,1e-4"])
     assert sweep_jobs(parsed) == 6
+
+
+def test_a_job_refusing_its_input_keeps_a_failed_folder_and_a_row(cli, output_root, tmp_path):
+    """Bad input that only the job's run could see (a pairs file that is text) removed the job's folder, as a
+    single run's: its line named a folder that was not there, summary.csv had no row for it, and the sweep
+    ended in "the sweep launched 2 job(s), but its folder holds 1 job folder(s)"."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(5, 5))
+    X = rng.normal(size=(5, 2))
+    good, text = tmp_path / "good.npz", tmp_path / "text.npz"
+    np.savez(good, X=X, Y=(A + A.T) @ X)
+    text.write_text("a,b\n1,2\n")
+    r = cli("sweep", "lowrank", "part=pairs", f"pairs_file={good},{text}", f"output_root={output_root}")
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "1 of 2 job(s) failed" in r.stderr, r.stderr
+    assert "job folder(s)" not in r.stderr
+    folder = sweep_folder(output_root, "lowrank")
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1.failed"]
+    assert "is text (a CSV?)" in (folder / "1.failed" / "error.txt").read_text()
+    assert list(pd.read_csv(folder / "summary.csv")["status"]) == ["ok", "failed"]

@@ -502,3 +502,21 @@ def test_evaluate_of_another_commands_run_folder_says_it_is_no_sysid_run(cli, ou
     helpers.assert_one_line_error(cli("sysid", "evaluate", str(folder), "--data", str(data)),
                                   "holds no saved models (models/*.pt): not a finished `deqlab sysid pendulum` run")
     assert not output_root.exists()
+
+
+def test_evaluate_refuses_a_run_its_run_did_not_finish(tiny_run, cli, output_root, tmp_path):
+    """A .failed or .partial run folder was evaluated like a finished one, into a folder that claimed success;
+    renamed without .failed, the models are evaluated (a strict run's failure report leaves them whole)."""
+    import shutil
+
+    _, run = tiny_run
+    pred = np.load(run / "predictions.npz")
+    three = lambda a: np.concatenate([a, a, a])
+    ok = _write(tmp_path, "ok.npz", u=three(pred["u"]), y=three(pred["y"]))
+    failed = tmp_path / f"{run.name}.failed"
+    shutil.copytree(run, failed)
+    (failed / "error.txt").write_text("stopped by SIGTERM\n")
+    _bad(cli("sysid", "evaluate", str(failed), "--data", ok), "is a run marked failed (stopped by SIGTERM): its models")
+    partial = shutil.copytree(run, tmp_path / f"{run.name}.partial")
+    _bad(cli("sysid", "evaluate", str(partial), "--data", ok), "is unfinished (.partial: its run is still going, or was killed)")
+    assert _no_run(output_root, "evaluate")

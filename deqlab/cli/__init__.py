@@ -21,14 +21,14 @@ def main() -> None:
     # The handlers stay for the process's last steps, where a signal is held back: Python's own handler, put back, turned a
     # Ctrl-C during the interpreter's shutdown after a successful run into a silent death by SIGINT.
     install_handlers()
-    from deqlab.cli.environment import bad_openmp_variable, bad_thread_variable, draw_into_files
+    try:   # (a signal during the environment's checks, such as the OpenMP probe's child process, is a stop too)
+        from deqlab.cli.environment import bad_openmp_variable, bad_thread_variable, draw_into_files
 
-    draw_into_files()
-    bad = bad_thread_variable() or bad_openmp_variable()   # (before torch loads: libgomp prints its own two lines for it)
-    if bad is not None:
-        sys.stderr.write(f"error: {bad}\n")
-        sys.exit(2)
-    try:
+        draw_into_files()
+        bad = bad_thread_variable() or bad_openmp_variable()   # (before torch loads: libgomp prints its own two lines for it)
+        if bad is not None:
+            sys.stderr.write(f"error: {bad}\n")
+            sys.exit(2)
         from deqlab.cli.app import app
 
         app()

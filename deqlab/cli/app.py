@@ -11,9 +11,10 @@ import pkgutil
 import sys
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 import deqlab.cli.commands
+from deqlab.cli.options import PATH, PATH_KEYS
 
 
 def _click_exception_types() -> tuple[type, ...]:
@@ -71,11 +72,21 @@ def _flag_options(group) -> set[str]:
             if getattr(param, "is_flag", False) and getattr(param, "opts", None):
                 param.metavar = ""
                 names.update(o for o in param.opts if o.startswith("--"))
+            if isinstance(param, TyperArgument) and param.name in PATH_KEYS:
+                _show_type(param, PATH["metavar"])
         _quiet_help_option(command)
         if getattr(command, "allow_extra_args", False) or (getattr(command, "context_settings", None) or {}).get("allow_extra_args"):
             command.epilog = OVERRIDES_EPILOG
         todo.extend(getattr(command, "commands", {}).values())
     return names
+
+
+def _show_type(argument, label: str) -> None:
+    """Show ``label`` in the type column of a positional argument's help. An option shows its metavar
+    there (``--data <path>``); an argument shows the type of its annotation (``run_dir <str>``): Typer
+    0.29 derives it from the annotation alone, and a ``Path`` annotation would hand the value to
+    Typer's path conversion (which reads '' as '.') instead of the path_text parser."""
+    argument.display_type_rich = lambda ctx: label
 
 
 def _quiet_help_option(command) -> None:
@@ -119,6 +130,31 @@ app = typer.Typer(
 )
 bench = typer.Typer(help="Benchmarks: CSV + table, ratios against a reference measured in the same run.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
+
+
+def _installed_version() -> str:
+    """The installed distribution's version (its metadata); this source tree's ``__version__`` when
+    deqlab runs uninstalled (``PYTHONPATH``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deqlab")
+    except PackageNotFoundError:
+        from deqlab import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"deqlab {_installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print deqlab's version and exit.")) -> None:
+    pass
 
 
 def _register_commands() -> None:

@@ -411,7 +411,8 @@ def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    if "hydra" in cfg:   # Hydra's own node (a sweep): not the run's business, and resolvable only inside a job
+    in_sweep = "hydra" in cfg
+    if in_sweep:   # Hydra's own node (a sweep): not the run's business, and resolvable only inside a job
         cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     try:
         # A resolver may warn (oc.deprecated does, in two lines of stderr): the settings' own checks
@@ -429,7 +430,7 @@ def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
     container.pop("command", None)
     run_keys = {f.name: container.pop(f.name) for f in dataclasses.fields(RunOptions) if f.name in container}
     run = _merge(RunOptions, run_keys, command)
-    return _merge(settings_class(command), container, command), run
+    return _merge(settings_class(command), container, command, options=not in_sweep), run
 
 
 def load(command: str, overrides: Sequence[str] = ()) -> tuple[Any, RunOptions]:
@@ -437,7 +438,9 @@ def load(command: str, overrides: Sequence[str] = ()) -> tuple[Any, RunOptions]:
     return to_settings(command, compose(command, overrides))
 
 
-def _merge(schema: type, values: dict, command: str):
+def _merge(schema: type, values: dict, command: str, *, options: bool = True):
+    """``values`` merged into ``schema``'s dataclass; ``options``: whether the command that runs takes
+    the typed options of :data:`OPTION_FOR_KEY` (``deqlab sweep`` takes only overrides)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
@@ -453,7 +456,12 @@ def _merge(schema: type, values: dict, command: str):
     except MissingMandatoryValue as exc:
         key = str(getattr(exc, "full_key", "") or _first_line(exc))
         option, metavar = OPTION_FOR_KEY.get(key, (None, None))
-        hint = f": give {option} {metavar} (or {key}={metavar})" if option else ""
+        if not option:
+            hint = ""
+        elif options:
+            hint = f": give {option} {metavar} (or {key}={metavar})"
+        else:   # (the sweep said to give --data-dir, an option 'deqlab sweep' does not take)
+            hint = f": give {key}={metavar}"
         raise InputError(f"{key} is required{hint}") from None
     except ValidationError as exc:
         raise InputError(_validation_message(exc, schema)) from None

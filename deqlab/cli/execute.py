@@ -43,9 +43,11 @@ def settings_yaml(settings) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(settings))
 
 
-def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> Outcome:
+def run_in_folder(command: str, settings, run_dir, *, strict: bool, console, sweep_job: bool = False) -> Outcome:
     """Run ``command`` with ``settings`` inside ``run_dir`` (a :class:`~deqlab.cli.run_folder.RunFolder`)
-    and mark the folder. Never raises for a failure the user must see; a bug keeps its traceback."""
+    and mark the folder. Never raises for a failure the user must see; a bug keeps its traceback.
+    ``sweep_job``: bad input only the run could see marks the folder ``.failed`` (exit 2) instead of
+    removing it, as a job's bad settings do: the sweep's table and folder account for every job."""
     from deqlab.cli.termination import end_children, held, signals_as_exceptions, stopped_by
     from deqlab.report.files import write_text
 
@@ -77,7 +79,7 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console) -> 
                 if stop is not None:
                     end_children()
                     return _failed(run_dir, f"stopped by {stop.name}", stop.exit_code)
-                return _ended_by(exc, run_dir, settings)
+                return _ended_by(exc, run_dir, settings, sweep_job=sweep_job)
 
 
 @contextlib.contextmanager
@@ -108,9 +110,14 @@ def _warnings_kept(run_dir, console):
                                   markup=False, highlight=False)
 
 
-def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
+def _ended_by(exc: BaseException, run_dir, settings, *, sweep_job: bool = False) -> Outcome:
     """The outcome of a run that raised ``exc`` (not a stop): bad input found by the run (its folder
-    removed: nothing to keep), a failure the user must see (``.failed``), or a bug, re-raised."""
+    removed: nothing to keep; a sweep job's marked ``.failed``), a failure the user must see
+    (``.failed``), or a bug, re-raised."""
+    if isinstance(exc, InputError) and sweep_job:
+        # (removed, it left the job's line naming a folder that was not there, the job out of summary.csv,
+        # and the sweep ending in "launched 2 job(s), but its folder holds 1 job folder(s)")
+        return _failed(run_dir, str(exc), 2)
     if isinstance(exc, InputError):      # bad input only the run could see (a data file)
         run_dir.discard()
         return Outcome(2, str(exc))
@@ -119,6 +126,11 @@ def _ended_by(exc: BaseException, run_dir, settings) -> Outcome:
     if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
         # (any open, a font matplotlib reads as well as a file the run writes: not "cannot write <font>")
         return _failed(run_dir, f"{exc.strerror} (a limit on open files, such as ulimit -n?)", 1)
+    if isinstance(exc, OSError) and not run_dir.path.is_dir():
+        # (removed, or replaced by a file, while the run wrote into it: "cannot write gap.csv: [Errno None] None: ...")
+        # Nothing to mark: its error.txt has nowhere to go, and a file put in its place is not the run's to rename.
+        message = f"the run folder {run_dir.path} was removed or replaced while the run wrote into it"
+        return Outcome(1, message, None, run_dir.path, reason=message)
     if isinstance(exc, OSError):         # a full disk, an unwritable file
         filename = getattr(exc, "filename", None)
         where = f" {_in_folder(filename, run_dir)}" if filename else ""
@@ -342,7 +354,7 @@ def run_job(command: str, cfg) -> dict:
     except InputError as exc:
         outcome = _failed(run_dir, str(exc), 2)
     else:
-        outcome = run_in_folder(command, settings, run_dir, strict=run.strict, console=console)
+        outcome = run_in_folder(command, settings, run_dir, strict=run.strict, console=console, sweep_job=True)
     folder = outcome.folder or final
     text = buffer.getvalue()
     with_failures = bool(outcome.result is not None and outcome.result.failures)

@@ -6,6 +6,7 @@ gets a failure row (NaN metrics, ``status``), never a number that means nothing.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +38,23 @@ def _run_washout(run_dir: Path) -> int:
     except Exception:
         raise ConfigError(f"{cfg_file}: no usable washout; give washout=N") from None
     return checks.count(f"washout (read from {cfg_file})", washout, minimum=0, maximum=10_000_000)
+
+
+def _finished(run_dir: Path) -> None:
+    """Refuse a run folder its run did not finish: ``.partial`` (still running, or killed) or ``.failed``
+    (stopped, or a failure): its models may not be trained to the end, and an evaluation of them made a
+    run folder that claimed success. A ``.failed`` run's models may still be wanted (a strict run with a
+    failure report): renamed without the suffix, they are evaluated."""
+    if run_dir.name.endswith(".partial"):
+        raise ConfigError(f"{run_dir} is unfinished (.partial: its run is still going, or was killed); "
+                          "evaluate a finished `deqlab sysid pendulum` run")
+    if run_dir.name.endswith(".failed"):
+        why = ""
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            lines = (run_dir / "error.txt").read_text(encoding="utf-8").splitlines()
+            why = f" ({' '.join(lines[0].split())[:160]})" if lines else ""
+        raise ConfigError(f"{run_dir} is a run marked failed{why}: its models may not be trained to the end; "
+                          "rename the folder without .failed to evaluate them anyway")
 
 
 def _model_files(run_dir: Path) -> list[Path]:
@@ -99,6 +117,7 @@ def run(cfg) -> Result:
 
 def _run(cfg) -> Result:
     run_dir = require_path(cfg.run_dir, "run folder", folder=True)
+    _finished(run_dir)
     _model_files(run_dir)   # (first: another command's run folder had read as "no usable washout; give washout=N")
     washout = _run_washout(run_dir) if cfg.washout is None else int(cfg.washout)
     check_archive(require_path(cfg.data_file, "data file"), "data file")

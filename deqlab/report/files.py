@@ -26,8 +26,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as exc:
         # a failed write (a full disk) names no file: "cannot write: No space left on device" did not say which
-        if not exc.filename:
-            exc.filename = str(path)
+        if not exc.filename and exc.errno is not None:   # (one without an errno, such as pandas' "Cannot save
+            exc.filename = str(path)                      # file into a non-existent directory", names it itself)
         raise
     finally:
         with contextlib.suppress(OSError):

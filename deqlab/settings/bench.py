@@ -55,6 +55,12 @@ class SolversBench:
         checks.count("max_iter", self.max_iter, maximum=10_000_000)
         checks.count("repeats", self.repeats, maximum=100_000)
         checks.count("scipy_max_n", self.scipy_max_n, minimum=0, maximum=MAX_WIDTH)
+        scipy = [name for name in self.solvers if name in ("fsolve", "root")]
+        if len(scipy) == len(self.solvers) and min(self.sizes) > self.scipy_max_n:
+            # (every row skipped: the table's frame had no columns, a KeyError traceback)
+            raise InputError(f"nothing to measure: solvers {', '.join(scipy)} run only at n_z <= scipy_max_n="
+                             f"{self.scipy_max_n}, and every size in {list(self.sizes)} is larger; raise scipy_max_n "
+                             "or add a solver")
         checks.number("input_scale", self.input_scale, minimum=0.0, maximum=1e6)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
 
@@ -158,7 +164,10 @@ class LowrankBench:
         large = [checks.count(f"large_n[{i}]", v, maximum=10**8) for i, v in enumerate(self.large_n)]
         checks.number("target_error", self.target_error, minimum=0.0, exclusive=True)
         checks.number("target_speedup", self.target_speedup, minimum=0.0, exclusive=True)
-        checks.relative_tolerance("rtol", self.rtol)
+        # a cut-off of singular values (rtol x the largest), as in `deqlab lowrank`: not a stopping rule's rtol
+        checks.number("rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)
+        if self.rtol >= 1:
+            raise InputError(f"rtol must be < 1 (a cut-off of rtol times the largest singular value at 1 drops them all), got {self.rtol:g}")
         for size in [self.n, *large]:
             if self.k > size or self.rank > size:
                 raise InputError(f"k = {self.k} and rank = {self.rank} must not exceed n = {size}")

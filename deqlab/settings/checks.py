@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from typing import Iterable, Sequence
 
 from deqlab.errors import InputError
@@ -21,6 +22,16 @@ NUMPY_SEED_MAX = 2**32 - 1
 #: loop counts (layers, steps, epochs, probes...) above this are surely typos, and would run for hours.
 MAX_LOOP = 1_000_000
 DTYPES = ("float32", "float64")
+#: the smallest normal float64: a positive value below it is subnormal, kept to fewer than 53 bits
+#: (5e-324 holds one), and any arithmetic on it rounds to 0 or loses what is left.
+SMALLEST_NORMAL = sys.float_info.min
+#: float64's machine epsilon: a term below it, added to 1, rounds away.
+EPSILON = sys.float_info.epsilon
+#: the stopping rule ``||f(z) - z|| <= atol + rtol ||f(z)||`` of the command line: an absolute residual
+#: above 1 is no solve at the scale of these models' states (tanh's entries lie in [-1, 1]); a
+#: relative residual above 1/2 leaves z without one correct bit of f(z).
+MAX_ATOL = 1.0
+MAX_RTOL = 0.5
 
 
 def integer(key: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -53,6 +64,9 @@ def number(key: str, value, *, minimum: float | None = None, maximum: float | No
         raise InputError(f"{key} must be finite, got {value}")
     if minimum is not None and (value <= minimum if exclusive else value < minimum):
         raise InputError(f"{key} must be {'>' if exclusive else '>='} {minimum:g}, got {value:g}")
+    if exclusive and minimum == 0 and value < SMALLEST_NORMAL:
+        raise InputError(f"{key} must be >= {SMALLEST_NORMAL:.1e} (a smaller positive number is subnormal: "
+                         f"it has lost its precision and rounds to 0 in float32), got {value!r}")
     if maximum is not None and value > maximum:
         raise InputError(f"{key} must be <= {maximum:g}, got {value:g}")
     return value
@@ -103,18 +117,35 @@ def device(key: str, value) -> str:
     return value
 
 
+def _tolerance_range(key: str, value: float, maximum: float, why: str) -> None:
+    if value > maximum:
+        raise InputError(f"{key} must lie in [0, {maximum:g}] ({why}), got {value:g}")
+    if 0 < value < SMALLEST_NORMAL:
+        raise InputError(f"{key} must be 0 or >= {SMALLEST_NORMAL:.1e} (a smaller positive number is subnormal), got {value!r}")
+
+
+def stopping_rule_range(prefix: str, atol: float, rtol: float) -> None:
+    """The command line's range of the stopping rule ``‖f(z) − z‖ ≤ atol + rtol‖f(z)‖`` (finite,
+    ``≥ 0`` and ``rtol < 1`` are the library's checks): ``atol ≤ MAX_ATOL``, ``rtol ≤ MAX_RTOL``, no
+    subnormal value."""
+    check_rtol(f"{prefix}rtol", rtol)
+    _tolerance_range(f"{prefix}atol", atol, MAX_ATOL, "an absolute residual above 1 is no solve at the scale of z")
+    _tolerance_range(f"{prefix}rtol", rtol, MAX_RTOL, "above 1/2, z need not hold one correct bit of f(z)")
+
+
 def relative_tolerance(key: str, value) -> float:
     """The ``rtol`` of a stopping rule ``‖f(z) − z‖ ≤ rtol‖f(z)‖`` that stands alone (no ``atol``):
-    a finite number in ``(0, 1)`` (at ``rtol ≥ 1`` the start ``z = 0`` already meets it)."""
-    value = number(key, value, minimum=0.0, maximum=1.0, exclusive=True)
+    a finite number in ``(0, MAX_RTOL]`` (at ``rtol ≥ 1`` the start ``z = 0`` already meets it)."""
+    value = number(key, value, minimum=0.0, exclusive=True)
     check_rtol(key, value)
+    _tolerance_range(key, value, MAX_RTOL, "above 1/2, z need not hold one correct bit of f(z)")
     return value
 
 
 def tolerances(prefix: str, atol: float, rtol: float) -> None:
     """The shared stopping rule ``‖f(z) − z‖ ≤ atol + rtol‖f(z)‖`` needs one of them > 0."""
-    number(f"{prefix}atol", atol, minimum=0.0, maximum=1.0)
-    number(f"{prefix}rtol", rtol, minimum=0.0, maximum=1.0)
+    number(f"{prefix}atol", atol, minimum=0.0)
+    number(f"{prefix}rtol", rtol, minimum=0.0)
     if atol == 0 and rtol == 0:
         raise InputError(f"{prefix}atol and {prefix}rtol cannot both be 0")
-    check_rtol(f"{prefix}rtol", rtol)
+    stopping_rule_range(prefix, atol, rtol)

@@ -117,6 +117,7 @@ class Settings:
                     raise InputError(f"fb_alpha must be a number > 0 or auto, got {self.fb_alpha!r}") from None
             if not 0 < self.fb_alpha <= 1e6:   # NaN fails this too
                 raise InputError(f"fb_alpha must be a number > 0 or auto, got {self.fb_alpha:g}")
+            checks.number("fb_alpha", self.fb_alpha, minimum=0.0, exclusive=True)   # no subnormal step
         checks.tolerances("", self.atol, self.rtol)
         checks.count("max_iter", self.max_iter, maximum=10_000_000)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from deqlab.settings.checks import stopping_rule_range
 from deqlab.solver_options import SOLVER_OPTIONS, check_solver_options, check_stopping_rule
 
 
@@ -29,6 +30,7 @@ class SolverSettings:
 
     def __post_init__(self) -> None:
         check_stopping_rule(self.atol, self.rtol, self.max_iter, prefix="solver.")
+        stopping_rule_range("solver.", self.atol, self.rtol)
         if self.max_iter > 10_000_000:
             from deqlab.errors import InputError
 

@@ -72,7 +72,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.f16.data_dir in ("???", "", None):
-            raise InputError(f"f16.data_dir is required (--data-dir DIR): the folder with the benchmark's files, {SOURCE}")
+            raise InputError(f"f16.data_dir is required (f16.data_dir=DIR; --data-dir DIR on 'deqlab sysid f16'): the folder with the benchmark's files, {SOURCE}")
         check_run(self)
         if self.f16.segment <= self.washout + 1:
             raise InputError(f"f16.segment={self.f16.segment} is too short for washout={self.washout}")
