@@ -385,6 +385,13 @@ def test_nrmse_refuses_where_it_is_undefined():
     with pytest.raises(ValueError, match="must both be"):
         nrmse(y[:, :40], y, 10)
     assert np.isnan(nrmse(y * np.nan, y, 10))   # a prediction that overflowed stays NaN: the caller reports it
+    # a NaN in the reference read as 'output channel(s) [0] of y are constant'; a washout of 2.5 failed in slicing
+    # (TypeError) and True was taken as 1
+    with pytest.raises(ValueError, match="y contains NaN or infinite values"):
+        nrmse(y, np.where(np.arange(50)[None, :, None] == 20, np.nan, y), 10)
+    for washout in (2.5, True):
+        with pytest.raises(ValueError, match=r"washout must lie in \[0, steps = 50\) as an integer"):
+            nrmse(y, y, washout)
 
 
 class _Payload:

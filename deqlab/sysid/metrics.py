@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -21,10 +23,13 @@ def nrmse(y_hat: np.ndarray, y: np.ndarray, washout: int) -> float:
     washout, or a channel of ``y`` that is constant there (its std divides; it gave 1e300 or NaN)."""
     if y_hat.shape != y.shape or y.ndim != 3:
         raise InputError(f"y_hat and y must both be (trajectories, steps, outputs), got {y_hat.shape} and {y.shape}")
-    if not 0 <= washout < y.shape[1]:
-        raise InputError(f"washout must lie in [0, steps = {y.shape[1]}), got {washout}")
+    # (a washout of 2.5 failed in slicing with a TypeError; True was taken as 1)
+    if isinstance(washout, bool) or not isinstance(washout, numbers.Integral) or not 0 <= washout < y.shape[1]:
+        raise InputError(f"washout must lie in [0, steps = {y.shape[1]}) as an integer, got {washout!r}")
     e = (y_hat[:, washout:] - y[:, washout:]).reshape(-1, y.shape[-1])
     ref = y[:, washout:].reshape(-1, y.shape[-1])
+    if not np.isfinite(ref).all():   # (a NaN in y read as 'output channel(s) [0] of y are constant')
+        raise InputError("y contains NaN or infinite values after the washout: NRMSE is undefined")
     std = ref.std(axis=0)
     if not (std > 0).all():
         raise InputError(f"output channel(s) {np.flatnonzero(~(std > 0)).tolist()} of y are constant after the washout: NRMSE is undefined")
