@@ -154,7 +154,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                        help="Print deqlab's version and exit.")) -> None:
-    pass
+    """The options of ``deqlab`` itself, before any command (``--version``, handled by its callback)."""
 
 
 def _register_commands() -> None:
