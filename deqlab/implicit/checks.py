@@ -20,6 +20,7 @@ import torch
 from deqlab.implicit.hessian import TIGHT, deq_gradient
 from deqlab.implicit.layer import SolveOptions, options_or, tanh_equilibrium, tanh_map
 from deqlab.implicit.params import flatten, loss_at, unflatten
+from deqlab.solvers.result import row_norms
 
 
 def unrolled_loss(theta, params, groups, x, y, steps: int, z0=None):
@@ -72,25 +73,22 @@ def _grad_at(theta, params, groups, x, y, opts):
     return deq_gradient(p["W_z"], p["b_z"], p["U_z"], p["W_y"], p["b_y"], x, y, groups=groups, opts=opts)
 
 
-def _unit(*tensors: torch.Tensor) -> float:
-    """The largest magnitude among ``tensors`` (1 if all are 0 or it is not finite): dividing by it first keeps
-    the Frobenius norms below from under- or overflowing (torch sums the squares as they are: a gradient
-    of size 1e-171 has norm 0 there, and the ratio came out NaN)."""
-    top = max(float(t.detach().abs().max()) if t.numel() else 0.0 for t in tensors)
-    return top if 0 < top < float("inf") else 1.0
+def _frobenius(A: torch.Tensor) -> float:
+    """``‖A‖_F`` without under- or overflow (:func:`~deqlab.solvers.result.row_norms` of ``A`` as one row: torch
+    sums the squares as they are, so a gradient of size 1e-171 had norm 0 and the ratios below came out NaN)."""
+    return float(row_norms(A.detach().reshape(1, -1))[0])
 
 
 def relative_error(A: torch.Tensor, B: torch.Tensor) -> float:
     """``‖A − B‖_F / ‖B‖_F`` (0 where ``A`` equals ``B``, zeros included; ``inf`` for ``A ≠ B = 0``)."""
-    s = _unit(A, B)
-    diff = float(torch.linalg.norm((A - B) / s).detach())
+    diff = _frobenius(A - B)
     if diff == 0:
         return 0.0
-    norm_b = float(torch.linalg.norm(B / s).detach())
+    norm_b = _frobenius(B)
     return diff / norm_b if norm_b > 0 else float("inf")
 
 
 def symmetry_error(A: torch.Tensor) -> float:
-    """``‖A − Aᵀ‖_F / ‖A‖_F``."""
-    s = _unit(A)
-    return float(torch.linalg.norm((A - A.T) / s).detach() / torch.linalg.norm(A / s).detach())
+    """``‖A − Aᵀ‖_F / ‖A‖_F`` (NaN for ``A = 0``)."""
+    norm = _frobenius(A)
+    return _frobenius(A - A.T) / norm if norm > 0 else float("nan")
