@@ -187,3 +187,15 @@ def test_eigenvalue_routines_refuse_a_non_symmetric_operator():
     require_symmetric(lambda v: 0 * v, 40)
     np.testing.assert_allclose(extreme_eigenvalues(lambda v: S @ v, 40, k=2),
                                np.linalg.eigvalsh(S.numpy())[-2:], rtol=1e-10)
+
+
+
+def test_a_symmetric_operator_at_a_tiny_scale_passes_the_symmetry_probe():
+    """The probe's bound ‖Hu‖‖v‖ + ‖Hv‖‖u‖ is formed without underflow: at 1e-170, torch's vector_norm gave
+    0 and a symmetric operator's round-off (a non-zero |vᵀHu − uᵀHv|) was refused against it."""
+    from deqlab.implicit.spectrum import extreme_eigenvalues
+
+    A = torch.randn(40, 40, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    S = A + A.T
+    top = extreme_eigenvalues(lambda w: (S * 1e-170) @ w, 40, k=1)
+    np.testing.assert_allclose(top * 1e170, np.linalg.eigvalsh(S.numpy())[-1:], rtol=1e-8)

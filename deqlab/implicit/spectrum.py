@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from deqlab.errors import DeqlabError, InputError, NotConvergedError, require_count, require_number, require_real_dtype
-from deqlab.solvers.result import all_finite, describe
+from deqlab.solvers.result import all_finite, describe, row_norms
 
 
 def torch_product(operator) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -130,8 +130,10 @@ def require_symmetric(product: Callable[[torch.Tensor], torch.Tensor], size: int
     u, v = (torch.randn(size, generator=gen, dtype=dtype, device="cpu").to(device) for _ in range(2))
     Hu, Hv = product(u), product(v)
     asymmetry = abs(float(v @ Hu) - float(u @ Hv))
-    bound = float(torch.linalg.vector_norm(Hu) * torch.linalg.vector_norm(v)
-                  + torch.linalg.vector_norm(Hv) * torch.linalg.vector_norm(u))
+    # (the norms by row_norms: torch.linalg.vector_norm of an operator's products near 1e-170 is 0, and the
+    # round-off of such a symmetric operator would have been refused against a bound of 0)
+    norm_u, norm_v, norm_Hu, norm_Hv = (float(row_norms(t.reshape(1, -1))[0]) for t in (u, v, Hu, Hv))
+    bound = norm_Hu * norm_v + norm_Hv * norm_u
     if asymmetry > symmetry_rtol(dtype) * bound:
         raise InputError(f"the operator is not symmetric: for random u, v, |vᵀHu − uᵀHv| = {asymmetry:.3g} is "
                          f"{asymmetry / bound:.1e} of ‖Hu‖‖v‖ + ‖Hv‖‖u‖ (allowed: {symmetry_rtol(dtype):.1e}); eigsh and "
@@ -165,7 +167,7 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
         raise InputError(f"which must be one of {', '.join(EIGSH_WHICH)} (ARPACK's ends of the spectrum), got {which!r}")
     product = torch_product(matvec)
     require_symmetric(checked(product, size), size, dtype=dtype, device=matvec_device(product, device), seed=seed)
-    op = as_linear_operator(matvec, size, dtype, device)
+    op = as_linear_operator(product, size, dtype, device)
     v0 = np.random.default_rng(seed).standard_normal(size)
     try:
         vals = eigsh(op, k=k, which=which, tol=tol, maxiter=maxiter, v0=v0, return_eigenvectors=False)
