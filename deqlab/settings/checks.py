@@ -32,6 +32,8 @@ EPSILON = sys.float_info.epsilon
 #: relative residual above 1/2 leaves z without one correct bit of f(z).
 MAX_ATOL = 1.0
 MAX_RTOL = 0.5
+_ATOL_WHY = "an absolute residual above 1 is no solve at the scale of z"
+_RTOL_WHY = "above 1/2, z need not hold one correct bit of f(z)"
 
 
 def integer(key: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -129,8 +131,8 @@ def stopping_rule_range(prefix: str, atol: float, rtol: float) -> None:
     ``≥ 0`` and ``rtol < 1`` are the library's checks): ``atol ≤ MAX_ATOL``, ``rtol ≤ MAX_RTOL``, no
     subnormal value."""
     check_rtol(f"{prefix}rtol", rtol)
-    _tolerance_range(f"{prefix}atol", atol, MAX_ATOL, "an absolute residual above 1 is no solve at the scale of z")
-    _tolerance_range(f"{prefix}rtol", rtol, MAX_RTOL, "above 1/2, z need not hold one correct bit of f(z)")
+    _tolerance_range(f"{prefix}atol", atol, MAX_ATOL, _ATOL_WHY)
+    _tolerance_range(f"{prefix}rtol", rtol, MAX_RTOL, _RTOL_WHY)
 
 
 def relative_tolerance(key: str, value) -> float:
@@ -138,7 +140,7 @@ def relative_tolerance(key: str, value) -> float:
     a finite number in ``(0, MAX_RTOL]`` (at ``rtol ≥ 1`` the start ``z = 0`` already meets it)."""
     value = number(key, value, minimum=0.0, exclusive=True)
     check_rtol(key, value)
-    _tolerance_range(key, value, MAX_RTOL, "above 1/2, z need not hold one correct bit of f(z)")
+    _tolerance_range(key, value, MAX_RTOL, _RTOL_WHY)
     return value
 
 

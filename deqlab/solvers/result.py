@@ -23,6 +23,7 @@ import torch
 from deqlab.errors import InputError
 from deqlab.solver_options import check_stopping_rule
 
+
 def rule_bound(fnorm, atol: float, rtol: float):
     """The stopping rule's bound ``atol + rtol·‖f(z_b)‖`` per sample, from the norms ``‖f(z_b)‖`` (a NumPy
     array or a tensor); with ``atol = 0`` just ``rtol·‖f(z_b)‖`` (one operation fewer in every step)."""
