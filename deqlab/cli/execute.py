@@ -16,6 +16,7 @@ import errno
 import importlib
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,7 +24,6 @@ from typing import Any, Sequence
 from deqlab.cli.errors import fail
 from deqlab.cli.options import option_overrides
 from deqlab.errors import DeqlabError, InputError
-
 
 
 @dataclass
@@ -326,8 +326,6 @@ def run_job(command: str, cfg) -> dict:
     """
     from hydra.core.hydra_config import HydraConfig
     from rich.console import Console
-
-    import sys
 
     from deqlab.cli.compose import to_settings
     from deqlab.cli.run_folder import RunFolder

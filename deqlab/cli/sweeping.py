@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from deqlab.cli.errors import fail
-from deqlab.cli.execute import check_resources, import_run_modules, own_overrides, refuse_input, resolve_device
+from deqlab.cli.execute import WRITE_ERRORS, check_resources, import_run_modules, own_overrides, refuse_input, resolve_device
 from deqlab.errors import InputError, expand_home
 
 #: CLI names of the sweepable commands → their config names (the underscore spellings work too)
@@ -193,7 +193,7 @@ def _launcher_failure(exc: Exception) -> str:
         return f"cannot start a job process: {exc.strerror} (a limit on processes, such as ulimit -u?)"
     if isinstance(exc, OSError) and exc.strerror:   # (a full disk while Hydra writes a job's .hydra/ files: "OSError: [Errno 28] ...")
         where = f" {exc.filename}" if exc.filename else " in the sweep folder"
-        writing = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES)
+        writing = exc.errno in (*WRITE_ERRORS, errno.EACCES)   # (Hydra writes in folders it made: EACCES is writing too)
         return f"cannot write{where}: {exc.strerror}" if writing else f"{exc.strerror}:{where}"
     if type(exc).__name__ == "UncompletedJobError":   # submitit: the job's process ended without a result
         state = re.search(r"\(state: (\w+)\)", text)
