@@ -48,6 +48,17 @@ def label_log_axis(ax, axis: str, values) -> None:
     target.set_minor_formatter(NullFormatter())
 
 
+def ticks_at(ax, values, labels, **text) -> None:
+    """Major x ticks exactly at ``values`` (the sizes a bench measured), labelled ``labels``, and no minor
+    ticks: a log axis's own ticks named sizes nobody ran (10², 10³) and left the measured ones bare.
+    ``text``: passed to ``set_xticks`` (rotation, alignment, font size)."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ax.xaxis.set_major_locator(FixedLocator(values))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(values, labels, **text)
+
+
 def integer_ticks(ax, axis: str = "x") -> None:
     """Major ticks at whole numbers only (epochs, iterations): never "epoch 1.2"."""
     from matplotlib.ticker import MaxNLocator

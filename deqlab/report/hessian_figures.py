@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from deqlab.report.figures import label_log_axis, new_axes
+from deqlab.report.figures import label_log_axis, new_axes, ticks_at
 
 
 def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[str, int]], *, title: str):
@@ -224,16 +224,12 @@ def ladder_times(ladder, references: Mapping[str, tuple[float, float]], *, title
         # hollow: the closed form's star sits on its own ladder point when n_z is on the ladder
         ax.plot([P], [t], "*", ms=16, color=col, mfc="none", mew=1.2, label=label)
         shown.append(np.array([t]))
-    from matplotlib.ticker import FixedLocator, NullLocator
-
     sizes = np.unique(np.concatenate([ladder["P"].to_numpy(dtype=float), [P for P, _ in references.values()]]))
-    ax.xaxis.set_major_locator(FixedLocator(sizes))
-    ax.xaxis.set_minor_locator(NullLocator())
     # slanted where two neighbours are closer than a factor 2.5 (the default ladder's 256 and 316: P 67,840
     # and 102,660 printed over each other)
     crowded = len(sizes) > 6 or (len(sizes) > 1 and np.min(np.diff(np.log10(sizes))) < np.log10(2.5))
-    ax.set_xticks(sizes, [f"{int(p):,}" for p in sizes], rotation=35 if crowded else 0, ha="right" if crowded else "center",
-                  fontsize=8)
+    ticks_at(ax, sizes, [f"{int(p):,}" for p in sizes], rotation=35 if crowded else 0, ha="right" if crowded else "center",
+             fontsize=8)
     ax.grid(False, which="minor")
     label_log_axis(ax, "y", np.concatenate(shown) if shown else [])
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

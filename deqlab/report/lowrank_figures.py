@@ -78,9 +78,7 @@ def bench_times(frame: pd.DataFrame, *, reference: str, title: str, subtitle: st
     ``numpy closed form [ms]``) dashed in the same colour, and scipy's SR1 (rows whose method starts
     with ``scipy``, measured at the dense ``n`` only) as large hollow markers; ``reference`` (the
     speed-up's denominator) is named in the legend. ``frame``: the bench table."""
-    from matplotlib.ticker import FixedLocator, NullLocator
-
-    from deqlab.report.figures import label_log_axis, new_axes
+    from deqlab.report.figures import label_log_axis, new_axes, ticks_at
 
     fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "matrix size n (H is n × n)",
                        "median time per call [ms]", logx=True, logy=True)
@@ -101,9 +99,7 @@ def bench_times(frame: pd.DataFrame, *, reference: str, title: str, subtitle: st
             ax.plot(n, floor, ls="-.", lw=1, marker=".", color=color(method), alpha=0.7,
                     label=f"{method}: plain numpy closed form")
     sizes = np.unique(frame["n"].to_numpy(float))
-    ax.xaxis.set_major_locator(FixedLocator(sizes))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticks(sizes, [f"{int(n)}" for n in sizes])
+    ticks_at(ax, sizes, [f"{int(n)}" for n in sizes])
     if len(sizes) == 1:  # one size: widen the axis around it so the markers are not on its edge
         ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
     label_log_axis(ax, "y", np.concatenate(shown))

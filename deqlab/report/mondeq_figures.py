@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from deqlab.report.figures import integer_ticks, label_log_axis, new_axes
+from deqlab.report.figures import integer_ticks, label_log_axis, new_axes, ticks_at
 
 #: markers per splitting method: big hollow first, small filled last, so coinciding points stay visible
 _SPLIT_STYLE = {"peaceman_rachford": {"marker": "o", "ms": 10, "mfc": "none", "ls": "-", "lw": 2.2},
@@ -103,8 +103,6 @@ def bench_times(sizes: np.ndarray, times: Mapping[str, np.ndarray], *, title: st
     """Median wall time per forward solve against ``n_z`` (log-log), one line per method, ticks at
     the sizes measured; a run that did not converge is ringed in red (and the legend says at
     which ``n_z``), a method that converged everywhere carries no mark."""
-    from matplotlib.ticker import FixedLocator, NullLocator
-
     from deqlab.report.style import color
 
     fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "hidden size n_z", "median wall time per solve [ms]",
@@ -116,9 +114,7 @@ def bench_times(sizes: np.ndarray, times: Mapping[str, np.ndarray], *, title: st
         ax.plot(sizes, t, "o-", color=color(name.split(" (")[0]), label=label)
         if (~ok).any():
             ax.plot(sizes[~ok], np.asarray(t)[~ok], "o", ms=13, mfc="none", mec="red", mew=1.5)
-    ax.xaxis.set_major_locator(FixedLocator(sizes))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ticks_at(ax, sizes, [str(n) for n in sizes])
     label_log_axis(ax, "y", np.concatenate([np.ravel(t) for t in times.values()]))  # "6", not "6 × 10⁰"
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from deqlab.report.figures import label_log_axis
+from deqlab.report.figures import label_log_axis, ticks_at
 
 
 def solver_panels(frame: pd.DataFrame, column: str, ylabel: str, *, title: str, subtitle: str = "",
@@ -24,7 +24,6 @@ def solver_panels(frame: pd.DataFrame, column: str, ylabel: str, *, title: str, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator
 
     from deqlab.report.style import color
 
@@ -58,9 +57,7 @@ def solver_panels(frame: pd.DataFrame, column: str, ylabel: str, *, title: str, 
             if j == 0:
                 ax.set_ylabel(ylabel)
     ax0 = axes[0][0]
-    ax0.xaxis.set_major_locator(FixedLocator(sizes))
-    ax0.xaxis.set_minor_locator(NullLocator())
-    ax0.set_xticks(sizes, [str(n) for n in sizes])
+    ticks_at(ax0, sizes, [str(n) for n in sizes])
     ax0.set_xlim(sizes.min() / 1.5, sizes.max() * 1.5)
     label_log_axis(ax0, "y", frame[column].to_numpy(dtype=float))
     fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from deqlab.report.figures import integer_ticks, label_log_axis, new_axes
+from deqlab.report.figures import integer_ticks, label_log_axis, new_axes, ticks_at
 from deqlab.report.style import color
 
 
@@ -90,8 +90,6 @@ def bench_step_times(frame, *, title: str, subtitle: str = ""):
     one line per model and backward (the model's colour; implicit backward solid, autograd dashed),
     each point labelled with its time. ``frame``: the bench table (``model, backward, threads,
     median time [s]``)."""
-    from matplotlib.ticker import FixedLocator, NullLocator
-
     fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "torch (and BLAS) threads",
                        "median time per training step [ms]", logy=True)
     shown = []
@@ -109,9 +107,7 @@ def bench_step_times(frame, *, title: str, subtitle: str = ""):
             ax.annotate(f"{v:.3g}", (t, v), textcoords="offset points", xytext=(-9 if left else 9, 0), va="center",
                         ha="right" if left else "left", fontsize=7, color=color(model))
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(FixedLocator(counts))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticks(counts, [str(int(c)) for c in counts])
+    ticks_at(ax, counts, [str(int(c)) for c in counts])
     ax.set_xlim(counts.min() / 1.4, counts.max() * 1.6)
     values = np.concatenate(shown)
     values = values[np.isfinite(values) & (values > 0)]
