@@ -76,6 +76,26 @@ def test_labelled_track_names_the_item_and_keeps_items():
     assert list(track([1, 2], "x", label=str)) == [1, 2]  # not a terminal: the items unchanged
 
 
+MARKUP_IN_NAMES = """
+from deqlab.report.progress import activity, track
+for _ in track([1], "run[/]a"):
+    pass
+with activity("file [/]x.npz", total=2, unit="[bold]calls") as act:
+    act.update(description="model [red]b[/] [/]")
+    act.advance()
+    act.update(info="info [/]")
+print("finished")
+"""
+
+
+def test_names_with_markup_characters_are_drawn_as_written():
+    """A description quoting a user's name with '[/]' in it raised rich's MarkupError (a traceback) when
+    the bar drew it; descriptions and counts are text, never markup."""
+    out = _run_in_terminal(MARKUP_IN_NAMES, "1")
+    assert "finished" in out and "Traceback" not in out and "MarkupError" not in out, out[-2000:]
+    assert "run[/]a" in out and "file [/]x.npz" in out
+
+
 def test_hessian_survey_of_fixed_points_shows_a_spinner(tmp_path):
     """Every solver from z = 0 plus J's eigenvalues and singular values per sample took minutes at the
     README's --hvp-only size with nothing on the screen; the step now has a spinner."""

@@ -84,8 +84,9 @@ class EpochBar:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            self.progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
+                                     TimeElapsedColumn(),
                                      console=Console(stderr=True), transient=True)
             self.progress.__enter__()
         return self

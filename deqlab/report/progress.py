@@ -49,9 +49,11 @@ def track(items: Iterable[T], description: str, total: int | None = None,
         return items
     if label is not None:
         return _labelled(list(items), description, label)
+    from rich.markup import escape
     from rich.progress import track as rich_track
 
-    return rich_track(items, description=description, total=total, console=_console(), transient=True)
+    # (rich_track's description column reads markup: escaped, a name such as 'run[/]1' prints as written)
+    return rich_track(items, description=escape(description), total=total, console=_console(), transient=True)
 
 
 def _labelled(items: list[T], description: str, label: Callable[[T], str]) -> Iterator[T]:
@@ -109,10 +111,12 @@ def activity(description: str, total: float | None = None, unit: str = "") -> It
         TimeElapsedColumn,
     )
 
-    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}")]
+    # descriptions and counts as text, never markup: they quote names (files, models) a user chose, and
+    # '[/]' in one raised rich's MarkupError from the bar's refresh thread
+    columns = [SpinnerColumn(), TextColumn("{task.description}", style="bold", markup=False)]
     if total is not None:
         columns += [BarColumn(), MofNCompleteColumn()]
-    columns += [TextColumn("{task.fields[count]}"), TimeElapsedColumn()]
+    columns += [TextColumn("{task.fields[count]}", markup=False), TimeElapsedColumn()]
     progress = Progress(*columns, console=_console(), transient=True)
     try:
         progress.start()
