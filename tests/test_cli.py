@@ -190,6 +190,21 @@ def test_an_empty_output_root_is_refused(cli, tmp_path, monkeypatch, value):
     assert not list(tmp_path.iterdir())
 
 
+def test_the_outputs_line_prints_the_folder_as_written_and_whole(tmp_path, monkeypatch):
+    """A folder with '[/]' in its name raised rich's MarkupError (a traceback, after the run had finished)
+    from the 'outputs:' line, and a path longer than the terminal was cut by inserted newlines."""
+    from typer.testing import CliRunner
+
+    from deqlab.cli.app import app
+
+    root = tmp_path / "a[/]b [bold]c" / ("long-name-" * 8)
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(root))
+    r = CliRunner().invoke(app, ["lowrank"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output + r.stderr
+    (folder,) = (root / "lowrank").iterdir()
+    assert f"outputs: {folder}" in r.output.splitlines(), r.output[-1000:]
+
+
 def test_a_home_folder_in_output_root_is_expanded_and_an_unquoted_one_explained(cli, tmp_path, monkeypatch):
     """`output_root=~/runs` was Hydra's lexer message alone; quoted, a literal '~' folder was made in the
     working directory while the CSV writer expanded '~' elsewhere, and the run failed."""

@@ -48,6 +48,8 @@ def test_sweep_jobs_print_at_the_terminal_width(output_root):
     # every line but those naming a folder (Hydra's launch log, 'job 0 ok: <path>'), which no width can hold
     lines = [line for line in r.output.splitlines() if str(output_root) not in line]
     assert max(len(line) for line in lines) <= 80, r.output
+    # and the sweep's own folder line holds its path whole (rich cut one longer than 80 columns into lines)
+    assert any(line.startswith(f"sweep folder: {sweep_folder(output_root)} (") for line in r.output.splitlines()), r.output
 
 
 def test_sweep_prints_its_own_lines_not_hydras_log(output_root):

@@ -277,6 +277,7 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
     from deqlab.cli.compose import load
     from deqlab.cli.run_folder import RunFolder, creation_error, output_root, output_root_origin
     from deqlab.cli.termination import held, stopped_by
+    from deqlab.report.writer import show_location
 
     try:
         settings, run = load(command, [*option_overrides(device=device), *overrides])
@@ -305,9 +306,9 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
             outcome = _failed(run_dir, f"stopped by {stop.name}", stop.exit_code)
     if outcome.code:
         if outcome.folder is not None and outcome.code == 1 and outcome.result is not None:
-            console.print(f"[red]outputs (marked failed):[/] {outcome.folder}")
+            show_location(console, "outputs (marked failed):", "red", outcome.folder)
         fail(outcome.message, outcome.code)
-    console.print(f"[green]outputs:[/] {outcome.folder}")
+    show_location(console, "outputs:", "green", outcome.folder)
     return outcome.result
 
 

@@ -253,6 +253,7 @@ def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool, ex
     from deqlab.report.files import atomic_path
     from deqlab.report.result import Table
     from deqlab.report.tables import to_rich
+    from deqlab.report.writer import show_location
 
     swept = [_overrides(job) for job in jobs]
     keys = list(dict.fromkeys(k for s in swept for k in s))
@@ -284,6 +285,6 @@ def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool, ex
     console = Console()
     if len(frame):
         console.print(to_rich(Table(f"Sweep of {command}: {len(jobs)} job(s)", frame)))
-    console.print(f"sweep folder: {sweep_dir} ({len(reported)} job(s) with failure reports)")
+    show_location(console, "sweep folder:", "", sweep_dir, f" ({len(reported)} job(s) with failure reports)")
     if problem is not None:
         fail(f"{problem} (sweep folder {sweep_dir})", 1)

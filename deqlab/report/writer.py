@@ -61,3 +61,10 @@ def show(result: Result, console: Console) -> None:
         console.print(Text(note))
     for failure in result.failures:
         console.print(Text.assemble(("not converged:", "bold red"), " ", failure))
+
+
+def show_location(console: Console, label: str, style: str, path, note: str = "") -> None:
+    """Print ``label path note`` on one logical line: the path as text, never markup (a folder named
+    ``a[/]b`` raised rich's MarkupError, a traceback after a finished run), and soft-wrapped, so a
+    path longer than the terminal is never cut by an inserted newline (it stays one line to copy)."""
+    console.print(Text.assemble((label, style), " ", str(path), note), soft_wrap=True)
