@@ -159,3 +159,35 @@ def test_bench_solvers_figure_rings_a_solve_that_did_not_converge():
     assert labels == ["fixed_point", "not converged", "anderson"]
     assert "[ms]" in fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel() == "hidden size n_z"
     matplotlib.pyplot.close(fig)
+
+
+@pytest.mark.parametrize("with_truth", [True, False])
+def test_lowrank_estimates_figure_ranks_by_magnitude_and_labels_its_axes(with_truth):
+    """deqlab lowrank's example and pairs runs wrote no figure; theirs puts each estimate's eigenvalues, by
+    decreasing |λ|, beside the true H's (whose zero tail is summarised, not drawn), and the relative
+    secant residual (and recovery error when H is known) per method."""
+    import pandas as pd
+
+    from deqlab.report.lowrank_figures import estimates_against_truth
+
+    spectra = {"rank_k_recovery": np.array([3.0, -1.0]), "least_change": np.array([2.0, 0.5, -0.25])}
+    truth = np.concatenate([[-1.0, 3.0], np.full(40, 1e-17)]) if with_truth else None
+    frame = pd.DataFrame({"method": list(spectra), "||HX - Y||_F": [2e-15, 4.0],
+                          "||H - H_true||_F / ||H_true||_F": [1e-15, 0.5] if with_truth else [np.nan, np.nan]})
+    fig = estimates_against_truth(frame, spectra, truth, y_norm=2.0, title="t")
+    left, right = fig.axes
+    for ax in (left, right):
+        assert ax.get_xlabel() or ax.get_xticklabels(), ax.get_title()
+        assert ax.get_ylabel() and ("units" in ax.get_ylabel() or "dimensionless" in ax.get_ylabel())
+    points = {line.get_label().split()[0]: line.get_ydata() for line in left.get_lines()}
+    np.testing.assert_array_equal(points["rank_k_recovery"], [3.0, -1.0])          # by |λ|, not by value
+    np.testing.assert_array_equal(points["least_change"], [2.0, 0.5, -0.25])
+    heights = sorted(b.get_height() for b in right.patches)
+    if with_truth:
+        segments = left.collections[0].get_segments()
+        assert [seg[0][1] for seg in segments] == [3.0, -1.0, 1e-17, 1e-17, 1e-17]   # largest rank + 2 shown
+        assert "37 smaller eigenvalues not shown" in left.get_title()
+        np.testing.assert_allclose(heights, [1e-15, 1e-15, 0.5, 2.0], rtol=1e-12)   # residuals / ||Y||_F, errors
+    else:
+        assert not left.collections
+        np.testing.assert_allclose(heights, [1e-15, 2.0], rtol=1e-12)

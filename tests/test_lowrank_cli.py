@@ -27,6 +27,7 @@ def test_default_reproduces_seed_example(cli, output_root):
     arrays = np.load(folder / "example.npz")
     np.testing.assert_allclose(arrays["H_rank_k_recovery"], SEED_H, atol=1e-7)
     assert (folder / "config.yaml").is_file()
+    assert (folder / "example.png").stat().st_size > 10_000   # the estimates' eigenvalues beside H's (it had no figure)
     assert "Y (X^T Y)^+ Y^T" in r.output
 
 
@@ -62,6 +63,7 @@ def test_pairs_file_without_truth(cli, output_root, tmp_path):
     assert r.exit_code == 0, r.output
     table = pd.read_csv(run_folder(output_root) / "pairs.csv")
     assert table["max|H - H_true|"].isna().all()
+    assert (run_folder(output_root) / "pairs.png").stat().st_size > 10_000
 
 
 def _bad(tmp_path, name, **arrays):

@@ -105,3 +105,73 @@ def bench_times(frame: pd.DataFrame, *, reference: str, title: str, subtitle: st
     label_log_axis(ax, "y", np.concatenate(shown))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+def estimates_against_truth(frame: pd.DataFrame, spectra: dict[str, np.ndarray], truth: np.ndarray | None, *,
+                            y_norm: float, title: str):
+    """``deqlab lowrank`` (the seed's example, a user's pairs): what each method recovered.
+
+    Left, the eigenvalues of each estimate ``H = U diag(S) Uᵀ`` (``spectra[method] = S``, rank ``r``) by
+    decreasing magnitude, beside those of the true ``H`` (``truth``; ``None`` when the pairs came without
+    one; its tail beyond the largest rank + 2 is summarised in the title), on a symmetric log axis (they
+    may be negative). Right, per method, the relative secant residual
+    ``‖HX − Y‖_F / ‖Y‖_F`` and, with ``truth``, the relative error ``‖H − H_true‖_F / ‖H_true‖_F``, from
+    ``frame`` (:func:`deqlab.demos.lowrank.method_table`; its residual is absolute, divided here by
+    ``y_norm = ‖Y‖_F``). Values at or below 1e-17 are drawn at 1e-17.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    methods = list(frame["method"])
+
+    def by_magnitude(v) -> np.ndarray:   # an estimate of rank r is its r eigenvalues of largest magnitude, then zeros
+        v = np.asarray(v, float)
+        return v[np.argsort(-np.abs(v), kind="stable")]
+
+    ranked = {m: by_magnitude(spectra[m]) for m in methods}
+    shown = list(ranked.values())
+    subtitle = ""
+    if truth is not None:
+        t = by_magnitude(truth)
+        keep = min(len(t), max((len(v) for v in shown), default=0) + 2)   # the rest: the truth's small tail
+        if keep < len(t):
+            subtitle = f"\n(true H: {len(t) - keep} smaller eigenvalues not shown, |λ| ≤ {abs(t[keep]):.2g})"
+        t = t[:keep]
+        at = np.arange(1, len(t) + 1)
+        left.hlines(t, at - 0.25, at + 0.25, colors="k", lw=2, label="true H", zorder=1)
+        shown.append(t)
+    for j, method in enumerate(methods):   # side by side at each index: equal estimates would hide each other
+        s = ranked[method]
+        offset = 0.3 * (j - (len(methods) - 1) / 2) / max(len(methods) - 1, 1)
+        left.plot(np.arange(1, len(s) + 1) + offset, s, ls="none", label=f"{method} (rank {len(s)})",
+                  **{k: v for k, v in _style(method).items() if k not in ("ls", "lw")})
+    values = np.abs(np.concatenate(shown)) if shown else np.zeros(0)
+    top = float(values.max()) if values.size and np.isfinite(values).all() and values.max() > 0 else 1.0
+    # linear within 1e-6 of the largest magnitude: eigenvalues at round-off level read as 0, not as decades
+    left.set_yscale("symlog", linthresh=1e-6 * top)
+    left.axhline(0, color="grey", lw=0.8)
+    left.set_xlabel("eigenvalue index i (by decreasing |λᵢ|)")
+    left.set_ylabel("eigenvalue λᵢ (units of Y per unit of X)")
+    left.set_title("eigenvalues of each estimate" + subtitle)
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    if left.get_xlim()[1] - left.get_xlim()[0] < 20:
+        left.xaxis.get_major_locator().set_params(integer=True)
+
+    bars = {"‖HX − Y‖_F / ‖Y‖_F": frame["||HX - Y||_F"].to_numpy(float) / y_norm}
+    if truth is not None:
+        bars["‖H − H_true‖_F / ‖H_true‖_F"] = frame["||H - H_true||_F / ||H_true||_F"].to_numpy(float)
+    width = 0.8 / len(bars)
+    at = np.arange(len(methods))
+    for j, (label, heights) in enumerate(bars.items()):
+        right.bar(at + (j - (len(bars) - 1) / 2) * width, np.maximum(heights, 1e-17), width, label=label,
+                  color=["tab:blue", "tab:orange"][j])
+    right.set_yscale("log")
+    right.set_xticks(at, methods, rotation=15, ha="right")
+    right.set_ylabel("relative error (dimensionless)")
+    right.set_title("secant residual and recovery error per method")
+    right.grid(True, axis="y", which="both", alpha=0.3)
+    right.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
