@@ -60,7 +60,7 @@ def _library_calls():
     from deqlab.implicit.mondeq import unrolled_equilibrium
     from deqlab.implicit.params import model_params, unflatten
     from deqlab.implicit.polish import polish_tanh_equilibrium
-    from deqlab.models.mondeq import MonDEQ, forward_backward_bound
+    from deqlab.models.mondeq import MonDEQ, forward_backward_bound, lipschitz, monotonicity
     from deqlab.models.tanh_deq import TanhDEQ
 
     f64 = torch.float64
@@ -77,6 +77,12 @@ def _library_calls():
         ("MonDEQ x NaN", lambda: mon(x * float("nan")), "x contains NaN"),                        # (one step, no error)
         ("unrolled steps=-1", lambda: unrolled_equilibrium(mon, x, -1), "steps must be an integer >= 0, got -1"),
         ("forward_backward_bound m=-1", lambda: forward_backward_bound(mon.weight(), m=-1), "m must be a finite number > 0"),
+        # (torch's LinAlgError from eigvalsh, and a broadcasting RuntimeError)
+        ("forward_backward_bound NaN W", lambda: forward_backward_bound(mon.weight() * float("nan")), "W contains NaN"),
+        ("monotonicity non-square W", lambda: monotonicity(torch.zeros(3, 4, dtype=f64)), r"W must be a real square matrix"),
+        ("lipschitz inf W", lambda: lipschitz(torch.full((2, 2), float("inf"), dtype=f64)), "W contains NaN or infinite"),
+        ("TanhDEQ.unrolled layers=2.5", lambda: tanh.unrolled(x, 2.5), "layers must be an integer >= 0, got 2.5"),  # (TypeError)
+        ("TanhDEQ.unrolled_path layers=-1", lambda: tanh.unrolled_path(x, -1), "layers must be an integer >= 0"),  # (z⁰ alone)
         ("TanhDEQ int dtype", lambda: TanhDEQ(3, 2, 1, dtype=torch.int64), "dtype must be a real floating torch dtype"),
         ("model_params int dtype", lambda: model_params(tanh, torch.int64), "dtype must be a real floating"),  # (weights → 0)
         ("unflatten wrong size", lambda: unflatten(torch.zeros(3, dtype=f64), p, ("W_z",)), r"theta must be a \(9,\) tensor"),
