@@ -121,3 +121,18 @@ def test_require_path_answers_a_name_too_long_in_one_line(tmp_path):
         with pytest.raises(InputError) as info:
             require_path(long, "data file", folder=folder)
         assert str(info.value) == f"data file {str(long)!r} cannot be read: File name too long"
+
+
+def test_parameter_groups_take_one_name_and_model_params_names_what_it_reads():
+    """groups="W_z" was read as its letters ('got ['W', '_', 'z']'); model_params of another module was an
+    AttributeError on model.W_z."""
+    import torch
+    from torch import nn
+
+    from deqlab.implicit.params import flatten, model_params
+    from deqlab.models.tanh_deq import TanhDEQ
+
+    p = model_params(TanhDEQ(3, 2, 1, dtype=torch.float64))
+    assert torch.equal(flatten(p, "W_z"), flatten(p, ("W_z",)))
+    with pytest.raises(InputError, match="model_params reads a TanhDEQ"):
+        model_params(nn.Linear(2, 2))
