@@ -618,3 +618,25 @@ def test_parameters_of_several_dtypes_keep_their_dtypes(mode):
     ref = LossHessian(DEQ(ref_cell, 4, opts=OPTS), cross_entropy, x.float().double(), y)
     HV, refV = (torch.stack([op.hvp(v) for v in V.T], dim=1) for op in (H, ref))
     assert relative_error(HV, refV) < 1e-5   # (the float32 product x·Uᵀ rounds at 6e-8; its tangents too)
+
+
+@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+def test_the_operator_is_the_hessian_at_the_point_it_was_made(problem, mode):
+    """The parameters held fixed, x and y were kept by reference: an in-place change after the operator was made
+    (an optimizer step, a reused batch buffer) reached its products, which in the Lagrangian mode then mixed the
+    recorded z* and λ with the new values (99% off its own first product)."""
+    model, x, y = problem
+    names = [k for k, _ in model.named_parameters() if not k.startswith("head.")]
+    x_mine = x.clone()
+    H = LossHessian(model, cross_entropy, x_mine, y, params=names, mode=mode)
+    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    before = H.hvp(v)
+    saved = model.head.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            model.head.weight.mul_(2.0)
+            x_mine.mul_(0.5)
+        assert torch.equal(H.hvp(v), before)
+    finally:
+        with torch.no_grad():
+            model.head.weight.copy_(saved)

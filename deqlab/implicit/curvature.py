@@ -327,7 +327,9 @@ class LossHessian(LinearOperator):
             iterative).
 
     ``shape = (P, P)``; ``dtype`` float64 for scipy (products run in the model's dtype). ``n_products``
-    counts the products done.
+    counts the products done. The operator is the Hessian at the point it was made: it keeps copies of
+    ``x``, ``y``, ``θ`` and the parameters held fixed, so later changes to the parameters (an optimizer
+    step) or to the batch do not reach it.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, x: torch.Tensor, y=None, *, params=None,
@@ -366,14 +368,18 @@ class LossHessian(LinearOperator):
             names = [k for k in named if k in set(params)]
         if not names:
             raise InputError("no parameters to differentiate (none has requires_grad, or params is empty)")
-        # Tensors made inside torch.inference_mode() cannot take part in autograd, which every product
-        # needs: the operator keeps ordinary copies (cheap: one batch and one parameter vector).
+        # The operator is H at this point: it keeps its own copies of the batch, θ and the parameters held fixed
+        # (cheap: one batch and one parameter vector; buffers stay the model's, which purity_check watches). It held
+        # the fixed parameters, x and y by reference, so an optimizer step or a reused batch buffer after it was made
+        # changed them under the records of z* and λ: its products were then the Hessian of no point (99% off the
+        # operator's own first product). Copies made outside torch.inference_mode() also let autograd, which every
+        # product needs, use a batch made inside it.
         with torch.inference_mode(False):
-            x, y = (t.clone() if isinstance(t, torch.Tensor) and t.is_inference() else t for t in (x, y))
+            x, y = (t.detach().clone() if isinstance(t, torch.Tensor) else t for t in (x, y))
             self.theta = torch.cat([named[k].detach().reshape(-1) for k in names])
+            self.fixed = {k: p.detach().clone() for k, p in named.items() if k not in set(names)}
         self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
         self.names = tuple(names)
-        self.fixed = {k: p.detach() for k, p in named.items() if k not in set(names)}
         self.shapes = [named[k].shape for k in self.names]
         # (θ is one tensor in the promoted dtype: a float32 parameter beside float64 ones came back as float64,
         # and a map that casts its input to the parameter's dtype failed with a dtype clash named as f's error)
