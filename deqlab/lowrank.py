@@ -35,6 +35,7 @@ N. J. Higham, "The symmetric Procrustes problem", BIT 28 (1988) 133–143.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,8 +108,12 @@ class SymmetricEstimate:
 # --- input checks ----------------------------------------------------------------------------------
 
 def _on_host(A):
-    """A torch tensor (any device) as a host array (``.detach().cpu()``); anything else unchanged."""
-    return A.detach().cpu().numpy() if hasattr(A, "detach") and hasattr(A, "cpu") else A
+    """A torch tensor (any device) as a host array (``.detach().cpu()``); anything else unchanged. Real
+    floating tensors go over as float64 (NumPy has no bfloat16: ``.numpy()`` raised a bare ``TypeError``)."""
+    if not (hasattr(A, "detach") and hasattr(A, "cpu")):
+        return A
+    A = A.detach().cpu()
+    return (A.double() if A.is_floating_point() else A).numpy()
 
 
 def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +125,8 @@ def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
     (NaN or ≥ 1 would cut every singular value and return a rank-0 estimate). Torch tensors (any
     device) are copied to the host.
     """
-    if not (isinstance(rtol, (int, float)) and not isinstance(rtol, bool) and 0 <= rtol < 1):
+    # (numbers.Real: NumPy scalars such as np.float32(1e-3) or np.int64(0) are numbers too; they were refused)
+    if not (isinstance(rtol, numbers.Real) and not isinstance(rtol, (bool, np.bool_)) and 0 <= rtol < 1):
         raise InputError(f"rtol must be a number in [0, 1), got {rtol!r}")
     X, Y = _on_host(X), _on_host(Y)
     if np.iscomplexobj(X) or np.iscomplexobj(Y):   # float64 conversion would drop the imaginary part
@@ -345,6 +351,13 @@ def symmetric_procrustes(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_
     return SymmetricEstimate(U, _rescaled(S, cx, cy), "symmetric_procrustes", SOLUTIONS["symmetric_procrustes"], {"xty_asymmetry": _asymmetry(X.T @ Y)})
 
 
+#: The floor of :func:`seed_method`'s cut-offs: its Gram–Schmidt keeps a column whose remainder is round-off
+#: (about ``eps`` relative) and ``J = ŶŶᵀ`` squares ``Y`` (round-off about ``eps·‖J‖``), so a smaller ``rtol``
+#: kept noise: with ``rtol = 0`` (or ``1e-300``) ``G`` had 8 columns in ``R⁶`` and, for ``rank H < k``, the
+#: method divided by round-off and returned eigenvalues of ``1e15`` for an ``H`` of size 2.
+SEED_RTOL_FLOOR = 100 * np.finfo(np.float64).eps
+
+
 def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
     """The seed's method, step by step (seed 004):
 
@@ -362,8 +375,11 @@ def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
     recovery), not the least-norm solution the seed claims (see ``least_change``). For noisy pairs
     the ``u`` are not orthogonal; the returned ``(U, S)`` is the eigendecomposition of the seed's
     ``U_r S_r U_rᵀ`` (so ``info["u_orthogonality"] = ‖U_rᵀU_r − I‖`` records the departure).
+    A repeated eigenvalue's ``α̂`` are an orthonormal basis of its eigenspace (:func:`_repeated_eigenspaces`),
+    and every cut-off is at least :data:`SEED_RTOL_FLOOR` (the method squares ``Y``).
     """
     X, Y, cx, cy = _scaled_pairs(*check_pairs(X, Y, rtol=rtol))
+    rtol = max(rtol, SEED_RTOL_FLOOR)   # (after check_pairs: X's own rank test keeps the caller's rtol)
     G = gram_schmidt(np.concatenate([X, Y], axis=1), rtol=rtol)
     Xh, Yh = G.T @ X, G.T @ Y
     J = Yh @ Yh.T
@@ -375,7 +391,8 @@ def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
     keep = np.abs(mu) > rtol * np.abs(mu).max() if p else np.zeros(0, bool)
     _require_span_of_y("seed_method", int(keep.sum()), p, rtol)
     n_complex = int(np.sum(np.abs(mu.imag[keep]) > rtol * np.abs(mu[keep]).max())) if keep.any() else 0
-    mu, alpha_hat = mu[keep].real, alpha_hat[:, keep].real
+    alpha_hat = _repeated_eigenspaces(K, mu[keep], alpha_hat[:, keep])
+    mu, alpha_hat = mu[keep].real, alpha_hat.real
     Ur = G @ (UJp @ alpha_hat)
     Ur = Ur / np.linalg.norm(Ur, axis=0, keepdims=True)
     Sr = 1.0 / mu
@@ -392,6 +409,41 @@ def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
     return SymmetricEstimate(U, _rescaled(S, cx, cy), "seed_method", SOLUTIONS["seed_method"], info)
 
 
+#: Eigenvalues ``μ`` of the seed's ``K`` closer than this (relative to ``max|μ|``) are one repeated eigenvalue.
+EIGENVALUE_CLUSTER_RTOL = 1e-8
+
+
+def _repeated_eigenspaces(K: np.ndarray, mu: np.ndarray, alpha_hat: np.ndarray) -> np.ndarray:
+    """``alpha_hat`` with the columns of each repeated eigenvalue ``μ`` of ``K`` replaced by an orthonormal
+    basis of its eigenspace (the null space of ``K − μ̄I``, from its SVD).
+
+    ``eig`` returns *some* eigenvectors of a repeated eigenvalue, neither orthogonal nor always spanning
+    its eigenspace (``K`` is not symmetric): on exact pairs with ``H = 2P`` (``P`` a projector of rank
+    ``k``, all ``μ = 1/2``) the seed's ``U_r S_r U_rᵀ`` had eigenvalues ``2.6, 2.0, 1.4`` instead of
+    ``2, 2, 2``, and with ``H`` of eigenvalues ``1, 1, −2`` it returned two parallel ``u`` (rank 2, error
+    58 %). Any vector of the eigenspace is the seed's eigenvector, so an orthonormal basis is as
+    faithful; ``G U_J`` has orthonormal columns, so the ``u`` it gives are orthonormal too. A cluster
+    whose ``K − μ̄I`` has no null space of its size (noisy pairs: not an eigenspace) keeps ``eig``'s."""
+    from scipy.sparse.csgraph import connected_components
+
+    if mu.size < 2:
+        return alpha_hat
+    scale = np.abs(mu).max()
+    close = np.abs(mu[:, None] - mu[None, :]) <= EIGENVALUE_CLUSTER_RTOL * scale
+    n_clusters, label = connected_components(close, directed=False)
+    if n_clusters == mu.size:
+        return alpha_hat
+    alpha_hat = alpha_hat.copy()
+    for c in range(n_clusters):
+        idx = np.flatnonzero(label == c)
+        if idx.size < 2 or np.any(np.abs(mu[idx].imag) > EIGENVALUE_CLUSTER_RTOL * scale):
+            continue
+        _, sv, Vt = np.linalg.svd(K - mu[idx].real.mean() * np.eye(K.shape[0]))
+        if sv[-idx.size] <= np.sqrt(EIGENVALUE_CLUSTER_RTOL) * max(sv[0], scale):
+            alpha_hat[:, idx] = Vt[-idx.size:].T
+    return alpha_hat
+
+
 ESTIMATORS = {
     "rank_k_recovery": rank_k_recovery,
     "least_change": least_change,
@@ -402,7 +454,7 @@ ESTIMATORS = {
 
 def estimate(method: str, X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> SymmetricEstimate:
     """Dispatch by name (one of :data:`METHODS`)."""
-    if method not in ESTIMATORS:
+    if not isinstance(method, str) or method not in ESTIMATORS:   # (a list was a bare "unhashable type" TypeError)
         raise InputError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     return ESTIMATORS[method](X, Y, rtol=rtol)
 

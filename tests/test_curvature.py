@@ -566,3 +566,77 @@ def test_bad_arguments_of_the_constructor_are_input_errors(problem):
         LossHessian(model, cross_entropy, x, y, params=3)
     names = (k for k, _ in model.named_parameters() if k.startswith("head."))   # a generator is read once
     assert LossHessian(model, cross_entropy, x, y, params=names).names == ("head.weight", "head.bias")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_takes_the_iterative_route(dtype):
+    """LAPACK has no half-precision LU: linear='auto' (the default) raised torch's NotImplementedError
+    ('"lu_cpu" not implemented for 'Half''); it now takes the iterative route, and linear='lu' says why not.
+    The half-precision Hessian agrees with the float64 one to that precision's round-off."""
+    import copy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3, dtype=torch.float64), DEQ(Cell(4, 3), 4, opts=OPTS), nn.Linear(4, 3, dtype=torch.float64))
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randint(0, 3, (5,))
+    ref = LossHessian(model, cross_entropy, x, y).dense()
+    half = copy.deepcopy(model).to(dtype)
+    half[1].opts = half[1]._solve_opts = SolveOptions(atol=1e-2, solver="fixed_point", linear_solver="fixed_point", max_iter=200)
+    H = LossHessian(half, cross_entropy, x.to(dtype), y)
+    V = torch.randn(ref.shape[0], 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    HV = torch.stack([H.hvp(v.to(dtype)).double() for v in V.T.to(dtype).double()], dim=1)
+    assert relative_error(HV, ref @ V.to(dtype).double()) < (5e-3 if dtype == torch.float16 else 5e-2)
+    with pytest.raises(InputError, match="linear='lu' factorises I - df/dz in float32 or float64"):
+        LossHessian(half, cross_entropy, x.to(dtype), y, linear="lu")
+
+
+class MixedDtypeCell(nn.Module):
+    """A float64 recurrence with a float32 input weight: ``tanh(W z + (x·U)ᵀ in float32, cast to float64)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.W = nn.Parameter(0.3 * torch.eye(4, dtype=torch.float64) + 0.05 * torch.randn(4, 4, dtype=torch.float64))
+        self.U = nn.Parameter(torch.randn(4, 3, dtype=torch.float32))
+
+    def forward(self, z, x):
+        return torch.tanh(z @ self.W.T + (x.float() @ self.U.T).double())
+
+
+@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+def test_parameters_of_several_dtypes_keep_their_dtypes(mode):
+    """θ is one tensor in the promoted dtype (float64): the float32 ``U`` reached the map as float64 and
+    ``x.float() @ U.T`` failed ('expected m1 and m2 to have the same dtype'), reported as an error of f."""
+    torch.manual_seed(0)
+    deq = DEQ(MixedDtypeCell(), 4, opts=OPTS)
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randint(0, 4, (5,))
+    H = LossHessian(deq, cross_entropy, x, y, mode=mode)
+    V = torch.randn(H.shape[0], 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    # the same function with U held as float64 values (exact: U's float32 values and x.float()'s rounding are kept)
+    ref_cell = MixedDtypeCell()
+    ref_cell.W = nn.Parameter(deq.f.W.detach().clone())
+    ref_cell.U = nn.Parameter(deq.f.U.detach().double())
+    ref_cell.forward = lambda z, x: torch.tanh(z @ ref_cell.W.T + x @ ref_cell.U.T)
+    ref = LossHessian(DEQ(ref_cell, 4, opts=OPTS), cross_entropy, x.float().double(), y)
+    HV, refV = (torch.stack([op.hvp(v) for v in V.T], dim=1) for op in (H, ref))
+    assert relative_error(HV, refV) < 1e-5   # (the float32 product x·Uᵀ rounds at 6e-8; its tangents too)
+
+
+@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+def test_the_operator_is_the_hessian_at_the_point_it_was_made(problem, mode):
+    """The parameters held fixed, x and y were kept by reference: an in-place change after the operator was made
+    (an optimizer step, a reused batch buffer) reached its products, which in the Lagrangian mode then mixed the
+    recorded z* and λ with the new values (99% off its own first product)."""
+    model, x, y = problem
+    names = [k for k, _ in model.named_parameters() if not k.startswith("head.")]
+    x_mine = x.clone()
+    H = LossHessian(model, cross_entropy, x_mine, y, params=names, mode=mode)
+    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    before = H.hvp(v)
+    saved = model.head.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            model.head.weight.mul_(2.0)
+            x_mine.mul_(0.5)
+        assert torch.equal(H.hvp(v), before)
+    finally:
+        with torch.no_grad():
+            model.head.weight.copy_(saved)

@@ -196,6 +196,7 @@ def test_solve_options_are_checked_when_made():
     ({"backward": "unrolled"}, "unknown backward"),
     ({"phantom_steps": 0}, "phantom_steps"),
     ({"phantom_damping": 1.5}, "phantom_damping"),
+    ({"phantom_damping": "0.5"}, "phantom_damping"),   # (Python's TypeError from the comparison)
 ])
 def test_bad_arguments_are_input_errors(kwargs, match):
     with pytest.raises(InputError, match=match):

@@ -60,7 +60,7 @@ def _library_calls():
     from deqlab.implicit.mondeq import unrolled_equilibrium
     from deqlab.implicit.params import model_params, unflatten
     from deqlab.implicit.polish import polish_tanh_equilibrium
-    from deqlab.models.mondeq import MonDEQ, forward_backward_bound
+    from deqlab.models.mondeq import MonDEQ, forward_backward_bound, lipschitz, monotonicity
     from deqlab.models.tanh_deq import TanhDEQ
 
     f64 = torch.float64
@@ -77,6 +77,12 @@ def _library_calls():
         ("MonDEQ x NaN", lambda: mon(x * float("nan")), "x contains NaN"),                        # (one step, no error)
         ("unrolled steps=-1", lambda: unrolled_equilibrium(mon, x, -1), "steps must be an integer >= 0, got -1"),
         ("forward_backward_bound m=-1", lambda: forward_backward_bound(mon.weight(), m=-1), "m must be a finite number > 0"),
+        # (torch's LinAlgError from eigvalsh, and a broadcasting RuntimeError)
+        ("forward_backward_bound NaN W", lambda: forward_backward_bound(mon.weight() * float("nan")), "W contains NaN"),
+        ("monotonicity non-square W", lambda: monotonicity(torch.zeros(3, 4, dtype=f64)), r"W must be a real square matrix"),
+        ("lipschitz inf W", lambda: lipschitz(torch.full((2, 2), float("inf"), dtype=f64)), "W contains NaN or infinite"),
+        ("TanhDEQ.unrolled layers=2.5", lambda: tanh.unrolled(x, 2.5), "layers must be an integer >= 0, got 2.5"),  # (TypeError)
+        ("TanhDEQ.unrolled_path layers=-1", lambda: tanh.unrolled_path(x, -1), "layers must be an integer >= 0"),  # (z⁰ alone)
         ("TanhDEQ int dtype", lambda: TanhDEQ(3, 2, 1, dtype=torch.int64), "dtype must be a real floating torch dtype"),
         ("model_params int dtype", lambda: model_params(tanh, torch.int64), "dtype must be a real floating"),  # (weights → 0)
         ("unflatten wrong size", lambda: unflatten(torch.zeros(3, dtype=f64), p, ("W_z",)), r"theta must be a \(9,\) tensor"),
@@ -115,3 +121,18 @@ def test_require_path_answers_a_name_too_long_in_one_line(tmp_path):
         with pytest.raises(InputError) as info:
             require_path(long, "data file", folder=folder)
         assert str(info.value) == f"data file {str(long)!r} cannot be read: File name too long"
+
+
+def test_parameter_groups_take_one_name_and_model_params_names_what_it_reads():
+    """groups="W_z" was read as its letters ('got ['W', '_', 'z']'); model_params of another module was an
+    AttributeError on model.W_z."""
+    import torch
+    from torch import nn
+
+    from deqlab.implicit.params import flatten, model_params
+    from deqlab.models.tanh_deq import TanhDEQ
+
+    p = model_params(TanhDEQ(3, 2, 1, dtype=torch.float64))
+    assert torch.equal(flatten(p, "W_z"), flatten(p, ("W_z",)))
+    with pytest.raises(InputError, match="model_params reads a TanhDEQ"):
+        model_params(nn.Linear(2, 2))

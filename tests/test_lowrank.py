@@ -259,6 +259,36 @@ def test_procrustes_beats_least_change_on_noisy_pairs():
     assert p.secant_residual(X, Y) > 1e-3  # noisy: no symmetric H fits exactly
 
 
+@pytest.mark.parametrize("values", [[2.0, 2.0, 2.0], [1.0, 1.0, -2.0], [3.0, 3.0, -2.0, -2.0, 1.0]])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_seed_method_with_a_repeated_eigenvalue_is_exact(values, seed):
+    """eig returns some basis of a repeated eigenvalue's eigenspace, not an orthogonal one: with H = 2P the
+    seed method returned eigenvalues 2.6, 2.0, 1.4 (error 30 %), with eigenvalues (1, 1, −2) two parallel u
+    (rank 2, error 58 %), on exact pairs, where its result is documented to be the rank-k recovery."""
+    rng = np.random.default_rng(seed)
+    n, r = 9, len(values)
+    U, _ = np.linalg.qr(rng.standard_normal((n, r)))
+    X = rng.standard_normal((n, r + 1))
+    Y = (U * values) @ U.T @ X
+    est = LR.seed_method(X, Y)
+    assert LR.relative_error(est, U, np.array(values)) < SEED_METHOD_TOL
+    assert est.info["u_orthogonality"] < SEED_METHOD_TOL
+    Xs = np.random.default_rng(1).standard_normal((6, 3))   # H = 2 P_X from its own range
+    np.testing.assert_allclose(LR.seed_method(Xs, 2.0 * Xs).S, [2.0, 2.0, 2.0], rtol=SEED_METHOD_TOL)
+
+
+@pytest.mark.parametrize("rtol", [0.0, 1e-300, 1e-16])
+def test_seed_method_cut_offs_stay_above_round_off(rtol):
+    """The seed method squares Y (J = ŶŶᵀ) and Gram–Schmidt keeps round-off remainders at rtol = 0: with
+    rank H < k it divided by round-off and returned eigenvalues of 1e15 for an H of size 2."""
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((10, 2)))
+    S = np.array([1.0, -2.0])
+    X = rng.standard_normal((10, 4))
+    est = LR.seed_method(X, (U * S) @ U.T @ X, rtol=rtol)
+    assert LR.relative_error(est, U, S) < SEED_METHOD_TOL
+
+
 def test_seed_method_on_noisy_pairs_reports_departure():
     rng = np.random.default_rng(7)
     U, S, H, X, Y = exact_pairs(15, 3, 5, seed=7)
@@ -308,6 +338,32 @@ def test_an_rtol_outside_0_1_is_refused_not_a_rank_0_estimate(rtol):
     for method in LR.METHODS:
         with pytest.raises(ValueError, match=r"rtol must be a number in \[0, 1\)"):
             LR.estimate(method, X, 2.0 * X, rtol=rtol)
+
+
+@pytest.mark.parametrize("rtol", [np.float32(1e-3), np.float64(1e-3), np.int64(0), np.float16(0.01)])
+def test_numpy_scalar_rtol_is_a_number(rtol):
+    """NumPy scalars are numbers: np.float32(1e-3) (an rtol read from a float32 array) was refused as
+    "rtol must be a number in [0, 1)"."""
+    X = np.random.default_rng(1).standard_normal((6, 3))
+    Q = np.linalg.qr(X)[0]   # H = 2 P_X
+    for method in LR.METHODS:
+        est = LR.estimate(method, X, 2.0 * X, rtol=rtol)
+        assert LR.relative_error(est, Q, np.full(3, 2.0)) < SEED_METHOD_TOL
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_low_precision_torch_pairs_are_taken_as_float64(dtype):
+    """NumPy has no bfloat16: a bfloat16 tensor's ``.numpy()`` was a bare TypeError."""
+    torch = pytest.importorskip("torch")
+    X = np.eye(4)[:, :2] + np.eye(4, k=-2)[:, :2] * 0.5   # exactly representable in every dtype here
+    Xt = torch.tensor(X, dtype=getattr(torch, dtype))
+    est = LR.rank_k_recovery(Xt, 2.0 * Xt)
+    np.testing.assert_allclose(est.S, [2.0, 2.0], rtol=EXACT_RECOVERY_TOL)
+
+
+def test_a_method_that_is_not_a_name_is_an_input_error():
+    with pytest.raises(ValueError, match="unknown method"):   # (a list was a bare "unhashable type" TypeError)
+        LR.estimate(["rank_k_recovery"], SEED_X, SEED_Y)
 
 
 def test_unknown_method():

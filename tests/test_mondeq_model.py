@@ -46,10 +46,19 @@ def test_mondeq_weight_formula_and_margin():
     assert monotonicity(W) == pytest.approx(0.3, abs=EIG_TOL)
     assert lipschitz(W) == pytest.approx(float(torch.linalg.matrix_norm(torch.eye(5, dtype=DT) - W, 2)))
     assert forward_backward_bound(W) == pytest.approx(2 * 0.3 / lipschitz(W) ** 2)
-    with pytest.raises(ValueError, match="m must be > 0"):
+    with pytest.raises(ValueError, match="m must be a finite number > 0"):
         mondeq_weight(A, B, 0.0)
+    with pytest.raises(ValueError, match="m must be a finite number > 0"):   # (a NaN weight: 0·inf off the diagonal)
+        mondeq_weight(A, B, float("inf"))
     with pytest.raises(ValueError, match="A must be"):
         mondeq_weight(A, torch.randn(4, 4, dtype=DT), 0.1)
+
+
+def test_forward_backward_bound_of_the_identity():
+    """W = I: I − W = 0, so L = 0 and every α > 0 converges (the bound is inf); it was a ZeroDivisionError."""
+    eye = torch.eye(3, dtype=DT)
+    assert forward_backward_bound(eye, 0.5) == float("inf")
+    assert forward_backward_bound(eye) == 0.0   # (m = λ_min(sym(I − W)) = 0: not strongly monotone)
 
 
 @pytest.mark.parametrize("name", ["relu", "tanh", "softplus", "identity"])

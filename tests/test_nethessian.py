@@ -410,3 +410,11 @@ def test_invert_network_refuses_bad_arguments_and_a_singular_jacobian():
 def test_make_mlp_refuses_widths_that_are_not_positive_integers(args, message):
     with pytest.raises(ConfigError, match=message):
         make_mlp(*args)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex128])
+def test_make_mlp_refuses_a_dtype_that_is_not_real_floating(dtype):
+    """An integer dtype was torch's TypeError from Module.to; a complex one made a complex network that
+    input_derivatives then refused for every real x ('dtype mismatch')."""
+    with pytest.raises(ConfigError, match="dtype must be a real floating torch dtype"):
+        make_mlp(2, [4], 1, dtype=dtype)

@@ -556,3 +556,16 @@ def test_newton_takes_a_plain_step_where_i_minus_j_is_singular():
     res = newton(lambda z: torch.sin(z) + 0.5, torch.tensor([[0.0], [0.3]], dtype=torch.float64), atol=ATOL)
     assert res.all_converged
     assert float((res.z - SINE_FIXED_POINT).abs().max()) <= POINT_TOL
+
+
+def test_newton_names_an_f_it_cannot_differentiate():
+    """An f computed in NumPy ran the first evaluation, then failed inside jacrev with torch's own
+    RuntimeError ("Can't call numpy() on Tensor that requires grad")."""
+    import numpy as np
+
+    def f(z):
+        return torch.from_numpy(np.tanh(0.5 * z.numpy() + 1.0))
+
+    with pytest.raises(InputError, match="newton differentiates f with torch.func.jacrev"):
+        newton(f, torch.zeros(2, 3, dtype=torch.float64))
+    assert anderson(f, torch.zeros(2, 3, dtype=torch.float64), atol=ATOL).all_converged   # (needs no derivative)

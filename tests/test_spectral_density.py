@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from deqlab.implicit.spectrum import lanczos_quadrature, spectral_density
@@ -199,3 +200,33 @@ def test_a_symmetric_operator_at_a_tiny_scale_passes_the_symmetry_probe():
     S = A + A.T
     top = extreme_eigenvalues(lambda w: (S * 1e-170) @ w, 40, k=1)
     np.testing.assert_allclose(top * 1e170, np.linalg.eigvalsh(S.numpy())[-1:], rtol=1e-8)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e-170, 1e160, 1e200, 1e300])
+def test_full_lanczos_is_scale_free(scale):
+    """β was ``torch.linalg.vector_norm``, which sums the squares as they are: at 1e-170 it underflowed to 0
+    after one step (every weight on the mean, a wrong density without a word), at 1e160 it overflowed
+    (NaN nodes and weights)."""
+    lam = np.arange(1.0, 7.0)
+    A = symmetric(6, lam)
+    density = spectral_density(lambda v: scale * (A @ v), 6, probes=2, steps=6)
+    for nodes, weights in zip(density.nodes, density.weights):
+        np.testing.assert_allclose(np.sort(nodes) / scale, lam, rtol=EXACT_ATOL)
+        assert abs(weights.sum() - 1.0) < QUADRATURE_RTOL
+
+
+def test_extreme_eigenvalues_of_the_zero_operator_are_zero():
+    """ARPACK's Lanczos breaks down at once on H = 0: 'ARPACK error -9: Starting vector is zero' came back
+    as a DeqlabError for an operator whose eigenvalues are all 0 (a loss linear in some parameters)."""
+    from deqlab.implicit.spectrum import extreme_eigenvalues
+
+    for which in ("LA", "SA", "LM"):
+        np.testing.assert_array_equal(extreme_eigenvalues(lambda v: 0.0 * v, 6, k=2, which=which), [0.0, 0.0])
+
+
+def test_both_ends_need_two_eigenvalues():
+    from deqlab.errors import InputError
+    from deqlab.implicit.spectrum import extreme_eigenvalues
+
+    with pytest.raises(InputError, match="k must be >= 2"):   # (ARPACK error -13, as a DeqlabError)
+        extreme_eigenvalues(lambda v: 2.0 * v, 6, k=1, which="BE")

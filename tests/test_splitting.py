@@ -262,3 +262,28 @@ def test_splitting_refuses_what_would_fail_deep_inside():
     for resolvent in ("inverse", "lu"):
         with pytest.raises(ValueError, match="is singular .* W is not monotone"):
             peaceman_rachford(3 * torch.eye(n, dtype=torch.float64), c, z0, alpha=0.5, resolvent=resolvent)
+
+
+def test_rachford_in_half_precision_and_unknown_options_are_input_errors():
+    """LAPACK has no half-precision inverse or LU: PR and DR raised torch's 'linalg.inv: Low precision dtypes
+    not supported' (forward-backward needs no resolvent and runs); an option the method does not take
+    reached the solver as Python's TypeError ('got an unexpected keyword argument')."""
+    import pytest
+
+    from deqlab.errors import InputError
+    from deqlab.implicit.mondeq import solve_equilibrium
+    from deqlab.models import MonDEQ
+    from deqlab.solvers.splitting import douglas_rachford, forward_backward, peaceman_rachford
+
+    W = 0.5 * torch.eye(4, dtype=torch.float16)
+    c = torch.ones(3, 4, dtype=torch.float16)
+    assert forward_backward(W, c, torch.zeros_like(c), atol=1e-2).all_converged
+    for solve in (peaceman_rachford, douglas_rachford):
+        with pytest.raises(InputError, match="solves its resolvent in float32 or float64"):
+            solve(W, c, torch.zeros_like(c), atol=1e-2)
+    model = MonDEQ(4, 3)
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    for method, option in (("peaceman_rachford", "memory"), ("anderson", "damping"), ("forward_backward", "resolvent")):
+        with pytest.raises(InputError, match=f"method '{method}' takes no option {option}"):
+            solve_equilibrium(model, x, method=method, **{option: 1})
+    assert solve_equilibrium(model, x, method="anderson", memory=3).all_converged

@@ -527,3 +527,21 @@ def test_evaluate_refuses_a_run_its_run_did_not_finish(tiny_run, cli, output_roo
     partial = shutil.copytree(run, tmp_path / f"{run.name}.partial")
     _bad(cli("sysid", "evaluate", str(partial), "--data", ok), "is unfinished (.partial: its run is still going, or was killed)")
     assert _no_run(output_root, "evaluate")
+
+
+def test_empirical_lipschitz_checks_its_input_and_leaves_frozen_parameters_frozen():
+    from deqlab.errors import InputError
+    from deqlab.models.baselines import LinearStateSpace
+    from deqlab.sysid.models import Normalised
+
+    core = LinearStateSpace(1, 2, 1)
+    core.A.requires_grad_(False)
+    model = Normalised(core, [0.0], [1.0], [0.0], [1.0])
+    u = np.random.default_rng(0).normal(size=(2, 30, 1))
+    empirical_lipschitz(model, u, steps=5, pairs=2, iters=1)
+    assert not core.A.requires_grad and core.B.requires_grad        # (every parameter came back requires_grad=True)
+    for kw, message in ((dict(steps=50), "must not exceed"), (dict(steps=0), "steps must be"), (dict(pairs=0), "pairs must be")):
+        with pytest.raises(InputError, match=message):               # (torch's RuntimeErrors from random_ and stack)
+            empirical_lipschitz(model, u, **{"steps": 5, "pairs": 2, "iters": 1, **kw})
+    with pytest.raises(InputError, match="NaN"):                     # (no finite ratio: 0.0 was the bound)
+        empirical_lipschitz(model, u * np.nan, steps=5, pairs=2, iters=1)

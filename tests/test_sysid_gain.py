@@ -190,3 +190,65 @@ def test_a_model_that_never_settles_is_not_linearised():
     assert not lin.settled
     report = incremental_gain_lower_bound(model, np.ones((2, 30, 1)), GainSettings(steps=[10], pairs=2, iters=1, levels=1, settle=500))
     assert report.unsettled == 1 and report.method == "ascent" and math.isnan(report.linearisation)
+
+
+_A, _B, _C, _D = np.array([[0.5]]), np.array([[1.0]]), np.array([[1.0]]), np.zeros((1, 1))
+
+
+@pytest.mark.parametrize("args,message", [
+    ((_A * np.nan, _B, _C, _D), "A contains NaN"),                         # numpy's "Array must not contain infs or NaNs"
+    ((_A, _B * np.nan, _C, _D), "B contains NaN"),                         # numpy's "SVD did not converge"
+    ((_A, _B, _C * np.inf, _D), "C contains NaN or infinite"),             # (nan, 0.0) came back as the norm
+    ((_A + 0.1j, _B, _C, _D), "A must be real"),                           # the imaginary part was dropped, a warning
+    ((_A, np.ones((2, 1)), _C, _D), "shapes must be"),                     # a gufunc "core dimension" message
+    ((np.ones((1, 2)), _B, _C, _D), "shapes must be"),                     # "Last 2 dimensions of the array must be square"
+    ((0.5, 1.0, 1.0, 0.0), "must be a 2-D matrix"),                        # "0-dimensional array given"
+    ((_A, _B * 1e300, _C * 1e300, _D), "overflows float64"),               # (nan, 0.0): np.argmax took the NaN
+])
+def test_hinf_norm_refuses_bad_matrices(args, message):
+    from deqlab.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        hinf_norm(*args)
+
+
+@pytest.mark.parametrize("grid", [0, -1, 2.5])
+def test_hinf_norm_refuses_a_bad_grid(grid):
+    from deqlab.errors import InputError
+
+    with pytest.raises(InputError, match="grid must be an integer >= 2"):
+        hinf_norm(_A, _B, _C, _D, grid=grid)
+
+
+def test_linearise_checks_levels_and_skips_a_non_finite_model():
+    from deqlab.errors import InputError
+
+    model = _linear_model(seed=2, n_u=1, n_y=1)
+    assert linearise(model, np.zeros((0, 1))) == []                      # (an IndexError)
+    for u0, message in ((np.zeros((1, 3)), "n_u = 1"), (np.zeros(1), "2 dimensions"), (np.full((1, 1), np.nan), "NaN")):
+        with pytest.raises(InputError, match=message):
+            linearise(model, u0)
+    with torch.no_grad():
+        model.core.A[0, 0] = float("nan")
+    lin = linearise(model, np.zeros((1, 1)), settle_steps=10)[0]         # (numpy's LinAlgError from eigvals)
+    assert not lin.settled and math.isnan(lin.spectral_radius)
+
+
+def test_gain_lower_bound_refuses_nan_inputs_and_models_and_bad_settings():
+    from deqlab.errors import InputError
+
+    model = _linear_model(seed=3, n_u=1, n_y=1)
+    u = np.random.default_rng(0).normal(size=(2, 30, 1))
+    small = dict(steps=[10], pairs=2, iters=2, levels=1, settle=50)
+    with pytest.raises(InputError, match="u_ref contains NaN"):          # (no finite ratio: 0.0 was the "bound")
+        incremental_gain_lower_bound(model, u * np.nan, GainSettings(**small))
+    with pytest.raises(InputError, match="3 dimensions"):                # (read as one-step trajectories)
+        incremental_gain_lower_bound(model, u[0], GainSettings(**small))
+    for bad, message in (({"steps": [0]}, r"steps\[0\] must be"), ({"pairs": 0}, "pairs must be"), ({"steps": []}, "non-empty"),
+                         ({"lr": float("nan")}, "lr must be")):
+        with pytest.raises(InputError, match=message):                   # (torch's "stack expects a non-empty TensorList")
+            GainSettings(**{**small, **bad})
+    with torch.no_grad():
+        model.core.B.fill_(float("nan"))
+    with pytest.raises(InputError, match="not finite"):                  # (GainReport(value=0.0, ...))
+        incremental_gain_lower_bound(model, u, GainSettings(**small))

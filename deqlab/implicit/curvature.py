@@ -117,7 +117,11 @@ class _LinearSystem:
         _, self._jvp = torch.func.vjp(lambda u: self._vjp(u)[0], torch.zeros_like(z))  # Jᵀ is linear: its VJP is J
         self.lu = None
         batch, n = z.shape
-        if linear == "lu" or (linear == "auto" and batch * n * n <= LU_MAX_ENTRIES):
+        lapack = z.dtype in (torch.float32, torch.float64)   # (torch's "lu_cpu" not implemented for 'Half'/'BFloat16')
+        if linear == "lu" and not lapack:
+            raise InputError(f"linear='lu' factorises I - df/dz in float32 or float64; this DEQ's z is "
+                             f"{str(z.dtype).removeprefix('torch.')}: use linear='iterative' (or 'auto')")
+        if lapack and (linear == "lu" or (linear == "auto" and batch * n * n <= LU_MAX_ENTRIES)):
             basis = torch.eye(n, dtype=z.dtype, device=z.device)[:, None, :].expand(n, batch, n)
             J = torch.func.vmap(self.Jt)(basis).permute(1, 0, 2)  # rows[i, b] = J_b[i, :]
             u = torch.randn(z.shape, generator=torch.Generator(device="cpu").manual_seed(0), dtype=z.dtype, device="cpu").to(z.device)
@@ -316,12 +320,16 @@ class LossHessian(LinearOperator):
             kept in ``named_parameters()`` order; the others are held fixed.
         mode: ``"lagrangian"`` (default, cheapest) or ``"direct"`` (see the module docstring).
         linear: the Lagrangian route's linear solves: ``"lu"`` (per-sample dense ``I − J``, factored once;
-            memory ``batch·n_z²`` per DEQ call; needs an ``f`` that treats samples independently, checked),
+            memory ``batch·n_z²`` per DEQ call; needs an ``f`` that treats samples independently, checked, and a
+            float32 or float64 ``z``),
             ``"iterative"`` (the DEQ's ``linear_solver`` to its tolerance, matrix-free) or ``"auto"`` (``lu``
-            when ``batch·n_z² ≤ LU_MAX_ENTRIES`` and ``f`` is sample-independent, else iterative).
+            when ``batch·n_z² ≤ LU_MAX_ENTRIES``, ``z`` is float32 or float64 and ``f`` is sample-independent, else
+            iterative).
 
     ``shape = (P, P)``; ``dtype`` float64 for scipy (products run in the model's dtype). ``n_products``
-    counts the products done.
+    counts the products done. The operator is the Hessian at the point it was made: it keeps copies of
+    ``x``, ``y``, ``θ`` and the parameters held fixed, so later changes to the parameters (an optimizer
+    step) or to the batch do not reach it.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, x: torch.Tensor, y=None, *, params=None,
@@ -360,15 +368,22 @@ class LossHessian(LinearOperator):
             names = [k for k in named if k in set(params)]
         if not names:
             raise InputError("no parameters to differentiate (none has requires_grad, or params is empty)")
-        # Tensors made inside torch.inference_mode() cannot take part in autograd, which every product
-        # needs: the operator keeps ordinary copies (cheap: one batch and one parameter vector).
+        # The operator is H at this point: it keeps its own copies of the batch, θ and the parameters held fixed
+        # (cheap: one batch and one parameter vector; buffers stay the model's, which purity_check watches). It held
+        # the fixed parameters, x and y by reference, so an optimizer step or a reused batch buffer after it was made
+        # changed them under the records of z* and λ: its products were then the Hessian of no point (99% off the
+        # operator's own first product). Copies made outside torch.inference_mode() also let autograd, which every
+        # product needs, use a batch made inside it.
         with torch.inference_mode(False):
-            x, y = (t.clone() if isinstance(t, torch.Tensor) and t.is_inference() else t for t in (x, y))
+            x, y = (t.detach().clone() if isinstance(t, torch.Tensor) else t for t in (x, y))
             self.theta = torch.cat([named[k].detach().reshape(-1) for k in names])
+            self.fixed = {k: p.detach().clone() for k, p in named.items() if k not in set(names)}
         self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
         self.names = tuple(names)
-        self.fixed = {k: p.detach() for k, p in named.items() if k not in set(names)}
         self.shapes = [named[k].shape for k in self.names]
+        # (θ is one tensor in the promoted dtype: a float32 parameter beside float64 ones came back as float64,
+        # and a map that casts its input to the parameter's dtype failed with a dtype clash named as f's error)
+        self.dtypes = [named[k].dtype for k in self.names]
         self.n_products = 0
         self.deq_layers = layers
         self.mode = mode
@@ -407,9 +422,9 @@ class LossHessian(LinearOperator):
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """``θ (P,)`` as named tensors (views)."""
         out, start = {}, 0
-        for k, s in zip(self.names, self.shapes):
+        for k, s, dtype in zip(self.names, self.shapes, self.dtypes):
             n = int(np.prod(s)) if len(s) else 1
-            out[k] = theta[start : start + n].reshape(s)
+            out[k] = theta[start : start + n].reshape(s).to(dtype)   # (a no-op where θ has the parameter's dtype)
             start += n
         return out
 

@@ -44,6 +44,7 @@ convergence (the most recent forward solve, also when the call raised :class:`No
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -208,7 +209,8 @@ class DEQ(nn.Module):
         if backward not in BACKWARDS:
             raise InputError(f"unknown backward {backward!r}; choose one of: {', '.join(BACKWARDS)}")
         phantom_steps = require_count("phantom_steps", phantom_steps)
-        if not 0 < phantom_damping <= 1:
+        # (a string was Python's TypeError from the comparison)
+        if isinstance(phantom_damping, bool) or not isinstance(phantom_damping, numbers.Real) or not 0 < phantom_damping <= 1:
             raise InputError(f"phantom_damping must be in (0, 1], got {phantom_damping!r}")
         opts = options_or(opts, SolveOptions())
         if solver is not None:

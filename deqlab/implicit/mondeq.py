@@ -22,6 +22,8 @@ unrolled solve, central finite differences and ``torch.autograd.gradcheck``.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from deqlab.errors import IllConditionedError, InputError, NotConvergedError, require_count
@@ -41,6 +43,14 @@ def solve_equilibrium(model, x: torch.Tensor, *, method: str = "peaceman_rachfor
 
     ``method`` is a splitting solver (uses ``alpha``) or a name of :data:`deqlab.solvers.SOLVERS`.
     """
+    if options and method in FORWARD_METHODS:   # (an option the method does not take was a TypeError from the call)
+        solver = get_splitting_solver(method) if method in SPLITTING_SOLVERS else get_solver(method)
+        takes = [k for k, p in inspect.signature(solver).parameters.items() if p.kind is p.KEYWORD_ONLY]
+        unknown = [k for k in options if k not in takes]
+        if unknown:
+            extra = ", ".join(k for k in takes if k not in ("nonlinearity", "alpha", "atol", "rtol", "max_iter"))
+            raise InputError(f"method {method!r} takes no option {', '.join(unknown)} (it takes: alpha, atol, rtol, "
+                             f"max_iter, z0{', ' + extra if extra else ''})")
     with torch.no_grad():
         W = model.weight().detach()
         c = model.injection(x).detach()

@@ -31,8 +31,9 @@ READOUT = ("W_y", "b_y")
 
 
 def check_groups(groups) -> tuple[str, ...]:
-    """The groups in canonical order; ``ValueError`` for unknown, repeated or no groups."""
-    groups = tuple(groups)
+    """The groups in canonical order; ``ValueError`` for unknown, repeated or no groups. One name alone
+    (``"W_z"``) is that group (it was read as its letters: 'got ['W', '_', 'z']')."""
+    groups = (groups,) if isinstance(groups, str) else tuple(groups)
     unknown = [g for g in groups if g not in GROUPS]
     if unknown or not groups or len(set(groups)) != len(groups):
         raise InputError(f"parameter groups must be a non-empty subset of {', '.join(GROUPS)}; got {list(groups)}")
@@ -76,6 +77,9 @@ def check_problem(params: dict, x: torch.Tensor, y: torch.Tensor, z_star: torch.
 def model_params(model, dtype=torch.float64) -> dict[str, torch.Tensor]:
     """Detached copies of a :class:`TanhDEQ`'s parameters by group name, in ``dtype`` (a real floating one)."""
     require_real_dtype(dtype)
+    if not all(isinstance(getattr(model, k, None), torch.nn.Linear) for k in ("W_z", "U_z", "W_y")):
+        # (another module was an AttributeError on model.W_z)
+        raise InputError(f"model_params reads a TanhDEQ (Linear layers W_z, U_z, W_y), got {type(model).__name__}")
     return {
         "W_z": model.W_z.weight.detach().to(dtype).clone(),
         "b_z": model.W_z.bias.detach().to(dtype).clone(),

@@ -165,6 +165,8 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
         raise InputError(f"k must be an integer with 1 <= k < size = {size} (ARPACK), got {k!r}")
     if which not in EIGSH_WHICH:
         raise InputError(f"which must be one of {', '.join(EIGSH_WHICH)} (ARPACK's ends of the spectrum), got {which!r}")
+    if which == "BE" and k < 2:   # (ARPACK error -13 'NEV and WHICH = 'BE' are incompatible', after the products)
+        raise InputError("which='BE' takes eigenvalues from both ends: k must be >= 2")
     product = torch_product(matvec)
     require_symmetric(checked(product, size), size, dtype=dtype, device=matvec_device(product, device), seed=seed)
     op = as_linear_operator(product, size, dtype, device)
@@ -176,6 +178,10 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
                                 f"eigenvalues to tol {tol:g} within maxiter = {maxiter or 10 * size} restarts; raise "
                                 f"maxiter or loosen tol") from None
     except ArpackError as exc:
+        if not np.any(op.matvec(v0)):
+            # H v0 = 0 for a random v0 means H = 0 (a non-zero H's null space has measure zero): every eigenvalue is 0,
+            # which ARPACK reported as 'error -9: Starting vector is zero' (its Lanczos breaks down at once)
+            return np.zeros(k)
         raise DeqlabError(f"eigsh (ARPACK, which={which}) failed: {' '.join(str(exc).split())}") from None
     return np.sort(vals)
 
@@ -254,7 +260,11 @@ def lanczos_quadrature(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.
     each of length ``≤ steps``.
     """
     matvec = checked(matvec, v.shape[0])
-    q = v / torch.linalg.vector_norm(v)
+    # (norms by row_norms: torch.linalg.vector_norm sums the squares as they are, so an operator of size 1e-170
+    # had β = 0 after one step, every weight on one node, the mean: a wrong density without a word; one of size
+    # 1e160 had β = inf and NaN nodes)
+    norm = lambda t: float(row_norms(t.reshape(1, -1))[0])   # noqa: E731
+    q = v / norm(v)
     basis = [q]
     alphas, betas = [], []
     for j in range(steps):
@@ -264,7 +274,7 @@ def lanczos_quadrature(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.
         Q = torch.stack(basis)
         w = w - Q.T @ (Q @ w)  # full reorthogonalisation (twice is enough: Kahan-Parlett)
         w = w - Q.T @ (Q @ w)
-        beta = float(torch.linalg.vector_norm(w))
+        beta = norm(w)
         if j == steps - 1 or beta < breakdown * max(abs(a) for a in alphas) or beta == 0.0:
             break
         betas.append(beta)

@@ -52,8 +52,8 @@ def mondeq_weight(A: torch.Tensor, B: torch.Tensor, m: float) -> torch.Tensor:
 
     Guarantees ``λ_min((I − W) + (I − W)ᵀ)/2 = m + λ_min(AᵀA) ≥ m``.
     """
-    if not m > 0:
-        raise InputError(f"m must be > 0, got {m}")
+    if not 0 < m < math.inf:   # (m = inf made (1 − m)·I NaN off the diagonal, 0·inf: a NaN weight without a word)
+        raise InputError(f"m must be a finite number > 0, got {m}")
     n = B.shape[0]
     if B.shape != (n, n) or A.ndim != 2 or A.shape[1] != n:
         raise InputError(f"A must be (k, n) and B (n, n); got A {tuple(A.shape)}, B {tuple(B.shape)}")
@@ -61,8 +61,19 @@ def mondeq_weight(A: torch.Tensor, B: torch.Tensor, m: float) -> torch.Tensor:
     return (1 - m) * eye - A.T @ A + B - B.T
 
 
+def _square(W) -> torch.Tensor:
+    """``W`` if it is a finite real square matrix (a tensor); else :class:`InputError` (NaN reached
+    ``eigvalsh`` as torch's LinAlgError 'failed to converge', a non-square one a broadcasting RuntimeError)."""
+    if not isinstance(W, torch.Tensor) or W.ndim != 2 or W.shape[0] != W.shape[1] or W.is_complex():
+        raise InputError(f"W must be a real square matrix (n, n), got {describe(W)}")
+    if not all_finite(W):
+        raise InputError("W contains NaN or infinite values")
+    return W
+
+
 def monotonicity(W: torch.Tensor) -> float:
     """``λ_min(sym(I − W))``: the largest ``m`` with ``I − W ⪰ m I`` (negative: not monotone)."""
+    W = _square(W)
     eye = torch.eye(W.shape[0], dtype=torch.float64, device=W.device)
     M = eye - W.detach().to(torch.float64)
     return float(torch.linalg.eigvalsh((M + M.T) / 2).min())
@@ -70,6 +81,7 @@ def monotonicity(W: torch.Tensor) -> float:
 
 def lipschitz(W: torch.Tensor) -> float:
     """``L = ‖I − W‖₂`` (largest singular value), the Lipschitz constant of ``F``."""
+    W = _square(W)
     eye = torch.eye(W.shape[0], dtype=torch.float64, device=W.device)
     return float(torch.linalg.matrix_norm(eye - W.detach().to(torch.float64), ord=2))
 
@@ -78,11 +90,15 @@ def forward_backward_bound(W: torch.Tensor, m: float | None = None) -> float:
     """The forward-backward step bound ``2m/‖I − W‖₂²`` (``m`` defaults to ``λ_min(sym(I − W))``).
 
     Forward-backward converges for ``0 < α < 2m/L²`` (Winston & Kolter 2020, Sec. 4); with
-    ``m ≤ 0`` there is no such ``α`` and the bound is 0.
+    ``m ≤ 0`` there is no such ``α`` and the bound is 0; with ``W = I`` (``L = 0``) and ``m > 0`` every ``α`` is
+    one, and the bound is ``inf``.
     """
     # (a given m <= 0 returned the bound 0 without a word)
     m = monotonicity(W) if m is None else require_number("m", m)
-    return max(0.0, 2.0 * m / lipschitz(W) ** 2)
+    L = lipschitz(W)
+    if L == 0:   # (a ZeroDivisionError)
+        return math.inf if m > 0 else 0.0
+    return max(0.0, 2.0 * m / L ** 2)
 
 
 # --- the model ------------------------------------------------------------------------------------

@@ -49,8 +49,7 @@ class TanhDEQ(nn.Module):
 
     def unrolled(self, x: torch.Tensor, layers: int, z0: torch.Tensor | None = None) -> torch.Tensor:
         """``z^L`` after ``L = layers`` weight-tied layers from ``z⁰`` (zeros by default)."""
-        if layers < 0:
-            raise InputError(f"layers must be >= 0, got {layers}")
+        layers = require_count("layers", layers, minimum=0)   # (2.5 was range()'s TypeError)
         z = torch.zeros(x.shape[0], self.n_z, dtype=x.dtype, device=x.device) if z0 is None else z0
         for _ in range(layers):
             z = self.f(z, x)
@@ -58,6 +57,7 @@ class TanhDEQ(nn.Module):
 
     def unrolled_path(self, x: torch.Tensor, layers: int) -> torch.Tensor:
         """All iterates ``z⁰ … z^L`` stacked: ``(layers + 1, batch, n_z)``."""
+        layers = require_count("layers", layers, minimum=0)   # (−1 gave the start alone, 2.5 a TypeError)
         z = torch.zeros(x.shape[0], self.n_z, dtype=x.dtype, device=x.device)
         path = [z]
         for _ in range(layers):

@@ -31,10 +31,12 @@ def make_mlp(d: int, hidden, n_out: int, activation: str = "tanh", *, dtype=None
     moved to ``device`` and cast to ``dtype`` when given."""
     from torch import nn
 
-    from deqlab.errors import ConfigError, require_count
+    from deqlab.errors import ConfigError, require_count, require_real_dtype
 
     if activation not in ACTIVATIONS:
         raise ConfigError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    if dtype is not None:   # (an integer dtype was torch's TypeError from Module.to)
+        require_real_dtype(dtype)
     hidden = [hidden] if isinstance(hidden, int) else list(hidden)
     # (torch made a 0-wide layer with only a warning, and a 2.5- or −4-wide one with a TypeError)
     for name, width in [("d", d), *((f"hidden[{i}]", h) for i, h in enumerate(hidden)), ("n_out", n_out)]:

@@ -59,8 +59,17 @@ def newton(
         monitor.observe(z, fz)
         if monitor.done or monitor.hopeless or steps == max_iter:
             break
-        with torch.enable_grad():
-            J = batched_jacobian(f, z)
+        try:
+            with torch.enable_grad():
+                J = batched_jacobian(f, z)
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as exc:
+            # (an f that leaves torch, .numpy() or .item() inside, ran the first step and then failed in jacrev with
+            # torch's "Can't call numpy() on Tensor that requires grad" or "Cannot access data pointer")
+            said = (str(exc).strip().splitlines() or [""])[0]
+            raise InputError(f"newton differentiates f with torch.func.jacrev, and f could not be: {said} (an f that "
+                             "leaves torch, e.g. through .numpy(), needs another solver)") from exc
         n_jac += 1
         delta, info = torch.linalg.solve_ex(eye - J, (fz - z).unsqueeze(-1))
         delta = delta.squeeze(-1)

@@ -189,6 +189,8 @@ def _rachford(W, c, z0, *, nonlinearity, alpha, atol, rtol, max_iter, averaged: 
     _check(W, c, alpha, z0)
     nl = _nl(nonlinearity)
     monitor = Monitor(z0, atol=atol, rtol=rtol, max_iter=max_iter, solver=name)
+    if W.dtype not in (torch.float32, torch.float64):   # (torch's "linalg.inv: Low precision dtypes not supported")
+        raise InputError(f"{name} solves its resolvent in float32 or float64; W is {describe(W)}")
     V = Resolvent(W, alpha, resolvent_method(W.shape[0], c.shape[0], resolvent))
     shift = V(alpha * c)                            # V(αc), once: z½ = V u½ + V(αc)
     reflect = _reflection(nl, alpha)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from deqlab.errors import InputError, require_count, require_number
 from deqlab.sysid.metrics import model_device
 
 #: a constant-input state counts as settled when one more step moves it by less than this (relative)
@@ -99,16 +100,38 @@ class Linearisation:
     spectral_radius: float
 
 
+def _real_array(name: str, a, ndim: int) -> np.ndarray:
+    """``a`` as a finite real float64 array of ``ndim`` dimensions; else :class:`InputError` naming it."""
+    if np.iscomplexobj(a):
+        raise InputError(f"{name} must be real, got complex entries")
+    try:
+        a = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a numeric array") from None
+    if a.ndim != ndim:
+        raise InputError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise InputError(f"{name} contains NaN or infinite values")
+    return a
+
+
 def linearise(model, u0: np.ndarray, *, settle_steps: int = 3000) -> list[Linearisation]:
     """Linearisations of ``model`` at the equilibria reached from the zero state under constant inputs.
 
     ``u0`` (levels, n_u) in the model's (physical) input units. All levels are simulated together for up
     to ``settle_steps`` steps; a level whose last step still moves the state by more than
     :data:`SETTLE_RTOL` (relative) is returned with ``settled=False`` (a limit cycle or a slow model:
-    its linearisation proves nothing). Jacobians by reverse mode through one step of the model.
+    its linearisation proves nothing; so is one whose Jacobians are not finite, with ``spectral_radius``
+    NaN). Jacobians by reverse mode through one step of the model.
     """
     core, u_mean, u_std, _, y_std = _core_and_scaling(model)
-    u0 = torch.as_tensor(np.asarray(u0, dtype=np.float64), device=u_mean.device)
+    u0 = _real_array("u0", u0, 2)
+    if u0.shape[1] != u_mean.numel():   # (torch's "mat1 and mat2 shapes cannot be multiplied")
+        raise InputError(f"u0 must be (levels, n_u) with n_u = {u_mean.numel()} (the model's inputs), got {u0.shape}")
+    settle_steps = require_count("settle_steps", settle_steps)
+    if u0.shape[0] == 0:
+        return []
+    u0 = torch.as_tensor(u0, device=u_mean.device)
     levels = u0.shape[0]
     un = (u0 - u_mean) / u_std
     template = core.initial_state(levels)
@@ -140,8 +163,11 @@ def linearise(model, u0: np.ndarray, *, settle_steps: int = 3000) -> list[Linear
         n_y = y_std.numel()
         C, A = jx[:n_y].cpu().numpy(), jx[n_y:].cpu().numpy()  # the frequency responses are numpy's, on the host
         D, B = ju[:n_y].cpu().numpy(), ju[n_y:].cpu().numpy()
-        rho = float(np.max(np.abs(np.linalg.eigvals(A)))) if A.size else 0.0
-        out.append(Linearisation(A=A, B=B, C=C, D=D, u0=u0[i].cpu().numpy(), settled=bool(settled[i]), spectral_radius=rho))
+        finite = all(np.isfinite(m).all() for m in (A, B, C, D))
+        # (a state that overflowed, or NaN in the model: eigvals raised numpy's LinAlgError; such a point proves nothing)
+        rho = (float(np.max(np.abs(np.linalg.eigvals(A)))) if A.size else 0.0) if finite else math.nan
+        out.append(Linearisation(A=A, B=B, C=C, D=D, u0=u0[i].cpu().numpy(), settled=bool(settled[i]) and finite,
+                                 spectral_radius=rho))
     return out
 
 
@@ -155,14 +181,44 @@ def frequency_response(A, B, C, D, omega: np.ndarray) -> np.ndarray:
     return C[None] @ np.linalg.solve(M, np.broadcast_to(B.astype(complex), (len(z), *B.shape))) + D[None]
 
 
+def _state_space(A, B, C, D) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(A, B, C, D)`` as real finite float64 matrices of consistent shapes (``A`` (n, n), ``B`` (n, n_u),
+    ``C`` (n_y, n), ``D`` (n_y, n_u)); else :class:`InputError`. NaN in ``A`` was numpy's "Array must not
+    contain infs or NaNs", NaN in ``B`` "SVD did not converge", inf in ``C`` a norm of NaN returned as the
+    answer, a complex ``A`` lost its imaginary part with only a warning, and mismatched shapes were
+    gufunc messages."""
+    out = []
+    for name, m in zip("ABCD", (A, B, C, D)):
+        m = np.asarray(m)
+        if np.iscomplexobj(m):
+            raise InputError(f"hinf_norm: {name} must be real, got complex entries")
+        try:
+            m = np.asarray(m, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"hinf_norm: {name} must be a numeric matrix, got {m.dtype}") from None
+        if m.ndim != 2:
+            raise InputError(f"hinf_norm: {name} must be a 2-D matrix, got shape {m.shape}")
+        if not np.isfinite(m).all():
+            raise InputError(f"hinf_norm: {name} contains NaN or infinite values")
+        out.append(m)
+    A, B, C, D = out
+    n = A.shape[0]
+    if A.shape != (n, n) or B.shape[0] != n or C.shape[1] != n or D.shape != (C.shape[0], B.shape[1]):
+        raise InputError(f"hinf_norm: shapes must be A (n, n), B (n, n_u), C (n_y, n), D (n_y, n_u); got A {A.shape}, "
+                         f"B {B.shape}, C {C.shape}, D {D.shape}")
+    return A, B, C, D
+
+
 def hinf_norm(A, B, C, D, *, grid: int = HINF_GRID) -> tuple[float, float]:
     """``(‖G‖∞, ω_peak)`` of the discrete-time system ``(A, B, C, D)`` by a frequency sweep: the largest
     singular value of ``G(e^{iω})`` on ``grid`` frequencies in ``[0, π]`` (uniform, plus a geometric grid
     near 0 and around every pole angle), then refined by bounded Brent minimisation between the best
-    point's neighbours. ``inf`` if ``A`` has an eigenvalue on or outside the unit circle."""
+    point's neighbours. ``inf`` if ``A`` has an eigenvalue on or outside the unit circle. :class:`InputError`
+    for matrices that are not real, finite and of consistent shapes, or a ``grid`` below 2."""
     from scipy.optimize import minimize_scalar
 
-    A, B, C, D = (np.asarray(m, dtype=np.float64) for m in (A, B, C, D))
+    A, B, C, D = _state_space(A, B, C, D)
+    grid = require_count("grid", grid, minimum=2)
     if A.size and np.max(np.abs(np.linalg.eigvals(A))) >= 1.0:
         return math.inf, float("nan")
     poles = np.abs(np.angle(np.linalg.eigvals(A))) if A.size else np.zeros(0)
@@ -173,7 +229,10 @@ def hinf_norm(A, B, C, D, *, grid: int = HINF_GRID) -> tuple[float, float]:
     def sigma(w):
         return np.linalg.svd(frequency_response(A, B, C, D, np.atleast_1d(w)), compute_uv=False)[:, 0]
 
-    values = sigma(omega)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = sigma(omega)
+    if not np.isfinite(values).all():   # (an overflow in G(e^{iω}): np.argmax took the NaN as the norm)
+        raise InputError("hinf_norm: the frequency response overflows float64 (entries too large); rescale B, C or D")
     k = int(np.argmax(values))
     best, w_best = float(values[k]), float(omega[k])
     lo, hi = omega[max(k - 1, 0)], omega[min(k + 1, len(omega) - 1)]
@@ -200,7 +259,7 @@ def ascent_gain(model, starts_a: torch.Tensor, starts_delta: torch.Tensor, *, it
     """Adam ascent on ``log‖Δy‖ − log‖Δu‖`` from pairs ``u_a = starts_a``, ``u_b = u_a + starts_delta``
     (pairs, T, n_u), physical units; steps are taken in units of ``scale`` (n_u,) (the input's std).
     Returns the largest realised ratio over all pairs and iterates (every one evaluated exactly, iterate 0
-    included) and the index of the pair that gave it. Runs on the model's device (the starts are moved there)."""
+    included) and the index of the pair that gave it (``-1`` if none beat 0); NaN if no ratio was finite. Runs on the model's device (the starts are moved there)."""
     device = model_device(model)
     starts_a, starts_delta, scale = starts_a.to(device), starts_delta.to(device), scale.to(device)
     base = (starts_a / scale).clone().requires_grad_(True)
@@ -209,12 +268,13 @@ def ascent_gain(model, starts_a: torch.Tensor, starts_delta: torch.Tensor, *, it
     grads = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
-    best, best_pair = 0.0, -1
+    best, best_pair, seen = 0.0, -1, False
     try:
         for it in range(iters + 1):
             ratio, num, den = _ratio(model, base * scale, (base + delta) * scale)
             finite = torch.isfinite(ratio) & (den > 0)
             if finite.any():
+                seen = True
                 r = torch.where(finite, ratio.detach(), torch.zeros_like(ratio))
                 k = int(torch.argmax(r))
                 if float(r[k]) > best:
@@ -228,7 +288,7 @@ def ascent_gain(model, starts_a: torch.Tensor, starts_delta: torch.Tensor, *, it
     finally:
         for p, g in zip(model.parameters(), grads):
             p.requires_grad_(g)
-    return best, best_pair
+    return (best if seen else math.nan), best_pair
 
 
 def sinusoid_pair(lin: Linearisation, omega: float, *, steps: int, settle: int, amplitude: float) -> tuple[np.ndarray, np.ndarray]:
@@ -260,6 +320,17 @@ class GainSettings:
     levels: int = 5
     settle: int = 3000
 
+    def __post_init__(self):
+        # (a horizon of 0 was torch's "stack expects a non-empty TensorList", a negative count ran nothing)
+        if isinstance(self.steps, (str, bytes)) or not hasattr(self.steps, "__iter__") or not list(self.steps):
+            raise InputError(f"steps must be a non-empty list of horizons, got {self.steps!r}")
+        self.steps = [require_count(f"steps[{i}]", h) for i, h in enumerate(self.steps)]
+        self.pairs = require_count("pairs", self.pairs)
+        self.iters = require_count("iters", self.iters, minimum=0)
+        self.levels = require_count("levels", self.levels, minimum=0)
+        self.settle = require_count("settle", self.settle)
+        self.lr = require_number("lr", self.lr)
+
 
 @dataclass
 class GainReport:
@@ -286,7 +357,10 @@ def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSetting
     the model runs on its own device."""
     s = settings or GainSettings()
     g = torch.Generator(device="cpu").manual_seed(seed)
-    u_ref = torch.as_tensor(np.asarray(u_ref, dtype=np.float64), device="cpu")
+    # (NaN inputs gave no finite ratio: a "lower bound" of 0.0; a 2-D u_ref was read as one-step trajectories)
+    u_ref = torch.as_tensor(_real_array("u_ref", u_ref, 3), device="cpu")
+    if u_ref.shape[0] == 0 or u_ref.shape[1] == 0:
+        raise InputError(f"u_ref must hold at least one trajectory of one step, got shape {tuple(u_ref.shape)}")
     flat = u_ref.reshape(-1, u_ref.shape[-1])
     mean, scale = flat.mean(0), flat.std(0).clamp_min(1e-12)
     n_u = u_ref.shape[-1]
@@ -307,7 +381,7 @@ def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSetting
                 freq = f"{omega / (2 * math.pi * sample_time):.3g} Hz" if sample_time else f"{omega:.3g} rad/sample"
                 lin_best, lin_detail = value, f"H∞ of the linearisation at u₀ = {np.array2string(lin.u0, precision=3)}, peak at {freq}"
 
-    asc_best, asc_detail, asc_steps = 0.0, "", None
+    asc_best, asc_detail, asc_steps, asc_finite = 0.0, "", None, False
     for steps in s.steps:
         steps = int(steps)
         n_data = s.pairs // 2
@@ -332,9 +406,14 @@ def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSetting
             base = torch.cat([base, torch.as_tensor(ua, device="cpu")[None]])
             delta = torch.cat([delta, torch.as_tensor(d, device="cpu")[None]])
         value, pair = ascent_gain(model, base, delta, iters=s.iters, lr=s.lr, scale=scale)
+        asc_finite = asc_finite or not math.isnan(value)
         if value > asc_best:
             kind = "data window" if pair < n_data else ("random input" if pair < s.pairs else "linearisation's peak sinusoid")
             asc_best, asc_steps, asc_detail = value, steps, f"Adam ascent over input pairs, horizon {steps} steps, best from a {kind} start"
+    if not asc_finite and not lin_best >= 0:
+        # (a model with NaN weights, or outputs that overflow: no pair gave a finite ratio, and 0.0 was returned as the bound)
+        raise InputError("no input pair gave a finite output difference and no equilibrium settled: the model's outputs "
+                         "are not finite on these inputs")
     if lin_best > asc_best:
         return GainReport(value=lin_best, method="linearisation", detail=lin_detail, ascent=asc_best,
                           linearisation=lin_best, unsettled=unsettled, horizon=asc_steps)

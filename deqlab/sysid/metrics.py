@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 import torch
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, require_count
 
 
 def nrmse(y_hat: np.ndarray, y: np.ndarray, washout: int) -> float:
@@ -61,6 +61,14 @@ def empirical_lipschitz(model, u_ref: np.ndarray, *, steps: int, pairs: int, ite
     perturbations; step sizes are in units of the input's std. A lower bound of the true constant.
     Runs on the model's device; the windows and perturbations are drawn by a CPU generator (the same
     draws on every device) and moved there."""
+    u_ref = np.asarray(u_ref, dtype=np.float64)
+    if u_ref.ndim != 3 or not np.isfinite(u_ref).all():   # (NaN gave no finite ratio and 0.0 came back as the bound)
+        raise InputError(f"u_ref must be a finite (trajectories, steps, n_u) array, got shape {u_ref.shape}"
+                         + ("" if u_ref.ndim != 3 else " with NaN or infinite values"))
+    steps, pairs = require_count("steps", steps), require_count("pairs", pairs)
+    iters = require_count("iters", iters, minimum=0)
+    if u_ref.shape[0] == 0 or steps > u_ref.shape[1]:   # (torch's "random_ expects 'from' to be less than 'to'")
+        raise InputError(f"steps = {steps} must not exceed the {u_ref.shape[1]} steps of u_ref's {u_ref.shape[0]} trajectories")
     g = torch.Generator(device="cpu").manual_seed(seed)
     device = model_device(model)
     u_ref = torch.as_tensor(u_ref, dtype=torch.float64, device="cpu")
@@ -73,6 +81,7 @@ def empirical_lipschitz(model, u_ref: np.ndarray, *, steps: int, pairs: int, ite
     base.requires_grad_(True)
     delta.requires_grad_(True)
     opt = torch.optim.Adam([base, delta], lr=lr)
+    grads = [p.requires_grad for p in model.parameters()]   # (restored as they were: frozen ones stay frozen)
     for p in model.parameters():
         p.requires_grad_(False)
     best = 0.0
@@ -89,6 +98,6 @@ def empirical_lipschitz(model, u_ref: np.ndarray, *, steps: int, pairs: int, ite
             loss.backward()
             opt.step()
     finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        for p, grad in zip(model.parameters(), grads):
+            p.requires_grad_(grad)
     return best
