@@ -50,6 +50,7 @@ def read_npz(path, what: str, names: tuple[str, ...], optional: tuple[str, ...] 
     if not head.startswith(ZIP_MAGIC):
         kind = "text (a CSV?), not an .npz archive" if _looks_like_text(head) else "not an .npz archive (nor a .npy file, nor text)"
         raise InputError(f"{named} is {kind}; {save}")
+    _refuse_false_sizes(p, named, (*names, *optional))
     try:
         with np.load(p, allow_pickle=False) as data:
             return p, {name: np.asarray(data[name]) for name in (*names, *optional) if name in data.files}, list(data.files)
@@ -63,6 +64,39 @@ def read_npz(path, what: str, names: tuple[str, ...], optional: tuple[str, ...] 
         raise
     except Exception as exc:   # a truncated or corrupt archive: zipfile, zlib and NumPy raise many types
         raise InputError(f"{named} {DAMAGED}: {_first_line(exc)}") from None
+
+
+def _refuse_false_sizes(path: Path, named: str, names: tuple[str, ...]) -> None:
+    """Refuse a member whose ``.npy`` header declares more bytes than the member holds, before NumPy
+    allocates them: a 600-byte archive declaring a (10⁶, 10⁶) array made ``np.load`` ask for 7 TiB, a
+    ``MemoryError`` that the run reported as "out of memory (lower the sizes in the settings)", exit 1.
+    (The archive's directory, checked against the memory available, states the true sizes.) A member that
+    cannot be read this far is left to ``np.load``'s own checks."""
+    import math
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            for name in names:
+                info = members.get(name)
+                if info is None:
+                    continue
+                with archive.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read_header(f, max_header_size=10_000)
+                    header = f.tell()
+                if dtype.hasobject:
+                    continue
+                declared = math.prod(shape) * dtype.itemsize
+                if declared > info.file_size - header:
+                    raise InputError(f"{named} {DAMAGED}: its array {name} declares shape {tuple(shape)} of {dtype} "
+                                     f"({declared:,} bytes) but holds {max(0, info.file_size - header):,}")
+    except InputError:
+        raise
+    except Exception:   # (not an archive, a damaged member, an unknown .npy version: np.load says what it is)
+        return
 
 
 def _looks_like_text(head: bytes) -> bool:

@@ -82,3 +82,31 @@ def test_a_npy_file_for_an_npz_is_one_line_from_the_command_line(cli, output_roo
     np.save(path, np.zeros((3, 4)))
     assert_one_line_error(cli(*args, option, str(path)), "is a .npy file (one array, as np.save writes), not an .npz archive")
     assert not output_root.exists()
+
+
+def _false_size_archive(path, shape=(10**6, 10**6)):
+    """An archive whose members' .npy headers declare ``shape`` (float64) but hold 64 bytes each."""
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as z:
+        for name in ("X.npy", "Y.npy"):
+            z.writestr(name, header.getvalue() + b"\0" * 64)
+
+
+def test_a_member_declaring_more_bytes_than_it_holds_is_refused_before_allocating(tmp_path):
+    """A 600-byte archive whose header declared a (10⁶, 10⁶) array made np.load ask for 7 TiB: a MemoryError."""
+    path = tmp_path / "pairs.npz"
+    _false_size_archive(path)
+    with pytest.raises(InputError) as info:
+        read_npz(path, "pairs file", ("X", "Y"))
+    assert "declares shape (1000000, 1000000) of float64" in str(info.value) and "holds 64" in str(info.value)
+
+
+def test_a_false_size_archive_is_bad_input_from_the_command_line(cli, output_root, tmp_path):
+    """It was "out of memory (lower the sizes in the settings)", exit 1, and a .failed run folder."""
+    path = tmp_path / "pairs.npz"
+    _false_size_archive(path)
+    assert_one_line_error(cli("lowrank", "--pairs", str(path)), "declares shape (1000000, 1000000) of float64")
+    assert not output_root.exists()

@@ -109,6 +109,13 @@ def test_sweep_prints_its_own_lines_not_hydras_log(output_root):
         # loky starts every worker as the pool is made: 100,000 for a sweep of two jobs filled the machine until stopped
         (["converge", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=100000"],
          "hydra.launcher.n_jobs=100000 would start 100,000 worker processes (joblib starts them all)"),
+        # Hydra's joblib launcher runs loky whatever backend is named: a backend that is none ran, exit 0
+        (["converge", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.backend=nosuch"],
+         "hydra.launcher.backend=nosuch: Hydra's joblib launcher always runs joblib's loky backend"),
+        (["converge", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.backend=threading"],
+         "hydra.launcher.backend=threading: Hydra's joblib launcher always runs joblib's loky backend"),
+        (["converge", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.prefer=threads"],
+         "hydra.launcher.prefer=threads: Hydra's joblib launcher always runs joblib's loky backend, in processes"),
         # each submitit task runs the whole job: three of them ran it three times at once into the one folder
         (["converge", "seed=0", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=3"],
          "hydra.launcher.tasks_per_node must be 1, got 3: a deqlab job is one process"),

@@ -76,6 +76,12 @@ def check_launcher_options(launcher) -> None:
         from joblib import Parallel, cpu_count, effective_n_jobs
 
         process_joblib_cfg(options)
+        for name, kept in (("backend", "loky"), ("prefer", "processes")):
+            # (Hydra's launcher sets the loky backend whatever was asked, and loky runs processes: backend=threading,
+            # a backend that is none, or prefer=threads ran the jobs in processes, exit 0)
+            if options.get(name) not in (None, kept):
+                raise InputError(f"hydra.launcher.{name}={options[name]}: Hydra's joblib launcher always runs joblib's "
+                                 f"loky backend, in processes; leave hydra.launcher.{name} unset")
         options["backend"] = "loky"
         try:
             Parallel(**options)
