@@ -118,6 +118,29 @@ def test_parts_keep_the_key_column_that_tells_rows_apart():
         assert [fitted.columns[j] for j in columns[:3]] == ["task", "dtype", "method"]
 
 
+def test_parts_keep_a_naming_cell_on_one_line_when_that_prints_fewer_lines():
+    """mondeq's 30-row table (this one's columns) printed its model names ('default init') over two lines
+    in every row of both its parts at 80 columns, 438 lines in all: a header that wraps costs one line,
+    a name that wraps one per row. The layout is the one that prints the fewest lines."""
+    rng = np.random.default_rng(0)
+    names = ["default init", "normal_ init", "monotone m=0.05"] * 10
+    n = len(names)
+    frame = pd.DataFrame({
+        "model": names, "restart": np.repeat(np.arange(1, 11), 3),
+        "min Re eig(I-W)": rng.normal(size=n), "lambda_min(sym(I-W))": rng.normal(size=n),
+        "||z^40 - z*|| (float32)": rng.uniform(1e-8, 3, n), "FP steps": rng.integers(20, 500, n),
+        "||z_FP - z*||": rng.uniform(1e-10, 3, n), "PR steps": rng.integers(10, 40, n),
+        "PR converged": rng.uniform(size=n) > 0.3, "||z_PR - z*||": rng.uniform(1e-10, 3, n),
+        "z* found (fsolve)": [True] * n})
+    table = Table("models", frame, formats={"min Re eig(I-W)": "{:.4f}", "lambda_min(sym(I-W))": "{:.4f}",
+                                            "||z^40 - z*|| (float32)": "{:.3e}", "||z_FP - z*||": "{:.2e}",
+                                            "||z_PR - z*||": "{:.2e}"})
+    text = assert_no_cut(table, 80)
+    fitted, parts = FittedTable(table).layout(80)
+    for name in ("default init", "normal_ init"):
+        assert text.count(name) == len(parts) * names.count(name), text   # whole, in every part
+
+
 def test_too_wide_for_parts_falls_back_to_one_block_per_row():
     """A number 90 characters wide fits no 80-column grid, whole or in parts: one block per row."""
     table = wide_table(3)

@@ -2,8 +2,9 @@
 
 A number cut to ``3.14e-…`` is worse than no number: ``e-15`` and ``e+00`` look alike, and a header
 folded mid-word (``conver|ged``) is hard to read. So a :class:`FittedTable` measures itself against
-the width it is given at render time (the terminal's, or 80 columns when piped), and takes the
-first layout that fits:
+the width it is given at render time (the terminal's, or 80 columns when piped). One grid whose cells
+all stay on one line is taken at once; else, of layouts 1 and 2, the one that prints the fewest lines
+(a header that wraps costs one line, a cell that wraps one per row); else 3, else 4:
 
 1. one grid whose headers and text wrap only between words, and whose numbers never wrap;
 2. the same grid in parts: the columns split into consecutive groups, each part a grid as in 1.
@@ -12,7 +13,8 @@ first layout that fits:
    and those after it (at most :data:`_KEY_MAX_COLUMNS`) that hold text, integers or repeated
    values, stopping at a yes/no column or a column of distinct real numbers (a measurement); a
    table whose first column holds distinct real numbers has no key, and its parts lead with a row
-   number (distinct integers, ``restart`` 1..10, are a key of their own);
+   number (distinct integers, ``restart`` 1..10, are a key of their own). Parts are packed twice:
+   with every cell whole, and with words whole;
 3. one grid whose headers and text may fold inside words (numbers still never do);
 4. one ``column: value`` block per row, which fits any width ≥ the longest ``column: value`` line
    and folds text beyond that (never a number).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -106,6 +109,9 @@ class FittedTable:
                 row.insert(0, Text(str(i + 1)))
             self.key = [0]
         self.natural, self.soft, self.least = self._floors()
+        # a column's width at which no cell wraps (its header may, between words): text cells are kept whole
+        # before headers are, since a wrapped cell doubles its row and a wrapped header costs one line
+        self.whole = [max(s, min(n, self._cell_width(j))) for j, (s, n) in enumerate(zip(self.soft, self.natural))]
 
     def _one_notation(self, j: int, values: pd.Series, spec: str | None) -> None:
         """Column ``j`` in one notation: when its cells mix scientific and positional numbers (a general
@@ -186,46 +192,70 @@ class FittedTable:
         """Content widths of every column in one grid ``available`` columns wide (layouts 1 and 3),
         or None when even the least widths do not fit."""
         columns = list(range(len(self.columns)))
-        return self._shrink(columns, self._budget(available, len(columns)), [self.soft, self.least])
+        return self._shrink(columns, self._budget(available, len(columns)), [self.whole, self.soft, self.least])
 
     def parts(self, available: int) -> list[tuple[list[int], list[int]]] | None:
-        """The layout as ``[(columns, widths)]``, one entry per grid: one grid when it fits with words
-        whole (layout 1), else parts that each repeat the key (layout 2); None when neither fits."""
+        """The layout as ``[(columns, widths)]``, one entry per grid (layouts 1 and 2), or None when
+        neither fits. One grid whose cells are all whole (only headers wrap) is taken at once; else, of
+        the one grid with words whole, the parts whose cells are whole and the parts with words whole,
+        the one that prints the fewest lines (a model name wrapped onto a second line in every row of a
+        30-row table printed 60 lines where one more part printed 30)."""
         columns = list(range(len(self.columns)))
-        whole = self._shrink(columns, self._budget(available, len(columns)), [self.soft])
-        if whole is not None:
-            return [(columns, whole)]
+        one = self._shrink(columns, self._budget(available, len(columns)), [self.whole, self.soft])
+        if one is not None and all(w >= self.whole[j] for j, w in zip(columns, one)):
+            return [(columns, one)]
+        candidates = [] if one is None else [[(columns, one)]]
+        for floor in (self.whole, self.soft):
+            split = self._split(available, floor)
+            if split is not None:
+                candidates.append(split)
+        return min(candidates, key=self._lines) if candidates else None   # (min: the first of equals)
+
+    def _lines(self, layout: list[tuple[list[int], list[int]]]) -> int:
+        """How many lines ``layout`` prints: per grid a title, three rules, its header and its rows, each
+        as tall as its most wrapped cell."""
+        def tall(text: str, width: int) -> int:
+            return max(1, len(textwrap.wrap(text, max(width, 1))))
+
+        lines = 0
+        for columns, widths in layout:
+            lines += 4 + max(tall(self.columns[j], w) for j, w in zip(columns, widths))
+            lines += sum(max(tall(row[j].plain, w) for j, w in zip(columns, widths)) for row in self.cells)
+        return lines
+
+    def _split(self, available: int, floor: list[int]) -> list[tuple[list[int], list[int]]] | None:
+        """Parts that each repeat the key (layout 2), no column below ``floor``; None when they do not fit."""
         if not self.key:   # no naming column: :meth:`layout` numbers the rows
             return None
-        key = self._narrowed_key(_KEY_MAX_SHARE * available)
+        columns = list(range(len(self.columns)))
+        key = self._narrowed_key(_KEY_MAX_SHARE * available, floor)
         if not key:   # parts whose rows could not be matched up: not a layout
             return None
+        if floor is self.whole and not self._tells_rows_apart(key) and self._tells_rows_apart(self.key):
+            return None   # cells kept whole at the price of the key column that names the rows: not worth it
         rest = [j for j in columns if j not in key]
-        if not rest or any(sum(self.soft[k] for k in key + [j]) > self._budget(available, len(key) + 1) for j in rest):
+        if not rest or any(sum(floor[k] for k in key + [j]) > self._budget(available, len(key) + 1) for j in rest):
             return None
         # Each part's own columns (with a separator each) may be `room` wide beside the key. As few
         # parts as the widest packing needs, then the narrowest cap that still needs no more: parts
         # of even widths, never a last part of one lone column.
-        room = self._budget(available, len(key) + 1) - sum(self.soft[k] for k in key) + _GRID_PER_COLUMN
-        fewest = len(self._pack(rest, room))
-        low, high = max(self.soft[j] + _GRID_PER_COLUMN for j in rest), room
+        room = self._budget(available, len(key) + 1) - sum(floor[k] for k in key) + _GRID_PER_COLUMN
+        fewest = len(self._pack(rest, room, floor))
+        low, high = max(floor[j] + _GRID_PER_COLUMN for j in rest), room
         while low < high:
             mid = (low + high) // 2
-            low, high = (low, mid) if len(self._pack(rest, mid)) <= fewest else (mid + 1, high)
-        groups = self._pack(rest, low)
-        out = []
-        for group in groups:
-            part = key + group
-            out.append((part, self._shrink(part, self._budget(available, len(part)), [self.soft])))
-        return out
+            low, high = (low, mid) if len(self._pack(rest, mid, floor)) <= fewest else (mid + 1, high)
+        floors = [self.whole, self.soft] if floor is self.soft else [floor]
+        return [(key + group, self._shrink(key + group, self._budget(available, len(key + group)), floors))
+                for group in self._pack(rest, low, floor)]
 
-    def _narrowed_key(self, limit: float) -> list[int]:
-        """The key cut to at most ``limit`` soft columns: each cut drops the last column that the
+    def _narrowed_key(self, limit: float, floor: list[int]) -> list[int]:
+        """The key cut to at most ``limit`` columns at ``floor`` widths: each cut drops the last column that the
         others still tell the rows apart without (``batch`` beside ``task, dtype, method``), else
         the last one. Dropping the last one blindly once printed parts keyed by ``task, dtype,
         batch`` whose rows no reader could match to their method."""
         key = list(self.key)
-        while key and sum(self.soft[j] for j in key) > limit:
+        while key and sum(floor[j] for j in key) > limit:
             spare = [j for j in reversed(key) if self._tells_rows_apart([k for k in key if k != j])]
             key.remove(spare[0] if spare else key[-1])
         return key
@@ -234,13 +264,13 @@ class FittedTable:
         rows = [tuple(row[j].plain for j in columns) for row in self.cells]
         return bool(columns) and len(set(rows)) == len(rows)
 
-    def _pack(self, rest: list[int], cap: int) -> list[list[int]]:
-        """``rest`` cut greedily into consecutive groups whose soft widths, one separator each, sum to
+    def _pack(self, rest: list[int], cap: int, floor: list[int]) -> list[list[int]]:
+        """``rest`` cut greedily into consecutive groups whose ``floor`` widths, one separator each, sum to
         at most ``cap``."""
         groups: list[list[int]] = []
         used = cap + 1
         for j in rest:
-            width = self.soft[j] + _GRID_PER_COLUMN
+            width = floor[j] + _GRID_PER_COLUMN
             if used + width > cap:
                 groups.append([])
                 used = 0
