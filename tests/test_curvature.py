@@ -640,3 +640,15 @@ def test_the_operator_is_the_hessian_at_the_point_it_was_made(problem, mode):
     finally:
         with torch.no_grad():
             model.head.weight.copy_(saved)
+
+
+def test_an_error_of_the_model_or_the_loss_names_the_call(problem):
+    """A y of the wrong length or dtype was cross_entropy's own ValueError/RuntimeError from inside the
+    operator's first pass; an x the first layer cannot take, torch's 'mat1 and mat2' RuntimeError."""
+    model, x, y = problem
+    with pytest.raises(InputError, match=r"loss_fn\(output, y\) raised ValueError on output \(6, 3\) .* y \(4,\)"):
+        LossHessian(model, cross_entropy, x, y[:4])
+    with pytest.raises(InputError, match=r"loss_fn\(output, y\) raised RuntimeError .*: expected target dtype"):
+        LossHessian(model, cross_entropy, x, y.double())
+    with pytest.raises(InputError, match=r"model\(x\) raised RuntimeError on x \(6, 4\) float64"):
+        LossHessian(model, cross_entropy, x[:, :4], y, mode="direct")

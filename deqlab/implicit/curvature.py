@@ -55,7 +55,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
-from deqlab.errors import IllConditionedError, InputError, NotConvergedError
+from deqlab.errors import DeqlabError, IllConditionedError, InputError, NotConvergedError
 from deqlab.implicit.deq import DEQ, purity_check
 from deqlab.implicit.layer import SolveOptions, differentiable_part, scatter_grads, tangent_part
 from deqlab.implicit.spectrum import (
@@ -65,7 +65,7 @@ from deqlab.implicit.spectrum import (
     hutchinson_trace,
     spectral_density,
 )
-from deqlab.solvers.result import all_finite
+from deqlab.solvers.result import all_finite, describe
 
 
 def deq_layers(model: nn.Module) -> list[DEQ]:
@@ -301,6 +301,20 @@ def _hooked(layers: list[DEQ], hook):
     return _set_on(layers, "curvature_hook", hook)
 
 
+@contextlib.contextmanager
+def _user_code(call: str, **arguments) -> Iterator[None]:
+    """Turn an error of the user's model or loss (torch's or Python's, not deqlab's) into one :class:`InputError`
+    line naming the call and its arguments' shapes; the original stays chained."""
+    try:
+        yield
+    except (DeqlabError, torch.OutOfMemoryError):
+        raise
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        said = (str(exc).strip().splitlines() or [""])[0]
+        given = ", ".join(f"{k} {describe(v)}" for k, v in arguments.items())
+        raise InputError(f"{call} raised {type(exc).__name__} on {given}: {said}") from exc
+
+
 def _require_finite(loss: torch.Tensor) -> None:
     """A loss that is NaN or infinite at ``θ`` has no curvature there (its products failed later as an
     adjoint solve that 'did not converge': non-finite iterates)."""
@@ -430,8 +444,12 @@ class LossHessian(LinearOperator):
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """``L(θ)`` as a pure function of ``θ (P,)``."""
-        out = torch.func.functional_call(self.model, {**self.fixed, **self.unflatten(theta)}, (self.x,))
-        value = self.loss_fn(out, self.y)
+        # (a y of the wrong length or dtype, or an x the model's first layer cannot take, was torch's own
+        # ValueError/RuntimeError from inside the first pass; the DEQ layers' errors are deqlab's already)
+        with _user_code("model(x)", x=self.x):
+            out = torch.func.functional_call(self.model, {**self.fixed, **self.unflatten(theta)}, (self.x,))
+        with _user_code("loss_fn(output, y)", output=out, y=self.y):
+            value = self.loss_fn(out, self.y)
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise InputError(f"loss_fn must return a scalar tensor (a mean or a sum over the batch), got {shape}")
