@@ -98,8 +98,11 @@ class SymmetricEstimate:
         return self.U @ (self.S[:, None] * (self.U.T @ V.reshape(self.n, -1))).reshape((self.rank,) + V.shape[1:])
 
     def secant_residual(self, X: np.ndarray, Y: np.ndarray) -> float:
-        """``‖HX − Y‖_F``."""
-        return float(np.linalg.norm(self.matvec(X) - Y))
+        """``‖HX − Y‖_F``; ``Y`` must have ``X``'s shape."""
+        HX, Y = self.matvec(X), np.asarray(_on_host(Y))
+        if Y.shape != HX.shape:   # (a (n, 1) Y was broadcast against every column: a residual of no pair)
+            raise InputError(f"X and Y must have the same shape, got {np.shape(X)} and {Y.shape}")
+        return float(np.linalg.norm(HX - Y))
 
     def frobenius_norm(self) -> float:
         return float(np.linalg.norm(self.S))
@@ -461,11 +464,26 @@ def estimate(method: str, X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT
 
 # --- comparing factored matrices ------------------------------------------------------------------
 
+def _factorisation(U, S) -> tuple[np.ndarray, np.ndarray]:
+    """``U, S`` as finite real float64 arrays (torch tensors copied to the host); else :class:`InputError`: a NaN
+    ``U_true`` was reported as "H_true = 0", an infinite ``S_true`` gave a relative error of NaN."""
+    U, S = _on_host(U), _on_host(S)
+    if np.iscomplexobj(U) or np.iscomplexobj(S):
+        raise InputError("the factorisations must be real, got complex entries")
+    try:
+        U, S = np.asarray(U, dtype=np.float64), np.asarray(S, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("the factorisations must be numeric arrays: U (n, r) and S (r,)") from None
+    if not (np.isfinite(U).all() and np.isfinite(S).all()):
+        raise InputError("the factorisations contain NaN or infinite values")
+    return U, S
+
+
 def _factored_distance_over(c: float, U1: np.ndarray, S1: np.ndarray, U2: np.ndarray, S2: np.ndarray) -> float:
     """:func:`factored_frobenius_distance` divided by ``c`` (a power of two, so the division is exact), computed on
     ``S/c``: the squares of eigenvalues near 1e200 overflowed (the distance came back inf, a relative error NaN)
     and those near 1e-200 underflowed (a non-zero ``H_true`` was called 0)."""
-    U1, U2, S1, S2 = (np.asarray(a) for a in (U1, U2, S1, S2))
+    U1, S1, U2, S2 = (*_factorisation(U1, S1), *_factorisation(U2, S2))
     if U1.ndim != 2 or U2.ndim != 2 or U1.shape[0] != U2.shape[0] or S1.shape != U1.shape[1:] or S2.shape != U2.shape[1:]:
         # (numpy's 'all the input array dimensions except for the concatenation axis must match exactly')
         raise InputError(f"the two factorisations must be U (n, r) with S (r,) of one n; got U {U1.shape}, S {S1.shape} "
@@ -485,12 +503,14 @@ def factored_frobenius_distance(U1: np.ndarray, S1: np.ndarray, U2: np.ndarray, 
     Computed as ``‖R D Rᵀ‖_F`` with ``W = Q R`` (QR), which avoids the cancellation of the trace
     form, on ``D`` scaled to unit size (no over- or underflow of its squares). ``U`` need not be orthonormal.
     """
+    (U1, S1), (U2, S2) = _factorisation(U1, S1), _factorisation(U2, S2)
     c = _unit_scale(np.concatenate([np.ravel(S1), np.ravel(S2)]))
     return _factored_distance_over(c, U1, S1, U2, S2) * c
 
 
 def relative_error(est: SymmetricEstimate, U_true: np.ndarray, S_true: np.ndarray) -> float:
     """``‖H − H_true‖_F / ‖H_true‖_F`` in factored form (``H_true = U_true diag(S_true) U_trueᵀ``)."""
+    U_true, S_true = _factorisation(U_true, S_true)
     c = _unit_scale(np.concatenate([np.ravel(est.S), np.ravel(S_true)]))
     distance = _factored_distance_over(c, est.U, est.S, U_true, S_true)   # (checks the shapes first)
     c_ref = _unit_scale(np.ravel(S_true))    # (its own scale: an estimate 1e200 times H_true would underflow it)

@@ -640,3 +640,52 @@ def test_the_operator_is_the_hessian_at_the_point_it_was_made(problem, mode):
     finally:
         with torch.no_grad():
             model.head.weight.copy_(saved)
+
+
+def test_an_error_of_the_model_or_the_loss_names_the_call(problem):
+    """A y of the wrong length or dtype was cross_entropy's own ValueError/RuntimeError from inside the
+    operator's first pass; an x the first layer cannot take, torch's 'mat1 and mat2' RuntimeError."""
+    model, x, y = problem
+    with pytest.raises(InputError, match=r"loss_fn\(output, y\) raised ValueError on output \(6, 3\) .* y \(4,\)"):
+        LossHessian(model, cross_entropy, x, y[:4])
+    with pytest.raises(InputError, match=r"loss_fn\(output, y\) raised RuntimeError .*: expected target dtype"):
+        LossHessian(model, cross_entropy, x, y.double())
+    with pytest.raises(InputError, match=r"model\(x\) raised RuntimeError on x \(6, 4\) float64"):
+        LossHessian(model, cross_entropy, x[:, :4], y, mode="direct")
+
+
+class SeveredCell(Cell):
+    """The contracting cell with ``z.detach()`` inside: its value is the cell's, but autograd sees no ``∂f/∂z``."""
+
+    def forward(self, z, x):
+        return super().forward(z.detach(), x)
+
+
+@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+def test_a_map_that_hides_its_dependence_on_z_is_refused(mode):
+    """With z.detach() inside f the implicit derivatives leave out (I − J)⁻¹: the Hessian came back 78% off the
+    undetached cell's, without a word. The check is the Lagrangian mode's (the default: it forms the linear
+    system at each recorded z*). A map that does not depend on z at all is still taken, in both modes."""
+    torch.manual_seed(0)
+    cell = SeveredCell(4, 3)
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randint(0, 4, (5,))
+    with pytest.raises(InputError, match="autograd sees no dependence on z"):
+        LossHessian(DEQ(cell, 4, opts=OPTS), cross_entropy, x, y, mode="lagrangian")
+
+    class Constant(nn.Module):   # f(z, x) = tanh(U x): z* = f(·, x) in one step, df/dz = 0 truly
+        def __init__(self):
+            super().__init__()
+            self.U = nn.Linear(3, 4, dtype=torch.float64)
+
+        def forward(self, z, x):
+            return torch.tanh(self.U(x))
+
+    model = DEQ(Constant(), 4, opts=OPTS)
+    H = LossHessian(model, cross_entropy, x, y, mode=mode).dense()
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss(t):
+        W, b = t[:12].reshape(4, 3), t[12:]
+        return cross_entropy(torch.tanh(x @ W.T + b), y)
+
+    assert relative_error(H, torch.func.hessian(loss)(theta)) <= RTOL

@@ -465,3 +465,22 @@ def test_an_estimate_that_cannot_meet_its_secant_equations_is_refused():
     for method in ("least_change", "symmetric_procrustes"):
         est = LR.estimate(method, X, Y)
         assert np.linalg.norm(est.dense() @ X - Y) <= CLOSED_FORM_TOL * np.linalg.norm(Y)
+
+
+def test_secant_residual_and_relative_error_refuse_what_they_cannot_compare():
+    """A Y of shape (n, 1) was broadcast against every column of HX (a residual of no pair, without a word);
+    a NaN U_true was reported as 'H_true = 0', an infinite S_true gave a relative error of NaN."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6, 2))
+    est = LR.rank_k_recovery(X, 2.0 * X)
+    assert est.secant_residual(X, 2.0 * X) < CLOSED_FORM_TOL
+    for Y in (np.ones((6, 1)), np.ones((6, 3))):
+        with pytest.raises(ValueError, match="X and Y must have the same shape"):
+            est.secant_residual(X, Y)
+    Q = np.linalg.qr(X)[0]
+    assert LR.relative_error(est, Q, [2.0, 2.0]) < CLOSED_FORM_TOL
+    for U, S in ((np.full((6, 1), np.nan), np.ones(1)), (Q[:, :1], np.array([np.inf]))):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            LR.relative_error(est, U, S)
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            LR.factored_frobenius_distance(est.U, est.S, U, S)

@@ -418,3 +418,13 @@ def test_make_mlp_refuses_a_dtype_that_is_not_real_floating(dtype):
     input_derivatives then refused for every real x ('dtype mismatch')."""
     with pytest.raises(ConfigError, match="dtype must be a real floating torch dtype"):
         make_mlp(2, [4], 1, dtype=dtype)
+
+
+def test_make_mlp_takes_one_hidden_width_as_a_numpy_integer():
+    """hidden=np.int64(5) (a width read from an array) was "'numpy.int64' object is not iterable", 5.0 likewise."""
+    import numpy as np
+
+    widths = [m.out_features for m in make_mlp(3, np.int64(5), 2) if isinstance(m, torch.nn.Linear)]
+    assert widths == [5, 2]
+    with pytest.raises(ConfigError, match=r"hidden\[0\] must be an integer >= 1, got 5.0"):
+        make_mlp(3, 5.0, 2)

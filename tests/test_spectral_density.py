@@ -230,3 +230,22 @@ def test_both_ends_need_two_eigenvalues():
 
     with pytest.raises(InputError, match="k must be >= 2"):   # (ARPACK error -13, as a DeqlabError)
         extreme_eigenvalues(lambda v: 2.0 * v, 6, k=1, which="BE")
+
+
+def test_seeds_are_any_integer_torch_and_numpy_take():
+    """A NumPy integer seed reached torch's manual_seed as 'TypeError: an integer is required' (spectral density),
+    1.5 as torch's RuntimeError and 2**70 as an overflow ValueError (every routine)."""
+    from deqlab.errors import InputError
+    from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace
+
+    A = symmetric(6, np.arange(1.0, 7.0))
+    product = lambda v: A @ v   # noqa: E731
+    assert spectral_density(product, 6, probes=2, steps=3, seed=np.int64(3)).moment(1) == \
+        spectral_density(product, 6, probes=2, steps=3, seed=3).moment(1)
+    assert hutchinson_trace(product, 6, probes=3, seed=np.int64(3)).trace == hutchinson_trace(product, 6, probes=3, seed=3).trace
+    np.testing.assert_array_equal(extreme_eigenvalues(product, 6, k=2, seed=np.int64(1)), extreme_eigenvalues(product, 6, k=2, seed=1))
+    for call in (lambda s: hutchinson_trace(product, 6, probes=3, seed=s), lambda s: spectral_density(product, 6, seed=s),
+                 lambda s: extreme_eigenvalues(product, 6, k=2, seed=s)):
+        for bad in (1.5, 2**70):
+            with pytest.raises(InputError, match="seed must be an integer"):
+                call(bad)

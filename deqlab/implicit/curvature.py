@@ -55,7 +55,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
-from deqlab.errors import IllConditionedError, InputError, NotConvergedError
+from deqlab.errors import DeqlabError, IllConditionedError, InputError, NotConvergedError
 from deqlab.implicit.deq import DEQ, purity_check
 from deqlab.implicit.layer import SolveOptions, differentiable_part, scatter_grads, tangent_part
 from deqlab.implicit.spectrum import (
@@ -65,7 +65,7 @@ from deqlab.implicit.spectrum import (
     hutchinson_trace,
     spectral_density,
 )
-from deqlab.solvers.result import all_finite
+from deqlab.solvers.result import all_finite, describe
 
 
 def deq_layers(model: nn.Module) -> list[DEQ]:
@@ -117,6 +117,7 @@ class _LinearSystem:
         _, self._jvp = torch.func.vjp(lambda u: self._vjp(u)[0], torch.zeros_like(z))  # Jᵀ is linear: its VJP is J
         self.lu = None
         batch, n = z.shape
+        _refuse_a_severed_map(F, z, x, theta, self.Jt)
         lapack = z.dtype in (torch.float32, torch.float64)   # (torch's "lu_cpu" not implemented for 'Half'/'BFloat16')
         if linear == "lu" and not lapack:
             raise InputError(f"linear='lu' factorises I - df/dz in float32 or float64; this DEQ's z is "
@@ -158,6 +159,26 @@ class _LinearSystem:
         if self.lu is not None:
             return torch.linalg.lu_solve(*self.lu, r[..., None])[..., 0]
         return self.opts.solve(lambda t: self.J(t) + r, torch.zeros_like(r), linear=True).z
+
+
+def _refuse_a_severed_map(F, z, x, theta, Jt) -> None:
+    """:class:`InputError` when autograd sees no dependence of ``f`` on ``z`` at the fixed point (``Jᵀu = 0`` for a
+    random ``u``) although ``f``'s value moves with ``z``: a ``.detach()`` (or a ``torch.no_grad()`` block, or
+    arithmetic outside torch) inside ``f``. The implicit derivatives then drop ``(I − J)⁻¹``: a tanh map with
+    ``z.detach()`` inside gave a Hessian 78% off, without a word. One VJP per DEQ call; the two extra evaluations of
+    ``f`` only where it is zero. (A map independent of ``z`` passes: its value does not move. A map with every
+    piecewise-linear unit exactly at its kink looks the same as a severed one, and has no Hessian there either.)"""
+    u = torch.randn(z.shape, generator=torch.Generator(device="cpu").manual_seed(1), dtype=z.dtype, device="cpu").to(z.device)
+    if bool(Jt(u).any()) or z.numel() == 0:
+        return
+    with torch.no_grad():
+        h = float(torch.finfo(z.dtype).eps) ** 0.5 * max(1.0, float(z.abs().max()))
+        moved = F(z + h * u, x, *theta) - F(z - h * u, x, *theta)
+        scale = float(F(z, x, *theta).abs().max()) + h
+    if float(moved.abs().max()) > 100 * float(torch.finfo(z.dtype).eps) * scale:
+        raise InputError("a DEQ's map f(z, x) changes with z, but autograd sees no dependence on z at the fixed point "
+                         "(df/dz = 0): a .detach(), a torch.no_grad() block or a computation outside torch inside f? "
+                         "Its implicit derivatives would leave out (I - df/dz)^-1")
 
 
 class _ConstantAdjointSolve(torch.autograd.Function):
@@ -301,6 +322,20 @@ def _hooked(layers: list[DEQ], hook):
     return _set_on(layers, "curvature_hook", hook)
 
 
+@contextlib.contextmanager
+def _user_code(call: str, **arguments) -> Iterator[None]:
+    """Turn an error of the user's model or loss (torch's or Python's, not deqlab's) into one :class:`InputError`
+    line naming the call and its arguments' shapes; the original stays chained."""
+    try:
+        yield
+    except (DeqlabError, torch.OutOfMemoryError):
+        raise
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        said = (str(exc).strip().splitlines() or [""])[0]
+        given = ", ".join(f"{k} {describe(v)}" for k, v in arguments.items())
+        raise InputError(f"{call} raised {type(exc).__name__} on {given}: {said}") from exc
+
+
 def _require_finite(loss: torch.Tensor) -> None:
     """A loss that is NaN or infinite at ``θ`` has no curvature there (its products failed later as an
     adjoint solve that 'did not converge': non-finite iterates)."""
@@ -430,8 +465,12 @@ class LossHessian(LinearOperator):
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """``L(θ)`` as a pure function of ``θ (P,)``."""
-        out = torch.func.functional_call(self.model, {**self.fixed, **self.unflatten(theta)}, (self.x,))
-        value = self.loss_fn(out, self.y)
+        # (a y of the wrong length or dtype, or an x the model's first layer cannot take, was torch's own
+        # ValueError/RuntimeError from inside the first pass; the DEQ layers' errors are deqlab's already)
+        with _user_code("model(x)", x=self.x):
+            out = torch.func.functional_call(self.model, {**self.fixed, **self.unflatten(theta)}, (self.x,))
+        with _user_code("loss_fn(output, y)", output=out, y=self.y):
+            value = self.loss_fn(out, self.y)
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise InputError(f"loss_fn must return a scalar tensor (a mean or a sum over the batch), got {shape}")

@@ -21,6 +21,7 @@ drawn by a CPU generator (the same probes on every device) and moved to ``device
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -119,6 +120,14 @@ def symmetry_rtol(dtype: torch.dtype) -> float:
     return float(torch.finfo(dtype).eps) ** 0.25
 
 
+def _seed(seed, *, minimum: int = -(2**63)) -> int:
+    """``seed`` as a Python ``int`` in ``[minimum, 2**63)``: a NumPy integer reached torch's ``manual_seed`` as
+    "TypeError: an integer is required", 1.5 as a RuntimeError and 2**70 as an overflow ValueError."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not minimum <= seed < 2**63:
+        raise InputError(f"seed must be an integer >= {'0' if minimum == 0 else '-2**63'} and below 2**63, got {seed!r}")
+    return int(seed)
+
+
 def require_symmetric(product: Callable[[torch.Tensor], torch.Tensor], size: int, *, dtype=torch.float64,
                       device=None, seed: int = 0) -> None:
     """Refuse with :class:`~deqlab.errors.InputError` an operator that is not symmetric, which ARPACK's
@@ -159,7 +168,7 @@ def extreme_eigenvalues(matvec, size: int, *, k: int = 5, which: str = "LA", tol
     if maxiter is not None:
         require_count("maxiter", maxiter)
     require_number("tol", tol, inclusive=True)   # (0: ARPACK's machine precision)
-    require_count("seed", seed, minimum=0)   # (NumPy's seeding refused -1 or 1.5 with its own ValueError/TypeError)
+    seed = _seed(seed, minimum=0)   # (NumPy's seeding refused -1 or 1.5 with its own ValueError/TypeError)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < size:
         # ARPACK needs k < size; clamping would return fewer eigenvalues than asked for without a word
         raise InputError(f"k must be an integer with 1 <= k < size = {size} (ARPACK), got {k!r}")
@@ -197,6 +206,7 @@ def hutchinson_trace(matvec, size: int, *, probes: int = 64, seed: int = 0, dtyp
                      device=None) -> TraceEstimate:
     """Hutchinson's estimate of ``tr H`` from ``probes`` Rademacher HVPs run on ``device`` (module docstring)."""
     require_count("probes", probes, minimum=2)    # (two at least: the standard error needs a spread)
+    seed = _seed(seed)
     require_count("size", size)
     require_real_dtype(dtype)
     matvec = torch_product(matvec)
@@ -299,6 +309,7 @@ def spectral_density(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, 
     """
     for name, count in (("probes", probes), ("steps", steps), ("n", n)):
         require_count(name, count)
+    seed = _seed(seed)
     require_real_dtype(dtype)
     steps = min(steps, n)
     gen = torch.Generator(device="cpu").manual_seed(seed)

@@ -37,7 +37,10 @@ def make_mlp(d: int, hidden, n_out: int, activation: str = "tanh", *, dtype=None
         raise ConfigError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
     if dtype is not None:   # (an integer dtype was torch's TypeError from Module.to)
         require_real_dtype(dtype)
-    hidden = [hidden] if isinstance(hidden, int) else list(hidden)
+    # (a NumPy integer or a float width was "object is not iterable" from list(); a string was read as its characters)
+    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+        hidden = [hidden]
+    hidden = list(hidden)
     # (torch made a 0-wide layer with only a warning, and a 2.5- or −4-wide one with a TypeError)
     for name, width in [("d", d), *((f"hidden[{i}]", h) for i, h in enumerate(hidden)), ("n_out", n_out)]:
         require_count(name, width)
