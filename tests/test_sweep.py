@@ -387,3 +387,11 @@ def test_a_sweep_folder_that_cannot_be_made_leaves_no_command_folder(cli, output
     assert r.exit_code == 2 and "cannot create the sweep folder under" in r.stderr, r.stderr
     assert r.stderr.strip().count("\n") == 0
     assert not output_root.exists()
+
+
+def test_a_sweep_folder_named_by_the_user_that_cannot_be_made_leaves_none_of_its_parents(cli, output_root):
+    """hydra.sweep.dir=a/b/<a name too long>: a and b were made, the sweep refused, and they stayed behind."""
+    asked = output_root / "a" / "b" / ("x" * 300)
+    r = cli("sweep", "converge", "seed=0,1", f"hydra.sweep.dir={asked}")
+    assert r.exit_code == 2 and "cannot create the sweep folder under hydra.sweep.dir=" in r.stderr, r.stderr
+    assert not output_root.exists()
