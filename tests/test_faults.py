@@ -550,6 +550,23 @@ def test_a_full_disk_names_the_file_it_could_not_write(cli, output_root, monkeyp
     assert folder.name.endswith(".failed") and (folder / "error.txt").read_text() == "cannot write gap.csv: No space left on device\n"
 
 
+def test_a_temporary_file_that_cannot_be_made_is_named_by_the_file_it_stands_for(cli, output_root, monkeypatch):
+    """With no room left for a directory entry the temporary file's creation fails, naming it: the line said
+    "cannot write .config.yaml.tmp-14470.yaml: No space left on device", a file the user never asked for."""
+    from pathlib import Path
+
+    real = Path.write_text
+
+    def no_entry(self, *args, **kwargs):
+        if ".tmp-" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", no_entry)
+    r = cli("converge", *SMALL)
+    helpers.assert_one_line_error(r, "cannot write config.yaml: No space left on device [run folder: ", code=1)
+
+
 def test_an_error_file_that_fits_only_as_a_short_note_is_not_called_missing(tmp_path, monkeypatch):
     """On a disk too full for error.txt's temporary copy, the short note written in its place held the whole
     message, and the line still said "could not write <the .partial path, gone by then>/error.txt"."""

@@ -379,3 +379,21 @@ def test_a_job_refusing_its_input_keeps_a_failed_folder_and_a_row(cli, output_ro
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1.failed"]
     assert "is text (a CSV?)" in (folder / "1.failed" / "error.txt").read_text()
     assert list(pd.read_csv(folder / "summary.csv")["status"]) == ["ok", "failed"]
+
+
+def test_a_sweep_folder_that_cannot_be_made_leaves_no_command_folder(cli, output_root, monkeypatch):
+    """On a disk with no inode left (or a name too long) the sweep's own mkdir failed after sweep/<command>/
+    was made: the sweep was refused, exit 2, but the empty folders stayed behind (a single run removes them)."""
+    monkeypatch.setattr("deqlab.cli.run_folder._stamp", lambda: "x" * 300)   # ENAMETOOLONG on the sweep's folder
+    r = cli("sweep", "converge", "seed=0,1", f"output_root={output_root}")
+    assert r.exit_code == 2 and "cannot create the sweep folder under" in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    assert not output_root.exists()
+
+
+def test_a_sweep_folder_named_by_the_user_that_cannot_be_made_leaves_none_of_its_parents(cli, output_root):
+    """hydra.sweep.dir=a/b/<a name too long>: a and b were made, the sweep refused, and they stayed behind."""
+    asked = output_root / "a" / "b" / ("x" * 300)
+    r = cli("sweep", "converge", "seed=0,1", f"hydra.sweep.dir={asked}")
+    assert r.exit_code == 2 and "cannot create the sweep folder under hydra.sweep.dir=" in r.stderr, r.stderr
+    assert not output_root.exists()

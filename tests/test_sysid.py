@@ -424,6 +424,39 @@ def test_a_model_file_that_is_not_weights_only_is_refused_without_running_it(tmp
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("change", [{"kwargs": {"n_v": 10**6}}, {"n_u": 10**9}])
+def test_a_model_file_whose_sizes_are_not_its_weights_is_refused_before_it_is_built(tmp_path, monkeypatch, change):
+    """A model file of a few kB whose n_v read 30000 built a 7 GB REN (n_u = 10⁹: 64 GB) before load_state_dict
+    found the mismatch: minutes, or the OOM killer. Its sizes are now checked against its weights on the meta
+    device first; here a real build of the sizes it names fails the test."""
+    import torch
+
+    from deqlab.errors import InputError
+    from deqlab.sysid.models import make_model, save_model
+
+    kwargs = {"n_x": 2, "n_v": 3, "activation": "tanh"}
+    u, y = np.random.default_rng(0).normal(size=(2, 5, 1)), np.random.default_rng(1).normal(size=(2, 5, 1))
+    path = tmp_path / "ren.pt"
+    save_model(make_model("ren", kwargs, u, y), "ren", kwargs, path)
+    blob = torch.load(path, weights_only=True)
+    for key, value in change.items():
+        blob[key] = {**blob[key], **value} if isinstance(value, dict) else value
+    torch.save(blob, path)
+    import deqlab.sysid.models as models
+
+    real_build = models.build_core
+
+    def small_or_meta(kind, n_u, n_y, **kw):
+        # (a real build of the sizes the file names would take GB to TB: only the meta device may see them)
+        sizes = [n_u, n_y, *(v for v in kw.values() if isinstance(v, int))]
+        assert str(torch.get_default_device()) == "meta" or max(sizes) < 1000, f"built {kind} of sizes {sizes}"
+        return real_build(kind, n_u, n_y, **kw)
+
+    monkeypatch.setattr(models, "build_core", small_or_meta)
+    with pytest.raises(InputError, match="do not match its saved weights"):
+        load_model(path)
+
+
 def test_a_data_file_with_pickled_objects_is_refused_without_running_them(tmp_path):
     """Data files are read with allow_pickle=False; NumPy's refusal invited loading the file "unsafely"
     with allow_pickle. Now one line that says what the file is instead, and the payload never runs."""

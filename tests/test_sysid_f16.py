@@ -195,6 +195,25 @@ def test_the_cli_command_runs_with_tiny(cli, output_root, f16_data):
     assert bad.exit_code == 2 and "nonlinearbenchmark.org" in bad.stderr and bad.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("layout", ["zip", "unzipped"])
+def test_records_that_cannot_fit_in_memory_are_refused_before_any_is_read(tmp_path, monkeypatch, layout):
+    """Each record file is read whole (a zip member too), then parsed: a zip of a few MB whose members declared
+    tens of GB was read until the OOM killer ended the run. The sizes (as the zip declares them) are checked
+    against the memory available first; here the machine is given 1 MB."""
+    import deqlab.settings.resources as resources
+    from deqlab.errors import ResourceError
+
+    data_dir = make_benchmark(tmp_path, layout=layout, formats=("csv",), steps=STEPS)
+    monkeypatch.setattr(resources, "available_memory", lambda: 2**20)
+
+    def never(self, name):
+        raise AssertionError(f"{name} was read")
+
+    monkeypatch.setattr(f16._Source, "read_bytes", never)
+    with pytest.raises(ResourceError, match=r"its 7 F16 record files hold .* more than the 819 KiB this machine can give"):
+        f16.read_records(data_dir, "sine_sweep")
+
+
 @pytest.mark.parametrize("damage", ["bad CRC", "encrypted", "unknown compression"])
 def test_a_zip_member_that_cannot_be_read_is_an_input_error(tmp_path, damage):
     """A damaged member of F16GVT_Files.zip ended in zipfile's or zlib's traceback."""

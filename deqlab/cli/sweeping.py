@@ -111,7 +111,8 @@ def check_launcher_options(launcher) -> None:
 
 def run_sweep(command: str, args: list[str]) -> None:
     from deqlab.cli.compose import RunOptions, compose, screen, sweep_jobs, to_settings
-    from deqlab.cli.run_folder import create_exclusive, creation_error, output_root, output_root_origin
+    from deqlab.cli.run_folder import (_remove_empty, create_exclusive, creation_error, missing_folders, output_root,
+                                       output_root_origin)
 
     try:
         parsed = screen(args, sweep=True)
@@ -137,6 +138,7 @@ def run_sweep(command: str, args: list[str]) -> None:
         # (A hydra.sweep.dir holding '${' was refused with the other Hydra settings, by compose.)
         fail(f"{where} holds '${{': Hydra would read it as an interpolation in the job folders; use a folder "
              "without '${'", 2)
+    made = missing_folders(asked if given else asked / "sweep" / command)
     try:
         if given:
             sweep_dir = asked
@@ -147,6 +149,8 @@ def run_sweep(command: str, args: list[str]) -> None:
         else:
             sweep_dir, _ = create_exclusive(asked / "sweep" / command, suffix="")
     except OSError as exc:
+        # (no inode left, a name too long: the sweep was refused, but an empty sweep/<command>/ stayed behind)
+        _remove_empty(made)
         fail(f"cannot create the sweep folder under {where}: {creation_error(exc, asked)}", 2)
     from deqlab.cli.options import quote
 

@@ -28,6 +28,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         # a failed write (a full disk) names no file: "cannot write: No space left on device" did not say which
         if not exc.filename and exc.errno is not None:   # (one without an errno, such as pandas' "Cannot save
             exc.filename = str(path)                      # file into a non-existent directory", names it itself)
+        elif exc.filename is not None and str(exc.filename) == str(tmp):
+            # (no room for the temporary file's entry: "cannot write .config.yaml.tmp-14470.yaml" named a file
+            # the user never asked for)
+            exc.filename = str(path)
         raise
     finally:
         with contextlib.suppress(OSError):

@@ -61,6 +61,17 @@ class _Source:
     files: dict[str, str]
     archive: Path | None = None
 
+    def size(self, name: str) -> int:
+        """The file's size in bytes (a zip member's uncompressed size, as its archive declares it); 0 if
+        that cannot be told (reading it will say why)."""
+        try:
+            if self.archive is None:
+                return Path(self.files[name]).stat().st_size
+            with zipfile.ZipFile(self.archive) as zf:
+                return zf.getinfo(self.files[name]).file_size
+        except (OSError, KeyError, zipfile.BadZipFile, ValueError):
+            return 0
+
     def read_bytes(self, name: str) -> bytes:
         """The file's bytes; :class:`InputError` if they cannot be read (a zip member with a bad CRC, a
         broken deflate stream, encryption or an unknown compression method ended in a traceback)."""
@@ -196,6 +207,22 @@ def _read_mat(data: bytes, name: str) -> tuple[np.ndarray, float | None]:
     return np.column_stack([force, volt, acc]), fs
 
 
+def _check_memory(source: _Source, names: list[str]) -> None:
+    """Refuse files that, read and parsed, would not fit in memory, before any is read: each is read whole
+    (a zip member too), then parsed; a zip of a few MB whose members declare tens of GB of CSV (compressed
+    zeros) was read into memory until the kernel's OOM killer ended the run (no line, the folder .partial).
+    The data files of ``sysid``, ``lowrank`` and ``sysid evaluate`` were guarded so already."""
+    from deqlab.errors import ResourceError
+    from deqlab.settings.resources import ARCHIVE_COPIES, FRACTION, available_memory, human
+
+    size = sum(source.size(name) for name in names)
+    limit = available_memory()
+    if ARCHIVE_COPIES * size > FRACTION * limit:
+        raise ResourceError(f"{source.where}: its {len(names)} F16 record files hold {human(size)}; reading them would need "
+                            f"about {human(ARCHIVE_COPIES * size)}, more than the {human(FRACTION * limit)} this machine can "
+                            f"give (the benchmark's records are a few MB each)")
+
+
 def read_records(data_dir: str | Path, excitation: str, *, file_format: str = "auto",
                  min_steps: int = 2) -> tuple[list[Record], list[Record], str]:
     """``(training records, validation records, where)`` for ``excitation`` (``sine_sweep`` | ``multisine``).
@@ -226,6 +253,7 @@ def read_records(data_dir: str | Path, excitation: str, *, file_format: str = "a
         raise InputError(f"{source.where}: no {'training' if not train_keys else 'validation'} records for the "
                          f"{excitation} excitation ({tag}{'' if file_format == 'auto' else ', ' + file_format} files; "
                          f"found excitations: {', '.join(found) or 'none'}); {_expected(tag)}")
+    _check_memory(source, [chosen[key] for key in train_keys + test_keys])
     records, rates = [], set()
     for key in train_keys + test_keys:
         base = chosen[key]

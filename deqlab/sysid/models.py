@@ -97,6 +97,22 @@ def save_model(model: Normalised, kind: str, kwargs: dict, path: str | Path) -> 
                 "state_dict": model.state_dict()}, path)
 
 
+def _check_sizes(path, kind: str, n_u, n_y, kwargs: dict, state_dict: dict) -> None:
+    """Refuse a file whose sizes (``n_u``, ``n_y``, ``kwargs``) are not those of its weights, before the model
+    is built: the model is built first on the ``meta`` device (shapes only, no memory) and its parameters'
+    shapes compared with the saved ones. A file of a few kB whose ``n_v`` read 30000 built a 7 GB REN (and
+    ``n_u`` = 10⁹ a 64 GB one) before ``load_state_dict`` found the mismatch: minutes, or the OOM killer."""
+    with torch.device("meta"):
+        core = build_core(kind, n_u, n_y, **kwargs)
+    expected = {f"core.{k}": tuple(v.shape) for k, v in core.state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in state_dict.items() if k.startswith("core.")}
+    if expected != saved:
+        wrong = sorted(k for k in expected.keys() | saved.keys() if expected.get(k) != saved.get(k))
+        raise ConfigError(f"{path}: not a deqlab sysid model (its sizes n_u={n_u}, n_y={n_y}, {kwargs} do not match "
+                          f"its saved weights: {', '.join(k.removeprefix('core.') for k in wrong[:3])}"
+                          f"{' …' if len(wrong) > 3 else ''})")
+
+
 def load_model(path: str | Path) -> tuple[str, Normalised]:
     """Inverse of :func:`save_model`; returns ``(kind, model)`` on the CPU (a model saved from a GPU loads
     on a machine without one; move it with ``model.to(device)``)."""
@@ -104,8 +120,9 @@ def load_model(path: str | Path) -> tuple[str, Normalised]:
     try:
         blob = torch.load(path, weights_only=True, map_location="cpu")
         kind, kwargs = blob["kind"], blob["kwargs"]
-        core = build_core(kind, blob["n_u"], blob["n_y"], **kwargs)
         sd = blob["state_dict"]
+        _check_sizes(path, kind, blob["n_u"], blob["n_y"], kwargs, sd)
+        core = build_core(kind, blob["n_u"], blob["n_y"], **kwargs)
         model = Normalised(core, sd["u_mean"], sd["u_std"], sd["y_mean"], sd["y_std"])
         model.load_state_dict(sd)
         bad = [k for k, v in sd.items() if torch.is_floating_point(v) and not bool(torch.isfinite(v).all())]
