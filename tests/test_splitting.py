@@ -287,3 +287,20 @@ def test_rachford_in_half_precision_and_unknown_options_are_input_errors():
         with pytest.raises(InputError, match=f"method '{method}' takes no option {option}"):
             solve_equilibrium(model, x, method=method, **{option: 1})
     assert solve_equilibrium(model, x, method="anderson", memory=3).all_converged
+
+
+def test_backward_options_name_what_they_do_not_take():
+    """backward_options={'x': 1} was "attach_implicit_backward() got multiple values for argument 'x'" (a TypeError)."""
+    import pytest
+
+    from deqlab.errors import InputError
+    from deqlab.implicit.mondeq import implicit_equilibrium
+    from deqlab.models import MonDEQ
+
+    model = MonDEQ(4, 3)
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    for options in ({"x": 1}, {"memory": 5}):
+        with pytest.raises(InputError, match="backward_options takes no"):
+            implicit_equilibrium(model, x, backward_options=options)
+    z, _ = implicit_equilibrium(model, x, backward="peaceman_rachford", backward_options={"atol": 1e-10})
+    assert z.shape == (2, 4)

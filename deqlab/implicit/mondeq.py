@@ -188,8 +188,16 @@ def implicit_equilibrium(model, x: torch.Tensor, *, backward: str = "dense", bac
     ``solve_options`` go to :func:`solve_equilibrium`; ``backward`` and ``backward_options`` to
     :func:`attach_implicit_backward`.
     """
+    backward_options = dict(backward_options or {})
+    unknown = [k for k in backward_options if k not in BACKWARD_OPTIONS]
+    if unknown:   # (a TypeError from the call, 'got multiple values for argument' for x)
+        raise InputError(f"backward_options takes no {', '.join(map(repr, unknown))} (it takes: {', '.join(BACKWARD_OPTIONS)})")
     result = solve_equilibrium(model, x, **solve_options)
-    return attach_implicit_backward(model, result.z, x, backward=backward, **(backward_options or {})), result
+    return attach_implicit_backward(model, result.z, x, backward=backward, **backward_options), result
+
+
+#: The keyword options of :func:`attach_implicit_backward` that ``backward_options`` may set.
+BACKWARD_OPTIONS = ("alpha", "atol", "rtol", "max_iter", "record", "on_fail")
 
 
 def unrolled_equilibrium(model, x: torch.Tensor, steps: int, *, alpha: float = 1.0,
