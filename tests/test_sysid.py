@@ -560,3 +560,11 @@ def test_evaluate_refuses_a_run_its_run_did_not_finish(tiny_run, cli, output_roo
     partial = shutil.copytree(run, tmp_path / f"{run.name}.partial")
     _bad(cli("sysid", "evaluate", str(partial), "--data", ok), "is unfinished (.partial: its run is still going, or was killed)")
     assert _no_run(output_root, "evaluate")
+
+
+@pytest.mark.parametrize("command", [["sysid", "pendulum", "--tiny"], ["sysid", "f16", "--data-dir", ".", "--tiny"]])
+def test_seed_and_seeds_options_together_are_refused(cli, output_root, command):
+    """--seed is one seed instead of the list --seeds: given both, the list went unused and the run exited 0."""
+    r = cli(*command, "--seed", "1", "--seeds", "1,2")
+    helpers.assert_one_line_error(r, "--seed 1 and --seeds 1,2 both given")
+    assert not output_root.exists()
