@@ -288,3 +288,16 @@ def test_deleting_a_key_is_refused_as_such(cli, override):
     r = cli("config", "converge", override)
     assert r.exit_code == 2 and r.stderr == f"error: deleting keys is not supported ({override!r}): every key keeps a value; " \
         f"set it instead ({key}=...)\n", r.stderr
+
+
+def test_a_solver_named_by_solver_name_is_told_how_to_switch_solvers():
+    """solver.name=anderson after converge's default fsolve preset keeps fsolve's xtol: the refusal named only
+    solver.xtol, an option the user never set, and not how to switch solvers (solver=anderson)."""
+    with pytest.raises(InputError) as info:
+        load("converge", ["solver.name=anderson"])
+    message = str(info.value)
+    assert message.startswith("solver 'anderson' takes no option solver.xtol (it takes: memory, lam, beta); "
+                              "solver=anderson picks the solver with its own options"), message
+    assert "\n" not in message
+    settings, _ = load("converge", ["solver=anderson"])
+    assert settings.solver.name == "anderson" and settings.solver.xtol is None

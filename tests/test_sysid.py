@@ -578,3 +578,11 @@ def test_empirical_lipschitz_checks_its_input_and_leaves_frozen_parameters_froze
             empirical_lipschitz(model, u, **{"steps": 5, "pairs": 2, "iters": 1, **kw})
     with pytest.raises(InputError, match="NaN"):                     # (no finite ratio: 0.0 was the bound)
         empirical_lipschitz(model, u * np.nan, steps=5, pairs=2, iters=1)
+
+
+@pytest.mark.parametrize("command", [["sysid", "pendulum", "--tiny"], ["sysid", "f16", "--data-dir", ".", "--tiny"]])
+def test_seed_and_seeds_options_together_are_refused(cli, output_root, command):
+    """--seed is one seed instead of the list --seeds: given both, the list went unused and the run exited 0."""
+    r = cli(*command, "--seed", "1", "--seeds", "1,2")
+    helpers.assert_one_line_error(r, "--seed 1 and --seeds 1,2 both given")
+    assert not output_root.exists()

@@ -76,10 +76,11 @@ def check_launcher_options(launcher) -> None:
         from joblib import Parallel, cpu_count, effective_n_jobs
 
         process_joblib_cfg(options)
-        for name, kept in (("backend", "loky"), ("prefer", "processes")):
+        for name, ignored in (("backend", options.get("backend") not in (None, "loky")), ("prefer", options.get("prefer") == "threads")):
             # (Hydra's launcher sets the loky backend whatever was asked, and loky runs processes: backend=threading,
-            # a backend that is none, or prefer=threads ran the jobs in processes, exit 0)
-            if options.get(name) not in (None, kept):
+            # a backend that is none, or prefer=threads ran the jobs in processes, exit 0; a prefer that is none
+            # is joblib's to refuse, below)
+            if ignored:
                 raise InputError(f"hydra.launcher.{name}={options[name]}: Hydra's joblib launcher always runs joblib's "
                                  f"loky backend, in processes; leave hydra.launcher.{name} unset")
         options["backend"] = "loky"

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from deqlab.cli.errors import fail
 from deqlab.cli.execute import execute
 from deqlab.cli.options import (DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench_help, option_help, option_overrides,
                                 PATH, path_text, split_list)
@@ -19,6 +20,12 @@ def _exists(path: str) -> bool:
         return Path(path).exists()
     except OSError:
         return False
+
+
+def _one_of_seed_and_seeds(seed, seeds) -> None:
+    """``--seed`` is one seed instead of the list ``--seeds``: given both, the list went unused (exit 0)."""
+    if seed is not None and seeds is not None:
+        fail(f"--seed {seed} and --seeds {seeds} both given: --seed runs one seed instead of the list; give one of them", 2)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -39,6 +46,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (same as sysid_preset=tiny)."),
     ) -> None:
         """Train a contracting REN, a Lipschitz REN and LSTM/RNN/linear baselines on pendulum data."""
+        _one_of_seed_and_seeds(seed, seeds)
         overrides = option_overrides(**{
             "models": split_list(models, "--models", str), "data.path": data,
             "train.epochs": epochs, "data.noise_std": noise, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
@@ -61,6 +69,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (same as sysid_f16_preset=tiny)."),
     ) -> None:
         """Identify the F-16 ground vibration test benchmark (REN paper's protocol) from a copy of its data."""
+        _one_of_seed_and_seeds(seed, seeds)
         overrides = option_overrides(**{
             "f16.data_dir": data_dir, "f16.excitation": excitation, "models": split_list(models, "--models", str),
             "train.epochs": epochs, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
