@@ -115,8 +115,8 @@ def _on_host(A):
     floating tensors go over as float64 (NumPy has no bfloat16: ``.numpy()`` raised a bare ``TypeError``)."""
     if not (hasattr(A, "detach") and hasattr(A, "cpu")):
         return A
-    A = A.detach().cpu()
-    return (A.double() if A.is_floating_point() else A).numpy()
+    A = A.detach()
+    return (A.double() if A.is_floating_point() else A).cpu().numpy()
 
 
 def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> tuple[np.ndarray, np.ndarray]:
