@@ -202,7 +202,7 @@ _A, _B, _C, _D = np.array([[0.5]]), np.array([[1.0]]), np.array([[1.0]]), np.zer
     ((_A + 0.1j, _B, _C, _D), "A must be real"),                           # the imaginary part was dropped, a warning
     ((_A, np.ones((2, 1)), _C, _D), "shapes must be"),                     # a gufunc "core dimension" message
     ((np.ones((1, 2)), _B, _C, _D), "shapes must be"),                     # "Last 2 dimensions of the array must be square"
-    ((0.5, 1.0, 1.0, 0.0), "must be a 2-D matrix"),                        # "0-dimensional array given"
+    ((0.5, 1.0, 1.0, 0.0), "must have 2 dimensions"),                      # "0-dimensional array given"
     ((_A, _B * 1e300, _C * 1e300, _D), "overflows float64"),               # (nan, 0.0): np.argmax took the NaN
 ])
 def test_hinf_norm_refuses_bad_matrices(args, message):

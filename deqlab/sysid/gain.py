@@ -187,21 +187,7 @@ def _state_space(A, B, C, D) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     contain infs or NaNs", NaN in ``B`` "SVD did not converge", inf in ``C`` a norm of NaN returned as the
     answer, a complex ``A`` lost its imaginary part with only a warning, and mismatched shapes were
     gufunc messages."""
-    out = []
-    for name, m in zip("ABCD", (A, B, C, D)):
-        m = np.asarray(m)
-        if np.iscomplexobj(m):
-            raise InputError(f"hinf_norm: {name} must be real, got complex entries")
-        try:
-            m = np.asarray(m, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"hinf_norm: {name} must be a numeric matrix, got {m.dtype}") from None
-        if m.ndim != 2:
-            raise InputError(f"hinf_norm: {name} must be a 2-D matrix, got shape {m.shape}")
-        if not np.isfinite(m).all():
-            raise InputError(f"hinf_norm: {name} contains NaN or infinite values")
-        out.append(m)
-    A, B, C, D = out
+    A, B, C, D = (_real_array(f"hinf_norm: {name}", m, 2) for name, m in zip("ABCD", (A, B, C, D)))
     n = A.shape[0]
     if A.shape != (n, n) or B.shape[0] != n or C.shape[1] != n or D.shape != (C.shape[0], B.shape[1]):
         raise InputError(f"hinf_norm: shapes must be A (n, n), B (n, n_u), C (n_y, n), D (n_y, n_u); got A {A.shape}, "
