@@ -5,6 +5,7 @@ data comes from. Runs go through the CLI's one execution path (``run_experiment`
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -199,19 +200,24 @@ def test_the_cli_command_runs_with_tiny(cli, output_root, f16_data):
 def test_records_that_cannot_fit_in_memory_are_refused_before_any_is_read(tmp_path, monkeypatch, layout):
     """Each record file is read whole (a zip member too), then parsed: a zip of a few MB whose members declared
     tens of GB was read until the OOM killer ended the run. The sizes (as the zip declares them) are checked
-    against the memory available first; here the machine is given 1 MB."""
+    against ``max_bytes`` first, which `deqlab sysid f16` sets from the memory available (here 1 MB)."""
     import deqlab.settings.resources as resources
+    from deqlab.demos.sysid_f16 import make_parts
     from deqlab.errors import ResourceError
 
     data_dir = make_benchmark(tmp_path, layout=layout, formats=("csv",), steps=STEPS)
-    monkeypatch.setattr(resources, "available_memory", lambda: 2**20)
 
     def never(self, name):
         raise AssertionError(f"{name} was read")
 
     monkeypatch.setattr(f16._Source, "read_bytes", never)
-    with pytest.raises(ResourceError, match=r"its 7 F16 record files hold .* more than the 819 KiB this machine can give"):
-        f16.read_records(data_dir, "sine_sweep")
+    with pytest.raises(ResourceError, match=r"its 7 F16 record files hold .* MiB, more than the 0.0 MiB that may be read"):
+        f16.read_records(data_dir, "sine_sweep", max_bytes=1000)
+    monkeypatch.setattr(resources, "available_memory", lambda: 2**20)
+    cfg = SimpleNamespace(f16=SimpleNamespace(data_dir=data_dir, excitation="sine_sweep", format="auto", segment=64,
+                                              val_fraction=0.2, test_steps=None), washout=8)
+    with pytest.raises(ResourceError, match="F16 record files hold"):
+        make_parts(cfg)
 
 
 @pytest.mark.parametrize("damage", ["bad CRC", "encrypted", "unknown compression"])

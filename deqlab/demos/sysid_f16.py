@@ -21,6 +21,7 @@ from deqlab.benchmarks import torch_threads
 from deqlab.demos.sysid import Parts, identify
 from deqlab.errors import InputError
 from deqlab.report.result import Table
+from deqlab.settings import resources
 from deqlab.sysid import f16
 
 
@@ -33,8 +34,10 @@ def _min_steps(cfg) -> int:
 def make_parts(cfg) -> tuple[Parts, pd.DataFrame, str]:
     """Train/validation/test arrays from the benchmark records, a table of the files used, and where they were."""
     c = cfg.f16
-    train_records, test_records, where = f16.read_records(str(c.data_dir), c.excitation, file_format=c.format,
-                                                          min_steps=_min_steps(cfg))
+    # the record files are read whole, then parsed: refused before reading when they could not fit in memory
+    train_records, test_records, where = f16.read_records(
+        str(c.data_dir), c.excitation, file_format=c.format, min_steps=_min_steps(cfg),
+        max_bytes=int(resources.FRACTION * resources.available_memory() / resources.ARCHIVE_COPIES))
     train_parts, val_parts, rows = [], [], []
     for r in train_records:
         u, y, (n,) = f16.segments([r], int(c.segment))

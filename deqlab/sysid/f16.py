@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deqlab.errors import InputError, expand_home
+from deqlab.errors import InputError, ResourceError, expand_home
 
 EXCITATIONS = {"sine_sweep": "SineSw", "multisine": "FullMSine"}
 FORMATS = ("auto", "csv", "mat")
@@ -207,30 +207,27 @@ def _read_mat(data: bytes, name: str) -> tuple[np.ndarray, float | None]:
     return np.column_stack([force, volt, acc]), fs
 
 
-def _check_memory(source: _Source, names: list[str]) -> None:
-    """Refuse files that, read and parsed, would not fit in memory, before any is read: each is read whole
-    (a zip member too), then parsed; a zip of a few MB whose members declare tens of GB of CSV (compressed
-    zeros) was read into memory until the kernel's OOM killer ended the run (no line, the folder .partial).
-    The data files of ``sysid``, ``lowrank`` and ``sysid evaluate`` were guarded so already."""
-    from deqlab.errors import ResourceError
-    from deqlab.settings.resources import ARCHIVE_COPIES, FRACTION, available_memory, human
-
+def _check_size(source: _Source, names: list[str], max_bytes: int | None) -> None:
+    """:class:`ResourceError` when the files ``names`` hold more than ``max_bytes`` (``None``: no limit), before
+    any is read: each is read whole (a zip member too), then parsed; a zip of a few MB whose members declare
+    tens of GB of CSV (compressed zeros) was read into memory until the kernel's OOM killer ended the run."""
+    if max_bytes is None:
+        return
     size = sum(source.size(name) for name in names)
-    limit = available_memory()
-    if ARCHIVE_COPIES * size > FRACTION * limit:
-        raise ResourceError(f"{source.where}: its {len(names)} F16 record files hold {human(size)}; reading them would need "
-                            f"about {human(ARCHIVE_COPIES * size)}, more than the {human(FRACTION * limit)} this machine can "
-                            f"give (the benchmark's records are a few MB each)")
+    if size > max_bytes:
+        raise ResourceError(f"{source.where}: its {len(names)} F16 record files hold {size / 2**20:.1f} MiB, more than "
+                            f"the {max_bytes / 2**20:.1f} MiB that may be read here (the benchmark's records are a few MB each)")
 
 
 def read_records(data_dir: str | Path, excitation: str, *, file_format: str = "auto",
-                 min_steps: int = 2) -> tuple[list[Record], list[Record], str]:
+                 min_steps: int = 2, max_bytes: int | None = None) -> tuple[list[Record], list[Record], str]:
     """``(training records, validation records, where)`` for ``excitation`` (``sine_sweep`` | ``multisine``).
 
     ``file_format``: ``csv``, ``mat`` or ``auto`` (a level's CSV if there is one, else its .mat). Every
     record is checked: the benchmark's columns, numbers, no NaN/inf, at least ``min_steps`` samples after
     the padding is dropped, one sample rate for all. :class:`InputError` (one line, naming what was expected
-    and where the data comes from) otherwise.
+    and where the data comes from) otherwise. ``max_bytes``: the most the chosen files may hold together (their
+    sizes as the folder or zip declares them, checked before any is read; :class:`ResourceError` beyond it).
     """
     if excitation not in EXCITATIONS:
         raise InputError(f"unknown f16.excitation {excitation!r}; choose one of: {', '.join(EXCITATIONS)}")
@@ -253,7 +250,7 @@ def read_records(data_dir: str | Path, excitation: str, *, file_format: str = "a
         raise InputError(f"{source.where}: no {'training' if not train_keys else 'validation'} records for the "
                          f"{excitation} excitation ({tag}{'' if file_format == 'auto' else ', ' + file_format} files; "
                          f"found excitations: {', '.join(found) or 'none'}); {_expected(tag)}")
-    _check_memory(source, [chosen[key] for key in train_keys + test_keys])
+    _check_size(source, [chosen[key] for key in train_keys + test_keys], max_bytes)
     records, rates = [], set()
     for key in train_keys + test_keys:
         base = chosen[key]
