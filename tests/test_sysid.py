@@ -237,6 +237,7 @@ def test_bad_data_files(cli, output_root, tmp_path):
     ("model_settings.ren.clip=0", "model_settings.ren.clip"),
     ("lipschitz.pairs=0", "lipschitz.pairs"),
     ("data.fractions=[0.6,0.2,nan]", "data.fractions"),
+    ("data.fractions=[1,0,0]", "three numbers > 0"),     # (a validation/test share of 0 became one trajectory each)
 ])
 def test_bad_settings(cli, output_root, override, text):
     _bad(cli("sysid", "pendulum", TINY, override), text)

@@ -160,8 +160,10 @@ class DataSettings:
             raise InputError("data.path must name a .npz file, or be null for the simulator; got an empty path")
         checks.number("data.noise_std", self.noise_std, minimum=0.0, maximum=1e6)
         fr = checks.numbers("data.fractions", self.fractions, minimum=0.0, maximum=1e6)
-        if len(fr) != 3 or fr[0] <= 0:
-            raise InputError(f"data.fractions must be three numbers >= 0 (train > 0), got {list(self.fractions)}")
+        # (validation and test get at least one trajectory each: a 0 there was silently made one, [1, 0, 0] split 4/1/1)
+        if len(fr) != 3 or min(fr) <= 0:
+            raise InputError(f"data.fractions must be three numbers > 0 (train, validation, test; each gets at least "
+                             f"one trajectory), got {list(self.fractions)}")
         checks.seed("data.seed", self.seed)
         checks.count("data.trajectories", self.trajectories, minimum=3, maximum=1_000_000)
         checks.count("data.steps", self.steps, minimum=2, maximum=10_000_000)
