@@ -587,3 +587,11 @@ def test_seed_and_seeds_options_together_are_refused(cli, output_root, command):
     r = cli(*command, "--seed", "1", "--seeds", "1,2")
     helpers.assert_one_line_error(r, "--seed 1 and --seeds 1,2 both given")
     assert not output_root.exists()
+
+
+@pytest.mark.parametrize("given", [["seed=1", "seeds=[1,2]"], ["--seed", "1", "seeds=[1,2]"], ["++seed=1", "seeds=[3]"]])
+def test_seed_and_seeds_keys_together_are_refused(cli, output_root, given):
+    """The keys too: `seed=1 seeds=[1,2]` ran seed 1 alone, the list unused, with exit 0."""
+    r = cli("sysid", "pendulum", "--tiny", *given)
+    helpers.assert_one_line_error(r, "seed and seeds both given")
+    assert not output_root.exists()

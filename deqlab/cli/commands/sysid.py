@@ -22,10 +22,14 @@ def _exists(path: str) -> bool:
         return False
 
 
-def _one_of_seed_and_seeds(seed, seeds) -> None:
-    """``--seed`` is one seed instead of the list ``--seeds``: given both, the list went unused (exit 0)."""
+def _one_of_seed_and_seeds(seed, seeds, overrides: list[str]) -> None:
+    """``--seed`` is one seed instead of the list ``--seeds``: given both, the list went unused (exit 0); the
+    same for the keys ``seed=`` and ``seeds=`` among the ``overrides`` (the options' and the user's)."""
     if seed is not None and seeds is not None:
         fail(f"--seed {seed} and --seeds {seeds} both given: --seed runs one seed instead of the list; give one of them", 2)
+    given = {o.split("=", 1)[0].lstrip("+") for o in overrides if "=" in o}
+    if {"seed", "seeds"} <= given:
+        fail("seed and seeds both given: seed runs one seed instead of the list seeds; give one of them", 2)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -46,11 +50,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (same as sysid_preset=tiny)."),
     ) -> None:
         """Train a contracting REN, a Lipschitz REN and LSTM/RNN/linear baselines on pendulum data."""
-        _one_of_seed_and_seeds(seed, seeds)
         overrides = option_overrides(**{
             "models": split_list(models, "--models", str), "data.path": data,
             "train.epochs": epochs, "data.noise_std": noise, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
             "sysid_preset": "tiny" if tiny else None})
+        _one_of_seed_and_seeds(seed, seeds, [*overrides, *ctx.args])
         execute("sysid", [*overrides, *ctx.args], folder="sysid/pendulum", device=device)
 
     @sysid.command("f16", context_settings=OVERRIDES)
@@ -69,11 +73,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         tiny: bool = typer.Option(False, "--tiny", help="Seconds-long configuration (same as sysid_f16_preset=tiny)."),
     ) -> None:
         """Identify the F-16 ground vibration test benchmark (REN paper's protocol) from a copy of its data."""
-        _one_of_seed_and_seeds(seed, seeds)
         overrides = option_overrides(**{
             "f16.data_dir": data_dir, "f16.excitation": excitation, "models": split_list(models, "--models", str),
             "train.epochs": epochs, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
             "sysid_f16_preset": "tiny" if tiny else None})
+        _one_of_seed_and_seeds(seed, seeds, [*overrides, *ctx.args])
         execute("sysid_f16", [*overrides, *ctx.args], folder="sysid/f16", device=device)
 
     @sysid.command(context_settings=OVERRIDES)
