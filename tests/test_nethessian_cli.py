@@ -50,6 +50,8 @@ def test_plain_nethessian_runs_the_check(cli, output_root):
         # the group's options before `pinn` were dropped without a word (--device cuda ran on the CPU)
         (("nethessian", "--device", "cuda", "pinn", "--steps", "0"), "--device is an option of `deqlab nethessian`"),
         (("nethessian", "--batch", "0", "pinn", "--steps", "0"), "--batch is an option of `deqlab nethessian`"),
+        # a sub-command after a setting read as a setting without a value, with no word of the order
+        (("nethessian", "batch=3", "pinn"), "a sub-command goes right after its command"),
     ],
 )
 def test_bad_input_exits_2_without_a_folder(cli, output_root, args, message):

@@ -144,7 +144,10 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
             raise InputError(f"deleting keys is not supported ({item!r}): every key keeps a value; set it instead "
                              f"({item.lstrip('~').split('=', 1)[0]}=...)")
         if "=" not in item or item.startswith("="):
-            raise InputError(f"malformed override {item!r}: expected key=value (e.g. seed=3)")
+            # (`deqlab nethessian batch=3 pinn`: a sub-command after a setting reads as a setting with no value)
+            word = item.isidentifier()
+            raise InputError(f"malformed override {item!r}: expected key=value (e.g. seed=3)"
+                             + ("; a sub-command goes right after its command, before any key=value" if word else ""))
         if "_target_" in item or any(part.startswith("_") and part.endswith("_") and len(part) > 2
                                      for part in _words(item)):
             raise InputError(f"override {item!r} names a reserved _key_ such as _target_: deqlab never instantiates "
