@@ -35,6 +35,7 @@ N. J. Higham, "The symmetric Procrustes problem", BIT 28 (1988) 133–143.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass, field
 
@@ -128,6 +129,12 @@ def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
     (NaN or ≥ 1 would cut every singular value and return a rank-0 estimate). Torch tensors (any
     device) are copied to the host.
     """
+    X, Y, _, _ = _checked_pairs(X, Y, rtol=rtol)
+    return X, Y
+
+
+def _checked_pairs(X, Y, *, rtol: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """:func:`check_pairs`, and ``max|X|``, ``max|Y|`` (its finiteness test: the methods scale by them)."""
     # (numbers.Real: NumPy scalars such as np.float32(1e-3) or np.int64(0) are numbers too; they were refused)
     if not (isinstance(rtol, numbers.Real) and not isinstance(rtol, (bool, np.bool_)) and 0 <= rtol < 1):
         raise InputError(f"rtol must be a number in [0, 1), got {rtol!r}")
@@ -148,39 +155,66 @@ def check_pairs(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
         raise InputError(f"need at least one pair and n >= 1, got shape {X.shape}")
     if k > n:
         raise InputError(f"k = {k} pairs exceed the dimension n = {n}: at most n steps can be linearly independent (pairs are columns; transpose?)")
-    if not (np.isfinite(X).all() and np.isfinite(Y).all()):
+    top_x, top_y = _magnitude(X), _magnitude(Y)
+    if not (math.isfinite(top_x) and math.isfinite(top_y)):
         raise InputError("X or Y contains NaN or infinite values")
-    Xs = X / _unit_scale(X)   # (the test is scale-free; XᵀX of entries near 1e±160 over/underflowed)
+    # (the test is scale-free; XᵀX of entries near 1e±160 over/underflowed: scaled outside the safe range only)
+    Xs = X if _in_safe_range(top_x) else X / _unit_scale(top_x)
     if not _well_conditioned_by_gram(Xs):
         sv = np.linalg.svd(Xs, compute_uv=False)
         if sv[0] == 0.0 or sv[-1] <= rtol * sv[0]:
             cond = np.inf if sv[-1] == 0 else sv[0] / sv[-1]
             raise InputError(f"X is rank-deficient (condition number {cond:.2e} > 1/rtol = {1 / rtol:.0e}): the k steps must be linearly independent")
-    return X, Y
+    return X, Y, top_x, top_y
 
 
-def _unit_scale(A: np.ndarray) -> float:
-    """The power of two ``c`` with ``1 ≤ max|A|/c < 2`` (1 for a zero ``A``): dividing by it is exact."""
-    top = float(np.abs(A).max(initial=0.0))
-    return float(np.ldexp(1.0, int(np.frexp(top)[1]) - 1)) if top > 0 else 1.0
+def _magnitude(A: np.ndarray) -> float:
+    """``max|A|`` of a non-empty ``A`` in two reductions and no temporary; NaN if ``A`` holds a NaN."""
+    return float(np.maximum(A.max(), -A.min()))
 
 
-def _scaled_pairs(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """``X/c_x, Y/c_y`` (both of size about 1, :func:`_unit_scale`) and ``c_x, c_y``.
+def _unit_scale(A) -> float:
+    """The power of two ``c`` with ``1 ≤ max|A|/c < 2`` (1 for a zero ``A``): dividing by it is exact.
+    ``A``: an array, or its ``max|A|`` already taken."""
+    top = float(np.abs(A).max(initial=0.0)) if isinstance(A, np.ndarray) else float(A)
+    return math.ldexp(1.0, math.frexp(top)[1] - 1) if top > 0 else 1.0
 
-    Every method is scale-equivariant, ``H(aX, bY) = (b/a) H(X, Y)``, but their rank cut-offs compare
-    columns of ``X`` with columns of ``Y`` (Gram–Schmidt of ``[X Y]``, the basis of ``[U_X W]``): with
-    ``‖Y‖/‖X‖ = 1e-12`` (a flat loss) the seed method and Procrustes dropped ``Y`` and returned a wrong
-    ``H``, and entries near ``1e±300`` overflowed into LAPACK errors. Computing on unit-sized pairs
-    and scaling ``S`` by ``c_y/c_x`` (:func:`_rescaled`) removes both."""
-    cx, cy = _unit_scale(X), _unit_scale(Y)
+
+#: Entries of ``X`` and ``Y`` between these magnitudes (or zero) leave every product the methods form
+#: (``XᵀY`` is at most ``n·2²⁰⁰``, the core's scale ``|Y|/|X|`` within ``2^±200``) inside float64's normal
+#: range: there a method whose cut-offs compare no column of ``X`` with one of ``Y`` skips the scaling.
+SAFE_MAGNITUDE = (2.0 ** -100, 2.0 ** 100)
+
+
+def _in_safe_range(top: float) -> bool:
+    return top == 0 or SAFE_MAGNITUDE[0] <= top <= SAFE_MAGNITUDE[1]
+
+
+def _pairs_for(method: str, X, Y, rtol: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The checked pairs as ``method`` computes on them, ``X/c_x`` and ``Y/c_y`` (both of size about 1,
+    :func:`_unit_scale`), and ``c_x, c_y``.
+
+    Every method is scale-equivariant, ``H(aX, bY) = (b/a) H(X, Y)``, but the rank cut-offs of three
+    of them compare columns of ``X`` with columns of ``Y`` (Gram–Schmidt of ``[X Y]``, the basis of
+    ``[U_X W]``): with ``‖Y‖/‖X‖ = 1e-12`` (a flat loss) the seed method and Procrustes dropped ``Y`` and
+    returned a wrong ``H``, and entries near ``1e±300`` overflowed into LAPACK errors. Computing on
+    unit-sized pairs and scaling ``S`` by ``c_y/c_x`` (:func:`_rescaled`) removes both. Only
+    :func:`rank_k_recovery`, whose cut-offs are relative within one matrix (``sym(XᵀY)``, ``R_Y``), is
+    scale-free: it works on the pairs as given (``c_x = c_y = 1``) when their magnitudes are within
+    :data:`SAFE_MAGNITUDE` (two ``(n, k)`` copies fewer: at ``n = 500`` a sixth of its time)."""
+    X, Y, top_x, top_y = _checked_pairs(X, Y, rtol=rtol)
+    if method == "rank_k_recovery" and _in_safe_range(top_x) and _in_safe_range(top_y):
+        return X, Y, 1.0, 1.0
+    cx, cy = _unit_scale(top_x), _unit_scale(top_y)
     return X / cx, Y / cy, cx, cy
 
 
 def _rescaled(S: np.ndarray, cx: float, cy: float) -> np.ndarray:
     """The eigenvalues of the unit-scaled pairs' ``H`` times ``c_y/c_x``; :class:`InputError` if that
     leaves float64's normal range (an overflow, or an underflow that would lose the eigenvalue)."""
-    shift = int(np.frexp(cy)[1]) - int(np.frexp(cx)[1])   # c_y/c_x = 2**shift, which alone may overflow
+    shift = math.frexp(cy)[1] - math.frexp(cx)[1]   # c_y/c_x = 2**shift, which alone may overflow
+    if shift == 0:   # (the pairs as given, or of one size: S is the answer)
+        return S
     with np.errstate(over="ignore", under="ignore"):
         out = np.ldexp(S, shift)
     if not np.all(np.isfinite(out)) or np.any((S != 0) & (np.abs(out) < np.finfo(np.float64).tiny)):
@@ -285,14 +319,15 @@ def rank_k_recovery(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL)
     Non-symmetric ``XᵀY`` (noisy pairs) makes ``HX = Y`` unsatisfiable with this range; the
     relative asymmetry is reported in ``info["xty_asymmetry"]``.
     """
-    X, Y, cx, cy = _scaled_pairs(*check_pairs(X, Y, rtol=rtol))
+    X, Y, cx, cy = _pairs_for("rank_k_recovery", X, Y, rtol)
     XtY = X.T @ Y
     M = (XtY + XtY.T) / 2
     # Householder QR: Q has orthonormal columns even when Y is rank-deficient; the rank is revealed
     # by the eigenvalues of the core (dropped below rtol in _from_core), so no SVD of R is needed.
     Q, R = np.linalg.qr(Y)
     E, inv_lam = _hermitian_pinv_factor(M, rtol=rtol)
-    _require_span_of_y("rank_k_recovery", inv_lam.size, _rank(np.linalg.svd(R, compute_uv=False), rtol), rtol)
+    if inv_lam.size < R.shape[1]:   # (every direction of sym(XᵀY) kept: as many as span(Y) can have, no SVD)
+        _require_span_of_y("rank_k_recovery", inv_lam.size, _rank(np.linalg.svd(R, compute_uv=False), rtol), rtol)
     RE = R @ E
     U, S = _from_core(Q, (RE * inv_lam) @ RE.T, rtol=rtol)
     return SymmetricEstimate(U, _rescaled(S, cx, cy), "rank_k_recovery", SOLUTIONS["rank_k_recovery"], {"xty_asymmetry": _asymmetry(XtY)})
@@ -311,7 +346,7 @@ def least_change(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) ->
     ``X = Q R_X``, ``Y = Q R_Y``, the core is ``R_Y R_X⁺ + (R_Y R_X⁺)ᵀ − R_X⁺ᵀ sym(XᵀY) R_X⁺``,
     ``O(n k²)``.
     """
-    X, Y, cx, cy = _scaled_pairs(*check_pairs(X, Y, rtol=rtol))
+    X, Y, cx, cy = _pairs_for("scaled", X, Y, rtol)
     k = X.shape[1]
     # One Householder QR of [X Y] gives the basis and both coordinate blocks: X = Q [R₁₁; 0],
     # Y = Q [R₁₂; R₂₂]. X has full column rank (checked), so X⁺ = [R₁₁⁻¹ 0] Qᵀ and XᵀY = R₁₁ᵀR₁₂.
@@ -339,7 +374,7 @@ def symmetric_procrustes(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_
     ``A`` solves ``min ‖AΣ − Ỹ‖`` over symmetric ``A`` entry-pair by entry-pair; ``W`` makes the
     part of ``HX`` outside ``range X`` exact. Cost ``O(n k²)``.
     """
-    X, Y, cx, cy = _scaled_pairs(*check_pairs(X, Y, rtol=rtol))
+    X, Y, cx, cy = _pairs_for("scaled", X, Y, rtol)
     UX, sx, VXt = np.linalg.svd(X, full_matrices=False)
     keep = sx > rtol * sx[0]
     UX, sx, VX = UX[:, keep], sx[keep], VXt[keep].T
@@ -381,7 +416,7 @@ def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
     A repeated eigenvalue's ``α̂`` are an orthonormal basis of its eigenspace (:func:`_repeated_eigenspaces`),
     and every cut-off is at least :data:`SEED_RTOL_FLOOR` (the method squares ``Y``).
     """
-    X, Y, cx, cy = _scaled_pairs(*check_pairs(X, Y, rtol=rtol))
+    X, Y, cx, cy = _pairs_for("scaled", X, Y, rtol)
     rtol = max(rtol, SEED_RTOL_FLOOR)   # (after check_pairs: X's own rank test keeps the caller's rtol)
     G = gram_schmidt(np.concatenate([X, Y], axis=1), rtol=rtol)
     Xh, Yh = G.T @ X, G.T @ Y
