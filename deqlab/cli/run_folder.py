@@ -109,7 +109,7 @@ class RunFolder:
         try:
             partial, final = create_exclusive(base)
         except OSError:
-            _remove_empty(made)   # (no inode left for the run's folder: the command folder stayed behind)
+            remove_empty(made)   # (no inode left for the run's folder: the command folder stayed behind)
             raise
         return cls(partial, final, made)
 
@@ -151,10 +151,10 @@ class RunFolder:
     def discard(self) -> None:
         """Remove the folder (bad input found only once the run had started: nothing to keep)."""
         shutil.rmtree(self.path, ignore_errors=True)
-        _remove_empty(self.made)
+        remove_empty(self.made)
 
 
-def _remove_empty(made: list[Path]) -> None:
+def remove_empty(made: list[Path]) -> None:
     """Remove the folders a run made above its own (``outputs/sysid/f16``...), deepest first, each only
     while empty: rmdir never removes another run's folder."""
     for folder in made:

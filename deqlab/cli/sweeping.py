@@ -112,7 +112,7 @@ def check_launcher_options(launcher) -> None:
 
 def run_sweep(command: str, args: list[str]) -> None:
     from deqlab.cli.compose import RunOptions, compose, screen, sweep_jobs, to_settings
-    from deqlab.cli.run_folder import (_remove_empty, create_exclusive, creation_error, missing_folders, output_root,
+    from deqlab.cli.run_folder import (create_exclusive, creation_error, missing_folders, output_root, remove_empty,
                                        output_root_origin)
 
     try:
@@ -151,7 +151,7 @@ def run_sweep(command: str, args: list[str]) -> None:
             sweep_dir, _ = create_exclusive(asked / "sweep" / command, suffix="")
     except OSError as exc:
         # (no inode left, a name too long: the sweep was refused, but an empty sweep/<command>/ stayed behind)
-        _remove_empty(made)
+        remove_empty(made)
         fail(f"cannot create the sweep folder under {where}: {creation_error(exc, asked)}", 2)
     from deqlab.cli.options import quote
 
