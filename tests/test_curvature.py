@@ -474,6 +474,31 @@ def test_a_singular_jacobian_at_the_fixed_point_is_ill_conditioned(linear):
         LossHessian(model, lambda out, _: (out**2).sum(), torch.ones(3, 2, dtype=torch.float64), linear=linear)
 
 
+class NearFoldCell(nn.Module):
+    """``f(z, x) = a ⊙ tanh(z) + 0·x``: ``z* = 0`` (the solver's start) with ``I − J = diag(1 − a)``."""
+
+    def __init__(self, a1: float):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor([a1, 0.5], dtype=torch.float64))
+
+    def forward(self, z, x):
+        return torch.tanh(z) * self.a + 0 * x
+
+
+def test_a_fixed_point_too_ill_conditioned_for_float64_is_refused():
+    """``cond(I − J) ≈ 5e14``: the implicit derivatives carry relative errors of order ``cond·eps`` (10 % at
+    1e15 against mpmath, the library audit) and came back without a word; refused once ``cond·eps > 1e-2``,
+    while ``cond ≈ 5e5`` is served."""
+    from deqlab.errors import IllConditionedError
+
+    loss = lambda out, _: (out**2).sum() + out[:, 1].sum()   # noqa: E731   (∇_z ℓ = 0 along the fold: the DEQ's own backward converges)
+    x = torch.ones(3, 2, dtype=torch.float64)
+    with pytest.raises(IllConditionedError, match="ill-conditioned at sample 0"):
+        LossHessian(DEQ(NearFoldCell(1 - 1e-15), 2, opts=OPTS), loss, x, linear="lu")
+    H = LossHessian(DEQ(NearFoldCell(1 - 1e-6), 2, opts=OPTS), loss, x, linear="lu")
+    assert torch.isfinite(H.hvp(torch.ones(H.shape[0], dtype=torch.float64))).all()
+
+
 @pytest.mark.parametrize("mode", ["lagrangian", "direct"])
 @pytest.mark.parametrize("layer, match", [(nn.Dropout(0.5), "draws random numbers"),
                                           (nn.BatchNorm1d(3, dtype=torch.float64), "modified its buffers in place")])

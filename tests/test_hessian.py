@@ -235,3 +235,34 @@ def test_options_of_the_wrong_type_are_refused_by_every_route():
                   lambda: DEQHessianOperator(p, GROUPS, x, y, opts="anderson")):
         with pytest.raises(InputError, match="opts must be a SolveOptions"):
             route()
+
+
+@pytest.mark.parametrize("route", ["gradient", "hessian", "structured HVP", "autodiff HVP", "generic"])
+def test_a_fixed_point_too_ill_conditioned_for_its_dtype_is_refused(route):
+    """At ``cond(I − J) ≈ 1e15`` every implicit derivative carries relative errors of order ``cond·eps``
+    (10 % at 1e15 against mpmath, the library audit) and came back without a word: refused once
+    ``cond·eps > 1e-2`` (``deqlab.implicit.conditioning``), still served at ``cond ≈ 1e6``."""
+    from test_hessian_near_critical import designed_deq
+
+    from deqlab.errors import IllConditionedError
+    from deqlab.implicit.hessian import deq_gradient, implicit_hessian_generic
+    from deqlab.implicit.hvp import DEQHessianOperator
+    from deqlab.implicit.params import GROUPS
+
+    def derivative(lam1):
+        params, x, y, z = designed_deq(lam1, 0)
+        if route == "gradient":
+            return deq_gradient(**params, x=x, y=y, z_star=z)
+        if route == "hessian":
+            return deq_hessian(**params, x=x, y=y, z_star=z)
+        if route == "generic":
+            c = params["U_z"] @ x[0]
+            f = lambda b, h: torch.tanh(params["W_z"] @ h + c + b)   # noqa: E731
+            loss = lambda b_y, h: 0.5 * ((params["W_y"] @ h + b_y - y[0]) ** 2).sum()   # noqa: E731
+            return implicit_hessian_generic(f, loss, params["b_z"], params["b_y"], z[0]).Z
+        op = DEQHessianOperator(params, GROUPS, x, y, z_star=z, mode="structured" if route == "structured HVP" else "autodiff")
+        return op.matvec(torch.ones(op.size, dtype=torch.float64))
+
+    with pytest.raises(IllConditionedError, match="ill-conditioned at sample 0"):
+        derivative(1 - 1e-15)
+    assert torch.isfinite(derivative(1 - 1e-6)).all()

@@ -56,6 +56,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
 from deqlab.errors import DeqlabError, IllConditionedError, InputError, NotConvergedError
+from deqlab.implicit.conditioning import pivot_condition, require_well_conditioned
 from deqlab.implicit.deq import DEQ, purity_check
 from deqlab.implicit.layer import SolveOptions, differentiable_part, scatter_grads, tangent_part
 from deqlab.implicit.spectrum import (
@@ -140,6 +141,7 @@ class _LinearSystem:
                 lu, pivots, info = torch.linalg.lu_factor_ex(eye - J)
                 if bool((info != 0).any()) or not all_finite(lu):
                     raise IllConditionedError("I - df/dz is singular at a DEQ's fixed point: no curvature there")
+                require_well_conditioned(pivot_condition(lu), lu.dtype, "I - df/dz at a DEQ's fixed point")
                 self.lu = (lu, pivots)
 
     def Jt(self, u: torch.Tensor) -> torch.Tensor:

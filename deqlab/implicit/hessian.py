@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 
 from deqlab.errors import IllConditionedError, InputError
+from deqlab.implicit.conditioning import inverse_condition, pivot_condition, require_well_conditioned
 from deqlab.implicit.layer import SolveOptions, options_or, tanh_map
 from deqlab.implicit.params import DYNAMIC, READOUT, check_groups, check_problem, group_slices
 from deqlab.implicit.polish import polish_tanh_equilibrium
@@ -409,8 +410,11 @@ def deq_hessian_parts(
     s2 = -2 * h * s1  # σ''(a)
     r = h @ Wy.T + params["b_y"] - y  # (B, n_y)
     g_h = r @ Wy  # ∇ₕℓ, (B, N)
-    M, info = torch.linalg.inv_ex(eye - W * s1[:, None, :])  # (I − W D)⁻¹, (B, N, N)
+    IWD = eye - W * s1[:, None, :]
+    M, info = torch.linalg.inv_ex(IWD)  # (I − W D)⁻¹, (B, N, N)
     require_invertible(info, "I − W_z D")
+    require_well_conditioned(inverse_condition(IWD, M), h.dtype, "I − W_z D")
+    del IWD
     Mt = M.transpose(1, 2)
     DM = s1[:, :, None] * M  # Z = D M A_θ
     # (I − J)ᵀλ = ∇ₕℓ with J = D W, without a second factorisation: μ = Dλ = (I − D Wᵀ)⁻¹ D ∇ₕℓ = Mᵀ D ∇ₕℓ
@@ -504,10 +508,12 @@ def implicit_hessian_generic(f, loss, theta_d: torch.Tensor, theta_r: torch.Tens
     eye = torch.eye(n, dtype=h.dtype, device=h.device)
     J = torch.func.jacrev(f, argnums=1)(theta_d, h)
     Ft = torch.func.jacrev(f, argnums=0)(theta_d, h)
-    Z, info = torch.linalg.solve_ex(eye - J, Ft)
+    lu, pivots, info = torch.linalg.lu_factor_ex(eye - J)
     require_invertible(info, "I − J")
+    require_well_conditioned(pivot_condition(lu), h.dtype, "I − J")
+    Z = torch.linalg.lu_solve(lu, pivots, Ft)
     g_h = torch.func.grad(loss, argnums=1)(theta_r, h)
-    lam = torch.linalg.solve((eye - J).T, g_h)   # (the same matrix, transposed: invertible)
+    lam = torch.linalg.lu_solve(lu, pivots, g_h[:, None], adjoint=True)[:, 0]   # (I − J)ᵀλ = ∇ₕℓ, the same factors
     S = lambda t, hh: lam @ f(t, hh)  # λ fixed
     (S_tt, S_th), (_, S_hh) = torch.func.hessian(S, argnums=(0, 1))(theta_d, h)
     (l_rr, l_rh), (_, l_hh) = torch.func.hessian(loss, argnums=(0, 1))(theta_r, h)
@@ -525,9 +531,10 @@ def deq_gradient(W_z, b_z, U_z, W_y, b_y, x, y, *, groups=("W_z", "b_z", "U_z", 
     r = h @ W_y.detach().T + b_y.detach() - y
     g_h = r @ W_y.detach()
     IJ = torch.eye(h.shape[1], dtype=h.dtype, device=h.device) - s1[:, :, None] * W
-    lam, info = torch.linalg.solve_ex(IJ.transpose(1, 2), g_h[:, :, None])
+    lu, pivots, info = torch.linalg.lu_factor_ex(IJ)
     require_invertible(info, "I − J")
-    lam = lam[..., 0]
+    require_well_conditioned(pivot_condition(lu), h.dtype, "I − J")
+    lam = torch.linalg.lu_solve(lu, pivots, g_h[:, :, None], adjoint=True)[..., 0]
     mu = s1 * lam
     grads = {"W_z": mu.T @ h, "b_z": mu.sum(0), "U_z": mu.T @ x, "W_y": r.T @ h, "b_y": r.sum(0)}
     return torch.cat([grads[g].reshape(-1) for g in groups])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from deqlab.errors import IllConditionedError, InputError
+from deqlab.implicit.conditioning import pivot_condition, require_well_conditioned
 from deqlab.implicit.hessian import TIGHT, equilibrium, require_invertible
 from deqlab.implicit.layer import SolveOptions, options_or, tanh_map
 from deqlab.implicit.params import check_groups, check_problem, flatten, loss_at, unflatten
@@ -70,6 +71,7 @@ class DEQHessianOperator:
             eye = torch.eye(self.h.shape[1], dtype=self.h.dtype, device=self.h.device)
             lu, pivots, info = torch.linalg.lu_factor_ex(eye - J)
             require_invertible(info, "I − J")
+            require_well_conditioned(pivot_condition(lu), lu.dtype, "I − J")
             self._lu = (lu, pivots)
         else:
             self.J = J  # the iterative linear solves apply J and Jᵀ
@@ -143,6 +145,7 @@ class DEQHessianOperator:
             s = int((info > 0).nonzero()[0, 0])
             raise IllConditionedError(f"I − W_z D is singular at sample {s}: the DEQ's Jacobian has an eigenvalue 1 "
                                       "there, so the implicit derivatives do not exist")
+        require_well_conditioned(pivot_condition(A), A.dtype, "I − W_z D")
         self._luM = (A, pivots)
         self._r = h @ p["W_y"].T + p["b_y"] - self.y
         self._hx1 = torch.cat([h, self.x, torch.ones(B, 1, dtype=h.dtype, device=h.device)], 1)  # the rows of A_θ's factors

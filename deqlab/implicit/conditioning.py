@@ -1,0 +1,51 @@
+"""How far an implicit derivative can be trusted: the condition number of ``I − J`` at the fixed point.
+
+Every implicit derivative solves with ``I − J`` (``J = ∂f/∂z`` at ``z*``), so its relative error is about
+``cond(I − J)·eps`` however exact the formula: the library audit measured, on a scalar fold against
+mpmath at 50 digits, 8e-4 at ``cond = 1e13`` and 10 % at ``1e15`` in float64, returned without a word.
+A derivative whose error bound ``cond·eps`` exceeds :data:`MAX_COND_EPS` is refused with
+:class:`~deqlab.errors.IllConditionedError` instead (float64: ``cond > 4.5e13``; float32: ``cond > 8.4e4``).
+
+The estimates cost ``O(B·N)`` or ``O(B·N²)`` beside the ``O(B·N³)`` factorisation they read:
+
+* :func:`inverse_condition`: ``‖A‖∞ ‖A⁻¹‖∞`` from an explicit inverse, exact in the ∞-norm.
+* :func:`pivot_condition`: ``max|u_ii| / min|u_ii|`` of an LU factorisation with partial pivoting,
+  a lower estimate of the condition number (``‖A⁻¹‖ ≥ 1/min|u_ii|`` for the last pivot, and in practice
+  for all): a refusal by it is certain to concern an ill-conditioned matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deqlab.errors import IllConditionedError
+
+#: The largest relative-error bound ``cond(I − J)·eps`` an implicit derivative is returned with.
+MAX_COND_EPS = 1e-2
+
+
+def inverse_condition(A: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """``cond∞(A) = ‖A‖∞ ‖A⁻¹‖∞`` per matrix of a batch ``(..., N, N)``, given ``A⁻¹``; ``(...)``."""
+    return A.abs().sum(-1).amax(-1) * inverse.abs().sum(-1).amax(-1)
+
+
+def pivot_condition(lu: torch.Tensor) -> torch.Tensor:
+    """``max|u_ii| / min|u_ii|`` of packed LU factors ``(..., N, N)`` (``torch.linalg.lu_factor``); ``(...)``,
+    ``inf`` for a zero pivot."""
+    pivots = lu.diagonal(dim1=-2, dim2=-1).abs()
+    return pivots.amax(-1) / pivots.amin(-1)
+
+
+def require_well_conditioned(cond: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+    """:class:`IllConditionedError` naming the first sample whose ``cond`` (a tensor of per-sample estimates)
+    times ``eps`` of ``dtype`` exceeds :data:`MAX_COND_EPS`, or is NaN."""
+    eps = torch.finfo(dtype).eps
+    flat = cond.detach().reshape(-1)
+    bad = ~(flat <= MAX_COND_EPS / eps)
+    if bool(bad.any()):
+        s = int(bad.nonzero()[0, 0])
+        value = float(flat[s])
+        raise IllConditionedError(
+            f"{what} is ill-conditioned at sample {s} (condition number about {value:.1e} in "
+            f"{str(dtype).removeprefix('torch.')}): the implicit derivatives there would carry relative errors up to "
+            f"about {value * eps:.0e}, so none are returned (the Jacobian has an eigenvalue near 1)")
