@@ -435,7 +435,8 @@ def test_float32_lu_takes_a_sample_independent_map_and_still_detects_coupling():
 
 
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
-@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+# (direct mode: ~17 s per context on a 2-core machine, so -m slow; lagrangian mode, the default, stays in the default run)
+@pytest.mark.parametrize("mode", ["lagrangian", pytest.param("direct", marks=pytest.mark.slow)])
 def test_an_operator_made_inside_no_grad_is_the_same_operator(problem, mode, context):
     """``LossHessian`` made and used inside ``torch.no_grad()`` or ``torch.inference_mode()``, as evaluation
     code often runs, and on a batch made in inference mode, gives the same gradient and Hessian as

@@ -205,7 +205,9 @@ def _cmdline(pid: int) -> bytes:
 
 @pytest.mark.parametrize("launcher, worker, says", [
     (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], b"popen_loky", "a worker process died"),
-    (["hydra/launcher=submitit_local"], b"submitit.local._local", "a job process ended without a result"),
+    # (~20 s: submitit's local launcher polls its jobs; -m slow. The joblib case above stays in the default run.)
+    pytest.param(["hydra/launcher=submitit_local"], b"submitit.local._local", "a job process ended without a result",
+                 marks=pytest.mark.slow),
 ])
 def test_a_sweep_worker_that_dies_ends_the_sweep_in_one_line(tmp_path, launcher, worker, says):
     """SIGKILL to a joblib worker or a submitit job process mid-job (what the OOM killer does): exit 1,
