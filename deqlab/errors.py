@@ -36,6 +36,13 @@ class IllConditionedError(DeqlabError, ArithmeticError):
     """A derivative would rest on an ill-conditioned (or non-contractive) linear system."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, its whitespace collapsed, for a one-line error that quotes a library's
+    own words (its type's name where the message is empty)."""
+    text = str(exc).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(exc).__name__
+
+
 def expand_home(path, what: str):
     """``path`` as a :class:`pathlib.Path` with a leading ``~`` (``~user``) replaced by that home folder; else
     :class:`InputError` naming it (pathlib raises a bare ``RuntimeError`` for ``~nosuchuser``: a traceback)."""

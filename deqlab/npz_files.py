@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deqlab.errors import InputError, require_path
+from deqlab.errors import InputError, first_line, require_path
 
 #: The first bytes of a zip archive (an ``.npz``), of a ``.npy`` file, and of a pickle (protocol 2 and later)
 ZIP_MAGIC = b"PK\x03\x04"
@@ -59,11 +59,11 @@ def read_npz(path, what: str, names: tuple[str, ...], optional: tuple[str, ...] 
             # (NumPy's words invite loading the file "unsafely"; deqlab never unpickles data files)
             raise InputError(f"{named} holds Python objects, not plain numeric arrays (data files are never "
                              f"unpickled); {save} from numeric arrays") from None
-        raise InputError(f"{named} {DAMAGED}: {_first_line(exc)}") from None
+        raise InputError(f"{named} {DAMAGED}: {first_line(exc)}") from None
     except MemoryError:
         raise
     except Exception as exc:   # a truncated or corrupt archive: zipfile, zlib and NumPy raise many types
-        raise InputError(f"{named} {DAMAGED}: {_first_line(exc)}") from None
+        raise InputError(f"{named} {DAMAGED}: {first_line(exc)}") from None
 
 
 def _refuse_false_sizes(path: Path, named: str, names: tuple[str, ...]) -> None:
@@ -109,6 +109,3 @@ def _looks_like_text(head: bytes) -> bool:
     return "\x00" not in text
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return " ".join(text.splitlines()[0].split()) if text else type(exc).__name__

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, first_line
 from deqlab.settings import COMMANDS, settings_class
 from deqlab.settings.solver import PRESETS, SolverSettings
 
@@ -218,7 +218,7 @@ def _unreadable_override(parser, overrides: Sequence[str], exc: BaseException) -
             bad = item
             break
     why = ("it is nested too deeply" if isinstance(exc, RecursionError)
-           else "an integer has too many digits" if "digits" in str(exc) else _first_line(exc))
+           else "an integer has too many digits" if "digits" in str(exc) else first_line(exc))
     shown = bad if len(bad) <= 80 else bad[:60] + f"… ({len(bad):,} characters)"
     return f"cannot read the override {shown!r}: {why}"
 
@@ -424,7 +424,7 @@ def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
             warnings.simplefilter("ignore")
             container = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
-        raise InputError(f"cannot resolve the configuration: {_first_line(exc)}") from None
+        raise InputError(f"cannot resolve the configuration: {first_line(exc)}") from None
     except RecursionError:
         raise InputError("cannot resolve the configuration: an interpolation refers to itself") from None
     _refuse_reserved(container)
@@ -454,10 +454,10 @@ def _merge(schema: type, values: dict, command: str, *, options: bool = True):
     except RecursionError:
         raise InputError(NESTED_TOO_DEEPLY) from None
     except ConfigKeyError as exc:
-        key = getattr(exc, "full_key", None) or _first_line(exc)
+        key = getattr(exc, "full_key", None) or first_line(exc)
         raise InputError(unknown_key_message(str(key), schema)) from None
     except MissingMandatoryValue as exc:
-        key = str(getattr(exc, "full_key", "") or _first_line(exc))
+        key = str(getattr(exc, "full_key", "") or first_line(exc))
         option, metavar = OPTION_FOR_KEY.get(key, (None, None))
         if not option:
             hint = ""
@@ -472,7 +472,7 @@ def _merge(schema: type, values: dict, command: str, *, options: bool = True):
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, InputError):
             raise InputError(str(cause)) from None
-        raise InputError(f"bad value: {_first_line(exc)}") from None
+        raise InputError(f"bad value: {first_line(exc)}") from None
 
 
 def _without_negative_zero(node):
@@ -550,7 +550,7 @@ def unknown_key_message(key: str, schema: type) -> str:
 def _validation_message(exc, schema: type) -> str:
     key = getattr(exc, "full_key", "") or "a value"
     expected = _field_type(schema, key)
-    text = _first_line(exc)
+    text = first_line(exc)
     got = text.split("Value ", 1)[1].split(" could not", 1)[0].split(" of type", 1)[0].split(" is not", 1)[0] if "Value " in text else ""
     if text.startswith("Incompatible value 'None'"):
         got = "null"
@@ -611,9 +611,6 @@ def _key_type(schema: type, key: str) -> Any:
     return hint
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return " ".join(text.split())
 
 
 def _check_groups(schema: type, values: dict, prefix: str = "") -> None:

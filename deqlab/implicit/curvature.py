@@ -57,7 +57,7 @@ from torch import nn
 
 from deqlab.errors import DeqlabError, IllConditionedError, InputError, NotConvergedError
 from deqlab.implicit.conditioning import pivot_condition, require_well_conditioned
-from deqlab.implicit.deq import DEQ, purity_check
+from deqlab.implicit.deq import DEQ, USER_CODE_ERRORS, purity_check, user_code_error
 from deqlab.implicit.layer import SolveOptions, differentiable_part, scatter_grads, tangent_part
 from deqlab.implicit.spectrum import (
     SpectralDensity,
@@ -332,10 +332,8 @@ def _user_code(call: str, **arguments) -> Iterator[None]:
         yield
     except (DeqlabError, torch.OutOfMemoryError):
         raise
-    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
-        said = (str(exc).strip().splitlines() or [""])[0]
-        given = ", ".join(f"{k} {describe(v)}" for k, v in arguments.items())
-        raise InputError(f"{call} raised {type(exc).__name__} on {given}: {said}") from exc
+    except USER_CODE_ERRORS as exc:
+        raise user_code_error(call, ", ".join(f"{k} {describe(v)}" for k, v in arguments.items()), exc) from exc
 
 
 def _require_finite(loss: torch.Tensor) -> None:

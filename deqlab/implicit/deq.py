@@ -51,9 +51,20 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from deqlab.errors import DeqlabError, InputError, require_count
+from deqlab.errors import DeqlabError, InputError, first_line, require_count
 from deqlab.implicit.layer import SolveOptions, fixed_point, options_or
 from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, all_finite, check_image, describe
+
+#: What a user's module, map or loss raises on input it cannot take; deqlab's own errors and an out-of-memory
+#: error are let through first by the callers (they say what they are already).
+USER_CODE_ERRORS = (RuntimeError, TypeError, ValueError, IndexError)
+
+
+def user_code_error(call: str, on: str, exc: BaseException) -> InputError:
+    """One :class:`InputError` line for ``exc``, raised inside the user's code: ``{call} raised {type} on {on}:
+    {its first line}`` (raise it ``from exc``: the original stays chained)."""
+    return InputError(f"{call} raised {type(exc).__name__} on {on}: {first_line(exc)}")
+
 
 #: The backward rules by name; only ``"implicit"`` is exact.
 BACKWARDS = ("implicit", "jacobian_free", "phantom")
@@ -256,12 +267,10 @@ class DEQ(nn.Module):
                 fz = torch.func.functional_call(f, dict(zip(names, theta)), (z, x))
             except (DeqlabError, torch.OutOfMemoryError):
                 raise
-            except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            except USER_CODE_ERRORS as exc:
                 # (a width n_z that is not f's came out of f's first layer as torch's 'mat1 and mat2 shapes cannot
                 # be multiplied (5x5 and 4x4)', naming neither n_z nor z; the original stays chained)
-                said = (str(exc).strip().splitlines() or [""])[0]
-                raise InputError(f"f(z, x) raised {type(exc).__name__} on z {describe(z)} (n_z = {n_z}) and x "
-                                 f"{describe(x)}: {said}") from exc
+                raise user_code_error("f(z, x)", f"z {describe(z)} (n_z = {n_z}) and x {describe(x)}", exc) from exc
             # Checked on every call (a few attribute reads), not only by the solver: the backward's
             # linear solves evaluate F too. Under vmap both sides lose the batch alike.
             check_image(z, fz, "f(z, x)")

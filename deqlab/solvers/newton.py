@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch.func import jacrev
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, first_line
 from deqlab.solvers.result import Monitor, SolverResult, describe
 
 
@@ -67,8 +67,7 @@ def newton(
         except RuntimeError as exc:
             # (an f that leaves torch, .numpy() or .item() inside, ran the first step and then failed in jacrev with
             # torch's "Can't call numpy() on Tensor that requires grad" or "Cannot access data pointer")
-            said = (str(exc).strip().splitlines() or [""])[0]
-            raise InputError(f"newton differentiates f with torch.func.jacrev, and f could not be: {said} (an f that "
+            raise InputError(f"newton differentiates f with torch.func.jacrev, and f could not be: {first_line(exc)} (an f that "
                              "leaves torch, e.g. through .numpy(), needs another solver)") from exc
         n_jac += 1
         delta, info = torch.linalg.solve_ex(eye - J, (fz - z).unsqueeze(-1))
