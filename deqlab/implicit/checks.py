@@ -20,7 +20,7 @@ import torch
 from deqlab.implicit.hessian import TIGHT, deq_gradient
 from deqlab.implicit.layer import SolveOptions, options_or, tanh_equilibrium, tanh_map
 from deqlab.implicit.params import flatten, loss_at, unflatten
-from deqlab.solvers.result import row_norms
+from deqlab.solvers.result import tensor_norm
 
 
 def unrolled_loss(theta, params, groups, x, y, steps: int, z0=None):
@@ -73,22 +73,18 @@ def _grad_at(theta, params, groups, x, y, opts):
     return deq_gradient(p["W_z"], p["b_z"], p["U_z"], p["W_y"], p["b_y"], x, y, groups=groups, opts=opts)
 
 
-def _frobenius(A: torch.Tensor) -> float:
-    """``‖A‖_F`` without under- or overflow (:func:`~deqlab.solvers.result.row_norms` of ``A`` as one row: torch
-    sums the squares as they are, so a gradient of size 1e-171 had norm 0 and the ratios below came out NaN)."""
-    return float(row_norms(A.detach().reshape(1, -1))[0])
-
-
 def relative_error(A: torch.Tensor, B: torch.Tensor) -> float:
-    """``‖A − B‖_F / ‖B‖_F`` (0 where ``A`` equals ``B``, zeros included; ``inf`` for ``A ≠ B = 0``)."""
-    diff = _frobenius(A - B)
+    """``‖A − B‖_F / ‖B‖_F`` (0 where ``A`` equals ``B``, zeros included; ``inf`` for ``A ≠ B = 0``), the norms by
+    :func:`~deqlab.solvers.result.tensor_norm` (torch sums the squares as they are: a gradient of size 1e-171
+    had norm 0 and the ratio came out NaN)."""
+    diff = tensor_norm(A - B)
     if diff == 0:
         return 0.0
-    norm_b = _frobenius(B)
+    norm_b = tensor_norm(B)
     return diff / norm_b if norm_b > 0 else float("inf")
 
 
 def symmetry_error(A: torch.Tensor) -> float:
     """``‖A − Aᵀ‖_F / ‖A‖_F`` (NaN for ``A = 0``)."""
-    norm = _frobenius(A)
-    return _frobenius(A - A.T) / norm if norm > 0 else float("nan")
+    norm = tensor_norm(A)
+    return tensor_norm(A - A.T) / norm if norm > 0 else float("nan")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from deqlab.errors import DeqlabError, InputError, NotConvergedError, require_count, require_number, require_real_dtype
-from deqlab.solvers.result import all_finite, describe, row_norms
+from deqlab.solvers.result import all_finite, describe, tensor_norm
 
 
 def torch_product(operator) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -139,9 +139,9 @@ def require_symmetric(product: Callable[[torch.Tensor], torch.Tensor], size: int
     u, v = (torch.randn(size, generator=gen, dtype=dtype, device="cpu").to(device) for _ in range(2))
     Hu, Hv = product(u), product(v)
     asymmetry = abs(float(v @ Hu) - float(u @ Hv))
-    # (the norms by row_norms: torch.linalg.vector_norm of an operator's products near 1e-170 is 0, and the
+    # (the norms by tensor_norm: torch.linalg.vector_norm of an operator's products near 1e-170 is 0, and the
     # round-off of such a symmetric operator would have been refused against a bound of 0)
-    norm_u, norm_v, norm_Hu, norm_Hv = (float(row_norms(t.reshape(1, -1))[0]) for t in (u, v, Hu, Hv))
+    norm_u, norm_v, norm_Hu, norm_Hv = (tensor_norm(t) for t in (u, v, Hu, Hv))
     bound = norm_Hu * norm_v + norm_Hv * norm_u
     if asymmetry > symmetry_rtol(dtype) * bound:
         raise InputError(f"the operator is not symmetric: for random u, v, |vᵀHu − uᵀHv| = {asymmetry:.3g} is "
@@ -270,11 +270,10 @@ def lanczos_quadrature(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.
     each of length ``≤ steps``.
     """
     matvec = checked(matvec, v.shape[0])
-    # (norms by row_norms: torch.linalg.vector_norm sums the squares as they are, so an operator of size 1e-170
+    # (norms by tensor_norm: torch.linalg.vector_norm sums the squares as they are, so an operator of size 1e-170
     # had β = 0 after one step, every weight on one node, the mean: a wrong density without a word; one of size
     # 1e160 had β = inf and NaN nodes)
-    norm = lambda t: float(row_norms(t.reshape(1, -1))[0])   # noqa: E731
-    q = v / norm(v)
+    q = v / tensor_norm(v)
     basis = [q]
     alphas, betas = [], []
     for j in range(steps):
@@ -284,7 +283,7 @@ def lanczos_quadrature(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.
         Q = torch.stack(basis)
         w = w - Q.T @ (Q @ w)  # full reorthogonalisation (twice is enough: Kahan-Parlett)
         w = w - Q.T @ (Q @ w)
-        beta = norm(w)
+        beta = tensor_norm(w)
         if j == steps - 1 or beta < breakdown * max(abs(a) for a in alphas) or beta == 0.0:
             break
         betas.append(beta)

@@ -42,6 +42,12 @@ def row_norms(t: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(t / safe, dim=-1) * safe[..., 0]
 
 
+def tensor_norm(t: torch.Tensor) -> float:
+    """``‖t‖₂`` of all of ``t`` as one vector (a Frobenius norm for a matrix), without under- or overflow
+    (:func:`row_norms` of ``t`` as one row)."""
+    return float(row_norms(t.detach().reshape(1, -1))[0])
+
+
 def _norm_floor(dtype: torch.dtype) -> float:
     """The smallest norm ``torch.linalg.vector_norm`` gives with full relative accuracy in ``dtype`` (with a wide
     margin: squares below ``finfo.tiny`` are lost, which costs nothing relative above ``sqrt(tiny/eps)``)."""
