@@ -6,6 +6,7 @@ mpmath at 50 digits, 8e-4 at ``cond = 1e13`` and 10 % at ``1e15`` in float64, re
 A derivative whose error bound ``cond·eps`` exceeds :data:`MAX_COND_EPS` is refused with
 :class:`~deqlab.errors.IllConditionedError` instead (float64: ``cond > 4.5e13``; float32: ``cond > 8.4e4``).
 
+A singular ``I − J`` (``info > 0`` of a factorisation) is refused first, by :func:`require_invertible`.
 The estimates cost ``O(B·N)`` or ``O(B·N²)`` beside the ``O(B·N³)`` factorisation they read:
 
 * :func:`inverse_condition`: ``‖A‖∞ ‖A⁻¹‖∞`` from an explicit inverse, exact in the ∞-norm.
@@ -34,6 +35,17 @@ def pivot_condition(lu: torch.Tensor) -> torch.Tensor:
     ``inf`` for a zero pivot."""
     pivots = lu.diagonal(dim1=-2, dim2=-1).abs()
     return pivots.amax(-1) / pivots.amin(-1)
+
+
+def require_invertible(info: torch.Tensor, what: str) -> None:
+    """:class:`IllConditionedError` naming the first sample whose ``what`` is singular (``info > 0`` of torch's
+    ``inv_ex``/``solve_ex``/``lu_factor_ex``): torch's own ``LinAlgError`` ('the input matrix is singular') came
+    out of :func:`~deqlab.implicit.hessian.deq_hessian`, ``deq_gradient`` and the HVP operators at such a point."""
+    bad = (info > 0).reshape(-1)
+    if bool(bad.any()):
+        s = int(bad.nonzero()[0, 0])
+        raise IllConditionedError(f"{what} is singular at sample {s}: the DEQ's Jacobian has an eigenvalue 1 there, "
+                                  "so the implicit derivatives do not exist")
 
 
 def require_well_conditioned(cond: torch.Tensor, dtype: torch.dtype, what: str) -> None:

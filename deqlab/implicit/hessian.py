@@ -43,8 +43,8 @@ from dataclasses import dataclass
 
 import torch
 
-from deqlab.errors import IllConditionedError, InputError
-from deqlab.implicit.conditioning import inverse_condition, pivot_condition, require_well_conditioned
+from deqlab.errors import InputError
+from deqlab.implicit.conditioning import inverse_condition, pivot_condition, require_invertible, require_well_conditioned
 from deqlab.implicit.layer import SolveOptions, options_or, tanh_map
 from deqlab.implicit.params import DYNAMIC, READOUT, check_groups, check_problem, group_slices
 from deqlab.implicit.polish import polish_tanh_equilibrium
@@ -486,17 +486,6 @@ class GenericPieces:
         dd = Z.T @ self.l_hh @ Z + self.S_tt + Z.T @ M + M.T @ Z + Z.T @ self.S_hh @ Z
         rd = self.l_rh @ Z
         return torch.cat([torch.cat([dd, rd.T], 1), torch.cat([rd, self.l_rr], 1)], 0)
-
-
-def require_invertible(info: torch.Tensor, what: str) -> None:
-    """:class:`IllConditionedError` naming the first sample whose ``what`` is singular (``info > 0`` of torch's
-    ``inv_ex``/``solve_ex``/``lu_factor_ex``): torch's own ``LinAlgError`` ('the input matrix is singular') came
-    out of :func:`deq_hessian`, :func:`deq_gradient` and the autodiff HVP operator at such a point."""
-    bad = (info > 0).reshape(-1)
-    if bool(bad.any()):
-        s = int(bad.nonzero()[0, 0])
-        raise IllConditionedError(f"{what} is singular at sample {s}: the DEQ's Jacobian has an eigenvalue 1 there, "
-                                  "so the implicit derivatives do not exist")
 
 
 def implicit_hessian_generic(f, loss, theta_d: torch.Tensor, theta_r: torch.Tensor, h: torch.Tensor) -> GenericPieces:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import torch
 
-from deqlab.errors import IllConditionedError, InputError
-from deqlab.implicit.conditioning import pivot_condition, require_well_conditioned
-from deqlab.implicit.hessian import TIGHT, equilibrium, require_invertible
+from deqlab.errors import InputError
+from deqlab.implicit.conditioning import pivot_condition, require_invertible, require_well_conditioned
+from deqlab.implicit.hessian import TIGHT, equilibrium
 from deqlab.implicit.layer import SolveOptions, options_or, tanh_map
 from deqlab.implicit.params import check_groups, check_problem, flatten, loss_at, unflatten
 from deqlab.solver_options import SOLVER_OPTIONS
@@ -141,10 +141,7 @@ class DEQHessianOperator:
         pivots = torch.empty(B, N, dtype=torch.int32, device=h.device)
         info = torch.empty(B, dtype=torch.int32, device=h.device)
         torch.linalg.lu_factor_ex(A, out=(A, pivots, info))  # in place: no second B·N² buffer
-        if bool((info > 0).any()):
-            s = int((info > 0).nonzero()[0, 0])
-            raise IllConditionedError(f"I − W_z D is singular at sample {s}: the DEQ's Jacobian has an eigenvalue 1 "
-                                      "there, so the implicit derivatives do not exist")
+        require_invertible(info, "I − W_z D")
         require_well_conditioned(pivot_condition(A), A.dtype, "I − W_z D")
         self._luM = (A, pivots)
         self._r = h @ p["W_y"].T + p["b_y"] - self.y
