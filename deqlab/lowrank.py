@@ -190,8 +190,8 @@ def _in_safe_range(top: float) -> bool:
     return top == 0 or SAFE_MAGNITUDE[0] <= top <= SAFE_MAGNITUDE[1]
 
 
-def _pairs_for(method: str, X, Y, rtol: float) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """The checked pairs as ``method`` computes on them, ``X/c_x`` and ``Y/c_y`` (both of size about 1,
+def _pairs_for(X, Y, rtol: float, *, scale_free: bool = False) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The checked pairs as a method computes on them, ``X/c_x`` and ``Y/c_y`` (both of size about 1,
     :func:`_unit_scale`), and ``c_x, c_y``.
 
     Every method is scale-equivariant, ``H(aX, bY) = (b/a) H(X, Y)``, but the rank cut-offs of three
@@ -200,10 +200,10 @@ def _pairs_for(method: str, X, Y, rtol: float) -> tuple[np.ndarray, np.ndarray, 
     returned a wrong ``H``, and entries near ``1e±300`` overflowed into LAPACK errors. Computing on
     unit-sized pairs and scaling ``S`` by ``c_y/c_x`` (:func:`_rescaled`) removes both. Only
     :func:`rank_k_recovery`, whose cut-offs are relative within one matrix (``sym(XᵀY)``, ``R_Y``), is
-    scale-free: it works on the pairs as given (``c_x = c_y = 1``) when their magnitudes are within
+    ``scale_free``: it works on the pairs as given (``c_x = c_y = 1``) when their magnitudes are within
     :data:`SAFE_MAGNITUDE` (two ``(n, k)`` copies fewer: at ``n = 500`` a sixth of its time)."""
     X, Y, top_x, top_y = _checked_pairs(X, Y, rtol=rtol)
-    if method == "rank_k_recovery" and _in_safe_range(top_x) and _in_safe_range(top_y):
+    if scale_free and _in_safe_range(top_x) and _in_safe_range(top_y):
         return X, Y, 1.0, 1.0
     cx, cy = _unit_scale(top_x), _unit_scale(top_y)
     return X / cx, Y / cy, cx, cy
@@ -319,7 +319,7 @@ def rank_k_recovery(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL)
     Non-symmetric ``XᵀY`` (noisy pairs) makes ``HX = Y`` unsatisfiable with this range; the
     relative asymmetry is reported in ``info["xty_asymmetry"]``.
     """
-    X, Y, cx, cy = _pairs_for("rank_k_recovery", X, Y, rtol)
+    X, Y, cx, cy = _pairs_for(X, Y, rtol, scale_free=True)
     XtY = X.T @ Y
     M = (XtY + XtY.T) / 2
     # Householder QR: Q has orthonormal columns even when Y is rank-deficient; the rank is revealed
@@ -346,7 +346,7 @@ def least_change(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) ->
     ``X = Q R_X``, ``Y = Q R_Y``, the core is ``R_Y R_X⁺ + (R_Y R_X⁺)ᵀ − R_X⁺ᵀ sym(XᵀY) R_X⁺``,
     ``O(n k²)``.
     """
-    X, Y, cx, cy = _pairs_for("scaled", X, Y, rtol)
+    X, Y, cx, cy = _pairs_for(X, Y, rtol)
     k = X.shape[1]
     # One Householder QR of [X Y] gives the basis and both coordinate blocks: X = Q [R₁₁; 0],
     # Y = Q [R₁₂; R₂₂]. X has full column rank (checked), so X⁺ = [R₁₁⁻¹ 0] Qᵀ and XᵀY = R₁₁ᵀR₁₂.
@@ -374,7 +374,7 @@ def symmetric_procrustes(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_
     ``A`` solves ``min ‖AΣ − Ỹ‖`` over symmetric ``A`` entry-pair by entry-pair; ``W`` makes the
     part of ``HX`` outside ``range X`` exact. Cost ``O(n k²)``.
     """
-    X, Y, cx, cy = _pairs_for("scaled", X, Y, rtol)
+    X, Y, cx, cy = _pairs_for(X, Y, rtol)
     UX, sx, VXt = np.linalg.svd(X, full_matrices=False)
     keep = sx > rtol * sx[0]
     UX, sx, VX = UX[:, keep], sx[keep], VXt[keep].T
@@ -416,7 +416,7 @@ def seed_method(X: np.ndarray, Y: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> 
     A repeated eigenvalue's ``α̂`` are an orthonormal basis of its eigenspace (:func:`_repeated_eigenspaces`),
     and every cut-off is at least :data:`SEED_RTOL_FLOOR` (the method squares ``Y``).
     """
-    X, Y, cx, cy = _pairs_for("scaled", X, Y, rtol)
+    X, Y, cx, cy = _pairs_for(X, Y, rtol)
     rtol = max(rtol, SEED_RTOL_FLOOR)   # (after check_pairs: X's own rank test keeps the caller's rtol)
     G = gram_schmidt(np.concatenate([X, Y], axis=1), rtol=rtol)
     Xh, Yh = G.T @ X, G.T @ Y
