@@ -165,7 +165,7 @@ class LowrankBench:
         checks.number("target_error", self.target_error, minimum=0.0, exclusive=True)
         checks.number("target_speedup", self.target_speedup, minimum=0.0, exclusive=True)
         # a cut-off of singular values (rtol x the largest), as in `deqlab lowrank`: not a stopping rule's rtol
-        checks.number("rtol", self.rtol, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.number("rtol", self.rtol, minimum=0.0, exclusive=True)
         if self.rtol >= 1:
             raise InputError(f"rtol must be < 1 (a cut-off of rtol times the largest singular value at 1 drops them all), got {self.rtol:g}")
         for size in [self.n, *large]:

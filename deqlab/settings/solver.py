@@ -35,18 +35,17 @@ class SolverSettings:
             from deqlab.errors import InputError
 
             raise InputError(f"solver.max_iter must be <= 10000000, got {self.max_iter}")
-        foreign = [k for k in self.options() if k not in SOLVER_OPTIONS.get(self.name, self.options())]
-        if foreign:
-            # solver.name=anderson after the default fsolve preset kept its xtol: the refusal named only xtol,
-            # an option the user never set
-            from deqlab.errors import InputError
+        from deqlab.errors import InputError
 
-            try:
-                check_solver_options(self.name, self.options(), prefix="solver.")
-            except InputError as exc:
-                raise InputError(f"{exc}; solver={self.name} picks the solver with its own options (solver.name={self.name} "
-                                 f"keeps those of the solver before it)") from None
-        check_solver_options(self.name, self.options(), prefix="solver.")
+        try:
+            check_solver_options(self.name, self.options(), prefix="solver.")
+        except InputError as exc:
+            if all(k in SOLVER_OPTIONS.get(self.name, self.options()) for k in self.options()):
+                raise
+            # an option of another solver: solver.name=anderson after the default fsolve preset kept its xtol, and
+            # the refusal named only xtol, an option the user never set
+            raise InputError(f"{exc}; solver={self.name} picks the solver with its own options (solver.name={self.name} "
+                             f"keeps those of the solver before it)") from None
 
     @classmethod
     def preset(cls, name: str, **changes) -> "SolverSettings":
