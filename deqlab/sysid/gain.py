@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from deqlab.errors import InputError, require_count, require_number
-from deqlab.sysid.metrics import model_device
+from deqlab.sysid.metrics import model_device, real_array
 
 #: a constant-input state counts as settled when one more step moves it by less than this (relative)
 SETTLE_RTOL = 1e-10
@@ -100,21 +100,6 @@ class Linearisation:
     spectral_radius: float
 
 
-def _real_array(name: str, a, ndim: int) -> np.ndarray:
-    """``a`` as a finite real float64 array of ``ndim`` dimensions; else :class:`InputError` naming it."""
-    if np.iscomplexobj(a):
-        raise InputError(f"{name} must be real, got complex entries")
-    try:
-        a = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a numeric array") from None
-    if a.ndim != ndim:
-        raise InputError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise InputError(f"{name} contains NaN or infinite values")
-    return a
-
-
 def linearise(model, u0: np.ndarray, *, settle_steps: int = 3000) -> list[Linearisation]:
     """Linearisations of ``model`` at the equilibria reached from the zero state under constant inputs.
 
@@ -125,7 +110,7 @@ def linearise(model, u0: np.ndarray, *, settle_steps: int = 3000) -> list[Linear
     NaN). Jacobians by reverse mode through one step of the model.
     """
     core, u_mean, u_std, _, y_std = _core_and_scaling(model)
-    u0 = _real_array("u0", u0, 2)
+    u0 = real_array("u0", u0, 2)
     if u0.shape[1] != u_mean.numel():   # (torch's "mat1 and mat2 shapes cannot be multiplied")
         raise InputError(f"u0 must be (levels, n_u) with n_u = {u_mean.numel()} (the model's inputs), got {u0.shape}")
     settle_steps = require_count("settle_steps", settle_steps)
@@ -187,7 +172,7 @@ def _state_space(A, B, C, D) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     contain infs or NaNs", NaN in ``B`` "SVD did not converge", inf in ``C`` a norm of NaN returned as the
     answer, a complex ``A`` lost its imaginary part with only a warning, and mismatched shapes were
     gufunc messages."""
-    A, B, C, D = (_real_array(f"hinf_norm: {name}", m, 2) for name, m in zip("ABCD", (A, B, C, D)))
+    A, B, C, D = (real_array(f"hinf_norm: {name}", m, 2) for name, m in zip("ABCD", (A, B, C, D)))
     n = A.shape[0]
     if A.shape != (n, n) or B.shape[0] != n or C.shape[1] != n or D.shape != (C.shape[0], B.shape[1]):
         raise InputError(f"hinf_norm: shapes must be A (n, n), B (n, n_u), C (n_y, n), D (n_y, n_u); got A {A.shape}, "
@@ -344,7 +329,7 @@ def incremental_gain_lower_bound(model, u_ref: np.ndarray, settings: GainSetting
     s = settings or GainSettings()
     g = torch.Generator(device="cpu").manual_seed(seed)
     # (NaN inputs gave no finite ratio: a "lower bound" of 0.0; a 2-D u_ref was read as one-step trajectories)
-    u_ref = torch.as_tensor(_real_array("u_ref", u_ref, 3), device="cpu")
+    u_ref = torch.as_tensor(real_array("u_ref", u_ref, 3), device="cpu")
     if u_ref.shape[0] == 0 or u_ref.shape[1] == 0:
         raise InputError(f"u_ref must hold at least one trajectory of one step, got shape {tuple(u_ref.shape)}")
     flat = u_ref.reshape(-1, u_ref.shape[-1])

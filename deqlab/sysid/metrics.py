@@ -17,6 +17,21 @@ import torch
 from deqlab.errors import InputError, require_count
 
 
+def real_array(name: str, a, ndim: int) -> np.ndarray:
+    """``a`` as a finite real float64 array of ``ndim`` dimensions; else :class:`InputError` naming it."""
+    if np.iscomplexobj(a):
+        raise InputError(f"{name} must be real, got complex entries")
+    try:
+        a = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a numeric array") from None
+    if a.ndim != ndim:
+        raise InputError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise InputError(f"{name} contains NaN or infinite values")
+    return a
+
+
 def nrmse(y_hat: np.ndarray, y: np.ndarray, washout: int) -> float:
     """NRMSE of ``y_hat`` against ``y`` (both ``(trajectories, steps, outputs)``) after ``washout`` steps
     (module docstring). ``ValueError`` where it is undefined: different shapes, no step after the
@@ -61,10 +76,7 @@ def empirical_lipschitz(model, u_ref: np.ndarray, *, steps: int, pairs: int, ite
     perturbations; step sizes are in units of the input's std. A lower bound of the true constant.
     Runs on the model's device; the windows and perturbations are drawn by a CPU generator (the same
     draws on every device) and moved there."""
-    u_ref = np.asarray(u_ref, dtype=np.float64)
-    if u_ref.ndim != 3 or not np.isfinite(u_ref).all():   # (NaN gave no finite ratio and 0.0 came back as the bound)
-        raise InputError(f"u_ref must be a finite (trajectories, steps, n_u) array, got shape {u_ref.shape}"
-                         + ("" if u_ref.ndim != 3 else " with NaN or infinite values"))
+    u_ref = real_array("u_ref", u_ref, 3)   # (NaN gave no finite ratio and 0.0 came back as the bound)
     steps, pairs = require_count("steps", steps), require_count("pairs", pairs)
     iters = require_count("iters", iters, minimum=0)
     if u_ref.shape[0] == 0 or steps > u_ref.shape[1]:   # (torch's "random_ expects 'from' to be less than 'to'")
