@@ -191,3 +191,33 @@ def test_lowrank_estimates_figure_ranks_by_magnitude_and_labels_its_axes(with_tr
     else:
         assert not left.collections
         np.testing.assert_allclose(heights, [1e-15, 2.0], rtol=1e-12)
+
+
+def _overlapping_labels(fig, ax, axis: str = "y"):
+    """Pairs of visible tick labels of ``ax`` whose drawn boxes overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    labels = ax.get_yticklabels() if axis == "y" else ax.get_xticklabels()
+    idx = 1 if axis == "y" else 0
+    shown = [(t.get_text(), t.get_window_extent(renderer)) for t in labels
+             if t.get_text() and t.get_visible() and low <= t.get_position()[idx] <= high]
+    return [(a, b) for i, (a, ea) in enumerate(shown) for b, eb in shown[i + 1:] if ea.overlaps(eb)]
+
+
+def test_lowrank_eigenvalue_axis_labels_do_not_overprint_around_zero():
+    """deqlab lowrank --pairs: the symlog axis of the eigenvalues printed 10⁻⁵, 0 and −10⁻⁵ on top of one
+    another at the linear band (an unreadable blob beside the axis); ticks are now decades outside the
+    band and 0."""
+    import pandas as pd
+
+    from deqlab.report.lowrank_figures import estimates_against_truth
+
+    spectra = {"rank_k_recovery": np.array([76.6, 33.1, 4.73, 2.9e-6, -2.6e-6, -21.6]),
+               "least_change": np.array([56.7, 12.3, 8.48, 2.1, 0.3, -0.9, -8.1, -14.3, -23.0, 1e-7, -1e-7, 3e-8])}
+    truth = np.concatenate([[80.0, -22.0, 33.0, 4.7], np.full(16, 1e-16)])
+    frame = pd.DataFrame({"method": list(spectra), "||HX - Y||_F": [1.8e-5, 5.8e-6],
+                          "||H - H_true||_F / ||H_true||_F": [1.6e-7, 0.66]})
+    fig = estimates_against_truth(frame, spectra, truth, y_norm=200.0, title="t")
+    assert not _overlapping_labels(fig, fig.axes[0])
+    matplotlib.pyplot.close(fig)

@@ -48,6 +48,18 @@ def label_log_axis(ax, axis: str, values) -> None:
     target.set_minor_formatter(NullFormatter())
 
 
+def symlog_ticks(ax, top: float, linthresh: float, max_ticks: int = 4) -> None:
+    """Decade ticks on a symlog y axis, at most ``max_ticks`` per sign, none inside the linear band
+    except 0 (so labels near zero never overprint): matplotlib's own symlog ticks put 10^-k, 0 and
+    -10^-k a hair apart around the linear band, printed over one another."""
+    lo, hi = int(np.ceil(np.log10(linthresh))), int(np.ceil(np.log10(top)))
+    step = max(1, int(np.ceil((hi - lo + 1) / max_ticks)))
+    decades = list(range(hi, lo - 1, -step))
+    ticks = sorted([-(10.0**d) for d in decades] + [0.0] + [10.0**d for d in decades])
+    ax.set_yticks(ticks, [("0" if t == 0 else f"{'−' if t < 0 else ''}1e{round(np.log10(abs(t)))}") for t in ticks])
+    ax.minorticks_off()
+
+
 def ticks_at(ax, values, labels, **text) -> None:
     """Major x ticks exactly at ``values`` (the sizes a bench measured), labelled ``labels``, and no minor
     ticks: a log axis's own ticks named sizes nobody ran (10², 10³) and left the measured ones bare.

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from deqlab.report.figures import label_log_axis, new_axes, ticks_at
+from deqlab.report.figures import label_log_axis, new_axes, symlog_ticks, ticks_at
 
 
 def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[str, int]], *, title: str):
@@ -41,17 +41,6 @@ def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[
     return fig
 
 
-def _symlog_ticks(ax, top: float, linthresh: float, max_ticks: int = 4) -> None:
-    """Decade ticks on a symlog y axis, at most ``max_ticks`` per sign, none inside the linear band
-    except 0 (so labels near zero never overprint)."""
-    lo, hi = int(np.ceil(np.log10(linthresh))), int(np.ceil(np.log10(top)))
-    step = max(1, int(np.ceil((hi - lo + 1) / max_ticks)))
-    decades = list(range(hi, lo - 1, -step))
-    ticks = sorted([-(10.0**d) for d in decades] + [0.0] + [10.0**d for d in decades])
-    ax.set_yticks(ticks, [("0" if t == 0 else f"{'−' if t < 0 else ''}1e{round(np.log10(abs(t)))}") for t in ticks])
-    ax.minorticks_off()
-
-
 def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str, subtitle: str = ""):
     """Sorted eigenvalues of ``H`` and of each of its terms, one panel each on a shared symlog axis.
 
@@ -82,7 +71,7 @@ def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str, subtitle: st
         ax.set_xlabel("eigenvalue rank (ascending)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
-    _symlog_ticks(axes[0][0], top, linthresh)
+    symlog_ticks(axes[0][0], top, linthresh)
     axes[0][0].set_ylabel(f"eigenvalue (loss units / θ², symlog; |λ| < {linthresh:.1g} linear)")
     fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
     fig.tight_layout()
