@@ -221,3 +221,19 @@ def test_lowrank_eigenvalue_axis_labels_do_not_overprint_around_zero():
     fig = estimates_against_truth(frame, spectra, truth, y_norm=200.0, title="t")
     assert not _overlapping_labels(fig, fig.axes[0])
     matplotlib.pyplot.close(fig)
+
+
+def test_hessian_heatmap_colour_bar_labels_do_not_overprint_around_zero():
+    """deqlab hessian --n-z 8 --batch 8 (largest |entry| 5.3, not a power of ten): the colour bar printed
+    10⁻⁴, 0 and −10⁻⁴ over one another at the edge of its linear band (experiments/hessian/p114_batch8)."""
+    from deqlab.report.hessian_figures import hessian_heatmaps
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(12, 12))
+    h = (a + a.T) / 2
+    h *= 5.3 / np.abs(h).max()
+    fig = hessian_heatmaps({"H": h, "Term A": h / 3}, [("W_z", 0), ("b_z", 8)], title="t")
+    bar = fig.axes[-1]
+    assert "symlog" in bar.get_ylabel()
+    assert not _overlapping_labels(fig, bar)
+    matplotlib.pyplot.close(fig)

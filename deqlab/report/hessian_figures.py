@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from deqlab.report.figures import label_log_axis, new_axes, symlog_ticks, ticks_at
+from deqlab.report.figures import label_log_axis, new_axes, symlog_decades, symlog_ticks, ticks_at
 
 
 def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[str, int]], *, title: str):
@@ -36,7 +36,11 @@ def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[
         ticks = [s for _, s in boundaries]
         ax.set_xticks(ticks, [g for g, _ in boundaries], rotation=90, fontsize=7)
         ax.set_yticks(ticks, [g for g, _ in boundaries], fontsize=7)
-    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="entry value (loss units / θ², symlog)")
+    bar = fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="entry value (loss units / θ², symlog)")
+    # decades and 0 only: the norm's own ticks printed 10⁻⁴, 0 and −10⁻⁴ over one another at the linear band
+    ticks, labels = symlog_decades(vmax, linthresh, within=True)
+    bar.set_ticks(ticks, labels=labels)
+    bar.ax.minorticks_off()
     fig.suptitle(title)
     return fig
 
