@@ -237,3 +237,30 @@ def test_hessian_heatmap_colour_bar_labels_do_not_overprint_around_zero():
     assert "symlog" in bar.get_ylabel()
     assert not _overlapping_labels(fig, bar)
     matplotlib.pyplot.close(fig)
+
+
+def test_pinn_loss_panel_legend_beside_the_curves_and_labelled_ticks():
+    """deqlab nethessian pinn --steps 200: the loss legend sat over the curves' descent (upper right) and the
+    log axis from 1.8 to 100 was labelled 10¹ and 10² only."""
+    from deqlab.report.nethessian_figures import pinn_summary
+
+    g = np.linspace(0, 1, 9)
+    X, Y = np.meshgrid(g, g, indexing="ij")
+    u = np.sin(np.pi * X) * np.sin(np.pi * Y)
+    steps = np.arange(200)
+    loss = 1.8 + 98 * np.exp(-steps / 25.0)
+    fig = pinn_summary(X, Y, u, u, {"forward": loss, "double_backward": loss * (1 + 1e-7)}, route="forward",
+                       title="Poisson PINN −Δu = f on (0,1)², 2→32→32→1 tanh, float32, 200 Adam steps, seed=0")
+    ax = fig.axes[2]
+    legend, box = _extents(fig, ax)
+    assert not legend.overlaps(box)
+    low, high = ax.get_ylim()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
+    assert len(labels) >= 4, labels
+    renderer = fig.canvas.get_renderer()
+    for panel in fig.axes[:2]:   # a one-line title wider than its square panel ran over the '1.0' tick, 1 px above it
+        title = panel.title.get_window_extent(renderer)
+        ticks = [t.get_window_extent(renderer) for t in panel.get_yticklabels() if t.get_text()]
+        assert title.x0 >= max(t.x1 for t in ticks), panel.get_title()
+        assert not title.overlaps(fig._suptitle.get_window_extent(renderer)), panel.get_title()
+    matplotlib.pyplot.close(fig)
