@@ -264,3 +264,37 @@ def test_pinn_loss_panel_legend_beside_the_curves_and_labelled_ticks():
         assert title.x0 >= max(t.x1 for t in ticks), panel.get_title()
         assert not title.overlaps(fig._suptitle.get_window_extent(renderer)), panel.get_title()
     matplotlib.pyplot.close(fig)
+
+
+def test_alpha_sweep_has_no_iteration_count_ticks_in_its_failure_bands():
+    """mondeq's alpha sweep draws runs that did not converge or diverged in bands above max_iter, at made-up
+    heights; a '10⁴' tick label there read as a count of 10,000 iterations for the diverged stars."""
+    from deqlab.report.mondeq_figures import alpha_sweep
+
+    alphas = np.array([0.01, 0.1, 1.0, 10.0])
+    steps = {"forward_backward": np.array([2000, 596, 2000, 450]), "peaceman_rachford": np.array([2000, 267, 52, 219])}
+    converged = {"forward_backward": np.array([False, True, False, False]),
+                 "peaceman_rachford": np.array([False, True, True, True])}
+    diverged = {"forward_backward": np.array([False, False, False, True]), "peaceman_rachford": np.zeros(4, bool)}
+    fig = alpha_sweep(alphas, steps, converged, {"anderson": (55, True)}, bound=0.03, max_iter=2000, title="t",
+                      diverged=diverged)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    shown = [t.get_position()[1] for t in ax.get_yticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
+    assert shown and max(shown) <= 2000, shown
+    matplotlib.pyplot.close(fig)
+
+
+def test_mondeq_converged_fraction_lines_stay_visible_when_equal():
+    """Both models converged in every batch (fraction 1.0 each epoch): the second line covered the first
+    exactly, and the monotone model vanished from the lower panel."""
+    from deqlab.report.mondeq_figures import training_iterations
+
+    epochs = np.arange(1, 4)
+    names = ["monotone (peaceman_rachford)", "unconstrained (fixed_point)"]
+    steps = {n: np.array([30.0, 31.0, 33.0]) for n in names}
+    fig = training_iterations(epochs, steps, steps, {n: np.ones(3) for n in names}, max_iter=200, title="t")
+    first, second = fig.axes[1].get_lines()[:2]
+    assert first.get_markersize() > second.get_markersize()
+    matplotlib.pyplot.close(fig)
