@@ -112,3 +112,12 @@ def test_loading_the_libraries_shows_a_spinner(tmp_path):
             f"'solver_table=[anderson]', 'output_root={tmp_path}']; main()")
     out = _run_in_terminal(code, "1")
     assert "loading torch, numpy and matplotlib" in out, out[-2000:]
+
+
+def test_nethessian_check_shows_a_bar_over_its_routes(tmp_path):
+    """deqlab nethessian timed every route beside its reference (about 12 s on a busy machine at the
+    defaults, more on a wider net) with nothing on the screen; a bar names the route being checked."""
+    code = ("import sys; from deqlab.cli import main; sys.argv = ['deqlab', 'nethessian', 'repeats=2', "
+            f"'output_root={tmp_path}']; main()")
+    out = _run_in_terminal(code, "1")
+    assert "nethessian check: " in out and "Traceback" not in out, out[-2000:]
