@@ -298,3 +298,29 @@ def test_mondeq_converged_fraction_lines_stay_visible_when_equal():
     first, second = fig.axes[1].get_lines()[:2]
     assert first.get_markersize() > second.get_markersize()
     matplotlib.pyplot.close(fig)
+
+
+def test_sysid_figures_give_every_model_its_own_colour():
+    """Models are coloured by name; names outside the palette took a hashed colour, and
+    'lipschitz_ren_g1' and 'lipschitz_ren_g2' (experiments/sysid.md's γ sweep) both came out red, 'ren_small'
+    the purple of 'rnn': the legend could not tell them apart."""
+    from matplotlib.colors import to_hex
+
+    from deqlab.report.style import color
+    from deqlab.report.sysid_figures import predictions, robustness_accuracy, training_curves
+
+    names = ["lipschitz_ren_g1", "lipschitz_ren_g2", "ren_small", "rnn", "ren"]
+    rows = [{"name": n, "nrmse": 0.2 + 0.05 * i, "lipschitz_lower": 0.3 + 0.1 * i, "lipschitz_bound": None}
+            for i, n in enumerate(names)]
+    fig = robustness_accuracy(rows, title="t")
+    scatter = [to_hex(c.get_facecolor()[0]) for c in fig.axes[0].collections]
+    assert len(set(scatter)) == len(names), scatter
+    assert scatter[names.index("rnn")] == color("rnn") and scatter[names.index("ren")] == color("ren")
+    curves = training_curves({n: np.array([1.0, 0.5]) for n in names}, title="t")
+    lines = {line.get_label(): to_hex(line.get_color()) for line in curves.axes[0].get_lines()}
+    y = np.ones((1, 5, 1))
+    pred = predictions(y, {n: y for n in names}, sample_time=None, washout=1, trajectories=1, title="t")
+    drawn = {line.get_label(): to_hex(line.get_color()) for line in pred.axes[0].get_lines()}
+    assert all(lines[n] == drawn[n] == scatter[i] for i, n in enumerate(names)), (lines, drawn, scatter)
+    for f in (fig, curves, pred):
+        matplotlib.pyplot.close(f)

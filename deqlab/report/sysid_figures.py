@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from deqlab.report.figures import integer_ticks, label_log_axis, new_axes, ticks_at
-from deqlab.report.style import color
+from deqlab.report.style import color, colors
 
 
 def predictions(y: np.ndarray, y_hat: Mapping[str, np.ndarray], *, sample_time: float | None, washout: int,
@@ -23,10 +23,11 @@ def predictions(y: np.ndarray, y_hat: Mapping[str, np.ndarray], *, sample_time: 
     fig, axes = plt.subplots(n, 1, figsize=(8, 2.4 * n + 0.8), sharex=True, squeeze=False)
     t = np.arange(y.shape[1]) * (sample_time or 1.0)
     unit = "time [s]" if sample_time else "sample index"
+    palette = colors(["measured", *y_hat])
     for i, ax in enumerate(axes[:, 0]):
-        ax.plot(t, y[i, :, 0], color=color("measured"), lw=1.6, label="measured")
+        ax.plot(t, y[i, :, 0], color=palette["measured"], lw=1.6, label="measured")
         for name, yh in y_hat.items():
-            ax.plot(t, yh[i, :, 0], lw=1.0, color=color(name), label=name)
+            ax.plot(t, yh[i, :, 0], lw=1.0, color=palette[name], label=name)
         ax.axvspan(t[0], t[min(washout, len(t) - 1)], color="0.9", label=f"washout ({washout} samples)")
         ax.set_ylabel(y_label)
         ax.set_title(f"{panel} {i}", fontsize=9, loc="left")
@@ -47,8 +48,9 @@ def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/inp
     fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "test NRMSE (dimensionless, log)",
                        f"Lipschitz constant ‖Δy‖/‖Δu‖ [{unit}] (log)", logy=True, logx=True)
     ys, xs = [], []
+    palette = colors(["measured", *(r["name"] for r in rows)])   # the set predictions() colours
     for r in rows:
-        c = color(r["name"])
+        c = palette[r["name"]]
         lower = max(r["lipschitz_lower"], 1e-12)
         ax.scatter([r["nrmse"]], [lower], color=c, marker="o", s=40, label=f"{r['name']} (empirical lower bound)")
         ax.annotate(r["name"], (r["nrmse"], lower), textcoords="offset points", xytext=(6, -10), fontsize=8, color=c)
@@ -75,8 +77,9 @@ def training_curves(curves: Mapping[str, np.ndarray], *, title: str, noise_floor
     validation set (NRMSE of the noise-free output against the measured one: no model beats it on
     average); integer epoch ticks."""
     fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "epoch", "validation NRMSE (dimensionless)", logy=True)
+    palette = colors(["measured", *curves])   # the set predictions() colours
     for name, values in curves.items():
-        ax.plot(np.arange(1, len(values) + 1), np.asarray(values, dtype=float), marker=".", color=color(name), label=name)
+        ax.plot(np.arange(1, len(values) + 1), np.asarray(values, dtype=float), marker=".", color=palette[name], label=name)
     if noise_floor is not None and np.isfinite(noise_floor):
         ax.axhline(noise_floor, color="k", ls=":", lw=1.2, label=f"validation noise floor = {noise_floor:.4f}")
     integer_ticks(ax)
