@@ -324,3 +324,29 @@ def test_sysid_figures_give_every_model_its_own_colour():
     assert all(lines[n] == drawn[n] == scatter[i] for i, n in enumerate(names)), (lines, drawn, scatter)
     for f in (fig, curves, pred):
         matplotlib.pyplot.close(f)
+
+
+def test_robustness_accuracy_names_cover_no_other_point_or_name():
+    """experiments/sysid/robustness_accuracy.png: 'ren' was written under the lipschitz_ren point beside it
+    (each name at one fixed offset from its point); a name now moves to a free side."""
+    from deqlab.report.sysid_figures import robustness_accuracy
+
+    rows = [{"name": "ren", "nrmse": 0.1771, "lipschitz_lower": 0.4256, "lipschitz_bound": None},
+            {"name": "lipschitz_ren", "nrmse": 0.1816, "lipschitz_lower": 0.4135, "lipschitz_bound": 0.8257},
+            {"name": "lstm", "nrmse": 0.1995, "lipschitz_lower": 0.478, "lipschitz_bound": None},
+            {"name": "rnn", "nrmse": 0.2100, "lipschitz_lower": 0.68, "lipschitz_bound": None},
+            {"name": "linear", "nrmse": 0.2029, "lipschitz_lower": 0.401, "lipschitz_bound": None}]
+    fig = robustness_accuracy(rows, title="t", unit="rad/(N·m)")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    names = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(names) == len(rows)
+    for i, a in enumerate(names):
+        assert not any(a.overlaps(b) for b in names[i + 1:]), ax.texts[i].get_text()
+    r = np.sqrt(40) / 2 * fig.dpi / 72
+    points = ax.transData.transform([(row["nrmse"], row["lipschitz_lower"]) for row in rows])
+    for text, box in zip(ax.texts, names):
+        for (x, y) in points:
+            assert not (box.x0 < x + r and x - r < box.x1 and box.y0 < y + r and y - r < box.y1), text.get_text()
+    matplotlib.pyplot.close(fig)

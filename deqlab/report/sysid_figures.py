@@ -47,18 +47,20 @@ def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/inp
     than a decade), each point named."""
     fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "test NRMSE (dimensionless, log)",
                        f"Lipschitz constant ‖Δy‖/‖Δu‖ [{unit}] (log)", logy=True, logx=True)
-    ys, xs = [], []
+    ys, xs, points, bars = [], [], [], []
     palette = colors(["measured", *(r["name"] for r in rows)])   # the set predictions() colours
     for r in rows:
         c = palette[r["name"]]
         lower = max(r["lipschitz_lower"], 1e-12)
         ax.scatter([r["nrmse"]], [lower], color=c, marker="o", s=40, label=f"{r['name']} (empirical lower bound)")
         ax.annotate(r["name"], (r["nrmse"], lower), textcoords="offset points", xytext=(6, -10), fontsize=8, color=c)
+        points.append((r["nrmse"], lower))
         ys.append(lower)
         xs.append(r["nrmse"])
         if r.get("lipschitz_bound") is not None and np.isfinite(r["lipschitz_bound"]):
             ax.scatter([r["nrmse"]], [r["lipschitz_bound"]], color=c, marker="^", s=50, label=f"{r['name']} (guaranteed bound)")
             ax.plot([r["nrmse"]] * 2, [lower, r["lipschitz_bound"]], color=c, lw=0.8)
+            bars.append((r["nrmse"], lower, r["lipschitz_bound"]))
             ys.append(r["lipschitz_bound"])
     ys, xs = np.asarray(ys, float), np.asarray([x for x in xs if np.isfinite(x) and x > 0], float)
     ys = ys[np.isfinite(ys) & (ys > 0)]
@@ -69,7 +71,43 @@ def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/inp
         ax.set_xlim(xs.min() / 1.3, xs.max() * 1.3)
         label_log_axis(ax, "x", xs)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _free_sides(fig, ax, points, marker_size=40, bars=bars)
     return fig
+
+
+#: where a point's name may go, in order of preference: (x, y) offset in points, horizontal alignment
+_SIDES = (((6, -10), "left"), ((6, 4), "left"), ((-6, -10), "right"), ((-6, 4), "right"), ((6, -18), "left"),
+          ((6, 12), "left"), ((-6, -18), "right"), ((-6, 12), "right"))
+
+
+def _free_sides(fig, ax, points, *, marker_size: float, bars=()) -> None:
+    """Move each of ``ax``'s point names (its annotations, in the order of ``points``) to the first side in
+    :data:`_SIDES` where it covers no point's marker, no vertical bar ``(x, y0, y1)`` (a lower bound joined
+    to its guarantee, its triangle included) and no name already placed (first side if none is free): at one
+    fixed offset, a name close to another point was drawn under that point's marker."""
+    if not points or len(ax.texts) != len(points):
+        return
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    r = np.sqrt(marker_size) / 2 * fig.dpi / 72 + 1.0
+    marks = [(x - r, y - r, x + r, y + r) for x, y in ax.transData.transform(np.asarray(points, float))]
+    for x, y0, y1 in bars:
+        (xa, ya), (_, yb) = ax.transData.transform([(x, y0), (x, y1)])
+        marks.append((xa - 2.0, min(ya, yb) - r, xa + 2.0, max(ya, yb) + r))
+    placed = []
+    for text in ax.texts:
+        for offset, align in _SIDES:
+            text.set_position(offset)
+            text.set_horizontalalignment(align)
+            box = text.get_window_extent(renderer)
+            hits = [m for m in marks if box.x0 < m[2] and m[0] < box.x1 and box.y0 < m[3] and m[1] < box.y1]
+            if not hits and not any(box.overlaps(other) for other in placed):
+                break
+        else:
+            text.set_position(_SIDES[0][0])
+            text.set_horizontalalignment(_SIDES[0][1])
+            box = text.get_window_extent(renderer)
+        placed.append(box)
 
 
 def training_curves(curves: Mapping[str, np.ndarray], *, title: str, noise_floor: float | None = None, subtitle: str = ""):
