@@ -350,3 +350,20 @@ def test_robustness_accuracy_names_cover_no_other_point_or_name():
         for (x, y) in points:
             assert not (box.x0 < x + r and x - r < box.x1 and box.y0 < y + r and y - r < box.y1), text.get_text()
     matplotlib.pyplot.close(fig)
+
+
+def test_hessian_spectrum_y_label_fits_beside_its_axes():
+    """hessian's spectrum.png: the one-line y label (unit, scale and linear band) was taller than the axes
+    and ran to the figure's bottom edge."""
+    from deqlab.report.hessian_figures import spectrum_plot
+
+    rng = np.random.default_rng(0)
+    spectra = {"H": rng.normal(size=61), "Term A": rng.normal(size=61), "Term B": rng.normal(size=61)}
+    fig = spectrum_plot(spectra, title="Eigenvalues of H and its terms (P=61)", subtitle="solver=anderson")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    label, box = ax.yaxis.label.get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert "θ²" in ax.get_ylabel() and "linear" in ax.get_ylabel()
+    assert box.y0 <= label.y0 and label.y1 <= box.y1, (label, box)
+    matplotlib.pyplot.close(fig)

@@ -76,7 +76,8 @@ def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str, subtitle: st
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
     symlog_ticks(axes[0][0], top, linthresh)
-    axes[0][0].set_ylabel(f"eigenvalue (loss units / θ², symlog; |λ| < {linthresh:.1g} linear)")
+    # two lines: on one it was taller than the axes and ran to the figure's edge
+    axes[0][0].set_ylabel(f"eigenvalue (loss units / θ²)\nsymlog; |λ| < {linthresh:.1g} linear")
     fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
     fig.tight_layout()
     return fig
