@@ -367,3 +367,18 @@ def test_hessian_spectrum_y_label_fits_beside_its_axes():
     assert "θ²" in ax.get_ylabel() and "linear" in ax.get_ylabel()
     assert box.y0 <= label.y0 and label.y1 <= box.y1, (label, box)
     matplotlib.pyplot.close(fig)
+
+
+def test_nethessian_check_timing_legend_does_not_call_every_route_forward_recursion():
+    """The check's timing panel labelled our times 'ours (forward recursion)' on rows timing the adjoint
+    formula too."""
+    import pandas as pd
+
+    from deqlab.report.nethessian_figures import check_errors
+
+    frame = pd.DataFrame({"quantity": ["Hessian H", "Hessian H"], "route": ["forward recursion", "adjoint (fwd J + bwd)"],
+                          "max rel error": [2e-16, 3e-16], "ours [ms]": [0.2, 0.3], "reference [ms]": [8.0, 8.0]})
+    fig = check_errors(frame, tolerance=1e-12, title="t")
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert labels[0].startswith("ours") and "forward recursion" not in labels[0], labels
+    matplotlib.pyplot.close(fig)

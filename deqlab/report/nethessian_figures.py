@@ -44,7 +44,8 @@ def check_errors(frame: pd.DataFrame, *, tolerance: float, title: str, dtype: st
     for col, name, marker in (("ours [ms]", "forward", "o"), ("reference [ms]", "double_backward", "s")):
         if col in frame:
             a2.scatter(frame[col].to_numpy(dtype=float), y, marker=marker, color=color(name),
-                       label=col.replace(" [ms]", "") + (" (forward recursion)" if name == "forward" else " (torch.func)"))
+                       # 'ours' is the route named in each row: forward recursion or the adjoint formula
+                       label=col.replace(" [ms]", "") + (" (the row's route)" if name == "forward" else " (torch.func)"))
     a2.set_xscale("log")
     a2.set_xlabel("median time [ms] (log)")
     a2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
