@@ -382,3 +382,18 @@ def test_nethessian_check_timing_legend_does_not_call_every_route_forward_recurs
     labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert labels[0].startswith("ours") and "forward recursion" not in labels[0], labels
     matplotlib.pyplot.close(fig)
+
+
+def test_train_digits_legends_sit_beside_the_panels():
+    """train digits' training.png: the accuracy legend (lower right) covered the end of the monotone DEQ's
+    curve and the iterations legend (upper right) the max_iter line."""
+    from deqlab.report.train_figures import accuracy_and_iterations
+
+    epochs = {n: np.array([1, 2]) for n in ("tanh DEQ", "monotone DEQ (PR)", "MLP")}
+    acc = {"tanh DEQ": np.array([0.62, 0.69]), "monotone DEQ (PR)": np.array([0.42, 0.47]), "MLP": np.array([0.58, 0.60])}
+    its = {"tanh DEQ": np.array([12.0, 12.1]), "monotone DEQ (PR)": np.array([35.4, 35.5])}
+    fig = accuracy_and_iterations(epochs, acc, its, max_iter=100, title="t")
+    for ax in fig.axes[:2]:
+        legend, box = _extents(fig, ax)
+        assert not legend.overlaps(box), ax.get_ylabel()
+    matplotlib.pyplot.close(fig)
