@@ -397,3 +397,26 @@ def test_train_digits_legends_sit_beside_the_panels():
         legend, box = _extents(fig, ax)
         assert not legend.overlaps(box), ax.get_ylabel()
     matplotlib.pyplot.close(fig)
+
+
+def test_hvp_spectrum_values_are_not_written_over_the_line():
+    """hessian --hvp-only: each ranked eigenvalue's value sat above-right of its point, where the rising
+    line of the smallest eigenvalues passes ('-13.09' printed over it)."""
+    from deqlab.report.hessian_figures import hvp_spectrum_plot
+
+    bottom = np.array([-13.732, -13.094, -11.616, -11.082, -10.704])
+    top = np.array([12.78, 13.49, 14.87, 21.22, 34.27])
+    rng = np.random.default_rng(0)
+    nodes = np.sort(rng.normal(0, 5, (4, 30)), axis=1)
+    fig = hvp_spectrum_plot(bottom, top, 1021, nodes, np.full((4, 30), 1 / 30), title="t")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:2]:
+        line = ax.get_lines()[0]
+        xy = ax.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+        path = np.concatenate([np.linspace(a, b, 200) for a, b in zip(xy[:-1], xy[1:])])
+        for text in ax.texts:
+            box = text.get_window_extent(renderer)
+            inside = (path[:, 0] > box.x0) & (path[:, 0] < box.x1) & (path[:, 1] > box.y0) & (path[:, 1] < box.y1)
+            assert not inside.any(), (ax.get_title(), text.get_text())
+    matplotlib.pyplot.close(fig)

@@ -106,8 +106,13 @@ def hvp_spectrum_plot(bottom: np.ndarray, top: np.ndarray, size: int, nodes: np.
     for ax, vals, name, col in ((axes[0], b, "smallest", "tab:blue"), (axes[1], t, "largest", "tab:red")):
         ranks = np.arange(1, len(vals) + 1)
         ax.plot(ranks, vals, "o-", color=col, ms=6)
-        for r, v in zip(ranks, vals):
-            ax.annotate(f"{v:.4g}", (r, v), textcoords="offset points", xytext=(4, 6), fontsize=7)
+        for i, (r, v) in enumerate(zip(ranks, vals)):
+            # on the side the line leaves free: below-right where it rises to the next point (above-right, its
+            # old place, printed the value over a rising line), above-right where it falls
+            nxt = vals[i + 1] if i + 1 < len(vals) else (2 * v - vals[i - 1] if i else v)
+            rising = nxt > v
+            ax.annotate(f"{v:.4g}", (r, v), textcoords="offset points", xytext=(6, -6 if rising else 6), fontsize=7,
+                        va="top" if rising else "bottom")
         ax.set_xticks(ranks)
         ax.set_xlabel(f"rank from the {'bottom' if name == 'smallest' else 'top'} (1 = λ_{'min' if name == 'smallest' else 'max'})")
         ax.set_title(f"{len(vals)} {name} eigenvalues (eigsh)")
