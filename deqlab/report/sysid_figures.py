@@ -1,5 +1,6 @@
 """Figures of ``deqlab sysid`` (plain arrays in, matplotlib Figure out). Every model keeps its
-colour (:func:`deqlab.report.style.color`) in every figure."""
+colour (:func:`deqlab.report.style.colors`: its palette colour, made distinct within the run's models) in
+every figure."""
 
 from __future__ import annotations
 
