@@ -121,3 +121,26 @@ def test_nethessian_check_shows_a_bar_over_its_routes(tmp_path):
             f"'output_root={tmp_path}']; main()")
     out = _run_in_terminal(code, "1")
     assert "nethessian check: " in out and "Traceback" not in out, out[-2000:]
+
+
+COUNTED_BAR = """
+import time
+from deqlab.report.progress import activity, track
+for n in track([1, 2, 3], "sizes", label=lambda n: f"n_z={n}"):
+    time.sleep(0.3)
+with activity("drawing the figures", total=2) as act:
+    for _ in range(2):
+        time.sleep(0.3)
+        act.advance()
+print("finished")
+"""
+
+
+def test_a_bar_with_a_total_does_not_repeat_its_count():
+    """A bar with a total printed its count twice ('drawing train.png ━━━ 2/2 2', 'bench mondeq: n_z=256 ━━ 2/3 2'):
+    the M/N column and, beside it, the unit-less count meant for spinners."""
+    import re
+
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", _run_in_terminal(COUNTED_BAR, "1"))
+    assert "finished" in out and re.search(r"\d/[23]", out), out[-2000:]
+    assert not re.search(r"\b(\d+)/([23]) +\1(?![:\d])", out), out[-2000:]
