@@ -23,10 +23,10 @@ def test_silent_when_stdout_is_not_a_terminal(monkeypatch):
     assert act.count == 2
 
 
-def _run_in_terminal(code: str, env_progress: str) -> str:
-    """Run ``code`` with stdout and stderr on a pseudo-terminal; return what it drew."""
+def _run_in_terminal(code: str, env_progress: str, columns: int = 100) -> str:
+    """Run ``code`` with stdout and stderr on a pseudo-terminal ``columns`` wide; return what it drew."""
     leader, follower = pty.openpty()
-    env = {**os.environ, "DEQLAB_PROGRESS": env_progress, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+    env = {**os.environ, "DEQLAB_PROGRESS": env_progress, "PYTHONPATH": str(ROOT), "COLUMNS": str(columns)}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=follower, stderr=follower, env=env)
     os.close(follower)
     chunks = []
@@ -144,3 +144,26 @@ def test_a_bar_with_a_total_does_not_repeat_its_count():
     out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", _run_in_terminal(COUNTED_BAR, "1"))
     assert "finished" in out and re.search(r"\d/[23]", out), out[-2000:]
     assert not re.search(r"\b(\d+)/([23]) +\1(?![:\d])", out), out[-2000:]
+
+
+EPOCH_BAR = """
+import time
+from deqlab.demos.sysid import EpochBar
+with EpochBar() as bar:
+    report = bar.callback("lipschitz_ren", 100)
+    for epoch in range(3):
+        report(epoch, {"train_loss": 0.758, "val_nrmse": 0.6510, "best": 0.6510})
+        time.sleep(0.3)
+print("finished")
+"""
+
+
+def test_sysid_epoch_bar_fits_80_columns_with_its_elapsed_time():
+    """At 80 columns the training bar of 'lipschitz_ren' cut its elapsed time to '0:00…' and, at 100 epochs,
+    its epoch count to '1…': the losses took the room."""
+    import re
+
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", _run_in_terminal(EPOCH_BAR, "1", columns=80))
+    bars = [line for line in out.replace("\r", "\n").splitlines() if "train lipschitz_ren" in line and "NRMSE" in line]
+    assert bars and "finished" in out, out[-2000:]
+    assert all(re.search(r"\d:\d\d:\d\d", line) and "…" not in line and "━" in line for line in bars), bars

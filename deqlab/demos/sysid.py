@@ -83,11 +83,16 @@ class EpochBar:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.table import Column
 
-            self.progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
-                                     TimeElapsedColumn(),
-                                     console=Console(stderr=True), transient=True)
+            # at 80 columns the line (with the training loss) was too long and rich cut the elapsed time and the
+            # epoch count ('0:00…', '1…'): those keep their width, the validation NRMSE goes last
+            self.progress = Progress(
+                TextColumn("{task.description}", style="bold", markup=False, table_column=Column(no_wrap=True)),
+                BarColumn(bar_width=20), MofNCompleteColumn(table_column=Column(min_width=7, no_wrap=True)),
+                TimeElapsedColumn(table_column=Column(min_width=7, no_wrap=True)),
+                TextColumn("{task.fields[info]}", markup=False, table_column=Column(no_wrap=True, overflow="ellipsis")),
+                console=Console(stderr=True), transient=True)
             self.progress.__enter__()
         return self
 
@@ -114,7 +119,8 @@ class EpochBar:
 
         def report(epoch: int, info: dict) -> None:
             self.progress.update(task, completed=epoch + 1,
-                                 info=f"loss {info['train_loss']:.3e}  val NRMSE {info['val_nrmse']:.4f}  best {info['best']:.4f}")
+                                 # what early stopping watches (the training loss is in curves.npz)
+                                 info=f"val NRMSE {info['val_nrmse']:.4f} (best {info['best']:.4f})")
         return report
 
 
