@@ -420,3 +420,23 @@ def test_hvp_spectrum_values_are_not_written_over_the_line():
             inside = (path[:, 0] > box.x0) & (path[:, 0] < box.x1) & (path[:, 1] > box.y0) & (path[:, 1] < box.y1)
             assert not inside.any(), (ax.get_title(), text.get_text())
     matplotlib.pyplot.close(fig)
+
+
+def test_hessian_heatmap_group_names_do_not_overprint():
+    """deqlab hessian --n-z 20: the group names sat at each block's first index, and the short blocks b_z, U_z
+    and W_y, b_y wrote their names into one another on both axes."""
+    from deqlab.report.hessian_figures import hessian_heatmaps
+
+    n, d = 20, 2
+    sizes = {"W_z": n * n, "b_z": n, "U_z": n * d, "W_y": n, "b_y": 1}
+    starts, at = [], 0
+    for g, k in sizes.items():
+        starts.append((g, at))
+        at += k
+    h = np.random.default_rng(0).normal(size=(at, at))
+    fig = hessian_heatmaps({"H": h + h.T, "Term A": h @ h.T / at}, starts, title="t")
+    for ax in fig.axes[:2]:
+        assert not _overlapping_labels(fig, ax, "x") and not _overlapping_labels(fig, ax, "y")
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(sizes)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(sizes)
+    matplotlib.pyplot.close(fig)

@@ -33,16 +33,40 @@ def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[
             if start > 0:
                 ax.axhline(start - 0.5, color="k", lw=0.5)
                 ax.axvline(start - 0.5, color="k", lw=0.5)
-        ticks = [s for _, s in boundaries]
-        ax.set_xticks(ticks, [g for g, _ in boundaries], rotation=90, fontsize=7)
-        ax.set_yticks(ticks, [g for g, _ in boundaries], fontsize=7)
     bar = fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="entry value (loss units / θ², symlog)")
     # decades and 0 only: the norm's own ticks printed 10⁻⁴, 0 and −10⁻⁴ over one another at the linear band
     ticks, labels = symlog_decades(vmax, linthresh, within=True)
     bar.set_ticks(ticks, labels=labels)
     bar.ax.minorticks_off()
     fig.suptitle(title)
+    _group_names(fig, list(axes[0]), boundaries, next(iter(mats.values())).shape[0])   # last: the colour bar moved the axes
     return fig
+
+
+def _group_names(fig, axes, boundaries: Sequence[tuple[str, int]], size: int) -> None:
+    """Each parameter group's name at the middle of its block on both axes; a name that would overprint its
+    neighbour's (short blocks side by side: b_z, U_z or W_y, b_y at N = 20) steps out to the next free row
+    (x) or column (y) of names. At each block's first index, the short blocks' names ran into one another."""
+    starts = [s for _, s in boundaries]
+    centres = [(a + b - 1) / 2 for a, b in zip(starts, starts[1:] + [size])]
+    names = [g for g, _ in boundaries]
+    for ax in axes:   # rows are named once, on the first panel: the others' names stood in the gap between panels
+        ax.set_xticks(centres, names, fontsize=7)
+        ax.set_yticks(centres, names if ax is axes[0] else [], fontsize=7)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            last = {}   # level -> the box of the last name placed at that level (at level 0's place)
+            for tick in axis.get_major_ticks():
+                if not tick.label1.get_text():
+                    continue
+                box = tick.label1.get_window_extent(renderer).expanded(1.0, 1.0)
+                level = next(k for k in range(len(names) + 1) if k not in last or not box.overlaps(last[k]))
+                last[level] = box
+                if level:
+                    step = (box.height if axis is ax.xaxis else box.width) * 72 / fig.dpi + 1.0
+                    tick.set_pad(tick.get_pad() + level * step)
 
 
 def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str, subtitle: str = ""):
