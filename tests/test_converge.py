@@ -232,3 +232,9 @@ def test_figure_names_whose_equilibrium_each_floor_belongs_to():
     fig = result.figures["convergence"]()
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(s.startswith("float32 rounding") and "init=normal" in s for s in labels), labels
+
+
+def test_one_restart_is_not_called_restarts():
+    """'Eigenvalues of I - W_z over 1 restarts' (restarts=1, as in a quick sweep)."""
+    result = run_cfg("restarts=1", "solver_table=[fixed_point]")
+    assert "over 1 restart," in result.tables["eigen"].title
