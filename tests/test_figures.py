@@ -440,3 +440,25 @@ def test_hessian_heatmap_group_names_do_not_overprint():
         assert [t.get_text() for t in ax.get_xticklabels()] == list(sizes)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(sizes)
     matplotlib.pyplot.close(fig)
+
+
+def test_symlog_decades_leave_a_non_finite_scale_alone():
+    """A Hessian with a NaN entry (--go-on after an unconverged solve) must still draw: no decades from NaN."""
+    from deqlab.report.figures import symlog_decades
+
+    assert symlog_decades(float("nan"), 1e-4) == ([], []) and symlog_decades(1.0, 0.0) == ([], [])
+    ticks, labels = symlog_decades(5.3, 5.3e-4, within=True)
+    assert ticks == [-1.0, -0.1, -0.01, -0.001, 0.0, 0.001, 0.01, 0.1, 1.0] and labels[4] == "0" and labels[-1] == "1e0"
+
+
+def test_hessian_heatmap_draws_a_matrix_with_a_non_finite_entry():
+    """A NaN entry made the colour scale's vmax NaN: 'Invalid vmin or vmax' and no figure (the run failed
+    while drawing)."""
+    from deqlab.report.hessian_figures import hessian_heatmaps
+
+    h = np.random.default_rng(0).normal(size=(10, 10))
+    h[2, 3] = np.nan
+    fig = hessian_heatmaps({"H": h, "Term A": np.where(np.isnan(h), np.inf, h)}, [("W_z", 0), ("b_z", 8)], title="t")
+    fig.canvas.draw()
+    assert [t.get_text() for t in fig.axes[-1].get_yticklabels() if t.get_text()][-1] == "1e0"
+    matplotlib.pyplot.close(fig)

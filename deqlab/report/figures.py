@@ -51,7 +51,10 @@ def label_log_axis(ax, axis: str, values) -> None:
 def symlog_decades(top: float, linthresh: float, max_ticks: int = 4, *, within: bool = False):
     """``(ticks, labels)`` for a symlog scale: decades outside the linear band ``|v| < linthresh``, at most
     ``max_ticks`` per sign, and 0 (so labels near zero never overprint). ``within``: no decade above ``top``
-    (a colour bar cannot grow past its ``vmax``; an axis grows to the tick)."""
+    (a colour bar cannot grow past its ``vmax``; an axis grows to the tick). ``([], [])`` when ``top`` or
+    ``linthresh`` is not a positive finite number (the caller keeps matplotlib's ticks)."""
+    if not (np.isfinite(top) and np.isfinite(linthresh) and top > 0 and linthresh > 0):
+        return [], []
     lo = int(np.ceil(np.log10(linthresh)))
     hi = int(np.floor(np.log10(top))) if within else int(np.ceil(np.log10(top)))
     hi = max(hi, lo)
@@ -65,6 +68,8 @@ def symlog_ticks(ax, top: float, linthresh: float, max_ticks: int = 4) -> None:
     """:func:`symlog_decades` as the y ticks of ``ax``: matplotlib's own symlog ticks put 10^-k, 0 and
     -10^-k a hair apart around the linear band, printed over one another."""
     ticks, labels = symlog_decades(top, linthresh, max_ticks)
+    if not ticks:
+        return
     ax.set_yticks(ticks, labels)
     ax.minorticks_off()
 

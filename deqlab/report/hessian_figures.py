@@ -21,7 +21,9 @@ def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[
 
     n = len(mats)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4), squeeze=False)
-    vmax = max(float(np.abs(m).max()) for m in mats.values()) or 1.0
+    # the largest finite |entry|: a NaN or inf entry (a run kept with --go-on) made the norm invalid, no figure at all
+    finite = [np.abs(m)[np.isfinite(m)] for m in mats.values()]
+    vmax = max((float(f.max()) for f in finite if f.size), default=0.0) or 1.0
     linthresh = max(vmax * 1e-4, 1e-300)  # entries below 1e-4·max show as white; keeps the colour bar legible
     for ax, (name, m) in zip(axes[0], mats.items()):
         im = ax.imshow(m, cmap="RdBu_r", norm=SymLogNorm(linthresh=linthresh, vmin=-vmax, vmax=vmax), interpolation="nearest")
@@ -36,8 +38,9 @@ def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[
     bar = fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="entry value (loss units / θ², symlog)")
     # decades and 0 only: the norm's own ticks printed 10⁻⁴, 0 and −10⁻⁴ over one another at the linear band
     ticks, labels = symlog_decades(vmax, linthresh, within=True)
-    bar.set_ticks(ticks, labels=labels)
-    bar.ax.minorticks_off()
+    if ticks:
+        bar.set_ticks(ticks, labels=labels)
+        bar.ax.minorticks_off()
     fig.suptitle(title)
     _group_names(fig, list(axes[0]), boundaries, next(iter(mats.values())).shape[0])   # last: the colour bar moved the axes
     return fig
