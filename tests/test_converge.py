@@ -222,3 +222,19 @@ def test_a_reference_tolerance_below_float64_resolution_is_named_not_more_iterat
     r = cli("converge", "solver.atol=1e-300", "--restarts", "1")
     assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "atol = 1e-300 is below what float64 resolves" in r.stderr and "raise solver.max_iter" not in r.stderr
+
+
+def test_figure_names_whose_equilibrium_each_floor_belongs_to():
+    """With --init normal the figure draws the default init's curves for comparison beside the float32
+    rounding floor of the normal init's z*; labelled 'float32 rounding u·‖z*‖' alone it read as the floor of
+    the converging (default) curve, which flattens at its own, different level."""
+    result = run_cfg("model.init=normal", "restarts=1", "solver_table=[fixed_point]")
+    fig = result.figures["convergence"]()
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(s.startswith("float32 rounding") and "init=normal" in s for s in labels), labels
+
+
+def test_one_restart_is_not_called_restarts():
+    """'Eigenvalues of I - W_z over 1 restarts' (restarts=1, as in a quick sweep)."""
+    result = run_cfg("restarts=1", "solver_table=[fixed_point]")
+    assert "over 1 restart," in result.tables["eigen"].title

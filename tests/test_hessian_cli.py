@@ -83,6 +83,9 @@ def test_normal_init_is_refused_with_conditioning_figure(cli, output_root):
     assert r.exit_code == 1
     assert "spectral radius" in r.stderr and "cond" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    # in words a reader checks: the point is repelling (it read 'I − J ... is not contractive', a property of J),
+    # and the start is named once ('From z = 0, no registered solver ... from the same start')
+    assert r.stderr.startswith("error: the fixed point is repelling (ρ(J) ≥ 1)") and "same start" not in r.stderr
     assert "Traceback" not in r.output
     # no successful run folder claims results
     assert not [p for p in (output_root / "hessian").iterdir() if p.is_dir() and not p.name.endswith(".failed")]

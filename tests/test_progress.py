@@ -23,10 +23,10 @@ def test_silent_when_stdout_is_not_a_terminal(monkeypatch):
     assert act.count == 2
 
 
-def _run_in_terminal(code: str, env_progress: str) -> str:
-    """Run ``code`` with stdout and stderr on a pseudo-terminal; return what it drew."""
+def _run_in_terminal(code: str, env_progress: str, columns: int = 100) -> str:
+    """Run ``code`` with stdout and stderr on a pseudo-terminal ``columns`` wide; return what it drew."""
     leader, follower = pty.openpty()
-    env = {**os.environ, "DEQLAB_PROGRESS": env_progress, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+    env = {**os.environ, "DEQLAB_PROGRESS": env_progress, "PYTHONPATH": str(ROOT), "COLUMNS": str(columns)}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=follower, stderr=follower, env=env)
     os.close(follower)
     chunks = []
@@ -112,3 +112,58 @@ def test_loading_the_libraries_shows_a_spinner(tmp_path):
             f"'solver_table=[anderson]', 'output_root={tmp_path}']; main()")
     out = _run_in_terminal(code, "1")
     assert "loading torch, numpy and matplotlib" in out, out[-2000:]
+
+
+def test_nethessian_check_shows_a_bar_over_its_routes(tmp_path):
+    """deqlab nethessian timed every route beside its reference (about 12 s on a busy machine at the
+    defaults, more on a wider net) with nothing on the screen; a bar names the route being checked."""
+    code = ("import sys; from deqlab.cli import main; sys.argv = ['deqlab', 'nethessian', 'repeats=2', "
+            f"'output_root={tmp_path}']; main()")
+    out = _run_in_terminal(code, "1")
+    assert "nethessian check: " in out and "Traceback" not in out, out[-2000:]
+
+
+COUNTED_BAR = """
+import time
+from deqlab.report.progress import activity, track
+for n in track([1, 2, 3], "sizes", label=lambda n: f"n_z={n}"):
+    time.sleep(0.3)
+with activity("drawing the figures", total=2) as act:
+    for _ in range(2):
+        time.sleep(0.3)
+        act.advance()
+print("finished")
+"""
+
+
+def test_a_bar_with_a_total_does_not_repeat_its_count():
+    """A bar with a total printed its count twice ('drawing train.png ━━━ 2/2 2', 'bench mondeq: n_z=256 ━━ 2/3 2'):
+    the M/N column and, beside it, the unit-less count meant for spinners."""
+    import re
+
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", _run_in_terminal(COUNTED_BAR, "1"))
+    assert "finished" in out and re.search(r"\d/[23]", out), out[-2000:]
+    assert not re.search(r"\b(\d+)/([23]) +\1(?![:\d])", out), out[-2000:]
+
+
+EPOCH_BAR = """
+import time
+from deqlab.demos.sysid import EpochBar
+with EpochBar() as bar:
+    report = bar.callback("lipschitz_ren", 100)
+    for epoch in range(3):
+        report(epoch, {"train_loss": 0.758, "val_nrmse": 0.6510, "best": 0.6510})
+        time.sleep(0.3)
+print("finished")
+"""
+
+
+def test_sysid_epoch_bar_fits_80_columns_with_its_elapsed_time():
+    """At 80 columns the training bar of 'lipschitz_ren' cut its elapsed time to '0:00…' and, at 100 epochs,
+    its epoch count to '1…': the losses took the room."""
+    import re
+
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", _run_in_terminal(EPOCH_BAR, "1", columns=80))
+    bars = [line for line in out.replace("\r", "\n").splitlines() if "train lipschitz_ren" in line and "NRMSE" in line]
+    assert bars and "finished" in out, out[-2000:]
+    assert all(re.search(r"\d:\d\d:\d\d", line) and "…" not in line and "━" in line for line in bars), bars

@@ -108,6 +108,8 @@ def test_tiny_run_end_to_end_and_evaluate_on_its_folder(f16_data, output_root, c
         y_hat = model(__import__("torch").as_tensor(pred["u"]))[0].detach().numpy()
         assert abs(nrmse(y_hat, pred["y"], 20) - first.loc[name, "NRMSE"]) < SAME_RUN_TOL
     assert any("REN paper" in note for note in result.notes)
+    # the figure names the output it shows (it said 'y₀' for the first of the three accelerations)
+    assert result.figures["predictions"]().axes[0].get_ylabel().startswith("acceleration 1")
     # sysid evaluate on the f16 run folder, with the run's own test set
     data = output_root.parent / "f16_test.npz"
     np.savez(data, u=pred["u"], y=pred["y"])

@@ -195,7 +195,7 @@ def run(cfg) -> Result:
     eigen = pd.DataFrame(rows)
     result.arrays["eigen"] = {k: np.stack(v) for k, v in restart_arrays.items()}
     result.tables["eigen"] = Table(
-        f"Eigenvalues of I - W_z over {cfg.restarts} restarts, init={cfg.model.init}, L={cfg.eig_layers}",
+        f"Eigenvalues of I - W_z over {cfg.restarts} restart{'s' if cfg.restarts != 1 else ''}, init={cfg.model.init}, L={cfg.eig_layers}",
         eigen,
         formats={"min Re eig(I-W_z)": "{:.4f}", "lambda_min(sym(I-W_z))": "{:.4f}", f"||z^{cfg.eig_layers} - z*||": "{:.3e}"},
         caption="min Re eig: the slides' 'min EW' column. lambda_min of the symmetric part >= m > 0 is monDEQ's condition.",
@@ -266,7 +266,7 @@ def run(cfg) -> Result:
     u32 = float(np.finfo(np.float32).eps) / 2 * float(torch.linalg.vector_norm(z_star))
     floors = {f"z* accuracy ({solver.name} residual, init={cfg.model.init})": z_acc[cfg.model.init]}
     if cfg.dtype == "float32":
-        floors["float32 rounding u·‖z*‖"] = u32
+        floors[f"float32 rounding u·‖z*‖ (init={cfg.model.init})"] = u32
     result.figures["convergence"] = partial(
         convergence_curves, curves, title=f"Finite depth vs equilibrium, init={cfg.model.init} (n_z={cfg.model.n_z})",
         subtitle=f"z* by {solver.name} (atol={cfg.solver.atol:g}), depth pass in {cfg.dtype} and float64, seed={cfg.seed}",

@@ -201,7 +201,8 @@ def run(cfg) -> Result:
         hint = next((f" (--solver {p.solver} differentiates it)" for p in points
                      if p.attracting and not p.same_point), "")
         raise IllConditionedError(
-            f"I − J at the fixed point is {'ill-conditioned' if bad else 'not contractive'}: {found}; "
+            # (not 'I − J is not contractive': ρ(J) ≥ 1 is the map's fixed point repelling, I − J may be well conditioned)
+            f"{'I − J at the fixed point is ill-conditioned' if bad else 'the fixed point is repelling (ρ(J) ≥ 1)'}: {found}; "
             + ("I − J is numerically singular, the implicit derivatives would be noise; refusing to report them"
                if bad else "a repelling fixed point that the weight-tied iteration never reaches; refusing to report "
                "derivatives (require_contractive=false to differentiate it anyway)")

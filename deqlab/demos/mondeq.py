@@ -266,7 +266,7 @@ def _run(cfg) -> Result:
 
     eigen = eigen_table(cfg, result)
     result.tables["eigen"] = Table(
-        f"Slides' tanh network (default / normal_ init) vs monotone W, {cfg.eigen.restarts} restarts, "
+        f"Slides' tanh network (default / normal_ init) vs monotone W, {cfg.eigen.restarts} restart{'s' if cfg.eigen.restarts != 1 else ''}, "
         f"n_z={cfg.eigen.n_z}, PR alpha={cfg.alpha:g}",
         eigen,
         formats={"min Re eig(I-W)": "{:.4f}", "lambda_min(sym(I-W))": "{:.4f}",

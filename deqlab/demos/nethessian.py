@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from deqlab.benchmarks import median_time, torch_threads
+from deqlab.report.progress import activity, track
 from deqlab.report.result import Result, Table
 from deqlab.nethessian import derivatives_wrt_outputs, input_derivatives, laplacian, make_mlp
 from deqlab.nethessian import pitfalls as P
@@ -90,7 +91,8 @@ def _run(cfg) -> Result:
          "diag vmap(jacfwd(hessian))", lambda: R.third_func(net, x)),
     ]
     arrays = {"x": x.cpu().numpy()}
-    for quantity, eqs, route, ours_fn, ref_name, ref_fn in checks:
+    # each route timed `repeats` times beside its reference: seconds on a wide net, so a bar names the one running
+    for quantity, eqs, route, ours_fn, ref_name, ref_fn in track(checks, "nethessian check", label=lambda c: f"{c[0]} ({c[2]})"):
         ours, ref = ours_fn(), ref_fn()
         err = max_rel_error(ours, ref)
         ok = bool(err <= tol)
@@ -116,7 +118,8 @@ def _run(cfg) -> Result:
     arrays.update({k: getattr(full, k).cpu().numpy() for k in ("value", "jacobian", "diag_hessian", "laplacian", "hessian", "third")})
     arrays["max_rel_error"] = frame["max rel error"].to_numpy()
 
-    result.tables["pitfalls"] = pitfall_table(cfg, torch.float64)  # about formulas, not precision: always float64
+    with activity("the seed's pitfall formulas (float64)"):
+        result.tables["pitfalls"] = pitfall_table(cfg, torch.float64)  # about formulas, not precision: always float64
     for _, row in result.tables["pitfalls"].frame.iterrows():
         if not row["as predicted"]:
             result.failures.append(f"pitfall {row['formula']!r} did not behave as predicted ({row['observed']})")

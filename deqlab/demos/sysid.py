@@ -83,11 +83,16 @@ class EpochBar:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.table import Column
 
-            self.progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("{task.fields[info]}", markup=False),
-                                     TimeElapsedColumn(),
-                                     console=Console(stderr=True), transient=True)
+            # at 80 columns the line (with the training loss) was too long and rich cut the elapsed time and the
+            # epoch count ('0:00…', '1…'): those keep their width, the validation NRMSE goes last
+            self.progress = Progress(
+                TextColumn("{task.description}", style="bold", markup=False, table_column=Column(no_wrap=True)),
+                BarColumn(bar_width=20), MofNCompleteColumn(table_column=Column(min_width=7, no_wrap=True)),
+                TimeElapsedColumn(table_column=Column(min_width=7, no_wrap=True)),
+                TextColumn("{task.fields[info]}", markup=False, table_column=Column(no_wrap=True, overflow="ellipsis")),
+                console=Console(stderr=True), transient=True)
             self.progress.__enter__()
         return self
 
@@ -114,7 +119,8 @@ class EpochBar:
 
         def report(epoch: int, info: dict) -> None:
             self.progress.update(task, completed=epoch + 1,
-                                 info=f"loss {info['train_loss']:.3e}  val NRMSE {info['val_nrmse']:.4f}  best {info['best']:.4f}")
+                                 # what early stopping watches (the training loss is in curves.npz)
+                                 info=f"val NRMSE {info['val_nrmse']:.4f} (best {info['best']:.4f})")
         return report
 
 
@@ -167,8 +173,11 @@ def model_writer(model, kind, kwargs):
 
 
 def figures(result: Result, rows: list[dict], y_test, y_hats, sample_time, washout, n_plot, title_prefix,
-            physical: bool = False, panel: str = "test trajectory", subtitle: str = ""):
+            physical: bool = False, panel: str = "test trajectory", subtitle: str = "", output: str | None = None):
+    """``output``: what the data's first output is, when known (the plotted channel; 'y₀' otherwise)."""
     y_label, unit = ("angle φ [rad]", "rad/(N·m)") if physical else ("y₀ (units of the data)", "units of y / units of u")
+    if output is not None and not physical:
+        y_label = f"{output} (units of the data)"
     if n_plot > 0:
         result.figures["predictions"] = lambda: sysid_figures.predictions(
             y_test, y_hats, sample_time=sample_time, washout=washout, trajectories=n_plot,
@@ -215,7 +224,7 @@ SEED_CAPTION = ("NRMSE over the seeds (mean, sample std, min, max); fit % = 100(
                 "norm of the linearisation at constant-input equilibria ('by' says which), 'bound' the guaranteed bound (nan: the model has none, only a Lipschitz REN has one).")
 
 
-def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "sysid") -> Result:
+def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "sysid", output: str | None = None) -> Result:
     """Train every model of ``cfg.models`` with every seed (:func:`run_seeds`) on ``parts`` and report.
 
     Tables: ``sysid`` (one row per model: the NRMSE over seeds as mean ± std, min, max; the gain columns of
@@ -305,7 +314,7 @@ def identify(cfg, parts: Parts, *, title: str, physical: bool, command: str = "s
                  "Lip bound": first[name]["Lip bound"]} for name in cfg.models]
     subtitle = f"float64, seed={seeds[0]} (first of {len(seeds)}), washout={cfg.washout}"
     figures(result, fig_rows, p.y_test, y_hats, p.sample_time, cfg.washout, cfg.plot_trajectories, title, physical=physical,
-            subtitle=subtitle)
+            subtitle=subtitle, output=output)
     val_floor = nrmse(p.y_clean_val, p.y_val, cfg.washout) if p.y_clean_val is not None else None
     val_floor = val_floor if val_floor is not None and val_floor > 0 else None   # log axis: no line at 0
     result.figures["training_curves"] = lambda: sysid_figures.training_curves(

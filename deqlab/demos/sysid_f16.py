@@ -79,7 +79,8 @@ def run(cfg):
 def _run(cfg):
     parts, files, where = make_parts(cfg)
     title = f"F-16 GVT, {cfg.f16.excitation.replace('_', ' ')}"
-    result = identify(cfg, parts, title=title, physical=False, command="sysid_f16")
+    result = identify(cfg, parts, title=title, physical=False, command="sysid_f16",
+                      output="acceleration 1")   # the predictions figure shows the first output channel
     result.tables["f16_files"] = Table(title=f"F-16 benchmark records used ({where})", frame=files,
                                        caption="train seqs / val seqs / test seqs: sequences cut from each record; "
                                                "padding dropped: trailing all-zero rows removed")

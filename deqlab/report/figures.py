@@ -48,6 +48,32 @@ def label_log_axis(ax, axis: str, values) -> None:
     target.set_minor_formatter(NullFormatter())
 
 
+def symlog_decades(top: float, linthresh: float, max_ticks: int = 4, *, within: bool = False):
+    """``(ticks, labels)`` for a symlog scale: decades outside the linear band ``|v| < linthresh``, at most
+    ``max_ticks`` per sign, and 0 (so labels near zero never overprint). ``within``: no decade above ``top``
+    (a colour bar cannot grow past its ``vmax``; an axis grows to the tick). ``([], [])`` when ``top`` or
+    ``linthresh`` is not a positive finite number (the caller keeps matplotlib's ticks)."""
+    if not (np.isfinite(top) and np.isfinite(linthresh) and top > 0 and linthresh > 0):
+        return [], []
+    lo = int(np.ceil(np.log10(linthresh)))
+    hi = int(np.floor(np.log10(top))) if within else int(np.ceil(np.log10(top)))
+    hi = max(hi, lo)
+    step = max(1, int(np.ceil((hi - lo + 1) / max_ticks)))
+    decades = list(range(hi, lo - 1, -step))
+    ticks = sorted([-(10.0**d) for d in decades] + [0.0] + [10.0**d for d in decades])
+    return ticks, [("0" if t == 0 else f"{'−' if t < 0 else ''}1e{round(np.log10(abs(t)))}") for t in ticks]
+
+
+def symlog_ticks(ax, top: float, linthresh: float, max_ticks: int = 4) -> None:
+    """:func:`symlog_decades` as the y ticks of ``ax``: matplotlib's own symlog ticks put 10^-k, 0 and
+    -10^-k a hair apart around the linear band, printed over one another."""
+    ticks, labels = symlog_decades(top, linthresh, max_ticks)
+    if not ticks:
+        return
+    ax.set_yticks(ticks, labels)
+    ax.minorticks_off()
+
+
 def ticks_at(ax, values, labels, **text) -> None:
     """Major x ticks exactly at ``values`` (the sizes a bench measured), labelled ``labels``, and no minor
     ticks: a log axis's own ticks named sizes nobody ran (10², 10³) and left the measured ones bare.

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from deqlab.report.figures import label_log_axis, new_axes, ticks_at
+from deqlab.report.figures import label_log_axis, new_axes, symlog_decades, symlog_ticks, ticks_at
 
 
 def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[str, int]], *, title: str):
@@ -21,7 +21,9 @@ def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[
 
     n = len(mats)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4), squeeze=False)
-    vmax = max(float(np.abs(m).max()) for m in mats.values()) or 1.0
+    # the largest finite |entry|: a NaN or inf entry (a run kept with --go-on) made the norm invalid, no figure at all
+    finite = [np.abs(m)[np.isfinite(m)] for m in mats.values()]
+    vmax = max((float(f.max()) for f in finite if f.size), default=0.0) or 1.0
     linthresh = max(vmax * 1e-4, 1e-300)  # entries below 1e-4·max show as white; keeps the colour bar legible
     for ax, (name, m) in zip(axes[0], mats.items()):
         im = ax.imshow(m, cmap="RdBu_r", norm=SymLogNorm(linthresh=linthresh, vmin=-vmax, vmax=vmax), interpolation="nearest")
@@ -33,23 +35,41 @@ def hessian_heatmaps(mats: Mapping[str, np.ndarray], boundaries: Sequence[tuple[
             if start > 0:
                 ax.axhline(start - 0.5, color="k", lw=0.5)
                 ax.axvline(start - 0.5, color="k", lw=0.5)
-        ticks = [s for _, s in boundaries]
-        ax.set_xticks(ticks, [g for g, _ in boundaries], rotation=90, fontsize=7)
-        ax.set_yticks(ticks, [g for g, _ in boundaries], fontsize=7)
-    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="entry value (loss units / θ², symlog)")
+    bar = fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="entry value (loss units / θ², symlog)")
+    # decades and 0 only: the norm's own ticks printed 10⁻⁴, 0 and −10⁻⁴ over one another at the linear band
+    ticks, labels = symlog_decades(vmax, linthresh, within=True)
+    if ticks:
+        bar.set_ticks(ticks, labels=labels)
+        bar.ax.minorticks_off()
     fig.suptitle(title)
+    _group_names(fig, list(axes[0]), boundaries, next(iter(mats.values())).shape[0])   # last: the colour bar moved the axes
     return fig
 
 
-def _symlog_ticks(ax, top: float, linthresh: float, max_ticks: int = 4) -> None:
-    """Decade ticks on a symlog y axis, at most ``max_ticks`` per sign, none inside the linear band
-    except 0 (so labels near zero never overprint)."""
-    lo, hi = int(np.ceil(np.log10(linthresh))), int(np.ceil(np.log10(top)))
-    step = max(1, int(np.ceil((hi - lo + 1) / max_ticks)))
-    decades = list(range(hi, lo - 1, -step))
-    ticks = sorted([-(10.0**d) for d in decades] + [0.0] + [10.0**d for d in decades])
-    ax.set_yticks(ticks, [("0" if t == 0 else f"{'−' if t < 0 else ''}1e{round(np.log10(abs(t)))}") for t in ticks])
-    ax.minorticks_off()
+def _group_names(fig, axes, boundaries: Sequence[tuple[str, int]], size: int) -> None:
+    """Each parameter group's name at the middle of its block on both axes; a name that would overprint its
+    neighbour's (short blocks side by side: b_z, U_z or W_y, b_y at N = 20) steps out to the next free row
+    (x) or column (y) of names. At each block's first index, the short blocks' names ran into one another."""
+    starts = [s for _, s in boundaries]
+    centres = [(a + b - 1) / 2 for a, b in zip(starts, starts[1:] + [size])]
+    names = [g for g, _ in boundaries]
+    for ax in axes:   # rows are named once, on the first panel: the others' names stood in the gap between panels
+        ax.set_xticks(centres, names, fontsize=7)
+        ax.set_yticks(centres, names if ax is axes[0] else [], fontsize=7)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            last = {}   # level -> the box of the last name placed at that level (at level 0's place)
+            for tick in axis.get_major_ticks():
+                if not tick.label1.get_text():
+                    continue
+                box = tick.label1.get_window_extent(renderer).expanded(1.0, 1.0)
+                level = next(k for k in range(len(names) + 1) if k not in last or not box.overlaps(last[k]))
+                last[level] = box
+                if level:
+                    step = (box.height if axis is ax.xaxis else box.width) * 72 / fig.dpi + 1.0
+                    tick.set_pad(tick.get_pad() + level * step)
 
 
 def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str, subtitle: str = ""):
@@ -82,8 +102,9 @@ def spectrum_plot(spectra: Mapping[str, np.ndarray], *, title: str, subtitle: st
         ax.set_xlabel("eigenvalue rank (ascending)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
-    _symlog_ticks(axes[0][0], top, linthresh)
-    axes[0][0].set_ylabel(f"eigenvalue (loss units / θ², symlog; |λ| < {linthresh:.1g} linear)")
+    symlog_ticks(axes[0][0], top, linthresh)
+    # two lines: on one it was taller than the axes and ran to the figure's edge
+    axes[0][0].set_ylabel(f"eigenvalue (loss units / θ²)\nsymlog; |λ| < {linthresh:.1g} linear")
     fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
     fig.tight_layout()
     return fig
@@ -112,8 +133,13 @@ def hvp_spectrum_plot(bottom: np.ndarray, top: np.ndarray, size: int, nodes: np.
     for ax, vals, name, col in ((axes[0], b, "smallest", "tab:blue"), (axes[1], t, "largest", "tab:red")):
         ranks = np.arange(1, len(vals) + 1)
         ax.plot(ranks, vals, "o-", color=col, ms=6)
-        for r, v in zip(ranks, vals):
-            ax.annotate(f"{v:.4g}", (r, v), textcoords="offset points", xytext=(4, 6), fontsize=7)
+        for i, (r, v) in enumerate(zip(ranks, vals)):
+            # on the side the line leaves free: below-right where it rises to the next point (above-right, its
+            # old place, printed the value over a rising line), above-right where it falls
+            nxt = vals[i + 1] if i + 1 < len(vals) else (2 * v - vals[i - 1] if i else v)
+            rising = nxt > v
+            ax.annotate(f"{v:.4g}", (r, v), textcoords="offset points", xytext=(6, -6 if rising else 6), fontsize=7,
+                        va="top" if rising else "bottom")
         ax.set_xticks(ranks)
         ax.set_xlabel(f"rank from the {'bottom' if name == 'smallest' else 'top'} (1 = λ_{'min' if name == 'smallest' else 'max'})")
         ax.set_title(f"{len(vals)} {name} eigenvalues (eigsh)")

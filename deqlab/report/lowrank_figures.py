@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from deqlab.report.figures import symlog_ticks
 from deqlab.report.style import color
 
 _STYLE = {
@@ -148,10 +149,13 @@ def estimates_against_truth(frame: pd.DataFrame, spectra: dict[str, np.ndarray],
     values = np.abs(np.concatenate(shown)) if shown else np.zeros(0)
     top = float(values.max()) if values.size and np.isfinite(values).all() and values.max() > 0 else 1.0
     # linear within 1e-6 of the largest magnitude: eigenvalues at round-off level read as 0, not as decades
-    left.set_yscale("symlog", linthresh=1e-6 * top)
+    linthresh = 1e-6 * top
+    left.set_yscale("symlog", linthresh=linthresh)
+    left.axhspan(-linthresh, linthresh, color="0.93", zorder=0)
+    symlog_ticks(left, top, linthresh)   # matplotlib's own printed 10⁻⁵, 0, −10⁻⁵ over one another
     left.axhline(0, color="grey", lw=0.8)
     left.set_xlabel("eigenvalue index i (by decreasing |λᵢ|)")
-    left.set_ylabel("eigenvalue λᵢ (units of Y per unit of X)")
+    left.set_ylabel(f"eigenvalue λᵢ (units of Y per unit of X)\nsymlog; |λ| < {linthresh:.1g} linear (shaded)")
     left.set_title("eigenvalues of each estimate" + subtitle)
     left.grid(True, which="both", alpha=0.3)
     left.legend(fontsize=8)

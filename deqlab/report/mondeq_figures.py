@@ -60,6 +60,13 @@ def alpha_sweep(alphas: np.ndarray, steps: Mapping[str, np.ndarray], converged: 
     if bound > 0:
         ax.axvline(bound, color="red", linestyle="--", alpha=0.6, label=f"FB bound 2m/L² = {bound:.3g}")
     ax.set_ylim(top=max_iter * 10)
+    # no count above max_iter: the bands there are categories at made-up heights, and a '10⁴' beside the
+    # diverged stars read as ten thousand iterations
+    from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation
+
+    counts = LogFormatterSciNotation()
+    counts.set_axis(ax.yaxis)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, pos: "" if v > max_iter * 1.001 else counts(v, pos)))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -78,13 +85,15 @@ def training_iterations(epochs: np.ndarray, mean_steps: Mapping[str, np.ndarray]
     ax.set_title(title)
     ax.set_yscale("log")
     ax.set_ylabel("forward iterations per batch")
-    for name in mean_steps:
+    for i, name in enumerate(mean_steps):
         # coloured by the solver in its name ('unconstrained (fixed_point)'): by the whole name it drew fixed-point
         # iteration in forward-backward's cyan, beside the alpha-sweep figure where fixed_point is blue
         solver = name.rsplit("(", 1)[-1].rstrip(")") if name.endswith(")") else name
         line, = ax.plot(epochs, mean_steps[name], "o-", color=color(solver), label=f"{name}: mean")
         ax.plot(epochs, max_steps[name], "--", color=line.get_color(), label=f"{name}: max")
-        ax2.plot(epochs, converged_fraction[name], "s-", color=line.get_color(), label=name)
+        # each model a smaller square than the one before: at equal fractions (all 1.0) the last drawn hid the others
+        ax2.plot(epochs, converged_fraction[name], "s-", color=line.get_color(), label=name, ms=max(8.0 - 3.0 * i, 3.0),
+                 lw=max(2.5 - 1.0 * i, 1.0))
     ax.axhline(max_iter, color="red", linestyle=":", label=f"max_iter = {max_iter}")
     ax.legend(fontsize=8)
     label_log_axis(ax, "y", np.concatenate([np.ravel(v) for v in (*mean_steps.values(), *max_steps.values(), [max_iter])]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from deqlab.report.figures import label_log_axis
+
 
 def check_errors(frame: pd.DataFrame, *, tolerance: float, title: str, dtype: str = "float64", subtitle: str = ""):
     """Two panels per checked quantity/route. Left: max relative error against torch.func as points
@@ -42,7 +44,8 @@ def check_errors(frame: pd.DataFrame, *, tolerance: float, title: str, dtype: st
     for col, name, marker in (("ours [ms]", "forward", "o"), ("reference [ms]", "double_backward", "s")):
         if col in frame:
             a2.scatter(frame[col].to_numpy(dtype=float), y, marker=marker, color=color(name),
-                       label=col.replace(" [ms]", "") + (" (forward recursion)" if name == "forward" else " (torch.func)"))
+                       # 'ours' is the route named in each row: forward recursion or the adjoint formula
+                       label=col.replace(" [ms]", "") + (" (the row's route)" if name == "forward" else " (torch.func)"))
     a2.set_xscale("log")
     a2.set_xlabel("median time [ms] (log)")
     a2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
@@ -62,13 +65,14 @@ def pinn_summary(X, Y, u, u_exact, losses: dict, *, route: str, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     fig.suptitle(title)
     im = axes[0].pcolormesh(X, Y, u, shading="auto", cmap="viridis")
-    axes[0].set_title(f"u_θ(x, y), Laplacian by {ROUTE_LABELS.get(route, route)}")
+    # two-line titles: on one line they were wider than the square panels and ran over the y tick labels
+    axes[0].set_title(f"u_θ(x, y)\nLaplacian by {ROUTE_LABELS.get(route, route)}")
     fig.colorbar(im, ax=axes[0], label="u (dimensionless)")
     im = axes[1].pcolormesh(X, Y, np.abs(u - u_exact), shading="auto", cmap="magma")
-    axes[1].set_title("|u_θ − u*|, u* = sin(πx) sin(πy)")
+    axes[1].set_title("|u_θ − u*|\nu* = sin(πx) sin(πy)")
     fig.colorbar(im, ax=axes[1], label="absolute error (dimensionless)")
     for ax in axes[:2]:
         ax.set_xlabel("x (dimensionless)")
@@ -78,12 +82,14 @@ def pinn_summary(X, Y, u, u_exact, losses: dict, *, route: str, title: str):
     for name, loss in losses.items():
         ax.plot(np.arange(1, len(loss) + 1), loss, "-" if name == "forward" else "--", label=f"Laplacian by {ROUTE_LABELS.get(name, name)}")
     ax.set_yscale("log")
+    label_log_axis(ax, "y", np.concatenate([np.ravel(v) for v in losses.values()]))   # 1.8 to 100: not 10¹, 10² alone
     ax.set_xlabel("Adam step")
     ax.set_ylabel("PINN loss (dimensionless)")
     ax.set_title("training loss")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    # below the axes: inside, wherever 'best' put it, it covered part of the curves' descent
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))   # room below the suptitle for the two-line panel titles
     return fig
 
 
@@ -101,7 +107,6 @@ def bench_times(frame: pd.DataFrame, *, reference: str, ours, title: str, subtit
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deqlab.report.figures import label_log_axis
     from deqlab.report.style import color
 
     tasks = list(dict.fromkeys(frame["task"]))

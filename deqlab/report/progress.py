@@ -67,13 +67,17 @@ def _labelled(items: list[T], description: str, label: Callable[[T], str]) -> It
 class Activity:
     """Handle of one running :func:`activity`; every method is a no-op when nothing is drawn."""
 
-    def __init__(self, progress, task, unit: str):
+    def __init__(self, progress, task, unit: str, bar: bool = False):
         self._progress, self._task, self.unit, self.count = progress, task, unit, 0
+        self._bar = bar
 
     def advance(self, n: int = 1) -> None:
         self.count += n
         if self._progress is not None:
-            self._progress.update(self._task, advance=n, count=f"{self.count} {self.unit}".rstrip())
+            # a bar shows M/N already: its count column only names a unit ('240 HVPs'), never the bare number again
+            # ('drawing train.png ━━━ 2/2 2')
+            count = "" if self._bar and not self.unit else f"{self.count} {self.unit}".rstrip()
+            self._progress.update(self._task, advance=n, count=count)
 
     def update(self, *, description: str | None = None, completed: float | None = None, total: float | None = None,
                info: str | None = None) -> None:
@@ -125,6 +129,6 @@ def activity(description: str, total: float | None = None, unit: str = "") -> It
         return
     try:
         task = progress.add_task(description, total=total, count="")
-        yield Activity(progress, task, unit)
+        yield Activity(progress, task, unit, bar=total is not None)
     finally:
         progress.stop()

@@ -85,6 +85,23 @@ def color(name: str) -> str:
     return _FALLBACK[zlib.crc32(key.encode()) % len(_FALLBACK)]
 
 
+def colors(names) -> dict[str, str]:
+    """:func:`color` of each of ``names``, made distinct within the set: a name outside the palette whose
+    hashed colour is taken (by a palette name or another hashed one) takes the next free fallback colour.
+    Decided from the set alone (not its order), so figures of one run showing the same names agree;
+    two user-named models ('lipschitz_ren_g1', 'lipschitz_ren_g2') were both drawn red."""
+    names = list(dict.fromkeys(str(n) for n in names))
+    out = {n: PALETTE[canonical(n)] for n in names if canonical(n) in PALETTE}
+    used = set(out.values())
+    for n in sorted((n for n in names if n not in out), key=canonical):
+        start = zlib.crc32(canonical(n).encode()) % len(_FALLBACK)
+        free = [_FALLBACK[(start + i) % len(_FALLBACK)] for i in range(len(_FALLBACK))
+                if _FALLBACK[(start + i) % len(_FALLBACK)] not in used]
+        out[n] = free[0] if free else _FALLBACK[start]
+        used.add(out[n])
+    return out
+
+
 def run_label(**what) -> str:
     """``solver=anderson, dtype=float64, seed=0`` for a figure's subtitle: what was run (None skipped)."""
     return ", ".join(f"{k}={v}" for k, v in what.items() if v is not None and v != "")

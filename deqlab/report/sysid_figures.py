@@ -1,5 +1,6 @@
 """Figures of ``deqlab sysid`` (plain arrays in, matplotlib Figure out). Every model keeps its
-colour (:func:`deqlab.report.style.color`) in every figure."""
+colour (:func:`deqlab.report.style.colors`: its palette colour, made distinct within the run's models) in
+every figure."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from deqlab.report.figures import integer_ticks, label_log_axis, new_axes, ticks_at
-from deqlab.report.style import color
+from deqlab.report.style import color, colors
 
 
 def predictions(y: np.ndarray, y_hat: Mapping[str, np.ndarray], *, sample_time: float | None, washout: int,
@@ -23,10 +24,11 @@ def predictions(y: np.ndarray, y_hat: Mapping[str, np.ndarray], *, sample_time: 
     fig, axes = plt.subplots(n, 1, figsize=(8, 2.4 * n + 0.8), sharex=True, squeeze=False)
     t = np.arange(y.shape[1]) * (sample_time or 1.0)
     unit = "time [s]" if sample_time else "sample index"
+    palette = colors(["measured", *y_hat])
     for i, ax in enumerate(axes[:, 0]):
-        ax.plot(t, y[i, :, 0], color=color("measured"), lw=1.6, label="measured")
+        ax.plot(t, y[i, :, 0], color=palette["measured"], lw=1.6, label="measured")
         for name, yh in y_hat.items():
-            ax.plot(t, yh[i, :, 0], lw=1.0, color=color(name), label=name)
+            ax.plot(t, yh[i, :, 0], lw=1.0, color=palette[name], label=name)
         ax.axvspan(t[0], t[min(washout, len(t) - 1)], color="0.9", label=f"washout ({washout} samples)")
         ax.set_ylabel(y_label)
         ax.set_title(f"{panel} {i}", fontsize=9, loc="left")
@@ -46,17 +48,20 @@ def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/inp
     than a decade), each point named."""
     fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "test NRMSE (dimensionless, log)",
                        f"Lipschitz constant ‖Δy‖/‖Δu‖ [{unit}] (log)", logy=True, logx=True)
-    ys, xs = [], []
+    ys, xs, points, bars = [], [], [], []
+    palette = colors(["measured", *(r["name"] for r in rows)])   # the set predictions() colours
     for r in rows:
-        c = color(r["name"])
+        c = palette[r["name"]]
         lower = max(r["lipschitz_lower"], 1e-12)
         ax.scatter([r["nrmse"]], [lower], color=c, marker="o", s=40, label=f"{r['name']} (empirical lower bound)")
         ax.annotate(r["name"], (r["nrmse"], lower), textcoords="offset points", xytext=(6, -10), fontsize=8, color=c)
+        points.append((r["nrmse"], lower))
         ys.append(lower)
         xs.append(r["nrmse"])
         if r.get("lipschitz_bound") is not None and np.isfinite(r["lipschitz_bound"]):
             ax.scatter([r["nrmse"]], [r["lipschitz_bound"]], color=c, marker="^", s=50, label=f"{r['name']} (guaranteed bound)")
             ax.plot([r["nrmse"]] * 2, [lower, r["lipschitz_bound"]], color=c, lw=0.8)
+            bars.append((r["nrmse"], lower, r["lipschitz_bound"]))
             ys.append(r["lipschitz_bound"])
     ys, xs = np.asarray(ys, float), np.asarray([x for x in xs if np.isfinite(x) and x > 0], float)
     ys = ys[np.isfinite(ys) & (ys > 0)]
@@ -67,7 +72,43 @@ def robustness_accuracy(rows: list[dict], *, title: str, unit: str = "output/inp
         ax.set_xlim(xs.min() / 1.3, xs.max() * 1.3)
         label_log_axis(ax, "x", xs)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _free_sides(fig, ax, points, marker_size=40, bars=bars)
     return fig
+
+
+#: where a point's name may go, in order of preference: (x, y) offset in points, horizontal alignment
+_SIDES = (((6, -10), "left"), ((6, 4), "left"), ((-6, -10), "right"), ((-6, 4), "right"), ((6, -18), "left"),
+          ((6, 12), "left"), ((-6, -18), "right"), ((-6, 12), "right"))
+
+
+def _free_sides(fig, ax, points, *, marker_size: float, bars=()) -> None:
+    """Move each of ``ax``'s point names (its annotations, in the order of ``points``) to the first side in
+    :data:`_SIDES` where it covers no point's marker, no vertical bar ``(x, y0, y1)`` (a lower bound joined
+    to its guarantee, its triangle included) and no name already placed (first side if none is free): at one
+    fixed offset, a name close to another point was drawn under that point's marker."""
+    if not points or len(ax.texts) != len(points):
+        return
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    r = np.sqrt(marker_size) / 2 * fig.dpi / 72 + 1.0
+    marks = [(x - r, y - r, x + r, y + r) for x, y in ax.transData.transform(np.asarray(points, float))]
+    for x, y0, y1 in bars:
+        (xa, ya), (_, yb) = ax.transData.transform([(x, y0), (x, y1)])
+        marks.append((xa - 2.0, min(ya, yb) - r, xa + 2.0, max(ya, yb) + r))
+    placed = []
+    for text in ax.texts:
+        for offset, align in _SIDES:
+            text.set_position(offset)
+            text.set_horizontalalignment(align)
+            box = text.get_window_extent(renderer)
+            hits = [m for m in marks if box.x0 < m[2] and m[0] < box.x1 and box.y0 < m[3] and m[1] < box.y1]
+            if not hits and not any(box.overlaps(other) for other in placed):
+                break
+        else:
+            text.set_position(_SIDES[0][0])
+            text.set_horizontalalignment(_SIDES[0][1])
+            box = text.get_window_extent(renderer)
+        placed.append(box)
 
 
 def training_curves(curves: Mapping[str, np.ndarray], *, title: str, noise_floor: float | None = None, subtitle: str = ""):
@@ -75,8 +116,9 @@ def training_curves(curves: Mapping[str, np.ndarray], *, title: str, noise_floor
     validation set (NRMSE of the noise-free output against the measured one: no model beats it on
     average); integer epoch ticks."""
     fig, ax = new_axes(title + (f"\n{subtitle}" if subtitle else ""), "epoch", "validation NRMSE (dimensionless)", logy=True)
+    palette = colors(["measured", *curves])   # the set predictions() colours
     for name, values in curves.items():
-        ax.plot(np.arange(1, len(values) + 1), np.asarray(values, dtype=float), marker=".", color=color(name), label=name)
+        ax.plot(np.arange(1, len(values) + 1), np.asarray(values, dtype=float), marker=".", color=palette[name], label=name)
     if noise_floor is not None and np.isfinite(noise_floor):
         ax.axhline(noise_floor, color="k", ls=":", lw=1.2, label=f"validation noise floor = {noise_floor:.4f}")
     integer_ticks(ax)

@@ -18,14 +18,15 @@ def accuracy_and_iterations(epochs: Mapping[str, np.ndarray], accuracy: Mapping[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8.5, 6.5), sharex=True)
     ax.set_title(title)
     colors = {}
     for name, acc in accuracy.items():
         line, = ax.plot(epochs[name], 100 * np.asarray(acc), "o-", markersize=3, label=name)
         colors[name] = line.get_color()
     ax.set_ylabel("test accuracy [%]")
-    ax.legend(fontsize=8, loc="lower right")
+    # legends beside the panels: inside, they covered the accuracy curves' ends and the max_iter line
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for name, it in iterations.items():
         ax2.plot(epochs[name], it, "o-", markersize=3, color=colors.get(name), label=name)
     ax2.axhline(max_iter, color="red", linestyle=":", label=f"max_iter = {max_iter}")
@@ -34,7 +35,7 @@ def accuracy_and_iterations(epochs: Mapping[str, np.ndarray], accuracy: Mapping[
     ax2.set_ylabel("forward iterations per batch (mean)")
     ax2.set_xlabel("epoch")
     integer_ticks(ax2)
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for a in (ax, ax2):
         a.grid(True, which="both", alpha=0.3)
     fig.tight_layout()

@@ -150,7 +150,7 @@ def describe_alternatives(points: list[SurveyedPoint]) -> str:
     other = [p for p in points if p.attracting and not p.same_point]
     if not other:
         tried = ", ".join(p.solver for p in points)
-        return f"no registered solver ({tried}) reached an attracting fixed point from the same start"
+        return f"no registered solver ({tried}) reached an attracting fixed point"
     groups: dict[tuple, list[str]] = {}
     for p in other:
         groups.setdefault((round(p.rho, 4), f"{p.distance:.3g}"), []).append(p.solver)
