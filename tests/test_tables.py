@@ -352,3 +352,13 @@ def test_a_column_prints_in_one_notation():
     assert [row[1].plain for row in FittedTable(sweep).cells] == ["4.030e-08", "4.724e-08"]
     same = Table("tol", pd.DataFrame({"k": [1, 2], "tol": [1e-06, 1e-06], "signs": [-2e-08, 3e-08]}))
     assert [[row[j].plain for j in (1, 2)] for row in FittedTable(same).cells] == [["1e-06", "-2e-08"], ["1e-06", "3e-08"]]
+
+
+def test_counted_takes_the_noun_in_its_number():
+    """'1 warm-up calls', '1 torch threads' in bench captions (and '1 restarts' in titles) before counted()."""
+    from deqlab.report.words import counted
+
+    assert counted(1, "warm-up call") == "1 warm-up call"
+    assert counted(0, "restart") == "0 restarts"
+    assert counted(3, "torch thread") == "3 torch threads"
+    assert counted(2, "matrix", "matrices") == "2 matrices"

@@ -31,6 +31,7 @@ from deqlab.nethessian import reference as R
 from deqlab.report import nethessian_figures
 from deqlab.report.progress import track
 from deqlab.report.timing_samples import sample_arrays
+from deqlab.report.words import counted
 
 TASKS = ("laplacian", "diag_hessian", "hessian")
 REFERENCE = "double-backward loop"
@@ -117,8 +118,8 @@ def _run(cfg) -> Result:
         rows.extend(group)
     frame = pd.DataFrame(rows)
     arch = f"{m.d}→{'→'.join(map(str, m.hidden))}→{m.n_out} {m.activation}"
-    machine = (f"{device_name(device)}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-               f"median of {cfg.repeats} after {cfg.warmup} warm-up calls")
+    machine = (f"{device_name(device)}, {os.cpu_count()} CPU cores, {counted(torch.get_num_threads(), 'torch thread')}, torch {torch.__version__}, "
+               f"median of {cfg.repeats} after {counted(cfg.warmup, 'warm-up call')}")
     result = Result(command="bench_nethessian")
     result.tables["bench"] = Table(
         f"Input derivatives of an MLP {arch}: forward recursion vs autodiff routes",

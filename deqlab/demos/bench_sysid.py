@@ -19,6 +19,7 @@ from deqlab.report.result import Result, Table
 from deqlab.report.timing_samples import sample_arrays
 from deqlab.models.baselines import LSTMModel
 from deqlab.models.ren import ContractingREN
+from deqlab.report.words import counted
 
 
 def run(cfg) -> Result:
@@ -52,7 +53,7 @@ def run(cfg) -> Result:
     result.tables["bench_sysid"] = Table(
         title="One training step (forward + backward of a chunk), float64",
         frame=frame, formats={"median time [s]": "{:.4f}", "ratio to ren/autograd": "{:.3f}"},
-        caption=f"median of {cfg.repeats} after {cfg.warmup} warm-up calls; REN n_x={cfg.n_x}, n_v={cfg.n_v}")
+        caption=f"median of {cfg.repeats} after {counted(cfg.warmup, 'warm-up call')}; REN n_x={cfg.n_x}, n_v={cfg.n_v}")
     result.arrays["bench_sysid_samples"] = sample_arrays(
         {"model": frame["model"].tolist(), "backward": frame["backward"].tolist(), "threads": frame["threads"].to_numpy(int)},
         {"time": samples})

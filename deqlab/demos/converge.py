@@ -31,6 +31,7 @@ from deqlab.solvers.registry import configured_solver, get_solver
 from deqlab.solvers.result import resolution_hint
 from deqlab.report.fixed_points import fixed_point_table
 from deqlab.solvers.survey import place_point, point_diagnostics
+from deqlab.report.words import counted
 
 
 def make_input(cfg) -> torch.Tensor:
@@ -195,7 +196,7 @@ def run(cfg) -> Result:
     eigen = pd.DataFrame(rows)
     result.arrays["eigen"] = {k: np.stack(v) for k, v in restart_arrays.items()}
     result.tables["eigen"] = Table(
-        f"Eigenvalues of I - W_z over {cfg.restarts} restart{'s' if cfg.restarts != 1 else ''}, init={cfg.model.init}, L={cfg.eig_layers}",
+        f"Eigenvalues of I - W_z over {counted(cfg.restarts, 'restart')}, init={cfg.model.init}, L={cfg.eig_layers}",
         eigen,
         formats={"min Re eig(I-W_z)": "{:.4f}", "lambda_min(sym(I-W_z))": "{:.4f}", f"||z^{cfg.eig_layers} - z*||": "{:.3e}"},
         caption="min Re eig: the slides' 'min EW' column. lambda_min of the symmetric part >= m > 0 is monDEQ's condition.",

@@ -42,6 +42,7 @@ from deqlab.report.progress import activity, track
 from deqlab.solvers.registry import get_solver
 from deqlab.solvers.result import SolverStatus
 from deqlab.solvers.splitting import SPLITTING_SOLVERS, get_splitting_solver, layer_map
+from deqlab.report.words import counted
 
 SPLITTING = tuple(SPLITTING_SOLVERS)
 #: ``fb_alpha: auto`` takes this fraction of the forward-backward bound ``2m/‖I − W‖₂²``.
@@ -266,7 +267,7 @@ def _run(cfg) -> Result:
 
     eigen = eigen_table(cfg, result)
     result.tables["eigen"] = Table(
-        f"Slides' tanh network (default / normal_ init) vs monotone W, {cfg.eigen.restarts} restart{'s' if cfg.eigen.restarts != 1 else ''}, "
+        f"Slides' tanh network (default / normal_ init) vs monotone W, {counted(cfg.eigen.restarts, 'restart')}, "
         f"n_z={cfg.eigen.n_z}, PR alpha={cfg.alpha:g}",
         eigen,
         formats={"min Re eig(I-W)": "{:.4f}", "lambda_min(sym(I-W))": "{:.4f}",
