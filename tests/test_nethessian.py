@@ -456,6 +456,12 @@ def test_invert_network_refuses_bad_arguments_and_a_singular_jacobian():
         flat[0].weight.copy_(torch.tensor([[1.0, 2.0], [2.0, 4.0]]))      # rank 1: J singular everywhere
     with pytest.raises(NotConvergedError, match="Jacobian is singular"):
         invert_network(flat, torch.ones(1, 2, dtype=f64), torch.zeros(1, 2, dtype=f64))
+    # (a non-square network was torch's 'linalg.solve: A must be batches of square matrices'; a y of another
+    # shape a broadcasting RuntimeError)
+    with pytest.raises(ConfigError, match=r"needs a square network \(n_out = d\), got n_out = 1, d = 3"):
+        invert_network(net_and_x("tanh", 3, [4], 1)[0], torch.zeros(2, 1, dtype=f64), x)
+    with pytest.raises(ConfigError, match=r"y must be the shape and dtype of net\(x0\), \(2, 3\) float64, got \(3, 3\) float64"):
+        invert_network(net, torch.zeros(3, 3, dtype=f64), x)
 
 
 @pytest.mark.parametrize("args, message", [

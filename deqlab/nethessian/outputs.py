@@ -101,6 +101,15 @@ def invert_network(net, y: torch.Tensor, x0: torch.Tensor, *, atol: float = 1e-1
     require_count("max_iter", max_iter)
     if not isinstance(y, torch.Tensor) or not all_finite(y):
         raise ConfigError("y must be a tensor of finite values")
+    # (a network with n_out != d was torch's 'linalg.solve: A must be batches of square matrices', a y of another
+    # shape its broadcasting error; x0 itself is checked by input_derivatives)
+    value = input_derivatives(net, x0.detach(), jacobian=False).value
+    if value.shape[1] != x0.shape[1]:
+        raise ConfigError(f"invert_network needs a square network (n_out = d), got n_out = {value.shape[1]}, "
+                          f"d = {x0.shape[1]}: x is not a function of y otherwise")
+    if tuple(y.shape) != tuple(value.shape) or y.dtype != value.dtype:
+        raise ConfigError(f"y must be the shape and dtype of net(x0), {tuple(value.shape)} "
+                          f"{str(value.dtype).removeprefix('torch.')}, got {tuple(y.shape)} {str(y.dtype).removeprefix('torch.')}")
     x = x0.detach().clone()
     y = y.detach()
     floor = torch.finfo(x.dtype).eps ** 0.75
