@@ -319,6 +319,11 @@ def test_derivatives_wrt_outputs_of_a_half_precision_network_and_bad_shapes():
     assert rel(dJ.double(), dJ64) <= OUTPUTS_F16_RTOL and rel(dHd.double(), dHd64) <= OUTPUTS_F16_RTOL
     with pytest.raises(ConfigError, match=r"jacobian must be a real floating \(batch, n, d\) tensor, got \(2, 2\)"):
         derivatives_wrt_outputs(out.jacobian[0], out.hessian)
+    # (a float64 hessian beside the float16 jacobian was torch's matmul dtype RuntimeError)
+    with pytest.raises(ConfigError, match=r"needs a hessian of shape \(2, 2, 2, 2\) in its dtype, got \(2, 2, 2, 2\) float64"):
+        derivatives_wrt_outputs(out.jacobian, exact.hessian)
+    with pytest.raises(ConfigError, match=r"needs a third of shape \(2, 2, 2, 2\) in its dtype, got \(1, 2, 2, 2\) float16"):
+        derivatives_wrt_outputs(out.jacobian, out.hessian, out.third[:1])
 
 # --- bad input -------------------------------------------------------------------------------------
 

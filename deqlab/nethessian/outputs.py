@@ -66,8 +66,12 @@ def derivatives_wrt_outputs(
             f"derivatives with respect to the outputs are ill-posed for n_out={n} != d={d}: "
             "x is not a function of y (backpropagate to the parameters instead)"
         )
-    if hessian.shape != (B, n, d, d) or (third is not None and third.shape != (B, n, d, d)):
-        raise ConfigError(f"shape mismatch: jacobian {tuple(jacobian.shape)}, hessian {tuple(hessian.shape)}")
+    given = [("hessian", hessian)] + ([("third", third)] if third is not None else [])
+    for name, t in given:   # (a float64 hessian beside a float32 jacobian was torch's matmul dtype RuntimeError)
+        if not isinstance(t, torch.Tensor) or t.shape != (B, n, d, d) or t.dtype != jacobian.dtype:
+            got = f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ConfigError(f"shape mismatch: jacobian {tuple(jacobian.shape)} {str(jacobian.dtype).removeprefix('torch.')} "
+                              f"needs a {name} of shape {(B, n, d, d)} in its dtype, got {got}")
     # (torch's SVD and inverse have no float16/bfloat16 kernels: "linalg_svd_cpu" not implemented for 'Half')
     lapack = jacobian if jacobian.dtype in (torch.float32, torch.float64) else jacobian.float()
     cond = torch.linalg.cond(lapack.detach())
