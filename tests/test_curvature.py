@@ -11,7 +11,7 @@ import scipy.sparse.linalg as sla
 import torch
 from torch import nn
 
-from deqlab.errors import InputError
+from deqlab.errors import InputError, NotConvergedError
 from deqlab.implicit import DEQ, SolveOptions
 from deqlab.implicit.checks import relative_error
 from deqlab.implicit.curvature import LossHessian, negative_mass, negative_share
@@ -525,6 +525,28 @@ def test_a_loss_that_is_not_finite_is_refused(problem):
     model, x, y = problem
     with pytest.raises(InputError, match="the loss is nan"):
         LossHessian(model, lambda out, t: ((out - t) ** 2).sum(), x, torch.full((x.shape[0], 3), float("nan"), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+def test_a_layer_that_ignores_unconverged_solves_gets_no_curvature_from_them(mode):
+    """A DEQ made with on_fail="ignore" (4 fixed-point steps, residual 6e-2): the direct mode's products went on from
+    the best iterates, each warm-started where the last stopped, and its Hessian came back 7% off the converged
+    one without a word (the Lagrangian mode refused the forward solve, but its gradient came from an adjoint solve
+    allowed to stop short). Every solve inside the operator now raises; the layer keeps its own options; with
+    solves that converge, on_fail="ignore" changes nothing (RTOL against the default layer)."""
+    torch.manual_seed(0)
+    cell = Cell(3, 2)
+    x, y = torch.randn(4, 2, dtype=torch.float64), torch.randint(0, 3, (4,))
+    lax = dict(solver="fixed_point", linear_solver="fixed_point", atol=1e-13, on_fail="ignore")
+    short = DEQ(cell, 3, opts=SolveOptions(max_iter=4, **lax))
+    with pytest.raises(NotConvergedError, match="did not converge"):
+        LossHessian(short, cross_entropy, x, y, mode=mode).dense()
+    assert short.opts.on_fail == "ignore" and short._solve_opts.on_fail == "ignore"
+    long = DEQ(cell, 3, opts=SolveOptions(max_iter=2000, **lax))
+    H = LossHessian(long, cross_entropy, x, y, mode=mode)
+    ref = LossHessian(DEQ(cell, 3, opts=OPTS), cross_entropy, x, y, mode=mode)
+    assert relative_error(H.dense(), ref.dense()) <= RTOL
+    assert relative_error(H.gradient(), ref.gradient()) <= RTOL
 
 
 class BatchNormCell(Cell):

@@ -459,3 +459,68 @@ def test_a_pure_map_in_training_mode_with_a_nan_buffer_is_not_refused():
     x = torch.randn(B, D, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     z = DEQ(cell, N, opts=OPTS)(x)
     assert torch.isfinite(z).all()
+
+
+class StashedWeightCell(nn.Module):
+    """``tanh(W_eff z + U x)`` with ``W_eff`` a plain attribute that the outer model sets from its own parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.U = nn.Linear(D, N, dtype=torch.float64)
+        self.W_eff = None
+
+    def forward(self, z, x):
+        return torch.tanh(z @ self.W_eff.T + self.U(x))
+
+
+class StashingModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.A = nn.Parameter(0.6 * torch.randn(N, N, dtype=torch.float64) / N)
+        self.deq = DEQ(StashedWeightCell(), N, opts=OPTS)
+
+    def forward(self, x):
+        self.deq.f.W_eff = 0.5 * self.A
+        return self.deq(x)
+
+
+def test_a_map_holding_a_tensor_computed_outside_it_is_refused():
+    """A tensor attribute of f computed from an outer parameter (``f.W_eff = 0.5·A``) is a constant to the solve and
+    to every implicit rule: ``A`` got no gradient through z* at all (``A.grad`` stayed None after ``backward()``),
+    without a word. Refused now; under no_grad (no derivative) it runs; the hook-based weight_norm, whose
+    ``weight`` attribute its pre-hook recomputes from f's parameters at every call, is not refused and its
+    gradient matches the unroll (RTOL)."""
+    import warnings
+
+    torch.manual_seed(0)
+    model = StashingModel()
+    x = torch.randn(B, D, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"holds tensor\(s\) W_eff that require grad but are neither parameters nor buffers"):
+        model(x)
+    with torch.no_grad():
+        z = model(x)
+    assert model.deq.stats.all_converged and z.shape == (B, N)
+
+    class WeightNormCell(nn.Module):
+        def __init__(self):
+            super().__init__()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # (torch deprecates the hook-based weight_norm, which users still have)
+                self.W = torch.nn.utils.weight_norm(nn.Linear(N, N, dtype=torch.float64))
+            self.U = nn.Linear(D, N, dtype=torch.float64)
+            with torch.no_grad():
+                self.W.weight_g.mul_(0.2)
+
+        def forward(self, z, x):
+            return torch.tanh(self.W(z) + self.U(x))
+
+    cell = WeightNormCell()
+    g = torch.autograd.grad(DEQ(cell, N, opts=OPTS)(x).sum(), cell.W.weight_g)[0]
+
+    def unrolled(weight_g):
+        z = torch.zeros(B, N, dtype=torch.float64)
+        for _ in range(UNROLL):
+            z = torch.func.functional_call(cell, {"W.weight_g": weight_g}, (z, x))
+        return z.sum()
+
+    assert relative_error(g, torch.func.grad(unrolled)(cell.W.weight_g.detach())) <= RTOL

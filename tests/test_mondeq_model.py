@@ -209,6 +209,41 @@ def test_a_singular_implicit_backward_is_ill_conditioned_not_a_torch_error():
             assert float((g - 2 / (1 - scale)).abs().max()) <= UNROLL_TOL
 
 
+#: The dense implicit gradient at cond(I − W) = 7e9 against mpmath (60 digits) from the same float64 entries:
+#: within cond·eps (measured 6.5e-8).
+ILL_POSED_GRAD_RTOL = 1e-6
+
+
+@pytest.mark.parametrize("delta, refused", [(1e-10, False), (1e-15, True), (1e-16, True)])
+def test_a_nearly_singular_dense_backward_is_refused(delta, refused):
+    """A free W = Q diag(1 − δ, 0.3) Qᵀ with the identity nonlinearity: I − Wᵀ D = Q diag(δ, 0.7) Qᵀ. Only an exactly
+    singular one was refused; at δ = 1e-16 (cond 2e16) the dense backward's gradient came back 13% off the exact
+    Uᵀ(I − W)⁻ᵀv, and at δ = 1e-15 2e-3 off, without a word. Now IllConditionedError, as every implicit derivative
+    once cond·eps > 1e-2 (deqlab.implicit.conditioning)."""
+    import mpmath
+
+    from deqlab.errors import IllConditionedError
+
+    c, s = np.cos(0.7), np.sin(0.7)
+    Q = torch.tensor([[c, -s], [s, c]], dtype=DT)
+    W = Q @ torch.diag(torch.tensor([1 - delta, 0.3], dtype=DT)) @ Q.T
+    model = UnconstrainedDEQ(2, 2, nonlinearity="identity", init=W, dtype=DT)
+    x = torch.randn(1, 2, generator=torch.Generator().manual_seed(0), dtype=DT, requires_grad=True)
+    with torch.no_grad():   # z* = (I − W)⁻¹(U x + b); with the identity D = I wherever z* is
+        z_star = torch.linalg.solve(torch.eye(2, dtype=DT) - model.weight(), model.injection(x)[0])[None]
+    v = torch.tensor([[1.0, -0.5]], dtype=DT)
+    z = attach_implicit_backward(model, z_star, x)
+    if refused:
+        with pytest.raises(IllConditionedError, match=r"I - W\^T D at the fixed point is ill-conditioned at sample 0"):
+            torch.autograd.grad((z * v).sum(), x)
+        return
+    g = torch.autograd.grad((z * v).sum(), x)[0][0]
+    mpmath.mp.dps = 60
+    lam = mpmath.lu_solve((mpmath.eye(2) - mpmath.matrix(model.weight().detach().tolist())).T, mpmath.matrix(v[0].tolist()))
+    ref = torch.tensor([float(e) for e in mpmath.matrix(model.U.weight.detach().tolist()).T * lam], dtype=DT)
+    assert float((g - ref).norm() / ref.norm()) <= ILL_POSED_GRAD_RTOL
+
+
 @pytest.mark.parametrize("backward", ["dense", "peaceman_rachford"])
 def test_forward_mode_and_second_derivatives_are_refused(backward):
     """The backward holds z* fixed, so forward mode and second derivatives through it were wrong numbers

@@ -263,6 +263,68 @@ def test_derivatives_wrt_outputs_refuse_ill_posed_cases():
         derivatives_wrt_outputs(J, torch.zeros(1, 2, 2, 2, dtype=f64))
 
 
+
+#: ∂J/∂y of a float32 (float16) network against the float64 route on the same rounded weights and inputs:
+#: within cond(J)·eps of the low precision (cond ≈ 9e3 here: 1.6e-4 measured in float32).
+OUTPUTS_F32_RTOL = 1e-3
+OUTPUTS_F16_RTOL = 1e-2
+
+
+def nearly_singular_net(gap):
+    """``y = V tanh(A x)`` with ``V = [[1, 1], [1, 1 + gap]]``: ``cond(J) ≈ 4/gap`` (float32 weights)."""
+    net = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0.5], [0.3, 1.0]]))
+        net[2].weight.copy_(torch.tensor([[1.0, 1.0], [1.0, 1.0 + gap]]))
+        net[0].bias.zero_()
+        net[2].bias.zero_()
+    return net
+
+
+def test_derivatives_wrt_outputs_refuse_a_jacobian_too_ill_conditioned_for_its_dtype():
+    """The fixed limit cond(J) ≤ 1e12 let a float32 Jacobian of condition 1.2e7 through: its ∂J/∂y and ∂Hd/∂y
+    came back 14% off the float64 route's (same rounded weights and x), without a word. The limit is now also
+    MAX_COND_EPS/eps of the dtype (float32: 8.4e4), as for every implicit derivative."""
+    import copy
+
+    x = torch.tensor([[0.3, -0.2]])
+    for gap, ok in ((1e-3, True), (1e-6, False)):
+        net = nearly_singular_net(gap)
+        exact = input_derivatives(copy.deepcopy(net).double(), x.double(), hessian=True, third=True)
+        dJ64, dHd64 = derivatives_wrt_outputs(exact.jacobian, exact.hessian, exact.third)  # float64 takes both
+        out = input_derivatives(net, x, hessian=True, third=True)
+        if ok:
+            dJ, dHd = derivatives_wrt_outputs(out.jacobian, out.hessian, out.third)
+            assert rel(dJ.double(), dJ64) <= OUTPUTS_F32_RTOL and rel(dHd.double(), dHd64) <= OUTPUTS_F32_RTOL
+        else:
+            with pytest.raises(ConfigError, match=r"not invertible at sample 0 \(condition number 1\.\d+e\+07, above 8\.4e\+04 in float32"):
+                derivatives_wrt_outputs(out.jacobian, out.hessian, out.third)
+
+
+def test_derivatives_wrt_outputs_of_a_half_precision_network_and_bad_shapes():
+    """float16 Jacobians were torch's NotImplementedError ('linalg_svd_cpu' not implemented for 'Half'); they are
+    inverted in float32 and returned in float16. A 2-D jacobian was Python's 'not enough values to unpack'."""
+    import copy
+
+    net = nearly_singular_net(0.0)
+    with torch.no_grad():   # cond(J) ≈ 1.6 (float16 inverts up to MAX_COND_EPS/eps = 10)
+        net[2].weight.copy_(torch.tensor([[1.0, -0.2], [0.3, 1.0]]))
+    net = net.to(torch.float16)
+    x = torch.tensor([[0.25, -0.5], [0.5, 0.125]], dtype=torch.float16)
+    out = input_derivatives(net, x, hessian=True, third=True)
+    exact = input_derivatives(copy.deepcopy(net).double(), x.double(), hessian=True, third=True)
+    dJ, dHd = derivatives_wrt_outputs(out.jacobian, out.hessian, out.third)
+    dJ64, dHd64 = derivatives_wrt_outputs(exact.jacobian, exact.hessian, exact.third)
+    assert dJ.dtype == torch.float16 and dHd.dtype == torch.float16
+    assert rel(dJ.double(), dJ64) <= OUTPUTS_F16_RTOL and rel(dHd.double(), dHd64) <= OUTPUTS_F16_RTOL
+    with pytest.raises(ConfigError, match=r"jacobian must be a real floating \(batch, n, d\) tensor, got \(2, 2\)"):
+        derivatives_wrt_outputs(out.jacobian[0], out.hessian)
+    # (a float64 hessian beside the float16 jacobian was torch's matmul dtype RuntimeError)
+    with pytest.raises(ConfigError, match=r"needs a hessian of shape \(2, 2, 2, 2\) in its dtype, got \(2, 2, 2, 2\) float64"):
+        derivatives_wrt_outputs(out.jacobian, exact.hessian)
+    with pytest.raises(ConfigError, match=r"needs a third of shape \(2, 2, 2, 2\) in its dtype, got \(1, 2, 2, 2\) float16"):
+        derivatives_wrt_outputs(out.jacobian, out.hessian, out.third[:1])
+
 # --- bad input -------------------------------------------------------------------------------------
 
 def test_unsupported_layers_are_named():
@@ -399,6 +461,12 @@ def test_invert_network_refuses_bad_arguments_and_a_singular_jacobian():
         flat[0].weight.copy_(torch.tensor([[1.0, 2.0], [2.0, 4.0]]))      # rank 1: J singular everywhere
     with pytest.raises(NotConvergedError, match="Jacobian is singular"):
         invert_network(flat, torch.ones(1, 2, dtype=f64), torch.zeros(1, 2, dtype=f64))
+    # (a non-square network was torch's 'linalg.solve: A must be batches of square matrices'; a y of another
+    # shape a broadcasting RuntimeError)
+    with pytest.raises(ConfigError, match=r"needs a square network \(n_out = d\), got n_out = 1, d = 3"):
+        invert_network(net_and_x("tanh", 3, [4], 1)[0], torch.zeros(2, 1, dtype=f64), x)
+    with pytest.raises(ConfigError, match=r"y must be the shape and dtype of net\(x0\), \(2, 3\) float64, got \(3, 3\) float64"):
+        invert_network(net, torch.zeros(3, 3, dtype=f64), x)
 
 
 @pytest.mark.parametrize("args, message", [

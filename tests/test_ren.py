@@ -188,6 +188,40 @@ def test_equilibrium_layer_fast_refuses_second_derivatives():
                 torch.autograd.grad(got[0].sum(), wrt)
 
 
+@pytest.mark.parametrize("kind", ["contracting", "lipschitz"])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_torch_func_through_the_implicit_backward(kind, act):
+    """Every torch.func transform of a REN with the default (implicit) equilibrium backward was torch's RuntimeError
+    'it must override the setup_context staticmethod', and plain forward-mode AD its NotImplementedError. Now
+    grad, jacrev and vmap agree with the autograd route through the row loop (to round-off, IFT_BACKWARD_TOL), and
+    forward mode and second derivatives are one InputError naming the way out."""
+    n_u, n_x, n_v, n_y = 2, 3, 4, 2
+    kw = {"gamma": 2.0} if kind == "lipschitz" else {}
+    fast = _ren(kind, n_u, n_x, n_v, n_y, seed=5, scale=1.0, activation=act, **kw)
+    slow = _ren(kind, n_u, n_x, n_v, n_y, seed=5, scale=1.0, activation=act, equilibrium_backward="autograd", **kw)
+    u = torch.randn(3, 6, n_u, generator=torch.Generator().manual_seed(0), dtype=DT)
+    params = {k: v.detach() for k, v in fast.named_parameters()}
+
+    def loss(p, model):
+        return (torch.func.functional_call(model, p, (u,))[0] ** 2).sum()
+
+    got, ref = torch.func.grad(loss)(params, fast), torch.func.grad(loss)(params, slow)
+    for k in ref:   # (the Lipschitz REN has an empty parameter: nothing to compare there)
+        assert got[k].shape == ref[k].shape
+        assert ref[k].numel() == 0 or (got[k] - ref[k]).abs().max() <= IFT_BACKWARD_TOL * max(1.0, float(ref[k].abs().max()))
+    J, J_ref = (torch.func.jacrev(lambda v, m=m: m(v)[0])(u).detach() for m in (fast, slow))
+    assert (J - J_ref).abs().max() <= IFT_BACKWARD_TOL * max(1.0, float(J_ref.abs().max()))
+    with torch.no_grad():
+        assert torch.equal(torch.func.vmap(lambda v: fast(v[None])[0][0])(u), fast(u)[0])
+    with pytest.raises(InputError, match="first derivatives only, by reverse mode"):
+        torch.func.jvp(lambda v: fast(v)[0], (u,), (torch.ones_like(u),))
+    with pytest.raises(InputError, match="first derivatives only, by reverse mode"):
+        with torch.autograd.forward_ad.dual_level():
+            fast(torch.autograd.forward_ad.make_dual(u, torch.ones_like(u)))
+    with pytest.raises(InputError, match="first derivatives only, by reverse mode"):
+        torch.func.hessian(lambda v: fast(v)[0].sum())(u[:1, :2])
+
+
 def test_slow_init_starts_at_rho_identity():
     X = slow_init(3, 4, 0.9, 0.0)
     model = ContractingREN(1, 3, 4, 1, init_rho=0.9, init_scale=0.0)

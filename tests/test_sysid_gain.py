@@ -87,6 +87,14 @@ def test_hinf_scalar_closed_forms_and_unstable():
     assert hinf_norm(np.array([[1.0]]), np.ones((1, 1)), np.ones((1, 1)), np.zeros((1, 1)))[0] == math.inf
 
 
+def test_hinf_of_a_system_without_inputs_or_outputs_is_zero():
+    """G(e^{iω}) of a system with no input (or no output) is an empty matrix, of norm 0 (an empty D: no feedthrough
+    either); the sweep raised numpy's IndexError taking its largest singular value."""
+    A = 0.5 * np.eye(2)
+    assert hinf_norm(A, np.zeros((2, 0)), np.ones((1, 2)), np.zeros((1, 0))) == (0.0, 0.0)
+    assert hinf_norm(A, np.ones((2, 1)), np.zeros((0, 2)), np.zeros((0, 1))) == (0.0, 0.0)
+
+
 def _linear_model(seed=0, n_x=3, n_u=2, n_y=2):
     torch.manual_seed(seed)
     core = LinearStateSpace(n_u, n_x, n_y)

@@ -325,6 +325,22 @@ def _hooked(layers: list[DEQ], hook):
 
 
 @contextlib.contextmanager
+def _strict_solves(layers: list[DEQ]) -> Iterator[None]:
+    """Inside the block every solve of the layers (forward, adjoint, tangent; all orders) raises
+    :class:`NotConvergedError` when it does not converge, whatever the layer's ``on_fail``: curvature from an
+    unconverged solve is refused (:func:`_strict`). With ``on_fail="ignore"`` the direct mode's products went on
+    from the best iterates, each warm-started where the last one stopped: a Hessian 7% off, without a word."""
+    previous = [d._solve_opts for d in layers]
+    for d in layers:
+        d._solve_opts = dataclasses.replace(d._solve_opts, on_fail="raise")
+    try:
+        yield
+    finally:
+        for d, p in zip(layers, previous):
+            d._solve_opts = p
+
+
+@contextlib.contextmanager
 def _user_code(call: str, **arguments) -> Iterator[None]:
     """Turn an error of the user's model or loss (torch's or Python's, not deqlab's) into one :class:`InputError`
     line naming the call and its arguments' shapes; the original stays chained."""
@@ -431,7 +447,8 @@ class LossHessian(LinearOperator):
         if mode == "lagrangian":
             self._lagrangian = _Lagrangian(linear)
             # (an operator made inside torch.no_grad() or torch.inference_mode() still needs this pass's graph)
-            with torch.inference_mode(False), torch.enable_grad(), warm_start(model), _hooked(layers, self._lagrangian):
+            with (torch.inference_mode(False), torch.enable_grad(), warm_start(model), _strict_solves(layers),
+                  _hooked(layers, self._lagrangian)):
                 leaf = self.theta.clone().requires_grad_()
                 self._lagrangian.start_pass()
                 loss = self.loss(leaf)
@@ -443,7 +460,7 @@ class LossHessian(LinearOperator):
                 self._grad = torch.autograd.grad(loss, leaf)[0].detach()
             self._lagrangian.finish()
         else:
-            with torch.inference_mode(False), torch.no_grad(), warm_start(model):
+            with torch.inference_mode(False), torch.no_grad(), warm_start(model), _strict_solves(layers):
                 loss = self.loss(self.theta)
             check()
             _require_finite(loss)
@@ -486,7 +503,7 @@ class LossHessian(LinearOperator):
         """``∇_θ L (P,)`` (implicit backward through every DEQ)."""
         if self._grad is not None:
             return self._grad.clone()
-        with warm_start(self.model):
+        with warm_start(self.model), _strict_solves(self.deq_layers):
             return torch.func.grad(self.loss)(self.theta).detach()
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
@@ -507,7 +524,7 @@ class LossHessian(LinearOperator):
         if self.mode == "lagrangian":
             with _hooked(self.deq_layers, self._lagrangian):
                 return torch.func.jvp(torch.func.grad(self.lagrangian), (self.theta,), (v,))[1].detach()
-        with warm_start(self.model):
+        with warm_start(self.model), _strict_solves(self.deq_layers):
             return torch.func.jvp(torch.func.grad(self.loss), (self.theta,), (v,))[1].detach()
 
     def dense(self) -> torch.Tensor:

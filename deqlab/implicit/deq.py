@@ -168,6 +168,24 @@ def purity_check(module: nn.Module, what: str) -> Callable[[], None]:
     return check
 
 
+def captured_tensors(f: nn.Module) -> list[str]:
+    """Names of the tensor attributes of ``f``'s modules that require grad but are neither parameters nor buffers
+    (e.g. ``f.W_eff = self.A * 0.5`` set by an outer model before calling the DEQ).
+
+    The layer differentiates ``f`` as a function of its parameters and buffers only (:meth:`DEQ.forward`): such a
+    tensor is a constant to the solve and to every implicit rule, so ``dz*/dA`` is lost: ``A`` got no gradient at
+    all (``A.grad`` stayed ``None`` after ``backward()``, or a loss using ``A`` elsewhere too had only that part),
+    without a word. Modules with forward pre-hooks are skipped: the hook-based ``weight_norm``/``spectral_norm``
+    keep their ``weight`` there, recomputed from ``f``'s parameters by the hook at every call of ``f``."""
+    out = []
+    for prefix, m in f.named_modules():
+        if m._forward_pre_hooks:
+            continue
+        out += [f"{prefix}.{k}" if prefix else k for k, v in vars(m).items()
+                if isinstance(v, torch.Tensor) and v.requires_grad]
+    return out
+
+
 @dataclass(frozen=True)
 class _RecordingOptions(SolveOptions):
     """:class:`SolveOptions` that hands each *forward* (non-linear) solve's result to ``record`` before
@@ -313,6 +331,12 @@ class DEQ(nn.Module):
                  else torch.get_default_dtype())
         start = self._start(x, z0, dtype)
         if self.backward == "implicit":
+            captured = captured_tensors(self.f) if torch.is_grad_enabled() else []   # (no derivative without grad mode)
+            if captured:
+                raise InputError(f"the DEQ's map f holds tensor(s) {', '.join(captured)} that require grad but are neither "
+                                 "parameters nor buffers of f: the implicit derivatives see only f's parameters and "
+                                 "buffers, so whatever they were computed from would get no gradient through z*; "
+                                 "compute them inside f.forward from f's parameters (or register them)")
             if self.curvature_hook is not None:
                 return self.curvature_hook(self, F, start, x, theta)
             return fixed_point(F, start, x, *theta, opts=self._solve_opts)

@@ -9,7 +9,8 @@ is ``H = [I; Z]ᵀ ∇²𝓛 [I; Z]`` (seed 000 §5 extended to a loss with its 
 
 No ``P×P`` or ``N×P`` object is formed; memory is ``O(P + batch·N²)``: one per-sample ``N×N``
 factorisation (of ``I − W_z D`` on the structured path, factored in place, of ``I − J`` on the
-autodiff path with ``linear="lu"``), and it never grows with the solver's iteration count.
+autodiff path, where the iterative ``linear`` solvers use it only for the conditioning check), and it never
+grows with the solver's iteration count.
 ``linear`` can also name a registered solver (``"anderson"`` …): the adjoint/tangent systems are then
 solved as the linear fixed points ``λ = Jᵀλ + g``, ``t = J t + r`` by VJPs/JVPs only.
 
@@ -41,7 +42,8 @@ class DEQHessianOperator:
             per-sample LU of ``I − W_z D`` and a few ``B×N×N`` products per HVP) or ``"autodiff"``
             (any ``f``: ``torch.func`` JVP/VJP/forward-over-reverse of the Lagrangian, as above).
         linear: for ``mode="autodiff"``: ``"lu"`` (dense per-sample ``N×N`` LU of ``I − J``, factored
-            once) or a registered solver name (matrix-free linear fixed-point solves).
+            once) or a registered solver name (linear fixed-point solves by products with ``J``; ``I − J`` is
+            still factored once, at set-up, for the conditioning check that every implicit derivative passes).
         opts: forward solve options (and, for an iterative ``linear``, the linear solves' tolerances).
     """
 
@@ -67,13 +69,17 @@ class DEQHessianOperator:
             return
         s1 = 1 - self.h**2
         J = s1[:, :, None] * p["W_z"]  # (B, N, N), J_s = D_s W_z
+        # The conditioning check of every implicit derivative, for the iterative solves too: they stop on the
+        # residual, so at cond(I − J) = 1e15 Broyden "converged" and returned an HVP 6% off, where the LU routes
+        # refuse. (J is held densely anyway: one LU of it at set-up, kept only for linear="lu".)
+        eye = torch.eye(self.h.shape[1], dtype=self.h.dtype, device=self.h.device)
+        lu, pivots, info = torch.linalg.lu_factor_ex(eye - J)
+        require_invertible(info, "I − J")
+        require_well_conditioned(pivot_condition(lu), lu.dtype, "I − J")
         if linear == "lu":
-            eye = torch.eye(self.h.shape[1], dtype=self.h.dtype, device=self.h.device)
-            lu, pivots, info = torch.linalg.lu_factor_ex(eye - J)
-            require_invertible(info, "I − J")
-            require_well_conditioned(pivot_condition(lu), lu.dtype, "I − J")
             self._lu = (lu, pivots)
         else:
+            del lu, pivots
             self.J = J  # the iterative linear solves apply J and Jᵀ
         g_h = torch.func.grad(self._loss, argnums=1)(self.theta, self.h)
         self.lam = self.solve_adjoint(g_h)

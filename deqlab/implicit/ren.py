@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from deqlab.errors import InputError
 from deqlab.implicit.first_order import refuse_second_order
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
@@ -33,9 +34,10 @@ _DERIVATIVES = {
 }
 
 
-#: Why :func:`equilibrium_layer_fast` refuses second derivatives.
-FIRST_ORDER_ONLY = ("the REN's row-by-row equilibrium layer with the implicit backward gives first derivatives only "
-                    "(its backward holds σ'(v) fixed): for second derivatives use equilibrium_backward='autograd'")
+#: Why :func:`equilibrium_layer_fast` refuses forward mode and second derivatives.
+FIRST_ORDER_ONLY = ("the REN's row-by-row equilibrium layer with the implicit backward gives first derivatives only, "
+                    "by reverse mode (its backward holds σ'(v) fixed; forward-mode jvp/jacfwd and second derivatives "
+                    "through it would be wrong): for those use equilibrium_backward='autograd'")
 
 
 class _RowByRowEquilibrium(torch.autograd.Function):
@@ -45,26 +47,35 @@ class _RowByRowEquilibrium(torch.autograd.Function):
     ``∂pre = S a``, ``∂D₁₁ = Σ_batch (S a) wᵀ`` (masked to the strictly lower triangle).
     Same values as the autograd route through the row loop (tested), at a fraction of its cost:
     no graph of ``O(n_v)`` small operations per time step, one back substitution instead. First
-    derivatives only: differentiating its gradients again raises :class:`~deqlab.errors.InputError`
-    (it failed with a misleading in-place RuntimeError from torch)."""
+    derivatives by reverse mode only: differentiating its gradients again, or a forward-mode JVP through
+    it, raises :class:`~deqlab.errors.InputError` (the former failed with a misleading in-place RuntimeError
+    from torch, the latter with torch's NotImplementedError). Written in ``setup_context`` form with a
+    generated vmap rule, so ``torch.func.grad``/``jacrev``/``vmap`` work through it (every ``torch.func``
+    transform of a REN was torch's RuntimeError 'it must override the setup_context staticmethod')."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, pre, D11, activation):
+    def forward(pre, D11, activation):
         act = ACTIVATIONS[activation]
         n_v = pre.shape[-1]
         w = torch.empty_like(pre)
         w[:, 0] = act(pre[:, 0])
         for i in range(1, n_v):
             w[:, i] = act(pre[:, i] + w[:, :i] @ D11[i, :i])
-        v = pre + w @ D11.T
-        ctx.save_for_backward(v, w, D11)
-        ctx.activation = activation
         return w
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        pre, D11, activation = inputs
+        ctx.save_for_backward(pre, output, D11)
+        ctx.activation = activation
+
+    @staticmethod
     def backward(ctx, g):
-        v, w, D11 = ctx.saved_tensors
+        pre, w, D11 = ctx.saved_tensors
         with torch.no_grad():   # first order only: under create_graph the results refuse to be differentiated
+            v = pre + w @ D11.T
             s = _DERIVATIVES[ctx.activation](v, w)  # (batch, n_v)
             n_v = D11.shape[0]
             # back substitution for a = g + D₁₁ᵀ S a (D₁₁ strictly lower: a_j needs a_{j+1…})
@@ -80,8 +91,12 @@ class _RowByRowEquilibrium(torch.autograd.Function):
         return (refuse_second_order(sa, w, FIRST_ORDER_ONLY),
                 None if dD11 is None else refuse_second_order(dD11, w, FIRST_ORDER_ONLY), None)
 
+    @staticmethod
+    def jvp(ctx, *_):
+        raise InputError(FIRST_ORDER_ONLY)
+
 
 def equilibrium_layer_fast(pre: torch.Tensor, D11: torch.Tensor, activation: str) -> torch.Tensor:
     """:func:`equilibrium_layer` with the implicit-function backward (:class:`_RowByRowEquilibrium`).
-    ``activation`` is a name in :data:`ACTIVATIONS`; first derivatives only."""
+    ``activation`` is a name in :data:`ACTIVATIONS`; first derivatives by reverse mode only."""
     return _RowByRowEquilibrium.apply(pre, D11, activation)

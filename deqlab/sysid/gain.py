@@ -184,12 +184,15 @@ def hinf_norm(A, B, C, D, *, grid: int = HINF_GRID) -> tuple[float, float]:
     """``(‖G‖∞, ω_peak)`` of the discrete-time system ``(A, B, C, D)`` by a frequency sweep: the largest
     singular value of ``G(e^{iω})`` on ``grid`` frequencies in ``[0, π]`` (uniform, plus a geometric grid
     near 0 and around every pole angle), then refined by bounded Brent minimisation between the best
-    point's neighbours. ``inf`` if ``A`` has an eigenvalue on or outside the unit circle. :class:`InputError`
+    point's neighbours. ``inf`` if ``A`` has an eigenvalue on or outside the unit circle; ``(0, 0)`` for a system
+    without inputs or outputs (``G`` is empty). :class:`InputError`
     for matrices that are not real, finite and of consistent shapes, or a ``grid`` below 2."""
     from scipy.optimize import minimize_scalar
 
     A, B, C, D = _state_space(A, B, C, D)
     grid = require_count("grid", grid, minimum=2)
+    if D.size == 0:   # (no input or no output: G is an empty matrix, of norm 0; the sweep raised numpy's IndexError)
+        return 0.0, 0.0
     if A.size and np.max(np.abs(np.linalg.eigvals(A))) >= 1.0:
         return math.inf, float("nan")
     poles = np.abs(np.angle(np.linalg.eigvals(A))) if A.size else np.zeros(0)
