@@ -637,6 +637,17 @@ def test_an_output_root_variable_naming_a_user_who_does_not_exist_is_one_line(cl
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("value", [" ", "\t"])
+def test_an_output_root_variable_that_is_blank_is_refused_like_the_key(cli, tmp_path, monkeypatch, value):
+    """output_root=' ' is refused; DEQLAB_OUTPUT_ROOT=' ' made a folder named ' ' in the working directory
+    and the run (or sweep) went into it, exit 0."""
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", value)
+    monkeypatch.chdir(tmp_path)
+    for args in (["lowrank"], ["config", "lowrank"], ["sweep", "lowrank", "seed=0"]):
+        helpers.assert_one_line_error(cli(*args), f"DEQLAB_OUTPUT_ROOT must name a folder, got {value!r}")
+    assert not list(tmp_path.iterdir())
+
+
 def test_torch_warning_about_its_own_scripted_decompositions_is_not_kept(cli, output_root, monkeypatch):
     """torch 2.13's forward-mode AD of linalg ops calls its own deprecated ``torch.jit.script``, so every
     ``deqlab hessian`` ended with "1 warning(s) from the libraries the run used" about torch's code; that
