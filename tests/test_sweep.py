@@ -296,6 +296,9 @@ def test_a_group_option_is_a_name_never_a_path_to_another_yaml(cli, output_root,
         (["hydra.sweep.dir=runs/${now:%Y}"], "hydra.sweep.dir must be a plain folder path"),
         (["hydra.sweep.dir=${oc.env:HOME}"], "hydra.sweep.dir must be a plain folder path"),
         (["hydra.sweep.dir=null"], "hydra.sweep.dir must be a folder path, got null"),
+        # '' is the working directory (the sweep wrote its jobs into it when it was empty), ' ' a folder named ' '
+        (["hydra.sweep.dir=''"], "hydra.sweep.dir must be a folder path, got ''"),
+        (["hydra.sweep.dir=' '"], "hydra.sweep.dir must be a folder path, got ' '"),
         # launcher option values the launcher refused only once the sweep folder existed (exit 1)
         (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "refused by joblib: n_jobs == 0"),
         (["hydra/launcher=joblib", "hydra.launcher.prefer=nope"], "refused by joblib: prefer=nope"),

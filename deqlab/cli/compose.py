@@ -276,7 +276,7 @@ def _check_sweep_dir(value) -> None:
     """``hydra.sweep.dir`` must be a plain path: deqlab creates the folder before Hydra starts, and Hydra
     would resolve an interpolation (``${now:%H}``, ``${oc.env:HOME}``) to another folder, where the jobs
     went while the sweep reported none from the folder it had made."""
-    if value is None or isinstance(value, (list, dict)):
+    if value is None or isinstance(value, (list, dict)) or not str(value).strip():
         raise InputError(f"hydra.sweep.dir must be a folder path, got {'null' if value is None else repr(value)}")
     if "${" in str(value):
         raise InputError(f"hydra.sweep.dir must be a plain folder path, got {value!r}: deqlab creates the folder "
