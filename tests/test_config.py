@@ -4,6 +4,7 @@ the configs are found by an installed package too."""
 import dataclasses
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -226,6 +227,20 @@ def test_a_negative_zero_is_read_as_zero(command, override, read):
     bit): `deqlab mondeq eigen.input_std=-0.0` ended in that traceback. The settings hold +0.0."""
     settings, _ = load(command, [override])
     assert read(settings) == 0.0 and math.copysign(1.0, read(settings)) == 1.0
+
+
+@pytest.mark.parametrize("command, override, key", [
+    ("converge", "input_std={big}", "input_std"), ("converge", "solver.xtol=-{big}", "solver.xtol"),
+    ("mondeq", "sweep.alphas=[1,{big}]", "sweep.alphas[1]"), ("sysid", "model_settings.ren.lr={big}", "model_settings.ren.lr"),
+])
+def test_an_integer_too_large_for_a_number_key_is_one_line(cli, command, override, key):
+    """OmegaConf's float() of an integer beyond float64 raised OverflowError through the merge: a traceback
+    (exit 1) from `deqlab converge input_std=<400 digits>`, where input_std=1e400 is refused as not finite."""
+    override = override.format(big=2**1100)
+    with pytest.raises(InputError, match=rf"^{re.escape(key)} must be finite, got an integer of 332 digits"):
+        load(command, [override])
+    r = cli("config", command, override)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "must be finite" in r.stderr, r.stderr[-300:]
 
 
 def test_a_resolver_that_warns_still_gives_one_line(recwarn):

@@ -650,7 +650,8 @@ _NUMBER_WORDS = {int: "an integer", float: "a number"}
 def _check_digits(key: str, hint, value) -> None:
     """Refuse a number written with other digits than 0-9. OmegaConf converts a quoted number with Python's
     ``int()``/``float()``, which read every Unicode digit: ``seed='３'`` (full-width) and ``model.m='٣'``
-    (Arabic-Indic) ran with 3, while ``seed=３`` unquoted is refused by Hydra's parser."""
+    (Arabic-Indic) ran with 3, while ``seed=３`` unquoted is refused by Hydra's parser. Refuse too an
+    integer that a number key cannot hold (``input_std=<400 digits>``: float() overflows)."""
     import typing
 
     if typing.get_origin(hint) in (list, typing.List):
@@ -662,6 +663,12 @@ def _check_digits(key: str, hint, value) -> None:
         hint = next((h for h in typing.get_args(hint) if h is not type(None)), hint)
     if hint in _NUMBER_WORDS and isinstance(value, str) and not value.isascii():
         raise InputError(f"{key} must be {_NUMBER_WORDS[hint]} written with the digits 0-9, got {value!r}")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:   # (OmegaConf's float() of it raised OverflowError through the merge: a traceback)
+            raise InputError(f"{key} must be finite, got an integer of {len(str(abs(value))):,} digits "
+                             f"(float64 ends near 1.8e308)") from None
 
 
 def _group_words(key: str, group: type) -> str:
