@@ -171,6 +171,11 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
             if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in SWEEP_HYDRA_KEYS):
                 raise InputError(f"{key} cannot be changed: a sweep takes only hydra/launcher=..., hydra.launcher.<option>=... "
                                  "and hydra.sweep.dir=...")
+            if o.is_add() or o.is_force_add():
+                # (+hydra.launcher.foo=1 was handed to joblib as a backend keyword, which ignored it: exit 0, while
+                # hydra.launcher.foo=1 is refused as an unknown option)
+                raise InputError(f"{o.input_line!r}: a Hydra setting is set, never added; write {key}=... (the launcher's "
+                                 "own options only)")
             if o.is_sweep_override():
                 # (Hydra refuses it only once the sweep folder exists, and the sweep then failed with exit 1)
                 raise InputError(f"{o.input_line!r}: a Hydra setting takes one value; sweep the command's own keys")

@@ -89,6 +89,7 @@ def check_launcher_options(launcher) -> None:
             workers = effective_n_jobs(options.get("n_jobs"))
         except (ValueError, TypeError) as exc:
             raise InputError(f"hydra.launcher options refused by joblib: {exc}") from None
+        _check_joblib_dispatch(options, workers)
         cores = cpu_count()   # (the cores this process may use, as n_jobs=-1 counts them)
         if workers > WORKERS_PER_CORE * cores:
             # (loky starts the workers as the pool is made, about 15 a second here, whatever the jobs: n_jobs=100000
@@ -108,6 +109,29 @@ def check_launcher_options(launcher) -> None:
                 # and 100000 would have started that many processes)
                 raise InputError(f"hydra.launcher.{name} must be 1, got {value}: a deqlab job is one process, and each "
                                  "task would run the whole job again into the same folder")
+
+
+def _check_joblib_dispatch(options: dict, workers: int) -> None:
+    """``pre_dispatch`` and ``timeout``, which joblib reads only once the jobs are being handed out: a
+    ``pre_dispatch`` that is no count (``abc``, ``-1``, ``n_jobs-9``) or ``0`` (no job ever dispatched), a
+    ``timeout`` of 0 or less (every job "timed out") ended the sweep with exit 1 and a ``.failed`` folder."""
+    import math
+
+    from joblib._utils import eval_expr   # (joblib's own reading of it: arithmetic on n_jobs, nothing else)
+
+    pre = options.get("pre_dispatch")
+    if pre is not None and pre != "all":
+        try:
+            amount = int(eval_expr(pre.replace("n_jobs", str(workers))) if isinstance(pre, str) else pre)
+        except (ValueError, TypeError, OverflowError):
+            amount = None
+        if amount is None or amount < 1:
+            raise InputError(f"hydra.launcher.pre_dispatch={pre!r} must be all, a count of at least 1 or an expression "
+                             f"of n_jobs such as 2*n_jobs (here n_jobs is {workers})")
+    timeout = options.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or math.isnan(timeout) or timeout <= 0):
+        raise InputError(f"hydra.launcher.timeout must be a number of seconds > 0 (or null: no limit), got {timeout!r}")
 
 
 def run_sweep(command: str, args: list[str]) -> None:
