@@ -311,6 +311,11 @@ def test_a_group_option_is_a_name_never_a_path_to_another_yaml(cli, output_root,
         (["hydra/launcher=joblib", "hydra.launcher.timeout=0"], "hydra.launcher.timeout must be a number of seconds > 0"),
         # added, an option that is none was handed to joblib as a backend keyword and ignored (exit 0)
         (["hydra/launcher=joblib", "+hydra.launcher.foo=1"], "a Hydra setting is set, never added"),
+        # submitit made its folder only once the sweep folder existed: "File exists: /dev/null", exit 1, a .failed folder
+        (["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder=/dev/null"],
+         "hydra.launcher.submitit_folder='/dev/null': /dev/null is not a folder"),
+        (["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder=/dev/null/x/%j"], "/dev/null is not a folder"),
+        (["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder=' '"], "submitit_folder must be a folder path, got ' '"),
         (["hydra/launcher=joblib", "++hydra.launcher.n_jobs=1"], "a Hydra setting is set, never added"),
         (["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=0"], "tasks_per_node must be at least 1"),
         (["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=-1"], "timeout_min must be at least 1"),

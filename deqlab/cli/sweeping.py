@@ -134,6 +134,29 @@ def _check_joblib_dispatch(options: dict, workers: int) -> None:
         raise InputError(f"hydra.launcher.timeout must be a number of seconds > 0 (or null: no limit), got {timeout!r}")
 
 
+def _check_submitit_folder(parsed) -> None:
+    """A ``hydra.launcher.submitit_folder`` given by the user must be a folder that can be made: one that is a
+    file (``/dev/null``), or under one, failed only once the sweep folder existed (exit 1, a ``.failed``
+    folder); a blank one put submitit's files in the working directory."""
+    given = [o.value() for o in parsed if o.key_or_group == "hydra.launcher.submitit_folder"]
+    if not given:
+        return
+    value = given[-1]
+    if value is None or isinstance(value, (list, dict)) or not str(value).strip():
+        raise InputError(f"hydra.launcher.submitit_folder must be a folder path, got {'null' if value is None else repr(value)}")
+    if "${" in str(value):   # (resolved by Hydra in the job: left to it)
+        return
+    path = expand_home(str(value), "hydra.launcher.submitit_folder")
+    for folder in [path, *path.parents]:
+        try:
+            if folder.exists():
+                if not folder.is_dir():
+                    raise InputError(f"hydra.launcher.submitit_folder={str(value)!r}: {folder} is not a folder")
+                return
+        except OSError:   # (a name too long: submitit's own error, as the folder is made)
+            return
+
+
 def run_sweep(command: str, args: list[str]) -> None:
     from deqlab.cli.compose import RunOptions, compose, screen, sweep_jobs, to_settings
     from deqlab.cli.run_folder import (create_exclusive, creation_error, missing_folders, output_root, remove_empty,
@@ -148,6 +171,7 @@ def run_sweep(command: str, args: list[str]) -> None:
             resolve_device(settings)
             check_resources(settings)
         check_launcher_options(cfg.hydra.launcher)   # (one launcher for every probe: its settings are never swept)
+        _check_submitit_folder(parsed)
         import_run_modules(command)
     except InputError as exc:
         refuse_input(exc)
