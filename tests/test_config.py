@@ -243,6 +243,26 @@ def test_an_integer_too_large_for_a_number_key_is_one_line(cli, command, overrid
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "must be finite" in r.stderr, r.stderr[-300:]
 
 
+@pytest.mark.parametrize("command, override, message", [
+    ("sysid", "models=[[ren]]", "models[0] must be a string, got ['ren']"),
+    ("sysid", "models=[ren,{a:1}]", "models[1] must be a string, got {'a': 1}"),
+    ("converge", "solver_table=[[anderson]]", "solver_table[0] must be a string, got ['anderson']"),
+])
+def test_a_list_or_mapping_inside_a_list_of_names_is_refused_naming_the_item(command, override, message):
+    """OmegaConf lets a list into a list of names: `deqlab sysid pendulum models=[[ren]]` ended in
+    "bad value: Could not create instance of `Settings`: unhashable type: 'list'"."""
+    with pytest.raises(InputError) as info:
+        load(command, [override])
+    assert str(info.value) == message
+
+
+def test_sysid_settings_built_in_python_refuse_a_model_that_is_no_name():
+    from deqlab.settings.sysid import Settings
+
+    with pytest.raises(InputError, match=r"^model \['ren'\] is not in model_settings"):
+        Settings(models=[["ren"]])
+
+
 def test_a_resolver_that_warns_still_gives_one_line(recwarn):
     """`model.n_z=${oc.deprecated:seed}` printed OmegaConf's two-line UserWarning before the error."""
     with pytest.raises(InputError, match=r"^model\.n_z must be >= 1, got 0$"):

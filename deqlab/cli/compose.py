@@ -662,6 +662,10 @@ def _check_digits(key: str, hint, value) -> None:
     if typing.get_origin(hint) in (list, typing.List):
         item = (typing.get_args(hint) or (None,))[0]
         for i, entry in enumerate(value if isinstance(value, list) else []):
+            if item is str and isinstance(entry, (list, dict)):
+                # (OmegaConf lets a list or a mapping into a list of names: `models=[[ren]]` ended in "bad value:
+                # Could not create instance of `Settings`: unhashable type: 'list'")
+                raise InputError(f"{key}[{i}] must be a string, got {entry!r}")
             _check_digits(f"{key}[{i}]", item, entry)
         return
     if typing.get_origin(hint) is typing.Union:   # Optional[int]: the number's own type

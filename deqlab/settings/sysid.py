@@ -87,7 +87,7 @@ def check_models(models: List[str], model_settings: Dict[str, ModelSpec]) -> Non
     if not models:
         raise InputError("models is empty; name at least one of model_settings")
     for i, name in enumerate(models):
-        if name not in model_settings:
+        if not isinstance(name, str) or name not in model_settings:
             raise InputError(f"model {name!r} is not in model_settings; configured: {', '.join(model_settings)}")
         if name in models[:i]:
             raise InputError(f"models names {name!r} twice")   # it would be trained twice, its files overwritten
