@@ -300,6 +300,23 @@ def test_a_gpu_out_of_memory_is_one_line_and_a_failed_folder(cli, output_root, m
     assert folder.name.endswith(".failed") and "out of memory" in (folder / "error.txt").read_text()
 
 
+def test_torch_failing_to_allocate_host_memory_is_one_line_and_a_failed_folder(cli, output_root, monkeypatch):
+    """torch's CPU allocator raises a RuntimeError ("DefaultCPUAllocator: can't allocate memory"), not a
+    MemoryError: where the resource guard's estimate fell short the run ended as a bug, with a traceback."""
+    import torch
+
+    from deqlab.demos import converge
+
+    def allocate(settings):
+        return torch.empty(10**13, dtype=torch.float64)   # (80 TB: refused by the allocator at once, nothing touched)
+
+    monkeypatch.setattr(converge, "run", allocate)
+    r = cli("converge", *SMALL)
+    helpers.assert_one_line_error(r, "out of memory (lower the sizes in the settings)", code=1)
+    (folder,) = list((output_root / "converge").iterdir())
+    assert folder.name.endswith(".failed") and "out of memory" in (folder / "error.txt").read_text()
+
+
 def test_a_runtime_error_that_is_a_bug_keeps_its_traceback_and_fails_the_folder(cli, output_root, monkeypatch):
     from deqlab.demos import converge
 
