@@ -244,6 +244,11 @@ def test_a_sweep_worker_that_dies_ends_the_sweep_in_one_line(tmp_path, launcher,
         (["mondeq", "--n-z", "100000"], "lower model.n_z"),
         (["converge", "layers=[0,1000000000]"], "layers[1] must be <= 100000"),
         (["lowrank", "--part", "study", "study.n=100000", "study.k=[1]"], "lower study.n"),
+        # MAX_STATE alone let these through: a REN of 7.2 GB per copy of its (2n_x + n_v)² matrices
+        (["sysid", "pendulum", "--tiny", "model_settings.ren.n_x=10000", "model_settings.ren.n_v=10000"],
+         "lower model_settings.ren.n_x / model_settings.ren.n_v"),
+        (["sysid", "pendulum", "--tiny", "--models", "lstm", "model_settings.lstm.n_h=10000"], "lower model_settings.lstm.n_h"),
+        (["sysid", "f16", "--tiny", "--data-dir", "nowhere", "model_settings.ren.n_x=10000"], "lower model_settings.ren.n_x"),
     ],
 )
 def test_sizes_that_cannot_fit_are_refused_up_front(cli, output_root, args, text):
