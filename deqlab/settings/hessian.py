@@ -60,7 +60,7 @@ class Settings:
         if len(set(self.groups)) != len(self.groups):
             raise InputError(f"groups must not repeat a group, got {list(self.groups)}")
         self.groups = [g for g in GROUPS if g in self.groups]  # the canonical order
-        checks.number("fd_step", self.fd_step, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.step("fd_step", self.fd_step)
         checks.count("unroll_steps", self.unroll_steps, maximum=100_000)
         checks.count("max_dense_p", self.max_dense_p, maximum=10**6)
         checks.count("max_reference_p", self.max_reference_p, maximum=10**5)

@@ -55,7 +55,7 @@ class DEQPairsSettings:
         for key in ("n_z", "n_x", "n_y", "batch"):
             checks.count(f"deq.{key}", getattr(self, key), maximum=10_000)
         checks.count("deq.layers", self.layers, maximum=100_000)
-        checks.number("deq.eps", self.eps, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.step("deq.eps", self.eps)
         checks.choice("deq.difference", self.difference, DIFFERENCES)
         checks.choices("deq.directions", self.directions, DIRECTIONS)
         ks = checks.counts("deq.k", self.k, maximum=10**6)
