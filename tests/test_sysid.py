@@ -600,6 +600,19 @@ def test_seed_and_seeds_options_together_are_refused(cli, output_root, command):
     assert not output_root.exists()
 
 
+@pytest.mark.parametrize("given, key", [
+    (["--data", "mine.npz", "--noise", "0.1"], "data.noise_std (--noise)"),
+    (["data.path=mine.npz", "data.trajectories=100"], "data.trajectories"),
+    (["--data", "mine.npz", "pendulum.mu=0.5"], "pendulum.mu"),
+])
+def test_a_simulator_setting_with_a_data_file_is_refused(cli, output_root, given, key):
+    """`--data mine.npz --noise 0.1` trained on the file as it was: the noise asked for was never added, exit 0."""
+    r = cli("sysid", "pendulum", "--tiny", *given)
+    helpers.assert_one_line_error(r, f"{key} sets the pendulum simulator's data, but a data file is given")
+    assert not output_root.exists()
+    assert cli("config", "sysid", "data.path=null", "data.trajectories=7").exit_code == 0
+
+
 @pytest.mark.parametrize("given", [["seed=1", "seeds=[1,2]"], ["--seed", "1", "seeds=[1,2]"], ["++seed=1", "seeds=[3]"]])
 def test_seed_and_seeds_keys_together_are_refused(cli, output_root, given):
     """The keys too: `seed=1 seeds=[1,2]` ran seed 1 alone, the list unused, with exit 0."""
