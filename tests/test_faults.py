@@ -257,6 +257,20 @@ def test_sizes_that_cannot_fit_are_refused_up_front(cli, output_root, args, text
     assert not output_root.exists()
 
 
+def test_a_matrix_free_hessian_is_not_sized_for_the_reference_routes_it_does_not_run(monkeypatch):
+    """`deqlab hessian --hvp-only --n-z 300 --batch 256` was refused where 18 GiB were free: "the unrolled reference
+    routes would need about 22.9 GiB ... lower unroll_steps", routes that only the dense mode runs."""
+    from deqlab.cli.compose import load
+    from deqlab.cli.execute import check_resources
+
+    monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 8 * 2**30)
+    settings, _ = load("hessian", ["hvp_only=true", "model.n_z=300", "batch=256"])
+    check_resources(settings)
+    assert "unroll_steps" not in [e.key for e in settings.memory_estimates()]
+    dense, _ = load("hessian", ["model.n_z=20", "batch=256"])
+    assert "unroll_steps" in [e.key for e in dense.memory_estimates()]
+
+
 def test_bad_input_seen_only_by_the_run_leaves_no_folders(cli, output_root, tmp_path):
     """A data folder that does not exist is found once the run has its folder: the run folder and the
     command folders it made (``outputs/sysid/f16``) are removed; folders that were there stay."""

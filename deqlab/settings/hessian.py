@@ -83,7 +83,7 @@ class Settings:
         out = [Estimate(6 * dense_bytes(B, N * N), "model.n_z / batch", f"{B} factorisations of {N}x{N}")]
         if not self.hvp_only:
             out.append(Estimate(4 * dense_bytes(P, P), "model.n_z (or use --hvp-only)", f"the dense {P}x{P} Hessian"))
-        if self.check_fd or self.check_layer or self.pitfall:
+        if not self.hvp_only and (self.check_fd or self.check_layer or self.pitfall):   # (hvp_only runs none of them)
             Pr = min(P, self.max_reference_p)
             out.append(Estimate(4 * dense_bytes(Pr, Pr) + 8.0 * self.unroll_steps * B * N * Pr, "unroll_steps",
                                 "the unrolled reference routes"))
