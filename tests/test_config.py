@@ -263,6 +263,19 @@ def test_sysid_settings_built_in_python_refuse_a_model_that_is_no_name():
         Settings(models=[["ren"]])
 
 
+@pytest.mark.parametrize("command, override, key", [
+    ("sysid", "seeds.5=1", "seeds[5]"), ("sysid", "+seeds.3=1", "seeds[3]"), ("sysid", "data.fractions.3=0.1", "data.fractions[3]"),
+])
+def test_an_item_past_the_end_of_a_list_is_named(command, override, key):
+    """`seeds.5=1` on a list of three said only "bad override: Error merging override seeds.5=1"."""
+    with pytest.raises(InputError) as info:
+        load(command, [override])
+    whole = key.split("[")[0]
+    assert str(info.value) == (f"{key} is past the end of the list {whole}: an item can be set only where the list has "
+                               f"one; set the whole list instead ({whole}=[...])")
+    assert load("converge", ["layers.7=1"])[0].layers[7] == 1
+
+
 def test_a_resolver_that_warns_still_gives_one_line(recwarn):
     """`model.n_z=${oc.deprecated:seed}` printed OmegaConf's two-line UserWarning before the error."""
     with pytest.raises(InputError, match=r"^model\.n_z must be >= 1, got 0$"):

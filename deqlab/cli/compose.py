@@ -706,6 +706,11 @@ def explain(exc: Exception, command: str) -> str:
             if "already at" in marker:
                 return f"{key} exists already: set it without '+' ({key}=...)"
             return unknown_key_message(key, settings_class(command))
+    past_end = _key_in_chain(exc, (_config_index_error(),))
+    if past_end:   # seeds.5=1 on a list of 3 ("Error merging override seeds.5=1", nothing more)
+        whole = past_end.split("[", 1)[0]
+        return (f"{past_end} is past the end of the list {whole}: an item can be set only where the list has one; "
+                f"set the whole list instead ({whole}=[...])")
     mistyped = _mistyped_key_in_chain(exc)
     if mistyped and "Error merging override " in text:   # mlp.hidden={a:1}: a mapping where a list belongs
         given = text.split("Error merging override ", 1)[1].split(" full_key", 1)[0].split("=", 1)[-1]
@@ -723,6 +728,12 @@ def _key_in_chain(exc: BaseException, kinds: tuple[type, ...]) -> str | None:
             return str(exc.full_key)
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
+
+
+def _config_index_error() -> type:
+    from omegaconf.errors import ConfigIndexError
+
+    return ConfigIndexError
 
 
 def _unknown_key_in_chain(exc: BaseException) -> str | None:
