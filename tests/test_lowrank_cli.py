@@ -120,7 +120,9 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
         (("--part", "study", "study.definite=maybe"), "study.definite"),
         (("--part", "deq", "deq.directions=[sideways]"), "deq.directions"),
         (("--part", "study", "--pairs", "x.npz"), "cannot be combined"),
-        (("pairs_file=x.npz",), "pairs_file is read only by part=pairs")
+        (("pairs_file=x.npz",), "pairs_file is read only by part=pairs"),
+        (("pairs_file=''",), "pairs_file must name a .npz file, or be null; got an empty path"),   # (ran part=example)
+        (("part=pairs", "pairs_file=''"), "pairs_file must name a .npz file"),
     ],
 )
 def test_bad_config(cli, output_root, args, message):
