@@ -4,6 +4,7 @@ the configs are found by an installed package too."""
 import dataclasses
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -226,6 +227,53 @@ def test_a_negative_zero_is_read_as_zero(command, override, read):
     bit): `deqlab mondeq eigen.input_std=-0.0` ended in that traceback. The settings hold +0.0."""
     settings, _ = load(command, [override])
     assert read(settings) == 0.0 and math.copysign(1.0, read(settings)) == 1.0
+
+
+@pytest.mark.parametrize("command, override, key", [
+    ("converge", "input_std={big}", "input_std"), ("converge", "solver.xtol=-{big}", "solver.xtol"),
+    ("mondeq", "sweep.alphas=[1,{big}]", "sweep.alphas[1]"), ("sysid", "model_settings.ren.lr={big}", "model_settings.ren.lr"),
+])
+def test_an_integer_too_large_for_a_number_key_is_one_line(cli, command, override, key):
+    """OmegaConf's float() of an integer beyond float64 raised OverflowError through the merge: a traceback
+    (exit 1) from `deqlab converge input_std=<400 digits>`, where input_std=1e400 is refused as not finite."""
+    override = override.format(big=2**1100)
+    with pytest.raises(InputError, match=rf"^{re.escape(key)} must be finite, got an integer of 332 digits"):
+        load(command, [override])
+    r = cli("config", command, override)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "must be finite" in r.stderr, r.stderr[-300:]
+
+
+@pytest.mark.parametrize("command, override, message", [
+    ("sysid", "models=[[ren]]", "models[0] must be a string, got ['ren']"),
+    ("sysid", "models=[ren,{a:1}]", "models[1] must be a string, got {'a': 1}"),
+    ("converge", "solver_table=[[anderson]]", "solver_table[0] must be a string, got ['anderson']"),
+])
+def test_a_list_or_mapping_inside_a_list_of_names_is_refused_naming_the_item(command, override, message):
+    """OmegaConf lets a list into a list of names: `deqlab sysid pendulum models=[[ren]]` ended in
+    "bad value: Could not create instance of `Settings`: unhashable type: 'list'"."""
+    with pytest.raises(InputError) as info:
+        load(command, [override])
+    assert str(info.value) == message
+
+
+def test_sysid_settings_built_in_python_refuse_a_model_that_is_no_name():
+    from deqlab.settings.sysid import Settings
+
+    with pytest.raises(InputError, match=r"^model \['ren'\] is not in model_settings"):
+        Settings(models=[["ren"]])
+
+
+@pytest.mark.parametrize("command, override, key", [
+    ("sysid", "seeds.5=1", "seeds[5]"), ("sysid", "+seeds.3=1", "seeds[3]"), ("sysid", "data.fractions.3=0.1", "data.fractions[3]"),
+])
+def test_an_item_past_the_end_of_a_list_is_named(command, override, key):
+    """`seeds.5=1` on a list of three said only "bad override: Error merging override seeds.5=1"."""
+    with pytest.raises(InputError) as info:
+        load(command, [override])
+    whole = key.split("[")[0]
+    assert str(info.value) == (f"{key} is past the end of the list {whole}: an item can be set only where the list has "
+                               f"one; set the whole list instead ({whole}=[...])")
+    assert load("converge", ["layers.7=1"])[0].layers[7] == 1
 
 
 def test_a_resolver_that_warns_still_gives_one_line(recwarn):

@@ -244,12 +244,31 @@ def test_a_sweep_worker_that_dies_ends_the_sweep_in_one_line(tmp_path, launcher,
         (["mondeq", "--n-z", "100000"], "lower model.n_z"),
         (["converge", "layers=[0,1000000000]"], "layers[1] must be <= 100000"),
         (["lowrank", "--part", "study", "study.n=100000", "study.k=[1]"], "lower study.n"),
+        # MAX_STATE alone let these through: a REN of 7.2 GB per copy of its (2n_x + n_v)² matrices
+        (["sysid", "pendulum", "--tiny", "model_settings.ren.n_x=10000", "model_settings.ren.n_v=10000"],
+         "lower model_settings.ren.n_x / model_settings.ren.n_v"),
+        (["sysid", "pendulum", "--tiny", "--models", "lstm", "model_settings.lstm.n_h=10000"], "lower model_settings.lstm.n_h"),
+        (["sysid", "f16", "--tiny", "--data-dir", "nowhere", "model_settings.ren.n_x=10000"], "lower model_settings.ren.n_x"),
     ],
 )
 def test_sizes_that_cannot_fit_are_refused_up_front(cli, output_root, args, text):
     r = cli(*args)
     helpers.assert_one_line_error(r, text)
     assert not output_root.exists()
+
+
+def test_a_matrix_free_hessian_is_not_sized_for_the_reference_routes_it_does_not_run(monkeypatch):
+    """`deqlab hessian --hvp-only --n-z 300 --batch 256` was refused where 18 GiB were free: "the unrolled reference
+    routes would need about 22.9 GiB ... lower unroll_steps", routes that only the dense mode runs."""
+    from deqlab.cli.compose import load
+    from deqlab.cli.execute import check_resources
+
+    monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 8 * 2**30)
+    settings, _ = load("hessian", ["hvp_only=true", "model.n_z=300", "batch=256"])
+    check_resources(settings)
+    assert "unroll_steps" not in [e.key for e in settings.memory_estimates()]
+    dense, _ = load("hessian", ["model.n_z=20", "batch=256"])
+    assert "unroll_steps" in [e.key for e in dense.memory_estimates()]
 
 
 def test_bad_input_seen_only_by_the_run_leaves_no_folders(cli, output_root, tmp_path):
@@ -296,6 +315,23 @@ def test_a_gpu_out_of_memory_is_one_line_and_a_failed_folder(cli, output_root, m
     monkeypatch.setattr(converge, "run", allocate)
     r = cli("converge", *SMALL)
     helpers.assert_one_line_error(r, "out of memory on cpu (lower the sizes in the settings)", code=1)
+    (folder,) = list((output_root / "converge").iterdir())
+    assert folder.name.endswith(".failed") and "out of memory" in (folder / "error.txt").read_text()
+
+
+def test_torch_failing_to_allocate_host_memory_is_one_line_and_a_failed_folder(cli, output_root, monkeypatch):
+    """torch's CPU allocator raises a RuntimeError ("DefaultCPUAllocator: can't allocate memory"), not a
+    MemoryError: where the resource guard's estimate fell short the run ended as a bug, with a traceback."""
+    import torch
+
+    from deqlab.demos import converge
+
+    def allocate(settings):
+        return torch.empty(10**13, dtype=torch.float64)   # (80 TB: refused by the allocator at once, nothing touched)
+
+    monkeypatch.setattr(converge, "run", allocate)
+    r = cli("converge", *SMALL)
+    helpers.assert_one_line_error(r, "out of memory (lower the sizes in the settings)", code=1)
     (folder,) = list((output_root / "converge").iterdir())
     assert folder.name.endswith(".failed") and "out of memory" in (folder / "error.txt").read_text()
 
@@ -634,6 +670,17 @@ def test_an_output_root_variable_naming_a_user_who_does_not_exist_is_one_line(cl
     monkeypatch.chdir(tmp_path)
     for args in (["converge"], ["config", "converge"], ["sweep", "converge", "seed=0"]):
         helpers.assert_one_line_error(cli(*args), "DEQLAB_OUTPUT_ROOT '~nosuchuser/runs' starts with ~nosuchuser")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("value", [" ", "\t"])
+def test_an_output_root_variable_that_is_blank_is_refused_like_the_key(cli, tmp_path, monkeypatch, value):
+    """output_root=' ' is refused; DEQLAB_OUTPUT_ROOT=' ' made a folder named ' ' in the working directory
+    and the run (or sweep) went into it, exit 0."""
+    monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", value)
+    monkeypatch.chdir(tmp_path)
+    for args in (["lowrank"], ["config", "lowrank"], ["sweep", "lowrank", "seed=0"]):
+        helpers.assert_one_line_error(cli(*args), f"DEQLAB_OUTPUT_ROOT must name a folder, got {value!r}")
     assert not list(tmp_path.iterdir())
 
 

@@ -135,6 +135,8 @@ def test_a_tolerance_too_loose_for_z_star_is_refused_then_marked(cli, output_roo
         (("--n-z", "-3"), "model.n_z"),
         (("--dtype", "float16"), "dtype"),
         (("--fd-step", "0"), "fd_step"),
+        # (exit 0, the finite differences' route reported a 100% error: θ + 1e-300 is θ)
+        (("--check-fd", "--fd-step", "1e-300"), "fd_step must be >= 2.2e-16 (float64's epsilon"),
         (("--solver", "magic"), "unknown solver"),
         (("--n-z", "60"), "max_dense_p"),
         (("check_fd=maybe",), "check_fd"),

@@ -113,12 +113,16 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
         (("--part", "study", "study.n=5", "study.k=[1,6]"), "study.k contains 6"),
         (("--part", "study", "study.noise=[-1]"), "study.noise"),
         (("--part", "deq", "deq.k=[1000]"), "deq.k contains 1000"),
+        # (exit 0: every pair (dθ, d∇L) was zero, since θ + 1e-300 is θ, and the table held NaN residuals and rank 0)
+        (("--part", "deq", "deq.eps=1e-300"), "deq.eps must be >= 2.2e-16 (float64's epsilon"),
         (("--rtol", "-1"), "rtol must be >"),
         (("--rtol", "1"), "rtol must be < 1"),      # the settings took 1, the method refused it in other words
         (("--part", "study", "study.definite=maybe"), "study.definite"),
         (("--part", "deq", "deq.directions=[sideways]"), "deq.directions"),
         (("--part", "study", "--pairs", "x.npz"), "cannot be combined"),
-        (("pairs_file=x.npz",), "pairs_file is read only by part=pairs")
+        (("pairs_file=x.npz",), "pairs_file is read only by part=pairs"),
+        (("pairs_file=''",), "pairs_file must name a .npz file, or be null; got an empty path"),   # (ran part=example)
+        (("part=pairs", "pairs_file=''"), "pairs_file must name a .npz file"),
     ],
 )
 def test_bad_config(cli, output_root, args, message):

@@ -296,10 +296,27 @@ def test_a_group_option_is_a_name_never_a_path_to_another_yaml(cli, output_root,
         (["hydra.sweep.dir=runs/${now:%Y}"], "hydra.sweep.dir must be a plain folder path"),
         (["hydra.sweep.dir=${oc.env:HOME}"], "hydra.sweep.dir must be a plain folder path"),
         (["hydra.sweep.dir=null"], "hydra.sweep.dir must be a folder path, got null"),
+        # '' is the working directory (the sweep wrote its jobs into it when it was empty), ' ' a folder named ' '
+        (["hydra.sweep.dir=''"], "hydra.sweep.dir must be a folder path, got ''"),
+        (["hydra.sweep.dir=' '"], "hydra.sweep.dir must be a folder path, got ' '"),
         # launcher option values the launcher refused only once the sweep folder existed (exit 1)
         (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "refused by joblib: n_jobs == 0"),
         (["hydra/launcher=joblib", "hydra.launcher.prefer=nope"], "refused by joblib: prefer=nope"),
         (["hydra/launcher=joblib", "hydra.launcher.batch_size=0"], "refused by joblib: batch_size"),
+        # joblib reads these only as it hands out the jobs: exit 1, a .failed sweep folder (0: no job ever started)
+        (["hydra/launcher=joblib", "hydra.launcher.pre_dispatch=abc"], "hydra.launcher.pre_dispatch='abc' must be all, a count"),
+        (["hydra/launcher=joblib", "hydra.launcher.pre_dispatch=0"], "hydra.launcher.pre_dispatch=0 must be all, a count"),
+        (["hydra/launcher=joblib", "hydra.launcher.pre_dispatch='n_jobs-9'"], "must be all, a count of at least 1"),
+        (["hydra/launcher=joblib", "hydra.launcher.timeout=-1"], "hydra.launcher.timeout must be a number of seconds > 0"),
+        (["hydra/launcher=joblib", "hydra.launcher.timeout=0"], "hydra.launcher.timeout must be a number of seconds > 0"),
+        # added, an option that is none was handed to joblib as a backend keyword and ignored (exit 0)
+        (["hydra/launcher=joblib", "+hydra.launcher.foo=1"], "a Hydra setting is set, never added"),
+        # submitit made its folder only once the sweep folder existed: "File exists: /dev/null", exit 1, a .failed folder
+        (["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder=/dev/null"],
+         "hydra.launcher.submitit_folder='/dev/null': /dev/null is not a folder"),
+        (["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder=/dev/null/x/%j"], "/dev/null is not a folder"),
+        (["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder=' '"], "submitit_folder must be a folder path, got ' '"),
+        (["hydra/launcher=joblib", "++hydra.launcher.n_jobs=1"], "a Hydra setting is set, never added"),
         (["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=0"], "tasks_per_node must be at least 1"),
         (["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=-1"], "timeout_min must be at least 1"),
     ],

@@ -479,6 +479,14 @@ def test_a_data_file_with_pickled_objects_is_refused_without_running_them(tmp_pa
     assert not marker.exists()
 
 
+def _column_as_text(table: str, column: str) -> str:
+    import io
+
+    frame = pd.read_csv(io.StringIO(table))
+    frame[column] = "abc"
+    return frame.to_csv(index=False)
+
+
 def test_a_run_folder_with_broken_tables_or_model_files_is_one_line(tiny_run, cli, output_root, tmp_path):
     """What `sysid evaluate` reads from a run folder besides config.yaml: the training table (empty, not
     text, or without its model/seed column ended in pandas' traceback) and the model files (a FIFO in
@@ -493,7 +501,10 @@ def test_a_run_folder_with_broken_tables_or_model_files_is_one_line(tiny_run, cl
     table = (run / "sysid_runs.csv").read_text()
     for name, text, message in [("empty", "", "not a table"), ("binary", "\x9e\x00\xff" * 50, "not a table"),
                                 ("no_seed", table.replace("seed", "sead"), "no column seed"),
-                                ("no_model", table.replace("model", "modell"), "no column model")]:
+                                ("no_model", table.replace("model", "modell"), "no column model"),
+                                # (exit 0: the evaluation's cells held a pandas Series over three lines, or the text)
+                                ("twice", "\n".join([*table.splitlines()[:2], *table.splitlines()[1:]]) + "\n", "has two rows"),
+                                ("text", _column_as_text(table, "train time [s]"), "holds text, not numbers")]:
         copy = tmp_path / name
         shutil.copytree(run, copy)
         (copy / "sysid_runs.csv").write_bytes(text.encode("latin-1"))
@@ -587,6 +598,19 @@ def test_seed_and_seeds_options_together_are_refused(cli, output_root, command):
     r = cli(*command, "--seed", "1", "--seeds", "1,2")
     helpers.assert_one_line_error(r, "--seed 1 and --seeds 1,2 both given")
     assert not output_root.exists()
+
+
+@pytest.mark.parametrize("given, key", [
+    (["--data", "mine.npz", "--noise", "0.1"], "data.noise_std (--noise)"),
+    (["data.path=mine.npz", "data.trajectories=100"], "data.trajectories"),
+    (["--data", "mine.npz", "pendulum.mu=0.5"], "pendulum.mu"),
+])
+def test_a_simulator_setting_with_a_data_file_is_refused(cli, output_root, given, key):
+    """`--data mine.npz --noise 0.1` trained on the file as it was: the noise asked for was never added, exit 0."""
+    r = cli("sysid", "pendulum", "--tiny", *given)
+    helpers.assert_one_line_error(r, f"{key} sets the pendulum simulator's data, but a data file is given")
+    assert not output_root.exists()
+    assert cli("config", "sysid", "data.path=null", "data.trajectories=7").exit_code == 0
 
 
 @pytest.mark.parametrize("given", [["seed=1", "seeds=[1,2]"], ["--seed", "1", "seeds=[1,2]"], ["++seed=1", "seeds=[3]"]])

@@ -171,6 +171,11 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
             if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in SWEEP_HYDRA_KEYS):
                 raise InputError(f"{key} cannot be changed: a sweep takes only hydra/launcher=..., hydra.launcher.<option>=... "
                                  "and hydra.sweep.dir=...")
+            if o.is_add() or o.is_force_add():
+                # (+hydra.launcher.foo=1 was handed to joblib as a backend keyword, which ignored it: exit 0, while
+                # hydra.launcher.foo=1 is refused as an unknown option)
+                raise InputError(f"{o.input_line!r}: a Hydra setting is set, never added; write {key}=... (the launcher's "
+                                 "own options only)")
             if o.is_sweep_override():
                 # (Hydra refuses it only once the sweep folder exists, and the sweep then failed with exit 1)
                 raise InputError(f"{o.input_line!r}: a Hydra setting takes one value; sweep the command's own keys")
@@ -276,7 +281,7 @@ def _check_sweep_dir(value) -> None:
     """``hydra.sweep.dir`` must be a plain path: deqlab creates the folder before Hydra starts, and Hydra
     would resolve an interpolation (``${now:%H}``, ``${oc.env:HOME}``) to another folder, where the jobs
     went while the sweep reported none from the folder it had made."""
-    if value is None or isinstance(value, (list, dict)):
+    if value is None or isinstance(value, (list, dict)) or not str(value).strip():
         raise InputError(f"hydra.sweep.dir must be a folder path, got {'null' if value is None else repr(value)}")
     if "${" in str(value):
         raise InputError(f"hydra.sweep.dir must be a plain folder path, got {value!r}: deqlab creates the folder "
@@ -650,18 +655,29 @@ _NUMBER_WORDS = {int: "an integer", float: "a number"}
 def _check_digits(key: str, hint, value) -> None:
     """Refuse a number written with other digits than 0-9. OmegaConf converts a quoted number with Python's
     ``int()``/``float()``, which read every Unicode digit: ``seed='３'`` (full-width) and ``model.m='٣'``
-    (Arabic-Indic) ran with 3, while ``seed=３`` unquoted is refused by Hydra's parser."""
+    (Arabic-Indic) ran with 3, while ``seed=３`` unquoted is refused by Hydra's parser. Refuse too an
+    integer that a number key cannot hold (``input_std=<400 digits>``: float() overflows)."""
     import typing
 
     if typing.get_origin(hint) in (list, typing.List):
         item = (typing.get_args(hint) or (None,))[0]
         for i, entry in enumerate(value if isinstance(value, list) else []):
+            if item is str and isinstance(entry, (list, dict)):
+                # (OmegaConf lets a list or a mapping into a list of names: `models=[[ren]]` ended in "bad value:
+                # Could not create instance of `Settings`: unhashable type: 'list'")
+                raise InputError(f"{key}[{i}] must be a string, got {entry!r}")
             _check_digits(f"{key}[{i}]", item, entry)
         return
     if typing.get_origin(hint) is typing.Union:   # Optional[int]: the number's own type
         hint = next((h for h in typing.get_args(hint) if h is not type(None)), hint)
     if hint in _NUMBER_WORDS and isinstance(value, str) and not value.isascii():
         raise InputError(f"{key} must be {_NUMBER_WORDS[hint]} written with the digits 0-9, got {value!r}")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:   # (OmegaConf's float() of it raised OverflowError through the merge: a traceback)
+            raise InputError(f"{key} must be finite, got an integer of {len(str(abs(value))):,} digits "
+                             f"(float64 ends near 1.8e308)") from None
 
 
 def _group_words(key: str, group: type) -> str:
@@ -690,6 +706,11 @@ def explain(exc: Exception, command: str) -> str:
             if "already at" in marker:
                 return f"{key} exists already: set it without '+' ({key}=...)"
             return unknown_key_message(key, settings_class(command))
+    past_end = _key_in_chain(exc, (_config_index_error(),))
+    if past_end:   # seeds.5=1 on a list of 3 ("Error merging override seeds.5=1", nothing more)
+        whole = past_end.split("[", 1)[0]
+        return (f"{past_end} is past the end of the list {whole}: an item can be set only where the list has one; "
+                f"set the whole list instead ({whole}=[...])")
     mistyped = _mistyped_key_in_chain(exc)
     if mistyped and "Error merging override " in text:   # mlp.hidden={a:1}: a mapping where a list belongs
         given = text.split("Error merging override ", 1)[1].split(" full_key", 1)[0].split("=", 1)[-1]
@@ -707,6 +728,12 @@ def _key_in_chain(exc: BaseException, kinds: tuple[type, ...]) -> str | None:
             return str(exc.full_key)
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
+
+
+def _config_index_error() -> type:
+    from omegaconf.errors import ConfigIndexError
+
+    return ConfigIndexError
 
 
 def _unknown_key_in_chain(exc: BaseException) -> str | None:

@@ -137,7 +137,7 @@ def _ended_by(exc: BaseException, run_dir, settings, *, sweep_job: bool = False)
         writing = not filename or where.strip() != str(filename) or exc.errno in WRITE_ERRORS
         # (a file outside the run folder that the run could not open is not one it failed to write)
         return _failed(run_dir, f"cannot {'write' if writing else 'open'}{where}: {exc.strerror or exc}", 1)
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or _out_of_host_memory(exc):
         return _failed(run_dir, "out of memory (lower the sizes in the settings)", 1)
     if isinstance(exc, RuntimeError) and _out_of_device_memory(exc):
         return _failed(run_dir, f"out of memory on {getattr(settings, 'device', 'the device')} "
@@ -168,6 +168,13 @@ def _mark_bug(run_dir, exc: BaseException) -> None:
 
     run_dir.fail(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
     end_children()
+
+
+def _out_of_host_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's failure to allocate host memory: a ``RuntimeError`` ("DefaultCPUAllocator:
+    can't allocate memory"), not a ``MemoryError``, which a run whose sizes the resource guard underestimated
+    ended with as if it were a bug (a traceback)."""
+    return isinstance(exc, RuntimeError) and "DefaultCPUAllocator" in str(exc) and "allocate memory" in str(exc)
 
 
 def _out_of_device_memory(exc: BaseException) -> bool:

@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from deqlab.errors import expand_home
+from deqlab.errors import InputError, expand_home
 from deqlab.report.files import write_text
 
 ENV_OUTPUT_ROOT = "DEQLAB_OUTPUT_ROOT"
@@ -30,7 +30,11 @@ MAX_ATTEMPTS = 10_000
 def output_root(configured: str | None = None) -> Path:
     """``DEQLAB_OUTPUT_ROOT``, else ``configured``, else ``outputs``; ``~`` is the user's home folder (a
     literal ``~`` folder was made in the working directory while the CSV writer expanded it: the run failed)."""
-    given = os.environ.get(ENV_OUTPUT_ROOT) or configured or "outputs"
+    variable = os.environ.get(ENV_OUTPUT_ROOT)
+    if variable and not variable.strip():
+        # (output_root=' ' is refused by the settings; the variable made a folder named ' ' in the working directory)
+        raise InputError(f"{ENV_OUTPUT_ROOT} must name a folder, got {variable!r} (unset it to use output_root)")
+    given = variable or configured or "outputs"
     return expand_home(given, ENV_OUTPUT_ROOT if os.environ.get(ENV_OUTPUT_ROOT) else "output_root")
 
 

@@ -89,6 +89,7 @@ def check_launcher_options(launcher) -> None:
             workers = effective_n_jobs(options.get("n_jobs"))
         except (ValueError, TypeError) as exc:
             raise InputError(f"hydra.launcher options refused by joblib: {exc}") from None
+        _check_joblib_dispatch(options, workers)
         cores = cpu_count()   # (the cores this process may use, as n_jobs=-1 counts them)
         if workers > WORKERS_PER_CORE * cores:
             # (loky starts the workers as the pool is made, about 15 a second here, whatever the jobs: n_jobs=100000
@@ -110,6 +111,52 @@ def check_launcher_options(launcher) -> None:
                                  "task would run the whole job again into the same folder")
 
 
+def _check_joblib_dispatch(options: dict, workers: int) -> None:
+    """``pre_dispatch`` and ``timeout``, which joblib reads only once the jobs are being handed out: a
+    ``pre_dispatch`` that is no count (``abc``, ``-1``, ``n_jobs-9``) or ``0`` (no job ever dispatched), a
+    ``timeout`` of 0 or less (every job "timed out") ended the sweep with exit 1 and a ``.failed`` folder."""
+    import math
+
+    from joblib._utils import eval_expr   # (joblib's own reading of it: arithmetic on n_jobs, nothing else)
+
+    pre = options.get("pre_dispatch")
+    if pre is not None and pre != "all":
+        try:
+            amount = int(eval_expr(pre.replace("n_jobs", str(workers))) if isinstance(pre, str) else pre)
+        except (ValueError, TypeError, OverflowError):
+            amount = None
+        if amount is None or amount < 1:
+            raise InputError(f"hydra.launcher.pre_dispatch={pre!r} must be all, a count of at least 1 or an expression "
+                             f"of n_jobs such as 2*n_jobs (here n_jobs is {workers})")
+    timeout = options.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or math.isnan(timeout) or timeout <= 0):
+        raise InputError(f"hydra.launcher.timeout must be a number of seconds > 0 (or null: no limit), got {timeout!r}")
+
+
+def _check_submitit_folder(parsed) -> None:
+    """A ``hydra.launcher.submitit_folder`` given by the user must be a folder that can be made: one that is a
+    file (``/dev/null``), or under one, failed only once the sweep folder existed (exit 1, a ``.failed``
+    folder); a blank one put submitit's files in the working directory."""
+    given = [o.value() for o in parsed if o.key_or_group == "hydra.launcher.submitit_folder"]
+    if not given:
+        return
+    value = given[-1]
+    if value is None or isinstance(value, (list, dict)) or not str(value).strip():
+        raise InputError(f"hydra.launcher.submitit_folder must be a folder path, got {'null' if value is None else repr(value)}")
+    if "${" in str(value):   # (resolved by Hydra in the job: left to it)
+        return
+    path = expand_home(str(value), "hydra.launcher.submitit_folder")
+    for folder in [path, *path.parents]:
+        try:
+            if folder.exists():
+                if not folder.is_dir():
+                    raise InputError(f"hydra.launcher.submitit_folder={str(value)!r}: {folder} is not a folder")
+                return
+        except OSError:   # (a name too long: submitit's own error, as the folder is made)
+            return
+
+
 def run_sweep(command: str, args: list[str]) -> None:
     from deqlab.cli.compose import RunOptions, compose, screen, sweep_jobs, to_settings
     from deqlab.cli.run_folder import (create_exclusive, creation_error, missing_folders, output_root, remove_empty,
@@ -124,6 +171,7 @@ def run_sweep(command: str, args: list[str]) -> None:
             resolve_device(settings)
             check_resources(settings)
         check_launcher_options(cfg.hydra.launcher)   # (one launcher for every probe: its settings are never swept)
+        _check_submitit_folder(parsed)
         import_run_modules(command)
     except InputError as exc:
         refuse_input(exc)

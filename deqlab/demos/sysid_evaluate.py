@@ -93,6 +93,16 @@ def _training_info(run_dir: Path) -> pd.DataFrame:
         raise ConfigError(f"{path}: not a table of a `deqlab sysid pendulum` run (no column {', '.join(missing)})")
     if path == runs and len(frame):
         frame = frame[frame["seed"] == frame["seed"].iloc[0]]
+    # (a model with two rows put a pandas Series, printed over three lines, into each of its table cells; text
+    # in a number column was copied as it was: both exit 0)
+    twice = frame["model"][frame["model"].duplicated()]
+    if len(twice):
+        raise ConfigError(f"{path}: not a table of a `deqlab sysid pendulum` run (model {twice.iloc[0]!r} has two rows"
+                          f"{' for one seed' if path == runs else ''})")
+    for column in ("train time [s]", "epochs"):
+        if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):
+            raise ConfigError(f"{path}: not a table of a `deqlab sysid pendulum` run (column {column!r} holds text, "
+                              "not numbers)")
     return frame.set_index("model")
 
 

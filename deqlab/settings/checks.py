@@ -74,6 +74,17 @@ def number(key: str, value, *, minimum: float | None = None, maximum: float | No
     return value
 
 
+def step(key: str, value) -> float:
+    """A finite-difference step: a number in ``[EPSILON, 1]``. Below float64's epsilon ``θ + step`` rounds
+    to ``θ`` for a parameter near 1: the differences are 0 (``fd_step=1e-300`` reported a 100% error of the
+    finite differences, ``deq.eps=1e-300`` pairs of zeros and NaN residuals, both exit 0)."""
+    value = number(key, value, minimum=0.0, maximum=1.0, exclusive=True)
+    if value < EPSILON:
+        raise InputError(f"{key} must be >= {EPSILON:.1e} (float64's epsilon: a smaller step added to a parameter "
+                         f"near 1 rounds away), got {value!r}")
+    return value
+
+
 def choice(key: str, value, choices: Sequence[str]) -> str:
     if value not in choices:
         raise InputError(f"unknown {key} {value!r}; choose one of: {', '.join(choices)}")

@@ -60,7 +60,7 @@ class Settings:
         if len(set(self.groups)) != len(self.groups):
             raise InputError(f"groups must not repeat a group, got {list(self.groups)}")
         self.groups = [g for g in GROUPS if g in self.groups]  # the canonical order
-        checks.number("fd_step", self.fd_step, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.step("fd_step", self.fd_step)
         checks.count("unroll_steps", self.unroll_steps, maximum=100_000)
         checks.count("max_dense_p", self.max_dense_p, maximum=10**6)
         checks.count("max_reference_p", self.max_reference_p, maximum=10**5)
@@ -83,7 +83,7 @@ class Settings:
         out = [Estimate(6 * dense_bytes(B, N * N), "model.n_z / batch", f"{B} factorisations of {N}x{N}")]
         if not self.hvp_only:
             out.append(Estimate(4 * dense_bytes(P, P), "model.n_z (or use --hvp-only)", f"the dense {P}x{P} Hessian"))
-        if self.check_fd or self.check_layer or self.pitfall:
+        if not self.hvp_only and (self.check_fd or self.check_layer or self.pitfall):   # (hvp_only runs none of them)
             Pr = min(P, self.max_reference_p)
             out.append(Estimate(4 * dense_bytes(Pr, Pr) + 8.0 * self.unroll_steps * B * N * Pr, "unroll_steps",
                                 "the unrolled reference routes"))

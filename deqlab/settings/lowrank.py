@@ -55,7 +55,7 @@ class DEQPairsSettings:
         for key in ("n_z", "n_x", "n_y", "batch"):
             checks.count(f"deq.{key}", getattr(self, key), maximum=10_000)
         checks.count("deq.layers", self.layers, maximum=100_000)
-        checks.number("deq.eps", self.eps, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.step("deq.eps", self.eps)
         checks.choice("deq.difference", self.difference, DIFFERENCES)
         checks.choices("deq.directions", self.directions, DIRECTIONS)
         ks = checks.counts("deq.k", self.k, maximum=10**6)
@@ -90,6 +90,9 @@ class Settings:
         if self.rtol >= 1:   # (the methods refuse it too, but only once the run has started: the domain is (0, 1))
             raise InputError(f"rtol must be < 1 (a cut-off of rtol times the largest singular value at 1 drops them all), got {self.rtol:g}")
         checks.count("dense_max", self.dense_max, maximum=100_000)
+        if self.pairs_file is not None and not self.pairs_file:
+            # (read as "no pairs file": `lowrank pairs_file=''` ran part=example, exit 0; `--pairs ''` is refused)
+            raise InputError("pairs_file must name a .npz file, or be null; got an empty path")
         if self.part == "pairs" and not self.pairs_file:
             raise InputError("part=pairs reads a pairs file: give --pairs FILE.npz (pairs_file=...)")
         if self.pairs_file and self.part != "pairs":

@@ -81,4 +81,5 @@ class Settings:
         check_models(self.models, self.model_settings)
 
     def memory_estimates(self) -> list[Estimate]:
-        return []  # the data's size is known only once the records are read (the benchmark's: ~15 MB as float64)
+        # (the data's size is known only once the records are read: the benchmark's is ~15 MB as float64)
+        return [self.model_settings[name].memory_estimate(name) for name in self.models]
