@@ -349,3 +349,23 @@ def test_a_solver_named_by_solver_name_is_told_how_to_switch_solvers():
     assert "\n" not in message
     settings, _ = load("converge", ["solver=anderson"])
     assert settings.solver.name == "anderson" and settings.solver.xtol is None
+
+
+@pytest.mark.parametrize("overrides", [["seed=1", "seed=2"], ["model.n_z=3", "model.n_z=4"], ["solver=anderson", "solver=broyden"]])
+def test_a_key_set_twice_is_refused(overrides):
+    """Hydra kept the last of the two without a word (`--restarts 3 restarts=5` is the same case: the option
+    becomes restarts=3)."""
+    key = overrides[0].split("=")[0]
+    with pytest.raises(InputError, match=rf"^{re.escape(key)} is set twice \('{re.escape(overrides[0])}' and "):
+        load("converge", overrides)
+
+
+def test_a_sweep_that_lists_a_value_twice_is_refused():
+    """`deqlab sweep converge seed=0,0` ran the same job twice."""
+    from deqlab.cli.compose import screen
+
+    with pytest.raises(InputError, match=r"'seed=0,0' lists 0 twice"):
+        screen(["seed=0,0"], sweep=True)
+    with pytest.raises(InputError, match=r"lists 2 twice"):
+        screen(["seed=range(0,3)", "restarts=1,2,2"], sweep=True)
+    assert len(screen(["seed=range(0,3)", "restarts=1,2"], sweep=True)) == 2

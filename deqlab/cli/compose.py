@@ -208,7 +208,30 @@ def screen(overrides: Sequence[str], *, sweep: bool = False) -> list:
         jobs = sweep_jobs(parsed)
         if jobs > MAX_SWEEP_JOBS:
             raise InputError(f"the sweep has {jobs:,} jobs, over the limit of {MAX_SWEEP_JOBS:,}: sweep fewer values")
+    _refuse_repeats(parsed)
     return parsed
+
+
+def _refuse_repeats(parsed) -> None:
+    """A key set twice, or a sweep listing a value twice, is a mistake the composition would hide: Hydra keeps
+    the last of ``seed=1 seed=2`` (and of ``--restarts 3 restarts=5``, the option being ``restarts=3``) without a
+    word, and ``seed=0,0`` runs the same job twice. Only listed values are compared (a ``range()`` never repeats
+    one), by their text, once each."""
+    from hydra.core.override_parser.types import ValueType
+
+    first = {}
+    for o in parsed:
+        key = o.key_or_group
+        if key in first:
+            raise InputError(f"{key} is set twice ({first[key]!r} and {o.input_line!r}; an option such as --seed sets "
+                             "its key too): give it once")
+        first[key] = o.input_line
+        if o.value_type in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
+            seen = set()
+            for value in o.sweep_string_iterator():
+                if value in seen:
+                    raise InputError(f"{o.input_line!r} lists {value} twice: the sweep would run the same job twice")
+                seen.add(value)
 
 
 def _unreadable_override(parser, overrides: Sequence[str], exc: BaseException) -> str:
