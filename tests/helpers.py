@@ -102,3 +102,10 @@ def tanh_equilibrium_of(params: dict, x: torch.Tensor) -> torch.Tensor:
         except NotConvergedError:
             continue
     reject()
+
+
+def overriding(defaults, *overrides: str) -> list[str]:
+    """``defaults`` (a test file's fast ``key=value`` settings) without the keys ``overrides`` set, then the
+    overrides: the command line refuses a key set twice, so a test that changes one default replaces it."""
+    keys = {item.split("=", 1)[0].lstrip("+") for item in overrides if "=" in item and not item.startswith("-")}
+    return [item for item in defaults if item.split("=", 1)[0].lstrip("+") not in keys] + list(overrides)

@@ -7,14 +7,14 @@ import torch
 
 from deqlab.cli.compose import load
 from deqlab.demos import converge
-from tests.helpers import read_csv_exact
+from tests.helpers import overriding, read_csv_exact
 
 GEOMETRIC_FALL = 1e-4     # default init: ||z^30 - z*|| / ||z^0 - z*|| must fall below this
 NO_FALL = 0.1             # normal init: the gap at L=30 stays of order one
 
 
 def run_cfg(*overrides):
-    return converge.run(load("converge", ["restarts=3", "solver_table=[fixed_point,anderson,broyden,fsolve]", *overrides])[0])
+    return converge.run(load("converge", overriding(["restarts=3", "solver_table=[fixed_point,anderson,broyden,fsolve]"], *overrides))[0])
 
 
 def test_default_init_converges_geometrically():

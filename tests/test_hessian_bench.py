@@ -6,12 +6,13 @@ import time
 
 import pandas as pd
 import pytest
+from helpers import overriding
 
 TINY = ("n_z=5", "n_x=2", "batch=3", "ladder=[4,6]", "memory_n_z=6", "repeats=1", "warmup=0", "unroll_steps=80", "top_k=2")
 
 
 def test_bench_hessian_tiny(cli, output_root):
-    r = cli("bench", "hessian", *TINY, "memory=false")
+    r = cli("bench", "hessian", *overriding(TINY, "memory=false"))
     assert r.exit_code == 0, r.output
     folder = next(p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir())
     ref = pd.read_csv(folder / "reference.csv").set_index("method")
@@ -44,7 +45,7 @@ def test_bench_hessian_ladder_in_both_dtypes_with_the_rate_and_the_gpu_targets(c
 
     monkeypatch.setattr(bench, "DENSE_RATE_MIN_P", 40)
     monkeypatch.setattr(bench, "HVP_SECOND_MIN_P", 40)
-    r = cli("bench", "hessian", *TINY, "memory=false", "dtypes=[float64,float32]", "rate_size=32")
+    r = cli("bench", "hessian", *overriding(TINY, "memory=false", "dtypes=[float64,float32]", "rate_size=32"))
     assert r.exit_code == 0, r.output
     folder = next(p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir())
     ladder = pd.read_csv(folder / "ladder.csv")
@@ -66,7 +67,7 @@ def test_bench_hessian_writes_its_figure_and_the_samples_behind_every_median(cli
     where the CSV has none; dense_costs: each phase's median over the row's floor)."""
     import numpy as np
 
-    r = cli("bench", "hessian", *TINY, "repeats=2", "memory=false", "dtypes=[float64,float32]", "rate_size=32")
+    r = cli("bench", "hessian", *overriding(TINY, "repeats=2", "memory=false", "dtypes=[float64,float32]", "rate_size=32"))
     assert r.exit_code == 0, r.output
     folder = next(p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir())
     assert (folder / "ladder.png").stat().st_size > 0
@@ -98,7 +99,7 @@ def test_bench_hessian_writes_its_figure_and_the_samples_behind_every_median(cli
 
 @pytest.mark.slow
 def test_bench_hessian_memory_probe(cli, output_root):
-    r = cli("bench", "hessian", *TINY, "ladder=[4]", "memory=true")
+    r = cli("bench", "hessian", *overriding(TINY, "ladder=[4]", "memory=true"))
     assert r.exit_code == 0, r.output
     folder = next(p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir())
     mem = pd.read_csv(folder / "reference.csv")["peak memory (MiB)"]

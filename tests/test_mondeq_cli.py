@@ -17,7 +17,7 @@ def run_folder(output_root, command="mondeq"):
 
 def test_mondeq_writes_every_table_and_figure(cli, output_root):
     # --strict: every solve that is guaranteed to converge (monotone models, references) did
-    r = cli("mondeq", *SMALL, "--strict")
+    r = cli("mondeq", *helpers.overriding(SMALL, "--strict"))
     assert r.exit_code == 0, r.output + r.stderr
     folder = run_folder(output_root)
     for name in ("eigen.csv", "eigen_summary.csv", "alpha_sweep.csv", "alpha_sweep.png", "solvers.csv", "train.csv",
@@ -51,7 +51,7 @@ def test_mondeq_writes_every_table_and_figure(cli, output_root):
 def test_unguaranteed_failures_print_as_one_note_per_model_and_nan_alphas_are_explained(cli, output_root):
     """An unconstrained DEQ that stops converging printed one clause per epoch (ten terminal lines for the
     default run); the solver table printed alpha = nan for anderson and fixed_point with no word why."""
-    r = cli("mondeq", *SMALL, "train.max_iter=2")
+    r = cli("mondeq", *helpers.overriding(SMALL, "train.max_iter=2"))
     assert r.exit_code == 0, r.output + r.stderr
     text = " ".join(r.output.split())
     assert text.count("Training, not converged where nothing guarantees it") == 1
@@ -92,7 +92,7 @@ def test_bad_input_exits_2_with_one_line(cli, output_root, args, message):
 
 
 def test_forward_backward_above_its_bound_warns_and_reports_divergence(cli, output_root):
-    r = cli("mondeq", *SMALL, "--fb-alpha", "5")
+    r = cli("mondeq", *helpers.overriding(SMALL, "--fb-alpha", "5"))
     assert r.exit_code == 0
     assert "is not below its convergence bound 2m/||I-W||^2" in r.stderr
     assert "--fb-alpha auto" in r.stderr and r.stderr.count("warning:") == 1   # what to do, in the one line
@@ -100,14 +100,14 @@ def test_forward_backward_above_its_bound_warns_and_reports_divergence(cli, outp
     fb = solvers[solvers.method == "forward_backward"].iloc[0]
     assert fb.alpha == 5 and not fb.converged
     assert "forward_backward (alpha=5)" in " ".join(r.output.split())
-    strict = cli("mondeq", *SMALL, "--fb-alpha", "5", "--strict")
+    strict = cli("mondeq", *helpers.overriding(SMALL, "--fb-alpha", "5", "--strict"))
     assert strict.exit_code == 1
 
 
 def test_alpha_sweep_marks_non_finite_solves_as_diverged(cli, output_root):
     """Forward-backward at alpha=10 meets NaN/inf and returns its best finite iterate, so its residual is
     finite: the figure's 'diverged' band must still get it (it once showed it as merely not converged)."""
-    r = cli("mondeq", *SMALL, "train.epochs=0")
+    r = cli("mondeq", *helpers.overriding(SMALL, "train.epochs=0"))
     assert r.exit_code == 0, r.output + r.stderr
     folder = run_folder(output_root)
     sweep = pd.read_csv(folder / "alpha_sweep.csv")
