@@ -140,6 +140,8 @@ def test_a_tolerance_too_loose_for_z_star_is_refused_then_marked(cli, output_roo
         (("--solver", "magic"), "unknown solver"),
         (("--n-z", "60"), "max_dense_p"),
         (("check_fd=maybe",), "check_fd"),
+        # (exit 0, and no finite-difference route ran: hvp_only has no dense H to compare)
+        (("--hvp-only", "--check-fd"), "--check-fd compares the dense Hessian with finite differences and --hvp-only"),
     ],
 )
 def test_bad_input_exit_2_no_folder(cli, output_root, args, message):

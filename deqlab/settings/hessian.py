@@ -71,6 +71,10 @@ class Settings:
         P = self.parameter_count()
         if not self.hvp_only and P > self.max_dense_p:
             raise InputError(f"P = {P} parameters is above max_dense_p = {self.max_dense_p} for a dense Hessian; use --hvp-only")
+        if self.hvp_only and self.check_fd:
+            # (hvp_only forms no dense H for the finite differences to be compared with: the flag did nothing)
+            raise InputError("--check-fd compares the dense Hessian with finite differences and --hvp-only forms none "
+                             "(it checks its HVPs against finite differences of the gradient itself): drop one of them")
         if self.hvp_only and P < 2 * self.top_k + 1:
             raise InputError(f"P = {P} is too small for top_k = {self.top_k} eigenvalues at each end")
 
