@@ -91,11 +91,13 @@ def bad_pair_files(tmp_path):
         "a folder": (str(tmp_path), "is a folder, not a file"),
         "complex X": (_bad(tmp_path, "g.npz", X=X + 1j * X, Y=X), "is complex"),
         "complex H": (_bad(tmp_path, "h.npz", X=X, Y=X, H=np.eye(5) * (1 + 1j)), "is complex"),
+        # (exit 0: the table's recovery errors measured H's antisymmetric part against symmetric estimates)
+        "non-symmetric H": (_bad(tmp_path, "i.npz", X=X, Y=X, H=np.triu(np.ones((5, 5)))), "H is not symmetric"),
     }
 
 
 @pytest.mark.parametrize("case", ["different shapes", "k > n", "rank-deficient X", "NaN", "missing Y", "wrong H shape", "not an npz", "no such file", "a folder",
-                                  "complex X", "complex H"])
+                                  "complex X", "complex H", "non-symmetric H"])
 def test_bad_pair_files(cli, output_root, tmp_path, case):
     path, message = bad_pair_files(tmp_path)[case]
     r = cli("lowrank", "--pairs", path)

@@ -61,6 +61,9 @@ GRADIENT_CHECK_RTOL = 1e-9
 
 #: the largest |entry| of X and Y, over sqrt(n), whose products (sums of n of them) stay finite in float64
 PAIRS_MAX_ABS = float(np.sqrt(np.finfo(np.float64).max)) / 4
+#: ``||H − Hᵀ||_F / ||H||_F`` above which a pairs file's ``H`` is refused: a Hessian's rounding asymmetry is
+#: ~eps; the recovery errors the table reports reach 1e-14, far below an asymmetry of this size.
+PAIRS_H_ASYMMETRY = 1e-8
 
 
 # --- config checks ---------------------------------------------------------------------------------
@@ -98,6 +101,13 @@ def load_pairs(path, *, rtol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
             raise ConfigError(f"{p.name}: H must have shape ({n}, {n}) to match X, got {H.shape}")
         if not np.isfinite(H).all():
             raise ConfigError(f"{p.name}: H contains NaN or infinite values")
+        # Every method recovers a symmetric matrix: an H that is not one (a Jacobian of a non-gradient map, a
+        # transposed block) was compared as given, and the table's errors measured its antisymmetric part.
+        asymmetry = float(np.linalg.norm(H - H.T)) / max(float(np.linalg.norm(H)), np.finfo(np.float64).tiny)
+        if asymmetry > PAIRS_H_ASYMMETRY:
+            raise ConfigError(f"{p.name}: H is not symmetric (||H - H^T||_F / ||H||_F = {asymmetry:.2g} > "
+                              f"{PAIRS_H_ASYMMETRY:g}), so it is no Hessian to recover; a finite-difference one "
+                              "can be given as (H + H^T)/2")
     return X, Y, H
 
 
