@@ -369,3 +369,14 @@ def test_a_sweep_that_lists_a_value_twice_is_refused():
     with pytest.raises(InputError, match=r"lists 2 twice"):
         screen(["seed=range(0,3)", "restarts=1,2,2"], sweep=True)
     assert len(screen(["seed=range(0,3)", "restarts=1,2"], sweep=True)) == 2
+
+
+@pytest.mark.parametrize("override, key", [("model={n_z:3,n_z:4}", "n_z"), ("model={n_z:3, n_x:{a:1,a:2}}", "a"),
+                                           ("model={n_z:3,n_x:2},{n_z:5,n_z:6}", "n_z")])
+def test_a_key_repeated_inside_a_mapping_is_refused(override, key):
+    """Hydra builds {…} with dict(...): `model={n_z:3,n_z:4}` ran with n_z = 4 without a word."""
+    from deqlab.cli.compose import screen
+
+    with pytest.raises(InputError, match=rf"^'{re.escape(override)}' sets {key} twice in one {{\.\.\.}}: give it once$"):
+        screen([override], sweep=True)
+    assert len(screen(["model={n_z:3,n_x:2}"], sweep=False)) == 1   # distinct keys pass

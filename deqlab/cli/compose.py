@@ -226,12 +226,34 @@ def _refuse_repeats(parsed) -> None:
             raise InputError(f"{key} is set twice ({first[key]!r} and {o.input_line!r}; an option such as --seed sets "
                              "its key too): give it once")
         first[key] = o.input_line
+        if "{" in o.input_line and (repeated := _key_repeated_in_a_mapping(o.input_line)):
+            raise InputError(f"{o.input_line!r} sets {repeated} twice in one {{...}}: give it once")
         if o.value_type in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
             seen = set()
             for value in o.sweep_string_iterator():
                 if value in seen:
                     raise InputError(f"{o.input_line!r} lists {value} twice: the sweep would run the same job twice")
                 seen.add(value)
+
+
+def _key_repeated_in_a_mapping(line: str) -> str | None:
+    """The first key that a ``{key: value, ...}`` in the override ``line`` (already parsed) names twice, at any
+    depth, or ``None``: Hydra builds the mapping with ``dict(...)``, so ``model={n_z:3,n_z:4}`` kept 4 without a
+    word. Read from the grammar's parse tree, where both pairs are still there."""
+    from antlr4 import CommonTokenStream, InputStream
+    from hydra.grammar.gen.OverrideLexer import OverrideLexer
+    from hydra.grammar.gen.OverrideParser import OverrideParser
+
+    tree = OverrideParser(CommonTokenStream(OverrideLexer(InputStream(line)))).override()
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, OverrideParser.DictContainerContext):
+            keys = [pair.dictKey().getText().strip() for pair in node.dictKeyValuePair()]
+            if repeated := next((k for i, k in enumerate(keys) if k in keys[:i]), None):
+                return repeated
+        pending.extend(node.getChildren() if hasattr(node, "getChildren") else ())
+    return None
 
 
 def _unreadable_override(parser, overrides: Sequence[str], exc: BaseException) -> str:
