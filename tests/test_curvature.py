@@ -500,6 +500,33 @@ def test_a_fixed_point_too_ill_conditioned_for_float64_is_refused():
     assert torch.isfinite(H.hvp(torch.ones(H.shape[0], dtype=torch.float64))).all()
 
 
+@pytest.mark.parametrize("linear_solver, refusal", [("anderson", "did not converge"),   # (its adjoint stalls there)
+                                                     ("broyden", "ill-conditioned at the fixed point")])
+def test_an_iterative_solve_too_ill_conditioned_for_float64_is_refused(linear_solver, refusal):
+    """Through the iterative linear solves (the DEQ's own backward, LossHessian(linear="iterative")) nothing
+    was checked: at ``cond(I − J) = 5e14`` broyden's adjoint met its residual and the gradient came back
+    ``cond·eps``-wrong without a word (1.2 % at 7e14 on a tanh DEQ). Now refused (or not converged), while
+    ``cond = 1e6`` is served and agrees with ``(I − J)⁻ᵀ∇ℓ`` in closed form to 1e-8 (``cond · atol``)."""
+    from deqlab.errors import IllConditionedError
+
+    opts = SolveOptions(atol=1e-13, max_iter=1000, linear_solver=linear_solver)
+    x = torch.ones(3, 2, dtype=torch.float64)
+    loss = lambda out, _: out.sum()   # noqa: E731   (∇_z ℓ = 1 has a component along the fold)
+    near_fold = DEQ(NearFoldCell(1 - 1e-15), 2, opts=opts)
+    error = NotConvergedError if linear_solver == "anderson" else IllConditionedError
+    with pytest.raises(error, match=refusal):
+        loss(near_fold(x), None).backward()
+    with pytest.raises(error, match=refusal):
+        LossHessian(DEQ(NearFoldCell(1 - 1e-15), 2, opts=opts), loss, x, linear="iterative").gradient()
+    cell = NearFoldCell(1 - 1e-6)
+    loss(DEQ(cell, 2, opts=opts)(x), None).backward()   # served: no refusal at cond = 1e6
+    # z* = 0, so ∂f/∂a = tanh(z*) = 0 and ∂f/∂x = 0: no gradient shows λ; the served adjoint is checked on the
+    # linear solve itself, λ = (I − diag a)⁻ᵀ 1 = 1 / (1 − a)
+    lam = opts.solve(lambda u: u * cell.a.detach() + 1, torch.zeros(3, 2, dtype=torch.float64), linear=True).z
+    exact = 1 / (1 - cell.a.detach())
+    assert float((lam - exact).abs().max() / exact.abs().max()) < 1e-8
+
+
 @pytest.mark.parametrize("mode", ["lagrangian", "direct"])
 @pytest.mark.parametrize("layer, match", [(nn.Dropout(0.5), "draws random numbers"),
                                           (nn.BatchNorm1d(3, dtype=torch.float64), "modified its buffers in place")])

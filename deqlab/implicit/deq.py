@@ -202,8 +202,7 @@ class _RecordingOptions(SolveOptions):
             check()
         if not linear and self.record is not None:
             self.record(res)
-        if not res.all_converged and self.on_fail == "raise":
-            raise self.failure(res, linear=linear)
+        self.require_usable(res, F, linear=linear)
         return res
 
 
