@@ -524,3 +524,42 @@ def test_a_map_holding_a_tensor_computed_outside_it_is_refused():
         return z.sum()
 
     assert relative_error(g, torch.func.grad(unrolled)(cell.W.weight_g.detach())) <= RTOL
+
+
+class CachingCell(nn.Module):
+    """Keeps its latest output (``self.last = out``), as diagnostics code does."""
+
+    def __init__(self):
+        super().__init__()
+        self.W = nn.Linear(N, N, dtype=torch.float64)
+        self.U = nn.Linear(D, N, dtype=torch.float64)
+        with torch.no_grad():
+            self.W.weight.mul_(0.3)
+
+    def forward(self, z, x):
+        self.last = torch.tanh(self.W(z) + self.U(x))
+        return self.last
+
+
+def test_a_map_caching_its_own_output_is_not_refused():
+    """After one backward, ``self.last`` held a tensor requiring grad, and every later call was refused as a
+    captured input ('holds tensor(s) last ...'): a tensor that f replaces during the solve is its output.
+    Its gradients match an unroll through the same cell (RTOL), call after call."""
+    torch.manual_seed(0)
+    cell = CachingCell()
+    deq = DEQ(cell, N, opts=OPTS)
+    x = torch.randn(B, D, dtype=torch.float64)
+    params = dict(cell.named_parameters())
+
+    def unrolled(p):
+        z = torch.zeros(B, N, dtype=torch.float64)
+        for _ in range(UNROLL):
+            z = torch.func.functional_call(cell, p, (z, x))
+        return z.sum()
+
+    reference = torch.func.grad(unrolled)({k: v.detach() for k, v in params.items()})
+    for _ in range(3):
+        grads = torch.autograd.grad(deq(x).sum(), list(params.values()))
+        assert cell.last.requires_grad   # (the case that was refused)
+        for g, name in zip(grads, params):
+            assert relative_error(g, reference[name]) <= RTOL, name

@@ -186,6 +186,18 @@ def captured_tensors(f: nn.Module) -> list[str]:
     return out
 
 
+def _tensor_attributes(f: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
+    """``{name: tensor}`` for the dotted attribute ``names`` of ``f``'s modules (as :func:`captured_tensors` gives
+    them) that still hold a tensor."""
+    out = {}
+    for name in names:
+        prefix, _, attribute = name.rpartition(".")
+        value = vars(f.get_submodule(prefix)).get(attribute)
+        if isinstance(value, torch.Tensor):
+            out[name] = value
+    return out
+
+
 @dataclass(frozen=True)
 class _RecordingOptions(SolveOptions):
     """:class:`SolveOptions` that hands each *forward* (non-linear) solve's result to ``record`` before
@@ -331,14 +343,19 @@ class DEQ(nn.Module):
         start = self._start(x, z0, dtype)
         if self.backward == "implicit":
             captured = captured_tensors(self.f) if torch.is_grad_enabled() else []   # (no derivative without grad mode)
-            if captured:
-                raise InputError(f"the DEQ's map f holds tensor(s) {', '.join(captured)} that require grad but are neither "
+            held = _tensor_attributes(self.f, captured)
+            if self.curvature_hook is not None:
+                z = self.curvature_hook(self, F, start, x, theta)
+            else:
+                z = fixed_point(F, start, x, *theta, opts=self._solve_opts)
+            # Judged after the solve: a tensor f itself assigns at every call (a cache, `self.last = out`) is its
+            # output, not a captured input, and was replaced during the solve; one that was not is an input.
+            if inputs := [name for name, t in held.items() if _tensor_attributes(self.f, [name]).get(name) is t]:
+                raise InputError(f"the DEQ's map f holds tensor(s) {', '.join(inputs)} that require grad but are neither "
                                  "parameters nor buffers of f: the implicit derivatives see only f's parameters and "
                                  "buffers, so whatever they were computed from would get no gradient through z*; "
                                  "compute them inside f.forward from f's parameters (or register them)")
-            if self.curvature_hook is not None:
-                return self.curvature_hook(self, F, start, x, theta)
-            return fixed_point(F, start, x, *theta, opts=self._solve_opts)
+            return z
         with torch.no_grad():
             res = self._solve_opts.solve(lambda z: F(z, x, *theta), start, linear=False)
         z = res.z.detach()
