@@ -164,3 +164,25 @@ def test_tanh_checkpoint_view_starts_at_the_training_solvers_point():
         z_newton = view.deq(x)
         residual = (model.deq.f(z_newton, x) - z_newton).norm(dim=-1).max()
     assert float(residual) <= td.CURVATURE_ATOL and float((z_newton - z).norm(dim=-1).max()) <= 1e-3
+
+
+def test_a_checkpoint_whose_curvature_is_refused_is_a_note_not_a_crash(monkeypatch):
+    """LossHessian refuses a checkpoint near a fold (IllConditionedError, as it refuses an unconverged one with
+    NotConvergedError): the run used to end there, the other models' and epochs' rows lost; now that row is NaN
+    with the reason in the notes."""
+    from deqlab.errors import IllConditionedError
+
+    real = td.LossHessian
+    calls = []
+
+    def refusing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise IllConditionedError("I - df/dz at a DEQ's fixed point is ill-conditioned at sample 0 (test)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(td, "LossHessian", refusing)
+    result = td.run(Settings.tiny())
+    curv = result.tables["curvature"].frame
+    assert math.isnan(curv["top eigenvalue"].iloc[0]) and np.isfinite(curv["top eigenvalue"].iloc[1:]).all()
+    assert any("no curvature (I - df/dz at a DEQ's fixed point is ill-conditioned" in note for note in result.notes)

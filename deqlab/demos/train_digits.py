@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from deqlab.benchmarks import machine_note, torch_threads
-from deqlab.errors import InputError, NotConvergedError
+from deqlab.errors import IllConditionedError, InputError, NotConvergedError
 from deqlab.implicit import DEQ, SolveOptions
 from deqlab.implicit.curvature import LossHessian, negative_share
 from deqlab.implicit.mondeq import implicit_equilibrium
@@ -197,7 +197,7 @@ def measure_curvature(name, model, x, y, settings: Settings) -> dict:
         op = LossHessian(curvature_model(name, model, x, settings), nn.functional.cross_entropy, x, y)
         density = op.spectral_density(probes=settings.slq_probes, steps=settings.lanczos_steps, seed=settings.seed)
         top = float(op.eigenvalues(1, "LA", tol=settings.eig_tol, seed=settings.seed)[-1])
-    except NotConvergedError as exc:
+    except (NotConvergedError, IllConditionedError) as exc:   # (a checkpoint near a fold has no trustworthy curvature)
         return {"error": str(exc), "seconds": time.perf_counter() - start}
     # Rademacher probes have ‖v‖² = P, so P · (quadrature of t) on each probe is exactly Hutchinson's vᵀHv
     samples = op.shape[0] * (density.weights * density.nodes).sum(axis=1)
