@@ -231,7 +231,9 @@ class DEQ(nn.Module):
             ``opts.solver``.
         opts: the stopping rule and solvers of every solve (forward, adjoint, tangent; all orders),
             :class:`deqlab.implicit.layer.SolveOptions`. ``on_fail="raise"`` (default) raises
-            :class:`NotConvergedError`; ``"ignore"`` returns the best iterate (check ``stats``).
+            :class:`NotConvergedError`, and :class:`~deqlab.errors.IllConditionedError` for an adjoint or
+            tangent solve provably too ill-conditioned to trust (``I − J`` near singular,
+            :meth:`SolveOptions.require_usable`); ``"ignore"`` returns the best iterate (check ``stats``).
         backward: ``"implicit"`` (exact) | ``"jacobian_free"`` (approximate) | ``"phantom"`` (approximate).
         phantom_steps, phantom_damping: ``k ≥ 1`` and ``τ ∈ (0, 1]`` of the phantom backward.
 
