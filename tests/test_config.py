@@ -380,3 +380,25 @@ def test_a_key_repeated_inside_a_mapping_is_refused(override, key):
     with pytest.raises(InputError, match=rf"^'{re.escape(override)}' sets {key} twice in one {{\.\.\.}}: give it once$"):
         screen([override], sweep=True)
     assert len(screen(["model={n_z:3,n_x:2}"], sweep=False)) == 1   # distinct keys pass
+
+
+def test_a_key_the_run_does_not_read_is_refused_unless_some_job_of_a_sweep_reads_it():
+    """`deqlab lowrank study.n=100` ran part=example with the value ignored (exit 0). In a sweep a key is refused
+    only when no job reads it: `hvp_only=false,true probes=8` sets the probes of the matrix-free jobs."""
+    from deqlab.cli.compose import refuse_unread, unread_given
+
+    with pytest.raises(InputError, match=r"^study\.n is not read by this run: it is read only by part=study"):
+        load("lowrank", ["study.n=100"])
+    settings, _ = load("lowrank", ["part=study", "study.n=100"])
+    assert settings.study.n == 100
+    # a model's settings while models does not name it: the model was not trained, the edit lost
+    with pytest.raises(InputError, match=r"^model_settings\.lstm\.n_h is not read by this run: model lstm is not trained"):
+        load("sysid", ["models=[ren]", "model_settings.lstm.n_h=4"])
+    assert load("sysid", ["models=[ren,lstm]", "model_settings.lstm.n_h=4"])[0].model_settings["lstm"].n_h == 4
+    dense, _ = load("hessian", [])
+    matrix_free, _ = load("hessian", ["hvp_only=true", "probes=8"])
+    assert unread_given(dense, ["probes=8"]) == {"probes": dense.unread()["probes"]}
+    assert unread_given(matrix_free, ["hvp_only=true", "probes=8"]) == {}
+    refuse_unread([unread_given(dense, ["probes=8"]), unread_given(matrix_free, ["probes=8"])])   # some job reads it
+    with pytest.raises(InputError, match=r"^probes is not read by any job of the sweep"):
+        refuse_unread([unread_given(dense, ["probes=8"]), unread_given(dense, ["probes=8"])])

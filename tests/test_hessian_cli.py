@@ -142,6 +142,9 @@ def test_a_tolerance_too_loose_for_z_star_is_refused_then_marked(cli, output_roo
         (("check_fd=maybe",), "check_fd"),
         # (exit 0, and no finite-difference route ran: hvp_only has no dense H to compare)
         (("--hvp-only", "--check-fd"), "--check-fd compares the dense Hessian with finite differences and --hvp-only"),
+        # (exit 0, the value ignored: keys only the other mode reads)
+        (("probes=128",), "probes is not read by this run: it is read only by the matrix-free mode (add --hvp-only"),
+        (("--hvp-only", "unroll_steps=5"), "unroll_steps is not read by this run: it sizes or checks the dense Hessian"),
     ],
 )
 def test_bad_input_exit_2_no_folder(cli, output_root, args, message):

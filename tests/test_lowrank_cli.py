@@ -125,6 +125,10 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
         (("pairs_file=x.npz",), "pairs_file is read only by part=pairs"),
         (("pairs_file=''",), "pairs_file must name a .npz file, or be null; got an empty path"),   # (ran part=example)
         (("part=pairs", "pairs_file=''"), "pairs_file must name a .npz file"),
+        # (exit 0, part=example ran and the study's size was ignored)
+        (("study.n=50",), "study.n is not read by this run: it is read only by part=study, and this run is part=example"),
+        (("--part", "deq", "study={n:50}"), "study is not read by this run: it is read only by part=study"),
+        (("dense_max=10",), "dense_max is not read by this run: it is read only by part=pairs"),
     ],
 )
 def test_bad_config(cli, output_root, args, message):

@@ -120,6 +120,9 @@ def test_sweep_prints_its_own_lines_not_hydras_log(output_root):
         (["converge", "seed=0", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=3"],
          "hydra.launcher.tasks_per_node must be 1, got 3: a deqlab job is one process"),
         (["converge", "seed=0", "hydra/launcher=submitit_slurm", "hydra.launcher.nodes=2"], "hydra.launcher.nodes must be 1, got 2"),
+        # every job ran part=example with the swept value ignored
+        (["lowrank", "study.n=40,50"], "study.n is not read by any job of the sweep: it is read only by part=study"),
+        (["lowrank", "part=example,deq", "study.n=40"], "study.n is not read by any job of the sweep"),
     ],
 )
 def test_sweep_bad_input_exits_2_before_any_job(cli, output_root, args, message):

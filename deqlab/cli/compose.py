@@ -487,8 +487,41 @@ def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
 
 
 def load(command: str, overrides: Sequence[str] = ()) -> tuple[Any, RunOptions]:
-    """``compose`` then ``to_settings``: the typed settings of one run."""
-    return to_settings(command, compose(command, overrides))
+    """``compose`` then ``to_settings``: the typed settings of one run (:func:`refuse_unread` checked)."""
+    settings, run = to_settings(command, compose(command, overrides))
+    refuse_unread([unread_given(settings, overrides)])
+    return settings, run
+
+
+def unread_given(settings, overrides: Sequence[str]) -> dict[str, str]:
+    """``{key: reason}`` for the keys given in ``overrides`` that a run of ``settings`` does not read.
+
+    A settings class says which of its keys a run leaves unread, and why, by a method ``unread()`` returning
+    ``{key: reason}`` (a key covers its sub-keys). Only keys the user gave count: the defaults of the unread
+    keys are no choice."""
+    unread = getattr(settings, "unread", None)
+    reasons = unread() if unread is not None else {}
+    out = {}
+    for o in screen(overrides) if reasons else ():
+        given = o.key_or_group
+        for key, reason in reasons.items():
+            if given == key or given.startswith(key + ".") or key.startswith(given + "."):
+                out.setdefault(given, reason)
+    return out
+
+
+def refuse_unread(per_run: Sequence[dict[str, str]]) -> None:
+    """:class:`InputError` for the first key that no run reads, given :func:`unread_given` of each run (one for
+    a single run; a sweep's probes, so that a key read by some of its jobs passes).
+
+    ``deqlab hessian probes=128`` without ``--hvp-only`` and ``deqlab lowrank study.n=100`` without
+    ``--part study`` ran with the value ignored and exit 0, the user believing it used."""
+    if not per_run:
+        return
+    for key, reason in per_run[0].items():
+        if all(key in other for other in per_run[1:]):
+            raise InputError(f"{key} is not read by this run: {reason}" if len(per_run) == 1 else
+                             f"{key} is not read by any job of the sweep: {reason}")
 
 
 def _merge(schema: type, values: dict, command: str, *, options: bool = True):

@@ -158,18 +158,21 @@ def _check_submitit_folder(parsed) -> None:
 
 
 def run_sweep(command: str, args: list[str]) -> None:
-    from deqlab.cli.compose import RunOptions, compose, screen, sweep_jobs, to_settings
+    from deqlab.cli.compose import RunOptions, compose, refuse_unread, screen, sweep_jobs, to_settings, unread_given
     from deqlab.cli.run_folder import (create_exclusive, creation_error, missing_folders, output_root, remove_empty,
                                        output_root_origin)
 
     try:
         parsed = screen(args, sweep=True)
         run = RunOptions()
+        unread = []
         for probe in probes(parsed):
             cfg = compose(command, probe, with_hydra=True)
             settings, run = to_settings(command, cfg)
+            unread.append(unread_given(settings, probe))
             resolve_device(settings)
             check_resources(settings)
+        refuse_unread(unread)
         check_launcher_options(cfg.hydra.launcher)   # (one launcher for every probe: its settings are never swept)
         _check_submitit_folder(parsed)
         import_run_modules(command)

@@ -78,6 +78,14 @@ class Settings:
         if self.hvp_only and P < 2 * self.top_k + 1:
             raise InputError(f"P = {P} is too small for top_k = {self.top_k} eigenvalues at each end")
 
+    def unread(self) -> dict[str, str]:
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
+        if self.hvp_only:
+            why = "it sizes or checks the dense Hessian, which --hvp-only does not form (drop one of them)"
+            return dict.fromkeys(("max_dense_p", "max_reference_p", "unroll_steps", "check_layer", "pitfall"), why)
+        why = "it is read only by the matrix-free mode (add --hvp-only, or drop the key)"
+        return dict.fromkeys(("top_k", "probes", "eigsh_tol"), why)
+
     def parameter_count(self) -> int:
         sizes = group_sizes(self.model)
         return sum(sizes[g] for g in self.groups)

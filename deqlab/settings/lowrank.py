@@ -98,6 +98,12 @@ class Settings:
         if self.pairs_file and self.part != "pairs":
             raise InputError(f"pairs_file is read only by part=pairs, not part={self.part}")
 
+    def unread(self) -> dict[str, str]:
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
+        sections = {"study": "study", "deq": "deq", "dense_max": "pairs"}
+        return {key: f"it is read only by part={part}, and this run is part={self.part} (--part {part})"
+                for key, part in sections.items() if part != self.part}
+
     def memory_estimates(self) -> list[Estimate]:
         if self.part == "study":
             return [Estimate(8 * dense_bytes(self.study.n, self.study.n), "study.n", f"dense {self.study.n}x{self.study.n} matrices")]

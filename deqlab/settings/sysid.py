@@ -284,6 +284,13 @@ class Settings:
             raise InputError(f"data.steps={self.data.steps} is too few for washout={self.washout}")
         check_models(self.models, self.model_settings)
 
+    def unread(self) -> dict[str, str]:
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`): the settings of a
+        model not named in ``models`` (it is not trained: add it there)."""
+        return {f"model_settings.{name}": f"model {name} is not trained, as models = [{','.join(self.models)}] does "
+                                          "not name it (add it to models)"
+                for name in self.model_settings if name not in self.models}
+
     def memory_estimates(self) -> list[Estimate]:
         n = self.data.trajectories * self.data.steps if self.data.path is None else 0
         return [Estimate(8 * 8.0 * n, "data.trajectories / data.steps", "the simulated data set"),
