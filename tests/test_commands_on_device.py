@@ -18,7 +18,7 @@ from tests.helpers import run_folder
 #: (command words, small settings, run-folder path under the output root)
 COMMANDS = [
     (["converge"], ["--restarts", "1", "solver_table=[anderson,broyden,fixed_point]", "curve_layers=10"], "converge"),
-    (["hessian"], ["unroll_steps=40", "check_layer=false", "probes=8", "top_k=3"], "hessian"),
+    (["hessian"], ["unroll_steps=40", "check_layer=false"], "hessian"),   # (probes, top_k: read by --hvp-only only)
     (["hessian"], ["--hvp-only", "--n-z", "12", "--batch", "3", "probes=8", "top_k=3"], "hessian"),
     (["mondeq"], ["eigen.restarts=2", "train.epochs=2", "train.samples=128", "sweep.alphas=[0.01,0.1,1.0,10.0]",
                   "sweep.max_iter=400", "sweep.batch=4", "model.n_z=8", "max_iter=10000"], "mondeq"),

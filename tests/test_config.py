@@ -218,14 +218,14 @@ def test_a_wrong_type_is_named_in_the_words_of_its_key(command, override, messag
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize("command, override, read", [
-    ("mondeq", "eigen.input_std=-0.0", lambda s: s.eigen.input_std),
-    ("lowrank", "study.noise=[-0.0]", lambda s: s.study.noise[0]),
+@pytest.mark.parametrize("command, overrides, read", [
+    ("mondeq", ["eigen.input_std=-0.0"], lambda s: s.eigen.input_std),
+    ("lowrank", ["part=study", "study.noise=[-0.0]"], lambda s: s.study.noise[0]),
 ])
-def test_a_negative_zero_is_read_as_zero(command, override, read):
+def test_a_negative_zero_is_read_as_zero(command, overrides, read):
     """-0.0 passes every >= 0 check, but NumPy's normal(0, -0.0) raises 'scale < 0' (it tests the sign
     bit): `deqlab mondeq eigen.input_std=-0.0` ended in that traceback. The settings hold +0.0."""
-    settings, _ = load(command, [override])
+    settings, _ = load(command, overrides)
     assert read(settings) == 0.0 and math.copysign(1.0, read(settings)) == 1.0
 
 

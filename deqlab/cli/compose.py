@@ -499,10 +499,13 @@ def unread_given(settings, overrides: Sequence[str]) -> dict[str, str]:
     A settings class says which of its keys a run leaves unread, and why, by a method ``unread()`` returning
     ``{key: reason}`` (a key covers its sub-keys). Only keys the user gave count: the defaults of the unread
     keys are no choice."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     unread = getattr(settings, "unread", None)
     reasons = unread() if unread is not None else {}
     out = {}
-    for o in screen(overrides) if reasons else ():
+    # (parsed only: the overrides were screened when composed, a sweep's Hydra settings included)
+    for o in OverridesParser.create().parse_overrides(list(overrides)) if reasons else ():
         given = o.key_or_group
         for key, reason in reasons.items():
             if given == key or given.startswith(key + ".") or key.startswith(given + "."):
