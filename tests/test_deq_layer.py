@@ -563,3 +563,26 @@ def test_a_map_caching_its_own_output_is_not_refused():
         assert cell.last.requires_grad   # (the case that was refused)
         for g, name in zip(grads, params):
             assert relative_error(g, reference[name]) <= RTOL, name
+
+
+class InPlaceCell(nn.Module):
+    """Scales its input in place before using it."""
+
+    def __init__(self):
+        super().__init__()
+        self.W = nn.Linear(N, N, dtype=torch.float64)
+        self.U = nn.Linear(D, N, dtype=torch.float64)
+
+    def forward(self, z, x):
+        z.mul_(0.5)
+        return torch.tanh(self.W(z) + self.U(x))
+
+
+def test_a_map_that_modifies_z_in_place_is_refused():
+    """The solvers keep every iterate (Anderson's history, the best point): a map doing z.mul_(0.5) made the
+    forward solve 'not converge' after 500 steps with no word of why. Refused at its first evaluation, and
+    under no_grad too (nothing then stops the in-place operation on a leaf)."""
+    x = torch.randn(B, D, dtype=torch.float64)
+    for grad_mode in (torch.enable_grad, torch.no_grad):
+        with grad_mode(), pytest.raises(InputError, match=r"^f\(z, x\) modified its input z in place"):
+            DEQ(InPlaceCell(), N, opts=OPTS)(x)
