@@ -379,3 +379,20 @@ def test_a_solve_below_the_dtypes_resolution_says_so():
     # the hint is the solve's own message (every solver, every caller), followed by the residual
     with pytest.raises(NotConvergedError, match=r"below what float64 resolves .*: loosen atol\), residual "):
         SolveOptions(atol=1e-18, max_iter=100).solve(f64, torch.zeros(8, 6, dtype=torch.float64), linear=False)
+
+
+def test_a_map_that_modifies_z_in_place_is_refused():
+    """``fixed_point(F, ...)`` with ``F`` scaling ``z`` in place: the solver's iterates changed under it and the
+    solve ended as 'not converged' with no word of why; refused at the first evaluation, naming the cause."""
+    from deqlab.errors import InputError
+
+    W = 0.1 * torch.randn(N, N, dtype=torch.float64)
+
+    def scaling_in_place(z, W):
+        z.mul_(0.5)
+        return torch.tanh(z @ W.T + 1)
+
+    with pytest.raises(InputError, match=r"^F\(z, \*args\) modified its input z in place"):
+        fixed_point(scaling_in_place, torch.zeros(B, N, dtype=torch.float64), W, opts=OPTS)
+    z = fixed_point(lambda z, W: torch.tanh(0.5 * z @ W.T + 1), torch.zeros(B, N, dtype=torch.float64), W, opts=OPTS)
+    assert torch.allclose(z, torch.tanh(0.5 * z @ W.T + 1), rtol=0, atol=1e-12)

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from deqlab.errors import DeqlabError, InputError, first_line, require_count
-from deqlab.implicit.layer import SolveOptions, fixed_point, options_or
+from deqlab.implicit.layer import SolveOptions, fixed_point, options_or, require_unmodified, version_of
 from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, all_finite, check_image, describe
 
 #: What a user's module, map or loss raises on input it cannot take; deqlab's own errors and an out-of-memory
@@ -186,15 +186,6 @@ def captured_tensors(f: nn.Module) -> list[str]:
     return out
 
 
-def _version_of(z: torch.Tensor) -> int | None:
-    """``z``'s version counter (bumped by every in-place operation on it), or ``None`` where it has none (an
-    inference tensor; a ``torch.func`` wrapper)."""
-    try:
-        return None if z.is_inference() else z._version
-    except (RuntimeError, AttributeError):
-        return None
-
-
 def _tensor_attributes(f: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
     """``{name: tensor}`` for the dotted attribute ``names`` of ``f``'s modules (as :func:`captured_tensors` gives
     them) that still hold a tensor."""
@@ -303,7 +294,7 @@ class DEQ(nn.Module):
         n_z = self.n_z
 
         def F(z, x, *theta):
-            before = _version_of(z)
+            before = version_of(z)
             try:
                 fz = torch.func.functional_call(f, dict(zip(names, theta)), (z, x))
             except (DeqlabError, torch.OutOfMemoryError):
@@ -315,12 +306,7 @@ class DEQ(nn.Module):
             # Checked on every call (a few attribute reads), not only by the solver: the backward's
             # linear solves evaluate F too. Under vmap both sides lose the batch alike.
             check_image(z, fz, "f(z, x)")
-            if before is not None and _version_of(z) != before:
-                # (the solvers keep z as an iterate and in their history: a map doing z.mul_(0.5) made the
-                # forward solve 'not converge' after 500 steps, with no word of why)
-                raise InputError("f(z, x) modified its input z in place (an in-place operation such as z.mul_() or "
-                                 "z += ...): the solver keeps every iterate, so f must leave z as it is: use z * ... or "
-                                 "z.clone()")
+            require_unmodified(z, before, "f(z, x)")
             return fz
 
         return F

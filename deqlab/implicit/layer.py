@@ -121,6 +121,24 @@ class SolveOptions:
                                  f"{res.max_residual:.3e}{scaled}")
 
 
+def version_of(z: torch.Tensor) -> int | None:
+    """``z``'s version counter (bumped by every in-place operation on it), or ``None`` where it has none (an
+    inference tensor; a ``torch.func`` wrapper)."""
+    try:
+        return None if z.is_inference() else z._version
+    except (RuntimeError, AttributeError):
+        return None
+
+
+def require_unmodified(z: torch.Tensor, before: int | None, call: str) -> None:
+    """:class:`InputError` if ``z``'s version moved from ``before`` (:func:`version_of`, taken before ``call``
+    evaluated it): the solvers keep every iterate (Anderson's history, the best point), and a map doing
+    ``z.mul_(0.5)`` made the forward solve 'not converge' after 500 steps with no word of why."""
+    if before is not None and version_of(z) != before:
+        raise InputError(f"{call} modified its input z in place (an in-place operation such as z.mul_() or z += ...): "
+                         "the solver keeps every iterate, so it must leave z as it is: use z * ... or z.clone()")
+
+
 def _require_well_conditioned_solution(F: Callable, t: torch.Tensor, solver: str) -> None:
     """:class:`~deqlab.errors.IllConditionedError` when the affine ``F(u) = A u + r`` whose fixed point ``t``
     (``(batch, n)``) was just found is provably too ill-conditioned for ``t`` to be returned (two more
@@ -254,8 +272,15 @@ class FixedPoint(torch.autograd.Function):
     @staticmethod
     def forward(F, z0, opts, linear, *args):
         _refuse_legacy_vmap(z0, args)
+
+        def evaluated(z):
+            before = version_of(z)
+            fz = F(z, *args)
+            require_unmodified(z, before, "F(z, *args)")
+            return fz
+
         with torch.no_grad():
-            res = opts.solve(lambda z: F(z, *args), z0.detach(), linear=linear)
+            res = opts.solve(evaluated, z0.detach(), linear=linear)
         return res.z
 
     @staticmethod
