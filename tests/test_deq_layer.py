@@ -586,3 +586,11 @@ def test_a_map_that_modifies_z_in_place_is_refused():
     for grad_mode in (torch.enable_grad, torch.no_grad):
         with grad_mode(), pytest.raises(InputError, match=r"^f\(z, x\) modified its input z in place"):
             DEQ(InPlaceCell(), N, opts=OPTS)(x)
+
+    class ScalingInput(InPlaceCell):
+        def forward(self, z, x):
+            x.mul_(0.99)   # (the map changes as it is iterated)
+            return torch.tanh(self.W(z) + self.U(x))
+
+    with pytest.raises(InputError, match=r"^f\(z, x\) modified its input x in place"):
+        DEQ(ScalingInput(), N, opts=OPTS)(x)

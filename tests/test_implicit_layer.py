@@ -394,5 +394,13 @@ def test_a_map_that_modifies_z_in_place_is_refused():
 
     with pytest.raises(InputError, match=r"^F\(z, \*args\) modified its input z in place"):
         fixed_point(scaling_in_place, torch.zeros(B, N, dtype=torch.float64), W, opts=OPTS)
+
+    def shifting_its_argument(z, W, c):
+        c.add_(1e-3)   # (the map drifts: its solve 'diverged', the cause unnamed)
+        return torch.tanh(z @ W.T + c)
+
+    with pytest.raises(InputError, match=r"^F\(z, \*args\) modified its argument\(s\) args\[1\] in place"):
+        fixed_point(shifting_its_argument, torch.zeros(B, N, dtype=torch.float64), W, torch.zeros(N, dtype=torch.float64),
+                    opts=OPTS)
     z = fixed_point(lambda z, W: torch.tanh(0.5 * z @ W.T + 1), torch.zeros(B, N, dtype=torch.float64), W, opts=OPTS)
     assert torch.allclose(z, torch.tanh(0.5 * z @ W.T + 1), rtol=0, atol=1e-12)

@@ -294,7 +294,7 @@ class DEQ(nn.Module):
         n_z = self.n_z
 
         def F(z, x, *theta):
-            before = version_of(z)
+            before, before_x = version_of(z), version_of(x)
             try:
                 fz = torch.func.functional_call(f, dict(zip(names, theta)), (z, x))
             except (DeqlabError, torch.OutOfMemoryError):
@@ -307,6 +307,7 @@ class DEQ(nn.Module):
             # linear solves evaluate F too. Under vmap both sides lose the batch alike.
             check_image(z, fz, "f(z, x)")
             require_unmodified(z, before, "f(z, x)")
+            require_unmodified(x, before_x, "f(z, x)", "x")
             return fz
 
         return F

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deqlab.errors import IllConditionedError, InputError, NotConvergedError
+from deqlab.errors import DeqlabError, IllConditionedError, InputError, NotConvergedError
 from deqlab.implicit.conditioning import MAX_COND_EPS
 from deqlab.solver_options import check_solver_options, check_stopping_rule
 from deqlab.solvers.registry import SOLVERS, get_solver
@@ -130,13 +130,15 @@ def version_of(z: torch.Tensor) -> int | None:
         return None
 
 
-def require_unmodified(z: torch.Tensor, before: int | None, call: str) -> None:
-    """:class:`InputError` if ``z``'s version moved from ``before`` (:func:`version_of`, taken before ``call``
-    evaluated it): the solvers keep every iterate (Anderson's history, the best point), and a map doing
-    ``z.mul_(0.5)`` made the forward solve 'not converge' after 500 steps with no word of why."""
-    if before is not None and version_of(z) != before:
-        raise InputError(f"{call} modified its input z in place (an in-place operation such as z.mul_() or z += ...): "
-                         "the solver keeps every iterate, so it must leave z as it is: use z * ... or z.clone()")
+def require_unmodified(t: torch.Tensor, before: int | None, call: str, name: str = "z") -> None:
+    """:class:`InputError` if the input ``name`` (``t``) moved from version ``before`` (:func:`version_of`, taken
+    before ``call`` evaluated it): the solvers keep every iterate (Anderson's history, the best point), and a map
+    doing ``z.mul_(0.5)`` made the forward solve 'not converge' after 500 steps with no word of why (an ``x``
+    changed in place changes the map itself)."""
+    if before is not None and version_of(t) != before:
+        raise InputError(f"{call} modified its input {name} in place (an in-place operation such as {name}.mul_() or "
+                         f"{name} += ...): the solver evaluates it again and again, so it must leave {name} as it is: "
+                         f"use {name} * ... or {name}.clone()")
 
 
 def _require_well_conditioned_solution(F: Callable, t: torch.Tensor, solver: str) -> None:
@@ -279,8 +281,25 @@ class FixedPoint(torch.autograd.Function):
             require_unmodified(z, before, "F(z, *args)")
             return fz
 
-        with torch.no_grad():
-            res = opts.solve(evaluated, z0.detach(), linear=linear)
+        # Checked once per solve, not per evaluation (the arguments are the same tensors throughout), and before
+        # the solve's own verdict: such a map seldom converges, and 'not converged' would hide the cause.
+        held = [(i, a, version_of(a)) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+
+        def require_arguments_unmodified():
+            if moved := [i for i, a, v in held if v is not None and version_of(a) != v]:
+                raise InputError(f"F(z, *args) modified its argument(s) {', '.join(f'args[{i}]' for i in moved)} in "
+                                 "place during the solve: the fixed point of a map that changes as it is iterated is "
+                                 "no fixed point of F; leave its arguments as they are")
+
+        try:
+            with torch.no_grad():
+                res = opts.solve(evaluated, z0.detach(), linear=linear)
+        except InputError:
+            raise   # (the map's own refusal, e.g. the DEQ's, names the cause already)
+        except DeqlabError:
+            require_arguments_unmodified()
+            raise
+        require_arguments_unmodified()
         return res.z
 
     @staticmethod
