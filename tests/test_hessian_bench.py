@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from helpers import overriding
 
-TINY = ("n_z=5", "n_x=2", "batch=3", "ladder=[4,6]", "memory_n_z=6", "repeats=1", "warmup=0", "unroll_steps=80", "top_k=2")
+TINY = ("n_z=5", "n_x=2", "batch=3", "ladder=[4,6]", "repeats=1", "warmup=0", "unroll_steps=80", "top_k=2")
 
 
 def test_bench_hessian_tiny(cli, output_root):
@@ -99,7 +99,7 @@ def test_bench_hessian_writes_its_figure_and_the_samples_behind_every_median(cli
 
 @pytest.mark.slow
 def test_bench_hessian_memory_probe(cli, output_root):
-    r = cli("bench", "hessian", *overriding(TINY, "ladder=[4]", "memory=true"))
+    r = cli("bench", "hessian", *overriding(TINY, "ladder=[4]", "memory=true", "memory_n_z=6"))
     assert r.exit_code == 0, r.output
     folder = next(p for p in (output_root / "bench" / "hessian").iterdir() if p.is_dir())
     mem = pd.read_csv(folder / "reference.csv")["peak memory (MiB)"]
@@ -155,6 +155,8 @@ def test_probe_child_returns_its_value():
     # ARPACK finds at most P - 1 eigenvalues: refused before the run, naming the groups and the size
     (["groups=[b_y]"], "top_k = 5 eigenvalues need more than 5 parameters; groups [b_y] at ladder size 32 have P = 1"),
     (["groups=[W_y]", "ladder=[4,64]"], "groups [W_y] at ladder size 4 have P = 4"),
+    # (exit 0: the probe's size was ignored)
+    (["memory=false", "memory_n_z=200"], "memory_n_z is not read by this run: it sizes the memory probe, which memory=false skips"),
 ])
 def test_bench_bad_input(cli, output_root, args, message):
     r = cli("bench", "hessian", *args)

@@ -118,6 +118,10 @@ class HessianBench:
             raise InputError(f"top_k = {self.top_k} eigenvalues need more than {self.top_k} parameters; groups "
                              f"[{','.join(self.groups)}] at ladder size {n} have P = {P}")
 
+    def unread(self) -> dict[str, str]:
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
+        return {} if self.memory else {"memory_n_z": "it sizes the memory probe, which memory=false skips (drop one of them)"}
+
     def parameter_count(self, n_z: int) -> int:
         """``P`` of the bench's tanh DEQ (one output) with ``n_z`` states, over ``groups``."""
         sizes = group_sizes(TanhDEQSettings(n_z=n_z, n_x=self.n_x, n_y=1))
