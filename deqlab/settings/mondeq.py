@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import List
 
@@ -120,6 +121,13 @@ class Settings:
             checks.number("fb_alpha", self.fb_alpha, minimum=0.0, exclusive=True)   # no subnormal step
         checks.tolerances("", self.atol, self.rtol)
         checks.count("max_iter", self.max_iter, maximum=10_000_000)
+
+    def unread(self) -> dict[str, str]:
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
+        if self.train.epochs:
+            return {}
+        why = "train.epochs = 0 trains nothing (give a number of epochs, or drop the key)"
+        return {f"train.{f.name}": why for f in dataclasses.fields(self.train) if f.name != "epochs"}
 
     def memory_estimates(self) -> list[Estimate]:
         n = self.model.n_z
