@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deqlab.demos import train_digits as td
-from deqlab.settings.train_digits import Settings
+from deqlab.settings.train_digits import TINY, Settings
 from deqlab.errors import InputError
 
 
@@ -140,6 +140,18 @@ def test_cli_train_digits_tiny_and_bad_input(cli, output_root):
     assert (folder / "config.yaml").is_file() and list(folder.glob("*.csv"))
     bad = cli("train", "digits", "lr=-1")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: lr") and bad.stderr.count("\n") == 1
+
+
+def test_cli_tiny_takes_the_users_value_of_a_preset_key(cli, output_root):
+    """--tiny expands to key=value overrides, and `--tiny --epochs 1` (or `--tiny checkpoints=0`) was refused as
+    setting the key twice; the user's value replaces the preset's."""
+    import yaml
+
+    r = cli("train", "digits", "--tiny", "--epochs", "1", "checkpoints=0", "--models", "mlp")
+    assert r.exit_code == 0, r.output + r.stderr
+    (folder,) = list((output_root / "train" / "digits").iterdir())
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["epochs"] == 1 and config["checkpoints"] == 0 and config["n_z"] == TINY["n_z"]
 
 
 def test_tanh_checkpoint_view_starts_at_the_training_solvers_point():

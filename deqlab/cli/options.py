@@ -3,6 +3,8 @@ defaults from the settings dataclasses (so help and schema cannot drift)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import re
 from typing import Any
 
@@ -109,6 +111,13 @@ def option_overrides(**options) -> list[str]:
             value = quote(value if key in PATH_KEYS else value.strip())
         out.append(f"{key}={value}")
     return out
+
+
+def preset_overrides(preset: dict, given: Sequence[str]) -> list[str]:
+    """A preset's ``key=value`` overrides, less the keys the ``given`` overrides set (theirs win): the command line
+    refuses a key set twice, and ``deqlab train digits --tiny --epochs 1`` was refused as setting epochs twice."""
+    keys = {item.split("=", 1)[0].lstrip("+~") for item in given if "=" in item}
+    return option_overrides(**{k: v for k, v in preset.items() if k not in keys})
 
 
 def split_list(text: str | None, option: str, cast=str) -> list | None:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from deqlab.cli.execute import execute
-from deqlab.cli.options import DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench_help, option_help, option_overrides, split_list
+from deqlab.cli.options import DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench_help, option_help, option_overrides, preset_overrides, split_list
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -32,10 +32,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         loss Hessian at checkpoints (needs scikit-learn: pip install "deqlab\\[data]")."""
         from deqlab.settings.train_digits import TINY
 
-        preset = [f"{k}={v}" for k, v in TINY.items()] if tiny else []
-        overrides = option_overrides(epochs=epochs, n_z=n_z, lr=lr, batch=batch, models=split_list(models, "--models"),
-                                     checkpoints=checkpoints, seed=seed, strict=strict or None)
-        execute("train_digits", [*preset, *overrides, *ctx.args], folder="train/digits", device=device)
+        overrides = [*option_overrides(epochs=epochs, n_z=n_z, lr=lr, batch=batch, models=split_list(models, "--models"),
+                                       checkpoints=checkpoints, seed=seed, strict=strict or None), *ctx.args]
+        preset = preset_overrides(TINY, overrides) if tiny else []
+        execute("train_digits", [*preset, *overrides], folder="train/digits", device=device)
 
     @bench.command("curvature", context_settings=OVERRIDES,
                    help=bench_help("bench_curvature", "One HVP through a DEQ wrapping a user nn.Module against one gradient; "
