@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deqlab.errors import DeqlabError, IllConditionedError, InputError, NotConvergedError
-from deqlab.implicit.conditioning import MAX_COND_EPS
+from deqlab.errors import DeqlabError, InputError, NotConvergedError
+from deqlab.implicit.conditioning import require_well_conditioned_solution
 from deqlab.solver_options import check_solver_options, check_stopping_rule
 from deqlab.solvers.registry import SOLVERS, get_solver
 from deqlab.solvers.result import SolverStatus, row_norms, rule_bound
@@ -103,13 +103,13 @@ class SolveOptions:
     def require_usable(self, res, F: Callable, *, linear: bool) -> None:
         """With ``on_fail="raise"``: :class:`NotConvergedError` for a solve ``res`` of ``z = F(z)`` that did not
         converge and, for a linear one, :class:`~deqlab.errors.IllConditionedError` where its solution is
-        provably too ill-conditioned to be returned (:func:`_require_well_conditioned_solution`)."""
+        provably too ill-conditioned to be returned (:func:`~deqlab.implicit.conditioning.require_well_conditioned_solution`)."""
         if self.on_fail != "raise":
             return
         if not res.all_converged:
             raise self.failure(res, linear=linear)
         if linear:
-            _require_well_conditioned_solution(F, res.z, self.linear_solver)
+            require_well_conditioned_solution(F, res.z, f"its linear solve with {self.linear_solver}")
 
     def failure(self, res, *, linear: bool) -> NotConvergedError:
         """The error for a solve (``res``, a :class:`~deqlab.solvers.result.SolverResult`) that did not
@@ -139,36 +139,6 @@ def require_unmodified(t: torch.Tensor, before: int | None, call: str, name: str
         raise InputError(f"{call} modified its input {name} in place (an in-place operation such as {name}.mul_() or "
                          f"{name} += ...): the solver evaluates it again and again, so it must leave {name} as it is: "
                          f"use {name} * ... or {name}.clone()")
-
-
-def _require_well_conditioned_solution(F: Callable, t: torch.Tensor, solver: str) -> None:
-    """:class:`~deqlab.errors.IllConditionedError` when the affine ``F(u) = A u + r`` whose fixed point ``t``
-    (``(batch, n)``) was just found is provably too ill-conditioned for ``t`` to be returned (two more
-    evaluations of ``F``).
-
-    The solve's residual met the rule, but ``t`` itself is only as good as ``cond(I − A)·eps`` allows: a DEQ
-    near a fold (cond 7e14) gave gradients 1.2 % off through the iterative solve, without a word, where the
-    factorising routes refuse (:mod:`deqlab.implicit.conditioning`). An iterative solve has no factors to
-    read, so the condition number of the joint system (all rows) is bounded from below by what it computed::
-
-        cond(I − A) = ‖I − A‖ ‖(I − A)⁻¹‖  ≥  (‖(I − A) r‖ / ‖r‖) · (‖t‖ / ‖r‖),   (I − A) r = 2r − F(r)
-
-    (Frobenius norms over the batch, valid whether or not ``F`` couples the rows). Only a bound from below:
-    a refusal is certain to concern an ill-conditioned system, and a right-hand side nearly orthogonal to
-    ``(I − A)``'s smallest singular direction lets one through."""
-    with torch.no_grad():
-        r = F(torch.zeros_like(t))
-        r_norm = float(row_norms(r.reshape(1, -1)))
-        if not r_norm > 0:   # (t = 0: nothing was amplified)
-            return
-        lower = (float(row_norms((2 * r - F(r)).reshape(1, -1))) / r_norm) * (float(row_norms(t.reshape(1, -1))) / r_norm)
-    eps = torch.finfo(t.dtype).eps
-    if lower * eps > MAX_COND_EPS:
-        raise IllConditionedError(
-            f"I − ∂f/∂z is ill-conditioned at the fixed point: its linear solve with {solver} shows a condition "
-            f"number of at least {lower:.1e} in {str(t.dtype).removeprefix('torch.')}, so the implicit derivatives "
-            f"would carry relative errors up to about {lower * eps:.0e}; none are returned (the Jacobian has an "
-            "eigenvalue near 1)")
 
 
 def _rows_checked(res, F: Callable, solve: Callable, atol: float, rtol: float):
