@@ -140,11 +140,16 @@ def test_cli_train_digits_tiny_and_bad_input(cli, output_root):
     assert (folder / "config.yaml").is_file() and list(folder.glob("*.csv"))
     bad = cli("train", "digits", "lr=-1")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: lr") and bad.stderr.count("\n") == 1
+    # (exit 0: no checkpoint, so the probes were never used)
+    unread = cli("train", "digits", "checkpoints=0", "slq_probes=8")
+    assert unread.exit_code == 2 and unread.stderr == ("error: slq_probes is not read by this run: it is read only by "
+                                                       "the loss-Hessian checkpoints, and checkpoints = 0 takes none\n")
 
 
 def test_cli_tiny_takes_the_users_value_of_a_preset_key(cli, output_root):
     """--tiny expands to key=value overrides, and `--tiny --epochs 1` (or `--tiny checkpoints=0`) was refused as
-    setting the key twice; the user's value replaces the preset's."""
+    setting the key twice; the user's value replaces the preset's. The preset's own curvature keys are not the
+    user's: with checkpoints=0 they are not refused as unread."""
     import yaml
 
     r = cli("train", "digits", "--tiny", "--epochs", "1", "checkpoints=0", "--models", "mlp")

@@ -486,9 +486,10 @@ def to_settings(command: str, cfg) -> tuple[Any, RunOptions]:
     return _merge(settings_class(command), container, command, options=not in_sweep), run
 
 
-def load(command: str, overrides: Sequence[str] = ()) -> tuple[Any, RunOptions]:
-    """``compose`` then ``to_settings``: the typed settings of one run (:func:`refuse_unread` checked)."""
-    settings, run = to_settings(command, compose(command, overrides))
+def load(command: str, overrides: Sequence[str] = (), *, preset: Sequence[str] = ()) -> tuple[Any, RunOptions]:
+    """``compose`` then ``to_settings``: the typed settings of one run (:func:`refuse_unread` checked on the
+    user's ``overrides``; a command's own ``preset`` overrides come first and are not checked)."""
+    settings, run = to_settings(command, compose(command, [*preset, *overrides]))
     refuse_unread([unread_given(settings, overrides)])
     return settings, run
 

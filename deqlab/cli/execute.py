@@ -277,8 +277,10 @@ def refuse_input(exc: InputError) -> None:
     fail(str(exc), 2)
 
 
-def execute(command: str, overrides: Sequence[str], *, folder: str | None = None, device: str | None = None):
-    """A single run of ``command`` from the command line: returns the Result or exits."""
+def execute(command: str, overrides: Sequence[str], *, folder: str | None = None, device: str | None = None,
+            preset: Sequence[str] = ()):
+    """A single run of ``command`` from the command line: returns the Result or exits. ``preset``: overrides
+    that come before the user's and are not theirs (``--tiny``'s), so never refused as unread."""
     from rich.console import Console
 
     from deqlab.cli.compose import load
@@ -287,7 +289,7 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
     from deqlab.report.writer import show_location
 
     try:
-        settings, run = load(command, [*option_overrides(device=device), *overrides])
+        settings, run = load(command, [*option_overrides(device=device), *overrides], preset=preset)
         output_root(run.output_root)   # (a '~user' that names nobody: one line now, not when the folder is made)
         resolve_device(settings)
         check_resources(settings)

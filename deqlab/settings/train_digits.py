@@ -91,6 +91,13 @@ class Settings:
         if len(set(models)) != len(models):
             raise InputError(f"models must not repeat a name, got {models}")
 
+    def unread(self) -> dict[str, str]:
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
+        if self.checkpoints:
+            return {}
+        why = "it is read only by the loss-Hessian checkpoints, and checkpoints = 0 takes none"
+        return dict.fromkeys(("hessian_batch", "lanczos_steps", "slq_probes", "eig_tol"), why)
+
     @classmethod
     def tiny(cls, **overrides) -> Settings:
         """:data:`TINY` (a run of seconds) with ``overrides`` on top."""

@@ -35,7 +35,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         overrides = [*option_overrides(epochs=epochs, n_z=n_z, lr=lr, batch=batch, models=split_list(models, "--models"),
                                        checkpoints=checkpoints, seed=seed, strict=strict or None), *ctx.args]
         preset = preset_overrides(TINY, overrides) if tiny else []
-        execute("train_digits", [*preset, *overrides], folder="train/digits", device=device)
+        execute("train_digits", overrides, folder="train/digits", device=device, preset=preset)
 
     @bench.command("curvature", context_settings=OVERRIDES,
                    help=bench_help("bench_curvature", "One HVP through a DEQ wrapping a user nn.Module against one gradient; "
