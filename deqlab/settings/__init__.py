@@ -5,6 +5,10 @@ domain check (``__post_init__``, raising :class:`~deqlab.errors.InputError`). St
 the command line can refuse bad input before torch is imported. The command line merges Hydra's
 composed config into these classes (OmegaConf structured mode: unknown keys and wrong types refused);
 the demos (:mod:`deqlab.demos`) take the resulting object and nothing else.
+
+Optional methods the command line reads: ``memory_estimates()`` (what a run will allocate, checked against
+the memory available) and ``unread()`` (``{key: why}`` for the keys this run leaves unread: a key the user
+gave there is refused, :func:`deqlab.cli.compose.refuse_unread`).
 """
 
 from __future__ import annotations
