@@ -264,6 +264,11 @@ def test_refuses_a_loss_that_is_not_a_differentiable_scalar_and_a_bad_vector(pro
         accuracy = lambda out, t: (out.argmax(1) == t).double().mean()       # noqa: E731
         with pytest.raises(InputError, match="does not depend differentiably"):
             LossHessian(model, accuracy, x, y, mode=mode)
+        # a graph that never reaches θ (a constant made with requires_grad=True): torch's 'appears to not have
+        # been used in the graph' came out as a traceback
+        constant = lambda out, t: torch.ones((), dtype=torch.float64, requires_grad=True) * 2   # noqa: E731
+        with pytest.raises(InputError, match="does not depend differentiably"):
+            LossHessian(model, constant, x, y, mode=mode)
     op = LossHessian(model, cross_entropy, x, y, mode=mode)
     P = op.shape[0]
     with pytest.raises(InputError, match=f"v must have P = {P} entries"):

@@ -454,10 +454,13 @@ class LossHessian(LinearOperator):
                 loss = self.loss(leaf)
                 check()
                 _require_finite(loss)
-                if not loss.requires_grad:
+                # (a loss with a graph that does not reach θ, a constant made with requires_grad=True, failed in
+                # torch.autograd.grad with 'appears to not have been used in the graph': a traceback)
+                grad = torch.autograd.grad(loss, leaf, allow_unused=True)[0] if loss.requires_grad else None
+                if grad is None:
                     raise InputError("loss_fn's value does not depend differentiably on the parameters "
-                                     "(it has no autograd graph: an argmax, a comparison or a detach inside?)")
-                self._grad = torch.autograd.grad(loss, leaf)[0].detach()
+                                     "(it has no autograd graph to them: an argmax, a comparison or a detach inside?)")
+                self._grad = grad.detach()
             self._lagrangian.finish()
         else:
             with torch.inference_mode(False), torch.no_grad(), warm_start(model), _strict_solves(layers):
