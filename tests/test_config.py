@@ -395,6 +395,8 @@ def test_a_key_the_run_does_not_read_is_refused_unless_some_job_of_a_sweep_reads
     with pytest.raises(InputError, match=r"^model_settings\.lstm\.n_h is not read by this run: model lstm is not trained"):
         load("sysid", ["models=[ren]", "model_settings.lstm.n_h=4"])
     assert load("sysid", ["models=[ren,lstm]", "model_settings.lstm.n_h=4"])[0].model_settings["lstm"].n_h == 4
+    with pytest.raises(InputError, match=r"^model_settings\.lstm\.n_h is not read by this run: model lstm is not trained"):
+        load("sysid_f16", ["f16.data_dir=/tmp", "models=[ren]", "model_settings.lstm.n_h=4"])
     dense, _ = load("hessian", [])
     matrix_free, _ = load("hessian", ["hvp_only=true", "probes=8"])
     assert unread_given(dense, ["probes=8"]) == {"probes": dense.unread()["probes"]}

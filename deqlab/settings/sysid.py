@@ -107,6 +107,14 @@ def check_models(models: List[str], model_settings: Dict[str, ModelSpec]) -> Non
         spec.check(name)
 
 
+def unread_model_settings(models: List[str], model_settings: Dict[str, ModelSpec]) -> dict[str, str]:
+    """``{key: why}`` for the settings of the models ``models`` does not name: they are not trained (a run's
+    ``unread()``, :func:`deqlab.cli.compose.refuse_unread`)."""
+    return {f"model_settings.{name}": f"model {name} is not trained, as models = [{','.join(models)}] does not "
+                                      "name it (add it to models)"
+            for name in model_settings if name not in models}
+
+
 def default_models() -> Dict[str, ModelSpec]:
     ren = dict(n_x=8, n_v=16, activation="tanh", init_rho=0.95, init_scale=0.1)
     return {
@@ -285,11 +293,8 @@ class Settings:
         check_models(self.models, self.model_settings)
 
     def unread(self) -> dict[str, str]:
-        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`): the settings of a
-        model not named in ``models`` (it is not trained: add it there)."""
-        return {f"model_settings.{name}": f"model {name} is not trained, as models = [{','.join(self.models)}] does "
-                                          "not name it (add it to models)"
-                for name in self.model_settings if name not in self.models}
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
+        return unread_model_settings(self.models, self.model_settings)
 
     def memory_estimates(self) -> list[Estimate]:
         n = self.data.trajectories * self.data.steps if self.data.path is None else 0

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 from deqlab.errors import InputError
 from deqlab.settings import checks
 from deqlab.settings.resources import Estimate
-from deqlab.settings.sysid import LipschitzSettings, ModelSpec, TrainSettings, check_models, check_run
+from deqlab.settings.sysid import LipschitzSettings, ModelSpec, TrainSettings, check_models, check_run, unread_model_settings
 
 EXCITATIONS = ("sine_sweep", "multisine")   # F16Data_SineSw_* | F16Data_FullMSine_*
 FORMATS = ("auto", "csv", "mat")
@@ -79,6 +79,10 @@ class Settings:
         if self.f16.test_steps is not None and self.f16.test_steps <= self.washout + 1:
             raise InputError(f"f16.test_steps={self.f16.test_steps} is too short for washout={self.washout}")
         check_models(self.models, self.model_settings)
+
+    def unread(self) -> dict[str, str]:
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
+        return unread_model_settings(self.models, self.model_settings)
 
     def memory_estimates(self) -> list[Estimate]:
         # (the data's size is known only once the records are read: the benchmark's is ~15 MB as float64)
