@@ -347,15 +347,16 @@ class DEQ(nn.Module):
                  else torch.get_default_dtype())
         start = self._start(x, z0, dtype)
         if self.backward == "implicit":
-            captured = captured_tensors(self.f) if torch.is_grad_enabled() else []   # (no derivative without grad mode)
-            held = _tensor_attributes(self.f, captured)
+            # (no derivative without grad mode: nothing to check then)
+            held = _tensor_attributes(self.f, captured_tensors(self.f)) if torch.is_grad_enabled() else {}
             if self.curvature_hook is not None:
                 z = self.curvature_hook(self, F, start, x, theta)
             else:
                 z = fixed_point(F, start, x, *theta, opts=self._solve_opts)
             # Judged after the solve: a tensor f itself assigns at every call (a cache, `self.last = out`) is its
             # output, not a captured input, and was replaced during the solve; one that was not is an input.
-            if inputs := [name for name, t in held.items() if _tensor_attributes(self.f, [name]).get(name) is t]:
+            now = _tensor_attributes(self.f, list(held))
+            if inputs := [name for name, t in held.items() if now.get(name) is t]:
                 raise InputError(f"the DEQ's map f holds tensor(s) {', '.join(inputs)} that require grad but are neither "
                                  "parameters nor buffers of f: the implicit derivatives see only f's parameters and "
                                  "buffers, so whatever they were computed from would get no gradient through z*; "
