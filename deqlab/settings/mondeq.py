@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import List
 
 from deqlab.errors import InputError
@@ -127,7 +126,7 @@ class Settings:
         if self.train.epochs:
             return {}
         why = "train.epochs = 0 trains nothing (give a number of epochs, or drop the key)"
-        return {f"train.{f.name}": why for f in dataclasses.fields(self.train) if f.name != "epochs"}
+        return {f"train.{f.name}": why for f in fields(self.train) if f.name != "epochs"}
 
     def memory_estimates(self) -> list[Estimate]:
         n = self.model.n_z
