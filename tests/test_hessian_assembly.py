@@ -104,16 +104,19 @@ def test_both_symmetrisations_give_exactly_h_plus_h_transpose(P, strips):
     assert torch.equal(_symmetrise_strips(Y.clone(), strips=strips), expected)
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["mm per index", "bmm per chunk"])
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7])
-def test_assembly_in_chunks_of_row_indices_gives_the_same_hessian(chunk, monkeypatch):
+def test_assembly_in_chunks_of_row_indices_gives_the_same_hessian(chunk, batched, monkeypatch):
     """The row indices ``i`` taken ``chunk`` at a time (the last chunk shorter where ``chunk`` does not
-    divide ``n_z = 7``, or all of them in one) give the whole-batch assembly's ``H``, every group and
-    every term, to round-off, and exactly symmetric."""
+    divide ``n_z = 7``, or all of them in one), multiplied index by index (the CPU's products) or a
+    chunk at a time (the GPU's, run here on the CPU), give the whole-batch assembly's ``H``, every group
+    and every term, to round-off, and exactly symmetric."""
     from deqlab.implicit import hessian as hm
 
     params, x, y = make_problem(n_z=7, n_x=3, n_y=2, batch=5, seed=4)
     whole = deq_hessian_parts(**params, x=x, y=y, groups=GROUPS)
     monkeypatch.setattr(hm, "assembly_chunk", lambda *args, **kwargs: chunk)
+    monkeypatch.setattr(hm, "products_batched", lambda device: batched)
     parts = deq_hessian_parts(**params, x=x, y=y, groups=GROUPS, z_star=whole.z_star)
     for name in ("H", "term_a", "term_b", "term_r"):
         assert relative_error(getattr(parts, name), getattr(whole, name)) <= ASSEMBLY_RTOL, name
@@ -127,7 +130,8 @@ def test_assembly_chunk_fits_its_budget():
     on a GPU they take at most the set fraction of ``H``."""
     from deqlab.implicit.hessian import ASSEMBLY_CHUNK_BYTES, ASSEMBLY_CHUNK_GPU_FRACTION, assembly_chunk
 
-    assert assembly_chunk(32, 64, 1312, 8) == ASSEMBLY_CHUNK_BYTES // (64 * 1312 * 8) == 6
+    assert assembly_chunk(16, 64, 400, 8) == ASSEMBLY_CHUNK_BYTES // (64 * 400 * 8) == 5
+    assert assembly_chunk(32, 64, 1312, 8) == 1             # one (B, P) operand (0.67 MB) fills most of it
     assert assembly_chunk(96, 64, 10080, 8) == 1           # one (B, P) operand is over the budget
     assert assembly_chunk(4, 2, 28, 8) == 4                 # small problems: every i at once
     c = assembly_chunk(96, 64, 10080, 8, "cuda")

@@ -91,10 +91,11 @@ SYMMETRISE_TILE = 256
 #: extra buffer is ``8P²/strips`` bytes, within the dense Hessian's memory target of ``1.5 × 8P²``.
 SYMMETRISE_STRIPS = 8
 #: Bytes of :func:`_assemble`'s operand buffer (the ``C_i`` of a chunk of row indices ``i``) on a CPU:
-#: the chunk's operands stay in cache between being built and being multiplied. Measured at
-#: ``P = 1312`` (``N = 32``, batch 64, one thread; dense time / floor): 1 index at a time 2.60, 2–8
-#: (0.7–5.4 MB) 2.45–2.5, 16 2.9, all 32 4.1.
-ASSEMBLY_CHUNK_BYTES = 4 * 2**20
+#: the chunk's operands stay in L2 between being built and being multiplied. Measured (floor / dense,
+#: batch 64, one thread, one plain ``mm`` per index and group): at ``P = 1312`` (one ``C_i`` is 0.67 MB)
+#: 1 MiB 0.264, 4 MiB (6 indices) 0.216; at ``P = 400`` 1 MiB (5 indices) 0.134, one index 0.122, 4 MiB
+#: (all 16) 0.113; at ``P = 648`` 0.235, 0.225, 0.195.
+ASSEMBLY_CHUNK_BYTES = 2**20
 #: On a GPU the buffer may take this fraction of ``H``'s bytes: there the cost is the kernel launches
 #: per chunk, not the cache, and ``H + H/8`` stays within the dense Hessian's memory target of
 #: ``1.5 × 8P²`` (the strip symmetrisation's buffer is freed before this one is made).
@@ -108,6 +109,13 @@ def assembly_chunk(N: int, B: int, P: int, itemsize: int, device: torch.device |
     budget = (ASSEMBLY_CHUNK_GPU_FRACTION * P * P * itemsize if torch.device(device).type == "cuda"
               else ASSEMBLY_CHUNK_BYTES)
     return max(1, min(N, int(budget // max(1, B * P * itemsize))))
+
+def products_batched(device: torch.device | str) -> bool:
+    """Whether :func:`_assemble` multiplies a chunk's operands by one batched product per group (on a
+    GPU, where the cost is the launches) or by one ``mm`` per row index and group (on a CPU: at
+    ``P = 1312``, batch 64, one thread, floor / dense 0.268 against 0.257 for a ``bmm`` per chunk that
+    summed the ``b_z`` rows instead of multiplying by a row of ones)."""
+    return torch.device(device).type == "cuda"
 
 #: The phases of the dense closed form that ``deq_hessian_parts(..., phases=...)`` times (seconds each):
 #: everything before and after the assembly, building the per-row-index operands ``C_i``, the
@@ -255,12 +263,14 @@ def _write_dynamic_rows(H: torch.Tensor, slices: dict, h: torch.Tensor, x: torch
     P = H.shape[0]
     dyn = [g for g in DYNAMIC if g in slices]
     # c row indices at a time: C[t] is C_{i0+t}, (B, P) each. The chunk's operands are built by one
-    # operation per piece and its rows of H written by one batched product per group.
+    # operation per piece and its rows of H written by products (products_batched).
     c = assembly_chunk(N, B, P, h.element_size(), h.device)
+    batched = products_batched(h.device)
     C = torch.empty(c, B, P, dtype=dt, device=h.device)
     view = {g: C[:, :, slices[g]].view(c, B, N, -1) for g in dyn}   # [t, s, j, l]
     rows = {g: H[slices[g]].view(N, -1, P) for g in dyn}            # [i, k, :]: the rows (g, i, k)
-    left = {"W_z": h.T, "U_z": x.T}                                  # (u^g)ᵀ, (K_g, B)
+    # (u^g)ᵀ, (K_g, B), contiguous: u^{b_z} = 1, so b_z's rows are a product with a row of ones too
+    left = {"W_z": h.T.contiguous(), "b_z": torch.ones(1, B, dtype=dt, device=h.device), "U_z": x.T.contiguous()}
     right = {"W_z": h[None, :, None, :], "U_z": x[None, :, None, :]}  # u^g_s[l] as [·, s, ·, l]
     if Q is not None:
         w = torch.ones(N, N, dtype=dt, device=h.device).triu_(1) + 0.5 * torch.eye(N, dtype=dt, device=h.device)  # w(i, j)
@@ -299,10 +309,11 @@ def _write_dynamic_rows(H: torch.Tensor, slices: dict, h: torch.Tensor, x: torch
                 C[:k, :, slices["b_y"]] = WDMt[i0:i1]
         clock.lap("operands")
         for g in dyn:
-            if g == "b_z":
-                torch.sum(C[:k], 1, keepdim=True, out=rows[g][i0:i1])
-            else:
+            if batched:
                 torch.bmm(left[g].expand(k, -1, -1), C[:k], out=rows[g][i0:i1])
+            else:
+                for t in range(k):
+                    torch.mm(left[g], C[t], out=rows[g][i0 + t])
         clock.lap("products")
 
 
@@ -330,8 +341,9 @@ def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor
         C_i[s, (g',j,l)] = w(i,j) Q_s[i,j] u^{g'}_s[l]  (+ μ_s[j] DM_s[l,i] when g' = W_z:  Kᵀ)
         C_i[s, (W_y,o,m)] = WDM_s[o,i] h_s[m] + r_s[o] DM_s[m,i],     C_i[s, (b_y,o)] = WDM_s[o,i]
 
-    The ``C_i`` of a chunk of consecutive ``i`` are built together and their products run as one
-    batched product per group (:func:`_write_dynamic_rows`; the chunk's size: :func:`assembly_chunk`).
+    The ``C_i`` of a chunk of consecutive ``i`` are built together and multiplied index by index (CPU)
+    or by one batched product per group (GPU; :func:`products_batched`); the chunk's size:
+    :func:`assembly_chunk`. ``b_z``'s rows are products too, with ``u = 1`` (a row of ones).
     The readout rows of ``Y`` are zero but for the readout–readout block; :func:`_symmetrise` then
     forms ``Y + Yᵀ`` in place. Peak memory: ``H`` plus the chunk's ``C_i`` and a few ``B·N²`` tensors.
     ``clock``: times the phases (:data:`PHASES`).
