@@ -95,9 +95,11 @@ def timings(fn: Callable[[], object], repeats: int, warmup: int = 1, device=None
     """
     out = None
     for _ in range(warmup):
+        out = None   # (released before the call: see interleaved_medians)
         out = fn()
     times = []
     for _ in range(max(1, repeats)):
+        out = None
         with Stopwatch(device) as watch:
             out = fn()
         times.append(watch.seconds)
@@ -136,6 +138,7 @@ def interleaved_medians(
     calls = dict.fromkeys(fns, 1)
     for _ in range(warmup):
         for name, fn in fns.items():
+            outs[name] = None   # (released before the call: below)
             with Stopwatch(device) as watch:
                 outs[name] = fn()
             once = watch.seconds
@@ -147,6 +150,12 @@ def interleaved_medians(
             start_cpu = time.thread_time()
             with Stopwatch(device) as watch:
                 for _ in range(calls[name]):
+                    # The previous output is released before the call, so that a call never allocates its
+                    # output while the last one is still alive: holding it made glibc hand a 13.8 MB
+                    # output (the dense Hessian at P = 1312, and its floor) pages freshly mapped, which
+                    # the kernel zeroes, in some calls and recycled ones in others, 2.3 against 5-7 ms
+                    # for the same product.
+                    outs[name] = None
                     outs[name] = fn()
             times[name].append(watch.seconds / calls[name])
             cpu_times[name].append((time.thread_time() - start_cpu) / calls[name])
