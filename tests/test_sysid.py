@@ -596,26 +596,44 @@ def test_empirical_lipschitz_checks_its_input_and_leaves_frozen_parameters_froze
 def test_seed_and_seeds_options_together_are_refused(cli, output_root, command):
     """--seed is one seed instead of the list --seeds: given both, the list went unused and the run exited 0."""
     r = cli(*command, "--seed", "1", "--seeds", "1,2")
-    helpers.assert_one_line_error(r, "--seed 1 and --seeds 1,2 both given")
+    helpers.assert_one_line_error(r, "seeds is not read by this run: seed and seeds both given")
     assert not output_root.exists()
 
 
-@pytest.mark.parametrize("given, key", [
-    (["--data", "mine.npz", "--noise", "0.1"], "data.noise_std (--noise)"),
-    (["data.path=mine.npz", "data.trajectories=100"], "data.trajectories"),
-    (["--data", "mine.npz", "pendulum.mu=0.5"], "pendulum.mu"),
+_RUN, _CONFIG, _SWEEP = ["sysid", "pendulum", "--tiny"], ["config", "sysid"], ["sweep", "sysid"]
+
+
+@pytest.mark.parametrize("command, given, key", [
+    (_RUN, ["--data", "mine.npz", "--noise", "0.1"], "data.noise_std is not read by this run: it (--noise)"),
+    (_RUN, ["data.path=mine.npz", "data.trajectories=100"], "data.trajectories is not read by this run: it"),
+    (_RUN, ["--data", "mine.npz", "pendulum.mu=0.5"], "pendulum.mu is not read by this run: it"),
+    (_CONFIG, ["data.path=mine.npz", "data.noise_std=0.1"], "data.noise_std is not read by this run: it (--noise)"),
+    (_CONFIG, ["data.path=mine.npz", "pendulum.mu=0.5"], "pendulum.mu is not read by this run: it"),
+    (_SWEEP, ["data.path=mine.npz", "data.steps=5,10"], "data.steps is not read by any job of the sweep: it"),
+    (_SWEEP, ["data.path=mine.npz", "seed=1,2", "data.hold=3"], "data.hold is not read by any job of the sweep: it"),
 ])
-def test_a_simulator_setting_with_a_data_file_is_refused(cli, output_root, given, key):
-    """`--data mine.npz --noise 0.1` trained on the file as it was: the noise asked for was never added, exit 0."""
-    r = cli("sysid", "pendulum", "--tiny", *given)
+def test_a_simulator_setting_with_a_data_file_is_refused(cli, output_root, tmp_path, command, given, key):
+    """`--data mine.npz --noise 0.1` trained on the file as it was: the noise asked for was never added, exit 0;
+    so did a sweep over a simulator setting with a data file (`deqlab sweep sysid data.path=F data.steps=5,10`),
+    and `deqlab config` printed such settings as if they applied."""
+    data = tmp_path / "mine.npz"
+    np.savez(data, u=np.zeros((5, 200, 1)), y=np.zeros((5, 200, 1)))
+    given = [str(data) if g == "mine.npz" else g.replace("mine.npz", str(data)) for g in given]
+    r = cli(*command, *given)
     helpers.assert_one_line_error(r, f"{key} sets the pendulum simulator's data, but a data file is given")
     assert not output_root.exists()
     assert cli("config", "sysid", "data.path=null", "data.trajectories=7").exit_code == 0
 
 
-@pytest.mark.parametrize("given", [["seed=1", "seeds=[1,2]"], ["--seed", "1", "seeds=[1,2]"], ["++seed=1", "seeds=[3]"]])
-def test_seed_and_seeds_keys_together_are_refused(cli, output_root, given):
-    """The keys too: `seed=1 seeds=[1,2]` ran seed 1 alone, the list unused, with exit 0."""
-    r = cli("sysid", "pendulum", "--tiny", *given)
-    helpers.assert_one_line_error(r, "seed and seeds both given")
+@pytest.mark.parametrize("command, given", [
+    (_RUN, ["seed=1", "seeds=[1,2]"]), (_RUN, ["--seed", "1", "seeds=[1,2]"]), (_RUN, ["++seed=1", "seeds=[3]"]),
+    (["sysid", "f16", "--data-dir", ".", "--tiny"], ["seed=1", "seeds=[1,2]"]),
+    (_SWEEP, ["seed=1,2", "seeds=[3]"]), (["sweep", "sysid_f16"], ["f16.data_dir=.", "seed=1,2", "seeds=[3]"]),
+])
+def test_seed_and_seeds_keys_together_are_refused(cli, output_root, command, given):
+    """The keys too: `seed=1 seeds=[1,2]` ran seed 1 alone, the list unused, with exit 0; so did the F-16
+    command with both, and a sweep over seed with seeds given."""
+    r = cli(*command, *given)
+    helpers.assert_one_line_error(r, "seeds is not read by ")
+    helpers.assert_one_line_error(r, "seed and seeds both given: seed runs one seed instead of the list seeds")
     assert not output_root.exists()

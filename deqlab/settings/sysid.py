@@ -115,6 +115,26 @@ def unread_model_settings(models: List[str], model_settings: Dict[str, ModelSpec
             for name in model_settings if name not in models}
 
 
+def unread_seeds(seed: Optional[int]) -> dict[str, str]:
+    """``{"seeds": why}`` while ``seed`` is set: one seed runs instead of the list (a run's ``unread()``)."""
+    return {} if seed is None else {
+        "seeds": "seed and seeds both given: seed runs one seed instead of the list seeds; give one of them"}
+
+
+#: The keys that shape the pendulum simulator's data (and the pendulum itself): a data file (``data.path``)
+#: is used as it is, without them; the option that sets one, where there is one.
+SIMULATOR_KEYS = {"data.trajectories": "", "data.steps": "", "data.hold": "", "data.noise_std": " (--noise)",
+                  "data.angle_spread": "", "data.rate_spread": "", "data.signal": "", "data.amplitude": "",
+                  "data.min_dwell": "", "data.max_dwell": "", "data.n_sines": "", "data.f_max": "", "pendulum": ""}
+
+
+def unread_simulator_settings(data_path: Optional[str]) -> dict[str, str]:
+    """``{key: why}`` for the simulator's settings (:data:`SIMULATOR_KEYS`) while a data file is given."""
+    return {} if data_path is None else {
+        key: f"it{option} sets the pendulum simulator's data, but a data file is given (data.path, --data): the "
+             "file is used as it is; drop one of them" for key, option in SIMULATOR_KEYS.items()}
+
+
 def default_models() -> Dict[str, ModelSpec]:
     ren = dict(n_x=8, n_v=16, activation="tanh", init_rho=0.95, init_scale=0.1)
     return {
@@ -294,7 +314,8 @@ class Settings:
 
     def unread(self) -> dict[str, str]:
         """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
-        return unread_model_settings(self.models, self.model_settings)
+        return (unread_model_settings(self.models, self.model_settings) | unread_seeds(self.seed)
+                | unread_simulator_settings(self.data.path))
 
     def memory_estimates(self) -> list[Estimate]:
         n = self.data.trajectories * self.data.steps if self.data.path is None else 0

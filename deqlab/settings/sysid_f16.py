@@ -10,7 +10,8 @@ from typing import Dict, List, Optional
 from deqlab.errors import InputError
 from deqlab.settings import checks
 from deqlab.settings.resources import Estimate
-from deqlab.settings.sysid import LipschitzSettings, ModelSpec, TrainSettings, check_models, check_run, unread_model_settings
+from deqlab.settings.sysid import (LipschitzSettings, ModelSpec, TrainSettings, check_models, check_run,
+                                   unread_model_settings, unread_seeds)
 
 EXCITATIONS = ("sine_sweep", "multisine")   # F16Data_SineSw_* | F16Data_FullMSine_*
 FORMATS = ("auto", "csv", "mat")
@@ -82,7 +83,7 @@ class Settings:
 
     def unread(self) -> dict[str, str]:
         """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
-        return unread_model_settings(self.models, self.model_settings)
+        return unread_model_settings(self.models, self.model_settings) | unread_seeds(self.seed)
 
     def memory_estimates(self) -> list[Estimate]:
         # (the data's size is known only once the records are read: the benchmark's is ~15 MB as float64)

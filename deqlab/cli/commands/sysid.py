@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from deqlab.cli.errors import fail
 from deqlab.cli.execute import execute
 from deqlab.cli.options import (DEVICE_OPTION, INTEGER, NUMBER, OVERRIDES, bench_help, option_help, option_overrides,
                                 PATH, path_text, split_list)
@@ -20,37 +19,6 @@ def _exists(path: str) -> bool:
         return Path(path).exists()
     except OSError:
         return False
-
-
-def _one_of_seed_and_seeds(seed, seeds, overrides: list[str]) -> None:
-    """``--seed`` is one seed instead of the list ``--seeds``: given both, the list went unused (exit 0); the
-    same for the keys ``seed=`` and ``seeds=`` among the ``overrides`` (the options' and the user's)."""
-    if seed is not None and seeds is not None:
-        fail(f"--seed {seed} and --seeds {seeds} both given: --seed runs one seed instead of the list; give one of them", 2)
-    given = {o.split("=", 1)[0].lstrip("+") for o in overrides if "=" in o}
-    if {"seed", "seeds"} <= given:
-        fail("seed and seeds both given: seed runs one seed instead of the list seeds; give one of them", 2)
-
-
-#: the keys that shape the simulator's data: a data file (``data.path``) is used as it is, without them
-SIMULATOR_KEYS = ("data.trajectories", "data.steps", "data.hold", "data.noise_std", "data.angle_spread", "data.rate_spread",
-                  "data.signal", "data.amplitude", "data.min_dwell", "data.max_dwell", "data.n_sines", "data.f_max")
-
-
-def _no_simulator_keys_with_a_data_file(overrides: list[str]) -> None:
-    """``--data FILE --noise 0.1`` (or ``data.trajectories=100``) ran on the file as it was: the setting went
-    unused, exit 0. A setting of the simulator given with a data file is refused, naming both."""
-    given = {}
-    for item in overrides:
-        key, _, value = item.partition("=")
-        given[key.lstrip("+")] = value
-    if given.get("data.path", "null") in ("null", "~"):
-        return
-    unused = [k for k in (*SIMULATOR_KEYS, *(k for k in given if k.startswith("pendulum."))) if k in given]
-    if unused:
-        option = {"data.noise_std": " (--noise)"}.get(unused[0], "")
-        fail(f"{unused[0]}{option} sets the pendulum simulator's data, but a data file is given (data.path, --data): "
-             "the file is used as it is; drop one of them", 2)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -75,8 +43,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             "models": split_list(models, "--models", str), "data.path": data,
             "train.epochs": epochs, "data.noise_std": noise, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
             "sysid_preset": "tiny" if tiny else None})
-        _one_of_seed_and_seeds(seed, seeds, [*overrides, *ctx.args])
-        _no_simulator_keys_with_a_data_file([*overrides, *ctx.args])
         execute("sysid", [*overrides, *ctx.args], folder="sysid/pendulum", device=device)
 
     @sysid.command("f16", context_settings=OVERRIDES)
@@ -99,7 +65,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             "f16.data_dir": data_dir, "f16.excitation": excitation, "models": split_list(models, "--models", str),
             "train.epochs": epochs, "seed": seed, "seeds": split_list(seeds, "--seeds", int),
             "sysid_f16_preset": "tiny" if tiny else None})
-        _one_of_seed_and_seeds(seed, seeds, [*overrides, *ctx.args])
         execute("sysid_f16", [*overrides, *ctx.args], folder="sysid/f16", device=device)
 
     @sysid.command(context_settings=OVERRIDES)
