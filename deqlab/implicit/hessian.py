@@ -84,9 +84,11 @@ class HessianParts:
 #: Hessian's relative error follows the fixed point's (measured: 1e-12 at atol 1e-12, 7e-15 at 1e-14).
 TIGHT = SolveOptions(atol=1e-14, max_iter=2000)
 
-#: Tile side of the in-place symmetrisation ``H ← Y + Yᵀ``: a pair of 256×256 float64 tiles (1 MiB)
-#: stays in L2 while one is transposed onto the other (measured: 2× faster than 64-row panels at P = 4672).
-SYMMETRISE_TILE = 256
+#: Tile side of the in-place symmetrisation ``H ← Y + Yᵀ``: a pair of 128×128 float64 tiles (256 KiB)
+#: stays in L2 while one is transposed onto the other. Measured (one thread, ms): at P = 4672 tiles of
+#: 64, 128, 256, 512 took 83, 66, 78, 81; at P = 1312 7.6, 2.2, 2.2, 3.0 (256 was 2× faster than 64-row
+#: panels at P = 4672 on an earlier machine).
+SYMMETRISE_TILE = 128
 #: On a GPU the symmetrisation goes by this many block-row strips (:func:`_symmetrise_strips`): its
 #: extra buffer is ``8P²/strips`` bytes, within the dense Hessian's memory target of ``1.5 × 8P²``.
 SYMMETRISE_STRIPS = 8
