@@ -41,6 +41,18 @@ def test_a_selection_with_nothing_to_measure_is_refused(cli, output_root):
     assert not (output_root / "bench").exists()
 
 
+def test_scipy_max_n_without_a_scipy_solver_is_refused(cli, output_root):
+    """`scipy_max_n` limits only fsolve and root: with neither in `solvers` the value went unused, exit 0."""
+    r = cli("bench", "solvers", "sizes=[10]", "solvers=[fixed_point,anderson]", "scipy_max_n=100")
+    helpers.assert_one_line_error(r, "scipy_max_n is not read by this run: it limits the scipy solvers (fsolve, root), "
+                                     "which solvers = [fixed_point,anderson] does not name", code=2)
+    assert not output_root.exists()
+    r = cli("sweep", "bench_solvers", "sizes=[10]", "solvers=[fixed_point],[anderson]", "scipy_max_n=100")
+    helpers.assert_one_line_error(r, "scipy_max_n is not read by any job of the sweep", code=2)
+    assert not output_root.exists()
+    assert cli("config", "bench_solvers", "solvers=[root]", "scipy_max_n=100").exit_code == 0
+
+
 def test_bench_writes_its_figures_and_the_samples_behind_every_median(cli, output_root):
     """bench.png and fevals.png; bench_samples.npz / broyden_memory_samples.npz hold every timed call (seconds), one
     NaN-padded row per table row (scipy's root is timed once, the others ``repeats`` times), and each

@@ -64,6 +64,13 @@ class SolversBench:
         checks.number("input_scale", self.input_scale, minimum=0.0, maximum=1e6)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
 
+    def unread(self) -> dict[str, str]:
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
+        if any(name in ("fsolve", "root") for name in self.solvers):
+            return {}
+        return {"scipy_max_n": f"it limits the scipy solvers (fsolve, root), which solvers = [{','.join(self.solvers)}] "
+                               "does not name (add one of them or drop it)"}
+
     def memory_estimates(self) -> list[Estimate]:
         n = max(self.sizes)
         return [Estimate(8 * dense_bytes(n, n) + 8 * 8.0 * self.batch * n * 60, "sizes", f"W of size {n} and solver memory")]
