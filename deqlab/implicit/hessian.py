@@ -112,12 +112,14 @@ def assembly_chunk(N: int, B: int, P: int, itemsize: int, device: torch.device |
               else ASSEMBLY_CHUNK_BYTES)
     return max(1, min(N, int(budget // max(1, B * P * itemsize))))
 
+
 def products_batched(device: torch.device | str) -> bool:
     """Whether :func:`_assemble` multiplies a chunk's operands by one batched product per group (on a
     GPU, where the cost is the launches) or by one ``mm`` per row index and group (on a CPU: at
     ``P = 1312``, batch 64, one thread, floor / dense 0.268 against 0.257 for a ``bmm`` per chunk that
     summed the ``b_z`` rows instead of multiplying by a row of ones)."""
     return torch.device(device).type == "cuda"
+
 
 #: The phases of the dense closed form that ``deq_hessian_parts(..., phases=...)`` times (seconds each):
 #: everything before and after the assembly, building the per-row-index operands ``C_i``, the
