@@ -24,6 +24,8 @@ SOLVER_OPTIONS: dict[str, tuple[str, ...]] = {
     "root": ("xtol",),
 }
 SOLVER_NAMES = tuple(SOLVER_OPTIONS)
+#: the registered solvers that are scipy's MINPACK per sample on the host (small systems only)
+SCIPY_SOLVERS = ("fsolve", "root")
 
 
 def _finite(key: str, value) -> float:

@@ -42,11 +42,11 @@ from deqlab.report import solver_figures
 from deqlab.report.progress import track
 from deqlab.report.result import Result, Table
 from deqlab.report.timing_samples import sample_arrays
+from deqlab.solver_options import SCIPY_SOLVERS
 from deqlab.solvers.registry import get_solver
 
 FAMILIES = ("gaussian", "symmetric")
 REFERENCE = "fixed_point"
-SCIPY = ("fsolve", "root")
 
 #: Issue 12 targets for Anderson against fixed-point iteration (same problem, same run).
 ANDERSON_PER_FEVAL_TARGETS = ((50, 2.0), (1024, 1.3))   # (n_z: at most / at least, ratio) see anderson_targets
@@ -114,14 +114,14 @@ def _run(cfg) -> Result:
         case_rows = []
         calls = {}
         for name in cfg.solvers:
-            if name in SCIPY and n > cfg.scipy_max_n:
+            if name in SCIPY_SOLVERS and n > cfg.scipy_max_n:
                 continue
             solver = get_solver(name)
             calls[name] = lambda solver=solver, f=f, z0=z0: solver(f, z0, atol=cfg.tol, rtol=0.0, max_iter=cfg.max_iter)
         case_samples: dict[str, list[float]] = {}
-        timed = interleaved_medians({k: v for k, v in calls.items() if k not in SCIPY}, cfg.repeats, device=device,
+        timed = interleaved_medians({k: v for k, v in calls.items() if k not in SCIPY_SOLVERS}, cfg.repeats, device=device,
                                     samples=case_samples)
-        timed.update(interleaved_medians({k: v for k, v in calls.items() if k in SCIPY}, 1, device=device,
+        timed.update(interleaved_medians({k: v for k, v in calls.items() if k in SCIPY_SOLVERS}, 1, device=device,
                                          samples=case_samples))
         for name in calls:
             t, res = timed[name]
@@ -137,7 +137,7 @@ def _run(cfg) -> Result:
             if not res.all_converged:
                 result.failures.append(f"{fam} n_z={n} ||W||={s}: {name} {res.message}")
         ref = next((r for r in case_rows if r["solver"] == REFERENCE), None)
-        hybr = next((r for r in case_rows if r["solver"] in SCIPY), None)
+        hybr = next((r for r in case_rows if r["solver"] in SCIPY_SOLVERS), None)
         for r in case_rows:
             r["f evals / fixed_point"] = r["f evals"] / ref["f evals"] if ref else np.nan
             r["time / fixed_point"] = r["median time [ms]"] / ref["median time [ms]"] if ref else np.nan
@@ -165,7 +165,7 @@ def _run(cfg) -> Result:
         {"family": frame["family"].tolist(), "n_z": frame["n_z"].to_numpy(int), "norm": frame["||W||_2"].to_numpy(float),
          "solver": frame["solver"].tolist()}, {"time": samples})
     problem = f"batch {cfg.batch}, tol {cfg.tol:g}, {cfg.dtype}, seed={cfg.seed}"
-    labels = {name: f"{name} (scipy hybr, n_z <= {cfg.scipy_max_n})" for name in SCIPY}
+    labels = {name: f"{name} (scipy hybr, n_z <= {cfg.scipy_max_n})" for name in SCIPY_SOLVERS}
     result.figures["bench"] = partial(
         solver_figures.solver_times, frame, labels=labels, title="Solvers on tanh DEQs: time to tolerance",
         subtitle=f"{problem}, {device_name(device)}, torch threads {torch.get_num_threads()}, "

@@ -11,6 +11,7 @@ from deqlab.settings.hessian import GROUPS, group_sizes
 from deqlab.settings.models import MAX_WIDTH, MLPSettings, MonDEQSettings, TanhDEQSettings
 from deqlab.settings.resources import Estimate, dense_bytes
 from deqlab.settings.solver import SOLVER_NAMES
+from deqlab.solver_options import SCIPY_SOLVERS
 
 SOLVER_FAMILIES = ("gaussian", "symmetric")
 NETHESSIAN_TASKS = ("laplacian", "diag_hessian", "hessian")
@@ -55,7 +56,7 @@ class SolversBench:
         checks.count("max_iter", self.max_iter, maximum=10_000_000)
         checks.count("repeats", self.repeats, maximum=100_000)
         checks.count("scipy_max_n", self.scipy_max_n, minimum=0, maximum=MAX_WIDTH)
-        scipy = [name for name in self.solvers if name in ("fsolve", "root")]
+        scipy = [name for name in self.solvers if name in SCIPY_SOLVERS]
         if len(scipy) == len(self.solvers) and min(self.sizes) > self.scipy_max_n:
             # (every row skipped: the table's frame had no columns, a KeyError traceback)
             raise InputError(f"nothing to measure: solvers {', '.join(scipy)} run only at n_z <= scipy_max_n="
@@ -66,7 +67,7 @@ class SolversBench:
 
     def unread(self) -> dict[str, str]:
         """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
-        if any(name in ("fsolve", "root") for name in self.solvers):
+        if any(name in SCIPY_SOLVERS for name in self.solvers):
             return {}
         return {"scipy_max_n": f"it limits the scipy solvers (fsolve, root), which solvers = [{','.join(self.solvers)}] "
                                "does not name (add one of them or drop it)"}
