@@ -122,7 +122,8 @@ def test_bad_pair_files(cli, output_root, tmp_path, case):
         (("--part", "study", "study.definite=maybe"), "study.definite"),
         (("--part", "deq", "deq.directions=[sideways]"), "deq.directions"),
         (("--part", "study", "--pairs", "x.npz"), "cannot be combined"),
-        (("pairs_file=x.npz",), "pairs_file is read only by part=pairs"),
+        (("pairs_file=x.npz",), "pairs_file is not read by this run: it is read only by part=pairs, and this run is "
+                                "part=example (--part pairs)"),
         (("pairs_file=''",), "pairs_file must name a .npz file, or be null; got an empty path"),   # (ran part=example)
         (("part=pairs", "pairs_file=''"), "pairs_file must name a .npz file"),
         # (exit 0, part=example ran and the study's size was ignored)
@@ -136,6 +137,24 @@ def test_bad_config(cli, output_root, args, message):
     assert r.exit_code == 2
     assert message in r.stderr and "Traceback" not in r.output
     assert not (output_root / "lowrank").exists()
+
+
+def test_a_sweep_over_parts_takes_a_pairs_file_that_one_job_reads(cli, output_root, tmp_path):
+    """`deqlab sweep lowrank part=example,pairs pairs_file=F` was refused by the settings' own check, although
+    the pairs job reads F; a sweep none of whose jobs reads it is refused in one line, before any job."""
+    path = tmp_path / "p.npz"
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((6, 3))
+    np.savez(path, X=X, Y=2.0 * X)
+    r = cli("sweep", "lowrank", "part=example,pairs", f"pairs_file={path}", f"output_root={output_root}")
+    assert r.exit_code == 0, r.output + r.stderr
+    (folder,) = list((output_root / "sweep" / "lowrank").iterdir())
+    summary = pd.read_csv(folder / "summary.csv")
+    assert list(summary["part"]) == ["example", "pairs"] and list(summary["status"]) == ["ok", "ok"]
+    r = cli("sweep", "lowrank", "part=example,study", f"pairs_file={path}", f"output_root={tmp_path / 'refused'}")
+    helpers.assert_one_line_error(r, "pairs_file is not read by any job of the sweep: it is read only by part=pairs",
+                                  code=2)
+    assert not (tmp_path / "refused").exists()
 
 
 def test_study_small(cli, output_root):

@@ -95,12 +95,10 @@ class Settings:
             raise InputError("pairs_file must name a .npz file, or be null; got an empty path")
         if self.part == "pairs" and not self.pairs_file:
             raise InputError("part=pairs reads a pairs file: give --pairs FILE.npz (pairs_file=...)")
-        if self.pairs_file and self.part != "pairs":
-            raise InputError(f"pairs_file is read only by part=pairs, not part={self.part}")
 
     def unread(self) -> dict[str, str]:
         """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
-        sections = {"study": "study", "deq": "deq", "dense_max": "pairs"}
+        sections = {"study": "study", "deq": "deq", "dense_max": "pairs", "pairs_file": "pairs"}
         return {key: f"it is read only by part={part}, and this run is part={self.part} (--part {part})"
                 for key, part in sections.items() if part != self.part}
 
