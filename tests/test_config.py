@@ -404,3 +404,10 @@ def test_a_key_the_run_does_not_read_is_refused_unless_some_job_of_a_sweep_reads
     refuse_unread([unread_given(dense, ["probes=8"]), unread_given(matrix_free, ["probes=8"])])   # some job reads it
     with pytest.raises(InputError, match=r"^probes is not read by any job of the sweep"):
         refuse_unread([unread_given(dense, ["probes=8"]), unread_given(dense, ["probes=8"])])
+    # --check-fd likewise (it was a settings error, so `hvp_only=false,true check_fd=true` was refused outright)
+    from deqlab.cli.compose import compose, to_settings
+
+    with pytest.raises(InputError, match=r"^check_fd is not read by this run: it \(--check-fd\) compares the dense"):
+        load("hessian", ["hvp_only=true", "check_fd=true"])
+    fd_free, _ = to_settings("hessian", compose("hessian", ["hvp_only=true", "check_fd=true"]))
+    refuse_unread([unread_given(fd_free, ["check_fd=true"]), unread_given(dense, ["check_fd=true"])])

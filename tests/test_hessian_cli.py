@@ -141,7 +141,8 @@ def test_a_tolerance_too_loose_for_z_star_is_refused_then_marked(cli, output_roo
         (("--n-z", "60"), "max_dense_p"),
         (("check_fd=maybe",), "check_fd"),
         # (exit 0, and no finite-difference route ran: hvp_only has no dense H to compare)
-        (("--hvp-only", "--check-fd"), "--check-fd compares the dense Hessian with finite differences and --hvp-only"),
+        (("--hvp-only", "--check-fd"), "check_fd is not read by this run: it (--check-fd) compares the dense Hessian with "
+                                     "finite differences and --hvp-only"),
         # (exit 0, the value ignored: keys only the other mode reads)
         (("probes=128",), "probes is not read by this run: it is read only by the matrix-free mode (add --hvp-only"),
         (("--hvp-only", "unroll_steps=5"), "unroll_steps is not read by this run: it sizes or checks the dense Hessian"),

@@ -123,6 +123,7 @@ def test_sweep_prints_its_own_lines_not_hydras_log(output_root):
         # every job ran part=example with the swept value ignored
         (["lowrank", "study.n=40,50"], "study.n is not read by any job of the sweep: it is read only by part=study"),
         (["lowrank", "part=example,deq", "study.n=40"], "study.n is not read by any job of the sweep"),
+        (["hessian", "hvp_only=true", "seed=0,1", "check_fd=true"], "check_fd is not read by any job of the sweep"),
     ],
 )
 def test_sweep_bad_input_exits_2_before_any_job(cli, output_root, args, message):

@@ -71,10 +71,6 @@ class Settings:
         P = self.parameter_count()
         if not self.hvp_only and P > self.max_dense_p:
             raise InputError(f"P = {P} parameters is above max_dense_p = {self.max_dense_p} for a dense Hessian; use --hvp-only")
-        if self.hvp_only and self.check_fd:
-            # (hvp_only forms no dense H for the finite differences to be compared with: the flag did nothing)
-            raise InputError("--check-fd compares the dense Hessian with finite differences and --hvp-only forms none "
-                             "(it checks its HVPs against finite differences of the gradient itself): drop one of them")
         if self.hvp_only and P < 2 * self.top_k + 1:
             raise InputError(f"P = {P} is too small for top_k = {self.top_k} eigenvalues at each end")
 
@@ -82,7 +78,11 @@ class Settings:
         """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
         if self.hvp_only:
             why = "it sizes or checks the dense Hessian, which --hvp-only does not form (drop one of them)"
-            return dict.fromkeys(("max_dense_p", "max_reference_p", "unroll_steps", "check_layer", "pitfall"), why)
+            return {**dict.fromkeys(("max_dense_p", "max_reference_p", "unroll_steps", "check_layer", "pitfall"), why),
+                    # (the flag did nothing: no dense H for the finite differences to be compared with)
+                    "check_fd": "it (--check-fd) compares the dense Hessian with finite differences and --hvp-only forms "
+                                "none (it checks its HVPs against finite differences of the gradient itself): drop one "
+                                "of them"}
         why = "it is read only by the matrix-free mode (add --hvp-only, or drop the key)"
         return dict.fromkeys(("top_k", "probes", "eigsh_tol"), why)
 
