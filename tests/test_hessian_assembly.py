@@ -92,13 +92,15 @@ def test_phase_timing_changes_nothing_and_times_every_phase(split_terms):
     assert set(phases) == set(PHASES) and all(t > 0 for t in phases.values())
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])   # (bfloat16: torch's tiles, not NumPy's)
 @pytest.mark.parametrize("P, strips", [(1, 8), (7, 8), (64, 8), (100, 3), (257, 8)])
-def test_both_symmetrisations_give_exactly_h_plus_h_transpose(P, strips):
+def test_both_symmetrisations_give_exactly_h_plus_h_transpose(P, strips, dtype):
     """The CPU's tiled pass and the GPU's strip pass (both run here, on the CPU) give exactly ``Y + Yᵀ``
-    (bit for bit: ``fl(a + b)`` commutes), for sizes that do and do not divide into tiles and strips."""
+    (bit for bit: ``fl(a + b)`` commutes), for sizes that do and do not divide into tiles and strips, through
+    NumPy's views of the tiles and, for a dtype NumPy lacks, torch's."""
     from deqlab.implicit.hessian import _symmetrise, _symmetrise_strips
 
-    Y = torch.randn(P, P, generator=torch.Generator().manual_seed(P), dtype=torch.float64)
+    Y = torch.randn(P, P, generator=torch.Generator().manual_seed(P), dtype=torch.float64).to(dtype)
     expected = Y + Y.T
     assert torch.equal(_symmetrise(Y.clone(), tile=16), expected)
     assert torch.equal(_symmetrise_strips(Y.clone(), strips=strips), expected)

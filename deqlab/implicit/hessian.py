@@ -84,11 +84,11 @@ class HessianParts:
 #: Hessian's relative error follows the fixed point's (measured: 1e-12 at atol 1e-12, 7e-15 at 1e-14).
 TIGHT = SolveOptions(atol=1e-14, max_iter=2000)
 
-#: Tile side of the in-place symmetrisation ``H ← Y + Yᵀ``: a pair of 128×128 float64 tiles (256 KiB)
-#: stays in L2 while one is transposed onto the other. Measured (one thread, ms): at P = 4672 tiles of
-#: 64, 128, 256, 512 took 83, 66, 78, 81; at P = 1312 7.6, 2.2, 2.2, 3.0 (256 was 2× faster than 64-row
-#: panels at P = 4672 on an earlier machine).
-SYMMETRISE_TILE = 128
+#: Tile side of the in-place symmetrisation ``H ← Y + Yᵀ`` on a CPU: a pair of 96×96 float64 tiles (144 KiB)
+#: stays in L2 while one is transposed onto the other. Measured (one thread, ms, through NumPy): at P = 4672
+#: tiles of 64, 96, 128 took 63, 58, 59 (torch's own transposed add_/copy_ of the same tiles: 111, 96, 85);
+#: at P = 2000 6.9, 6.0, 6.3 (torch 16.3, 10.1, 7.7); at P = 1312 3.6, 3.3, 3.3 (torch 4.9, 3.7, 3.3).
+SYMMETRISE_TILE = 96
 #: On a GPU the symmetrisation goes by this many block-row strips (:func:`_symmetrise_strips`): its
 #: extra buffer is ``8P²/strips`` bytes, within the dense Hessian's memory target of ``1.5 × 8P²``.
 SYMMETRISE_STRIPS = 8
@@ -226,19 +226,28 @@ def _symmetrise(H: torch.Tensor, tile: int = SYMMETRISE_TILE) -> torch.Tensor:
     Each off-diagonal pair ``(U, L) = (H[a, b], H[b, a])`` becomes ``U += Lᵀ; L = Uᵀ`` and each
     diagonal block ``D + Dᵀ``: every entry is read and written once, a pair of tiles stays in cache
     while it is transposed, and the result is exactly symmetric (``fl(a + b)`` commutes).
+
+    On a CPU the tiles are NumPy views of ``H``'s memory: NumPy's transposed add and copy of a tile pair
+    take two thirds of the time of torch's at P = 4672 (:data:`SYMMETRISE_TILE`), where this pass was
+    the dense Hessian's largest phase after the products (``deqlab bench hessian``'s phase table).
+    A tensor NumPy cannot view (bfloat16) goes through the same tiles in torch.
     """
     if H.device.type == "cuda":
         return _symmetrise_strips(H)
+    try:
+        A = H.numpy()
+    except (RuntimeError, TypeError):
+        A = H
     P = H.shape[0]
     for a0 in range(0, P, tile):
         a1 = min(a0 + tile, P)
-        D = H[a0:a1, a0:a1]
-        D.copy_(D + D.T)
+        D = A[a0:a1, a0:a1]
+        D[...] = D + D.T
         for b0 in range(a1, P, tile):
             b1 = min(b0 + tile, P)
-            upper, lower = H[a0:a1, b0:b1], H[b0:b1, a0:a1]
-            upper.add_(lower.T)
-            lower.copy_(upper.T)
+            upper, lower = A[a0:a1, b0:b1], A[b0:b1, a0:a1]
+            upper += lower.T
+            lower[...] = upper.T
     return H
 
 
