@@ -273,7 +273,7 @@ def test_an_item_past_the_end_of_a_list_is_named(command, override, key):
     whole = key.split("[")[0]
     assert str(info.value) == (f"{key} is past the end of the list {whole}: an item can be set only where the list has "
                                f"one; set the whole list instead ({whole}=[...])")
-    assert load("converge", ["layers.7=1"])[0].layers[7] == 1
+    assert load("converge", ["layers.7=40"])[0].layers[7] == 40
 
 
 def test_a_resolver_that_warns_still_gives_one_line(recwarn):
@@ -380,6 +380,30 @@ def test_a_key_repeated_inside_a_mapping_is_refused(override, key):
     with pytest.raises(InputError, match=rf"^'{re.escape(override)}' sets {key} twice in one {{\.\.\.}}: give it once$"):
         screen([override], sweep=True)
     assert len(screen(["model={n_z:3,n_x:2}"], sweep=False)) == 1   # distinct keys pass
+
+
+@pytest.mark.parametrize("command, override, message", [
+    ("converge", "layers=[0,1,1]", "layers lists 1 twice"),
+    ("mondeq", "sweep.alphas=[1,1.0]", "sweep.alphas lists 1 twice"),
+    ("lowrank", "study.k=[2,2]", "study.k lists 2 twice"),
+    ("lowrank", "study.noise=[0,0.0]", "study.noise lists 0 twice"),
+    ("lowrank", "deq.k=[4,4]", "deq.k lists 4 twice"),
+    ("bench_solvers", "sizes=[10,10]", "sizes lists 10 twice"),
+    ("bench_solvers", "norms=[0.5,0.5]", "norms lists 0.5 twice"),
+    ("bench_hessian", "ladder=[32,32]", "ladder lists 32 twice"),
+    ("bench_mondeq", "alphas=[0.5,0.5]", "alphas lists 0.5 twice"),
+    ("bench_lowrank", "large_n=[3000,3000]", "large_n lists 3000 twice"),
+    ("bench_sysid", "threads=[1,1]", "threads lists 1 twice"),
+    ("sysid", "seeds=[1,1]", "seeds lists 1 twice"),
+    ("sysid", "lipschitz.steps=[60,60]", "lipschitz.steps lists 60 twice"),
+])
+def test_a_list_of_cases_that_repeats_one_is_refused(command, override, message):
+    """`converge layers=[1,1]`, `mondeq sweep.alphas=[1,1]`, `lowrank study.k=[1,1]` ran the case twice, exit 0 (the
+    solver and model lists, and sysid's seeds, refused a repeat already); a list of widths may repeat one."""
+    with pytest.raises(InputError, match=rf"^{re.escape(message)}$"):
+        load(command, [override])
+    assert load("nethessian", ["mlp.hidden=[4,4]"])[0].mlp.hidden == [4, 4]
+    assert load("bench_lowrank", ["large_n=[]"])[0].large_n == []
 
 
 def test_a_key_the_run_does_not_read_is_refused_unless_some_job_of_a_sweep_reads_it():

@@ -127,7 +127,7 @@ def test_one_seed_and_bad_seed_lists(cli, output_root):
     run = _run_dir(output_root, "pendulum")
     assert pd.read_csv(run / "sysid_runs.csv")["seed"].tolist() == [4]
     assert pd.read_csv(run / "sysid.csv").loc[0, "± std"] == 0.0
-    _bad(cli("sysid", "pendulum", TINY, "seeds=[1,1]"), "seeds must not repeat")
+    _bad(cli("sysid", "pendulum", TINY, "seeds=[1,1]"), "seeds lists 1 twice")
     _bad(cli("sysid", "pendulum", TINY, "seeds=[]"), "seeds")
     _bad(cli("sysid", "pendulum", TINY, "lipschitz.steps=[0]"), "lipschitz.steps")
 

@@ -172,7 +172,7 @@ def test_bad_settings_are_refused(f16_data, output_root, capsys):
     assert "too short for washout" in _refused(capsys, output_root, f16_data, "f16.segment=20")
     assert "f16.val_fraction" in _refused(capsys, output_root, f16_data, "f16.val_fraction=1.5")
     assert "f16.format" in _refused(capsys, output_root, f16_data, "f16.format=xlsx")
-    assert "seeds must not repeat" in _refused(capsys, output_root, f16_data, "seeds=[3,3]")
+    assert "seeds lists 3 twice" in _refused(capsys, output_root, f16_data, "seeds=[3,3]")
 
 
 def test_reader_errors_are_input_errors(tmp_path):

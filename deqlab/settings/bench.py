@@ -45,8 +45,8 @@ class SolversBench:
         checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, checks.DTYPES)
-        checks.counts("sizes", self.sizes, maximum=MAX_WIDTH)
-        norms = checks.numbers("norms", self.norms, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.counts("sizes", self.sizes, maximum=MAX_WIDTH, distinct=True)
+        norms = checks.numbers("norms", self.norms, minimum=0.0, maximum=1.0, exclusive=True, distinct=True)
         if any(s >= 1 for s in norms):
             raise InputError(f"norms must lie in (0, 1) for a contraction, got {list(self.norms)}")
         checks.choices("families", self.families, SOLVER_FAMILIES)
@@ -116,7 +116,7 @@ class HessianBench:
         _timing(self.repeats, self.warmup)
         checks.count("ref_repeats", self.ref_repeats, maximum=1000)
         checks.count("memory_n_z", self.memory_n_z, maximum=10_000)
-        checks.counts("ladder", self.ladder, maximum=10_000)
+        checks.counts("ladder", self.ladder, maximum=10_000, distinct=True)
         checks.count("dense_max_p", self.dense_max_p, maximum=10**6)
         checks.count("top_k", self.top_k, maximum=10_000)
         checks.number("eigsh_tol", self.eigsh_tol, minimum=0.0, maximum=1.0)
@@ -173,7 +173,7 @@ class LowrankBench:
         checks.count("rank", self.rank, maximum=100_000)
         checks.count("k", self.k, maximum=100_000)
         _timing(self.repeats, self.warmup)
-        large = [checks.count(f"large_n[{i}]", v, maximum=10**8) for i, v in enumerate(self.large_n)]
+        large = checks.without_repeats("large_n", [checks.count(f"large_n[{i}]", v, maximum=10**8) for i, v in enumerate(self.large_n)])
         checks.number("target_error", self.target_error, minimum=0.0, exclusive=True)
         checks.number("target_speedup", self.target_speedup, minimum=0.0, exclusive=True)
         # a cut-off of singular values (rtol x the largest), as in `deqlab lowrank`: not a stopping rule's rtol
@@ -213,13 +213,13 @@ class MonDEQBench:
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, checks.DTYPES)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
-        checks.counts("sizes", self.sizes, maximum=MAX_WIDTH)
+        checks.counts("sizes", self.sizes, maximum=MAX_WIDTH, distinct=True)
         checks.count("batch", self.batch, maximum=1_000_000)
         checks.count("n_x", self.n_x, maximum=MAX_WIDTH)
         checks.relative_tolerance("rtol", self.rtol)
         checks.count("max_iter", self.max_iter, maximum=10_000_000)
         checks.count("repeats", self.repeats, maximum=100_000)
-        checks.numbers("alphas", self.alphas, minimum=0.0, maximum=1e6, exclusive=True)
+        checks.numbers("alphas", self.alphas, minimum=0.0, maximum=1e6, exclusive=True, distinct=True)
         checks.number("fb_fraction", self.fb_fraction, minimum=0.0, maximum=1e3, exclusive=True)
 
     def memory_estimates(self) -> list[Estimate]:
@@ -278,7 +278,7 @@ class SysidBench:
         checks.seed("seed", self.seed)
         for key in ("batch", "steps", "n_x", "n_v", "lstm_hidden"):
             checks.count(key, getattr(self, key), maximum=100_000)
-        checks.counts("threads", self.threads, maximum=1024)
+        checks.counts("threads", self.threads, maximum=1024, distinct=True)
         _timing(self.repeats, self.warmup)
 
     def memory_estimates(self) -> list[Estimate]:

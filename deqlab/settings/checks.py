@@ -105,21 +105,34 @@ def choices(key: str, values: Iterable, allowed: Sequence[str]) -> list[str]:
     return items
 
 
-def counts(key: str, values: Iterable, *, minimum: int = 1, maximum: int = MAX_LOOP) -> list[int]:
+def counts(key: str, values: Iterable, *, minimum: int = 1, maximum: int = MAX_LOOP, distinct: bool = False) -> list[int]:
+    """A non-empty list of integers in ``[minimum, maximum]``; ``distinct``: none twice (:func:`without_repeats`)."""
     items = list(values)
     if not items:
         raise InputError(f"{key} must be a non-empty list of integers >= {minimum}")
     for i, v in enumerate(items):
         integer(f"{key}[{i}]", v, minimum=minimum, maximum=maximum)
-    return items
+    return without_repeats(key, items) if distinct else items
 
 
 def numbers(key: str, values: Iterable, *, minimum: float | None = None, maximum: float | None = None,
-            exclusive: bool = False) -> list[float]:
+            exclusive: bool = False, distinct: bool = False) -> list[float]:
+    """A non-empty list of numbers in the range of :func:`number`; ``distinct``: none twice (:func:`without_repeats`)."""
     items = list(values)
     if not items:
         raise InputError(f"{key} must be a non-empty list of numbers")
-    return [number(f"{key}[{i}]", v, minimum=minimum, maximum=maximum, exclusive=exclusive) for i, v in enumerate(items)]
+    items = [number(f"{key}[{i}]", v, minimum=minimum, maximum=maximum, exclusive=exclusive) for i, v in enumerate(items)]
+    return without_repeats(key, items) if distinct else items
+
+
+def without_repeats(key: str, items: list) -> list:
+    """``items`` if no value comes twice. For a list of cases (sizes, step lengths, depths, seeds) a repeat runs
+    and prints the same case twice, weighs it twice in a summary over the list, or hides a typo for another
+    value; lists whose entries are not cases (layer widths, the data split) do not ask for this."""
+    for i, item in enumerate(items):
+        if item in items[:i]:
+            raise InputError(f"{key} lists {item:g} twice")
+    return items
 
 
 def device(key: str, value) -> str:

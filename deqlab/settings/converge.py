@@ -37,7 +37,7 @@ class Settings:
         checks.choice("dtype", self.dtype, checks.DTYPES)
         checks.choice("solver_table_dtype", self.solver_table_dtype, checks.DTYPES)
         checks.number("input_std", self.input_std, minimum=0.0, maximum=1e6)
-        checks.counts("layers", self.layers, minimum=0, maximum=100_000)
+        checks.counts("layers", self.layers, minimum=0, maximum=100_000, distinct=True)
         checks.count("restarts", self.restarts, maximum=10_000)
         checks.count("eig_layers", self.eig_layers, minimum=0, maximum=100_000)
         checks.count("curve_layers", self.curve_layers, maximum=100_000)

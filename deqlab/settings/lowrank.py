@@ -29,12 +29,12 @@ class StudySettings:
         checks.count("study.n", self.n, minimum=2, maximum=100_000)
         checks.count("study.rank", self.rank, maximum=100_000)
         checks.count("study.trials", self.trials, maximum=100_000)
-        ks = checks.counts("study.k", self.k, maximum=100_000)
+        ks = checks.counts("study.k", self.k, maximum=100_000, distinct=True)
         if max(ks) > self.n:
             raise InputError(f"study.k contains {max(ks)} > study.n = {self.n}: at most n independent pairs")
         if self.rank > self.n:
             raise InputError(f"study.rank = {self.rank} exceeds study.n = {self.n}")
-        checks.numbers("study.noise", self.noise, minimum=0.0, maximum=1e6)
+        checks.numbers("study.noise", self.noise, minimum=0.0, maximum=1e6, distinct=True)
 
 
 @dataclass
@@ -58,7 +58,7 @@ class DEQPairsSettings:
         checks.step("deq.eps", self.eps)
         checks.choice("deq.difference", self.difference, DIFFERENCES)
         checks.choices("deq.directions", self.directions, DIRECTIONS)
-        ks = checks.counts("deq.k", self.k, maximum=10**6)
+        ks = checks.counts("deq.k", self.k, maximum=10**6, distinct=True)
         if max(ks) > self.parameter_count():
             raise InputError(f"deq.k contains {max(ks)} > P = {self.parameter_count()} parameters of the DEQ: "
                              "at most P independent steps")

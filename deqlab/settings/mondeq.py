@@ -51,7 +51,7 @@ class AlphaSweepSettings:
         checks.count("sweep.batch", self.batch, maximum=100_000)
         checks.relative_tolerance("sweep.rtol", self.rtol)
         checks.count("sweep.max_iter", self.max_iter, maximum=10_000_000)
-        checks.numbers("sweep.alphas", self.alphas, minimum=0.0, maximum=1e6, exclusive=True)
+        checks.numbers("sweep.alphas", self.alphas, minimum=0.0, maximum=1e6, exclusive=True, distinct=True)
 
 
 @dataclass

@@ -257,7 +257,7 @@ class LipschitzSettings:
     settle: int = 3000   # steps allowed to reach each equilibrium
 
     def __post_init__(self) -> None:
-        checks.counts("lipschitz.steps", self.steps, maximum=1_000_000)
+        checks.counts("lipschitz.steps", self.steps, maximum=1_000_000, distinct=True)
         checks.count("lipschitz.pairs", self.pairs, maximum=100_000)
         checks.count("lipschitz.iters", self.iters, minimum=0, maximum=1_000_000)
         checks.number("lipschitz.lr", self.lr, minimum=0.0, maximum=1e3, exclusive=True)
@@ -270,9 +270,7 @@ def check_seeds(seed: Optional[int], seeds: List[int]) -> None:
     if seed is not None:
         checks.seed("seed", seed)
         return
-    items = checks.counts("seeds", seeds, minimum=0, maximum=checks.INT64_MAX)
-    if len(set(items)) != len(items):
-        raise InputError(f"seeds must not repeat, got {list(items)}")
+    checks.counts("seeds", seeds, minimum=0, maximum=checks.INT64_MAX, distinct=True)
 
 
 def check_run(settings) -> None:

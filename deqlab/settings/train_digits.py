@@ -87,9 +87,7 @@ class Settings:
         checks.seed("data_seed", self.data_seed, numpy=True)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
         _cpu_only(self.device)
-        models = checks.choices("models", self.models, MODEL_NAMES)
-        if len(set(models)) != len(models):
-            raise InputError(f"models must not repeat a name, got {models}")
+        checks.choices("models", self.models, MODEL_NAMES)
 
     def unread(self) -> dict[str, str]:
         """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
