@@ -80,6 +80,34 @@ def test_prox_minimises_its_convex_function(name, alpha):
 
 
 @pytest.mark.parametrize("name", ["tanh", "softplus"])
+@pytest.mark.parametrize("alpha", [1e-3, 0.5, 3.0, 1e3, 1e6])
+def test_prox_solves_its_equation_in_few_newton_steps_at_any_step_length(name, alpha):
+    """``prox_{αf}(v) = σ(t)`` with ``(1 − α)σ(t) + αt = v``: each ``t`` agrees with a bracketing root finder
+    (scipy's brentq on the same equation, an independent route) to the equation's own rounding, divided by
+    its slope, and Newton stops within 20 steps. The bracket safeguard threw converged entries back to the
+    middle of the bracket (softplus at α = 0.5: 53 steps), and at α = 1e3 a step that moved t by its
+    rounding never met the step tolerance (60 steps, the cap): a PR solve with α = 1e6 ran for minutes."""
+    from deqlab.solvers.prox import PROX_MAX_NEWTON, ProxNonlinearity, _prox_argument
+
+    nl = NONLINEARITIES[name]
+    evaluations = []
+    counted = ProxNonlinearity(nl.name, lambda t: evaluations.append(1) or nl.sigma(t), nl.dsigma, nl.f, nl.formula)
+    v = torch.linspace(-9, 9, 37, dtype=DT)
+    t = _prox_argument(counted, v, alpha)
+    assert len(evaluations) - 1 <= 20 < PROX_MAX_NEWTON
+    eps = torch.finfo(DT).eps
+    for vi, ti in zip(v.tolist(), t.tolist()):
+        def g(s):
+            return (1 - alpha) * float(nl.sigma(torch.tensor(s, dtype=DT))) + alpha * s - vi
+        width = abs(g(vi)) / min(1.0, alpha) + 1.0
+        ref = scipy.optimize.brentq(g, vi - width, vi + width, xtol=1e-300, rtol=4 * eps, maxiter=500)
+        sigma_ref = float(nl.sigma(torch.tensor(ref, dtype=DT)))
+        slope = (1 - alpha) * float(nl.dsigma(torch.tensor(ref, dtype=DT))) + alpha
+        rounding = 8 * eps * (abs((1 - alpha) * sigma_ref) + alpha * abs(ref) + abs(vi)) / slope
+        assert abs(ti - ref) <= rounding + 8 * eps * abs(ref), (vi, ti, ref)
+
+
+@pytest.mark.parametrize("name", ["tanh", "softplus"])
 def test_convex_functions_are_convex_and_prox_is_not_sigma(name):
     nl = NONLINEARITIES[name]
     z = torch.linspace(0.01, 0.98, 50, dtype=DT)
