@@ -249,6 +249,10 @@ def test_a_sweep_worker_that_dies_ends_the_sweep_in_one_line(tmp_path, launcher,
          "lower model_settings.ren.n_x / model_settings.ren.n_v"),
         (["sysid", "pendulum", "--tiny", "--models", "lstm", "model_settings.lstm.n_h=10000"], "lower model_settings.lstm.n_h"),
         (["sysid", "f16", "--tiny", "--data-dir", "nowhere", "model_settings.ren.n_x=10000"], "lower model_settings.ren.n_x"),
+        # (no estimate at all: the bench started a forward solve of 1e6 x 1e5 states, and ran until killed)
+        (["bench", "curvature", "eig_n_z=100000", "batch=1000000"], "lower eig_n_z / batch"),
+        (["bench", "curvature", "hvp_n_z=5000"], "lower hvp_n_z / batch"),
+        (["train", "digits", "n_z=2000", "lanczos_steps=10000"], "lower n_z / lanczos_steps"),
     ],
 )
 def test_sizes_that_cannot_fit_are_refused_up_front(cli, output_root, args, text):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from deqlab.errors import InputError
 from deqlab.settings import checks
+from deqlab.settings.resources import Estimate, dense_bytes
 
 #: ``--tiny``: seconds (tests, smoke checks).
 TINY = {"batch": 16, "hvp_n_z": 8, "eig_n_z": 12, "n_x": 6, "classes": 3, "top_k": 2, "repeats": 2, "warmup": 1}
@@ -64,6 +65,20 @@ class CurvatureBench:
         _cpu_only(self.device)
         if not isinstance(self.eig_iterative, bool):
             raise InputError(f"eig_iterative must be true or false, got {self.eig_iterative!r}")
+
+    def parameter_count(self, n_z: int) -> int:
+        """``P`` of the bench's DEQ classifier of width ``n_z``: ``W (n_z²)``, ``U (n_z n_x)``, ``b``, the readout."""
+        return n_z * n_z + n_z * self.n_x + n_z + self.classes * n_z + self.classes
+
+    def memory_estimates(self) -> list[Estimate]:
+        # (none before: `bench curvature eig_n_z=100000 batch=1000000` started a forward solve of 1e11 states)
+        B, anderson_history = self.batch, 2 * 10   # Anderson's two ring buffers of its memory 10
+        return [Estimate(4 * dense_bytes(B, self.hvp_n_z ** 2) + 8.0 * anderson_history * B * self.hvp_n_z,
+                         "hvp_n_z / batch", f"{B} factorisations of {self.hvp_n_z}x{self.hvp_n_z}"),
+                Estimate(4 * dense_bytes(B, self.eig_n_z ** 2) + 8.0 * anderson_history * B * self.eig_n_z,
+                         "eig_n_z / batch", f"{B} factorisations of {self.eig_n_z}x{self.eig_n_z}"),
+                Estimate(dense_bytes(2 * self.top_k + 30, self.parameter_count(self.eig_n_z)), "eig_n_z / top_k",
+                         "eigsh's Lanczos vectors")]
 
     @classmethod
     def tiny(cls, **overrides) -> CurvatureBench:

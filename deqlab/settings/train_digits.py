@@ -7,6 +7,7 @@ from typing import List
 
 from deqlab.errors import InputError
 from deqlab.settings import checks
+from deqlab.settings.resources import Estimate, dense_bytes
 from deqlab.settings.solver import SOLVER_NAMES
 
 #: The models, by the names ``models`` takes.
@@ -95,6 +96,18 @@ class Settings:
             return {}
         why = "it is read only by the loss-Hessian checkpoints, and checkpoints = 0 takes none"
         return dict.fromkeys(("hessian_batch", "lanczos_steps", "slq_probes", "eig_tol"), why)
+
+    def memory_estimates(self) -> list[Estimate]:
+        """Each model has about the tanh DEQ's ``P = n_z² + n_z (64 + 1) + 10 n_z + 10`` parameters (8 × 8 × 8 pixels in,
+        10 classes out): weights, gradient and Adam's two moments; a checkpoint's Lanczos basis holds
+        ``lanczos_steps`` more vectors of ``P``, and its per-sample factorisations ``linear="auto"`` caps at 256 MiB."""
+        P = self.n_z * self.n_z + 75 * self.n_z + 10
+        out = [Estimate(dense_bytes(4 * len(self.models), P), "n_z", f"{len(self.models)} models of P = {P:,} "
+                        "parameters (weights, gradient, Adam's moments)")]
+        if self.checkpoints:
+            out.append(Estimate(dense_bytes(self.lanczos_steps + 4, P) + 4 * 2.0**28, "n_z / lanczos_steps",
+                                "a checkpoint's Lanczos vectors and factorisations"))
+        return out
 
     @classmethod
     def tiny(cls, **overrides) -> Settings:
