@@ -130,6 +130,19 @@ def _csv(root: Path, stem: str) -> Path:
     return root / "F16GVT_Files" / "BenchmarkData" / f"{stem}.csv"
 
 
+def test_a_folder_without_some_of_the_benchmarks_records_runs_and_says_so(f16_data, tmp_path, output_root):
+    """A folder missing Level3 trained on levels 1, 5, 7; only the records table showed it, beside the paper's
+    figures for the full set. The run's notes say which levels it used and that the figures are not comparable."""
+    root = _copy(f16_data, tmp_path)
+    for missing in root.rglob("F16Data_SineSw_Level3.*"):
+        missing.unlink()
+    result = _run(output_root, root, *TINY)
+    (note,) = [n for n in result.notes if n.startswith("not the benchmark's full record set")]
+    assert "trained on levels 1, 5, 7, tested on 2, 4, 6 (the benchmark: 1, 3, 5, 7 and 2, 4, 6)" in note
+    full = _run(output_root, f16_data, *TINY)
+    assert not [n for n in full.notes if n.startswith("not the benchmark's full record set")]
+
+
 def test_bad_data_is_refused_with_one_line_naming_the_benchmark(f16_data, tmp_path, output_root, capsys):
     line = _refused(capsys, output_root, tmp_path / "nowhere")
     assert "does not exist" in line and "nonlinearbenchmark.org" in line and "F-16 Ground Vibration Test" in line

@@ -71,6 +71,10 @@ def make_parts(cfg) -> tuple[Parts, pd.DataFrame, str]:
     return Parts(u_tr, y_tr, u_va, y_va, u_te, y_te, None, 1.0 / rate), pd.DataFrame(rows), where
 
 
+def _listed(levels) -> str:
+    return ", ".join(str(level) for level in levels)
+
+
 def run(cfg):
     with torch_threads(cfg.threads):
         return _run(cfg)
@@ -84,6 +88,12 @@ def _run(cfg):
     result.tables["f16_files"] = Table(title=f"F-16 benchmark records used ({where})", frame=files,
                                        caption="train seqs / val seqs / test seqs: sequences cut from each record; "
                                                "padding dropped: trailing all-zero rows removed")
+    levels = tuple(files.loc[files["role"] == "train", "level"]), tuple(files.loc[files["role"] == "test", "level"])
+    if levels != (f16.TRAINING_LEVELS, f16.VALIDATION_LEVELS):
+        # (a folder missing Level3 trained on levels 1, 5, 7 and said so only in the records table)
+        result.notes.insert(0, f"not the benchmark's full record set: trained on levels {_listed(levels[0])}, tested on "
+                               f"{_listed(levels[1])} (the benchmark: {_listed(f16.TRAINING_LEVELS)} and "
+                               f"{_listed(f16.VALIDATION_LEVELS)}), so the published figures below are not comparable")
     result.notes.insert(0, f"data: {where}, {cfg.f16.excitation} excitation; input force, outputs accelerations 1–3; "
                            f"sequences train/val/test = {parts.u_train.shape[0]}/{parts.u_val.shape[0]}/{parts.u_test.shape[0]} "
                            f"of {parts.u_train.shape[1]}/{parts.u_val.shape[1]}/{parts.u_test.shape[1]} samples at "

@@ -32,6 +32,8 @@ import numpy as np
 from deqlab.errors import InputError, ResourceError, expand_home
 
 EXCITATIONS = {"sine_sweep": "SineSw", "multisine": "FullMSine"}
+#: The benchmark's records per excitation: identification (training) levels and validation (test) levels.
+TRAINING_LEVELS, VALIDATION_LEVELS = (1, 3, 5, 7), (2, 4, 6)
 FORMATS = ("auto", "csv", "mat")
 COLUMNS = ("Force", "Voltage", "Acceleration1", "Acceleration2", "Acceleration3")
 SAMPLE_RATE = 400.0  # Hz, the benchmark's
