@@ -64,6 +64,19 @@ def test_bench_help_lists_keys_and_run_time(cli):
     assert "Keys: device, seed, threads, n, rank, k" in text and "Takes about" in text
 
 
+@pytest.mark.parametrize("args, option", [
+    (["converge", "--seed", "1", "--seed", "2"], "--seed"),
+    (["converge", "--seed=1", "--seed", "2"], "--seed"),
+    (["hessian", "--check-fd", "--check-fd"], "--check-fd"),
+    (["sysid", "pendulum", "--tiny", "--models", "ren", "--models", "lstm"], "--models"),
+])
+def test_an_option_given_twice_is_refused(cli, output_root, args, option):
+    """`--seed 1 --seed 2` ran with seed 2, exit 0 (click keeps the last), where `seed=1 seed=2` is refused."""
+    r = cli(*args)
+    assert_one_line_error(r, f"option {option} is given twice: give it once")
+    assert not output_root.exists()
+
+
 def test_option_help_names_existing_keys():
     """Every `Key x` in an option's help exists in that command's settings (help and schema cannot drift)."""
     import re

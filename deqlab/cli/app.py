@@ -37,6 +37,9 @@ class OneLineErrors(TyperGroup):
         args = list(sys.argv[1:] if args is None else args)
         flags = _flag_options(self)
         args = _flag_values(args, flags)
+        if (repeated := _repeated_option(args)) is not None:
+            typer.echo(f"error: option {repeated} is given twice: give it once", err=True)
+            sys.exit(2)
         if not standalone_mode:
             return super().main(args, *rest, standalone_mode=False, **kwargs)
         try:
@@ -100,6 +103,21 @@ def _quiet_help_option(command) -> None:
         return option
 
     command.get_help_option = get_help_option
+
+
+def _repeated_option(args: list[str]) -> str | None:
+    """The first ``--option`` given twice (``--seed 1 --seed 2``, ``--seed=1 --seed 2``), else ``None``. Click keeps the
+    last value without a word, as Hydra does for ``seed=1 seed=2``, which is refused (a mistake either would hide)."""
+    seen = set()
+    for word in args:
+        if word == "--":
+            break
+        name = word.partition("=")[0]
+        if name.startswith("--") and len(name) > 2 and name != "--help":
+            if name in seen:
+                return name
+            seen.add(name)
+    return None
 
 
 def _flag_values(args: list[str], flags: set[str]) -> list[str]:
