@@ -69,7 +69,7 @@ def test_matched_width():
     ({"epochs": -1}, "epochs"),
     ({"lr": 0.0}, "lr"),
     ({"lr": math.nan}, "lr"),
-    ({"solver": "newtonn"}, "solver"),
+    ({"deq_solver": "newtonn"}, "deq_solver"),
     ({"models": ["tanh_deq", "resnet"]}, "models"),
     ({"models": ["mlp", "mlp"]}, "models"),
     ({"models": []}, "models"),
@@ -131,6 +131,17 @@ def test_monotone_checkpoint_view_matches_an_unrolled_splitting():
     H_u = torch.func.hessian(unrolled_loss)(op.theta)
     assert float(H_u.abs().max()) > 1e-3
     assert relative_error(op.dense(), H_u) <= 1e-10
+
+
+def test_the_tanh_deqs_solver_can_be_set():
+    """The key was `solver`, which is also the group of the other commands' solver presets: `solver=broyden` was
+    read as that group and refused ("unknown key 'solver'; did you mean solver?"), so the documented key could not
+    be set at all. It is `deq_solver`; `solver=` names it."""
+    from deqlab.cli.compose import load
+
+    assert load("train_digits", ["deq_solver=broyden"])[0].deq_solver == "broyden"
+    with pytest.raises(InputError, match=r"^unknown key 'solver'; did you mean deq_solver\?"):
+        load("train_digits", ["solver=broyden"])
 
 
 def test_cli_train_digits_tiny_and_bad_input(cli, output_root):

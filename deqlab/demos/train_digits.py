@@ -122,7 +122,7 @@ def build_models(settings: Settings, n_x: int = 64, n_y: int = 10) -> dict:
     """
     n = settings.n_z
     target = n * n + n * (n_x + 1 + n_y) + n_y
-    opts = SolveOptions(solver=settings.solver, linear_solver=settings.solver, atol=0.0, rtol=settings.rtol,
+    opts = SolveOptions(solver=settings.deq_solver, linear_solver=settings.deq_solver, atol=0.0, rtol=settings.rtol,
                         max_iter=settings.max_iter, on_fail="ignore")
     out = {}
     for name in settings.models:

@@ -234,10 +234,12 @@ def _symmetrise(H: torch.Tensor, tile: int = SYMMETRISE_TILE) -> torch.Tensor:
     """
     if H.device.type == "cuda":
         return _symmetrise_strips(H)
-    try:
-        A = H.numpy()
-    except (RuntimeError, TypeError):
-        A = H
+    A = H
+    if H.device.type == "cpu":
+        try:
+            A = H.cpu().numpy()   # a view of H's memory (on the CPU, .cpu() is H itself)
+        except (RuntimeError, TypeError):
+            pass
     P = H.shape[0]
     for a0 in range(0, P, tile):
         a1 = min(a0 + tile, P)

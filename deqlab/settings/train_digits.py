@@ -34,7 +34,8 @@ class Settings:
         n_z: width of the tanh DEQ; the monotone DEQ's and the MLP's widths match its parameter count.
         m: monotonicity margin of the monotone DEQ, ``W = (1 − m)I − AᵀA + B − Bᵀ``.
         alpha: Peaceman–Rachford step of the monotone DEQ.
-        solver: forward (and adjoint) solver of the tanh DEQ, a registry name.
+        deq_solver: forward (and adjoint) solver of the tanh DEQ, a registry name (not ``solver``: that key is the
+            group of the other commands' solver presets, ``solver=<preset>``, so it could not be set here).
         rtol: the training solves' stopping rule ``‖f(z) − z‖ ≤ rtol·‖f(z)‖`` (both DEQs).
         max_iter: forward iterations allowed per batch (both DEQs).
         test_fraction: share of the 1,797 images held out for the test accuracy.
@@ -53,7 +54,7 @@ class Settings:
     n_z: int = 64
     m: float = 0.05
     alpha: float = 1.0
-    solver: str = "anderson"
+    deq_solver: str = "anderson"
     rtol: float = 1e-4
     max_iter: int = 100
     test_fraction: float = 0.25
@@ -75,7 +76,7 @@ class Settings:
         checks.count("n_z", self.n_z, maximum=10_000)
         checks.number("m", self.m, minimum=0.0, maximum=1.0, exclusive=True)
         checks.number("alpha", self.alpha, minimum=0.0, maximum=1e6, exclusive=True)
-        checks.choice("solver", self.solver, SOLVER_NAMES)
+        checks.choice("deq_solver", self.deq_solver, SOLVER_NAMES)
         checks.relative_tolerance("rtol", self.rtol)
         checks.count("max_iter", self.max_iter, maximum=1_000_000)
         checks.number("test_fraction", self.test_fraction, minimum=0.0, maximum=0.9, exclusive=True)
