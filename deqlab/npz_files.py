@@ -67,7 +67,8 @@ def read_npz(path, what: str, names: tuple[str, ...], optional: tuple[str, ...] 
 
 
 def _refuse_false_sizes(path: Path, named: str, names: tuple[str, ...]) -> None:
-    """Refuse a member whose ``.npy`` header declares more bytes than the member holds, before NumPy
+    """Refuse an array named twice in the archive (``zip`` appends a member of the same name; NumPy reads the
+    later), and a member whose ``.npy`` header declares more bytes than the member holds, before NumPy
     allocates them: a 600-byte archive declaring a (10⁶, 10⁶) array made ``np.load`` ask for 7 TiB, a
     ``MemoryError`` that the run reported as "out of memory (lower the sizes in the settings)", exit 1.
     (The archive's directory, checked against the memory available, states the true sizes.) A member that
@@ -77,6 +78,12 @@ def _refuse_false_sizes(path: Path, named: str, names: tuple[str, ...]) -> None:
 
     try:
         with zipfile.ZipFile(path) as archive:
+            listed = [info.filename.removesuffix(".npy") for info in archive.infolist()]
+            for name in names:
+                if listed.count(name) > 1:
+                    # (np.load read the later one without a word: a pairs file with two X.npy gave half the eigenvalues)
+                    raise InputError(f"{named} holds {listed.count(name)} arrays named {name}: which one is meant is not "
+                                     f"clear; write the archive again with np.savez")
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
             for name in names:
                 info = members.get(name)

@@ -146,6 +146,8 @@ def test_a_tolerance_too_loose_for_z_star_is_refused_then_marked(cli, output_roo
         # (exit 0, the value ignored: keys only the other mode reads)
         (("probes=128",), "probes is not read by this run: it is read only by the matrix-free mode (add --hvp-only"),
         (("--hvp-only", "unroll_steps=5"), "unroll_steps is not read by this run: it sizes or checks the dense Hessian"),
+        # (refused only as the run reached Hutchinson's estimate: a sweep over it started its jobs)
+        (("--hvp-only", "probes=1"), "probes must be >= 2, got 1"),
     ],
 )
 def test_bad_input_exit_2_no_folder(cli, output_root, args, message):

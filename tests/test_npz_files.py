@@ -3,6 +3,7 @@ line that says how to write the archive instead; nothing is ever unpickled."""
 
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
 
@@ -110,3 +111,14 @@ def test_a_false_size_archive_is_bad_input_from_the_command_line(cli, output_roo
     _false_size_archive(path)
     assert_one_line_error(cli("lowrank", "--pairs", str(path)), "declares shape (1000000, 1000000) of float64")
     assert not output_root.exists()
+
+
+def test_an_array_named_twice_in_the_archive_is_refused(tmp_path):
+    """A pairs file holding two X.npy members (zip appends one of the same name) was read with the later X, exit 0,
+    and eigenvalues half those of the same pairs without it."""
+    path = tmp_path / "pairs.npz"
+    np.savez(path, X=np.eye(3), Y=np.eye(3))
+    with zipfile.ZipFile(path, "a") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        z.writestr("X.npy", (lambda b: (np.save(b, 2 * np.eye(3)), b.getvalue())[1])(io.BytesIO()))
+    with pytest.raises(InputError, match=r"holds 2 arrays named X: which one is meant is not clear"):
+        read_npz(path, "pairs file", ("X", "Y"))

@@ -204,8 +204,12 @@ def test_bad_data_files(cli, output_root, tmp_path):
         "missing array": _write(tmp_path, "e.npz", u=ok_u),
         "does not exist": str(tmp_path / "nope.npz"),
         "is a folder, not a file": str(tmp_path),
-        "at least 3 trajectories": _write(tmp_path, "f.npz", u=np.zeros((2, 50, 1)), y=np.random.default_rng(0).normal(size=(2, 50, 1))),
+        "at least 3 trajectories": _write(tmp_path, "f.npz", u=np.random.default_rng(3).normal(size=(2, 50, 1)),
+                                          y=np.random.default_rng(0).normal(size=(2, 50, 1))),
         "y is constant": _write(tmp_path, "h.npz", u=np.ones((4, 50, 1)), y=np.full((4, 50, 1), 3.0)),
+        # (exit 0: u all zero trained, and the Lipschitz lower bounds came out at 1e11-2e12)
+        "u is constant in input channel(s) [0]": _write(tmp_path, "j.npz", u=np.zeros((4, 50, 1)),
+                                                        y=np.random.default_rng(1).normal(size=(4, 50, 1))),
         "u is too large": _write(tmp_path, "i.npz", u=np.full((4, 50, 1), 1e300), y=np.random.default_rng(0).normal(size=(4, 50, 1))),
     }
     (tmp_path / "g.npz").write_text("not a zip")
@@ -248,7 +252,8 @@ def test_bad_evaluate_inputs(tiny_run, cli, output_root, tmp_path):
     import shutil
 
     _, run = tiny_run
-    two_inputs = _write(tmp_path, "two.npz", u=np.zeros((3, 40, 2)), y=np.random.default_rng(0).normal(size=(3, 40, 1)))
+    two_inputs = _write(tmp_path, "two.npz", u=np.random.default_rng(2).normal(size=(3, 40, 2)),   # (a moving u: a constant
+                        y=np.random.default_rng(0).normal(size=(3, 40, 1)))                         # one is refused first)
     _bad(cli("sysid", "evaluate", str(run), "--data", two_inputs), "input(s)")
     short = _write(tmp_path, "short.npz", u=np.zeros((3, 5, 1)), y=np.zeros((3, 5, 1)))
     _bad(cli("sysid", "evaluate", str(run), "--data", short), "washout")

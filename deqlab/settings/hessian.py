@@ -62,7 +62,9 @@ class Settings:
         checks.count("max_reference_p", self.max_reference_p, maximum=10**5)
         checks.number("max_cond", self.max_cond, minimum=1.0)
         checks.count("top_k", self.top_k, maximum=10_000)
-        checks.count("probes", self.probes, maximum=1_000_000)
+        # (Hutchinson's standard error needs two probes: probes=1 was refused only as the run reached it, so a
+        # sweep over it started its jobs)
+        checks.count("probes", self.probes, minimum=2, maximum=1_000_000)
         checks.number("eigsh_tol", self.eigsh_tol, minimum=0.0, maximum=1.0)
         P = self.parameter_count()
         if not self.hvp_only and P > self.max_dense_p:

@@ -126,7 +126,8 @@ CONSTANT_RTOL = 1e-12
 def check_arrays(u, y, *, washout: int, source: str, min_trajectories: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Validate a user's ``u``/``y`` and return float64 copies; :class:`ConfigError` on anything wrong:
     wrong shapes or dtypes, NaN/inf, fewer than ``min_trajectories`` trajectories, too few steps for the
-    washout, values so large that their statistics overflow float64, an output constant after the washout."""
+    washout, values so large that their statistics overflow float64, an output constant after the washout, a
+    constant input."""
     if isinstance(washout, bool) or not isinstance(washout, (int, np.integer)) or washout < 0:
         raise ConfigError(f"{source}: washout must be an integer >= 0, got {washout!r}")
     u = np.asarray(u)
@@ -160,6 +161,14 @@ def check_arrays(u, y, *, washout: int, source: str, min_trajectories: int = 1) 
     if constant.size:
         raise ConfigError(f"{source}: y is constant after the washout in output channel(s) {constant.tolist()} "
                           f"(std {std[constant[0]]:.3g}); the NRMSE divides by std(y), so there is nothing to identify")
+    flat_u = u.reshape(-1, u.shape[-1])
+    u_std = flat_u.std(0)
+    still = np.flatnonzero(u_std <= CONSTANT_RTOL * np.maximum(np.abs(flat_u).max(0), 1.0))
+    if still.size:
+        # (a file whose u was all zero trained, and the Lipschitz lower bounds, ratios over input steps scaled by
+        # std(u), came out at 1e11-2e12, exit 0)
+        raise ConfigError(f"{source}: u is constant in input channel(s) {still.tolist()} (std {u_std[still[0]]:.3g}): "
+                          "an input that never moves excites nothing, so its effect cannot be identified")
     return u, y
 
 
