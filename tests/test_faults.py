@@ -754,3 +754,16 @@ def test_a_signal_during_the_environment_checks_is_one_line(tmp_path, check):
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 128 + signal.SIGTERM and p.stderr == "error: stopped by SIGTERM\n", p.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_removed_working_directory_is_named_in_one_line(tmp_path):
+    """Run from a folder removed under it, deqlab said "cannot compose the configuration from the overrides: No such
+    file or directory", blaming the overrides."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = (f"import os, runpy, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); sys.argv = ['deqlab', 'converge']; "
+            "runpy.run_module('deqlab', run_name='__main__')")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 2 and p.stderr == ("error: the working directory no longer exists (removed while this shell "
+                                              "was in it): cd to a folder that does, and run again\n"), p.stderr

@@ -22,6 +22,14 @@ def main() -> None:
     # Ctrl-C during the interpreter's shutdown after a successful run into a silent death by SIGINT.
     install_handlers()
     try:   # (a signal during the environment's checks, such as the OpenMP probe's child process, is a stop too)
+        import os
+
+        try:
+            os.getcwd()
+        except OSError:   # (it said "cannot compose the configuration from the overrides", blaming the overrides)
+            sys.stderr.write("error: the working directory no longer exists (removed while this shell was in it): "
+                             "cd to a folder that does, and run again\n")
+            sys.exit(2)
         from deqlab.cli.environment import bad_openmp_variable, bad_thread_variable, draw_into_files
 
         draw_into_files()
