@@ -78,14 +78,14 @@ def _refuse_false_sizes(path: Path, named: str, names: tuple[str, ...]) -> None:
 
     try:
         with zipfile.ZipFile(path) as archive:
-            listed = [info.filename.removesuffix(".npy") for info in archive.infolist()]
+            infos = archive.infolist()
+            listed = [info.filename.removesuffix(".npy") for info in infos]
+            members = dict(zip(listed, infos))
             for name in names:
                 if listed.count(name) > 1:
                     # (np.load read the later one without a word: a pairs file with two X.npy gave half the eigenvalues)
                     raise InputError(f"{named} holds {listed.count(name)} arrays named {name}: which one is meant is not "
                                      f"clear; write the archive again with np.savez")
-            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
-            for name in names:
                 info = members.get(name)
                 if info is None:
                     continue

@@ -118,10 +118,10 @@ def build_models(settings: Settings, n_x: int = 64, n_y: int = 10) -> dict:
     """name → ``(model, forward)``; ``forward(x) -> (logits, forward iterations, converged)``.
 
     The monotone DEQ's and the MLP's widths are those whose parameter counts come closest to the tanh DEQ's
-    ``n² + (n_x + 1 + n_y) n + n_y``. Each model is created right after ``torch.manual_seed(seed)``.
+    (:meth:`Settings.tanh_parameter_count`). Each model is created right after ``torch.manual_seed(seed)``.
     """
     n = settings.n_z
-    target = n * n + n * (n_x + 1 + n_y) + n_y
+    target = settings.tanh_parameter_count(n_x, n_y)
     opts = SolveOptions(solver=settings.deq_solver, linear_solver=settings.deq_solver, atol=0.0, rtol=settings.rtol,
                         max_iter=settings.max_iter, on_fail="ignore")
     out = {}

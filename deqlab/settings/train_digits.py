@@ -98,11 +98,16 @@ class Settings:
         why = "it is read only by the loss-Hessian checkpoints, and checkpoints = 0 takes none"
         return dict.fromkeys(("hessian_batch", "lanczos_steps", "slq_probes", "eig_tol"), why)
 
+    def tanh_parameter_count(self, n_x: int = 64, n_y: int = 10) -> int:
+        """``P = n_z² + (n_x + 1 + n_y) n_z + n_y`` of the tanh DEQ classifier (8 × 8 = 64 pixels in, 10 classes out);
+        the other models' widths are chosen to match it."""
+        return self.n_z * self.n_z + (n_x + 1 + n_y) * self.n_z + n_y
+
     def memory_estimates(self) -> list[Estimate]:
-        """Each model has about the tanh DEQ's ``P = n_z² + n_z (64 + 1) + 10 n_z + 10`` parameters (8 × 8 × 8 pixels in,
-        10 classes out): weights, gradient and Adam's two moments; a checkpoint's Lanczos basis holds
-        ``lanczos_steps`` more vectors of ``P``, and its per-sample factorisations ``linear="auto"`` caps at 256 MiB."""
-        P = self.n_z * self.n_z + 75 * self.n_z + 10
+        """Each model has about the tanh DEQ's ``P`` parameters (:meth:`tanh_parameter_count`): weights, gradient and
+        Adam's two moments; a checkpoint's Lanczos basis holds ``lanczos_steps`` more vectors of ``P``, and its
+        per-sample factorisations ``linear="auto"`` caps at 256 MiB."""
+        P = self.tanh_parameter_count()
         out = [Estimate(dense_bytes(4 * len(self.models), P), "n_z", f"{len(self.models)} models of P = {P:,} "
                         "parameters (weights, gradient, Adam's moments)")]
         if self.checkpoints:

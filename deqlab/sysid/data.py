@@ -123,6 +123,14 @@ def pendulum_dataset(params: PendulumParams, *, trajectories: int, steps: int, h
 CONSTANT_RTOL = 1e-12
 
 
+def _constant_channels(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(channels, std)`` of ``a (trajectories, steps, channels)``: the channels whose std over all samples is at
+    most :data:`CONSTANT_RTOL` of their magnitude (floor 1), and every channel's std."""
+    flat = a.reshape(-1, a.shape[-1])
+    std = flat.std(0)
+    return np.flatnonzero(std <= CONSTANT_RTOL * np.maximum(np.abs(flat).max(0), 1.0)), std
+
+
 def check_arrays(u, y, *, washout: int, source: str, min_trajectories: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Validate a user's ``u``/``y`` and return float64 copies; :class:`ConfigError` on anything wrong:
     wrong shapes or dtypes, NaN/inf, fewer than ``min_trajectories`` trajectories, too few steps for the
@@ -154,16 +162,11 @@ def check_arrays(u, y, *, washout: int, source: str, min_trajectories: int = 1) 
             if not (np.isfinite(flat.mean(0)).all() and np.isfinite(flat.std(0)).all()):
                 raise ConfigError(f"{source}: {name} is too large (max |{name}| = {np.abs(a).max():.3g}): its mean or std "
                                   "overflows float64; rescale the data")
-        after = y[:, washout:].reshape(-1, y.shape[-1])
-        std = after.std(0)
-        scale = np.maximum(np.abs(after).max(0), 1.0)
-    constant = np.flatnonzero(std <= CONSTANT_RTOL * scale)
+    constant, std = _constant_channels(y[:, washout:])
     if constant.size:
         raise ConfigError(f"{source}: y is constant after the washout in output channel(s) {constant.tolist()} "
                           f"(std {std[constant[0]]:.3g}); the NRMSE divides by std(y), so there is nothing to identify")
-    flat_u = u.reshape(-1, u.shape[-1])
-    u_std = flat_u.std(0)
-    still = np.flatnonzero(u_std <= CONSTANT_RTOL * np.maximum(np.abs(flat_u).max(0), 1.0))
+    still, u_std = _constant_channels(u)
     if still.size:
         # (a file whose u was all zero trained, and the Lipschitz lower bounds, ratios over input steps scaled by
         # std(u), came out at 1e11-2e12, exit 0)
