@@ -104,6 +104,15 @@ def test_a_small_number_never_prints_as_zero():
     assert format_value(0.001, "{:.1f} %").plain == "0.0 %"   # a spec with words: left alone
 
 
+def test_a_value_not_measured_is_not_coloured_as_a_failure():
+    """NaN in a table is a cell not measured (its caption says so: assert_nan_is_explained): a dim "nan",
+    not the red of a failed verdict ("NO")."""
+    for value in (float("nan"), np.float64("nan"), np.float32("nan")):
+        cell = format_value(value, "{:.3g}")
+        assert (cell.plain, str(cell.style)) == ("nan", "dim")
+    assert str(format_value(False).style) == "bold red"
+
+
 def test_parts_keep_the_key_column_that_tells_rows_apart():
     """Too wide for one grid, the key is cut: a column the others make redundant goes (batch, given
     by the task), not the method that alone tells four rows of one task apart."""
@@ -255,7 +264,7 @@ def assert_text_columns_show_no_nan(table: Table) -> None:
 
 
 def assert_nan_is_explained(table: Table, notes: list[str]) -> None:
-    """A number shown as 'nan' (red) reads as a failure unless the table says what it means: its caption,
+    """A number shown as 'nan' reads as a failure unless the table says what it means: its caption,
     a note, or a word in its row ('not timed', 'FAILED', 'value nan'). mondeq's solver table once printed
     alpha = nan for anderson with no word why, sysid's 'Lip bound' nan for every model but one."""
     fitted = FittedTable(table)

@@ -55,7 +55,10 @@ _PLAIN_SPEC = re.compile(r"\{:\.(\d+)([eEfFgG])\}")
 
 def format_value(value, spec: str | None = None) -> Text:
     """Readable cell text: floats in 4 significant digits unless a spec is given (a non-zero value
-    that the spec would print as zero gets 2 significant digits); bools as yes/NO.
+    that the spec would print as zero gets 2 significant digits); bools as yes/NO; NaN as a dim ``nan``:
+    in a table it is a cell not measured, which the table's caption or row explains (``tests/test_tables.py``
+    holds every command to that); a computation that fails raises instead. (It printed in red, the
+    colour of ``NO``, and read as a failure.)
 
     A ``Text``, never markup: a cell (or a header) holding ``[ms]`` or ``[fp]`` prints as written.
     """
@@ -63,7 +66,7 @@ def format_value(value, spec: str | None = None) -> Text:
         return Text("yes") if value else Text("NO", style="bold red")
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
-            return Text("nan", style="red")
+            return Text("nan", style="dim")
         text = spec.format(value) if spec else f"{value:.4g}"
         if value != 0 and math.isfinite(value) and _reads_as_zero(text):
             # a fixed-point spec chosen for the usual size of a column ("{:.4f}" s) turned a small
