@@ -56,9 +56,9 @@ _PLAIN_SPEC = re.compile(r"\{:\.(\d+)([eEfFgG])\}")
 def format_value(value, spec: str | None = None) -> Text:
     """Readable cell text: floats in 4 significant digits unless a spec is given (a non-zero value
     that the spec would print as zero gets 2 significant digits); bools as yes/NO; NaN as a dim ``nan``:
-    in a table it is a cell not measured, which the table's caption or row explains (``tests/test_tables.py``
-    holds every command to that); a computation that fails raises instead. (It printed in red, the
-    colour of ``NO``, and read as a failure.)
+    in a table it is mostly a cell not measured, which the table's caption or row explains
+    (``tests/test_tables.py`` holds every command to that). (It printed in red, the colour of ``NO``,
+    and read as a failure.)
 
     A ``Text``, never markup: a cell (or a header) holding ``[ms]`` or ``[fp]`` prints as written.
     """
