@@ -435,3 +435,40 @@ def test_a_key_the_run_does_not_read_is_refused_unless_some_job_of_a_sweep_reads
         load("hessian", ["hvp_only=true", "check_fd=true"])
     fd_free, _ = to_settings("hessian", compose("hessian", ["hvp_only=true", "check_fd=true"]))
     refuse_unread([unread_given(fd_free, ["check_fd=true"]), unread_given(dense, ["check_fd=true"])])
+
+
+@pytest.mark.parametrize("command, overrides, message", [
+    # (each ran with exit 0 and the value ignored; a sweep over lowrank's seed gave identical jobs)
+    ("lowrank", ["seed=3"], "seed is not read by this run: it draws the random problems of part=study and part=deq"),
+    ("hessian", ["fd_step=1e-4"], "fd_step is not read by this run: it is the step of the finite-difference check"),
+    ("bench_mondeq", ["model.n_z=7"], "model.n_z is not read by this run: the bench runs one model at each size"),
+    ("train_digits", ["models=[mlp]", "m=0.1"], "m is not read by this run: it is read only by the monotone DEQ"),
+    ("train_digits", ["models=[mlp,monotone_deq]", "deq_solver=broyden"], "deq_solver is not read by this run"),
+    ("train_digits", ["models=[mlp]", "max_iter=5"], "max_iter is not read by this run: it governs the DEQs' forward"),
+    # (said 'study.k contains 30 > study.n = 5': the study's own sizes were checked though part=example never reads them)
+    ("lowrank", ["study.n=5"], "study.n is not read by this run: it is read only by part=study"),
+    ("lowrank", ["deq.n_z=1"], "deq.n_z is not read by this run: it is read only by part=deq"),
+])
+def test_a_key_only_another_mode_reads_is_refused_before_its_fit_is_checked(command, overrides, message):
+    with pytest.raises(InputError, match="^" + re.escape(message)):
+        load(command, overrides)
+
+
+@pytest.mark.parametrize("command, overrides", [
+    ("lowrank", ["part=study", "seed=3"]),
+    ("lowrank", ["part=deq", "seed=3"]),
+    ("hessian", ["check_fd=true", "fd_step=1e-4"]),
+    ("hessian", ["hvp_only=true", "fd_step=1e-4"]),       # (the matrix-free mode checks its HVPs by differences)
+    ("bench_mondeq", ["model.m=0.5"]),
+    ("train_digits", ["models=[monotone_deq]", "m=0.2", "max_iter=5"]),
+    ("train_digits", ["models=[tanh_deq]", "deq_solver=broyden"]),
+])
+def test_the_same_keys_are_taken_where_the_run_reads_them(command, overrides):
+    load(command, overrides)
+
+
+def test_a_part_checks_its_own_sizes_against_each_other():
+    with pytest.raises(InputError, match=r"^study\.k contains 30 > study\.n = 5"):
+        load("lowrank", ["part=study", "study.n=5"])
+    with pytest.raises(InputError, match=r"^deq\.k contains 57 > P = "):
+        load("lowrank", ["part=deq", "deq.n_z=1"])

@@ -222,6 +222,10 @@ class MonDEQBench:
         checks.numbers("alphas", self.alphas, minimum=0.0, maximum=1e6, exclusive=True, distinct=True)
         checks.number("fb_fraction", self.fb_fraction, minimum=0.0, maximum=1e3, exclusive=True)
 
+    def unread(self) -> dict[str, str]:
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
+        return {"model.n_z": "the bench runs one model at each size in sizes (give sizes=[N] instead)"}
+
     def memory_estimates(self) -> list[Estimate]:
         n = max(self.sizes)
         return [Estimate(10 * dense_bytes(n, n), "sizes", f"{n}x{n} operators, inverses and factorisations")]

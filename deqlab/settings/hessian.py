@@ -82,7 +82,10 @@ class Settings:
                                 "none (it checks its HVPs against finite differences of the gradient itself): drop one "
                                 "of them"}
         why = "it is read only by the matrix-free mode (add --hvp-only, or drop the key)"
-        return dict.fromkeys(("top_k", "probes", "eigsh_tol"), why)
+        out = dict.fromkeys(("top_k", "probes", "eigsh_tol"), why)
+        if not self.check_fd:   # (the matrix-free mode reads it for its HVP check; the dense one only with --check-fd)
+            out["fd_step"] = "it is the step of the finite-difference check, which runs only with --check-fd (or --hvp-only)"
+        return out
 
     def parameter_count(self) -> int:
         sizes = group_sizes(self.model)

@@ -29,12 +29,16 @@ class StudySettings:
         checks.count("study.n", self.n, minimum=2, maximum=100_000)
         checks.count("study.rank", self.rank, maximum=100_000)
         checks.count("study.trials", self.trials, maximum=100_000)
-        ks = checks.counts("study.k", self.k, maximum=100_000, distinct=True)
-        if max(ks) > self.n:
-            raise InputError(f"study.k contains {max(ks)} > study.n = {self.n}: at most n independent pairs")
+        checks.counts("study.k", self.k, maximum=100_000, distinct=True)
+        checks.numbers("study.noise", self.noise, minimum=0.0, maximum=1e6, distinct=True)
+
+    def check_fits(self) -> None:
+        """The sizes against each other, checked only when part=study runs: a run of another part refuses
+        ``study.*`` as unread, which is what the user must hear (not that study.k does not fit study.n)."""
+        if max(self.k) > self.n:
+            raise InputError(f"study.k contains {max(self.k)} > study.n = {self.n}: at most n independent pairs")
         if self.rank > self.n:
             raise InputError(f"study.rank = {self.rank} exceeds study.n = {self.n}")
-        checks.numbers("study.noise", self.noise, minimum=0.0, maximum=1e6, distinct=True)
 
 
 @dataclass
@@ -58,9 +62,12 @@ class DEQPairsSettings:
         checks.step("deq.eps", self.eps)
         checks.choice("deq.difference", self.difference, DIFFERENCES)
         checks.choices("deq.directions", self.directions, DIRECTIONS)
-        ks = checks.counts("deq.k", self.k, maximum=10**6, distinct=True)
-        if max(ks) > self.parameter_count():
-            raise InputError(f"deq.k contains {max(ks)} > P = {self.parameter_count()} parameters of the DEQ: "
+        checks.counts("deq.k", self.k, maximum=10**6, distinct=True)
+
+    def check_fits(self) -> None:
+        """``deq.k`` against the DEQ's ``P``, checked only when part=deq runs (as :meth:`StudySettings.check_fits`)."""
+        if max(self.k) > self.parameter_count():
+            raise InputError(f"deq.k contains {max(self.k)} > P = {self.parameter_count()} parameters of the DEQ: "
                              "at most P independent steps")
 
     def parameter_count(self) -> int:
@@ -95,12 +102,19 @@ class Settings:
             raise InputError("pairs_file must name a .npz file, or be null; got an empty path")
         if self.part == "pairs" and not self.pairs_file:
             raise InputError("part=pairs reads a pairs file: give --pairs FILE.npz (pairs_file=...)")
+        if self.part == "study":
+            self.study.check_fits()
+        if self.part == "deq":
+            self.deq.check_fits()
 
     def unread(self) -> dict[str, str]:
         """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
         sections = {"study": "study", "deq": "deq", "dense_max": "pairs", "pairs_file": "pairs"}
-        return {key: f"it is read only by part={part}, and this run is part={self.part} (--part {part})"
-                for key, part in sections.items() if part != self.part}
+        out = {key: f"it is read only by part={part}, and this run is part={self.part} (--part {part})"
+               for key, part in sections.items() if part != self.part}
+        if self.part not in ("study", "deq"):   # (a sweep over it ran identical jobs)
+            out["seed"] = f"it draws the random problems of part=study and part=deq, and part={self.part} draws none"
+        return out
 
     def memory_estimates(self) -> list[Estimate]:
         if self.part == "study":

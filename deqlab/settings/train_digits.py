@@ -92,11 +92,21 @@ class Settings:
         checks.choices("models", self.models, MODEL_NAMES)
 
     def unread(self) -> dict[str, str]:
-        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
-        if self.checkpoints:
-            return {}
-        why = "it is read only by the loss-Hessian checkpoints, and checkpoints = 0 takes none"
-        return dict.fromkeys(("hessian_batch", "lanczos_steps", "slq_probes", "eig_tol"), why)
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`): the checkpoints'
+        keys without checkpoints, and a model's own keys when ``models`` leaves it out (``n_z`` is always read:
+        every model's width is matched to the tanh DEQ's parameter count)."""
+        out = {}
+        if not self.checkpoints:
+            why = "it is read only by the loss-Hessian checkpoints, and checkpoints = 0 takes none"
+            out |= dict.fromkeys(("hessian_batch", "lanczos_steps", "slq_probes", "eig_tol"), why)
+        models = f"models = [{','.join(self.models)}]"
+        if "tanh_deq" not in self.models:
+            out["deq_solver"] = f"it is the tanh DEQ's solver, and {models} does not train that model"
+        if "monotone_deq" not in self.models:
+            out |= dict.fromkeys(("m", "alpha"), f"it is read only by the monotone DEQ, and {models} does not train it")
+        if not {"tanh_deq", "monotone_deq"} & set(self.models):
+            out |= dict.fromkeys(("rtol", "max_iter"), f"it governs the DEQs' forward solves, and {models} trains no DEQ")
+        return out
 
     def tanh_parameter_count(self, n_x: int = 64, n_y: int = 10) -> int:
         """``P = n_z² + (n_x + 1 + n_y) n_z + n_y`` of the tanh DEQ classifier (8 × 8 = 64 pixels in, 10 classes out);
