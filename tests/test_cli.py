@@ -1,5 +1,6 @@
 """The CLI as a whole: help, speed of start-up, module entry point."""
 
+import os
 import subprocess
 from pathlib import Path
 import sys
@@ -423,3 +424,25 @@ def test_a_positional_path_shows_path_as_its_type_like_the_path_options(cli):
     assert r.exit_code == 0
     row = next(line for line in r.output.splitlines() if "run_dir" in line and "run folder" in line)
     assert "<path>" in row and "<str>" not in row, row
+
+
+@pytest.mark.parametrize("env", [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "PYTHONIOENCODING": "ascii"}])
+def test_the_error_line_is_written_in_the_streams_encoding(env):
+    """click rewrapped an ASCII stderr in UTF-8 of its own: under LC_ALL=C PYTHONIOENCODING=ascii the
+    error line held raw UTF-8 bytes (é as C3 A9). It is now escaped like everything else printed."""
+    r = subprocess.run([sys.executable, "-m", "deqlab", "converge", "model.n_z=é"], capture_output=True,
+                       env={**os.environ, **env}, timeout=120)
+    assert r.returncode == 2 and r.stderr.count(b"\n") == 1, r.stderr
+    assert r.stderr.isascii() and b"\\xe9" in r.stderr, r.stderr
+
+
+def test_a_note_is_escaped_before_it_is_wrapped(tmp_path):
+    """Under a latin-1 stdout a note's Greek and sub/superscript letters were escaped (\\u1d40) after rich had
+    wrapped the line by its unescaped width: a note of 80 columns printed 91."""
+    r = subprocess.run([sys.executable, "-m", "deqlab", "lowrank"], capture_output=True, timeout=120,
+                       env={**os.environ, "COLUMNS": "80", "PYTHONIOENCODING": "latin-1", "DEQLAB_OUTPUT_ROOT": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    # (the folder's line is soft-wrapped on purpose: a path is never cut)
+    lines = [line for line in r.stdout.decode("latin-1").splitlines() if not line.startswith("outputs:")]
+    assert any("\\u1d40" in line for line in lines), r.stdout   # (Ŷᵀ of the seed method's note)
+    assert max(len(line) for line in lines) <= 80, [line for line in lines if len(line) > 80]

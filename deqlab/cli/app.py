@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperArgument, TyperGroup
 
 import deqlab.cli.commands
+from deqlab.cli.errors import say_error
 from deqlab.cli.options import PATH, PATH_KEYS
 
 
@@ -38,7 +39,7 @@ class OneLineErrors(TyperGroup):
         flags = _flag_options(self)
         args = _flag_values(args, flags)
         if (repeated := _repeated_option(args)) is not None:
-            typer.echo(f"error: option {repeated} is given twice: give it once", err=True)
+            say_error(f"option {repeated} is given twice: give it once")
             sys.exit(2)
         if not standalone_mode:
             return super().main(args, *rest, standalone_mode=False, **kwargs)
@@ -51,12 +52,12 @@ class OneLineErrors(TyperGroup):
                 # say what to type instead ('deqlab bench foo' named no bench)
                 message = f"{message.rstrip('.')}; choose one of: {', '.join(ctx.command.list_commands(ctx))}"
             if message:
-                typer.echo(f"error: {message}", err=True)
+                say_error(message)
             elif type(exc).__name__ == "NoArgsIsHelpError":  # `deqlab bench` alone: its help was asked for
                 sys.exit(0)
             sys.exit(exc.exit_code)
         except typer.Abort:
-            typer.echo("error: stopped by SIGINT (Ctrl-C)", err=True)
+            say_error("stopped by SIGINT (Ctrl-C)")
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
 

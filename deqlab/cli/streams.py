@@ -114,11 +114,13 @@ def tolerate_unencodable(stream) -> None:
 
     Under a locale that is not UTF-8 (``PYTHONIOENCODING=ascii``, ``PYTHONUTF8=0 LC_ALL=C``) stdout is
     ASCII, and the help of `sysid pendulum` (``trajectories×steps``) ended in a ``UnicodeEncodeError``
-    traceback; any table or note with a Greek letter would have done the same. (Python already does this
-    for stderr.) Bytes of a file name that were not text (``surrogateescape``) are still written as they were."""
+    traceback; any table or note with a Greek letter would have done the same. Bytes of a file name that were
+    not text (``surrogateescape``) are still written as they were: also on stderr, whose default
+    ``backslashreplace`` escapes other characters alike but wrote such bytes as ``\\udcc3``."""
     import codecs
 
-    if getattr(stream, "errors", None) not in ("strict", "surrogateescape") or not hasattr(stream, "reconfigure"):
+    if getattr(stream, "errors", None) not in ("strict", "surrogateescape", "backslashreplace") \
+            or not hasattr(stream, "reconfigure"):
         return
     try:
         codecs.lookup_error(ESCAPE_ERRORS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from rich.text import Text
 
 from deqlab.report.files import atomic_path
 from deqlab.report.progress import activity
-from deqlab.report.result import Result
+from deqlab.report.result import Result, Table
 from deqlab.report.tables import to_rich
 
 
@@ -54,13 +55,57 @@ def save(result: Result, folder: Path) -> list[str]:
 
 def show(result: Result, console: Console) -> None:
     """Print every table, then the notes, then failures in red."""
+    escape = _escaper(getattr(console.file, "encoding", None))
     for table in result.tables.values():
-        console.print(to_rich(table))
+        console.print(to_rich(_escaped_table(table, escape) if escape else table))
     # Text, never markup: a note quoting 'time [s]' or a path with '[run]' in it must print as written
     for note in result.notes:
-        console.print(Text(note))
+        console.print(Text(escape(note) if escape else note))
     for failure in result.failures:
-        console.print(Text.assemble(("not converged:", "bold red"), " ", failure))
+        console.print(Text.assemble(("not converged:", "bold red"), " ", escape(failure) if escape else failure))
+
+
+def _escaper(encoding: str | None):
+    """``text -> text`` that a stream of ``encoding`` can hold (None for a UTF encoding, which holds all):
+    each character it cannot as a backslash escape (``θ`` as ``\\u03b8``), done *before* rich lays the text out. The stream would escape it too
+    (:func:`deqlab.cli.streams.tolerate_unencodable`), but after rich had wrapped the line by the
+    unescaped width: under a latin-1 locale a note of 80 columns printed 91. Bytes a file name carried
+    undecoded (lone surrogates) are left for the stream, which writes them back as they were."""
+    import codecs
+
+    try:
+        name = codecs.lookup(encoding or "utf-8").name
+    except LookupError:
+        name = "utf-8"
+    if name.startswith("utf"):
+        return None
+
+    def encodable(character: str) -> bool:
+        try:
+            character.encode(name)
+            return True
+        except UnicodeEncodeError:
+            return 0xD800 <= ord(character) <= 0xDFFF
+
+    def escape(text: str) -> str:
+        try:
+            text.encode(name)
+            return text
+        except UnicodeEncodeError:
+            return "".join(c if encodable(c) else c.encode("ascii", "backslashreplace").decode("ascii") for c in text)
+
+    return escape
+
+
+def _escaped_table(table: Table, escape) -> Table:
+    """``table`` with its title, caption, column names and text cells passed through ``escape``."""
+    names = {c: escape(str(c)) for c in table.frame.columns}
+    frame = table.frame.rename(columns=names)
+    for c in frame.columns:
+        if frame[c].dtype == object:
+            frame[c] = frame[c].map(lambda v: escape(v) if isinstance(v, str) else v)
+    return replace(table, title=escape(table.title), caption=escape(table.caption), frame=frame,
+                   formats={escape(k): v for k, v in table.formats.items()})
 
 
 def show_location(console: Console, label: str, style: str, path, note: str = "") -> None:
