@@ -282,7 +282,7 @@ def test_a_group_option_is_a_name_never_a_path_to_another_yaml(cli, output_root,
                                         f"      _target_: logging.FileHandler\n      filename: {marker}\n")
     path = os.path.relpath(tmp_path / "evil", config_dir() / "sysid_preset")
     for group in ("+sysid_preset", "hydra/launcher"):
-        r = cli("sweep", "lowrank", "seed=0,1", f"{group}={path}", f"output_root={output_root}")
+        r = cli("sweep", "lowrank", "rtol=1e-10,1e-9", f"{group}={path}", f"output_root={output_root}")
         assert r.exit_code == 2 and path in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
         assert not marker.exists() and not (output_root / "sweep").exists()
     r = cli("config", "converge", "solver=../sysid_preset/tiny")   # another group's file, inside configs/
@@ -330,7 +330,7 @@ def test_hydra_settings_of_a_sweep_take_one_plain_value(cli, output_root, tmp_pa
     cwd.mkdir(), home.mkdir()
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("HOME", str(home))
-    r = cli("sweep", "lowrank", "seed=0,1", *args, f"output_root={output_root}")
+    r = cli("sweep", "lowrank", "rtol=1e-10,1e-9", *args, f"output_root={output_root}")
     assert r.exit_code == 2 and message in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
     assert not (output_root / "sweep").exists() and not list(cwd.iterdir()) and not list(home.iterdir())
 
@@ -340,7 +340,7 @@ def test_a_sweep_under_an_output_root_with_quotes_and_backslashes_summarises_its
     folder, and the sweep summarised none of them with exit 0."""
     root = tmp_path / "it's a\\b"
     monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(root))
-    r = cli("sweep", "lowrank", "seed=0,1")
+    r = cli("sweep", "lowrank", "rtol=1e-10,1e-9")
     assert r.exit_code == 0, r.stderr
     folder = sweep_folder(root, "lowrank")
     assert list(pd.read_csv(folder / "summary.csv")["status"]) == ["ok", "ok"]
@@ -352,7 +352,7 @@ def test_an_output_root_with_an_interpolation_is_refused_for_a_sweep(cli, tmp_pa
     jobs went elsewhere; refused before any folder is made."""
     monkeypatch.setenv("DEQLAB_OUTPUT_ROOT", str(tmp_path / "${oc.env:HOME}"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    r = cli("sweep", "lowrank", "seed=0,1")
+    r = cli("sweep", "lowrank", "rtol=1e-10,1e-9")
     assert r.exit_code == 2 and "holds '${'" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
     assert not list(tmp_path.iterdir())
 

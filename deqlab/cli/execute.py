@@ -73,10 +73,11 @@ def run_in_folder(command: str, settings, run_dir, *, strict: bool, console, swe
             # (still inside: a signal that lands during the rename, or just after it, marks the folder .failed)
             return Outcome(0, "", result, folder)
         except BaseException as exc:
-            with held():
+            with held() as hold:
                 # a stop first, also where the signal broke into a library's cleanup and came out as its error
                 stop = stopped_by(exc)
                 if stop is not None:
+                    hold.stopping = True
                     end_children()
                     return _failed(run_dir, f"stopped by {stop.name}", stop.exit_code)
                 return _ended_by(exc, run_dir, settings, sweep_job=sweep_job)
@@ -311,7 +312,8 @@ def execute(command: str, overrides: Sequence[str], *, folder: str | None = None
         stop = stopped_by(exc)
         if stop is None or run_dir is None or not run_dir.path.name.endswith(".partial"):
             raise
-        with held():
+        with held() as hold:
+            hold.stopping = True
             outcome = _failed(run_dir, f"stopped by {stop.name}", stop.exit_code)
     if outcome.code:
         if outcome.folder is not None and outcome.code == 1 and outcome.result is not None:
@@ -374,11 +376,13 @@ def run_job(command: str, cfg) -> dict:
         pass
     print(f"job {final.name}: {' '.join(own_overrides(overrides)) or '(no overrides)'}\n{text}", end="", flush=True)
     status = "ok" if outcome.code == 0 else ("failed" if outcome.code in (1, 2) else "stopped")
-    print(f"job {final.name} {status}: {folder}" + (f" ({outcome.reason or outcome.message})" if outcome.code else ""), flush=True)
+    # (the job's folder by its name in the sweep folder, which is renamed from '.partial' once the sweep ends)
+    print(f"job {final.name} {status}" + (f": {Path(folder).name} ({outcome.reason or outcome.message})" if outcome.code else ""),
+          flush=True)
     headline = dict(getattr(outcome.result, "headline", {}) or {}) if outcome.result is not None else {}
     summary = {"job": final.name, "overrides": overrides, "status": status, "exit_code": outcome.code,
                "failures": len(outcome.result.failures) if outcome.result is not None else 0,
-               "folder": str(folder), "headline": headline}
+               "folder": Path(folder).name, "headline": headline}
     try:
         write_text(Path(folder) / "job.json", json.dumps(summary, default=float, indent=1))
     except OSError:

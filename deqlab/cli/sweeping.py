@@ -199,7 +199,9 @@ def run_sweep(command: str, args: list[str]) -> None:
                 fail(f"hydra.sweep.dir={sweep_dir} exists and is not empty: give a new folder", 2)
             args = [a for a in args if not a.startswith("hydra.sweep.dir=")]
         else:
-            sweep_dir, _ = create_exclusive(asked / "sweep" / command, suffix="")
+            # '<stamp>.partial' while it runs, as a run's folder: one killed outright (SIGKILL, a lost machine)
+            # left its bare timestamp name, like a sweep that had succeeded
+            sweep_dir, _ = create_exclusive(asked / "sweep" / command)
     except OSError as exc:
         # (no inode left, a name too long: the sweep was refused, but an empty sweep/<command>/ stayed behind)
         remove_empty(made)
@@ -228,10 +230,11 @@ def _launch(command: str, args: list[str], sweep_dir: Path, *, made: bool) -> No
         try:
             launch(command, args)
         except BaseException as exc:
-            with held():   # a second signal must not break into the cleanup; it comes after, to main's handler
+            with held() as hold:   # a second signal must not break into the cleanup; it comes after, to main's handler
                 stop = stopped_by(exc)
                 if stop is None and not isinstance(exc, Exception):
                     raise
+                hold.stopping = stop is not None   # (a repeat of the stop is dropped: it lost the folder's line)
                 end_children()
                 why = f"stopped by {stop.name}" if stop is not None else _launcher_failure(exc)   # a worker that died
                 _mark_unfinished(sweep_dir, why)
@@ -279,7 +282,7 @@ def _mark_failed(sweep_dir: Path, message: str, *, made: bool) -> Path:
 
     with contextlib.suppress(OSError):
         write_text(sweep_dir / "error.txt", message + "\n")
-    target = sweep_dir.with_name(sweep_dir.name + ".failed")
+    target = sweep_dir.with_name(sweep_dir.name.removesuffix(".partial") + ".failed")
     if made and not target.exists():
         with contextlib.suppress(OSError):
             sweep_dir.rename(target)
@@ -296,7 +299,7 @@ def _summaries(sweep_dir: Path) -> list[dict]:
             jobs.append(json.loads((folder / "job.json").read_text()))
         except (OSError, ValueError):
             jobs.append({"job": folder.name.split(".")[0], "overrides": [], "status": "no result",
-                         "exit_code": 1, "failures": 0, "folder": str(folder), "headline": {}})
+                         "exit_code": 1, "failures": 0, "folder": folder.name, "headline": {}})
     return jobs
 
 
@@ -337,13 +340,19 @@ def _report(command: str, jobs: list[dict], sweep_dir: Path, *, strict: bool, ex
         problem = f"{len(reported)} job(s) reported failures and strict=true: {', '.join(str(j.get('job')) for j in reported)}"
     else:
         problem = None
-    if problem is not None:
-        sweep_dir = _mark_failed(sweep_dir, problem, made=made)
     try:
         with atomic_path(sweep_dir / "summary.csv") as tmp:
             frame.to_csv(tmp, index=False)
     except OSError as exc:
-        fail(f"cannot write {sweep_dir / 'summary.csv'}: {exc.strerror or exc}", 1)
+        problem = "; ".join(filter(None, [problem, f"cannot write summary.csv: {exc.strerror or exc}"]))
+    if problem is None and made:
+        try:   # the final name last, once everything is in it: the claim of success
+            final = sweep_dir.with_name(sweep_dir.name.removesuffix(".partial"))
+            sweep_dir = sweep_dir.rename(final)
+        except OSError as exc:
+            problem = f"cannot rename {sweep_dir} to {final.name}: {exc.strerror or exc}"
+    if problem is not None:
+        sweep_dir = _mark_failed(sweep_dir, problem, made=made)
     console = Console()
     if len(frame):
         console.print(to_rich(Table(f"Sweep of {command}: {len(jobs)} job(s)", frame)))

@@ -62,24 +62,34 @@ def stopped_by(exc: BaseException | None) -> Terminated | None:
 _held: list[int] | None = None   # while a stop is handled: the signals that came meanwhile
 
 
+class Hold:
+    """What a :func:`held` block says of itself: ``stopping`` once it handles a stop, whose outcome (the
+    folder marked, the line with its path) a signal held back meanwhile must not replace."""
+
+    stopping: bool = False
+
+
 @contextlib.contextmanager
-def held() -> Iterator[None]:
+def held() -> Iterator[Hold]:
     """Hold back the signals of :data:`HANDLED` while a stop is being handled (the children ended, the folder
     marked, the line printed): a second Ctrl-C or SIGTERM broke into that cleanup, left the folder
     ``.partial`` and printed a traceback from inside the handler. When the block ends, the first signal
-    held back is raised, so a stop swallowed by a library cannot make the run unstoppable.
+    held back is raised, so a stop swallowed by a library cannot make the run unstoppable; unless the
+    block set ``stopping``: then the process is already ending for a stop, and a repeated SIGTERM raised
+    there replaced the outcome the block returned (the line lost its ``[run folder: ...]``).
     (Not ``pthread_sigmask``: it blocks a signal for one thread, and another thread (torch's, loky's)
     still takes it for Python's handler, which runs in the main thread anyway.)"""
     global _held
+    hold = Hold()
     if _held is not None:   # nested in another held block: that one delivers
-        yield
+        yield hold
         return
     _held = []
     try:
-        yield
+        yield hold
     finally:
         pending, _held = _held, None
-        if pending:
+        if pending and not hold.stopping:
             raise Terminated(pending[0])
 
 
