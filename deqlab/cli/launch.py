@@ -4,7 +4,8 @@ Hydra's launchers (basic, joblib, submitit_local, submitit_slurm) run only under
 ``--multirun``, which the compose API cannot do, so :func:`launch` rewrites ``sys.argv`` and calls a
 ``hydra.main``-wrapped task. Every job goes through :func:`deqlab.cli.execute.run_job`, the same path as
 a single run, into ``<sweep dir>/<num>.partial`` (→ ``<num>`` or ``<num>.failed``). The sweep folder is
-created exclusively before Hydra starts, so sweeps started together never share one.
+created exclusively before Hydra starts, so sweeps started together never share one; one deqlab names is
+``<stamp>.partial`` until the sweep ends (→ ``<stamp>`` or ``<stamp>.failed``, :mod:`deqlab.cli.sweeping`).
 """
 
 from __future__ import annotations
