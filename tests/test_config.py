@@ -445,6 +445,8 @@ def test_a_key_the_run_does_not_read_is_refused_unless_some_job_of_a_sweep_reads
     ("train_digits", ["models=[mlp]", "m=0.1"], "m is not read by this run: it is read only by the monotone DEQ"),
     ("train_digits", ["models=[mlp,monotone_deq]", "deq_solver=broyden"], "deq_solver is not read by this run"),
     ("train_digits", ["models=[mlp]", "max_iter=5"], "max_iter is not read by this run: it governs the DEQs' forward"),
+    ("bench_nethessian", ["tasks=[laplacian]", "hessian_batch=4"], "hessian_batch is not read by this run: it is the batch"),
+    ("bench_nethessian", ["tasks=[hessian]", "batch=4"], "batch is not read by this run: it is the batch of the laplacian"),
     # (said 'study.k contains 30 > study.n = 5': the study's own sizes were checked though part=example never reads them)
     ("lowrank", ["study.n=5"], "study.n is not read by this run: it is read only by part=study"),
     ("lowrank", ["deq.n_z=1"], "deq.n_z is not read by this run: it is read only by part=deq"),
@@ -462,6 +464,8 @@ def test_a_key_only_another_mode_reads_is_refused_before_its_fit_is_checked(comm
     ("bench_mondeq", ["model.m=0.5"]),
     ("train_digits", ["models=[monotone_deq]", "m=0.2", "max_iter=5"]),
     ("train_digits", ["models=[tanh_deq]", "deq_solver=broyden"]),
+    ("bench_nethessian", ["tasks=[hessian]", "hessian_batch=4"]),
+    ("bench_nethessian", ["tasks=[diag_hessian]", "batch=4"]),
 ])
 def test_the_same_keys_are_taken_where_the_run_reads_them(command, overrides):
     load(command, overrides)

@@ -45,7 +45,7 @@ def test_sweep_jobs_print_at_the_terminal_width(output_root):
                            env={"COLUMNS": "80"})
     assert r.exit_code == 0, r.output
     assert "Solvers on the same model" in r.output
-    # every line but those naming a folder (Hydra's launch log, 'job 0 ok: <path>'), which no width can hold
+    # every line but those naming a folder (the sweep's first and last), which no width can hold
     lines = [line for line in r.output.splitlines() if str(output_root) not in line]
     assert max(len(line) for line in lines) <= 80, r.output
     # and the sweep's own folder line holds its path whole (rich cut one longer than 80 columns into lines)

@@ -256,6 +256,17 @@ class NethessianBench:
         _timing(self.repeats, self.warmup)
         checks.count("threads", self.threads, minimum=0, maximum=1024)
 
+    def unread(self) -> dict[str, str]:
+        """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`): each batch
+        size belongs to some of the tasks."""
+        tasks = f"tasks = [{','.join(self.tasks)}]"
+        out = {}
+        if "hessian" not in self.tasks:
+            out["hessian_batch"] = f"it is the batch of the full-Hessian task, which {tasks} does not run"
+        if not {"laplacian", "diag_hessian"} & set(self.tasks):
+            out["batch"] = f"it is the batch of the laplacian and diag_hessian tasks, which {tasks} does not run"
+        return out
+
     def memory_estimates(self) -> list[Estimate]:
         d, w = self.mlp.d, max(self.mlp.hidden)
         return [Estimate(8 * 8.0 * max(self.batch * d * w, self.hessian_batch * d * d * w), "mlp.d / mlp.hidden / batch",
