@@ -10,8 +10,14 @@ from deqlab.settings.bench_curvature import CurvatureBench
 RTOL = 1e-8
 
 
-def test_tiny_bench():
-    r = bc.run(CurvatureBench.tiny())
+@pytest.fixture(scope="module")
+def tiny_result():
+    """One tiny bench for the module's checks (each run takes several seconds)."""
+    return bc.run(CurvatureBench.tiny())
+
+
+def test_tiny_bench(tiny_result):
+    r = tiny_result
     hvp = r.tables["hvp"].frame
     assert hvp["route"].iloc[0].startswith("gradient") and hvp["ratio to gradient"].iloc[0] == 1
     target = hvp[hvp["target"] != ""]
@@ -31,7 +37,7 @@ def test_bad_settings(overrides):
         CurvatureBench(**overrides)
 
 
-def test_tiny_bench_writes_its_figure_and_the_samples_behind_every_time(tmp_path):
+def test_tiny_bench_writes_its_figure_and_the_samples_behind_every_time(tiny_result, tmp_path):
     """hvp.png; hvp_samples.npz holds every timed call (seconds) of each route, one row per ``hvp.csv``
     row, whose median is the table's median time; eigsh_samples.npz the one timed call of each ``eigsh.csv`` row."""
     import numpy as np
@@ -39,7 +45,7 @@ def test_tiny_bench_writes_its_figure_and_the_samples_behind_every_time(tmp_path
 
     from deqlab.report.writer import save
 
-    save(bc.run(CurvatureBench.tiny()), tmp_path)
+    save(tiny_result, tmp_path)
     assert (tmp_path / "hvp.png").stat().st_size > 0
     hvp = pd.read_csv(tmp_path / "hvp.csv")
     with np.load(tmp_path / "hvp_samples.npz", allow_pickle=False) as npz:

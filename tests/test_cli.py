@@ -110,9 +110,9 @@ def test_option_help_shows_the_default_a_run_uses():
     pairs = sorted(set(re.findall(r'option_help\("(\w+)", "([\w.]+)"', src)))
     assert ("hessian", "model.n_z") in pairs
     required = {"sysid_f16": ["f16.data_dir=somewhere"]}   # a key without a default
+    settings = {command: load(command, required.get(command, []))[0] for command, _ in pairs}   # (one compose each)
     for command, key in pairs:
-        settings, _ = load(command, required.get(command, []))
-        value = settings
+        value = settings[command]
         for part in key.split("."):
             value = getattr(value, part)
         assert default_of(command, key) == shown(value), (command, key)
@@ -165,6 +165,7 @@ def test_a_required_option_may_be_given_as_its_key(cli, tmp_path):
     assert r.exit_code == 2 and "does not exist" in r.stderr
 
 
+@pytest.mark.slow   # (8 s; test_device_auto_runs_on_what_there_is stays in the default run: -m slow)
 def test_every_command_takes_a_device(cli, output_root):
     """--device on every command; a CUDA device where there is none is one line and exit 2."""
     import torch
@@ -378,6 +379,7 @@ def test_a_number_in_other_digits_than_0_to_9_is_refused_everywhere(cli, output_
     assert not output_root.exists()
 
 
+@pytest.mark.slow   # (9 s: -m slow)
 def test_a_matplotlib_backend_that_does_not_exist_does_not_fail_the_run(tmp_path):
     """MPLBACKEND=nosuch made matplotlib raise a ValueError as it loaded, inside the run: a traceback and a
     .failed run folder. deqlab only draws into files: its backend is Agg whatever the variable says."""

@@ -356,7 +356,9 @@ class TwoDEQsUnrolled(nn.Module):
         return TwoDEQs.unrolled(self, x)
 
 
-@pytest.mark.parametrize("mode, linear", [("lagrangian", "lu"), ("lagrangian", "iterative"), ("direct", "auto")])
+# (lagrangian-iterative and direct, 4–6 s each: -m slow; both modes meet the unroll in the default run elsewhere in this file)
+@pytest.mark.parametrize("mode, linear", [("lagrangian", "lu"), pytest.param("lagrangian", "iterative", marks=pytest.mark.slow),
+                                          pytest.param("direct", "auto", marks=pytest.mark.slow)])
 def test_modes_agree_with_the_unroll_for_several_deq_calls(mode, linear):
     torch.manual_seed(4)
     model = TwoDEQs()
@@ -559,7 +561,7 @@ def test_a_loss_that_is_not_finite_is_refused(problem):
         LossHessian(model, lambda out, t: ((out - t) ** 2).sum(), x, torch.full((x.shape[0], 3), float("nan"), dtype=torch.float64))
 
 
-@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+@pytest.mark.parametrize("mode", ["lagrangian", pytest.param("direct", marks=pytest.mark.slow)])   # (direct: 8 s, -m slow)
 def test_a_layer_that_ignores_unconverged_solves_gets_no_curvature_from_them(mode):
     """A DEQ made with on_fail="ignore" (4 fixed-point steps, residual 6e-2): the direct mode's products went on from
     the best iterates, each warm-started where the last stopped, and its Hessian came back 7% off the converged

@@ -62,7 +62,11 @@ def test_full_disk_mid_run_is_one_line_and_a_failed_folder(cli, output_root, mon
     assert not list(folder.glob(".*tmp*"))  # nor is a temporary left behind
 
 
-@pytest.mark.parametrize("args", [["converge", *SMALL], ["sweep", "converge", "restarts=1", "solver_table=[anderson]", "seed=0,1"]])
+@pytest.mark.parametrize("args", [
+    # (11 s; a single run's stdout that cannot be written stays in the default run below: -m slow)
+    pytest.param(["converge", *SMALL], marks=pytest.mark.slow),
+    ["sweep", "converge", "restarts=1", "solver_table=[anderson]", "seed=0,1"],
+])
 def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path, args):
     """`deqlab converge | head`: the pipe is closed before the tables are printed. The run's files are
     all there (every table is also a CSV), so it ends as a success, silently, not as a .failed folder."""
@@ -78,7 +82,9 @@ def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path, args):
     assert all((f / "gap.csv").exists() for f in folders if f.parent.parent == tmp_path)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT])
+# (5 s each; SIGHUP, SIGUSR1 and SIGQUIT take the same handler as SIGTERM: -m slow)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, *(pytest.param(s, marks=pytest.mark.slow)
+                                                   for s in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT))])
 def test_termination_signal_marks_the_folder_failed(tmp_path, sig):
     """(SIGUSR1, which batch systems send ahead of a time limit, and SIGQUIT ended a run without a word,
     its folder left .partial.)"""
@@ -96,6 +102,7 @@ def test_termination_signal_marks_the_folder_failed(tmp_path, sig):
     assert folder.name.endswith(".failed") and name in (folder / "error.txt").read_text()
 
 
+@pytest.mark.slow   # (9 s: -m slow)
 def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored(tmp_path):
     """Under `nohup` SIGHUP is ignored; deqlab installed its handler anyway, so closing the terminal
     stopped a nohup run. A signal ignored at start is left ignored: the run finishes."""
@@ -111,6 +118,7 @@ def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored(tmp_path):
     assert folder.suffix == "" and (folder / "gap.csv").exists()
 
 
+@pytest.mark.slow   # (7 s; a probe child that dies, fails or hangs stays in the default run (test_hessian_bench.py): -m slow)
 def test_sigterm_during_a_memory_probe_is_one_line_and_leaves_no_process(tmp_path):
     """bench hessian measures peak memory in child processes; SIGTERM while one runs ends in one line,
     and no process outlives the run. (When they were multiprocessing children, ending them ended
@@ -133,6 +141,7 @@ def test_sigterm_during_a_memory_probe_is_one_line_and_leaves_no_process(tmp_pat
     assert list(tmp_path.glob("bench/hessian/*.failed/error.txt"))
 
 
+@pytest.mark.slow   # (18 s: several runs at once; one run's folder is tested everywhere else: -m slow)
 def test_runs_started_together_get_their_own_folders(tmp_path):
     procs = [deqlab("converge", *SMALL, root=tmp_path) for _ in range(4)]
     for p in procs:
@@ -143,6 +152,7 @@ def test_runs_started_together_get_their_own_folders(tmp_path):
     assert all((f / "gap.csv").is_file() for f in folders)
 
 
+@pytest.mark.slow   # (14 s: several sweeps at once: -m slow)
 def test_sweeps_started_together_get_their_own_folders(tmp_path):
     procs = [deqlab("sweep", "converge", "seed=0", "restarts=1", "solver_table=[anderson]", "curve_layers=10",
                     f"output_root={tmp_path}", root=tmp_path) for _ in range(3)]
@@ -154,6 +164,7 @@ def test_sweeps_started_together_get_their_own_folders(tmp_path):
     assert all((s / "0" / "gap.csv").is_file() and (s / "summary.csv").is_file() for s in sweeps)
 
 
+@pytest.mark.slow   # (11 s; SIGTERM to a sweep stays in the default run on the basic launcher: -m slow)
 def test_sigterm_to_a_joblib_sweep_ends_its_workers(tmp_path):
     """(With a job still queued (3 jobs, 2 workers) loky's resource tracker, ended with the workers, was
     relaunched and printed a KeyError traceback per temporary folder.)"""
@@ -444,6 +455,7 @@ converge.run = run
     assert folder.name.endswith(".failed") and "stopped by SIGINT" in (folder / "error.txt").read_text()
 
 
+@pytest.mark.slow   # (7 s: -m slow)
 def test_a_signal_in_the_interpreters_last_steps_leaves_a_finished_run_alone(tmp_path):
     """Once the run is done, Python's own handlers (put back) made a Ctrl-C during the shutdown kill the
     finished run silently (exit -2, no line)."""
@@ -455,7 +467,8 @@ def test_a_signal_in_the_interpreters_last_steps_leaves_a_finished_run_alone(tmp
 
 @pytest.mark.parametrize("failure, says", [
     ("ImportError('libtorch_cpu.so: failed to map segment from shared object')", "cannot load the libraries the run needs"),
-    ("MemoryError()", "not enough memory to load the libraries the run needs"),
+    # (the same path with another message; 2.4 s: -m slow)
+    pytest.param("MemoryError()", "not enough memory to load the libraries the run needs", marks=pytest.mark.slow),
 ])
 def test_a_library_that_cannot_load_is_one_line_and_no_folder(tmp_path, failure, says):
     """Under `ulimit -v` torch or numpy fails to load; the run folder had just been made, so it was left
@@ -501,7 +514,11 @@ def test_too_many_open_files_is_named_as_such(cli, output_root, monkeypatch):
     assert folder.name.endswith(".failed")
 
 
-@pytest.mark.parametrize("args", [["converge", *SMALL], ["sweep", "converge", "restarts=1", "solver_table=[anderson]", "seed=0,1"]])
+@pytest.mark.parametrize("args", [
+    ["converge", *SMALL],
+    # (7 s; a sweep whose reader goes away stays in the default run above: -m slow)
+    pytest.param(["sweep", "converge", "restarts=1", "solver_table=[anderson]", "seed=0,1"], marks=pytest.mark.slow),
+])
 def test_stdout_that_cannot_be_written_is_one_line_and_leaves_the_run_complete(tmp_path, args):
     """`deqlab converge > /dev/full`: printing the tables failed after every file was written, and the run
     folder was marked .failed with "cannot write: No space left on device", as if its own disk were full
@@ -525,6 +542,7 @@ def test_a_run_folder_that_cannot_be_made_leaves_no_command_folder(cli, output_r
     assert not output_root.exists()
 
 
+@pytest.mark.slow   # (6 s; the sweep under that locale stays in the default run: -m slow)
 def test_a_failed_run_under_a_locale_that_is_not_utf8_is_marked_failed(tmp_path):
     """Under an ASCII locale (PYTHONUTF8=0 LC_ALL=C) error.txt was written in the locale's encoding: the
     "−" of the refusal raised UnicodeEncodeError, a traceback, and the folder stayed .partial. Files are
@@ -561,6 +579,7 @@ def test_an_output_root_that_is_a_dangling_link_is_named_so(cli, tmp_path, monke
     assert not (tmp_path / "gone").exists()
 
 
+@pytest.mark.slow   # (4 s: -m slow)
 def test_an_unwritable_matplotlib_config_folder_adds_nothing_to_stderr(tmp_path):
     """Matplotlib warned in four lines on stderr when its config folder could not be written (a read-only
     home): a failed run's one line came after them."""

@@ -124,7 +124,9 @@ def _good_child(a, b):
     return a + b
 
 
-@pytest.mark.parametrize("work,message,timeout_s", [(_killed_child, "killed by signal 9", 120), (_slow_child, "no result within", 10),
+@pytest.mark.parametrize("work,message,timeout_s", [(_killed_child, "killed by signal 9", 120),
+                                                    # (waits out its 10 s timeout: -m slow)
+                                                    pytest.param(_slow_child, "no result within", 10, marks=pytest.mark.slow),
                                                     (_failing_child, "RuntimeError: boom", 120)])
 def test_probe_child_never_hangs_the_parent(work, message, timeout_s):
     """A memory probe whose child dies, hangs or fails raises a deqlab error, at the latest after its

@@ -93,6 +93,7 @@ def test_bad_input_exits_2_with_one_line(cli, output_root, args, message):
     assert not output_root.exists() or not any(output_root.rglob("config.yaml"))
 
 
+@pytest.mark.slow   # (7 s; divergence reported in the alpha sweep stays in the default run: -m slow)
 def test_forward_backward_above_its_bound_warns_and_reports_divergence(cli, output_root):
     r = cli("mondeq", *helpers.overriding(SMALL, "--fb-alpha", "5"))
     assert r.exit_code == 0

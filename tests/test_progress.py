@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from deqlab.report.progress import activity, enabled, track
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +98,7 @@ def test_names_with_markup_characters_are_drawn_as_written():
     assert "run[/]a" in out and "file [/]x.npz" in out
 
 
+@pytest.mark.slow   # (10 s; the spinner and bars of other steps stay in the default run: -m slow)
 def test_hessian_survey_of_fixed_points_shows_a_spinner(tmp_path):
     """Every solver from z = 0 plus J's eigenvalues and singular values per sample took minutes at the
     README's --hvp-only size with nothing on the screen; the step now has a spinner."""
@@ -105,6 +108,7 @@ def test_hessian_survey_of_fixed_points_shows_a_spinner(tmp_path):
     assert "fixed points from z = 0, every solver (batch 2, n_z 8)" in out, out[-2000:]
 
 
+@pytest.mark.slow   # (7 s: -m slow)
 def test_loading_the_libraries_shows_a_spinner(tmp_path):
     """Importing torch, numpy and matplotlib took about 4 s on a busy machine with nothing on the screen
     before a run's first line; it has a spinner on a terminal."""
@@ -114,6 +118,7 @@ def test_loading_the_libraries_shows_a_spinner(tmp_path):
     assert "loading torch, numpy and matplotlib" in out, out[-2000:]
 
 
+@pytest.mark.slow   # (8 s; bars drawn on a terminal and sysid's epoch bar stay in the default run: -m slow)
 def test_nethessian_check_shows_a_bar_over_its_routes(tmp_path):
     """deqlab nethessian timed every route beside its reference (about 12 s on a busy machine at the
     defaults, more on a wider net) with nothing on the screen; a bar names the route being checked."""

@@ -335,6 +335,7 @@ def test_hydra_settings_of_a_sweep_take_one_plain_value(cli, output_root, tmp_pa
     assert not (output_root / "sweep").exists() and not list(cwd.iterdir()) and not list(home.iterdir())
 
 
+@pytest.mark.slow   # (4 s; the backslash folder case stays in the default run: -m slow)
 def test_a_sweep_under_an_output_root_with_quotes_and_backslashes_summarises_its_jobs(cli, tmp_path, monkeypatch):
     """The sweep folder reached Hydra quoted with every backslash doubled: Hydra wrote the jobs to another
     folder, and the sweep summarised none of them with exit 0."""

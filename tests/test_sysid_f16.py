@@ -82,6 +82,7 @@ def test_every_layout_and_format_reads_the_same_records(f16_data, tmp_path, layo
         np.testing.assert_array_equal(a.y, b.y)
 
 
+@pytest.mark.slow   # (10 s; test_the_cli_command_runs_with_tiny stays in the default run: -m slow)
 def test_tiny_run_end_to_end_and_evaluate_on_its_folder(f16_data, output_root, cli):
     result = _run(output_root, f16_data, *TINY)
     run = next((output_root / "sysid" / "f16").iterdir())
@@ -130,6 +131,7 @@ def _csv(root: Path, stem: str) -> Path:
     return root / "F16GVT_Files" / "BenchmarkData" / f"{stem}.csv"
 
 
+@pytest.mark.slow   # (13 s: -m slow)
 def test_a_folder_without_some_of_the_benchmarks_records_runs_and_says_so(f16_data, tmp_path, output_root):
     """A folder missing Level3 trained on levels 1, 5, 7; only the records table showed it, beside the paper's
     figures for the full set. The run's notes say which levels it used and that the figures are not comparable."""
