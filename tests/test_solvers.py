@@ -235,6 +235,24 @@ def test_batched_jacobian_matches_the_closed_form_and_jacrev_per_sample():
     assert batched_jacobian(f, z.requires_grad_(True)).grad_fn is None   # (z's own graph is not extended)
 
 
+def test_batched_jacobian_under_inference_mode_and_through_inference_tensors():
+    """torch's autograd records nothing under inference_mode and will not save inference tensors for backward
+    ("Inference tensors cannot be saved for backward"): a Newton solve or a survey run there, or on a W made
+    there, raised where torch.func.jacrev had differentiated; both now give the closed-form Jacobian."""
+    g = torch.Generator().manual_seed(4)
+    with torch.inference_mode():
+        W = torch.randn(6, 6, generator=g, dtype=torch.float64) / 3
+        z = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    f = lambda v: torch.tanh(v @ W.T)   # noqa: E731
+    exact = (1 - f(z) ** 2)[:, :, None] * W
+    with torch.inference_mode():
+        assert float((batched_jacobian(f, z) - exact).abs().max()) <= JACOBIAN_TOL
+    assert float((batched_jacobian(f, z) - exact).abs().max()) <= JACOBIAN_TOL              # (z and W inference tensors)
+    assert float((batched_jacobian(f, z.clone()) - exact).abs().max()) <= JACOBIAN_TOL      # (W only)
+    with torch.inference_mode():
+        assert newton(lambda v: 0.5 * f(v) + 0.1, torch.zeros(4, 6, dtype=torch.float64), atol=ATOL).all_converged
+
+
 def test_batched_jacobian_refuses_an_f_that_is_not_connected_to_z():
     """An f computed outside torch (or detached) gives no graph: a zero Jacobian would be wrong, so it raises."""
     import numpy as np

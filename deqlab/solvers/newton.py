@@ -31,21 +31,42 @@ def batched_jacobian(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor)
     where this Jacobian is its only ``torch.func`` call; per call this route takes 0.55–1.12× the
     time of ``jacrev`` at ``n`` = 10–400, batch 64, one thread.)
 
+    torch's autograd records nothing under ``torch.inference_mode`` and refuses to save inference
+    tensors (a ``z``, or a weight ``f`` closes over, made under it) for a backward pass; ``jacrev``
+    differentiates through both, so those cases, and any other this route cannot run, take it.
+
     Raises:
         InputError: ``f(z)`` is not connected to ``z`` in torch's graph (computed outside torch, or
             detached), so its Jacobian cannot be formed; the zero matrix would be a wrong answer for
             every ``f`` but a constant one.
     """
+    if torch.is_inference_mode_enabled() or z.is_inference():
+        return _batched_jacobian_by_jacrev(f, z)
     zz = z.detach().requires_grad_(True)
-    with torch.enable_grad():
-        out = f(zz)
-    if not (isinstance(out, torch.Tensor) and out.requires_grad):
-        raise InputError("f(z) does not depend on z through torch operations (it was computed outside torch or "
-                         "detached), so its Jacobian cannot be formed")
-    n_out = out.shape[-1]
-    seeds = torch.eye(n_out, dtype=out.dtype, device=out.device).unsqueeze(1).expand(n_out, *out.shape)
-    (jac,) = torch.autograd.grad(out, zz, seeds, is_grads_batched=True, allow_unused=True, materialize_grads=True)
-    return jac.transpose(0, 1)                                    # (n_out, batch, n) -> (batch, n_out, n)
+    try:
+        with torch.enable_grad():
+            out = f(zz)
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            n_out = out.shape[-1]
+            seeds = torch.eye(n_out, dtype=out.dtype, device=out.device).unsqueeze(1).expand(n_out, *out.shape)
+            (jac,) = torch.autograd.grad(out, zz, seeds, is_grads_batched=True, allow_unused=True, materialize_grads=True)
+            return jac.transpose(0, 1)                            # (n_out, batch, n) -> (batch, n_out, n)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as exc:
+        try:
+            return _batched_jacobian_by_jacrev(f, z)
+        except RuntimeError:
+            raise exc from None   # (this route's message: e.g. "Can't call numpy() on Tensor that requires grad")
+    raise InputError("f(z) does not depend on z through torch operations (it was computed outside torch or "
+                     "detached), so its Jacobian cannot be formed")
+
+
+def _batched_jacobian_by_jacrev(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """:func:`batched_jacobian` by ``jacrev`` of ``z ↦ Σ_b f(z)_b`` (samples do not interact), ``(batch, n_out, n)``."""
+    from torch.func import jacrev   # (imports torch._dynamo: only on this path)
+
+    return jacrev(lambda zz: f(zz).sum(0))(z).transpose(0, 1)   # (n_out, batch, n) -> (batch, n_out, n)
 
 
 @torch.no_grad()
@@ -77,8 +98,7 @@ def newton(
         if monitor.done or monitor.hopeless or steps == max_iter:
             break
         try:
-            with torch.enable_grad():
-                J = batched_jacobian(f, z)
+            J = batched_jacobian(f, z)                 # (turns grad on for its own pass: newton runs under no_grad)
         except torch.OutOfMemoryError:
             raise
         except RuntimeError as exc:
