@@ -47,8 +47,7 @@ def point_diagnostics(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor
     nan = torch.full((B,), float("nan"), dtype=torch.float64, device=z.device)
     if not torch.isfinite(z).all():
         return PointDiagnostics(nan, nan.clone(), nan.clone())
-    with torch.enable_grad():
-        J = batched_jacobian(f, z.detach()).detach().to(torch.float64)
+    J = batched_jacobian(f, z).to(torch.float64)   # (detaches z and grads f itself; J holds no graph)
     if not torch.isfinite(J).all():
         return PointDiagnostics(nan, nan.clone(), nan.clone())
     sv = torch.linalg.svdvals(torch.eye(n, dtype=torch.float64, device=J.device) - J)
