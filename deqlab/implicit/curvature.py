@@ -56,6 +56,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
 from deqlab.errors import DeqlabError, IllConditionedError, InputError, NotConvergedError
+from deqlab.implicit.closure import changes_with_z
 from deqlab.implicit.conditioning import pivot_condition, require_well_conditioned
 from deqlab.implicit.deq import DEQ, USER_CODE_ERRORS, purity_check, user_code_error
 from deqlab.implicit.layer import SolveOptions, differentiable_part, scatter_grads, tangent_part
@@ -173,11 +174,7 @@ def _refuse_a_severed_map(F, z, x, theta, Jt) -> None:
     u = torch.randn(z.shape, generator=torch.Generator(device="cpu").manual_seed(1), dtype=z.dtype, device="cpu").to(z.device)
     if bool(Jt(u).any()) or z.numel() == 0:
         return
-    with torch.no_grad():
-        h = float(torch.finfo(z.dtype).eps) ** 0.5 * max(1.0, float(z.abs().max()))
-        moved = F(z + h * u, x, *theta) - F(z - h * u, x, *theta)
-        scale = float(F(z, x, *theta).abs().max()) + h
-    if float(moved.abs().max()) > 100 * float(torch.finfo(z.dtype).eps) * scale:
+    if changes_with_z(lambda zz: F(zz, x, *theta), z):
         raise InputError("a DEQ's map f(z, x) changes with z, but autograd sees no dependence on z at the fixed point "
                          "(df/dz = 0): a .detach(), a torch.no_grad() block or a computation outside torch inside f? "
                          "Its implicit derivatives would leave out (I - df/dz)^-1")
@@ -276,7 +273,7 @@ class _Lagrangian:
         k = self.calls.get(key, 0)
         self.calls[key] = k + 1
         if self.mode == "capture":
-            z = _fixed_point(F, start, x, theta, deq)
+            z = deq.implicit_solution(F, start, x, theta)
             if deq.stats is not None and not deq.stats.all_converged:
                 raise NotConvergedError(f"forward solve of a DEQ layer did not converge (residual "
                                         f"{deq.stats.max_residual:.3e}): no curvature at this point")
@@ -299,12 +296,6 @@ class _Lagrangian:
                 with torch.no_grad():
                     rec["lam"] = rec["system"].adjoint(rec["g"])
         self.mode = "lagrangian"
-
-
-def _fixed_point(F, start, x, theta, deq: DEQ):
-    from deqlab.implicit.layer import fixed_point
-
-    return fixed_point(F, start, x, *theta, opts=deq._solve_opts)
 
 
 @contextlib.contextmanager

@@ -52,7 +52,8 @@ import torch
 from torch import nn
 
 from deqlab.errors import DeqlabError, InputError, first_line, require_count
-from deqlab.implicit.layer import SolveOptions, fixed_point, options_or, require_unmodified, version_of
+from deqlab.implicit.closure import require_closed_map
+from deqlab.implicit.layer import SolveOptions, fixed_point_unchecked, options_or, require_unmodified, version_of
 from deqlab.solvers.result import ConvergenceVerdicts, SolverResult, all_finite, check_image, describe
 
 #: What a user's module, map or loss raises on input it cannot take; deqlab's own errors and an out-of-memory
@@ -168,34 +169,12 @@ def purity_check(module: nn.Module, what: str) -> Callable[[], None]:
     return check
 
 
-def captured_tensors(f: nn.Module) -> list[str]:
-    """Names of the tensor attributes of ``f``'s modules that require grad but are neither parameters nor buffers
-    (e.g. ``f.W_eff = self.A * 0.5`` set by an outer model before calling the DEQ).
-
-    The layer differentiates ``f`` as a function of its parameters and buffers only (:meth:`DEQ.forward`): such a
-    tensor is a constant to the solve and to every implicit rule, so ``dz*/dA`` is lost: ``A`` got no gradient at
-    all (``A.grad`` stayed ``None`` after ``backward()``, or a loss using ``A`` elsewhere too had only that part),
-    without a word. Modules with forward pre-hooks are skipped: the hook-based ``weight_norm``/``spectral_norm``
-    keep their ``weight`` there, recomputed from ``f``'s parameters by the hook at every call of ``f``."""
-    out = []
-    for prefix, m in f.named_modules():
-        if m._forward_pre_hooks:
-            continue
-        out += [f"{prefix}.{k}" if prefix else k for k, v in vars(m).items()
-                if isinstance(v, torch.Tensor) and v.requires_grad]
-    return out
-
-
-def _tensor_attributes(f: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
-    """``{name: tensor}`` for the dotted attribute ``names`` of ``f``'s modules (as :func:`captured_tensors` gives
-    them) that still hold a tensor."""
-    out = {}
-    for name in names:
-        prefix, _, attribute = name.rpartition(".")
-        value = vars(f.get_submodule(prefix)).get(attribute)
-        if isinstance(value, torch.Tensor):
-            out[name] = value
-    return out
+def tensors_in_graph(f: nn.Module, nodes: set, leaves: list[torch.Tensor]) -> list[str]:
+    """Dotted names of the tensor attributes of ``f``'s modules (neither parameters nor buffers) that a graph holds:
+    one of its ``leaves`` or the output of one of its ``nodes`` (``f.W_eff = A * 0.5``): the names for
+    :func:`deqlab.implicit.closure.require_closed_map`'s message."""
+    return [f"{prefix}.{k}" if prefix else k for prefix, m in f.named_modules() for k, v in vars(m).items()
+            if isinstance(v, torch.Tensor) and v.requires_grad and (v.grad_fn in nodes or any(v is t for t in leaves))]
 
 
 @dataclass(frozen=True)
@@ -284,6 +263,17 @@ class DEQ(nn.Module):
     def _purity_check(self) -> Callable[[], None]:
         return purity_check(self.f, "the DEQ's map f")
 
+    def implicit_solution(self, F: Callable, start: torch.Tensor, x: torch.Tensor, theta: tuple) -> torch.Tensor:
+        """``z* = F(z*, x, *θ)`` with the implicit derivatives (:func:`fixed_point`), refused when ``f``'s value
+        depends on a tensor requiring grad that is neither ``x`` nor a parameter or buffer of ``f``, or hides its
+        dependence on ``z`` (:func:`deqlab.implicit.closure.require_closed_map`)."""
+        z = fixed_point_unchecked(F, start, x, *theta, opts=self._solve_opts)
+        require_closed_map(F, z, (x, *theta), map_name="the DEQ's map f", outside="parameters or buffers of f (or x)",
+                           remedy="register them (a module kept in a Python list or dict is not registered: use "
+                                  "nn.ModuleList or nn.ModuleDict) or compute them inside f.forward from f's parameters",
+                           names=lambda nodes, leaves: tensors_in_graph(self.f, nodes, leaves))
+        return z
+
     def _record(self, res: SolverResult) -> None:
         self.stats = SolveStats.from_result(res)
         self.last_solution = res.z.detach()
@@ -347,21 +337,9 @@ class DEQ(nn.Module):
                  else torch.get_default_dtype())
         start = self._start(x, z0, dtype)
         if self.backward == "implicit":
-            # (no derivative without grad mode: nothing to check then)
-            held = _tensor_attributes(self.f, captured_tensors(self.f)) if torch.is_grad_enabled() else {}
             if self.curvature_hook is not None:
-                z = self.curvature_hook(self, F, start, x, theta)
-            else:
-                z = fixed_point(F, start, x, *theta, opts=self._solve_opts)
-            # Judged after the solve: a tensor f itself assigns at every call (a cache, `self.last = out`) is its
-            # output, not a captured input, and was replaced during the solve; one that was not is an input.
-            now = _tensor_attributes(self.f, list(held))
-            if inputs := [name for name, t in held.items() if now.get(name) is t]:
-                raise InputError(f"the DEQ's map f holds tensor(s) {', '.join(inputs)} that require grad but are neither "
-                                 "parameters nor buffers of f: the implicit derivatives see only f's parameters and "
-                                 "buffers, so whatever they were computed from would get no gradient through z*; "
-                                 "compute them inside f.forward from f's parameters (or register them)")
-            return z
+                return self.curvature_hook(self, F, start, x, theta)
+            return self.implicit_solution(F, start, x, theta)
         with torch.no_grad():
             res = self._solve_opts.solve(lambda z: F(z, x, *theta), start, linear=False)
         z = res.z.detach()

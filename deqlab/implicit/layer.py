@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from deqlab.errors import DeqlabError, InputError, NotConvergedError
+from deqlab.implicit.closure import require_closed_map
 from deqlab.implicit.conditioning import require_well_conditioned_solution
 from deqlab.solver_options import check_solver_options, check_stopping_rule
 from deqlab.solvers.registry import SOLVERS, get_solver
@@ -436,7 +437,18 @@ def fixed_point(F: Callable, z0: torch.Tensor, *args: torch.Tensor, opts: SolveO
 
     ``F(z, *args)`` must be a pure function (no parameters captured from modules whose gradient you
     want: pass them in ``args``). All derivatives w.r.t. ``args`` follow the implicit function theorem.
+    A map whose value depends on a tensor requiring grad that is not in ``args``, or that moves with ``z``
+    while its graph does not reach ``z`` (a ``.detach()``), is refused (:mod:`deqlab.implicit.closure`).
     """
+    z = fixed_point_unchecked(F, z0, *args, opts=opts)
+    require_closed_map(F, z, args, map_name="F(z, *args)", outside="among its arguments",
+                       remedy="pass them to fixed_point in args")
+    return z
+
+
+def fixed_point_unchecked(F: Callable, z0: torch.Tensor, *args: torch.Tensor, opts: SolveOptions | None = None) -> torch.Tensor:
+    """:func:`fixed_point` without its check of what ``F`` depends on: for callers that check it themselves (the
+    DEQ layer, whose message names ``f``'s attributes) or whose map is known to be closed (the tanh layer)."""
     return FixedPoint.apply(F, z0, options_or(opts, SolveOptions()), False, *args)
 
 
@@ -449,4 +461,4 @@ def tanh_equilibrium(W_z, b_z, U_z, x, *, z0=None, opts: SolveOptions | None = N
     """Differentiable equilibrium ``z* = tanh(W_z z* + U_z x + b_z)`` of a batch ``x`` ``(batch, n_x)``."""
     if z0 is None:
         z0 = torch.zeros(x.shape[0], W_z.shape[0], dtype=W_z.dtype, device=W_z.device)
-    return fixed_point(tanh_map, z0, W_z, b_z, U_z, x, opts=opts)
+    return fixed_point_unchecked(tanh_map, z0, W_z, b_z, U_z, x, opts=opts)   # (tanh_map holds nothing)
