@@ -46,7 +46,7 @@ class SolveOptions:
         solver: registry name (``deqlab.solvers.registry.SOLVERS``) for the forward solve.
         linear_solver: registry name for the adjoint/tangent solves (linear fixed points).
         atol, rtol, max_iter: the shared stopping rule (``‖F(z) − z‖ ≤ atol + rtol‖F(z)‖``); the linear
-            solves apply it to their solution divided by ``min(‖rhs‖, 1)`` per row (see :meth:`solve`).
+            solves apply it to their solution divided by ``‖rhs‖`` per row (see :meth:`solve`).
         options: extra keyword options of the solvers (e.g. ``memory``).
         on_fail: ``"raise"`` (:class:`NotConvergedError`) or ``"ignore"`` when a solve does not converge.
     """
@@ -81,9 +81,10 @@ class SolveOptions:
         """The fixed point of ``F`` from ``z0`` (a :class:`~deqlab.solvers.result.SolverResult`).
 
         ``linear``: ``F`` is affine, ``F(t) = A t + r`` (the adjoint and tangent maps), and is solved by
-        ``linear_solver`` on rows scaled by ``s_b = min(‖r_b‖, 1)`` (:func:`_scaled_by_rhs`): its solution
+        ``linear_solver`` on rows scaled by ``s_b = ‖r_b‖`` (:func:`_scaled_by_rhs`): its solution
         is proportional to ``r``, so the absolute ``atol`` would leave a small right-hand side (the
-        cotangent of a loss of 1e-13, say) without a single correct digit: its gradient came back 0.
+        cotangent of a loss of 1e-13, say) without a single correct digit (its gradient came back 0), and
+        a large one (a loss of 1e6) out of float64's reach.
 
         Every converged solve of a batch is checked once more, whole (:func:`_rows_checked`): the solvers
         stop each row when it meets the rule, which is right only for a ``F`` that treats rows
@@ -117,7 +118,7 @@ class SolveOptions:
         converge; its message says when ``atol`` is below the dtype's resolution at ``z``."""
         name = self.linear_solver if linear else self.solver
         kind = "adjoint/tangent (linear)" if linear else "forward"
-        scaled = " (of the solution divided by min(‖rhs‖, 1) per row)" if linear else ""
+        scaled = " (of the solution divided by ‖rhs‖ per row)" if linear else ""
         return NotConvergedError(f"{kind} solve with {name} did not converge: {res.message}, residual "
                                  f"{res.max_residual:.3e}{scaled}")
 
@@ -187,16 +188,18 @@ def _rule_by_row(F: Callable, z: torch.Tensor, atol: float, rtol: float) -> tupl
 
 
 def _scaled_by_rhs(F: Callable, z0: torch.Tensor):
-    """``(G, z0 / s, s)`` for an affine ``F(t) = A t + r`` with ``G(u) = F(s u) / s`` and ``s_b = min(‖r_b‖, 1)`` per
-    row (``1`` where ``r_b = 0``): ``G``'s fixed point is ``t*/s``, so the stopping rule bounds the error of
-    ``t*`` relative to ``‖r_b‖`` where that is below 1 and is unchanged (absolute) elsewhere. ``s`` is
-    ``None`` (and ``F`` returned as it is) when every row has ``s_b = 1``."""
+    """``(G, z0 / s, s)`` for an affine ``F(t) = A t + r`` with ``G(u) = F(s u) / s`` and ``s_b = ‖r_b‖`` per row
+    (``1`` where ``r_b = 0`` or its norm is not finite): ``G``'s fixed point is ``t*/s``, so the stopping rule
+    bounds the error of ``t*`` relative to ``‖r_b‖``, as the solution is linear in ``r``. (With ``s_b = min(‖r_b‖,
+    1)`` the rule stayed absolute above 1, which float64 cannot meet once ``‖t*‖ ≳ 1e4``: the gradient of
+    ``1e6 · L`` raised NotConvergedError where that of ``L`` was fine.) ``s`` is ``None`` (and ``F`` returned as it
+    is) when every row has ``s_b = 1``."""
     with torch.no_grad():
         r = F(torch.zeros_like(z0))
         # (torch.linalg.vector_norm underflows: a loss scaled by 1e-170 gave r_b 'norm 0', so the absolute atol was
         # kept and the solve stopped at its start 0: the gradient came back exactly 0)
         s = row_norms(r)[:, None]
-        s = torch.where((s > 0) & (s < 1), s, torch.ones_like(s))
+        s = torch.where((s > 0) & torch.isfinite(s), s, torch.ones_like(s))
     if bool((s == 1).all()):
         return F, z0, None
     return (lambda u: F(u * s) / s), z0 / s, s
