@@ -724,6 +724,45 @@ def test_the_operator_is_the_hessian_at_the_point_it_was_made(problem, mode):
             model.head.weight.copy_(saved)
 
 
+class NormalisedInputModel(nn.Module):
+    """A BatchNorm (its running statistics are buffers) before a DEQ, and a readout."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(3, dtype=torch.float64)
+        self.deq = DEQ(Cell(4, 3), 4, opts=OPTS)
+        self.head = nn.Linear(4, 3, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.head(self.deq(self.bn(x)))
+
+
+@pytest.mark.parametrize("mode", ["lagrangian", "direct"])
+def test_the_operator_keeps_the_buffers_and_modes_it_was_made_with(mode):
+    """The buffers were the model's: a training step after the operator was made moved a BatchNorm's running
+    statistics under it, and its products changed by 0.9% (Lagrangian: the Hessian of no point; direct: the new
+    point's). They are copied now, and each product runs the modules in the train/eval modes of the operator's
+    making, so ``model.train()`` afterwards changes nothing either; an operator made at the new statistics differs
+    (the change the copies keep out)."""
+    torch.manual_seed(0)
+    model = NormalisedInputModel()
+    x, y = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 3, (6,))
+    with torch.no_grad():
+        model.train()
+        model(3 + 2 * torch.randn(32, 3, dtype=torch.float64))   # statistics far from N(0, 1)
+    model.eval()
+    H = LossHessian(model, cross_entropy, x, y, mode=mode)
+    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    before = H.hvp(v)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(32, 3, dtype=torch.float64))            # one more step: the statistics move
+    assert model.training and torch.equal(H.hvp(v), before)
+    model.eval()
+    assert torch.equal(H.hvp(v), before)
+    assert relative_error(LossHessian(model, cross_entropy, x, y, mode=mode).hvp(v), before) > 1e-3
+
+
 def test_an_error_of_the_model_or_the_loss_names_the_call(problem):
     """A y of the wrong length or dtype was cross_entropy's own ValueError/RuntimeError from inside the
     operator's first pass; an x the first layer cannot take, torch's 'mat1 and mat2' RuntimeError."""

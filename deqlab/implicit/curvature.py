@@ -249,6 +249,21 @@ class _FirstOrderEquilibrium(torch.autograd.Function):
             return ctx.system.tangent(r)
 
 
+@contextlib.contextmanager
+def _modes_as(modes: list[tuple[nn.Module, bool]]):
+    """Each module in the train/eval mode recorded in ``modes`` for the block, then back as it was: the operator's
+    products are those of the model as it was made, even after ``model.train()`` (a BatchNorm then normalised by
+    the batch's statistics instead, a Dropout drew)."""
+    now = [(m, m.training) for m, _ in modes]
+    try:
+        for m, training in modes:
+            m.training = training
+        yield
+    finally:
+        for m, training in now:
+            m.training = training
+
+
 class _Lagrangian:
     """The per-call records of :class:`LossHessian`'s Lagrangian route, and the DEQ hook that uses them.
 
@@ -410,16 +425,21 @@ class LossHessian(LinearOperator):
             names = [k for k in named if k in set(params)]
         if not names:
             raise InputError("no parameters to differentiate (none has requires_grad, or params is empty)")
-        # The operator is H at this point: it keeps its own copies of the batch, θ and the parameters held fixed
-        # (cheap: one batch and one parameter vector; buffers stay the model's, which purity_check watches). It held
-        # the fixed parameters, x and y by reference, so an optimizer step or a reused batch buffer after it was made
-        # changed them under the records of z* and λ: its products were then the Hessian of no point (99% off the
-        # operator's own first product). Copies made outside torch.inference_mode() also let autograd, which every
-        # product needs, use a batch made inside it.
+        # The operator is H at this point: it keeps its own copies of the batch, θ, the parameters held fixed and
+        # the buffers (cheap: one batch, one parameter vector, the running statistics), and the train/eval mode of
+        # every module. It held the fixed parameters, x and y by reference, so an optimizer step or a reused batch
+        # buffer after it was made changed them under the records of z* and λ: its products were then the Hessian
+        # of no point (99% off the operator's own first product); a later training-mode forward moved a
+        # BatchNorm's running statistics under it the same way (products 0.9% off, matching neither point).
+        # Copies made outside torch.inference_mode() also let autograd, which every product needs, use a batch
+        # made inside it.
         with torch.inference_mode(False):
             x, y = (t.detach().clone() if isinstance(t, torch.Tensor) else t for t in (x, y))
             self.theta = torch.cat([named[k].detach().reshape(-1) for k in names])
             self.fixed = {k: p.detach().clone() for k, p in named.items() if k not in set(names)}
+            buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
+            self.fixed.update(buffers)
+        self._modes = [(m, m.training) for m in model.modules()]
         self.model, self.loss_fn, self.x, self.y = model, loss_fn, x, y
         self.names = tuple(names)
         self.shapes = [named[k].shape for k in self.names]
@@ -434,7 +454,7 @@ class LossHessian(LinearOperator):
         # One plain evaluation first (the Lagrangian route's recording pass is one): a model that draws random
         # numbers (Dropout in training mode) or updates buffers (BatchNorm in training mode) is refused here,
         # before any product; its products differed call to call, or failed inside torch.func.
-        check = purity_check(model, "the model")
+        check = purity_check(model, "the model", buffers)
         if mode == "lagrangian":
             self._lagrangian = _Lagrangian(linear)
             # (an operator made inside torch.no_grad() or torch.inference_mode() still needs this pass's graph)
@@ -478,7 +498,7 @@ class LossHessian(LinearOperator):
         """``L(θ)`` as a pure function of ``θ (P,)``."""
         # (a y of the wrong length or dtype, or an x the model's first layer cannot take, was torch's own
         # ValueError/RuntimeError from inside the first pass; the DEQ layers' errors are deqlab's already)
-        with _user_code("model(x)", x=self.x):
+        with _user_code("model(x)", x=self.x), _modes_as(self._modes):
             out = torch.func.functional_call(self.model, {**self.fixed, **self.unflatten(theta)}, (self.x,))
         with _user_code("loss_fn(output, y)", output=out, y=self.y):
             value = self.loss_fn(out, self.y)

@@ -110,9 +110,10 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a, b) or (a.is_floating_point() and bool(((a == b) | (a.isnan() & b.isnan())).all()))
 
 
-def purity_check(module: nn.Module, what: str) -> Callable[[], None]:
+def purity_check(module: nn.Module, what: str, buffers: dict[str, torch.Tensor] | None = None) -> Callable[[], None]:
     """A check to call after evaluating ``module``: it raises :class:`InputError` if, since this call, a buffer
-    of ``module`` was modified in place or torch's global random generators were drawn from.
+    of ``module`` was modified in place or torch's global random generators were drawn from. ``buffers``: the
+    tensors to watch instead of ``module``'s own, where it is evaluated with copies of them (``functional_call``).
 
     A DEQ's map, and a model whose curvature is asked for, must be pure functions of their inputs and
     parameters. A ``Dropout`` in training mode makes the map random: its forward solve did not converge
@@ -135,7 +136,8 @@ def purity_check(module: nn.Module, what: str) -> Callable[[], None]:
     refused as well, but not put back: nothing was copied.)"""
     training = any(m.training for m in module.modules())
     rng = _rng_states() if training else None
-    versions = [(name, b, b._version) for name, b in module.named_buffers() if not b.is_inference()]
+    named = module.named_buffers() if buffers is None else buffers.items()
+    versions = [(name, b, b._version) for name, b in named if not b.is_inference()]
     saved = [b.detach().clone() for _, b, _ in versions] if training else None
 
     def undo() -> None:
