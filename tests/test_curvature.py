@@ -724,6 +724,21 @@ def test_the_operator_is_the_hessian_at_the_point_it_was_made(problem, mode):
             model.head.weight.copy_(saved)
 
 
+def test_newton_as_the_linear_solver_of_the_iterative_products(problem, dense):
+    """``linear_solver="newton"`` with ``linear="iterative"`` raised an InputError blaming the user's f ('newton
+    differentiates f with torch.autograd, and f could not be: ... functorch transform'): its Jacobian's first route
+    calls requires_grad_ inside the products' torch.func transform, which raises before the jacrev fallback was
+    tried. It falls back now, and the products match the default operator's (RTOL)."""
+    import copy
+
+    model, x, y = problem
+    newton_model = copy.deepcopy(model)
+    newton_model.deq = DEQ(newton_model.deq.f, model.deq.n_z, opts=SolveOptions(atol=1e-13, max_iter=1000,
+                                                                               linear_solver="newton"))
+    H = LossHessian(newton_model, cross_entropy, x, y, linear="iterative")
+    assert relative_error(H.dense(), dense) <= RTOL
+
+
 class NormalisedInputModel(nn.Module):
     """A BatchNorm (its running statistics are buffers) before a DEQ, and a readout."""
 

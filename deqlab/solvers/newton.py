@@ -42,8 +42,9 @@ def batched_jacobian(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor)
     """
     if torch.is_inference_mode_enabled() or z.is_inference():
         return _batched_jacobian_by_jacrev(f, z)
-    zz = z.detach().requires_grad_(True)
     try:
+        # (inside a torch.func transform, a linear solve of LossHessian's products, say, requires_grad_ itself raises)
+        zz = z.detach().requires_grad_(True)
         with torch.enable_grad():
             out = f(zz)
         if isinstance(out, torch.Tensor) and out.requires_grad:
