@@ -48,6 +48,19 @@ def unrolled_model(model, params, x, steps=UNROLL):
     return torch.func.functional_call(model.head, sub("head."), (z,))
 
 
+def unrolled_cell_gradients(cell: nn.Module, x: torch.Tensor, steps: int = UNROLL) -> dict[str, torch.Tensor]:
+    """``∂(Σ z^steps)/∂p`` for each named parameter ``p`` of ``cell``, by ``torch.func.grad`` through ``steps``
+    iterations of ``z ← cell(z, x)`` from zero (the reference of a DEQ's ``z*.sum()`` gradient)."""
+
+    def unrolled(p):
+        z = torch.zeros(x.shape[0], N, dtype=torch.float64)
+        for _ in range(steps):
+            z = torch.func.functional_call(cell, p, (z, x))
+        return z.sum()
+
+    return torch.func.grad(unrolled)({k: v.detach() for k, v in cell.named_parameters()})
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -572,13 +585,7 @@ def test_a_map_using_a_tensor_that_is_not_its_parameter_is_refused():
     params = dict(cell.named_parameters())
     grads = torch.autograd.grad(DEQ(cell, N, opts=OPTS)(x).sum(), list(params.values()))
 
-    def unrolled(p):
-        z = torch.zeros(B, N, dtype=torch.float64)
-        for _ in range(UNROLL):
-            z = torch.func.functional_call(cell, p, (z, x))
-        return z.sum()
-
-    reference = torch.func.grad(unrolled)({k: v.detach() for k, v in params.items()})
+    reference = unrolled_cell_gradients(cell, x)
     for g, name in zip(grads, params):
         assert relative_error(g, reference[name]) <= RTOL, name
 
@@ -654,13 +661,7 @@ def test_a_map_caching_its_own_output_is_not_refused():
     x = torch.randn(B, D, dtype=torch.float64)
     params = dict(cell.named_parameters())
 
-    def unrolled(p):
-        z = torch.zeros(B, N, dtype=torch.float64)
-        for _ in range(UNROLL):
-            z = torch.func.functional_call(cell, p, (z, x))
-        return z.sum()
-
-    reference = torch.func.grad(unrolled)({k: v.detach() for k, v in params.items()})
+    reference = unrolled_cell_gradients(cell, x)
     for _ in range(3):
         grads = torch.autograd.grad(deq(x).sum(), list(params.values()))
         assert cell.last.requires_grad   # (the case that was refused)
