@@ -642,3 +642,19 @@ def test_seed_and_seeds_keys_together_are_refused(cli, output_root, command, giv
     helpers.assert_one_line_error(r, "seeds is not read by ")
     helpers.assert_one_line_error(r, "seed and seeds both given: seed runs one seed instead of the list seeds")
     assert not output_root.exists()
+
+
+def test_a_model_file_on_a_full_disk_is_an_os_error():
+    """torch's zip writer reported a full disk as a RuntimeError ('[enforce fail at inline_container.cc:672] .
+    unexpected pos 64 vs 0'), which the CLI could only show as a traceback (`deqlab sysid pendulum` on a nearly
+    full disk); the model is now serialised in memory and written by Python, whose OSError (ENOSPC) the CLI reports
+    as 'cannot write models/ren.pt: No space left on device'. /dev/full refuses every write with ENOSPC."""
+    import errno
+
+    from deqlab.models.baselines import LinearStateSpace
+    from deqlab.sysid.models import Normalised, save_model
+
+    model = Normalised(LinearStateSpace(1, 2, 1), [0.0], [1.0], [0.0], [1.0])
+    with pytest.raises(OSError) as caught:
+        save_model(model, "linear", {"n_x": 2}, "/dev/full")
+    assert caught.value.errno == errno.ENOSPC

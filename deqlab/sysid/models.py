@@ -9,6 +9,7 @@ Saved as ``models/<name>.pt``: ``{"kind", "kwargs", "state_dict"}`` (plain types
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
@@ -92,9 +93,16 @@ def parameter_count(model: nn.Module) -> int:
 def save_model(model: Normalised, kind: str, kwargs: dict, path: str | Path) -> None:
     """Write ``model`` with what rebuilds it (its ``kind`` and constructor ``kwargs``) to ``path``
     (a ``torch.save`` dict of tensors and plain values, read back by :func:`load_model` with
-    ``weights_only=True``)."""
+    ``weights_only=True``).
+
+    Serialised in memory, then written by Python: torch's zip writer reported a full disk as a RuntimeError
+    ('[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0'), which the CLI could only show as a
+    traceback; Python's write raises the OSError (ENOSPC) it reports as 'cannot write model.pt: No space left'."""
+    buffer = io.BytesIO()
     torch.save({"kind": kind, "kwargs": dict(kwargs), "n_u": model.n_u, "n_y": model.n_y,
-                "state_dict": model.state_dict()}, path)
+                "state_dict": model.state_dict()}, buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def _check_sizes(path, kind: str, n_u, n_y, kwargs: dict, state_dict: dict) -> None:
