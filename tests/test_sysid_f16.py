@@ -201,6 +201,27 @@ def test_reader_errors_are_input_errors(tmp_path):
         f16.segments([f16.Record("r", 1, False, np.zeros((5, 1)), np.zeros((5, 3)), 400.0, 0)], 10)
 
 
+@pytest.mark.parametrize("key, value, match", [
+    ("Fs", "abc", "Fs must be numbers, got text"),
+    ("Fs", {"a": 1.0}, "Fs must be numbers, got a struct"),
+    ("Fs", np.array([[0.0]]), "Fs must be a positive sample rate in Hz .* got 0"),
+    ("Fs", np.array([[np.nan]]), "Fs must be a positive sample rate in Hz .* got nan"),
+    ("Force", np.array([["a", "b"]], dtype=object), "Force must be numbers, got a cell array"),
+    ("Voltage", "volts", "Voltage must be numbers, got text"),
+])
+def test_a_mat_record_whose_variables_are_not_numbers_is_an_input_error(f16_data, tmp_path, key, value, match):
+    """A .mat record with Fs as text, a struct or a cell array (or Force, Voltage so) ended in a ValueError or
+    TypeError traceback from np.asarray(..., float64), and Fs = 0 in a ZeroDivisionError when 1/Fs was formed."""
+    from scipy.io import loadmat, savemat
+
+    data = make_benchmark(tmp_path / "bench", formats=("mat",))
+    (path,) = list(data.rglob("F16Data_SineSw_Level1.mat"))
+    mat = {k: v for k, v in loadmat(path).items() if not k.startswith("__")}
+    savemat(path, {**mat, key: value})
+    with pytest.raises(InputError, match=f"F16Data_SineSw_Level1.mat: {match}"):
+        f16.read_records(data, "sine_sweep")
+
+
 def test_the_cli_command_runs_with_tiny(cli, output_root, f16_data):
     """`deqlab sysid f16 --data-dir DIR --tiny` from the command line, and one line when the folder is empty."""
     r = cli("sysid", "f16", "--data-dir", str(f16_data), "--tiny", "--seed", "0")

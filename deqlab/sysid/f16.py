@@ -194,19 +194,36 @@ def _read_mat(data: bytes, name: str) -> tuple[np.ndarray, float | None]:
     if missing:
         raise InputError(f"{name}: missing variable(s) {', '.join(missing)}; expected Force (1×N), Voltage (1×N), "
                          f"Acceleration (3×N), Fs as in {SOURCE}")
-    force = np.asarray(mat["Force"], dtype=np.float64)
-    acc = np.asarray(mat["Acceleration"], dtype=np.float64)
+    force, acc = _numbers(mat, "Force", name), _numbers(mat, "Acceleration", name)
     if force.ndim != 2 or 1 not in force.shape or acc.ndim != 2 or 3 not in acc.shape:
         raise InputError(f"{name}: Force must be 1×N and Acceleration 3×N, got {force.shape} and {acc.shape}")
     force = force.reshape(-1)
     acc = acc if acc.shape[1] == 3 and acc.shape[0] != 3 else acc.T
     if acc.shape[0] != force.size:
         raise InputError(f"{name}: Force has {force.size} samples but Acceleration {acc.shape[0]}")
-    volt = np.asarray(mat.get("Voltage", np.zeros_like(force)), dtype=np.float64).reshape(-1)
+    volt = (_numbers(mat, "Voltage", name) if "Voltage" in mat else np.zeros_like(force)).reshape(-1)
     if volt.size != force.size:
         raise InputError(f"{name}: Voltage has {volt.size} samples but Force {force.size}")
-    fs = float(np.asarray(mat["Fs"]).reshape(-1)[0]) if "Fs" in mat and np.asarray(mat["Fs"]).size else None
+    rates = _numbers(mat, "Fs", name).reshape(-1) if "Fs" in mat else np.empty(0)
+    fs = float(rates[0]) if rates.size else None
+    if fs is not None and not (np.isfinite(fs) and fs > 0):
+        # (Fs = 0 ended in a ZeroDivisionError traceback when the time step 1/Fs was formed)
+        raise InputError(f"{name}: Fs must be a positive sample rate in Hz (the benchmark's is {SAMPLE_RATE:g}), got {fs:g}")
     return np.column_stack([force, volt, acc]), fs
+
+
+def _numbers(mat: dict, key: str, name: str) -> np.ndarray:
+    """The .mat variable ``key`` as float64; :class:`InputError` when it is not numbers (a string, a cell array or
+    a struct ended in a ValueError or TypeError traceback)."""
+    value = mat[key]
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        dtype = np.asarray(value).dtype
+        kind = ("text" if dtype.kind in "US" else "a struct" if dtype.names else "a cell array" if dtype.kind == "O"
+                else f"values of type {dtype}")
+        raise InputError(f"{name}: {key} must be numbers, got {kind}; expected Force (1×N), Voltage (1×N), "
+                         f"Acceleration (3×N), Fs as in {SOURCE}") from None
 
 
 def _check_size(source: _Source, names: list[str], max_bytes: int | None) -> None:
