@@ -341,13 +341,15 @@ def run_job(command: str, cfg) -> dict:
 
     from deqlab.cli.compose import to_settings
     from deqlab.cli.run_folder import RunFolder
-    from deqlab.cli.streams import quiet_libraries, tolerate_unencodable
+    from deqlab.cli.streams import guard, quiet_libraries
     from deqlab.report.files import write_text
 
     # A joblib worker is a fresh process, where main() did not run: its libraries' warnings off stderr, and
-    # its own stdout (ASCII under a non-UTF-8 locale) writing what it cannot encode escaped.
+    # its own streams guarded as main()'s are: what they cannot encode (ASCII under a non-UTF-8 locale) written
+    # escaped, and a reader that went away (`deqlab sweep ... | head -1`) only silencing the printing (the job's
+    # print raised BrokenPipeError, and the sweep of two finished jobs ended .failed, 'Broken pipe').
     quiet_libraries()
-    tolerate_unencodable(sys.stdout)
+    guard()
     path = Path(HydraConfig.get().runtime.output_dir)
     path.mkdir(parents=True, exist_ok=True)
     final = path.with_name(path.name.removesuffix(".partial"))
