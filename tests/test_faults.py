@@ -66,13 +66,10 @@ def test_full_disk_mid_run_is_one_line_and_a_failed_folder(cli, output_root, mon
     # (11 s; a single run's stdout that cannot be written stays in the default run below: -m slow)
     pytest.param(["converge", *SMALL], marks=pytest.mark.slow),
     ["sweep", "converge", "restarts=1", "solver_table=[anderson]", "seed=0,1"],
-    ["sweep", "converge", "restarts=1", "solver_table=[anderson]", "seed=0,1", "hydra/launcher=joblib"],
 ])
 def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path, args):
     """`deqlab converge | head`: the pipe is closed before the tables are printed. The run's files are
-    all there (every table is also a CSV), so it ends as a success, silently, not as a .failed folder.
-    (Through joblib the jobs print from worker processes, where main() had not guarded the streams: the
-    sweep of two finished jobs ended .failed, 'Broken pipe', with two lines on stderr.)"""
+    all there (every table is also a CSV), so it ends as a success, silently, not as a .failed folder."""
     read, write = os.pipe()
     os.close(read)                          # the reader is gone before the first line
     full = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path), "DEQLAB_PROGRESS": "0"}
@@ -83,6 +80,23 @@ def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path, args):
     folders = [f for f in tmp_path.rglob("*") if f.is_dir() and f.parent.name == "converge"]
     assert folders and not [f for f in folders if f.suffix in (".failed", ".partial")], folders
     assert all((f / "gap.csv").exists() for f in folders if f.parent.parent == tmp_path)
+
+
+def test_a_reader_that_goes_away_after_the_first_line_does_not_fail_a_joblib_sweep(tmp_path):
+    """`deqlab sweep ... hydra/launcher=joblib | head -1`: the jobs print from joblib's worker processes, where
+    main() had not guarded the streams, so a job's print raised BrokenPipeError and the sweep of two finished jobs
+    ended exit 1, .failed, with two lines on stderr ('sweep failed: Broken pipe'). (A reader gone before the first
+    line, as above, does not show it: the parent's guarded stdout then goes quiet for its children too.)"""
+    full = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path), "DEQLAB_PROGRESS": "0"}
+    p = subprocess.Popen([sys.executable, "-m", "deqlab", "sweep", "converge", "restarts=1", "solver_table=[anderson]",
+                          "seed=0,1", "hydra/launcher=joblib"], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline().startswith("sweep of converge")
+    p.stdout.close()                        # head -1 has its line and is gone
+    err = p.stderr.read()
+    assert p.wait(timeout=300) == 0 and err == "", err
+    folders = [f for f in tmp_path.rglob("*") if f.is_dir() and f.parent.parent.name == "sweep"]
+    assert folders and not [f for f in folders if f.suffix in (".failed", ".partial")], folders
 
 
 # (5 s each; SIGHUP, SIGUSR1 and SIGQUIT take the same handler as SIGTERM: -m slow)
