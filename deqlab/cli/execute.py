@@ -16,7 +16,6 @@ import errno
 import importlib
 import io
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
