@@ -419,3 +419,22 @@ def test_a_sweep_folder_named_by_the_user_that_cannot_be_made_leaves_none_of_its
     r = cli("sweep", "converge", "seed=0,1", f"hydra.sweep.dir={asked}")
     assert r.exit_code == 2 and "cannot create the sweep folder under hydra.sweep.dir=" in r.stderr, r.stderr
     assert not output_root.exists()
+
+
+def test_two_sweeps_started_together_in_one_new_folder_the_user_named_do_not_share_it(tmp_path):
+    """Both found the new folder empty and both ran their jobs into the same job folders, overwriting each
+    other, and exited 0. The folder is claimed by an exclusive create now: one sweep runs, the other is refused
+    in one line with exit 2 (before or after the claim, whichever it meets)."""
+    import os
+    import subprocess
+    import sys
+
+    where = tmp_path / "mine"
+    env = {**os.environ, "DEQLAB_OUTPUT_ROOT": str(tmp_path / "root"), "DEQLAB_PROGRESS": "0"}
+    runs = [subprocess.Popen([sys.executable, "-m", "deqlab", "sweep", "converge", *SMALL, "seed=0",
+                              f"hydra.sweep.dir={where}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    ended = sorted((p.wait(timeout=300), p.stderr.read()) for p in runs)
+    assert [code for code, _ in ended] == [0, 2], ended
+    assert ended[1][1].count("\n") == 1 and f"hydra.sweep.dir={where}" in ended[1][1], ended[1][1]
+    assert JOB_FILES <= {f.name for f in (where / "0").iterdir()}

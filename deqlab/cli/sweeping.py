@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -58,6 +59,8 @@ SUBMITIT_ONE = ("tasks_per_node", "nodes")
 
 #: The most joblib workers per CPU core a sweep may ask for (each is a Python process that loads torch).
 WORKERS_PER_CORE = 4
+#: The file by which a sweep claims a folder the user named (``hydra.sweep.dir``), made with an exclusive create.
+CLAIM = ".deqlab-sweep"
 
 
 def check_launcher_options(launcher) -> None:
@@ -197,6 +200,13 @@ def run_sweep(command: str, args: list[str]) -> None:
             sweep_dir.mkdir(parents=True, exist_ok=True)
             if any(sweep_dir.iterdir()):
                 fail(f"hydra.sweep.dir={sweep_dir} exists and is not empty: give a new folder", 2)
+            # Claimed by an exclusive create: two sweeps started together in one new folder both found it empty,
+            # and both ran their jobs into the same job folders, overwriting each other, and exited 0.
+            try:
+                with open(sweep_dir / CLAIM, "x") as claim:
+                    claim.write(f"this folder is the sweep of deqlab {command} (process {os.getpid()})\n")
+            except FileExistsError:
+                fail(f"hydra.sweep.dir={sweep_dir} was taken by another sweep started at the same time: give a new folder", 2)
             args = [a for a in args if not a.startswith("hydra.sweep.dir=")]
         else:
             # '<stamp>.partial' while it runs, as a run's folder: one killed outright (SIGKILL, a lost machine)
