@@ -41,6 +41,17 @@ def test_a_selection_with_nothing_to_measure_is_refused(cli, output_root):
     assert not (output_root / "bench").exists()
 
 
+def test_a_tolerance_the_dtype_cannot_resolve_is_refused(cli, output_root):
+    """dtype=float32 with the default tol 1e-10: every solve ran its 5000 evaluations 'not converged' (3 min for
+    sizes=[10]) and the bench exited 0 having measured nothing. The floor is eps·sqrt(n_z) of the largest size."""
+    r = cli("bench", "solvers", "dtype=float32", "sizes=[10,1024]")
+    helpers.assert_one_line_error(r, "tol 1e-10 is below what float32 resolves at n_z up to 1024 (eps·sqrt(n_z) = "
+                                     "3.8e-06): no solve could reach it; use tol >= 3.8e-06 or dtype=float64", code=2)
+    assert not output_root.exists()
+    assert cli("config", "bench_solvers", "dtype=float32", "sizes=[10]", "tol=1e-6").exit_code == 0
+    assert cli("config", "bench_solvers", "tol=1e-15", "sizes=[1024]").exit_code == 2   # float64: 7.1e-15
+
+
 def test_scipy_max_n_without_a_scipy_solver_is_refused(cli, output_root):
     """`scipy_max_n` limits only fsolve and root: with neither in `solvers` the value went unused, exit 0."""
     r = cli("bench", "solvers", "sizes=[10]", "solvers=[fixed_point,anderson]", "scipy_max_n=100")

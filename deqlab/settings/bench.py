@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import List
+
+import numpy as np
 
 from deqlab.errors import InputError
 from deqlab.settings import checks
@@ -53,6 +56,14 @@ class SolversBench:
         checks.choices("solvers", self.solvers, SOLVER_NAMES)
         checks.count("batch", self.batch, maximum=1_000_000)
         checks.number("tol", self.tol, minimum=0.0, maximum=1.0, exclusive=True)
+        # The residual of a tanh DEQ's z (entries in (-1, 1)) cannot be resolved below eps·‖z‖ ≤ eps·√n_z: with
+        # dtype=float32 the default tol 1e-10 left every solve 'not converged' after max_iter evaluations (3 min
+        # for sizes=[10], exit 0) instead of measuring anything.
+        floor = float(np.finfo(self.dtype).eps) * math.sqrt(max(self.sizes))
+        if self.tol < floor:
+            raise InputError(f"tol {self.tol:g} is below what {self.dtype} resolves at n_z up to {max(self.sizes)} "
+                             f"(eps·sqrt(n_z) = {floor:.1e}): no solve could reach it; use tol >= {floor:.1e}"
+                             f"{' or dtype=float64' if self.dtype != 'float64' else ''}")
         checks.count("max_iter", self.max_iter, maximum=10_000_000)
         checks.count("repeats", self.repeats, maximum=100_000)
         checks.count("scipy_max_n", self.scipy_max_n, minimum=0, maximum=MAX_WIDTH)
