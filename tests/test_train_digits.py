@@ -214,3 +214,18 @@ def test_a_checkpoint_whose_curvature_is_refused_is_a_note_not_a_crash(monkeypat
     curv = result.tables["curvature"].frame
     assert math.isnan(curv["top eigenvalue"].iloc[0]) and np.isfinite(curv["top eigenvalue"].iloc[1:]).all()
     assert any("no curvature (I - df/dz at a DEQ's fixed point is ill-conditioned" in note for note in result.notes)
+
+
+def test_a_width_whose_checkpoints_cannot_fit_is_refused_before_the_run(monkeypatch):
+    """`deqlab train digits --tiny n_z=10000` passed the memory guard (its estimate, 9.7 GB, left out the
+    checkpoint's per-sample n_z x n_z Jacobians) and was killed by the kernel at 22.7 GB after 4 minutes, its folder
+    left .partial. With 24 GiB free (CI's machine) it is refused now, naming that term; n_z = 64 (the default
+    width) still fits in 4 GiB, and without checkpoints the term is not counted."""
+    from deqlab.cli.execute import check_resources
+
+    monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 24 * 2**30)
+    with pytest.raises(InputError, match=r"a checkpoint's per-sample n_z x n_z Jacobians would need about 95.4 GiB"):
+        check_resources(Settings.tiny(n_z=10_000))
+    monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 4 * 2**30)
+    check_resources(Settings(n_z=64))
+    assert "n_z / hessian_batch" not in [e.key for e in Settings.tiny(n_z=10_000, checkpoints=0).memory_estimates()]

@@ -123,6 +123,12 @@ class Settings:
         if self.checkpoints:
             out.append(Estimate(dense_bytes(self.lanczos_steps + 4, P) + 4 * 2.0**28, "n_z / lanczos_steps",
                                 "a checkpoint's Lanczos vectors and factorisations"))
+            # The checkpoint's loss-Hessian products hold per-sample n_z × n_z work (the Jacobians of the DEQ's
+            # map): peak RSS over a run without checkpoints, tanh DEQ alone, measured 0.88 GB at n_z = 1500 with
+            # hessian_batch = 8 and 2.0 GB with 32, 9.6 GB at n_z = 3000 with 32: at most 4 such matrices per
+            # sample. (Left out, n_z = 10000 passed the guard and was killed by the kernel at 22.7 GB.)
+            out.append(Estimate(4 * dense_bytes(self.hessian_batch * self.n_z, self.n_z), "n_z / hessian_batch",
+                                "a checkpoint's per-sample n_z x n_z Jacobians"))
         return out
 
     @classmethod
