@@ -45,10 +45,16 @@ def reached_leaves(out: torch.Tensor) -> tuple[set, list[torch.Tensor]]:
     return seen, leaves
 
 
+def probe_direction(z: torch.Tensor) -> torch.Tensor:
+    """A fixed random direction like ``z`` (seeded, drawn on the CPU: the same on every device)."""
+    return torch.randn(z.shape, generator=torch.Generator(device="cpu").manual_seed(1), dtype=z.dtype,
+                       device="cpu").to(z.device)
+
+
 def changes_with_z(Fz: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> bool:
-    """Whether ``Fz``'s value moves when ``z`` moves by ``√eps`` along a fixed random direction (central
+    """Whether ``Fz``'s value moves when ``z`` moves by ``√eps`` along :func:`probe_direction` (central
     difference, against ``100 eps`` of the value's size): a map independent of ``z`` does not."""
-    u = torch.randn(z.shape, generator=torch.Generator(device="cpu").manual_seed(1), dtype=z.dtype, device="cpu").to(z.device)
+    u = probe_direction(z)
     eps = float(torch.finfo(z.dtype).eps)
     with torch.no_grad():
         h = eps ** 0.5 * max(1.0, float(z.abs().max()))

@@ -56,7 +56,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
 from deqlab.errors import DeqlabError, IllConditionedError, InputError, NotConvergedError
-from deqlab.implicit.closure import changes_with_z
+from deqlab.implicit.closure import changes_with_z, probe_direction
 from deqlab.implicit.conditioning import pivot_condition, require_well_conditioned
 from deqlab.implicit.deq import DEQ, USER_CODE_ERRORS, purity_check, user_code_error
 from deqlab.implicit.layer import SolveOptions, differentiable_part, scatter_grads, tangent_part
@@ -171,8 +171,7 @@ def _refuse_a_severed_map(F, z, x, theta, Jt) -> None:
     ``z.detach()`` inside gave a Hessian 78% off, without a word. One VJP per DEQ call; the two extra evaluations of
     ``f`` only where it is zero. (A map independent of ``z`` passes: its value does not move. A map with every
     piecewise-linear unit exactly at its kink looks the same as a severed one, and has no Hessian there either.)"""
-    u = torch.randn(z.shape, generator=torch.Generator(device="cpu").manual_seed(1), dtype=z.dtype, device="cpu").to(z.device)
-    if bool(Jt(u).any()) or z.numel() == 0:
+    if bool(Jt(probe_direction(z)).any()) or z.numel() == 0:
         return
     if changes_with_z(lambda zz: F(zz, x, *theta), z):
         raise InputError("a DEQ's map f(z, x) changes with z, but autograd sees no dependence on z at the fixed point "

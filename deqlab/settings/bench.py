@@ -15,8 +15,6 @@ from deqlab.settings.solver import SOLVER_NAMES
 from deqlab.solver_options import SCIPY_SOLVERS
 
 SOLVER_FAMILIES = ("gaussian", "symmetric")
-#: The spacing of floating-point numbers at 1 per dtype (numpy's finfo(...).eps; settings import no numpy).
-MACHINE_EPSILON = {"float32": 2.0**-23, "float64": 2.0**-52}
 NETHESSIAN_TASKS = ("laplacian", "diag_hessian", "hessian")
 
 
@@ -59,7 +57,7 @@ class SolversBench:
         # The residual of a tanh DEQ's z (entries in (-1, 1)) cannot be resolved below eps·‖z‖ ≤ eps·√n_z: with
         # dtype=float32 the default tol 1e-10 left every solve 'not converged' after max_iter evaluations (3 min
         # for sizes=[10], exit 0) instead of measuring anything.
-        floor = MACHINE_EPSILON[self.dtype] * math.sqrt(max(self.sizes))
+        floor = checks.DTYPE_EPSILON[self.dtype] * math.sqrt(max(self.sizes))
         if self.tol < floor:
             raise InputError(f"tol {self.tol:g} is below what {self.dtype} resolves at n_z up to {max(self.sizes)} "
                              f"(eps·sqrt(n_z) = {floor:.1e}): no solve could reach it; use tol >= {floor:.1e}"

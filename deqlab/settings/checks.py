@@ -27,6 +27,8 @@ DTYPES = ("float32", "float64")
 SMALLEST_NORMAL = sys.float_info.min
 #: float64's machine epsilon: a term below it, added to 1, rounds away.
 EPSILON = sys.float_info.epsilon
+#: the same per dtype of :data:`DTYPES` (numpy's finfo(...).eps; settings import no numpy).
+DTYPE_EPSILON = {"float32": 2.0**-23, "float64": EPSILON}
 #: the stopping rule ``||f(z) - z|| <= atol + rtol ||f(z)||`` of the command line: an absolute residual
 #: above 1 is no solve at the scale of these models' states (tanh's entries lie in [-1, 1]); a
 #: relative residual above 1/2 leaves z without one correct bit of f(z).
