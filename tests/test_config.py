@@ -476,3 +476,21 @@ def test_a_part_checks_its_own_sizes_against_each_other():
         load("lowrank", ["part=study", "study.n=5"])
     with pytest.raises(InputError, match=r"^deq\.k contains 57 > P = "):
         load("lowrank", ["part=deq", "deq.n_z=1"])
+
+
+@pytest.mark.parametrize("command, override, key", [
+    ("converge", "+seed=3", "seed"),                       # (Hydra's own refusal, reworded)
+    ("converge", "+layers=[1]", "layers"),                 # Hydra set these three: exit 0
+    ("converge", "+model={n_z:5}", "model"),
+    ("sysid", "+seeds=[4]", "seeds"),
+    ("converge", "+output_root=/tmp/elsewhere", "output_root"),
+])
+def test_adding_a_key_the_settings_have_is_refused_whatever_its_value(cli, command, override, key):
+    """`+key=` adds a key; on an existing key Hydra refused a scalar but set a list or a mapping."""
+    message = f"{key} exists already: set it without '+' ({key}=...)"
+    with pytest.raises(InputError) as info:
+        load(command, [override])
+    assert str(info.value) == message
+    r = cli("config", command, override)
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {message}", r.stderr
+    assert load(command, ["+" + override])[0] is not None   # `++` sets it, as Hydra documents

@@ -403,7 +403,7 @@ def compose(command: str, overrides: Sequence[str] = (), *, with_hydra: bool = F
 
     if command not in COMMANDS:
         raise InputError(f"unknown command {command!r}; choose one of: {', '.join(available_commands())}")
-    screen(overrides, sweep=with_hydra)
+    _refuse_adding_a_setting(screen(overrides, sweep=with_hydra), command)
     register_configs()
     GlobalHydra.instance().clear()
     try:
@@ -422,6 +422,19 @@ def compose(command: str, overrides: Sequence[str] = (), *, with_hydra: bool = F
         raise InputError(NESTED_TOO_DEEPLY) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def _refuse_adding_a_setting(parsed, command: str) -> None:
+    """``+key=...`` adds a key the settings do not have; on one they have, Hydra refuses a scalar
+    (``+seed=3``) but set a list or a mapping (``+layers=[1]`` ran with ``layers=[1]``, exit 0). Both are refused."""
+    keys = set(schema_keys(settings_class(command))) | {f.name for f in dataclasses.fields(RunOptions)}
+    for o in parsed:
+        if o.is_add() and o.key_or_group in keys:
+            raise InputError(_exists_already(o.key_or_group))
+
+
+def _exists_already(key: str) -> str:
+    return f"{key} exists already: set it without '+' ({key}=...)"
 
 
 def _launcher_key_message(command: str, overrides: Sequence[str], key: str) -> str:
@@ -786,7 +799,7 @@ def explain(exc: Exception, command: str) -> str:
             if "full_key:" in text:
                 key = text.split("full_key:", 1)[1].split()[0]
             if "already at" in marker:
-                return f"{key} exists already: set it without '+' ({key}=...)"
+                return _exists_already(key)
             return unknown_key_message(key, settings_class(command))
     past_end = _key_in_chain(exc, (_config_index_error(),))
     if past_end:   # seeds.5=1 on a list of 3 ("Error merging override seeds.5=1", nothing more)
