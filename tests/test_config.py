@@ -494,3 +494,29 @@ def test_adding_a_key_the_settings_have_is_refused_whatever_its_value(cli, comma
     r = cli("config", command, override)
     assert r.exit_code == 2 and r.stderr.strip() == f"error: {message}", r.stderr
     assert load(command, ["+" + override])[0] is not None   # `++` sets it, as Hydra documents
+
+
+@pytest.mark.parametrize("command, override", [
+    ("mondeq", "threads={}"), ("bench_hessian", "threads={}"), ("train_digits", "threads={}"), ("sysid", "threads={}"),
+    ("nethessian", "threads={}"), ("bench_curvature", "threads={}"), ("bench_sysid", "threads=[1,{}]"),
+])
+def test_more_threads_than_usable_cpus_are_refused(command, override):
+    """`mondeq threads=256` on 2 CPUs was accepted and ran over 110 s (20 s at 16): threads past the CPUs take turns."""
+    from deqlab.settings.checks import usable_cpus
+
+    cpus = usable_cpus()
+    with pytest.raises(InputError, match=rf"^threads(\[1\])? must be <= {cpus}, the CPUs this process may use, "
+                                         rf"got {cpus + 1} \(more threads than CPUs only take turns\)$"):
+        load(command, [override.format(cpus + 1)])
+    load(command, [override.format(cpus)] if cpus > 1 else [])
+
+
+def test_usable_cpus_follow_the_affinity_mask(monkeypatch):
+    """`taskset -c 0 deqlab ...` leaves one CPU to the process, whatever the machine has."""
+    from deqlab.settings import checks
+
+    monkeypatch.setattr(checks.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert checks.usable_cpus() == 1
+    assert checks.threads("threads", 1) == 1
+    with pytest.raises(InputError, match=r"^threads must be <= 1, "):
+        checks.threads("threads", 2)

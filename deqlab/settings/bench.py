@@ -72,7 +72,7 @@ class SolversBench:
                              f"{self.scipy_max_n}, and every size in {list(self.sizes)} is larger; raise scipy_max_n "
                              "or add a solver")
         checks.number("input_scale", self.input_scale, minimum=0.0, maximum=1e6)
-        checks.count("threads", self.threads, minimum=0, maximum=1024)
+        checks.threads("threads", self.threads, minimum=0)
 
     def unread(self) -> dict[str, str]:
         """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`)."""
@@ -114,7 +114,7 @@ class HessianBench:
     def __post_init__(self) -> None:
         checks.device("device", self.device)
         checks.seed("seed", self.seed)
-        checks.count("threads", self.threads, minimum=0, maximum=1024)
+        checks.threads("threads", self.threads, minimum=0)
         checks.choices("dtypes", self.dtypes, checks.DTYPES)
         checks.count("rate_size", self.rate_size, maximum=65_536)
         for key in ("n_z", "n_x", "batch"):
@@ -177,7 +177,7 @@ class LowrankBench:
     def __post_init__(self) -> None:
         checks.device("device", self.device)
         checks.seed("seed", self.seed)
-        checks.count("threads", self.threads, minimum=0, maximum=1024)
+        checks.threads("threads", self.threads, minimum=0)
         checks.count("n", self.n, minimum=2, maximum=100_000)
         checks.count("rank", self.rank, maximum=100_000)
         checks.count("k", self.k, maximum=100_000)
@@ -221,7 +221,7 @@ class MonDEQBench:
         checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, checks.DTYPES)
-        checks.count("threads", self.threads, minimum=0, maximum=1024)
+        checks.threads("threads", self.threads, minimum=0)
         checks.counts("sizes", self.sizes, maximum=MAX_WIDTH, distinct=True)
         checks.count("batch", self.batch, maximum=1_000_000)
         checks.count("n_x", self.n_x, maximum=MAX_WIDTH)
@@ -263,7 +263,7 @@ class NethessianBench:
         checks.choices("dtypes", self.dtypes, checks.DTYPES)
         checks.choices("tasks", self.tasks, NETHESSIAN_TASKS)
         _timing(self.repeats, self.warmup)
-        checks.count("threads", self.threads, minimum=0, maximum=1024)
+        checks.threads("threads", self.threads, minimum=0)
 
     def unread(self) -> dict[str, str]:
         """The keys this run does not read, and why (:func:`deqlab.cli.compose.refuse_unread`): each batch
@@ -302,7 +302,8 @@ class SysidBench:
         checks.seed("seed", self.seed)
         for key in ("batch", "steps", "n_x", "n_v", "lstm_hidden"):
             checks.count(key, getattr(self, key), maximum=100_000)
-        checks.counts("threads", self.threads, maximum=1024, distinct=True)
+        for i, n in enumerate(checks.counts("threads", self.threads, distinct=True)):
+            checks.threads(f"threads[{i}]", n)
         _timing(self.repeats, self.warmup)
 
     def memory_estimates(self) -> list[Estimate]:

@@ -50,7 +50,7 @@ class CurvatureBench:
     device: str = "cpu"   # the CPU only: this bench has not been checked on CUDA
 
     def __post_init__(self) -> None:
-        checks.count("threads", self.threads, maximum=1024)
+        checks.threads("threads", self.threads)
         checks.count("n_x", self.n_x, maximum=100_000)
         checks.count("classes", self.classes, minimum=2, maximum=100_000)
         checks.count("batch", self.batch, maximum=1_000_000)

@@ -9,6 +9,7 @@ directly in Python too. Standard library only: answering bad input must not wait
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 from typing import Iterable, Sequence
@@ -115,6 +116,28 @@ def counts(key: str, values: Iterable, *, minimum: int = 1, maximum: int = MAX_L
     for i, v in enumerate(items):
         integer(f"{key}[{i}]", v, minimum=minimum, maximum=maximum)
     return without_repeats(key, items) if distinct else items
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the platform has one, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def threads(key: str, value, *, minimum: int = 1) -> int:
+    """A thread count (``0`` where ``minimum`` is 0: the library's default) at most the CPUs this process may use.
+
+    More threads than CPUs only take turns: every BLAS call then waits on its slowest thread
+    (``mondeq threads=256`` on 2 CPUs ran over 110 s, against 20 s at 16), and a bench pinned that way times the
+    contention, not the method."""
+    value = integer(key, value, minimum=minimum)
+    cpus = usable_cpus()
+    if value > cpus:
+        raise InputError(f"{key} must be <= {cpus}, the CPUs this process may use, got {value} "
+                         "(more threads than CPUs only take turns)")
+    return value
 
 
 def numbers(key: str, values: Iterable, *, minimum: float | None = None, maximum: float | None = None,

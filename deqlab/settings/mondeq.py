@@ -105,7 +105,7 @@ class Settings:
         checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, ("float64",))
-        checks.count("threads", self.threads, maximum=1024)
+        checks.threads("threads", self.threads)
         checks.number("alpha", self.alpha, minimum=0.0, maximum=1e6, exclusive=True)
         if self.fb_alpha != "auto":
             if isinstance(self.fb_alpha, str):

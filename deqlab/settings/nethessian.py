@@ -32,7 +32,7 @@ class Settings:
         checks.choice("dtype", self.dtype, checks.DTYPES)
         checks.count("batch", self.batch, maximum=10_000_000)
         checks.count("repeats", self.repeats, maximum=100_000)
-        checks.count("threads", self.threads, minimum=0, maximum=1024)
+        checks.threads("threads", self.threads, minimum=0)
         if self.tolerance is not None:
             checks.number("tolerance", self.tolerance, minimum=0.0, exclusive=True)
             if self.tolerance >= 1:   # a relative error of 1 is a route that returns zeros: the check could not fail

@@ -52,7 +52,7 @@ class Settings:
         checks.device("device", self.device)
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, checks.DTYPES)
-        checks.count("threads", self.threads, minimum=0, maximum=1024)
+        checks.threads("threads", self.threads, minimum=0)
         checks.choices("routes", self.routes, ROUTES)
 
     def memory_estimates(self) -> list[Estimate]:

@@ -279,7 +279,7 @@ def check_run(settings) -> None:
     checks.device("device", settings.device)
     check_seeds(settings.seed, settings.seeds)
     checks.choice("dtype", settings.dtype, ("float64",))
-    checks.count("threads", settings.threads, maximum=1024)
+    checks.threads("threads", settings.threads)
     checks.count("washout", settings.washout, minimum=0, maximum=10_000_000)
     checks.count("plot_trajectories", settings.plot_trajectories, minimum=0, maximum=1000)
 
@@ -342,7 +342,7 @@ class EvaluateSettings:
                 raise InputError(f"{key} is required")
         checks.seed("seed", self.seed)
         checks.choice("dtype", self.dtype, ("float64",))
-        checks.count("threads", self.threads, maximum=1024)
+        checks.threads("threads", self.threads)
         if self.washout is not None:
             checks.count("washout", self.washout, minimum=0, maximum=10_000_000)
         checks.count("plot_trajectories", self.plot_trajectories, minimum=0, maximum=1000)

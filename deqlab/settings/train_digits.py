@@ -87,7 +87,7 @@ class Settings:
         checks.number("eig_tol", self.eig_tol, minimum=0.0, maximum=1.0)
         checks.seed("seed", self.seed)
         checks.seed("data_seed", self.data_seed, numpy=True)
-        checks.count("threads", self.threads, minimum=0, maximum=1024)
+        checks.threads("threads", self.threads, minimum=0)
         _cpu_only(self.device)
         checks.choices("models", self.models, MODEL_NAMES)
 
