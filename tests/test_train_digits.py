@@ -75,6 +75,9 @@ def test_matched_width():
     ({"models": []}, "models"),
     ({"test_fraction": 1.0}, "test_fraction"),
     ({"batch": True}, "batch"),
+    # (1e-300 trained a monotone DEQ whose 1 - m is 1: no margin; mondeq refused it)
+    ({"m": 1e-300}, r"^m must be >= 2\.2e-16 \(below float64's epsilon 1 - m rounds to 1"),
+    ({"m": 1e-17}, r"^m must be >= 2\.2e-16"),
 ])
 def test_bad_settings_are_one_line_input_errors(overrides, match):
     with pytest.raises(InputError, match=match) as info:

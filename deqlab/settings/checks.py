@@ -118,6 +118,15 @@ def counts(key: str, values: Iterable, *, minimum: int = 1, maximum: int = MAX_L
     return without_repeats(key, items) if distinct else items
 
 
+def margin(key: str, value, *, maximum: float) -> float:
+    """The monotonicity margin ``m`` of a monotone DEQ, ``W = (1 − m)I − AᵀA + B − Bᵀ``: ``ε ≤ m ≤ maximum``
+    (below float64's epsilon ``1 − m`` rounds to 1 and ``W`` keeps no margin)."""
+    if isinstance(value, float) and 0 < value < EPSILON:   # (before number(): a subnormal m gets this reason too)
+        raise InputError(f"{key} must be >= {EPSILON:.1e} (below float64's epsilon 1 - m rounds to 1 "
+                         f"and W keeps no margin), got {value!r}")
+    return number(key, value, minimum=0.0, maximum=maximum, exclusive=True)
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask where the platform has one, else the machine's)."""
     try:

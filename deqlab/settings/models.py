@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
-from deqlab.errors import InputError
 from deqlab.settings import checks
 
 TANH_INITS = ("default", "normal")
@@ -50,10 +49,7 @@ class MonDEQSettings:
 
     def __post_init__(self) -> None:
         checks.count("model.n_z", self.n_z, maximum=MAX_WIDTH)
-        if isinstance(self.m, float) and 0 < self.m < checks.EPSILON:   # W = (1 - m)I - ...: 1 - m must differ from 1
-            raise InputError(f"model.m must be >= {checks.EPSILON:.1e} (below float64's epsilon 1 - m rounds to 1 "
-                             f"and W keeps no margin), got {self.m!r}")
-        checks.number("model.m", self.m, minimum=0.0, maximum=1e3, exclusive=True)
+        checks.margin("model.m", self.m, maximum=1e3)
         checks.choice("model.nonlinearity", self.nonlinearity, PROX_NONLINEARITIES)
         checks.number("model.init_scale", self.init_scale, minimum=0.0, maximum=1e3, exclusive=True)
 

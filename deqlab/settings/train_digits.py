@@ -74,7 +74,7 @@ class Settings:
         checks.count("batch", self.batch, maximum=100_000)
         checks.number("lr", self.lr, minimum=0.0, maximum=10.0, exclusive=True)
         checks.count("n_z", self.n_z, maximum=10_000)
-        checks.number("m", self.m, minimum=0.0, maximum=1.0, exclusive=True)
+        checks.margin("m", self.m, maximum=1.0)
         checks.number("alpha", self.alpha, minimum=0.0, maximum=1e6, exclusive=True)
         checks.choice("deq_solver", self.deq_solver, SOLVER_NAMES)
         checks.relative_tolerance("rtol", self.rtol)
