@@ -26,10 +26,36 @@ from typing import Iterator
 #: ahead of a time limit), SIGALRM, and the resource limits SIGXCPU/SIGXFSZ. Without a handler a run ended
 #: by one of them left its folder ``.partial`` and printed nothing (SIGUSR1: exit 138). SIGINT too, rather
 #: than Python's KeyboardInterrupt, which Typer turns into a silent exit 130 (no line, a run folder made
-#: just before left ``.partial``) and which libraries catch as their own. SIGPIPE is ignored by Python
-#: (writes raise BrokenPipeError, :mod:`.streams`).
+#: just before left ``.partial``) and which libraries catch as their own. Then the rest of Linux's
+#: terminating signals, which ended a run the same silent way (SIGVTALRM: exit -26): the timers SIGVTALRM and
+#: SIGPROF (:data:`SHARED`: left to a profiler that uses them), SIGPWR (a power failure, sent by a UPS
+#: daemon), SIGSYS (a system call a seccomp sandbox refuses), SIGTRAP (a debugger sees it first: ptrace stops
+#: the process before any handler runs), SIGIO (the same signal as SIGPOLL; nothing here asks for it) and
+#: SIGSTKFLT (unused by the kernel: only ``kill`` sends it). Those left alone are :data:`LEFT`.
 HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
-                                                    "SIGXCPU", "SIGXFSZ") if hasattr(signal, name))
+                                                    "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGPWR", "SIGSYS",
+                                                    "SIGTRAP", "SIGIO", "SIGSTKFLT") if hasattr(signal, name))
+
+#: Signals that end the process by default but are deliberately not handled. SIGKILL and SIGSTOP cannot be.
+#: SIGPIPE is ignored by Python (writes raise BrokenPipeError, :mod:`.streams`). SIGSEGV, SIGBUS, SIGFPE and
+#: SIGILL are faults of the running instruction: Python's C handler only notes the signal and returns to it,
+#: which faults again, and the process hangs (faulthandler reports them when enabled). SIGABRT is abort()'s, in
+#: native code (a failed assertion, a corrupted heap): when a handler returns, abort() puts back the default
+#: action and raises it again, before the Python handler could run. The real-time signals (SIGRTMIN..SIGRTMAX) are handed out to
+#: libraries for their own use (POSIX timers, runtimes, samplers; glibc keeps the two below SIGRTMIN for its
+#: threads): replacing one's handler would turn its next timer tick into a stop.
+LEFT = tuple(getattr(signal, name) for name in ("SIGKILL", "SIGSTOP", "SIGPIPE", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL",
+                                                 "SIGABRT") if hasattr(signal, name)) + (
+    tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1)) if hasattr(signal, "SIGRTMIN") else ())
+
+#: The sampling profilers' signals, each with the interval timer that sends it (vmprof and gperftools sample
+#: on ITIMER_PROF, scalene on ITIMER_VIRTUAL). One is taken only while nobody uses it: its timer unarmed and no
+#: other Python handler on it. A profiler's handler installed from C is invisible to :func:`signal.getsignal`,
+#: but its armed timer is not; replacing the handler would turn the profiler's next sample into a stop.
+SHARED = {getattr(signal, name): getattr(signal, timer) for name, timer in (("SIGPROF", "ITIMER_PROF"),
+                                                                             ("SIGVTALRM", "ITIMER_VIRTUAL"))
+          if hasattr(signal, name) and hasattr(signal, timer)}
+
 GRACE_SECONDS = 2.0
 
 
@@ -113,14 +139,21 @@ def _handler(signum, frame):
     raise Terminated(signum)
 
 
+def _in_use(sig: int) -> bool:
+    """Whether ``sig`` is a profiler's signal (:data:`SHARED`) that a profiler is using now."""
+    if sig not in SHARED:
+        return False
+    return signal.getsignal(sig) not in (signal.SIG_DFL, _handler) or signal.getitimer(SHARED[sig]) != (0.0, 0.0)
+
+
 def install_handlers() -> dict:
     """Make the signals of :data:`HANDLED` raise :class:`Terminated`; returns the handlers they replaced.
     A signal ignored by whoever started us stays ignored (`nohup` ignores SIGHUP, a shell's `&` SIGINT
-    and SIGQUIT)."""
+    and SIGQUIT), and a profiler's signal in use stays the profiler's (:data:`SHARED`)."""
     previous = {}
     for sig in HANDLED:
         with contextlib.suppress(ValueError, OSError):   # not the main thread: leave the handlers alone
-            if signal.getsignal(sig) == signal.SIG_IGN:
+            if signal.getsignal(sig) == signal.SIG_IGN or _in_use(sig):
                 continue
             previous[sig] = signal.signal(sig, _handler)
     return previous
