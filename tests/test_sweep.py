@@ -313,6 +313,18 @@ def test_a_group_option_is_a_name_never_a_path_to_another_yaml(cli, output_root,
         (["hydra/launcher=joblib", "hydra.launcher.pre_dispatch='n_jobs-9'"], "must be all, a count of at least 1"),
         (["hydra/launcher=joblib", "hydra.launcher.timeout=-1"], "hydra.launcher.timeout must be a number of seconds > 0"),
         (["hydra/launcher=joblib", "hydra.launcher.timeout=0"], "hydra.launcher.timeout must be a number of seconds > 0"),
+        # joblib reads these only to memory-map a large array, which a deqlab job never passes: taken as fine (exit 0),
+        # or a traceback from joblib's reading of the size ('': IndexError, infM: OverflowError)
+        (["hydra/launcher=joblib", "hydra.launcher.mmap_mode=bogus"], "hydra.launcher.mmap_mode='bogus' is not a memory-map mode"),
+        (["hydra/launcher=joblib", "hydra.launcher.mmap_mode=write"], "is not a memory-map mode joblib knows: use r, r+, w+, c"),
+        (["hydra/launcher=joblib", "hydra.launcher.max_nbytes=-1"], "hydra.launcher.max_nbytes='-1' must be a size of at least 0"),
+        (["hydra/launcher=joblib", "hydra.launcher.max_nbytes=-1M"], "hydra.launcher.max_nbytes='-1M' must be a size"),
+        (["hydra/launcher=joblib", "hydra.launcher.max_nbytes=''"], "hydra.launcher.max_nbytes='' must be a size"),
+        (["hydra/launcher=joblib", "hydra.launcher.max_nbytes=infM"], "hydra.launcher.max_nbytes='infM' must be a size"),
+        (["hydra/launcher=joblib", "hydra.launcher.max_nbytes=abc"], "hydra.launcher.max_nbytes='abc' must be a size"),
+        (["hydra/launcher=joblib", "hydra.launcher.temp_folder=A_FILE"], "hydra.launcher.temp_folder='A_FILE': A_FILE is not a folder"),
+        (["hydra/launcher=joblib", "hydra.launcher.temp_folder=A_FILE/x"], "A_FILE is not a folder"),
+        (["hydra/launcher=joblib", "hydra.launcher.temp_folder=' '"], "hydra.launcher.temp_folder must be a folder path, got ' '"),
         # added, an option that is none was handed to joblib as a backend keyword and ignored (exit 0)
         (["hydra/launcher=joblib", "+hydra.launcher.foo=1"], "a Hydra setting is set, never added"),
         # submitit made its folder only once the sweep folder existed: "File exists: /dev/null", exit 1, a .failed folder
@@ -328,6 +340,9 @@ def test_a_group_option_is_a_name_never_a_path_to_another_yaml(cli, output_root,
 def test_hydra_settings_of_a_sweep_take_one_plain_value(cli, output_root, tmp_path, monkeypatch, args, message):
     cwd, home = tmp_path / "cwd", tmp_path / "home"
     cwd.mkdir(), home.mkdir()
+    a_file = tmp_path / "a_file"   # (a regular file where a folder belongs)
+    a_file.write_text("")
+    args, message = [a.replace("A_FILE", str(a_file)) for a in args], message.replace("A_FILE", str(a_file))
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("HOME", str(home))
     r = cli("sweep", "lowrank", "rtol=1e-10,1e-9", *args, f"output_root={output_root}")

@@ -78,6 +78,7 @@ def check_launcher_options(launcher) -> None:
         from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
         from joblib import Parallel, cpu_count, effective_n_jobs
 
+        _check_joblib_memmapping(options)
         process_joblib_cfg(options)
         for name, ignored in (("backend", options.get("backend") not in (None, "loky")), ("prefer", options.get("prefer") == "threads")):
             # (Hydra's launcher sets the loky backend whatever was asked, and loky runs processes: backend=threading,
@@ -114,6 +115,40 @@ def check_launcher_options(launcher) -> None:
                                  "task would run the whole job again into the same folder")
 
 
+#: The memory-map modes joblib documents for ``mmap_mode`` (numpy's long aliases are not among them: joblib
+#: turns 'w+' into 'r+' when a worker loads an array, but 'write', numpy's name for 'w+', it passes on:
+#: a worker loading an array would overwrite the array's file).
+MMAP_MODES = ("r", "r+", "w+", "c")
+
+
+def _check_joblib_memmapping(options: dict) -> None:
+    """``mmap_mode``, ``max_nbytes`` and ``temp_folder``, which joblib reads only when a job's argument holds an
+    array over ``max_nbytes`` (a deqlab job's never does): ``mmap_mode=bogus``, ``max_nbytes=-1`` or ``-1M``
+    and a ``temp_folder`` that is a file ran the sweep, exit 0, as though they were fine; a ``max_nbytes`` of
+    ``''`` or ``infM`` ended in a traceback (an IndexError, an OverflowError from joblib's reading of it)."""
+    from joblib.disk import memstr_to_bytes   # (joblib's own reading of '1M': K, M or G, in units of 1024)
+
+    mode = options.get("mmap_mode")
+    if mode is not None and mode not in MMAP_MODES:
+        raise InputError(f"hydra.launcher.mmap_mode={mode!r} is not a memory-map mode joblib knows: use "
+                         + ", ".join(MMAP_MODES))
+    size = options.get("max_nbytes")
+    if size is not None:
+        try:   # (read as they read it: Hydra's launcher a whole number, joblib the rest)
+            try:
+                nbytes = int(size)
+            except ValueError:
+                nbytes = memstr_to_bytes(str(size))
+        except (ValueError, TypeError, IndexError, OverflowError):
+            nbytes = None
+        if nbytes is None or nbytes < 0:
+            raise InputError(f"hydra.launcher.max_nbytes={size!r} must be a size of at least 0 bytes, such as 1000000 or "
+                             "1M (K, M, G), or null: no memory mapping")
+    folder = options.get("temp_folder")
+    if folder is not None:
+        _check_folder(folder, "hydra.launcher.temp_folder")
+
+
 def _check_joblib_dispatch(options: dict, workers: int) -> None:
     """``pre_dispatch`` and ``timeout``, which joblib reads only once the jobs are being handed out: a
     ``pre_dispatch`` that is no count (``abc``, ``-1``, ``n_jobs-9``) or ``0`` (no job ever dispatched), a
@@ -142,21 +177,24 @@ def _check_submitit_folder(parsed) -> None:
     file (``/dev/null``), or under one, failed only once the sweep folder existed (exit 1, a ``.failed``
     folder); a blank one put submitit's files in the working directory."""
     given = [o.value() for o in parsed if o.key_or_group == "hydra.launcher.submitit_folder"]
-    if not given:
-        return
-    value = given[-1]
+    if given:
+        _check_folder(given[-1], "hydra.launcher.submitit_folder")
+
+
+def _check_folder(value, key: str) -> None:
+    """The folder option ``key`` is a folder, or can be made: neither it nor a folder above it is a file."""
     if value is None or isinstance(value, (list, dict)) or not str(value).strip():
-        raise InputError(f"hydra.launcher.submitit_folder must be a folder path, got {'null' if value is None else repr(value)}")
+        raise InputError(f"{key} must be a folder path, got {'null' if value is None else repr(value)}")
     if "${" in str(value):   # (resolved by Hydra in the job: left to it)
         return
-    path = expand_home(str(value), "hydra.launcher.submitit_folder")
+    path = expand_home(str(value), key)
     for folder in [path, *path.parents]:
         try:
             if folder.exists():
                 if not folder.is_dir():
-                    raise InputError(f"hydra.launcher.submitit_folder={str(value)!r}: {folder} is not a folder")
+                    raise InputError(f"{key}={str(value)!r}: {folder} is not a folder")
                 return
-        except OSError:   # (a name too long: submitit's own error, as the folder is made)
+        except OSError:   # (a name too long: the launcher's own error, as the folder is made)
             return
 
 
