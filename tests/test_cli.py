@@ -185,6 +185,23 @@ def test_every_command_takes_a_device(cli, output_root):
     assert not output_root.exists()
 
 
+def test_config_refuses_a_cuda_device_that_is_not_there_like_a_run(cli, monkeypatch):
+    """`deqlab config converge --device cuda` printed `device: cuda`, exit 0, on a machine where the run itself (and
+    a sweep of it) refuses that device in one line. auto is printed as asked: the run may be on another machine."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for args in (["--device", "cuda"], ["device=cuda:1"]):
+        assert_one_line_error(cli("config", "converge", *args), "finds no CUDA device here; use --device cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert_one_line_error(cli("config", "hessian", "--device", "cuda:3"), "device cuda:3 asked for, but there are 1 CUDA")
+    r = cli("config", "converge", "--device", "cuda")
+    assert r.exit_code == 0 and "device: cuda" in r.output, r.stderr
+    r = cli("config", "converge", "--device", "auto")
+    assert r.exit_code == 0 and "device: auto" in r.output, r.stderr
+
+
 def test_device_auto_runs_on_what_there_is(cli, output_root):
     import torch
 
