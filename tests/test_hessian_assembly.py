@@ -6,6 +6,11 @@ blocks), with the terms kept apart and summed in one pass, several ``n_y`` so th
 are not scalars.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -138,3 +143,28 @@ def test_assembly_chunk_fits_its_budget():
     assert assembly_chunk(4, 2, 28, 8) == 4                 # small problems: every i at once
     c = assembly_chunk(96, 64, 10080, 8, "cuda")
     assert 1 < c <= 96 and c * 64 * 10080 * 8 <= ASSEMBLY_CHUNK_GPU_FRACTION * 10080**2 * 8
+
+
+#: A P = 18 Hessian with a 100000-wide readout that θ leaves out, under an address-space cap of 1 GiB over what
+#: the interpreter and torch hold once loaded (Linux: reads /proc).
+WIDE_READOUT_OUTSIDE_THETA = """
+import resource, sys
+from deqlab.implicit.hessian import deq_hessian_parts
+from tests.test_hessian import make_problem
+params, x, y = make_problem(n_z=3, n_x=2, n_y=100_000, batch=2)
+vm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30 if hard == resource.RLIM_INFINITY else min(vm + 2**30, hard), hard))
+print(tuple(deq_hessian_parts(**params, x=x, y=y, groups=("W_z", "b_z", "U_z")).H.shape))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the process's VmSize from /proc")
+def test_a_wide_readout_outside_theta_costs_no_n_y_squared():
+    """`deqlab hessian --n-y 100000 --groups W_z,b_z,U_z` (P = 54) died "out of memory": the readout term built
+    an n_y × n_y identity (80 GB) that no block of H used, θ holding no readout group. Capped at 1 GiB above
+    the loaded interpreter, the same shape of problem now assembles its (18, 18) Hessian."""
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", WIDE_READOUT_OUTSIDE_THETA], cwd=root, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])})
+    assert p.returncode == 0 and p.stdout.strip() == "(18, 18)", p.stderr[-2000:]

@@ -374,7 +374,9 @@ def _assemble(slices: dict, h: torch.Tensor, x: torch.Tensor, *, Q: torch.Tensor
         _write_dynamic_rows(H, slices, h, x, Q=Q, mu=mu, DM=DM, readout=readout, clock=clock)
     H[P_d:, :P_d] = 0
     H[P_d:, P_d:] = 0
-    if readout is not None:
+    if readout is not None and any(g in slices for g in READOUT):
+        # (only with a readout group in θ: the n_y × n_y identity is then no larger than H's readout block;
+        # without one it was n_y² of nothing, 80 GB at n_y = 100000 for P = 54, the run dead of memory)
         n_y = readout[1].shape[1]
         eye_y = torch.eye(n_y, dtype=dt, device=h.device)
         if "W_y" in slices:
