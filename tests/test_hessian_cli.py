@@ -1,9 +1,13 @@
 """`deqlab hessian` through the CLI: printed routes, files, and bad input."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 import helpers
+
+from deqlab.errors import InputError
 
 #: the CLI's own numbers must meet the same bars as the library tests
 CLI_UNROLL_RTOL = 1e-10
@@ -188,3 +192,36 @@ def test_a_long_fixed_point_survey_is_named_in_the_notes(cli, output_root, monke
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "the fixed-points table took" in text and "slowest: " in text
+
+
+def test_what_the_readout_width_costs_is_refused_before_the_run(cli, output_root, monkeypatch):
+    """`deqlab hessian --n-y 100000 --groups W_z,b_z,U_z --batch 64` passed the memory guard (P = 54: its estimate
+    left n_y out) and died "out of memory", exit 1, its folder .failed. With 24 GiB free (CI's machine) the
+    estimate now names what n_y costs: the generic route's loss Hessian (91.6 GiB), the autodiff routes' Jacobian
+    columns (P = 378), the closed form's readout products (n_z = 50, batch 1000), and in the matrix-free mode the
+    Lanczos vectors of P (n_z = 300: W_y alone is 3e7 parameters). Sizes that ran within 6 GB still fit."""
+    from deqlab.cli.compose import load
+    from deqlab.cli.execute import check_resources
+
+    monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 24 * 2**30)
+    # (the settings first: an estimate that lost a term fails here, not by starting the run it should refuse)
+    for args, says in [(["model.n_y=100000", "groups=[W_z,b_z,U_z]", "batch=64"],
+                        "the generic route's loss Hessian, 384 columns of 64x100000 outputs would need about 91.6 GiB"),
+                       (["model.n_y=100000", "groups=[W_z,b_z,U_z]", "model.n_z=18", "batch=64"],
+                        "the autodiff routes' 378 Jacobian columns of 64x100000 outputs would need about 90.1 GiB"),
+                       (["model.n_y=100000", "groups=[W_z,b_z,U_z]", "model.n_z=50", "batch=1000"],
+                        "the closed form's readout products, 1000x50x100000 would need about 149 GiB"),
+                       (["hvp_only=true", "model.n_z=300", "model.n_y=100000"],
+                        "the Lanczos vectors of P = 30,190,900 would need about 36 GiB")]:
+        settings, _ = load("hessian", args)
+        with pytest.raises(InputError, match=re.escape(says)):
+            check_resources(settings)
+    r = cli("hessian", "--n-y", "100000", "--groups", "W_z,b_z,U_z", "--batch", "64")
+    helpers.assert_one_line_error(r, "the generic route's loss Hessian, 384 columns of 64x100000 outputs would need "
+                                     "about 91.6 GiB, more than the 19.2 GiB this machine can give")
+    assert not output_root.exists()
+    # measured peak RSS: 0.6 GB at batch 1, 5.3 GB at batch 16, 5.4 GB for the matrix-free mode at n_z = 60
+    for args in (["model.n_y=100000", "groups=[W_z,b_z,U_z]", "batch=16"], ["hvp_only=true", "model.n_y=100000", "model.n_z=60"]):
+        check_resources(load("hessian", args)[0])
+    monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 4 * 2**30)
+    check_resources(load("hessian", ["model.n_y=100000", "groups=[W_z,b_z,U_z]"])[0])

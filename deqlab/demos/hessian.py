@@ -41,6 +41,7 @@ from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace, spec
 from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report.hessian_figures import hessian_heatmaps, hvp_spectrum_plot, spectrum_plot
 from deqlab.report.style import run_label
+from deqlab.settings.hessian import MAX_GENERIC_STATE
 from deqlab.report.fixed_points import fixed_point_table
 from deqlab.solvers.registry import SOLVERS
 from deqlab.solvers.survey import describe_alternatives, survey_fixed_points
@@ -298,7 +299,7 @@ def _run_dense(cfg, result, params, groups, x, y, z, opts, base, mark, slices):
         if cfg.check_layer:
             _route(rows, result, "(c) torch.func.hessian, implicit layer", f"IFT rules, {opts.solver} atol {opts.atol:g}",
                    lambda: layer_hessian(params, groups, x, y, opts=tight), H)
-        if cfg.batch * cfg.model.n_z <= 400:
+        if cfg.batch * cfg.model.n_z <= MAX_GENERIC_STATE:
             pieces, t = timed(lambda: tanh_generic_pieces(params, groups, x, y, z))
             rows.append({"route": "(d) dense generic closed form", "rel. error":
                          relative_error(pieces.hessian(), H), "time (s)": t, "detail": "same formula, unstructured code"})

@@ -13,6 +13,13 @@ from deqlab.settings.solver import SolverSettings
 
 #: the parameter groups of the tanh DEQ, in the canonical order of ``deqlab.implicit.params``
 GROUPS = ("W_z", "b_z", "U_z", "W_y", "b_y")
+#: the dense generic closed form (route (d) and the pitfall) runs when ``batch · n_z`` is at most this: its
+#: state is the whole batch flattened
+MAX_GENERIC_STATE = 400
+#: vectors of ``P`` the matrix-free mode holds at its peak (SLQ's Lanczos basis and its stacked copy, ARPACK's
+#: Lanczos vectors and workspace): peak RSS over the loaded interpreter measured 114, 140 and 103 of them at
+#: P = 0.70e6, 2.50e6 and 6.10e6 (n_y = 100000, n_z = 6, 24, 60: 0.99, 3.14 and 5.39 GB)
+HVP_VECTORS = 160
 
 
 def group_sizes(model: TanhDEQSettings) -> dict[str, int]:
@@ -92,10 +99,30 @@ class Settings:
         return sum(sizes[g] for g in self.groups)
 
     def memory_estimates(self) -> list[Estimate]:
-        P, N, B = self.parameter_count(), self.model.n_z, self.batch
-        out = [Estimate(6 * dense_bytes(B, N * N), "model.n_z / batch", f"{B} factorisations of {N}x{N}")]
-        if not self.hvp_only:
+        """Bytes at the run's peak, by what holds them. The readout's width ``n_y`` costs even when ``θ`` leaves
+        ``W_y, b_y`` out (``P`` then does not grow with it): the targets and residuals ``(batch, n_y)``, the closed
+        form's ``W_y Z`` products ``(batch, n_z, n_y)``, and in the autodiff and generic routes one ``(batch, n_y)``
+        output per column of the Jacobian they differentiate (``P`` columns; ``batch · n_z`` for the generic loss
+        Hessian). Factors from peak RSS (``/usr/bin/time -v``) over the loaded interpreter, n_y = 100000 unless
+        said: closed form 3.2 x batch·n_z·n_y·8 (batch 64, n_z 6; n_z 24, n_y 25000: 3.1), matrix-free operator
+        2 x batch·n_y·8 (batch 256), routes (b) and (c) 4.2-4.7 x P·batch·n_y·8 (P 54, batch 4 and 16; P 180, n_y
+        25000), route (d) 4.2-5.4 x (batch·n_z)·batch·n_y·8 (batch 4 and 16; n_z 12, batch 8, n_y 25000)."""
+        P, N, B, K = self.parameter_count(), self.model.n_z, self.batch, self.model.n_y
+        out = [Estimate(6 * dense_bytes(B, N * N), "model.n_z / batch", f"{B} factorisations of {N}x{N}"),
+               Estimate(4 * dense_bytes(B, K), "model.n_y / batch", f"the targets and residuals, {B}x{K}")]
+        if self.hvp_only:
+            out.append(Estimate(HVP_VECTORS * dense_bytes(P, 1), "model.n_z / model.n_y (or groups)",
+                                f"the Lanczos vectors of P = {P:,}"))
+        else:
+            out.append(Estimate(4 * dense_bytes(B * N, K), "model.n_y / batch",
+                                f"the closed form's readout products, {B}x{N}x{K}"))
             out.append(Estimate(4 * dense_bytes(P, P), "model.n_z (or use --hvp-only)", f"the dense {P}x{P} Hessian"))
+        if not self.hvp_only and P <= self.max_reference_p:   # (the demo runs routes (b)-(d) only then)
+            out.append(Estimate(5 * dense_bytes(P * B, K), "model.n_y / batch (or max_reference_p)",
+                                f"the autodiff routes' {P} Jacobian columns of {B}x{K} outputs"))
+            if B * N <= MAX_GENERIC_STATE:
+                out.append(Estimate(5 * dense_bytes(B * N * B, K), "model.n_y / batch",
+                                    f"the generic route's loss Hessian, {B * N} columns of {B}x{K} outputs"))
         if not self.hvp_only and (self.check_fd or self.check_layer or self.pitfall):   # (hvp_only runs none of them)
             Pr = min(P, self.max_reference_p)
             out.append(Estimate(4 * dense_bytes(Pr, Pr) + 8.0 * self.unroll_steps * B * N * Pr, "unroll_steps",
