@@ -7,9 +7,16 @@ from typing import List, Optional
 
 from deqlab.errors import InputError
 from deqlab.settings import checks
-from deqlab.settings.resources import Estimate, dense_bytes
+from deqlab.settings.resources import Estimate, dense_bytes, npz_shapes
 
 PARTS = ("example", "pairs", "study", "deq")
+#: part=pairs holds about this many float64 copies of one (n, k) array of pairs at its peak (the pairs, the
+#: four methods' bases of [X Y] and their factors): peak RSS over the loaded interpreter measured 17.3 and 17.0
+#: at n = 60000, k = 250 and 1000 (2.38 and 8.45 GB)
+PAIRS_COPIES = 20
+#: ... and this many of a given (n, n) H (its symmetry check, the eigendecomposition of (H + Hᵀ)/2 that the
+#: recovery errors are measured against): measured 4.1 at n = 4000, 6.0 at n = 8000 (0.82 and 3.35 GB, k = 5)
+PAIRS_H_COPIES = 8
 DIFFERENCES = ("forward", "central")
 DIRECTIONS = ("random", "krylov")
 
@@ -117,9 +124,29 @@ class Settings:
         return out
 
     def memory_estimates(self) -> list[Estimate]:
+        if self.part == "pairs":
+            return self.pairs_estimates()
         if self.part == "study":
             return [Estimate(8 * dense_bytes(self.study.n, self.study.n), "study.n", f"dense {self.study.n}x{self.study.n} matrices")]
         if self.part == "deq":
             P = self.deq.parameter_count()
             return [Estimate(8 * dense_bytes(P, P), "deq.n_z", f"the dense {P}x{P} reference Hessian")]
         return []
+
+    def pairs_estimates(self) -> list[Estimate]:
+        """part=pairs, from the shapes the pairs file's ``.npy`` headers declare (nothing is read but them; a file
+        that cannot be read so is left to the reader's own checks). ``X``, ``Y`` ``(n, k)`` are read as float64
+        whatever their stored dtype, so a file of float16 or int8 pairs costs what float64 ones do; without this
+        the archive's own bytes were the only guard, and a 60000-row file of 3000 pairs (2.9 GB) passed it."""
+        shapes = npz_shapes(self.pairs_file)
+        out = []
+        pairs = [shapes[name] for name in ("X", "Y") if len(shapes.get(name, ())) == 2]
+        if pairs:
+            n, k = max(pairs, key=lambda shape: shape[0] * shape[1])
+            out.append(Estimate(PAIRS_COPIES * dense_bytes(n, k), "the pairs file's n (rows) or k (pairs)",
+                                f"the {n}x{k} pairs of the pairs file and the four methods' factors"))
+        if len(shapes.get("H", ())) == 2:
+            n = max(shapes["H"])
+            out.append(Estimate(PAIRS_H_COPIES * dense_bytes(n, n), "the pairs file's n (or leave its H out)",
+                                f"the {n}x{n} H of the pairs file and its eigendecomposition"))
+        return out

@@ -102,3 +102,53 @@ def check_archive(path, what: str) -> None:
     if ARCHIVE_COPIES * size > FRACTION * limit:
         raise ResourceError(f"{what} {str(path)!r} holds {human(size)} of arrays uncompressed; reading them would need about "
                             f"{human(ARCHIVE_COPIES * size)}, more than the {human(FRACTION * limit)} this machine can give")
+
+
+def npz_shapes(path) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of the arrays of the ``.npz`` archive at ``path``, read from each member's ``.npy``
+    header (a few hundred bytes; no array is read), so that a size can be estimated before the file is
+    loaded. Anything that is not such an archive, or a member whose header cannot be read, gives no entry:
+    the reader's own checks say what is wrong with the file (:mod:`deqlab.npz_files`)."""
+    import zipfile
+
+    try:
+        p = Path(str(path)).expanduser()   # (RuntimeError: a '~user' that names nobody)
+        with zipfile.ZipFile(p) as archive:
+            shapes = {}
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as f:
+                    shape = _npy_header_shape(f)
+                if shape is not None:
+                    shapes[info.filename.removesuffix(".npy")] = shape
+            return shapes
+    except Exception:   # (zipfile, zlib and a damaged member raise many types: the reader's checks name them)
+        return {}
+
+
+#: the ``.npy`` format's first bytes, and the longest header read (NumPy's own limit is 10000)
+NPY_MAGIC = b"\x93NUMPY"
+NPY_MAX_HEADER = 10_000
+
+
+def _npy_header_shape(f) -> tuple[int, ...] | None:
+    """The ``shape`` of an ``.npy`` header (versions 1 to 3: magic, version, header length, a dict literal), or
+    ``None``. The standard library's ``ast.literal_eval`` reads the literal, as NumPy's own reader does."""
+    import ast
+
+    head = f.read(len(NPY_MAGIC) + 2)
+    if len(head) < len(NPY_MAGIC) + 2 or not head.startswith(NPY_MAGIC) or head[-2] not in (1, 2, 3):
+        return None
+    size = 2 if head[-2] == 1 else 4
+    length = int.from_bytes(f.read(size), "little")
+    if length > NPY_MAX_HEADER:
+        return None
+    try:
+        header = ast.literal_eval(f.read(length).decode("utf-8" if head[-2] == 3 else "latin-1"))
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        return None
+    shape = header.get("shape") if isinstance(header, dict) else None
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        return None
+    return shape
