@@ -275,42 +275,51 @@ def test_a_pairs_file_whose_name_holds_an_interpolation_is_found(cli, output_roo
     assert len(pd.read_csv(run_folder(output_root) / "pairs.csv")) == 4
 
 
-def _declared(path, **shapes):
-    """An ``.npz`` whose members are ``.npy`` headers declaring ``shapes`` (float64) and no data: all that the
-    memory estimate reads of a pairs file."""
-    import io
+def _zeros(path, **shapes):
+    """An ``.npz`` of float64 zeros of ``shapes``, written member by member in 16 MiB pieces at the fastest deflate
+    level (a 60000 x 3000 pair of them: 2.9 GB of arrays in a 13 MB file, a few seconds, never all in memory)."""
+    import math
     import zipfile
 
-    with zipfile.ZipFile(path, "w") as archive:
+    piece = bytes(2**24)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for name, shape in shapes.items():
-            header = io.BytesIO()
-            np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
-            archive.writestr(f"{name}.npy", header.getvalue())
-    return path
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": shape})
+                left = math.prod(shape) * 8
+                while left:
+                    f.write(piece[:min(left, len(piece))])
+                    left -= min(left, len(piece))
+    return str(path)
 
 
 def test_pairs_too_large_for_memory_are_refused_from_the_files_shapes(cli, output_root, tmp_path, monkeypatch):
     """A pairs file of 60000 rows passed the guard (only the archive's own bytes were checked, 3 x 2.9 GB for 3000
     pairs) and the run died "out of memory". The estimate now reads the shapes the file's .npy headers declare:
     with 24 GiB free that file is refused in one line (26.8 GiB: 20 float64 copies of one (n, k) array, as
-    measured), as is an H of 20000 x 20000; the sizes measured to run (k = 1000: 8.45 GB peak RSS; H of 8000 x 8000:
-    3.35 GB) fit. Pairs stored as int8 are counted as the float64 they are read as."""
+    measured), k = 1000 (measured: 8.45 GB peak RSS) is taken. With 4 GiB free an H of 8000 x 8000 (measured:
+    3.35 GB) is refused, one of 4000 x 4000 (0.82 GB) taken. Pairs stored as int8 count as the float64 they are
+    read as; a header that declares more than its member holds is a damaged file, left to the reader."""
     from deqlab.cli.execute import check_resources
     from deqlab.settings.lowrank import Settings
 
+    def pairs(name, n, k, **more):
+        return Settings(part="pairs", pairs_file=_zeros(tmp_path / name, X=(n, k), Y=(n, k), **more))
+
     monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 24 * 2**30)
-    path = _declared(tmp_path / "rows.npz", X=(60000, 3000), Y=(60000, 3000))
-    helpers.assert_one_line_error(cli("lowrank", "--pairs", str(path)),
+    rows = pairs("rows.npz", 60000, 3000)
+    with pytest.raises(InputError, match="would need about 26.8 GiB"):   # (first: without the estimate, before the run)
+        check_resources(rows)
+    helpers.assert_one_line_error(cli("lowrank", "--pairs", rows.pairs_file),
                                   "the 60000x3000 pairs of the pairs file and the four methods' factors would need about "
                                   "26.8 GiB, more than the 19.2 GiB this machine can give (80% of 24 GiB available); "
                                   "lower the pairs file's n (rows) or k (pairs)")
     assert not output_root.exists()
-    with pytest.raises(InputError, match=r"the 20000x20000 H of the pairs file and its eigendecomposition would need about 23.8 GiB"):
-        check_resources(Settings(part="pairs", pairs_file=str(_declared(tmp_path / "h.npz", X=(20000, 5), Y=(20000, 5),
-                                                                                  H=(20000, 20000)))))
-    check_resources(Settings(part="pairs", pairs_file=str(_declared(tmp_path / "fits.npz", X=(60000, 1000), Y=(60000, 1000)))))
-    check_resources(Settings(part="pairs", pairs_file=str(_declared(tmp_path / "h_fits.npz", X=(8000, 5), Y=(8000, 5),
-                                                                    H=(8000, 8000)))))
+    check_resources(pairs("fits.npz", 60000, 1000))
+    monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 4 * 2**30)
+    with pytest.raises(InputError, match=r"the 8000x8000 H of the pairs file and its eigendecomposition would need about 3.81 GiB"):
+        check_resources(pairs("h.npz", 8000, 5, H=(8000, 8000)))
+    check_resources(pairs("h_fits.npz", 4000, 5, H=(4000, 4000)))
     small = tmp_path / "int8.npz"
     np.savez(small, X=np.ones((60000, 100), np.int8), Y=np.ones((60000, 100), np.int8))   # (12 MB of arrays)
     monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 2**30)

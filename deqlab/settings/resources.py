@@ -107,8 +107,10 @@ def check_archive(path, what: str) -> None:
 def npz_shapes(path) -> dict[str, tuple[int, ...]]:
     """``{name: shape}`` of the arrays of the ``.npz`` archive at ``path``, read from each member's ``.npy``
     header (a few hundred bytes; no array is read), so that a size can be estimated before the file is
-    loaded. Anything that is not such an archive, or a member whose header cannot be read, gives no entry:
-    the reader's own checks say what is wrong with the file (:mod:`deqlab.npz_files`)."""
+    loaded. Anything that is not such an archive, a member whose header cannot be read, or one that holds fewer
+    bytes than its header declares (a damaged file, not a large one) gives no entry: the reader's own checks say
+    what is wrong with the file (:mod:`deqlab.npz_files`)."""
+    import math
     import zipfile
 
     try:
@@ -119,9 +121,10 @@ def npz_shapes(path) -> dict[str, tuple[int, ...]]:
                 if not info.filename.endswith(".npy"):
                     continue
                 with archive.open(info) as f:
-                    shape = _npy_header_shape(f)
-                if shape is not None:
-                    shapes[info.filename.removesuffix(".npy")] = shape
+                    header = _npy_header(f)
+                    end = f.tell()
+                if header is not None and info.file_size - end >= math.prod(header[0]) * header[1]:
+                    shapes[info.filename.removesuffix(".npy")] = header[0]
             return shapes
     except Exception:   # (zipfile, zlib and a damaged member raise many types: the reader's checks name them)
         return {}
@@ -132,10 +135,12 @@ NPY_MAGIC = b"\x93NUMPY"
 NPY_MAX_HEADER = 10_000
 
 
-def _npy_header_shape(f) -> tuple[int, ...] | None:
-    """The ``shape`` of an ``.npy`` header (versions 1 to 3: magic, version, header length, a dict literal), or
-    ``None``. The standard library's ``ast.literal_eval`` reads the literal, as NumPy's own reader does."""
+def _npy_header(f) -> tuple[tuple[int, ...], int] | None:
+    """``(shape, itemsize)`` of an ``.npy`` header (versions 1 to 3: magic, version, header length, a dict literal),
+    or ``None``. The standard library's ``ast.literal_eval`` reads the literal, as NumPy's own reader does; the
+    itemsize is the ``descr``'s (``'<f8'``: 8; a ``'<U'`` character takes 4), 1 for a structured one."""
     import ast
+    import re
 
     head = f.read(len(NPY_MAGIC) + 2)
     if len(head) < len(NPY_MAGIC) + 2 or not head.startswith(NPY_MAGIC) or head[-2] not in (1, 2, 3):
@@ -151,4 +156,6 @@ def _npy_header_shape(f) -> tuple[int, ...] | None:
     shape = header.get("shape") if isinstance(header, dict) else None
     if not isinstance(shape, tuple) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         return None
-    return shape
+    simple = re.fullmatch(r"[<>|=]?([a-zA-Z])(\d+)(\[\w+\])?", str(header.get("descr")))
+    itemsize = int(simple[2]) * (4 if simple[1] == "U" else 1) if simple else 1
+    return shape, itemsize
