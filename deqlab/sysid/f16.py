@@ -214,8 +214,19 @@ def _read_mat(data: bytes, name: str) -> tuple[np.ndarray, float | None]:
 
 def _numbers(mat: dict, key: str, name: str) -> np.ndarray:
     """The .mat variable ``key`` as float64; :class:`InputError` when it is not numbers (a string, a cell array or
-    a struct ended in a ValueError or TypeError traceback)."""
+    a struct ended in a ValueError or TypeError traceback), or when it is complex with an imaginary part that is not
+    zero: the cast to float64 kept the real part with only a ComplexWarning, and the model was fitted to half of
+    each sample. A complex variable whose every imaginary part is exactly zero is taken (its real part): MATLAB
+    stores a real signal so after ``complex(x)`` or arithmetic that passed through complex numbers, and nothing of
+    it is lost."""
     value = mat[key]
+    if np.iscomplexobj(value):
+        imag = np.asarray(value).imag
+        bad = int(np.count_nonzero(imag != 0))   # (a NaN imaginary part counts: it is not zero)
+        if bad:
+            raise InputError(f"{name}: {key} is complex ({bad} of {imag.size} values have a non-zero imaginary part); "
+                             f"the benchmark's signals are real: save real({key}) if that is the measured signal")
+        value = np.asarray(value).real
     try:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
