@@ -225,3 +225,17 @@ def test_what_the_readout_width_costs_is_refused_before_the_run(cli, output_root
         check_resources(load("hessian", args)[0])
     monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 4 * 2**30)
     check_resources(load("hessian", ["model.n_y=100000", "groups=[W_z,b_z,U_z]"])[0])
+
+
+def test_the_unroll_is_counted_whether_or_not_a_check_is_on(monkeypatch):
+    """Route (b), the unroll, runs whenever P <= max_reference_p; its memory was counted only with check_fd,
+    check_layer or pitfall on, so `unroll_steps=100000 check_layer=false pitfall=false` passed the guard."""
+    from deqlab.cli.compose import load
+    from deqlab.cli.execute import check_resources
+
+    monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 2**28)   # 256 MiB
+    for extra in ([], ["check_layer=false", "pitfall=false", "check_fd=false"]):
+        with pytest.raises(InputError, match=r"^the unrolled reference routes would need about 279 MiB, .*; lower unroll_steps$"):
+            check_resources(load("hessian", ["unroll_steps=100000", *extra])[0])
+    # above max_reference_p the routes do not run, and nothing is counted for them
+    check_resources(load("hessian", ["unroll_steps=100000", "check_layer=false", "pitfall=false", "max_reference_p=10"])[0])

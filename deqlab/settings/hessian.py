@@ -118,13 +118,13 @@ class Settings:
                                 f"the closed form's readout products, {B}x{N}x{K}"))
             out.append(Estimate(4 * dense_bytes(P, P), "model.n_z (or use --hvp-only)", f"the dense {P}x{P} Hessian"))
         if not self.hvp_only and P <= self.max_reference_p:   # (the demo runs routes (b)-(d) only then)
+            # route (b), the unroll, runs whatever check_fd, check_layer and pitfall say (the estimate once
+            # counted it only with one of them on: unroll_steps=100000 check_layer=false pitfall=false passed)
+            out.append(Estimate(4 * dense_bytes(P, P) + 8.0 * self.unroll_steps * B * N * P, "unroll_steps",
+                                "the unrolled reference routes"))
             out.append(Estimate(5 * dense_bytes(P * B, K), "model.n_y / batch (or max_reference_p)",
                                 f"the autodiff routes' {P} Jacobian columns of {B}x{K} outputs"))
             if B * N <= MAX_GENERIC_STATE:
                 out.append(Estimate(5 * dense_bytes(B * N * B, K), "model.n_y / batch",
                                     f"the generic route's loss Hessian, {B * N} columns of {B}x{K} outputs"))
-        if not self.hvp_only and (self.check_fd or self.check_layer or self.pitfall):   # (hvp_only runs none of them)
-            Pr = min(P, self.max_reference_p)
-            out.append(Estimate(4 * dense_bytes(Pr, Pr) + 8.0 * self.unroll_steps * B * N * Pr, "unroll_steps",
-                                "the unrolled reference routes"))
         return out
