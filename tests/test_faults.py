@@ -368,8 +368,12 @@ def test_a_matrix_free_hessian_is_not_sized_for_the_reference_routes_it_does_not
     settings, _ = load("hessian", ["hvp_only=true", "model.n_z=300", "batch=256"])
     check_resources(settings)
     assert "unroll_steps" not in [e.key for e in settings.memory_estimates()]
-    dense, _ = load("hessian", ["model.n_z=20", "batch=256"])
+    # the dense mode counts them where it runs them, P <= max_reference_p (n_z = 10: P = 141), and only there
+    # (n_z = 20: P = 481 > 400, routes (b)-(d) skipped)
+    dense, _ = load("hessian", ["model.n_z=10", "batch=256"])
     assert "unroll_steps" in [e.key for e in dense.memory_estimates()]
+    dense, _ = load("hessian", ["model.n_z=20", "batch=256"])
+    assert "unroll_steps" not in [e.key for e in dense.memory_estimates()]
 
 
 def test_bad_input_seen_only_by_the_run_leaves_no_folders(cli, output_root, tmp_path):
