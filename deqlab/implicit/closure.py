@@ -63,6 +63,14 @@ def changes_with_z(Fz: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) 
     return float(moved.abs().max()) > 100 * eps * scale
 
 
+def severed_map_error(map_name: str, inside: str) -> InputError:
+    """The error for a map whose value moves with ``z`` while autograd sees no dependence on ``z``
+    (:func:`require_closed_map`; the DEQ curvature's own check of the map's VJP says the same)."""
+    return InputError(f"{map_name} changes with z, but autograd sees no dependence on z at the fixed point (df/dz = 0): "
+                      f"a .detach(), a torch.no_grad() block or a computation outside torch inside {inside}? Its implicit "
+                      "derivatives would leave out (I - df/dz)^-1")
+
+
 def _wrapped(tensors: Iterable) -> bool:
     return any(isinstance(t, torch.Tensor) and (torch._C._functorch.is_functorch_wrapped_tensor(t) or t.is_inference())
                for t in tensors)
@@ -104,6 +112,4 @@ def require_closed_map(F: Callable, z: torch.Tensor, args: tuple, *, map_name: s
                          f"gradient through z*; {remedy}")
     if not any(t is z_leaf for t in reached) and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
         if changes_with_z(lambda zz: F(zz, *args), z.detach()):
-            raise InputError(f"{map_name} changes with z, but autograd sees no dependence on z at the fixed point "
-                             "(df/dz = 0): a .detach(), a torch.no_grad() block or a computation outside torch inside "
-                             "it? Its implicit derivatives would leave out (I - df/dz)^-1")
+            raise severed_map_error(map_name, "it")

@@ -56,7 +56,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
 from deqlab.errors import DeqlabError, IllConditionedError, InputError, NotConvergedError
-from deqlab.implicit.closure import changes_with_z, probe_direction
+from deqlab.implicit.closure import changes_with_z, probe_direction, severed_map_error
 from deqlab.implicit.conditioning import pivot_condition, require_well_conditioned
 from deqlab.implicit.deq import DEQ, USER_CODE_ERRORS, purity_check, user_code_error
 from deqlab.implicit.layer import SolveOptions, differentiable_part, scatter_grads, tangent_part
@@ -174,9 +174,7 @@ def _refuse_a_severed_map(F, z, x, theta, Jt) -> None:
     if bool(Jt(probe_direction(z)).any()) or z.numel() == 0:
         return
     if changes_with_z(lambda zz: F(zz, x, *theta), z):
-        raise InputError("a DEQ's map f(z, x) changes with z, but autograd sees no dependence on z at the fixed point "
-                         "(df/dz = 0): a .detach(), a torch.no_grad() block or a computation outside torch inside f? "
-                         "Its implicit derivatives would leave out (I - df/dz)^-1")
+        raise severed_map_error("a DEQ's map f(z, x)", "f")
 
 
 class _ConstantAdjointSolve(torch.autograd.Function):
