@@ -41,8 +41,8 @@ from deqlab.implicit.spectrum import extreme_eigenvalues, hutchinson_trace, spec
 from deqlab.models.tanh_deq import TanhDEQ
 from deqlab.report.hessian_figures import hessian_heatmaps, hvp_spectrum_plot, spectrum_plot
 from deqlab.report.style import run_label
-from deqlab.settings.hessian import MAX_GENERIC_STATE
 from deqlab.report.fixed_points import fixed_point_table
+from deqlab.settings.hessian import MAX_GENERIC_STATE
 from deqlab.solvers.registry import SOLVERS
 from deqlab.solvers.survey import describe_alternatives, survey_fixed_points
 
