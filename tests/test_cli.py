@@ -195,11 +195,27 @@ def test_config_refuses_a_cuda_device_that_is_not_there_like_a_run(cli, monkeypa
         assert_one_line_error(cli("config", "converge", *args), "finds no CUDA device here; use --device cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    # (config now checks the sizes against the device's free memory, as a run does: the fake device has some)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 << 30, 16 << 30))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a fake GPU")
     assert_one_line_error(cli("config", "hessian", "--device", "cuda:3"), "device cuda:3 asked for, but there are 1 CUDA")
     r = cli("config", "converge", "--device", "cuda")
     assert r.exit_code == 0 and "device: cuda" in r.output, r.stderr
+    assert_one_line_error(cli("config", "converge", "--device", "cuda", "model.n_z=99999"), "cuda (a fake GPU) can give")
     r = cli("config", "converge", "--device", "auto")
     assert r.exit_code == 0 and "device: auto" in r.output, r.stderr
+
+def test_config_refuses_a_size_this_machine_cannot_hold_like_a_run(cli, output_root):
+    """`deqlab config converge model.n_z=99999` printed the settings, exit 0, where the run refuses them in one
+    line (the resource guard). `--device auto` is still printed as asked, its memory checked as the run here would be."""
+    for args in (["converge", "model.n_z=99999"], ["converge", "--device", "auto", "model.n_z=99999"],
+                 ["mondeq", "model.n_z=99999"]):
+        assert_one_line_error(cli("config", *args), "would need about")
+        run = cli(*args)
+        assert run.exit_code == 2 and "would need about" in run.stderr, run.stderr
+    r = cli("config", "converge", "--device", "auto")
+    assert r.exit_code == 0 and "device: auto" in r.output, r.stderr
+    assert not output_root.exists()
 
 
 def test_device_auto_runs_on_what_there_is(cli, output_root):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Optional
 
@@ -20,7 +21,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def config(ctx: typer.Context, command: str = typer.Argument(..., metavar="COMMAND", help="Command whose settings to print."),
                device: Optional[str] = DEVICE_OPTION) -> None:
         from deqlab.cli.compose import load
-        from deqlab.cli.execute import resolve_device, settings_yaml
+        from deqlab.cli.execute import check_resources, resolve_device, settings_yaml
         from deqlab.errors import InputError
 
         try:
@@ -30,10 +31,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         try:
             settings, run = load(name, [*option_overrides(device=device), *ctx.args])
             root = output_root(run.output_root)   # (a '~user' that names nobody)
-            # A CUDA device where there is none is refused as a run refuses it (this printed `device: cuda`, exit 0).
-            # auto is printed as asked, not as this machine would resolve it: the run may be on another.
-            if getattr(settings, "device", "cpu") != "auto":
-                resolve_device(settings)
+            # A CUDA device where there is none is refused as a run refuses it (this printed `device: cuda`, exit 0),
+            # and so is a size that does not fit this machine's memory (`model.n_z=99999` printed, exit 0, where the
+            # run refuses it). auto is printed as asked, not as this machine would resolve it: the run may be on
+            # another; the memory is checked on a copy resolved here, as the run here would be.
+            resolved = copy.copy(settings)
+            resolve_device(resolved)
+            check_resources(resolved)
         except InputError as exc:
             fail(str(exc), 2)
         typer.echo(f"# deqlab {command}: output_root={run.output_root} strict={str(run.strict).lower()}")
