@@ -453,3 +453,35 @@ def test_two_sweeps_started_together_in_one_new_folder_the_user_named_do_not_sha
     assert [code for code, _ in ended] == [0, 2], ended
     assert ended[1][1].count("\n") == 1 and f"hydra.sweep.dir={where}" in ended[1][1], ended[1][1]
     assert JOB_FILES <= {f.name for f in (where / "0").iterdir()}
+
+
+@pytest.mark.parametrize("where", ["reading the jobs", "after the rename"])
+def test_a_stop_while_the_sweep_reports_marks_its_folder_failed(cli, output_root, monkeypatch, where):
+    """SIGTERM after the jobs, while the sweep read their summaries or printed its table: the top-level
+    handler printed its line and the sweep folder stayed '<stamp>.partial', or, after the rename that claims
+    success, kept the name of a sweep that had succeeded. Now: one line, exit 143, the folder .failed."""
+    import os
+    import signal
+
+    import deqlab.cli.sweeping as sweeping
+    import deqlab.report.writer as writer
+    from deqlab.cli.termination import signals_as_exceptions
+
+    def stop_after(real):
+        def wrapper(*args, **kwargs):
+            value = real(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return value
+        return wrapper
+
+    if where == "reading the jobs":
+        monkeypatch.setattr(sweeping, "_summaries", stop_after(sweeping._summaries))
+    else:
+        monkeypatch.setattr(writer, "show_location", stop_after(writer.show_location))
+    with signals_as_exceptions():   # (installed by deqlab's main, which the in-process runner does not call)
+        r = cli("sweep", "converge", "seed=0,1", *SMALL, f"output_root={output_root}")
+    assert r.exit_code == 128 + signal.SIGTERM, (r.output, r.stderr)
+    assert r.stderr.count("\n") == 1 and "sweep stopped by SIGTERM while reporting its jobs" in r.stderr, r.stderr
+    folder = sweep_folder(output_root)
+    assert folder.name.endswith(".failed") and "stopped by SIGTERM" in (folder / "error.txt").read_text(), folder
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1"]   # the finished jobs kept

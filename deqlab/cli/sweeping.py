@@ -263,8 +263,7 @@ def run_sweep(command: str, args: list[str]) -> None:
         args.append(f"hydra.launcher.submitit_folder={quote(str(sweep_dir / '.submitit'))}")
     print(f"sweep of {command}: {sweep_jobs(parsed)} job(s) into {sweep_dir}", flush=True)
     _launch(command, args, sweep_dir, made=not given)
-    jobs = _summaries(sweep_dir)
-    _report(command, jobs, sweep_dir, strict=run.strict, expected=sweep_jobs(parsed), made=not given)
+    _report_unless_stopped(command, sweep_dir, strict=run.strict, expected=sweep_jobs(parsed), made=not given)
 
 
 def _launch(command: str, args: list[str], sweep_dir: Path, *, made: bool) -> None:
@@ -290,6 +289,31 @@ def _launch(command: str, args: list[str], sweep_dir: Path, *, made: bool) -> No
             if stop is not None:
                 fail(f"sweep {why}; unfinished jobs marked .failed in {sweep_dir}", stop.exit_code)
             fail(f"sweep failed: {why}; finished jobs kept, unfinished ones marked .failed in {sweep_dir}", 1)
+
+
+def _report_unless_stopped(command: str, sweep_dir: Path, *, strict: bool, expected: int, made: bool) -> None:
+    """:func:`_report` on the jobs' summaries, with a stop while it runs (reading the jobs, writing
+    ``summary.csv``, printing the table) ending the sweep as a stop during its jobs does: the sweep folder
+    marked ``.failed`` with ``error.txt``, one line, exit 128+N. Such a stop was one line from the top-level
+    handler, and it left the folder ``<stamp>.partial``, or, after the rename that claims success, named
+    like a sweep that had succeeded though its table was never printed. A sweep already marked failed
+    keeps its own ``error.txt``."""
+    from deqlab.cli.termination import held, stopped_by
+
+    final = sweep_dir.with_name(sweep_dir.name.removesuffix(".partial"))
+    failed = final.with_name(final.name + ".failed")
+    try:
+        _report(command, _summaries(sweep_dir), sweep_dir, strict=strict, expected=expected, made=made)
+    except BaseException as exc:
+        stop = stopped_by(exc)
+        if stop is None:
+            raise
+        with held() as hold:   # a second signal must not break into the marking
+            hold.stopping = True
+            where = next((p for p in (sweep_dir, final, failed) if p.exists()), sweep_dir) if made else sweep_dir
+            if where != failed and not (where / "error.txt").exists():
+                where = _mark_failed(where, f"sweep stopped by {stop.name} while reporting its jobs", made=made)
+        fail(f"sweep stopped by {stop.name} while reporting its jobs; sweep folder marked .failed: {where}", stop.exit_code)
 
 
 def _launcher_failure(exc: Exception) -> str:
