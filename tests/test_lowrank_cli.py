@@ -325,3 +325,27 @@ def test_pairs_too_large_for_memory_are_refused_from_the_files_shapes(cli, outpu
     monkeypatch.setattr("deqlab.settings.resources.available_memory", lambda: 2**30)
     with pytest.raises(InputError, match=r"the 60000x100 pairs of the pairs file .* would need about 916 MiB"):
         check_resources(Settings(part="pairs", pairs_file=str(small)))
+
+
+def test_recovery_errors_above_the_dense_size_factor_h_once_and_agree_with_the_dense_route(monkeypatch):
+    """Above DENSE_ERROR_MAX the recovery errors come from one eigendecomposition of H_true, shared by every method
+    (each method factored H_true anew: four O(n^3) eigh, 10 minutes at n = 8000), and equal the dense route's."""
+    import deqlab.demos.lowrank as demo
+
+    rng = np.random.default_rng(3)
+    n, k = 60, 6
+    U, _ = np.linalg.qr(rng.standard_normal((n, 4)))
+    H = U @ np.diag([3.0, -2.0, 1.0, 0.5]) @ U.T + 1e-3 * np.eye(n)   # (full rank: no method recovers it exactly)
+    X = rng.standard_normal((n, k))
+    Y = H @ X
+    dense, _ = demo.method_table(X, Y, H, rtol=1e-10)
+    calls = []
+    real_eigh = np.linalg.eigh
+    monkeypatch.setattr(np.linalg, "eigh", lambda A, *a, **kw: calls.append(A.shape) or real_eigh(A, *a, **kw))
+    monkeypatch.setattr(demo, "DENSE_ERROR_MAX", n - 1)
+    factored, _ = demo.method_table(X, Y, H, rtol=1e-10)
+    assert calls.count((n, n)) == 1, calls
+    column = "||H - H_true||_F / ||H_true||_F"
+    assert dense[column].min() > 1e-4   # (errors worth comparing, not round-off)
+    np.testing.assert_allclose(factored[column], dense[column], rtol=1e-10)
+    assert factored["max|H - H_true|"].isna().all()   # (only the dense difference gives the largest entry)
