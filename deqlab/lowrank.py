@@ -253,24 +253,53 @@ def orthonormal_basis(A: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> np.ndarra
     return Q @ Ur[:, :m]
 
 
-def gram_schmidt(A: np.ndarray, *, rtol: float = DEFAULT_RTOL) -> np.ndarray:
-    """Modified Gram–Schmidt (twice, for orthogonality to round-off) on the columns of ``A``.
+#: Columns per block of :func:`gram_schmidt`: the projections onto the basis built so far are matrix
+#: products over a block (BLAS-3) rather than one vector operation per (column, basis vector) pair.
+GRAM_SCHMIDT_BLOCK = 64
 
-    Columns whose remainder is below ``rtol·max‖aᵢ‖`` are dropped, so the result ``G`` is
-    ``(n, m)`` with ``m = rank A``. This is the seed's ``G`` ("the Gram Schmidt decomposition of
-    the concatenated [X Y]").
+
+def gram_schmidt(A: np.ndarray, *, rtol: float = DEFAULT_RTOL, block: int = GRAM_SCHMIDT_BLOCK) -> np.ndarray:
+    """Gram–Schmidt on the columns of ``A`` ``(n, c)``, in order, twice for orthogonality to round-off.
+
+    Column ``aⱼ`` is kept as ``qⱼ = rⱼ / ‖rⱼ‖``, ``rⱼ`` its remainder after projecting out every column kept
+    before it, when ``‖rⱼ‖ > rtol·max‖aᵢ‖``, and dropped otherwise; so the result ``G`` is ``(n, m)``
+    with ``m = rank A``. This is the seed's ``G`` ("the Gram Schmidt decomposition of the concatenated
+    [X Y]").
+
+    Computed by blocks of ``block`` columns: a block ``W`` is projected twice onto the complement of the
+    basis ``Q`` built before it (``W ← W − Q(QᵀW)``: matrix products), then each of its columns twice onto
+    the complement of the block's own new vectors. That leaves ``W``'s round-off along ``Q`` of order
+    ``eps·‖wⱼ‖``; where the block's own projections cancelled most of a column (``‖rⱼ‖ < ‖wⱼ‖/2``, the
+    "twice is enough" test of Kahan and Parlett) that round-off is no longer small beside ``rⱼ``, so such a
+    column is projected against ``Q`` once more before it is kept or dropped. The column-by-column modified
+    Gram–Schmidt (twice) this replaces made ``n·c²`` separate vector operations (23 s of the seed method's
+    30 at ``n = 20000``, ``c = 1000``); the two agree to round-off (``tests/test_lowrank.py``).
     """
+    n, c = A.shape
+    block = require_count("block", block, minimum=1)
     scale = max(float(np.linalg.norm(A, axis=0).max(initial=0.0)), np.finfo(float).tiny)
-    basis: list[np.ndarray] = []
-    for j in range(A.shape[1]):
-        v = A[:, j].copy()
+    G = np.empty((n, min(n, c)), order="F")   # the kept columns, each contiguous
+    m = 0
+    for start in range(0, c, block):
+        earlier = G[:, :m]
+        W = np.array(A[:, start:start + block], dtype=float, order="F")
         for _ in range(2):
-            for q in basis:
-                v -= (q @ v) * q
-        norm = np.linalg.norm(v)
-        if norm > rtol * scale:
-            basis.append(v / norm)
-    return np.stack(basis, axis=1) if basis else np.zeros((A.shape[0], 0))
+            W -= earlier @ (earlier.T @ W)
+        first = m
+        for j in range(W.shape[1]):
+            v = W[:, j]
+            before = np.linalg.norm(v)
+            for _ in range(2):
+                local = G[:, first:m]
+                v -= local @ (local.T @ v)
+            norm = np.linalg.norm(v)
+            if first and norm < before / 2:
+                v -= earlier @ (earlier.T @ v)
+                norm = np.linalg.norm(v)
+            if norm > rtol * scale:
+                G[:, m] = v / norm
+                m += 1
+    return G[:, :m].copy() if m else np.zeros((n, 0))
 
 
 def _from_core(Q: np.ndarray, C: np.ndarray, *, rtol: float) -> tuple[np.ndarray, np.ndarray]:

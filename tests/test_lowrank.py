@@ -484,3 +484,61 @@ def test_secant_residual_and_relative_error_refuse_what_they_cannot_compare():
             LR.relative_error(est, U, S)
         with pytest.raises(ValueError, match="NaN or infinite"):
             LR.factored_frobenius_distance(est.U, est.S, U, S)
+
+
+
+def _column_by_column_gram_schmidt(A, rtol):
+    """The definition, column by column (modified Gram–Schmidt, twice): the independent route for
+    :func:`deqlab.lowrank.gram_schmidt`'s blocked form. Returns the basis and the indices of the kept columns."""
+    scale = max(float(np.linalg.norm(A, axis=0).max(initial=0.0)), np.finfo(float).tiny)
+    basis, kept = [], []
+    for j in range(A.shape[1]):
+        v = A[:, j].copy()
+        for _ in range(2):
+            for q in basis:
+                v -= (q @ v) * q
+        norm = np.linalg.norm(v)
+        if norm > rtol * scale:
+            basis.append(v / norm)
+            kept.append(j)
+    return (np.stack(basis, axis=1) if basis else np.zeros((A.shape[0], 0))), kept
+
+
+@pytest.mark.parametrize("block", [1, 3, 8, 64])
+def test_blocked_gram_schmidt_keeps_the_columns_the_definition_keeps(block):
+    """[X HX] with H of low rank (most of Y's columns dependent), then columns built to sit just above and
+    just below the cut-off (remainders 1e-8 and 1e-12 of their size, cut-off 1e-10), each followed by one
+    that depends on it and on X, and fresh columns each followed by a copy perturbed by 1e-8: where that
+    pair shares a block, the block's own projection cancels the copy down to 1e-8, and its round-off
+    along the earlier blocks' basis (2e-16 of the column) would be 2e-8 of the new vector without the
+    extra projection. The blocked form keeps the same columns as the column-by-column definition
+    and is a Gram–Schmidt basis to round-off (float64): orthonormal to 1e-13, ``GᵀA`` on the kept columns
+    upper triangular with a positive diagonal to 1e-13·‖A‖, every column in ``span G`` to 1e-12·‖A‖.
+    The vectors equal the definition's to 1e-12 where they are well determined (the columns of [X Y]); a
+    nearly dependent column's direction is determined only to about eps·‖a‖/‖r‖ = 2e-8 by either route."""
+    rng = np.random.default_rng(11)
+    n, k = 300, 20
+    U, _ = np.linalg.qr(rng.standard_normal((n, 6)))
+    X = rng.standard_normal((n, k))
+    Y = U @ (rng.standard_normal(6)[:, None] * (U.T @ X))
+    cols = [*X.T, *Y.T]
+    for size in (1e-8, 1e-12, 1e-8):
+        base = X @ rng.standard_normal(k)
+        near = base + size * np.linalg.norm(base) * rng.standard_normal(n) / np.sqrt(n)
+        cols += [near, near + 0.5 * base, rng.standard_normal(n)]
+    for _ in range(3):   # (a column nearly equal to the one before it: within one block for any block >= 2, somewhere)
+        fresh = rng.standard_normal(n)
+        cols += [fresh, fresh + 1e-8 * rng.standard_normal(n)]
+    A = np.stack(cols, axis=1)
+    scale = np.linalg.norm(A, axis=0).max()
+    reference, kept = _column_by_column_gram_schmidt(A, 1e-10)
+    G = LR.gram_schmidt(A, rtol=1e-10, block=block)
+    assert G.shape == reference.shape == (n, k + 6 + 2 + 3 + 6), (G.shape, reference.shape)
+    assert np.linalg.norm(G.T @ G - np.eye(G.shape[1])) < 1e-13
+    R = G.T @ A[:, kept]
+    assert np.abs(np.tril(R, -1)).max() < 1e-13 * scale and (np.diag(R) > 0).all()
+    assert np.abs(A - G @ (G.T @ A)).max() < 1e-12 * scale
+    well = k + 6   # (the basis of [X Y])
+    np.testing.assert_allclose(G[:, :well], reference[:, :well], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(G, reference, rtol=0, atol=1e-6)
+    assert LR.gram_schmidt(np.zeros((5, 3)), block=block).shape == (5, 0)
